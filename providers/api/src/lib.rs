@@ -1,0 +1,464 @@
+//! The boundary between gpupool's core and a cloud.
+//!
+//! A *node group* is one AWS Auto Scaling Group, one GCP managed instance group, or one
+//! simulated group. The core never sees SDK types: a provider translates its cloud into
+//! [`NodeGroup`], [`Offering`], [`Instance`] and [`ProviderEvent`], and maps its errors onto
+//! [`ProviderError`], an enum the controller *acts on* (backoff, retry, give up).
+//!
+//! Contract shared by every method (after Cluster Autoscaler's `NodeGroup` and Karpenter's
+//! `CloudProvider`):
+//! - every mutating call is idempotent with respect to its target state where the cloud
+//!   allows it (`set_desired` to the same value twice is one change);
+//! - `NotFound` on a terminate means "already gone" and the controller treats it as success;
+//! - offerings that are temporarily unavailable stay listed with `available: false`, so the
+//!   planner can explain why it did not use them instead of silently forgetting them.
+
+mod money;
+mod time;
+
+pub use money::Money;
+pub use time::Timestamp;
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+macro_rules! id_newtype {
+    ($(#[$m:meta])* $name:ident) => {
+        $(#[$m])*
+        #[derive(Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+        #[serde(transparent)]
+        pub struct $name(pub String);
+        impl $name {
+            pub fn new(s: impl Into<String>) -> Self { Self(s.into()) }
+            pub fn as_str(&self) -> &str { &self.0 }
+        }
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result { f.write_str(&self.0) }
+        }
+        impl From<&str> for $name {
+            fn from(s: &str) -> Self { Self(s.to_owned()) }
+        }
+    };
+}
+
+id_newtype!(
+    /// The user's name for a pool of interchangeable GPU capacity, e.g. `llama-70b`.
+    PoolName
+);
+id_newtype!(
+    /// A provider's node group: an ASG name, a MIG self-link-ish `zone/name`, a sim id.
+    NodeGroupId
+);
+id_newtype!(
+    /// A cloud instance id (`i-0abc…`, a GCE instance name).
+    InstanceId
+);
+id_newtype!(
+    /// An instance or machine type name (`p5.48xlarge`, `a2-highgpu-8g`).
+    InstanceTypeName
+);
+id_newtype!(
+    /// An availability zone (`us-east-1a`, `us-central1-b`).
+    Zone
+);
+
+/// On-demand or spot (GCP: STANDARD or SPOT provisioning).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum CapacityType {
+    OnDemand,
+    Spot,
+}
+
+impl CapacityType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CapacityType::OnDemand => "on-demand",
+            CapacityType::Spot => "spot",
+        }
+    }
+}
+
+impl fmt::Display for CapacityType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A MIG (multi-instance GPU) profile the type can be partitioned into, e.g. `1g.10gb` × 7
+/// per A100-80GB. `per_gpu` is how many slices of this profile one GPU yields.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct MigProfile {
+    pub name: String,
+    pub per_gpu: u32,
+}
+
+/// The accelerators of one instance type. `model` is normalised upper-case (`H100`, `A10G`,
+/// `L4`, `T4`, `A100`, `V100`), the way pool requirements name GPUs.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct GpuInfo {
+    pub model: String,
+    pub count: u32,
+    pub memory_mib_per_gpu: u64,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub mig_profiles: Vec<MigProfile>,
+}
+
+/// What one instance of a type provides (allocatable, i.e. after system reservations).
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct InstanceType {
+    pub name: InstanceTypeName,
+    pub vcpu: u32,
+    pub memory_mib: u64,
+    pub gpu: GpuInfo,
+}
+
+/// Key of an offering, used for backoff bookkeeping and reasons.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct OfferingKey {
+    pub instance_type: InstanceTypeName,
+    pub capacity_type: CapacityType,
+    pub zone: Zone,
+}
+
+impl fmt::Display for OfferingKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{}/{}/{}",
+            self.instance_type, self.capacity_type, self.zone
+        )
+    }
+}
+
+/// One way to get capacity: instance type × capacity type × zone, with its price and risk.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Offering {
+    pub instance_type: InstanceType,
+    pub capacity_type: CapacityType,
+    pub zone: Zone,
+    /// Price of one running instance per hour.
+    pub price_per_hour: Money,
+    /// Probability that a spot instance of this offering is reclaimed within an hour
+    /// (0 for on-demand). From the spot advisor bucket, raised by observed interruptions.
+    pub interruption_risk_per_hour: f64,
+    /// False while the cloud reports no capacity; kept in the list so reasons can name it.
+    pub available: bool,
+}
+
+impl Offering {
+    pub fn key(&self) -> OfferingKey {
+        OfferingKey {
+            instance_type: self.instance_type.name.clone(),
+            capacity_type: self.capacity_type,
+            zone: self.zone.clone(),
+        }
+    }
+}
+
+/// A node taint, as on the Kubernetes node the group's instances register.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Taint {
+    pub key: String,
+    #[serde(default)]
+    pub value: String,
+    pub effect: TaintEffect,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum TaintEffect {
+    NoSchedule,
+    PreferNoSchedule,
+    NoExecute,
+}
+
+/// The warm (AWS) or standby (GCP) pool of a group: stopped instances whose disks already hold
+/// the model cache, started in seconds instead of minutes.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WarmPool {
+    /// Size the provider is asked to keep (AWS `MinSize` of the warm pool, GCP
+    /// `targetStoppedSize`).
+    pub target_size: u32,
+    /// Stopped instances ready to start now.
+    pub ready: u32,
+    /// Instances still being prepared for the warm pool (launch, cache download, stop).
+    pub warming: u32,
+}
+
+/// One ASG / MIG / simulated group, as discovered.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct NodeGroup {
+    pub id: NodeGroupId,
+    pub pool: PoolName,
+    /// Offerings this group can launch (all share the group's capacity type on AWS warm-pool
+    /// groups; a mixed-instances group lists one per override × zone).
+    pub offerings: Vec<Offering>,
+    pub min_size: u32,
+    pub max_size: u32,
+    /// Desired capacity as the cloud reports it now.
+    pub desired: u32,
+    /// Labels a node of this group registers with (the template; scale from zero).
+    #[serde(default)]
+    pub labels: std::collections::BTreeMap<String, String>,
+    #[serde(default)]
+    pub taints: Vec<Taint>,
+    #[serde(default)]
+    pub warm_pool: Option<WarmPool>,
+    /// A scaling activity is still running in the cloud; the group is not actionable until it
+    /// settles (Nomad Autoscaler's `Ready=false`).
+    #[serde(default)]
+    pub activity_in_progress: bool,
+}
+
+/// Where an instance is in its life. Order is the normal progression.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum LifecycleState {
+    /// Requested, booting, pulling image, loading the model.
+    Launching,
+    /// Being prepared for the warm pool (will stop when its cache is warm).
+    Warming,
+    /// Stopped in the warm pool with a warm model cache.
+    Warm,
+    /// Started from the warm pool, loading from local disk.
+    Starting,
+    /// Serving (for Kubernetes pools: the node is serving-ready).
+    Ready,
+    /// Cordoned, in-flight work finishing.
+    Draining,
+    /// Being terminated.
+    Terminating,
+}
+
+impl LifecycleState {
+    /// Capacity that will serve without further action: counted by the planner so a second
+    /// tick never launches the same capacity again.
+    pub fn is_in_flight(self) -> bool {
+        matches!(self, LifecycleState::Launching | LifecycleState::Starting)
+    }
+    pub fn is_warm_pool(self) -> bool {
+        matches!(self, LifecycleState::Warming | LifecycleState::Warm)
+    }
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LifecycleState::Launching => "launching",
+            LifecycleState::Warming => "warming",
+            LifecycleState::Warm => "warm",
+            LifecycleState::Starting => "starting",
+            LifecycleState::Ready => "ready",
+            LifecycleState::Draining => "draining",
+            LifecycleState::Terminating => "terminating",
+        }
+    }
+}
+
+/// One instance of a group.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Instance {
+    pub id: InstanceId,
+    pub group: NodeGroupId,
+    pub instance_type: InstanceTypeName,
+    pub capacity_type: CapacityType,
+    pub zone: Zone,
+    pub state: LifecycleState,
+    pub launched_at: Timestamp,
+    /// `<model>@<version>` the instance reports its cache holds (tag or node label).
+    #[serde(default)]
+    pub model_cache: Option<String>,
+    /// Kubernetes `spec.providerID` of the node this instance is (aws:///zone/i-…,
+    /// gce://project/zone/name).
+    #[serde(default)]
+    pub provider_id: Option<String>,
+    /// Scale-in protection set outside gpupool; never chosen as a victim.
+    #[serde(default)]
+    pub protected_from_scale_in: bool,
+    /// A lifecycle hook holds this instance until the controller completes it.
+    #[serde(default)]
+    pub awaiting_lifecycle_hook: bool,
+    /// Private address, for VM-only health checks.
+    #[serde(default)]
+    pub private_ip: Option<String>,
+}
+
+/// Something the cloud told us that the controller must act on.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ProviderEvent {
+    /// Token to acknowledge after handling (an SQS receipt handle, an operation id). `None`
+    /// for events that need no acknowledgement.
+    pub ack: Option<String>,
+    /// Id for de-duplication and logs (SQS message id, operation id).
+    pub id: String,
+    pub kind: ProviderEventKind,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "kebab-case")]
+pub enum ProviderEventKind {
+    /// The instance will be reclaimed at `deadline` (AWS: 2 min notice, GCP: 30 s).
+    SpotInterruption {
+        instance: InstanceId,
+        deadline: Timestamp,
+    },
+    /// The cloud advises replacing this spot instance proactively.
+    RebalanceRecommendation { instance: InstanceId },
+    /// Scheduled maintenance / retirement at `at`.
+    ScheduledChange { instance: InstanceId, at: Timestamp },
+    /// The instance changed state outside our control (stopped, terminated).
+    InstanceStateChange { instance: InstanceId, state: String },
+    /// A launch for this offering failed (read back from scaling activities / operations).
+    LaunchFailed {
+        group: NodeGroupId,
+        offering: OfferingKey,
+        error: LaunchFailure,
+        message: String,
+    },
+}
+
+impl ProviderEventKind {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            ProviderEventKind::SpotInterruption { .. } => "spot_interruption",
+            ProviderEventKind::RebalanceRecommendation { .. } => "rebalance_recommendation",
+            ProviderEventKind::ScheduledChange { .. } => "scheduled_change",
+            ProviderEventKind::InstanceStateChange { .. } => "instance_state_change",
+            ProviderEventKind::LaunchFailed { .. } => "launch_failed",
+        }
+    }
+}
+
+/// Why a launch failed, as far as the controller cares.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum LaunchFailure {
+    InsufficientCapacity,
+    QuotaExceeded,
+    Other,
+}
+
+/// Errors a provider returns. The controller matches on the variant, never on text.
+#[derive(Debug, thiserror::Error)]
+pub enum ProviderError {
+    #[error("insufficient capacity for {offering}")]
+    InsufficientCapacity { offering: OfferingKey },
+    #[error("{what} not found")]
+    NotFound { what: String },
+    #[error("quota exceeded: {what}")]
+    QuotaExceeded { what: String },
+    #[error("throttled by the cloud API (retry after {retry_after_ms} ms)")]
+    Throttled { retry_after_ms: u64 },
+    #[error("invalid configuration: {0}")]
+    InvalidConfig(String),
+    #[error("{call} on {target} failed")]
+    Transient {
+        /// The API call, e.g. `SetDesiredCapacity`.
+        call: &'static str,
+        /// What it was acting on (group, instance, queue).
+        target: String,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+}
+
+impl ProviderError {
+    /// A fixed, low-cardinality label for metrics (never object names or error text).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            ProviderError::InsufficientCapacity { .. } => "insufficient_capacity",
+            ProviderError::NotFound { .. } => "not_found",
+            ProviderError::QuotaExceeded { .. } => "quota_exceeded",
+            ProviderError::Throttled { .. } => "throttled",
+            ProviderError::InvalidConfig(_) => "invalid_config",
+            ProviderError::Transient { .. } => "transient",
+        }
+    }
+}
+
+pub type Result<T, E = ProviderError> = std::result::Result<T, E>;
+
+/// A cloud (or the simulator) seen as node groups.
+///
+/// Implementations must be cheap to call once per tick: the controller calls `node_groups` and
+/// `instances` every tick and caches nothing across ticks itself.
+#[async_trait]
+pub trait NodeGroupProvider: Send + Sync {
+    /// A short name for logs and metrics: `aws`, `gcp`, `sim`.
+    fn name(&self) -> &'static str;
+
+    /// Discover the groups gpupool manages (tagged/labelled for a configured pool), with their
+    /// offerings, sizes and warm pools. Paginates fully. Required.
+    async fn node_groups(&self) -> Result<Vec<NodeGroup>>;
+
+    /// All instances of a group in any lifecycle state, warm-pool members included. Required.
+    async fn instances(&self, group: &NodeGroupId) -> Result<Vec<Instance>>;
+
+    /// Raise desired capacity by `delta`. The cloud takes warm/standby instances first (AWS
+    /// warm pools and GCP standby pools both do), so this is also how warm instances are
+    /// started. Must not exceed the group's `max_size`: returns `InvalidConfig` if asked to.
+    async fn increase(&self, group: &NodeGroupId, delta: u32) -> Result<()>;
+
+    /// Terminate exactly these instances and lower desired capacity by as many, so the cloud
+    /// never picks a victim itself. An instance already gone is not an error. Instances with
+    /// scale-in protection are refused with `InvalidConfig`.
+    async fn terminate(&self, group: &NodeGroupId, instances: &[InstanceId]) -> Result<()>;
+
+    /// Ask the cloud to keep `size` stopped, cache-warm instances. `InvalidConfig` when the
+    /// group cannot have one (AWS: mixed-instances or spot group).
+    async fn set_warm_pool_size(&self, group: &NodeGroupId, size: u32) -> Result<()>;
+
+    /// Release an instance held by a launch lifecycle hook once its model cache is warm
+    /// (AWS `CompleteLifecycleAction`). Providers without hooks return `Ok(())`.
+    async fn complete_warmup(&self, group: &NodeGroupId, instance: &InstanceId) -> Result<()>;
+
+    /// Events since the last call: interruptions, rebalance advice, failed launches. Events
+    /// with an `ack` token are delivered again until acknowledged.
+    async fn poll_events(&self) -> Result<Vec<ProviderEvent>>;
+
+    /// Acknowledge a handled event (delete the SQS message). Unknown tokens are not an error.
+    async fn ack_event(&self, ack: &str) -> Result<()>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn in_flight_states_are_launching_and_starting() {
+        use LifecycleState::*;
+        let in_flight: Vec<_> = [
+            Launching,
+            Warming,
+            Warm,
+            Starting,
+            Ready,
+            Draining,
+            Terminating,
+        ]
+        .into_iter()
+        .filter(|s| s.is_in_flight())
+        .collect();
+        assert_eq!(in_flight, vec![Launching, Starting]);
+    }
+
+    #[test]
+    fn error_kinds_are_stable_labels() {
+        let e = ProviderError::Throttled { retry_after_ms: 10 };
+        assert_eq!(e.kind(), "throttled");
+        let e = ProviderError::Transient {
+            call: "SetDesiredCapacity",
+            target: "asg-1".into(),
+            source: "boom".into(),
+        };
+        assert_eq!(e.to_string(), "SetDesiredCapacity on asg-1 failed");
+    }
+
+    #[test]
+    fn event_kind_serialises_tagged() {
+        let k = ProviderEventKind::SpotInterruption {
+            instance: "i-1".into(),
+            deadline: Timestamp::from_secs(120),
+        };
+        let s = serde_json::to_string(&k).unwrap();
+        assert!(s.contains("\"type\":\"spot-interruption\""), "{s}");
+    }
+}

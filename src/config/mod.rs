@@ -1,0 +1,714 @@
+//! Configuration: one YAML file, parsed strictly (`deny_unknown_fields`, so a typo is an error,
+//! not a silently ignored key) and then validated as a whole. Validation reports *every*
+//! mistake at once, each with its path, the value and the fix:
+//! `pools[1].capacity.spot_share: must be in 0..=1, got 1.5`.
+//!
+//! After [`Config::load`] succeeds the rest of the program trusts the values.
+
+mod validate;
+
+pub use validate::{ConfigError, Issue};
+
+use crate::model::{CapacityType, PoolName, Taint};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Which cloud drives the node groups.
+    #[serde(default)]
+    pub provider: ProviderKind,
+    /// Kubernetes (pending pods + signals) or VM-only (signals only).
+    #[serde(default)]
+    pub mode: Mode,
+    /// Seconds between controller ticks.
+    #[serde(default = "d_tick")]
+    pub tick_interval_s: u64,
+    #[serde(default)]
+    pub aws: Option<AwsConfig>,
+    #[serde(default)]
+    pub gcp: Option<GcpConfig>,
+    #[serde(default)]
+    pub kubernetes: KubernetesConfig,
+    #[serde(default)]
+    pub metrics: MetricsConfig,
+    #[serde(default)]
+    pub sim: Option<SimProviderConfig>,
+    pub pools: Vec<PoolConfig>,
+}
+
+fn d_tick() -> u64 {
+    10
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ProviderKind {
+    /// The built-in simulated cloud (no account needed).
+    #[default]
+    Sim,
+    Aws,
+    Gcp,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Mode {
+    #[default]
+    Kubernetes,
+    VmOnly,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AwsConfig {
+    pub region: String,
+    /// Override for tests and VPC endpoints (also `AWS_ENDPOINT_URL`).
+    #[serde(default)]
+    pub endpoint_url: Option<String>,
+    /// SQS queue fed by EventBridge with interruption / rebalance / state-change events.
+    #[serde(default)]
+    pub interruption_queue_url: Option<String>,
+    /// Publish gpupool's figures to CloudWatch (namespace `gpupool`).
+    #[serde(default)]
+    pub publish_cloudwatch: bool,
+    /// Per-call timeout.
+    #[serde(default = "d_api_timeout")]
+    pub api_timeout_s: u64,
+}
+
+fn d_api_timeout() -> u64 {
+    20
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GcpConfig {
+    pub project: String,
+    /// Region of regional MIGs; zonal MIGs are found in its zones.
+    pub region: String,
+    #[serde(default)]
+    pub zones: Vec<String>,
+    /// Override for tests and private endpoints.
+    #[serde(default)]
+    pub endpoint_url: Option<String>,
+    #[serde(default = "d_api_timeout")]
+    pub api_timeout_s: u64,
+    /// How long to wait for a long-running operation before reporting it.
+    #[serde(default = "d_op_deadline")]
+    pub operation_deadline_s: u64,
+}
+
+fn d_op_deadline() -> u64 {
+    120
+}
+
+/// How GPU resources are named in this cluster. Configuration, not code: Cluster Autoscaler
+/// hard-codes `nvidia.com/gpu` and stalls on MIG and time-sliced nodes.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KubernetesConfig {
+    /// Whole-GPU resource names.
+    #[serde(default = "d_whole")]
+    pub gpu_resources: Vec<String>,
+    /// MIG resources are `<mig_resource_prefix><profile>` (e.g. `nvidia.com/mig-1g.10gb`).
+    #[serde(default = "d_mig_prefix")]
+    pub mig_resource_prefix: String,
+    /// Time-sliced / MPS resources and how many replicas one physical GPU offers.
+    #[serde(default = "d_shared")]
+    pub shared_gpu_resources: Vec<SharedGpuResource>,
+    /// Node conditions that mean the GPU is unhealthy (node-problem-detector, DCGM exporter).
+    #[serde(default)]
+    pub gpu_unhealthy_conditions: Vec<String>,
+    /// Lease for leader election.
+    #[serde(default = "d_lease")]
+    pub lease_name: String,
+    #[serde(default = "d_ns")]
+    pub lease_namespace: String,
+}
+
+impl Default for KubernetesConfig {
+    fn default() -> Self {
+        KubernetesConfig {
+            gpu_resources: d_whole(),
+            mig_resource_prefix: d_mig_prefix(),
+            shared_gpu_resources: d_shared(),
+            gpu_unhealthy_conditions: Vec::new(),
+            lease_name: d_lease(),
+            lease_namespace: d_ns(),
+        }
+    }
+}
+
+fn d_whole() -> Vec<String> {
+    vec!["nvidia.com/gpu".into(), "amd.com/gpu".into()]
+}
+fn d_mig_prefix() -> String {
+    "nvidia.com/mig-".into()
+}
+fn d_shared() -> Vec<SharedGpuResource> {
+    vec![SharedGpuResource {
+        name: "nvidia.com/gpu.shared".into(),
+        replicas_per_gpu: 4,
+    }]
+}
+fn d_lease() -> String {
+    "gpupool-leader".into()
+}
+fn d_ns() -> String {
+    "kube-system".into()
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SharedGpuResource {
+    pub name: String,
+    pub replicas_per_gpu: u32,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsConfig {
+    /// Address of `/metrics`, `/healthz`, `/readyz`.
+    #[serde(default = "d_listen")]
+    pub listen: String,
+}
+
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        MetricsConfig { listen: d_listen() }
+    }
+}
+
+fn d_listen() -> String {
+    "0.0.0.0:8080".into()
+}
+
+/// The built-in simulated cloud, when `provider: sim` is used with `gpupool run`.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SimProviderConfig {
+    #[serde(default)]
+    pub seed: Option<u64>,
+}
+
+/// One class of interchangeable GPU capacity for one workload.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PoolConfig {
+    pub name: PoolName,
+    pub requirements: Requirements,
+    /// The shape of one serving replica (VM-only and signal-driven demand).
+    #[serde(default)]
+    pub replica: ReplicaShape,
+    #[serde(default)]
+    pub capacity: CapacityPolicy,
+    #[serde(default)]
+    pub warm_pool: WarmPoolPolicy,
+    #[serde(default)]
+    pub limits: Limits,
+    #[serde(default)]
+    pub disruption: DisruptionPolicy,
+    #[serde(default)]
+    pub scale_up: ScaleUpPolicy,
+    /// `<model>@<version>` every serving node must hold in its cache; instances reporting an
+    /// older one are replaced (drift).
+    #[serde(default)]
+    pub model_cache: Option<String>,
+    /// Demand signals; the largest demand wins.
+    #[serde(default)]
+    pub signals: Vec<SignalConfig>,
+    #[serde(default)]
+    pub forecast: ForecastPolicy,
+    /// VM-only readiness: a URL template per instance, `{ip}` replaced by its private IP.
+    #[serde(default)]
+    pub health_url: Option<String>,
+    /// VM-only: a command run before an instance is terminated, to deregister it (`{id}`,
+    /// `{ip}` substituted). Its failure holds the termination.
+    #[serde(default)]
+    pub deregister_command: Option<Vec<String>>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Requirements {
+    /// Accepted GPU models (normalised upper-case: `H100`, `A100`, `L4`…). Empty: any.
+    #[serde(default)]
+    pub gpu_models: Vec<String>,
+    /// Exact GPUs per node, if the pool needs one shape.
+    #[serde(default)]
+    pub gpus_per_node: Option<u32>,
+    #[serde(default)]
+    pub min_gpu_memory_gib: Option<u32>,
+    /// Zones allowed. Empty: any zone the groups span.
+    #[serde(default)]
+    pub zones: Vec<String>,
+    /// Instance types allowed. Empty: any that meets the GPU requirements.
+    #[serde(default)]
+    pub instance_types: Vec<String>,
+    /// Labels nodes of this pool carry (added to the node template).
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    #[serde(default)]
+    pub taints: Vec<Taint>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReplicaShape {
+    /// Whole GPUs per replica.
+    #[serde(default = "d_one")]
+    pub gpus: u32,
+    #[serde(default)]
+    pub cpu_milli: u64,
+    #[serde(default)]
+    pub memory_mib: u64,
+    /// VM-only: replicas one instance serves (overrides the GPU arithmetic).
+    #[serde(default)]
+    pub replicas_per_instance: Option<u32>,
+}
+
+impl Default for ReplicaShape {
+    fn default() -> Self {
+        ReplicaShape {
+            gpus: 1,
+            cpu_milli: 0,
+            memory_mib: 0,
+            replicas_per_instance: None,
+        }
+    }
+}
+
+fn d_one() -> u32 {
+    1
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CapacityPolicy {
+    /// Nodes that are always on-demand, before any spot.
+    #[serde(default)]
+    pub on_demand_base: u32,
+    /// Share of nodes above the base that may be spot (0 = on-demand only, 1 = all spot).
+    #[serde(default)]
+    pub spot_share: f64,
+    /// Order to try capacity types in when the preferred one is short.
+    #[serde(default = "d_fallback")]
+    pub fallback: Vec<CapacityType>,
+    /// Highest price per hour accepted for one spot instance.
+    #[serde(default)]
+    pub max_spot_price_per_hour: Option<f64>,
+    /// How much an interruption costs, in hours of the instance's price (lost warm-up and
+    /// re-queued work); effective price = price × (1 + risk × penalty).
+    #[serde(default = "d_penalty")]
+    pub interruption_penalty_hours: f64,
+}
+
+impl Default for CapacityPolicy {
+    fn default() -> Self {
+        CapacityPolicy {
+            on_demand_base: 0,
+            spot_share: 0.0,
+            fallback: d_fallback(),
+            max_spot_price_per_hour: None,
+            interruption_penalty_hours: d_penalty(),
+        }
+    }
+}
+
+fn d_fallback() -> Vec<CapacityType> {
+    vec![CapacityType::Spot, CapacityType::OnDemand]
+}
+fn d_penalty() -> f64 {
+    0.5
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WarmPoolPolicy {
+    #[serde(default)]
+    pub enabled: bool,
+    #[serde(default)]
+    pub min: u32,
+    #[serde(default = "d_warm_max")]
+    pub max: u32,
+    /// Seconds a warm instance takes to serve after start (boot + load from local disk).
+    #[serde(default = "d_warm_start")]
+    pub warm_start_s: u64,
+}
+
+impl Default for WarmPoolPolicy {
+    fn default() -> Self {
+        WarmPoolPolicy {
+            enabled: false,
+            min: 0,
+            max: d_warm_max(),
+            warm_start_s: d_warm_start(),
+        }
+    }
+}
+
+fn d_warm_max() -> u32 {
+    4
+}
+fn d_warm_start() -> u64 {
+    45
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Limits {
+    #[serde(default)]
+    pub min_nodes: u32,
+    #[serde(default = "d_max_nodes")]
+    pub max_nodes: u32,
+    /// Ceiling on the pool's running cost in dollars per hour.
+    #[serde(default)]
+    pub max_cost_per_hour: Option<f64>,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            min_nodes: 0,
+            max_nodes: d_max_nodes(),
+            max_cost_per_hour: None,
+        }
+    }
+}
+
+fn d_max_nodes() -> u32 {
+    10
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DisruptionPolicy {
+    /// Remove empty nodes and replace nodes by cheaper offerings.
+    #[serde(default = "d_true")]
+    pub consolidation: bool,
+    /// A node must be unneeded this long before it is removed.
+    #[serde(default = "d_unneeded")]
+    pub unneeded_time_s: u64,
+    /// No scale-down for this long after a scale-up (flap guard).
+    #[serde(default = "d_cooldown")]
+    pub scale_down_delay_after_add_s: u64,
+    #[serde(default)]
+    pub budget: DisruptionBudget,
+    /// Longest a drain may take before the instance is terminated anyway (and reported).
+    #[serde(default = "d_drain")]
+    pub drain_timeout_s: u64,
+    /// A node not serving-ready after this long is replaced.
+    #[serde(default = "d_provision")]
+    pub max_provision_time_s: u64,
+    /// Spare replicas kept above demand when scaling down.
+    #[serde(default)]
+    pub headroom_replicas: u32,
+}
+
+impl Default for DisruptionPolicy {
+    fn default() -> Self {
+        DisruptionPolicy {
+            consolidation: true,
+            unneeded_time_s: d_unneeded(),
+            scale_down_delay_after_add_s: d_cooldown(),
+            budget: DisruptionBudget::default(),
+            drain_timeout_s: d_drain(),
+            max_provision_time_s: d_provision(),
+            headroom_replicas: 0,
+        }
+    }
+}
+
+fn d_true() -> bool {
+    true
+}
+fn d_unneeded() -> u64 {
+    600
+}
+fn d_cooldown() -> u64 {
+    300
+}
+fn d_drain() -> u64 {
+    900
+}
+fn d_provision() -> u64 {
+    900
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DisruptionBudget {
+    /// Nodes being drained or replaced at the same time.
+    #[serde(default = "d_one")]
+    pub max_disrupted_at_once: u32,
+    /// Voluntary disruptions per window.
+    #[serde(default = "d_per_window")]
+    pub max_per_window: u32,
+    #[serde(default = "d_window")]
+    pub window_s: u64,
+}
+
+impl Default for DisruptionBudget {
+    fn default() -> Self {
+        DisruptionBudget {
+            max_disrupted_at_once: 1,
+            max_per_window: d_per_window(),
+            window_s: d_window(),
+        }
+    }
+}
+
+fn d_per_window() -> u32 {
+    4
+}
+fn d_window() -> u64 {
+    3600
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScaleUpPolicy {
+    /// Expected seconds from launch to serving for a cold instance (boot, image pull, model
+    /// load). Used for the forecast horizon and consolidation's cold-start cost.
+    #[serde(default = "d_cold")]
+    pub cold_start_s: u64,
+    /// Most nodes launched in one tick per pool (a bound on a runaway signal).
+    #[serde(default = "d_max_per_tick")]
+    pub max_nodes_per_tick: u32,
+}
+
+impl Default for ScaleUpPolicy {
+    fn default() -> Self {
+        ScaleUpPolicy {
+            cold_start_s: d_cold(),
+            max_nodes_per_tick: d_max_per_tick(),
+        }
+    }
+}
+
+fn d_cold() -> u64 {
+    300
+}
+fn d_max_per_tick() -> u32 {
+    20
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ForecastPolicy {
+    #[serde(default = "d_true")]
+    pub enabled: bool,
+    /// Forecast horizon; defaults to the pool's cold start.
+    #[serde(default)]
+    pub horizon_s: Option<u64>,
+    /// Seasonal period for time-of-day patterns (1 day); seasonality is used once history
+    /// covers two periods.
+    #[serde(default = "d_season")]
+    pub season_s: u64,
+}
+
+impl Default for ForecastPolicy {
+    fn default() -> Self {
+        ForecastPolicy {
+            enabled: true,
+            horizon_s: None,
+            season_s: d_season(),
+        }
+    }
+}
+
+fn d_season() -> u64 {
+    86_400
+}
+
+/// One demand signal. Exactly one source key per entry.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SignalConfig {
+    /// Name in reasons and metrics; defaults to the source kind and index.
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(default)]
+    pub prometheus: Option<PrometheusSignal>,
+    #[serde(default)]
+    pub cloudwatch: Option<CloudWatchSignal>,
+    #[serde(default)]
+    pub sqs: Option<SqsSignal>,
+    #[serde(default)]
+    pub cron: Option<CronSignal>,
+    #[serde(default)]
+    pub latency: Option<LatencySignal>,
+    /// The simulator's own queue (scenarios only).
+    #[serde(default)]
+    pub sim_queue: Option<SimQueueSignal>,
+}
+
+/// KEDA-style scaling arithmetic: replicas = ceil(value / target_per_replica) once the value
+/// exceeds `activation` (below it, a pool at zero stays at zero).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PrometheusSignal {
+    /// Prometheus base URL (`http://prometheus:9090`).
+    pub url: String,
+    pub query: String,
+    pub target_per_replica: f64,
+    #[serde(default)]
+    pub activation: f64,
+    #[serde(default = "d_stale")]
+    pub stale_after_s: u64,
+    #[serde(default = "d_sig_timeout")]
+    pub timeout_s: u64,
+}
+
+fn d_stale() -> u64 {
+    60
+}
+fn d_sig_timeout() -> u64 {
+    5
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CloudWatchSignal {
+    pub namespace: String,
+    pub metric_name: String,
+    #[serde(default)]
+    pub dimensions: BTreeMap<String, String>,
+    #[serde(default = "d_stat")]
+    pub stat: String,
+    pub target_per_replica: f64,
+    #[serde(default)]
+    pub activation: f64,
+    #[serde(default = "d_cw_stale")]
+    pub stale_after_s: u64,
+}
+
+fn d_stat() -> String {
+    "Average".into()
+}
+fn d_cw_stale() -> u64 {
+    300
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SqsSignal {
+    pub queue_url: String,
+    pub target_per_replica: f64,
+    #[serde(default)]
+    pub activation: f64,
+    /// Count messages in flight (received, not deleted) as demand too.
+    #[serde(default = "d_true")]
+    pub include_in_flight: bool,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CronSignal {
+    /// Cron expression (with seconds field) for when the window starts, e.g. `0 0 8 * * Mon-Fri`.
+    pub start: String,
+    /// Cron expression for when it ends.
+    pub end: String,
+    pub desired: u32,
+    #[serde(default = "d_tz")]
+    pub timezone: String,
+}
+
+fn d_tz() -> String {
+    "UTC".into()
+}
+
+/// Latency guard-rail: when the query's value exceeds `target`, add capacity in proportion.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LatencySignal {
+    pub url: String,
+    pub query: String,
+    /// Target in the query's unit (seconds for a p95 TTFT).
+    pub target: f64,
+    #[serde(default = "d_stale")]
+    pub stale_after_s: u64,
+    #[serde(default = "d_sig_timeout")]
+    pub timeout_s: u64,
+}
+
+/// The simulator's queue: waiting requests per replica target.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SimQueueSignal {
+    pub target_per_replica: f64,
+    #[serde(default)]
+    pub activation: f64,
+    /// Count requests being served too (concurrency-based scaling).
+    #[serde(default = "d_true")]
+    pub include_in_flight: bool,
+}
+
+impl SignalConfig {
+    /// The signal's display name.
+    pub fn display_name(&self, index: usize) -> String {
+        if let Some(n) = &self.name {
+            return n.clone();
+        }
+        let kind = if self.prometheus.is_some() {
+            "prometheus"
+        } else if self.cloudwatch.is_some() {
+            "cloudwatch"
+        } else if self.sqs.is_some() {
+            "sqs"
+        } else if self.cron.is_some() {
+            "cron"
+        } else if self.latency.is_some() {
+            "latency"
+        } else {
+            "sim-queue"
+        };
+        format!("{kind}-{index}")
+    }
+}
+
+impl Config {
+    /// Parse and validate. All semantic mistakes are reported at once.
+    pub fn load(text: &str) -> Result<Config, ConfigError> {
+        let de = serde_yaml_ng::Deserializer::from_str(text);
+        let cfg: Config = serde_path_to_error::deserialize(de).map_err(|e| {
+            let path = e.path().to_string();
+            let inner = e.into_inner();
+            let line = inner.location().map(|l| l.line());
+            ConfigError::Parse {
+                path,
+                line,
+                message: inner.to_string(),
+            }
+        })?;
+        let issues = validate::validate(&cfg);
+        if issues.is_empty() {
+            Ok(cfg)
+        } else {
+            Err(ConfigError::Invalid(issues))
+        }
+    }
+
+    pub fn load_file(path: &std::path::Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Read {
+            path: path.display().to_string(),
+            source: e,
+        })?;
+        Self::load(&text)
+    }
+
+    pub fn pool(&self, name: &PoolName) -> Option<&PoolConfig> {
+        self.pools.iter().find(|p| &p.name == name)
+    }
+}
+
+impl PoolConfig {
+    /// Horizon the forecast looks ahead: at least the cold start.
+    pub fn forecast_horizon_s(&self) -> u64 {
+        self.forecast
+            .horizon_s
+            .unwrap_or(self.scale_up.cold_start_s)
+    }
+}

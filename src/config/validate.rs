@@ -1,0 +1,699 @@
+//! Whole-config validation: every mistake, with its path, value and fix.
+
+use super::{Config, Mode, PoolConfig, ProviderKind, SignalConfig};
+use std::collections::BTreeSet;
+use std::fmt;
+
+/// One mistake: where, and what to do about it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Issue {
+    pub path: String,
+    pub message: String,
+}
+
+impl fmt::Display for Issue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.path, self.message)
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("reading config {path}")]
+    Read {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{}: {message}{}", if path.is_empty() || path == "." { "config" } else { path }, line.map(|l| format!(" (line {l})")).unwrap_or_default())]
+    Parse {
+        path: String,
+        line: Option<usize>,
+        message: String,
+    },
+    #[error("{} mistake(s) in config:\n{}", .0.len(), .0.iter().map(|i| format!("  {i}")).collect::<Vec<_>>().join("\n"))]
+    Invalid(Vec<Issue>),
+}
+
+impl ConfigError {
+    /// The individual mistakes (one for a parse error).
+    pub fn issues(&self) -> Vec<String> {
+        match self {
+            ConfigError::Invalid(v) => v.iter().map(|i| i.to_string()).collect(),
+            other => vec![other.to_string()],
+        }
+    }
+}
+
+struct Check {
+    issues: Vec<Issue>,
+}
+
+impl Check {
+    fn fail(&mut self, path: impl Into<String>, message: impl Into<String>) {
+        self.issues.push(Issue {
+            path: path.into(),
+            message: message.into(),
+        });
+    }
+    fn range_f(&mut self, path: String, v: f64, lo: f64, hi: f64, what: &str) {
+        if !v.is_finite() || v < lo || v > hi {
+            self.fail(path, format!("must be in {lo}..={hi} ({what}), got {v}"));
+        }
+    }
+    fn positive_f(&mut self, path: String, v: f64, what: &str) {
+        if !v.is_finite() || v <= 0.0 {
+            self.fail(path, format!("must be a number above 0 ({what}), got {v}"));
+        }
+    }
+    fn non_negative_f(&mut self, path: String, v: f64, what: &str) {
+        if !v.is_finite() || v < 0.0 {
+            self.fail(path, format!("must be 0 or more ({what}), got {v}"));
+        }
+    }
+    fn range_u(&mut self, path: String, v: u64, lo: u64, hi: u64, what: &str) {
+        if v < lo || v > hi {
+            self.fail(path, format!("must be in {lo}..={hi} ({what}), got {v}"));
+        }
+    }
+    fn url(&mut self, path: String, v: &str) {
+        if !(v.starts_with("http://") || v.starts_with("https://")) || v.len() < 10 {
+            self.fail(
+                path,
+                format!("must be an http:// or https:// URL, got {v:?}"),
+            );
+        }
+    }
+}
+
+pub(super) fn validate(cfg: &Config) -> Vec<Issue> {
+    let mut c = Check { issues: Vec::new() };
+    c.range_u(
+        "tick_interval_s".into(),
+        cfg.tick_interval_s,
+        1,
+        3600,
+        "seconds between ticks",
+    );
+
+    match cfg.provider {
+        ProviderKind::Aws => match &cfg.aws {
+            None => c.fail("aws", "required when provider is aws: add `aws: { region: us-east-1 }`"),
+            Some(a) => {
+                if a.region.trim().is_empty() {
+                    c.fail("aws.region", "must name a region, e.g. us-east-1");
+                }
+                if let Some(u) = &a.endpoint_url {
+                    c.url("aws.endpoint_url".into(), u);
+                }
+                if let Some(u) = &a.interruption_queue_url {
+                    c.url("aws.interruption_queue_url".into(), u);
+                }
+                c.range_u("aws.api_timeout_s".into(), a.api_timeout_s, 1, 300, "per-call timeout");
+            }
+        },
+        ProviderKind::Gcp => match &cfg.gcp {
+            None => c.fail(
+                "gcp",
+                "required when provider is gcp: add `gcp: { project: my-project, region: us-central1 }`",
+            ),
+            Some(g) => {
+                if g.project.trim().is_empty() {
+                    c.fail("gcp.project", "must name a project id");
+                }
+                if g.region.trim().is_empty() {
+                    c.fail("gcp.region", "must name a region, e.g. us-central1");
+                }
+                if let Some(u) = &g.endpoint_url {
+                    c.url("gcp.endpoint_url".into(), u);
+                }
+                c.range_u("gcp.api_timeout_s".into(), g.api_timeout_s, 1, 300, "per-call timeout");
+                c.range_u(
+                    "gcp.operation_deadline_s".into(),
+                    g.operation_deadline_s,
+                    5,
+                    3600,
+                    "how long to wait for an operation",
+                );
+            }
+        },
+        ProviderKind::Sim => {}
+    }
+
+    if cfg.metrics.listen.parse::<std::net::SocketAddr>().is_err() {
+        c.fail(
+            "metrics.listen",
+            format!(
+                "must be an address:port such as 0.0.0.0:8080, got {:?}",
+                cfg.metrics.listen
+            ),
+        );
+    }
+    for (i, s) in cfg.kubernetes.shared_gpu_resources.iter().enumerate() {
+        if s.replicas_per_gpu == 0 {
+            c.fail(
+                format!("kubernetes.shared_gpu_resources[{i}].replicas_per_gpu"),
+                "must be at least 1 (the device plugin's replicas setting)",
+            );
+        }
+    }
+    if cfg.kubernetes.gpu_resources.is_empty() && cfg.mode == Mode::Kubernetes {
+        c.fail(
+            "kubernetes.gpu_resources",
+            "must list at least one resource, e.g. nvidia.com/gpu",
+        );
+    }
+
+    if cfg.pools.is_empty() {
+        c.fail("pools", "must define at least one pool");
+    }
+    let mut names = BTreeSet::new();
+    for (i, p) in cfg.pools.iter().enumerate() {
+        if !names.insert(p.name.as_str()) {
+            c.fail(
+                format!("pools[{i}].name"),
+                format!("duplicate pool name {:?}", p.name.as_str()),
+            );
+        }
+        pool(&mut c, cfg, i, p);
+    }
+    c.issues
+}
+
+fn is_dns_label(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 63
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !s.starts_with('-')
+        && !s.ends_with('-')
+}
+
+fn pool(c: &mut Check, cfg: &Config, i: usize, p: &PoolConfig) {
+    let at = |f: &str| format!("pools[{i}].{f}");
+    if !is_dns_label(p.name.as_str()) {
+        c.fail(
+            at("name"),
+            format!(
+                "must be a DNS label (lowercase letters, digits, '-', at most 63), got {:?}; \
+                 it becomes a tag and a GCP label value",
+                p.name.as_str()
+            ),
+        );
+    }
+    let r = &p.requirements;
+    for (j, m) in r.gpu_models.iter().enumerate() {
+        if m.is_empty()
+            || m.chars()
+                .any(|ch| ch.is_ascii_lowercase() || ch.is_whitespace())
+        {
+            c.fail(
+                at(&format!("requirements.gpu_models[{j}]")),
+                format!("use the upper-case model name such as H100, A100, L4, got {m:?}"),
+            );
+        }
+    }
+    if let Some(n) = r.gpus_per_node {
+        c.range_u(
+            at("requirements.gpus_per_node"),
+            n.into(),
+            1,
+            16,
+            "GPUs on one node",
+        );
+    }
+    if let Some(m) = r.min_gpu_memory_gib {
+        c.range_u(
+            at("requirements.min_gpu_memory_gib"),
+            m.into(),
+            1,
+            1024,
+            "GiB per GPU",
+        );
+    }
+    for (j, z) in r.zones.iter().enumerate() {
+        if z.trim().is_empty() {
+            c.fail(
+                at(&format!("requirements.zones[{j}]")),
+                "must name a zone, e.g. us-east-1a",
+            );
+        }
+    }
+
+    if p.replica.gpus == 0 {
+        c.fail(
+            at("replica.gpus"),
+            "must be at least 1 (GPUs one serving replica needs)",
+        );
+    } else if let Some(n) = r.gpus_per_node
+        && p.replica.gpus > n
+    {
+        c.fail(
+            at("replica.gpus"),
+            format!(
+                "a replica needs {} GPUs but nodes have {n} (requirements.gpus_per_node): \
+                 lower replica.gpus or raise gpus_per_node",
+                p.replica.gpus
+            ),
+        );
+    }
+    if p.replica.replicas_per_instance == Some(0) {
+        c.fail(
+            at("replica.replicas_per_instance"),
+            "must be at least 1 when set",
+        );
+    }
+
+    let cap = &p.capacity;
+    c.range_f(
+        at("capacity.spot_share"),
+        cap.spot_share,
+        0.0,
+        1.0,
+        "share of nodes above the base that may be spot",
+    );
+    if cap.fallback.is_empty() {
+        c.fail(
+            at("capacity.fallback"),
+            "must list at least one capacity type: [spot, on-demand]",
+        );
+    }
+    let uniq: BTreeSet<_> = cap.fallback.iter().collect();
+    if uniq.len() != cap.fallback.len() {
+        c.fail(
+            at("capacity.fallback"),
+            "lists a capacity type twice; use each of spot, on-demand once",
+        );
+    }
+    if cap.spot_share > 0.0 && !cap.fallback.contains(&crate::model::CapacityType::Spot) {
+        c.fail(
+            at("capacity.fallback"),
+            "spot_share is above 0 but fallback has no `spot`: add it or set spot_share: 0",
+        );
+    }
+    if cap.spot_share < 1.0 && !cap.fallback.contains(&crate::model::CapacityType::OnDemand) {
+        c.fail(
+            at("capacity.fallback"),
+            "spot_share is below 1 but fallback has no `on-demand`: add it or set spot_share: 1",
+        );
+    }
+    if let Some(m) = cap.max_spot_price_per_hour {
+        c.positive_f(
+            at("capacity.max_spot_price_per_hour"),
+            m,
+            "dollars per hour",
+        );
+    }
+    c.non_negative_f(
+        at("capacity.interruption_penalty_hours"),
+        cap.interruption_penalty_hours,
+        "hours of price lost per interruption",
+    );
+    if cap.on_demand_base > p.limits.max_nodes {
+        c.fail(
+            at("capacity.on_demand_base"),
+            format!(
+                "{} is above limits.max_nodes {}: lower it or raise max_nodes",
+                cap.on_demand_base, p.limits.max_nodes
+            ),
+        );
+    }
+
+    let w = &p.warm_pool;
+    if w.min > w.max {
+        c.fail(
+            at("warm_pool.min"),
+            format!("{} is above warm_pool.max {}", w.min, w.max),
+        );
+    }
+    c.range_u(
+        at("warm_pool.warm_start_s"),
+        w.warm_start_s,
+        1,
+        1800,
+        "seconds from warm start to serving",
+    );
+    if w.enabled && w.warm_start_s >= p.scale_up.cold_start_s {
+        c.fail(
+            at("warm_pool.warm_start_s"),
+            format!(
+                "{} s is not faster than scale_up.cold_start_s {} s: a warm pool would not help",
+                w.warm_start_s, p.scale_up.cold_start_s
+            ),
+        );
+    }
+
+    let l = &p.limits;
+    if l.max_nodes == 0 {
+        c.fail(at("limits.max_nodes"), "must be at least 1");
+    }
+    if l.min_nodes > l.max_nodes {
+        c.fail(
+            at("limits.min_nodes"),
+            format!("{} is above limits.max_nodes {}", l.min_nodes, l.max_nodes),
+        );
+    }
+    if let Some(m) = l.max_cost_per_hour {
+        c.positive_f(at("limits.max_cost_per_hour"), m, "dollars per hour");
+    }
+
+    let d = &p.disruption;
+    let b = &d.budget;
+    if b.max_disrupted_at_once == 0 {
+        c.fail(
+            at("disruption.budget.max_disrupted_at_once"),
+            "must be at least 1; to stop voluntary disruption set disruption.consolidation: false",
+        );
+    }
+    if b.max_per_window < b.max_disrupted_at_once {
+        c.fail(
+            at("disruption.budget.max_per_window"),
+            format!(
+                "{} is below max_disrupted_at_once {}",
+                b.max_per_window, b.max_disrupted_at_once
+            ),
+        );
+    }
+    c.range_u(
+        at("disruption.budget.window_s"),
+        b.window_s,
+        60,
+        7 * 86_400,
+        "seconds",
+    );
+    c.range_u(
+        at("disruption.unneeded_time_s"),
+        d.unneeded_time_s,
+        0,
+        86_400,
+        "seconds a node must be unneeded",
+    );
+    c.range_u(
+        at("disruption.drain_timeout_s"),
+        d.drain_timeout_s,
+        30,
+        86_400,
+        "seconds a drain may take",
+    );
+    c.range_u(
+        at("disruption.max_provision_time_s"),
+        d.max_provision_time_s,
+        60,
+        7200,
+        "seconds until a node must be serving",
+    );
+    if d.max_provision_time_s <= p.scale_up.cold_start_s {
+        c.fail(
+            at("disruption.max_provision_time_s"),
+            format!(
+                "{} s is not above scale_up.cold_start_s {} s: healthy nodes would be replaced while they boot",
+                d.max_provision_time_s, p.scale_up.cold_start_s
+            ),
+        );
+    }
+
+    c.range_u(
+        at("scale_up.cold_start_s"),
+        p.scale_up.cold_start_s,
+        1,
+        7200,
+        "seconds from launch to serving",
+    );
+    if p.scale_up.max_nodes_per_tick == 0 {
+        c.fail(at("scale_up.max_nodes_per_tick"), "must be at least 1");
+    }
+    if p.forecast.season_s < 3600 {
+        c.fail(
+            at("forecast.season_s"),
+            format!(
+                "must be at least 3600 (a seasonal period), got {}",
+                p.forecast.season_s
+            ),
+        );
+    }
+
+    if let Some(mc) = &p.model_cache {
+        let ok = mc
+            .split_once('@')
+            .is_some_and(|(m, v)| !m.is_empty() && !v.is_empty());
+        if !ok {
+            c.fail(
+                at("model_cache"),
+                format!("must be <model>@<version>, e.g. llama-70b@v3, got {mc:?}"),
+            );
+        }
+    }
+    if let Some(u) = &p.health_url {
+        c.url(at("health_url"), u);
+        if !u.contains("{ip}") {
+            c.fail(
+                at("health_url"),
+                "must contain {ip}, replaced by each instance's private IP",
+            );
+        }
+    }
+    if let Some(cmd) = &p.deregister_command
+        && cmd.is_empty()
+    {
+        c.fail(
+            at("deregister_command"),
+            "must name a program, e.g. [\"/usr/local/bin/deregister\", \"{id}\"]",
+        );
+    }
+
+    if cfg.mode == Mode::VmOnly && p.signals.is_empty() && l.min_nodes == 0 {
+        c.fail(
+            at("signals"),
+            "VM-only pools take demand from signals only: add a signal (prometheus, sqs, cloudwatch, cron) or set limits.min_nodes",
+        );
+    }
+    for (j, s) in p.signals.iter().enumerate() {
+        signal(c, cfg, &format!("pools[{i}].signals[{j}]"), s);
+    }
+}
+
+fn signal(c: &mut Check, cfg: &Config, at: &str, s: &SignalConfig) {
+    let n = [
+        s.prometheus.is_some(),
+        s.cloudwatch.is_some(),
+        s.sqs.is_some(),
+        s.cron.is_some(),
+        s.latency.is_some(),
+        s.sim_queue.is_some(),
+    ]
+    .iter()
+    .filter(|b| **b)
+    .count();
+    if n != 1 {
+        c.fail(
+            at.to_string(),
+            format!("must have exactly one source (prometheus, cloudwatch, sqs, cron, latency), found {n}"),
+        );
+    }
+    if let Some(p) = &s.prometheus {
+        c.url(format!("{at}.prometheus.url"), &p.url);
+        if p.query.trim().is_empty() {
+            c.fail(
+                format!("{at}.prometheus.query"),
+                "must be a PromQL expression",
+            );
+        }
+        c.positive_f(
+            format!("{at}.prometheus.target_per_replica"),
+            p.target_per_replica,
+            "metric value one replica handles",
+        );
+        c.non_negative_f(
+            format!("{at}.prometheus.activation"),
+            p.activation,
+            "value below which a pool at zero stays at zero",
+        );
+        c.range_u(
+            format!("{at}.prometheus.stale_after_s"),
+            p.stale_after_s,
+            1,
+            3600,
+            "seconds",
+        );
+        c.range_u(
+            format!("{at}.prometheus.timeout_s"),
+            p.timeout_s,
+            1,
+            60,
+            "seconds",
+        );
+    }
+    if let Some(p) = &s.latency {
+        c.url(format!("{at}.latency.url"), &p.url);
+        if p.query.trim().is_empty() {
+            c.fail(format!("{at}.latency.query"), "must be a PromQL expression");
+        }
+        c.positive_f(
+            format!("{at}.latency.target"),
+            p.target,
+            "latency target in the query's unit",
+        );
+        c.range_u(
+            format!("{at}.latency.stale_after_s"),
+            p.stale_after_s,
+            1,
+            3600,
+            "seconds",
+        );
+        c.range_u(
+            format!("{at}.latency.timeout_s"),
+            p.timeout_s,
+            1,
+            60,
+            "seconds",
+        );
+    }
+    if let Some(w) = &s.cloudwatch {
+        if w.namespace.is_empty() || w.metric_name.is_empty() {
+            c.fail(
+                format!("{at}.cloudwatch"),
+                "namespace and metric_name must be set",
+            );
+        }
+        c.positive_f(
+            format!("{at}.cloudwatch.target_per_replica"),
+            w.target_per_replica,
+            "metric value one replica handles",
+        );
+        c.non_negative_f(
+            format!("{at}.cloudwatch.activation"),
+            w.activation,
+            "activation threshold",
+        );
+        if cfg.provider != ProviderKind::Aws && cfg.aws.is_none() {
+            c.fail(
+                format!("{at}.cloudwatch"),
+                "needs AWS credentials and region: add an `aws:` section",
+            );
+        }
+    }
+    if let Some(q) = &s.sqs {
+        c.url(format!("{at}.sqs.queue_url"), &q.queue_url);
+        c.positive_f(
+            format!("{at}.sqs.target_per_replica"),
+            q.target_per_replica,
+            "messages one replica handles",
+        );
+        c.non_negative_f(
+            format!("{at}.sqs.activation"),
+            q.activation,
+            "activation threshold",
+        );
+        if cfg.provider != ProviderKind::Aws && cfg.aws.is_none() {
+            c.fail(
+                format!("{at}.sqs"),
+                "needs AWS credentials and region: add an `aws:` section",
+            );
+        }
+    }
+    if let Some(cr) = &s.cron {
+        for (f, e) in [("start", &cr.start), ("end", &cr.end)] {
+            let fields = e.split_whitespace().count();
+            if !(6..=7).contains(&fields) {
+                c.fail(
+                    format!("{at}.cron.{f}"),
+                    format!("must be a cron expression with seconds (6 or 7 fields, e.g. \"0 0 8 * * Mon-Fri\"), got {e:?}"),
+                );
+            }
+        }
+        if cr.timezone.trim().is_empty() {
+            c.fail(
+                format!("{at}.cron.timezone"),
+                "must be an IANA time zone such as UTC or Europe/Paris",
+            );
+        }
+    }
+    if let Some(q) = &s.sim_queue {
+        c.positive_f(
+            format!("{at}.sim_queue.target_per_replica"),
+            q.target_per_replica,
+            "waiting requests per replica",
+        );
+        c.non_negative_f(
+            format!("{at}.sim_queue.activation"),
+            q.activation,
+            "activation threshold",
+        );
+        if cfg.provider != ProviderKind::Sim {
+            c.fail(
+                format!("{at}.sim_queue"),
+                "only the simulator has this signal; use prometheus, sqs or cloudwatch",
+            );
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::Config;
+
+    const VALID: &str = r#"
+pools:
+  - name: llama-70b
+    requirements: { gpu_models: [H100], gpus_per_node: 8 }
+    replica: { gpus: 8 }
+    capacity: { on_demand_base: 1, spot_share: 0.5 }
+"#;
+
+    #[test]
+    fn minimal_config_gets_operator_defaults() {
+        let c = Config::load(VALID).unwrap();
+        let p = &c.pools[0];
+        assert_eq!(c.tick_interval_s, 10);
+        assert_eq!(p.disruption.unneeded_time_s, 600);
+        assert_eq!(p.disruption.budget.max_disrupted_at_once, 1);
+        assert_eq!(p.limits.max_nodes, 10);
+        assert!(p.disruption.consolidation);
+    }
+
+    #[test]
+    fn every_mistake_is_reported_with_its_path() {
+        let bad = r#"
+tick_interval_s: 0
+pools:
+  - name: Llama_70B
+    requirements: { gpu_models: [h100], gpus_per_node: 4 }
+    replica: { gpus: 8 }
+    capacity: { spot_share: 1.5 }
+    warm_pool: { min: 5, max: 2 }
+"#;
+        let err = Config::load(bad).unwrap_err();
+        let issues = err.issues();
+        let expect = [
+            "tick_interval_s: must be in 1..=3600",
+            "pools[0].name: must be a DNS label",
+            "pools[0].requirements.gpu_models[0]: use the upper-case model name",
+            "pools[0].replica.gpus: a replica needs 8 GPUs but nodes have 4",
+            "pools[0].capacity.spot_share: must be in 0..=1",
+            "pools[0].warm_pool.min: 5 is above warm_pool.max 2",
+        ];
+        for e in expect {
+            assert!(
+                issues.iter().any(|i| i.starts_with(e)),
+                "missing {e:?} in {issues:#?}"
+            );
+        }
+        assert!(issues.iter().any(|i| i.contains("got 1.5")));
+    }
+
+    #[test]
+    fn unknown_field_names_the_path() {
+        let bad = "pools:\n  - name: a\n    requirements: {}\n    capacity: { spot_shar: 0.5 }\n";
+        let err = Config::load(bad).unwrap_err().to_string();
+        assert!(err.contains("pools[0].capacity"), "{err}");
+        assert!(err.contains("spot_shar"), "{err}");
+    }
+
+    #[test]
+    fn provider_sections_are_required() {
+        let err = Config::load("provider: aws\npools: []\n").unwrap_err();
+        let issues = err.issues();
+        assert!(issues.iter().any(|i| i.starts_with("aws: required")));
+        assert!(issues.iter().any(|i| i.starts_with("pools: must define")));
+    }
+}

@@ -1,0 +1,253 @@
+//! The names gpupool shares with the outside world: tag and label keys, EventBridge
+//! detail-types, IAM actions, GCP permissions, Kubernetes annotations.
+//!
+//! This module is the single source of truth. Providers use these constants, and
+//! `gpupool print-contract` prints them as JSON so tests/terraform_contract.py can check that the
+//! Terraform modules create exactly these tags, rules and permissions — the two cannot drift.
+
+use serde::Serialize;
+
+/// AWS tag / Kubernetes label key naming the pool a group or node belongs to.
+pub const TAG_POOL: &str = "gpupool.io/pool";
+/// AWS tag key that must be `true` on every group gpupool may act on (IAM conditions use it).
+pub const TAG_ENABLED: &str = "gpupool.io/enabled";
+/// AWS tag / Kubernetes node label set by an instance once its model cache is warm, with the
+/// value `<model>@<version>`.
+pub const TAG_MODEL_CACHE: &str = "gpupool.io/model-cache";
+
+/// GCP label keys: GCP allows only lowercase letters, digits, `_` and `-` in label keys and
+/// values, so `gpupool.io/pool` becomes `gpupool-io-pool` (every `.` and `/` becomes `-`).
+pub const GCP_LABEL_POOL: &str = "gpupool-io-pool";
+pub const GCP_LABEL_ENABLED: &str = "gpupool-io-enabled";
+pub const GCP_LABEL_MODEL_CACHE: &str = "gpupool-io-model-cache";
+
+/// Pod/node annotation: never disrupt this pod's node voluntarily.
+pub const ANNOTATION_DO_NOT_DISRUPT: &str = "gpupool.io/do-not-disrupt";
+/// Cluster Autoscaler's annotation, honoured the same way when `"false"`.
+pub const ANNOTATION_CA_SAFE_TO_EVICT: &str = "cluster-autoscaler.kubernetes.io/safe-to-evict";
+/// Node annotation / tag: Cluster Autoscaler's scale-down opt-out, honoured on nodes.
+pub const ANNOTATION_CA_SCALE_DOWN_DISABLED: &str =
+    "cluster-autoscaler.kubernetes.io/scale-down-disabled";
+
+/// CloudWatch namespace gpupool publishes to (IAM condition `cloudwatch:namespace`).
+pub const CLOUDWATCH_NAMESPACE: &str = "gpupool";
+
+/// EventBridge event sources and detail-types the interruption queue receives.
+pub const EVENTBRIDGE_RULES: &[(&str, &str)] = &[
+    ("aws.ec2", "EC2 Spot Instance Interruption Warning"),
+    ("aws.ec2", "EC2 Instance Rebalance Recommendation"),
+    ("aws.ec2", "EC2 Instance State-change Notification"),
+    ("aws.health", "AWS Health Event"),
+];
+
+/// IAM actions gpupool calls that only read.
+pub const AWS_IAM_READ_ACTIONS: &[&str] = &[
+    "autoscaling:DescribeAutoScalingGroups",
+    "autoscaling:DescribeLifecycleHooks",
+    "autoscaling:DescribeScalingActivities",
+    "autoscaling:DescribeWarmPool",
+    "cloudwatch:GetMetricData",
+    "ec2:DescribeInstanceTypes",
+    "ec2:DescribeInstances",
+    "ec2:DescribeLaunchTemplateVersions",
+    "ec2:DescribeSpotPriceHistory",
+    "sqs:GetQueueAttributes",
+    "sqs:GetQueueUrl",
+    "sqs:ReceiveMessage",
+];
+
+/// IAM actions that change a group; the policy scopes them to resources tagged
+/// `gpupool.io/enabled = true` with an `aws:ResourceTag` condition.
+pub const AWS_IAM_GROUP_WRITE_ACTIONS: &[&str] = &[
+    "autoscaling:CompleteLifecycleAction",
+    "autoscaling:PutWarmPool",
+    "autoscaling:SetDesiredCapacity",
+    "autoscaling:TerminateInstanceInAutoScalingGroup",
+];
+
+/// Other write actions, scoped by their own resource or condition: `PutMetricData` by the
+/// `cloudwatch:namespace` condition, `DeleteMessage` by the interruption queue's ARN.
+pub const AWS_IAM_OTHER_WRITE_ACTIONS: &[&str] = &["cloudwatch:PutMetricData", "sqs:DeleteMessage"];
+
+/// GCP IAM permissions for the controller's custom role.
+pub const GCP_PERMISSIONS: &[&str] = &[
+    "compute.instanceGroupManagers.get",
+    "compute.instanceGroupManagers.list",
+    "compute.instanceGroupManagers.update",
+    "compute.instanceTemplates.get",
+    "compute.instances.delete",
+    "compute.instances.get",
+    "compute.instances.list",
+    "compute.machineTypes.get",
+    "compute.regionOperations.get",
+    "compute.zoneOperations.get",
+    "compute.zoneOperations.list",
+];
+
+/// Kubernetes RBAC rules the controller needs: (apiGroup, resource, verbs).
+pub const KUBE_RBAC: &[(&str, &str, &[&str])] = &[
+    ("", "pods", &["get", "list", "watch"]),
+    ("", "nodes", &["get", "list", "watch", "patch"]),
+    ("", "pods/eviction", &["create"]),
+    ("", "events", &["create", "patch"]),
+    ("events.k8s.io", "events", &["create", "patch"]),
+    ("policy", "poddisruptionbudgets", &["get", "list", "watch"]),
+    (
+        "coordination.k8s.io",
+        "leases",
+        &["get", "create", "update"],
+    ),
+];
+
+#[derive(Serialize)]
+struct AwsContract {
+    tags: Tags,
+    eventbridge: Vec<EventRule>,
+    cloudwatch_namespace: &'static str,
+    iam_read_actions: &'static [&'static str],
+    iam_group_write_actions: &'static [&'static str],
+    iam_other_write_actions: &'static [&'static str],
+    write_condition_tag: &'static str,
+}
+
+#[derive(Serialize)]
+struct Tags {
+    pool: &'static str,
+    enabled: &'static str,
+    model_cache: &'static str,
+}
+
+#[derive(Serialize)]
+struct EventRule {
+    source: &'static str,
+    detail_type: &'static str,
+}
+
+#[derive(Serialize)]
+struct GcpContract {
+    labels: Tags,
+    permissions: &'static [&'static str],
+}
+
+#[derive(Serialize)]
+struct KubeRule {
+    api_group: &'static str,
+    resource: &'static str,
+    verbs: &'static [&'static str],
+}
+
+#[derive(Serialize)]
+struct KubeContract {
+    labels: Tags,
+    annotations: Vec<&'static str>,
+    rbac: Vec<KubeRule>,
+}
+
+#[derive(Serialize)]
+struct Contract {
+    aws: AwsContract,
+    gcp: GcpContract,
+    kubernetes: KubeContract,
+}
+
+/// The whole contract as JSON, as printed by `gpupool print-contract`.
+pub fn contract_json() -> serde_json::Value {
+    let c = Contract {
+        aws: AwsContract {
+            tags: Tags {
+                pool: TAG_POOL,
+                enabled: TAG_ENABLED,
+                model_cache: TAG_MODEL_CACHE,
+            },
+            eventbridge: EVENTBRIDGE_RULES
+                .iter()
+                .map(|&(source, detail_type)| EventRule {
+                    source,
+                    detail_type,
+                })
+                .collect(),
+            cloudwatch_namespace: CLOUDWATCH_NAMESPACE,
+            iam_read_actions: AWS_IAM_READ_ACTIONS,
+            iam_group_write_actions: AWS_IAM_GROUP_WRITE_ACTIONS,
+            iam_other_write_actions: AWS_IAM_OTHER_WRITE_ACTIONS,
+            write_condition_tag: TAG_ENABLED,
+        },
+        gcp: GcpContract {
+            labels: Tags {
+                pool: GCP_LABEL_POOL,
+                enabled: GCP_LABEL_ENABLED,
+                model_cache: GCP_LABEL_MODEL_CACHE,
+            },
+            permissions: GCP_PERMISSIONS,
+        },
+        kubernetes: KubeContract {
+            labels: Tags {
+                pool: TAG_POOL,
+                enabled: TAG_ENABLED,
+                model_cache: TAG_MODEL_CACHE,
+            },
+            annotations: vec![
+                ANNOTATION_DO_NOT_DISRUPT,
+                ANNOTATION_CA_SAFE_TO_EVICT,
+                ANNOTATION_CA_SCALE_DOWN_DISABLED,
+            ],
+            rbac: KUBE_RBAC
+                .iter()
+                .map(|&(api_group, resource, verbs)| KubeRule {
+                    api_group,
+                    resource,
+                    verbs,
+                })
+                .collect(),
+        },
+    };
+    // Serialising plain structs of strings cannot fail.
+    serde_json::to_value(c).expect("contract is plain data")
+}
+
+/// GCP label form of an AWS-style key: `gpupool.io/pool` → `gpupool-io-pool`.
+pub fn gcp_label_key(key: &str) -> String {
+    key.chars()
+        .map(|c| if c == '.' || c == '/' { '-' } else { c })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn gcp_labels_follow_the_documented_mapping() {
+        assert_eq!(gcp_label_key(TAG_POOL), GCP_LABEL_POOL);
+        assert_eq!(gcp_label_key(TAG_ENABLED), GCP_LABEL_ENABLED);
+        assert_eq!(gcp_label_key(TAG_MODEL_CACHE), GCP_LABEL_MODEL_CACHE);
+    }
+
+    #[test]
+    fn iam_lists_are_sorted_and_disjoint() {
+        for list in [
+            AWS_IAM_READ_ACTIONS,
+            AWS_IAM_GROUP_WRITE_ACTIONS,
+            AWS_IAM_OTHER_WRITE_ACTIONS,
+        ] {
+            let mut sorted = list.to_vec();
+            sorted.sort_unstable();
+            assert_eq!(sorted, list, "keep IAM lists sorted so diffs stay readable");
+        }
+        for a in AWS_IAM_GROUP_WRITE_ACTIONS {
+            assert!(!AWS_IAM_READ_ACTIONS.contains(a));
+        }
+    }
+
+    #[test]
+    fn contract_json_has_every_section() {
+        let v = contract_json();
+        assert_eq!(v["aws"]["tags"]["pool"], TAG_POOL);
+        assert_eq!(
+            v["aws"]["eventbridge"].as_array().unwrap().len(),
+            EVENTBRIDGE_RULES.len()
+        );
+        assert_eq!(v["gcp"]["labels"]["pool"], GCP_LABEL_POOL);
+        assert!(v["kubernetes"]["rbac"].as_array().unwrap().len() >= 5);
+    }
+}

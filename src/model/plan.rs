@@ -1,0 +1,577 @@
+use super::{InstanceId, Money, NodeGroupId, OfferingKey, PoolName, Timestamp};
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+/// What the planner decided for one tick: the actions to take, and a reason for every action
+/// and every non-action. The controller executes actions; it turns decisions into Kubernetes
+/// Events, metrics and logs. The planner itself publishes nothing.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Plan {
+    pub actions: Vec<Action>,
+    pub decisions: Vec<Decision>,
+    /// Instances the planner found unneeded this tick (the controller keeps the
+    /// `unneeded_since` clock in `History`).
+    #[serde(default)]
+    pub unneeded: Vec<InstanceId>,
+    /// Per-pool summary figures (for metrics and the `plan` command).
+    #[serde(default)]
+    pub pools: Vec<PoolSummary>,
+}
+
+/// One thing to do. Every action carries the reason a person reads in logs and Events.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "action", rename_all = "kebab-case")]
+pub enum Action {
+    /// Launch `count` cold instances of `offering` in `group`.
+    ScaleUp {
+        pool: PoolName,
+        group: NodeGroupId,
+        offering: OfferingKey,
+        count: u32,
+        reason: Reason,
+    },
+    /// Start `count` stopped, cache-warm instances from the group's warm/standby pool.
+    StartWarm {
+        pool: PoolName,
+        group: NodeGroupId,
+        count: u32,
+        reason: Reason,
+    },
+    /// Keep this many stopped, cache-warm instances in the group's warm pool.
+    SetWarmPool {
+        pool: PoolName,
+        group: NodeGroupId,
+        size: u32,
+        reason: Reason,
+    },
+    /// Cordon and drain the node of this instance; it is terminated once empty (or when
+    /// `deadline` passes).
+    Drain {
+        pool: PoolName,
+        group: NodeGroupId,
+        instance: InstanceId,
+        node: Option<String>,
+        deadline: Option<Timestamp>,
+        reason: Reason,
+    },
+    /// Terminate these (empty or drained) instances and lower desired capacity by as many.
+    ScaleDown {
+        pool: PoolName,
+        group: NodeGroupId,
+        instances: Vec<InstanceId>,
+        reason: Reason,
+    },
+    /// Release instances held by a launch lifecycle hook: their model cache is warm.
+    CompleteWarmup {
+        pool: PoolName,
+        group: NodeGroupId,
+        instance: InstanceId,
+    },
+}
+
+impl Action {
+    pub fn pool(&self) -> &PoolName {
+        match self {
+            Action::ScaleUp { pool, .. }
+            | Action::StartWarm { pool, .. }
+            | Action::SetWarmPool { pool, .. }
+            | Action::Drain { pool, .. }
+            | Action::ScaleDown { pool, .. }
+            | Action::CompleteWarmup { pool, .. } => pool,
+        }
+    }
+    pub fn group(&self) -> &NodeGroupId {
+        match self {
+            Action::ScaleUp { group, .. }
+            | Action::StartWarm { group, .. }
+            | Action::SetWarmPool { group, .. }
+            | Action::Drain { group, .. }
+            | Action::ScaleDown { group, .. }
+            | Action::CompleteWarmup { group, .. } => group,
+        }
+    }
+    /// Low-cardinality name for metrics.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Action::ScaleUp { .. } => "scale_up",
+            Action::StartWarm { .. } => "start_warm",
+            Action::SetWarmPool { .. } => "set_warm_pool",
+            Action::Drain { .. } => "drain",
+            Action::ScaleDown { .. } => "scale_down",
+            Action::CompleteWarmup { .. } => "complete_warmup",
+        }
+    }
+    pub fn reason(&self) -> Option<&Reason> {
+        match self {
+            Action::ScaleUp { reason, .. }
+            | Action::StartWarm { reason, .. }
+            | Action::SetWarmPool { reason, .. }
+            | Action::Drain { reason, .. }
+            | Action::ScaleDown { reason, .. } => Some(reason),
+            Action::CompleteWarmup { .. } => None,
+        }
+    }
+}
+
+impl fmt::Display for Action {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Action::ScaleUp {
+                pool,
+                group,
+                offering,
+                count,
+                reason,
+            } => {
+                write!(
+                    f,
+                    "[{pool}] scale up {group} by {count} ({offering}): {reason}"
+                )
+            }
+            Action::StartWarm {
+                pool,
+                group,
+                count,
+                reason,
+            } => {
+                write!(
+                    f,
+                    "[{pool}] start {count} warm instance(s) in {group}: {reason}"
+                )
+            }
+            Action::SetWarmPool {
+                pool,
+                group,
+                size,
+                reason,
+            } => {
+                write!(f, "[{pool}] set warm pool of {group} to {size}: {reason}")
+            }
+            Action::Drain {
+                pool,
+                instance,
+                node,
+                reason,
+                ..
+            } => {
+                let node = node.as_deref().unwrap_or("-");
+                write!(f, "[{pool}] drain {instance} (node {node}): {reason}")
+            }
+            Action::ScaleDown {
+                pool,
+                group,
+                instances,
+                reason,
+            } => {
+                let ids: Vec<_> = instances.iter().map(|i| i.as_str()).collect();
+                write!(
+                    f,
+                    "[{pool}] terminate {} in {group}: {reason}",
+                    ids.join(",")
+                )
+            }
+            Action::CompleteWarmup {
+                pool,
+                group,
+                instance,
+            } => {
+                write!(
+                    f,
+                    "[{pool}] complete warm-up of {instance} in {group}: model cache is warm"
+                )
+            }
+        }
+    }
+}
+
+/// What a decision is about.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(tag = "kind", content = "id", rename_all = "kebab-case")]
+pub enum Subject {
+    Pool(PoolName),
+    Group(NodeGroupId),
+    Instance(InstanceId),
+    /// `namespace/name` of a pending pod.
+    Pod(String),
+    Offering(OfferingKey),
+}
+
+impl fmt::Display for Subject {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Subject::Pool(p) => write!(f, "pool {p}"),
+            Subject::Group(g) => write!(f, "group {g}"),
+            Subject::Instance(i) => write!(f, "instance {i}"),
+            Subject::Pod(p) => write!(f, "pod {p}"),
+            Subject::Offering(o) => write!(f, "offering {o}"),
+        }
+    }
+}
+
+/// Did the planner act on the subject, or why not.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Outcome {
+    /// An action in this plan covers it.
+    Acted,
+    /// Covered by capacity already there or in flight; nothing to do.
+    Satisfied,
+    /// Deliberately not acting (waiting for unneeded time, stale data, budget).
+    Held,
+    /// Cannot act (no offering fits, at max).
+    Blocked,
+}
+
+/// A decision with its reason.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Decision {
+    pub subject: Subject,
+    pub outcome: Outcome,
+    pub reason: Reason,
+}
+
+impl fmt::Display for Decision {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let o = match self.outcome {
+            Outcome::Acted => "acted",
+            Outcome::Satisfied => "satisfied",
+            Outcome::Held => "held",
+            Outcome::Blocked => "blocked",
+        };
+        write!(f, "{} {o}: {}", self.subject, self.reason)
+    }
+}
+
+/// Why. Each variant renders as a sentence an operator can act on, and has a fixed `code()`
+/// for metric labels.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "code", rename_all = "snake_case")]
+pub enum Reason {
+    // ---- reasons to add capacity ----
+    PendingPods {
+        pods: u32,
+        nodes: u32,
+    },
+    SignalDemand {
+        wanted_replicas: u32,
+        capacity_replicas: u32,
+    },
+    Forecast {
+        forecast_replicas: u32,
+        capacity_replicas: u32,
+        horizon_s: u64,
+    },
+    MinNodes {
+        min: u32,
+    },
+    OnDemandBase {
+        base: u32,
+    },
+    WarmPoolSizing {
+        forecast_replicas: u32,
+        target: u32,
+    },
+    Fallback {
+        from: OfferingKey,
+        to: OfferingKey,
+        why: String,
+    },
+    // ---- reasons to remove or replace capacity ----
+    Unneeded {
+        unneeded_for_s: u64,
+    },
+    Empty,
+    Consolidate {
+        saving_per_hour: Money,
+        replacement: String,
+    },
+    SpotInterruption {
+        deadline: Timestamp,
+    },
+    Rebalance,
+    Drift {
+        have: String,
+        want: String,
+    },
+    NotServingReady {
+        waited_s: u64,
+        max_s: u64,
+    },
+    Unhealthy {
+        condition: String,
+    },
+    DrainTimedOut {
+        timeout_s: u64,
+    },
+    // ---- reasons not to act ----
+    CoveredByInFlight {
+        in_flight_nodes: u32,
+    },
+    CoveredByCapacity,
+    AtMaxNodes {
+        max: u32,
+    },
+    AtMaxCost {
+        max_per_hour: Money,
+        would_be: Money,
+    },
+    GroupAtMaxSize {
+        group: NodeGroupId,
+        max: u32,
+    },
+    OfferingInBackoff {
+        offering: OfferingKey,
+        until: Timestamp,
+        error: String,
+    },
+    OfferingUnavailable {
+        offering: OfferingKey,
+    },
+    AboveMaxPrice {
+        offering: OfferingKey,
+        price: Money,
+        max: Money,
+    },
+    BudgetExhausted {
+        at_once: u32,
+        in_window: u32,
+        window_s: u64,
+    },
+    DataStale {
+        signals: Vec<String>,
+    },
+    UnneededTooShort {
+        unneeded_for_s: u64,
+        need_s: u64,
+    },
+    ScaleDownCooldown {
+        since_scale_up_s: u64,
+        need_s: u64,
+    },
+    NeededForDemand,
+    AtMinNodes {
+        min: u32,
+    },
+    DoNotDisrupt {
+        pod: String,
+    },
+    ScaleDownDisabled,
+    NoOfferingFits {
+        constraint: String,
+    },
+    NotInAnyPool,
+    ActivityInProgress {
+        group: NodeGroupId,
+    },
+    ConsolidationNotWorthIt {
+        saving_per_hour: Money,
+        cold_start_cost: Money,
+    },
+}
+
+impl Reason {
+    pub fn code(&self) -> &'static str {
+        use Reason::*;
+        match self {
+            PendingPods { .. } => "pending_pods",
+            SignalDemand { .. } => "signal_demand",
+            Forecast { .. } => "forecast",
+            MinNodes { .. } => "min_nodes",
+            OnDemandBase { .. } => "on_demand_base",
+            WarmPoolSizing { .. } => "warm_pool_sizing",
+            Fallback { .. } => "fallback",
+            Unneeded { .. } => "unneeded",
+            Empty => "empty",
+            Consolidate { .. } => "consolidate",
+            SpotInterruption { .. } => "spot_interruption",
+            Rebalance => "rebalance",
+            Drift { .. } => "drift",
+            NotServingReady { .. } => "not_serving_ready",
+            Unhealthy { .. } => "unhealthy",
+            DrainTimedOut { .. } => "drain_timed_out",
+            CoveredByInFlight { .. } => "covered_by_in_flight",
+            CoveredByCapacity => "covered_by_capacity",
+            AtMaxNodes { .. } => "at_max_nodes",
+            AtMaxCost { .. } => "at_max_cost",
+            GroupAtMaxSize { .. } => "group_at_max_size",
+            OfferingInBackoff { .. } => "offering_in_backoff",
+            OfferingUnavailable { .. } => "offering_unavailable",
+            AboveMaxPrice { .. } => "above_max_price",
+            BudgetExhausted { .. } => "budget_exhausted",
+            DataStale { .. } => "data_stale",
+            UnneededTooShort { .. } => "unneeded_too_short",
+            ScaleDownCooldown { .. } => "scale_down_cooldown",
+            NeededForDemand => "needed_for_demand",
+            AtMinNodes { .. } => "at_min_nodes",
+            DoNotDisrupt { .. } => "do_not_disrupt",
+            ScaleDownDisabled => "scale_down_disabled",
+            NoOfferingFits { .. } => "no_offering_fits",
+            NotInAnyPool => "not_in_any_pool",
+            ActivityInProgress { .. } => "activity_in_progress",
+            ConsolidationNotWorthIt { .. } => "consolidation_not_worth_it",
+        }
+    }
+}
+
+impl fmt::Display for Reason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        use Reason::*;
+        match self {
+            PendingPods { pods, nodes } => {
+                write!(f, "{pods} pending pod(s) need {nodes} more node(s)")
+            }
+            SignalDemand {
+                wanted_replicas,
+                capacity_replicas,
+            } => write!(
+                f,
+                "signals want {wanted_replicas} replica(s), capacity serves {capacity_replicas}"
+            ),
+            Forecast {
+                forecast_replicas,
+                capacity_replicas,
+                horizon_s,
+            } => write!(
+                f,
+                "forecast wants {forecast_replicas} replica(s) within {horizon_s} s, capacity \
+                 serves {capacity_replicas}"
+            ),
+            MinNodes { min } => write!(f, "pool minimum is {min} node(s)"),
+            OnDemandBase { base } => write!(f, "on-demand base of {base} node(s)"),
+            WarmPoolSizing {
+                forecast_replicas,
+                target,
+            } => write!(
+                f,
+                "forecast of {forecast_replicas} replica(s) over the cold-start horizon wants \
+                 {target} warm instance(s)"
+            ),
+            Fallback { from, to, why } => write!(f, "fell back from {from} to {to}: {why}"),
+            Unneeded { unneeded_for_s } => write!(f, "unneeded for {unneeded_for_s} s"),
+            Empty => write!(f, "node is empty"),
+            Consolidate {
+                saving_per_hour,
+                replacement,
+            } => {
+                write!(f, "replace by {replacement}, saving {saving_per_hour}/h")
+            }
+            SpotInterruption { deadline } => {
+                write!(f, "spot interruption notice, reclaimed at {deadline}")
+            }
+            Rebalance => write!(f, "cloud recommends rebalancing this spot instance"),
+            Drift { have, want } => write!(f, "model cache {have} drifted from {want}"),
+            NotServingReady { waited_s, max_s } => {
+                write!(
+                    f,
+                    "not serving-ready after {waited_s} s (max provision time {max_s} s)"
+                )
+            }
+            Unhealthy { condition } => write!(f, "GPU unhealthy: {condition}"),
+            DrainTimedOut { timeout_s } => write!(f, "drain timed out after {timeout_s} s"),
+            CoveredByInFlight { in_flight_nodes } => {
+                write!(
+                    f,
+                    "covered by {in_flight_nodes} node(s) already launching or starting"
+                )
+            }
+            CoveredByCapacity => write!(f, "covered by serving capacity"),
+            AtMaxNodes { max } => write!(f, "pool is at its maximum of {max} node(s)"),
+            AtMaxCost {
+                max_per_hour,
+                would_be,
+            } => {
+                write!(
+                    f,
+                    "would cost {would_be}/h, above the pool's maximum of {max_per_hour}/h"
+                )
+            }
+            GroupAtMaxSize { group, max } => write!(f, "group {group} is at its max size {max}"),
+            OfferingInBackoff {
+                offering,
+                until,
+                error,
+            } => {
+                write!(
+                    f,
+                    "offering {offering} in backoff until {until} after: {error}"
+                )
+            }
+            OfferingUnavailable { offering } => {
+                write!(f, "offering {offering} reports no capacity")
+            }
+            AboveMaxPrice {
+                offering,
+                price,
+                max,
+            } => {
+                write!(
+                    f,
+                    "offering {offering} costs {price}/h, above max price {max}/h"
+                )
+            }
+            BudgetExhausted {
+                at_once,
+                in_window,
+                window_s,
+            } => write!(
+                f,
+                "disruption budget exhausted ({at_once} at once, {in_window} per {window_s} s)"
+            ),
+            DataStale { signals } => {
+                write!(
+                    f,
+                    "holding scale-down: signal(s) missing or stale: {}",
+                    signals.join(", ")
+                )
+            }
+            UnneededTooShort {
+                unneeded_for_s,
+                need_s,
+            } => {
+                write!(
+                    f,
+                    "unneeded for {unneeded_for_s} s of the {need_s} s required"
+                )
+            }
+            ScaleDownCooldown {
+                since_scale_up_s,
+                need_s,
+            } => write!(
+                f,
+                "scaled up {since_scale_up_s} s ago; scale-down waits {need_s} s after a scale-up"
+            ),
+            NeededForDemand => write!(f, "needed to serve current demand plus headroom"),
+            AtMinNodes { min } => write!(f, "pool is at its minimum of {min} node(s)"),
+            DoNotDisrupt { pod } => write!(f, "pod {pod} must not be disrupted"),
+            ScaleDownDisabled => write!(f, "node has scale-down disabled"),
+            NoOfferingFits { constraint } => write!(f, "no offering fits: {constraint}"),
+            NotInAnyPool => write!(f, "pod matches no configured pool"),
+            ActivityInProgress { group } => {
+                write!(f, "group {group} has a scaling activity in progress")
+            }
+            ConsolidationNotWorthIt {
+                saving_per_hour,
+                cold_start_cost,
+            } => write!(
+                f,
+                "saving {saving_per_hour}/h over the next hour does not beat the cold-start cost \
+                 {cold_start_cost}"
+            ),
+        }
+    }
+}
+
+/// Per-pool figures of one plan.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct PoolSummary {
+    pub pool: PoolName,
+    /// Nodes the pool should have (serving + in flight) after this plan.
+    pub desired_nodes: u32,
+    pub ready_nodes: u32,
+    pub in_flight_nodes: u32,
+    pub warm_instances: u32,
+    pub pending_pods: u32,
+    /// Replicas the signals want (None without signals).
+    pub wanted_replicas: Option<u32>,
+    pub cost_per_hour: Money,
+}
