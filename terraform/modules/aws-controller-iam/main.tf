@@ -1,0 +1,232 @@
+# The gpupool controller's IAM policy: exactly the API calls gpupool makes (src/contract.rs),
+# each scoped as tightly as the API allows. tests/terraform_contract.py fails if an action is
+# added here that the controller does not call, or if the controller calls one not granted.
+#
+#   read (Describe*, GetMetricData, spot prices)  -> "*": these APIs have no resource-level
+#                                                    permissions.
+#   group writes (SetDesiredCapacity, Terminate,  -> only groups tagged gpupool.io/enabled=true:
+#   PutWarmPool, CompleteLifecycleAction)            a group is opted in by its tag, so gpupool
+#                                                    cannot touch any other group in the account.
+#   PutMetricData                                 -> only the "gpupool" CloudWatch namespace.
+#   SQS (Receive, Delete, GetQueueAttributes/Url) -> only the interruption queues given.
+#
+# The policy is attached to whichever roles are enabled: the Kubernetes role (IRSA and/or EKS
+# Pod Identity trust) and the EC2 instance role for VM-only mode.
+
+data "aws_partition" "current" {}
+data "aws_caller_identity" "current" {}
+
+locals {
+  partition  = data.aws_partition.current.partition
+  account_id = data.aws_caller_identity.current.account_id
+
+  # Part of gpupool's contract: the namespace gpupool publishes its metrics to.
+  cloudwatch_namespace = "gpupool"
+
+  # Every Auto Scaling group of this account (any region); the tag condition narrows it down.
+  account_asg_arns = "arn:${local.partition}:autoscaling:*:${local.account_id}:autoScalingGroup:*:autoScalingGroupName/*"
+
+  # oidc.eks.<region>.amazonaws.com/id/<id>: the prefix of the IRSA condition keys.
+  oidc_issuer = var.oidc_provider_arn == null ? "" : element(split("oidc-provider/", var.oidc_provider_arn), 1)
+
+  create_kubernetes_role = var.enable_irsa || var.enable_pod_identity
+}
+
+data "aws_iam_policy_document" "controller" {
+  statement {
+    sid     = "Read"
+    effect  = "Allow"
+    actions = [
+      "autoscaling:DescribeAutoScalingGroups",
+      "autoscaling:DescribeLifecycleHooks",
+      "autoscaling:DescribeScalingActivities",
+      "autoscaling:DescribeWarmPool",
+      "cloudwatch:GetMetricData",
+      "ec2:DescribeInstanceTypes",
+      "ec2:DescribeInstances",
+      "ec2:DescribeLaunchTemplateVersions",
+      "ec2:DescribeSpotPriceHistory",
+    ]
+    resources = ["*"]
+  }
+
+  statement {
+    sid     = "WriteOptedInGroups"
+    effect  = "Allow"
+    actions = [
+      "autoscaling:CompleteLifecycleAction",
+      "autoscaling:PutWarmPool",
+      "autoscaling:SetDesiredCapacity",
+      "autoscaling:TerminateInstanceInAutoScalingGroup",
+    ]
+    resources = [local.account_asg_arns]
+    condition {
+      test     = "StringEquals"
+      variable = "aws:ResourceTag/gpupool.io/enabled"
+      values   = ["true"]
+    }
+  }
+
+  statement {
+    sid       = "PublishMetricsToGpupoolNamespace"
+    effect    = "Allow"
+    actions   = ["cloudwatch:PutMetricData"]
+    resources = ["*"]
+    condition {
+      test     = "StringEquals"
+      variable = "cloudwatch:namespace"
+      values   = [local.cloudwatch_namespace]
+    }
+  }
+
+  statement {
+    sid     = "ConsumeInterruptionQueues"
+    effect  = "Allow"
+    actions = [
+      "sqs:DeleteMessage",
+      "sqs:GetQueueAttributes",
+      "sqs:GetQueueUrl",
+      "sqs:ReceiveMessage",
+    ]
+    resources = var.queue_arns
+  }
+}
+
+resource "aws_iam_policy" "controller" {
+  name        = var.name
+  path        = "/gpupool/"
+  description = "gpupool controller: scale GPU Auto Scaling groups tagged gpupool.io/enabled=true, read interruption queues, publish metrics"
+  policy      = data.aws_iam_policy_document.controller.json
+  tags        = var.tags
+}
+
+# ---------------------------------------------------------------------------------------------
+# Kubernetes role: IRSA and/or EKS Pod Identity
+# ---------------------------------------------------------------------------------------------
+
+data "aws_iam_policy_document" "kubernetes_trust" {
+  count = local.create_kubernetes_role ? 1 : 0
+
+  # IRSA: the cluster's OIDC provider vouches for the pod's projected service-account token;
+  # only gpupool's own service account, and only tokens minted for STS.
+  dynamic "statement" {
+    for_each = var.enable_irsa ? [1] : []
+    content {
+      sid     = "IRSA"
+      effect  = "Allow"
+      actions = ["sts:AssumeRoleWithWebIdentity"]
+      principals {
+        type        = "Federated"
+        identifiers = [var.oidc_provider_arn]
+      }
+      condition {
+        test     = "StringEquals"
+        variable = "${local.oidc_issuer}:sub"
+        values   = ["system:serviceaccount:${var.namespace}:${var.service_account}"]
+      }
+      condition {
+        test     = "StringEquals"
+        variable = "${local.oidc_issuer}:aud"
+        values   = ["sts.amazonaws.com"]
+      }
+    }
+  }
+
+  # EKS Pod Identity: the EKS auth service assumes the role on the pod's behalf and tags the
+  # session (cluster, namespace, service account); which pod gets it is set by the association.
+  dynamic "statement" {
+    for_each = var.enable_pod_identity ? [1] : []
+    content {
+      sid     = "EKSPodIdentity"
+      effect  = "Allow"
+      actions = ["sts:AssumeRole", "sts:TagSession"]
+      principals {
+        type        = "Service"
+        identifiers = ["pods.eks.amazonaws.com"]
+      }
+      condition {
+        test     = "StringEquals"
+        variable = "aws:SourceAccount"
+        values   = [local.account_id]
+      }
+    }
+  }
+}
+
+resource "aws_iam_role" "kubernetes" {
+  count = local.create_kubernetes_role ? 1 : 0
+
+  name                 = var.name
+  description          = "gpupool controller in Kubernetes (${var.namespace}/${var.service_account})"
+  assume_role_policy   = data.aws_iam_policy_document.kubernetes_trust[0].json
+  permissions_boundary = var.permissions_boundary_arn
+  max_session_duration = 3600
+  tags                 = var.tags
+
+  lifecycle {
+    precondition {
+      condition     = !var.enable_irsa || var.oidc_provider_arn != null
+      error_message = "enable_irsa needs oidc_provider_arn."
+    }
+  }
+}
+
+resource "aws_iam_role_policy_attachment" "kubernetes" {
+  count = local.create_kubernetes_role ? 1 : 0
+
+  role       = aws_iam_role.kubernetes[0].name
+  policy_arn = aws_iam_policy.controller.arn
+}
+
+resource "aws_eks_pod_identity_association" "controller" {
+  count = var.enable_pod_identity && var.pod_identity_cluster_name != null ? 1 : 0
+
+  cluster_name    = var.pod_identity_cluster_name
+  namespace       = var.namespace
+  service_account = var.service_account
+  role_arn        = aws_iam_role.kubernetes[0].arn
+  tags            = var.tags
+}
+
+# ---------------------------------------------------------------------------------------------
+# VM-only mode: EC2 instance profile for the instance running gpupool under systemd
+# ---------------------------------------------------------------------------------------------
+
+data "aws_iam_policy_document" "instance_trust" {
+  count = var.enable_instance_profile ? 1 : 0
+
+  statement {
+    sid     = "EC2AssumeRole"
+    effect  = "Allow"
+    actions = ["sts:AssumeRole"]
+    principals {
+      type        = "Service"
+      identifiers = ["ec2.amazonaws.com"]
+    }
+  }
+}
+
+resource "aws_iam_role" "instance" {
+  count = var.enable_instance_profile ? 1 : 0
+
+  name                 = "${var.name}-instance"
+  description          = "gpupool controller running on EC2 (VM-only mode)"
+  assume_role_policy   = data.aws_iam_policy_document.instance_trust[0].json
+  permissions_boundary = var.permissions_boundary_arn
+  tags                 = var.tags
+}
+
+resource "aws_iam_role_policy_attachment" "instance" {
+  count = var.enable_instance_profile ? 1 : 0
+
+  role       = aws_iam_role.instance[0].name
+  policy_arn = aws_iam_policy.controller.arn
+}
+
+resource "aws_iam_instance_profile" "instance" {
+  count = var.enable_instance_profile ? 1 : 0
+
+  name = "${var.name}-instance"
+  role = aws_iam_role.instance[0].name
+  tags = var.tags
+}
