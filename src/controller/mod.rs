@@ -1,0 +1,845 @@
+//! The imperative shell: observe → plan → act → report, one tick at a time.
+//!
+//! The controller owns everything with side effects — the provider, the cluster (Kubernetes,
+//! VM health checks or the simulator), the demand signals, drains in progress and metrics — and
+//! calls the pure planner in between. The same `Controller::tick` runs in production (driven by
+//! the wall clock) and in the simulator (driven by the virtual clock).
+//!
+//! Safety rules the shell enforces, whatever the plan says:
+//! - when observing the cloud or the cluster fails, the tick holds: nothing is changed;
+//! - an instance is terminated only after its drain finished or its deadline passed;
+//! - a cloud event is acknowledged only after it was handled (so a crash re-delivers it), and
+//!   a duplicate delivery is harmless (drains are keyed by instance);
+//! - capacity errors put the offering into backoff and the planner re-plans at once, falling
+//!   back to the next offering in the same tick.
+
+pub mod metrics;
+
+pub use metrics::Metrics;
+
+use crate::config::Config;
+use crate::model::{
+    Action, History, Instance, InstanceId, LifecycleState, Node, NodeGroup, NodeGroupId,
+    OfferingKey, PendingPod, Plan, PoolDemand, PoolName, ProviderEventKind, Reason, Snapshot,
+    Timestamp,
+};
+use async_trait::async_trait;
+use gpupool_provider::{NodeGroupProvider, ProviderError};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::sync::Arc;
+
+/// Where demand signals come from (Prometheus, CloudWatch, SQS, cron, the simulator's queue).
+#[async_trait]
+pub trait DemandSource: Send {
+    /// Read every pool's signals at `now`. Never fails: a signal that cannot be read is
+    /// reported as stale in its `SignalReading`, which holds scale-down.
+    async fn read(&mut self, config: &Config, now: Timestamp) -> BTreeMap<PoolName, PoolDemand>;
+}
+
+/// The serving side: Kubernetes nodes and pods, VM health checks, or the simulator.
+#[async_trait]
+pub trait Cluster: Send {
+    /// Nodes of managed pools (linked to `instances`) and pending GPU pods.
+    async fn observe(
+        &mut self,
+        instances: &[Instance],
+        now: Timestamp,
+    ) -> Result<ClusterView, ClusterError>;
+
+    /// Start or continue draining the node of `instance` (cordon + evict, or stop routing).
+    /// `Drained` once no workload remains and the instance may be terminated.
+    async fn drain(
+        &mut self,
+        instance: &Instance,
+        deadline: Timestamp,
+        now: Timestamp,
+    ) -> Result<DrainProgress, ClusterError>;
+
+    /// Publish the plan's decisions (Kubernetes Events). Default: nothing to publish.
+    async fn publish(&mut self, _plan: &Plan, _now: Timestamp) {}
+}
+
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ClusterView {
+    pub nodes: Vec<Node>,
+    pub pending_pods: Vec<PendingPod>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DrainProgress {
+    Drained,
+    InProgress { remaining: u32 },
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClusterError {
+    #[error("{what} failed")]
+    Api {
+        what: String,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    #[error("cluster view is not synced yet ({0})")]
+    NotSynced(String),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ControllerError {
+    #[error("listing node groups from {provider}")]
+    ListGroups {
+        provider: &'static str,
+        #[source]
+        source: ProviderError,
+    },
+    #[error("listing instances of group {group}")]
+    ListInstances {
+        group: NodeGroupId,
+        #[source]
+        source: ProviderError,
+    },
+    #[error("observing the cluster")]
+    Cluster(#[source] ClusterError),
+}
+
+/// What happened to one action.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ActionResult {
+    pub action: Action,
+    /// `None` when the call succeeded; the error kind and text otherwise.
+    pub error: Option<(String, String)>,
+}
+
+/// Everything one tick did, for logs, tests and the simulator's accounting.
+#[derive(Clone, Debug, Default)]
+pub struct TickReport {
+    pub now: Timestamp,
+    /// The plans of this tick (a capacity error re-plans once, so there can be two).
+    pub plans: Vec<Plan>,
+    pub results: Vec<ActionResult>,
+    pub events_handled: usize,
+    /// Instances terminated after their drain finished or timed out.
+    pub terminated_after_drain: Vec<InstanceId>,
+    /// Set when the tick held because observation failed.
+    pub held: Option<String>,
+}
+
+impl TickReport {
+    pub fn plan(&self) -> Option<&Plan> {
+        self.plans.last()
+    }
+}
+
+/// The planner's signature; injectable so the shell can be tested against fixed plans.
+pub type PlanFn = fn(&Snapshot, &Config, &History, Timestamp) -> Plan;
+
+#[derive(Clone, Debug)]
+struct DrainState {
+    pool: PoolName,
+    group: NodeGroupId,
+    deadline: Timestamp,
+    reason: Reason,
+}
+
+/// Event ids remembered to make duplicate deliveries harmless (bounded).
+const SEEN_EVENTS_MAX: usize = 4096;
+
+pub struct Controller {
+    config: Arc<Config>,
+    provider: Arc<dyn NodeGroupProvider>,
+    cluster: Box<dyn Cluster>,
+    demand: Box<dyn DemandSource>,
+    metrics: Arc<Metrics>,
+    planner: PlanFn,
+    history: History,
+    drains: BTreeMap<InstanceId, DrainState>,
+    /// Terminations requested; kept until the instance disappears so it is never asked twice.
+    terminating: BTreeSet<InstanceId>,
+    seen_events: VecDeque<String>,
+    last_tick: Option<Timestamp>,
+    /// Last stale state per (pool, signal), to log changes once instead of every tick.
+    stale_state: BTreeMap<(PoolName, String), bool>,
+    /// Pool of each managed group, from the last observation (instances carry only a group).
+    group_pools: BTreeMap<NodeGroupId, PoolName>,
+}
+
+impl Controller {
+    pub fn new(
+        config: Arc<Config>,
+        provider: Arc<dyn NodeGroupProvider>,
+        cluster: Box<dyn Cluster>,
+        demand: Box<dyn DemandSource>,
+        metrics: Arc<Metrics>,
+    ) -> Self {
+        Controller {
+            config,
+            provider,
+            cluster,
+            demand,
+            metrics,
+            planner: crate::planner::plan,
+            history: History::default(),
+            drains: BTreeMap::new(),
+            terminating: BTreeSet::new(),
+            seen_events: VecDeque::new(),
+            last_tick: None,
+            stale_state: BTreeMap::new(),
+            group_pools: BTreeMap::new(),
+        }
+    }
+
+    /// Replace the planner (tests of the shell).
+    pub fn with_planner(mut self, planner: PlanFn) -> Self {
+        self.planner = planner;
+        self
+    }
+
+    pub fn history(&self) -> &History {
+        &self.history
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// Instances currently being drained, with their deadlines.
+    pub fn draining(&self) -> impl Iterator<Item = (&InstanceId, Timestamp)> {
+        self.drains.iter().map(|(id, d)| (id, d.deadline))
+    }
+
+    /// One observe → plan → act → report step at `now`.
+    #[tracing::instrument(skip(self), fields(now = now.millis()))]
+    pub async fn tick(&mut self, now: Timestamp) -> Result<TickReport, ControllerError> {
+        let mut report = TickReport {
+            now,
+            ..TickReport::default()
+        };
+        self.metrics.ticks.inc();
+
+        // Observe the cloud. Any failure holds the whole tick: acting on a partial view could
+        // scale down capacity we simply failed to see.
+        let (groups, instances) = match self.observe_provider().await {
+            Ok(v) => v,
+            Err(e) => {
+                self.metrics.ticks_held.inc();
+                tracing::warn!(error = %error_chain(&e), "holding: cannot observe the cloud");
+                report.held = Some(error_chain(&e));
+                return Err(e);
+            }
+        };
+        self.terminating
+            .retain(|id| instances.iter().any(|i| &i.id == id));
+        self.group_pools = groups
+            .iter()
+            .map(|g| (g.id.clone(), g.pool.clone()))
+            .collect();
+
+        report.events_handled = self.handle_events(&instances, now).await;
+
+        let view = match self.cluster.observe(&instances, now).await {
+            Ok(v) => v,
+            Err(e) => {
+                self.metrics.ticks_held.inc();
+                let e = ControllerError::Cluster(e);
+                tracing::warn!(error = %error_chain(&e), "holding: cannot observe the cluster");
+                report.held = Some(error_chain(&e));
+                return Err(e);
+            }
+        };
+        let demand = self.demand.read(&self.config, now).await;
+        self.report_signals(&demand);
+
+        let mut snapshot = Snapshot {
+            taken_at: now,
+            groups,
+            instances,
+            nodes: view.nodes,
+            pending_pods: view.pending_pods,
+            demand,
+        };
+        self.apply_own_state(&mut snapshot);
+
+        // Plan and act; a capacity error backs the offering off and re-plans once so the
+        // fallback happens in this tick, not the next.
+        for attempt in 0..2 {
+            let plan = self.run_planner(&snapshot, now);
+            let capacity_failed = self.act(&plan, &snapshot, now, &mut report).await;
+            report.plans.push(plan);
+            if !capacity_failed || attempt == 1 {
+                break;
+            }
+            // Re-observe groups so desired capacity reflects the calls that did succeed.
+            match self.observe_provider().await {
+                Ok((g, i)) => {
+                    snapshot.groups = g;
+                    snapshot.instances = i;
+                    self.apply_own_state(&mut snapshot);
+                }
+                Err(_) => break,
+            }
+        }
+
+        self.progress_drains(&snapshot, now, &mut report).await;
+        if let Some(plan) = report.plans.last() {
+            self.record_unneeded(plan, now);
+            self.report_plan(plan);
+            self.cluster.publish(plan, now).await;
+        }
+
+        let elapsed = self.last_tick.map_or(0.0, |t| now.secs_since(t)).max(0.0);
+        let window = self
+            .config
+            .pools
+            .iter()
+            .map(|p| p.disruption.budget.window_s)
+            .max()
+            .unwrap_or(3600) as f64;
+        self.history.decay(now, elapsed, window);
+        self.last_tick = Some(now);
+        self.metrics.last_tick_timestamp_seconds.set(now.secs_f64());
+        Ok(report)
+    }
+
+    async fn observe_provider(&self) -> Result<(Vec<NodeGroup>, Vec<Instance>), ControllerError> {
+        let groups = self.provider.node_groups().await.map_err(|source| {
+            self.count_error("node_groups", &source);
+            ControllerError::ListGroups {
+                provider: self.provider.name(),
+                source,
+            }
+        })?;
+        // Only groups of configured pools are ours to touch.
+        let groups: Vec<NodeGroup> = groups
+            .into_iter()
+            .filter(|g| self.config.pool(&g.pool).is_some())
+            .collect();
+        let mut instances = Vec::new();
+        for g in &groups {
+            let mut list = self.provider.instances(&g.id).await.map_err(|source| {
+                self.count_error("instances", &source);
+                ControllerError::ListInstances {
+                    group: g.id.clone(),
+                    source,
+                }
+            })?;
+            instances.append(&mut list);
+        }
+        Ok((groups, instances))
+    }
+
+    fn count_error(&self, call: &str, e: &ProviderError) {
+        self.metrics
+            .provider_errors
+            .get_or_create(&metrics::ErrorLabels {
+                call: call.into(),
+                kind: e.kind().into(),
+            })
+            .inc();
+    }
+
+    /// Overlay what only the controller knows: drains in progress and requested terminations.
+    fn apply_own_state(&self, snapshot: &mut Snapshot) {
+        for inst in &mut snapshot.instances {
+            if self.terminating.contains(&inst.id) {
+                inst.state = LifecycleState::Terminating;
+            } else if self.drains.contains_key(&inst.id)
+                && inst.state != LifecycleState::Terminating
+            {
+                inst.state = LifecycleState::Draining;
+            }
+        }
+        for node in &mut snapshot.nodes {
+            if self.drains.contains_key(&node.instance) {
+                node.cordoned = true;
+            }
+        }
+    }
+
+    fn run_planner(&self, snapshot: &Snapshot, now: Timestamp) -> Plan {
+        // Wall-clock timing here only feeds the latency histogram; it is never a decision input.
+        let started = std::time::Instant::now();
+        let plan = (self.planner)(snapshot, &self.config, &self.history, now);
+        self.metrics
+            .plan_duration_seconds
+            .observe(started.elapsed().as_secs_f64());
+        plan
+    }
+
+    /// Poll the provider's events, handle each, acknowledge it. Returns how many were handled.
+    async fn handle_events(&mut self, instances: &[Instance], now: Timestamp) -> usize {
+        let events = match self.provider.poll_events().await {
+            Ok(e) => e,
+            Err(e) => {
+                self.count_error("poll_events", &e);
+                tracing::warn!(error = %e, "cannot poll cloud events; will retry next tick");
+                return 0;
+            }
+        };
+        let mut handled = 0;
+        for ev in events {
+            let duplicate = self.seen_events.contains(&ev.id);
+            if !duplicate {
+                self.handle_event(&ev.kind, &ev.id, instances, now);
+                self.seen_events.push_back(ev.id.clone());
+                if self.seen_events.len() > SEEN_EVENTS_MAX {
+                    self.seen_events.pop_front();
+                }
+                handled += 1;
+            }
+            if let Some(ack) = &ev.ack
+                && let Err(e) = self.provider.ack_event(ack).await
+            {
+                // Not fatal: the event is re-delivered and recognised as a duplicate.
+                self.count_error("ack_event", &e);
+                tracing::warn!(event = %ev.id, error = %e, "cannot acknowledge event");
+            }
+        }
+        handled
+    }
+
+    fn handle_event(
+        &mut self,
+        kind: &ProviderEventKind,
+        id: &str,
+        instances: &[Instance],
+        now: Timestamp,
+    ) {
+        let find = |iid: &InstanceId| instances.iter().find(|i| &i.id == iid);
+        let offering_of = |i: &Instance| OfferingKey {
+            instance_type: i.instance_type.clone(),
+            capacity_type: i.capacity_type,
+            zone: i.zone.clone(),
+        };
+        match kind {
+            ProviderEventKind::SpotInterruption { instance, deadline } => {
+                let Some(inst) = find(instance) else {
+                    tracing::info!(event = id, %instance, "interruption for an instance not in a managed group; ignored");
+                    return;
+                };
+                self.history.record_interruption(&offering_of(inst));
+                self.count_interruption(inst, "spot_interruption");
+                tracing::warn!(%instance, group = %inst.group, deadline = %deadline, "spot interruption: draining now and replacing");
+                self.start_drain(
+                    inst,
+                    *deadline,
+                    Reason::SpotInterruption {
+                        deadline: *deadline,
+                    },
+                );
+            }
+            ProviderEventKind::ScheduledChange { instance, at } => {
+                let Some(inst) = find(instance) else { return };
+                self.count_interruption(inst, "scheduled_change");
+                // Drain well before the maintenance so in-flight work finishes.
+                let deadline = (*at).min(now.plus_secs(self.drain_timeout(inst) as f64));
+                tracing::warn!(%instance, at = %at, "scheduled change: draining and replacing");
+                self.start_drain(
+                    inst,
+                    deadline,
+                    Reason::Unhealthy {
+                        condition: "scheduled maintenance".into(),
+                    },
+                );
+            }
+            ProviderEventKind::RebalanceRecommendation { instance } => {
+                let Some(inst) = find(instance) else { return };
+                // Rebalance is advice, not a notice: raise the offering's risk so new capacity
+                // goes elsewhere, but disrupt nothing (the interruption warning will drain).
+                self.history.record_interruption(&offering_of(inst));
+                self.count_interruption(inst, "rebalance_recommendation");
+                tracing::info!(%instance, "rebalance recommendation: offering risk raised");
+            }
+            ProviderEventKind::InstanceStateChange { instance, state } => {
+                if matches!(
+                    state.as_str(),
+                    "stopping" | "stopped" | "shutting-down" | "terminated"
+                ) && self.drains.remove(instance).is_some()
+                {
+                    tracing::info!(%instance, state, "drained instance left; drain closed");
+                }
+            }
+            ProviderEventKind::LaunchFailed {
+                group,
+                offering,
+                error,
+                message,
+            } => {
+                tracing::warn!(%group, %offering, ?error, message, "launch failed; offering backs off");
+                self.history.record_launch_failure(offering, message, now);
+            }
+        }
+    }
+
+    fn count_interruption(&self, inst: &Instance, kind: &str) {
+        let pool = self
+            .pool_of_group(&inst.group)
+            .map(|p| p.to_string())
+            .unwrap_or_default();
+        self.metrics
+            .interruptions
+            .get_or_create(&metrics::InterruptionLabels {
+                pool,
+                kind: kind.into(),
+            })
+            .inc();
+    }
+
+    fn pool_of_group(&self, group: &NodeGroupId) -> Option<&PoolName> {
+        self.group_pools.get(group)
+    }
+
+    fn drain_timeout(&self, inst: &Instance) -> u64 {
+        self.pool_of_group(&inst.group)
+            .and_then(|p| self.config.pool(p))
+            .map_or(900, |p| p.disruption.drain_timeout_s)
+    }
+
+    fn start_drain(&mut self, inst: &Instance, deadline: Timestamp, reason: Reason) {
+        let pool = self.pool_of_group(&inst.group).cloned().unwrap_or_default();
+        self.drains
+            .entry(inst.id.clone())
+            .and_modify(|d| {
+                // A notice can only bring the deadline forward.
+                if deadline < d.deadline {
+                    d.deadline = deadline;
+                    d.reason = reason.clone();
+                }
+            })
+            .or_insert(DrainState {
+                pool,
+                group: inst.group.clone(),
+                deadline,
+                reason,
+            });
+    }
+
+    /// Execute a plan. Returns true when a launch hit a capacity or quota error (re-plan).
+    async fn act(
+        &mut self,
+        plan: &Plan,
+        snapshot: &Snapshot,
+        now: Timestamp,
+        report: &mut TickReport,
+    ) -> bool {
+        let mut capacity_failed = false;
+        // Groups that threw a throttling error: skip their remaining actions this tick.
+        let mut throttled: BTreeSet<NodeGroupId> = BTreeSet::new();
+        for action in &plan.actions {
+            if throttled.contains(action.group()) {
+                continue;
+            }
+            let result = self.execute(action, snapshot, now).await;
+            let error = match result {
+                Ok(()) => {
+                    self.count_action(action);
+                    None
+                }
+                Err(e) => {
+                    self.count_error(action.kind(), &e);
+                    match &e {
+                        ProviderError::InsufficientCapacity { offering } => {
+                            self.history
+                                .record_launch_failure(offering, &e.to_string(), now);
+                            capacity_failed = true;
+                        }
+                        ProviderError::QuotaExceeded { .. } => {
+                            if let Action::ScaleUp { offering, .. } = action {
+                                self.history
+                                    .record_launch_failure(offering, &e.to_string(), now);
+                                capacity_failed = true;
+                            }
+                        }
+                        ProviderError::Throttled { .. } => {
+                            throttled.insert(action.group().clone());
+                        }
+                        _ => {}
+                    }
+                    tracing::warn!(action = %action, error = %error_chain(&e), "action failed");
+                    Some((e.kind().to_string(), error_chain(&e)))
+                }
+            };
+            report.results.push(ActionResult {
+                action: action.clone(),
+                error,
+            });
+        }
+        capacity_failed
+    }
+
+    async fn execute(
+        &mut self,
+        action: &Action,
+        snapshot: &Snapshot,
+        now: Timestamp,
+    ) -> Result<(), ProviderError> {
+        tracing::info!(action = %action, "executing");
+        match action {
+            Action::ScaleUp {
+                pool,
+                group,
+                offering,
+                count,
+                ..
+            } => {
+                self.provider.increase(group, *count).await?;
+                self.history.last_scale_up.insert(pool.clone(), now);
+                self.history.record_launch_success(offering);
+                Ok(())
+            }
+            Action::StartWarm {
+                pool, group, count, ..
+            } => {
+                self.provider.increase(group, *count).await?;
+                self.history.last_scale_up.insert(pool.clone(), now);
+                Ok(())
+            }
+            Action::SetWarmPool { group, size, .. } => {
+                self.provider.set_warm_pool_size(group, *size).await
+            }
+            Action::CompleteWarmup {
+                group, instance, ..
+            } => match self.provider.complete_warmup(group, instance).await {
+                Err(ProviderError::NotFound { .. }) => Ok(()),
+                other => other,
+            },
+            Action::Drain {
+                pool,
+                instance,
+                deadline,
+                reason,
+                ..
+            } => {
+                let Some(inst) = snapshot.instances.iter().find(|i| &i.id == instance) else {
+                    return Ok(());
+                };
+                let timeout =
+                    self.config
+                        .pool(pool)
+                        .map_or(900, |p| p.disruption.drain_timeout_s) as f64;
+                let deadline = deadline.unwrap_or(now.plus_secs(timeout));
+                self.history.record_disruption(pool, instance, now);
+                self.start_drain(inst, deadline, reason.clone());
+                Ok(())
+            }
+            Action::ScaleDown {
+                pool,
+                group,
+                instances,
+                ..
+            } => {
+                let fresh: Vec<InstanceId> = instances
+                    .iter()
+                    .filter(|i| !self.terminating.contains(*i))
+                    .cloned()
+                    .collect();
+                if fresh.is_empty() {
+                    return Ok(());
+                }
+                match self.provider.terminate(group, &fresh).await {
+                    Ok(()) | Err(ProviderError::NotFound { .. }) => {}
+                    Err(e) => return Err(e),
+                }
+                for id in &fresh {
+                    // Replacements of unhealthy nodes are not voluntary disruptions of serving
+                    // capacity, but they still count against the budget: be conservative.
+                    self.history.record_disruption(pool, id, now);
+                    self.history.unneeded_since.remove(id);
+                    self.terminating.insert(id.clone());
+                }
+                Ok(())
+            }
+        }
+    }
+
+    fn count_action(&self, action: &Action) {
+        let direction = match action {
+            Action::ScaleUp { .. } | Action::StartWarm { .. } => "up",
+            Action::Drain { .. } | Action::ScaleDown { .. } => "down",
+            Action::SetWarmPool { .. } => "warm_pool",
+            Action::CompleteWarmup { .. } => "warmup",
+        };
+        let reason = action.reason().map_or("model_cache_warm", |r| r.code());
+        self.metrics
+            .scale_actions
+            .get_or_create(&metrics::ActionLabels {
+                pool: action.pool().to_string(),
+                direction: direction.into(),
+                reason: reason.into(),
+            })
+            .inc();
+    }
+
+    /// Move every drain forward; terminate the drained and the timed-out.
+    async fn progress_drains(
+        &mut self,
+        snapshot: &Snapshot,
+        now: Timestamp,
+        report: &mut TickReport,
+    ) {
+        let ids: Vec<InstanceId> = self.drains.keys().cloned().collect();
+        for id in ids {
+            let Some(state) = self.drains.get(&id).cloned() else {
+                continue;
+            };
+            let Some(inst) = snapshot.instances.iter().find(|i| i.id == id) else {
+                // Gone (reclaimed or terminated elsewhere): nothing left to drain.
+                self.drains.remove(&id);
+                continue;
+            };
+            let progress = match self.cluster.drain(inst, state.deadline, now).await {
+                Ok(p) => p,
+                Err(e) => {
+                    tracing::warn!(instance = %id, error = %error_chain(&e), "drain step failed; retrying next tick");
+                    DrainProgress::InProgress {
+                        remaining: u32::MAX,
+                    }
+                }
+            };
+            let timed_out = now >= state.deadline;
+            if progress != DrainProgress::Drained && !timed_out {
+                continue;
+            }
+            if timed_out && progress != DrainProgress::Drained {
+                tracing::warn!(instance = %id, reason = %state.reason, "drain deadline passed with work remaining; terminating");
+            }
+            // Terminate with decrement, so the cloud does not launch a second replacement for
+            // capacity the planner already replaced.
+            match self
+                .provider
+                .terminate(&state.group, std::slice::from_ref(&id))
+                .await
+            {
+                Ok(()) | Err(ProviderError::NotFound { .. }) => {
+                    self.drains.remove(&id);
+                    self.terminating.insert(id.clone());
+                    report.terminated_after_drain.push(id.clone());
+                    self.metrics
+                        .scale_actions
+                        .get_or_create(&metrics::ActionLabels {
+                            pool: state.pool.to_string(),
+                            direction: "down".into(),
+                            reason: if timed_out && progress != DrainProgress::Drained {
+                                "drain_timed_out".into()
+                            } else {
+                                state.reason.code().into()
+                            },
+                        })
+                        .inc();
+                }
+                Err(e) => {
+                    self.count_error("terminate", &e);
+                    tracing::warn!(instance = %id, error = %error_chain(&e), "terminate after drain failed; retrying next tick");
+                }
+            }
+        }
+    }
+
+    fn record_unneeded(&mut self, plan: &Plan, now: Timestamp) {
+        let unneeded: BTreeSet<&InstanceId> = plan.unneeded.iter().collect();
+        self.history
+            .unneeded_since
+            .retain(|id, _| unneeded.contains(id));
+        for id in unneeded {
+            self.history.unneeded_since.entry(id.clone()).or_insert(now);
+        }
+    }
+
+    fn report_signals(&mut self, demand: &BTreeMap<PoolName, PoolDemand>) {
+        for (pool, d) in demand {
+            for r in &d.readings {
+                let labels = metrics::SignalLabels {
+                    pool: pool.to_string(),
+                    signal: r.name.clone(),
+                };
+                if let Some(v) = r.value {
+                    self.metrics.signal_value.get_or_create(&labels).set(v);
+                }
+                self.metrics
+                    .signal_stale
+                    .get_or_create(&labels)
+                    .set(i64::from(r.stale));
+                let key = (pool.clone(), r.name.clone());
+                let before = self.stale_state.insert(key, r.stale);
+                if before != Some(r.stale) && (r.stale || before.is_some()) {
+                    if r.stale {
+                        tracing::warn!(%pool, signal = %r.name, "signal missing or stale: scale-down holds");
+                    } else {
+                        tracing::info!(%pool, signal = %r.name, "signal fresh again");
+                    }
+                }
+            }
+        }
+    }
+
+    fn report_plan(&mut self, plan: &Plan) {
+        for s in &plan.pools {
+            let l = Metrics::pool(s.pool.as_str());
+            self.metrics
+                .pool_desired_nodes
+                .get_or_create(&l)
+                .set(i64::from(s.desired_nodes));
+            self.metrics
+                .pool_ready_nodes
+                .get_or_create(&l)
+                .set(i64::from(s.ready_nodes));
+            self.metrics
+                .pool_in_flight_nodes
+                .get_or_create(&l)
+                .set(i64::from(s.in_flight_nodes));
+            self.metrics
+                .pool_warm_instances
+                .get_or_create(&l)
+                .set(i64::from(s.warm_instances));
+            self.metrics
+                .pool_pending_pods
+                .get_or_create(&l)
+                .set(i64::from(s.pending_pods));
+            self.metrics
+                .pool_wanted_replicas
+                .get_or_create(&l)
+                .set(i64::from(s.wanted_replicas.unwrap_or(0)));
+            self.metrics
+                .estimated_cost_per_hour
+                .get_or_create(&l)
+                .set(s.cost_per_hour.dollars());
+            let draining = self.drains.values().filter(|d| d.pool == s.pool).count();
+            self.metrics
+                .drains_in_progress
+                .get_or_create(&l)
+                .set(draining as i64);
+        }
+        self.metrics.decisions.clear();
+        for d in &plan.decisions {
+            let pool = match &d.subject {
+                crate::model::Subject::Pool(p) => p.to_string(),
+                _ => String::new(),
+            };
+            let outcome = serde_json::to_value(d.outcome)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_owned))
+                .unwrap_or_default();
+            self.metrics
+                .decisions
+                .get_or_create(&metrics::DecisionLabels {
+                    pool,
+                    outcome,
+                    reason: d.reason.code().into(),
+                })
+                .inc();
+        }
+    }
+}
+
+/// An error with its causes, `outer: inner: root`, for one log line.
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cur = c.source();
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests;

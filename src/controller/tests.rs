@@ -1,0 +1,419 @@
+//! Tests of the shell alone: an in-memory provider and cluster, and injected planners, so each
+//! safety rule of `tick` is checked without the real planner's judgement in the way.
+
+use super::*;
+use crate::model::{
+    CapacityType, GpuInfo, InstanceType, InstanceTypeName, Money, Offering, ProviderEvent, Zone,
+};
+use std::sync::Mutex;
+
+#[derive(Default)]
+struct World {
+    groups: Vec<NodeGroup>,
+    instances: Vec<Instance>,
+    events: Vec<ProviderEvent>,
+    acked: Vec<String>,
+    calls: Vec<String>,
+    fail_observe: bool,
+    no_capacity_in: Vec<NodeGroupId>,
+}
+
+#[derive(Clone, Default)]
+struct MemProvider(Arc<Mutex<World>>);
+
+impl MemProvider {
+    fn w(&self) -> std::sync::MutexGuard<'_, World> {
+        self.0.lock().unwrap()
+    }
+}
+
+#[async_trait]
+impl NodeGroupProvider for MemProvider {
+    fn name(&self) -> &'static str {
+        "mem"
+    }
+    async fn node_groups(&self) -> gpupool_provider::Result<Vec<NodeGroup>> {
+        let w = self.w();
+        if w.fail_observe {
+            return Err(ProviderError::Transient {
+                call: "DescribeAutoScalingGroups",
+                target: "*".into(),
+                source: "connection refused".into(),
+            });
+        }
+        Ok(w.groups.clone())
+    }
+    async fn instances(&self, group: &NodeGroupId) -> gpupool_provider::Result<Vec<Instance>> {
+        Ok(self
+            .w()
+            .instances
+            .iter()
+            .filter(|i| &i.group == group)
+            .cloned()
+            .collect())
+    }
+    async fn increase(&self, group: &NodeGroupId, delta: u32) -> gpupool_provider::Result<()> {
+        let mut w = self.w();
+        w.calls.push(format!("increase {group} {delta}"));
+        if w.no_capacity_in.contains(group) {
+            let offering = w.groups.iter().find(|g| &g.id == group).unwrap().offerings[0].key();
+            return Err(ProviderError::InsufficientCapacity { offering });
+        }
+        let g = w.groups.iter_mut().find(|g| &g.id == group).unwrap();
+        g.desired += delta;
+        Ok(())
+    }
+    async fn terminate(
+        &self,
+        group: &NodeGroupId,
+        instances: &[InstanceId],
+    ) -> gpupool_provider::Result<()> {
+        let mut w = self.w();
+        for id in instances {
+            w.calls.push(format!("terminate {group} {id}"));
+        }
+        Ok(())
+    }
+    async fn set_warm_pool_size(
+        &self,
+        group: &NodeGroupId,
+        size: u32,
+    ) -> gpupool_provider::Result<()> {
+        self.w().calls.push(format!("warm {group} {size}"));
+        Ok(())
+    }
+    async fn complete_warmup(
+        &self,
+        _group: &NodeGroupId,
+        instance: &InstanceId,
+    ) -> gpupool_provider::Result<()> {
+        self.w().calls.push(format!("complete {instance}"));
+        Ok(())
+    }
+    async fn poll_events(&self) -> gpupool_provider::Result<Vec<ProviderEvent>> {
+        // Like SQS: delivered until acknowledged.
+        let w = self.w();
+        Ok(w.events
+            .iter()
+            .filter(|e| e.ack.as_ref().is_none_or(|a| !w.acked.contains(a)))
+            .cloned()
+            .collect())
+    }
+    async fn ack_event(&self, ack: &str) -> gpupool_provider::Result<()> {
+        self.w().acked.push(ack.to_owned());
+        Ok(())
+    }
+}
+
+/// Every Ready instance is a serving node; drains finish after `drain_ticks` calls.
+struct MemCluster {
+    drain_ticks: u32,
+    drain_calls: BTreeMap<InstanceId, u32>,
+}
+
+#[async_trait]
+impl Cluster for MemCluster {
+    async fn observe(
+        &mut self,
+        instances: &[Instance],
+        _now: Timestamp,
+    ) -> Result<ClusterView, ClusterError> {
+        let nodes = instances
+            .iter()
+            .filter(|i| i.state == LifecycleState::Ready)
+            .map(|i| Node {
+                name: i.id.to_string(),
+                instance: i.id.clone(),
+                pool: "p".into(),
+                capacity_type: i.capacity_type,
+                labels: Default::default(),
+                taints: vec![],
+                serving_ready: true,
+                cordoned: false,
+                scale_down_disabled: false,
+                pods: vec![],
+                in_flight_requests: Some(1),
+                idle_since: None,
+            })
+            .collect();
+        Ok(ClusterView {
+            nodes,
+            pending_pods: vec![],
+        })
+    }
+    async fn drain(
+        &mut self,
+        instance: &Instance,
+        _d: Timestamp,
+        _now: Timestamp,
+    ) -> Result<DrainProgress, ClusterError> {
+        let n = self.drain_calls.entry(instance.id.clone()).or_default();
+        *n += 1;
+        Ok(if *n >= self.drain_ticks {
+            DrainProgress::Drained
+        } else {
+            DrainProgress::InProgress { remaining: 1 }
+        })
+    }
+}
+
+struct NoDemand;
+
+#[async_trait]
+impl DemandSource for NoDemand {
+    async fn read(&mut self, _c: &Config, _now: Timestamp) -> BTreeMap<PoolName, PoolDemand> {
+        BTreeMap::new()
+    }
+}
+
+fn offering(t: &str, ct: CapacityType) -> Offering {
+    Offering {
+        instance_type: InstanceType {
+            name: InstanceTypeName::from(t),
+            vcpu: 8,
+            memory_mib: 32_768,
+            gpu: GpuInfo {
+                model: "A10G".into(),
+                count: 1,
+                memory_mib_per_gpu: 24_576,
+                mig_profiles: vec![],
+            },
+        },
+        capacity_type: ct,
+        zone: Zone::from("us-east-1a"),
+        price_per_hour: Money::from_dollars(1.0),
+        interruption_risk_per_hour: 0.0,
+        available: true,
+    }
+}
+
+fn group(id: &str, ct: CapacityType) -> NodeGroup {
+    NodeGroup {
+        id: NodeGroupId::from(id),
+        pool: "p".into(),
+        offerings: vec![offering(&format!("{id}.xlarge"), ct)],
+        min_size: 0,
+        max_size: 10,
+        desired: 1,
+        labels: Default::default(),
+        taints: vec![],
+        warm_pool: None,
+        activity_in_progress: false,
+    }
+}
+
+fn instance(id: &str, group: &str) -> Instance {
+    Instance {
+        id: InstanceId::from(id),
+        group: NodeGroupId::from(group),
+        instance_type: InstanceTypeName::from(format!("{group}.xlarge").as_str()),
+        capacity_type: CapacityType::Spot,
+        zone: Zone::from("us-east-1a"),
+        state: LifecycleState::Ready,
+        launched_at: Timestamp(0),
+        model_cache: None,
+        provider_id: None,
+        protected_from_scale_in: false,
+        awaiting_lifecycle_hook: false,
+        private_ip: None,
+    }
+}
+
+fn config() -> Arc<Config> {
+    Arc::new(Config::load("pools:\n  - name: p\n    requirements: {}\n").unwrap())
+}
+
+fn controller(p: &MemProvider, planner: PlanFn, drain_ticks: u32) -> Controller {
+    Controller::new(
+        config(),
+        Arc::new(p.clone()),
+        Box::new(MemCluster {
+            drain_ticks,
+            drain_calls: BTreeMap::new(),
+        }),
+        Box::new(NoDemand),
+        Arc::new(Metrics::default()),
+    )
+    .with_planner(planner)
+}
+
+fn empty_plan(_: &Snapshot, _: &Config, _: &History, _: Timestamp) -> Plan {
+    Plan::default()
+}
+
+/// Scales up the first group whose offering is not in backoff.
+fn scale_up_first_usable(s: &Snapshot, _: &Config, h: &History, now: Timestamp) -> Plan {
+    let g = s
+        .groups
+        .iter()
+        .find(|g| h.in_backoff(&g.offerings[0].key(), now).is_none());
+    let actions = g
+        .map(|g| Action::ScaleUp {
+            pool: g.pool.clone(),
+            group: g.id.clone(),
+            offering: g.offerings[0].key(),
+            count: 1,
+            reason: Reason::MinNodes { min: 1 },
+        })
+        .into_iter()
+        .collect();
+    Plan {
+        actions,
+        ..Plan::default()
+    }
+}
+
+fn world(p: &MemProvider) -> std::sync::MutexGuard<'_, World> {
+    p.w()
+}
+
+fn block<F: std::future::Future>(f: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap()
+        .block_on(f)
+}
+
+#[test]
+fn failed_observation_holds_the_tick() {
+    let p = MemProvider::default();
+    {
+        let mut w = world(&p);
+        w.groups.push(group("a", CapacityType::Spot));
+        w.fail_observe = true;
+    }
+    let mut c = controller(&p, scale_up_first_usable, 1);
+    let err = block(c.tick(Timestamp::from_secs(10))).unwrap_err();
+    assert!(
+        error_chain(&err).contains("connection refused"),
+        "{}",
+        error_chain(&err)
+    );
+    assert!(
+        world(&p).calls.is_empty(),
+        "nothing may change when the view is missing"
+    );
+}
+
+#[test]
+fn interruption_drains_then_terminates_once_and_acks_after_handling() {
+    let p = MemProvider::default();
+    {
+        let mut w = world(&p);
+        w.groups.push(group("a", CapacityType::Spot));
+        w.instances.push(instance("i-1", "a"));
+        let ev = ProviderEvent {
+            ack: Some("r1".into()),
+            id: "m1".into(),
+            kind: ProviderEventKind::SpotInterruption {
+                instance: "i-1".into(),
+                deadline: Timestamp::from_secs(130),
+            },
+        };
+        // Delivered twice (SQS at-least-once): must be handled once.
+        w.events.push(ev.clone());
+        w.events.push(ProviderEvent {
+            ack: Some("r2".into()),
+            ..ev
+        });
+    }
+    let mut c = controller(&p, empty_plan, 2);
+    let r = block(c.tick(Timestamp::from_secs(10))).unwrap();
+    assert_eq!(r.events_handled, 1);
+    assert_eq!(world(&p).acked, vec!["r1".to_string(), "r2".to_string()]);
+    assert_eq!(c.draining().count(), 1);
+    assert!(c.history().risk_boost.values().all(|v| *v > 0.0));
+    assert!(
+        world(&p).calls.is_empty(),
+        "first drain step: not drained yet"
+    );
+
+    let r = block(c.tick(Timestamp::from_secs(20))).unwrap();
+    assert_eq!(r.terminated_after_drain, vec![InstanceId::from("i-1")]);
+    assert_eq!(world(&p).calls, vec!["terminate a i-1".to_string()]);
+    block(c.tick(Timestamp::from_secs(30))).unwrap();
+    assert_eq!(
+        world(&p).calls.len(),
+        1,
+        "a terminated instance is never terminated twice"
+    );
+}
+
+#[test]
+fn drain_deadline_terminates_even_with_work_left() {
+    let p = MemProvider::default();
+    {
+        let mut w = world(&p);
+        w.groups.push(group("a", CapacityType::Spot));
+        w.instances.push(instance("i-1", "a"));
+        w.events.push(ProviderEvent {
+            ack: None,
+            id: "m1".into(),
+            kind: ProviderEventKind::SpotInterruption {
+                instance: "i-1".into(),
+                deadline: Timestamp::from_secs(30),
+            },
+        });
+    }
+    let mut c = controller(&p, empty_plan, u32::MAX);
+    block(c.tick(Timestamp::from_secs(10))).unwrap();
+    block(c.tick(Timestamp::from_secs(20))).unwrap();
+    assert!(world(&p).calls.is_empty());
+    let r = block(c.tick(Timestamp::from_secs(30))).unwrap();
+    assert_eq!(r.terminated_after_drain.len(), 1);
+}
+
+#[test]
+fn capacity_error_backs_off_and_falls_back_in_the_same_tick() {
+    let p = MemProvider::default();
+    {
+        let mut w = world(&p);
+        w.groups.push(group("a", CapacityType::Spot));
+        w.groups.push(group("b", CapacityType::OnDemand));
+        w.no_capacity_in.push("a".into());
+    }
+    let mut c = controller(&p, scale_up_first_usable, 1);
+    let r = block(c.tick(Timestamp::from_secs(10))).unwrap();
+    assert_eq!(r.plans.len(), 2, "re-planned after the capacity error");
+    assert_eq!(
+        world(&p).calls,
+        vec!["increase a 1".to_string(), "increase b 1".to_string()]
+    );
+    let key = world(&p).groups[0].offerings[0].key();
+    assert!(
+        c.history()
+            .in_backoff(&key, Timestamp::from_secs(10))
+            .is_some()
+    );
+    assert_eq!(
+        r.results[0].error.as_ref().unwrap().0,
+        "insufficient_capacity"
+    );
+}
+
+#[test]
+fn launch_failure_event_backs_off_the_offering() {
+    let p = MemProvider::default();
+    let key = group("a", CapacityType::Spot).offerings[0].key();
+    {
+        let mut w = world(&p);
+        w.groups.push(group("a", CapacityType::Spot));
+        w.events.push(ProviderEvent {
+            ack: None,
+            id: "act-1".into(),
+            kind: ProviderEventKind::LaunchFailed {
+                group: "a".into(),
+                offering: key.clone(),
+                error: gpupool_provider::LaunchFailure::InsufficientCapacity,
+                message: "InsufficientInstanceCapacity".into(),
+            },
+        });
+    }
+    let mut c = controller(&p, empty_plan, 1);
+    block(c.tick(Timestamp::from_secs(10))).unwrap();
+    assert!(
+        c.history()
+            .in_backoff(&key, Timestamp::from_secs(60))
+            .is_some()
+    );
+}
