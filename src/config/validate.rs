@@ -599,12 +599,26 @@ fn signal(c: &mut Check, cfg: &Config, at: &str, s: &SignalConfig) {
                     format!("{at}.cron.{f}"),
                     format!("must be a cron expression with seconds (6 or 7 fields, e.g. \"0 0 8 * * Mon-Fri\"), got {e:?}"),
                 );
+            } else if let Err(err) = <cron::Schedule as std::str::FromStr>::from_str(e) {
+                c.fail(
+                    format!("{at}.cron.{f}"),
+                    format!("is not a valid cron expression ({err}), got {e:?}; fields are sec min hour day-of-month month day-of-week [year], e.g. \"0 0 8 * * Mon-Fri\""),
+                );
             }
         }
-        if cr.timezone.trim().is_empty() {
+        if cr.start.trim() == cr.end.trim() {
+            c.fail(
+                format!("{at}.cron.end"),
+                format!("equals start ({:?}): the window would never open", cr.start),
+            );
+        }
+        if cr.timezone.trim().parse::<chrono_tz::Tz>().is_err() {
             c.fail(
                 format!("{at}.cron.timezone"),
-                "must be an IANA time zone such as UTC or Europe/Paris",
+                format!(
+                    "must be an IANA time zone such as UTC or Europe/Paris, got {:?}",
+                    cr.timezone
+                ),
             );
         }
     }
@@ -695,5 +709,45 @@ pools:
         let issues = err.issues();
         assert!(issues.iter().any(|i| i.starts_with("aws: required")));
         assert!(issues.iter().any(|i| i.starts_with("pools: must define")));
+    }
+}
+
+#[cfg(test)]
+mod cron_tests {
+    use super::super::Config;
+
+    fn with_cron(start: &str, end: &str, tz: &str) -> Vec<String> {
+        let text = format!(
+            "mode: vm-only\npools:\n  - name: a\n    requirements: {{}}\n    signals:\n      - cron: {{ start: \"{start}\", end: \"{end}\", desired: 2, timezone: \"{tz}\" }}\n"
+        );
+        match Config::load(&text) {
+            Ok(_) => Vec::new(),
+            Err(e) => e.issues(),
+        }
+    }
+
+    #[test]
+    fn cron_expressions_and_zones_are_parsed_at_load() {
+        assert!(with_cron("0 0 8 * * Mon-Fri", "0 0 18 * * Mon-Fri", "Europe/Paris").is_empty());
+        let issues = with_cron("0 0 25 * * *", "0 0 8 * * Funday", "Mars/Olympus");
+        let want = [
+            "pools[0].signals[0].cron.start: is not a valid cron expression",
+            "pools[0].signals[0].cron.end: is not a valid cron expression",
+            "pools[0].signals[0].cron.timezone: must be an IANA time zone",
+        ];
+        for w in want {
+            assert!(
+                issues.iter().any(|i| i.starts_with(w)),
+                "missing {w:?} in {issues:#?}"
+            );
+        }
+        assert!(issues.iter().any(|i| i.contains("\"Mars/Olympus\"")));
+        let same = with_cron("0 0 8 * * *", "0 0 8 * * *", "UTC");
+        assert!(same.iter().any(|i| i.contains("never open")), "{same:#?}");
+        let five = with_cron("0 8 * * *", "0 18 * * *", "UTC");
+        assert!(
+            five.iter().any(|i| i.contains("6 or 7 fields")),
+            "{five:#?}"
+        );
     }
 }

@@ -1,0 +1,517 @@
+//! Demand signals → [`PoolDemand`]: Prometheus queries, the latency guard-rail, cron windows,
+//! CloudWatch metrics and SQS queue depth, plus the forecast used for pre-warming.
+//!
+//! [`SignalDemand`] is the production [`DemandSource`]. Per pool, each signal becomes one
+//! [`SignalReading`]; the pool wants the *largest* replicas any fresh signal asks for (as KEDA
+//! does with several triggers). A signal that cannot be read — timeout, HTTP or parse error,
+//! empty result, `NaN`/`Inf`, too old — is reported `stale` with no replicas: it never lowers
+//! demand, and the planner holds scale-down while any signal of the pool is stale. The
+//! controller exports staleness (`gpupool_signal_stale`) and logs each change once.
+//!
+//! Signal arithmetic:
+//! - `prometheus`, `cloudwatch`, `sqs`: KEDA's, see [`keda::replicas`].
+//! - `latency`: a guard-rail, see [`keda::latency_replicas`]; it scales from the pool's
+//!   *serving replicas now*, which the cluster side publishes through [`ServingReplicas`]
+//!   (the VM-only cluster does so every tick). Without a published count it starts from the
+//!   largest demand the pool's other fresh signals report this tick (at least one).
+//! - `cron`: `desired` replicas while the window is open, 0 outside it.
+//!
+//! All of a tick's queries run concurrently, each with its own timeout, so one slow endpoint
+//! delays the tick by at most its `timeout_s`.
+
+pub mod external;
+pub mod forecast;
+pub mod keda;
+pub mod prometheus;
+pub mod schedule;
+
+pub use external::{ExternalError, MetricReader};
+pub use forecast::Forecaster;
+pub use schedule::CronWindow;
+
+use crate::config::{Config, PoolConfig, SignalConfig};
+use crate::controller::DemandSource;
+use crate::model::{PoolDemand, PoolName, SignalReading, Timestamp};
+use async_trait::async_trait;
+use prometheus::Sample;
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// Why one signal could not be read. Reported as a stale reading, never as a failed tick.
+#[derive(Debug, thiserror::Error)]
+pub enum SignalError {
+    #[error("{what} failed")]
+    Http {
+        what: &'static str,
+        #[source]
+        source: reqwest::Error,
+    },
+    #[error("HTTP status {0}")]
+    Status(u16),
+    #[error("query rejected ({kind}): {message}")]
+    Query { kind: String, message: String },
+    #[error("unparsable response: {0}")]
+    Parse(String),
+    #[error("query returned {0} series; aggregate it to one (e.g. sum(...))")]
+    MultipleSeries(usize),
+    #[error("invalid cron expression {expr:?}: {message}")]
+    Cron { expr: String, message: String },
+    #[error("unknown time zone {0:?}: use an IANA name such as UTC or Europe/Paris")]
+    TimeZone(String),
+    #[error("no reader for {0} signals is configured (build with the `aws` feature)")]
+    NoReader(&'static str),
+    #[error(transparent)]
+    External(#[from] ExternalError),
+    #[error("building the HTTP client")]
+    Client(#[source] reqwest::Error),
+}
+
+/// Serving replicas per pool as the cluster side last saw them (the latency guard-rail's
+/// base). Shared between the cluster (writer) and [`SignalDemand`] (reader).
+#[derive(Debug, Default)]
+pub struct ServingReplicas(Mutex<BTreeMap<PoolName, u32>>);
+
+impl ServingReplicas {
+    pub fn set(&self, pool: &PoolName, replicas: u32) {
+        // A poisoned lock only means another thread panicked mid-insert; the map is still valid.
+        let mut m = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        m.insert(pool.clone(), replicas);
+    }
+    pub fn get(&self, pool: &PoolName) -> Option<u32> {
+        let m = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        m.get(pool).copied()
+    }
+}
+
+/// Replicas one node of the pool serves, when the config says: `replica.replicas_per_instance`
+/// (VM-only), else whole nodes' GPUs divided by a replica's GPUs.
+pub fn replicas_per_node(pool: &PoolConfig) -> Option<u32> {
+    if let Some(n) = pool.replica.replicas_per_instance {
+        return Some(n.max(1));
+    }
+    let gpus = pool.requirements.gpus_per_node?;
+    (pool.replica.gpus > 0).then(|| (gpus / pool.replica.gpus).max(1))
+}
+
+/// One value read from a source, before the signal's arithmetic.
+type RawResult = Result<Option<Sample>, SignalError>;
+
+struct PoolState {
+    forecaster: Forecaster,
+    /// Parsed cron windows keyed by `(start, end, timezone)`, so a reloaded config re-parses
+    /// only what changed.
+    crons: BTreeMap<(String, String, String), Result<CronWindow, String>>,
+}
+
+/// The production demand source.
+pub struct SignalDemand {
+    http: reqwest::Client,
+    pools: BTreeMap<PoolName, PoolState>,
+    reader: Option<Arc<dyn MetricReader>>,
+    serving: Arc<ServingReplicas>,
+}
+
+impl SignalDemand {
+    pub fn new() -> Result<Self, SignalError> {
+        let http = reqwest::Client::builder()
+            .user_agent(concat!("gpupool/", env!("CARGO_PKG_VERSION")))
+            // Per-request timeouts come from each signal; this bounds connection setup.
+            .connect_timeout(Duration::from_secs(5))
+            .build()
+            .map_err(SignalError::Client)?;
+        Ok(SignalDemand {
+            http,
+            pools: BTreeMap::new(),
+            reader: None,
+            serving: Arc::new(ServingReplicas::default()),
+        })
+    }
+
+    /// Read CloudWatch and SQS signals through `reader` (the AWS provider implements it).
+    pub fn with_reader(mut self, reader: Arc<dyn MetricReader>) -> Self {
+        self.reader = Some(reader);
+        self
+    }
+
+    /// Share serving-replica counts with the cluster side (see [`ServingReplicas`]).
+    pub fn with_serving(mut self, serving: Arc<ServingReplicas>) -> Self {
+        self.serving = serving;
+        self
+    }
+
+    pub fn serving(&self) -> Arc<ServingReplicas> {
+        self.serving.clone()
+    }
+
+    /// The pool's forecaster, if the pool has been read at least once.
+    pub fn forecaster(&self, pool: &PoolName) -> Option<&Forecaster> {
+        self.pools.get(pool).map(|p| &p.forecaster)
+    }
+
+    fn cron_window(
+        &mut self,
+        pool: &PoolConfig,
+        start: &str,
+        end: &str,
+        tz: &str,
+    ) -> Result<CronWindow, String> {
+        let state = self
+            .pools
+            .entry(pool.name.clone())
+            .or_insert_with(|| PoolState {
+                forecaster: Forecaster::for_pool(pool),
+                crons: BTreeMap::new(),
+            });
+        state
+            .crons
+            .entry((start.to_owned(), end.to_owned(), tz.to_owned()))
+            .or_insert_with(|| CronWindow::new(start, end, tz).map_err(|e| e.to_string()))
+            .clone()
+    }
+
+    /// Start every remote read of the tick at once.
+    fn spawn_reads(
+        &self,
+        config: &Config,
+        now: Timestamp,
+    ) -> tokio::task::JoinSet<(usize, usize, RawResult)> {
+        let mut set = tokio::task::JoinSet::new();
+        for (pi, pool) in config.pools.iter().enumerate() {
+            for (si, sig) in pool.signals.iter().enumerate() {
+                let http = self.http.clone();
+                let reader = self.reader.clone();
+                let sig = sig.clone();
+                set.spawn(async move {
+                    (
+                        pi,
+                        si,
+                        read_remote(&http, reader.as_deref(), &sig, now).await,
+                    )
+                });
+            }
+        }
+        set
+    }
+}
+
+/// Read one remote signal. Local signals (cron) and the simulator's queue return `Ok(None)`
+/// here and are evaluated by the caller.
+async fn read_remote(
+    http: &reqwest::Client,
+    reader: Option<&dyn MetricReader>,
+    sig: &SignalConfig,
+    now: Timestamp,
+) -> RawResult {
+    if let Some(p) = &sig.prometheus {
+        return prometheus::query(
+            http,
+            &p.url,
+            &p.query,
+            now,
+            Duration::from_secs(p.timeout_s),
+        )
+        .await;
+    }
+    if let Some(l) = &sig.latency {
+        return prometheus::query(
+            http,
+            &l.url,
+            &l.query,
+            now,
+            Duration::from_secs(l.timeout_s),
+        )
+        .await;
+    }
+    if let Some(c) = &sig.cloudwatch {
+        let r = reader.ok_or(SignalError::NoReader("cloudwatch"))?;
+        return Ok(r.cloudwatch(c, now).await?);
+    }
+    if let Some(q) = &sig.sqs {
+        let r = reader.ok_or(SignalError::NoReader("sqs"))?;
+        return Ok(r.sqs_depth(q, now).await?);
+    }
+    Ok(None)
+}
+
+/// A stale reading (nothing usable), keeping the value when there was one for the gauge.
+fn stale(name: String, value: Option<f64>, observed_at: Option<Timestamp>) -> SignalReading {
+    SignalReading {
+        name,
+        value: value.filter(|v| v.is_finite()),
+        replicas: None,
+        stale: true,
+        observed_at,
+    }
+}
+
+/// Turn a raw result into a reading with `arith` (value → replicas) and the freshness rules.
+fn reading(
+    name: String,
+    raw: RawResult,
+    now: Timestamp,
+    stale_after_s: u64,
+    arith: impl Fn(f64) -> Option<u32>,
+) -> SignalReading {
+    match raw {
+        Ok(Some(s)) => {
+            let age_s = now.secs_since(s.at);
+            if !s.value.is_finite() || age_s > stale_after_s as f64 {
+                return stale(name, Some(s.value), Some(s.at));
+            }
+            match arith(s.value) {
+                Some(r) => SignalReading {
+                    name,
+                    value: Some(s.value),
+                    replicas: Some(r),
+                    stale: false,
+                    observed_at: Some(s.at),
+                },
+                None => stale(name, Some(s.value), Some(s.at)),
+            }
+        }
+        Ok(None) => stale(name, None, None),
+        Err(e) => {
+            tracing::debug!(signal = %name, error = %crate::controller::error_chain(&e), "signal read failed");
+            stale(name, None, None)
+        }
+    }
+}
+
+#[async_trait]
+impl DemandSource for SignalDemand {
+    async fn read(&mut self, config: &Config, now: Timestamp) -> BTreeMap<PoolName, PoolDemand> {
+        let mut raw: BTreeMap<(usize, usize), RawResult> = BTreeMap::new();
+        let mut set = self.spawn_reads(config, now);
+        while let Some(joined) = set.join_next().await {
+            // A read task only fails if it panicked; its signal then stays missing (stale).
+            if let Ok((pi, si, r)) = joined {
+                raw.insert((pi, si), r);
+            }
+        }
+        // Forget pools removed from the config so history stays bounded by configuration.
+        self.pools.retain(|name, _| config.pool(name).is_some());
+
+        let mut out = BTreeMap::new();
+        for (pi, pool) in config.pools.iter().enumerate() {
+            let mut readings = Vec::with_capacity(pool.signals.len());
+            let mut latency: Vec<(usize, String, RawResult, u64, f64)> = Vec::new();
+            for (si, sig) in pool.signals.iter().enumerate() {
+                let name = sig.display_name(si);
+                let r = raw.remove(&(pi, si)).unwrap_or(Ok(None));
+                if let Some(p) = &sig.prometheus {
+                    let (t, a) = (p.target_per_replica, p.activation);
+                    readings.push(reading(name, r, now, p.stale_after_s, |v| {
+                        keda::replicas(v, t, a)
+                    }));
+                } else if let Some(c) = &sig.cloudwatch {
+                    let (t, a) = (c.target_per_replica, c.activation);
+                    readings.push(reading(name, r, now, c.stale_after_s, |v| {
+                        keda::replicas(v, t, a)
+                    }));
+                } else if let Some(q) = &sig.sqs {
+                    let (t, a) = (q.target_per_replica, q.activation);
+                    // Queue depth is read live from the queue: fresh when it answered at all.
+                    readings.push(reading(name, r, now, u64::MAX / 2, |v| {
+                        keda::replicas(v, t, a)
+                    }));
+                } else if let Some(c) = &sig.cron {
+                    let reading = match self.cron_window(pool, &c.start, &c.end, &c.timezone) {
+                        Ok(w) => {
+                            let open = w.contains(now);
+                            SignalReading {
+                                name,
+                                value: Some(if open { 1.0 } else { 0.0 }),
+                                replicas: Some(if open { c.desired } else { 0 }),
+                                stale: false,
+                                observed_at: Some(now),
+                            }
+                        }
+                        Err(e) => {
+                            tracing::debug!(signal = %name, error = %e, "cron window unusable");
+                            stale(name, None, None)
+                        }
+                    };
+                    readings.push(reading);
+                } else if let Some(l) = &sig.latency {
+                    // Evaluated after the others: it may scale from their demand.
+                    latency.push((readings.len(), name, r, l.stale_after_s, l.target));
+                    readings.push(stale(String::new(), None, None));
+                } else {
+                    // The simulator's queue is read by the simulator's own demand source.
+                    readings.push(stale(name, None, None));
+                }
+            }
+            let others = readings
+                .iter()
+                .filter(|r| !r.stale)
+                .filter_map(|r| r.replicas)
+                .max();
+            let base = self.serving.get(&pool.name).or(others).unwrap_or(0);
+            for (slot, name, r, stale_after_s, target) in latency {
+                let mut rd = reading(name, r, now, stale_after_s, |v| {
+                    Some(keda::latency_replicas(v, target, base).unwrap_or(0))
+                });
+                // Under target the guard-rail is fresh but asks for nothing.
+                if rd.replicas == Some(0) {
+                    rd.replicas = None;
+                }
+                readings[slot] = rd;
+            }
+            let replicas_now = readings
+                .iter()
+                .filter(|r| !r.stale)
+                .filter_map(|r| r.replicas)
+                .max();
+            let replicas_forecast = self.forecast(pool, replicas_now, now);
+            out.insert(
+                pool.name.clone(),
+                PoolDemand {
+                    replicas_now,
+                    replicas_forecast,
+                    readings,
+                },
+            );
+        }
+        out
+    }
+}
+
+impl SignalDemand {
+    /// Feed the forecaster and forecast over the pool's horizon (≥ `replicas_now`, capped at
+    /// what `limits.max_nodes` nodes can serve when that is known).
+    fn forecast(
+        &mut self,
+        pool: &PoolConfig,
+        replicas_now: Option<u32>,
+        now: Timestamp,
+    ) -> Option<u32> {
+        if !pool.forecast.enabled {
+            return None;
+        }
+        let state = self
+            .pools
+            .entry(pool.name.clone())
+            .or_insert_with(|| PoolState {
+                forecaster: Forecaster::for_pool(pool),
+                crons: BTreeMap::new(),
+            });
+        // Stale demand is not observed: the gap is filled by the last value when forecasting.
+        let now_replicas = replicas_now?;
+        state.forecaster.observe(now, now_replicas);
+        let f = state
+            .forecaster
+            .forecast(now, pool.forecast_horizon_s())
+            .unwrap_or(now_replicas);
+        let cap = replicas_per_node(pool).map(|r| r.saturating_mul(pool.limits.max_nodes));
+        Some(match cap {
+            Some(cap) => f.min(cap).max(now_replicas),
+            None => f.max(now_replicas),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn freshness_rules() {
+        let now = Timestamp::from_secs(1000);
+        let keda = |v: f64| keda::replicas(v, 10.0, 0.0);
+        let ok = reading(
+            "q".into(),
+            Ok(Some(Sample {
+                value: 25.0,
+                at: now,
+            })),
+            now,
+            60,
+            keda,
+        );
+        assert_eq!((ok.replicas, ok.stale), (Some(3), false));
+        let old = reading(
+            "q".into(),
+            Ok(Some(Sample {
+                value: 25.0,
+                at: Timestamp::from_secs(900),
+            })),
+            now,
+            60,
+            keda,
+        );
+        assert_eq!(
+            (old.replicas, old.stale, old.value),
+            (None, true, Some(25.0))
+        );
+        let nan = reading(
+            "q".into(),
+            Ok(Some(Sample {
+                value: f64::NAN,
+                at: now,
+            })),
+            now,
+            60,
+            keda,
+        );
+        assert_eq!((nan.replicas, nan.stale, nan.value), (None, true, None));
+        let empty = reading("q".into(), Ok(None), now, 60, keda);
+        assert!(empty.stale);
+        let err = reading("q".into(), Err(SignalError::Status(503)), now, 60, keda);
+        assert!(err.stale && err.replicas.is_none());
+    }
+
+    #[test]
+    fn replicas_per_node_from_config() {
+        let cfg = Config::load(
+            "mode: vm-only\npools:\n  - name: a\n    requirements: { gpus_per_node: 8 }\n    replica: { gpus: 2 }\n    limits: { min_nodes: 1 }\n  - name: b\n    requirements: {}\n    replica: { replicas_per_instance: 3 }\n    limits: { min_nodes: 1 }\n  - name: c\n    requirements: {}\n    limits: { min_nodes: 1 }\n",
+        )
+        .unwrap();
+        assert_eq!(replicas_per_node(&cfg.pools[0]), Some(4));
+        assert_eq!(replicas_per_node(&cfg.pools[1]), Some(3));
+        assert_eq!(replicas_per_node(&cfg.pools[2]), None);
+    }
+
+    fn cron_config(extra: &str) -> Config {
+        Config::load(&format!(
+            "mode: vm-only\npools:\n  - name: a\n    requirements: {{}}\n    replica: {{ replicas_per_instance: 1 }}\n    limits: {{ max_nodes: 5 }}\n    signals:\n      - name: office\n        cron: {{ start: \"0 0 8 * * *\", end: \"0 0 18 * * *\", desired: 7, timezone: UTC }}\n{extra}"
+        ))
+        .unwrap()
+    }
+
+    #[tokio::test]
+    async fn cron_demand_forecast_capped_by_max_nodes() {
+        let cfg = cron_config("");
+        let mut d = SignalDemand::new().unwrap();
+        // 2025-03-05 12:00 UTC: inside the window.
+        let noon = Timestamp::from_secs(1_741_176_000);
+        let out = d.read(&cfg, noon).await;
+        let a = &out[&PoolName::from("a")];
+        assert_eq!(a.replicas_now, Some(7));
+        assert_eq!(a.readings[0].name, "office");
+        assert!(!a.readings[0].stale);
+        // The forecast is capped at max_nodes × replicas_per_instance = 5 … but never below now.
+        assert_eq!(a.replicas_forecast, Some(7));
+        let night = Timestamp::from_secs(1_741_176_000 + 10 * 3600);
+        let out = d.read(&cfg, night).await;
+        assert_eq!(out[&PoolName::from("a")].replicas_now, Some(0));
+    }
+
+    #[tokio::test]
+    async fn unreachable_signal_is_stale_and_never_lowers_demand() {
+        // Port 9 on loopback: nothing listens, the connection is refused at once.
+        let cfg = cron_config(
+            "      - prometheus: { url: \"http://127.0.0.1:9\", query: \"up\", target_per_replica: 1, timeout_s: 2 }\n      - latency: { url: \"http://127.0.0.1:9\", query: \"p95\", target: 1.0, timeout_s: 2 }\n",
+        );
+        let mut d = SignalDemand::new().unwrap();
+        let noon = Timestamp::from_secs(1_741_176_000);
+        let out = d.read(&cfg, noon).await;
+        let a = &out[&PoolName::from("a")];
+        assert_eq!(
+            a.replicas_now,
+            Some(7),
+            "the fresh cron signal still counts"
+        );
+        assert_eq!(a.stale_signals(), vec!["prometheus-1", "latency-2"]);
+    }
+}

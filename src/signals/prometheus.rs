@@ -1,0 +1,182 @@
+//! Prometheus instant queries over the HTTP API (`GET /api/v1/query?query=…&time=…`).
+//!
+//! The query is evaluated at the tick's `now` (the `time` parameter), so every signal of a tick
+//! sees the same instant and a replayed tick asks the same question. The answer is usable only
+//! if it is one finite sample: an empty vector (the series is gone or went stale inside
+//! Prometheus), several series (aggregate with `sum(…)`, as KEDA also requires), `NaN`/`±Inf`,
+//! a timestamp older than `stale_after_s`, an HTTP error or a body that does not parse all
+//! make the reading stale.
+
+use super::SignalError;
+use crate::model::Timestamp;
+use serde::Deserialize;
+use std::time::Duration;
+
+/// One sample of an instant query.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Sample {
+    pub value: f64,
+    pub at: Timestamp,
+}
+
+#[derive(Deserialize)]
+struct Envelope {
+    status: String,
+    #[serde(default)]
+    data: Option<Data>,
+    #[serde(default, rename = "errorType")]
+    error_type: Option<String>,
+    #[serde(default)]
+    error: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct Data {
+    #[serde(rename = "resultType")]
+    result_type: String,
+    result: serde_json::Value,
+}
+
+#[derive(Deserialize)]
+struct VectorItem {
+    value: (f64, String),
+}
+
+/// Prometheus writes sample values as strings, including `NaN`, `+Inf` and `-Inf`.
+fn parse_value(s: &str) -> Option<f64> {
+    match s {
+        "NaN" => Some(f64::NAN),
+        "+Inf" | "Inf" => Some(f64::INFINITY),
+        "-Inf" => Some(f64::NEG_INFINITY),
+        other => other.parse().ok(),
+    }
+}
+
+/// Parse an instant-query response body into at most one sample. `Ok(None)`: empty result.
+pub fn parse_response(body: &[u8]) -> Result<Option<Sample>, SignalError> {
+    let env: Envelope =
+        serde_json::from_slice(body).map_err(|e| SignalError::Parse(e.to_string()))?;
+    if env.status != "success" {
+        return Err(SignalError::Query {
+            kind: env.error_type.unwrap_or_else(|| "unknown".into()),
+            message: env.error.unwrap_or_default(),
+        });
+    }
+    let data = env
+        .data
+        .ok_or_else(|| SignalError::Parse("success without data".into()))?;
+    let (ts, raw) = match data.result_type.as_str() {
+        "vector" => {
+            let items: Vec<VectorItem> = serde_json::from_value(data.result)
+                .map_err(|e| SignalError::Parse(e.to_string()))?;
+            match items.len() {
+                0 => return Ok(None),
+                1 => items
+                    .into_iter()
+                    .next()
+                    .map(|i| i.value)
+                    .ok_or_else(|| SignalError::Parse("empty".into()))?,
+                n => return Err(SignalError::MultipleSeries(n)),
+            }
+        }
+        "scalar" => serde_json::from_value::<(f64, String)>(data.result)
+            .map_err(|e| SignalError::Parse(e.to_string()))?,
+        other => {
+            return Err(SignalError::Parse(format!(
+                "unsupported result type {other:?}; use an instant vector or scalar"
+            )));
+        }
+    };
+    let value =
+        parse_value(&raw).ok_or_else(|| SignalError::Parse(format!("sample value {raw:?}")))?;
+    Ok(Some(Sample {
+        value,
+        at: Timestamp::from_secs_f64(ts),
+    }))
+}
+
+/// Run one instant query at `now` with a timeout.
+pub async fn query(
+    http: &reqwest::Client,
+    base_url: &str,
+    promql: &str,
+    now: Timestamp,
+    timeout: Duration,
+) -> Result<Option<Sample>, SignalError> {
+    let mut url = reqwest::Url::parse(base_url)
+        .and_then(|u| u.join("api/v1/query"))
+        .map_err(|e| SignalError::Parse(format!("Prometheus URL {base_url:?}: {e}")))?;
+    url.query_pairs_mut()
+        .append_pair("query", promql)
+        .append_pair("time", &format!("{:.3}", now.secs_f64()));
+    let resp = http
+        .get(url)
+        .timeout(timeout)
+        .send()
+        .await
+        .map_err(|source| SignalError::Http {
+            what: "Prometheus query",
+            source,
+        })?;
+    let status = resp.status();
+    let body = resp.bytes().await.map_err(|source| SignalError::Http {
+        what: "Prometheus response",
+        source,
+    })?;
+    // 400/422/503 carry the API's error envelope; anything else non-2xx is reported by status.
+    match parse_response(&body) {
+        Err(SignalError::Parse(_)) if !status.is_success() => {
+            Err(SignalError::Status(status.as_u16()))
+        }
+        other => other,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_vector_scalar_and_special_values() {
+        let one = br#"{"status":"success","data":{"resultType":"vector","result":[{"metric":{},"value":[1700000000.5,"12"]}]}}"#;
+        assert_eq!(
+            parse_response(one).unwrap(),
+            Some(Sample {
+                value: 12.0,
+                at: Timestamp::from_millis(1_700_000_000_500)
+            })
+        );
+        let empty = br#"{"status":"success","data":{"resultType":"vector","result":[]}}"#;
+        assert_eq!(parse_response(empty).unwrap(), None);
+        let scalar =
+            br#"{"status":"success","data":{"resultType":"scalar","result":[1700000000,"3.5"]}}"#;
+        assert_eq!(parse_response(scalar).unwrap().unwrap().value, 3.5);
+        let nan = br#"{"status":"success","data":{"resultType":"vector","result":[{"metric":{},"value":[1,"NaN"]}]}}"#;
+        assert!(parse_response(nan).unwrap().unwrap().value.is_nan());
+        let inf = br#"{"status":"success","data":{"resultType":"scalar","result":[1,"+Inf"]}}"#;
+        assert_eq!(parse_response(inf).unwrap().unwrap().value, f64::INFINITY);
+    }
+
+    #[test]
+    fn errors_are_typed() {
+        let two = br#"{"status":"success","data":{"resultType":"vector","result":[{"metric":{"a":"1"},"value":[1,"1"]},{"metric":{"a":"2"},"value":[1,"2"]}]}}"#;
+        assert!(matches!(
+            parse_response(two),
+            Err(SignalError::MultipleSeries(2))
+        ));
+        let bad = br#"{"status":"error","errorType":"bad_data","error":"parse error at char 3"}"#;
+        match parse_response(bad) {
+            Err(SignalError::Query { kind, message }) => {
+                assert_eq!(kind, "bad_data");
+                assert!(message.contains("parse error"));
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(
+            parse_response(b"<html>"),
+            Err(SignalError::Parse(_))
+        ));
+        let matrix = br#"{"status":"success","data":{"resultType":"matrix","result":[]}}"#;
+        assert!(matches!(parse_response(matrix), Err(SignalError::Parse(_))));
+    }
+}

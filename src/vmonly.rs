@@ -1,0 +1,476 @@
+//! VM-only fleets: no Kubernetes. Each instance of a pool's node groups is one serving VM
+//! running `replica.replicas_per_instance` replicas; demand comes from signals only.
+//!
+//! [`VmCluster`] is the [`Cluster`] for this mode:
+//! - **readiness** (`Node.serving_ready`), in order of preference: the pool's `health_url`
+//!   (`{ip}` → the instance's private IP) answering 2xx within the timeout; else, when the pool
+//!   names a `model_cache`, the instance's model-cache tag equal to it; else the provider's
+//!   Ready state. Health checks run concurrently, at most [`HEALTH_CONCURRENCY`] at a time.
+//! - **in-flight requests** (`Node.in_flight_requests`, `Node.idle_since`): optional, from a
+//!   per-pool Prometheus query template (`{instance}` → instance id, `{ip}` → private IP) set
+//!   with [`VmCluster::with_in_flight_query`]; `idle_since` is remembered across ticks.
+//! - **drain**: run the pool's `deregister_command` (argv, `{id}`/`{ip}` substituted, no
+//!   shell, with a timeout). A failure keeps the drain in progress and the command is retried
+//!   next tick. Then wait until the instance reports 0 requests in flight; if in-flight is not
+//!   known, wait a grace period after deregistration instead. Only then `Drained`. The
+//!   controller's drain deadline still bounds the whole thing.
+//!
+//! The cluster publishes serving replicas per pool to [`ServingReplicas`], the latency
+//! guard-rail's base.
+
+use crate::config::{Config, PoolConfig};
+use crate::controller::{Cluster, ClusterError, ClusterView, DrainProgress};
+use crate::model::{Instance, InstanceId, LifecycleState, Node, NodeGroupId, PoolName, Timestamp};
+use crate::signals::{ServingReplicas, prometheus};
+use async_trait::async_trait;
+use gpupool_provider::NodeGroupProvider;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Health checks and in-flight queries in flight at once (a bound on a large fleet's burst).
+pub const HEALTH_CONCURRENCY: usize = 16;
+const DEFAULT_HEALTH_TIMEOUT: Duration = Duration::from_secs(2);
+const DEFAULT_DEREGISTER_TIMEOUT: Duration = Duration::from_secs(30);
+/// Without an in-flight metric, how long after deregistration requests are assumed finished.
+const DEFAULT_DRAIN_GRACE_S: f64 = 30.0;
+
+/// A per-instance in-flight metric: `query` with `{instance}`/`{ip}` substituted, run against
+/// the Prometheus at `url`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct InFlightQuery {
+    pub url: String,
+    pub query: String,
+}
+
+#[derive(Clone, Debug, Default)]
+struct DrainState {
+    deregistered_at: Option<Timestamp>,
+    attempts: u32,
+}
+
+pub struct VmCluster {
+    config: Arc<Config>,
+    provider: Arc<dyn NodeGroupProvider>,
+    http: reqwest::Client,
+    serving: Arc<ServingReplicas>,
+    in_flight: BTreeMap<PoolName, InFlightQuery>,
+    health_timeout: Duration,
+    deregister_timeout: Duration,
+    drain_grace_s: f64,
+    group_pools: BTreeMap<NodeGroupId, PoolName>,
+    idle_since: BTreeMap<InstanceId, Timestamp>,
+    drains: BTreeMap<InstanceId, DrainState>,
+}
+
+impl VmCluster {
+    /// `provider` is used only to learn which pool a group belongs to (instances name only
+    /// their group), and only when an unknown group shows up.
+    pub fn new(
+        config: Arc<Config>,
+        provider: Arc<dyn NodeGroupProvider>,
+    ) -> Result<Self, ClusterError> {
+        let http = reqwest::Client::builder()
+            .user_agent(concat!("gpupool/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| ClusterError::Api {
+                what: "building the HTTP client".into(),
+                source: Box::new(e),
+            })?;
+        Ok(VmCluster {
+            config,
+            provider,
+            http,
+            serving: Arc::new(ServingReplicas::default()),
+            in_flight: BTreeMap::new(),
+            health_timeout: DEFAULT_HEALTH_TIMEOUT,
+            deregister_timeout: DEFAULT_DEREGISTER_TIMEOUT,
+            drain_grace_s: DEFAULT_DRAIN_GRACE_S,
+            group_pools: BTreeMap::new(),
+            idle_since: BTreeMap::new(),
+            drains: BTreeMap::new(),
+        })
+    }
+
+    /// Publish serving replicas into `serving` (share it with `SignalDemand::with_serving`).
+    pub fn with_serving(mut self, serving: Arc<ServingReplicas>) -> Self {
+        self.serving = serving;
+        self
+    }
+
+    pub fn with_in_flight_query(mut self, pool: PoolName, q: InFlightQuery) -> Self {
+        self.in_flight.insert(pool, q);
+        self
+    }
+
+    pub fn with_health_timeout(mut self, t: Duration) -> Self {
+        self.health_timeout = t;
+        self
+    }
+
+    pub fn with_deregister_timeout(mut self, t: Duration) -> Self {
+        self.deregister_timeout = t;
+        self
+    }
+
+    pub fn with_drain_grace_s(mut self, s: f64) -> Self {
+        self.drain_grace_s = s;
+        self
+    }
+
+    async fn pool_of(&mut self, group: &NodeGroupId) -> Result<Option<PoolName>, ClusterError> {
+        if !self.group_pools.contains_key(group) {
+            let groups = self
+                .provider
+                .node_groups()
+                .await
+                .map_err(|e| ClusterError::Api {
+                    what: "listing node groups for pool membership".into(),
+                    source: Box::new(e),
+                })?;
+            self.group_pools = groups.into_iter().map(|g| (g.id, g.pool)).collect();
+        }
+        Ok(self.group_pools.get(group).cloned())
+    }
+
+    fn pool_config(&self, pool: &PoolName) -> Option<&PoolConfig> {
+        self.config.pool(pool)
+    }
+}
+
+/// Substitute `{id}`, `{instance}` and `{ip}` in a template.
+fn substitute(template: &str, inst: &Instance) -> String {
+    template
+        .replace("{id}", inst.id.as_str())
+        .replace("{instance}", inst.id.as_str())
+        .replace("{ip}", inst.private_ip.as_deref().unwrap_or(""))
+}
+
+/// What one concurrent probe found about one instance.
+struct Probe {
+    ready: bool,
+    in_flight: Option<u32>,
+}
+
+async fn probe(
+    http: reqwest::Client,
+    health_url: Option<String>,
+    in_flight: Option<InFlightQuery>,
+    cache_ok: bool,
+    timeout: Duration,
+    now: Timestamp,
+) -> Probe {
+    let ready = match health_url {
+        Some(url) => matches!(
+            http.get(&url).timeout(timeout).send().await,
+            Ok(r) if r.status().is_success()
+        ),
+        None => cache_ok,
+    };
+    let in_flight = match in_flight {
+        Some(q) => read_in_flight(&http, &q, now, timeout).await,
+        None => None,
+    };
+    Probe { ready, in_flight }
+}
+
+/// The instance's in-flight requests, or `None` when unknown (no series, error, NaN).
+async fn read_in_flight(
+    http: &reqwest::Client,
+    q: &InFlightQuery,
+    now: Timestamp,
+    timeout: Duration,
+) -> Option<u32> {
+    match prometheus::query(http, &q.url, &q.query, now, timeout).await {
+        Ok(Some(s)) if s.value.is_finite() && s.value >= 0.0 => {
+            Some(s.value.round().min(f64::from(u32::MAX)) as u32)
+        }
+        _ => None,
+    }
+}
+
+#[async_trait]
+impl Cluster for VmCluster {
+    async fn observe(
+        &mut self,
+        instances: &[Instance],
+        now: Timestamp,
+    ) -> Result<ClusterView, ClusterError> {
+        // Bookkeeping for instances that left.
+        self.idle_since
+            .retain(|id, _| instances.iter().any(|i| &i.id == id));
+        self.drains
+            .retain(|id, _| instances.iter().any(|i| &i.id == id));
+
+        let semaphore = Arc::new(tokio::sync::Semaphore::new(HEALTH_CONCURRENCY));
+        let mut set = tokio::task::JoinSet::new();
+        let mut candidates: Vec<(usize, PoolName)> = Vec::new();
+        for (i, inst) in instances.iter().enumerate() {
+            // Only running instances can serve; draining ones are still observed (in-flight).
+            if !matches!(inst.state, LifecycleState::Ready | LifecycleState::Draining) {
+                continue;
+            }
+            let Some(pool) = self.pool_of(&inst.group).await? else {
+                continue;
+            };
+            let Some(pc) = self.pool_config(&pool) else {
+                continue;
+            };
+            let health_url = pc.health_url.as_ref().map(|t| substitute(t, inst));
+            // With a health URL but no IP the check cannot be made: not ready.
+            let health_url = health_url.filter(|_| inst.private_ip.is_some());
+            let no_ip_for_url = pc.health_url.is_some() && inst.private_ip.is_none();
+            let cache_ok = !no_ip_for_url
+                && match &pc.model_cache {
+                    Some(want) => inst.model_cache.as_deref() == Some(want.as_str()),
+                    None => true,
+                };
+            let in_flight = self.in_flight.get(&pool).map(|q| InFlightQuery {
+                url: q.url.clone(),
+                query: substitute(&q.query, inst),
+            });
+            let (http, timeout, sem) = (self.http.clone(), self.health_timeout, semaphore.clone());
+            set.spawn(async move {
+                // The semaphore is never closed, so acquiring only waits for a free slot.
+                let _permit = sem.acquire_owned().await.ok();
+                (
+                    i,
+                    probe(http, health_url, in_flight, cache_ok, timeout, now).await,
+                )
+            });
+            candidates.push((i, pool));
+        }
+        let mut probes: BTreeMap<usize, Probe> = BTreeMap::new();
+        while let Some(joined) = set.join_next().await {
+            if let Ok((i, p)) = joined {
+                probes.insert(i, p);
+            }
+        }
+
+        let mut nodes = Vec::with_capacity(candidates.len());
+        let mut serving: BTreeMap<PoolName, u32> = self
+            .config
+            .pools
+            .iter()
+            .map(|p| (p.name.clone(), 0))
+            .collect();
+        for (i, pool) in candidates {
+            let inst = &instances[i];
+            // A probe task that panicked reads as not ready, in-flight unknown.
+            let p = probes.remove(&i).unwrap_or(Probe {
+                ready: false,
+                in_flight: None,
+            });
+            let idle_since = match p.in_flight {
+                Some(0) => Some(*self.idle_since.entry(inst.id.clone()).or_insert(now)),
+                _ => {
+                    self.idle_since.remove(&inst.id);
+                    None
+                }
+            };
+            if p.ready && inst.state == LifecycleState::Ready {
+                let per = self
+                    .pool_config(&pool)
+                    .and_then(crate::signals::replicas_per_node)
+                    .unwrap_or(1);
+                *serving.entry(pool.clone()).or_default() += per;
+            }
+            nodes.push(Node {
+                name: inst.id.to_string(),
+                instance: inst.id.clone(),
+                pool,
+                capacity_type: inst.capacity_type,
+                labels: BTreeMap::new(),
+                taints: Vec::new(),
+                serving_ready: p.ready,
+                cordoned: self.drains.contains_key(&inst.id),
+                scale_down_disabled: false,
+                pods: Vec::new(),
+                in_flight_requests: p.in_flight,
+                idle_since,
+            });
+        }
+        for (pool, n) in serving {
+            self.serving.set(&pool, n);
+        }
+        Ok(ClusterView {
+            nodes,
+            pending_pods: Vec::new(),
+        })
+    }
+
+    async fn drain(
+        &mut self,
+        instance: &Instance,
+        _deadline: Timestamp,
+        now: Timestamp,
+    ) -> Result<DrainProgress, ClusterError> {
+        let pool = self.pool_of(&instance.group).await?;
+        let pc = pool.as_ref().and_then(|p| self.pool_config(p)).cloned();
+        let state = self.drains.entry(instance.id.clone()).or_default().clone();
+
+        let deregistered_at = match state.deregistered_at {
+            Some(t) => t,
+            None => {
+                if let Some(argv) = pc.as_ref().and_then(|p| p.deregister_command.clone()) {
+                    let attempt = state.attempts + 1;
+                    if let Some(d) = self.drains.get_mut(&instance.id) {
+                        d.attempts = attempt;
+                    }
+                    if let Err(why) = run_deregister(&argv, instance, self.deregister_timeout).await
+                    {
+                        // Only the program name: arguments and output may carry secrets.
+                        tracing::warn!(instance = %instance.id, program = %argv[0], attempt, %why, "deregister command failed; the instance keeps serving and the command is retried next tick");
+                        return Ok(DrainProgress::InProgress {
+                            remaining: u32::MAX,
+                        });
+                    }
+                    tracing::info!(instance = %instance.id, program = %argv[0], "deregistered");
+                }
+                if let Some(d) = self.drains.get_mut(&instance.id) {
+                    d.deregistered_at = Some(now);
+                }
+                now
+            }
+        };
+
+        let q = pool
+            .as_ref()
+            .and_then(|p| self.in_flight.get(p))
+            .map(|q| InFlightQuery {
+                url: q.url.clone(),
+                query: substitute(&q.query, instance),
+            });
+        let in_flight = match q {
+            Some(q) => read_in_flight(&self.http, &q, now, self.health_timeout).await,
+            None => None,
+        };
+        Ok(match in_flight {
+            Some(0) => DrainProgress::Drained,
+            Some(n) => DrainProgress::InProgress { remaining: n },
+            // Unknown: requests routed before deregistration get a grace period to finish.
+            // `remaining: 0` here means "none known".
+            None if now.secs_since(deregistered_at) >= self.drain_grace_s => DrainProgress::Drained,
+            None => DrainProgress::InProgress { remaining: 0 },
+        })
+    }
+}
+
+/// Why a deregister command did not succeed (no argv, env or output: they may hold secrets).
+#[derive(Debug)]
+enum DeregisterFailure {
+    Spawn(std::io::ErrorKind),
+    Exit(Option<i32>),
+    TimedOut(Duration),
+}
+
+impl std::fmt::Display for DeregisterFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            DeregisterFailure::Spawn(k) => write!(f, "could not start: {k}"),
+            DeregisterFailure::Exit(Some(c)) => write!(f, "exited with status {c}"),
+            DeregisterFailure::Exit(None) => write!(f, "killed by a signal"),
+            DeregisterFailure::TimedOut(t) => {
+                write!(f, "timed out after {} s (killed)", t.as_secs())
+            }
+        }
+    }
+}
+
+/// Run the argv (no shell, so no quoting surprises) with `{id}`/`{ip}` substituted.
+async fn run_deregister(
+    argv: &[String],
+    inst: &Instance,
+    timeout: Duration,
+) -> Result<(), DeregisterFailure> {
+    let Some((program, args)) = argv.split_first() else {
+        // Config validation rejects an empty command; nothing to run is success.
+        return Ok(());
+    };
+    let mut cmd = tokio::process::Command::new(substitute(program, inst));
+    cmd.args(args.iter().map(|a| substitute(a, inst)))
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        // A timed-out command is killed when its future is dropped.
+        .kill_on_drop(true);
+    let mut child = cmd
+        .spawn()
+        .map_err(|e| DeregisterFailure::Spawn(e.kind()))?;
+    match tokio::time::timeout(timeout, child.wait()).await {
+        Ok(Ok(status)) if status.success() => Ok(()),
+        Ok(Ok(status)) => Err(DeregisterFailure::Exit(status.code())),
+        Ok(Err(e)) => Err(DeregisterFailure::Spawn(e.kind())),
+        Err(_) => Err(DeregisterFailure::TimedOut(timeout)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::CapacityType;
+
+    fn inst(id: &str, ip: Option<&str>) -> Instance {
+        Instance {
+            id: InstanceId::from(id),
+            group: NodeGroupId::from("g"),
+            instance_type: "g5.xlarge".into(),
+            capacity_type: CapacityType::OnDemand,
+            zone: "z".into(),
+            state: LifecycleState::Ready,
+            launched_at: Timestamp::from_secs(0),
+            model_cache: None,
+            provider_id: None,
+            protected_from_scale_in: false,
+            awaiting_lifecycle_hook: false,
+            private_ip: ip.map(str::to_owned),
+        }
+    }
+
+    #[test]
+    fn templates_substitute_id_and_ip() {
+        let i = inst("i-1", Some("10.0.0.7"));
+        assert_eq!(
+            substitute("http://{ip}:8000/health", &i),
+            "http://10.0.0.7:8000/health"
+        );
+        assert_eq!(
+            substitute("x{instance=\"{instance}\"}", &i),
+            "x{instance=\"i-1\"}"
+        );
+        assert_eq!(substitute("{id}", &i), "i-1");
+    }
+
+    #[tokio::test]
+    async fn deregister_command_exit_status_and_timeout() {
+        let i = inst("i-1", Some("10.0.0.7"));
+        let t = Duration::from_secs(5);
+        assert!(run_deregister(&["true".into()], &i, t).await.is_ok());
+        assert!(matches!(
+            run_deregister(&["false".into()], &i, t).await,
+            Err(DeregisterFailure::Exit(Some(1)))
+        ));
+        // Arguments are substituted and passed without a shell.
+        let ok = [
+            "sh".into(),
+            "-c".into(),
+            "test \"$0\" = i-1 && test \"$1\" = 10.0.0.7".into(),
+            "{id}".into(),
+            "{ip}".into(),
+        ];
+        assert!(run_deregister(&ok, &i, t).await.is_ok());
+        assert!(matches!(
+            run_deregister(&["/nonexistent/deregister".into()], &i, t).await,
+            Err(DeregisterFailure::Spawn(_))
+        ));
+        assert!(matches!(
+            run_deregister(
+                &["sleep".into(), "30".into()],
+                &i,
+                Duration::from_millis(100)
+            )
+            .await,
+            Err(DeregisterFailure::TimedOut(_))
+        ));
+    }
+}
