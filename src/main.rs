@@ -1,5 +1,12 @@
 //! The gpupool command line: parse, wire, run — nothing else.
 
+mod cli {
+    pub mod bench;
+    pub mod plan;
+    pub mod run;
+    pub mod simulate;
+}
+
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
@@ -8,12 +15,34 @@ use std::process::ExitCode;
 #[derive(Parser)]
 #[command(name = "gpupool", version, about = "GPU node-pool autoscaler")]
 struct Cli {
+    /// Log format: `text` or `json` (one object per line, for log pipelines).
+    #[arg(
+        long,
+        global = true,
+        env = "GPUPOOL_LOG_FORMAT",
+        default_value = "text"
+    )]
+    log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
 }
 
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
 #[derive(Subcommand)]
 enum Command {
+    /// Run the controller against the configured cloud (AWS or GCP), in Kubernetes or VM-only mode.
+    Run(cli::run::Args),
+    /// Replay a scenario against gpupool, the baselines and the oracle in the simulated cloud.
+    Simulate(cli::simulate::Args),
+    /// Explain a plan: read a snapshot (JSON) and print every action and non-action with its reason.
+    Plan(cli::plan::Args),
+    /// Benchmarks (planner at scale).
+    Bench(cli::bench::Args),
     /// Validate a config file: every mistake with its path and fix; exit 1 on any.
     CheckConfig { file: PathBuf },
     /// Print the tags, labels, EventBridge rules and IAM actions gpupool uses, as JSON.
@@ -22,7 +51,8 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    match run(cli) {
+    init_logging(&cli);
+    match dispatch(cli.command) {
         Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e:#}");
@@ -31,8 +61,31 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(cli: Cli) -> anyhow::Result<ExitCode> {
-    match cli.command {
+/// `RUST_LOG` wins; otherwise the controller logs at info and the one-shot commands only warn,
+/// so their own output (tables, JSON) stays clean on stdout. Logs always go to stderr.
+fn init_logging(cli: &Cli) {
+    let default = if matches!(cli.command, Command::Run(_)) {
+        "info"
+    } else {
+        "warn"
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let _ = match cli.log_format {
+        LogFormat::Text => builder.try_init(),
+        LogFormat::Json => builder.json().try_init(),
+    };
+}
+
+fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
+    match command {
+        Command::Run(args) => cli::run::run(args),
+        Command::Simulate(args) => cli::simulate::run(args),
+        Command::Plan(args) => cli::plan::run(args),
+        Command::Bench(args) => cli::bench::run(args),
         Command::CheckConfig { file } => match gpupool::config::Config::load_file(&file) {
             Ok(cfg) => {
                 println!("{}: ok ({} pool(s))", file.display(), cfg.pools.len());

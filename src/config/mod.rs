@@ -228,6 +228,19 @@ pub struct PoolConfig {
     /// `{ip}` substituted). Its failure holds the termination.
     #[serde(default)]
     pub deregister_command: Option<Vec<String>>,
+    /// VM-only: requests in flight on one instance, so scale-in picks idle instances and waits
+    /// for work to finish. A Prometheus query with `{instance}` (instance id) or `{ip}`.
+    #[serde(default)]
+    pub in_flight_query: Option<InFlightQueryConfig>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InFlightQueryConfig {
+    /// Prometheus base URL.
+    pub url: String,
+    /// e.g. `sum(vllm:num_requests_running{instance="{ip}:8000"})`.
+    pub query: String,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]

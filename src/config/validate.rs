@@ -461,6 +461,15 @@ fn pool(c: &mut Check, cfg: &Config, i: usize, p: &PoolConfig) {
         );
     }
 
+    if let Some(q) = &p.in_flight_query {
+        c.url(at("in_flight_query.url"), &q.url);
+        if !(q.query.contains("{instance}") || q.query.contains("{ip}")) {
+            c.fail(
+                at("in_flight_query.query"),
+                "must contain {instance} or {ip} so it selects one instance's series",
+            );
+        }
+    }
     if cfg.mode == Mode::VmOnly && p.signals.is_empty() && l.min_nodes == 0 {
         c.fail(
             at("signals"),

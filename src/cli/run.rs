@@ -1,0 +1,363 @@
+//! `gpupool run --config FILE`: the controller in production.
+//!
+//! Wires the configured provider (AWS or GCP), the cluster side (Kubernetes or VM-only), the
+//! demand signals and the HTTP endpoints, then ticks on the wall clock until SIGTERM/Ctrl-C.
+//! In Kubernetes mode only the holder of the leader Lease acts; the others serve `/readyz`
+//! as `not-leader`.
+
+use anyhow::{Context, bail};
+use gpupool::config::{Config, Mode, ProviderKind};
+use gpupool::controller::{Cluster, Controller, Metrics};
+use gpupool::model::Timestamp;
+use gpupool::server::{Health, wall_clock};
+use gpupool::signals::{ServingReplicas, SignalDemand};
+use gpupool_provider::NodeGroupProvider;
+use prometheus_client::registry::Registry;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// The config file (see examples/).
+    #[arg(long)]
+    config: PathBuf,
+    /// Stop after this many ticks (smoke tests, one-shot runs from cron).
+    #[arg(long)]
+    ticks: Option<u64>,
+    /// Override `metrics.listen` (e.g. 127.0.0.1:0 for tests).
+    #[arg(long)]
+    listen: Option<String>,
+}
+
+pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    let config = match Config::load_file(&args.config) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("{}: cannot start:", args.config.display());
+            for i in e.issues() {
+                eprintln!("  {i}");
+            }
+            return Ok(ExitCode::FAILURE);
+        }
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    runtime.block_on(serve(Arc::new(config), args))
+}
+
+async fn serve(config: Arc<Config>, args: Args) -> anyhow::Result<ExitCode> {
+    let metrics = Arc::new(Metrics::default());
+    let mut registry = Registry::default();
+    metrics.register(&mut registry);
+    let registry = Arc::new(registry);
+    let health = Arc::new(Health::new(config.tick_interval_s, wall_clock()));
+
+    let listen = args
+        .listen
+        .clone()
+        .unwrap_or_else(|| config.metrics.listen.clone());
+    let listener = tokio::net::TcpListener::bind(&listen)
+        .await
+        .with_context(|| format!("binding metrics.listen {listen}"))?;
+    tracing::info!(addr = %listener.local_addr()?, "serving /metrics, /healthz, /readyz");
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let server = {
+        let (registry, health) = (registry.clone(), health.clone());
+        let mut rx = stop_rx.clone();
+        tokio::spawn(async move {
+            let shutdown = async move {
+                let _ = rx.wait_for(|s| *s).await;
+            };
+            gpupool::server::serve_on(listener, registry, health, shutdown).await
+        })
+    };
+
+    let provider = provider(&config).await?;
+    let serving = Arc::new(ServingReplicas::default());
+    #[allow(unused_mut)]
+    let mut demand = SignalDemand::new()
+        .context("building the signal HTTP client")?
+        .with_serving(serving.clone());
+    #[cfg(feature = "aws")]
+    if let Some(reader) = aws_metric_reader(&config).await? {
+        demand = demand.with_reader(reader);
+    }
+
+    let mut leader = Leadership::None;
+    let cluster: Box<dyn Cluster> = match config.mode {
+        Mode::VmOnly => {
+            let mut vm = gpupool::vmonly::VmCluster::new(config.clone(), provider.clone())
+                .context("building the VM-only cluster")?
+                .with_serving(serving.clone());
+            for p in &config.pools {
+                if let Some(q) = &p.in_flight_query {
+                    vm = vm.with_in_flight_query(
+                        p.name.clone(),
+                        gpupool::vmonly::InFlightQuery { url: q.url.clone(), query: q.query.clone() },
+                    );
+                }
+            }
+            Box::new(vm)
+        }
+        Mode::Kubernetes => kube_cluster(&config, &mut leader).await?,
+    };
+
+    let mut controller = Controller::new(
+        config.clone(),
+        provider,
+        cluster,
+        Box::new(demand),
+        metrics.clone(),
+    );
+    tracing::info!(
+        provider = ?config.provider, mode = ?config.mode, pools = config.pools.len(),
+        tick_s = config.tick_interval_s, "gpupool started"
+    );
+
+    let mut interval = tokio::time::interval(Duration::from_secs(config.tick_interval_s));
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut ticks = 0u64;
+    let mut failed_ticks = 0u64;
+    let shutdown = shutdown_signal();
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            _ = &mut shutdown => {
+                tracing::info!("shutting down");
+                break;
+            }
+            _ = interval.tick() => {}
+        }
+        let now = wall_clock();
+        let is_leader = leader.check(now).await;
+        health.set_leader(is_leader);
+        metrics.leader.set(i64::from(is_leader));
+        if !is_leader {
+            continue;
+        }
+        let ok = match controller.tick(now).await {
+            Ok(report) => {
+                for r in &report.results {
+                    if let Some((kind, text)) = &r.error {
+                        tracing::warn!(action = %r.action, kind, error = text, "action failed");
+                    }
+                }
+                true
+            }
+            Err(e) => {
+                tracing::warn!(error = %gpupool::controller::error_chain(&e), "tick held");
+                failed_ticks += 1;
+                false
+            }
+        };
+        health.record_tick(now, ok);
+        ticks += 1;
+        if args.ticks.is_some_and(|n| ticks >= n) {
+            break;
+        }
+    }
+    leader.release(wall_clock()).await;
+    let _ = stop_tx.send(true);
+    let _ = server.await;
+    // A one-shot run that never completed a tick is a failure the caller should see.
+    Ok(
+        if args.ticks.is_some() && failed_ticks == ticks && ticks > 0 {
+            ExitCode::FAILURE
+        } else {
+            ExitCode::SUCCESS
+        },
+    )
+}
+
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+/// Who may act: everyone (VM-only, one replica under systemd) or the Lease holder.
+enum Leadership {
+    None,
+    #[cfg(feature = "kube")]
+    Lease(gpupool::kube::lease::LeaderElector),
+}
+
+impl Leadership {
+    async fn check(&mut self, now: Timestamp) -> bool {
+        let _ = now; // used only with the kube feature
+        match self {
+            Leadership::None => true,
+            #[cfg(feature = "kube")]
+            Leadership::Lease(e) => match e.try_acquire_or_renew(now).await {
+                Ok(l) => l,
+                Err(err) => {
+                    // Could not renew: act as not-leader until the Lease is confirmed again,
+                    // so two replicas never act at once.
+                    tracing::warn!(error = %gpupool::controller::error_chain(&err), "leader lease renewal failed");
+                    false
+                }
+            },
+        }
+    }
+
+    async fn release(&mut self, now: Timestamp) {
+        let _ = now;
+        #[cfg(feature = "kube")]
+        if let Leadership::Lease(e) = self
+            && let Err(err) = e.release(now).await
+        {
+            tracing::warn!(error = %err, "releasing the leader lease");
+        }
+    }
+}
+
+#[cfg(feature = "kube")]
+async fn kube_cluster(
+    config: &Arc<Config>,
+    leader: &mut Leadership,
+) -> anyhow::Result<Box<dyn Cluster>> {
+    let client = kube::Client::try_default()
+        .await
+        .context("connecting to the Kubernetes API (in-cluster config or KUBECONFIG)")?;
+    let identity = std::env::var("POD_NAME")
+        .or_else(|_| std::env::var("HOSTNAME"))
+        .unwrap_or_else(|_| format!("gpupool-{}", std::process::id()));
+    *leader = Leadership::Lease(gpupool::kube::lease::LeaderElector::from_config(
+        client.clone(),
+        &config.kubernetes,
+        &identity,
+    ));
+    Ok(Box::new(gpupool::kube::KubeCluster::start(
+        client,
+        config.clone(),
+        Some(identity),
+    )))
+}
+
+#[cfg(not(feature = "kube"))]
+async fn kube_cluster(_: &Arc<Config>, _: &mut Leadership) -> anyhow::Result<Box<dyn Cluster>> {
+    bail!(
+        "mode: kubernetes needs a gpupool built with Kubernetes support \
+         (cargo build --release --features kube); for fleets without Kubernetes set mode: vm-only"
+    )
+}
+
+async fn provider(config: &Config) -> anyhow::Result<Arc<dyn NodeGroupProvider>> {
+    let pools: Vec<_> = config.pools.iter().map(|p| p.name.clone()).collect();
+    match config.provider {
+        ProviderKind::Sim => bail!(
+            "provider: sim is the simulator's; run `gpupool simulate --scenario quick` \
+             (or set provider: aws / gcp)"
+        ),
+        ProviderKind::Aws => aws_provider(config, pools).await,
+        ProviderKind::Gcp => gcp_provider(config, pools).await,
+    }
+}
+
+#[cfg(feature = "aws")]
+fn aws_settings(
+    config: &Config,
+    pools: Vec<gpupool::model::PoolName>,
+) -> anyhow::Result<gpupool_aws::AwsSettings> {
+    // Validation guarantees the section exists for provider: aws; signals may use it too.
+    let a = config
+        .aws
+        .as_ref()
+        .context("config has no `aws:` section")?;
+    let mut s = gpupool_aws::AwsSettings::new(a.region.clone(), pools);
+    s.endpoint_url = a.endpoint_url.clone();
+    s.interruption_queue_url = a.interruption_queue_url.clone();
+    s.api_timeout = Duration::from_secs(a.api_timeout_s);
+    Ok(s)
+}
+
+#[cfg(feature = "aws")]
+async fn aws_provider(
+    config: &Config,
+    pools: Vec<gpupool::model::PoolName>,
+) -> anyhow::Result<Arc<dyn NodeGroupProvider>> {
+    let settings = aws_settings(config, pools)?;
+    let p = gpupool_aws::AwsProvider::new(settings)
+        .await
+        .context("starting the AWS provider")?;
+    Ok(Arc::new(p))
+}
+
+#[cfg(not(feature = "aws"))]
+async fn aws_provider(
+    _: &Config,
+    _: Vec<gpupool::model::PoolName>,
+) -> anyhow::Result<Arc<dyn NodeGroupProvider>> {
+    bail!(
+        "provider: aws needs a gpupool built with AWS support (cargo build --release --features aws)"
+    )
+}
+
+#[cfg(feature = "aws")]
+async fn aws_metric_reader(
+    config: &Config,
+) -> anyhow::Result<Option<Arc<dyn gpupool::signals::MetricReader>>> {
+    let Some(_) = config.aws.as_ref() else {
+        return Ok(None);
+    };
+    let settings = aws_settings(config, Vec::new())?;
+    let reader = gpupool_aws::AwsMetricReader::new(&settings)
+        .await
+        .context("starting the CloudWatch/SQS signal reader")?;
+    Ok(Some(Arc::new(reader)))
+}
+
+#[cfg(feature = "gcp")]
+async fn gcp_provider(
+    config: &Config,
+    pools: Vec<gpupool::model::PoolName>,
+) -> anyhow::Result<Arc<dyn NodeGroupProvider>> {
+    let g = config
+        .gcp
+        .as_ref()
+        .context("config has no `gcp:` section")?;
+    let mut s = gpupool_gcp::GcpSettings::new(g.project.clone(), g.region.clone());
+    s.zones = g.zones.clone();
+    s.endpoint_url = g.endpoint_url.clone();
+    s.api_timeout = Duration::from_secs(g.api_timeout_s);
+    s.operation_deadline = Duration::from_secs(g.operation_deadline_s);
+    s.pools = pools
+        .into_iter()
+        .map(gpupool_gcp::GcpPoolSettings::new)
+        .collect();
+    let p = gpupool_gcp::GcpProvider::new(s)
+        .await
+        .context("starting the GCP provider")?;
+    Ok(Arc::new(p))
+}
+
+#[cfg(not(feature = "gcp"))]
+async fn gcp_provider(
+    _: &Config,
+    _: Vec<gpupool::model::PoolName>,
+) -> anyhow::Result<Arc<dyn NodeGroupProvider>> {
+    bail!(
+        "provider: gcp needs a gpupool built with GCP support (cargo build --release --features gcp)"
+    )
+}
