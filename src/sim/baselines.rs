@@ -1,0 +1,466 @@
+//! The baselines, each a small policy loop following its documented behaviour and driving the
+//! same simulated world as gpupool. They are judged on the same trace, seed and SLO; their
+//! parameters are the documented defaults and are never tuned per scenario.
+//!
+//! - `static-peak`: the demand peak of the whole run, provisioned before it starts, never
+//!   changed (replaced after a reclaim).
+//! - `hpa-ca`: the Kubernetes HPA on the queue (External metric, `AverageValue` 5 waiting per
+//!   replica, 10% tolerance, sync every 15 s; scale-up: 30 s stabilisation, at most +2 pods per
+//!   60 s; scale-down: 600 s stabilisation, at most −1 pod per 300 s) with Cluster Autoscaler
+//!   (scan every 10 s, pending pods → new nodes of one on-demand group, a node unneeded for
+//!   10 min is removed, no warm pool).
+//! - `karpenter`: the same HPA; pending pods batched (1 s idle / 10 s max) into launches of the
+//!   cheapest available offering, spot first (price-capacity-optimised: the cheapest spot group
+//!   with capacity) with on-demand fallback, unavailable offerings cached for 3 min (Karpenter's
+//!   ICE cache TTL); empty nodes consolidated at once (`consolidateAfter: 0s`, the v1 default);
+//!   an on-demand node is replaced by spot when spot is available (single-node replace); on a
+//!   spot notice the node is cordoned and drained and its pod goes pending; no warm pool.
+//!
+//! One pod = one replica = one node (a replica needs the whole GPU instance). A pending pod
+//! binds at once to a Ready node without a pod and serves after a replica start (model load
+//! from the node's local disk: the warm-start time).
+
+use super::world::{Serve, World};
+use crate::model::{CapacityType, InstanceId, LifecycleState, NodeGroupId};
+use std::collections::{BTreeMap, VecDeque};
+
+/// The HPA's replica recommendation loop.
+#[derive(Clone, Debug)]
+pub struct Hpa {
+    pub min: u32,
+    pub max: u32,
+    pub target_per_replica: f64,
+    pub desired: u32,
+    recs: VecDeque<(i64, u32)>,
+    ups: VecDeque<(i64, u32)>,
+    downs: VecDeque<(i64, u32)>,
+    next_sync_ms: i64,
+}
+
+pub const HPA_SYNC_MS: i64 = 15_000;
+pub const HPA_TOLERANCE: f64 = 0.1;
+pub const HPA_UP_WINDOW_MS: i64 = 30_000;
+pub const HPA_UP_PODS: u32 = 2;
+pub const HPA_UP_PERIOD_MS: i64 = 60_000;
+pub const HPA_DOWN_WINDOW_MS: i64 = 600_000;
+pub const HPA_DOWN_PODS: u32 = 1;
+pub const HPA_DOWN_PERIOD_MS: i64 = 300_000;
+pub const HPA_TARGET_WAITING: f64 = 5.0;
+
+impl Hpa {
+    pub fn new(min: u32, max: u32, initial: u32) -> Hpa {
+        Hpa {
+            min,
+            max,
+            target_per_replica: HPA_TARGET_WAITING,
+            desired: initial.clamp(min, max),
+            recs: VecDeque::new(),
+            ups: VecDeque::new(),
+            downs: VecDeque::new(),
+            next_sync_ms: 0,
+        }
+    }
+
+    /// One sync at `now` with the scraped queue length.
+    pub fn sync(&mut self, now: i64, waiting: f64) {
+        if now < self.next_sync_ms {
+            return;
+        }
+        self.next_sync_ms = now + HPA_SYNC_MS;
+        let current = self.desired.max(1);
+        let raw = (waiting / self.target_per_replica).ceil() as u32;
+        let ratio = f64::from(raw) / f64::from(current);
+        let rec = if (ratio - 1.0).abs() <= HPA_TOLERANCE {
+            current
+        } else {
+            raw
+        }
+        .clamp(self.min, self.max);
+        self.recs.push_back((now, rec));
+        while self
+            .recs
+            .front()
+            .is_some_and(|(t, _)| now - t > HPA_DOWN_WINDOW_MS)
+        {
+            self.recs.pop_front();
+        }
+        // Stabilisation: scale up to the lowest recommendation of the up window, down to the
+        // highest of the down window.
+        let up_rec = self
+            .recs
+            .iter()
+            .filter(|(t, _)| now - t <= HPA_UP_WINDOW_MS)
+            .map(|(_, r)| *r)
+            .min()
+            .unwrap_or(rec);
+        let down_rec = self.recs.iter().map(|(_, r)| *r).max().unwrap_or(rec);
+        self.ups.retain(|(t, _)| now - t < HPA_UP_PERIOD_MS);
+        self.downs.retain(|(t, _)| now - t < HPA_DOWN_PERIOD_MS);
+        if up_rec > self.desired {
+            let used: u32 = self.ups.iter().map(|(_, n)| n).sum();
+            let step = (up_rec - self.desired).min(HPA_UP_PODS.saturating_sub(used));
+            if step > 0 {
+                self.desired += step;
+                self.ups.push_back((now, step));
+            }
+        } else if down_rec < self.desired {
+            let used: u32 = self.downs.iter().map(|(_, n)| n).sum();
+            let step = (self.desired - down_rec).min(HPA_DOWN_PODS.saturating_sub(used));
+            if step > 0 {
+                self.desired -= step;
+                self.downs.push_back((now, step));
+            }
+        }
+    }
+}
+
+/// Pods of the Deployment on nodes: keeps the serving replicas equal to the HPA's count,
+/// binding pending pods to empty Ready nodes, and returns how many pods are still pending.
+fn reconcile_pods(w: &mut World, desired: u32) -> u32 {
+    let mut bound: Vec<(i64, InstanceId, Serve)> = w
+        .insts
+        .values()
+        .filter(|i| {
+            i.notice_deadline.is_none()
+                && matches!(i.serve, Serve::On | Serve::Starting)
+                && i.state == LifecycleState::Ready
+        })
+        .map(|i| (i.launched_at, i.id.clone(), i.serve))
+        .collect();
+    let have = bound.len() as u32;
+    if have > desired {
+        // ReplicaSet scale-down: not-ready pods first, then the newest.
+        bound.sort_by_key(|(t, _, s)| (*s == Serve::On, std::cmp::Reverse(*t)));
+        for (_, id, _) in bound.into_iter().take((have - desired) as usize) {
+            w.stop_routing(&id);
+        }
+        return 0;
+    }
+    let mut pending = desired - have;
+    // Bind to Ready nodes without a pod (draining ones take requests again at once).
+    let free: Vec<InstanceId> = w
+        .insts
+        .values()
+        .filter(|i| {
+            i.state == LifecycleState::Ready
+                && i.notice_deadline.is_none()
+                && matches!(i.serve, Serve::Off | Serve::Draining)
+        })
+        .map(|i| i.id.clone())
+        .collect();
+    for id in free.into_iter().take(pending as usize) {
+        w.start_serving(&id);
+        pending -= 1;
+    }
+    pending
+}
+
+/// Nodes launching or starting whose pod is not bound yet (a pending pod will land there).
+fn upcoming(w: &World) -> u32 {
+    w.insts
+        .values()
+        .filter(|i| {
+            matches!(
+                i.state,
+                LifecycleState::Launching | LifecycleState::Starting
+            ) && i.notice_deadline.is_none()
+        })
+        .count() as u32
+}
+
+fn queue_metric(w: &World, scrape_ms: i64) -> f64 {
+    let at = (w.now_ms / scrape_ms) * scrape_ms;
+    w.sample_at(at).map_or(0.0, |s| f64::from(s.waiting))
+}
+
+/// `static-peak`: keep `peak` replicas; replace what spot reclaims.
+pub struct StaticPeak {
+    pub group: NodeGroupId,
+    pub peak: u32,
+}
+
+impl StaticPeak {
+    pub fn step(&mut self, w: &mut World) {
+        let _ = w.poll_events();
+        let live = w
+            .insts
+            .values()
+            .filter(|i| !i.state.is_warm_pool() && i.notice_deadline.is_none())
+            .count() as u32;
+        if live < self.peak {
+            let _ = w.increase(&self.group, self.peak - live);
+        }
+    }
+}
+
+/// `hpa-ca`: HPA + Cluster Autoscaler on one on-demand group.
+pub struct HpaCa {
+    pub hpa: Hpa,
+    pub group: NodeGroupId,
+    pub scrape_ms: i64,
+    next_scan_ms: i64,
+    unneeded_since: BTreeMap<InstanceId, i64>,
+}
+
+pub const CA_SCAN_MS: i64 = 10_000;
+pub const CA_UNNEEDED_MS: i64 = 600_000;
+
+impl HpaCa {
+    pub fn new(hpa: Hpa, group: NodeGroupId, scrape_ms: i64) -> HpaCa {
+        HpaCa {
+            hpa,
+            group,
+            scrape_ms,
+            next_scan_ms: 0,
+            unneeded_since: BTreeMap::new(),
+        }
+    }
+
+    pub fn step(&mut self, w: &mut World) {
+        let _ = w.poll_events();
+        let now = w.now_ms;
+        self.hpa.sync(now, queue_metric(w, self.scrape_ms));
+        let pending = reconcile_pods(w, self.hpa.desired);
+        if now < self.next_scan_ms {
+            return;
+        }
+        self.next_scan_ms = now + CA_SCAN_MS;
+        // Scale up: pending pods not covered by nodes already on their way.
+        let up = upcoming(w);
+        if pending > up {
+            let room = w
+                .node_groups()
+                .iter()
+                .find(|g| g.id == self.group)
+                .map_or(0, |g| g.max_size.saturating_sub(g.desired));
+            let n = (pending - up).min(room);
+            if n > 0 {
+                let _ = w.increase(&self.group, n);
+            }
+        }
+        // Scale down: Ready nodes without a pod and without requests for 10 min.
+        let mut remove = Vec::new();
+        let empty: Vec<InstanceId> = w
+            .insts
+            .values()
+            .filter(|i| {
+                i.state == LifecycleState::Ready && i.serve == Serve::Off && i.in_flight.is_empty()
+            })
+            .map(|i| i.id.clone())
+            .collect();
+        self.unneeded_since.retain(|id, _| empty.contains(id));
+        for id in empty {
+            let since = *self.unneeded_since.entry(id.clone()).or_insert(now);
+            if now - since >= CA_UNNEEDED_MS {
+                remove.push(id);
+            }
+        }
+        if !remove.is_empty() {
+            let _ = w.terminate(&self.group, &remove);
+        }
+    }
+}
+
+/// `karpenter`: HPA + Karpenter-like provisioning and consolidation.
+pub struct Karpenter {
+    pub hpa: Hpa,
+    pub scrape_ms: i64,
+    /// (group, capacity type, price per hour), cheapest first within spot, then on-demand.
+    pub offerings: Vec<(NodeGroupId, CapacityType, f64)>,
+    batch_start: Option<i64>,
+    last_pending: u32,
+    last_change_ms: i64,
+    ice_until: BTreeMap<NodeGroupId, i64>,
+    replacing: Option<(InstanceId, InstanceId)>,
+}
+
+pub const KARPENTER_BATCH_IDLE_MS: i64 = 1_000;
+pub const KARPENTER_BATCH_MAX_MS: i64 = 10_000;
+pub const KARPENTER_ICE_TTL_MS: i64 = 180_000;
+
+impl Karpenter {
+    pub fn new(
+        hpa: Hpa,
+        scrape_ms: i64,
+        mut offerings: Vec<(NodeGroupId, CapacityType, f64)>,
+    ) -> Karpenter {
+        offerings.sort_by(|a, b| {
+            (a.1 == CapacityType::OnDemand)
+                .cmp(&(b.1 == CapacityType::OnDemand))
+                .then(a.2.total_cmp(&b.2))
+        });
+        Karpenter {
+            hpa,
+            scrape_ms,
+            offerings,
+            batch_start: None,
+            last_pending: 0,
+            last_change_ms: 0,
+            ice_until: BTreeMap::new(),
+            replacing: None,
+        }
+    }
+
+    fn usable(&self, w: &World, now: i64) -> Vec<NodeGroupId> {
+        let groups = w.node_groups();
+        self.offerings
+            .iter()
+            .filter(|(g, _, _)| self.ice_until.get(g).is_none_or(|t| *t <= now))
+            .filter(|(g, _, _)| {
+                groups.iter().find(|x| &x.id == g).is_some_and(|x| {
+                    x.desired < x.max_size && x.offerings.iter().any(|o| o.available)
+                })
+            })
+            .map(|(g, _, _)| g.clone())
+            .collect()
+    }
+
+    /// Launch `n` nodes on the cheapest usable offerings, falling back on capacity errors.
+    fn launch(&mut self, w: &mut World, mut n: u32) {
+        let now = w.now_ms;
+        for g in self.usable(w, now) {
+            if n == 0 {
+                break;
+            }
+            let before = upcoming(w);
+            match w.increase(&g, n) {
+                Ok(()) => {
+                    let got = upcoming(w).saturating_sub(before);
+                    n = n.saturating_sub(got.max(1));
+                    if n > 0 {
+                        self.ice_until.insert(g, now + KARPENTER_ICE_TTL_MS);
+                    }
+                }
+                Err(_) => {
+                    self.ice_until.insert(g, now + KARPENTER_ICE_TTL_MS);
+                }
+            }
+        }
+    }
+
+    pub fn step(&mut self, w: &mut World) {
+        let now = w.now_ms;
+        // Spot notices: cordon and drain; the pod goes pending (reconcile_pods skips the node).
+        for ev in w.poll_events() {
+            if let crate::model::ProviderEventKind::SpotInterruption { instance, .. } = ev.kind {
+                w.stop_routing(&instance);
+            }
+        }
+        self.hpa.sync(now, queue_metric(w, self.scrape_ms));
+        let pending = reconcile_pods(w, self.hpa.desired);
+        let need = pending.saturating_sub(upcoming(w));
+        // Batching: a batch opens with the first pending pod and closes after 1 s without
+        // change or 10 s in all.
+        if need > 0 {
+            if self.batch_start.is_none() {
+                self.batch_start = Some(now);
+                self.last_change_ms = now;
+            }
+            if need != self.last_pending {
+                self.last_change_ms = now;
+            }
+            self.last_pending = need;
+            let start = self.batch_start.unwrap_or(now);
+            if now - self.last_change_ms >= KARPENTER_BATCH_IDLE_MS
+                || now - start >= KARPENTER_BATCH_MAX_MS
+            {
+                self.launch(w, need);
+                self.batch_start = None;
+                self.last_pending = 0;
+            }
+        } else {
+            self.batch_start = None;
+            self.last_pending = 0;
+        }
+        self.consolidate(w, now);
+    }
+
+    fn consolidate(&mut self, w: &mut World, now: i64) {
+        // Empty nodes: Ready, no pod, no requests (or noticed and drained) — delete now.
+        let mut by_group: BTreeMap<NodeGroupId, Vec<InstanceId>> = BTreeMap::new();
+        for i in w.insts.values() {
+            let empty = i.in_flight.is_empty() && matches!(i.serve, Serve::Off);
+            let ready_or_noticed = i.state == LifecycleState::Ready
+                || i.notice_deadline.is_some() && !i.state.is_warm_pool();
+            if empty && ready_or_noticed && i.state != LifecycleState::Launching {
+                by_group
+                    .entry(w.groups[i.group].id.clone())
+                    .or_default()
+                    .push(i.id.clone());
+            }
+        }
+        for (g, ids) in by_group {
+            let _ = w.terminate(&g, &ids);
+        }
+        // Single-node replace: an on-demand node by a spot one, when spot has capacity.
+        if let Some((old, new)) = self.replacing.clone() {
+            match w.inst_by_id(&new).map(|i| i.state) {
+                Some(LifecycleState::Ready) => {
+                    w.stop_routing(&old);
+                    self.replacing = None;
+                }
+                Some(_) => {}
+                None => self.replacing = None,
+            }
+            return;
+        }
+        let od = w
+            .insts
+            .values()
+            .filter(|i| {
+                w.groups[i.group].capacity_type == CapacityType::OnDemand
+                    && i.state == LifecycleState::Ready
+                    && i.serve == Serve::On
+            })
+            .map(|i| i.id.clone())
+            .next();
+        let Some(old) = od else { return };
+        let spot = self.usable(w, now).into_iter().find(|g| {
+            self.offerings
+                .iter()
+                .any(|(x, c, _)| x == g && *c == CapacityType::Spot)
+        });
+        let Some(g) = spot else { return };
+        let before: Vec<u64> = w.insts.keys().copied().collect();
+        if w.increase(&g, 1).is_ok()
+            && let Some(i) = w.insts.values().find(|i| !before.contains(&i.num))
+        {
+            self.replacing = Some((old, i.id.clone()));
+        } else {
+            self.ice_until.insert(g, now + KARPENTER_ICE_TTL_MS);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hpa_scales_up_two_per_minute_and_down_one_per_five_minutes() {
+        let mut h = Hpa::new(1, 20, 1);
+        // 100 waiting asks for 20 replicas; +2 per 60 s after the 30 s window settles.
+        for s in (0..=120).step_by(15) {
+            h.sync(s * 1000, 100.0);
+        }
+        assert!(h.desired <= 1 + 2 * 3, "{}", h.desired);
+        assert!(h.desired >= 3, "{}", h.desired);
+        let top = h.desired;
+        // Queue empties: nothing for 600 s, then -1 per 300 s.
+        let mut t = 135;
+        while t < 135 + 590 {
+            h.sync(t * 1000, 0.0);
+            t += 15;
+        }
+        assert_eq!(h.desired, top);
+        while t < 135 + 600 + 650 {
+            h.sync(t * 1000, 0.0);
+            t += 15;
+        }
+        assert!(
+            h.desired >= top.saturating_sub(3) && h.desired < top,
+            "{} {top}",
+            h.desired
+        );
+    }
+}

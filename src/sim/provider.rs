@@ -1,0 +1,78 @@
+//! `SimProvider`: the simulated cloud behind the same `NodeGroupProvider` trait the AWS and GCP
+//! crates implement. Every call completes immediately against the shared [`World`] at the
+//! world's virtual `now`; faults (stockouts, throttling) are drawn from the world's seeded RNG.
+
+use super::world::World;
+use crate::model::{Instance, InstanceId, NodeGroup, NodeGroupId, ProviderEvent};
+use async_trait::async_trait;
+use gpupool_provider::{NodeGroupProvider, ProviderError, Result};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+/// The world shared by the provider, the cluster view, the demand source and the event loop.
+pub type SharedWorld = Arc<Mutex<World>>;
+
+/// Lock the world. A poisoned lock means a panic already happened on this single-threaded
+/// event loop; the world is still a consistent value, so carry on with it.
+pub fn lock(w: &SharedWorld) -> MutexGuard<'_, World> {
+    w.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+#[derive(Clone)]
+pub struct SimProvider {
+    world: SharedWorld,
+}
+
+impl SimProvider {
+    pub fn new(world: SharedWorld) -> Self {
+        SimProvider { world }
+    }
+}
+
+#[async_trait]
+impl NodeGroupProvider for SimProvider {
+    fn name(&self) -> &'static str {
+        "sim"
+    }
+
+    async fn node_groups(&self) -> Result<Vec<NodeGroup>> {
+        Ok(lock(&self.world).node_groups())
+    }
+
+    async fn instances(&self, group: &NodeGroupId) -> Result<Vec<Instance>> {
+        lock(&self.world).instances(group)
+    }
+
+    async fn increase(&self, group: &NodeGroupId, delta: u32) -> Result<()> {
+        if delta == 0 {
+            return Ok(());
+        }
+        lock(&self.world).increase(group, delta)
+    }
+
+    async fn terminate(&self, group: &NodeGroupId, instances: &[InstanceId]) -> Result<()> {
+        lock(&self.world).terminate(group, instances)
+    }
+
+    async fn set_warm_pool_size(&self, group: &NodeGroupId, size: u32) -> Result<()> {
+        lock(&self.world).set_warm_pool_size(group, size)
+    }
+
+    async fn complete_warmup(&self, group: &NodeGroupId, _instance: &InstanceId) -> Result<()> {
+        // No lifecycle hooks in the simulated cloud: an instance serves once its cache is warm.
+        lock(&self.world).group_index(group).map(|_| ())
+    }
+
+    async fn poll_events(&self) -> Result<Vec<ProviderEvent>> {
+        Ok(lock(&self.world).poll_events())
+    }
+
+    async fn ack_event(&self, _ack: &str) -> Result<()> {
+        // Sim events carry no ack token; unknown tokens are not an error by contract.
+        Ok(())
+    }
+}
+
+/// Map an error to whether the caller should treat it as capacity shortage.
+pub fn is_capacity_error(e: &ProviderError) -> bool {
+    matches!(e, ProviderError::InsufficientCapacity { .. })
+}

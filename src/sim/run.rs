@@ -1,0 +1,465 @@
+//! Prepare a scenario once (requests, demand, groups, oracle), then run each policy on a fresh
+//! world with the same seed, side by side.
+
+use super::SimError;
+use super::baselines::{Hpa, HpaCa, Karpenter, StaticPeak};
+use super::data::{self, advisor_monthly_frequency, hourly_hazard_from_monthly};
+use super::metrics::{PolicySummary, summarise};
+use super::oracle::{self, OracleInput, OracleResult};
+use super::provider::{SharedWorld, SimProvider, lock};
+use super::scenario::Scenario;
+use super::timing::ColdStart;
+use super::workload::{build_requests, demand_per_bucket};
+use super::world::{GroupSpec, Interruption, Req, Sample, SpotDynamics, World, WorldParams};
+use crate::model::{CapacityType, GpuInfo, InstanceType, InstanceTypeName, NodeGroupId, Zone};
+use std::sync::{Arc, Mutex};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Policy {
+    Gpupool,
+    StaticPeak,
+    HpaCa,
+    Karpenter,
+    Oracle,
+}
+
+impl Policy {
+    pub const ALL: [Policy; 5] = [
+        Policy::Gpupool,
+        Policy::StaticPeak,
+        Policy::HpaCa,
+        Policy::Karpenter,
+        Policy::Oracle,
+    ];
+    pub fn name(self) -> &'static str {
+        match self {
+            Policy::Gpupool => "gpupool",
+            Policy::StaticPeak => "static-peak",
+            Policy::HpaCa => "hpa-ca",
+            Policy::Karpenter => "karpenter",
+            Policy::Oracle => "oracle",
+        }
+    }
+    pub fn parse_list(s: &str) -> Result<Vec<Policy>, SimError> {
+        if s.trim() == "all" {
+            return Ok(Policy::ALL.to_vec());
+        }
+        let mut out = Vec::new();
+        for p in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+            let pol = Policy::ALL
+                .into_iter()
+                .find(|x| x.name() == p)
+                .ok_or_else(|| SimError::UnknownPolicy(p.to_owned()))?;
+            if !out.contains(&pol) {
+                out.push(pol);
+            }
+        }
+        Ok(out)
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct RunOptions {
+    pub seed: u64,
+    pub policies: Vec<Policy>,
+}
+
+/// Everything a policy run starts from.
+pub struct Prepared {
+    pub scenario: Scenario,
+    pub seed: u64,
+    pub reqs: Vec<Req>,
+    pub end_ms: i64,
+    pub bucket_ms: i64,
+    pub demand: Vec<u32>,
+    pub groups: Vec<GroupSpec>,
+    pub params: WorldParams,
+    pub oracle: OracleResult,
+    pub od_price: f64,
+}
+
+/// One policy's outcome: the summary and what the report charts.
+pub struct PolicyRun {
+    pub summary: PolicySummary,
+    pub samples: Vec<Sample>,
+    pub waits_s: Vec<f64>,
+    pub interruptions: Vec<Interruption>,
+    /// Hash of the cloud calls made (time, call, group, detail): equal runs, equal hashes.
+    pub action_hash: u64,
+    pub actions: usize,
+    /// The cloud calls made, in order.
+    pub calls: Vec<super::world::CallRecord>,
+}
+
+pub struct ScenarioRun {
+    pub prepared: Prepared,
+    pub runs: Vec<PolicyRun>,
+}
+
+fn scenario_err(sc: &Scenario, message: impl Into<String>) -> SimError {
+    SimError::Scenario {
+        scenario: sc.file.name.clone(),
+        message: message.into(),
+    }
+}
+
+pub fn prepare(sc: Scenario, seed: u64) -> Result<Prepared, SimError> {
+    let f = &sc.file;
+    let types = data::aws_types();
+    let t = types
+        .get(&f.replica.instance_type)
+        .ok_or_else(|| {
+            scenario_err(
+                &sc,
+                format!("unknown instance type {}", f.replica.instance_type),
+            )
+        })?
+        .clone();
+    let advisor = data::spot_advisor();
+    let adv = advisor.get(&t.name);
+    let spot_price = f
+        .spot
+        .price_per_hour
+        .or_else(|| adv.map(|a| t.ondemand_per_hour * (1.0 - a.savings_pct / 100.0)))
+        .unwrap_or(t.ondemand_per_hour * 0.35);
+    let hazard = hourly_hazard_from_monthly(advisor_monthly_frequency(adv.map_or(4, |a| a.bucket)));
+    let pool = sc.config.pools[0].clone();
+    let itype = InstanceType {
+        name: InstanceTypeName::new(t.name.clone()),
+        vcpu: t.vcpu,
+        memory_mib: t.memory_mib,
+        gpu: GpuInfo {
+            model: t.gpu_model.clone(),
+            count: t.gpu_count,
+            memory_mib_per_gpu: t.gpu_memory_mib,
+            mig_profiles: Vec::new(),
+        },
+    };
+    let groups: Vec<GroupSpec> = f
+        .groups
+        .iter()
+        .map(|g| GroupSpec {
+            id: NodeGroupId::new(g.id.clone()),
+            pool: pool.name.clone(),
+            capacity_type: g.capacity_type,
+            instance_type: itype.clone(),
+            zones: g.zones.iter().map(|z| Zone::new(z.clone())).collect(),
+            price_per_hour: match g.capacity_type {
+                CapacityType::OnDemand => t.ondemand_per_hour,
+                CapacityType::Spot => spot_price,
+            },
+            min_size: g.min_size,
+            max_size: g.max_size,
+            warm_pool_capable: g.capacity_type == CapacityType::OnDemand,
+            hazard_per_hour: if g.capacity_type == CapacityType::Spot {
+                hazard
+            } else {
+                0.0
+            },
+        })
+        .collect();
+    let (reqs, end_ms) = build_requests(f, &t.gpu_model)?;
+    let bucket_ms = (f.oracle.bucket_s * 1000.0) as i64;
+    let slo_ms = (f.slo.queue_wait_s * 1000.0) as i64;
+    let demand = demand_per_bucket(&reqs, end_ms, bucket_ms, f.replica.concurrency, slo_ms);
+    let cold = ColdStart::new(f.cold_start.clone());
+    let spot = match f.spot.availability_trace {
+        Some(src) => SpotDynamics::Trace {
+            trace: src.load()?,
+            start_tick: f.spot.start_tick,
+        },
+        None => SpotDynamics::Hazard,
+    };
+    let has_spot = groups.iter().any(|g| g.capacity_type == CapacityType::Spot);
+    let has_warm = pool.warm_pool.enabled;
+    let max_nodes = pool.limits.max_nodes;
+    let oracle_spot = if has_spot {
+        let zones: Vec<Zone> = groups
+            .iter()
+            .filter(|g| g.capacity_type == CapacityType::Spot)
+            .flat_map(|g| g.zones.clone())
+            .collect();
+        let avail: Vec<u32> = (0..demand.len())
+            .map(|b| match &spot {
+                SpotDynamics::Hazard => max_nodes,
+                SpotDynamics::Trace { trace, start_tick } => {
+                    // The lowest availability over the bucket: a drop anywhere in it reclaims.
+                    let t0 = b as f64 * f.oracle.bucket_s;
+                    let t1 = t0 + f.oracle.bucket_s - 1e-6;
+                    let k0 = start_tick + (t0 / trace.tick_s) as usize;
+                    let k1 = start_tick + (t1 / trace.tick_s) as usize;
+                    zones
+                        .iter()
+                        .map(|z| {
+                            trace.zones.get(z.as_str()).map_or(0, |v| {
+                                (k0..=k1)
+                                    .map(|k| v.get(k.min(v.len() - 1)).copied().unwrap_or(0))
+                                    .min()
+                                    .unwrap_or(0)
+                            })
+                        })
+                        .sum()
+                }
+            })
+            .collect();
+        Some((spot_price, avail))
+    } else {
+        None
+    };
+    let bucket_s = f.oracle.bucket_s;
+    let oracle = oracle::solve(&OracleInput {
+        bucket_s,
+        demand: demand.clone(),
+        cold_buckets: (cold.median_cold_s() / bucket_s).ceil() as usize,
+        warm_buckets: (cold.median_warm_s() / bucket_s).ceil() as usize,
+        od_price_per_hour: t.ondemand_per_hour,
+        warm_disk_per_hour: has_warm.then(|| cold.warm_disk_per_hour()),
+        spot: oracle_spot,
+        max_nodes,
+    })?;
+    let params = WorldParams {
+        concurrency: f.replica.concurrency,
+        cold,
+        spot_notice_s: f.spot.notice_s,
+        spot,
+        faults: f.faults.clone(),
+        sample_interval_s: 5.0,
+        model_cache: pool.model_cache.clone(),
+        seed,
+    };
+    Ok(Prepared {
+        seed,
+        reqs,
+        end_ms,
+        bucket_ms,
+        demand,
+        groups,
+        params,
+        oracle,
+        od_price: t.ondemand_per_hour,
+        scenario: sc,
+    })
+}
+
+impl Prepared {
+    /// A fresh world with the first bucket's demand already serving on on-demand capacity (the
+    /// replay starts in the middle of a running service), the same for every policy.
+    pub fn world(&self) -> World {
+        let mut w = World::new(
+            self.params.clone(),
+            self.groups.clone(),
+            self.reqs.clone(),
+            self.end_ms,
+        );
+        let initial = self.demand.first().copied().unwrap_or(0);
+        if let Some(g) = self
+            .groups
+            .iter()
+            .position(|g| g.capacity_type == CapacityType::OnDemand)
+        {
+            w.prewarm_ready(g, initial);
+        }
+        w
+    }
+
+    fn od_group(&self) -> NodeGroupId {
+        self.groups
+            .iter()
+            .find(|g| g.capacity_type == CapacityType::OnDemand)
+            .or(self.groups.first())
+            .map(|g| g.id.clone())
+            .unwrap_or_default()
+    }
+
+    fn max_nodes(&self) -> u32 {
+        self.scenario.config.pools[0].limits.max_nodes
+    }
+}
+
+fn fnv(hash: &mut u64, bytes: &[u8]) {
+    for b in bytes {
+        *hash ^= u64::from(*b);
+        *hash = hash.wrapping_mul(0x100_0000_01b3);
+    }
+}
+
+fn finish(p: &Prepared, policy: Policy, mut w: World) -> PolicyRun {
+    w.finish();
+    let slo = p.scenario.file.slo.queue_wait_s;
+    let mut summary = summarise(policy.name(), &w, slo, &p.demand, p.bucket_ms);
+    if p.oracle.cost_usd > 0.0 {
+        summary.cost_vs_oracle = summary.cost_usd / p.oracle.cost_usd;
+    }
+    let mut hash = 0xcbf2_9ce4_8422_2325u64;
+    for c in &w.calls {
+        fnv(
+            &mut hash,
+            format!("{}|{}|{}|{}|{}\n", c.at_ms, c.call, c.group, c.detail, c.ok).as_bytes(),
+        );
+    }
+    let mut waits_s: Vec<f64> = w.reqs.iter().map(|r| r.waited_ms as f64 / 1000.0).collect();
+    waits_s.sort_by(f64::total_cmp);
+    PolicyRun {
+        summary,
+        samples: std::mem::take(&mut w.samples),
+        waits_s,
+        interruptions: std::mem::take(&mut w.interruptions),
+        action_hash: hash,
+        actions: w.calls.len(),
+        calls: std::mem::take(&mut w.calls),
+    }
+}
+
+/// Run a baseline loop: every second, advance the world and let the policy act.
+fn run_loop(p: &Prepared, policy: Policy, progress: &dyn Fn(f64)) -> PolicyRun {
+    let mut w = p.world();
+    let pool = &p.scenario.config.pools[0];
+    let min = p.scenario.file.baselines.min_replicas;
+    let initial = p.demand.first().copied().unwrap_or(0);
+    let scrape_ms = (p.scenario.file.signals.scrape_interval_s * 1000.0) as i64;
+    let hpa = Hpa::new(min, pool.limits.max_nodes, initial);
+    enum Loop {
+        Static(StaticPeak),
+        Ca(Box<HpaCa>),
+        Karp(Box<Karpenter>),
+    }
+    let mut l = match policy {
+        Policy::StaticPeak => Loop::Static(StaticPeak {
+            group: p.od_group(),
+            peak: p
+                .demand
+                .iter()
+                .copied()
+                .max()
+                .unwrap_or(0)
+                .min(p.max_nodes()),
+        }),
+        Policy::HpaCa => Loop::Ca(Box::new(HpaCa::new(hpa, p.od_group(), scrape_ms))),
+        _ => Loop::Karp(Box::new(Karpenter::new(
+            hpa,
+            scrape_ms,
+            p.groups
+                .iter()
+                .map(|g| (g.id.clone(), g.capacity_type, g.price_per_hour))
+                .collect(),
+        ))),
+    };
+    let mut t = 0;
+    while t <= p.end_ms {
+        w.advance_to(t);
+        match &mut l {
+            Loop::Static(s) => s.step(&mut w),
+            Loop::Ca(c) => c.step(&mut w),
+            Loop::Karp(k) => k.step(&mut w),
+        }
+        if t % 60_000 == 0 {
+            progress(t as f64 / p.end_ms.max(1) as f64);
+        }
+        t += 1000;
+    }
+    finish(p, policy, w)
+}
+
+/// Run the production controller on the virtual clock.
+fn run_gpupool(p: &Prepared, progress: &dyn Fn(f64)) -> Result<PolicyRun, SimError> {
+    use super::gpupool::{SimCluster, SimDemand};
+    use crate::controller::{Controller, Metrics};
+    let world: SharedWorld = Arc::new(Mutex::new(p.world()));
+    let config = Arc::new(p.scenario.config.clone());
+    let provider = Arc::new(SimProvider::new(world.clone()));
+    let pool = config.pools[0].name.clone();
+    let mut controller = Controller::new(
+        config.clone(),
+        provider,
+        Box::new(SimCluster::new(world.clone(), pool)),
+        Box::new(SimDemand::new(
+            world.clone(),
+            p.scenario.file.signals.scrape_interval_s,
+        )),
+        Arc::new(Metrics::default()),
+    );
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .map_err(|e| SimError::Controller(e.to_string()))?;
+    let tick_ms = (config.tick_interval_s.max(1) * 1000) as i64;
+    let mut t = 0;
+    while t <= p.end_ms {
+        lock(&world).advance_to(t);
+        // A tick that holds (observation failed) is what production would do too: go on.
+        let _ = rt.block_on(controller.tick(crate::model::Timestamp::from_millis(t)));
+        if t % 60_000 < tick_ms {
+            progress(t as f64 / p.end_ms.max(1) as f64);
+        }
+        t += tick_ms;
+    }
+    drop(controller);
+    let w = Arc::try_unwrap(world)
+        .map_err(|_| SimError::Controller("world still shared after the run".into()))?
+        .into_inner()
+        .unwrap_or_else(|e| e.into_inner());
+    Ok(finish(p, Policy::Gpupool, w))
+}
+
+fn oracle_run(p: &Prepared) -> PolicyRun {
+    let o = &p.oracle;
+    let hours = p.bucket_ms as f64 / 3_600_000.0;
+    let gpus = f64::from(p.groups.first().map_or(1, |g| g.instance_type.gpu.count));
+    let gpu_hours: f64 = o
+        .paid
+        .iter()
+        .map(|(a, b)| f64::from(a + b) * hours * gpus)
+        .sum();
+    let busy: f64 = p.reqs.iter().map(|r| r.service_ms as f64).sum::<f64>()
+        / 3_600_000.0
+        / f64::from(p.params.concurrency)
+        * gpus;
+    PolicyRun {
+        summary: PolicySummary {
+            policy: "oracle".into(),
+            requests: p.reqs.len() as u64,
+            // By construction: capacity meets every bucket's peak concurrency.
+            slo_attainment: 1.0,
+            queue_wait_p50_s: 0.0,
+            queue_wait_p99_s: 0.0,
+            queue_wait_p999_s: 0.0,
+            gpu_hours,
+            idle_gpu_hours: (gpu_hours - busy).max(0.0),
+            cost_usd: o.cost_usd,
+            spot_cost_usd: o.spot_cost_usd,
+            on_demand_cost_usd: o.on_demand_cost_usd,
+            cost_vs_oracle: 1.0,
+            scale_actions: 0,
+            requests_hurt_by_preemption: 0,
+            reaction_to_api_s_p50: 0.0,
+            reaction_to_ready_s_p50: 0.0,
+        },
+        samples: Vec::new(),
+        waits_s: Vec::new(),
+        interruptions: Vec::new(),
+        action_hash: 0,
+        actions: 0,
+        calls: Vec::new(),
+    }
+}
+
+/// Run the chosen policies on the scenario. `progress(policy_index, fraction)` is called as
+/// the virtual clock advances.
+pub fn run_scenario(
+    sc: Scenario,
+    opts: &RunOptions,
+    progress: &dyn Fn(usize, f64),
+) -> Result<ScenarioRun, SimError> {
+    let prepared = prepare(sc, opts.seed)?;
+    let mut runs = Vec::new();
+    for (i, pol) in opts.policies.iter().enumerate() {
+        let pr = |f: f64| progress(i, f);
+        let run = match pol {
+            Policy::Gpupool => run_gpupool(&prepared, &pr)?,
+            Policy::Oracle => oracle_run(&prepared),
+            other => run_loop(&prepared, *other, &pr),
+        };
+        progress(i, 1.0);
+        runs.push(run);
+    }
+    Ok(ScenarioRun { prepared, runs })
+}

@@ -1,0 +1,1104 @@
+//! The simulated world: instances on a virtual clock, the request queue, spot capacity, costs.
+//!
+//! A discrete-event simulation: an event heap ordered by `(time, seq)` holds instance
+//! transitions, request completions and spot notices; request arrivals come from the sorted
+//! trace; samples (what a Prometheus scrape would see) are taken every `sample_interval`.
+//! Everything random draws from one seeded `ChaCha8Rng`, so a run is a pure function of the
+//! scenario, the policy and the seed.
+//!
+//! Serving model (one pool per scenario): one instance serves one replica; a replica runs up to
+//! `concurrency` requests at once, each for its fixed service time; one FIFO queue feeds all
+//! serving replicas, least-loaded first. An instance serves from the moment it is Ready until
+//! it is told to stop routing (drain); a draining instance finishes its in-flight requests.
+//! A reclaimed instance's in-flight requests go back to the front of the queue and count as
+//! hurt by preemption.
+
+use super::data::AvailabilityTrace;
+use super::timing::ColdStart;
+use crate::model::{
+    CapacityType, Instance, InstanceId, InstanceType, LaunchFailure, LifecycleState, Money,
+    NodeGroup, NodeGroupId, Offering, OfferingKey, PoolName, ProviderEvent, ProviderEventKind,
+    Timestamp, WarmPool, Zone,
+};
+use gpupool_provider::ProviderError;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BinaryHeap, VecDeque};
+
+/// A group of the simulated cloud, as the scenario defines it.
+#[derive(Clone, Debug)]
+pub struct GroupSpec {
+    pub id: NodeGroupId,
+    pub pool: PoolName,
+    pub capacity_type: CapacityType,
+    pub instance_type: InstanceType,
+    pub zones: Vec<Zone>,
+    pub price_per_hour: f64,
+    pub min_size: u32,
+    pub max_size: u32,
+    /// AWS allows a warm pool only on single-type on-demand groups.
+    pub warm_pool_capable: bool,
+    /// Spot hazard rate per hour (advisor bucket), also published as the offering's risk.
+    pub hazard_per_hour: f64,
+}
+
+/// Seeded faults of the provider (FoundationDB's "buggify"): per mutating call.
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Faults {
+    /// Probability an `increase` fails with InsufficientCapacity although capacity exists.
+    #[serde(default)]
+    pub stockout_prob: f64,
+    /// Probability a mutating call is throttled.
+    #[serde(default)]
+    pub throttle_prob: f64,
+}
+
+/// How spot instances are reclaimed.
+#[derive(Clone, Debug)]
+pub enum SpotDynamics {
+    /// Exponential time to interruption with the group's hazard rate.
+    Hazard,
+    /// A real availability trace: zone counts per tick, from `start_tick`.
+    Trace {
+        trace: AvailabilityTrace,
+        start_tick: usize,
+    },
+}
+
+#[derive(Clone, Debug)]
+pub struct WorldParams {
+    pub concurrency: u32,
+    pub cold: ColdStart,
+    pub spot_notice_s: f64,
+    pub spot: SpotDynamics,
+    pub faults: Faults,
+    pub sample_interval_s: f64,
+    pub model_cache: Option<String>,
+    pub seed: u64,
+}
+
+/// One request of the replay.
+#[derive(Clone, Debug)]
+pub struct Req {
+    pub arrival_ms: i64,
+    pub service_ms: i64,
+    pub prefill_ms: i64,
+    pub start_ms: Option<i64>,
+    pub done_ms: Option<i64>,
+    /// Total time spent in the queue (over all attempts).
+    pub waited_ms: i64,
+    queued_since: i64,
+    pub hurt: bool,
+    attempt: u32,
+}
+
+impl Req {
+    pub fn new(arrival_ms: i64, service_ms: i64, prefill_ms: i64) -> Req {
+        Req {
+            arrival_ms,
+            service_ms: service_ms.max(1),
+            prefill_ms,
+            start_ms: None,
+            done_ms: None,
+            waited_ms: 0,
+            queued_since: arrival_ms,
+            hurt: false,
+            attempt: 0,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Serve {
+    Off,
+    Starting,
+    On,
+    Draining,
+}
+
+#[derive(Clone, Debug)]
+pub struct Inst {
+    pub id: InstanceId,
+    pub num: u64,
+    pub group: usize,
+    pub zone: Zone,
+    pub state: LifecycleState,
+    pub launched_at: i64,
+    pub serve: Serve,
+    pub in_flight: Vec<usize>,
+    pub notice_deadline: Option<i64>,
+    epoch: u32,
+    cost_since: i64,
+    busy_since: Option<i64>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum Ev {
+    Ready { inst: u64, epoch: u32 },
+    ServeOn { inst: u64, epoch: u32 },
+    ReqDone { req: usize, attempt: u32 },
+    Notice { inst: u64 },
+    Reclaim { inst: u64 },
+    SpotTick,
+}
+
+/// What a scrape at one instant saw, plus the figures the report charts.
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize)]
+pub struct Sample {
+    pub t_s: f64,
+    pub waiting: u32,
+    pub in_flight: u32,
+    /// Replicas taking requests.
+    pub serving: u32,
+    /// Instances being paid for as running (launching, warming, starting, ready).
+    pub running: u32,
+    pub spot_running: u32,
+    pub warm: u32,
+    pub cost_on_demand: f64,
+    pub cost_spot: f64,
+    /// p95 queue wait of requests that started in the last 60 s (the latency a dashboard shows).
+    pub queue_wait_p95_s: f64,
+}
+
+/// One call that changed the cloud, for the determinism hash, scale-action counts and reaction
+/// times.
+#[derive(Clone, Debug, PartialEq)]
+pub struct CallRecord {
+    pub at_ms: i64,
+    pub call: &'static str,
+    pub group: String,
+    pub detail: String,
+    pub ok: bool,
+}
+
+/// A spot interruption the world carried out, for the report.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Interruption {
+    pub notice_ms: i64,
+    pub instance: String,
+}
+
+pub struct World {
+    pub now_ms: i64,
+    pub end_ms: i64,
+    pub params: WorldParams,
+    rng: ChaCha8Rng,
+    seq: u64,
+    heap: BinaryHeap<Reverse<(i64, u64, Ev)>>,
+    pub groups: Vec<GroupSpec>,
+    warm_target: Vec<u32>,
+    pub insts: BTreeMap<u64, Inst>,
+    next_inst: u64,
+    pub reqs: Vec<Req>,
+    next_arrival: usize,
+    queue: VecDeque<usize>,
+    events_out: Vec<ProviderEvent>,
+    next_event_id: u64,
+    pub samples: Vec<Sample>,
+    next_sample_ms: i64,
+    recent_waits: VecDeque<(i64, i64)>,
+    pub calls: Vec<CallRecord>,
+    pub interruptions: Vec<Interruption>,
+    pub cost_on_demand: f64,
+    pub cost_spot: f64,
+    pub cost_warm_disk: f64,
+    pub gpu_ms: f64,
+    pub busy_gpu_ms: f64,
+    pub requests_hurt: u32,
+    pub requests_cut_short: u32,
+}
+
+const MS_PER_HOUR: f64 = 3_600_000.0;
+
+impl World {
+    pub fn new(params: WorldParams, groups: Vec<GroupSpec>, reqs: Vec<Req>, end_ms: i64) -> World {
+        let rng = ChaCha8Rng::seed_from_u64(params.seed);
+        let n = groups.len();
+        let mut w = World {
+            now_ms: 0,
+            end_ms,
+            rng,
+            seq: 0,
+            heap: BinaryHeap::new(),
+            groups,
+            warm_target: vec![0; n],
+            insts: BTreeMap::new(),
+            next_inst: 1,
+            reqs,
+            next_arrival: 0,
+            queue: VecDeque::new(),
+            events_out: Vec::new(),
+            next_event_id: 1,
+            samples: Vec::new(),
+            next_sample_ms: 0,
+            recent_waits: VecDeque::new(),
+            calls: Vec::new(),
+            interruptions: Vec::new(),
+            cost_on_demand: 0.0,
+            cost_spot: 0.0,
+            cost_warm_disk: 0.0,
+            gpu_ms: 0.0,
+            busy_gpu_ms: 0.0,
+            requests_hurt: 0,
+            requests_cut_short: 0,
+            params,
+        };
+        if matches!(w.params.spot, SpotDynamics::Trace { .. }) {
+            w.push(0, Ev::SpotTick);
+        }
+        w
+    }
+
+    pub fn now(&self) -> Timestamp {
+        Timestamp::from_millis(self.now_ms)
+    }
+
+    fn push(&mut self, at_ms: i64, ev: Ev) {
+        self.seq += 1;
+        self.heap.push(Reverse((at_ms, self.seq, ev)));
+    }
+
+    // ------------------------------------------------------------------ the clock
+
+    /// Process everything up to and including `t_ms`, then set the clock to `t_ms`.
+    pub fn advance_to(&mut self, t_ms: i64) {
+        loop {
+            let ev_t = self.heap.peek().map(|Reverse((t, _, _))| *t);
+            let arr_t = self.reqs.get(self.next_arrival).map(|r| r.arrival_ms);
+            let next = [ev_t, arr_t, Some(self.next_sample_ms)]
+                .into_iter()
+                .flatten()
+                .min();
+            let Some(next) = next else { break };
+            if next > t_ms {
+                break;
+            }
+            self.now_ms = self.now_ms.max(next);
+            if ev_t == Some(next) {
+                if let Some(Reverse((_, _, ev))) = self.heap.pop() {
+                    self.handle(ev);
+                }
+            } else if arr_t == Some(next) {
+                let i = self.next_arrival;
+                self.next_arrival += 1;
+                self.queue.push_back(i);
+                self.dispatch();
+            } else {
+                self.take_sample();
+                self.next_sample_ms += (self.params.sample_interval_s * 1000.0) as i64;
+            }
+        }
+        self.now_ms = self.now_ms.max(t_ms);
+    }
+
+    fn handle(&mut self, ev: Ev) {
+        match ev {
+            Ev::Ready { inst, epoch } => self.on_ready(inst, epoch),
+            Ev::ServeOn { inst, epoch } => {
+                if let Some(i) = self.insts.get_mut(&inst)
+                    && i.epoch == epoch
+                    && i.serve == Serve::Starting
+                {
+                    i.serve = Serve::On;
+                    self.dispatch();
+                }
+            }
+            Ev::ReqDone { req, attempt } => self.on_done(req, attempt),
+            Ev::Notice { inst } => self.notice(inst),
+            Ev::Reclaim { inst } => self.reclaim(inst),
+            Ev::SpotTick => self.spot_tick(),
+        }
+    }
+
+    fn on_ready(&mut self, num: u64, epoch: u32) {
+        let now = self.now_ms;
+        let Some(i) = self.insts.get(&num) else {
+            return;
+        };
+        if i.epoch != epoch {
+            return;
+        }
+        match i.state {
+            LifecycleState::Warming => {
+                // Cache warm: the instance stops and waits in the warm pool.
+                self.set_state(num, LifecycleState::Warm);
+            }
+            LifecycleState::Launching | LifecycleState::Starting => {
+                self.set_state(num, LifecycleState::Ready);
+                if let Some(i) = self.insts.get_mut(&num) {
+                    i.serve = Serve::On;
+                }
+                self.dispatch();
+            }
+            _ => {}
+        }
+        let _ = now;
+    }
+
+    fn on_done(&mut self, req: usize, attempt: u32) {
+        let now = self.now_ms;
+        let Some(r) = self.reqs.get_mut(req) else {
+            return;
+        };
+        if r.attempt != attempt || r.done_ms.is_some() {
+            return;
+        }
+        r.done_ms = Some(now);
+        let holder = self
+            .insts
+            .iter()
+            .find(|(_, i)| i.in_flight.contains(&req))
+            .map(|(n, _)| *n);
+        if let Some(n) = holder {
+            self.remove_in_flight(n, req);
+            if let Some(i) = self.insts.get_mut(&n)
+                && i.serve == Serve::Draining
+                && i.in_flight.is_empty()
+            {
+                i.serve = Serve::Off;
+            }
+        }
+        self.dispatch();
+    }
+
+    fn remove_in_flight(&mut self, n: u64, req: usize) {
+        let now = self.now_ms;
+        let gpus = self.gpus_of(n);
+        let mut busy_add = 0.0;
+        if let Some(i) = self.insts.get_mut(&n) {
+            i.in_flight.retain(|r| *r != req);
+            if i.in_flight.is_empty()
+                && let Some(since) = i.busy_since.take()
+            {
+                busy_add = (now - since) as f64 * gpus;
+            }
+        }
+        self.busy_gpu_ms += busy_add;
+    }
+
+    fn gpus_of(&self, n: u64) -> f64 {
+        self.insts
+            .get(&n)
+            .map(|i| f64::from(self.groups[i.group].instance_type.gpu.count))
+            .unwrap_or(0.0)
+    }
+
+    /// FIFO queue to the least-loaded serving replica with a free slot.
+    fn dispatch(&mut self) {
+        let cap = self.params.concurrency as usize;
+        while let Some(&req) = self.queue.front() {
+            let best = self
+                .insts
+                .iter()
+                .filter(|(_, i)| i.serve == Serve::On && i.in_flight.len() < cap)
+                .min_by_key(|(n, i)| (i.in_flight.len(), **n))
+                .map(|(n, _)| *n);
+            let Some(n) = best else { break };
+            self.queue.pop_front();
+            let now = self.now_ms;
+            let r = &mut self.reqs[req];
+            r.waited_ms += now - r.queued_since;
+            r.start_ms = Some(now);
+            r.attempt += 1;
+            let (attempt, service, waited) = (r.attempt, r.service_ms, r.waited_ms);
+            self.recent_waits.push_back((now, waited));
+            if let Some(i) = self.insts.get_mut(&n) {
+                if i.in_flight.is_empty() {
+                    i.busy_since = Some(now);
+                }
+                i.in_flight.push(req);
+            }
+            self.push(now + service, Ev::ReqDone { req, attempt });
+        }
+    }
+
+    fn take_sample(&mut self) {
+        let now = self.now_ms;
+        self.settle_all();
+        while self
+            .recent_waits
+            .front()
+            .is_some_and(|(t, _)| now - t > 60_000)
+        {
+            self.recent_waits.pop_front();
+        }
+        let mut waits: Vec<i64> = self.recent_waits.iter().map(|(_, w)| *w).collect();
+        waits.sort_unstable();
+        let p95 = if waits.is_empty() {
+            0.0
+        } else {
+            waits[((waits.len() - 1) as f64 * 0.95).round() as usize] as f64 / 1000.0
+        };
+        let mut s = Sample {
+            t_s: now as f64 / 1000.0,
+            waiting: self.queue.len() as u32,
+            cost_on_demand: self.cost_on_demand,
+            cost_spot: self.cost_spot,
+            queue_wait_p95_s: p95,
+            ..Sample::default()
+        };
+        for i in self.insts.values() {
+            s.in_flight += i.in_flight.len() as u32;
+            if i.serve == Serve::On {
+                s.serving += 1;
+            }
+            if is_running(i.state) {
+                s.running += 1;
+                if self.groups[i.group].capacity_type == CapacityType::Spot {
+                    s.spot_running += 1;
+                }
+            }
+            if i.state == LifecycleState::Warm {
+                s.warm += 1;
+            }
+        }
+        self.samples.push(s);
+    }
+
+    /// The newest sample taken at or before `t_ms` (what a scrape `delay` ago returned).
+    pub fn sample_at(&self, t_ms: i64) -> Option<&Sample> {
+        let t = t_ms as f64 / 1000.0;
+        let idx = self.samples.partition_point(|s| s.t_s <= t + 1e-9);
+        idx.checked_sub(1).and_then(|i| self.samples.get(i))
+    }
+
+    // ------------------------------------------------------------------ costs
+
+    fn rate_per_ms(&self, i: &Inst) -> (f64, f64) {
+        let g = &self.groups[i.group];
+        let gpus = f64::from(g.instance_type.gpu.count);
+        if is_running(i.state) {
+            (g.price_per_hour / MS_PER_HOUR, gpus)
+        } else if i.state == LifecycleState::Warm {
+            (self.params.cold.warm_disk_per_hour() / MS_PER_HOUR, 0.0)
+        } else {
+            (0.0, 0.0)
+        }
+    }
+
+    fn settle(&mut self, n: u64) {
+        let now = self.now_ms;
+        let Some(i) = self.insts.get(&n) else { return };
+        let dt = (now - i.cost_since) as f64;
+        let (rate, gpus) = self.rate_per_ms(i);
+        let warm = i.state == LifecycleState::Warm;
+        let spot = self.groups[i.group].capacity_type == CapacityType::Spot;
+        let cost = rate * dt;
+        if warm {
+            self.cost_warm_disk += cost;
+            // A stopped instance's disk is on-demand spending.
+            self.cost_on_demand += cost;
+        } else if spot {
+            self.cost_spot += cost;
+        } else {
+            self.cost_on_demand += cost;
+        }
+        self.gpu_ms += gpus * dt;
+        if let Some(i) = self.insts.get_mut(&n) {
+            i.cost_since = now;
+        }
+    }
+
+    fn settle_all(&mut self) {
+        let ids: Vec<u64> = self.insts.keys().copied().collect();
+        for n in ids {
+            self.settle(n);
+        }
+    }
+
+    fn set_state(&mut self, n: u64, s: LifecycleState) {
+        self.settle(n);
+        if let Some(i) = self.insts.get_mut(&n) {
+            i.state = s;
+            i.epoch += 1;
+        }
+    }
+
+    /// Close the books at the end of the run: costs and busy time up to `end_ms`; requests still
+    /// waiting count their wait so far.
+    pub fn finish(&mut self) {
+        self.advance_to(self.end_ms);
+        self.settle_all();
+        let now = self.now_ms;
+        let busy: Vec<(u64, i64)> = self
+            .insts
+            .iter()
+            .filter_map(|(n, i)| i.busy_since.map(|b| (*n, b)))
+            .collect();
+        for (n, since) in busy {
+            self.busy_gpu_ms += (now - since) as f64 * self.gpus_of(n);
+            if let Some(i) = self.insts.get_mut(&n) {
+                i.busy_since = Some(now);
+            }
+        }
+        for &q in &self.queue {
+            let r = &mut self.reqs[q];
+            r.waited_ms += now - r.queued_since;
+            r.queued_since = now;
+        }
+    }
+
+    // ------------------------------------------------------------------ spot
+
+    fn spot_available(&self, zone: &Zone) -> u32 {
+        match &self.params.spot {
+            SpotDynamics::Hazard => u32::MAX,
+            SpotDynamics::Trace { trace, start_tick } => {
+                let tick = *start_tick + (self.now_ms as f64 / 1000.0 / trace.tick_s) as usize;
+                trace
+                    .zones
+                    .get(zone.as_str())
+                    .and_then(|v| v.get(tick.min(v.len().saturating_sub(1))).copied())
+                    .unwrap_or(0)
+            }
+        }
+    }
+
+    /// Spot instances holding capacity in `zone` that are not already under notice.
+    fn spot_held(&self, zone: &Zone) -> Vec<u64> {
+        self.insts
+            .iter()
+            .filter(|(_, i)| {
+                &i.zone == zone
+                    && self.groups[i.group].capacity_type == CapacityType::Spot
+                    && is_running(i.state)
+                    && i.notice_deadline.is_none()
+            })
+            .map(|(n, _)| *n)
+            .collect()
+    }
+
+    fn spot_tick(&mut self) {
+        let SpotDynamics::Trace { trace, .. } = &self.params.spot else {
+            return;
+        };
+        let tick_ms = (trace.tick_s * 1000.0) as i64;
+        let zones: Vec<Zone> = trace.zones.keys().map(|z| Zone::from(z.as_str())).collect();
+        for z in zones {
+            let avail = self.spot_available(&z) as usize;
+            let mut held = self.spot_held(&z);
+            while held.len() > avail {
+                // Which instance the cloud reclaims is not in the trace: pick one at random.
+                let k = self.rng.random_range(0..held.len());
+                let n = held.swap_remove(k);
+                self.notice(n);
+            }
+        }
+        let next = self.now_ms + tick_ms;
+        if next <= self.end_ms {
+            self.push(next, Ev::SpotTick);
+        }
+    }
+
+    fn notice(&mut self, n: u64) {
+        let now = self.now_ms;
+        let notice_ms = (self.params.spot_notice_s * 1000.0) as i64;
+        let Some(i) = self.insts.get_mut(&n) else {
+            return;
+        };
+        if i.notice_deadline.is_some() || !is_running(i.state) {
+            return;
+        }
+        let deadline = now + notice_ms;
+        i.notice_deadline = Some(deadline);
+        let id = i.id.clone();
+        self.interruptions.push(Interruption {
+            notice_ms: now,
+            instance: id.to_string(),
+        });
+        let eid = self.next_event_id;
+        self.next_event_id += 1;
+        self.events_out.push(ProviderEvent {
+            ack: None,
+            id: format!("sim-ev-{eid}"),
+            kind: ProviderEventKind::SpotInterruption {
+                instance: id,
+                deadline: Timestamp::from_millis(deadline),
+            },
+        });
+        self.push(deadline, Ev::Reclaim { inst: n });
+    }
+
+    fn reclaim(&mut self, n: u64) {
+        if self.insts.contains_key(&n) {
+            self.remove_instance(n, true);
+        }
+    }
+
+    /// Remove an instance; its in-flight requests go back to the front of the queue.
+    fn remove_instance(&mut self, n: u64, preempted: bool) {
+        self.settle(n);
+        let now = self.now_ms;
+        let gpus = self.gpus_of(n);
+        let Some(i) = self.insts.remove(&n) else {
+            return;
+        };
+        if let Some(since) = i.busy_since {
+            self.busy_gpu_ms += (now - since) as f64 * gpus;
+        }
+        for &req in i.in_flight.iter().rev() {
+            let r = &mut self.reqs[req];
+            r.start_ms = None;
+            r.queued_since = now;
+            // Any running attempt is void: its completion event is ignored.
+            r.attempt += 1;
+            if preempted {
+                if !r.hurt {
+                    self.requests_hurt += 1;
+                }
+                r.hurt = true;
+            } else {
+                self.requests_cut_short += 1;
+            }
+            self.queue.push_front(req);
+        }
+        self.dispatch();
+    }
+
+    // ------------------------------------------------------------------ the cloud API
+
+    fn throttled(&mut self) -> Option<ProviderError> {
+        let p = self.params.faults.throttle_prob;
+        (p > 0.0 && self.rng.random::<f64>() < p).then_some(ProviderError::Throttled {
+            retry_after_ms: 2000,
+        })
+    }
+
+    pub fn group_index(&self, id: &NodeGroupId) -> Result<usize, ProviderError> {
+        self.groups
+            .iter()
+            .position(|g| &g.id == id)
+            .ok_or_else(|| ProviderError::NotFound {
+                what: format!("group {id}"),
+            })
+    }
+
+    fn record(&mut self, call: &'static str, group: &NodeGroupId, detail: String, ok: bool) {
+        self.calls.push(CallRecord {
+            at_ms: self.now_ms,
+            call,
+            group: group.to_string(),
+            detail,
+            ok,
+        });
+    }
+
+    /// Instances counted in desired capacity (not warm pool).
+    fn in_service(&self, g: usize) -> Vec<u64> {
+        self.insts
+            .iter()
+            .filter(|(_, i)| i.group == g && !i.state.is_warm_pool())
+            .map(|(n, _)| *n)
+            .collect()
+    }
+
+    fn new_instance(&mut self, g: usize, zone: Zone, state: LifecycleState) -> u64 {
+        let n = self.next_inst;
+        self.next_inst += 1;
+        let inst = Inst {
+            id: InstanceId::new(format!("i-{n:06}")),
+            num: n,
+            group: g,
+            zone,
+            state,
+            launched_at: self.now_ms,
+            serve: Serve::Off,
+            in_flight: Vec::new(),
+            notice_deadline: None,
+            epoch: 0,
+            cost_since: self.now_ms,
+            busy_since: None,
+        };
+        self.insts.insert(n, inst);
+        n
+    }
+
+    fn launch_cold(&mut self, g: usize, zone: Zone, state: LifecycleState) -> u64 {
+        let n = self.new_instance(g, zone, state);
+        let secs = self.params.cold.sample_cold_s(&mut self.rng);
+        let at = self.now_ms + (secs * 1000.0) as i64;
+        self.push(at, Ev::Ready { inst: n, epoch: 0 });
+        let spec = &self.groups[g];
+        if spec.capacity_type == CapacityType::Spot
+            && matches!(self.params.spot, SpotDynamics::Hazard)
+            && spec.hazard_per_hour > 0.0
+        {
+            // Exponential time to interruption: -ln(U)/λ hours.
+            let u: f64 = self.rng.random::<f64>().max(1e-12);
+            let hours = -u.ln() / spec.hazard_per_hour;
+            let t = self.now_ms as f64 + hours * MS_PER_HOUR;
+            if t < self.end_ms as f64 {
+                self.push(t as i64, Ev::Notice { inst: n });
+            }
+        }
+        n
+    }
+
+    /// Zone with the most room left for a new instance of group `g` (spot: availability minus
+    /// held), or None when every zone is full.
+    fn pick_zone(&self, g: usize) -> Option<Zone> {
+        let spec = &self.groups[g];
+        let mut best: Option<(i64, Zone)> = None;
+        for z in &spec.zones {
+            let room = if spec.capacity_type == CapacityType::Spot {
+                i64::from(self.spot_available(z)) - self.spot_held(z).len() as i64
+            } else {
+                // On-demand: balance zones by count.
+                -(self
+                    .insts
+                    .values()
+                    .filter(|i| i.group == g && &i.zone == z)
+                    .count() as i64)
+            };
+            if (spec.capacity_type == CapacityType::OnDemand || room > 0)
+                && best.as_ref().is_none_or(|(r, _)| room > *r)
+            {
+                best = Some((room, z.clone()));
+            }
+        }
+        best.map(|(_, z)| z)
+    }
+
+    fn offering_key(&self, g: usize, zone: &Zone) -> OfferingKey {
+        let spec = &self.groups[g];
+        OfferingKey {
+            instance_type: spec.instance_type.name.clone(),
+            capacity_type: spec.capacity_type,
+            zone: zone.clone(),
+        }
+    }
+
+    /// Raise desired capacity by `delta`: warm instances first, then cold launches.
+    pub fn increase(&mut self, id: &NodeGroupId, delta: u32) -> Result<(), ProviderError> {
+        let g = self.group_index(id)?;
+        if let Some(e) = self.throttled() {
+            self.record("increase", id, format!("+{delta} throttled"), false);
+            return Err(e);
+        }
+        let current = self.in_service(g).len() as u32;
+        let max = self.groups[g].max_size;
+        if current + delta > max {
+            self.record("increase", id, format!("+{delta} above max"), false);
+            return Err(ProviderError::InvalidConfig(format!(
+                "desired {} would exceed max_size {max} of {id}",
+                current + delta
+            )));
+        }
+        let stockout = self.params.faults.stockout_prob;
+        if stockout > 0.0 && self.rng.random::<f64>() < stockout {
+            let zone = self.groups[g].zones.first().cloned().unwrap_or_default();
+            self.record("increase", id, format!("+{delta} stockout"), false);
+            return Err(ProviderError::InsufficientCapacity {
+                offering: self.offering_key(g, &zone),
+            });
+        }
+        let mut started = 0;
+        let warm: Vec<u64> = self
+            .insts
+            .iter()
+            .filter(|(_, i)| i.group == g && i.state == LifecycleState::Warm)
+            .map(|(n, _)| *n)
+            .take(delta as usize)
+            .collect();
+        for n in warm {
+            self.set_state(n, LifecycleState::Starting);
+            let secs = self.params.cold.sample_warm_s(&mut self.rng);
+            let epoch = self.insts.get(&n).map_or(0, |i| i.epoch);
+            self.push(
+                self.now_ms + (secs * 1000.0) as i64,
+                Ev::Ready { inst: n, epoch },
+            );
+            started += 1;
+        }
+        let mut launched = 0;
+        let mut failed_zone = None;
+        for _ in started..delta {
+            match self.pick_zone(g) {
+                Some(z) => {
+                    self.launch_cold(g, z, LifecycleState::Launching);
+                    launched += 1;
+                }
+                None => {
+                    failed_zone = self.groups[g].zones.first().cloned();
+                    break;
+                }
+            }
+        }
+        if let Some(z) = failed_zone {
+            let key = self.offering_key(g, &z);
+            if started + launched == 0 {
+                self.record("increase", id, format!("+{delta} no capacity"), false);
+                return Err(ProviderError::InsufficientCapacity { offering: key });
+            }
+            let eid = self.next_event_id;
+            self.next_event_id += 1;
+            self.events_out.push(ProviderEvent {
+                ack: None,
+                id: format!("sim-ev-{eid}"),
+                kind: ProviderEventKind::LaunchFailed {
+                    group: id.clone(),
+                    offering: key,
+                    error: LaunchFailure::InsufficientCapacity,
+                    message: format!(
+                        "launched {} of {delta}: no spot capacity left",
+                        started + launched
+                    ),
+                },
+            });
+        }
+        self.record(
+            "increase",
+            id,
+            format!("+{delta} warm={started} cold={launched}"),
+            true,
+        );
+        self.reconcile_warm(g);
+        Ok(())
+    }
+
+    /// Terminate exactly these instances (already gone is fine).
+    pub fn terminate(&mut self, id: &NodeGroupId, ids: &[InstanceId]) -> Result<(), ProviderError> {
+        let g = self.group_index(id)?;
+        if let Some(e) = self.throttled() {
+            self.record("terminate", id, format!("{} throttled", ids.len()), false);
+            return Err(e);
+        }
+        let nums: Vec<u64> = self
+            .insts
+            .iter()
+            .filter(|(_, i)| i.group == g && ids.contains(&i.id))
+            .map(|(n, _)| *n)
+            .collect();
+        for n in &nums {
+            self.remove_instance(*n, false);
+        }
+        let names: Vec<&str> = ids.iter().map(|i| i.as_str()).collect();
+        self.record("terminate", id, names.join(","), true);
+        self.reconcile_warm(g);
+        Ok(())
+    }
+
+    pub fn set_warm_pool_size(&mut self, id: &NodeGroupId, size: u32) -> Result<(), ProviderError> {
+        let g = self.group_index(id)?;
+        if !self.groups[g].warm_pool_capable {
+            return Err(ProviderError::InvalidConfig(format!(
+                "{id} cannot have a warm pool (spot or mixed-instances group)"
+            )));
+        }
+        if let Some(e) = self.throttled() {
+            return Err(e);
+        }
+        if self.warm_target[g] != size {
+            self.record("set_warm_pool", id, format!("{size}"), true);
+        }
+        self.warm_target[g] = size;
+        self.reconcile_warm(g);
+        Ok(())
+    }
+
+    /// Keep the warm pool at its target: launch warming instances, or drop the extra ones
+    /// (warming ones first: they are not ready anyway).
+    fn reconcile_warm(&mut self, g: usize) {
+        let target = self.warm_target[g] as usize;
+        let mut pool: Vec<(bool, u64)> = self
+            .insts
+            .iter()
+            .filter(|(_, i)| i.group == g && i.state.is_warm_pool())
+            .map(|(n, i)| (i.state == LifecycleState::Warm, *n))
+            .collect();
+        if pool.len() < target {
+            for _ in pool.len()..target {
+                let zone = self.pick_zone(g).unwrap_or_default();
+                self.launch_cold(g, zone, LifecycleState::Warming);
+            }
+        } else if pool.len() > target {
+            // Warming (false) sorts first, newest last: drop warming ones first.
+            pool.sort();
+            let extra = pool.len() - target;
+            for (_, n) in pool.into_iter().take(extra) {
+                self.remove_instance(n, false);
+            }
+        }
+    }
+
+    /// Take and clear the events raised since the last call.
+    pub fn poll_events(&mut self) -> Vec<ProviderEvent> {
+        std::mem::take(&mut self.events_out)
+    }
+
+    // ------------------------------------------------------------------ views
+
+    pub fn node_groups(&self) -> Vec<NodeGroup> {
+        (0..self.groups.len()).map(|g| self.node_group(g)).collect()
+    }
+
+    fn node_group(&self, g: usize) -> NodeGroup {
+        let spec = &self.groups[g];
+        let offerings = spec
+            .zones
+            .iter()
+            .map(|z| Offering {
+                instance_type: spec.instance_type.clone(),
+                capacity_type: spec.capacity_type,
+                zone: z.clone(),
+                price_per_hour: Money::from_dollars(spec.price_per_hour),
+                interruption_risk_per_hour: if spec.capacity_type == CapacityType::Spot {
+                    spec.hazard_per_hour
+                } else {
+                    0.0
+                },
+                available: spec.capacity_type == CapacityType::OnDemand
+                    || self.spot_available(z) as usize > self.spot_held(z).len(),
+            })
+            .collect();
+        let warm_pool = spec.warm_pool_capable.then(|| WarmPool {
+            target_size: self.warm_target[g],
+            ready: self.count(g, LifecycleState::Warm),
+            warming: self.count(g, LifecycleState::Warming),
+        });
+        let mut labels = BTreeMap::new();
+        labels.insert(crate::model::labels::POOL.to_owned(), spec.pool.to_string());
+        labels.insert(
+            crate::model::labels::CAPACITY_TYPE.to_owned(),
+            spec.capacity_type.to_string(),
+        );
+        labels.insert(
+            crate::model::labels::INSTANCE_TYPE.to_owned(),
+            spec.instance_type.name.to_string(),
+        );
+        labels.insert(
+            crate::model::labels::GPU_MODEL.to_owned(),
+            spec.instance_type.gpu.model.clone(),
+        );
+        NodeGroup {
+            id: spec.id.clone(),
+            pool: spec.pool.clone(),
+            offerings,
+            min_size: spec.min_size,
+            max_size: spec.max_size,
+            desired: self.in_service(g).len() as u32,
+            labels,
+            taints: Vec::new(),
+            warm_pool,
+            activity_in_progress: false,
+        }
+    }
+
+    fn count(&self, g: usize, s: LifecycleState) -> u32 {
+        self.insts
+            .values()
+            .filter(|i| i.group == g && i.state == s)
+            .count() as u32
+    }
+
+    pub fn instances(&self, id: &NodeGroupId) -> Result<Vec<Instance>, ProviderError> {
+        let g = self.group_index(id)?;
+        Ok(self
+            .insts
+            .values()
+            .filter(|i| i.group == g)
+            .map(|i| self.provider_instance(i))
+            .collect())
+    }
+
+    pub fn provider_instance(&self, i: &Inst) -> Instance {
+        let spec = &self.groups[i.group];
+        Instance {
+            id: i.id.clone(),
+            group: spec.id.clone(),
+            instance_type: spec.instance_type.name.clone(),
+            capacity_type: spec.capacity_type,
+            zone: i.zone.clone(),
+            state: i.state,
+            launched_at: Timestamp::from_millis(i.launched_at),
+            model_cache: match i.state {
+                LifecycleState::Launching | LifecycleState::Warming => None,
+                _ => self.params.model_cache.clone(),
+            },
+            provider_id: Some(format!("sim:///{}/{}", i.zone, i.id)),
+            protected_from_scale_in: false,
+            awaiting_lifecycle_hook: false,
+            private_ip: None,
+        }
+    }
+
+    pub fn inst_by_id(&self, id: &InstanceId) -> Option<&Inst> {
+        self.insts.values().find(|i| &i.id == id)
+    }
+
+    /// Instances already serving when the replay starts (the service was running before the
+    /// slice): Ready, taking requests, no cold start.
+    pub fn prewarm_ready(&mut self, g: usize, n: u32) {
+        for _ in 0..n {
+            let zone = self.pick_zone(g).unwrap_or_default();
+            let num = self.new_instance(g, zone, LifecycleState::Ready);
+            if let Some(i) = self.insts.get_mut(&num) {
+                i.serve = Serve::On;
+            }
+        }
+    }
+
+    /// Stop routing new requests to this instance; it keeps serving what it holds.
+    /// Returns the requests still in flight.
+    pub fn stop_routing(&mut self, id: &InstanceId) -> Option<u32> {
+        let n = self.insts.values().find(|i| &i.id == id)?.num;
+        let i = self.insts.get_mut(&n)?;
+        i.serve = if i.in_flight.is_empty() {
+            Serve::Off
+        } else {
+            Serve::Draining
+        };
+        Some(i.in_flight.len() as u32)
+    }
+
+    /// Put a Ready instance whose replica was stopped back into service after a replica start
+    /// on the node (model load from local disk: the warm-start time).
+    pub fn start_serving(&mut self, id: &InstanceId) {
+        let Some(n) = self.insts.values().find(|i| &i.id == id).map(|i| i.num) else {
+            return;
+        };
+        let secs = self.params.cold.sample_warm_s(&mut self.rng);
+        let now = self.now_ms;
+        let Some(i) = self.insts.get_mut(&n) else {
+            return;
+        };
+        if i.state != LifecycleState::Ready {
+            return;
+        }
+        match i.serve {
+            Serve::Off => {
+                i.serve = Serve::Starting;
+                let epoch = i.epoch;
+                self.push(now + (secs * 1000.0) as i64, Ev::ServeOn { inst: n, epoch });
+            }
+            // A draining replica can simply take requests again.
+            Serve::Draining => {
+                i.serve = Serve::On;
+                self.dispatch();
+            }
+            Serve::Starting | Serve::On => {}
+        }
+    }
+
+    pub fn waiting(&self) -> u32 {
+        self.queue.len() as u32
+    }
+
+    pub fn in_flight_total(&self) -> u32 {
+        self.insts.values().map(|i| i.in_flight.len() as u32).sum()
+    }
+}
+
+/// States in which an instance is paid for as running.
+pub fn is_running(s: LifecycleState) -> bool {
+    matches!(
+        s,
+        LifecycleState::Launching
+            | LifecycleState::Warming
+            | LifecycleState::Starting
+            | LifecycleState::Ready
+            | LifecycleState::Draining
+    )
+}
