@@ -98,7 +98,10 @@ async fn serve(config: Arc<Config>, args: Args) -> anyhow::Result<ExitCode> {
                 if let Some(q) = &p.in_flight_query {
                     vm = vm.with_in_flight_query(
                         p.name.clone(),
-                        gpupool::vmonly::InFlightQuery { url: q.url.clone(), query: q.query.clone() },
+                        gpupool::vmonly::InFlightQuery {
+                            url: q.url.clone(),
+                            query: q.query.clone(),
+                        },
                     );
                 }
             }
@@ -342,9 +345,16 @@ async fn gcp_provider(
     s.endpoint_url = g.endpoint_url.clone();
     s.api_timeout = Duration::from_secs(g.api_timeout_s);
     s.operation_deadline = Duration::from_secs(g.operation_deadline_s);
-    s.pools = pools
-        .into_iter()
-        .map(gpupool_gcp::GcpPoolSettings::new)
+    // Each MIG's cap and the drift check follow the pool's own config.
+    let _ = pools;
+    s.pools = config
+        .pools
+        .iter()
+        .map(|p| {
+            gpupool_gcp::GcpPoolSettings::new(p.name.clone())
+                .with_max_group_size(p.limits.max_nodes)
+                .with_model_cache(p.model_cache.clone())
+        })
         .collect();
     let p = gpupool_gcp::GcpProvider::new(s)
         .await

@@ -1,0 +1,320 @@
+//! Pure translations from Compute resources to gpupool's provider types.
+
+use crate::catalog::Catalog;
+use crate::util::{encode_label_value, last_segment, parse_rfc3339, region_of_zone, segment_after};
+use google_cloud_compute_v1::model::{Instance as GceInstance, InstanceTemplate, ManagedInstance};
+use gpupool_provider::{CapacityType, InstanceTypeName, LifecycleState, Offering, Zone};
+
+/// Operation / last-attempt error codes that mean "no capacity for this shape here now".
+/// `ZONE_RESOURCE_POOL_EXHAUSTED(_WITH_DETAILS)` are Compute's stockout codes;
+/// `QUOTA_EXCEEDED` is the project's quota. Anything else is not a capacity signal.
+pub fn capacity_code(code: &str) -> Option<gpupool_provider::LaunchFailure> {
+    match code {
+        "ZONE_RESOURCE_POOL_EXHAUSTED" | "ZONE_RESOURCE_POOL_EXHAUSTED_WITH_DETAILS" => {
+            Some(gpupool_provider::LaunchFailure::InsufficientCapacity)
+        }
+        "QUOTA_EXCEEDED" => Some(gpupool_provider::LaunchFailure::QuotaExceeded),
+        _ => None,
+    }
+}
+
+/// What a template says about the VMs its MIG creates.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TemplateShape {
+    pub machine_type: String,
+    /// `(acceleratorType short name, count)` from `guestAccelerators`.
+    pub accelerators: Vec<(String, u32)>,
+    pub capacity: CapacityType,
+    pub labels: std::collections::BTreeMap<String, String>,
+}
+
+pub fn template_shape(t: &InstanceTemplate) -> Option<TemplateShape> {
+    let p = t.properties.as_ref()?;
+    let machine_type = last_segment(p.machine_type.as_deref()?).to_owned();
+    let accelerators = p
+        .guest_accelerators
+        .iter()
+        .filter_map(|a| {
+            let ty = last_segment(a.accelerator_type.as_deref()?).to_owned();
+            Some((ty, u32::try_from(a.accelerator_count.unwrap_or(0)).ok()?))
+        })
+        .collect();
+    // SPOT is `scheduling.provisioningModel`; the older `preemptible: true` means the same
+    // reclaimable capacity with a 24 h cap.
+    let spot = p.scheduling.as_ref().is_some_and(|s| {
+        s.provisioning_model.as_ref().and_then(|m| m.name()) == Some("SPOT")
+            || s.preemptible == Some(true)
+    });
+    Some(TemplateShape {
+        machine_type,
+        accelerators,
+        capacity: if spot {
+            CapacityType::Spot
+        } else {
+            CapacityType::OnDemand
+        },
+        labels: p
+            .labels
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect(),
+    })
+}
+
+/// The offerings of a MIG: its template's shape in each of its zones, priced from the table.
+/// Zones the table has no price for are left out (logged by the caller).
+pub fn offerings(
+    catalog: &Catalog,
+    shape: &TemplateShape,
+    zones: &[String],
+) -> (Vec<Offering>, Vec<String>) {
+    let mut out = Vec::new();
+    let mut unpriced = Vec::new();
+    for zone in zones {
+        let region = region_of_zone(zone);
+        match catalog.price(
+            &shape.machine_type,
+            &shape.accelerators,
+            region,
+            shape.capacity,
+        ) {
+            Some((instance_type, price)) => out.push(Offering {
+                instance_type,
+                capacity_type: shape.capacity,
+                zone: Zone::new(zone.clone()),
+                price_per_hour: price,
+                interruption_risk_per_hour: catalog
+                    .interruption_risk_per_hour(shape.capacity, zone),
+                available: true,
+            }),
+            None => unpriced.push(zone.clone()),
+        }
+    }
+    (out, unpriced)
+}
+
+/// The offering name instances of this shape carry (same as [`Catalog::price`] gives).
+pub fn instance_type_name(
+    catalog: &Catalog,
+    shape: &TemplateShape,
+    zone: &str,
+) -> InstanceTypeName {
+    catalog
+        .price(
+            &shape.machine_type,
+            &shape.accelerators,
+            region_of_zone(zone),
+            shape.capacity,
+        )
+        .map(|(t, _)| t.name)
+        .unwrap_or_else(|| InstanceTypeName::new(shape.machine_type.clone()))
+}
+
+/// Lifecycle state of a managed instance from `currentAction` and `instanceStatus`
+/// (enum values as documented for `instanceGroupManagers.listManagedInstances`).
+///
+/// Stopped/suspended VMs with no action pending are the standby pool (`Warm`). A VM the MIG is
+/// starting or resuming is `Starting`. A VM that is being created, or is running but not yet
+/// verified, is `Launching`; the caller re-labels the surplus over the running target as
+/// `Warming` (they are new standby VMs in their initial delay).
+pub fn lifecycle(mi: &ManagedInstance) -> LifecycleState {
+    let action = mi
+        .current_action
+        .as_ref()
+        .and_then(|a| a.name())
+        .unwrap_or("NONE");
+    let status = mi
+        .instance_status
+        .as_ref()
+        .and_then(|s| s.name())
+        .unwrap_or("");
+    match action {
+        "DELETING" | "ABANDONING" => return LifecycleState::Terminating,
+        "STARTING" | "RESUMING" => return LifecycleState::Starting,
+        "STOPPING" | "SUSPENDING" => return LifecycleState::Warming,
+        "CREATING" | "CREATING_WITHOUT_RETRIES" | "RECREATING" | "VERIFYING" => {
+            return LifecycleState::Launching;
+        }
+        _ => {}
+    }
+    match status {
+        "STOPPED" | "SUSPENDED" | "TERMINATED" => LifecycleState::Warm,
+        "STOPPING" | "SUSPENDING" | "PENDING_STOP" => LifecycleState::Warming,
+        "RUNNING" => LifecycleState::Ready,
+        "DEPROVISIONING" => LifecycleState::Terminating,
+        // PROVISIONING, STAGING, PENDING, REPAIRING, or not yet created.
+        _ => LifecycleState::Launching,
+    }
+}
+
+/// The zone of a managed instance, from its instance URL.
+pub fn instance_zone(mi: &ManagedInstance) -> Option<String> {
+    segment_after(mi.instance.as_deref()?, "zones").map(str::to_owned)
+}
+
+/// Details only the VM itself carries: creation time, model-cache label, address.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct VmDetails {
+    pub created_ms: Option<i64>,
+    pub model_cache_label: Option<String>,
+    pub private_ip: Option<String>,
+}
+
+pub fn vm_details(vm: &GceInstance, model_cache_key: &str) -> VmDetails {
+    VmDetails {
+        created_ms: vm
+            .creation_timestamp
+            .as_deref()
+            .and_then(parse_rfc3339)
+            .map(|t| t.millis()),
+        model_cache_label: vm.labels.get(model_cache_key).cloned(),
+        private_ip: vm
+            .network_interfaces
+            .iter()
+            .find_map(|n| n.network_ip.clone()),
+    }
+}
+
+/// The model-cache string an instance reports. Labels hold the encoded form
+/// (`llama-70b_v3`); when it matches the pool's configured `<model>@<version>`, report that
+/// string so the planner's drift check compares like with like; otherwise the raw label (it
+/// differs from the expected value either way, which is what drift detection needs).
+pub fn model_cache(label: Option<&str>, expected: Option<&str>) -> Option<String> {
+    let label = label?;
+    match expected {
+        Some(e) if encode_label_value(e) == label => Some(e.to_owned()),
+        _ => Some(label.to_owned()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use google_cloud_compute_v1::model::{
+        AcceleratorConfig, InstanceProperties, Scheduling, managed_instance, scheduling,
+    };
+
+    fn template(machine: &str, acc: Option<(&str, i32)>, spot: bool) -> InstanceTemplate {
+        let mut p = InstanceProperties::new()
+            .set_machine_type(machine)
+            .set_labels([("gpupool-io-pool", "llama")]);
+        if let Some((ty, n)) = acc {
+            p = p.set_guest_accelerators([AcceleratorConfig::new()
+                .set_accelerator_type(ty)
+                .set_accelerator_count(n)]);
+        }
+        if spot {
+            p = p.set_scheduling(
+                Scheduling::new().set_provisioning_model(scheduling::ProvisioningModel::Spot),
+            );
+        }
+        InstanceTemplate::new().set_properties(p)
+    }
+
+    #[test]
+    fn template_shape_reads_machine_gpus_and_provisioning() {
+        let s = template_shape(&template(
+            "n1-standard-8",
+            Some(("nvidia-tesla-t4", 1)),
+            true,
+        ))
+        .expect("shape");
+        assert_eq!(s.machine_type, "n1-standard-8");
+        assert_eq!(s.accelerators, vec![("nvidia-tesla-t4".to_owned(), 1)]);
+        assert_eq!(s.capacity, CapacityType::Spot);
+        assert_eq!(
+            s.labels.get("gpupool-io-pool").map(String::as_str),
+            Some("llama")
+        );
+        let s = template_shape(&template("a2-highgpu-1g", None, false)).expect("shape");
+        assert_eq!(s.capacity, CapacityType::OnDemand);
+    }
+
+    #[test]
+    fn offerings_are_priced_per_zone_and_unpriced_zones_reported() {
+        let c = Catalog::shipped().unwrap();
+        let s = template_shape(&template("g2-standard-8", None, true)).unwrap();
+        let (offs, missing) = offerings(
+            &c,
+            &s,
+            &[
+                "us-central1-a".into(),
+                "us-central1-b".into(),
+                "mars-1-a".into(),
+            ],
+        );
+        assert_eq!(offs.len(), 2);
+        assert_eq!(missing, vec!["mars-1-a".to_owned()]);
+        assert_eq!(offs[0].instance_type.gpu.model, "L4");
+        assert!(offs[0].interruption_risk_per_hour > offs[1].interruption_risk_per_hour);
+    }
+
+    #[test]
+    fn lifecycle_follows_action_then_status() {
+        use managed_instance::{CurrentAction as A, InstanceStatus as S};
+        let mi = |a: A, s: Option<S>| {
+            let m = ManagedInstance::new().set_current_action(a);
+            match s {
+                Some(s) => m.set_instance_status(s),
+                None => m,
+            }
+        };
+        assert_eq!(lifecycle(&mi(A::Creating, None)), LifecycleState::Launching);
+        assert_eq!(
+            lifecycle(&mi(A::None, Some(S::Running))),
+            LifecycleState::Ready
+        );
+        assert_eq!(
+            lifecycle(&mi(A::None, Some(S::Stopped))),
+            LifecycleState::Warm
+        );
+        assert_eq!(
+            lifecycle(&mi(A::None, Some(S::Suspended))),
+            LifecycleState::Warm
+        );
+        assert_eq!(
+            lifecycle(&mi(A::Starting, Some(S::Stopped))),
+            LifecycleState::Starting
+        );
+        assert_eq!(
+            lifecycle(&mi(A::Stopping, Some(S::Running))),
+            LifecycleState::Warming
+        );
+        assert_eq!(
+            lifecycle(&mi(A::Deleting, Some(S::Running))),
+            LifecycleState::Terminating
+        );
+        assert_eq!(
+            lifecycle(&mi(A::Recreating, Some(S::Terminated))),
+            LifecycleState::Launching
+        );
+    }
+
+    #[test]
+    fn capacity_codes_are_the_documented_ones() {
+        use gpupool_provider::LaunchFailure::*;
+        assert_eq!(
+            capacity_code("ZONE_RESOURCE_POOL_EXHAUSTED"),
+            Some(InsufficientCapacity)
+        );
+        assert_eq!(
+            capacity_code("ZONE_RESOURCE_POOL_EXHAUSTED_WITH_DETAILS"),
+            Some(InsufficientCapacity)
+        );
+        assert_eq!(capacity_code("QUOTA_EXCEEDED"), Some(QuotaExceeded));
+        assert_eq!(capacity_code("RESOURCE_NOT_FOUND"), None);
+    }
+
+    #[test]
+    fn model_cache_label_maps_back_to_the_configured_string() {
+        assert_eq!(
+            model_cache(Some("llama-70b_v3"), Some("llama-70b@v3")).as_deref(),
+            Some("llama-70b@v3")
+        );
+        assert_eq!(
+            model_cache(Some("llama-70b_v2"), Some("llama-70b@v3")).as_deref(),
+            Some("llama-70b_v2")
+        );
+        assert_eq!(model_cache(None, Some("x@1")), None);
+    }
+}

@@ -1,0 +1,533 @@
+//! The real controller and planner driving the real GCP provider (Google's official Rust
+//! client) against the in-process fake Compute server: discovery, growth, targeted deletion,
+//! standby starts, a preemption turned into a replacement, and a stockout turned into a
+//! fallback to another MIG. Time is passed to `tick` explicitly; the fake's VMs move one step
+//! per `advance()`. Nothing sleeps to wait for state.
+
+#![cfg(feature = "gcp")]
+
+#[path = "../providers/gcp/tests/fake/mod.rs"]
+mod fake;
+
+use async_trait::async_trait;
+use fake::FakeCompute;
+use gpupool::config::Config;
+use gpupool::controller::{
+    Cluster, ClusterError, ClusterView, Controller, DemandSource, DrainProgress, Metrics,
+};
+use gpupool::model::{
+    Action, Instance, LifecycleState, Node, PoolDemand, PoolName, SignalReading, Timestamp,
+};
+use gpupool_gcp::{GcpCredentials, GcpPoolSettings, GcpProvider, GcpSettings};
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+const PROJECT: &str = "gpupool-test";
+const LABELS: &[(&str, &str)] = &[("gpupool-io-pool", "llama"), ("gpupool-io-enabled", "true")];
+
+#[test]
+fn label_keys_match_the_contract() {
+    assert_eq!(gpupool_gcp::LABEL_POOL, gpupool::contract::GCP_LABEL_POOL);
+    assert_eq!(
+        gpupool_gcp::LABEL_ENABLED,
+        gpupool::contract::GCP_LABEL_ENABLED
+    );
+    assert_eq!(
+        gpupool_gcp::LABEL_MODEL_CACHE,
+        gpupool::contract::GCP_LABEL_MODEL_CACHE
+    );
+}
+
+/// Every Ready instance is a serving node (VM-only mode with healthy VMs); drains end at once.
+struct ReadyCluster {
+    drained: Arc<Mutex<Vec<String>>>,
+}
+
+#[async_trait]
+impl Cluster for ReadyCluster {
+    async fn observe(
+        &mut self,
+        instances: &[Instance],
+        _now: Timestamp,
+    ) -> Result<ClusterView, ClusterError> {
+        let nodes = instances
+            .iter()
+            .filter(|i| i.state == LifecycleState::Ready)
+            .map(|i| Node {
+                name: i.id.to_string(),
+                instance: i.id.clone(),
+                pool: "llama".into(),
+                capacity_type: i.capacity_type,
+                labels: Default::default(),
+                taints: vec![],
+                serving_ready: true,
+                cordoned: false,
+                scale_down_disabled: false,
+                pods: vec![],
+                in_flight_requests: Some(0),
+                idle_since: None,
+            })
+            .collect();
+        Ok(ClusterView {
+            nodes,
+            pending_pods: vec![],
+        })
+    }
+
+    async fn drain(
+        &mut self,
+        instance: &Instance,
+        _deadline: Timestamp,
+        _now: Timestamp,
+    ) -> Result<DrainProgress, ClusterError> {
+        self.drained.lock().unwrap().push(instance.id.to_string());
+        Ok(DrainProgress::Drained)
+    }
+}
+
+/// A fixed number of replicas wanted, changed by the test between ticks.
+struct FixedDemand(Arc<Mutex<u32>>);
+
+#[async_trait]
+impl DemandSource for FixedDemand {
+    async fn read(&mut self, _config: &Config, now: Timestamp) -> BTreeMap<PoolName, PoolDemand> {
+        let n = *self.0.lock().unwrap();
+        let reading = SignalReading {
+            name: "fixed".into(),
+            value: Some(f64::from(n)),
+            replicas: Some(n),
+            stale: false,
+            observed_at: Some(now),
+        };
+        [(
+            PoolName::new("llama"),
+            PoolDemand {
+                replicas_now: Some(n),
+                replicas_forecast: Some(n),
+                readings: vec![reading],
+            },
+        )]
+        .into()
+    }
+}
+
+fn config(fake: &FakeCompute, capacity: &str, warm_pool: &str) -> anyhow::Result<Config> {
+    let yaml = format!(
+        r#"
+provider: gcp
+mode: vm-only
+gcp:
+  project: {PROJECT}
+  region: us-central1
+  zones: [us-central1-a, us-central1-b]
+  endpoint_url: "{endpoint}"
+  operation_deadline_s: 10
+pools:
+  - name: llama
+    requirements: {{ gpu_models: [L4, A100] }}
+    replica: {{ gpus: 1, replicas_per_instance: 1 }}
+    capacity: {capacity}
+    warm_pool: {warm_pool}
+    limits: {{ max_nodes: 6 }}
+    disruption:
+      unneeded_time_s: 0
+      scale_down_delay_after_add_s: 0
+      drain_timeout_s: 60
+      budget: {{ max_disrupted_at_once: 4, max_per_window: 20 }}
+    scale_up: {{ cold_start_s: 60 }}
+    forecast: {{ enabled: false }}
+    # Declared for validation only: the test's DemandSource supplies this signal's readings.
+    signals:
+      - name: fixed
+        prometheus: {{ url: "http://127.0.0.1:9", query: "fixed", target_per_replica: 1 }}
+"#,
+        endpoint = fake.endpoint()
+    );
+    Ok(Config::load(&yaml)?)
+}
+
+/// What `gpupool run` does with the `gcp:` section and the pools.
+fn settings(config: &Config) -> GcpSettings {
+    let g = config.gcp.as_ref().expect("gcp section");
+    let mut s = GcpSettings::new(&g.project, &g.region);
+    s.zones = g.zones.clone();
+    s.endpoint_url = g.endpoint_url.clone();
+    s.credentials = GcpCredentials::for_endpoint(g.endpoint_url.as_deref());
+    s.api_timeout = Duration::from_secs(g.api_timeout_s);
+    s.operation_deadline = Duration::from_secs(g.operation_deadline_s);
+    // Tests poll operations quickly; production keeps the 1 s default.
+    s.operation_poll_interval = Duration::from_millis(5);
+    s.pools = config
+        .pools
+        .iter()
+        .map(|p| GcpPoolSettings {
+            name: p.name.clone(),
+            max_group_size: p.limits.max_nodes,
+            model_cache: p.model_cache.clone(),
+        })
+        .collect();
+    s
+}
+
+struct Rig {
+    fake: FakeCompute,
+    controller: Controller,
+    demand: Arc<Mutex<u32>>,
+    drained: Arc<Mutex<Vec<String>>>,
+    now: Timestamp,
+}
+
+impl Rig {
+    async fn new(fake: FakeCompute, capacity: &str, warm_pool: &str) -> anyhow::Result<Rig> {
+        let config = config(&fake, capacity, warm_pool)?;
+        let provider = GcpProvider::new(settings(&config)).await?;
+        let demand = Arc::new(Mutex::new(0));
+        let drained = Arc::new(Mutex::new(Vec::new()));
+        let controller = Controller::new(
+            Arc::new(config),
+            Arc::new(provider),
+            Box::new(ReadyCluster {
+                drained: drained.clone(),
+            }),
+            Box::new(FixedDemand(demand.clone())),
+            Arc::new(Metrics::default()),
+        );
+        Ok(Rig {
+            fake,
+            controller,
+            demand,
+            drained,
+            now: Timestamp::from_secs(1_800_000_000),
+        })
+    }
+
+    fn want(&self, n: u32) {
+        *self.demand.lock().unwrap() = n;
+    }
+
+    /// One controller tick, 20 s after the last.
+    async fn tick(&mut self) -> anyhow::Result<gpupool::controller::TickReport> {
+        self.now = self.now.plus_secs(20.0);
+        Ok(self.controller.tick(self.now).await?)
+    }
+
+    fn names(&self, mig: &str) -> Vec<String> {
+        self.fake
+            .mig(mig)
+            .map(|m| m.vms.iter().map(|v| v.name.clone()).collect())
+            .unwrap_or_default()
+    }
+}
+
+const ON_DEMAND_ONLY: &str = "{ spot_share: 0.0, fallback: [on-demand] }";
+const NO_WARM_POOL: &str = "{ enabled: false }";
+
+#[tokio::test]
+async fn grows_a_mig_then_deletes_exactly_the_chosen_vms() -> anyhow::Result<()> {
+    let fake = FakeCompute::start(PROJECT).await?;
+    fake.add_template(
+        "llama-g2",
+        "g2-standard-8",
+        &[("nvidia-l4", 1)],
+        false,
+        LABELS,
+    );
+    fake.add_template("web", "n1-standard-4", &[], false, &[]);
+    fake.add_mig(
+        "zones/us-central1-a",
+        "llama-od",
+        "llama-g2",
+        &["us-central1-a"],
+        1,
+        None,
+    );
+    fake.add_mig(
+        "zones/us-central1-b",
+        "web",
+        "web",
+        &["us-central1-b"],
+        2,
+        None,
+    );
+    let mut rig = Rig::new(fake, ON_DEMAND_ONLY, NO_WARM_POOL).await?;
+
+    rig.want(3);
+    let r = rig.tick().await?;
+    assert!(r.held.is_none(), "{:?}", r.held);
+    assert!(
+        r.results.iter().all(|a| a.error.is_none()),
+        "{:?}",
+        r.results
+    );
+    assert_eq!(
+        rig.fake.mig("llama-od").unwrap().target_size,
+        3,
+        "grown by the 2 missing replicas"
+    );
+    assert_eq!(
+        rig.fake.mig("web").unwrap().target_size,
+        2,
+        "an unlabelled MIG is never touched"
+    );
+    rig.fake.advance();
+    let r = rig.tick().await?;
+    assert!(
+        r.results.is_empty(),
+        "steady state changes nothing: {:?}",
+        r.results
+    );
+
+    rig.want(1);
+    let before = rig.names("llama-od");
+    let mut removed = Vec::new();
+    for _ in 0..6 {
+        let r = rig.tick().await?;
+        // Removed either by a drain that finished (then deleted) or by a ScaleDown of
+        // instances the planner found idle.
+        removed.extend(r.terminated_after_drain.iter().map(|i| i.to_string()));
+        for a in r.results.iter().filter(|a| a.error.is_none()) {
+            if let Action::ScaleDown { instances, .. } = &a.action {
+                removed.extend(instances.iter().map(|i| i.to_string()));
+            }
+        }
+        rig.fake.advance();
+        if rig.fake.mig("llama-od").unwrap().target_size == 1 {
+            break;
+        }
+    }
+    let m = rig.fake.mig("llama-od").unwrap();
+    assert_eq!(m.target_size, 1);
+    assert_eq!(removed.len(), 2, "{removed:?}");
+    let after = rig.names("llama-od");
+    for r in &removed {
+        assert!(
+            before.contains(r) && !after.contains(r),
+            "{r} was chosen and deleted"
+        );
+    }
+    // Each removal was a deleteInstances naming that VM, never a resize down that lets the
+    // MIG pick a victim.
+    let deleted: Vec<String> = rig
+        .fake
+        .delete_bodies()
+        .iter()
+        .flat_map(|b| b["instances"].as_array().cloned().unwrap_or_default())
+        .filter_map(|u| {
+            u.as_str()
+                .map(|s| s.rsplit('/').next().unwrap_or(s).to_owned())
+        })
+        .collect();
+    assert_eq!(deleted.len(), 2);
+    for d in &deleted {
+        assert!(removed.contains(d));
+    }
+    // Idle VMs (no requests in flight) need no drain; whichever path the planner took, a
+    // drain never ended in a second deletion.
+    let drained = rig.drained.lock().unwrap().clone();
+    assert!(
+        drained.iter().all(|d| removed.contains(d)),
+        "{drained:?} vs {removed:?}"
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn standby_vms_start_before_any_new_vm_is_created() -> anyhow::Result<()> {
+    let fake = FakeCompute::start(PROJECT).await?;
+    fake.add_template(
+        "llama-a2",
+        "a2-highgpu-1g",
+        &[("nvidia-tesla-a100", 1)],
+        false,
+        LABELS,
+    );
+    fake.add_mig(
+        "regions/us-central1",
+        "llama-a2",
+        "llama-a2",
+        &["us-central1-a", "us-central1-b"],
+        0,
+        Some(("MANUAL", 2)),
+    );
+    let standby = fake
+        .mig("llama-a2")
+        .unwrap()
+        .vms
+        .iter()
+        .map(|v| v.name.clone())
+        .collect::<Vec<_>>();
+    let mut rig = Rig::new(
+        fake,
+        ON_DEMAND_ONLY,
+        "{ enabled: true, min: 2, max: 2, warm_start_s: 30 }",
+    )
+    .await?;
+
+    rig.want(1);
+    let r = rig.tick().await?;
+    assert!(
+        r.results.iter().all(|a| a.error.is_none()),
+        "{:?}",
+        r.results
+    );
+    rig.fake.advance();
+    let m = rig.fake.mig("llama-a2").unwrap();
+    let running: Vec<&str> = m
+        .vms
+        .iter()
+        .filter(|v| v.status == "RUNNING")
+        .map(|v| v.name.as_str())
+        .collect();
+    assert_eq!(running.len(), 1, "{:?}", m.vms);
+    assert!(
+        standby.iter().any(|s| s == running[0]),
+        "the running VM {} came from the standby pool",
+        running[0]
+    );
+
+    // The controller refills the standby pool to its minimum: new VMs warm and stop.
+    for _ in 0..4 {
+        rig.tick().await?;
+        rig.fake.advance();
+    }
+    rig.fake.settle();
+    let m = rig.fake.mig("llama-a2").unwrap();
+    assert_eq!(
+        m.target_stopped_size, 2,
+        "standby target back at the pool minimum"
+    );
+    assert_eq!(rig.fake.count("llama-a2", "STOPPED"), 2);
+    assert_eq!(rig.fake.count("llama-a2", "RUNNING"), 1);
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_preemption_is_drained_and_replaced() -> anyhow::Result<()> {
+    let fake = FakeCompute::start(PROJECT).await?;
+    fake.add_template(
+        "llama-spot",
+        "g2-standard-8",
+        &[("nvidia-l4", 1)],
+        true,
+        LABELS,
+    );
+    fake.add_mig(
+        "zones/us-central1-a",
+        "llama-spot",
+        "llama-spot",
+        &["us-central1-a"],
+        2,
+        None,
+    );
+    let mut rig = Rig::new(fake, "{ spot_share: 1.0, fallback: [spot] }", NO_WARM_POOL).await?;
+    rig.want(2);
+    let r = rig.tick().await?;
+    assert!(r.results.is_empty(), "{:?}", r.results);
+
+    let victim = rig.names("llama-spot")[0].clone();
+    rig.fake.preempt(&victim).expect("vm exists");
+    let r = rig.tick().await?;
+    assert_eq!(r.events_handled, 1);
+    assert_eq!(
+        r.terminated_after_drain
+            .iter()
+            .map(|i| i.to_string())
+            .collect::<Vec<_>>(),
+        vec![victim.clone()]
+    );
+    let deleted = rig.fake.delete_bodies();
+    assert!(
+        deleted[0]["instances"][0]
+            .as_str()
+            .unwrap()
+            .ends_with(&victim)
+    );
+    for _ in 0..4 {
+        rig.fake.advance();
+        rig.tick().await?;
+        if rig.fake.mig("llama-spot").unwrap().target_size == 2
+            && !rig.names("llama-spot").contains(&victim)
+        {
+            break;
+        }
+    }
+    rig.fake.settle();
+    let names = rig.names("llama-spot");
+    assert_eq!(
+        rig.fake.mig("llama-spot").unwrap().target_size,
+        2,
+        "replacement launched"
+    );
+    assert!(!names.contains(&victim), "{names:?}");
+    assert_eq!(rig.fake.count("llama-spot", "RUNNING"), 2);
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_stockout_falls_back_to_another_mig_in_the_same_tick() -> anyhow::Result<()> {
+    let fake = FakeCompute::start(PROJECT).await?;
+    fake.add_template(
+        "llama-spot",
+        "g2-standard-8",
+        &[("nvidia-l4", 1)],
+        true,
+        LABELS,
+    );
+    fake.add_template(
+        "llama-od",
+        "g2-standard-8",
+        &[("nvidia-l4", 1)],
+        false,
+        LABELS,
+    );
+    fake.add_mig(
+        "zones/us-central1-a",
+        "llama-spot",
+        "llama-spot",
+        &["us-central1-a"],
+        0,
+        None,
+    );
+    fake.add_mig(
+        "zones/us-central1-b",
+        "llama-od",
+        "llama-od",
+        &["us-central1-b"],
+        0,
+        None,
+    );
+    fake.fail_next(
+        "llama-spot",
+        "ZONE_RESOURCE_POOL_EXHAUSTED",
+        "The zone 'projects/gpupool-test/zones/us-central1-a' does not have enough resources available to fulfill the request.",
+    );
+    let mut rig = Rig::new(
+        fake,
+        "{ spot_share: 1.0, fallback: [spot, on-demand] }",
+        NO_WARM_POOL,
+    )
+    .await?;
+    rig.want(1);
+    let r = rig.tick().await?;
+    let failed: Vec<_> = r.results.iter().filter(|a| a.error.is_some()).collect();
+    assert_eq!(failed.len(), 1, "{:?}", r.results);
+    assert_eq!(failed[0].error.as_ref().unwrap().0, "insufficient_capacity");
+    assert!(
+        failed[0].action.to_string().contains("llama-spot"),
+        "{}",
+        failed[0].action
+    );
+    assert_eq!(r.plans.len(), 2, "re-planned after the capacity error");
+    assert_eq!(rig.fake.mig("llama-spot").unwrap().target_size, 0);
+    assert_eq!(
+        rig.fake.mig("llama-od").unwrap().target_size,
+        1,
+        "fell back to the on-demand MIG"
+    );
+    // The spot offering stays backed off: the next tick does not try it again.
+    rig.fake.advance();
+    let r = rig.tick().await?;
+    assert!(r.results.is_empty(), "{:?}", r.results);
+    Ok(())
+}
