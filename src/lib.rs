@@ -7,4 +7,12 @@
 
 pub mod config;
 pub mod contract;
+pub mod controller;
+#[cfg(feature = "kube")]
+pub mod kube;
 pub mod model;
+pub mod planner;
+pub mod server;
+pub mod signals;
+pub mod sim;
+pub mod vmonly;

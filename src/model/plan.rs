@@ -367,6 +367,22 @@ pub enum Reason {
         saving_per_hour: Money,
         cold_start_cost: Money,
     },
+    /// The offering does not meet the pool's requirements (GPU model, count, memory, zone,
+    /// instance type).
+    OfferingNotAllowed {
+        offering: OfferingKey,
+        constraint: String,
+    },
+    /// A pending pod will run on a node this plan launches (or starts from the warm pool).
+    PlacedOnNewNode {
+        group: NodeGroupId,
+        offering: OfferingKey,
+        warm: bool,
+    },
+    /// The pool's `scale_up.max_nodes_per_tick` stops further launches this tick.
+    MaxNodesPerTick {
+        max: u32,
+    },
 }
 
 impl Reason {
@@ -409,6 +425,9 @@ impl Reason {
             NotInAnyPool => "not_in_any_pool",
             ActivityInProgress { .. } => "activity_in_progress",
             ConsolidationNotWorthIt { .. } => "consolidation_not_worth_it",
+            OfferingNotAllowed { .. } => "offering_not_allowed",
+            PlacedOnNewNode { .. } => "placed_on_new_node",
+            MaxNodesPerTick { .. } => "max_nodes_per_tick",
         }
     }
 }
@@ -557,6 +576,31 @@ impl fmt::Display for Reason {
                 "saving {saving_per_hour}/h over the next hour does not beat the cold-start cost \
                  {cold_start_cost}"
             ),
+            OfferingNotAllowed {
+                offering,
+                constraint,
+            } => write!(
+                f,
+                "offering {offering} is outside the pool's requirements: {constraint}"
+            ),
+            PlacedOnNewNode {
+                group,
+                offering,
+                warm,
+            } => {
+                let how = if *warm {
+                    "started warm"
+                } else {
+                    "launched cold"
+                };
+                write!(f, "will run on a new {offering} node in {group} ({how})")
+            }
+            MaxNodesPerTick { max } => {
+                write!(
+                    f,
+                    "at most {max} node(s) are launched per tick (scale_up.max_nodes_per_tick)"
+                )
+            }
         }
     }
 }

@@ -1,0 +1,194 @@
+//! Health and drift: instances that will never serve, or serve the wrong model.
+//!
+//! - A `Launching` instance older than `max_provision_time_s` is terminated; it no longer
+//!   counts as in-flight capacity, so the same plan launches a replacement if demand needs one.
+//! - An instance whose model cache differs from the pool's is replaced: warm-pool members and
+//!   instances held by a lifecycle hook are terminated (they serve nothing); serving instances
+//!   are drained within the disruption budget and stop counting as capacity, so the plan
+//!   launches their replacement at once.
+//! - An instance held by a lifecycle hook whose cache is warm (matches the pool's, or is set
+//!   when the pool names none) is released with `CompleteWarmup`.
+
+use super::PoolCtx;
+use super::scaledown::Budget;
+use crate::model::{
+    Action, Decision, Instance, InstanceId, LifecycleState, Node, Outcome, Reason, Subject,
+    Timestamp,
+};
+use std::collections::{BTreeMap, BTreeSet};
+
+pub(crate) fn check<'a>(
+    ctx: &PoolCtx<'a>,
+    nodes: &BTreeMap<&InstanceId, &'a Node>,
+    now: Timestamp,
+    budget: &mut Budget,
+    actions: &mut Vec<Action>,
+    decisions: &mut Vec<Decision>,
+) -> BTreeSet<&'a InstanceId> {
+    let pool = ctx.cfg;
+    let mut gone = BTreeSet::new();
+    let max_s = pool.disruption.max_provision_time_s;
+    let terminate = |i: &Instance, reason: Reason| Action::ScaleDown {
+        pool: pool.name.clone(),
+        group: i.group.clone(),
+        instances: vec![i.id.clone()],
+        reason,
+    };
+    for &i in &ctx.instances {
+        let waited = now.secs_since(i.launched_at);
+        if i.state == LifecycleState::Launching && waited > max_s as f64 {
+            actions.push(terminate(
+                i,
+                Reason::NotServingReady {
+                    waited_s: waited as u64,
+                    max_s,
+                },
+            ));
+            gone.insert(&i.id);
+            continue;
+        }
+        let drift = match (&i.model_cache, &pool.model_cache) {
+            (Some(have), Some(want)) if have != want => Some(Reason::Drift {
+                have: have.clone(),
+                want: want.clone(),
+            }),
+            _ => None,
+        };
+        if i.awaiting_lifecycle_hook {
+            match drift {
+                Some(r) => {
+                    actions.push(terminate(i, r));
+                    gone.insert(&i.id);
+                }
+                None if i.model_cache.is_some() => actions.push(Action::CompleteWarmup {
+                    pool: pool.name.clone(),
+                    group: i.group.clone(),
+                    instance: i.id.clone(),
+                }),
+                // Cache still loading: the hook keeps holding it.
+                None => {}
+            }
+            continue;
+        }
+        let Some(reason) = drift else { continue };
+        match i.state {
+            LifecycleState::Warm | LifecycleState::Warming => {
+                actions.push(terminate(i, reason));
+                gone.insert(&i.id);
+            }
+            LifecycleState::Ready => {
+                if budget.take() {
+                    actions.push(Action::Drain {
+                        pool: pool.name.clone(),
+                        group: i.group.clone(),
+                        instance: i.id.clone(),
+                        node: nodes.get(&i.id).map(|n| n.name.clone()),
+                        deadline: Some(now.plus_secs(pool.disruption.drain_timeout_s as f64)),
+                        reason,
+                    });
+                    gone.insert(&i.id);
+                } else {
+                    decisions.push(Decision {
+                        subject: Subject::Instance(i.id.clone()),
+                        outcome: Outcome::Held,
+                        reason: budget.exhausted(),
+                    });
+                }
+            }
+            // Launching/Starting instances are drained once they serve; Draining/Terminating
+            // ones are leaving anyway.
+            _ => {}
+        }
+    }
+    gone
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::model::{CapacityType, History, LifecycleState};
+    use crate::planner::fixtures::*;
+    use crate::planner::plan;
+
+    #[test]
+    fn stuck_launch_is_terminated_and_replanned() {
+        let mut pool = pool_cfg("llm");
+        pool.disruption.max_provision_time_s = 900;
+        let snap = snapshot()
+            .group(g5_od())
+            .instance(
+                instance("i-stuck", "g5-od", "g5.xlarge", CapacityType::OnDemand)
+                    .state(LifecycleState::Launching)
+                    .launched(T0.plus_secs(-1000.0)),
+            )
+            .demand("llm", 1, None)
+            .build();
+        let p = plan(&snap, &config(vec![pool]), &History::default(), T0);
+        let codes: Vec<_> = p
+            .actions
+            .iter()
+            .map(|a| (a.kind(), a.reason().map(|r| r.code())))
+            .collect();
+        assert_eq!(
+            codes,
+            vec![
+                ("scale_down", Some("not_serving_ready")),
+                ("scale_up", Some("signal_demand"))
+            ]
+        );
+    }
+
+    #[test]
+    fn drift_and_warmup_table() {
+        let mut pool = pool_cfg("llm");
+        pool.model_cache = Some("llama@v2".into());
+        let snap = snapshot()
+            .group(g5_od().warm(1, 1))
+            .instance(
+                instance("i-old", "g5-od", "g5.xlarge", CapacityType::OnDemand).cache("llama@v1"),
+            )
+            .instance(
+                instance("i-old2", "g5-od", "g5.xlarge", CapacityType::OnDemand).cache("llama@v1"),
+            )
+            .instance(
+                instance("i-warm-old", "g5-od", "g5.xlarge", CapacityType::OnDemand)
+                    .state(LifecycleState::Warm)
+                    .cache("llama@v1"),
+            )
+            .instance(
+                instance("i-hook", "g5-od", "g5.xlarge", CapacityType::OnDemand)
+                    .state(LifecycleState::Launching)
+                    .launched(T0)
+                    .hook()
+                    .cache("llama@v2"),
+            )
+            .instance(
+                instance(
+                    "i-hook-loading",
+                    "g5-od",
+                    "g5.xlarge",
+                    CapacityType::OnDemand,
+                )
+                .state(LifecycleState::Launching)
+                .launched(T0)
+                .hook(),
+            )
+            .build();
+        let p = plan(&snap, &config(vec![pool]), &History::default(), T0);
+        let acts: Vec<_> = p
+            .actions
+            .iter()
+            .map(|a| format!("{} {}", a.kind(), a.reason().map_or("", |r| r.code())))
+            .collect();
+        assert!(acts.contains(&"drain drift".to_string()), "{acts:?}");
+        assert!(acts.contains(&"scale_down drift".to_string()), "{acts:?}");
+        assert!(acts.contains(&"complete_warmup ".to_string()), "{acts:?}");
+        // Budget 1 at once: only one serving instance drained, the other held.
+        assert_eq!(acts.iter().filter(|a| *a == "drain drift").count(), 1);
+        assert!(
+            p.decisions
+                .iter()
+                .any(|d| d.reason.code() == "budget_exhausted"
+                    && d.subject == crate::model::Subject::Instance("i-old2".into()))
+        );
+    }
+}

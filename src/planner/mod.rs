@@ -1,0 +1,758 @@
+//! The pure planner: `plan(snapshot, config, history, now) -> Plan`.
+//!
+//! No I/O, clock, randomness or environment: the same inputs give the same plan, byte for
+//! byte (ordered maps, stable sorts, ties broken by id). Per pool, in order:
+//!
+//! 1. [`eligible`]: the pool's offerings as node templates; each unusable one gets a decision.
+//! 2. [`health`]: stuck launches terminated, drifted model caches replaced, warm-ups completed.
+//! 3. [`binpack`]: pending pods onto in-flight room first, then new nodes chosen by
+//!    [`capacity`] (cheapest effective cost, spot/on-demand split, fallback, warm pools first,
+//!    limits).
+//! 4. [`demand`]: signal-driven replicas (and the forecast) on top of what the pods opened,
+//!    then `min_nodes`.
+//! 5. [`warmpool`]: warm-pool targets from the forecast growth.
+//! 6. [`scaledown`]: unneeded nodes, removed after their time, cool-down and budget.
+//! 7. [`consolidate`]: busy nodes replaced by cheaper offerings when it pays.
+//!
+//! Every pending pod, every unusable offering and every unneeded node kept gets a decision.
+
+mod binpack;
+mod capacity;
+mod consolidate;
+mod demand;
+mod eligible;
+#[cfg(test)]
+mod examples_test;
+mod fit;
+pub mod fixtures;
+mod health;
+mod scaledown;
+mod warmpool;
+
+use crate::config::{Config, Mode, PoolConfig};
+use crate::model::{
+    Action, CapacityType, Decision, History, Instance, InstanceId, LifecycleState, Money, Node,
+    NodeGroup, NodeGroupId, Outcome, Plan, PoolSummary, Reason, Snapshot, Subject, Timestamp,
+};
+use binpack::{Bin, Class, ClassFit, Fate};
+use capacity::{Cause, Chooser};
+use eligible::Template;
+use fit::{PodSpec, Room};
+use std::collections::{BTreeMap, BTreeSet};
+
+/// Plan one tick. Pure: see the module documentation.
+pub fn plan(snapshot: &Snapshot, config: &Config, history: &History, now: Timestamp) -> Plan {
+    let mut plan = Plan::default();
+    let nodes: BTreeMap<&InstanceId, &Node> =
+        snapshot.nodes.iter().map(|n| (&n.instance, n)).collect();
+    let mut by_group: BTreeMap<&NodeGroupId, Vec<&Instance>> = BTreeMap::new();
+    for i in &snapshot.instances {
+        by_group.entry(&i.group).or_default().push(i);
+    }
+    let ctxs: Vec<PoolCtx<'_>> = config
+        .pools
+        .iter()
+        .map(|p| PoolCtx::new(p, snapshot, &by_group, history, now, &mut plan.decisions))
+        .collect();
+
+    // Pending pods matter only where Kubernetes schedules them.
+    let pods = &snapshot.pending_pods;
+    let classes = if config.mode == Mode::Kubernetes {
+        binpack::classes(pods)
+    } else {
+        Vec::new()
+    };
+    let mut fates: Vec<Option<Fate>> = vec![None; pods.len()];
+    let mut pod_pool: Vec<Option<usize>> = vec![None; pods.len()];
+    let mut pool_classes: Vec<Vec<(&Class<'_>, ClassFit)>> =
+        (0..ctxs.len()).map(|_| Vec::new()).collect();
+    for class in &classes {
+        match assign_pool(class, &ctxs) {
+            Some((pi, fit)) => {
+                for &m in &class.members {
+                    pod_pool[m] = Some(pi);
+                }
+                pool_classes[pi].push((class, fit));
+            }
+            None => {
+                for &m in &class.members {
+                    fates[m] = Some(Fate::Blocked(Reason::NotInAnyPool));
+                }
+            }
+        }
+    }
+
+    let mut in_flight_of = vec![0u32; ctxs.len()];
+    for (pi, ctx) in ctxs.iter().enumerate() {
+        in_flight_of[pi] = plan_pool(
+            ctx,
+            config.mode,
+            snapshot,
+            history,
+            now,
+            &nodes,
+            &pool_classes[pi],
+            &mut fates,
+            &mut plan,
+        );
+    }
+
+    for (i, pod) in pods.iter().enumerate() {
+        let Some(fate) = &fates[i] else { continue };
+        let (outcome, reason) = match fate {
+            Fate::InFlight => (
+                Outcome::Satisfied,
+                Reason::CoveredByInFlight {
+                    in_flight_nodes: pod_pool[i].map_or(0, |p| in_flight_of[p]),
+                },
+            ),
+            Fate::New { tpl, warm } => {
+                let Some(pi) = pod_pool[i] else { continue };
+                let t = &ctxs[pi].tpls[*tpl];
+                (
+                    Outcome::Acted,
+                    Reason::PlacedOnNewNode {
+                        group: t.group_ref.id.clone(),
+                        offering: t.key.clone(),
+                        warm: *warm,
+                    },
+                )
+            }
+            Fate::Blocked(r) => (Outcome::Blocked, r.clone()),
+        };
+        plan.decisions.push(Decision {
+            subject: Subject::Pod(pod.key()),
+            outcome,
+            reason,
+        });
+    }
+    plan
+}
+
+/// The pool a class of pods belongs to: the one it names, else the first (in config order)
+/// with an offering it fits, else the one where it got furthest past labels and taints (so
+/// the reason names a resource). `None`: it matches no pool.
+fn assign_pool<'a>(class: &Class<'a>, ctxs: &[PoolCtx<'a>]) -> Option<(usize, ClassFit)> {
+    if let Some(p) = class.pool {
+        let pi = ctxs.iter().position(|c| &c.cfg.name == p)?;
+        return Some((pi, binpack::class_fit(&class.spec, &ctxs[pi].tpls)));
+    }
+    let mut best: Option<(usize, ClassFit, u8)> = None;
+    for (pi, c) in ctxs.iter().enumerate() {
+        let fit = binpack::class_fit(&class.spec, &c.tpls);
+        if fit.fits_allowed {
+            return Some((pi, fit));
+        }
+        if let Some(stage) = fit
+            .closest
+            .as_ref()
+            .filter(|m| m.past_labels())
+            .map(|m| m.stage())
+            && best.as_ref().is_none_or(|b| stage > b.2)
+        {
+            best = Some((pi, fit, stage));
+        }
+    }
+    best.map(|(pi, f, _)| (pi, f))
+}
+
+/// One pool's groups, templates and instances.
+pub(crate) struct PoolCtx<'a> {
+    pub cfg: &'a PoolConfig,
+    pub groups: Vec<&'a NodeGroup>,
+    pub tpls: Vec<Template<'a>>,
+    /// Instances of the pool's groups, by id.
+    pub instances: Vec<&'a Instance>,
+    /// Index into `groups` of each instance.
+    pub inst_group: Vec<usize>,
+    /// The template each instance runs on, if its offering is listed.
+    pub inst_tpl: Vec<Option<usize>>,
+    /// The template capacity of a group is assumed to be when its instances are not visible
+    /// yet: its first usable offering, else its first listed one.
+    pub default_tpl: Vec<Option<usize>>,
+}
+
+impl<'a> PoolCtx<'a> {
+    fn new(
+        cfg: &'a PoolConfig,
+        snapshot: &'a Snapshot,
+        by_group: &BTreeMap<&NodeGroupId, Vec<&'a Instance>>,
+        history: &History,
+        now: Timestamp,
+        decisions: &mut Vec<Decision>,
+    ) -> Self {
+        let mut groups: Vec<&NodeGroup> = snapshot
+            .groups
+            .iter()
+            .filter(|g| g.pool == cfg.name)
+            .collect();
+        groups.sort_by(|a, b| a.id.cmp(&b.id));
+        let tpls = eligible::templates(cfg, &groups, history, now, decisions);
+        let mut exact: BTreeMap<(usize, &str, CapacityType, &str), usize> = BTreeMap::new();
+        let mut by_type: BTreeMap<(usize, &str), usize> = BTreeMap::new();
+        for (ti, t) in tpls.iter().enumerate() {
+            exact
+                .entry((
+                    t.group,
+                    t.key.instance_type.as_str(),
+                    t.key.capacity_type,
+                    t.key.zone.as_str(),
+                ))
+                .or_insert(ti);
+            by_type
+                .entry((t.group, t.key.instance_type.as_str()))
+                .or_insert(ti);
+        }
+        let mut instances = Vec::new();
+        let mut inst_group = Vec::new();
+        for (gi, g) in groups.iter().enumerate() {
+            for &i in by_group.get(&g.id).map_or(&[][..], |v| &v[..]) {
+                instances.push((i, gi));
+            }
+        }
+        instances.sort_by(|a, b| a.0.id.cmp(&b.0.id));
+        let inst_tpl = instances
+            .iter()
+            .map(|(i, gi)| {
+                exact
+                    .get(&(
+                        *gi,
+                        i.instance_type.as_str(),
+                        i.capacity_type,
+                        i.zone.as_str(),
+                    ))
+                    .or_else(|| by_type.get(&(*gi, i.instance_type.as_str())))
+                    .copied()
+            })
+            .collect();
+        let default_tpl = groups
+            .iter()
+            .enumerate()
+            .map(|(gi, g)| {
+                let of = |o: &crate::model::Offering| {
+                    tpls.iter()
+                        .position(|t| t.group == gi && std::ptr::eq(t.offering, o))
+                };
+                g.offerings
+                    .iter()
+                    .filter_map(of)
+                    .find(|&t| tpls[t].usable())
+                    .or_else(|| g.offerings.first().and_then(of))
+            })
+            .collect();
+        let (instances, groups_of): (Vec<_>, Vec<_>) = instances.into_iter().unzip();
+        inst_group.extend(groups_of);
+        PoolCtx {
+            cfg,
+            groups,
+            tpls,
+            instances,
+            inst_group,
+            inst_tpl,
+            default_tpl,
+        }
+    }
+
+    /// Live capacity (Ready, Launching, Starting, and desired-but-not-yet-visible), excluding
+    /// instances this plan removes, with the free room of the in-flight part.
+    fn account(
+        &self,
+        nodes: &BTreeMap<&InstanceId, &'a Node>,
+        gone: &BTreeSet<&InstanceId>,
+    ) -> Account<'a> {
+        let mut a = Account::default();
+        let mut visible = vec![0u32; self.groups.len()];
+        let add = |a: &mut Account<'a>, tpl: Option<usize>, ct: CapacityType| {
+            a.live_nodes += 1;
+            if ct == CapacityType::OnDemand {
+                a.live_on_demand += 1;
+            }
+            if let Some(t) = tpl {
+                a.live_cost += self.tpls[t].price;
+                a.live_replicas += self.tpls[t].rpn;
+            }
+        };
+        for (ii, inst) in self.instances.iter().enumerate() {
+            use LifecycleState::*;
+            if matches!(inst.state, Launching | Starting | Ready | Draining) {
+                visible[self.inst_group[ii]] += 1;
+            }
+            if gone.contains(&inst.id) {
+                continue;
+            }
+            let tpl = self.inst_tpl[ii];
+            match inst.state {
+                Launching | Starting => {
+                    add(&mut a, tpl, inst.capacity_type);
+                    a.in_flight += 1;
+                    if let Some(t) = tpl {
+                        let mut room = Room::EMPTY;
+                        if let Some(n) = nodes.get(&inst.id) {
+                            for p in &n.pods {
+                                room.take(&self.tpls[t].caps, &PodSpec::running(p), 1);
+                            }
+                        }
+                        a.bins.push(Bin { tpl: t, room });
+                    }
+                }
+                Ready => {
+                    add(&mut a, tpl, inst.capacity_type);
+                    a.ready += 1;
+                }
+                _ => {}
+            }
+        }
+        for (gi, g) in self.groups.iter().enumerate() {
+            // Desired counts instances the cloud is creating but not listing yet (and Draining
+            // ones, which stay in desired until terminated): the difference is in flight.
+            let unseen = g.desired.saturating_sub(visible[gi]);
+            let Some(t) = self.default_tpl[gi] else {
+                continue;
+            };
+            for _ in 0..unseen {
+                add(&mut a, Some(t), self.tpls[t].capacity_type());
+                a.bins.push(Bin {
+                    tpl: t,
+                    room: Room::EMPTY,
+                });
+            }
+            a.in_flight += unseen;
+        }
+        a
+    }
+}
+
+#[derive(Default)]
+struct Account<'a> {
+    bins: Vec<Bin<'a>>,
+    live_nodes: u32,
+    live_on_demand: u32,
+    live_cost: Money,
+    live_replicas: u32,
+    ready: u32,
+    in_flight: u32,
+}
+
+/// (cold, template, cause, fell back): how launches are grouped into actions.
+type LaunchKey = (bool, usize, Cause, bool);
+
+fn push_unique(v: &mut Vec<Reason>, r: Reason) {
+    if !v.iter().any(|x| x.code() == r.code()) {
+        v.push(r);
+    }
+}
+
+/// Plan one pool; returns its in-flight node count (for pod decisions).
+#[allow(clippy::too_many_arguments)]
+fn plan_pool<'a>(
+    ctx: &PoolCtx<'a>,
+    mode: Mode,
+    snapshot: &'a Snapshot,
+    history: &History,
+    now: Timestamp,
+    nodes: &BTreeMap<&InstanceId, &'a Node>,
+    classes: &[(&Class<'a>, ClassFit)],
+    fates: &mut [Option<Fate>],
+    plan: &mut Plan,
+) -> u32 {
+    let pool = ctx.cfg;
+    let subject = || Subject::Pool(pool.name.clone());
+    let demand = snapshot.demand.get(&pool.name);
+    let stale: Vec<String> = match demand {
+        Some(d) => d.stale_signals().into_iter().map(str::to_owned).collect(),
+        // Signals configured but no reading at all: as stale as it gets.
+        None => pool
+            .signals
+            .iter()
+            .enumerate()
+            .map(|(i, s)| s.display_name(i))
+            .collect(),
+    };
+    let want = demand::wanted(pool, demand);
+
+    let draining = ctx
+        .instances
+        .iter()
+        .filter(|i| i.state == LifecycleState::Draining)
+        .count() as u32;
+    let in_window =
+        history.disruptions_in_window(&pool.name, now, pool.disruption.budget.window_s as f64)
+            as u32;
+    let mut budget = scaledown::Budget::new(&pool.disruption.budget, draining, in_window);
+
+    let gone = health::check(
+        ctx,
+        nodes,
+        now,
+        &mut budget,
+        &mut plan.actions,
+        &mut plan.decisions,
+    );
+    let acct = ctx.account(nodes, &gone);
+    let mut chooser = Chooser::new(
+        pool,
+        &ctx.tpls,
+        &ctx.groups,
+        acct.live_nodes,
+        acct.live_on_demand,
+        acct.live_cost,
+    );
+
+    // Pods, then signals on top, then the minimum.
+    let mut bins = acct.bins;
+    let mut stops = binpack::pack(classes, &ctx.tpls, &mut bins, &mut chooser, fates);
+    let pod_nodes = chooser.launches.len() as u32;
+    let capacity_replicas = acct.live_replicas
+        + chooser
+            .launches
+            .iter()
+            .map(|l| ctx.tpls[l.tpl].rpn)
+            .sum::<u32>();
+    if let Some(w) = want
+        && let Some(r) = demand::cover_replicas(w, capacity_replicas, &ctx.tpls, &mut chooser)
+    {
+        push_unique(&mut stops, r);
+    }
+    if let Some(r) = demand::cover_min_nodes(pool, &ctx.tpls, &mut chooser) {
+        push_unique(&mut stops, r);
+    }
+
+    // Launches → actions, one per (warm, template, cause, fell back); warm starts first.
+    let pods_on_new = classes
+        .iter()
+        .flat_map(|(c, _)| c.members.iter())
+        .filter(|&&m| matches!(fates[m], Some(Fate::New { .. })))
+        .count() as u32;
+    let mut grouped: BTreeMap<LaunchKey, (u32, Option<Reason>)> = BTreeMap::new();
+    for l in &chooser.launches {
+        let e = grouped
+            .entry((!l.warm, l.tpl, l.cause, l.fallback.is_some()))
+            .or_insert((0, None));
+        e.0 += 1;
+        if e.1.is_none() {
+            e.1.clone_from(&l.fallback);
+        }
+    }
+    let mut signal_nodes = 0;
+    for ((cold, tpl, cause, _), (count, fallback)) in grouped {
+        let warm = !cold;
+        let t = &ctx.tpls[tpl];
+        let primary = match cause {
+            Cause::Pods => Reason::PendingPods {
+                pods: pods_on_new,
+                nodes: pod_nodes,
+            },
+            Cause::Signal | Cause::Forecast => {
+                signal_nodes += count;
+                match want {
+                    Some(w) => demand::reason(pool, w, capacity_replicas),
+                    None => Reason::MinNodes {
+                        min: pool.limits.min_nodes,
+                    },
+                }
+            }
+            Cause::MinNodes | Cause::Consolidate => Reason::MinNodes {
+                min: pool.limits.min_nodes,
+            },
+        };
+        let reason = fallback.unwrap_or(primary);
+        plan.actions.push(if warm {
+            Action::StartWarm {
+                pool: pool.name.clone(),
+                group: t.group_ref.id.clone(),
+                count,
+                reason,
+            }
+        } else {
+            Action::ScaleUp {
+                pool: pool.name.clone(),
+                group: t.group_ref.id.clone(),
+                offering: t.key.clone(),
+                count,
+                reason,
+            }
+        });
+    }
+    if pod_nodes > 0 {
+        plan.decisions.push(Decision {
+            subject: subject(),
+            outcome: Outcome::Acted,
+            reason: Reason::PendingPods {
+                pods: pods_on_new,
+                nodes: pod_nodes,
+            },
+        });
+    }
+    if let Some(w) = want
+        && signal_nodes > 0
+    {
+        plan.decisions.push(Decision {
+            subject: subject(),
+            outcome: Outcome::Acted,
+            reason: demand::reason(pool, w, capacity_replicas),
+        });
+    }
+    for r in &stops {
+        plan.decisions.push(Decision {
+            subject: subject(),
+            outcome: Outcome::Blocked,
+            reason: r.clone(),
+        });
+    }
+    let scaled_up = chooser.new_nodes > 0;
+    if !scaled_up && stops.is_empty() && (want.is_some() || !classes.is_empty()) {
+        let on_in_flight = classes
+            .iter()
+            .flat_map(|(c, _)| c.members.iter())
+            .any(|&m| matches!(fates[m], Some(Fate::InFlight)));
+        let all_placed = classes
+            .iter()
+            .flat_map(|(c, _)| c.members.iter())
+            .all(|&m| !matches!(fates[m], Some(Fate::Blocked(_))));
+        if all_placed {
+            plan.decisions.push(Decision {
+                subject: subject(),
+                outcome: Outcome::Satisfied,
+                reason: if on_in_flight || (acct.in_flight > 0 && want.is_some()) {
+                    Reason::CoveredByInFlight {
+                        in_flight_nodes: acct.in_flight,
+                    }
+                } else {
+                    Reason::CoveredByCapacity
+                },
+            });
+        }
+    }
+
+    plan.actions
+        .extend(warmpool::size(pool, &ctx.groups, want, |gi| {
+            ctx.default_tpl[gi].map_or(1, |t| ctx.tpls[t].rpn)
+        }));
+
+    let serving = scaledown::serving(ctx, nodes, &gone);
+    let mut removed = 0u32;
+    let mut removed_cost = Money::ZERO;
+    let mut unneeded = BTreeSet::new();
+    if stale.is_empty() {
+        let res = scaledown::scale_down(
+            ctx,
+            mode,
+            &serving,
+            want,
+            scaled_up,
+            history,
+            now,
+            &mut budget,
+            &mut plan.actions,
+            &mut plan.decisions,
+        );
+        removed = res.removed.len() as u32;
+        removed_cost = res.removed_cost;
+        unneeded = res.unneeded;
+        if pool.disruption.consolidation && !scaled_up {
+            consolidate::consolidate(
+                ctx,
+                mode,
+                &serving,
+                &unneeded,
+                acct.in_flight,
+                &budget,
+                &mut chooser,
+                &mut plan.actions,
+                &mut plan.decisions,
+            );
+        }
+    } else {
+        plan.decisions.push(Decision {
+            subject: subject(),
+            outcome: Outcome::Held,
+            reason: Reason::DataStale { signals: stale },
+        });
+    }
+    plan.unneeded.extend(unneeded.into_iter().cloned());
+
+    plan.pools.push(PoolSummary {
+        pool: pool.name.clone(),
+        desired_nodes: (acct.live_nodes + chooser.new_nodes).saturating_sub(removed),
+        ready_nodes: acct.ready,
+        in_flight_nodes: acct.in_flight,
+        warm_instances: ctx
+            .groups
+            .iter()
+            .map(|g| g.warm_pool.as_ref().map_or(0, |w| w.ready))
+            .sum(),
+        pending_pods: classes.iter().map(|(c, _)| c.members.len() as u32).sum(),
+        wanted_replicas: want.map(|w| w.replicas),
+        cost_per_hour: acct.live_cost + chooser.new_cost - removed_cost,
+    });
+    acct.in_flight
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::planner::fixtures::*;
+
+    fn kinds(p: &Plan) -> Vec<String> {
+        p.actions.iter().map(|a| a.to_string()).collect()
+    }
+
+    #[test]
+    fn spot_in_backoff_falls_back_to_on_demand() {
+        let mut pool = pool_cfg("llm");
+        pool.capacity.spot_share = 1.0;
+        let snap = snapshot()
+            .pods(gpu_pod(8).model("H100").times(2))
+            .group(p5_spot())
+            .group(p5_od())
+            .build();
+        let mut h = History::default();
+        let spot = offering("p5.48xlarge", CapacityType::Spot, "us-east-1a", 40.0).key();
+        h.record_launch_failure(&spot, "InsufficientInstanceCapacity", T0);
+        let p = plan(&snap, &config(vec![pool]), &h, T0);
+        assert_eq!(p.actions.len(), 1, "{:?}", kinds(&p));
+        let Action::ScaleUp {
+            offering,
+            count,
+            reason,
+            ..
+        } = &p.actions[0]
+        else {
+            panic!("{:?}", p.actions)
+        };
+        assert_eq!(offering.capacity_type, CapacityType::OnDemand);
+        assert_eq!(*count, 2);
+        assert_eq!(reason.code(), "fallback");
+        assert!(reason.to_string().contains("InsufficientInstanceCapacity"));
+        let pods: Vec<_> = p
+            .decisions
+            .iter()
+            .filter(|d| matches!(d.subject, Subject::Pod(_)))
+            .map(|d| d.outcome)
+            .collect();
+        assert_eq!(pods, vec![Outcome::Acted, Outcome::Acted]);
+    }
+
+    #[test]
+    fn second_tick_with_launches_in_flight_does_nothing_new() {
+        let pool = pool_cfg("llm");
+        let cfg = config(vec![pool]);
+        let snap = snapshot()
+            .pods(gpu_pod(1).model("A10G").times(3))
+            .group(g5_od())
+            .demand("llm", 3, Some(5))
+            .build();
+        let p1 = plan(&snap, &cfg, &History::default(), T0);
+        let launched: u32 = p1
+            .actions
+            .iter()
+            .map(|a| match a {
+                Action::ScaleUp { count, .. } => *count,
+                _ => 0,
+            })
+            .sum();
+        assert_eq!(
+            launched,
+            5,
+            "forecast 5 replicas of 1 GPU: {:?}",
+            kinds(&p1)
+        );
+        // The cloud raised desired but lists no instance yet.
+        let mut snap2 = snap.clone();
+        snap2.groups[0].desired += launched;
+        let p2 = plan(&snap2, &cfg, &History::default(), T0.plus_secs(10.0));
+        assert!(p2.actions.is_empty(), "{:?}", kinds(&p2));
+        assert!(p2.decisions.iter().all(|d| d.outcome != Outcome::Acted));
+    }
+
+    #[test]
+    fn pods_and_signals_describe_the_same_capacity() {
+        // 4 pending 1-GPU pods and a signal wanting 4 replicas: 4 nodes, not 8.
+        let snap = snapshot()
+            .pods(gpu_pod(1).model("A10G").times(4))
+            .group(g5_od())
+            .demand("llm", 4, None)
+            .build();
+        let p = plan(
+            &snap,
+            &config(vec![pool_cfg("llm")]),
+            &History::default(),
+            T0,
+        );
+        assert_eq!(p.pools[0].desired_nodes, 4, "{:?}", kinds(&p));
+    }
+
+    #[test]
+    fn unknown_pool_and_unmatched_pods() {
+        let snap = snapshot()
+            .pending(gpu_pod(1).pool("nope").name("a"))
+            .pending(gpu_pod(1).selector("team", "other").name("b"))
+            .group(g5_od())
+            .build();
+        let p = plan(
+            &snap,
+            &config(vec![pool_cfg("llm")]),
+            &History::default(),
+            T0,
+        );
+        let codes: Vec<_> = p
+            .decisions
+            .iter()
+            .filter(|d| matches!(d.subject, Subject::Pod(_)))
+            .map(|d| d.reason.code())
+            .collect();
+        assert_eq!(codes, vec!["not_in_any_pool", "not_in_any_pool"]);
+    }
+
+    #[test]
+    fn deterministic() {
+        let snap = snapshot()
+            .pods(gpu_pod(1).times(30))
+            .pods(gpu_pod(2).model("A10G").times(7))
+            .pods(mig_pod("1g.10gb", 2).times(9))
+            .group(p5_spot())
+            .group(p5_od())
+            .group(g5_spot())
+            .group(g5_od().warm(2, 1))
+            .demand("llm", 50, Some(60))
+            .build();
+        let mut pool = pool_cfg("llm");
+        pool.capacity.spot_share = 0.5;
+        pool.limits.max_nodes = 40;
+        let cfg = config(vec![pool]);
+        let a = serde_json::to_string(&plan(&snap, &cfg, &History::default(), T0)).unwrap();
+        let b = serde_json::to_string(&plan(&snap, &cfg, &History::default(), T0)).unwrap();
+        assert_eq!(a, b);
+    }
+
+    #[test]
+    fn summary_per_pool() {
+        let snap = snapshot()
+            .group(g5_od())
+            .group(group("other", "b").offering(offering(
+                "g5.xlarge",
+                CapacityType::OnDemand,
+                "us-east-1a",
+                1.0,
+            )))
+            .instance(instance(
+                "i-1",
+                "g5-od",
+                "g5.xlarge",
+                CapacityType::OnDemand,
+            ))
+            .demand("llm", 1, None)
+            .build();
+        let p = plan(
+            &snap,
+            &config(vec![pool_cfg("llm"), pool_cfg("b")]),
+            &History::default(),
+            T0,
+        );
+        assert_eq!(p.pools.len(), 2);
+        assert_eq!(p.pools[0].ready_nodes, 1);
+        assert_eq!(p.pools[0].cost_per_hour, Money::from_dollars(1.006));
+        assert_eq!(p.pools[0].wanted_replicas, Some(1));
+        assert_eq!(p.pools[1].desired_nodes, 0);
+    }
+}

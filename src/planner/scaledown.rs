@@ -1,0 +1,661 @@
+//! Scale-down: which serving nodes are unneeded, and which of those to remove now.
+//!
+//! A node is *unneeded* when the pool keeps enough without it: serving replicas ≥ signal
+//! demand + headroom, nodes ≥ `min_nodes`, on-demand nodes ≥ `on_demand_base`, and (Kubernetes
+//! mode) its workload pods fit the free room of the nodes that stay. Nothing is unneeded while
+//! any signal of the pool is stale: a missing metric must never look like zero demand.
+//!
+//! An unneeded node is removed only after `unneeded_time_s` (the shell keeps the since-clock),
+//! `scale_down_delay_after_add_s` after the pool's last scale-up, and within the disruption
+//! budget. Empty nodes are terminated; nodes with work are drained (the shell terminates them
+//! once drained). Every unneeded node kept gets a decision saying why.
+
+use super::PoolCtx;
+use super::demand::Want;
+use super::fit::{PodSpec, Room, label_mismatch};
+use crate::config::{DisruptionBudget, Mode};
+use crate::model::{
+    Action, CapacityType, Decision, History, Instance, InstanceId, LifecycleState, Money, Node,
+    Outcome, Reason, Subject, Timestamp, tolerates_all,
+};
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BTreeSet};
+
+/// What is left of the pool's disruption budget in this plan.
+pub(crate) struct Budget {
+    policy: DisruptionBudget,
+    at_once_left: u32,
+    window_left: u32,
+}
+
+impl Budget {
+    /// `draining`: instances of the pool already draining; `in_window`: voluntary disruptions
+    /// recorded in the current window.
+    pub fn new(policy: &DisruptionBudget, draining: u32, in_window: u32) -> Self {
+        Budget {
+            policy: policy.clone(),
+            at_once_left: policy.max_disrupted_at_once.saturating_sub(draining),
+            window_left: policy.max_per_window.saturating_sub(in_window),
+        }
+    }
+    pub fn left(&self) -> u32 {
+        self.at_once_left.min(self.window_left)
+    }
+    /// Use one disruption if any is left.
+    pub fn take(&mut self) -> bool {
+        if self.left() == 0 {
+            return false;
+        }
+        self.at_once_left -= 1;
+        self.window_left -= 1;
+        true
+    }
+    pub fn exhausted(&self) -> Reason {
+        Reason::BudgetExhausted {
+            at_once: self.policy.max_disrupted_at_once,
+            in_window: self.policy.max_per_window,
+            window_s: self.policy.window_s,
+        }
+    }
+}
+
+/// A serving node of the pool, as scale-down and consolidation see it.
+pub(crate) struct Serving<'a> {
+    pub inst: &'a Instance,
+    pub node: Option<&'a Node>,
+    pub tpl: Option<usize>,
+    pub rpn: u32,
+    pub eff_price: Money,
+    pub price: Money,
+    pub empty: bool,
+    pub protected: Option<Reason>,
+}
+
+/// Serving-ready instances of the pool that are not already being removed.
+pub(crate) fn serving<'a>(
+    ctx: &PoolCtx<'a>,
+    nodes: &BTreeMap<&InstanceId, &'a Node>,
+    gone: &BTreeSet<&InstanceId>,
+) -> Vec<Serving<'a>> {
+    let mut out = Vec::new();
+    for (ii, &inst) in ctx.instances.iter().enumerate() {
+        if inst.state != LifecycleState::Ready || gone.contains(&inst.id) {
+            continue;
+        }
+        let node = nodes.get(&inst.id).copied();
+        // A Ready instance whose node is not serving yet is still coming up: not capacity to
+        // count on, not a node to remove.
+        if node.is_some_and(|n| !n.serving_ready) {
+            continue;
+        }
+        let tpl = ctx.inst_tpl[ii];
+        let t = tpl.map(|t| &ctx.tpls[t]);
+        let protected = if inst.protected_from_scale_in {
+            Some(Reason::ScaleDownDisabled)
+        } else if let Some(n) = node {
+            if n.scale_down_disabled {
+                Some(Reason::ScaleDownDisabled)
+            } else {
+                n.pods
+                    .iter()
+                    .find(|p| p.do_not_disrupt)
+                    .map(|p| Reason::DoNotDisrupt {
+                        pod: format!("{}/{}", p.namespace, p.name),
+                    })
+            }
+        } else {
+            None
+        };
+        out.push(Serving {
+            inst,
+            node,
+            tpl,
+            rpn: t.map_or(0, |t| t.rpn),
+            eff_price: t.map_or(Money::ZERO, |t| t.eff_price),
+            price: t.map_or(Money::ZERO, |t| t.price),
+            // Without a node record nothing is known about its work: treat it as busy so it is
+            // drained, never cut.
+            empty: node.is_some_and(|n| n.is_empty()),
+            protected,
+        });
+    }
+    out
+}
+
+/// Free room of one serving node, for the "do its pods fit elsewhere" simulation.
+struct Target<'c> {
+    labels: BTreeMap<String, String>,
+    taints: &'c [crate::model::Taint],
+    caps: super::fit::Caps<'c>,
+    room: Room<'c>,
+}
+
+pub(crate) struct ScaleDownResult<'a> {
+    pub unneeded: BTreeSet<&'a InstanceId>,
+    /// Instances removed (terminated or drained) by this plan.
+    pub removed: Vec<&'a InstanceId>,
+    pub removed_cost: Money,
+}
+
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn scale_down<'c, 'a: 'c>(
+    ctx: &'c PoolCtx<'a>,
+    mode: Mode,
+    serving: &[Serving<'a>],
+    want: Option<Want>,
+    scaled_up: bool,
+    history: &History,
+    now: Timestamp,
+    budget: &mut Budget,
+    actions: &mut Vec<Action>,
+    decisions: &mut Vec<Decision>,
+) -> ScaleDownResult<'a> {
+    let pool = ctx.cfg;
+    let d = &pool.disruption;
+    let mut res = ScaleDownResult {
+        unneeded: BTreeSet::new(),
+        removed: Vec::new(),
+        removed_cost: Money::ZERO,
+    };
+    let need = want.map_or(0, |w| w.replicas) + d.headroom_replicas;
+    let mut cap: u32 = serving.iter().map(|s| s.rpn).sum();
+    let mut count = serving.len() as u32;
+    let mut on_demand = serving
+        .iter()
+        .filter(|s| s.inst.capacity_type == CapacityType::OnDemand)
+        .count() as u32;
+
+    // Free room of every serving node (Kubernetes mode), indexed like `serving`.
+    let mut targets: Vec<Option<Target<'c>>> = Vec::new();
+    if mode == Mode::Kubernetes {
+        targets = serving
+            .iter()
+            .map(|s| {
+                let t = &ctx.tpls[s.tpl?];
+                let node = s.node?;
+                let mut labels = t.labels.clone();
+                labels.extend(node.labels.iter().map(|(k, v)| (k.clone(), v.clone())));
+                let taints: &[crate::model::Taint] = if node.taints.is_empty() {
+                    &t.taints
+                } else {
+                    &node.taints
+                };
+                let mut room = Room::EMPTY;
+                for p in &node.pods {
+                    room.take(&t.caps, &PodSpec::running(p), 1);
+                }
+                Some(Target {
+                    labels,
+                    taints,
+                    caps: t.caps,
+                    room,
+                })
+            })
+            .collect();
+    }
+    let mut received = vec![false; serving.len()];
+    let mut marked = vec![false; serving.len()];
+
+    let mut order: Vec<usize> = (0..serving.len()).collect();
+    let by_victim = |s: &Serving<'_>| {
+        (
+            !s.empty,
+            Reverse(s.eff_price),
+            Reverse(s.inst.launched_at),
+            s.inst.capacity_type == CapacityType::OnDemand,
+        )
+    };
+    if d.consolidation {
+        // Keep the cheapest capacity: a replacement launched by consolidation is empty when it
+        // starts serving, and must not be the node removed instead of the one it replaces.
+        order.sort_by(|&a, &b| {
+            let (sa, sb) = (&serving[a], &serving[b]);
+            (Reverse(sa.eff_price), by_victim(sa), &sa.inst.id).cmp(&(
+                Reverse(sb.eff_price),
+                by_victim(sb),
+                &sb.inst.id,
+            ))
+        });
+    } else {
+        order.sort_by(|&a, &b| {
+            let (sa, sb) = (&serving[a], &serving[b]);
+            (by_victim(sa), &sa.inst.id).cmp(&(by_victim(sb), &sb.inst.id))
+        });
+    }
+
+    for &i in &order {
+        let s = &serving[i];
+        let od = s.inst.capacity_type == CapacityType::OnDemand;
+        let capacity_hold = if cap.saturating_sub(s.rpn) < need {
+            Some(Reason::NeededForDemand)
+        } else if count <= pool.limits.min_nodes {
+            Some(Reason::AtMinNodes {
+                min: pool.limits.min_nodes,
+            })
+        } else if od && on_demand <= pool.capacity.on_demand_base {
+            Some(Reason::OnDemandBase {
+                base: pool.capacity.on_demand_base,
+            })
+        } else {
+            None
+        };
+        if let Some(r) = capacity_hold {
+            // Busy nodes needed for demand are the normal case; say something only about the
+            // surprising one, an empty node that is kept.
+            if s.empty {
+                decisions.push(held(s.inst, r));
+            }
+            continue;
+        }
+        if let Some(r) = &s.protected {
+            decisions.push(held(s.inst, r.clone()));
+            continue;
+        }
+        if received[i] {
+            // Pods of another unneeded node were placed here in the simulation.
+            continue;
+        }
+        if mode == Mode::Kubernetes
+            && let Some(node) = s.node
+            && !s.empty
+        {
+            match fit_elsewhere(node, i, &mut targets, &marked) {
+                Ok(hosts) => {
+                    for h in hosts {
+                        received[h] = true;
+                    }
+                }
+                // Its pods have nowhere else to go: the node is needed, the normal state of a
+                // busy pool, so no decision (it would be one line per node per tick).
+                Err(_) => continue,
+            }
+        }
+        marked[i] = true;
+        cap -= s.rpn;
+        count -= 1;
+        if od {
+            on_demand -= 1;
+        }
+        res.unneeded.insert(&s.inst.id);
+    }
+
+    // Of the unneeded, remove those that waited long enough, within cool-down and budget.
+    let since_up = if scaled_up {
+        Some(0.0)
+    } else {
+        history
+            .last_scale_up
+            .get(&pool.name)
+            .map(|t| now.secs_since(*t).max(0.0))
+    };
+    let mut ready_to_go: Vec<usize> = Vec::new();
+    for &i in &order {
+        if !marked[i] {
+            continue;
+        }
+        let s = &serving[i];
+        let since = history
+            .unneeded_since
+            .get(&s.inst.id)
+            .copied()
+            .unwrap_or(now);
+        let for_s = now.secs_since(since).max(0.0) as u64;
+        if for_s < d.unneeded_time_s {
+            decisions.push(held(
+                s.inst,
+                Reason::UnneededTooShort {
+                    unneeded_for_s: for_s,
+                    need_s: d.unneeded_time_s,
+                },
+            ));
+        } else if let Some(up) = since_up
+            && (up as u64) < d.scale_down_delay_after_add_s
+        {
+            decisions.push(held(
+                s.inst,
+                Reason::ScaleDownCooldown {
+                    since_scale_up_s: up as u64,
+                    need_s: d.scale_down_delay_after_add_s,
+                },
+            ));
+        } else {
+            ready_to_go.push(i);
+        }
+    }
+    ready_to_go.sort_by(|&a, &b| {
+        let (sa, sb) = (&serving[a], &serving[b]);
+        (by_victim(sa), &sa.inst.id).cmp(&(by_victim(sb), &sb.inst.id))
+    });
+    for i in ready_to_go {
+        let s = &serving[i];
+        if !budget.take() {
+            decisions.push(held(s.inst, budget.exhausted()));
+            continue;
+        }
+        let since = history
+            .unneeded_since
+            .get(&s.inst.id)
+            .copied()
+            .unwrap_or(now);
+        let for_s = now.secs_since(since).max(0.0) as u64;
+        let reason = if s.empty {
+            Reason::Empty
+        } else {
+            Reason::Unneeded {
+                unneeded_for_s: for_s,
+            }
+        };
+        if s.empty {
+            actions.push(Action::ScaleDown {
+                pool: pool.name.clone(),
+                group: s.inst.group.clone(),
+                instances: vec![s.inst.id.clone()],
+                reason,
+            });
+        } else {
+            actions.push(Action::Drain {
+                pool: pool.name.clone(),
+                group: s.inst.group.clone(),
+                instance: s.inst.id.clone(),
+                node: s.node.map(|n| n.name.clone()),
+                deadline: Some(now.plus_secs(d.drain_timeout_s as f64)),
+                reason,
+            });
+        }
+        res.removed.push(&s.inst.id);
+        res.removed_cost += s.price;
+    }
+    res
+}
+
+fn held(i: &Instance, reason: Reason) -> Decision {
+    Decision {
+        subject: Subject::Instance(i.id.clone()),
+        outcome: Outcome::Held,
+        reason,
+    }
+}
+
+/// Place every workload pod of `node` on the free room of other nodes that stay (first fit).
+/// Commits the placements and returns the hosts used, or the first pod that does not fit.
+fn fit_elsewhere<'c>(
+    node: &'c Node,
+    me: usize,
+    targets: &mut [Option<Target<'c>>],
+    marked: &[bool],
+) -> Result<Vec<usize>, String> {
+    let mut trial: Vec<(usize, Room<'c>)> = Vec::new();
+    for p in node.workload_pods() {
+        let spec = PodSpec::running(p);
+        let mut placed = false;
+        for (ti, t) in targets.iter().enumerate() {
+            if ti == me || marked[ti] {
+                continue;
+            }
+            let Some(t) = t else { continue };
+            let room = trial
+                .iter()
+                .rev()
+                .find(|(x, _)| *x == ti)
+                .map_or(t.room, |(_, r)| *r);
+            if room.fit_count(&t.caps, &spec, 1) == 0
+                || !tolerates_all(spec.tolerations, t.taints)
+                || label_mismatch(spec.node_selector, spec.affinity, &t.labels).is_some()
+            {
+                continue;
+            }
+            let mut room = room;
+            room.take(&t.caps, &spec, 1);
+            trial.push((ti, room));
+            placed = true;
+            break;
+        }
+        if !placed {
+            return Err(format!("{}/{}", p.namespace, p.name));
+        }
+    }
+    let mut hosts = Vec::new();
+    for (ti, room) in trial {
+        if let Some(t) = &mut targets[ti] {
+            // Later entries for the same host carry the accumulated room.
+            t.room = room;
+        }
+        if !hosts.contains(&ti) {
+            hosts.push(ti);
+        }
+    }
+    Ok(hosts)
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::model::{CapacityType, History, Outcome, Subject, Timestamp};
+    use crate::planner::fixtures::*;
+    use crate::planner::plan;
+
+    fn three_ready() -> SnapshotBuilder {
+        snapshot()
+            .group(g5_od())
+            .instance(instance(
+                "i-1",
+                "g5-od",
+                "g5.xlarge",
+                CapacityType::OnDemand,
+            ))
+            .instance(instance(
+                "i-2",
+                "g5-od",
+                "g5.xlarge",
+                CapacityType::OnDemand,
+            ))
+            .instance(instance(
+                "i-3",
+                "g5-od",
+                "g5.xlarge",
+                CapacityType::OnDemand,
+            ))
+            .node(node("i-1", "llm", CapacityType::OnDemand).pod(running_pod("a", 1)))
+            .node(node("i-2", "llm", CapacityType::OnDemand))
+            .node(node("i-3", "llm", CapacityType::OnDemand))
+    }
+
+    fn long_unneeded() -> History {
+        let mut h = History::default();
+        for i in ["i-1", "i-2", "i-3"] {
+            h.unneeded_since.insert(i.into(), Timestamp::from_secs(0));
+        }
+        h
+    }
+
+    fn summary(p: &crate::model::Plan) -> Vec<String> {
+        let mut v: Vec<String> = p
+            .actions
+            .iter()
+            .map(|a| format!("{} {}", a.kind(), a.reason().map_or("", |r| r.code())))
+            .collect();
+        v.extend(p.decisions.iter().filter_map(|d| match &d.subject {
+            Subject::Instance(i) => Some(format!("{i} {}", d.reason.code())),
+            _ => None,
+        }));
+        v
+    }
+
+    #[test]
+    fn table() {
+        let mut pool = pool_cfg("llm");
+        pool.disruption.consolidation = false;
+        pool.disruption.budget.max_disrupted_at_once = 1;
+        // (snapshot, history, pool tweak, expected actions+instance decisions, unneeded count)
+        type Tweak = fn(&mut crate::config::PoolConfig);
+        fn keep(_: &mut crate::config::PoolConfig) {}
+        fn no_headroom(p: &mut crate::config::PoolConfig) {
+            p.disruption.headroom_replicas = 0;
+        }
+        fn min3(p: &mut crate::config::PoolConfig) {
+            p.limits.min_nodes = 3;
+        }
+        fn min1_budget3(p: &mut crate::config::PoolConfig) {
+            p.limits.min_nodes = 1;
+            p.disruption.budget.max_disrupted_at_once = 3;
+            p.disruption.budget.max_per_window = 3;
+        }
+        type Case = (
+            &'static str,
+            crate::model::Snapshot,
+            History,
+            Tweak,
+            Vec<&'static str>,
+            usize,
+        );
+        let cases: Vec<Case> = vec![
+            (
+                "demand 1: two empty unneeded, budget 1 removes one",
+                three_ready().demand("llm", 1, None).build(),
+                long_unneeded(),
+                keep,
+                vec!["scale_down empty", "i-3 budget_exhausted"],
+                2,
+            ),
+            (
+                "stale signal holds everything",
+                three_ready()
+                    .demand("llm", 1, None)
+                    .stale("llm", "prom")
+                    .build(),
+                long_unneeded(),
+                keep,
+                vec![],
+                0,
+            ),
+            (
+                "too short",
+                three_ready().demand("llm", 3, None).build(),
+                History::default(),
+                no_headroom,
+                vec!["i-2 needed_for_demand", "i-3 needed_for_demand"],
+                0,
+            ),
+            (
+                "fresh unneeded waits",
+                three_ready().demand("llm", 2, None).build(),
+                History::default(),
+                keep,
+                vec!["i-3 needed_for_demand", "i-2 unneeded_too_short"],
+                1,
+            ),
+            (
+                "min nodes keeps them",
+                three_ready().demand("llm", 0, None).build(),
+                long_unneeded(),
+                min3,
+                vec!["i-2 at_min_nodes", "i-3 at_min_nodes"],
+                0,
+            ),
+            (
+                "min 1 keeps the busy node, both empty go",
+                three_ready().demand("llm", 0, None).build(),
+                long_unneeded(),
+                min1_budget3,
+                vec!["scale_down empty", "scale_down empty"],
+                2,
+            ),
+        ];
+        for (name, snap, hist, tweak, want, unneeded) in cases {
+            let mut p = pool.clone();
+            tweak(&mut p);
+            let plan = plan(&snap, &config(vec![p]), &hist, T0);
+            let got = summary(&plan);
+            assert_eq!(got, want, "{name}");
+            assert_eq!(plan.unneeded.len(), unneeded, "{name}");
+        }
+    }
+
+    #[test]
+    fn stale_signal_is_reported() {
+        let snap = three_ready()
+            .demand("llm", 1, None)
+            .stale("llm", "prom")
+            .build();
+        let p = plan(&snap, &config(vec![pool_cfg("llm")]), &long_unneeded(), T0);
+        let d = p
+            .decisions
+            .iter()
+            .find(|d| d.reason.code() == "data_stale")
+            .unwrap();
+        assert_eq!(d.outcome, Outcome::Held);
+        assert!(d.reason.to_string().contains("prom"));
+    }
+
+    #[test]
+    fn cooldown_after_scale_up_and_protection() {
+        let mut h = long_unneeded();
+        h.last_scale_up.insert("llm".into(), T0.plus_secs(-60.0));
+        let snap = snapshot()
+            .group(g5_od())
+            .instance(instance(
+                "i-1",
+                "g5-od",
+                "g5.xlarge",
+                CapacityType::OnDemand,
+            ))
+            .instance(instance("i-2", "g5-od", "g5.xlarge", CapacityType::OnDemand).protected())
+            .instance(instance(
+                "i-3",
+                "g5-od",
+                "g5.xlarge",
+                CapacityType::OnDemand,
+            ))
+            .node(node("i-1", "llm", CapacityType::OnDemand).do_not_disrupt("keep"))
+            .node(node("i-3", "llm", CapacityType::OnDemand))
+            .demand("llm", 0, None)
+            .build();
+        let p = plan(&snap, &config(vec![pool_cfg("llm")]), &h, T0);
+        let got = summary(&p);
+        assert!(got.contains(&"i-1 do_not_disrupt".to_string()), "{got:?}");
+        assert!(
+            got.contains(&"i-2 scale_down_disabled".to_string()),
+            "{got:?}"
+        );
+        assert!(
+            got.contains(&"i-3 scale_down_cooldown".to_string()),
+            "{got:?}"
+        );
+        assert!(p.actions.is_empty());
+    }
+
+    #[test]
+    fn busy_node_is_drained_not_terminated() {
+        let mut pool = pool_cfg("llm");
+        pool.disruption.consolidation = false;
+        // Two 4-GPU nodes each running one 1-GPU pod; demand none: one can go, its pod moves.
+        let snap = snapshot()
+            .group(group("g", "llm").offering(offering(
+                "g5.12xlarge",
+                CapacityType::OnDemand,
+                "us-east-1a",
+                5.672,
+            )))
+            .instance(instance("i-a", "g", "g5.12xlarge", CapacityType::OnDemand))
+            .instance(
+                instance("i-b", "g", "g5.12xlarge", CapacityType::OnDemand)
+                    .launched(T0.plus_secs(-10.0)),
+            )
+            .node(node("i-a", "llm", CapacityType::OnDemand).pod(running_pod("a", 1)))
+            .node(node("i-b", "llm", CapacityType::OnDemand).pod(running_pod("b", 1)))
+            .build();
+        let mut h = History::default();
+        h.unneeded_since
+            .insert("i-a".into(), Timestamp::from_secs(0));
+        h.unneeded_since
+            .insert("i-b".into(), Timestamp::from_secs(0));
+        let p = plan(&snap, &config(vec![pool]), &h, T0);
+        assert_eq!(
+            p.unneeded,
+            vec!["i-b".into()],
+            "newest first, the other hosts its pod"
+        );
+        assert!(
+            matches!(&p.actions[..], [crate::model::Action::Drain { instance, .. }] if instance.as_str() == "i-b")
+        );
+    }
+}
