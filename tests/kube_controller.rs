@@ -1,0 +1,486 @@
+//! The real `Controller` and the real planner driving the fake Kubernetes API server through
+//! `KubeCluster`, with a small in-memory cloud: a pending MIG pod scales up exactly once and not
+//! again while its node is coming up; a node that never becomes serving-ready is replaced after
+//! `max_provision_time_s`; two controllers elect one leader.
+
+#![cfg(feature = "kube")]
+
+#[path = "support/fake_kube.rs"]
+mod fake_kube;
+
+use async_trait::async_trait;
+use fake_kube::*;
+use gpupool::config::Config;
+use gpupool::controller::{
+    Cluster, ClusterError, ClusterView, Controller, DemandSource, DrainProgress, Metrics,
+};
+use gpupool::kube::{KubeCluster, LeaderElector};
+use gpupool::model::{
+    Action, CapacityType, GpuInfo, Instance, InstanceId, InstanceType, LifecycleState, MigProfile,
+    Money, NodeGroup, NodeGroupId, Offering, Plan, PoolDemand, PoolName, ProviderEvent, Timestamp,
+};
+use gpupool_provider::{NodeGroupProvider, ProviderError};
+use serde_json::json;
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+
+const CONFIG: &str = r#"
+provider: sim
+mode: kubernetes
+pools:
+  - name: mig
+    requirements: { gpu_models: [A100] }
+    limits: { max_nodes: 4 }
+    disruption: { max_provision_time_s: 900 }
+"#;
+
+fn p4d() -> InstanceType {
+    InstanceType {
+        name: "p4d.24xlarge".into(),
+        vcpu: 96,
+        memory_mib: 1_152_000,
+        gpu: GpuInfo {
+            model: "A100".into(),
+            count: 8,
+            memory_mib_per_gpu: 40_960,
+            mig_profiles: vec![
+                MigProfile {
+                    name: "1g.5gb".into(),
+                    per_gpu: 7,
+                },
+                MigProfile {
+                    name: "3g.20gb".into(),
+                    per_gpu: 2,
+                },
+            ],
+        },
+    }
+}
+
+/// One on-demand ASG; `increase` creates instances in `Launching` (booting, device plugin and
+/// model not up yet), which the test promotes as the node becomes serving-ready.
+#[derive(Default)]
+struct Cloud {
+    group: Option<NodeGroup>,
+    instances: Vec<Instance>,
+    calls: Vec<String>,
+    now: Timestamp,
+    next: u32,
+}
+
+#[derive(Clone, Default)]
+struct MemCloud(Arc<Mutex<Cloud>>);
+
+impl MemCloud {
+    fn new() -> Self {
+        let c = MemCloud::default();
+        c.0.lock().unwrap().group = Some(NodeGroup {
+            id: NodeGroupId::new("mig-od"),
+            pool: PoolName::new("mig"),
+            offerings: vec![Offering {
+                instance_type: p4d(),
+                capacity_type: CapacityType::OnDemand,
+                zone: "us-east-1a".into(),
+                price_per_hour: Money::from_dollars(32.77),
+                interruption_risk_per_hour: 0.0,
+                available: true,
+            }],
+            min_size: 0,
+            max_size: 4,
+            desired: 0,
+            labels: BTreeMap::new(),
+            taints: vec![],
+            warm_pool: None,
+            activity_in_progress: false,
+        });
+        c
+    }
+    fn set_now(&self, t: Timestamp) {
+        self.0.lock().unwrap().now = t;
+    }
+    fn calls(&self) -> Vec<String> {
+        self.0.lock().unwrap().calls.clone()
+    }
+    fn instances(&self) -> Vec<Instance> {
+        self.0.lock().unwrap().instances.clone()
+    }
+}
+
+fn pid(id: &InstanceId) -> String {
+    format!("aws:///us-east-1a/{id}")
+}
+
+#[async_trait]
+impl NodeGroupProvider for MemCloud {
+    fn name(&self) -> &'static str {
+        "mem"
+    }
+    async fn node_groups(&self) -> gpupool_provider::Result<Vec<NodeGroup>> {
+        Ok(self.0.lock().unwrap().group.clone().into_iter().collect())
+    }
+    async fn instances(&self, _group: &NodeGroupId) -> gpupool_provider::Result<Vec<Instance>> {
+        Ok(self.0.lock().unwrap().instances.clone())
+    }
+    async fn increase(&self, group: &NodeGroupId, delta: u32) -> gpupool_provider::Result<()> {
+        let mut c = self.0.lock().unwrap();
+        c.calls.push(format!("increase {group} {delta}"));
+        let now = c.now;
+        for _ in 0..delta {
+            c.next += 1;
+            let id = InstanceId::new(format!("i-{:04}", c.next));
+            c.instances.push(Instance {
+                provider_id: Some(pid(&id)),
+                id,
+                group: group.clone(),
+                instance_type: "p4d.24xlarge".into(),
+                capacity_type: CapacityType::OnDemand,
+                zone: "us-east-1a".into(),
+                state: LifecycleState::Launching,
+                launched_at: now,
+                model_cache: None,
+                protected_from_scale_in: false,
+                awaiting_lifecycle_hook: false,
+                private_ip: None,
+            });
+        }
+        if let Some(g) = c.group.as_mut() {
+            g.desired += delta;
+        }
+        Ok(())
+    }
+    async fn terminate(
+        &self,
+        group: &NodeGroupId,
+        instances: &[InstanceId],
+    ) -> gpupool_provider::Result<()> {
+        let mut c = self.0.lock().unwrap();
+        for id in instances {
+            c.calls.push(format!("terminate {group} {id}"));
+        }
+        let before = c.instances.len();
+        c.instances.retain(|i| !instances.contains(&i.id));
+        let removed = (before - c.instances.len()) as u32;
+        if let Some(g) = c.group.as_mut() {
+            g.desired = g.desired.saturating_sub(removed);
+        }
+        Ok(())
+    }
+    async fn set_warm_pool_size(&self, _g: &NodeGroupId, _s: u32) -> gpupool_provider::Result<()> {
+        Err(ProviderError::InvalidConfig(
+            "no warm pool in this test".into(),
+        ))
+    }
+    async fn complete_warmup(
+        &self,
+        _g: &NodeGroupId,
+        _i: &InstanceId,
+    ) -> gpupool_provider::Result<()> {
+        Ok(())
+    }
+    async fn poll_events(&self) -> gpupool_provider::Result<Vec<ProviderEvent>> {
+        Ok(vec![])
+    }
+    async fn ack_event(&self, _ack: &str) -> gpupool_provider::Result<()> {
+        Ok(())
+    }
+}
+
+/// Pending pods are the only demand in these tests.
+struct NoSignals;
+
+#[async_trait]
+impl DemandSource for NoSignals {
+    async fn read(&mut self, _c: &Config, _n: Timestamp) -> BTreeMap<PoolName, PoolDemand> {
+        BTreeMap::new()
+    }
+}
+
+fn config() -> Arc<Config> {
+    Arc::new(Config::load(CONFIG).unwrap_or_else(|e| panic!("{e}")))
+}
+
+/// `KubeCluster` with the last view it returned kept for the test, so the test can tell when
+/// the controller has *seen* a change it made on the API server.
+struct Seen {
+    inner: KubeCluster,
+    last: Arc<Mutex<Option<ClusterView>>>,
+}
+
+#[async_trait]
+impl Cluster for Seen {
+    async fn observe(
+        &mut self,
+        i: &[Instance],
+        now: Timestamp,
+    ) -> Result<ClusterView, ClusterError> {
+        let v = self.inner.observe(i, now).await?;
+        *self.last.lock().unwrap() = Some(v.clone());
+        Ok(v)
+    }
+    async fn drain(
+        &mut self,
+        i: &Instance,
+        d: Timestamp,
+        now: Timestamp,
+    ) -> Result<DrainProgress, ClusterError> {
+        self.inner.drain(i, d, now).await
+    }
+    async fn publish(&mut self, plan: &Plan, now: Timestamp) {
+        self.inner.publish(plan, now).await
+    }
+}
+
+type LastView = Arc<Mutex<Option<ClusterView>>>;
+
+async fn controller(fake: &FakeKube, cloud: &MemCloud) -> (Controller, LastView) {
+    let cfg = config();
+    let cluster = KubeCluster::start(fake.client(), cfg.clone(), Some("gpupool-0".into()));
+    eventually(10, "initial lists", || {
+        let ok = cluster.synced();
+        async move { ok.then_some(()) }
+    })
+    .await;
+    let last = LastView::default();
+    let ctl = Controller::new(
+        cfg,
+        Arc::new(cloud.clone()),
+        Box::new(Seen {
+            inner: cluster,
+            last: last.clone(),
+        }),
+        Box::new(NoSignals),
+        Arc::new(Metrics::default()),
+    );
+    (ctl, last)
+}
+
+/// Tick at `t` until the controller's cluster view satisfies `f` (repeating a tick at the same
+/// instant changes nothing the assertions look at: same plan, actions deduplicated by state).
+async fn tick_until(
+    ctl: &mut Controller,
+    last: &LastView,
+    t: Timestamp,
+    what: &str,
+    f: impl Fn(&ClusterView) -> bool,
+) {
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        ctl.tick(t).await.unwrap();
+        if last.lock().unwrap().as_ref().is_some_and(&f) {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "controller never saw {what}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
+fn node_is(v: &ClusterView, name: &str, step: &str, ready: bool) -> bool {
+    v.nodes.iter().any(|n| {
+        n.name == name
+            && n.serving_ready == ready
+            && n.labels.get("test-step").map(String::as_str) == Some(step)
+    })
+}
+
+fn mig_node(name: &str, id: &InstanceId, slices: u32, step: &str) -> serde_json::Value {
+    let mut n = gpu_node(name, &pid(id), "mig", 0, json!({"test-step": step}));
+    let s = slices.to_string();
+    n["status"]["capacity"]["nvidia.com/mig-1g.5gb"] = json!(s);
+    n["status"]["allocatable"]["nvidia.com/mig-1g.5gb"] = json!(s);
+    n
+}
+
+fn increases(cloud: &MemCloud) -> usize {
+    cloud
+        .calls()
+        .iter()
+        .filter(|c| c.starts_with("increase"))
+        .count()
+}
+
+fn pod_events(fake: &FakeKube, pod: &str, reason: &str) -> usize {
+    fake.list(Kind::Event)
+        .iter()
+        .filter(|e| e["regarding"]["name"] == pod && e["reason"] == reason)
+        .count()
+}
+
+#[tokio::test]
+async fn pending_mig_pod_scales_up_once_and_waits_for_the_node_to_serve() {
+    let fake = FakeKube::start().await;
+    fake.apply(pending_pod(
+        "ml",
+        "small-model",
+        json!({"nvidia.com/mig-1g.5gb": "1"}),
+        json!({"gpupool.io/pool": "mig"}),
+    ));
+    let cloud = MemCloud::new();
+    let (mut ctl, last) = controller(&fake, &cloud).await;
+
+    let t0 = Timestamp::from_secs(100_000);
+    cloud.set_now(t0);
+    let r = ctl.tick(t0).await.unwrap();
+    let plan = r.plan().unwrap();
+    let ups: Vec<&Action> = plan
+        .actions
+        .iter()
+        .filter(|a| matches!(a, Action::ScaleUp { .. }))
+        .collect();
+    assert_eq!(ups.len(), 1, "{plan:#?}");
+    match ups[0] {
+        Action::ScaleUp {
+            group,
+            count,
+            offering,
+            ..
+        } => {
+            assert_eq!(group.as_str(), "mig-od");
+            assert_eq!(*count, 1);
+            assert_eq!(offering.instance_type.as_str(), "p4d.24xlarge");
+        }
+        _ => unreachable!(),
+    }
+    assert_eq!(cloud.calls(), vec!["increase mig-od 1"]);
+    assert_eq!(pod_events(&fake, "small-model", "TriggeredScaleUp"), 1);
+
+    // The instance boots (no node yet), the node registers without MIG slices allocatable,
+    // then with slices but kubelet not Ready: in flight all along, never a second scale-up.
+    let id = cloud.instances()[0].id.clone();
+    let mut t = t0.plus_secs(10.0);
+    cloud.set_now(t);
+    ctl.tick(t).await.unwrap();
+    assert_eq!(increases(&cloud), 1, "{:?}", cloud.calls());
+    t = t.plus_secs(10.0);
+    fake.apply(mig_node("ip-10-0-1-1", &id, 0, "registered"));
+    tick_until(&mut ctl, &last, t, "the registered node", |v| {
+        node_is(v, "ip-10-0-1-1", "registered", false)
+    })
+    .await;
+    assert_eq!(increases(&cloud), 1, "{:?}", cloud.calls());
+    t = t.plus_secs(10.0);
+    let mut n = mig_node("ip-10-0-1-1", &id, 56, "not-ready");
+    n["status"]["conditions"] = json!([{"type": "Ready", "status": "False"}]);
+    fake.apply(n);
+    tick_until(&mut ctl, &last, t, "the NotReady node", |v| {
+        node_is(v, "ip-10-0-1-1", "not-ready", false)
+    })
+    .await;
+    assert_eq!(increases(&cloud), 1, "{:?}", cloud.calls());
+    // Serving-ready before the cloud reports the instance running: still counted once.
+    t = t.plus_secs(10.0);
+    fake.apply(mig_node("ip-10-0-1-1", &id, 56, "serving"));
+    tick_until(&mut ctl, &last, t, "the serving node", |v| {
+        node_is(v, "ip-10-0-1-1", "serving", true)
+    })
+    .await;
+    assert_eq!(increases(&cloud), 1, "{:?}", cloud.calls());
+    // Nothing was terminated or drained meanwhile, and the pod's event was written once.
+    assert!(!cloud.calls().iter().any(|c| c.starts_with("terminate")));
+    assert_eq!(pod_events(&fake, "small-model", "TriggeredScaleUp"), 1);
+}
+
+#[tokio::test]
+async fn a_node_that_never_serves_is_replaced_after_max_provision_time() {
+    let fake = FakeKube::start().await;
+    fake.apply(pending_pod(
+        "ml",
+        "small-model",
+        json!({"nvidia.com/mig-1g.5gb": "1"}),
+        json!({"gpupool.io/pool": "mig"}),
+    ));
+    let cloud = MemCloud::new();
+    let (mut ctl, last) = controller(&fake, &cloud).await;
+    let t0 = Timestamp::from_secs(200_000);
+    cloud.set_now(t0);
+    ctl.tick(t0).await.unwrap();
+    let stuck = cloud.instances()[0].id.clone();
+    // The node registers but its GPUs never become allocatable (driver never loads).
+    fake.apply(mig_node("ip-10-0-2-2", &stuck, 0, "stuck"));
+    tick_until(&mut ctl, &last, t0, "the stuck node", |v| {
+        node_is(v, "ip-10-0-2-2", "stuck", false)
+    })
+    .await;
+    let mut t = t0;
+    for _ in 0..5 {
+        t = t.plus_secs(60.0);
+        cloud.set_now(t);
+        ctl.tick(t).await.unwrap();
+    }
+    assert_eq!(
+        increases(&cloud),
+        1,
+        "waiting, not re-launching: {:?}",
+        cloud.calls()
+    );
+    // Past max_provision_time_s (900 s): terminated and replaced in the same plan.
+    t = t0.plus_secs(960.0);
+    cloud.set_now(t);
+    let r = ctl.tick(t).await.unwrap();
+    let calls = cloud.calls();
+    assert!(
+        calls.contains(&format!("terminate mig-od {stuck}")),
+        "{calls:?}\n{:#?}",
+        r.plan()
+    );
+    assert_eq!(
+        increases(&cloud),
+        2,
+        "a replacement was launched: {calls:?}"
+    );
+    // The stuck node got a ScaleDown event.
+    eventually(5, "ScaleDown event on the stuck node", || {
+        let n = fake
+            .list(Kind::Event)
+            .iter()
+            .filter(|e| e["regarding"]["name"] == "ip-10-0-2-2" && e["reason"] == "ScaleDown")
+            .count();
+        async move { (n == 1).then_some(()) }
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn two_controllers_one_leader_only_the_leader_acts() {
+    let fake = FakeKube::start().await;
+    fake.apply(pending_pod(
+        "ml",
+        "small-model",
+        json!({"nvidia.com/mig-1g.5gb": "1"}),
+        json!({"gpupool.io/pool": "mig"}),
+    ));
+    let cloud = MemCloud::new();
+    let mut ctls = [
+        controller(&fake, &cloud).await.0,
+        controller(&fake, &cloud).await.0,
+    ];
+    let k = gpupool::config::KubernetesConfig::default();
+    let mut electors = [
+        LeaderElector::from_config(fake.client(), &k, "gpupool-0"),
+        LeaderElector::from_config(fake.client(), &k, "gpupool-1"),
+    ];
+    // The run loop: tick only while leader. Both replicas, 5 rounds, 10 s apart.
+    let t0 = Timestamp::from_secs(300_000);
+    let mut leaders_per_round = Vec::new();
+    for round in 0..5 {
+        let t = t0.plus_secs(10.0 * f64::from(round));
+        cloud.set_now(t);
+        let mut leading = 0;
+        for (ctl, el) in ctls.iter_mut().zip(electors.iter_mut()) {
+            if el.try_acquire_or_renew(t).await.unwrap() {
+                leading += 1;
+                ctl.tick(t).await.unwrap();
+            }
+        }
+        leaders_per_round.push(leading);
+    }
+    assert_eq!(leaders_per_round, vec![1; 5]);
+    assert_eq!(
+        increases(&cloud),
+        1,
+        "one leader, one scale-up: {:?}",
+        cloud.calls()
+    );
+}
