@@ -14,7 +14,7 @@ pub struct Args {
     /// scenario YAML file.
     #[arg(long)]
     pub scenario: String,
-    /// `all`, or a comma-separated list of gpupool, static-peak, hpa-ca, karpenter, oracle.
+    /// `all`, or a comma-separated list of gpupool, gpupool-noforecast, static-peak, hpa-ca, karpenter, oracle.
     #[arg(long, default_value = "all")]
     pub policy: String,
     /// RNG seed; default from GPUPOOL_SIM_SEED, else the scenario's seed.

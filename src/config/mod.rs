@@ -647,16 +647,44 @@ pub struct LatencySignal {
     pub timeout_s: u64,
 }
 
-/// The simulator's queue: waiting requests per replica target.
+/// The simulator's queue, with KEDA arithmetic on the value `metric` selects: replicas =
+/// ceil(value / `target_per_replica`) once the value exceeds `activation`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SimQueueSignal {
     pub target_per_replica: f64,
     #[serde(default)]
     pub activation: f64,
-    /// Count requests being served too (concurrency-based scaling).
+    /// Count requests being served too (concurrency-based scaling). `queue` metric only.
     #[serde(default = "d_true")]
     pub include_in_flight: bool,
+    /// What the value is; `queue` by default.
+    #[serde(default)]
+    pub metric: SimQueueMetric,
+    /// The rate window of the `offered_load` metric (Prometheus `rate(...[window])`), seconds.
+    #[serde(default = "d_load_window")]
+    pub window_s: f64,
+}
+
+fn d_load_window() -> f64 {
+    60.0
+}
+
+/// The value a simulator queue signal reads, as a Prometheus query over a vLLM deployment would.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SimQueueMetric {
+    /// Requests waiting (`vllm:num_requests_waiting`), plus those running
+    /// (`vllm:num_requests_running`) with `include_in_flight`. Grows with backlog: while
+    /// replacements cold-start, every request that arrives adds to it.
+    #[default]
+    Queue,
+    /// Concurrent requests the offered traffic needs, by Little's law: the arrival rate over
+    /// `window_s` times the mean service time of the requests completed over it (a gateway's
+    /// request counter × `vllm:request_inference_time_seconds` sum/count). It does not count
+    /// backlog, so it stays put while capacity cold-starts; divide by a replica's concurrency
+    /// (times a utilisation target) for replicas.
+    OfferedLoad,
 }
 
 impl SignalConfig {

@@ -642,6 +642,11 @@ fn signal(c: &mut Check, cfg: &Config, at: &str, s: &SignalConfig) {
             q.activation,
             "activation threshold",
         );
+        c.positive_f(
+            format!("{at}.sim_queue.window_s"),
+            q.window_s,
+            "rate window in seconds",
+        );
         if cfg.provider != ProviderKind::Sim {
             c.fail(
                 format!("{at}.sim_queue"),

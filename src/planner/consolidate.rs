@@ -6,14 +6,18 @@
 //! Worth it only when the saving over the next hour beats the cold-start cost of the new node:
 //! (old − new effective price) × 1 h > new price × cold_start_s / 3600. At most as many
 //! replacements are in flight per pool as the budget allows, counting nodes already launching.
-//! The replacement keeps the old node's capacity type, so the spot/on-demand split holds.
+//! The replacement keeps the old node's capacity type, so the spot/on-demand split holds —
+//! except that an on-demand node may be replaced by spot while the pool runs more on-demand
+//! nodes than its split wants (`on_demand_base` + `1 − spot_share` of the rest): that is how a
+//! pool returns to spot after a spot outage made it fall back to on-demand. Without it, the
+//! fallback on-demand nodes stay until demand falls, long after spot is back.
 
 use super::PoolCtx;
-use super::capacity::Chooser;
+use super::capacity::{Chooser, on_demand_target};
 use super::fit::{PodSpec, Room, static_fit};
 use super::scaledown::{Budget, Serving};
 use crate::config::Mode;
-use crate::model::{Action, Decision, InstanceId, Money, Outcome, Reason, Subject};
+use crate::model::{Action, CapacityType, Decision, InstanceId, Money, Outcome, Reason, Subject};
 use std::collections::{BTreeSet, HashMap};
 
 struct Candidate {
@@ -39,6 +43,15 @@ pub(crate) fn consolidate<'a>(
     let cold_h = pool.scale_up.cold_start_s as f64 / 3600.0;
     let mut fit_cache: HashMap<(PodSpec<'a>, usize), u32> = HashMap::new();
     let mut worth = Vec::new();
+    // On-demand nodes above the split's target: each may be swapped for spot.
+    let on_demand = serving
+        .iter()
+        .filter(|s| s.inst.capacity_type == CapacityType::OnDemand)
+        .count() as u32;
+    let mut od_excess = on_demand.saturating_sub(on_demand_target(
+        pool,
+        serving.len() as u32 + in_flight_nodes,
+    ));
     for (si, s) in serving.iter().enumerate() {
         let Some(old) = s.tpl else { continue };
         if s.empty || s.protected.is_some() || unneeded.contains(&s.inst.id) {
@@ -51,7 +64,10 @@ pub(crate) fn consolidate<'a>(
             if t.eff_price >= s.eff_price {
                 break;
             }
-            if !t.usable() || t.capacity_type() != ct || ti == old {
+            let to_spot = ct == CapacityType::OnDemand
+                && t.capacity_type() == CapacityType::Spot
+                && od_excess > 0;
+            if !t.usable() || (t.capacity_type() != ct && !to_spot) || ti == old {
                 continue;
             }
             let holds = match (mode, s.node) {
@@ -79,6 +95,9 @@ pub(crate) fn consolidate<'a>(
         }
         let Some(ti) = found else { continue };
         let t = &ctx.tpls[ti];
+        if t.capacity_type() != ct {
+            od_excess -= 1;
+        }
         let saving = s.eff_price - t.eff_price;
         let cold_cost = t.price.scale(cold_h);
         if saving > cold_cost {

@@ -396,19 +396,35 @@ impl SignalDemand {
                 forecaster: Forecaster::for_pool(pool),
                 crons: BTreeMap::new(),
             });
-        // Stale demand is not observed: the gap is filled by the last value when forecasting.
-        let now_replicas = replicas_now?;
-        state.forecaster.observe(now, now_replicas);
-        let f = state
-            .forecaster
-            .forecast(now, pool.forecast_horizon_s())
-            .unwrap_or(now_replicas);
-        let cap = replicas_per_node(pool).map(|r| r.saturating_mul(pool.limits.max_nodes));
-        Some(match cap {
-            Some(cap) => f.min(cap).max(now_replicas),
-            None => f.max(now_replicas),
-        })
+        forecast_pool(&mut state.forecaster, pool, replicas_now, now)
     }
+}
+
+/// One tick of a pool's forecast, shared by every demand source (production [`SignalDemand`]
+/// and the simulator's), so the simulator measures exactly what production does: feed
+/// `replicas_now` to the pool's forecaster and forecast over `pool.forecast_horizon_s()`,
+/// never below `replicas_now` and capped at what `limits.max_nodes` nodes can serve when that
+/// is known. `None` when forecasting is disabled for the pool or the demand is unknown (stale
+/// demand is not observed: the gap is filled by the last value when forecasting).
+pub fn forecast_pool(
+    forecaster: &mut Forecaster,
+    pool: &PoolConfig,
+    replicas_now: Option<u32>,
+    now: Timestamp,
+) -> Option<u32> {
+    if !pool.forecast.enabled {
+        return None;
+    }
+    let now_replicas = replicas_now?;
+    forecaster.observe(now, now_replicas);
+    let f = forecaster
+        .forecast(now, pool.forecast_horizon_s())
+        .unwrap_or(now_replicas);
+    let cap = replicas_per_node(pool).map(|r| r.saturating_mul(pool.limits.max_nodes));
+    Some(match cap {
+        Some(cap) => f.min(cap).max(now_replicas),
+        None => f.max(now_replicas),
+    })
 }
 
 #[cfg(test)]

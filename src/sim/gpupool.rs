@@ -3,20 +3,24 @@
 //!
 //! - [`SimCluster`] is VM-only style: one node per Ready instance, with its in-flight requests;
 //!   draining stops routing to the instance and completes when its in-flight requests finish.
-//! - [`SimDemand`] turns each pool's `sim_queue` signal into `PoolDemand` with KEDA arithmetic
-//!   (`replicas = ceil(value / target_per_replica)` once `value > activation`), reading the
-//!   value of the last Prometheus scrape (`signals.scrape_interval_s`), so the controller sees
-//!   what it would see live. It also reports the waiting, in-flight and p95 queue-wait readings
-//!   (no replicas: guard-rail information). `replicas_forecast` is left `None`: the forecaster in
-//!   `src/signals/forecast.rs` is not wired into the simulator yet.
+//! - [`SimDemand`] turns each pool's `sim_queue` signals into `PoolDemand` with KEDA arithmetic
+//!   (`replicas = ceil(value / target_per_replica)` once `value > activation`; the pool wants
+//!   the largest of its signals), reading the value of the last Prometheus scrape
+//!   (`signals.scrape_interval_s`), so the controller sees what it would see live. A signal
+//!   reads the queue (waiting, optionally + in flight) or the offered load (Little's law over a
+//!   rate window, see [`offered_load`]). It also reports the waiting, in-flight and p95
+//!   queue-wait readings (no replicas: guard-rail information). When the pool's
+//!   `forecast.enabled`, `replicas_forecast` comes from a per-pool `Forecaster` through
+//!   [`crate::signals::forecast_pool`], the same code production's `SignalDemand` runs.
 
 use super::provider::{SharedWorld, lock};
-use super::world::{Serve, is_running};
-use crate::config::Config;
+use super::world::{Sample, Serve, is_running};
+use crate::config::{Config, SimQueueMetric, SimQueueSignal};
 use crate::controller::{Cluster, ClusterError, ClusterView, DemandSource, DrainProgress};
 use crate::model::{
     Instance, LifecycleState, Node, PoolDemand, PoolName, SignalReading, Timestamp,
 };
+use crate::signals::{Forecaster, forecast_pool};
 use async_trait::async_trait;
 use std::collections::BTreeMap;
 
@@ -62,6 +66,7 @@ impl Cluster for SimCluster {
                 pods: Vec::new(),
                 in_flight_requests: Some(i.in_flight.len() as u32),
                 idle_since: None,
+                unhealthy: None,
             });
         }
         Ok(ClusterView {
@@ -88,6 +93,9 @@ impl Cluster for SimCluster {
 pub struct SimDemand {
     world: SharedWorld,
     scrape_ms: i64,
+    /// One forecaster per pool, fed and read through the same helper as production's
+    /// `SignalDemand`, so forecasting behaves here exactly as it does live.
+    forecasters: BTreeMap<PoolName, Forecaster>,
 }
 
 impl SimDemand {
@@ -95,7 +103,13 @@ impl SimDemand {
         SimDemand {
             world,
             scrape_ms: (scrape_interval_s * 1000.0).max(1.0) as i64,
+            forecasters: BTreeMap::new(),
         }
+    }
+
+    /// The pool's forecaster, if the pool has been read with forecasting enabled.
+    pub fn forecaster(&self, pool: &PoolName) -> Option<&Forecaster> {
+        self.forecasters.get(pool)
     }
 }
 
@@ -108,6 +122,47 @@ pub fn keda_replicas(value: f64, target: f64, activation: f64) -> u32 {
     }
 }
 
+/// Little's law over the rate window ending at `now`: arrivals per second × mean service time
+/// (s) of the requests completed in the window = concurrent requests the traffic needs. `None`
+/// when the window holds no two samples or no completion yet (nothing to estimate from).
+pub fn offered_load(now: &Sample, before: &Sample) -> Option<f64> {
+    let dt_s = now.t_s - before.t_s;
+    if dt_s <= 0.0 {
+        return None;
+    }
+    let arrivals = now.arrived_total.saturating_sub(before.arrived_total) as f64;
+    let done = now.completed_total.saturating_sub(before.completed_total);
+    // No completion in the window (long requests, or nothing served yet): fall back to the
+    // mean over everything completed so far, as `..._sum / ..._count` without `rate()` would.
+    let mean_service_s = if done > 0 {
+        now.completed_service_ms_total
+            .saturating_sub(before.completed_service_ms_total) as f64
+            / done as f64
+            / 1000.0
+    } else if now.completed_total > 0 {
+        now.completed_service_ms_total as f64 / now.completed_total as f64 / 1000.0
+    } else {
+        return None;
+    };
+    Some(arrivals / dt_s * mean_service_s)
+}
+
+/// The value one simulator queue signal reads at the scrape `smp` (`before` is the sample one
+/// rate window earlier), `None` when it cannot be computed.
+fn signal_value(q: &SimQueueSignal, smp: &Sample, before: Option<&Sample>) -> Option<f64> {
+    match q.metric {
+        SimQueueMetric::Queue => Some(
+            f64::from(smp.waiting)
+                + if q.include_in_flight {
+                    f64::from(smp.in_flight)
+                } else {
+                    0.0
+                },
+        ),
+        SimQueueMetric::OfferedLoad => before.and_then(|b| offered_load(smp, b)),
+    }
+}
+
 #[async_trait]
 impl DemandSource for SimDemand {
     async fn read(&mut self, config: &Config, now: Timestamp) -> BTreeMap<PoolName, PoolDemand> {
@@ -115,19 +170,20 @@ impl DemandSource for SimDemand {
         // The last scrape at or before now.
         let scrape_at = (now.millis() / self.scrape_ms) * self.scrape_ms;
         let sample = w.sample_at(scrape_at).cloned();
+        // Forget pools removed from the config, as production does.
+        self.forecasters
+            .retain(|name, _| config.pool(name).is_some());
         let mut out = BTreeMap::new();
         for pool in &config.pools {
             let mut demand = PoolDemand::default();
             for (j, s) in pool.signals.iter().enumerate() {
                 let Some(q) = &s.sim_queue else { continue };
-                let reading = match &sample {
-                    Some(smp) => {
-                        let v = f64::from(smp.waiting)
-                            + if q.include_in_flight {
-                                f64::from(smp.in_flight)
-                            } else {
-                                0.0
-                            };
+                let value = sample.as_ref().and_then(|smp| {
+                    let before = w.sample_at(scrape_at - (q.window_s * 1000.0) as i64);
+                    signal_value(q, smp, before).map(|v| (v, smp.t_s))
+                });
+                let reading = match value {
+                    Some((v, t_s)) => {
                         let r = keda_replicas(v, q.target_per_replica, q.activation);
                         demand.replicas_now = Some(demand.replicas_now.unwrap_or(0).max(r));
                         SignalReading {
@@ -135,7 +191,7 @@ impl DemandSource for SimDemand {
                             value: Some(v),
                             replicas: Some(r),
                             stale: false,
-                            observed_at: Some(Timestamp::from_secs_f64(smp.t_s)),
+                            observed_at: Some(Timestamp::from_secs_f64(t_s)),
                         }
                     }
                     None => SignalReading {
@@ -163,6 +219,13 @@ impl DemandSource for SimDemand {
                     });
                 }
             }
+            if pool.forecast.enabled {
+                let f = self
+                    .forecasters
+                    .entry(pool.name.clone())
+                    .or_insert_with(|| Forecaster::for_pool(pool));
+                demand.replicas_forecast = forecast_pool(f, pool, demand.replicas_now, now);
+            }
             out.insert(pool.name.clone(), demand);
         }
         out
@@ -179,5 +242,63 @@ mod tests {
         assert_eq!(keda_replicas(1.0, 4.0, 0.0), 1);
         assert_eq!(keda_replicas(9.0, 4.0, 0.0), 3);
         assert_eq!(keda_replicas(2.0, 4.0, 2.0), 0);
+    }
+
+    fn sample(t_s: f64, arrived: u64, completed: u64, service_ms: u64) -> Sample {
+        Sample {
+            t_s,
+            arrived_total: arrived,
+            completed_total: completed,
+            completed_service_ms_total: service_ms,
+            ..Sample::default()
+        }
+    }
+
+    #[test]
+    fn offered_load_is_littles_law_over_the_window() {
+        // 120 arrivals in 60 s = 2 req/s; 10 completions of 3 s each = 3 s mean: 6 in service.
+        let v = offered_load(
+            &sample(160.0, 220, 60, 150_000),
+            &sample(100.0, 100, 50, 120_000),
+        );
+        assert_eq!(v, Some(6.0));
+        // No completion in the window: the mean over all completions so far (4 s).
+        let v = offered_load(
+            &sample(160.0, 160, 10, 40_000),
+            &sample(100.0, 100, 10, 40_000),
+        );
+        assert_eq!(v, Some(4.0));
+        // Nothing completed yet, or no window: unknown, not zero.
+        assert_eq!(
+            offered_load(&sample(60.0, 50, 0, 0), &sample(0.0, 0, 0, 0)),
+            None
+        );
+        assert_eq!(
+            offered_load(&sample(0.0, 5, 1, 10), &sample(0.0, 5, 1, 10)),
+            None
+        );
+    }
+
+    #[test]
+    fn backlog_moves_the_queue_metric_but_not_the_offered_load() {
+        let q = |metric| SimQueueSignal {
+            target_per_replica: 6.0,
+            activation: 0.0,
+            include_in_flight: true,
+            metric,
+            window_s: 60.0,
+        };
+        let before = sample(0.0, 0, 0, 0);
+        let mut now = sample(60.0, 120, 10, 30_000);
+        now.in_flight = 8;
+        now.waiting = 100;
+        assert_eq!(
+            signal_value(&q(SimQueueMetric::Queue), &now, None),
+            Some(108.0)
+        );
+        assert_eq!(
+            signal_value(&q(SimQueueMetric::OfferedLoad), &now, Some(&before)),
+            Some(6.0)
+        );
     }
 }

@@ -43,7 +43,9 @@ pub enum SimError {
     Scenario { scenario: String, message: String },
     #[error("oracle ILP: {0}")]
     Oracle(String),
-    #[error("unknown policy {0:?}; policies: gpupool, static-peak, hpa-ca, karpenter, oracle")]
+    #[error(
+        "unknown policy {0:?}; policies: gpupool, gpupool-noforecast, static-peak, hpa-ca, karpenter, oracle"
+    )]
     UnknownPolicy(String),
     #[error("writing the report to {path}")]
     Report {

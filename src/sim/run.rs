@@ -17,6 +17,9 @@ use std::sync::{Arc, Mutex};
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Policy {
     Gpupool,
+    /// gpupool with the same config but `forecast.enabled: false` on every pool: what
+    /// forecasting adds, side by side.
+    GpupoolNoForecast,
     StaticPeak,
     HpaCa,
     Karpenter,
@@ -24,8 +27,9 @@ pub enum Policy {
 }
 
 impl Policy {
-    pub const ALL: [Policy; 5] = [
+    pub const ALL: [Policy; 6] = [
         Policy::Gpupool,
+        Policy::GpupoolNoForecast,
         Policy::StaticPeak,
         Policy::HpaCa,
         Policy::Karpenter,
@@ -34,6 +38,7 @@ impl Policy {
     pub fn name(self) -> &'static str {
         match self {
             Policy::Gpupool => "gpupool",
+            Policy::GpupoolNoForecast => "gpupool-noforecast",
             Policy::StaticPeak => "static-peak",
             Policy::HpaCa => "hpa-ca",
             Policy::Karpenter => "karpenter",
@@ -361,11 +366,21 @@ fn run_loop(p: &Prepared, policy: Policy, progress: &dyn Fn(f64)) -> PolicyRun {
 }
 
 /// Run the production controller on the virtual clock.
-fn run_gpupool(p: &Prepared, progress: &dyn Fn(f64)) -> Result<PolicyRun, SimError> {
+fn run_gpupool(
+    p: &Prepared,
+    policy: Policy,
+    progress: &dyn Fn(f64),
+) -> Result<PolicyRun, SimError> {
     use super::gpupool::{SimCluster, SimDemand};
     use crate::controller::{Controller, Metrics};
     let world: SharedWorld = Arc::new(Mutex::new(p.world()));
-    let config = Arc::new(p.scenario.config.clone());
+    let mut config = p.scenario.config.clone();
+    if policy == Policy::GpupoolNoForecast {
+        for pool in &mut config.pools {
+            pool.forecast.enabled = false;
+        }
+    }
+    let config = Arc::new(config);
     let provider = Arc::new(SimProvider::new(world.clone()));
     let pool = config.pools[0].name.clone();
     let mut controller = Controller::new(
@@ -397,7 +412,7 @@ fn run_gpupool(p: &Prepared, progress: &dyn Fn(f64)) -> Result<PolicyRun, SimErr
         .map_err(|_| SimError::Controller("world still shared after the run".into()))?
         .into_inner()
         .unwrap_or_else(|e| e.into_inner());
-    Ok(finish(p, Policy::Gpupool, w))
+    Ok(finish(p, policy, w))
 }
 
 fn oracle_run(p: &Prepared) -> PolicyRun {
@@ -454,7 +469,7 @@ pub fn run_scenario(
     for (i, pol) in opts.policies.iter().enumerate() {
         let pr = |f: f64| progress(i, f);
         let run = match pol {
-            Policy::Gpupool => run_gpupool(&prepared, &pr)?,
+            Policy::Gpupool | Policy::GpupoolNoForecast => run_gpupool(&prepared, *pol, &pr)?,
             Policy::Oracle => oracle_run(&prepared),
             other => run_loop(&prepared, *other, &pr),
         };

@@ -160,6 +160,13 @@ pub struct Sample {
     pub cost_spot: f64,
     /// p95 queue wait of requests that started in the last 60 s (the latency a dashboard shows).
     pub queue_wait_p95_s: f64,
+    /// Counters, as a serving stack exports them (e.g. a gateway's request counter and vLLM's
+    /// `vllm:request_inference_time_seconds` sum/count): requests arrived so far, requests
+    /// completed so far and the service time those completed requests took, in ms. Rates come
+    /// from differences between two samples, as Prometheus `rate()` does.
+    pub arrived_total: u64,
+    pub completed_total: u64,
+    pub completed_service_ms_total: u64,
 }
 
 /// One call that changed the cloud, for the determinism hash, scale-action counts and reaction
@@ -208,6 +215,9 @@ pub struct World {
     pub busy_gpu_ms: f64,
     pub requests_hurt: u32,
     pub requests_cut_short: u32,
+    /// Completed requests and their total service time (for the samples' counters).
+    completed_total: u64,
+    completed_service_ms_total: u64,
 }
 
 const MS_PER_HOUR: f64 = 3_600_000.0;
@@ -234,6 +244,8 @@ impl World {
             samples: Vec::new(),
             next_sample_ms: 0,
             recent_waits: VecDeque::new(),
+            completed_total: 0,
+            completed_service_ms_total: 0,
             calls: Vec::new(),
             interruptions: Vec::new(),
             cost_on_demand: 0.0,
@@ -346,6 +358,8 @@ impl World {
             return;
         }
         r.done_ms = Some(now);
+        self.completed_total += 1;
+        self.completed_service_ms_total += r.service_ms.max(0) as u64;
         let holder = self
             .insts
             .iter()
@@ -437,6 +451,9 @@ impl World {
             cost_on_demand: self.cost_on_demand,
             cost_spot: self.cost_spot,
             queue_wait_p95_s: p95,
+            arrived_total: self.next_arrival as u64,
+            completed_total: self.completed_total,
+            completed_service_ms_total: self.completed_service_ms_total,
             ..Sample::default()
         };
         for i in self.insts.values() {
