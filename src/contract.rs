@@ -91,7 +91,6 @@ pub const KUBE_RBAC: &[(&str, &str, &[&str])] = &[
     ("", "pods/eviction", &["create"]),
     ("", "events", &["create", "patch"]),
     ("events.k8s.io", "events", &["create", "patch"]),
-    ("policy", "poddisruptionbudgets", &["get", "list", "watch"]),
     (
         "coordination.k8s.io",
         "leases",

@@ -64,6 +64,11 @@ impl Health {
         self.ticked.store(true, Ordering::Relaxed);
     }
 
+    /// Called by a standby's loop: alive, but not ticking (only the leader ticks).
+    pub fn heartbeat(&self, now: Timestamp) {
+        self.last_tick_ms.store(now.millis(), Ordering::Relaxed);
+    }
+
     pub fn set_leader(&self, leader: bool) {
         self.leader.store(leader, Ordering::Relaxed);
     }
@@ -78,16 +83,18 @@ impl Health {
         }
     }
 
-    /// Readiness: leader and the last tick succeeded.
-    pub fn ready(&self) -> Result<(), &'static str> {
+    /// Readiness. A standby is ready (`Ok("not-leader")`): answering 503 there would let the
+    /// PodDisruptionBudget block evicting the leader forever (drains, cluster upgrades). The
+    /// leader is ready once its last tick succeeded.
+    pub fn ready(&self) -> Result<&'static str, &'static str> {
         if !self.leader.load(Ordering::Relaxed) {
-            Err("not-leader")
+            Ok("not-leader")
         } else if !self.ticked.load(Ordering::Relaxed) {
             Err("no-tick-yet")
         } else if !self.last_tick_ok.load(Ordering::Relaxed) {
             Err("last-tick-failed")
         } else {
-            Ok(())
+            Ok("ready")
         }
     }
 }
@@ -135,7 +142,7 @@ async fn healthz(State(s): State<AppState>) -> impl IntoResponse {
 
 async fn readyz(State(s): State<AppState>) -> impl IntoResponse {
     match s.health.ready() {
-        Ok(()) => (StatusCode::OK, "ready"),
+        Ok(body) => (StatusCode::OK, body),
         Err(why) => (StatusCode::SERVICE_UNAVAILABLE, why),
     }
 }
@@ -188,15 +195,15 @@ mod tests {
     #[test]
     fn readiness_needs_leader_and_a_good_tick() {
         let h = Health::new(10, Timestamp::from_secs(0));
-        assert_eq!(h.ready(), Err("not-leader"));
+        assert_eq!(h.ready(), Ok("not-leader"));
         h.set_leader(true);
         assert_eq!(h.ready(), Err("no-tick-yet"));
         h.record_tick(Timestamp::from_secs(10), false);
         assert_eq!(h.ready(), Err("last-tick-failed"));
         h.record_tick(Timestamp::from_secs(20), true);
-        assert_eq!(h.ready(), Ok(()));
+        assert_eq!(h.ready(), Ok("ready"));
         h.set_leader(false);
-        assert_eq!(h.ready(), Err("not-leader"));
+        assert_eq!(h.ready(), Ok("not-leader"));
     }
 
     #[tokio::test]
@@ -218,10 +225,15 @@ mod tests {
         assert_eq!(m.status(), 200);
         assert!(m.text().await.unwrap().contains("gpupool_ticks_total 1"));
         assert_eq!(get("/healthz").await.unwrap().status(), 200);
+        // A standby is ready (so a PDB never blocks evicting the leader) and says why it idles.
         let r = get("/readyz").await.unwrap();
-        assert_eq!(r.status(), 503);
+        assert_eq!(r.status(), 200);
         assert_eq!(r.text().await.unwrap(), "not-leader");
         health.set_leader(true);
+        health.record_tick(wall_clock(), false);
+        let r = get("/readyz").await.unwrap();
+        assert_eq!(r.status(), 503);
+        assert_eq!(r.text().await.unwrap(), "last-tick-failed");
         health.record_tick(wall_clock(), true);
         assert_eq!(get("/readyz").await.unwrap().status(), 200);
         tx.send(()).unwrap();

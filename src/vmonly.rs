@@ -288,6 +288,7 @@ impl Cluster for VmCluster {
                 pods: Vec::new(),
                 in_flight_requests: p.in_flight,
                 idle_since,
+                unhealthy: None,
             });
         }
         for (pool, n) in serving {

@@ -67,6 +67,7 @@ impl Cluster for ReadyCluster {
                 pods: vec![],
                 in_flight_requests: Some(0),
                 idle_since: None,
+                unhealthy: None,
             })
             .collect();
         Ok(ClusterView {

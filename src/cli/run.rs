@@ -141,6 +141,7 @@ async fn serve(config: Arc<Config>, args: Args) -> anyhow::Result<ExitCode> {
         health.set_leader(is_leader);
         metrics.leader.set(i64::from(is_leader));
         if !is_leader {
+            health.heartbeat(now);
             continue;
         }
         let ok = match controller.tick(now).await {
@@ -240,9 +241,12 @@ async fn kube_cluster(
     config: &Arc<Config>,
     leader: &mut Leadership,
 ) -> anyhow::Result<Box<dyn Cluster>> {
-    let client = kube::Client::try_default()
+    // In-cluster config or KUBECONFIG; kube's default retry of 429 is switched off so a
+    // PDB-blocked eviction never stalls the control loop.
+    let kube_config = kube::Config::infer()
         .await
-        .context("connecting to the Kubernetes API (in-cluster config or KUBECONFIG)")?;
+        .context("finding the Kubernetes API (in-cluster config or KUBECONFIG)")?;
+    let client = gpupool::kube::client(kube_config).context("building the Kubernetes client")?;
     let identity = std::env::var("POD_NAME")
         .or_else(|_| std::env::var("HOSTNAME"))
         .unwrap_or_else(|_| format!("gpupool-{}", std::process::id()));

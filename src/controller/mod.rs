@@ -160,6 +160,8 @@ pub struct Controller {
     stale_state: BTreeMap<(PoolName, String), bool>,
     /// Pool of each managed group, from the last observation (instances carry only a group).
     group_pools: BTreeMap<NodeGroupId, PoolName>,
+    /// Since when each instance the cloud calls running has not been serving-ready.
+    not_serving_since: BTreeMap<InstanceId, Timestamp>,
 }
 
 impl Controller {
@@ -184,6 +186,7 @@ impl Controller {
             last_tick: None,
             stale_state: BTreeMap::new(),
             group_pools: BTreeMap::new(),
+            not_serving_since: BTreeMap::new(),
         }
     }
 
@@ -257,6 +260,7 @@ impl Controller {
             demand,
         };
         self.apply_own_state(&mut snapshot);
+        self.apply_serving_readiness(&mut snapshot, now);
 
         // Plan and act; a capacity error backs the offering off and re-plans once so the
         // fallback happens in this tick, not the next.
@@ -273,6 +277,7 @@ impl Controller {
                     snapshot.groups = g;
                     snapshot.instances = i;
                     self.apply_own_state(&mut snapshot);
+                    self.apply_serving_readiness(&mut snapshot, now);
                 }
                 Err(_) => break,
             }
@@ -350,6 +355,53 @@ impl Controller {
         for node in &mut snapshot.nodes {
             if self.drains.contains_key(&node.instance) {
                 node.cordoned = true;
+            }
+        }
+    }
+
+    /// An instance the cloud calls running serves only once its node is serving-ready (GPUs
+    /// allocatable, model cache warm, health URL answering). Until then it is in flight —
+    /// counted once, neither as capacity nor as missing — from the moment the controller first
+    /// saw it not serving. Past the pool's `max_provision_time_s` a node that exists is marked
+    /// unhealthy (the planner drains and replaces it); an instance with no node at all stays
+    /// `Launching` and the planner's stuck-launch rule replaces it.
+    fn apply_serving_readiness(&mut self, snapshot: &mut Snapshot, now: Timestamp) {
+        let nodes: BTreeMap<InstanceId, (bool, bool)> = snapshot
+            .nodes
+            .iter()
+            .map(|n| (n.instance.clone(), (n.serving_ready, n.unhealthy.is_some())))
+            .collect();
+        let mut seen = BTreeSet::new();
+        let mut mark_unhealthy = Vec::new();
+        for inst in &mut snapshot.instances {
+            if inst.state != LifecycleState::Ready {
+                continue;
+            }
+            match nodes.get(&inst.id) {
+                Some((true, _)) | Some((_, true)) => continue,
+                _ => {}
+            }
+            seen.insert(inst.id.clone());
+            let since = *self.not_serving_since.entry(inst.id.clone()).or_insert(now);
+            let max_s = self
+                .group_pools
+                .get(&inst.group)
+                .and_then(|p| self.config.pool(p))
+                .map_or(900, |p| p.disruption.max_provision_time_s);
+            let waited = now.secs_since(since);
+            if nodes.contains_key(&inst.id) && waited > max_s as f64 {
+                mark_unhealthy.push((inst.id.clone(), waited as u64));
+                continue;
+            }
+            inst.state = LifecycleState::Launching;
+            inst.launched_at = inst.launched_at.max(since);
+        }
+        self.not_serving_since.retain(|id, _| seen.contains(id));
+        for (id, waited) in mark_unhealthy {
+            if let Some(n) = snapshot.nodes.iter_mut().find(|n| n.instance == id) {
+                n.unhealthy = Some(format!(
+                    "not serving-ready {waited} s after the cloud reported the instance running"
+                ));
             }
         }
     }

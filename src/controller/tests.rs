@@ -134,6 +134,7 @@ impl Cluster for MemCluster {
                 pods: vec![],
                 in_flight_requests: Some(1),
                 idle_since: None,
+                unhealthy: None,
             })
             .collect();
         Ok(ClusterView {
@@ -415,5 +416,80 @@ fn launch_failure_event_backs_off_the_offering() {
         c.history()
             .in_backoff(&key, Timestamp::from_secs(60))
             .is_some()
+    );
+}
+
+/// A cluster whose nodes never become serving-ready.
+struct NeverReady;
+
+#[async_trait]
+impl Cluster for NeverReady {
+    async fn observe(
+        &mut self,
+        instances: &[Instance],
+        _now: Timestamp,
+    ) -> Result<ClusterView, ClusterError> {
+        let mut c = MemCluster {
+            drain_ticks: 1,
+            drain_calls: BTreeMap::new(),
+        };
+        let mut v = c.observe(instances, _now).await?;
+        for n in &mut v.nodes {
+            n.serving_ready = false;
+        }
+        Ok(v)
+    }
+    async fn drain(
+        &mut self,
+        _: &Instance,
+        _: Timestamp,
+        _: Timestamp,
+    ) -> Result<DrainProgress, ClusterError> {
+        Ok(DrainProgress::Drained)
+    }
+}
+
+static SEEN_STATES: Mutex<Vec<(LifecycleState, Option<String>)>> = Mutex::new(Vec::new());
+
+fn record_states(s: &Snapshot, _: &Config, _: &History, _: Timestamp) -> Plan {
+    let unhealthy = s.nodes.first().and_then(|n| n.unhealthy.clone());
+    SEEN_STATES
+        .lock()
+        .unwrap()
+        .push((s.instances[0].state, unhealthy));
+    Plan::default()
+}
+
+#[test]
+fn running_instance_is_in_flight_until_serving_then_unhealthy_after_max_provision_time() {
+    let p = MemProvider::default();
+    {
+        let mut w = world(&p);
+        w.groups.push(group("a", CapacityType::Spot));
+        w.instances.push(instance("i-1", "a"));
+    }
+    let mut c = Controller::new(
+        config(),
+        Arc::new(p.clone()),
+        Box::new(NeverReady),
+        Box::new(NoDemand),
+        Arc::new(Metrics::default()),
+    )
+    .with_planner(record_states);
+    block(c.tick(Timestamp::from_secs(0))).unwrap();
+    block(c.tick(Timestamp::from_secs(600))).unwrap();
+    // Default max_provision_time_s is 900: past it the node is reported unhealthy.
+    block(c.tick(Timestamp::from_secs(1000))).unwrap();
+    let seen = SEEN_STATES.lock().unwrap().clone();
+    assert_eq!(seen[0], (LifecycleState::Launching, None));
+    assert_eq!(seen[1], (LifecycleState::Launching, None));
+    assert_eq!(seen[2].0, LifecycleState::Ready);
+    assert!(
+        seen[2]
+            .1
+            .as_deref()
+            .unwrap()
+            .contains("not serving-ready 1000 s"),
+        "{seen:?}"
     );
 }

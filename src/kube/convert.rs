@@ -590,8 +590,6 @@ pub fn node(
         capacity_type: capacity,
         labels: node.metadata.labels.clone().unwrap_or_default(),
         taints: node_taints(node.spec.as_ref()),
-        // `health.unhealthy` has no field in the model yet (proposed as `Node.unhealthy`); until
-        // it lands the node is surfaced as not serving-ready and logged by the caller.
         serving_ready: health.serving_ready,
         cordoned: node
             .spec
@@ -603,6 +601,7 @@ pub fn node(
         pods,
         in_flight_requests: None,
         idle_since,
+        unhealthy: health.unhealthy.clone(),
     }
 }
 

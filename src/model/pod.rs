@@ -228,6 +228,11 @@ pub struct Node {
     /// Since when the node has had no non-daemon pods / no in-flight requests, if known.
     #[serde(default)]
     pub idle_since: Option<Timestamp>,
+    /// Why the node's GPUs are unusable (fewer GPUs than expected, a GPU-unhealthy condition,
+    /// not serving-ready long after the cloud reported the instance running). The planner
+    /// drains and replaces it within the disruption budget.
+    #[serde(default)]
+    pub unhealthy: Option<String>,
 }
 
 impl Node {

@@ -477,6 +477,7 @@ pub fn node(instance: &str, pool: &str, ct: CapacityType) -> NodeBuilder {
         pods: Vec::new(),
         in_flight_requests: None,
         idle_since: None,
+        unhealthy: None,
     })
 }
 

@@ -35,6 +35,33 @@ pub(crate) fn check<'a>(
         reason,
     };
     for &i in &ctx.instances {
+        // A node whose GPUs are unusable is drained and replaced within the budget; it stops
+        // counting as capacity at once so the same plan launches the replacement.
+        if i.state == LifecycleState::Ready
+            && let Some(why) = nodes.get(&i.id).and_then(|n| n.unhealthy.as_ref())
+        {
+            let reason = Reason::Unhealthy {
+                condition: why.clone(),
+            };
+            if budget.take() {
+                actions.push(Action::Drain {
+                    pool: pool.name.clone(),
+                    group: i.group.clone(),
+                    instance: i.id.clone(),
+                    node: nodes.get(&i.id).map(|n| n.name.clone()),
+                    deadline: Some(now.plus_secs(pool.disruption.drain_timeout_s as f64)),
+                    reason,
+                });
+                gone.insert(&i.id);
+            } else {
+                decisions.push(Decision {
+                    subject: Subject::Instance(i.id.clone()),
+                    outcome: Outcome::Held,
+                    reason: budget.exhausted(),
+                });
+            }
+            continue;
+        }
         let waited = now.secs_since(i.launched_at);
         if i.state == LifecycleState::Launching && waited > max_s as f64 {
             actions.push(terminate(
@@ -108,6 +135,55 @@ mod tests {
     use crate::model::{CapacityType, History, LifecycleState};
     use crate::planner::fixtures::*;
     use crate::planner::plan;
+
+    #[test]
+    fn unhealthy_node_is_drained_and_replaced() {
+        let pool = pool_cfg("llm");
+        let mut snap = snapshot()
+            .group(g5_od())
+            .instance(instance(
+                "i-bad",
+                "g5-od",
+                "g5.xlarge",
+                CapacityType::OnDemand,
+            ))
+            .demand("llm", 1, None)
+            .build();
+        for n in &mut snap.nodes {
+            n.unhealthy = Some("GPU count 0 below expected 1".into());
+        }
+        if snap.nodes.is_empty() {
+            // The fixture builds no node for this instance: give it one.
+            snap.nodes.push(crate::model::Node {
+                name: "n-bad".into(),
+                instance: "i-bad".into(),
+                pool: "llm".into(),
+                capacity_type: CapacityType::OnDemand,
+                labels: Default::default(),
+                taints: vec![],
+                serving_ready: false,
+                cordoned: false,
+                scale_down_disabled: false,
+                pods: vec![],
+                in_flight_requests: None,
+                idle_since: None,
+                unhealthy: Some("GPU count 0 below expected 1".into()),
+            });
+        }
+        let p = plan(&snap, &config(vec![pool]), &History::default(), T0);
+        let codes: Vec<_> = p
+            .actions
+            .iter()
+            .map(|a| (a.kind(), a.reason().map(|r| r.code())))
+            .collect();
+        assert_eq!(
+            codes,
+            vec![
+                ("drain", Some("unhealthy")),
+                ("scale_up", Some("signal_demand"))
+            ]
+        );
+    }
 
     #[test]
     fn stuck_launch_is_terminated_and_replanned() {
