@@ -329,7 +329,7 @@ async fn aws_metric_reader(
         return Ok(None);
     };
     let settings = aws_settings(config, Vec::new())?;
-    let reader = gpupool_aws::AwsMetricReader::new(&settings)
+    let reader = gpupool::signals::aws::AwsMetricReader::new(&settings)
         .await
         .context("starting the CloudWatch/SQS signal reader")?;
     Ok(Some(Arc::new(reader)))

@@ -19,6 +19,8 @@
 //! All of a tick's queries run concurrently, each with its own timeout, so one slow endpoint
 //! delays the tick by at most its `timeout_s`.
 
+#[cfg(feature = "aws")]
+pub mod aws;
 pub mod external;
 pub mod forecast;
 pub mod keda;

@@ -1,0 +1,112 @@
+//! Auto Scaling lifecycle states → gpupool's [`LifecycleState`]. Pure.
+
+use aws_sdk_autoscaling::types::LifecycleState as Asg;
+use gpupool_provider::LifecycleState;
+
+/// How one ASG / warm-pool instance state reads for gpupool.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Mapped {
+    pub state: LifecycleState,
+    /// Held by a lifecycle hook (`…:Wait`) until someone completes the action.
+    pub awaiting_hook: bool,
+}
+
+/// Map a state. `was_warm` says the instance was seen in the warm pool before: a `Pending`
+/// instance that left the warm pool is *starting* from a warm disk, not launching cold.
+///
+/// | ASG state | gpupool |
+/// | --- | --- |
+/// | `Pending`, `Pending:Proceed`, `Quarantined` | Launching (Starting if it was warm) |
+/// | `Pending:Wait` | same, awaiting the hook |
+/// | `Warmed:Pending`, `Warmed:Pending:Proceed` / `:Wait` | Warming (`:Wait` awaits the hook) |
+/// | `Warmed:Stopped`, `Warmed:Hibernated`, `Warmed:Running` | Warm |
+/// | `InService`, root-volume replacement states | Ready |
+/// | `Standby`, `EnteringStandby` | Draining (out of service, still billed) |
+/// | `Terminating*`, `Terminated`, `Warmed:Terminat*`, `Detaching`, `Detached` | Terminating |
+pub fn map_state(s: &Asg, was_warm: bool) -> Mapped {
+    use LifecycleState as L;
+    let launching = if was_warm { L::Starting } else { L::Launching };
+    let (state, awaiting_hook) = match s {
+        Asg::Pending | Asg::PendingProceed | Asg::Quarantined => (launching, false),
+        Asg::PendingWait => (launching, true),
+        Asg::WarmedPending | Asg::WarmedPendingProceed | Asg::WarmedPendingRetained => {
+            (L::Warming, false)
+        }
+        Asg::WarmedPendingWait => (L::Warming, true),
+        Asg::WarmedStopped | Asg::WarmedHibernated | Asg::WarmedRunning => (L::Warm, false),
+        Asg::InService
+        | Asg::ReplacingRootVolume
+        | Asg::ReplacingRootVolumeProceed
+        | Asg::ReplacingRootVolumeWait
+        | Asg::RootVolumeReplaced => (L::Ready, false),
+        Asg::Standby | Asg::EnteringStandby => (L::Draining, false),
+        Asg::Terminating
+        | Asg::TerminatingWait
+        | Asg::TerminatingProceed
+        | Asg::TerminatingRetained
+        | Asg::Terminated
+        | Asg::WarmedTerminating
+        | Asg::WarmedTerminatingWait
+        | Asg::WarmedTerminatingProceed
+        | Asg::WarmedTerminatingRetained
+        | Asg::WarmedTerminated
+        | Asg::Detaching
+        | Asg::Detached => (L::Terminating, false),
+        // A state added after this SDK version: count it as leaving, the only reading that
+        // can neither double-count capacity nor pick it as a victim.
+        _ => (L::Terminating, false),
+    };
+    Mapped {
+        state,
+        awaiting_hook,
+    }
+}
+
+/// Already on its way out: terminating it again is a no-op.
+pub fn is_leaving(s: &Asg) -> bool {
+    map_state(s, false).state == LifecycleState::Terminating
+}
+
+/// Kubernetes `spec.providerID` of an EC2 instance.
+pub fn provider_id(zone: &str, instance_id: &str) -> String {
+    format!("aws:///{zone}/{instance_id}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use LifecycleState as L;
+
+    #[test]
+    fn states_map_as_documented() {
+        let m = |s: &str, warm| {
+            let s = Asg::from(s);
+            let r = map_state(&s, warm);
+            (r.state, r.awaiting_hook)
+        };
+        assert_eq!(m("Pending", false), (L::Launching, false));
+        assert_eq!(m("Pending:Wait", false), (L::Launching, true));
+        assert_eq!(m("Pending:Wait", true), (L::Starting, true));
+        assert_eq!(m("Pending", true), (L::Starting, false));
+        assert_eq!(m("Warmed:Pending", false), (L::Warming, false));
+        assert_eq!(m("Warmed:Pending:Wait", false), (L::Warming, true));
+        assert_eq!(m("Warmed:Stopped", false), (L::Warm, false));
+        assert_eq!(m("Warmed:Hibernated", false), (L::Warm, false));
+        assert_eq!(m("InService", false), (L::Ready, false));
+        assert_eq!(m("Standby", false), (L::Draining, false));
+        assert_eq!(m("Terminating:Wait", false), (L::Terminating, false));
+        assert_eq!(m("Warmed:Terminated", false), (L::Terminating, false));
+        assert_eq!(m("Detaching", false), (L::Terminating, false));
+        assert_eq!(m("Some:Future:State", false), (L::Terminating, false));
+        assert!(is_leaving(&Asg::from("Terminating")));
+        assert!(!is_leaving(&Asg::from("InService")));
+    }
+
+    #[test]
+    fn provider_ids_match_kubernetes() {
+        assert_eq!(
+            provider_id("us-east-1a", "i-0abc"),
+            "aws:///us-east-1a/i-0abc"
+        );
+    }
+}

@@ -1,0 +1,251 @@
+//! gpupool's AWS provider: Auto Scaling groups as node groups.
+//!
+//! - **Discovery** ([`AwsProvider::node_groups`]): ASGs tagged `gpupool.io/pool=<pool>` *and*
+//!   `gpupool.io/enabled=true`, for configured pools only. Offerings are the group's instance
+//!   types (launch template, or mixed-instances overrides) × its zones, priced from the tables
+//!   in `data/` and live spot prices; GPU facts come from `DescribeInstanceTypes`.
+//! - **Actuation**: `SetDesiredCapacity`, `TerminateInstanceInAutoScalingGroup` (always with
+//!   decrement, so AWS never picks a victim), `PutWarmPool`, `CompleteLifecycleAction`.
+//! - **Events**: spot interruption warnings, rebalance recommendations, state changes and AWS
+//!   Health scheduled changes from an SQS queue fed by EventBridge ([`events`]), and failed
+//!   launches read back from scaling activities ([`activities`]).
+//! - **Metrics** ([`AwsMetrics`]): CloudWatch `PutMetricData` / `GetMetricData` and SQS queue
+//!   depth, for gpupool's signals and its CloudWatch publishing.
+//!
+//! ## Capacity type of a group
+//! A group is **spot** when its mixed-instances policy sets
+//! `OnDemandPercentageAboveBaseCapacity = 0` (every instance above the on-demand base is
+//! spot), or, without a mixed-instances policy, when its launch template requests the spot
+//! market (`InstanceMarketOptions.MarketType = spot`). Every other group is **on-demand**,
+//! including groups that split capacity above the base (0 < percentage < 100): gpupool cannot
+//! choose which kind one `SetDesiredCapacity` produces, so it prices such a group as on-demand
+//! (the safe side for cost limits) and logs a warning. Give each group one capacity type: the
+//! planner composes the mix from several groups.
+//!
+//! ## Why warm pools sit only on single-type on-demand groups
+//! AWS refuses a warm pool on a group with a mixed-instances policy or one that requests spot
+//! (`PutWarmPool` → ValidationError): a stopped spot instance could be reclaimed while stopped,
+//! and a pool of pre-initialised instances must be of the one launch-template type the group
+//! will start. [`AwsProvider::set_warm_pool_size`] refuses those groups up front with
+//! `InvalidConfig`, so the planner learns the rule from the error kind, not from a failed
+//! call. A pool therefore uses on-demand warm-pool groups for fast, safe capacity and spot
+//! groups (mixed or not) for cheap capacity.
+//!
+//! ## IAM
+//! The crate calls exactly the actions in [`IAM_ACTIONS`] (the same list as gpupool's
+//! `contract.rs`; a root integration test checks the two agree).
+
+pub mod activities;
+mod cloudwatch;
+mod discovery;
+mod error;
+pub mod events;
+mod instances;
+pub mod pricing;
+mod provider;
+
+pub use cloudwatch::{AwsMetrics, Datum, MetricUnit, PUT_METRIC_DATA_MAX_DATUMS, QueueDepth};
+pub use error::THROTTLE_RETRY_AFTER_MS;
+pub use provider::AwsProvider;
+
+/// The SDK crates, re-exported so callers (gpupool's tests, its CLI) build clients against the
+/// same versions without depending on them separately.
+pub mod sdk {
+    pub use aws_config;
+    pub use aws_sdk_autoscaling as autoscaling;
+    pub use aws_sdk_cloudwatch as cloudwatch;
+    pub use aws_sdk_ec2 as ec2;
+    pub use aws_sdk_sqs as sqs;
+}
+
+use gpupool_provider::{InstanceTypeName, PoolName};
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+/// Tag naming a group's pool (gpupool's `contract::TAG_POOL`).
+pub const TAG_POOL: &str = "gpupool.io/pool";
+/// Tag that must be `true` on every group gpupool acts on (`contract::TAG_ENABLED`).
+pub const TAG_ENABLED: &str = "gpupool.io/enabled";
+/// Instance tag holding `<model>@<version>` once the model cache is warm
+/// (`contract::TAG_MODEL_CACHE`).
+pub const TAG_MODEL_CACHE: &str = "gpupool.io/model-cache";
+/// CloudWatch namespace gpupool publishes to (`contract::CLOUDWATCH_NAMESPACE`).
+pub const CLOUDWATCH_NAMESPACE: &str = "gpupool";
+
+/// Every IAM action this crate calls, sorted.
+pub const IAM_ACTIONS: &[&str] = &[
+    "autoscaling:CompleteLifecycleAction",
+    "autoscaling:DescribeAutoScalingGroups",
+    "autoscaling:DescribeLifecycleHooks",
+    "autoscaling:DescribeScalingActivities",
+    "autoscaling:DescribeWarmPool",
+    "autoscaling:PutWarmPool",
+    "autoscaling:SetDesiredCapacity",
+    "autoscaling:TerminateInstanceInAutoScalingGroup",
+    "cloudwatch:GetMetricData",
+    "cloudwatch:PutMetricData",
+    "ec2:DescribeInstanceTypes",
+    "ec2:DescribeInstances",
+    "ec2:DescribeLaunchTemplateVersions",
+    "ec2:DescribeSpotPriceHistory",
+    "sqs:DeleteMessage",
+    "sqs:GetQueueAttributes",
+    "sqs:GetQueueUrl",
+    "sqs:ReceiveMessage",
+];
+
+/// Static credentials, for tests against a local endpoint (moto). Production uses the default
+/// credential chain (environment, profile, web identity / IRSA, ECS, IMDS).
+#[derive(Clone)]
+pub struct StaticCredentials {
+    pub access_key_id: String,
+    pub secret_access_key: String,
+}
+
+impl std::fmt::Debug for StaticCredentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never print the secret.
+        f.debug_struct("StaticCredentials")
+            .field("access_key_id", &self.access_key_id)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Everything the provider needs; gpupool's `AwsConfig` maps onto it.
+#[derive(Clone, Debug)]
+pub struct AwsSettings {
+    pub region: String,
+    /// Endpoint override for every service (tests, VPC endpoints). Without it the SDK still
+    /// honours `AWS_ENDPOINT_URL` / `AWS_ENDPOINT_URL_<SERVICE>`.
+    pub endpoint_url: Option<String>,
+    /// SQS queue fed by EventBridge with interruption events; `None` disables event polling
+    /// (launch failures are still reported).
+    pub interruption_queue_url: Option<String>,
+    /// Limit on one API call including the SDK's retries.
+    pub api_timeout: Duration,
+    /// Attempts per call (first try included) in the SDK's adaptive retry mode.
+    pub max_attempts: u32,
+    /// Pools whose groups are discovered; groups of other pools are never touched.
+    pub pools: Vec<PoolName>,
+    /// `None`: the default credential chain.
+    pub credentials: Option<StaticCredentials>,
+    /// On-demand dollars per hour overriding the shipped table (other regions, new types).
+    pub price_overrides: BTreeMap<InstanceTypeName, f64>,
+}
+
+impl AwsSettings {
+    /// Settings with gpupool's defaults: 20 s per call, 4 attempts, no endpoint override.
+    pub fn new(region: impl Into<String>, pools: Vec<PoolName>) -> Self {
+        AwsSettings {
+            region: region.into(),
+            endpoint_url: None,
+            interruption_queue_url: None,
+            api_timeout: Duration::from_secs(20),
+            max_attempts: 4,
+            pools,
+            credentials: None,
+            price_overrides: BTreeMap::new(),
+        }
+    }
+
+    fn validate(&self) -> Result<(), AwsError> {
+        if self.region.trim().is_empty() {
+            return Err(AwsError::InvalidSettings("region is empty".into()));
+        }
+        if self.api_timeout.is_zero() {
+            return Err(AwsError::InvalidSettings(
+                "api_timeout must be positive".into(),
+            ));
+        }
+        if self.max_attempts == 0 {
+            return Err(AwsError::InvalidSettings(
+                "max_attempts must be at least 1".into(),
+            ));
+        }
+        if let Some((t, p)) = self
+            .price_overrides
+            .iter()
+            .find(|(_, p)| !(p.is_finite() && **p > 0.0))
+        {
+            return Err(AwsError::InvalidSettings(format!(
+                "price_overrides[{t}] must be a positive number of dollars, got {p}"
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// Errors building the provider (API errors are [`gpupool_provider::ProviderError`]).
+#[derive(Debug, thiserror::Error)]
+pub enum AwsError {
+    #[error("invalid AWS settings: {0}")]
+    InvalidSettings(String),
+}
+
+/// The shared SDK configuration: region, endpoint, credentials, adaptive retries, timeouts.
+async fn sdk_config(settings: &AwsSettings) -> Result<aws_config::SdkConfig, AwsError> {
+    use aws_config::{BehaviorVersion, Region};
+    settings.validate()?;
+    let mut loader = aws_config::defaults(BehaviorVersion::latest())
+        .region(Region::new(settings.region.clone()))
+        // Adaptive mode adds client-side rate limiting on top of exponential backoff, so a
+        // burst of throttling slows gpupool down instead of burning its retry budget.
+        .retry_config(
+            aws_config::retry::RetryConfig::adaptive().with_max_attempts(settings.max_attempts),
+        )
+        .timeout_config(
+            aws_config::timeout::TimeoutConfig::builder()
+                .operation_timeout(settings.api_timeout)
+                .build(),
+        );
+    if let Some(url) = &settings.endpoint_url {
+        loader = loader.endpoint_url(url.clone());
+    }
+    if let Some(c) = &settings.credentials {
+        loader = loader.credentials_provider(aws_sdk_autoscaling::config::Credentials::new(
+            c.access_key_id.clone(),
+            c.secret_access_key.clone(),
+            None,
+            None,
+            "gpupool-static",
+        ));
+    }
+    Ok(loader.load().await)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn iam_list_is_sorted_and_unique() {
+        let mut sorted = IAM_ACTIONS.to_vec();
+        sorted.sort_unstable();
+        sorted.dedup();
+        assert_eq!(sorted, IAM_ACTIONS);
+    }
+
+    #[test]
+    fn settings_are_validated() {
+        let ok = AwsSettings::new("us-east-1", vec!["p".into()]);
+        assert!(ok.validate().is_ok());
+        let mut bad = ok.clone();
+        bad.region = " ".into();
+        assert!(bad.validate().is_err());
+        let mut bad = ok.clone();
+        bad.price_overrides.insert("x.large".into(), -1.0);
+        assert!(bad.validate().is_err());
+        let mut bad = ok;
+        bad.max_attempts = 0;
+        assert!(bad.validate().is_err());
+    }
+
+    #[test]
+    fn credentials_debug_hides_the_secret() {
+        let c = StaticCredentials {
+            access_key_id: "AKIA".into(),
+            secret_access_key: "s3cr3t".into(),
+        };
+        assert!(!format!("{c:?}").contains("s3cr3t"));
+    }
+}
