@@ -15,7 +15,9 @@ pub struct AwsMetricReader(gpupool_aws::AwsMetrics);
 
 impl AwsMetricReader {
     pub async fn new(settings: &gpupool_aws::AwsSettings) -> Result<Self, gpupool_aws::AwsError> {
-        Ok(AwsMetricReader(gpupool_aws::AwsMetrics::new(settings).await?))
+        Ok(AwsMetricReader(
+            gpupool_aws::AwsMetrics::new(settings).await?,
+        ))
     }
 }
 
@@ -28,9 +30,18 @@ impl MetricReader for AwsMetricReader {
     ) -> Result<Option<Sample>, ExternalError> {
         let latest = self
             .0
-            .latest(&sig.namespace, &sig.metric_name, &sig.dimensions, &sig.stat, CLOUDWATCH_PERIOD_S)
+            .latest(
+                &sig.namespace,
+                &sig.metric_name,
+                &sig.dimensions,
+                &sig.stat,
+                CLOUDWATCH_PERIOD_S,
+            )
             .await
-            .map_err(|e| ExternalError { call: "GetMetricData", source: Box::new(e) })?;
+            .map_err(|e| ExternalError {
+                call: "GetMetricData",
+                source: Box::new(e),
+            })?;
         Ok(latest.map(|(value, at)| Sample { value, at }))
     }
 
@@ -43,7 +54,13 @@ impl MetricReader for AwsMetricReader {
             .0
             .queue_depth(&sig.queue_url)
             .await
-            .map_err(|e| ExternalError { call: "GetQueueAttributes", source: Box::new(e) })?;
-        Ok(Some(Sample { value: depth.total(sig.include_in_flight) as f64, at: now }))
+            .map_err(|e| ExternalError {
+                call: "GetQueueAttributes",
+                source: Box::new(e),
+            })?;
+        Ok(Some(Sample {
+            value: depth.total(sig.include_in_flight) as f64,
+            at: now,
+        }))
     }
 }
