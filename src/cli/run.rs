@@ -204,7 +204,7 @@ async fn shutdown_signal() {
 enum Leadership {
     None,
     #[cfg(feature = "kube")]
-    Lease(gpupool::kube::lease::LeaderElector),
+    Lease(Box<gpupool::kube::lease::LeaderElector>),
 }
 
 impl Leadership {
@@ -250,11 +250,11 @@ async fn kube_cluster(
     let identity = std::env::var("POD_NAME")
         .or_else(|_| std::env::var("HOSTNAME"))
         .unwrap_or_else(|_| format!("gpupool-{}", std::process::id()));
-    *leader = Leadership::Lease(gpupool::kube::lease::LeaderElector::from_config(
+    *leader = Leadership::Lease(Box::new(gpupool::kube::lease::LeaderElector::from_config(
         client.clone(),
         &config.kubernetes,
         &identity,
-    ));
+    )));
     Ok(Box::new(gpupool::kube::KubeCluster::start(
         client,
         config.clone(),
