@@ -88,6 +88,8 @@ async fn serve(config: Arc<Config>, args: Args) -> anyhow::Result<ExitCode> {
         demand = demand.with_reader(reader);
     }
 
+    let publisher = cloudwatch_publisher(&config).await?;
+
     let mut leader = Leadership::None;
     let cluster: Box<dyn Cluster> = match config.mode {
         Mode::VmOnly => {
@@ -151,6 +153,9 @@ async fn serve(config: Arc<Config>, args: Args) -> anyhow::Result<ExitCode> {
                         tracing::warn!(action = %r.action, kind, error = text, "action failed");
                     }
                 }
+                if let (Some(p), Some(plan)) = (&publisher, report.plan()) {
+                    p.publish(plan, now).await;
+                }
                 true
             }
             Err(e) => {
@@ -176,6 +181,93 @@ async fn serve(config: Arc<Config>, args: Args) -> anyhow::Result<ExitCode> {
             ExitCode::SUCCESS
         },
     )
+}
+
+/// Publishes each tick's per-pool figures to CloudWatch (namespace `gpupool`, dimension
+/// `Pool`), so an ASG target-tracking policy can act as a fallback while the controller is down.
+/// A failed publish is logged and never fails the tick.
+#[cfg(feature = "aws")]
+struct CloudWatchPublisher(gpupool_aws::AwsMetrics);
+
+#[cfg(feature = "aws")]
+impl CloudWatchPublisher {
+    async fn publish(&self, plan: &gpupool::model::Plan, now: Timestamp) {
+        use gpupool_aws::{Datum, MetricUnit};
+        let mut data = Vec::new();
+        for s in &plan.pools {
+            let mut put = |metric: &str, value: f64, unit: MetricUnit| {
+                data.push(Datum {
+                    metric: metric.into(),
+                    pool: Some(s.pool.clone()),
+                    group: None,
+                    value,
+                    unit,
+                    at: now,
+                });
+            };
+            put(
+                "DesiredNodes",
+                f64::from(s.desired_nodes),
+                MetricUnit::Count,
+            );
+            put("ReadyNodes", f64::from(s.ready_nodes), MetricUnit::Count);
+            put(
+                "InFlightNodes",
+                f64::from(s.in_flight_nodes),
+                MetricUnit::Count,
+            );
+            put(
+                "WarmInstances",
+                f64::from(s.warm_instances),
+                MetricUnit::Count,
+            );
+            put(
+                "PendingGpuPods",
+                f64::from(s.pending_pods),
+                MetricUnit::Count,
+            );
+            if let Some(w) = s.wanted_replicas {
+                put("WantedReplicas", f64::from(w), MetricUnit::Count);
+            }
+            put(
+                "EstimatedCostPerHour",
+                s.cost_per_hour.dollars(),
+                MetricUnit::None,
+            );
+        }
+        if let Err(e) = self.0.publish(&data).await {
+            tracing::warn!(error = %gpupool::controller::error_chain(&e), "CloudWatch PutMetricData failed");
+        }
+    }
+}
+
+#[cfg(feature = "aws")]
+async fn cloudwatch_publisher(config: &Config) -> anyhow::Result<Option<CloudWatchPublisher>> {
+    if !config.aws.as_ref().is_some_and(|a| a.publish_cloudwatch) {
+        return Ok(None);
+    }
+    let settings = aws_settings(config, Vec::new())?;
+    let m = gpupool_aws::AwsMetrics::new(&settings)
+        .await
+        .context("starting the CloudWatch publisher")?;
+    Ok(Some(CloudWatchPublisher(m)))
+}
+
+/// Without the AWS SDK there is nothing to publish with; a config asking for it is refused.
+#[cfg(not(feature = "aws"))]
+struct CloudWatchPublisher;
+
+#[cfg(not(feature = "aws"))]
+impl CloudWatchPublisher {
+    async fn publish(&self, _: &gpupool::model::Plan, _: Timestamp) {}
+}
+
+#[cfg(not(feature = "aws"))]
+async fn cloudwatch_publisher(config: &Config) -> anyhow::Result<Option<CloudWatchPublisher>> {
+    if config.aws.as_ref().is_some_and(|a| a.publish_cloudwatch) {
+        bail!("aws.publish_cloudwatch needs a gpupool built with AWS support (--features aws)");
+    }
+    Ok(None)
 }
 
 async fn shutdown_signal() {

@@ -21,8 +21,6 @@ mod capacity;
 mod consolidate;
 mod demand;
 mod eligible;
-#[cfg(test)]
-mod examples_test;
 mod fit;
 pub mod fixtures;
 mod health;

@@ -1,8 +1,8 @@
 //! The shipped example snapshots (`examples/snapshots/*.json`) planned with their config: each
 //! must keep showing the situation it documents, so the examples cannot rot.
 
-use crate::config::Config;
-use crate::model::{Action, History, Outcome, Plan, Snapshot, Subject};
+use gpupool::config::Config;
+use gpupool::model::{Action, History, Outcome, Plan, Snapshot, Subject};
 use std::path::PathBuf;
 
 fn dir() -> PathBuf {
@@ -13,7 +13,7 @@ fn run(name: &str) -> Plan {
     let cfg = Config::load_file(&dir().join("config.yaml")).expect("example config is valid");
     let text = std::fs::read_to_string(dir().join(name)).expect("example snapshot exists");
     let snap: Snapshot = serde_json::from_str(&text).expect("example snapshot parses");
-    crate::planner::plan(&snap, &cfg, &History::default(), snap.taken_at)
+    gpupool::planner::plan(&snap, &cfg, &History::default(), snap.taken_at)
 }
 
 fn pod_reason(p: &Plan, pod: &str) -> (Outcome, String) {
