@@ -204,24 +204,9 @@ pub fn contract_json() -> serde_json::Value {
     serde_json::to_value(c).expect("contract is plain data")
 }
 
-/// The value form of `<model>@<version>` where a label value must carry it. Kubernetes label
-/// values and GCP label values both reject `@` (and GCP rejects `.` and upper case), so every
-/// character outside `[a-z0-9_-]` becomes `_` after lower-casing: `llama-70b@v3.1` →
-/// `llama-70b_v3_1`. AWS tags keep the plain `<model>@<version>`. The node-group modules in
-/// terraform/ write exactly this encoding; compare encoded forms, never raw ones.
-pub fn model_cache_label_value(cache: &str) -> String {
-    cache
-        .chars()
-        .map(|c| {
-            let c = c.to_ascii_lowercase();
-            if c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-' {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect()
-}
+/// The label-value form of `<model>@<version>` (Kubernetes and GCP), defined once in the
+/// provider API crate so the GCP provider uses the very same encoding.
+pub use gpupool_provider::model_cache_label_value;
 
 /// GCP label form of an AWS-style key: `gpupool.io/pool` → `gpupool-io-pool`.
 pub fn gcp_label_key(key: &str) -> String {

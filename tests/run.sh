@@ -55,8 +55,9 @@ done
 stage "format and lints"
 run_step "cargo fmt --check" cargo fmt --all -- --check
 # The planner stays pure: no clock, randomness, async runtime, network or files inside it.
-if grep -rnE 'tokio::|Instant::now|SystemTime::now|Utc::now|rand::|thread_rng|kube::|aws_sdk|aws_config|google_cloud|reqwest::|std::fs::|std::env::' src/planner >/dev/null 2>&1; then
-  grep -rnE 'tokio::|Instant::now|SystemTime::now|Utc::now|rand::|thread_rng|kube::|aws_sdk|aws_config|google_cloud|reqwest::|std::fs::|std::env::' src/planner | head
+impure=$(grep -rnE 'tokio::|Instant::now|SystemTime::now|Utc::now|rand::|thread_rng|kube::|aws_sdk|aws_config|google_cloud|reqwest::|std::fs::|std::env::' src/planner)
+if [ -n "$impure" ]; then
+  printf '%s\n' "$impure" | head
   bad "planner purity"
 else
   ok "planner purity"

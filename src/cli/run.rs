@@ -83,12 +83,21 @@ async fn serve(config: Arc<Config>, args: Args) -> anyhow::Result<ExitCode> {
     let mut demand = SignalDemand::new()
         .context("building the signal HTTP client")?
         .with_serving(serving.clone());
+    // One CloudWatch + SQS client set serves both the demand signals and the publisher.
     #[cfg(feature = "aws")]
-    if let Some(reader) = aws_metric_reader(&config).await? {
-        demand = demand.with_reader(reader);
+    let aws_metrics = aws_metrics(&config).await?;
+    #[cfg(feature = "aws")]
+    if let Some(m) = &aws_metrics {
+        demand = demand.with_reader(Arc::new(gpupool::signals::aws::AwsMetricReader::from(
+            m.clone(),
+        )));
     }
-
-    let publisher = cloudwatch_publisher(&config).await?;
+    #[cfg(feature = "aws")]
+    let publisher = aws_metrics
+        .filter(|_| config.aws.as_ref().is_some_and(|a| a.publish_cloudwatch))
+        .map(CloudWatchPublisher);
+    #[cfg(not(feature = "aws"))]
+    let publisher = cloudwatch_publisher(&config)?;
 
     let mut leader = Leadership::None;
     let cluster: Box<dyn Cluster> = match config.mode {
@@ -241,18 +250,6 @@ impl CloudWatchPublisher {
     }
 }
 
-#[cfg(feature = "aws")]
-async fn cloudwatch_publisher(config: &Config) -> anyhow::Result<Option<CloudWatchPublisher>> {
-    if !config.aws.as_ref().is_some_and(|a| a.publish_cloudwatch) {
-        return Ok(None);
-    }
-    let settings = aws_settings(config, Vec::new())?;
-    let m = gpupool_aws::AwsMetrics::new(&settings)
-        .await
-        .context("starting the CloudWatch publisher")?;
-    Ok(Some(CloudWatchPublisher(m)))
-}
-
 /// Without the AWS SDK there is nothing to publish with; a config asking for it is refused.
 #[cfg(not(feature = "aws"))]
 struct CloudWatchPublisher;
@@ -263,7 +260,7 @@ impl CloudWatchPublisher {
 }
 
 #[cfg(not(feature = "aws"))]
-async fn cloudwatch_publisher(config: &Config) -> anyhow::Result<Option<CloudWatchPublisher>> {
+fn cloudwatch_publisher(config: &Config) -> anyhow::Result<Option<CloudWatchPublisher>> {
     if config.aws.as_ref().is_some_and(|a| a.publish_cloudwatch) {
         bail!("aws.publish_cloudwatch needs a gpupool built with AWS support (--features aws)");
     }
@@ -363,14 +360,13 @@ async fn kube_cluster(_: &Arc<Config>, _: &mut Leadership) -> anyhow::Result<Box
 }
 
 async fn provider(config: &Config) -> anyhow::Result<Arc<dyn NodeGroupProvider>> {
-    let pools: Vec<_> = config.pools.iter().map(|p| p.name.clone()).collect();
     match config.provider {
         ProviderKind::Sim => bail!(
             "provider: sim is the simulator's; run `gpupool simulate --scenario quick` \
              (or set provider: aws / gcp)"
         ),
-        ProviderKind::Aws => aws_provider(config, pools).await,
-        ProviderKind::Gcp => gcp_provider(config, pools).await,
+        ProviderKind::Aws => aws_provider(config).await,
+        ProviderKind::Gcp => gcp_provider(config).await,
     }
 }
 
@@ -392,10 +388,8 @@ fn aws_settings(
 }
 
 #[cfg(feature = "aws")]
-async fn aws_provider(
-    config: &Config,
-    pools: Vec<gpupool::model::PoolName>,
-) -> anyhow::Result<Arc<dyn NodeGroupProvider>> {
+async fn aws_provider(config: &Config) -> anyhow::Result<Arc<dyn NodeGroupProvider>> {
+    let pools = config.pools.iter().map(|p| p.name.clone()).collect();
     let settings = aws_settings(config, pools)?;
     let p = gpupool_aws::AwsProvider::new(settings)
         .await
@@ -404,34 +398,28 @@ async fn aws_provider(
 }
 
 #[cfg(not(feature = "aws"))]
-async fn aws_provider(
-    _: &Config,
-    _: Vec<gpupool::model::PoolName>,
-) -> anyhow::Result<Arc<dyn NodeGroupProvider>> {
+async fn aws_provider(_: &Config) -> anyhow::Result<Arc<dyn NodeGroupProvider>> {
     bail!(
         "provider: aws needs a gpupool built with AWS support (cargo build --release --features aws)"
     )
 }
 
+/// CloudWatch and SQS clients, when the config has an `aws:` section (signals may use AWS even
+/// with provider: gcp).
 #[cfg(feature = "aws")]
-async fn aws_metric_reader(
-    config: &Config,
-) -> anyhow::Result<Option<Arc<dyn gpupool::signals::MetricReader>>> {
-    let Some(_) = config.aws.as_ref() else {
+async fn aws_metrics(config: &Config) -> anyhow::Result<Option<gpupool_aws::AwsMetrics>> {
+    if config.aws.is_none() {
         return Ok(None);
-    };
+    }
     let settings = aws_settings(config, Vec::new())?;
-    let reader = gpupool::signals::aws::AwsMetricReader::new(&settings)
+    let m = gpupool_aws::AwsMetrics::new(&settings)
         .await
-        .context("starting the CloudWatch/SQS signal reader")?;
-    Ok(Some(Arc::new(reader)))
+        .context("starting the CloudWatch/SQS clients")?;
+    Ok(Some(m))
 }
 
 #[cfg(feature = "gcp")]
-async fn gcp_provider(
-    config: &Config,
-    pools: Vec<gpupool::model::PoolName>,
-) -> anyhow::Result<Arc<dyn NodeGroupProvider>> {
+async fn gcp_provider(config: &Config) -> anyhow::Result<Arc<dyn NodeGroupProvider>> {
     let g = config
         .gcp
         .as_ref()
@@ -442,7 +430,6 @@ async fn gcp_provider(
     s.api_timeout = Duration::from_secs(g.api_timeout_s);
     s.operation_deadline = Duration::from_secs(g.operation_deadline_s);
     // Each MIG's cap and the drift check follow the pool's own config.
-    let _ = pools;
     s.pools = config
         .pools
         .iter()
@@ -459,10 +446,7 @@ async fn gcp_provider(
 }
 
 #[cfg(not(feature = "gcp"))]
-async fn gcp_provider(
-    _: &Config,
-    _: Vec<gpupool::model::PoolName>,
-) -> anyhow::Result<Arc<dyn NodeGroupProvider>> {
+async fn gcp_provider(_: &Config) -> anyhow::Result<Arc<dyn NodeGroupProvider>> {
     bail!(
         "provider: gcp needs a gpupool built with GCP support (cargo build --release --features gcp)"
     )

@@ -693,20 +693,22 @@ impl SignalConfig {
         if let Some(n) = &self.name {
             return n.clone();
         }
-        let kind = if self.prometheus.is_some() {
-            "prometheus"
-        } else if self.cloudwatch.is_some() {
-            "cloudwatch"
-        } else if self.sqs.is_some() {
-            "sqs"
-        } else if self.cron.is_some() {
-            "cron"
-        } else if self.latency.is_some() {
-            "latency"
-        } else {
-            "sim-queue"
-        };
+        let kind = self.sources().next().unwrap_or("signal");
         format!("{kind}-{index}")
+    }
+
+    /// The source kinds this entry sets (validation requires exactly one).
+    pub fn sources(&self) -> impl Iterator<Item = &'static str> {
+        [
+            ("prometheus", self.prometheus.is_some()),
+            ("cloudwatch", self.cloudwatch.is_some()),
+            ("sqs", self.sqs.is_some()),
+            ("cron", self.cron.is_some()),
+            ("latency", self.latency.is_some()),
+            ("sim-queue", self.sim_queue.is_some()),
+        ]
+        .into_iter()
+        .filter_map(|(kind, set)| set.then_some(kind))
     }
 }
 

@@ -482,17 +482,7 @@ fn pool(c: &mut Check, cfg: &Config, i: usize, p: &PoolConfig) {
 }
 
 fn signal(c: &mut Check, cfg: &Config, at: &str, s: &SignalConfig) {
-    let n = [
-        s.prometheus.is_some(),
-        s.cloudwatch.is_some(),
-        s.sqs.is_some(),
-        s.cron.is_some(),
-        s.latency.is_some(),
-        s.sim_queue.is_some(),
-    ]
-    .iter()
-    .filter(|b| **b)
-    .count();
+    let n = s.sources().count();
     if n != 1 {
         c.fail(
             at.to_string(),

@@ -17,7 +17,7 @@ pub mod metrics;
 
 pub use metrics::Metrics;
 
-use crate::config::Config;
+use crate::config::{Config, DisruptionPolicy};
 use crate::model::{
     Action, History, Instance, InstanceId, LifecycleState, Node, NodeGroup, NodeGroupId,
     OfferingKey, PendingPod, Plan, PoolDemand, PoolName, ProviderEventKind, Reason, Snapshot,
@@ -200,10 +200,6 @@ impl Controller {
         &self.history
     }
 
-    pub fn config(&self) -> &Config {
-        &self.config
-    }
-
     /// Instances currently being drained, with their deadlines.
     pub fn draining(&self) -> impl Iterator<Item = (&InstanceId, Timestamp)> {
         self.drains.iter().map(|(id, d)| (id, d.deadline))
@@ -259,8 +255,7 @@ impl Controller {
             pending_pods: view.pending_pods,
             demand,
         };
-        self.apply_own_state(&mut snapshot);
-        self.apply_serving_readiness(&mut snapshot, now);
+        self.overlay(&mut snapshot, now);
 
         // Plan and act; a capacity error backs the offering off and re-plans once so the
         // fallback happens in this tick, not the next.
@@ -276,8 +271,7 @@ impl Controller {
                 Ok((g, i)) => {
                     snapshot.groups = g;
                     snapshot.instances = i;
-                    self.apply_own_state(&mut snapshot);
-                    self.apply_serving_readiness(&mut snapshot, now);
+                    self.overlay(&mut snapshot, now);
                 }
                 Err(_) => break,
             }
@@ -342,6 +336,12 @@ impl Controller {
     }
 
     /// Overlay what only the controller knows: drains in progress and requested terminations.
+    /// What only the controller knows, laid over the observed snapshot before planning.
+    fn overlay(&mut self, snapshot: &mut Snapshot, now: Timestamp) {
+        self.apply_own_state(snapshot);
+        self.apply_serving_readiness(snapshot, now);
+    }
+
     fn apply_own_state(&self, snapshot: &mut Snapshot) {
         for inst in &mut snapshot.instances {
             if self.terminating.contains(&inst.id) {
@@ -383,11 +383,7 @@ impl Controller {
             }
             seen.insert(inst.id.clone());
             let since = *self.not_serving_since.entry(inst.id.clone()).or_insert(now);
-            let max_s = self
-                .group_pools
-                .get(&inst.group)
-                .and_then(|p| self.config.pool(p))
-                .map_or(900, |p| p.disruption.max_provision_time_s);
+            let max_s = self.disruption_of(&inst.group).max_provision_time_s;
             let waited = now.secs_since(since);
             if nodes.contains_key(&inst.id) && waited > max_s as f64 {
                 mark_unhealthy.push((inst.id.clone(), waited as u64));
@@ -540,9 +536,16 @@ impl Controller {
     }
 
     fn drain_timeout(&self, inst: &Instance) -> u64 {
-        self.pool_of_group(&inst.group)
+        self.disruption_of(&inst.group).drain_timeout_s
+    }
+
+    /// The disruption policy of a group's pool. Groups are filtered to configured pools, so the
+    /// default only covers an instance whose group vanished between two observations.
+    fn disruption_of(&self, group: &NodeGroupId) -> DisruptionPolicy {
+        self.pool_of_group(group)
             .and_then(|p| self.config.pool(p))
-            .map_or(900, |p| p.disruption.drain_timeout_s)
+            .map(|p| p.disruption.clone())
+            .unwrap_or_default()
     }
 
     fn start_drain(&mut self, inst: &Instance, deadline: Timestamp, reason: Reason) {
@@ -655,6 +658,7 @@ impl Controller {
             },
             Action::Drain {
                 pool,
+                group,
                 instance,
                 deadline,
                 reason,
@@ -663,10 +667,7 @@ impl Controller {
                 let Some(inst) = snapshot.instances.iter().find(|i| &i.id == instance) else {
                     return Ok(());
                 };
-                let timeout =
-                    self.config
-                        .pool(pool)
-                        .map_or(900, |p| p.disruption.drain_timeout_s) as f64;
+                let timeout = self.disruption_of(group).drain_timeout_s as f64;
                 let deadline = deadline.unwrap_or(now.plus_secs(timeout));
                 self.history.record_disruption(pool, instance, now);
                 self.start_drain(inst, deadline, reason.clone());
@@ -865,15 +866,11 @@ impl Controller {
                 crate::model::Subject::Pool(p) => p.to_string(),
                 _ => String::new(),
             };
-            let outcome = serde_json::to_value(d.outcome)
-                .ok()
-                .and_then(|v| v.as_str().map(str::to_owned))
-                .unwrap_or_default();
             self.metrics
                 .decisions
                 .get_or_create(&metrics::DecisionLabels {
                     pool,
-                    outcome,
+                    outcome: d.outcome.as_str().into(),
                     reason: d.reason.code().into(),
                 })
                 .inc();

@@ -222,6 +222,17 @@ pub enum Outcome {
     Blocked,
 }
 
+impl Outcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Acted => "acted",
+            Outcome::Satisfied => "satisfied",
+            Outcome::Held => "held",
+            Outcome::Blocked => "blocked",
+        }
+    }
+}
+
 /// A decision with its reason.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Decision {
@@ -232,13 +243,13 @@ pub struct Decision {
 
 impl fmt::Display for Decision {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let o = match self.outcome {
-            Outcome::Acted => "acted",
-            Outcome::Satisfied => "satisfied",
-            Outcome::Held => "held",
-            Outcome::Blocked => "blocked",
-        };
-        write!(f, "{} {o}: {}", self.subject, self.reason)
+        write!(
+            f,
+            "{} {}: {}",
+            self.subject,
+            self.outcome.as_str(),
+            self.reason
+        )
     }
 }
 

@@ -13,11 +13,9 @@ const CLOUDWATCH_PERIOD_S: u32 = 60;
 /// [`MetricReader`] on `gpupool_aws::AwsMetrics`.
 pub struct AwsMetricReader(gpupool_aws::AwsMetrics);
 
-impl AwsMetricReader {
-    pub async fn new(settings: &gpupool_aws::AwsSettings) -> Result<Self, gpupool_aws::AwsError> {
-        Ok(AwsMetricReader(
-            gpupool_aws::AwsMetrics::new(settings).await?,
-        ))
+impl From<gpupool_aws::AwsMetrics> for AwsMetricReader {
+    fn from(m: gpupool_aws::AwsMetrics) -> Self {
+        AwsMetricReader(m)
     }
 }
 

@@ -114,6 +114,26 @@ pub struct InstanceType {
     pub gpu: GpuInfo,
 }
 
+/// `<model>@<version>` as a label value. Kubernetes and GCP label values both reject `@`
+/// (GCP also `.` and upper case) and hold at most 63 characters, so after lower-casing every
+/// character outside `[a-z0-9_-]` becomes `_`: `llama-70b@v3.1` → `llama-70b_v3_1`. AWS tags keep
+/// the plain form. One encoding for Kubernetes, GCP and the Terraform startup scripts; compare
+/// encoded forms, never raw ones.
+pub fn model_cache_label_value(cache: &str) -> String {
+    cache
+        .chars()
+        .map(|c| {
+            let c = c.to_ascii_lowercase();
+            if c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .take(63)
+        .collect()
+}
+
 /// Key of an offering, used for backoff bookkeeping and reasons.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct OfferingKey {
