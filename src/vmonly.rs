@@ -43,6 +43,16 @@ pub struct InFlightQuery {
     pub query: String,
 }
 
+impl InFlightQuery {
+    /// This query for one instance (`{instance}`/`{ip}` substituted).
+    fn for_instance(&self, inst: &Instance) -> InFlightQuery {
+        InFlightQuery {
+            url: self.url.clone(),
+            query: substitute(&self.query, inst),
+        }
+    }
+}
+
 #[derive(Clone, Debug, Default)]
 struct DrainState {
     deregistered_at: Option<Timestamp>,
@@ -225,10 +235,7 @@ impl Cluster for VmCluster {
                     Some(want) => inst.model_cache.as_deref() == Some(want.as_str()),
                     None => true,
                 };
-            let in_flight = self.in_flight.get(&pool).map(|q| InFlightQuery {
-                url: q.url.clone(),
-                query: substitute(&q.query, inst),
-            });
+            let in_flight = self.in_flight.get(&pool).map(|q| q.for_instance(inst));
             let (http, timeout, sem) = (self.http.clone(), self.health_timeout, semaphore.clone());
             set.spawn(async move {
                 // The semaphore is never closed, so acquiring only waits for a free slot.
@@ -307,13 +314,16 @@ impl Cluster for VmCluster {
         now: Timestamp,
     ) -> Result<DrainProgress, ClusterError> {
         let pool = self.pool_of(&instance.group).await?;
-        let pc = pool.as_ref().and_then(|p| self.pool_config(p)).cloned();
         let state = self.drains.entry(instance.id.clone()).or_default().clone();
 
         let deregistered_at = match state.deregistered_at {
             Some(t) => t,
             None => {
-                if let Some(argv) = pc.as_ref().and_then(|p| p.deregister_command.clone()) {
+                let argv = pool
+                    .as_ref()
+                    .and_then(|p| self.pool_config(p))
+                    .and_then(|p| p.deregister_command.clone());
+                if let Some(argv) = argv {
                     let attempt = state.attempts + 1;
                     if let Some(d) = self.drains.get_mut(&instance.id) {
                         d.attempts = attempt;
@@ -338,10 +348,7 @@ impl Cluster for VmCluster {
         let q = pool
             .as_ref()
             .and_then(|p| self.in_flight.get(p))
-            .map(|q| InFlightQuery {
-                url: q.url.clone(),
-                query: substitute(&q.query, instance),
-            });
+            .map(|q| q.for_instance(instance));
         let in_flight = match q {
             Some(q) => read_in_flight(&self.http, &q, now, self.health_timeout).await,
             None => None,

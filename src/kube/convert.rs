@@ -323,13 +323,8 @@ fn pod_condition<'a>(status: Option<&'a PodStatus>, type_: &str) -> Option<&'a P
 /// The scheduler tried and found no node: `PodScheduled=False` with reason `Unschedulable`, not
 /// bound, not being deleted. (Pods the scheduler has not looked at yet are not demand yet.)
 pub fn is_unschedulable(pod: &Pod) -> bool {
-    let bound = pod
-        .spec
-        .as_ref()
-        .and_then(|s| s.node_name.as_deref())
-        .is_some_and(|n| !n.is_empty());
     let phase = pod.status.as_ref().and_then(|s| s.phase.as_deref());
-    !bound
+    node_name_of(pod).is_none()
         && pod.metadata.deletion_timestamp.is_none()
         && matches!(phase, None | Some("Pending"))
         && pod_condition(pod.status.as_ref(), "PodScheduled")
@@ -572,6 +567,14 @@ pub fn capacity_type(node: &K8sNode, instance: Option<CapacityType>) -> Capacity
     }
 }
 
+/// `spec.unschedulable`: cordoned, by a drain or by hand.
+pub fn is_cordoned(node: &K8sNode) -> bool {
+    node.spec
+        .as_ref()
+        .and_then(|s| s.unschedulable)
+        .unwrap_or(false)
+}
+
 /// The planner's node. `pods` are the node's (already converted) pods; `idle_since` is kept by
 /// the caller across observations.
 pub fn node(
@@ -591,11 +594,7 @@ pub fn node(
         labels: node.metadata.labels.clone().unwrap_or_default(),
         taints: node_taints(node.spec.as_ref()),
         serving_ready: health.serving_ready,
-        cordoned: node
-            .spec
-            .as_ref()
-            .and_then(|s| s.unschedulable)
-            .unwrap_or(false),
+        cordoned: is_cordoned(node),
         scale_down_disabled: annotation(&node.metadata, ANNOTATION_CA_SCALE_DOWN_DISABLED)
             == Some("true"),
         pods,

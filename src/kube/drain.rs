@@ -38,10 +38,6 @@ pub struct DrainStep {
     pub failed: Vec<String>,
 }
 
-fn api_err(what: String, e: kube::Error) -> KubeError {
-    KubeError::Api { what, source: e }
-}
-
 pub async fn cordon(nodes: &Api<K8sNode>, node: &str) -> Result<(), KubeError> {
     let patch = serde_json::json!({"spec": {"unschedulable": true}});
     match nodes
@@ -51,7 +47,7 @@ pub async fn cordon(nodes: &Api<K8sNode>, node: &str) -> Result<(), KubeError> {
         Ok(_) => Ok(()),
         // Gone already: nothing left to cordon or drain.
         Err(kube::Error::Api(s)) if s.is_not_found() => Ok(()),
-        Err(e) => Err(api_err(format!("cordoning node {node}"), e)),
+        Err(e) => Err(KubeError::api(format!("cordoning node {node}"), e)),
     }
 }
 
@@ -69,7 +65,7 @@ pub async fn step(
     let list = pods
         .list(&ListParams::default().fields(&format!("spec.nodeName={node}")))
         .await
-        .map_err(|e| api_err(format!("listing pods on node {node}"), e))?;
+        .map_err(|e| KubeError::api(format!("listing pods on node {node}"), e))?;
     let mut out = DrainStep::default();
     let mut requests = 0usize;
     for pod in &list.items {

@@ -51,13 +51,6 @@ fn micro_time(t: Timestamp) -> MicroTime {
     )
 }
 
-fn api_err(what: &str, e: kube::Error) -> KubeError {
-    KubeError::Api {
-        what: what.to_owned(),
-        source: e,
-    }
-}
-
 impl LeaderElector {
     /// `identity` must be unique per replica: the pod name (downward API `metadata.name`).
     pub fn new(
@@ -139,7 +132,7 @@ impl LeaderElector {
             .api
             .get_opt(&self.name)
             .await
-            .map_err(|e| api_err("reading the leader lease", e))?;
+            .map_err(|e| KubeError::api("reading the leader lease", e))?;
         let Some(current) = current else {
             let lease = Lease {
                 metadata: ObjectMeta {
@@ -159,7 +152,7 @@ impl LeaderElector {
                     self.renewed_at = None;
                     Ok(false)
                 }
-                Err(e) => Err(api_err("creating the leader lease", e)),
+                Err(e) => Err(KubeError::api("creating the leader lease", e)),
             };
         };
         self.remember(&current, now);
@@ -201,7 +194,7 @@ impl LeaderElector {
                 self.renewed_at = None;
                 Ok(false)
             }
-            Err(e) => Err(api_err("renewing the leader lease", e)),
+            Err(e) => Err(KubeError::api("renewing the leader lease", e)),
         }
     }
 
@@ -214,7 +207,7 @@ impl LeaderElector {
             .api
             .get_opt(&self.name)
             .await
-            .map_err(|e| api_err("reading the leader lease", e))?
+            .map_err(|e| KubeError::api("reading the leader lease", e))?
         else {
             return Ok(());
         };
@@ -233,7 +226,7 @@ impl LeaderElector {
             Ok(_) => Ok(()),
             // Someone else already moved on: nothing to release.
             Err(kube::Error::Api(s)) if s.is_conflict() || s.is_not_found() => Ok(()),
-            Err(e) => Err(api_err("releasing the leader lease", e)),
+            Err(e) => Err(KubeError::api("releasing the leader lease", e)),
         }
     }
 

@@ -20,7 +20,7 @@ pub mod watch;
 
 pub use lease::LeaderElector;
 
-use crate::config::Config;
+use crate::config::{Config, PoolConfig};
 use crate::contract::TAG_POOL;
 use crate::controller::{Cluster, ClusterError, ClusterView, DrainProgress};
 use crate::model::{Instance, InstanceId, Node, PendingPod, Plan, PoolName, RunningPod, Timestamp};
@@ -50,6 +50,16 @@ pub enum KubeError {
     NotSynced(String),
 }
 
+impl KubeError {
+    /// A failed API call, with what gpupool was doing.
+    pub fn api(what: impl Into<String>, source: kube::Error) -> Self {
+        KubeError::Api {
+            what: what.into(),
+            source,
+        }
+    }
+}
+
 impl From<KubeError> for ClusterError {
     fn from(e: KubeError) -> Self {
         match e {
@@ -70,10 +80,7 @@ impl From<KubeError> for ClusterError {
 /// on its own schedule instead: watchers back off, drains and events try again next tick.
 pub fn client(mut config: kube::Config) -> Result<Client, KubeError> {
     config.default_retry = false;
-    Client::try_from(config).map_err(|source| KubeError::Api {
-        what: "building the Kubernetes client".into(),
-        source,
-    })
+    Client::try_from(config).map_err(|e| KubeError::api("building the Kubernetes client", e))
 }
 
 /// The Kubernetes cluster as the controller sees it.
@@ -186,13 +193,10 @@ impl KubeCluster {
                 .labels
                 .as_ref()
                 .and_then(|l| l.get(TAG_POOL))
-                .map(|p| PoolName::new(p.clone()))
+                .and_then(|p| cfg.pool(&PoolName::new(p.clone())))
             else {
                 continue;
             };
-            if cfg.pool(&pool).is_none() {
-                continue;
-            }
             // The cloud controller sets providerID shortly after registration; until then the
             // node cannot be linked and its instance stays in flight on the provider's word.
             let Some(pid) = n.spec.as_ref().and_then(|s| s.provider_id.as_deref()) else {
@@ -238,13 +242,9 @@ impl KubeCluster {
 
         let mut nodes: Vec<Node> = Vec::with_capacity(managed.len());
         for (name, (k, id, pool, inst)) in &managed {
-            // `managed` only holds nodes of configured pools.
-            let Some(pool_cfg) = cfg.pool(pool) else {
-                continue;
-            };
             let health = convert::node_health(
                 k,
-                pool_cfg,
+                pool,
                 &self.names,
                 &cfg.kubernetes.gpu_unhealthy_conditions,
             );
@@ -261,7 +261,7 @@ impl KubeCluster {
             nodes.push(convert::node(
                 k,
                 id.clone(),
-                pool.clone(),
+                pool.name.clone(),
                 capacity,
                 &health,
                 pods,
@@ -327,12 +327,7 @@ impl KubeCluster {
             return Ok(DrainProgress::Drained);
         };
         let name = node.metadata.name.clone().unwrap_or_default();
-        let cordoned = node
-            .spec
-            .as_ref()
-            .and_then(|s| s.unschedulable)
-            .unwrap_or(false);
-        let step = drain::step(&self.client, &name, cordoned).await?;
+        let step = drain::step(&self.client, &name, convert::is_cordoned(&node)).await?;
         if !step.do_not_disrupt.is_empty() {
             tracing::info!(
                 node = %name,
@@ -412,9 +407,14 @@ impl KubeCluster {
     }
 }
 
-/// A node of a configured pool: the cached object, its instance id and pool, and the provider's
-/// instance when it listed one.
-type Managed<'a> = (Arc<K8sNode>, InstanceId, PoolName, Option<&'a Instance>);
+/// A node of a configured pool: the cached object, its instance id, its pool's configuration,
+/// and the provider's instance when it listed one.
+type Managed<'a> = (
+    Arc<K8sNode>,
+    InstanceId,
+    &'a PoolConfig,
+    Option<&'a Instance>,
+);
 
 fn pod_key(p: &Pod) -> String {
     format!(

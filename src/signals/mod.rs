@@ -99,17 +99,15 @@ pub fn replicas_per_node(pool: &PoolConfig) -> Option<u32> {
 /// One value read from a source, before the signal's arithmetic.
 type RawResult = Result<Option<Sample>, SignalError>;
 
-struct PoolState {
-    forecaster: Forecaster,
-    /// Parsed cron windows keyed by `(start, end, timezone)`, so a reloaded config re-parses
-    /// only what changed.
-    crons: BTreeMap<(String, String, String), Result<CronWindow, String>>,
-}
+/// Parsed cron windows keyed by `(start, end, timezone)`, so a reloaded config re-parses only
+/// what changed.
+type CronCache = BTreeMap<(String, String, String), Result<CronWindow, String>>;
 
 /// The production demand source.
 pub struct SignalDemand {
     http: reqwest::Client,
-    pools: BTreeMap<PoolName, PoolState>,
+    forecasts: PoolForecasts,
+    crons: BTreeMap<PoolName, CronCache>,
     reader: Option<Arc<dyn MetricReader>>,
     serving: Arc<ServingReplicas>,
 }
@@ -124,7 +122,8 @@ impl SignalDemand {
             .map_err(SignalError::Client)?;
         Ok(SignalDemand {
             http,
-            pools: BTreeMap::new(),
+            forecasts: PoolForecasts::default(),
+            crons: BTreeMap::new(),
             reader: None,
             serving: Arc::new(ServingReplicas::default()),
         })
@@ -146,9 +145,9 @@ impl SignalDemand {
         self.serving.clone()
     }
 
-    /// The pool's forecaster, if the pool has been read at least once.
+    /// The pool's forecaster, if the pool has been read with forecasting enabled.
     pub fn forecaster(&self, pool: &PoolName) -> Option<&Forecaster> {
-        self.pools.get(pool).map(|p| &p.forecaster)
+        self.forecasts.get(pool)
     }
 
     fn cron_window(
@@ -158,21 +157,15 @@ impl SignalDemand {
         end: &str,
         tz: &str,
     ) -> Result<CronWindow, String> {
-        let state = self
-            .pools
+        self.crons
             .entry(pool.name.clone())
-            .or_insert_with(|| PoolState {
-                forecaster: Forecaster::for_pool(pool),
-                crons: BTreeMap::new(),
-            });
-        state
-            .crons
+            .or_default()
             .entry((start.to_owned(), end.to_owned(), tz.to_owned()))
             .or_insert_with(|| CronWindow::new(start, end, tz).map_err(|e| e.to_string()))
             .clone()
     }
 
-    /// Start every remote read of the tick at once.
+    /// Start every remote read of the tick at once (local signals need no task).
     fn spawn_reads(
         &self,
         config: &Config,
@@ -181,6 +174,13 @@ impl SignalDemand {
         let mut set = tokio::task::JoinSet::new();
         for (pi, pool) in config.pools.iter().enumerate() {
             for (si, sig) in pool.signals.iter().enumerate() {
+                let remote = sig.prometheus.is_some()
+                    || sig.latency.is_some()
+                    || sig.cloudwatch.is_some()
+                    || sig.sqs.is_some();
+                if !remote {
+                    continue;
+                }
                 let http = self.http.clone();
                 let reader = self.reader.clone();
                 let sig = sig.clone();
@@ -197,8 +197,7 @@ impl SignalDemand {
     }
 }
 
-/// Read one remote signal. Local signals (cron) and the simulator's queue return `Ok(None)`
-/// here and are evaluated by the caller.
+/// Read one remote signal (prometheus, latency, cloudwatch, sqs).
 async fn read_remote(
     http: &reqwest::Client,
     reader: Option<&dyn MetricReader>,
@@ -248,7 +247,8 @@ fn stale(name: String, value: Option<f64>, observed_at: Option<Timestamp>) -> Si
 }
 
 /// Turn a raw result into a reading with `arith` (value → replicas) and the freshness rules.
-fn reading(
+/// Also the simulator's, for its queue signals.
+pub(crate) fn reading(
     name: String,
     raw: RawResult,
     now: Timestamp,
@@ -292,7 +292,8 @@ impl DemandSource for SignalDemand {
             }
         }
         // Forget pools removed from the config so history stays bounded by configuration.
-        self.pools.retain(|name, _| config.pool(name).is_some());
+        self.forecasts.forget_removed(config);
+        self.crons.retain(|name, _| config.pool(name).is_some());
 
         let mut out = BTreeMap::new();
         for (pi, pool) in config.pools.iter().enumerate() {
@@ -344,11 +345,7 @@ impl DemandSource for SignalDemand {
                     readings.push(stale(name, None, None));
                 }
             }
-            let others = readings
-                .iter()
-                .filter(|r| !r.stale)
-                .filter_map(|r| r.replicas)
-                .max();
+            let others = fresh_replicas(&readings);
             let base = self.serving.get(&pool.name).or(others).unwrap_or(0);
             for (slot, name, r, stale_after_s, target) in latency {
                 let mut rd = reading(name, r, now, stale_after_s, |v| {
@@ -360,45 +357,64 @@ impl DemandSource for SignalDemand {
                 }
                 readings[slot] = rd;
             }
-            let replicas_now = readings
-                .iter()
-                .filter(|r| !r.stale)
-                .filter_map(|r| r.replicas)
-                .max();
-            let replicas_forecast = self.forecast(pool, replicas_now, now);
             out.insert(
                 pool.name.clone(),
-                PoolDemand {
-                    replicas_now,
-                    replicas_forecast,
-                    readings,
-                },
+                self.forecasts.pool_demand(pool, readings, now),
             );
         }
         out
     }
 }
 
-impl SignalDemand {
-    /// Feed the forecaster and forecast over the pool's horizon (≥ `replicas_now`, capped at
-    /// what `limits.max_nodes` nodes can serve when that is known).
-    fn forecast(
+/// The most replicas any fresh reading asks for (KEDA with several triggers: the largest).
+fn fresh_replicas(readings: &[SignalReading]) -> Option<u32> {
+    readings
+        .iter()
+        .filter(|r| !r.stale)
+        .filter_map(|r| r.replicas)
+        .max()
+}
+
+/// Per-pool forecasters of a demand source, shared by production [`SignalDemand`] and the
+/// simulator's, so forecasting behaves the same in both.
+#[derive(Debug, Default)]
+pub struct PoolForecasts(BTreeMap<PoolName, Forecaster>);
+
+impl PoolForecasts {
+    /// Forget pools removed from the config (history stays bounded by configuration).
+    pub fn forget_removed(&mut self, config: &Config) {
+        self.0.retain(|name, _| config.pool(name).is_some());
+    }
+
+    /// The pool's forecaster, if the pool has been read with forecasting enabled.
+    pub fn get(&self, pool: &PoolName) -> Option<&Forecaster> {
+        self.0.get(pool)
+    }
+
+    /// The pool's demand from this tick's readings: `replicas_now` is the largest any fresh
+    /// reading asks for; `replicas_forecast` comes from [`forecast_pool`] when the pool's
+    /// `forecast.enabled`.
+    pub fn pool_demand(
         &mut self,
         pool: &PoolConfig,
-        replicas_now: Option<u32>,
+        readings: Vec<SignalReading>,
         now: Timestamp,
-    ) -> Option<u32> {
-        if !pool.forecast.enabled {
-            return None;
+    ) -> PoolDemand {
+        let replicas_now = fresh_replicas(&readings);
+        let replicas_forecast = if pool.forecast.enabled {
+            let f = self
+                .0
+                .entry(pool.name.clone())
+                .or_insert_with(|| Forecaster::for_pool(pool));
+            forecast_pool(f, pool, replicas_now, now)
+        } else {
+            None
+        };
+        PoolDemand {
+            replicas_now,
+            replicas_forecast,
+            readings,
         }
-        let state = self
-            .pools
-            .entry(pool.name.clone())
-            .or_insert_with(|| PoolState {
-                forecaster: Forecaster::for_pool(pool),
-                crons: BTreeMap::new(),
-            });
-        forecast_pool(&mut state.forecaster, pool, replicas_now, now)
     }
 }
 

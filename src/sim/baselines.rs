@@ -20,7 +20,7 @@
 //! binds at once to a Ready node without a pod and serves after a replica start (model load
 //! from the node's local disk: the warm-start time).
 
-use super::world::{Serve, World};
+use super::world::{Serve, World, last_scrape_ms};
 use crate::model::{CapacityType, InstanceId, LifecycleState, NodeGroupId};
 use std::collections::{BTreeMap, VecDeque};
 
@@ -169,8 +169,8 @@ fn upcoming(w: &World) -> u32 {
 }
 
 fn queue_metric(w: &World, scrape_ms: i64) -> f64 {
-    let at = (w.now_ms / scrape_ms) * scrape_ms;
-    w.sample_at(at).map_or(0.0, |s| f64::from(s.waiting))
+    w.sample_at(last_scrape_ms(w.now_ms, scrape_ms))
+        .map_or(0.0, |s| f64::from(s.waiting))
 }
 
 /// `static-peak`: keep `peak` replicas; replace what spot reclaims.

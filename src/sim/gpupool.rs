@@ -3,24 +3,25 @@
 //!
 //! - [`SimCluster`] is VM-only style: one node per Ready instance, with its in-flight requests;
 //!   draining stops routing to the instance and completes when its in-flight requests finish.
-//! - [`SimDemand`] turns each pool's `sim_queue` signals into `PoolDemand` with KEDA arithmetic
-//!   (`replicas = ceil(value / target_per_replica)` once `value > activation`; the pool wants
-//!   the largest of its signals), reading the value of the last Prometheus scrape
+//! - [`SimDemand`] turns each pool's `sim_queue` signals into `PoolDemand` with production's
+//!   reading and KEDA arithmetic ([`crate::signals::keda::replicas`]; the pool wants the
+//!   largest of its signals), reading the value of the last Prometheus scrape
 //!   (`signals.scrape_interval_s`), so the controller sees what it would see live. A signal
 //!   reads the queue (waiting, optionally + in flight) or the offered load (Little's law over a
 //!   rate window, see [`offered_load`]). It also reports the waiting, in-flight and p95
 //!   queue-wait readings (no replicas: guard-rail information). When the pool's
-//!   `forecast.enabled`, `replicas_forecast` comes from a per-pool `Forecaster` through
-//!   [`crate::signals::forecast_pool`], the same code production's `SignalDemand` runs.
+//!   `forecast.enabled`, `replicas_forecast` comes from [`PoolForecasts`], the same code
+//!   production's `SignalDemand` runs.
 
 use super::provider::{SharedWorld, lock};
-use super::world::{Sample, Serve, is_running};
+use super::world::{Sample, Serve, is_running, last_scrape_ms};
 use crate::config::{Config, SimQueueMetric, SimQueueSignal};
 use crate::controller::{Cluster, ClusterError, ClusterView, DemandSource, DrainProgress};
 use crate::model::{
     Instance, LifecycleState, Node, PoolDemand, PoolName, SignalReading, Timestamp,
 };
-use crate::signals::{Forecaster, forecast_pool};
+use crate::signals::prometheus::Sample as Scrape;
+use crate::signals::{Forecaster, PoolForecasts, keda, reading};
 use async_trait::async_trait;
 use std::collections::BTreeMap;
 
@@ -93,32 +94,24 @@ impl Cluster for SimCluster {
 pub struct SimDemand {
     world: SharedWorld,
     scrape_ms: i64,
-    /// One forecaster per pool, fed and read through the same helper as production's
+    /// Per-pool forecasters, fed and read through the same code as production's
     /// `SignalDemand`, so forecasting behaves here exactly as it does live.
-    forecasters: BTreeMap<PoolName, Forecaster>,
+    forecasts: PoolForecasts,
 }
 
 impl SimDemand {
-    pub fn new(world: SharedWorld, scrape_interval_s: f64) -> Self {
+    /// `scrape_ms`: the Prometheus scrape interval (see `SignalSim::scrape_ms`).
+    pub fn new(world: SharedWorld, scrape_ms: i64) -> Self {
         SimDemand {
             world,
-            scrape_ms: (scrape_interval_s * 1000.0).max(1.0) as i64,
-            forecasters: BTreeMap::new(),
+            scrape_ms,
+            forecasts: PoolForecasts::default(),
         }
     }
 
     /// The pool's forecaster, if the pool has been read with forecasting enabled.
     pub fn forecaster(&self, pool: &PoolName) -> Option<&Forecaster> {
-        self.forecasters.get(pool)
-    }
-}
-
-/// KEDA arithmetic: 0 replicas at or below the activation threshold, else ceil(value/target).
-pub fn keda_replicas(value: f64, target: f64, activation: f64) -> u32 {
-    if value <= activation || target <= 0.0 {
-        0
-    } else {
-        (value / target).ceil() as u32
+        self.forecasts.get(pool)
     }
 }
 
@@ -168,49 +161,39 @@ impl DemandSource for SimDemand {
     async fn read(&mut self, config: &Config, now: Timestamp) -> BTreeMap<PoolName, PoolDemand> {
         let w = lock(&self.world);
         // The last scrape at or before now.
-        let scrape_at = (now.millis() / self.scrape_ms) * self.scrape_ms;
-        let sample = w.sample_at(scrape_at).cloned();
+        let scrape_at = last_scrape_ms(now.millis(), self.scrape_ms);
+        let sample = w.sample_at(scrape_at);
         // Forget pools removed from the config, as production does.
-        self.forecasters
-            .retain(|name, _| config.pool(name).is_some());
+        self.forecasts.forget_removed(config);
         let mut out = BTreeMap::new();
         for pool in &config.pools {
-            let mut demand = PoolDemand::default();
+            let mut readings = Vec::with_capacity(pool.signals.len() + 3);
             for (j, s) in pool.signals.iter().enumerate() {
                 let Some(q) = &s.sim_queue else { continue };
-                let value = sample.as_ref().and_then(|smp| {
+                let scraped = sample.and_then(|smp| {
                     let before = w.sample_at(scrape_at - (q.window_s * 1000.0) as i64);
-                    signal_value(q, smp, before).map(|v| (v, smp.t_s))
+                    signal_value(q, smp, before).map(|value| Scrape {
+                        value,
+                        at: Timestamp::from_secs_f64(smp.t_s),
+                    })
                 });
-                let reading = match value {
-                    Some((v, t_s)) => {
-                        let r = keda_replicas(v, q.target_per_replica, q.activation);
-                        demand.replicas_now = Some(demand.replicas_now.unwrap_or(0).max(r));
-                        SignalReading {
-                            name: s.display_name(j),
-                            value: Some(v),
-                            replicas: Some(r),
-                            stale: false,
-                            observed_at: Some(Timestamp::from_secs_f64(t_s)),
-                        }
-                    }
-                    None => SignalReading {
-                        name: s.display_name(j),
-                        value: None,
-                        replicas: None,
-                        stale: true,
-                        observed_at: None,
-                    },
-                };
-                demand.readings.push(reading);
+                // Production's reading and KEDA arithmetic; a scrape is never too old here.
+                let (target, activation) = (q.target_per_replica, q.activation);
+                readings.push(reading(
+                    s.display_name(j),
+                    Ok(scraped),
+                    now,
+                    u64::MAX / 2,
+                    |v| keda::replicas(v, target, activation),
+                ));
             }
-            if let Some(smp) = &sample {
+            if let Some(smp) = sample {
                 for (name, v) in [
                     ("sim:waiting", f64::from(smp.waiting)),
                     ("sim:in_flight", f64::from(smp.in_flight)),
                     ("sim:queue_wait_p95_s", smp.queue_wait_p95_s),
                 ] {
-                    demand.readings.push(SignalReading {
+                    readings.push(SignalReading {
                         name: name.into(),
                         value: Some(v),
                         replicas: None,
@@ -219,14 +202,10 @@ impl DemandSource for SimDemand {
                     });
                 }
             }
-            if pool.forecast.enabled {
-                let f = self
-                    .forecasters
-                    .entry(pool.name.clone())
-                    .or_insert_with(|| Forecaster::for_pool(pool));
-                demand.replicas_forecast = forecast_pool(f, pool, demand.replicas_now, now);
-            }
-            out.insert(pool.name.clone(), demand);
+            out.insert(
+                pool.name.clone(),
+                self.forecasts.pool_demand(pool, readings, now),
+            );
         }
         out
     }
@@ -238,10 +217,11 @@ mod tests {
 
     #[test]
     fn keda_arithmetic() {
-        assert_eq!(keda_replicas(0.0, 4.0, 0.0), 0);
-        assert_eq!(keda_replicas(1.0, 4.0, 0.0), 1);
-        assert_eq!(keda_replicas(9.0, 4.0, 0.0), 3);
-        assert_eq!(keda_replicas(2.0, 4.0, 2.0), 0);
+        // The simulator's queue signals use production's KEDA arithmetic.
+        assert_eq!(keda::replicas(0.0, 4.0, 0.0), Some(0));
+        assert_eq!(keda::replicas(1.0, 4.0, 0.0), Some(1));
+        assert_eq!(keda::replicas(9.0, 4.0, 0.0), Some(3));
+        assert_eq!(keda::replicas(2.0, 4.0, 2.0), Some(0));
     }
 
     fn sample(t_s: f64, arrived: u64, completed: u64, service_ms: u64) -> Sample {

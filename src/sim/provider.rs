@@ -5,7 +5,7 @@
 use super::world::World;
 use crate::model::{Instance, InstanceId, NodeGroup, NodeGroupId, ProviderEvent};
 use async_trait::async_trait;
-use gpupool_provider::{NodeGroupProvider, ProviderError, Result};
+use gpupool_provider::{NodeGroupProvider, Result};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 /// The world shared by the provider, the cluster view, the demand source and the event loop.
@@ -70,9 +70,4 @@ impl NodeGroupProvider for SimProvider {
         // Sim events carry no ack token; unknown tokens are not an error by contract.
         Ok(())
     }
-}
-
-/// Map an error to whether the caller should treat it as capacity shortage.
-pub fn is_capacity_error(e: &ProviderError) -> bool {
-    matches!(e, ProviderError::InsufficientCapacity { .. })
 }

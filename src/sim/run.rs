@@ -321,7 +321,7 @@ fn run_loop(p: &Prepared, policy: Policy, progress: &dyn Fn(f64)) -> PolicyRun {
     let pool = &p.scenario.config.pools[0];
     let min = p.scenario.file.baselines.min_replicas;
     let initial = p.demand.first().copied().unwrap_or(0);
-    let scrape_ms = (p.scenario.file.signals.scrape_interval_s * 1000.0) as i64;
+    let scrape_ms = p.scenario.file.signals.scrape_ms();
     let hpa = Hpa::new(min, pool.limits.max_nodes, initial);
     enum Loop {
         Static(StaticPeak),
@@ -389,7 +389,7 @@ fn run_gpupool(
         Box::new(SimCluster::new(world.clone(), pool)),
         Box::new(SimDemand::new(
             world.clone(),
-            p.scenario.file.signals.scrape_interval_s,
+            p.scenario.file.signals.scrape_ms(),
         )),
         Arc::new(Metrics::default()),
     );

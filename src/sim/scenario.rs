@@ -162,6 +162,13 @@ pub struct SignalSim {
     pub scrape_interval_s: f64,
 }
 
+impl SignalSim {
+    /// The scrape interval in milliseconds (at least 1).
+    pub fn scrape_ms(&self) -> i64 {
+        (self.scrape_interval_s * 1000.0).max(1.0) as i64
+    }
+}
+
 impl Default for SignalSim {
     fn default() -> Self {
         SignalSim {

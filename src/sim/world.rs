@@ -325,7 +325,6 @@ impl World {
     }
 
     fn on_ready(&mut self, num: u64, epoch: u32) {
-        let now = self.now_ms;
         let Some(i) = self.insts.get(&num) else {
             return;
         };
@@ -346,7 +345,6 @@ impl World {
             }
             _ => {}
         }
-        let _ = now;
     }
 
     fn on_done(&mut self, req: usize, attempt: u32) {
@@ -1109,6 +1107,11 @@ impl World {
 }
 
 /// States in which an instance is paid for as running.
+/// When the last Prometheus scrape at or before `now_ms` happened, scraping every `scrape_ms`.
+pub fn last_scrape_ms(now_ms: i64, scrape_ms: i64) -> i64 {
+    (now_ms / scrape_ms) * scrape_ms
+}
+
 pub fn is_running(s: LifecycleState) -> bool {
     matches!(
         s,

@@ -23,14 +23,17 @@
 //! (etcd compaction: open watches get 410 and old resourceVersions are refused),
 //! [`FakeKube::restart`] (API server restart on the same port, state kept as etcd would).
 
+// Handlers answer with a ready HTTP response on error; boxing it buys nothing in a test fake.
+#![allow(clippy::result_large_err)]
 #![allow(dead_code)]
 
 use axum::Router;
 use axum::body::{Body, Bytes};
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, Query, Request, State};
 use axum::http::{HeaderMap, Method, StatusCode, Uri};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{MethodRouter, get, post};
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::net::SocketAddr;
@@ -567,21 +570,24 @@ fn stream_response(rx: mpsc::Receiver<Bytes>) -> Response {
 }
 
 type S = State<Arc<Shared>>;
+type Route = MethodRouter<Arc<Shared>>;
 
-async fn pods_all(State(s): S, m: Method, u: Uri, Query(q): Q) -> Response {
-    s.record(&m, &u);
-    s.list_or_watch(Kind::Pod, None, &q)
+/// Every request is recorded (`METHOD path?query`) before it is handled.
+async fn record(State(s): S, req: Request, next: Next) -> Response {
+    s.record(req.method(), req.uri());
+    next.run(req).await
 }
-async fn pods_ns(State(s): S, m: Method, u: Uri, Path(ns): Path<String>, Query(q): Q) -> Response {
-    s.record(&m, &u);
+
+/// List or watch every object of `kind`.
+fn list_all(kind: Kind) -> Route {
+    get(move |State(s): S, Query(q): Q| async move { s.list_or_watch(kind, None, &q) })
+}
+
+async fn pods_ns(State(s): S, Path(ns): Path<String>, Query(q): Q) -> Response {
     s.list_or_watch(Kind::Pod, Some(ns), &q)
 }
-async fn nodes_all(State(s): S, m: Method, u: Uri, Query(q): Q) -> Response {
-    s.record(&m, &u);
-    s.list_or_watch(Kind::Node, None, &q)
-}
 
-async fn get_one(s: &Shared, kind: Kind, ns: &str, name: &str) -> Response {
+fn get_one(s: &Shared, kind: Kind, ns: &str, name: &str) -> Response {
     let st = s.store.lock().unwrap();
     match st.objects.get(&(kind, ns.to_owned(), name.to_owned())) {
         Some(v) => axum::Json(v.clone()).into_response(),
@@ -589,79 +595,90 @@ async fn get_one(s: &Shared, kind: Kind, ns: &str, name: &str) -> Response {
     }
 }
 
-async fn pod_get(
-    State(s): S,
-    m: Method,
-    u: Uri,
-    Path((ns, name)): Path<(String, String)>,
-) -> Response {
-    s.record(&m, &u);
-    get_one(&s, Kind::Pod, &ns, &name).await
+/// GET of one namespaced object of `kind`.
+fn get_namespaced(kind: Kind) -> Route {
+    get(
+        move |State(s): S, Path((ns, name)): Path<(String, String)>| async move {
+            get_one(&s, kind, &ns, &name)
+        },
+    )
 }
 
-async fn node_get(State(s): S, m: Method, u: Uri, Path(name): Path<String>) -> Response {
-    s.record(&m, &u);
-    get_one(&s, Kind::Node, "", &name).await
+async fn node_get(State(s): S, Path(name): Path<String>) -> Response {
+    get_one(&s, Kind::Node, "", &name)
+}
+
+fn parse_body(body: &Bytes, what: &str) -> Result<Value, Response> {
+    serde_json::from_slice(body)
+        .map_err(|_| status(400, "BadRequest", &format!("{what} is not JSON")))
+}
+
+impl Shared {
+    /// Replace the stored object with `f(current)` (404 when there is none; `f` may refuse with
+    /// an error response). The object keeps its uid; the change is emitted.
+    fn update(
+        &self,
+        kind: Kind,
+        ns: &str,
+        name: &str,
+        f: impl FnOnce(&Value) -> Result<Value, Response>,
+    ) -> Response {
+        let change = {
+            let mut st = self.store.lock().unwrap();
+            let Some(current) = st.objects.get(&(kind, ns.to_owned(), name.to_owned())) else {
+                return not_found(kind, name);
+            };
+            let mut obj = match f(current) {
+                Ok(obj) => obj,
+                Err(refused) => return refused,
+            };
+            obj["metadata"]["uid"] = current["metadata"]["uid"].clone();
+            st.put(kind, obj)
+        };
+        self.emit(change.1);
+        axum::Json(change.0).into_response()
+    }
 }
 
 async fn node_patch(
     State(s): S,
-    m: Method,
-    u: Uri,
     Path(name): Path<String>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    s.record(&m, &u);
     let ct = headers
         .get("content-type")
         .and_then(|v| v.to_str().ok())
-        .unwrap_or("")
-        .to_owned();
-    let Ok(patch) = serde_json::from_slice::<Value>(&body) else {
-        return status(400, "BadRequest", "patch is not JSON");
+        .unwrap_or("");
+    let patch = match parse_body(&body, "patch") {
+        Ok(p) => p,
+        Err(r) => return r,
     };
-    let change = {
-        let mut st = s.store.lock().unwrap();
-        let key = (Kind::Node, String::new(), name.clone());
-        let Some(mut obj) = st.objects.get(&key).cloned() else {
-            return not_found(Kind::Node, &name);
-        };
-        match ct.as_str() {
+    s.update(Kind::Node, "", &name, |current| {
+        let mut obj = current.clone();
+        match ct {
             "application/merge-patch+json" | "application/strategic-merge-patch+json" => {
                 merge_patch(&mut obj, &patch)
             }
             "application/json-patch+json" => {
-                if let Err(e) = json_patch(&mut obj, &patch) {
-                    return status(422, "Invalid", &e);
-                }
+                json_patch(&mut obj, &patch).map_err(|e| status(422, "Invalid", &e))?
             }
             other => {
-                return status(
+                return Err(status(
                     415,
                     "UnsupportedMediaType",
                     &format!("the body of the request was in an unknown format: {other}"),
-                );
+                ));
             }
         }
-        // The patched object keeps the server's resourceVersion semantics.
-        obj["metadata"]["uid"] = st.objects[&key]["metadata"]["uid"].clone();
-        st.put(Kind::Node, obj)
-    };
-    s.emit(change.1);
-    axum::Json(change.0).into_response()
+        Ok(obj)
+    })
 }
 
-async fn evict(
-    State(s): S,
-    m: Method,
-    u: Uri,
-    Path((ns, name)): Path<(String, String)>,
-    body: Bytes,
-) -> Response {
-    s.record(&m, &u);
-    let Ok(ev) = serde_json::from_slice::<Value>(&body) else {
-        return status(400, "BadRequest", "eviction body is not JSON");
+async fn evict(State(s): S, Path((ns, name)): Path<(String, String)>, body: Bytes) -> Response {
+    let ev = match parse_body(&body, "eviction body") {
+        Ok(ev) => ev,
+        Err(r) => return r,
     };
     if ev["kind"] != "Eviction" || ev["apiVersion"] != "policy/v1" {
         return status(400, "BadRequest", "expected a policy/v1 Eviction");
@@ -733,19 +750,10 @@ async fn evict(
     status(201, "", "")
 }
 
-async fn lease_get(
-    State(s): S,
-    m: Method,
-    u: Uri,
-    Path((ns, name)): Path<(String, String)>,
-) -> Response {
-    s.record(&m, &u);
-    get_one(&s, Kind::Lease, &ns, &name).await
-}
-
-async fn create(s: &Shared, kind: Kind, ns: &str, body: &Bytes) -> Response {
-    let Ok(mut obj) = serde_json::from_slice::<Value>(body) else {
-        return status(400, "BadRequest", "body is not JSON");
+fn create(s: &Shared, kind: Kind, ns: &str, body: &Bytes) -> Response {
+    let mut obj = match parse_body(body, "body") {
+        Ok(o) => o,
+        Err(r) => return r,
     };
     let name = obj["metadata"]["name"].as_str().unwrap_or("").to_owned();
     if name.is_empty() {
@@ -770,106 +778,60 @@ async fn create(s: &Shared, kind: Kind, ns: &str, body: &Bytes) -> Response {
     (StatusCode::CREATED, axum::Json(change.0)).into_response()
 }
 
-async fn lease_create(
-    State(s): S,
-    m: Method,
-    u: Uri,
-    Path(ns): Path<String>,
-    body: Bytes,
-) -> Response {
-    s.record(&m, &u);
-    create(&s, Kind::Lease, &ns, &body).await
+/// POST of a new namespaced object of `kind`.
+fn create_in(kind: Kind) -> Route {
+    post(
+        move |State(s): S, Path(ns): Path<String>, body: Bytes| async move {
+            create(&s, kind, &ns, &body)
+        },
+    )
 }
 
 async fn lease_replace(
     State(s): S,
-    m: Method,
-    u: Uri,
     Path((ns, name)): Path<(String, String)>,
     body: Bytes,
 ) -> Response {
-    s.record(&m, &u);
-    let Ok(mut obj) = serde_json::from_slice::<Value>(&body) else {
-        return status(400, "BadRequest", "body is not JSON");
+    let mut obj = match parse_body(&body, "body") {
+        Ok(o) => o,
+        Err(r) => return r,
     };
     obj["metadata"]["namespace"] = json!(ns);
-    let change = {
-        let mut st = s.store.lock().unwrap();
-        let key = (Kind::Lease, ns.clone(), name.clone());
-        let Some(current) = st.objects.get(&key) else {
-            return not_found(Kind::Lease, &name);
-        };
+    s.update(Kind::Lease, &ns, &name, |current| {
         let want = obj["metadata"]["resourceVersion"].as_str().unwrap_or("");
         let have = current["metadata"]["resourceVersion"]
             .as_str()
             .unwrap_or("");
         if !want.is_empty() && want != have {
-            return status(
+            return Err(status(
                 409,
                 "Conflict",
                 &format!(
                     "Operation cannot be fulfilled on leases.coordination.k8s.io \"{name}\": the object has been modified; please apply your changes to the latest version and try again"
                 ),
-            );
+            ));
         }
-        obj["metadata"]["uid"] = current["metadata"]["uid"].clone();
-        st.put(Kind::Lease, obj)
-    };
-    s.emit(change.1);
-    axum::Json(change.0).into_response()
-}
-
-async fn event_create(
-    State(s): S,
-    m: Method,
-    u: Uri,
-    Path(ns): Path<String>,
-    body: Bytes,
-) -> Response {
-    s.record(&m, &u);
-    create(&s, Kind::Event, &ns, &body).await
-}
-
-async fn core_event_create(
-    State(s): S,
-    m: Method,
-    u: Uri,
-    Path(ns): Path<String>,
-    body: Bytes,
-) -> Response {
-    s.record(&m, &u);
-    create(&s, Kind::CoreEvent, &ns, &body).await
+        Ok(obj)
+    })
 }
 
 async fn event_patch(
     State(s): S,
-    m: Method,
-    u: Uri,
     Path((ns, name)): Path<(String, String)>,
     body: Bytes,
 ) -> Response {
-    s.record(&m, &u);
-    let Ok(patch) = serde_json::from_slice::<Value>(&body) else {
-        return status(400, "BadRequest", "patch is not JSON");
+    let patch = match parse_body(&body, "patch") {
+        Ok(p) => p,
+        Err(r) => return r,
     };
-    let change = {
-        let mut st = s.store.lock().unwrap();
-        let Some(mut obj) = st
-            .objects
-            .get(&(Kind::Event, ns.clone(), name.clone()))
-            .cloned()
-        else {
-            return not_found(Kind::Event, &name);
-        };
+    s.update(Kind::Event, &ns, &name, |current| {
+        let mut obj = current.clone();
         merge_patch(&mut obj, &patch);
-        st.put(Kind::Event, obj)
-    };
-    s.emit(change.1);
-    axum::Json(change.0).into_response()
+        Ok(obj)
+    })
 }
 
-async fn fallback(State(s): S, m: Method, u: Uri) -> Response {
-    s.record(&m, &u);
+async fn fallback(m: Method, u: Uri) -> Response {
     status(
         404,
         "NotFound",
@@ -879,30 +841,34 @@ async fn fallback(State(s): S, m: Method, u: Uri) -> Response {
 
 fn router(shared: Arc<Shared>) -> Router {
     Router::new()
-        .route("/api/v1/pods", get(pods_all))
+        .route("/api/v1/pods", list_all(Kind::Pod))
         .route("/api/v1/namespaces/{ns}/pods", get(pods_ns))
-        .route("/api/v1/namespaces/{ns}/pods/{name}", get(pod_get))
+        .route(
+            "/api/v1/namespaces/{ns}/pods/{name}",
+            get_namespaced(Kind::Pod),
+        )
         .route("/api/v1/namespaces/{ns}/pods/{name}/eviction", post(evict))
-        .route("/api/v1/nodes", get(nodes_all))
+        .route("/api/v1/nodes", list_all(Kind::Node))
         .route("/api/v1/nodes/{name}", get(node_get).patch(node_patch))
         .route(
             "/apis/coordination.k8s.io/v1/namespaces/{ns}/leases",
-            post(lease_create),
+            create_in(Kind::Lease),
         )
         .route(
             "/apis/coordination.k8s.io/v1/namespaces/{ns}/leases/{name}",
-            get(lease_get).put(lease_replace),
+            get_namespaced(Kind::Lease).put(lease_replace),
         )
         .route(
             "/apis/events.k8s.io/v1/namespaces/{ns}/events",
-            post(event_create),
+            create_in(Kind::Event),
         )
         .route(
             "/apis/events.k8s.io/v1/namespaces/{ns}/events/{name}",
             axum::routing::patch(event_patch),
         )
-        .route("/api/v1/namespaces/{ns}/events", post(core_event_create))
+        .route("/api/v1/namespaces/{ns}/events", create_in(Kind::CoreEvent))
         .fallback(fallback)
+        .layer(axum::middleware::from_fn_with_state(shared.clone(), record))
         .with_state(shared)
 }
 

@@ -7,7 +7,7 @@
 //! - [`AwsMetrics::queue_depth`]: `ApproximateNumberOfMessages` (+ `…NotVisible`) of a queue
 //!   via `GetQueueAttributes` (a queue *name* is resolved once with `GetQueueUrl`).
 
-use crate::error::{Ctx, map_sdk};
+use crate::error::ApiResult;
 use crate::{AwsError, AwsSettings, CLOUDWATCH_NAMESPACE};
 use aws_sdk_cloudwatch::primitives::DateTime;
 use aws_sdk_cloudwatch::types::{
@@ -177,7 +177,7 @@ impl AwsMetrics {
             }
             req.send()
                 .await
-                .map_err(|e| map_sdk(Ctx::new("PutMetricData", CLOUDWATCH_NAMESPACE), e))?;
+                .api("PutMetricData", CLOUDWATCH_NAMESPACE)?;
         }
         Ok(())
     }
@@ -222,7 +222,7 @@ impl AwsMetrics {
             .scan_by(ScanBy::TimestampDescending)
             .send()
             .await
-            .map_err(|e| map_sdk(Ctx::new("GetMetricData", &target), e))?;
+            .api("GetMetricData", &target)?;
         let Some(r) = out
             .metric_data_results()
             .iter()
@@ -253,7 +253,7 @@ impl AwsMetrics {
             .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesNotVisible)
             .send()
             .await
-            .map_err(|e| map_sdk(Ctx::new("GetQueueAttributes", queue), e))?;
+            .api("GetQueueAttributes", queue)?;
         let get = |k: QueueAttributeName| {
             out.attributes()
                 .and_then(|a| a.get(&k))
@@ -279,7 +279,7 @@ impl AwsMetrics {
             .queue_name(queue)
             .send()
             .await
-            .map_err(|e| map_sdk(Ctx::new("GetQueueUrl", queue), e))?;
+            .api("GetQueueUrl", queue)?;
         let url = out.queue_url().unwrap_or_default().to_owned();
         lock(&self.queue_urls).insert(queue.to_owned(), url.clone());
         Ok(url)

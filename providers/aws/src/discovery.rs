@@ -187,6 +187,13 @@ impl GroupSpec {
             .collect()
     }
 
+    /// Whether what the launch template says matters: its market type only without a
+    /// mixed-instances policy, its instance type only without overrides. A mixed group with
+    /// overrides never needs its template read.
+    pub fn template_matters(&self) -> bool {
+        !self.mixed || self.override_types.is_empty()
+    }
+
     /// Why gpupool cannot have a warm pool on this group, if it cannot (AWS's own rule).
     pub fn warm_pool_refusal(&self, template: Option<&TemplateFacts>) -> Option<&'static str> {
         if self.mixed {
@@ -490,6 +497,25 @@ mod tests {
             }
             .is_immutable()
         );
+    }
+
+    #[test]
+    fn template_is_read_only_when_it_matters() {
+        let mixed = GroupSpec::from_sdk(&spot_group(0));
+        assert!(!mixed.template_matters(), "mixed with overrides");
+        let no_overrides = GroupSpec {
+            override_types: vec![],
+            ..mixed.clone()
+        };
+        assert!(
+            no_overrides.template_matters(),
+            "the template names the type"
+        );
+        let plain = GroupSpec {
+            mixed: false,
+            ..mixed
+        };
+        assert!(plain.template_matters(), "the template decides the market");
     }
 
     #[test]

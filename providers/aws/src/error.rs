@@ -6,7 +6,7 @@
 
 use aws_sdk_autoscaling::error::ProvideErrorMetadata;
 use aws_sdk_autoscaling::error::SdkError;
-use gpupool_provider::{OfferingKey, ProviderError};
+use gpupool_provider::ProviderError;
 
 /// How long the controller should leave a throttled group alone. AWS sends no Retry-After; the
 /// SDK already backed off within the call, so this is the pause *between ticks*.
@@ -50,28 +50,6 @@ const NOT_FOUND_CODES: &[&str] = &[
     "ResourceNotFoundException",
 ];
 
-/// What the error is about, for the `ProviderError` fields.
-#[derive(Clone, Copy, Debug)]
-pub struct Ctx<'a> {
-    /// API call name as IAM spells it, e.g. `SetDesiredCapacity`.
-    pub call: &'static str,
-    /// Group, instance or queue acted on.
-    pub target: &'a str,
-    /// The offering a launch was for, when the call launches one offering (only then can an
-    /// `InsufficientInstanceCapacity` name its offering).
-    pub offering: Option<&'a OfferingKey>,
-}
-
-impl<'a> Ctx<'a> {
-    pub fn new(call: &'static str, target: &'a str) -> Self {
-        Ctx {
-            call,
-            target,
-            offering: None,
-        }
-    }
-}
-
 /// Classify an error by code and message. Pure, so it is tested without a server.
 ///
 /// Auto Scaling reports a missing group / instance / lifecycle action with the generic
@@ -113,42 +91,46 @@ pub enum Class {
     Other,
 }
 
-/// Map any SDK operation error onto `ProviderError`.
-pub fn map_sdk<E, R>(ctx: Ctx<'_>, err: SdkError<E, R>) -> ProviderError
+/// Map any SDK operation error onto `ProviderError`. `call` is the API call as IAM spells it
+/// (`SetDesiredCapacity`), `target` the group, instance or queue acted on.
+pub fn map_sdk<E, R>(call: &'static str, target: &str, err: SdkError<E, R>) -> ProviderError
 where
     E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
     R: std::fmt::Debug + Send + Sync + 'static,
 {
-    let class = classify(err.code(), err.message());
     let what = || match err.message() {
-        Some(m) => format!("{} ({}): {m}", ctx.target, err.code().unwrap_or("")),
-        None => ctx.target.to_owned(),
+        Some(m) => format!("{target} ({}): {m}", err.code().unwrap_or("")),
+        None => target.to_owned(),
     };
-    match class {
+    match classify(err.code(), err.message()) {
         Class::Throttled => ProviderError::Throttled {
             retry_after_ms: THROTTLE_RETRY_AFTER_MS,
         },
-        Class::Capacity => match ctx.offering {
-            Some(o) => ProviderError::InsufficientCapacity {
-                offering: o.clone(),
-            },
-            None => transient(ctx, err),
-        },
         Class::Quota => ProviderError::QuotaExceeded { what: what() },
         Class::NotFound | Class::StaleReceipt => ProviderError::NotFound { what: what() },
-        Class::Other => transient(ctx, err),
+        // No call here launches one offering (launches happen after `SetDesiredCapacity`
+        // returns and fail as scaling activities), so a capacity error cannot name its
+        // offering: it is transient like any other.
+        Class::Capacity | Class::Other => ProviderError::Transient {
+            call,
+            target: target.to_owned(),
+            source: Box::new(err),
+        },
     }
 }
 
-fn transient<E, R>(ctx: Ctx<'_>, err: SdkError<E, R>) -> ProviderError
+/// `send().await.api(call, target)?`: an SDK call's result with the error mapped by [`map_sdk`].
+pub trait ApiResult<T> {
+    fn api(self, call: &'static str, target: &str) -> Result<T, ProviderError>;
+}
+
+impl<T, E, R> ApiResult<T> for Result<T, SdkError<E, R>>
 where
-    E: std::error::Error + Send + Sync + 'static,
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
     R: std::fmt::Debug + Send + Sync + 'static,
 {
-    ProviderError::Transient {
-        call: ctx.call,
-        target: ctx.target.to_owned(),
-        source: Box::new(err),
+    fn api(self, call: &'static str, target: &str) -> Result<T, ProviderError> {
+        self.map_err(|e| map_sdk(call, target, e))
     }
 }
 

@@ -5,12 +5,12 @@
 use crate::activities::{self, Activity, Status};
 use crate::cloudwatch::{AwsMetrics, lock, now_secs};
 use crate::discovery::{self, GroupSpec, TemplateFacts, TemplateRef};
-use crate::error::{Class, Ctx, classify, map_sdk};
+use crate::error::{ApiResult, Class, classify, map_sdk};
 use crate::events::{self, Parsed};
 use crate::instances::{self, map_state};
 use crate::{AwsError, AwsSettings, TAG_ENABLED, TAG_MODEL_CACHE, TAG_POOL};
 use async_trait::async_trait;
-use aws_sdk_autoscaling::error::ProvideErrorMetadata;
+use aws_sdk_autoscaling::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_autoscaling::types::{AutoScalingGroup, Filter as AsgFilter, WarmPoolState};
 use aws_sdk_ec2::types::{Filter as Ec2Filter, InstanceLifecycleType, MarketType};
 use gpupool_provider::{
@@ -125,6 +125,33 @@ struct Resolved {
     template: Option<TemplateFacts>,
 }
 
+/// Every page of a `NextToken` listing, at most [`MAX_PAGES`]: `send` sends one request with
+/// the token it is given, `next` reads a response's token (missing or empty on the last page).
+/// Errors are mapped as `call` on `target`.
+async fn all_pages<O, E, R, F>(
+    call: &'static str,
+    target: &str,
+    mut send: impl FnMut(Option<String>) -> F,
+    next: impl Fn(&O) -> Option<&str>,
+) -> Result<Vec<O>>
+where
+    F: Future<Output = std::result::Result<O, SdkError<E, R>>>,
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    R: std::fmt::Debug + Send + Sync + 'static,
+{
+    let mut out = Vec::new();
+    let mut token = None;
+    for _ in 0..MAX_PAGES {
+        let page = send(token).await.api(call, target)?;
+        token = next(&page).filter(|t| !t.is_empty()).map(str::to_owned);
+        out.push(page);
+        if token.is_none() {
+            break;
+        }
+    }
+    Ok(out)
+}
+
 impl AwsProvider {
     /// Build the provider: the default credential chain (or `settings.credentials`), the
     /// endpoint override, adaptive retries and the per-call timeout. Makes no API call.
@@ -157,39 +184,36 @@ impl AwsProvider {
             return Ok(Vec::new());
         }
         let pools: Vec<String> = self.settings.pools.iter().map(|p| p.to_string()).collect();
-        let mut groups = Vec::new();
-        let mut token: Option<String> = None;
-        for _ in 0..MAX_PAGES {
-            let out = self
-                .asg
-                .describe_auto_scaling_groups()
-                .filters(
-                    AsgFilter::builder()
-                        .name(format!("tag:{TAG_POOL}"))
-                        .set_values(Some(pools.clone()))
-                        .build(),
-                )
-                .filters(
-                    AsgFilter::builder()
-                        .name(format!("tag:{TAG_ENABLED}"))
-                        .values("true")
-                        .build(),
-                )
-                .max_records(ASG_PAGE)
-                .set_next_token(token.clone())
-                .send()
-                .await
-                .map_err(|e| map_sdk(Ctx::new("DescribeAutoScalingGroups", "tagged groups"), e))?;
-            groups.extend(out.auto_scaling_groups().iter().cloned());
-            token = out
-                .next_token()
-                .filter(|t| !t.is_empty())
-                .map(str::to_owned);
-            if token.is_none() {
-                break;
-            }
-        }
-        Ok(groups)
+        let pages = all_pages(
+            "DescribeAutoScalingGroups",
+            "tagged groups",
+            |token| {
+                self.asg
+                    .describe_auto_scaling_groups()
+                    .filters(
+                        AsgFilter::builder()
+                            .name(format!("tag:{TAG_POOL}"))
+                            .set_values(Some(pools.clone()))
+                            .build(),
+                    )
+                    .filters(
+                        AsgFilter::builder()
+                            .name(format!("tag:{TAG_ENABLED}"))
+                            .values("true")
+                            .build(),
+                    )
+                    .max_records(ASG_PAGE)
+                    .set_next_token(token)
+                    .send()
+            },
+            |out| out.next_token(),
+        )
+        .await?;
+        Ok(pages
+            .iter()
+            .flat_map(|out| out.auto_scaling_groups())
+            .cloned()
+            .collect())
     }
 
     /// One group by name, refusing groups gpupool must not touch.
@@ -200,7 +224,7 @@ impl AwsProvider {
             .auto_scaling_group_names(group.as_str())
             .send()
             .await
-            .map_err(|e| map_sdk(Ctx::new("DescribeAutoScalingGroups", group.as_str()), e))?;
+            .api("DescribeAutoScalingGroups", group.as_str())?;
         let g = out
             .auto_scaling_groups()
             .iter()
@@ -223,41 +247,40 @@ impl AwsProvider {
         Ok(g)
     }
 
+    /// The group's spec, with its launch template read only when what it says matters.
     async fn resolve(&self, g: &AutoScalingGroup) -> Result<Resolved> {
         let spec = GroupSpec::from_sdk(g);
         let template = match &spec.template {
-            Some(t) => Some(self.template_facts(t, &spec.name).await?),
-            None => None,
+            Some(t) if spec.template_matters() => Some(self.template_facts(t, &spec.name).await?),
+            _ => None,
         };
         Ok(Resolved { spec, template })
     }
 
     async fn warm_pool_instances(&self, group: &str) -> Result<WarmPoolListing> {
-        let mut instances = Vec::new();
-        let mut config = None;
-        let mut token: Option<String> = None;
-        for _ in 0..MAX_PAGES {
-            let out = self
-                .asg
-                .describe_warm_pool()
-                .auto_scaling_group_name(group)
-                .max_records(ASG_PAGE)
-                .set_next_token(token.clone())
-                .send()
-                .await
-                .map_err(|e| map_sdk(Ctx::new("DescribeWarmPool", group), e))?;
-            if config.is_none() {
-                config = out.warm_pool_configuration().cloned();
-            }
-            instances.extend(out.instances().iter().cloned());
-            token = out
-                .next_token()
-                .filter(|t| !t.is_empty())
-                .map(str::to_owned);
-            if token.is_none() {
-                break;
-            }
-        }
+        let pages = all_pages(
+            "DescribeWarmPool",
+            group,
+            |token| {
+                self.asg
+                    .describe_warm_pool()
+                    .auto_scaling_group_name(group)
+                    .max_records(ASG_PAGE)
+                    .set_next_token(token)
+                    .send()
+            },
+            |out| out.next_token(),
+        )
+        .await?;
+        let config = pages
+            .iter()
+            .find_map(|out| out.warm_pool_configuration())
+            .cloned();
+        let instances = pages
+            .iter()
+            .flat_map(|out| out.instances())
+            .cloned()
+            .collect();
         Ok((config, instances))
     }
 
@@ -269,7 +292,7 @@ impl AwsProvider {
             .max_records(ACTIVITIES_PER_GROUP)
             .send()
             .await
-            .map_err(|e| map_sdk(Ctx::new("DescribeScalingActivities", group), e))?;
+            .api("DescribeScalingActivities", group)?;
         Ok(out
             .activities()
             .iter()
@@ -300,7 +323,7 @@ impl AwsProvider {
             .versions(&t.version)
             .send()
             .await
-            .map_err(|e| map_sdk(Ctx::new("DescribeLaunchTemplateVersions", &target), e))?;
+            .api("DescribeLaunchTemplateVersions", &target)?;
         let data = out
             .launch_template_versions()
             .first()
@@ -337,38 +360,32 @@ impl AwsProvider {
                 .collect()
         };
         for chunk in missing.chunks(TYPES_PER_CALL) {
-            let mut token: Option<String> = None;
-            let mut found: HashMap<String, Option<InstanceType>> = HashMap::new();
-            for _ in 0..MAX_PAGES {
-                let mut req = self
-                    .ec2
-                    .describe_instance_types()
-                    .set_next_token(token.clone());
-                for t in chunk {
-                    req = req.instance_types(aws_sdk_ec2::types::InstanceType::from(t.as_str()));
-                }
-                let out = req
-                    .send()
-                    .await
-                    .map_err(|e| map_sdk(Ctx::new("DescribeInstanceTypes", &chunk.join(",")), e))?;
-                for info in out.instance_types() {
-                    let Some(name) = info.instance_type().map(|t| t.as_str().to_owned()) else {
-                        continue;
-                    };
-                    found.insert(name.clone(), gpu_instance_type(&name, info));
-                }
-                token = out
-                    .next_token()
-                    .filter(|t| !t.is_empty())
-                    .map(str::to_owned);
-                if token.is_none() {
-                    break;
-                }
-            }
+            let pages = all_pages(
+                "DescribeInstanceTypes",
+                &chunk.join(","),
+                |token| {
+                    self.ec2
+                        .describe_instance_types()
+                        .set_instance_types(Some(ec2_types(chunk)))
+                        .set_next_token(token)
+                        .send()
+                },
+                |out| out.next_token(),
+            )
+            .await?;
+            let mut found: HashMap<&str, Option<InstanceType>> = pages
+                .iter()
+                .flat_map(|out| out.instance_types())
+                .filter_map(|info| {
+                    let name = info.instance_type()?.as_str();
+                    Some((name, gpu_instance_type(name, info)))
+                })
+                .collect();
             let mut st = lock(&self.state);
             for t in chunk {
                 // A type EC2 does not know (typo, other region) is cached as "no GPU" too.
-                st.gpu_types.insert(t.clone(), found.remove(t).flatten());
+                st.gpu_types
+                    .insert(t.clone(), found.remove(t.as_str()).flatten());
             }
         }
         let st = lock(&self.state);
@@ -403,49 +420,41 @@ impl AwsProvider {
         }
         let now_dt = aws_sdk_ec2::primitives::DateTime::from_secs(now_secs());
         let mut latest: HashMap<(String, String), (i64, f64)> = HashMap::new();
-        let mut token: Option<String> = None;
-        for _ in 0..MAX_PAGES {
-            let mut req = self
-                .ec2
-                .describe_spot_price_history()
-                .product_descriptions("Linux/UNIX")
-                // Start = end = now: AWS returns the price in effect now for each type × zone.
-                .start_time(now_dt)
-                .end_time(now_dt)
-                .set_next_token(token.clone());
-            for t in &stale {
-                req = req.instance_types(aws_sdk_ec2::types::InstanceType::from(t.as_str()));
+        let pages = all_pages(
+            "DescribeSpotPriceHistory",
+            &stale.join(","),
+            |token| {
+                self.ec2
+                    .describe_spot_price_history()
+                    .product_descriptions("Linux/UNIX")
+                    .set_instance_types(Some(ec2_types(&stale)))
+                    // Start = end = now: AWS returns the price in effect now for each type × zone.
+                    .start_time(now_dt)
+                    .end_time(now_dt)
+                    .set_next_token(token)
+                    .send()
+            },
+            |out| out.next_token(),
+        )
+        .await?;
+        for p in pages.iter().flat_map(|out| out.spot_price_history()) {
+            let (Some(t), Some(z), Some(price)) =
+                (p.instance_type(), p.availability_zone(), p.spot_price())
+            else {
+                continue;
+            };
+            let Ok(price) = price.parse::<f64>() else {
+                continue;
+            };
+            if !(price.is_finite() && price > 0.0) {
+                continue;
             }
-            let out = req
-                .send()
-                .await
-                .map_err(|e| map_sdk(Ctx::new("DescribeSpotPriceHistory", &stale.join(",")), e))?;
-            for p in out.spot_price_history() {
-                let (Some(t), Some(z), Some(price)) =
-                    (p.instance_type(), p.availability_zone(), p.spot_price())
-                else {
-                    continue;
-                };
-                let Ok(price) = price.parse::<f64>() else {
-                    continue;
-                };
-                if !(price.is_finite() && price > 0.0) {
-                    continue;
-                }
-                let at = p.timestamp().and_then(|d| d.to_millis().ok()).unwrap_or(0);
-                let e = latest
-                    .entry((t.as_str().to_owned(), z.to_owned()))
-                    .or_insert((at, price));
-                if at >= e.0 {
-                    *e = (at, price);
-                }
-            }
-            token = out
-                .next_token()
-                .filter(|t| !t.is_empty())
-                .map(str::to_owned);
-            if token.is_none() {
-                break;
+            let at = p.timestamp().and_then(|d| d.to_millis().ok()).unwrap_or(0);
+            let e = latest
+                .entry((t.as_str().to_owned(), z.to_owned()))
+                .or_insert((at, price));
+            if at >= e.0 {
+                *e = (at, price);
             }
         }
         let mut st = lock(&self.state);
@@ -467,48 +476,47 @@ impl AwsProvider {
     ) -> Result<HashMap<String, Ec2Facts>> {
         let mut facts = HashMap::new();
         for chunk in ids.chunks(EC2_IDS_PER_CALL) {
-            let mut token: Option<String> = None;
-            for _ in 0..MAX_PAGES {
-                // A filter, not InstanceIds: an id that vanished meanwhile is simply absent
-                // instead of failing the whole call with InvalidInstanceID.NotFound.
-                let out = self
-                    .ec2
-                    .describe_instances()
-                    .filters(
-                        Ec2Filter::builder()
-                            .name("instance-id")
-                            .set_values(Some(chunk.to_vec()))
-                            .build(),
-                    )
-                    .set_next_token(token.clone())
-                    .send()
-                    .await
-                    .map_err(|e| map_sdk(Ctx::new("DescribeInstances", target), e))?;
-                for i in out.reservations().iter().flat_map(|r| r.instances()) {
-                    let Some(id) = i.instance_id() else { continue };
-                    facts.insert(
-                        id.to_owned(),
-                        Ec2Facts {
-                            launched_ms: i.launch_time().and_then(|t| t.to_millis().ok()),
-                            private_ip: i.private_ip_address().map(str::to_owned),
-                            model_cache: i
-                                .tags()
-                                .iter()
-                                .find(|t| t.key() == Some(TAG_MODEL_CACHE))
-                                .and_then(|t| t.value())
-                                .filter(|v| !v.is_empty())
-                                .map(str::to_owned),
-                            spot: i.instance_lifecycle() == Some(&InstanceLifecycleType::Spot),
-                        },
-                    );
-                }
-                token = out
-                    .next_token()
-                    .filter(|t| !t.is_empty())
-                    .map(str::to_owned);
-                if token.is_none() {
-                    break;
-                }
+            let pages = all_pages(
+                "DescribeInstances",
+                target,
+                |token| {
+                    // A filter, not InstanceIds: an id that vanished meanwhile is simply absent
+                    // instead of failing the whole call with InvalidInstanceID.NotFound.
+                    self.ec2
+                        .describe_instances()
+                        .filters(
+                            Ec2Filter::builder()
+                                .name("instance-id")
+                                .set_values(Some(chunk.to_vec()))
+                                .build(),
+                        )
+                        .set_next_token(token)
+                        .send()
+                },
+                |out| out.next_token(),
+            )
+            .await?;
+            let listed = pages
+                .iter()
+                .flat_map(|out| out.reservations())
+                .flat_map(|r| r.instances());
+            for i in listed {
+                let Some(id) = i.instance_id() else { continue };
+                facts.insert(
+                    id.to_owned(),
+                    Ec2Facts {
+                        launched_ms: i.launch_time().and_then(|t| t.to_millis().ok()),
+                        private_ip: i.private_ip_address().map(str::to_owned),
+                        model_cache: i
+                            .tags()
+                            .iter()
+                            .find(|t| t.key() == Some(TAG_MODEL_CACHE))
+                            .and_then(|t| t.value())
+                            .filter(|v| !v.is_empty())
+                            .map(str::to_owned),
+                        spot: i.instance_lifecycle() == Some(&InstanceLifecycleType::Spot),
+                    },
+                );
             }
         }
         Ok(facts)
@@ -686,7 +694,7 @@ impl AwsProvider {
                 .wait_time_seconds(if batch == 0 { SQS_FIRST_WAIT_S } else { 0 })
                 .send()
                 .await
-                .map_err(|e| map_sdk(Ctx::new("ReceiveMessage", queue), e))?;
+                .api("ReceiveMessage", queue)?;
             let msgs = resp.messages();
             for m in msgs {
                 let (Some(id), Some(rh)) = (m.message_id(), m.receipt_handle()) else {
@@ -734,7 +742,7 @@ impl AwsProvider {
             Ok(_) => Ok(()),
             // Already deleted or expired: the trait says unknown tokens are not an error.
             Err(e) if classify(e.code(), e.message()) == Class::StaleReceipt => Ok(()),
-            Err(e) => Err(map_sdk(Ctx::new("DeleteMessage", queue), e)),
+            Err(e) => Err(map_sdk("DeleteMessage", queue, e)),
         }
     }
 }
@@ -745,6 +753,14 @@ struct Ec2Facts {
     private_ip: Option<String>,
     model_cache: Option<String>,
     spot: bool,
+}
+
+/// Type names as the EC2 request fields want them.
+fn ec2_types(names: &[String]) -> Vec<aws_sdk_ec2::types::InstanceType> {
+    names
+        .iter()
+        .map(|t| aws_sdk_ec2::types::InstanceType::from(t.as_str()))
+        .collect()
 }
 
 /// GPU facts of one EC2 type, `None` when it has no GPU.
@@ -870,7 +886,7 @@ impl NodeGroupProvider for AwsProvider {
             .honor_cooldown(false)
             .send()
             .await
-            .map_err(|e| map_sdk(Ctx::new("SetDesiredCapacity", group.as_str()), e))?;
+            .api("SetDesiredCapacity", group.as_str())?;
         tracing::info!(%group, from = spec.desired, to = target, "desired capacity raised");
         Ok(())
     }
@@ -925,16 +941,12 @@ impl NodeGroupProvider for AwsProvider {
                 .instance_id(id.as_str())
                 .should_decrement_desired_capacity(decrement)
                 .send()
-                .await;
+                .await
+                .api("TerminateInstanceInAutoScalingGroup", id.as_str());
             match res {
                 Ok(_) => tracing::info!(%group, instance = %id, decrement, "terminating"),
-                Err(e) => match map_sdk(
-                    Ctx::new("TerminateInstanceInAutoScalingGroup", id.as_str()),
-                    e,
-                ) {
-                    ProviderError::NotFound { .. } => {}
-                    other => return Err(other),
-                },
+                Err(ProviderError::NotFound { .. }) => {}
+                Err(e) => return Err(e),
             }
         }
         Ok(())
@@ -961,7 +973,7 @@ impl NodeGroupProvider for AwsProvider {
             .pool_state(WarmPoolState::Stopped)
             .send()
             .await
-            .map_err(|e| map_sdk(Ctx::new("PutWarmPool", group.as_str()), e))?;
+            .api("PutWarmPool", group.as_str())?;
         tracing::info!(%group, size, "warm pool size set");
         Ok(())
     }
@@ -973,7 +985,7 @@ impl NodeGroupProvider for AwsProvider {
             .auto_scaling_group_name(group.as_str())
             .send()
             .await
-            .map_err(|e| map_sdk(Ctx::new("DescribeLifecycleHooks", group.as_str()), e))?;
+            .api("DescribeLifecycleHooks", group.as_str())?;
         let Some(hook) = hooks
             .lifecycle_hooks()
             .iter()
@@ -991,7 +1003,7 @@ impl NodeGroupProvider for AwsProvider {
             .lifecycle_action_result("CONTINUE")
             .send()
             .await
-            .map_err(|e| map_sdk(Ctx::new("CompleteLifecycleAction", instance.as_str()), e))?;
+            .api("CompleteLifecycleAction", instance.as_str())?;
         tracing::info!(%group, %instance, hook, "lifecycle action completed: model cache warm");
         Ok(())
     }

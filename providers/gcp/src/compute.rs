@@ -93,7 +93,7 @@ pub struct Compute {
 /// Client options common to every service.
 pub struct ClientOptions {
     pub endpoint: Option<String>,
-    pub credentials: Option<google_cloud_auth::credentials::Credentials>,
+    pub credentials: google_cloud_auth::credentials::Credentials,
     pub api_timeout: Duration,
 }
 
@@ -112,13 +112,13 @@ macro_rules! build_client {
         if let Some(e) = &o.endpoint {
             b = b.with_endpoint(e.clone());
         }
-        if let Some(c) = &o.credentials {
-            b = b.with_credentials(c.clone());
-        }
-        b.build().await.map_err(|source| crate::GcpError::Client {
-            client: $name,
-            source,
-        })?
+        b.with_credentials(o.credentials.clone())
+            .build()
+            .await
+            .map_err(|source| crate::GcpError::Client {
+                client: $name,
+                source,
+            })?
     }};
 }
 
@@ -169,14 +169,17 @@ pub fn api_error(
     }
 }
 
-/// Follow `nextPageToken` until the listing ends (bounded by [`MAX_PAGES`]).
+/// Send a list request page by page, following `nextPageToken` until the listing ends (bounded
+/// by [`MAX_PAGES`]), and collect the pages' `$items`. `$req` is the request without paging
+/// fields; it is rebuilt for every page.
 macro_rules! paginate {
-    ($call:literal, $target:expr, |$tok:ident| $req:expr, $items:ident) => {{
+    ($call:expr, $target:expr, $req:expr, $items:ident) => {{
         let mut out = Vec::new();
         let mut token: Option<String> = None;
         for _ in 0..MAX_PAGES {
-            let $tok = token.take().unwrap_or_default();
             let page = $req
+                .set_max_results(PAGE_SIZE)
+                .set_or_clear_page_token(token.take())
                 .send()
                 .await
                 .map_err(|e| api_error($call, $target, e))?;
@@ -191,6 +194,58 @@ macro_rules! paginate {
             target: $target.to_owned(),
             source: format!("more than {MAX_PAGES} pages").into(),
         })
+    }};
+}
+
+/// A call on the MIG `$g` through the service that owns it: `instanceGroupManagers` for a zonal
+/// MIG, `regionInstanceGroupManagers` for a regional one. The two take the same requests through
+/// separate client and model types, so the request is written once and expanded for each scope:
+/// `$b` is the `$method` builder with project, zone or region and group name set. `send` sends
+/// it once; `pages(items)` follows its listing. A request whose types differ between the scopes
+/// (deleteInstances' body) gives a zonal and a regional expression.
+macro_rules! on_mig {
+    (@send $call:expr, $id:expr, $req:expr) => {
+        $req.send().await.map_err(|e| api_error($call, $id, e))
+    };
+    (@pages($items:ident) $call:expr, $id:expr, $req:expr) => {
+        paginate!($call, $id, $req, $items)
+    };
+    ($self:ident, $g:expr, $how:ident $(($items:ident))?, $method:ident, $call:literal,
+     |$b:ident| $req:expr) => {
+        on_mig!($self, $g, $how $(($items))?, $method, $call, |$b| $req, $req)
+    };
+    ($self:ident, $g:expr, $how:ident $(($items:ident))?, $method:ident, $call:literal,
+     |$b:ident| $zonal:expr, $regional:expr) => {{
+        let g: &GroupRef = $g;
+        let id = g.id();
+        match &g.location {
+            Location::Zone(z) => on_mig!(
+                @$how $(($items))? concat!("instanceGroupManagers.", $call),
+                &id,
+                {
+                    let $b = $self
+                        .igm
+                        .$method()
+                        .set_project(&$self.project)
+                        .set_zone(z)
+                        .set_instance_group_manager(&g.name);
+                    $zonal
+                }
+            ),
+            Location::Region(r) => on_mig!(
+                @$how $(($items))? concat!("regionInstanceGroupManagers.", $call),
+                &id,
+                {
+                    let $b = $self
+                        .rigm
+                        .$method()
+                        .set_project(&$self.project)
+                        .set_region(r)
+                        .set_instance_group_manager(&g.name);
+                    $regional
+                }
+            ),
+        }
     }};
 }
 
@@ -211,64 +266,29 @@ impl Compute {
         })
     }
 
-    pub async fn list_zonal_migs(
+    /// The MIGs of a zone (zonal MIGs) or of a region (regional MIGs).
+    pub async fn list_migs(
         &self,
-        zone: &str,
+        location: &Location,
     ) -> Result<Vec<InstanceGroupManager>, ProviderError> {
-        paginate!(
-            "instanceGroupManagers.list",
-            zone,
-            |tok| self
-                .igm
-                .list()
-                .set_project(&self.project)
-                .set_zone(zone)
-                .set_max_results(PAGE_SIZE)
-                .set_or_clear_page_token((!tok.is_empty()).then_some(tok)),
-            items
-        )
-    }
-
-    pub async fn list_regional_migs(
-        &self,
-        region: &str,
-    ) -> Result<Vec<InstanceGroupManager>, ProviderError> {
-        paginate!(
-            "regionInstanceGroupManagers.list",
-            region,
-            |tok| self
-                .rigm
-                .list()
-                .set_project(&self.project)
-                .set_region(region)
-                .set_max_results(PAGE_SIZE)
-                .set_or_clear_page_token((!tok.is_empty()).then_some(tok)),
-            items
-        )
+        match location {
+            Location::Zone(z) => paginate!(
+                "instanceGroupManagers.list",
+                z,
+                self.igm.list().set_project(&self.project).set_zone(z),
+                items
+            ),
+            Location::Region(r) => paginate!(
+                "regionInstanceGroupManagers.list",
+                r,
+                self.rigm.list().set_project(&self.project).set_region(r),
+                items
+            ),
+        }
     }
 
     pub async fn get_mig(&self, g: &GroupRef) -> Result<InstanceGroupManager, ProviderError> {
-        let id = g.id();
-        match &g.location {
-            Location::Zone(z) => self
-                .igm
-                .get()
-                .set_project(&self.project)
-                .set_zone(z)
-                .set_instance_group_manager(&g.name)
-                .send()
-                .await
-                .map_err(|e| api_error("instanceGroupManagers.get", &id, e)),
-            Location::Region(r) => self
-                .rigm
-                .get()
-                .set_project(&self.project)
-                .set_region(r)
-                .set_instance_group_manager(&g.name)
-                .send()
-                .await
-                .map_err(|e| api_error("regionInstanceGroupManagers.get", &id, e)),
-        }
+        on_mig!(self, g, send, get, "get", |b| b)
     }
 
     /// A global instance template by URL. Regional templates (`/regions/…/instanceTemplates/`)
@@ -291,35 +311,14 @@ impl Compute {
     }
 
     pub async fn list_managed(&self, g: &GroupRef) -> Result<Vec<ManagedInstance>, ProviderError> {
-        let id = g.id();
-        match &g.location {
-            Location::Zone(z) => paginate!(
-                "instanceGroupManagers.listManagedInstances",
-                &id,
-                |tok| self
-                    .igm
-                    .list_managed_instances()
-                    .set_project(&self.project)
-                    .set_zone(z)
-                    .set_instance_group_manager(&g.name)
-                    .set_max_results(PAGE_SIZE)
-                    .set_or_clear_page_token((!tok.is_empty()).then_some(tok)),
-                managed_instances
-            ),
-            Location::Region(r) => paginate!(
-                "regionInstanceGroupManagers.listManagedInstances",
-                &id,
-                |tok| self
-                    .rigm
-                    .list_managed_instances()
-                    .set_project(&self.project)
-                    .set_region(r)
-                    .set_instance_group_manager(&g.name)
-                    .set_max_results(PAGE_SIZE)
-                    .set_or_clear_page_token((!tok.is_empty()).then_some(tok)),
-                managed_instances
-            ),
-        }
+        on_mig!(
+            self,
+            g,
+            pages(managed_instances),
+            list_managed_instances,
+            "listManagedInstances",
+            |b| b
+        )
     }
 
     /// VMs of a zone matching a filter (`labels.gpupool-io-pool = "llama-70b"`).
@@ -331,42 +330,17 @@ impl Compute {
         paginate!(
             "instances.list",
             zone,
-            |tok| self
-                .instances
+            self.instances
                 .list()
                 .set_project(&self.project)
                 .set_zone(zone)
-                .set_filter(filter)
-                .set_max_results(PAGE_SIZE)
-                .set_or_clear_page_token((!tok.is_empty()).then_some(tok)),
+                .set_filter(filter),
             items
         )
     }
 
     pub async fn resize(&self, g: &GroupRef, size: i32) -> Result<Operation, ProviderError> {
-        let id = g.id();
-        match &g.location {
-            Location::Zone(z) => self
-                .igm
-                .resize()
-                .set_project(&self.project)
-                .set_zone(z)
-                .set_instance_group_manager(&g.name)
-                .set_size(size)
-                .send()
-                .await
-                .map_err(|e| api_error("instanceGroupManagers.resize", &id, e)),
-            Location::Region(r) => self
-                .rigm
-                .resize()
-                .set_project(&self.project)
-                .set_region(r)
-                .set_instance_group_manager(&g.name)
-                .set_size(size)
-                .send()
-                .await
-                .map_err(|e| api_error("regionInstanceGroupManagers.resize", &id, e)),
-        }
+        on_mig!(self, g, send, resize, "resize", |b| b.set_size(size))
     }
 
     /// PATCH (JSON merge) of the fields set in `body`: used for `targetSize` together with
@@ -376,29 +350,7 @@ impl Compute {
         g: &GroupRef,
         body: InstanceGroupManager,
     ) -> Result<Operation, ProviderError> {
-        let id = g.id();
-        match &g.location {
-            Location::Zone(z) => self
-                .igm
-                .patch()
-                .set_project(&self.project)
-                .set_zone(z)
-                .set_instance_group_manager(&g.name)
-                .set_body(body)
-                .send()
-                .await
-                .map_err(|e| api_error("instanceGroupManagers.patch", &id, e)),
-            Location::Region(r) => self
-                .rigm
-                .patch()
-                .set_project(&self.project)
-                .set_region(r)
-                .set_instance_group_manager(&g.name)
-                .set_body(body)
-                .send()
-                .await
-                .map_err(|e| api_error("regionInstanceGroupManagers.patch", &id, e)),
-        }
+        on_mig!(self, g, send, patch, "patch", |b| b.set_body(body))
     }
 
     /// Delete exactly these VMs (instance URLs) and lower the target size by as many.
@@ -409,37 +361,23 @@ impl Compute {
         g: &GroupRef,
         urls: Vec<String>,
     ) -> Result<Operation, ProviderError> {
-        let id = g.id();
-        match &g.location {
-            Location::Zone(z) => self
-                .igm
-                .delete_instances()
-                .set_project(&self.project)
-                .set_zone(z)
-                .set_instance_group_manager(&g.name)
-                .set_body(
-                    InstanceGroupManagersDeleteInstancesRequest::new()
-                        .set_instances(urls)
-                        .set_skip_instances_on_validation_error(true),
-                )
-                .send()
-                .await
-                .map_err(|e| api_error("instanceGroupManagers.deleteInstances", &id, e)),
-            Location::Region(r) => self
-                .rigm
-                .delete_instances()
-                .set_project(&self.project)
-                .set_region(r)
-                .set_instance_group_manager(&g.name)
-                .set_body(
-                    RegionInstanceGroupManagersDeleteInstancesRequest::new()
-                        .set_instances(urls)
-                        .set_skip_instances_on_validation_error(true),
-                )
-                .send()
-                .await
-                .map_err(|e| api_error("regionInstanceGroupManagers.deleteInstances", &id, e)),
-        }
+        on_mig!(
+            self,
+            g,
+            send,
+            delete_instances,
+            "deleteInstances",
+            |b| b.set_body(
+                InstanceGroupManagersDeleteInstancesRequest::new()
+                    .set_instances(urls)
+                    .set_skip_instances_on_validation_error(true)
+            ),
+            b.set_body(
+                RegionInstanceGroupManagersDeleteInstancesRequest::new()
+                    .set_instances(urls)
+                    .set_skip_instances_on_validation_error(true)
+            )
+        )
     }
 
     /// Re-read an operation from the service that owns it (its `zone` or `region` field).
@@ -481,14 +419,11 @@ impl Compute {
         paginate!(
             "zoneOperations.list",
             zone,
-            |tok| self
-                .zone_ops
+            self.zone_ops
                 .list()
                 .set_project(&self.project)
                 .set_zone(zone)
-                .set_filter(filter)
-                .set_max_results(PAGE_SIZE)
-                .set_or_clear_page_token((!tok.is_empty()).then_some(tok)),
+                .set_filter(filter),
             items
         )
     }

@@ -41,7 +41,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 /// GCP label keys (`contract.rs` in the root crate holds the same strings; this crate cannot
-/// depend on the root package, and tests/gcp_provider.rs checks the two agree).
+/// depend on the root package, and tests/gcp_controller.rs checks the two agree).
 pub const LABEL_POOL: &str = "gpupool-io-pool";
 pub const LABEL_ENABLED: &str = "gpupool-io-enabled";
 pub const LABEL_MODEL_CACHE: &str = "gpupool-io-model-cache";
@@ -180,6 +180,14 @@ struct GroupMeta {
     zones: Vec<String>,
 }
 
+impl GroupMeta {
+    /// `zone` if known, else the group's first zone (a zonal MIG has only one).
+    fn zone_or_first(&self, zone: Option<String>) -> String {
+        zone.or_else(|| self.zones.first().cloned())
+            .unwrap_or_default()
+    }
+}
+
 #[derive(Default)]
 struct State {
     /// Instance templates are immutable in GCP (a change is a new template), so a template
@@ -265,13 +273,13 @@ impl GcpProvider {
         };
         let credentials = match resolved {
             GcpCredentials::Anonymous => {
-                Some(google_cloud_auth::credentials::anonymous::Builder::new().build())
+                google_cloud_auth::credentials::anonymous::Builder::new().build()
             }
-            GcpCredentials::ApplicationDefault | GcpCredentials::Auto => Some(
+            GcpCredentials::ApplicationDefault | GcpCredentials::Auto => {
                 google_cloud_auth::credentials::Builder::default()
                     .build()
-                    .map_err(GcpError::Credentials)?,
-            ),
+                    .map_err(GcpError::Credentials)?
+            }
         };
         let compute = Compute::new(
             settings.project.clone(),
@@ -282,16 +290,12 @@ impl GcpProvider {
             },
         )
         .await?;
-        let mut state = State::default();
-        let since = wall_clock().plus_secs(-FIRST_POLL_LOOKBACK_S);
-        for z in &settings.zones {
-            state.preempt_cursor.insert(z.clone(), since);
-        }
         Ok(GcpProvider {
             catalog: Catalog::shipped()?,
             settings,
             compute,
-            state: Mutex::new(state),
+            // Preemption cursors start at the first poll of each zone (`poll_events`).
+            state: Mutex::new(State::default()),
         })
     }
 
@@ -543,19 +547,9 @@ impl GcpProvider {
                             .next()
                     })
                     .map(str::to_owned)
-                    .filter(|z| meta.zones.contains(z))
-                    .or_else(|| meta.zones.first().cloned())
-                    .unwrap_or_default();
+                    .filter(|z| meta.zones.contains(z));
                 ProviderError::InsufficientCapacity {
-                    offering: OfferingKey {
-                        instance_type: mapping::instance_type_name(
-                            &self.catalog,
-                            &meta.shape,
-                            &zone,
-                        ),
-                        capacity_type: meta.shape.capacity,
-                        zone: Zone::new(zone),
-                    },
+                    offering: self.offering_key(meta, meta.zone_or_first(zone)),
                 }
             }
             Some(LaunchFailure::QuotaExceeded) => ProviderError::QuotaExceeded {
@@ -567,6 +561,15 @@ impl GcpProvider {
                 target: g.id(),
                 source: format!("operation failed: {code}: {message}").into(),
             },
+        }
+    }
+
+    /// The offering a VM of this group in `zone` is.
+    fn offering_key(&self, meta: &GroupMeta, zone: String) -> OfferingKey {
+        OfferingKey {
+            instance_type: mapping::instance_type_name(&self.catalog, &meta.shape, &zone),
+            capacity_type: meta.shape.capacity,
+            zone: Zone::new(zone),
         }
     }
 
@@ -588,23 +591,13 @@ impl GcpProvider {
                 if !st.remember(&id) {
                     continue;
                 }
-                let zone = mapping::instance_zone(mi)
-                    .or_else(|| meta.zones.first().cloned())
-                    .unwrap_or_default();
+                let zone = meta.zone_or_first(mapping::instance_zone(mi));
                 st.queued.push(ProviderEvent {
                     ack: None,
                     id,
                     kind: ProviderEventKind::LaunchFailed {
                         group: NodeGroupId::new(g.id()),
-                        offering: OfferingKey {
-                            instance_type: mapping::instance_type_name(
-                                &self.catalog,
-                                &meta.shape,
-                                &zone,
-                            ),
-                            capacity_type: meta.shape.capacity,
-                            zone: Zone::new(zone),
-                        },
+                        offering: self.offering_key(meta, zone),
                         error: kind,
                         message: e.message.clone().unwrap_or_else(|| code.to_owned()),
                     },
@@ -649,21 +642,15 @@ impl NodeGroupProvider for GcpProvider {
     }
 
     async fn node_groups(&self) -> Result<Vec<NodeGroup>> {
+        // Zonal MIGs in the configured zones, regional ones in the region.
+        let locations = (self.settings.zones.iter().cloned().map(Location::Zone))
+            .chain([Location::Region(self.settings.region.clone())]);
         let mut migs: Vec<(GroupRef, InstanceGroupManager)> = Vec::new();
-        for zone in &self.settings.zones {
-            for m in self.compute.list_zonal_migs(zone).await? {
+        for location in locations {
+            for m in self.compute.list_migs(&location).await? {
                 if let Some(g) = GroupRef::of(&m) {
                     migs.push((g, m));
                 }
-            }
-        }
-        for m in self
-            .compute
-            .list_regional_migs(&self.settings.region)
-            .await?
-        {
-            if let Some(g) = GroupRef::of(&m) {
-                migs.push((g, m));
             }
         }
         let mut out = Vec::new();
@@ -711,9 +698,7 @@ impl NodeGroupProvider for GcpProvider {
             let Some(name) = mi.name.clone() else {
                 continue;
             };
-            let zone = mapping::instance_zone(mi)
-                .or_else(|| meta.zones.first().cloned())
-                .unwrap_or_default();
+            let zone = meta.zone_or_first(mapping::instance_zone(mi));
             let d = details.get(&name).cloned().unwrap_or_default();
             let launched_at = match d.created_ms {
                 Some(ms) => Timestamp::from_millis(ms),

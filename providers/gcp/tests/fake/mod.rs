@@ -111,6 +111,20 @@ impl Drop for FakeCompute {
     }
 }
 
+/// The template labels that put a MIG in gpupool's pool `pool` (the provider's
+/// `gpupool-io-pool` / `gpupool-io-enabled`, spelled out so the fake stays independent of it).
+pub fn pool_labels(pool: &str) -> [(&'static str, &str); 2] {
+    [("gpupool-io-pool", pool), ("gpupool-io-enabled", "true")]
+}
+
+/// The machine type of a template, `""` if unknown.
+fn machine_type<'a>(templates: &'a BTreeMap<String, Value>, template: &str) -> &'a str {
+    templates
+        .get(template)
+        .and_then(|t| t["properties"]["machineType"].as_str())
+        .unwrap_or_default()
+}
+
 fn now_rfc3339() -> String {
     let ms = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -194,6 +208,28 @@ impl FakeCompute {
             },
         });
         w.templates.insert(name.to_owned(), t);
+    }
+
+    /// A g2-standard-8 template with one L4, SPOT or STANDARD, labelled into `pool`.
+    pub fn add_l4_template(&self, name: &str, spot: bool, pool: &str) {
+        self.add_template(
+            name,
+            "g2-standard-8",
+            &[("nvidia-l4", 1)],
+            spot,
+            &pool_labels(pool),
+        );
+    }
+
+    /// An on-demand a2-highgpu-1g template (one A100) labelled into `pool`.
+    pub fn add_a100_template(&self, name: &str, pool: &str) {
+        self.add_template(
+            name,
+            "a2-highgpu-1g",
+            &[("nvidia-tesla-a100", 1)],
+            false,
+            &pool_labels(pool),
+        );
     }
 
     /// A MIG: `scope` is `zones/<zone>` or `regions/<region>` (then `zones` are its
@@ -313,11 +349,7 @@ impl FakeCompute {
         } = &mut *guard;
         let mut next_ip = *ip_counter;
         for m in migs.iter_mut() {
-            let machine = templates
-                .get(&m.template)
-                .and_then(|t| t["properties"]["machineType"].as_str())
-                .unwrap_or_default()
-                .to_owned();
+            let machine = machine_type(templates, &m.template);
             m.vms.retain(|v| v.action != "DELETING");
             for vm in &mut m.vms {
                 match (vm.action.as_str(), vm.status.as_str()) {
@@ -616,11 +648,7 @@ fn managed_json(w: &World, vm: &Vm) -> Value {
 }
 
 fn instance_json(w: &World, m: &Mig, vm: &Vm) -> Value {
-    let machine = w
-        .templates
-        .get(&m.template)
-        .and_then(|t| t["properties"]["machineType"].as_str().map(str::to_owned))
-        .unwrap_or_default();
+    let machine = machine_type(&w.templates, &m.template);
     json!({
         "kind": "compute#instance",
         "id": (vm.name.len() as u64 * 1_000_003).to_string(),
@@ -640,6 +668,14 @@ fn google_error(code: u16, reason: &str, message: &str) -> (u16, Value) {
         code,
         json!({"error": {"code": code, "message": message,
         "errors": [{"domain": "global", "reason": reason, "message": message}]}}),
+    )
+}
+
+fn not_found(resource: &str) -> (u16, Value) {
+    google_error(
+        404,
+        "notFound",
+        &format!("The resource '{resource}' was not found"),
     )
 }
 
@@ -736,11 +772,7 @@ fn route(
     w.calls.push(format!("{method} {path}"));
     let prefix = format!("/compute/v1/projects/{}/", w.project);
     let Some(rest) = path.strip_prefix(&prefix) else {
-        return google_error(
-            404,
-            "notFound",
-            &format!("The resource '{path}' was not found"),
-        );
+        return not_found(path);
     };
     let seg: Vec<&str> = rest.split('/').collect();
     let filter = match query.get("filter").map(|f| parse_filter(f)) {
@@ -758,14 +790,10 @@ fn route(
     match (method, seg.as_slice()) {
         ("GET", ["global", "instanceTemplates", name]) => match w.templates.get(*name) {
             Some(t) => (200, t.clone()),
-            None => google_error(
-                404,
-                "notFound",
-                &format!(
-                    "The resource 'projects/{}/global/instanceTemplates/{name}' was not found",
-                    w.project
-                ),
-            ),
+            None => not_found(&format!(
+                "projects/{}/global/instanceTemplates/{name}",
+                w.project
+            )),
         },
         ("GET", [kind @ ("zones" | "regions"), loc, "instanceGroupManagers"]) => {
             let scope = format!("{kind}/{loc}");
@@ -803,14 +831,10 @@ fn route(
                 .iter()
                 .position(|m| m.scope == scope && m.name == *name)
             else {
-                return google_error(
-                    404,
-                    "notFound",
-                    &format!(
-                        "The resource 'projects/{}/{scope}/instanceGroupManagers/{name}' was not found",
-                        w.project
-                    ),
-                );
+                return not_found(&format!(
+                    "projects/{}/{scope}/instanceGroupManagers/{name}",
+                    w.project
+                ));
             };
             mig_call(w, idx, method, verb, query, body, &scope)
         }
@@ -846,14 +870,10 @@ fn route(
                     }
                     (200, out)
                 }
-                _ => google_error(
-                    404,
-                    "notFound",
-                    &format!(
-                        "The resource 'projects/{}/{kind}/{loc}/operations/{name}' was not found",
-                        w.project
-                    ),
-                ),
+                _ => not_found(&format!(
+                    "projects/{}/{kind}/{loc}/operations/{name}",
+                    w.project
+                )),
             }
         }
         ("GET", ["zones", zone, "operations"]) => {
@@ -874,11 +894,7 @@ fn route(
                 page(items, query, page_size, "items", "compute#operationList"),
             )
         }
-        _ => google_error(
-            404,
-            "notFound",
-            &format!("The resource '{path}' was not found"),
-        ),
+        _ => not_found(path),
     }
 }
 
@@ -895,6 +911,11 @@ fn mig_call(
         "{}/compute/v1/projects/{}/{scope}/instanceGroupManagers/{}",
         w.endpoint, w.project, w.migs[idx].name
     );
+    // The running operation a mutating call answers with.
+    let op = |w: &mut World, verb: &str, error: Option<(String, String)>| {
+        let op_type = format!("compute.instanceGroupManagers.{verb}");
+        (200, new_op(w, scope, &op_type, &target, "RUNNING", error))
+    };
     let body: Value = if body.is_empty() {
         json!({})
     } else {
@@ -929,45 +950,15 @@ fn mig_call(
                 return google_error(400, "invalid", "Invalid value for field 'size'");
             };
             if let Some(err) = w.migs[idx].fail_next.take() {
-                return (
-                    200,
-                    new_op(
-                        w,
-                        scope,
-                        "compute.instanceGroupManagers.resize",
-                        &target,
-                        "RUNNING",
-                        Some(err),
-                    ),
-                );
+                return op(w, "resize", Some(err));
             }
             w.migs[idx].target_size = size;
             reconcile(w, idx);
-            (
-                200,
-                new_op(
-                    w,
-                    scope,
-                    "compute.instanceGroupManagers.resize",
-                    &target,
-                    "RUNNING",
-                    None,
-                ),
-            )
+            op(w, "resize", None)
         }
         ("PATCH", []) => {
             if let Some(err) = w.migs[idx].fail_next.take() {
-                return (
-                    200,
-                    new_op(
-                        w,
-                        scope,
-                        "compute.instanceGroupManagers.patch",
-                        &target,
-                        "RUNNING",
-                        Some(err),
-                    ),
-                );
+                return op(w, "patch", Some(err));
             }
             let m = &mut w.migs[idx];
             for (field, slot) in [
@@ -987,17 +978,7 @@ fn mig_call(
                 );
             }
             reconcile(w, idx);
-            (
-                200,
-                new_op(
-                    w,
-                    scope,
-                    "compute.instanceGroupManagers.patch",
-                    &target,
-                    "RUNNING",
-                    None,
-                ),
-            )
+            op(w, "patch", None)
         }
         ("POST", ["deleteInstances"]) => {
             w.delete_bodies.push(body.clone());
@@ -1043,17 +1024,7 @@ fn mig_call(
                     }
                 }
             }
-            (
-                200,
-                new_op(
-                    w,
-                    scope,
-                    "compute.instanceGroupManagers.deleteInstances",
-                    &target,
-                    "RUNNING",
-                    None,
-                ),
-            )
+            op(w, "deleteInstances", None)
         }
         _ => google_error(404, "notFound", "Unknown method"),
     }
