@@ -59,7 +59,7 @@ fn ready_llm_node(name: &str, id: &str) -> serde_json::Value {
         &format!("aws:///us-east-1a/{id}"),
         "llm",
         8,
-        json!({"gpupool.io/model-cache": "llama-70b@v3"}),
+        json!({"gpupool.io/model-cache": "llama-70b_v3"}),
     )
 }
 
@@ -250,7 +250,7 @@ async fn serving_ready_waits_for_gpus_and_model_cache_and_flags_broken_gpus() {
     let v = observe_until(&mut c, &inst, "GPUs allocatable", |v| step_is(v, "gpus")).await;
     assert!(!v.nodes[0].serving_ready, "model cache not warm yet");
 
-    booting["metadata"]["labels"]["gpupool.io/model-cache"] = json!("llama-70b@v3");
+    booting["metadata"]["labels"]["gpupool.io/model-cache"] = json!("llama-70b_v3");
     fake.apply(booting.clone());
     observe_until(&mut c, &inst, "serving-ready", |v| v.nodes[0].serving_ready).await;
 

@@ -459,6 +459,17 @@ def check_aws_tags(mods: dict[Path, Module], contract: dict) -> None:
     R.check(f"(a) {rel(AWS_NODE_GROUP)}: every gpupool.io/* key used == contract aws.tags",
             diff(keys, set(ctags.values())))
 
+    # In Kubernetes mode the node carries the model-cache label gpupool compares against, encoded
+    # as gpupool encodes it (label values cannot hold "@").
+    labels = str(mod.locals.get("kubelet_node_labels", ""))
+    enc = str(mod.locals.get("model_cache_label_value", ""))
+    problems = []
+    if "gpupool.io/model-cache" not in labels or "local.model_cache_label_value" not in labels:
+        problems.append(f"local.kubelet_node_labels lacks gpupool.io/model-cache = local.model_cache_label_value: {labels!r}")
+    if "[^a-z0-9_-]" not in enc or "lower(" not in enc:
+        problems.append(f"local.model_cache_label_value is not lower() + [^a-z0-9_-] -> _: {enc!r}")
+    R.check(f"(a) {rel(AWS_NODE_GROUP)}: kubelet labels carry the encoded model-cache label", problems)
+
     mc = mod.locals.get("model_cache_tag_key")
     R.check(f"(a) {rel(AWS_NODE_GROUP)}: local.model_cache_tag_key == contract aws.tags.model_cache",
             [] if mc == ctags["model_cache"] else [f"local.model_cache_tag_key is {mc!r}, contract says {ctags['model_cache']!r}"])

@@ -6,7 +6,7 @@ use super::quantity;
 use crate::config::{KubernetesConfig, PoolConfig};
 use crate::contract::{
     ANNOTATION_CA_SAFE_TO_EVICT, ANNOTATION_CA_SCALE_DOWN_DISABLED, ANNOTATION_DO_NOT_DISRUPT,
-    TAG_MODEL_CACHE, TAG_POOL,
+    TAG_MODEL_CACHE, TAG_POOL, model_cache_label_value,
 };
 use crate::model::{
     CapacityType, GpuRequest, InstanceId, LabelOperator, LabelRequirement, Node, PendingPod,
@@ -532,8 +532,10 @@ pub fn node_health(
     } else if !any_allocatable {
         Some("GPU resources allocatable".to_owned())
     } else {
+        // Label values cannot hold `@`: compare the encoded forms (`llama-70b@v3` is labelled
+        // `llama-70b_v3`).
         match &pool.model_cache {
-            Some(want) if cache_label != Some(want) => Some(format!(
+            Some(want) if cache_label != Some(&model_cache_label_value(want)) => Some(format!(
                 "model cache {want} (node has {})",
                 cache_label.map_or("none", String::as_str)
             )),
@@ -1021,13 +1023,13 @@ mod tests {
         let old_cache = gpu_node(
             "8",
             "8",
-            json!({"gpupool.io/pool": "llm", "gpupool.io/model-cache": "llama-70b@v2"}),
+            json!({"gpupool.io/pool": "llm", "gpupool.io/model-cache": "llama-70b_v2"}),
         );
         assert!(!node_health(&old_cache, &p, &n, &[]).serving_ready);
         let ready = gpu_node(
             "8",
             "8",
-            json!({"gpupool.io/pool": "llm", "gpupool.io/model-cache": "llama-70b@v3"}),
+            json!({"gpupool.io/pool": "llm", "gpupool.io/model-cache": "llama-70b_v3"}),
         );
         let h = node_health(&ready, &p, &n, &[]);
         assert!(h.serving_ready, "{h:?}");

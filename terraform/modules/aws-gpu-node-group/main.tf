@@ -49,7 +49,14 @@ locals {
   # one() of the empty list is null, so this is valid whether or not the module made a profile.
   instance_profile_name = var.iam_instance_profile_name != null ? var.iam_instance_profile_name : one(aws_iam_instance_profile.node[*].name)
 
-  kubelet_node_labels = join(",", [for k, v in merge(var.node_labels, { "gpupool.io/pool" = var.pool_name }) : "${k}=${v}"])
+  # The node registers only after its cache is warm (user-data step 4 follows step 2), so it can
+  # carry the model-cache label from the start. Label values cannot hold "@": the same encoding
+  # gpupool compares against (lowercase, anything outside [a-z0-9_-] becomes "_").
+  model_cache_label_value = substr(replace(lower(local.model_cache_value), "/[^a-z0-9_-]/", "_"), 0, 63)
+  kubelet_node_labels = join(",", [for k, v in merge(var.node_labels, {
+    "gpupool.io/pool"        = var.pool_name
+    "gpupool.io/model-cache" = local.model_cache_label_value
+  }) : "${k}=${v}"])
   kubelet_node_taints = join(",", [for t in var.node_taints : "${t.key}=${t.value}:${t.effect}"])
 
   user_data = templatefile("${path.module}/templates/user-data.sh.tftpl", {
