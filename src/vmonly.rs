@@ -7,8 +7,8 @@
 //!   names a `model_cache`, the instance's model-cache tag equal to it; else the provider's
 //!   Ready state. Health checks run concurrently, at most [`HEALTH_CONCURRENCY`] at a time.
 //! - **in-flight requests** (`Node.in_flight_requests`, `Node.idle_since`): optional, from a
-//!   per-pool Prometheus query template (`{instance}` → instance id, `{ip}` → private IP) set
-//!   with [`VmCluster::with_in_flight_query`]; `idle_since` is remembered across ticks.
+//!   per-pool Prometheus query template (`{instance}` → instance id, `{ip}` → private IP), the
+//!   pool's `in_flight_query`; `idle_since` is remembered across ticks.
 //! - **drain**: run the pool's `deregister_command` (argv, `{id}`/`{ip}` substituted, no
 //!   shell, with a timeout). A failure keeps the drain in progress and the command is retried
 //!   next tick. Then wait until the instance reports 0 requests in flight; if in-flight is not
@@ -74,6 +74,7 @@ pub struct VmCluster {
 }
 
 impl VmCluster {
+    /// Pools' `health_url`, `deregister_command` and `in_flight_query` come from `config`.
     /// `provider` is used only to learn which pool a group belongs to (instances name only
     /// their group), and only when an unknown group shows up.
     pub fn new(
@@ -87,12 +88,26 @@ impl VmCluster {
                 what: "building the HTTP client".into(),
                 source: Box::new(e),
             })?;
+        let in_flight = config
+            .pools
+            .iter()
+            .filter_map(|p| {
+                let q = p.in_flight_query.as_ref()?;
+                Some((
+                    p.name.clone(),
+                    InFlightQuery {
+                        url: q.url.clone(),
+                        query: q.query.clone(),
+                    },
+                ))
+            })
+            .collect();
         Ok(VmCluster {
             config,
             provider,
             http,
             serving: Arc::new(ServingReplicas::default()),
-            in_flight: BTreeMap::new(),
+            in_flight,
             health_timeout: DEFAULT_HEALTH_TIMEOUT,
             deregister_timeout: DEFAULT_DEREGISTER_TIMEOUT,
             drain_grace_s: DEFAULT_DRAIN_GRACE_S,
@@ -105,11 +120,6 @@ impl VmCluster {
     /// Publish serving replicas into `serving` (share it with `SignalDemand::with_serving`).
     pub fn with_serving(mut self, serving: Arc<ServingReplicas>) -> Self {
         self.serving = serving;
-        self
-    }
-
-    pub fn with_in_flight_query(mut self, pool: PoolName, q: InFlightQuery) -> Self {
-        self.in_flight.insert(pool, q);
         self
     }
 

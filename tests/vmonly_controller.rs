@@ -1,150 +1,49 @@
-//! The controller in VM-only mode: real Prometheus scraping a synthetic exporter, the real
-//! `SignalDemand`, the real `VmCluster` (HTTP health checks, deregister command, in-flight
-//! metric) and the real planner, against a small in-memory Auto Scaling group provider (the
-//! AWS provider crate is exercised against moto in its own tests).
+//! The controller in VM-only mode, end to end on real services: a real Prometheus (Debian's
+//! `prometheus`) scraping a synthetic inference exporter, the real `SignalDemand`, the real
+//! `VmCluster` (HTTP health checks, deregister command, per-instance in-flight query, all from
+//! the config as `gpupool run` builds them), the real planner, and the real `AwsProvider`
+//! driving an Auto Scaling group on a real moto server.
 //!
 //! Ticks are driven with explicit timestamps: wall-clock based, so Prometheus evaluates
 //! queries at times it has data for, and advanced virtually through the unneeded time (queries
-//! a few minutes ahead still fall inside Prometheus' 5-minute lookback).
+//! a few minutes ahead still fall inside Prometheus' 5-minute lookback). Health URLs point at
+//! the exporter (`/health/{ip}`): moto's instances have private IPs nothing may be sent to.
 
+#![cfg(feature = "aws")]
+
+#[path = "support/moto.rs"]
+mod moto;
 mod signals_harness;
 
-use async_trait::async_trait;
 use gpupool::config::Config;
 use gpupool::controller::{Controller, Metrics};
-use gpupool::model::{
-    CapacityType, GpuInfo, Instance, InstanceId, InstanceType, LifecycleState, Money, NodeGroup,
-    NodeGroupId, Offering, PoolName, ProviderEvent, Timestamp,
-};
+use gpupool::model::{InstanceId, PoolName, Timestamp};
 use gpupool::signals::{ServingReplicas, SignalDemand};
-use gpupool::vmonly::{InFlightQuery, VmCluster};
-use gpupool_provider::{NodeGroupProvider, ProviderError};
+use gpupool::vmonly::VmCluster;
+use gpupool_aws::AwsProvider;
+use gpupool_provider::NodeGroupProvider;
+use moto::{GroupFixture, Moto};
 use prometheus_client::registry::Registry;
 use signals_harness::{Exporter, Prometheus, wall_now};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 const WAITING: &str = "vllm:num_requests_waiting{model_name=\"llama\"}";
+const GROUP: &str = "llama-asg";
 
-/// One Auto Scaling group whose instances are Ready as soon as they are launched.
-#[derive(Default)]
-struct Asg {
-    desired: u32,
-    instances: Vec<Instance>,
-    next: u32,
-    terminated: Vec<InstanceId>,
-}
-
-#[derive(Clone, Default)]
-struct MemAsg(Arc<Mutex<Asg>>);
-
-fn offering() -> Offering {
-    Offering {
-        instance_type: InstanceType {
-            name: "g5.xlarge".into(),
-            vcpu: 4,
-            memory_mib: 16_384,
-            gpu: GpuInfo {
-                model: "A10G".into(),
-                count: 1,
-                memory_mib_per_gpu: 24_576,
-                mig_profiles: Vec::new(),
-            },
-        },
-        capacity_type: CapacityType::OnDemand,
-        zone: "us-east-1a".into(),
-        price_per_hour: Money::from_dollars(1.006),
-        interruption_risk_per_hour: 0.0,
-        available: true,
-    }
-}
-
-#[async_trait]
-impl NodeGroupProvider for MemAsg {
-    fn name(&self) -> &'static str {
-        "mem"
-    }
-    async fn node_groups(&self) -> gpupool_provider::Result<Vec<NodeGroup>> {
-        let a = self.0.lock().unwrap();
-        Ok(vec![NodeGroup {
-            id: NodeGroupId::from("asg-llama"),
-            pool: PoolName::from("llama"),
-            offerings: vec![offering()],
-            min_size: 0,
-            max_size: 10,
-            desired: a.desired,
-            labels: Default::default(),
-            taints: Vec::new(),
-            warm_pool: None,
-            activity_in_progress: false,
-        }])
-    }
-    async fn instances(&self, _g: &NodeGroupId) -> gpupool_provider::Result<Vec<Instance>> {
-        Ok(self.0.lock().unwrap().instances.clone())
-    }
-    async fn increase(&self, _g: &NodeGroupId, delta: u32) -> gpupool_provider::Result<()> {
-        let mut a = self.0.lock().unwrap();
-        if a.desired + delta > 10 {
-            return Err(ProviderError::InvalidConfig("above max_size".into()));
-        }
-        for _ in 0..delta {
-            a.next += 1;
-            let n = a.next;
-            a.instances.push(Instance {
-                id: InstanceId::new(format!("i-{n}")),
-                group: NodeGroupId::from("asg-llama"),
-                instance_type: "g5.xlarge".into(),
-                capacity_type: CapacityType::OnDemand,
-                zone: "us-east-1a".into(),
-                state: LifecycleState::Ready,
-                launched_at: Timestamp::from_secs(0),
-                model_cache: None,
-                provider_id: None,
-                protected_from_scale_in: false,
-                awaiting_lifecycle_hook: false,
-                private_ip: Some(format!("10.0.0.{n}")),
-            });
-        }
-        a.desired += delta;
-        Ok(())
-    }
-    async fn terminate(
-        &self,
-        _g: &NodeGroupId,
-        ids: &[InstanceId],
-    ) -> gpupool_provider::Result<()> {
-        let mut a = self.0.lock().unwrap();
-        for id in ids {
-            if let Some(pos) = a.instances.iter().position(|i| &i.id == id) {
-                a.instances.remove(pos);
-                a.desired -= 1;
-                a.terminated.push(id.clone());
-            }
-        }
-        Ok(())
-    }
-    async fn set_warm_pool_size(&self, _g: &NodeGroupId, _s: u32) -> gpupool_provider::Result<()> {
-        Err(ProviderError::InvalidConfig("no warm pool".into()))
-    }
-    async fn complete_warmup(
-        &self,
-        _g: &NodeGroupId,
-        _i: &InstanceId,
-    ) -> gpupool_provider::Result<()> {
-        Ok(())
-    }
-    async fn poll_events(&self) -> gpupool_provider::Result<Vec<ProviderEvent>> {
-        Ok(Vec::new())
-    }
-    async fn ack_event(&self, _a: &str) -> gpupool_provider::Result<()> {
-        Ok(())
-    }
-}
-
-fn config(prom: &str, exporter: std::net::SocketAddr, dereg_log: &std::path::Path) -> Config {
+fn config(
+    moto: &Moto,
+    prom: &str,
+    exporter: std::net::SocketAddr,
+    dereg_log: &std::path::Path,
+) -> Config {
     Config::load(&format!(
         r#"
+provider: aws
 mode: vm-only
 tick_interval_s: 10
+aws:
+  region: us-east-1
+  endpoint_url: {endpoint}
 pools:
   - name: llama
     requirements: {{ gpu_models: [A10G] }}
@@ -155,6 +54,9 @@ pools:
     forecast: {{ enabled: false }}
     health_url: "http://{exporter}/health/{{ip}}"
     deregister_command: ["sh", "-c", "echo \"$0\" >> {log}", "{{id}}"]
+    in_flight_query:
+      url: {prom}
+      query: sum(vllm:num_requests_running{{instance_id="{{instance}}"}})
     signals:
       - name: waiting
         prometheus:
@@ -164,9 +66,16 @@ pools:
           stale_after_s: 60
           timeout_s: 2
 "#,
+        endpoint = moto.endpoint,
         log = dereg_log.display()
     ))
     .expect("test config is valid")
+}
+
+/// The group's desired capacity and instance ids, read back from moto.
+async fn group(c: &moto::Clients) -> (u32, Vec<String>) {
+    let (d, ids) = c.desired(GROUP).await;
+    (u32::try_from(d).expect("desired capacity"), ids)
 }
 
 fn metric_line(reg: &Registry, prefix: &str) -> Option<String> {
@@ -178,31 +87,33 @@ fn metric_line(reg: &Registry, prefix: &str) -> Option<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn vm_only_controller_scales_on_the_queue_holds_when_stale_and_drains_before_scale_in() {
+    let moto = Moto::start();
+    let c = moto.clients().await;
+    c.group(GroupFixture {
+        name: GROUP,
+        zones: &["us-east-1a"],
+        max: 10,
+        ..Default::default()
+    })
+    .await;
+
     let exporter = Exporter::start().await;
     exporter.gauges.set(WAITING, "0");
     let mut prom = Prometheus::start(exporter.addr).await;
     prom.wait_for(&format!("sum({WAITING})"), "0").await;
 
-    let dir = std::env::temp_dir().join(format!("gpupool-vmonly-{}", std::process::id()));
+    let dir = std::env::temp_dir().join(format!("gpupool-vmonly-{}", moto.port));
     std::fs::create_dir_all(&dir).unwrap();
     let dereg_log = dir.join("deregistered.log");
     let _ = std::fs::remove_file(&dereg_log);
-    let cfg = Arc::new(config(&prom.url, exporter.addr, &dereg_log));
+    let cfg = Arc::new(config(&moto, &prom.url, exporter.addr, &dereg_log));
 
-    let asg = MemAsg::default();
-    let provider: Arc<dyn NodeGroupProvider> = Arc::new(asg.clone());
+    let provider: Arc<dyn NodeGroupProvider> =
+        Arc::new(AwsProvider::new(moto.settings(&["llama"])).await.unwrap());
     let serving = Arc::new(ServingReplicas::default());
     let cluster = VmCluster::new(cfg.clone(), provider.clone())
         .unwrap()
-        .with_serving(serving.clone())
-        .with_in_flight_query(
-            PoolName::from("llama"),
-            InFlightQuery {
-                url: prom.url.clone(),
-                query: "sum(vllm:num_requests_running{instance_id=\"{instance}\"})".into(),
-            },
-        )
-        .with_drain_grace_s(30.0);
+        .with_serving(serving.clone());
     let demand = SignalDemand::new().unwrap().with_serving(serving.clone());
     let metrics = Arc::new(Metrics::default());
     let mut registry = Registry::default();
@@ -214,12 +125,20 @@ async fn vm_only_controller_scales_on_the_queue_holds_when_stale_and_drains_befo
         Box::new(demand),
         metrics,
     );
-    let desired = || asg.0.lock().unwrap().desired;
+    async fn tick(ctl: &mut Controller, now: Timestamp) {
+        let r = ctl
+            .tick(now)
+            .await
+            .unwrap_or_else(|e| panic!("tick: {}", gpupool::controller::error_chain(&e)));
+        for a in &r.results {
+            assert!(a.error.is_none(), "action failed: {a:?}");
+        }
+    }
 
     // Idle queue: nothing launched.
     let t0 = wall_now();
-    ctl.tick(t0).await.unwrap();
-    assert_eq!(desired(), 0);
+    tick(&mut ctl, t0).await;
+    assert_eq!(group(&c).await.0, 0);
 
     // Rising queue: 12 waiting / 5 per replica → 3 instances within two ticks of Prometheus
     // having scraped it.
@@ -227,23 +146,24 @@ async fn vm_only_controller_scales_on_the_queue_holds_when_stale_and_drains_befo
     prom.wait_for(&format!("sum({WAITING})"), "12").await;
     let mut t = wall_now();
     for _ in 0..2 {
-        ctl.tick(t).await.unwrap();
-        if desired() >= 3 {
+        tick(&mut ctl, t).await;
+        if group(&c).await.0 >= 3 {
             break;
         }
         t = t.plus_secs(10.0);
     }
+    let (desired, ids) = group(&c).await;
     assert_eq!(
-        desired(),
-        3,
+        desired, 3,
         "desired capacity follows the queue within two ticks"
     );
+    assert_eq!(ids.len(), 3, "moto launched the instances: {ids:?}");
     // Every VM answers its health check: serving replicas are published for the guard-rail.
-    ctl.tick(t.plus_secs(10.0)).await.unwrap();
+    tick(&mut ctl, t.plus_secs(10.0)).await;
     assert_eq!(serving.get(&PoolName::from("llama")), Some(3));
-    for i in 1..=3 {
+    for id in &ids {
         exporter.gauges.set(
-            &format!("vllm:num_requests_running{{instance_id=\"i-{i}\"}}"),
+            &format!("vllm:num_requests_running{{instance_id=\"{id}\"}}"),
             "2",
         );
     }
@@ -256,12 +176,10 @@ async fn vm_only_controller_scales_on_the_queue_holds_when_stale_and_drains_befo
     prom.kill();
     let hold_start = wall_now();
     for k in 0..30 {
-        ctl.tick(hold_start.plus_secs(10.0 * k as f64))
-            .await
-            .unwrap();
+        tick(&mut ctl, hold_start.plus_secs(10.0 * k as f64)).await;
     }
     assert_eq!(
-        desired(),
+        group(&c).await.0,
         3,
         "stale signal: no scale-in across 300 s (> unneeded time)"
     );
@@ -287,7 +205,7 @@ async fn vm_only_controller_scales_on_the_queue_holds_when_stale_and_drains_befo
     let mut k = 0;
     while first_drain_at.is_none() && k < 30 {
         let now = fresh.plus_secs(10.0 * k as f64);
-        ctl.tick(now).await.unwrap();
+        tick(&mut ctl, now).await;
         if ctl.draining().next().is_some() {
             first_drain_at = Some(now.secs_since(fresh));
         }
@@ -307,10 +225,15 @@ async fn vm_only_controller_scales_on_the_queue_holds_when_stale_and_drains_befo
         "scale-in waits the unneeded time, started after {first_drain_at} s"
     );
 
-    // The drain deregisters the VM, then waits for its in-flight requests (2) to finish.
-    let draining: Vec<InstanceId> = ctl.draining().map(|(id, _)| id.clone()).collect();
-    let now = fresh.plus_secs(10.0 * k as f64);
-    ctl.tick(now).await.unwrap();
+    // The drain deregisters the VM, then waits for its in-flight requests (2) to finish: the
+    // instance stays in the group meanwhile.
+    let mut draining: Vec<InstanceId> = ctl.draining().map(|(id, _)| id.clone()).collect();
+    // Longer than the 30 s grace used when in-flight is unknown: only the metric holds them.
+    let mut now = fresh.plus_secs(10.0 * k as f64);
+    for _ in 0..6 {
+        tick(&mut ctl, now).await;
+        now = now.plus_secs(10.0);
+    }
     let log = std::fs::read_to_string(&dereg_log).unwrap_or_default();
     for id in &draining {
         assert!(
@@ -318,25 +241,20 @@ async fn vm_only_controller_scales_on_the_queue_holds_when_stale_and_drains_befo
             "{id} deregistered before termination: {log:?}"
         );
     }
-    assert!(
-        asg.0.lock().unwrap().terminated.is_empty(),
+    assert_eq!(
+        group(&c).await,
+        (3, ids.clone()),
         "in-flight work keeps the VMs"
     );
-    assert_eq!(desired(), 3);
 
-    // In-flight reaches 0 → drained → terminated. The disruption budget (one at a time) drains
-    // the second unneeded VM after the first; each goes through deregister + wait-for-idle.
-    let mut now = now;
-    let mut draining = draining;
+    // In-flight reaches 0 → drained → terminated (TerminateInstanceInAutoScalingGroup with
+    // decrement). The disruption budget (one at a time) drains the second unneeded VM after the
+    // first; each goes through deregister + wait-for-idle.
+    let mut terminated: Vec<String> = Vec::new();
     let mut running = 6;
     for _round in 0..2 {
         assert_eq!(draining.len(), 1, "budget: one drain at a time");
-        let id = draining[0].clone();
-        let log = std::fs::read_to_string(&dereg_log).unwrap_or_default();
-        assert!(
-            log.lines().any(|l| l == id.as_str()),
-            "{id} deregistered before termination"
-        );
+        let id = draining[0].to_string();
         exporter.gauges.set(
             &format!("vllm:num_requests_running{{instance_id=\"{id}\"}}"),
             "0",
@@ -344,38 +262,51 @@ async fn vm_only_controller_scales_on_the_queue_holds_when_stale_and_drains_befo
         running -= 2;
         prom.wait_for("sum(vllm:num_requests_running)", &running.to_string())
             .await;
-        let before = asg.0.lock().unwrap().terminated.len();
         for _ in 0..5 {
             now = now.plus_secs(10.0);
-            ctl.tick(now).await.unwrap();
-            if asg.0.lock().unwrap().terminated.len() > before {
+            tick(&mut ctl, now).await;
+            if !group(&c).await.1.contains(&id) {
                 break;
             }
         }
-        assert_eq!(
-            asg.0.lock().unwrap().terminated.last(),
-            Some(&id),
-            "{id} terminated once idle"
+        let (_, left) = group(&c).await;
+        assert!(!left.contains(&id), "{id} terminated once idle: {left:?}");
+        let log = std::fs::read_to_string(&dereg_log).unwrap_or_default();
+        assert!(
+            log.lines().any(|l| l == id),
+            "{id} deregistered before termination"
         );
+        terminated.push(id);
+        if terminated.len() == 2 {
+            break;
+        }
         // The next unneeded VM: its drain starts within a few ticks.
         for _ in 0..5 {
             draining = ctl.draining().map(|(id, _)| id.clone()).collect();
-            if !draining.is_empty() || asg.0.lock().unwrap().terminated.len() == 2 {
+            if !draining.is_empty() {
                 break;
             }
             now = now.plus_secs(10.0);
-            ctl.tick(now).await.unwrap();
-        }
-        if asg.0.lock().unwrap().terminated.len() == 2 {
-            break;
+            tick(&mut ctl, now).await;
         }
     }
-    let terminated = asg.0.lock().unwrap().terminated.clone();
+    let (desired, left) = group(&c).await;
     assert_eq!(
         terminated.len(),
         2,
         "two idle VMs scaled in: {terminated:?}"
     );
-    assert_eq!(desired(), 1);
+    assert_eq!(
+        desired, 1,
+        "desired capacity decremented with each termination"
+    );
+    assert_eq!(left.len(), 1, "one VM left: {left:?}");
+    assert!(ids.contains(&left[0]) && !terminated.contains(&left[0]));
+    // A few more ticks at 1 waiting: nothing else happens.
+    for _ in 0..3 {
+        now = now.plus_secs(10.0);
+        tick(&mut ctl, now).await;
+    }
+    assert_eq!(group(&c).await.0, 1);
     let _ = std::fs::remove_dir_all(&dir);
 }

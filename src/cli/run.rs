@@ -102,20 +102,9 @@ async fn serve(config: Arc<Config>, args: Args) -> anyhow::Result<ExitCode> {
     let mut leader = Leadership::None;
     let cluster: Box<dyn Cluster> = match config.mode {
         Mode::VmOnly => {
-            let mut vm = gpupool::vmonly::VmCluster::new(config.clone(), provider.clone())
+            let vm = gpupool::vmonly::VmCluster::new(config.clone(), provider.clone())
                 .context("building the VM-only cluster")?
                 .with_serving(serving.clone());
-            for p in &config.pools {
-                if let Some(q) = &p.in_flight_query {
-                    vm = vm.with_in_flight_query(
-                        p.name.clone(),
-                        gpupool::vmonly::InFlightQuery {
-                            url: q.url.clone(),
-                            query: q.query.clone(),
-                        },
-                    );
-                }
-            }
             Box::new(vm)
         }
         Mode::Kubernetes => kube_cluster(&config, &mut leader).await?,

@@ -11,37 +11,37 @@ use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 use std::sync::atomic::AtomicU64;
 
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+#[derive(Clone, Debug, Default, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct PoolLabels {
     pub pool: String,
 }
 
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+#[derive(Clone, Debug, Default, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct SignalLabels {
     pub pool: String,
     pub signal: String,
 }
 
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+#[derive(Clone, Debug, Default, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ActionLabels {
     pub pool: String,
     pub direction: String,
     pub reason: String,
 }
 
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+#[derive(Clone, Debug, Default, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct InterruptionLabels {
     pub pool: String,
     pub kind: String,
 }
 
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+#[derive(Clone, Debug, Default, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ErrorLabels {
     pub call: String,
     pub kind: String,
 }
 
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+#[derive(Clone, Debug, Default, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct DecisionLabels {
     pub pool: String,
     pub outcome: String,
@@ -59,6 +59,7 @@ pub struct Metrics {
     pub pool_warm_instances: Family<PoolLabels, Gauge>,
     pub pool_pending_pods: Family<PoolLabels, Gauge>,
     pub pool_wanted_replicas: Family<PoolLabels, Gauge>,
+    pub pool_forecast_replicas: Family<PoolLabels, Gauge>,
     pub estimated_cost_per_hour: Family<PoolLabels, FGauge>,
     pub signal_value: Family<SignalLabels, FGauge>,
     pub signal_stale: Family<SignalLabels, Gauge>,
@@ -83,6 +84,7 @@ impl Default for Metrics {
             pool_warm_instances: Family::default(),
             pool_pending_pods: Family::default(),
             pool_wanted_replicas: Family::default(),
+            pool_forecast_replicas: Family::default(),
             estimated_cost_per_hour: Family::default(),
             signal_value: Family::default(),
             signal_stale: Family::default(),
@@ -134,6 +136,11 @@ impl Metrics {
             "pool_wanted_replicas",
             "Replicas the demand signals want per pool",
             self.pool_wanted_replicas.clone(),
+        );
+        r.register(
+            "pool_forecast_replicas",
+            "Replicas the forecast wants over the pool's cold-start horizon (absent when forecasting is off)",
+            self.pool_forecast_replicas.clone(),
         );
         r.register(
             "estimated_cost_per_hour",
@@ -241,5 +248,70 @@ mod tests {
             "gpupool_scale_actions_total{pool=\"llama\",direction=\"up\",reason=\"pending_pods\"} 1"
         ));
         assert!(text.contains("# TYPE gpupool_plan_duration_seconds histogram"));
+    }
+
+    /// Every `gpupool_*` series the shipped Grafana dashboard queries is one this registry
+    /// exports (a renamed metric must not leave an empty panel behind).
+    #[test]
+    fn the_dashboard_queries_only_exported_metrics() {
+        let m = Metrics::default();
+        let mut reg = Registry::default();
+        m.register(&mut reg);
+        // Labelled families render only once they hold a series.
+        for f in [
+            &m.pool_desired_nodes,
+            &m.pool_ready_nodes,
+            &m.pool_in_flight_nodes,
+            &m.pool_warm_instances,
+            &m.pool_pending_pods,
+            &m.pool_wanted_replicas,
+            &m.pool_forecast_replicas,
+            &m.drains_in_progress,
+        ] {
+            drop(f.get_or_create(&PoolLabels::default()));
+        }
+        drop(
+            m.estimated_cost_per_hour
+                .get_or_create(&PoolLabels::default()),
+        );
+        drop(m.signal_value.get_or_create(&SignalLabels::default()));
+        drop(m.signal_stale.get_or_create(&SignalLabels::default()));
+        drop(m.scale_actions.get_or_create(&ActionLabels::default()));
+        drop(m.decisions.get_or_create(&DecisionLabels::default()));
+        drop(
+            m.interruptions
+                .get_or_create(&InterruptionLabels::default()),
+        );
+        drop(m.provider_errors.get_or_create(&ErrorLabels::default()));
+        let text = encode(&reg);
+        let families: Vec<&str> = text
+            .lines()
+            .filter_map(|l| l.strip_prefix("# TYPE "))
+            .filter_map(|l| l.split_whitespace().next())
+            .collect();
+        let dashboard = include_str!("../../deploy/grafana/gpupool.json");
+        let mut used = std::collections::BTreeSet::new();
+        let mut rest = dashboard;
+        while let Some(i) = rest.find("gpupool_") {
+            let name: String = rest[i..]
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                .collect();
+            rest = &rest[i + name.len()..];
+            used.insert(name);
+        }
+        assert!(used.len() >= 10, "dashboard queries: {used:?}");
+        let known = |n: &str| {
+            families.contains(&n)
+                || ["_total", "_bucket", "_sum", "_count"]
+                    .iter()
+                    .any(|s| n.strip_suffix(s).is_some_and(|b| families.contains(&b)))
+        };
+        let unknown: Vec<&String> = used.iter().filter(|n| !known(n)).collect();
+        assert!(
+            unknown.is_empty(),
+            "dashboard queries unknown metrics: {unknown:?}"
+        );
+        assert!(used.contains("gpupool_pool_forecast_replicas"));
     }
 }

@@ -850,6 +850,17 @@ impl Controller {
                 .pool_wanted_replicas
                 .get_or_create(&l)
                 .set(i64::from(s.wanted_replicas.unwrap_or(0)));
+            match s.forecast_replicas {
+                Some(f) => {
+                    self.metrics
+                        .pool_forecast_replicas
+                        .get_or_create(&l)
+                        .set(i64::from(f));
+                }
+                None => {
+                    self.metrics.pool_forecast_replicas.remove(&l);
+                }
+            }
             self.metrics
                 .estimated_cost_per_hour
                 .get_or_create(&l)

@@ -493,3 +493,63 @@ fn running_instance_is_in_flight_until_serving_then_unhealthy_after_max_provisio
         "{seen:?}"
     );
 }
+
+/// Demand with a fixed forecast.
+struct Forecasting(u32);
+
+#[async_trait]
+impl DemandSource for Forecasting {
+    async fn read(&mut self, _c: &Config, now: Timestamp) -> BTreeMap<PoolName, PoolDemand> {
+        let d = PoolDemand {
+            replicas_now: Some(1),
+            replicas_forecast: Some(self.0),
+            readings: vec![crate::model::SignalReading {
+                name: "queue".into(),
+                value: Some(1.0),
+                replicas: Some(1),
+                stale: false,
+                observed_at: Some(now),
+            }],
+        };
+        [(PoolName::from("p"), d)].into()
+    }
+}
+
+#[test]
+fn the_forecast_is_exported_per_pool_only_while_forecasting_is_on() {
+    for enabled in [true, false] {
+        let cfg = Config::load(&format!(
+            "pools:\n  - name: p\n    requirements: {{}}\n    forecast: {{ enabled: {enabled} }}\n    signals:\n      - cron: {{ start: '0 0 9 * * *', end: '0 0 17 * * *', desired: 1 }}\n"
+        ))
+        .unwrap();
+        let p = MemProvider::default();
+        world(&p).groups.push(group("a", CapacityType::Spot));
+        let metrics = Arc::new(Metrics::default());
+        let mut reg = prometheus_client::registry::Registry::default();
+        metrics.register(&mut reg);
+        let mut c = Controller::new(
+            Arc::new(cfg),
+            Arc::new(p.clone()),
+            Box::new(MemCluster {
+                drain_ticks: 1,
+                drain_calls: BTreeMap::new(),
+            }),
+            Box::new(Forecasting(4)),
+            metrics,
+        );
+        block(c.tick(Timestamp::from_secs(10))).unwrap();
+        let text = super::metrics::encode(&reg);
+        let line = text
+            .lines()
+            .find(|l| l.starts_with("gpupool_pool_forecast_replicas{"));
+        if enabled {
+            assert_eq!(
+                line,
+                Some("gpupool_pool_forecast_replicas{pool=\"p\"} 4"),
+                "{text}"
+            );
+        } else {
+            assert_eq!(line, None, "{text}");
+        }
+    }
+}

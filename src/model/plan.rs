@@ -628,5 +628,9 @@ pub struct PoolSummary {
     pub pending_pods: u32,
     /// Replicas the signals want (None without signals).
     pub wanted_replicas: Option<u32>,
+    /// Replicas the forecast wants over the cold-start horizon (None when forecasting is off
+    /// or has no forecast yet).
+    #[serde(default)]
+    pub forecast_replicas: Option<u32>,
     pub cost_per_hour: Money,
 }

@@ -581,6 +581,9 @@ fn plan_pool<'a>(
             .sum(),
         pending_pods: classes.iter().map(|(c, _)| c.members.len() as u32).sum(),
         wanted_replicas: want.map(|w| w.replicas),
+        forecast_replicas: demand
+            .and_then(|d| d.replicas_forecast)
+            .filter(|_| pool.forecast.enabled),
         cost_per_hour: acct.live_cost + chooser.new_cost - removed_cost,
     });
     acct.in_flight
