@@ -280,6 +280,7 @@ impl Controller {
         self.progress_drains(&snapshot, now, &mut report).await;
         if let Some(plan) = report.plans.last() {
             self.record_unneeded(plan, now);
+            self.record_warm_needed(plan, now);
             self.report_plan(plan);
             self.cluster.publish(plan, now).await;
         }
@@ -783,6 +784,12 @@ impl Controller {
                     tracing::warn!(instance = %id, error = %error_chain(&e), "terminate after drain failed; retrying next tick");
                 }
             }
+        }
+    }
+
+    fn record_warm_needed(&mut self, plan: &Plan, now: Timestamp) {
+        for g in &plan.warm_needed {
+            self.history.warm_needed_at.insert(g.clone(), now);
         }
     }
 

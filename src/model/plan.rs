@@ -13,6 +13,10 @@ pub struct Plan {
     /// `unneeded_since` clock in `History`).
     #[serde(default)]
     pub unneeded: Vec<InstanceId>,
+    /// Warm pools wanted at (at least) their current size this tick (the controller keeps
+    /// the `warm_needed_at` clock in `History`).
+    #[serde(default)]
+    pub warm_needed: Vec<NodeGroupId>,
     /// Per-pool summary figures (for metrics and the `plan` command).
     #[serde(default)]
     pub pools: Vec<PoolSummary>,

@@ -111,6 +111,10 @@ pub struct History {
     /// Last scale-up per pool (scale-down waits a cool-down after it).
     #[serde(default)]
     pub last_scale_up: BTreeMap<PoolName, Timestamp>,
+    /// Last time each warm pool was wanted at (at least) its current size: it shrinks only
+    /// `unneeded_time_s` after that, because every regrowth launches and warms instances again.
+    #[serde(default)]
+    pub warm_needed_at: BTreeMap<NodeGroupId, Timestamp>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

