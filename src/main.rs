@@ -62,12 +62,15 @@ fn main() -> ExitCode {
 }
 
 /// `RUST_LOG` wins; otherwise the controller logs at info and the one-shot commands only warn,
-/// so their own output (tables, JSON) stays clean on stdout. Logs always go to stderr.
+/// so their own output (tables, JSON) stays clean on stdout. The simulator's controllers log
+/// only errors by default: their warnings (a rate signal without a full window at the start of
+/// a trace, each spot notice) are simulated events stamped with wall-clock times, and the report
+/// charts the notices (`RUST_LOG=warn` prints them all). Logs always go to stderr.
 fn init_logging(cli: &Cli) {
-    let default = if matches!(cli.command, Command::Run(_)) {
-        "info"
-    } else {
-        "warn"
+    let default = match cli.command {
+        Command::Run(_) => "info",
+        Command::Simulate(_) => "error",
+        _ => "warn",
     };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
