@@ -95,6 +95,19 @@ pub fn parse_response(body: &[u8]) -> Result<Option<Sample>, SignalError> {
     }))
 }
 
+/// `<base>/api/v1/query`, keeping a path prefix (`http://h/prometheus` →
+/// `http://h/prometheus/api/v1/query`; a plain `Url::join` would drop the last segment).
+fn query_url(base_url: &str) -> Result<reqwest::Url, SignalError> {
+    let mut base = reqwest::Url::parse(base_url)
+        .map_err(|e| SignalError::Parse(format!("Prometheus URL {base_url:?}: {e}")))?;
+    if !base.path().ends_with('/') {
+        let path = format!("{}/", base.path());
+        base.set_path(&path);
+    }
+    base.join("api/v1/query")
+        .map_err(|e| SignalError::Parse(format!("Prometheus URL {base_url:?}: {e}")))
+}
+
 /// Run one instant query at `now` with a timeout.
 pub async fn query(
     http: &reqwest::Client,
@@ -103,9 +116,7 @@ pub async fn query(
     now: Timestamp,
     timeout: Duration,
 ) -> Result<Option<Sample>, SignalError> {
-    let mut url = reqwest::Url::parse(base_url)
-        .and_then(|u| u.join("api/v1/query"))
-        .map_err(|e| SignalError::Parse(format!("Prometheus URL {base_url:?}: {e}")))?;
+    let mut url = query_url(base_url)?;
     url.query_pairs_mut()
         .append_pair("query", promql)
         .append_pair("time", &format!("{:.3}", now.secs_f64()));
@@ -155,6 +166,19 @@ mod tests {
         assert!(parse_response(nan).unwrap().unwrap().value.is_nan());
         let inf = br#"{"status":"success","data":{"resultType":"scalar","result":[1,"+Inf"]}}"#;
         assert_eq!(parse_response(inf).unwrap().unwrap().value, f64::INFINITY);
+    }
+
+    #[test]
+    fn query_urls_keep_path_prefixes() {
+        for (base, want) in [
+            ("http://p:9090", "http://p:9090/api/v1/query"),
+            ("http://p:9090/", "http://p:9090/api/v1/query"),
+            ("http://h/prometheus", "http://h/prometheus/api/v1/query"),
+            ("https://h/api/prom/", "https://h/api/prom/api/v1/query"),
+        ] {
+            assert_eq!(query_url(base).unwrap().as_str(), want, "{base}");
+        }
+        assert!(matches!(query_url("not a url"), Err(SignalError::Parse(_))));
     }
 
     #[test]
