@@ -11,9 +11,10 @@
 //!   pool's `in_flight_query`; `idle_since` is remembered across ticks.
 //! - **drain**: run the pool's `deregister_command` (argv, `{id}`/`{ip}` substituted, no
 //!   shell, with a timeout). A failure keeps the drain in progress and the command is retried
-//!   next tick. Then wait until the instance reports 0 requests in flight; if in-flight is not
-//!   known, wait a grace period after deregistration instead. Only then `Drained`. The
-//!   controller's drain deadline still bounds the whole thing.
+//!   next tick. Then wait until the instance reports 0 requests in flight; without an
+//!   in-flight series (none configured, or none exported), wait a grace period after
+//!   deregistration instead; while the query fails (Prometheus down), keep waiting. Only then
+//!   `Drained`. The controller's drain deadline still bounds the whole thing.
 //!
 //! The cluster publishes serving replicas per pool to [`ServingReplicas`], the latency
 //! guard-rail's base.
@@ -188,24 +189,43 @@ async fn probe(
         None => cache_ok,
     };
     let in_flight = match in_flight {
-        Some(q) => read_in_flight(&http, &q, now, timeout).await,
+        Some(q) => read_in_flight(&http, &q, now, timeout).await.known(),
         None => None,
     };
     Probe { ready, in_flight }
 }
 
-/// The instance's in-flight requests, or `None` when unknown (no series, error, NaN).
+/// What the per-instance in-flight query said.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum InFlight {
+    Known(u32),
+    /// An empty result: the instance exports no such series (any more).
+    NoSeries,
+    /// Prometheus unreachable, an error, or a value that is not a count.
+    Unreadable,
+}
+
+impl InFlight {
+    fn known(self) -> Option<u32> {
+        match self {
+            InFlight::Known(n) => Some(n),
+            _ => None,
+        }
+    }
+}
+
 async fn read_in_flight(
     http: &reqwest::Client,
     q: &InFlightQuery,
     now: Timestamp,
     timeout: Duration,
-) -> Option<u32> {
+) -> InFlight {
     match prometheus::query(http, &q.url, &q.query, now, timeout).await {
         Ok(Some(s)) if s.value.is_finite() && s.value >= 0.0 => {
-            Some(s.value.round().min(f64::from(u32::MAX)) as u32)
+            InFlight::Known(s.value.round().min(f64::from(u32::MAX)) as u32)
         }
-        _ => None,
+        Ok(None) => InFlight::NoSeries,
+        _ => InFlight::Unreadable,
     }
 }
 
@@ -361,15 +381,24 @@ impl Cluster for VmCluster {
             .map(|q| q.for_instance(instance));
         let in_flight = match q {
             Some(q) => read_in_flight(&self.http, &q, now, self.health_timeout).await,
-            None => None,
+            None => InFlight::NoSeries,
         };
+        let grace_over = now.secs_since(deregistered_at) >= self.drain_grace_s;
         Ok(match in_flight {
-            Some(0) => DrainProgress::Drained,
-            Some(n) => DrainProgress::InProgress { remaining: n },
-            // Unknown: requests routed before deregistration get a grace period to finish.
-            // `remaining: 0` here means "none known".
-            None if now.secs_since(deregistered_at) >= self.drain_grace_s => DrainProgress::Drained,
-            None => DrainProgress::InProgress { remaining: 0 },
+            InFlight::Known(0) => DrainProgress::Drained,
+            InFlight::Known(n) => DrainProgress::InProgress { remaining: n },
+            // No metric (none configured, or the server stopped exporting it): requests routed
+            // before deregistration get a grace period to finish. `remaining: 0`: none known.
+            InFlight::NoSeries if grace_over => DrainProgress::Drained,
+            InFlight::NoSeries => DrainProgress::InProgress { remaining: 0 },
+            // The metric exists but cannot be read now: keep waiting rather than cut requests
+            // short; the controller's drain deadline (`drain_timeout_s`) still bounds this.
+            InFlight::Unreadable => {
+                tracing::debug!(instance = %instance.id, "in-flight requests unreadable; drain waits");
+                DrainProgress::InProgress {
+                    remaining: u32::MAX,
+                }
+            }
         })
     }
 }

@@ -5,8 +5,9 @@
 //! driving an Auto Scaling group on a real moto server.
 //!
 //! Ticks are driven with explicit timestamps: wall-clock based, so Prometheus evaluates
-//! queries at times it has data for, and advanced virtually through the unneeded time (queries
-//! a few minutes ahead still fall inside Prometheus' 5-minute lookback). Health URLs point at
+//! queries at times it has data for, and advanced virtually through the unneeded time (the
+//! harness starts Prometheus with a 30-minute lookback so queries minutes ahead still see the
+//! newest scrape). Health URLs point at
 //! the exporter (`/health/{ip}`): moto's instances have private IPs nothing may be sent to.
 
 #![cfg(feature = "aws")]
@@ -246,6 +247,19 @@ async fn vm_only_controller_scales_on_the_queue_holds_when_stale_and_drains_befo
         (3, ids.clone()),
         "in-flight work keeps the VMs"
     );
+    // Prometheus down mid-drain: in-flight unreadable is not "idle"; the drain waits.
+    prom.kill();
+    for _ in 0..6 {
+        tick(&mut ctl, now).await;
+        now = now.plus_secs(10.0);
+    }
+    assert_eq!(
+        group(&c).await,
+        (3, ids.clone()),
+        "an unreadable in-flight metric keeps the VMs"
+    );
+    prom.restart().await;
+    prom.wait_for("sum(vllm:num_requests_running)", "6").await;
 
     // In-flight reaches 0 → drained → terminated (TerminateInstanceInAutoScalingGroup with
     // decrement). The disruption budget (one at a time) drains the second unneeded VM after the
@@ -280,8 +294,9 @@ async fn vm_only_controller_scales_on_the_queue_holds_when_stale_and_drains_befo
         if terminated.len() == 2 {
             break;
         }
-        // The next unneeded VM: its drain starts within a few ticks.
-        for _ in 0..5 {
+        // The next unneeded VM: its drain starts within the unneeded time (its clock restarted
+        // while Prometheus was down: a stale signal holds every scale-down decision).
+        for _ in 0..15 {
             draining = ctl.draining().map(|(id, _)| id.clone()).collect();
             if !draining.is_empty() {
                 break;
