@@ -418,6 +418,12 @@ pub struct DisruptionPolicy {
     /// Spare replicas kept above demand when scaling down.
     #[serde(default)]
     pub headroom_replicas: u32,
+    /// On a spot interruption notice, keep serving and start the drain only this many seconds
+    /// before the reclaim (the longest request you serve must fit). The replacement is launched
+    /// at once either way. Unset: drain as soon as the notice arrives (the safe default when
+    /// request durations are unknown). AWS gives 120 s of notice, GCP 30 s.
+    #[serde(default)]
+    pub interruption_drain_s: Option<u64>,
 }
 
 impl Default for DisruptionPolicy {
@@ -430,6 +436,7 @@ impl Default for DisruptionPolicy {
             drain_timeout_s: d_drain(),
             max_provision_time_s: d_provision(),
             headroom_replicas: 0,
+            interruption_drain_s: None,
         }
     }
 }

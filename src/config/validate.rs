@@ -395,6 +395,15 @@ fn pool(c: &mut Check, cfg: &Config, i: usize, p: &PoolConfig) {
         86_400,
         "seconds a drain may take",
     );
+    if let Some(lead) = d.interruption_drain_s {
+        c.range_u(
+            at("disruption.interruption_drain_s"),
+            lead,
+            5,
+            600,
+            "seconds before a spot reclaim to start draining (omit it to drain at the notice)",
+        );
+    }
     c.range_u(
         at("disruption.max_provision_time_s"),
         d.max_provision_time_s,

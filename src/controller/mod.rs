@@ -138,6 +138,10 @@ struct DrainState {
     group: NodeGroupId,
     deadline: Timestamp,
     reason: Reason,
+    /// The drain itself (cordon / deregister, eviction, wait for idle) starts at this time;
+    /// before it the instance keeps serving while the planner already replaces it. Later
+    /// than the notice only for spot interruptions with `disruption.interruption_drain_s`.
+    start_at: Timestamp,
 }
 
 /// Event ids remembered to make duplicate deliveries harmless (bounded).
@@ -466,10 +470,16 @@ impl Controller {
                 };
                 self.history.record_interruption(&offering_of(inst));
                 self.count_interruption(inst, "spot_interruption");
-                tracing::warn!(%instance, group = %inst.group, deadline = %deadline, "spot interruption: draining now and replacing");
+                // Serve until `interruption_drain_s` before the reclaim when configured.
+                let start_at = match self.disruption_of(&inst.group).interruption_drain_s {
+                    Some(lead) => deadline.plus_secs(-(lead as f64)).max(now),
+                    None => now,
+                };
+                tracing::warn!(%instance, group = %inst.group, deadline = %deadline, drain_from = %start_at, "spot interruption: replacing now, draining before the reclaim");
                 self.start_drain(
                     inst,
                     *deadline,
+                    start_at,
                     Reason::SpotInterruption {
                         deadline: *deadline,
                     },
@@ -484,6 +494,7 @@ impl Controller {
                 self.start_drain(
                     inst,
                     deadline,
+                    now,
                     Reason::Unhealthy {
                         condition: "scheduled maintenance".into(),
                     },
@@ -549,22 +560,30 @@ impl Controller {
             .unwrap_or_default()
     }
 
-    fn start_drain(&mut self, inst: &Instance, deadline: Timestamp, reason: Reason) {
+    fn start_drain(
+        &mut self,
+        inst: &Instance,
+        deadline: Timestamp,
+        start_at: Timestamp,
+        reason: Reason,
+    ) {
         let pool = self.pool_of_group(&inst.group).cloned().unwrap_or_default();
         self.drains
             .entry(inst.id.clone())
             .and_modify(|d| {
-                // A notice can only bring the deadline forward.
+                // A notice can only bring the deadline and the start forward.
                 if deadline < d.deadline {
                     d.deadline = deadline;
                     d.reason = reason.clone();
                 }
+                d.start_at = d.start_at.min(start_at);
             })
             .or_insert(DrainState {
                 pool,
                 group: inst.group.clone(),
                 deadline,
                 reason,
+                start_at,
             });
     }
 
@@ -671,7 +690,7 @@ impl Controller {
                 let timeout = self.disruption_of(group).drain_timeout_s as f64;
                 let deadline = deadline.unwrap_or(now.plus_secs(timeout));
                 self.history.record_disruption(pool, instance, now);
-                self.start_drain(inst, deadline, reason.clone());
+                self.start_drain(inst, deadline, now, reason.clone());
                 Ok(())
             }
             Action::ScaleDown {
@@ -739,6 +758,10 @@ impl Controller {
                 self.drains.remove(&id);
                 continue;
             };
+            if now < state.start_at {
+                // Still serving until the drain window (spot notice with a drain lead).
+                continue;
+            }
             let progress = match self.cluster.drain(inst, state.deadline, now).await {
                 Ok(p) => p,
                 Err(e) => {

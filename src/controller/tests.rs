@@ -553,3 +553,110 @@ fn the_forecast_is_exported_per_pool_only_while_forecasting_is_on() {
         }
     }
 }
+
+#[test]
+fn spot_notice_with_a_drain_lead_keeps_serving_until_the_drain_window() {
+    let cfg = Config::load(
+        "pools:\n  - name: p\n    requirements: {}\n    disruption: { interruption_drain_s: 30 }\n",
+    )
+    .unwrap();
+    let p = MemProvider::default();
+    {
+        let mut w = world(&p);
+        w.groups.push(group("a", CapacityType::Spot));
+        w.instances.push(instance("i-1", "a"));
+        w.events.push(ProviderEvent {
+            ack: None,
+            id: "m1".into(),
+            kind: ProviderEventKind::SpotInterruption {
+                instance: "i-1".into(),
+                deadline: Timestamp::from_secs(130),
+            },
+        });
+    }
+    let mut c = Controller::new(
+        Arc::new(cfg),
+        Arc::new(p.clone()),
+        Box::new(MemCluster {
+            drain_ticks: 1,
+            drain_calls: BTreeMap::new(),
+        }),
+        Box::new(NoDemand),
+        Arc::new(Metrics::default()),
+    )
+    .with_planner(empty_plan);
+    // Notice at t=10 for a reclaim at t=130: replaced at once (the planner sees it leaving),
+    // but it serves until t=100, when the 30 s drain window opens.
+    for t in (10..100).step_by(10) {
+        block(c.tick(Timestamp::from_secs(t))).unwrap();
+        assert_eq!(c.draining().count(), 1, "t={t}: the notice is tracked");
+        assert!(world(&p).calls.is_empty(), "t={t}: still serving");
+    }
+    let r = block(c.tick(Timestamp::from_secs(100))).unwrap();
+    assert_eq!(r.terminated_after_drain, vec![InstanceId::from("i-1")]);
+    assert_eq!(world(&p).calls, vec!["terminate a i-1".to_string()]);
+}
+
+/// Replaces every instance the snapshot shows as Draining, once (what the real planner does
+/// for capacity that is leaving).
+fn replace_draining(s: &Snapshot, _: &Config, _: &History, _: Timestamp) -> Plan {
+    let leaving = s
+        .instances
+        .iter()
+        .filter(|i| i.state == LifecycleState::Draining)
+        .count() as u32;
+    let g = &s.groups[0];
+    let actions = (leaving > 0 && g.desired < 2)
+        .then(|| Action::ScaleUp {
+            pool: g.pool.clone(),
+            group: g.id.clone(),
+            offering: g.offerings[0].key(),
+            count: leaving,
+            reason: Reason::MinNodes { min: 1 },
+        })
+        .into_iter()
+        .collect();
+    Plan {
+        actions,
+        ..Plan::default()
+    }
+}
+
+#[test]
+fn interrupted_instances_are_replaced_before_their_drain_starts() {
+    let cfg = Config::load(
+        "pools:\n  - name: p\n    requirements: {}\n    disruption: { interruption_drain_s: 30 }\n",
+    )
+    .unwrap();
+    let p = MemProvider::default();
+    {
+        let mut w = world(&p);
+        w.groups.push(group("a", CapacityType::Spot));
+        w.instances.push(instance("i-1", "a"));
+        w.events.push(ProviderEvent {
+            ack: None,
+            id: "m1".into(),
+            kind: ProviderEventKind::SpotInterruption {
+                instance: "i-1".into(),
+                deadline: Timestamp::from_secs(130),
+            },
+        });
+    }
+    let mut c = Controller::new(
+        Arc::new(cfg),
+        Arc::new(p.clone()),
+        Box::new(MemCluster {
+            drain_ticks: 1,
+            drain_calls: BTreeMap::new(),
+        }),
+        Box::new(NoDemand),
+        Arc::new(Metrics::default()),
+    )
+    .with_planner(replace_draining);
+    block(c.tick(Timestamp::from_secs(10))).unwrap();
+    assert_eq!(
+        world(&p).calls,
+        vec!["increase a 1".to_string()],
+        "replacement launched with the notice; the instance itself is not touched"
+    );
+}
