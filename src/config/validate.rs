@@ -401,7 +401,7 @@ fn pool(c: &mut Check, cfg: &Config, i: usize, p: &PoolConfig) {
             lead,
             5,
             600,
-            "seconds before a spot reclaim to start draining (omit it to drain at the notice)",
+            "seconds before a spot reclaim to start draining; omit it to drain at the notice",
         );
     }
     c.range_u(
