@@ -1,7 +1,8 @@
 //! The real `Controller` and the real planner driving the fake Kubernetes API server through
 //! `KubeCluster`, with a small in-memory cloud: a pending MIG pod scales up exactly once and not
 //! again while its node is coming up; a node that never becomes serving-ready is replaced after
-//! `max_provision_time_s`; two controllers elect one leader.
+//! `max_provision_time_s`; two controllers elect one leader; a spot notice with a drain lead
+//! cordons the node at once and evicts only in the drain window.
 
 #![cfg(feature = "kube")]
 
@@ -66,6 +67,7 @@ struct Cloud {
     calls: Vec<String>,
     now: Timestamp,
     next: u32,
+    events: Vec<ProviderEvent>,
 }
 
 #[derive(Clone, Default)]
@@ -178,7 +180,7 @@ impl NodeGroupProvider for MemCloud {
         Ok(())
     }
     async fn poll_events(&self) -> gpupool_provider::Result<Vec<ProviderEvent>> {
-        Ok(vec![])
+        Ok(std::mem::take(&mut self.0.lock().unwrap().events))
     }
     async fn ack_event(&self, _ack: &str) -> gpupool_provider::Result<()> {
         Ok(())
@@ -225,6 +227,9 @@ impl Cluster for Seen {
     ) -> Result<DrainProgress, ClusterError> {
         self.inner.drain(i, d, now).await
     }
+    async fn cordon(&mut self, i: &Instance) -> Result<(), ClusterError> {
+        self.inner.cordon(i).await
+    }
     async fn publish(&mut self, plan: &Plan, now: Timestamp) {
         self.inner.publish(plan, now).await
     }
@@ -233,7 +238,14 @@ impl Cluster for Seen {
 type LastView = Arc<Mutex<Option<ClusterView>>>;
 
 async fn controller(fake: &FakeKube, cloud: &MemCloud) -> (Controller, LastView) {
-    let cfg = config();
+    controller_with(fake, cloud, config()).await
+}
+
+async fn controller_with(
+    fake: &FakeKube,
+    cloud: &MemCloud,
+    cfg: Arc<Config>,
+) -> (Controller, LastView) {
     let cluster = KubeCluster::start(fake.client(), cfg.clone(), Some("gpupool-0".into()));
     eventually(10, "initial lists", || {
         let ok = cluster.synced();
@@ -483,4 +495,99 @@ async fn two_controllers_one_leader_only_the_leader_acts() {
         "one leader, one scale-up: {:?}",
         cloud.calls()
     );
+}
+
+#[tokio::test]
+async fn a_spot_notice_cordons_at_once_and_evicts_only_in_the_drain_window() {
+    let fake = FakeKube::start().await;
+    let cloud = MemCloud::new();
+    let t0 = Timestamp::from_secs(300_000);
+    let id = InstanceId::new("i-spot");
+    {
+        let mut c = cloud.0.lock().unwrap();
+        c.now = t0;
+        c.instances.push(Instance {
+            provider_id: Some(pid(&id)),
+            id: id.clone(),
+            group: NodeGroupId::new("mig-od"),
+            instance_type: "p4d.24xlarge".into(),
+            capacity_type: CapacityType::Spot,
+            zone: "us-east-1a".into(),
+            state: LifecycleState::Ready,
+            launched_at: Timestamp::from_secs(0),
+            model_cache: None,
+            protected_from_scale_in: false,
+            awaiting_lifecycle_hook: false,
+            private_ip: None,
+        });
+        if let Some(g) = c.group.as_mut() {
+            g.desired = 1;
+        }
+    }
+    fake.apply(gpu_node(
+        "ip-10-0-3-3",
+        &pid(&id),
+        "mig",
+        8,
+        json!({"test-step": "serving"}),
+    ));
+    fake.apply(running_pod(
+        "ml",
+        "server-0",
+        "ip-10-0-3-3",
+        "server",
+        30,
+        json!({}),
+    ));
+    let cfg = Arc::new(
+        Config::load(&CONFIG.replace(
+            "disruption: { max_provision_time_s: 900 }",
+            "disruption: { max_provision_time_s: 900, interruption_drain_s: 30 }",
+        ))
+        .unwrap_or_else(|e| panic!("{e}")),
+    );
+    let (mut ctl, last) = controller_with(&fake, &cloud, cfg).await;
+    tick_until(&mut ctl, &last, t0, "the serving node", |v| {
+        node_is(v, "ip-10-0-3-3", "serving", true)
+    })
+    .await;
+
+    // Notice at t0 for a reclaim at t0+120 s; the drain window opens at t0+90 s.
+    cloud.0.lock().unwrap().events.push(ProviderEvent {
+        ack: None,
+        id: "ev-1".into(),
+        kind: gpupool_provider::ProviderEventKind::SpotInterruption {
+            instance: id.clone(),
+            deadline: t0.plus_secs(120.0),
+        },
+    });
+    let evictions = || fake.count_requests(|r| r.contains("/eviction"));
+    let mut t = t0;
+    for _ in 0..9 {
+        ctl.tick(t).await.unwrap();
+        t = t.plus_secs(10.0);
+    }
+    let node = fake.get(Kind::Node, "", "ip-10-0-3-3").expect("node");
+    assert_eq!(
+        node["spec"]["unschedulable"],
+        json!(true),
+        "cordoned with the notice"
+    );
+    assert_eq!(evictions(), 0, "pods keep serving until the drain window");
+    let pod = fake.get(Kind::Pod, "ml", "server-0").expect("pod");
+    assert!(pod["metadata"]["deletionTimestamp"].is_null());
+    assert!(
+        increases(&cloud) >= 1,
+        "the replacement was launched with the notice: {:?}",
+        cloud.calls()
+    );
+    assert!(!cloud.calls().iter().any(|c| c.starts_with("terminate")));
+
+    // t0+90 s: the drain window opens; the pod is evicted.
+    ctl.tick(t0.plus_secs(90.0)).await.unwrap();
+    eventually(5, "eviction in the drain window", || {
+        let n = evictions();
+        async move { (n >= 1).then_some(()) }
+    })
+    .await;
 }

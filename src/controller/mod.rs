@@ -55,6 +55,13 @@ pub trait Cluster: Send {
         now: Timestamp,
     ) -> Result<DrainProgress, ClusterError>;
 
+    /// Keep new work off `instance` without disturbing what runs there — Kubernetes: cordon.
+    /// Called while a spot notice's drain waits for its window (`interruption_drain_s`).
+    /// Default: nothing (in VM-only mode stopping routing *is* the drain).
+    async fn cordon(&mut self, _instance: &Instance) -> Result<(), ClusterError> {
+        Ok(())
+    }
+
     /// Publish the plan's decisions (Kubernetes Events). Default: nothing to publish.
     async fn publish(&mut self, _plan: &Plan, _now: Timestamp) {}
 }
@@ -142,6 +149,8 @@ struct DrainState {
     /// before it the instance keeps serving while the planner already replaces it. Later
     /// than the notice only for spot interruptions with `disruption.interruption_drain_s`.
     start_at: Timestamp,
+    /// Cordoned ahead of `start_at` (no new work lands on it meanwhile).
+    cordoned: bool,
 }
 
 /// Event ids remembered to make duplicate deliveries harmless (bounded).
@@ -584,6 +593,7 @@ impl Controller {
                 deadline,
                 reason,
                 start_at,
+                cordoned: false,
             });
     }
 
@@ -759,7 +769,20 @@ impl Controller {
                 continue;
             };
             if now < state.start_at {
-                // Still serving until the drain window (spot notice with a drain lead).
+                // Still serving until the drain window (spot notice with a drain lead); only
+                // new work is kept off it.
+                if !state.cordoned {
+                    match self.cluster.cordon(inst).await {
+                        Ok(()) => {
+                            if let Some(d) = self.drains.get_mut(&id) {
+                                d.cordoned = true;
+                            }
+                        }
+                        Err(e) => {
+                            tracing::warn!(instance = %id, error = %error_chain(&e), "cordon before the drain window failed; retrying next tick");
+                        }
+                    }
+                }
                 continue;
             }
             let progress = match self.cluster.drain(inst, state.deadline, now).await {

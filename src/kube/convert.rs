@@ -396,6 +396,7 @@ pub fn running_pod(pod: &Pod, names: &GpuResourceNames) -> RunningPod {
             .map_or(0, |&v| quantity::memory_mib(v)),
         daemon: is_daemon(pod),
         do_not_disrupt: do_not_disrupt(pod),
+        terminating: pod.metadata.deletion_timestamp.is_some(),
         node_selector: spec.node_selector.clone().unwrap_or_default(),
         affinity: required_affinity(spec),
         tolerations: tolerations(spec),

@@ -347,6 +347,26 @@ impl KubeCluster {
         })
     }
 
+    /// Cordon the node of `instance` (no node yet, or already cordoned: nothing to do).
+    pub async fn cordon_node(&mut self, instance: &Instance) -> Result<(), KubeError> {
+        if !self.nodes.health.synced() {
+            return Err(KubeError::NotSynced(
+                "initial list of nodes not complete".into(),
+            ));
+        }
+        let Some(node) = self.node_of(instance) else {
+            return Ok(());
+        };
+        if convert::is_cordoned(&node) {
+            return Ok(());
+        }
+        let name = node.metadata.name.clone().unwrap_or_default();
+        let nodes: Api<K8sNode> = Api::all(self.client.clone());
+        drain::cordon(&nodes, &name).await?;
+        tracing::info!(node = %name, instance = %instance.id, "cordoned ahead of a spot reclaim; pods keep running until the drain window");
+        Ok(())
+    }
+
     fn reference(&self, target: &Target) -> Option<ObjectReference> {
         match target {
             Target::Pod(key) => {
@@ -441,6 +461,10 @@ impl Cluster for KubeCluster {
         now: Timestamp,
     ) -> Result<DrainProgress, ClusterError> {
         Ok(self.drain_step(instance, deadline, now).await?)
+    }
+
+    async fn cordon(&mut self, instance: &Instance) -> Result<(), ClusterError> {
+        Ok(self.cordon_node(instance).await?)
     }
 
     async fn publish(&mut self, plan: &Plan, now: Timestamp) {

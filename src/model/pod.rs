@@ -193,12 +193,38 @@ pub struct RunningPod {
     /// `gpupool.io/do-not-disrupt: "true"` or CA's `safe-to-evict: "false"`.
     #[serde(default)]
     pub do_not_disrupt: bool,
+    /// Being deleted (evicted; its grace period runs). Its owner has made, or will make, a
+    /// replacement pod, which is the demand from then on.
+    #[serde(default)]
+    pub terminating: bool,
     #[serde(default)]
     pub node_selector: BTreeMap<String, String>,
     #[serde(default)]
     pub affinity: Vec<Vec<LabelRequirement>>,
     #[serde(default)]
     pub tolerations: Vec<Toleration>,
+}
+
+impl RunningPod {
+    /// The pod this one becomes once its node goes away: what the planner must find room
+    /// for when the node is draining (the same requests and scheduling constraints).
+    pub fn displaced(&self, since: Timestamp) -> PendingPod {
+        PendingPod {
+            namespace: self.namespace.clone(),
+            name: self.name.clone(),
+            pool: self
+                .node_selector
+                .get(crate::contract::TAG_POOL)
+                .map(|p| PoolName::new(p.clone())),
+            gpu: self.gpu.clone(),
+            cpu_milli: self.cpu_milli,
+            memory_mib: self.memory_mib,
+            node_selector: self.node_selector.clone(),
+            affinity: self.affinity.clone(),
+            tolerations: self.tolerations.clone(),
+            pending_since: since,
+        }
+    }
 }
 
 /// A serving node (a Kubernetes node, or a VM in VM-only mode) backed by an instance.

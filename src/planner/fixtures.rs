@@ -390,6 +390,7 @@ pub fn running_pod(name: &str, gpus: u32) -> RunningPod {
         memory_mib: 1024,
         daemon: false,
         do_not_disrupt: false,
+        terminating: false,
         node_selector: BTreeMap::new(),
         affinity: Vec::new(),
         tolerations: vec![Toleration {

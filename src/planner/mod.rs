@@ -30,7 +30,8 @@ mod warmpool;
 use crate::config::{Config, Mode, PoolConfig};
 use crate::model::{
     Action, CapacityType, Decision, History, Instance, InstanceId, LifecycleState, Money, Node,
-    NodeGroup, NodeGroupId, Outcome, Plan, PoolSummary, Reason, Snapshot, Subject, Timestamp,
+    NodeGroup, NodeGroupId, Outcome, PendingPod, Plan, PoolSummary, Reason, Snapshot, Subject,
+    Timestamp,
 };
 use binpack::{Bin, Class, ClassFit, Fate};
 use capacity::{Cause, Chooser};
@@ -53,8 +54,20 @@ pub fn plan(snapshot: &Snapshot, config: &Config, history: &History, now: Timest
         .map(|p| PoolCtx::new(p, snapshot, &by_group, history, now, &mut plan.decisions))
         .collect();
 
-    // Pending pods matter only where Kubernetes schedules them.
-    let pods = &snapshot.pending_pods;
+    // Pending pods matter only where Kubernetes schedules them. The GPU pods still running on
+    // draining nodes (a spot notice, a replacement) are demand too when the pool's serving
+    // nodes have no room for them: they need a new home before their node goes, so capacity is
+    // launched now rather than after their eviction (`scaledown::displaced`).
+    let mut pods_owned;
+    let pods: &[PendingPod] = if config.mode == Mode::Kubernetes {
+        pods_owned = snapshot.pending_pods.clone();
+        for ctx in &ctxs {
+            pods_owned.extend(scaledown::displaced(ctx, &nodes, now));
+        }
+        &pods_owned
+    } else {
+        &snapshot.pending_pods
+    };
     let classes = if config.mode == Mode::Kubernetes {
         binpack::classes(pods)
     } else {
@@ -638,6 +651,57 @@ mod tests {
             .map(|d| d.outcome)
             .collect();
         assert_eq!(pods, vec![Outcome::Acted, Outcome::Acted]);
+    }
+
+    #[test]
+    fn pods_on_a_draining_node_get_capacity_before_they_are_evicted() {
+        let cfg = config(vec![pool_cfg("llm")]);
+        let leaving = instance("i-1", "g5-od", "g5.xlarge", CapacityType::OnDemand)
+            .state(LifecycleState::Draining)
+            .build();
+        let with_pods = |terminating: bool| {
+            let mut p = running_pod("server-0", 1);
+            p.terminating = terminating;
+            let mut ds = running_pod("dcgm", 0);
+            ds.daemon = true;
+            snapshot()
+                .group(g5_od())
+                .instance(leaving.clone())
+                .node(node("i-1", "llm", CapacityType::OnDemand).pod(p).pod(ds))
+                .build()
+        };
+        // A GPU pod still running on the draining node: one node for it, now.
+        let p = plan(&with_pods(false), &cfg, &History::default(), T0);
+        assert!(
+            matches!(p.actions[..], [Action::ScaleUp { count: 1, .. }]),
+            "{:?}",
+            kinds(&p)
+        );
+        // Already evicted (terminating): its owner's new pending pod is the demand, not it.
+        let p = plan(&with_pods(true), &cfg, &History::default(), T0);
+        assert!(
+            !p.actions
+                .iter()
+                .any(|a| matches!(a, Action::ScaleUp { .. })),
+            "{:?}",
+            kinds(&p)
+        );
+        // A serving node with a free GPU takes it (what scale-down counted on when it drained
+        // the node): nothing is launched.
+        let mut snap = with_pods(false);
+        snap.instances
+            .push(instance("i-2", "g5-od", "g5.xlarge", CapacityType::OnDemand).build());
+        snap.groups[0].desired += 1;
+        snap.nodes
+            .push(node("i-2", "llm", CapacityType::OnDemand).build());
+        let p = plan(&snap, &cfg, &History::default(), T0);
+        assert!(
+            !p.actions
+                .iter()
+                .any(|a| matches!(a, Action::ScaleUp { .. })),
+            "{:?}",
+            kinds(&p)
+        );
     }
 
     #[test]

@@ -15,8 +15,8 @@ use super::demand::Want;
 use super::fit::{PodSpec, Room, label_mismatch};
 use crate::config::{DisruptionBudget, Mode};
 use crate::model::{
-    Action, CapacityType, Decision, History, Instance, InstanceId, LifecycleState, Money, Node,
-    Outcome, Reason, Subject, Timestamp, tolerates_all,
+    Action, CapacityType, Decision, GpuRequest, History, Instance, InstanceId, LifecycleState,
+    Money, Node, Outcome, PendingPod, Reason, Subject, Timestamp, tolerates_all,
 };
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet};
@@ -168,30 +168,7 @@ pub(crate) fn scale_down<'c, 'a: 'c>(
     // Free room of every serving node (Kubernetes mode), indexed like `serving`.
     let mut targets: Vec<Option<Target<'c>>> = Vec::new();
     if mode == Mode::Kubernetes {
-        targets = serving
-            .iter()
-            .map(|s| {
-                let t = &ctx.tpls[s.tpl?];
-                let node = s.node?;
-                let mut labels = t.labels.clone();
-                labels.extend(node.labels.iter().map(|(k, v)| (k.clone(), v.clone())));
-                let taints: &[crate::model::Taint] = if node.taints.is_empty() {
-                    &t.taints
-                } else {
-                    &node.taints
-                };
-                let mut room = Room::EMPTY;
-                for p in &node.pods {
-                    room.take(&t.caps, &PodSpec::running(p), 1);
-                }
-                Some(Target {
-                    labels,
-                    taints,
-                    caps: t.caps,
-                    room,
-                })
-            })
-            .collect();
+        targets = free_room(ctx, serving);
     }
     let mut received = vec![false; serving.len()];
     let mut marked = vec![false; serving.len()];
@@ -374,6 +351,74 @@ fn held(i: &Instance, reason: Reason) -> Decision {
         outcome: Outcome::Held,
         reason,
     }
+}
+
+/// Free room of each serving node, indexed like `serving` (`None`: template or node unknown).
+fn free_room<'c>(ctx: &'c PoolCtx<'_>, serving: &[Serving<'c>]) -> Vec<Option<Target<'c>>> {
+    serving
+        .iter()
+        .map(|s| {
+            let t = &ctx.tpls[s.tpl?];
+            let node = s.node?;
+            let mut labels = t.labels.clone();
+            labels.extend(node.labels.iter().map(|(k, v)| (k.clone(), v.clone())));
+            let taints: &[crate::model::Taint] = if node.taints.is_empty() {
+                &t.taints
+            } else {
+                &node.taints
+            };
+            let mut room = Room::EMPTY;
+            for p in &node.pods {
+                room.take(&t.caps, &PodSpec::running(p), 1);
+            }
+            Some(Target {
+                labels,
+                taints,
+                caps: t.caps,
+                room,
+            })
+        })
+        .collect()
+}
+
+/// The GPU pods still running on the pool's draining nodes that the free room of its serving
+/// nodes cannot take (first fit, the check scale-down made before draining such a node): they
+/// need new capacity before their node goes. Pods already being deleted are left out — their
+/// owners' replacement pods are the demand.
+pub(crate) fn displaced<'a>(
+    ctx: &PoolCtx<'a>,
+    nodes: &BTreeMap<&InstanceId, &'a Node>,
+    now: Timestamp,
+) -> Vec<PendingPod> {
+    let mut out = Vec::new();
+    let leaving: Vec<&Node> = ctx
+        .instances
+        .iter()
+        .filter(|i| i.state == LifecycleState::Draining)
+        .filter_map(|i| nodes.get(&i.id).copied())
+        .collect();
+    if leaving.is_empty() {
+        return out;
+    }
+    let serving = serving(ctx, nodes, &BTreeSet::new());
+    let mut targets = free_room(ctx, &serving);
+    for p in leaving
+        .iter()
+        .flat_map(|n| n.workload_pods())
+        .filter(|p| !p.terminating && p.gpu != GpuRequest::None)
+    {
+        let spec = PodSpec::running(p);
+        let host = targets.iter_mut().flatten().find(|t| {
+            t.room.fit_count(&t.caps, &spec, 1) > 0
+                && tolerates_all(spec.tolerations, t.taints)
+                && label_mismatch(spec.node_selector, spec.affinity, &t.labels).is_none()
+        });
+        match host {
+            Some(t) => t.room.take(&t.caps, &spec, 1),
+            None => out.push(p.displaced(now)),
+        }
+    }
+    out
 }
 
 /// Place every workload pod of `node` on the free room of other nodes that stay (first fit).
