@@ -554,8 +554,9 @@ fn the_forecast_is_exported_per_pool_only_while_forecasting_is_on() {
     }
 }
 
-#[test]
-fn spot_notice_with_a_drain_lead_keeps_serving_until_the_drain_window() {
+/// One spot instance `i-1` in group `a` with an interruption notice for t=130 s waiting, a
+/// pool with `interruption_drain_s: 30`, and a controller with `planner`.
+fn noticed_with_drain_lead(planner: PlanFn) -> (MemProvider, Controller) {
     let cfg = Config::load(
         "pools:\n  - name: p\n    requirements: {}\n    disruption: { interruption_drain_s: 30 }\n",
     )
@@ -574,7 +575,7 @@ fn spot_notice_with_a_drain_lead_keeps_serving_until_the_drain_window() {
             },
         });
     }
-    let mut c = Controller::new(
+    let c = Controller::new(
         Arc::new(cfg),
         Arc::new(p.clone()),
         Box::new(MemCluster {
@@ -584,7 +585,13 @@ fn spot_notice_with_a_drain_lead_keeps_serving_until_the_drain_window() {
         Box::new(NoDemand),
         Arc::new(Metrics::default()),
     )
-    .with_planner(empty_plan);
+    .with_planner(planner);
+    (p, c)
+}
+
+#[test]
+fn spot_notice_with_a_drain_lead_keeps_serving_until_the_drain_window() {
+    let (p, mut c) = noticed_with_drain_lead(empty_plan);
     // Notice at t=10 for a reclaim at t=130: replaced at once (the planner sees it leaving),
     // but it serves until t=100, when the 30 s drain window opens.
     for t in (10..100).step_by(10) {
@@ -624,35 +631,7 @@ fn replace_draining(s: &Snapshot, _: &Config, _: &History, _: Timestamp) -> Plan
 
 #[test]
 fn interrupted_instances_are_replaced_before_their_drain_starts() {
-    let cfg = Config::load(
-        "pools:\n  - name: p\n    requirements: {}\n    disruption: { interruption_drain_s: 30 }\n",
-    )
-    .unwrap();
-    let p = MemProvider::default();
-    {
-        let mut w = world(&p);
-        w.groups.push(group("a", CapacityType::Spot));
-        w.instances.push(instance("i-1", "a"));
-        w.events.push(ProviderEvent {
-            ack: None,
-            id: "m1".into(),
-            kind: ProviderEventKind::SpotInterruption {
-                instance: "i-1".into(),
-                deadline: Timestamp::from_secs(130),
-            },
-        });
-    }
-    let mut c = Controller::new(
-        Arc::new(cfg),
-        Arc::new(p.clone()),
-        Box::new(MemCluster {
-            drain_ticks: 1,
-            drain_calls: BTreeMap::new(),
-        }),
-        Box::new(NoDemand),
-        Arc::new(Metrics::default()),
-    )
-    .with_planner(replace_draining);
+    let (p, mut c) = noticed_with_drain_lead(replace_draining);
     block(c.tick(Timestamp::from_secs(10))).unwrap();
     assert_eq!(
         world(&p).calls,

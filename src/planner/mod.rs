@@ -670,6 +670,12 @@ mod tests {
                 .node(node("i-1", "llm", CapacityType::OnDemand).pod(p).pod(ds))
                 .build()
         };
+        let launches = |p: &Plan| {
+            p.actions
+                .iter()
+                .filter(|a| matches!(a, Action::ScaleUp { .. }))
+                .count()
+        };
         // A GPU pod still running on the draining node: one node for it, now.
         let p = plan(&with_pods(false), &cfg, &History::default(), T0);
         assert!(
@@ -679,13 +685,7 @@ mod tests {
         );
         // Already evicted (terminating): its owner's new pending pod is the demand, not it.
         let p = plan(&with_pods(true), &cfg, &History::default(), T0);
-        assert!(
-            !p.actions
-                .iter()
-                .any(|a| matches!(a, Action::ScaleUp { .. })),
-            "{:?}",
-            kinds(&p)
-        );
+        assert_eq!(launches(&p), 0, "{:?}", kinds(&p));
         // A serving node with a free GPU takes it (what scale-down counted on when it drained
         // the node): nothing is launched.
         let mut snap = with_pods(false);
@@ -695,13 +695,7 @@ mod tests {
         snap.nodes
             .push(node("i-2", "llm", CapacityType::OnDemand).build());
         let p = plan(&snap, &cfg, &History::default(), T0);
-        assert!(
-            !p.actions
-                .iter()
-                .any(|a| matches!(a, Action::ScaleUp { .. })),
-            "{:?}",
-            kinds(&p)
-        );
+        assert_eq!(launches(&p), 0, "{:?}", kinds(&p));
     }
 
     #[test]
