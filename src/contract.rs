@@ -23,6 +23,9 @@ pub const GCP_LABEL_MODEL_CACHE: &str = "gpupool-io-model-cache";
 
 /// Pod/node annotation: never disrupt this pod's node voluntarily.
 pub const ANNOTATION_DO_NOT_DISRUPT: &str = "gpupool.io/do-not-disrupt";
+/// Set by gpupool on a node it drains (with the cordon): the drain's deadline, Unix seconds.
+/// A new leader (failover, restart) finds it and carries the drain on.
+pub const ANNOTATION_DRAIN_DEADLINE: &str = "gpupool.io/drain-deadline";
 /// Cluster Autoscaler's annotation, honoured the same way when `"false"`.
 pub const ANNOTATION_CA_SAFE_TO_EVICT: &str = "cluster-autoscaler.kubernetes.io/safe-to-evict";
 /// Node annotation / tag: Cluster Autoscaler's scale-down opt-out, honoured on nodes.
@@ -187,6 +190,7 @@ pub fn contract_json() -> serde_json::Value {
             },
             annotations: vec![
                 ANNOTATION_DO_NOT_DISRUPT,
+                ANNOTATION_DRAIN_DEADLINE,
                 ANNOTATION_CA_SAFE_TO_EVICT,
                 ANNOTATION_CA_SCALE_DOWN_DISABLED,
             ],

@@ -326,6 +326,7 @@ impl Cluster for VmCluster {
                 in_flight_requests: p.in_flight,
                 idle_since,
                 unhealthy: None,
+                drain_deadline: None,
             });
         }
         for (pool, n) in serving {

@@ -52,6 +52,7 @@ impl Cluster for ServeEveryReady {
                 in_flight_requests: Some(0),
                 idle_since: Some(i.launched_at),
                 unhealthy: None,
+                drain_deadline: None,
             })
             .collect();
         Ok(ClusterView {

@@ -68,6 +68,7 @@ impl Cluster for ReadyCluster {
                 in_flight_requests: Some(0),
                 idle_since: None,
                 unhealthy: None,
+                drain_deadline: None,
             })
             .collect();
         Ok(ClusterView {

@@ -2,7 +2,8 @@
 //! `KubeCluster`, with a small in-memory cloud: a pending MIG pod scales up exactly once and not
 //! again while its node is coming up; a node that never becomes serving-ready is replaced after
 //! `max_provision_time_s`; two controllers elect one leader; a spot notice with a drain lead
-//! cordons the node at once and evicts only in the drain window.
+//! cordons the node at once and evicts only in the drain window; a drain marked by an earlier
+//! leader is carried on by a new one.
 
 #![cfg(feature = "kube")]
 
@@ -227,8 +228,8 @@ impl Cluster for Seen {
     ) -> Result<DrainProgress, ClusterError> {
         self.inner.drain(i, d, now).await
     }
-    async fn cordon(&mut self, i: &Instance) -> Result<(), ClusterError> {
-        self.inner.cordon(i).await
+    async fn cordon(&mut self, i: &Instance, deadline: Timestamp) -> Result<(), ClusterError> {
+        self.inner.cordon(i, deadline).await
     }
     async fn publish(&mut self, plan: &Plan, now: Timestamp) {
         self.inner.publish(plan, now).await
@@ -573,6 +574,11 @@ async fn a_spot_notice_cordons_at_once_and_evicts_only_in_the_drain_window() {
         json!(true),
         "cordoned with the notice"
     );
+    assert_eq!(
+        node["metadata"]["annotations"]["gpupool.io/drain-deadline"],
+        json!((t0.millis() / 1000 + 120).to_string()),
+        "the drain and its deadline are marked for a future leader"
+    );
     assert_eq!(evictions(), 0, "pods keep serving until the drain window");
     let pod = fake.get(Kind::Pod, "ml", "server-0").expect("pod");
     assert!(pod["metadata"]["deletionTimestamp"].is_null());
@@ -590,4 +596,83 @@ async fn a_spot_notice_cordons_at_once_and_evicts_only_in_the_drain_window() {
         async move { (n >= 1).then_some(()) }
     })
     .await;
+}
+
+#[tokio::test]
+async fn a_new_leader_carries_on_a_drain_marked_by_the_previous_one() {
+    let fake = FakeKube::start().await;
+    let cloud = MemCloud::new();
+    let t0 = Timestamp::from_secs(400_000);
+    let ids = [InstanceId::new("i-marked"), InstanceId::new("i-uncordoned")];
+    {
+        let mut c = cloud.0.lock().unwrap();
+        c.now = t0;
+        for id in &ids {
+            c.instances.push(Instance {
+                provider_id: Some(pid(id)),
+                id: id.clone(),
+                group: NodeGroupId::new("mig-od"),
+                instance_type: "p4d.24xlarge".into(),
+                capacity_type: CapacityType::OnDemand,
+                zone: "us-east-1a".into(),
+                state: LifecycleState::Ready,
+                launched_at: Timestamp::from_secs(0),
+                model_cache: None,
+                protected_from_scale_in: false,
+                awaiting_lifecycle_hook: false,
+                private_ip: None,
+            });
+        }
+        if let Some(g) = c.group.as_mut() {
+            g.desired = 2;
+        }
+    }
+    let deadline = (t0.millis() / 1000 + 300).to_string();
+    // The previous leader cordoned and marked this node, then died.
+    let mut marked = gpu_node("ip-10-0-4-4", &pid(&ids[0]), "mig", 8, json!({}));
+    marked["spec"]["unschedulable"] = json!(true);
+    marked["metadata"]["annotations"]["gpupool.io/drain-deadline"] = json!(deadline);
+    fake.apply(marked);
+    fake.apply(running_pod(
+        "ml",
+        "server-1",
+        "ip-10-0-4-4",
+        "server",
+        30,
+        json!({}),
+    ));
+    // This one carries a stale mark, but an operator uncordoned it: not ours any more.
+    let mut taken_back = gpu_node("ip-10-0-5-5", &pid(&ids[1]), "mig", 8, json!({}));
+    taken_back["metadata"]["annotations"]["gpupool.io/drain-deadline"] = json!(deadline);
+    fake.apply(taken_back);
+    fake.apply(running_pod(
+        "ml",
+        "server-2",
+        "ip-10-0-5-5",
+        "server",
+        30,
+        json!({}),
+    ));
+
+    let (mut ctl, last) = controller(&fake, &cloud).await;
+    tick_until(&mut ctl, &last, t0, "both nodes", |v| v.nodes.len() == 2).await;
+    let draining: Vec<(InstanceId, Timestamp)> =
+        ctl.draining().map(|(id, d)| (id.clone(), d)).collect();
+    assert_eq!(
+        draining,
+        vec![(
+            ids[0].clone(),
+            Timestamp::from_secs(t0.millis() / 1000 + 300)
+        )],
+        "the marked, cordoned node is drained with its recorded deadline; the uncordoned one is not"
+    );
+    eventually(5, "server-1 evicted", || {
+        let n = fake.count_requests(|r| r.contains("/pods/server-1/eviction"));
+        async move { (n >= 1).then_some(()) }
+    })
+    .await;
+    assert_eq!(
+        fake.count_requests(|r| r.contains("/pods/server-2/eviction")),
+        0
+    );
 }

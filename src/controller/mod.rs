@@ -58,7 +58,11 @@ pub trait Cluster: Send {
     /// Keep new work off `instance` without disturbing what runs there — Kubernetes: cordon.
     /// Called while a spot notice's drain waits for its window (`interruption_drain_s`).
     /// Default: nothing (in VM-only mode stopping routing *is* the drain).
-    async fn cordon(&mut self, _instance: &Instance) -> Result<(), ClusterError> {
+    async fn cordon(
+        &mut self,
+        _instance: &Instance,
+        _deadline: Timestamp,
+    ) -> Result<(), ClusterError> {
         Ok(())
     }
 
@@ -257,6 +261,7 @@ impl Controller {
                 return Err(e);
             }
         };
+        self.adopt_marked_drains(&view, &instances, now);
         let demand = self.demand.read(&self.config, now).await;
         self.report_signals(&demand);
 
@@ -569,6 +574,26 @@ impl Controller {
             .unwrap_or_default()
     }
 
+    /// Drains marked on nodes by an earlier leader (failover, restart) that this one does not
+    /// know: carry them on with their deadline rather than leave a cordoned node behind.
+    fn adopt_marked_drains(&mut self, view: &ClusterView, instances: &[Instance], now: Timestamp) {
+        for node in &view.nodes {
+            // Uncordoned by hand since: the operator took the node back.
+            let Some(deadline) = node.drain_deadline.filter(|_| node.cordoned) else {
+                continue;
+            };
+            if self.drains.contains_key(&node.instance) || self.terminating.contains(&node.instance)
+            {
+                continue;
+            }
+            let Some(inst) = instances.iter().find(|i| i.id == node.instance) else {
+                continue;
+            };
+            tracing::warn!(instance = %inst.id, node = %node.name, %deadline, "resuming a drain marked on the node by an earlier leader");
+            self.start_drain(inst, deadline, now, Reason::DrainResumed { deadline });
+        }
+    }
+
     fn start_drain(
         &mut self,
         inst: &Instance,
@@ -772,7 +797,7 @@ impl Controller {
                 // Still serving until the drain window (spot notice with a drain lead); only
                 // new work is kept off it.
                 if !state.cordoned {
-                    match self.cluster.cordon(inst).await {
+                    match self.cluster.cordon(inst, state.deadline).await {
                         Ok(()) => {
                             if let Some(d) = self.drains.get_mut(&id) {
                                 d.cordoned = true;

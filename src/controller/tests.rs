@@ -135,6 +135,7 @@ impl Cluster for MemCluster {
                 in_flight_requests: Some(1),
                 idle_since: None,
                 unhealthy: None,
+                drain_deadline: None,
             })
             .collect();
         Ok(ClusterView {

@@ -6,7 +6,7 @@ use super::quantity;
 use crate::config::{KubernetesConfig, PoolConfig};
 use crate::contract::{
     ANNOTATION_CA_SAFE_TO_EVICT, ANNOTATION_CA_SCALE_DOWN_DISABLED, ANNOTATION_DO_NOT_DISRUPT,
-    TAG_MODEL_CACHE, TAG_POOL, model_cache_label_value,
+    ANNOTATION_DRAIN_DEADLINE, TAG_MODEL_CACHE, TAG_POOL, model_cache_label_value,
 };
 use crate::model::{
     CapacityType, GpuRequest, InstanceId, LabelOperator, LabelRequirement, Node, PendingPod,
@@ -29,7 +29,8 @@ const POD_ANNOTATIONS_KEPT: &[&str] = &[
     ANNOTATION_MIRROR,
 ];
 /// Annotations gpupool reads on nodes.
-const NODE_ANNOTATIONS_KEPT: &[&str] = &[ANNOTATION_CA_SCALE_DOWN_DISABLED];
+const NODE_ANNOTATIONS_KEPT: &[&str] =
+    &[ANNOTATION_CA_SCALE_DOWN_DISABLED, ANNOTATION_DRAIN_DEADLINE];
 
 /// What kind of GPU a resource name stands for.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -604,7 +605,18 @@ pub fn node(
         in_flight_requests: None,
         idle_since,
         unhealthy: health.unhealthy.clone(),
+        drain_deadline: drain_deadline(node),
     }
+}
+
+/// The drain gpupool marked on a node (`gpupool.io/drain-deadline`, Unix seconds), if any
+/// (an unparsable value is ignored: the node is then not adopted, never drained by mistake).
+pub fn drain_deadline(node: &K8sNode) -> Option<Timestamp> {
+    annotation(&node.metadata, ANNOTATION_DRAIN_DEADLINE)?
+        .trim()
+        .parse::<i64>()
+        .ok()
+        .map(Timestamp::from_secs)
 }
 
 fn keep_annotations(

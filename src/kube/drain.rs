@@ -12,6 +12,8 @@
 //! they keep the drain in progress until its deadline, when the controller terminates anyway.
 
 use super::{KubeError, convert};
+use crate::contract::ANNOTATION_DRAIN_DEADLINE;
+use crate::model::Timestamp;
 use k8s_openapi::api::core::v1::{Node as K8sNode, Pod};
 use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
 use kube::core::Status;
@@ -38,8 +40,17 @@ pub struct DrainStep {
     pub failed: Vec<String>,
 }
 
-pub async fn cordon(nodes: &Api<K8sNode>, node: &str) -> Result<(), KubeError> {
-    let patch = serde_json::json!({"spec": {"unschedulable": true}});
+/// Cordon `node` and mark the drain with its deadline (`gpupool.io/drain-deadline`, Unix
+/// seconds), so a new leader finds and carries on a drain this one started.
+pub async fn cordon(
+    nodes: &Api<K8sNode>,
+    node: &str,
+    deadline: Timestamp,
+) -> Result<(), KubeError> {
+    let patch = serde_json::json!({
+        "metadata": {"annotations": {ANNOTATION_DRAIN_DEADLINE: deadline.millis().div_euclid(1000).to_string()}},
+        "spec": {"unschedulable": true},
+    });
     match nodes
         .patch(node, &PatchParams::default(), &Patch::Merge(&patch))
         .await
@@ -51,15 +62,16 @@ pub async fn cordon(nodes: &Api<K8sNode>, node: &str) -> Result<(), KubeError> {
     }
 }
 
-/// One drain step for `node`.
+/// One drain step for `node` (`marked`: already cordoned with a drain deadline).
 pub async fn step(
     client: &kube::Client,
     node: &str,
-    already_cordoned: bool,
+    marked: bool,
+    deadline: Timestamp,
 ) -> Result<DrainStep, KubeError> {
     let nodes: Api<K8sNode> = Api::all(client.clone());
-    if !already_cordoned {
-        cordon(&nodes, node).await?;
+    if !marked {
+        cordon(&nodes, node, deadline).await?;
     }
     let pods: Api<Pod> = Api::all(client.clone());
     let list = pods

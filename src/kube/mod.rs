@@ -327,7 +327,8 @@ impl KubeCluster {
             return Ok(DrainProgress::Drained);
         };
         let name = node.metadata.name.clone().unwrap_or_default();
-        let step = drain::step(&self.client, &name, convert::is_cordoned(&node)).await?;
+        let marked = convert::is_cordoned(&node) && convert::drain_deadline(&node).is_some();
+        let step = drain::step(&self.client, &name, marked, deadline).await?;
         if !step.do_not_disrupt.is_empty() {
             tracing::info!(
                 node = %name,
@@ -347,8 +348,13 @@ impl KubeCluster {
         })
     }
 
-    /// Cordon the node of `instance` (no node yet, or already cordoned: nothing to do).
-    pub async fn cordon_node(&mut self, instance: &Instance) -> Result<(), KubeError> {
+    /// Cordon the node of `instance` and mark the drain's `deadline` on it (no node yet, or
+    /// already marked: nothing to do).
+    pub async fn cordon_node(
+        &mut self,
+        instance: &Instance,
+        deadline: Timestamp,
+    ) -> Result<(), KubeError> {
         if !self.nodes.health.synced() {
             return Err(KubeError::NotSynced(
                 "initial list of nodes not complete".into(),
@@ -357,12 +363,12 @@ impl KubeCluster {
         let Some(node) = self.node_of(instance) else {
             return Ok(());
         };
-        if convert::is_cordoned(&node) {
+        if convert::is_cordoned(&node) && convert::drain_deadline(&node).is_some() {
             return Ok(());
         }
         let name = node.metadata.name.clone().unwrap_or_default();
         let nodes: Api<K8sNode> = Api::all(self.client.clone());
-        drain::cordon(&nodes, &name).await?;
+        drain::cordon(&nodes, &name, deadline).await?;
         tracing::info!(node = %name, instance = %instance.id, "cordoned ahead of a spot reclaim; pods keep running until the drain window");
         Ok(())
     }
@@ -463,8 +469,12 @@ impl Cluster for KubeCluster {
         Ok(self.drain_step(instance, deadline, now).await?)
     }
 
-    async fn cordon(&mut self, instance: &Instance) -> Result<(), ClusterError> {
-        Ok(self.cordon_node(instance).await?)
+    async fn cordon(
+        &mut self,
+        instance: &Instance,
+        deadline: Timestamp,
+    ) -> Result<(), ClusterError> {
+        Ok(self.cordon_node(instance, deadline).await?)
     }
 
     async fn publish(&mut self, plan: &Plan, now: Timestamp) {

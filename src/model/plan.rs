@@ -318,6 +318,10 @@ pub enum Reason {
     DrainTimedOut {
         timeout_s: u64,
     },
+    /// A drain found marked on a node (by an earlier leader) and carried on.
+    DrainResumed {
+        deadline: Timestamp,
+    },
     // ---- reasons not to act ----
     CoveredByInFlight {
         in_flight_nodes: u32,
@@ -420,6 +424,7 @@ impl Reason {
             NotServingReady { .. } => "not_serving_ready",
             Unhealthy { .. } => "unhealthy",
             DrainTimedOut { .. } => "drain_timed_out",
+            DrainResumed { .. } => "drain_resumed",
             CoveredByInFlight { .. } => "covered_by_in_flight",
             CoveredByCapacity => "covered_by_capacity",
             AtMaxNodes { .. } => "at_max_nodes",
@@ -502,6 +507,10 @@ impl fmt::Display for Reason {
             }
             Unhealthy { condition } => write!(f, "GPU unhealthy: {condition}"),
             DrainTimedOut { timeout_s } => write!(f, "drain timed out after {timeout_s} s"),
+            DrainResumed { deadline } => write!(
+                f,
+                "resuming a drain an earlier gpupool leader started (deadline {deadline})"
+            ),
             CoveredByInFlight { in_flight_nodes } => {
                 write!(
                     f,

@@ -259,6 +259,10 @@ pub struct Node {
     /// drains and replaces it within the disruption budget.
     #[serde(default)]
     pub unhealthy: Option<String>,
+    /// A drain gpupool marked on the node (Kubernetes annotation `gpupool.io/drain-deadline`)
+    /// and its deadline: a new leader carries it on.
+    #[serde(default)]
+    pub drain_deadline: Option<Timestamp>,
 }
 
 impl Node {

@@ -479,6 +479,7 @@ pub fn node(instance: &str, pool: &str, ct: CapacityType) -> NodeBuilder {
         in_flight_requests: None,
         idle_since: None,
         unhealthy: None,
+        drain_deadline: None,
     })
 }
 

@@ -168,6 +168,7 @@ mod tests {
                 in_flight_requests: None,
                 idle_since: None,
                 unhealthy: Some("GPU count 0 below expected 1".into()),
+                drain_deadline: None,
             });
         }
         let p = plan(&snap, &config(vec![pool]), &History::default(), T0);

@@ -68,6 +68,7 @@ impl Cluster for SimCluster {
                 in_flight_requests: Some(i.in_flight.len() as u32),
                 idle_since: None,
                 unhealthy: None,
+                drain_deadline: None,
             });
         }
         Ok(ClusterView {
