@@ -68,7 +68,6 @@ pub struct VmCluster {
     in_flight: BTreeMap<PoolName, InFlightQuery>,
     health_timeout: Duration,
     deregister_timeout: Duration,
-    drain_grace_s: f64,
     group_pools: BTreeMap<NodeGroupId, PoolName>,
     idle_since: BTreeMap<InstanceId, Timestamp>,
     drains: BTreeMap<InstanceId, DrainState>,
@@ -111,7 +110,6 @@ impl VmCluster {
             in_flight,
             health_timeout: DEFAULT_HEALTH_TIMEOUT,
             deregister_timeout: DEFAULT_DEREGISTER_TIMEOUT,
-            drain_grace_s: DEFAULT_DRAIN_GRACE_S,
             group_pools: BTreeMap::new(),
             idle_since: BTreeMap::new(),
             drains: BTreeMap::new(),
@@ -131,11 +129,6 @@ impl VmCluster {
 
     pub fn with_deregister_timeout(mut self, t: Duration) -> Self {
         self.deregister_timeout = t;
-        self
-    }
-
-    pub fn with_drain_grace_s(mut self, s: f64) -> Self {
-        self.drain_grace_s = s;
         self
     }
 
@@ -384,7 +377,7 @@ impl Cluster for VmCluster {
             Some(q) => read_in_flight(&self.http, &q, now, self.health_timeout).await,
             None => InFlight::NoSeries,
         };
-        let grace_over = now.secs_since(deregistered_at) >= self.drain_grace_s;
+        let grace_over = now.secs_since(deregistered_at) >= DEFAULT_DRAIN_GRACE_S;
         Ok(match in_flight {
             InFlight::Known(0) => DrainProgress::Drained,
             InFlight::Known(n) => DrainProgress::InProgress { remaining: n },

@@ -113,6 +113,36 @@ fn pid(id: &InstanceId) -> String {
     format!("aws:///us-east-1a/{id}")
 }
 
+/// A p4d.24xlarge instance of group `mig-od` with its provider ID.
+fn p4d_instance(id: &InstanceId, ct: CapacityType, state: LifecycleState) -> Instance {
+    Instance {
+        provider_id: Some(pid(id)),
+        id: id.clone(),
+        group: NodeGroupId::new("mig-od"),
+        instance_type: "p4d.24xlarge".into(),
+        capacity_type: ct,
+        zone: "us-east-1a".into(),
+        state,
+        launched_at: Timestamp::from_secs(0),
+        model_cache: None,
+        protected_from_scale_in: false,
+        awaiting_lifecycle_hook: false,
+        private_ip: None,
+    }
+}
+
+impl MemCloud {
+    /// Instances already Ready at `now` (the group's desired size follows).
+    fn with_ready(&self, now: Timestamp, instances: Vec<Instance>) {
+        let mut c = self.0.lock().unwrap();
+        c.now = now;
+        if let Some(g) = c.group.as_mut() {
+            g.desired += instances.len() as u32;
+        }
+        c.instances.extend(instances);
+    }
+}
+
 #[async_trait]
 impl NodeGroupProvider for MemCloud {
     fn name(&self) -> &'static str {
@@ -131,20 +161,10 @@ impl NodeGroupProvider for MemCloud {
         for _ in 0..delta {
             c.next += 1;
             let id = InstanceId::new(format!("i-{:04}", c.next));
-            c.instances.push(Instance {
-                provider_id: Some(pid(&id)),
-                id,
-                group: group.clone(),
-                instance_type: "p4d.24xlarge".into(),
-                capacity_type: CapacityType::OnDemand,
-                zone: "us-east-1a".into(),
-                state: LifecycleState::Launching,
-                launched_at: now,
-                model_cache: None,
-                protected_from_scale_in: false,
-                awaiting_lifecycle_hook: false,
-                private_ip: None,
-            });
+            let mut i = p4d_instance(&id, CapacityType::OnDemand, LifecycleState::Launching);
+            i.group = group.clone();
+            i.launched_at = now;
+            c.instances.push(i);
         }
         if let Some(g) = c.group.as_mut() {
             g.desired += delta;
@@ -504,27 +524,10 @@ async fn a_spot_notice_cordons_at_once_and_evicts_only_in_the_drain_window() {
     let cloud = MemCloud::new();
     let t0 = Timestamp::from_secs(300_000);
     let id = InstanceId::new("i-spot");
-    {
-        let mut c = cloud.0.lock().unwrap();
-        c.now = t0;
-        c.instances.push(Instance {
-            provider_id: Some(pid(&id)),
-            id: id.clone(),
-            group: NodeGroupId::new("mig-od"),
-            instance_type: "p4d.24xlarge".into(),
-            capacity_type: CapacityType::Spot,
-            zone: "us-east-1a".into(),
-            state: LifecycleState::Ready,
-            launched_at: Timestamp::from_secs(0),
-            model_cache: None,
-            protected_from_scale_in: false,
-            awaiting_lifecycle_hook: false,
-            private_ip: None,
-        });
-        if let Some(g) = c.group.as_mut() {
-            g.desired = 1;
-        }
-    }
+    cloud.with_ready(
+        t0,
+        vec![p4d_instance(&id, CapacityType::Spot, LifecycleState::Ready)],
+    );
     fake.apply(gpu_node(
         "ip-10-0-3-3",
         &pid(&id),
@@ -604,29 +607,12 @@ async fn a_new_leader_carries_on_a_drain_marked_by_the_previous_one() {
     let cloud = MemCloud::new();
     let t0 = Timestamp::from_secs(400_000);
     let ids = [InstanceId::new("i-marked"), InstanceId::new("i-uncordoned")];
-    {
-        let mut c = cloud.0.lock().unwrap();
-        c.now = t0;
-        for id in &ids {
-            c.instances.push(Instance {
-                provider_id: Some(pid(id)),
-                id: id.clone(),
-                group: NodeGroupId::new("mig-od"),
-                instance_type: "p4d.24xlarge".into(),
-                capacity_type: CapacityType::OnDemand,
-                zone: "us-east-1a".into(),
-                state: LifecycleState::Ready,
-                launched_at: Timestamp::from_secs(0),
-                model_cache: None,
-                protected_from_scale_in: false,
-                awaiting_lifecycle_hook: false,
-                private_ip: None,
-            });
-        }
-        if let Some(g) = c.group.as_mut() {
-            g.desired = 2;
-        }
-    }
+    cloud.with_ready(
+        t0,
+        ids.iter()
+            .map(|id| p4d_instance(id, CapacityType::OnDemand, LifecycleState::Ready))
+            .collect(),
+    );
     let deadline = (t0.millis() / 1000 + 300).to_string();
     // The previous leader cordoned and marked this node, then died.
     let mut marked = gpu_node("ip-10-0-4-4", &pid(&ids[0]), "mig", 8, json!({}));

@@ -56,7 +56,8 @@ pub trait Cluster: Send {
     ) -> Result<DrainProgress, ClusterError>;
 
     /// Keep new work off `instance` without disturbing what runs there — Kubernetes: cordon.
-    /// Called while a spot notice's drain waits for its window (`interruption_drain_s`).
+    /// Called every tick while a spot notice's drain waits for its window
+    /// (`interruption_drain_s`), so it must be cheap once done.
     /// Default: nothing (in VM-only mode stopping routing *is* the drain).
     async fn cordon(
         &mut self,
@@ -153,8 +154,6 @@ struct DrainState {
     /// before it the instance keeps serving while the planner already replaces it. Later
     /// than the notice only for spot interruptions with `disruption.interruption_drain_s`.
     start_at: Timestamp,
-    /// Cordoned ahead of `start_at` (no new work lands on it meanwhile).
-    cordoned: bool,
 }
 
 /// Event ids remembered to make duplicate deliveries harmless (bounded).
@@ -618,7 +617,6 @@ impl Controller {
                 deadline,
                 reason,
                 start_at,
-                cordoned: false,
             });
     }
 
@@ -795,18 +793,9 @@ impl Controller {
             };
             if now < state.start_at {
                 // Still serving until the drain window (spot notice with a drain lead); only
-                // new work is kept off it.
-                if !state.cordoned {
-                    match self.cluster.cordon(inst, state.deadline).await {
-                        Ok(()) => {
-                            if let Some(d) = self.drains.get_mut(&id) {
-                                d.cordoned = true;
-                            }
-                        }
-                        Err(e) => {
-                            tracing::warn!(instance = %id, error = %error_chain(&e), "cordon before the drain window failed; retrying next tick");
-                        }
-                    }
+                // new work is kept off it. The cluster skips a node it already cordoned.
+                if let Err(e) = self.cluster.cordon(inst, state.deadline).await {
+                    tracing::warn!(instance = %id, error = %error_chain(&e), "cordon before the drain window failed; retrying next tick");
                 }
                 continue;
             }

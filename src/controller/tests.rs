@@ -269,6 +269,26 @@ fn world(p: &MemProvider) -> std::sync::MutexGuard<'_, World> {
     p.w()
 }
 
+/// Spot group `a` with instance `i-1` and an interruption notice for it (reclaim at
+/// `deadline_s`) waiting in the provider's queue.
+fn noticed(deadline_s: i64) -> MemProvider {
+    let p = MemProvider::default();
+    {
+        let mut w = world(&p);
+        w.groups.push(group("a", CapacityType::Spot));
+        w.instances.push(instance("i-1", "a"));
+        w.events.push(ProviderEvent {
+            ack: None,
+            id: "m1".into(),
+            kind: ProviderEventKind::SpotInterruption {
+                instance: "i-1".into(),
+                deadline: Timestamp::from_secs(deadline_s),
+            },
+        });
+    }
+    p
+}
+
 fn block<F: std::future::Future>(f: F) -> F::Output {
     tokio::runtime::Builder::new_current_thread()
         .build()
@@ -299,25 +319,17 @@ fn failed_observation_holds_the_tick() {
 
 #[test]
 fn interruption_drains_then_terminates_once_and_acks_after_handling() {
-    let p = MemProvider::default();
+    let p = noticed(130);
     {
-        let mut w = world(&p);
-        w.groups.push(group("a", CapacityType::Spot));
-        w.instances.push(instance("i-1", "a"));
-        let ev = ProviderEvent {
-            ack: Some("r1".into()),
-            id: "m1".into(),
-            kind: ProviderEventKind::SpotInterruption {
-                instance: "i-1".into(),
-                deadline: Timestamp::from_secs(130),
-            },
-        };
         // Delivered twice (SQS at-least-once): must be handled once.
-        w.events.push(ev.clone());
-        w.events.push(ProviderEvent {
-            ack: Some("r2".into()),
-            ..ev
-        });
+        let mut w = world(&p);
+        let ev = w.events.pop().unwrap();
+        for ack in ["r1", "r2"] {
+            w.events.push(ProviderEvent {
+                ack: Some(ack.into()),
+                ..ev.clone()
+            });
+        }
     }
     let mut c = controller(&p, empty_plan, 2);
     let r = block(c.tick(Timestamp::from_secs(10))).unwrap();
@@ -343,20 +355,7 @@ fn interruption_drains_then_terminates_once_and_acks_after_handling() {
 
 #[test]
 fn drain_deadline_terminates_even_with_work_left() {
-    let p = MemProvider::default();
-    {
-        let mut w = world(&p);
-        w.groups.push(group("a", CapacityType::Spot));
-        w.instances.push(instance("i-1", "a"));
-        w.events.push(ProviderEvent {
-            ack: None,
-            id: "m1".into(),
-            kind: ProviderEventKind::SpotInterruption {
-                instance: "i-1".into(),
-                deadline: Timestamp::from_secs(30),
-            },
-        });
-    }
+    let p = noticed(30);
     let mut c = controller(&p, empty_plan, u32::MAX);
     block(c.tick(Timestamp::from_secs(10))).unwrap();
     block(c.tick(Timestamp::from_secs(20))).unwrap();
@@ -562,20 +561,7 @@ fn noticed_with_drain_lead(planner: PlanFn) -> (MemProvider, Controller) {
         "pools:\n  - name: p\n    requirements: {}\n    disruption: { interruption_drain_s: 30 }\n",
     )
     .unwrap();
-    let p = MemProvider::default();
-    {
-        let mut w = world(&p);
-        w.groups.push(group("a", CapacityType::Spot));
-        w.instances.push(instance("i-1", "a"));
-        w.events.push(ProviderEvent {
-            ack: None,
-            id: "m1".into(),
-            kind: ProviderEventKind::SpotInterruption {
-                instance: "i-1".into(),
-                deadline: Timestamp::from_secs(130),
-            },
-        });
-    }
+    let p = noticed(130);
     let c = Controller::new(
         Arc::new(cfg),
         Arc::new(p.clone()),

@@ -609,6 +609,11 @@ pub fn node(
     }
 }
 
+/// Cordoned and carrying gpupool's drain mark: a drain gpupool started (and may carry on).
+pub fn is_marked_for_drain(node: &K8sNode) -> bool {
+    is_cordoned(node) && drain_deadline(node).is_some()
+}
+
 /// The drain gpupool marked on a node (`gpupool.io/drain-deadline`, Unix seconds), if any
 /// (an unparsable value is ignored: the node is then not adopted, never drained by mistake).
 pub fn drain_deadline(node: &K8sNode) -> Option<Timestamp> {

@@ -327,7 +327,7 @@ impl KubeCluster {
             return Ok(DrainProgress::Drained);
         };
         let name = node.metadata.name.clone().unwrap_or_default();
-        let marked = convert::is_cordoned(&node) && convert::drain_deadline(&node).is_some();
+        let marked = convert::is_marked_for_drain(&node);
         let step = drain::step(&self.client, &name, marked, deadline).await?;
         if !step.do_not_disrupt.is_empty() {
             tracing::info!(
@@ -363,7 +363,7 @@ impl KubeCluster {
         let Some(node) = self.node_of(instance) else {
             return Ok(());
         };
-        if convert::is_cordoned(&node) && convert::drain_deadline(&node).is_some() {
+        if convert::is_marked_for_drain(&node) {
             return Ok(());
         }
         let name = node.metadata.name.clone().unwrap_or_default();

@@ -58,15 +58,19 @@ pub fn plan(snapshot: &Snapshot, config: &Config, history: &History, now: Timest
     // draining nodes (a spot notice, a replacement) are demand too when the pool's serving
     // nodes have no room for them: they need a new home before their node goes, so capacity is
     // launched now rather than after their eviction (`scaledown::displaced`).
-    let mut pods_owned;
-    let pods: &[PendingPod] = if config.mode == Mode::Kubernetes {
-        pods_owned = snapshot.pending_pods.clone();
-        for ctx in &ctxs {
-            pods_owned.extend(scaledown::displaced(ctx, &nodes, now));
-        }
-        &pods_owned
+    let displaced: Vec<PendingPod> = if config.mode == Mode::Kubernetes {
+        ctxs.iter()
+            .flat_map(|ctx| scaledown::displaced(ctx, &nodes, now))
+            .collect()
     } else {
+        Vec::new()
+    };
+    let pods_owned;
+    let pods: &[PendingPod] = if displaced.is_empty() {
         &snapshot.pending_pods
+    } else {
+        pods_owned = [snapshot.pending_pods.as_slice(), &displaced].concat();
+        &pods_owned
     };
     let classes = if config.mode == Mode::Kubernetes {
         binpack::classes(pods)
