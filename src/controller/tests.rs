@@ -249,12 +249,17 @@ fn scale_up_first_usable(s: &Snapshot, _: &Config, h: &History, now: Timestamp) 
         .groups
         .iter()
         .find(|g| h.in_backoff(&g.offerings[0].key(), now).is_none());
-    let actions = g
+    scale_up_plan(g, 1)
+}
+
+/// A plan scaling `group` (if any) up by `count` on its first offering.
+fn scale_up_plan(group: Option<&NodeGroup>, count: u32) -> Plan {
+    let actions = group
         .map(|g| Action::ScaleUp {
             pool: g.pool.clone(),
             group: g.id.clone(),
             offering: g.offerings[0].key(),
-            count: 1,
+            count,
             reason: Reason::MinNodes { min: 1 },
         })
         .into_iter()
@@ -600,20 +605,7 @@ fn replace_draining(s: &Snapshot, _: &Config, _: &History, _: Timestamp) -> Plan
         .filter(|i| i.state == LifecycleState::Draining)
         .count() as u32;
     let g = &s.groups[0];
-    let actions = (leaving > 0 && g.desired < 2)
-        .then(|| Action::ScaleUp {
-            pool: g.pool.clone(),
-            group: g.id.clone(),
-            offering: g.offerings[0].key(),
-            count: leaving,
-            reason: Reason::MinNodes { min: 1 },
-        })
-        .into_iter()
-        .collect();
-    Plan {
-        actions,
-        ..Plan::default()
-    }
+    scale_up_plan(Some(g).filter(|g| leaving > 0 && g.desired < 2), leaving)
 }
 
 #[test]
