@@ -95,6 +95,7 @@ impl MemCloud {
             taints: vec![],
             warm_pool: None,
             activity_in_progress: false,
+            unfulfilled: Vec::new(),
         });
         c
     }
@@ -187,6 +188,15 @@ impl NodeGroupProvider for MemCloud {
             g.desired = g.desired.saturating_sub(removed);
         }
         Ok(())
+    }
+    async fn release_unfulfilled(
+        &self,
+        _g: &NodeGroupId,
+        _count: u32,
+        _instances: &[InstanceId],
+    ) -> gpupool_provider::Result<u32> {
+        // This cloud fulfils every launch at once: there is never anything to take back.
+        Ok(0)
     }
     async fn set_warm_pool_size(&self, _g: &NodeGroupId, _s: u32) -> gpupool_provider::Result<()> {
         Err(ProviderError::InvalidConfig(

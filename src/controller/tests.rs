@@ -74,6 +74,23 @@ impl NodeGroupProvider for MemProvider {
         }
         Ok(())
     }
+    async fn release_unfulfilled(
+        &self,
+        group: &NodeGroupId,
+        count: u32,
+        _instances: &[InstanceId],
+    ) -> gpupool_provider::Result<u32> {
+        let mut w = self.w();
+        w.calls.push(format!("release {group} {count}"));
+        let listed = w.instances.iter().filter(|i| &i.group == group).count() as u32;
+        let g = w.groups.iter_mut().find(|g| &g.id == group).unwrap();
+        let floor = listed.max(g.min_size);
+        let to = g.desired.saturating_sub(count).max(floor).min(g.desired);
+        let released = g.desired - to;
+        g.desired = to;
+        g.unfulfilled.clear();
+        Ok(released)
+    }
     async fn set_warm_pool_size(
         &self,
         group: &NodeGroupId,
@@ -201,6 +218,7 @@ fn group(id: &str, ct: CapacityType) -> NodeGroup {
         taints: vec![],
         warm_pool: None,
         activity_in_progress: false,
+        unfulfilled: Vec::new(),
     }
 }
 

@@ -172,6 +172,7 @@ pub fn group(id: &str, pool: &str) -> GroupBuilder {
         taints: Vec::new(),
         warm_pool: None,
         activity_in_progress: false,
+        unfulfilled: Vec::new(),
     })
 }
 

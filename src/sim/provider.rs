@@ -53,6 +53,16 @@ impl NodeGroupProvider for SimProvider {
         lock(&self.world).terminate(group, instances)
     }
 
+    async fn release_unfulfilled(
+        &self,
+        _group: &NodeGroupId,
+        _count: u32,
+        _instances: &[InstanceId],
+    ) -> Result<u32> {
+        // INTERIM (being replaced in this change): the simulated cloud fails launches at once.
+        Ok(0)
+    }
+
     async fn set_warm_pool_size(&self, group: &NodeGroupId, size: u32) -> Result<()> {
         lock(&self.world).set_warm_pool_size(group, size)
     }

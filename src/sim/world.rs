@@ -998,6 +998,7 @@ impl World {
             taints: Vec::new(),
             warm_pool,
             activity_in_progress: false,
+            unfulfilled: Vec::new(),
         }
     }
 

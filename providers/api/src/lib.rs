@@ -13,6 +13,7 @@
 //! - offerings that are temporarily unavailable stay listed with `available: false`, so the
 //!   planner can explain why it did not use them instead of silently forgetting them.
 
+pub mod mig;
 mod money;
 mod time;
 
@@ -229,6 +230,43 @@ pub struct NodeGroup {
     /// settles (Nomad Autoscaler's `Ready=false`).
     #[serde(default)]
     pub activity_in_progress: bool,
+    /// Launches the cloud accepted but reports it cannot fulfil, still outstanding now (see
+    /// [`UnfulfilledLaunch`]). Empty when every requested instance is on its way or there.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub unfulfilled: Vec<UnfulfilledLaunch>,
+}
+
+/// A launch the cloud accepted and then reported it could not carry out — the way both clouds
+/// report a stockout or a quota:
+/// - AWS: `SetDesiredCapacity` succeeds; minutes later `DescribeScalingActivities` shows the
+///   launch activity with `StatusCode: Failed` and a `StatusMessage` naming the EC2 error
+///   (InsufficientInstanceCapacity, UnfulfillableCapacity, MaxSpotInstanceCountExceeded,
+///   VcpuLimitExceeded …), and the group's desired capacity stays raised with no instance
+///   behind it. `instances` is empty: the unfulfilled part is `desired` minus the instances
+///   the group lists.
+/// - GCP: `resize`/`createInstances` succeed; the managed instances stay `currentAction:
+///   CREATING` with `lastAttempt.errors` (ZONE_RESOURCE_POOL_EXHAUSTED, …QUOTA…) while the
+///   group retries. `instances` names those stuck VMs.
+///
+/// A provider reports one only while it is outstanding: once the request was taken back
+/// ([`NodeGroupProvider::release_unfulfilled`]) or a later launch succeeded, it is gone.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct UnfulfilledLaunch {
+    /// The offering that could not be launched (zone and capacity type as the cloud said).
+    pub offering: OfferingKey,
+    pub failure: LaunchFailure,
+    /// How many requested instances this failure stands for (AWS: desired − listed instances;
+    /// GCP: the stuck VMs). At least 1.
+    pub count: u32,
+    /// The cloud's own words (the activity's StatusMessage, the lastAttempt error message).
+    pub message: String,
+    /// When the cloud reported the failure (the activity's start time, the error's time; the
+    /// time the provider first saw it when the cloud gives none).
+    pub at: Timestamp,
+    /// Instances that stand for the unfulfilled request and must be deleted to take it back
+    /// (GCP: the stuck CREATING VMs). Empty on AWS.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub instances: Vec<InstanceId>,
 }
 
 /// Where an instance is in its life. Order is the normal progression.
@@ -353,7 +391,31 @@ impl ProviderEventKind {
 pub enum LaunchFailure {
     InsufficientCapacity,
     QuotaExceeded,
+    /// The cloud cannot launch this offering at all in that place (AWS `Unsupported`: the
+    /// instance type is not offered in the zone).
+    Unsupported,
+    /// Accepted, then neither progress nor an error within the pool's launch timeout.
+    TimedOut,
     Other,
+}
+
+impl LaunchFailure {
+    /// A fixed, low-cardinality label for metrics and reasons.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LaunchFailure::InsufficientCapacity => "insufficient_capacity",
+            LaunchFailure::QuotaExceeded => "quota_exceeded",
+            LaunchFailure::Unsupported => "unsupported",
+            LaunchFailure::TimedOut => "timed_out",
+            LaunchFailure::Other => "other",
+        }
+    }
+}
+
+impl fmt::Display for LaunchFailure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 /// Errors a provider returns. The controller matches on the variant, never on text.
@@ -421,6 +483,19 @@ pub trait NodeGroupProvider: Send + Sync {
     /// never picks a victim itself. An instance already gone is not an error. Instances with
     /// scale-in protection are refused with `InvalidConfig`.
     async fn terminate(&self, group: &NodeGroupId, instances: &[InstanceId]) -> Result<()>;
+
+    /// Take back launches the cloud accepted but will not fulfil, without naming a running
+    /// instance: AWS lowers desired capacity by `count` but never below the instances the
+    /// group lists nor below its min size; GCP deletes the stuck `instances` (which lowers
+    /// `targetSize`). Returns how many requested instances were taken back (less than `count`
+    /// when the group's min size or a launch that appeared meanwhile stops it). Idempotent:
+    /// asking again after the request is gone takes back nothing.
+    async fn release_unfulfilled(
+        &self,
+        group: &NodeGroupId,
+        count: u32,
+        instances: &[InstanceId],
+    ) -> Result<u32>;
 
     /// Ask the cloud to keep `size` stopped, cache-warm instances. `InvalidConfig` when the
     /// group cannot have one (AWS: mixed-instances or spot group).

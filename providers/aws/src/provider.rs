@@ -632,6 +632,7 @@ impl AwsProvider {
             desired: spec.desired,
             warm_pool,
             activity_in_progress: activities::in_progress(&acts),
+            unfulfilled: Vec::new(),
         }))
     }
 
@@ -950,6 +951,16 @@ impl NodeGroupProvider for AwsProvider {
             }
         }
         Ok(())
+    }
+
+    async fn release_unfulfilled(
+        &self,
+        group: &NodeGroupId,
+        _count: u32,
+        _instances: &[InstanceId],
+    ) -> Result<u32> {
+        // INTERIM (being replaced in this change).
+        Err(ProviderError::InvalidConfig(format!("release_unfulfilled on {group}: not yet built")))
     }
 
     async fn set_warm_pool_size(&self, group: &NodeGroupId, size: u32) -> Result<()> {

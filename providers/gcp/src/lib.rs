@@ -442,6 +442,7 @@ impl GcpProvider {
             taints: Vec::new(),
             warm_pool,
             activity_in_progress,
+            unfulfilled: Vec::new(),
         }))
     }
 
@@ -797,6 +798,16 @@ impl NodeGroupProvider for GcpProvider {
             Err(ProviderError::NotFound { .. }) => Ok(()),
             other => other,
         }
+    }
+
+    async fn release_unfulfilled(
+        &self,
+        group: &NodeGroupId,
+        _count: u32,
+        _instances: &[InstanceId],
+    ) -> Result<u32> {
+        // INTERIM (being replaced in this change).
+        Err(ProviderError::InvalidConfig(format!("release_unfulfilled on {group}: not yet built")))
     }
 
     async fn set_warm_pool_size(&self, group: &NodeGroupId, size_wanted: u32) -> Result<()> {
