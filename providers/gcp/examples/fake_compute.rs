@@ -13,8 +13,8 @@
 //!
 //! Options: `--port N` (default 8085), `--step-s S` (default 5),
 //! `--preempt-every-s S` (preempt one running SPOT VM every S seconds; default never),
-//! `--stockout ZONE/MACHINE_TYPE` (new VMs of that type in that zone fail with
-//! ZONE_RESOURCE_POOL_EXHAUSTED; repeatable).
+//! `--stockout ZONE/MACHINE_TYPE` (new VMs of that type in that zone stay CREATING with
+//! `lastAttempt.errors` ZONE_RESOURCE_POOL_EXHAUSTED, as a MIG reports a stockout; repeatable).
 
 #[path = "../tests/fake/mod.rs"]
 mod fake;
@@ -175,9 +175,10 @@ async fn main() -> anyhow::Result<()> {
                     })
                     .collect();
                 eprintln!(
-                    "  {name}: targetSize={} targetStoppedSize={} [{}]",
+                    "  {name}: targetSize={} targetStoppedSize={} targetSuspendedSize={} [{}]",
                     m.target_size,
                     m.target_stopped_size,
+                    m.target_suspended_size,
                     states.join(" ")
                 );
             }

@@ -93,6 +93,20 @@ fn num<T: std::str::FromStr>(
 
 const GIB_MIB: f64 = 1024.0;
 
+/// A GPU as the catalog describes it, with the MIG profiles NVIDIA documents for that model and
+/// memory (`gpupool_provider::mig`): the Compute API names only the accelerator type
+/// (`nvidia-a100-80gb`), so every MIG-capable GPU the table lists — a2-highgpu/megagpu (A100
+/// 40 GB), a2-ultragpu (A100 80 GB), a3 (H100 80 GB), and a3-ultra (H200) or a4 (B200) once the
+/// table carries them — gets its profiles here; L4, T4, V100, P100 and P4 get none.
+fn gpu_info(model: &str, count: u32, memory_mib_per_gpu: u64) -> GpuInfo {
+    GpuInfo {
+        model: model.to_owned(),
+        count,
+        memory_mib_per_gpu,
+        mig_profiles: gpupool_provider::mig::profiles_for(model, memory_mib_per_gpu),
+    }
+}
+
 impl Catalog {
     /// Parse the tables compiled into the crate.
     pub fn shipped() -> Result<Catalog, CatalogError> {
@@ -105,12 +119,7 @@ impl Catalog {
                 None
             } else {
                 let mem_gb: f64 = num(M, line, "gpu_memory_gb_per_gpu", r[6])?;
-                Some(GpuInfo {
-                    model: r[4].to_owned(),
-                    count: gpu_count as u32,
-                    memory_mib_per_gpu: (mem_gb * GIB_MIB) as u64,
-                    mig_profiles: Vec::new(),
-                })
+                Some(gpu_info(r[4], gpu_count as u32, (mem_gb * GIB_MIB) as u64))
             };
             let mem_gb: f64 = num(M, line, "memory_gb", r[3])?;
             c.machines.insert(
@@ -209,12 +218,7 @@ impl Catalog {
                 CapacityType::OnDemand => a.on_demand_per_gpu,
                 CapacityType::Spot => a.spot_per_gpu,
             } * *count;
-            gpu = Some(GpuInfo {
-                model: a.model.clone(),
-                count: *count,
-                memory_mib_per_gpu: a.memory_mib,
-                mig_profiles: Vec::new(),
-            });
+            gpu = Some(gpu_info(&a.model, *count, a.memory_mib));
         }
         let gpu = gpu?;
         Some((
@@ -269,6 +273,39 @@ mod tests {
             .price("a2-highgpu-1g", &[], "us-central1", CapacityType::Spot)
             .expect("spot price");
         assert!(spot < od, "spot {spot} must be below on-demand {od}");
+    }
+
+    #[test]
+    fn mig_capable_gpus_carry_their_profiles() {
+        let c = cat();
+        let it = |machine: &str| {
+            c.price(machine, &[], "us-central1", CapacityType::OnDemand)
+                .unwrap_or_else(|| panic!("{machine} is in the table"))
+                .0
+                .gpu
+        };
+        let a100_40 = it("a2-highgpu-1g");
+        let p = a100_40
+            .mig_profiles
+            .iter()
+            .find(|p| p.name == "1g.5gb")
+            .expect("A100 40 GB has 1g.5gb");
+        assert_eq!(p.per_gpu, 7);
+        let a100_80 = it("a2-ultragpu-1g");
+        assert!(a100_80.mig_profiles.iter().any(|p| p.name == "1g.10gb"));
+        assert!(!a100_80.mig_profiles.iter().any(|p| p.name == "1g.5gb"));
+        let h100 = it("a3-highgpu-8g");
+        assert!(h100.mig_profiles.iter().any(|p| p.name == "7g.80gb"));
+        assert!(it("g2-standard-8").mig_profiles.is_empty(), "L4 has no MIG");
+        let (t4, _) = c
+            .price(
+                "n1-standard-8",
+                &[("nvidia-tesla-t4".into(), 1)],
+                "us-central1",
+                CapacityType::OnDemand,
+            )
+            .unwrap();
+        assert!(t4.gpu.mig_profiles.is_empty());
     }
 
     #[test]

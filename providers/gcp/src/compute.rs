@@ -2,7 +2,8 @@
 //! (`google-cloud-compute-v1`), each paginated fully and mapped onto [`ProviderError`].
 //!
 //! Every call here is covered by `GCP_PERMISSIONS` in the root crate's `src/contract.rs`:
-//! `instanceGroupManagers.{get,list,update}` (resize, patch and deleteInstances are "update"),
+//! `instanceGroupManagers.{get,list,update}` (resize, patch, deleteInstances, startInstances and
+//! resumeInstances all require `compute.instanceGroupManagers.update`),
 //! `instanceTemplates.get`, `instances.{list,delete}`, `zoneOperations.{get,list}`,
 //! `regionOperations.get`.
 
@@ -12,8 +13,12 @@ use google_cloud_compute_v1::client::{
     RegionOperations, ZoneOperations,
 };
 use google_cloud_compute_v1::model::{
-    Instance, InstanceGroupManager, InstanceGroupManagersDeleteInstancesRequest, InstanceTemplate,
-    ManagedInstance, Operation, RegionInstanceGroupManagersDeleteInstancesRequest,
+    Instance, InstanceGroupManager, InstanceGroupManagersDeleteInstancesRequest,
+    InstanceGroupManagersResumeInstancesRequest, InstanceGroupManagersStartInstancesRequest,
+    InstanceTemplate, ManagedInstance, Operation,
+    RegionInstanceGroupManagersDeleteInstancesRequest,
+    RegionInstanceGroupManagersResumeInstancesRequest,
+    RegionInstanceGroupManagersStartInstancesRequest,
 };
 use google_cloud_gax::error::rpc::StatusDetails;
 use google_cloud_gax::retry_policy::{Aip194Strict, RetryPolicyExt};
@@ -343,8 +348,8 @@ impl Compute {
         on_mig!(self, g, send, resize, "resize", |b| b.set_size(size))
     }
 
-    /// PATCH (JSON merge) of the fields set in `body`: used for `targetSize` together with
-    /// `targetStoppedSize`/`targetSuspendedSize`, which resize cannot change.
+    /// PATCH (JSON merge) of the fields set in `body`: used for `targetStoppedSize` /
+    /// `targetSuspendedSize` (the standby pool), which resize cannot change.
     pub async fn patch(
         &self,
         g: &GroupRef,
@@ -376,6 +381,46 @@ impl Compute {
                 RegionInstanceGroupManagersDeleteInstancesRequest::new()
                     .set_instances(urls)
                     .set_skip_instances_on_validation_error(true)
+            )
+        )
+    }
+
+    /// Start these stopped VMs (instance URLs): "increases the targetSize and decreases the
+    /// targetStoppedSize of the managed instance group by the number of instances that you
+    /// start" (`instanceGroupManagers.startInstances`). At most 1000 per request; gpupool never
+    /// starts more than a pool's maximum at once.
+    pub async fn start_instances(
+        &self,
+        g: &GroupRef,
+        urls: Vec<String>,
+    ) -> Result<Operation, ProviderError> {
+        on_mig!(
+            self,
+            g,
+            send,
+            start_instances,
+            "startInstances",
+            |b| b.set_body(InstanceGroupManagersStartInstancesRequest::new().set_instances(urls)),
+            b.set_body(RegionInstanceGroupManagersStartInstancesRequest::new().set_instances(urls))
+        )
+    }
+
+    /// Resume these suspended VMs: raises `targetSize` and lowers `targetSuspendedSize` by as
+    /// many (`instanceGroupManagers.resumeInstances`).
+    pub async fn resume_instances(
+        &self,
+        g: &GroupRef,
+        urls: Vec<String>,
+    ) -> Result<Operation, ProviderError> {
+        on_mig!(
+            self,
+            g,
+            send,
+            resume_instances,
+            "resumeInstances",
+            |b| b.set_body(InstanceGroupManagersResumeInstancesRequest::new().set_instances(urls)),
+            b.set_body(
+                RegionInstanceGroupManagersResumeInstancesRequest::new().set_instances(urls)
             )
         )
     }

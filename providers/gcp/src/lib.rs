@@ -8,16 +8,29 @@
 //!   template's machine type (+ `guestAccelerators`) × provisioning model (STANDARD / SPOT) ×
 //!   the MIG's zones (its zone, or `distributionPolicy.zones`), priced from the table in
 //!   `data/` (see [`catalog`]).
-//! - **Sizes.** A MIG's `targetSize` counts every VM it keeps, running or in the standby pool
-//!   (`targetStoppedSize` + `targetSuspendedSize`); gpupool's `desired` is the running part.
-//! - **Actuation.** `increase` resizes (`SCALE_OUT_POOL` standby mode: the MIG starts standby
-//!   VMs first) or, in `MANUAL` standby mode, patches `targetStoppedSize` down and `targetSize`
-//!   up in one call so stopped VMs start first. `terminate` is `deleteInstances` with
-//!   `skipInstancesOnValidationError`. Every operation is polled to `DONE` within the
-//!   operation deadline; its `error.errors[].code` maps onto [`ProviderError`].
+//! - **Sizes.** Per the Compute API reference (`InstanceGroupManager`), `targetSize` is "the
+//!   target number of running instances"; the standby pool is `targetStoppedSize` +
+//!   `targetSuspendedSize` on top of it. gpupool's `desired` is `targetSize`.
+//! - **Launch failures.** A MIG reports a stockout or a quota not as an operation error but as
+//!   managed instances that stay `currentAction: CREATING` with `lastAttempt.errors` while it
+//!   retries (what Cluster Autoscaler's gce provider reads, `autoscaling_gce_client.go`
+//!   `FetchMigInstances`). `node_groups` reports those VMs per offering in
+//!   [`NodeGroup::unfulfilled`] as soon as they are listed; `instances` keeps listing them as
+//!   `Launching` (the planner leaves them out by name); `release_unfulfilled` deletes them.
+//! - **Actuation.** `increase` in `MANUAL` standby mode (the default) first starts stopped and
+//!   resumes suspended VMs by name (`startInstances`/`resumeInstances`, which raise
+//!   `targetSize` and lower the standby targets), then resizes for the rest; in
+//!   `SCALE_OUT_POOL` mode the MIG does that itself on a resize ("automatically resumes or starts
+//!   VMs in the standby pool when the group scales out, and replenishes the standby pool
+//!   afterwards", `InstanceGroupManagerStandbyPolicy.mode`), so gpupool only resizes. The pool's
+//!   size is set through `targetStoppedSize` (or `targetSuspendedSize` for a suspended pool)
+//!   alone. `terminate` is `deleteInstances` with `skipInstancesOnValidationError`. Every
+//!   operation is polled to `DONE` within the operation deadline; its `error.errors[].code`
+//!   maps onto [`ProviderError`].
 //! - **Events.** Preemptions come from zone operations of type
-//!   `compute.instances.preempted` (30 s notice); failed creations from
-//!   `listManagedInstances` `lastAttempt.errors` (stockout / quota codes).
+//!   `compute.instances.preempted` (30 s notice), listed by `operationType` alone and dated in
+//!   the client: `insertTime` carries the zone's UTC offset, so a filter comparing it with a UTC
+//!   string would skip hours of events.
 
 pub mod catalog;
 mod compute;
@@ -33,7 +46,7 @@ use google_cloud_compute_v1::model::{InstanceGroupManager, ManagedInstance, Oper
 use gpupool_provider::{
     Instance, InstanceId, LaunchFailure, LifecycleState, NodeGroup, NodeGroupId, NodeGroupProvider,
     OfferingKey, PoolName, ProviderError, ProviderEvent, ProviderEventKind, Result, Timestamp,
-    WarmPool, Zone,
+    UnfulfilledLaunch, WarmPool, Zone,
 };
 use mapping::TemplateShape;
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
@@ -200,10 +213,11 @@ struct State {
     /// Newest preemption `insertTime` seen per zone.
     preempt_cursor: BTreeMap<String, Timestamp>,
     seen: VecDeque<String>,
-    /// Events found while listing instances, delivered by the next `poll_events`.
-    queued: Vec<ProviderEvent>,
     /// When a VM without a creation time (still being created) was first seen.
     first_seen: HashMap<String, Timestamp>,
+    /// When each VM stuck in creation with a capacity error was first seen so, per group: the
+    /// API dates no `lastAttempt` error, so this is the `at` of its unfulfilled launch.
+    stuck_since: BTreeMap<GroupRef, HashMap<String, Timestamp>>,
 }
 
 impl State {
@@ -243,11 +257,22 @@ fn size(v: Option<i32>) -> u32 {
     v.map_or(0, |n| n.max(0) as u32)
 }
 
-/// Running VMs the MIG aims for: its target size less the standby pool.
+/// Running VMs the MIG aims for: `targetSize`, "the target number of running instances for
+/// this managed instance group" (Compute API reference, `InstanceGroupManager.targetSize`). The
+/// standby pool (`targetStoppedSize`, `targetSuspendedSize`) is not part of it: `stopInstances`
+/// lowers `targetSize` and raises `targetStoppedSize`, `startInstances` does the reverse.
 fn running_target(m: &InstanceGroupManager) -> u32 {
     size(m.target_size)
-        .saturating_sub(size(m.target_stopped_size))
-        .saturating_sub(size(m.target_suspended_size))
+}
+
+/// The standby pool's target: stopped plus suspended VMs.
+fn standby_target(m: &InstanceGroupManager) -> u32 {
+    size(m.target_stopped_size) + size(m.target_suspended_size)
+}
+
+/// A pool of suspended VMs rather than stopped ones: only `targetSuspendedSize` is set.
+fn is_suspended_pool(m: &InstanceGroupManager) -> bool {
+    size(m.target_suspended_size) > 0 && size(m.target_stopped_size) == 0
 }
 
 fn standby_mode(m: &InstanceGroupManager) -> &str {
@@ -403,12 +428,13 @@ impl GcpProvider {
             tracing::warn!(group = %g.id(), machine_type = shape.machine_type, zones = ?unpriced,
                 "no price in the shipped table for these zones: no offering there");
         }
-        let stopped = size(m.target_stopped_size) + size(m.target_suspended_size);
-        let warm_pool = if m.standby_policy.is_some() || stopped > 0 {
-            let managed = self.compute.list_managed(g).await?;
-            let states = self.states(m, &managed, &HashMap::new());
+        // One listing serves the standby pool's counts and the stuck creations.
+        let managed = self.compute.list_managed(g).await?;
+        let states = self.states(m, &managed, &HashMap::new());
+        let standby = standby_target(m);
+        let warm_pool = if m.standby_policy.is_some() || standby > 0 {
             Some(WarmPool {
-                target_size: stopped,
+                target_size: standby,
                 ready: states
                     .iter()
                     .filter(|s| **s == LifecycleState::Warm)
@@ -422,14 +448,13 @@ impl GcpProvider {
             None
         };
         let activity_in_progress = self.activity_in_progress(g).await?;
-        self.lock().groups.insert(
-            g.clone(),
-            GroupMeta {
-                pool: pool.clone(),
-                shape,
-                zones,
-            },
-        );
+        let meta = GroupMeta {
+            pool: pool.clone(),
+            shape,
+            zones,
+        };
+        let unfulfilled = self.unfulfilled(g, &meta, &managed, &states);
+        self.lock().groups.insert(g.clone(), meta);
         Ok(Some(NodeGroup {
             id: NodeGroupId::new(g.id()),
             pool: pool.clone(),
@@ -442,14 +467,68 @@ impl GcpProvider {
             taints: Vec::new(),
             warm_pool,
             activity_in_progress,
-            unfulfilled: Vec::new(),
+            unfulfilled,
         }))
     }
 
-    /// Lifecycle states of a MIG's VMs. VMs being created or running beyond the running target
-    /// are new standby VMs in their initial delay (the MIG stops them when it ends), so the
-    /// surplus is reported as `Warming`, not as serving capacity. Which VMs are the surplus:
-    /// launching before running, and among running the newest (`created_ms`, when known).
+    /// The group's launches the MIG accepted and cannot carry out: VMs counted in the running
+    /// target (`Launching`, not standby refills) that are stuck in creation with a capacity
+    /// error, one entry per offering (zone) with the VMs' names. Dated by when this provider
+    /// first saw each VM stuck (the API gives the errors no time); VMs no longer stuck are
+    /// forgotten.
+    fn unfulfilled(
+        &self,
+        g: &GroupRef,
+        meta: &GroupMeta,
+        managed: &[ManagedInstance],
+        states: &[LifecycleState],
+    ) -> Vec<UnfulfilledLaunch> {
+        let now = wall_clock();
+        let mut st = self.lock();
+        let since = st.stuck_since.entry(g.clone()).or_default();
+        let mut still_stuck = BTreeSet::new();
+        let mut by_offering: BTreeMap<OfferingKey, UnfulfilledLaunch> = BTreeMap::new();
+        for (mi, state) in managed.iter().zip(states) {
+            if *state != LifecycleState::Launching {
+                continue;
+            }
+            let (Some(name), Some((failure, message))) =
+                (mi.name.clone(), mapping::stuck_creation(mi))
+            else {
+                continue;
+            };
+            let at = *since.entry(name.clone()).or_insert(now);
+            still_stuck.insert(name.clone());
+            let offering = self.offering_key(meta, meta.zone_or_first(mapping::instance_zone(mi)));
+            let u = by_offering
+                .entry(offering.clone())
+                .or_insert_with(|| UnfulfilledLaunch {
+                    offering,
+                    failure,
+                    count: 0,
+                    message: message.clone(),
+                    at,
+                    instances: Vec::new(),
+                });
+            // The earliest VM's reason stands for the offering.
+            if at < u.at {
+                u.at = at;
+                u.failure = failure;
+                u.message = message;
+            }
+            u.count += 1;
+            u.instances.push(InstanceId::new(name));
+        }
+        since.retain(|n, _| still_stuck.contains(n));
+        by_offering.into_values().collect()
+    }
+
+    /// Lifecycle states of a MIG's VMs. A VM being created or running for the standby pool (its
+    /// `targetStatus` is `STOPPED` or `SUSPENDED`: "the eventual status of the instance",
+    /// `ManagedInstance.targetStatus`) is a standby VM in its initial delay, reported `Warming`,
+    /// not serving capacity. Where the API leaves `targetStatus` out, the active VMs beyond the
+    /// running target are taken for those: launching before running, and among running the
+    /// newest (`created_ms`, when known).
     fn states(
         &self,
         m: &InstanceGroupManager,
@@ -457,14 +536,25 @@ impl GcpProvider {
         details: &HashMap<String, mapping::VmDetails>,
     ) -> Vec<LifecycleState> {
         let mut states: Vec<LifecycleState> = managed.iter().map(mapping::lifecycle).collect();
+        let active_state = |s: LifecycleState| {
+            matches!(
+                s,
+                LifecycleState::Launching | LifecycleState::Ready | LifecycleState::Starting
+            )
+        };
+        for (i, mi) in managed.iter().enumerate() {
+            let bound_for_standby = matches!(
+                mi.target_status.as_ref().and_then(|t| t.name()),
+                Some("STOPPED" | "SUSPENDED")
+            );
+            if bound_for_standby && active_state(states[i]) && states[i] != LifecycleState::Starting
+            {
+                states[i] = LifecycleState::Warming;
+            }
+        }
         let target = running_target(m) as usize;
         let mut active: Vec<usize> = (0..managed.len())
-            .filter(|&i| {
-                matches!(
-                    states[i],
-                    LifecycleState::Launching | LifecycleState::Ready | LifecycleState::Starting
-                )
-            })
+            .filter(|&i| active_state(states[i]))
             .collect();
         if active.len() > target {
             let created = |i: usize| {
@@ -491,6 +581,47 @@ impl GcpProvider {
             }
         }
         states
+    }
+
+    /// Start up to `n` standby VMs by name, suspended ones first (resuming keeps their memory;
+    /// "Accelerate scale out with suspended and stopped VMs" recommends suspended pools for
+    /// slow in-memory initialisation), then stopped ones: `resumeInstances` / `startInstances`,
+    /// which raise `targetSize` and lower `targetSuspendedSize` / `targetStoppedSize` by as many
+    /// (Compute API reference). Only VMs at rest with no pending action are named: "you can only
+    /// specify instances that are stopped" (resp. suspended). Returns how many were started.
+    async fn start_standby(&self, g: &GroupRef, meta: &GroupMeta, n: u32) -> Result<u32> {
+        let managed = self.compute.list_managed(g).await?;
+        let at_rest = |statuses: &'static [&'static str]| {
+            managed
+                .iter()
+                .filter(move |mi| {
+                    mapping::current_action(mi) == "NONE"
+                        && statuses.contains(&mapping::instance_status(mi))
+                })
+                .filter_map(|mi| mi.instance.clone())
+        };
+        let resume: Vec<String> = at_rest(&["SUSPENDED"]).take(n as usize).collect();
+        // A stopped VM's status is TERMINATED ("The instance has stopped (either by explicit
+        // action or underlying failure)"); STOPPED is listed too.
+        let start: Vec<String> = at_rest(&["STOPPED", "TERMINATED"])
+            .take(n as usize - resume.len())
+            .collect();
+        let mut started = 0;
+        if !resume.is_empty() {
+            tracing::info!(group = %g.id(), count = resume.len(), "resuming standby VMs");
+            let k = resume.len() as u32;
+            let op = self.compute.resume_instances(g, resume).await?;
+            self.wait(g, meta, op, "resumeInstances").await?;
+            started += k;
+        }
+        if !start.is_empty() {
+            tracing::info!(group = %g.id(), count = start.len(), "starting standby VMs");
+            let k = start.len() as u32;
+            let op = self.compute.start_instances(g, start).await?;
+            self.wait(g, meta, op, "startInstances").await?;
+            started += k;
+        }
+        Ok(started)
     }
 
     async fn meta(&self, g: &GroupRef) -> Result<GroupMeta> {
@@ -574,39 +705,6 @@ impl GcpProvider {
         }
     }
 
-    /// Scan `lastAttempt.errors` for capacity codes and queue one `LaunchFailed` per
-    /// (VM, code) — the MIG keeps retrying the same VM, so the same error is seen every tick.
-    fn scan_last_attempts(&self, g: &GroupRef, meta: &GroupMeta, managed: &[ManagedInstance]) {
-        let mut st = self.lock();
-        for mi in managed {
-            let Some(errors) = mi.last_attempt.as_ref().and_then(|a| a.errors.as_ref()) else {
-                continue;
-            };
-            for e in &errors.errors {
-                let code = e.code.as_deref().unwrap_or("");
-                let Some(kind) = mapping::capacity_code(code) else {
-                    continue;
-                };
-                let name = mi.name.clone().unwrap_or_default();
-                let id = format!("last-attempt/{}/{name}/{code}", g.id());
-                if !st.remember(&id) {
-                    continue;
-                }
-                let zone = meta.zone_or_first(mapping::instance_zone(mi));
-                st.queued.push(ProviderEvent {
-                    ack: None,
-                    id,
-                    kind: ProviderEventKind::LaunchFailed {
-                        group: NodeGroupId::new(g.id()),
-                        offering: self.offering_key(meta, zone),
-                        error: kind,
-                        message: e.message.clone().unwrap_or_else(|| code.to_owned()),
-                    },
-                });
-            }
-        }
-    }
-
     /// Zones to poll for preemptions: the configured ones and every managed MIG's.
     fn event_zones(&self) -> BTreeSet<String> {
         let st = self.lock();
@@ -671,7 +769,6 @@ impl NodeGroupProvider for GcpProvider {
         let meta = self.meta(&g).await?;
         let mig = self.compute.get_mig(&g).await?;
         let managed = self.compute.list_managed(&g).await?;
-        self.scan_last_attempts(&g, &meta, &managed);
 
         // The VMs themselves carry creation time, the model-cache label and the address.
         let filter = format!(
@@ -746,32 +843,25 @@ impl NodeGroupProvider for GcpProvider {
                 "{group}: {running} running + {delta} exceeds the maximum of {max}"
             )));
         }
-        let total = size(m.target_size);
-        let stopped = size(m.target_stopped_size);
-        let suspended = size(m.target_suspended_size);
-        let op = if standby_mode(&m) == "MANUAL" && stopped + suspended > 0 {
-            // MANUAL standby: the MIG never starts standby VMs by itself. Shrinking the standby
-            // targets starts that many; the rest of `delta` are new VMs.
-            let from_stopped = delta.min(stopped);
-            let from_suspended = (delta - from_stopped).min(suspended);
-            let new_vms = delta - from_stopped - from_suspended;
-            let body = InstanceGroupManager::new()
-                .set_target_size(as_i32(total + new_vms, "targetSize")?)
-                .set_target_stopped_size(as_i32(stopped - from_stopped, "targetStoppedSize")?)
-                .set_target_suspended_size(as_i32(
-                    suspended - from_suspended,
-                    "targetSuspendedSize",
-                )?);
-            tracing::info!(%group, from_stopped, from_suspended, new_vms, "starting standby VMs");
-            self.compute.patch(&g, body).await?
-        } else {
-            // No standby pool, or SCALE_OUT_POOL: the MIG starts standby VMs first by itself.
-            tracing::info!(%group, from = total, to = total + delta, "resizing");
-            self.compute
-                .resize(&g, as_i32(total + delta, "size")?)
-                .await?
-        };
-        self.wait(&g, &meta, op, "resize").await
+        let mut started = 0;
+        if standby_mode(&m) != "SCALE_OUT_POOL"
+            && (m.standby_policy.is_some() || standby_target(&m) > 0)
+        {
+            // MANUAL mode: "MIG does not automatically resume or start VMs in the standby pool
+            // when the group scales out" (InstanceGroupManagerStandbyPolicy.mode), so a resize
+            // alone would create new VMs next to idle warm ones. Start them by name first.
+            started = self.start_standby(&g, &meta, delta).await?;
+        }
+        // startInstances/resumeInstances already raised targetSize by `started`; the resize sets
+        // the absolute target, so only the rest are new VMs. In SCALE_OUT_POOL mode this resize
+        // is the whole scale-out: the MIG starts standby VMs first and refills the pool itself.
+        if started < delta {
+            let to = running + delta;
+            tracing::info!(%group, from = running + started, to, "resizing");
+            let op = self.compute.resize(&g, as_i32(to, "size")?).await?;
+            self.wait(&g, &meta, op, "resize").await?;
+        }
+        Ok(())
     }
 
     async fn terminate(&self, group: &NodeGroupId, instances: &[InstanceId]) -> Result<()> {
@@ -803,27 +893,84 @@ impl NodeGroupProvider for GcpProvider {
     async fn release_unfulfilled(
         &self,
         group: &NodeGroupId,
-        _count: u32,
-        _instances: &[InstanceId],
+        count: u32,
+        instances: &[InstanceId],
     ) -> Result<u32> {
-        // INTERIM (being replaced in this change).
-        Err(ProviderError::InvalidConfig(format!("release_unfulfilled on {group}: not yet built")))
+        if count == 0 {
+            return Ok(0);
+        }
+        let g = self.group_ref(group)?;
+        let meta = self.meta(&g).await?;
+        // Re-read the group: only VMs that are still not created are taken back. One that came
+        // up meanwhile is capacity after all, and one already being deleted is gone, so asking
+        // twice deletes nothing the second time.
+        let managed = self.compute.list_managed(&g).await?;
+        let wanted: BTreeSet<&str> = instances.iter().map(InstanceId::as_str).collect();
+        let mut candidates: Vec<&ManagedInstance> = managed
+            .iter()
+            .filter(|mi| mapping::not_yet_created(mi))
+            .filter(|mi| {
+                wanted.is_empty() || mi.name.as_deref().is_some_and(|n| wanted.contains(n))
+            })
+            .collect();
+        if wanted.is_empty() {
+            // No names (a launch that showed neither progress nor an error in time): take the
+            // VMs the MIG reports a capacity error for first, then any still being created.
+            candidates.sort_by_key(|mi| mapping::stuck_creation(mi).is_none());
+        }
+        let victims: Vec<(String, String)> = candidates
+            .into_iter()
+            .filter_map(|mi| Some((mi.name.clone()?, mi.instance.clone()?)))
+            .take(count as usize)
+            .collect();
+        if victims.is_empty() {
+            return Ok(0);
+        }
+        let n = victims.len() as u32;
+        tracing::info!(%group, count = n, "deleting VMs the MIG cannot create");
+        // deleteInstances "reduces the targetSize of the managed instance group by the number of
+        // instances that you delete" (Compute API reference), which is exactly taking the
+        // request back; skipInstancesOnValidationError skips a VM deleted meanwhile.
+        let op = self
+            .compute
+            .delete_instances(&g, victims.iter().map(|(_, u)| u.clone()).collect())
+            .await?;
+        match self.wait(&g, &meta, op, "deleteInstances").await {
+            Ok(()) | Err(ProviderError::NotFound { .. }) => {}
+            Err(e) => return Err(e),
+        }
+        if let Some(since) = self.lock().stuck_since.get_mut(&g) {
+            for (name, _) in &victims {
+                since.remove(name);
+            }
+        }
+        Ok(n)
     }
 
     async fn set_warm_pool_size(&self, group: &NodeGroupId, size_wanted: u32) -> Result<()> {
         let g = self.group_ref(group)?;
         let meta = self.meta(&g).await?;
         let m = self.compute.get_mig(&g).await?;
-        let stopped = size(m.target_stopped_size);
-        if stopped == size_wanted {
+        // The standby pool is its own target next to the running `targetSize`, which stays as it
+        // is: "This number changes when you … manually change the targetStoppedSize using the
+        // update method" (InstanceGroupManager.targetStoppedSize; likewise targetSuspendedSize).
+        // In SCALE_OUT_POOL mode the MIG keeps the pool at this size by itself after scale-outs.
+        let suspended_pool = is_suspended_pool(&m);
+        let (field, current) = if suspended_pool {
+            ("targetSuspendedSize", size(m.target_suspended_size))
+        } else {
+            ("targetStoppedSize", size(m.target_stopped_size))
+        };
+        if current == size_wanted {
             return Ok(());
         }
-        // The standby pool is part of targetSize: move both so the running VMs stay as they are.
-        let total = (size(m.target_size) + size_wanted).saturating_sub(stopped);
-        let body = InstanceGroupManager::new()
-            .set_target_size(as_i32(total, "targetSize")?)
-            .set_target_stopped_size(as_i32(size_wanted, "targetStoppedSize")?);
-        tracing::info!(%group, from = stopped, to = size_wanted, "setting the standby pool size");
+        let wanted = as_i32(size_wanted, field)?;
+        let body = if suspended_pool {
+            InstanceGroupManager::new().set_target_suspended_size(wanted)
+        } else {
+            InstanceGroupManager::new().set_target_stopped_size(wanted)
+        };
+        tracing::info!(%group, field, from = current, to = size_wanted, "setting the standby pool size");
         let op = self.compute.patch(&g, body).await?;
         self.wait(&g, &meta, op, "patch").await
     }
@@ -843,10 +990,12 @@ impl NodeGroupProvider for GcpProvider {
                     .entry(zone.clone())
                     .or_insert_with(|| wall_clock().plus_secs(-FIRST_POLL_LOOKBACK_S))
             };
-            let filter = format!(
-                "(operationType = \"{OP_PREEMPTED}\") (insertTime >= \"{}\")",
-                util::format_rfc3339(since)
-            );
+            // Filter on the type only. `insertTime` is RFC 3339 text with the zone's offset
+            // (`2026-11-23T07:00:00.123-08:00`; the Operation reference says only "RFC3339 text
+            // format"), and the list filter compares it as a string, so `insertTime >= "<UTC>"`
+            // would skip every event of the hours the offset spans. Times are compared below,
+            // parsed.
+            let filter = format!("operationType = \"{OP_PREEMPTED}\"");
             let ops = match self.compute.list_zone_operations(&zone, &filter).await {
                 Ok(ops) => ops,
                 Err(e) => {
@@ -865,6 +1014,10 @@ impl NodeGroupProvider for GcpProvider {
                 let Some(at) = op.insert_time.as_deref().and_then(util::parse_rfc3339) else {
                     continue;
                 };
+                if at < since {
+                    // Older than the cursor: reported before, or stale at the first poll.
+                    continue;
+                }
                 let id = op
                     .id
                     .map(|i| i.to_string())
@@ -891,9 +1044,6 @@ impl NodeGroupProvider for GcpProvider {
                 });
             }
         }
-        // Failed creations found while listing instances come first (oldest news).
-        let queued = std::mem::take(&mut self.lock().queued);
-        events.splice(0..0, queued);
         match failure {
             Some(e) if events.is_empty() => Err(e),
             _ => Ok(events),
@@ -911,12 +1061,17 @@ mod tests {
     use super::*;
 
     #[test]
-    fn running_target_excludes_the_standby_pool() {
+    fn target_size_is_the_running_target_and_the_pool_sits_beside_it() {
         let m = InstanceGroupManager::new()
             .set_target_size(10)
             .set_target_stopped_size(3)
             .set_target_suspended_size(1);
-        assert_eq!(running_target(&m), 6);
+        assert_eq!(running_target(&m), 10);
+        assert_eq!(standby_target(&m), 4);
+        assert!(!is_suspended_pool(&m));
+        assert!(is_suspended_pool(
+            &InstanceGroupManager::new().set_target_suspended_size(2)
+        ));
         assert_eq!(standby_mode(&m), "MANUAL");
     }
 

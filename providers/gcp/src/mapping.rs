@@ -5,17 +5,71 @@ use crate::util::{encode_label_value, last_segment, parse_rfc3339, region_of_zon
 use google_cloud_compute_v1::model::{Instance as GceInstance, InstanceTemplate, ManagedInstance};
 use gpupool_provider::{CapacityType, InstanceTypeName, LifecycleState, Offering, Zone};
 
-/// Operation / last-attempt error codes that mean "no capacity for this shape here now".
-/// `ZONE_RESOURCE_POOL_EXHAUSTED(_WITH_DETAILS)` are Compute's stockout codes;
-/// `QUOTA_EXCEEDED` is the project's quota. Anything else is not a capacity signal.
+/// Error codes that mean "this VM cannot be created here now", classified the way Cluster
+/// Autoscaler's gce provider does (`cluster-autoscaler/cloudprovider/gce/autoscaling_gce_client.go`,
+/// `isResourcePoolExhaustedErrorCode`: `RESOURCE_POOL_EXHAUSTED`, `ZONE_RESOURCE_POOL_EXHAUSTED`,
+/// `ZONE_RESOURCE_POOL_EXHAUSTED_WITH_DETAILS`; `isQuotaExceededErrorCode`: any code containing
+/// `QUOTA`, e.g. `QUOTA_EXCEEDED`, `REGION_QUOTA_EXCEEDED`). Anything else is not a capacity
+/// signal (CA too treats other codes as "other" errors, not out-of-resources).
 pub fn capacity_code(code: &str) -> Option<gpupool_provider::LaunchFailure> {
     match code {
-        "ZONE_RESOURCE_POOL_EXHAUSTED" | "ZONE_RESOURCE_POOL_EXHAUSTED_WITH_DETAILS" => {
+        "RESOURCE_POOL_EXHAUSTED"
+        | "ZONE_RESOURCE_POOL_EXHAUSTED"
+        | "ZONE_RESOURCE_POOL_EXHAUSTED_WITH_DETAILS" => {
             Some(gpupool_provider::LaunchFailure::InsufficientCapacity)
         }
-        "QUOTA_EXCEEDED" => Some(gpupool_provider::LaunchFailure::QuotaExceeded),
+        c if c.contains("QUOTA") => Some(gpupool_provider::LaunchFailure::QuotaExceeded),
         _ => None,
     }
+}
+
+/// `currentAction` of a managed instance, `NONE` when absent.
+pub fn current_action(mi: &ManagedInstance) -> &str {
+    mi.current_action
+        .as_ref()
+        .and_then(|a| a.name())
+        .unwrap_or("NONE")
+}
+
+/// `instanceStatus` of a managed instance, `""` while the VM does not exist yet.
+pub fn instance_status(mi: &ManagedInstance) -> &str {
+    mi.instance_status
+        .as_ref()
+        .and_then(|s| s.name())
+        .unwrap_or("")
+}
+
+/// The MIG is (re)creating this VM and it is not running yet: Cluster Autoscaler's
+/// `InstanceCreating` states (`CREATING`, `RECREATING`, `CREATING_WITHOUT_RETRIES`,
+/// autoscaling_gce_client.go `FetchMigInstances`) with a status other than `RUNNING` (a VM that
+/// runs but is still being verified is a launch making progress, not a stuck one).
+pub fn not_yet_created(mi: &ManagedInstance) -> bool {
+    matches!(
+        current_action(mi),
+        "CREATING" | "RECREATING" | "CREATING_WITHOUT_RETRIES"
+    ) && instance_status(mi) != "RUNNING"
+}
+
+/// A VM the MIG cannot create: the first capacity error of its `lastAttempt.errors` while it is
+/// still being created, as `(failure, the cloud's message)`. The Compute API reference
+/// (`instanceGroupManagers.listManagedInstances`, `ManagedInstance.lastAttempt`: "Information
+/// about the last attempt to create or delete the instance") gives the errors no time, so the
+/// caller dates them by when it first saw them. Once the MIG succeeds the action leaves
+/// `CREATING` and the VM stops being stuck, whatever `lastAttempt` still says.
+pub fn stuck_creation(mi: &ManagedInstance) -> Option<(gpupool_provider::LaunchFailure, String)> {
+    if !not_yet_created(mi) {
+        return None;
+    }
+    let errors = mi.last_attempt.as_ref()?.errors.as_ref()?;
+    errors.errors.iter().find_map(|e| {
+        let code = e.code.as_deref().unwrap_or("");
+        let kind = capacity_code(code)?;
+        let message = match e.message.as_deref() {
+            Some(m) if !m.is_empty() => format!("{code}: {m}"),
+            _ => code.to_owned(),
+        };
+        Some((kind, message))
+    })
 }
 
 /// What a template says about the VMs its MIG creates.
@@ -118,19 +172,12 @@ pub fn instance_type_name(
 /// verified, is `Launching`; the caller re-labels the surplus over the running target as
 /// `Warming` (they are new standby VMs in their initial delay).
 pub fn lifecycle(mi: &ManagedInstance) -> LifecycleState {
-    let action = mi
-        .current_action
-        .as_ref()
-        .and_then(|a| a.name())
-        .unwrap_or("NONE");
-    let status = mi
-        .instance_status
-        .as_ref()
-        .and_then(|s| s.name())
-        .unwrap_or("");
+    let action = current_action(mi);
+    let status = instance_status(mi);
     match action {
         "DELETING" | "ABANDONING" => return LifecycleState::Terminating,
         "STARTING" | "RESUMING" => return LifecycleState::Starting,
+        // stopInstances/suspendInstances, or a standby VM at the end of its initial delay.
         "STOPPING" | "SUSPENDING" => return LifecycleState::Warming,
         "CREATING" | "CREATING_WITHOUT_RETRIES" | "RECREATING" | "VERIFYING" => {
             return LifecycleState::Launching;
@@ -301,8 +348,62 @@ mod tests {
             capacity_code("ZONE_RESOURCE_POOL_EXHAUSTED_WITH_DETAILS"),
             Some(InsufficientCapacity)
         );
+        assert_eq!(
+            capacity_code("RESOURCE_POOL_EXHAUSTED"),
+            Some(InsufficientCapacity)
+        );
         assert_eq!(capacity_code("QUOTA_EXCEEDED"), Some(QuotaExceeded));
+        assert_eq!(capacity_code("REGION_QUOTA_EXCEEDED"), Some(QuotaExceeded));
         assert_eq!(capacity_code("RESOURCE_NOT_FOUND"), None);
+        assert_eq!(capacity_code("IP_SPACE_EXHAUSTED"), None);
+    }
+
+    #[test]
+    fn only_vms_still_being_created_are_stuck() {
+        use google_cloud_compute_v1::model::managed_instance::{
+            CurrentAction as A, InstanceStatus as S,
+        };
+        use google_cloud_compute_v1::model::{
+            ManagedInstanceLastAttempt, managed_instance_last_attempt,
+        };
+        let errors = |code: &str| {
+            ManagedInstanceLastAttempt::new().set_errors(
+                managed_instance_last_attempt::Errors::new().set_errors([
+                    managed_instance_last_attempt::errors::Errors::new()
+                        .set_code("CONDITION_NOT_MET")
+                        .set_message("unrelated"),
+                    managed_instance_last_attempt::errors::Errors::new()
+                        .set_code(code)
+                        .set_message("The zone does not have enough resources"),
+                ]),
+            )
+        };
+        let stuck = ManagedInstance::new()
+            .set_current_action(A::Creating)
+            .set_last_attempt(errors("ZONE_RESOURCE_POOL_EXHAUSTED"));
+        let (kind, msg) = stuck_creation(&stuck).expect("stuck");
+        assert_eq!(kind, gpupool_provider::LaunchFailure::InsufficientCapacity);
+        assert!(
+            msg.starts_with("ZONE_RESOURCE_POOL_EXHAUSTED: The zone"),
+            "{msg}"
+        );
+        let quota = ManagedInstance::new()
+            .set_current_action(A::Recreating)
+            .set_instance_status(S::Terminated)
+            .set_last_attempt(errors("QUOTA_EXCEEDED"));
+        assert_eq!(
+            stuck_creation(&quota).map(|s| s.0),
+            Some(gpupool_provider::LaunchFailure::QuotaExceeded)
+        );
+        // The same errors on a VM that is running, or no longer being created, are history.
+        let running = stuck.clone().set_instance_status(S::Running);
+        assert_eq!(stuck_creation(&running), None);
+        let done = stuck.clone().set_current_action(A::None);
+        assert_eq!(stuck_creation(&done), None);
+        let other = ManagedInstance::new()
+            .set_current_action(A::Creating)
+            .set_last_attempt(errors("PERMISSIONS_ERROR"));
+        assert_eq!(stuck_creation(&other), None);
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! The real GCP provider (Google's official Rust client underneath) against the in-process fake
-//! Compute server: discovery, resize, targeted deletion, standby pools, operation errors,
-//! failed creations and preemptions.
+//! Compute server: discovery, resize, targeted deletion, standby pools (start/resume by name
+//! before resizing, pool size through targetStoppedSize/targetSuspendedSize, SCALE_OUT_POOL),
+//! operation errors, stuck creations reported as unfulfilled and released, and preemptions.
 
 mod fake;
 
@@ -115,7 +116,8 @@ async fn discovers_labelled_zonal_and_regional_migs_with_offerings() -> anyhow::
 
     let od = &groups[0];
     assert_eq!(od.pool.as_str(), "llama");
-    assert_eq!(od.desired, 1, "targetSize 3 less 2 stopped");
+    assert_eq!(od.desired, 1, "targetSize counts the running VM only");
+    assert!(od.unfulfilled.is_empty());
     assert_eq!(od.max_size, 6);
     assert_eq!(od.offerings.len(), 2, "one per distribution-policy zone");
     assert!(
@@ -247,63 +249,98 @@ async fn increase_resizes_and_polls_the_operation_then_terminate_deletes_exactly
     Ok(())
 }
 
+fn count(inst: &[gpupool_provider::Instance], state: LifecycleState) -> usize {
+    inst.iter().filter(|i| i.state == state).count()
+}
+
+/// Position of the first call whose path ends with `suffix`.
+fn call_index(fake: &FakeCompute, suffix: &str) -> Option<usize> {
+    fake.calls().iter().position(|c| c.ends_with(suffix))
+}
+
+/// Instance names of a start/resume/delete request body.
+fn body_names(body: &serde_json::Value) -> Vec<String> {
+    body["instances"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|u| u.as_str())
+                .map(|u| u.rsplit('/').next().unwrap_or(u).to_owned())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 #[tokio::test]
-async fn manual_standby_pool_starts_stopped_vms_before_creating_new_ones() -> anyhow::Result<()> {
+async fn manual_standby_vms_are_started_by_name_before_the_resize() -> anyhow::Result<()> {
     let (fake, p) = world().await?;
     p.node_groups().await?;
     let g = id("regions/us-central1/llama-od");
     let before = p.instances(&g).await?;
-    assert_eq!(
-        before
-            .iter()
-            .filter(|i| i.state == LifecycleState::Warm)
-            .count(),
-        2
-    );
+    assert_eq!(count(&before, LifecycleState::Warm), 2);
+    let stopped: Vec<String> = fake
+        .mig("llama-od")
+        .unwrap()
+        .vms
+        .iter()
+        .filter(|v| v.status == "STOPPED")
+        .map(|v| v.name.clone())
+        .collect();
 
-    p.increase(&g, 1).await?;
+    // Three more running VMs: both standby VMs by name, then one new VM.
+    p.increase(&g, 3).await?;
+    let calls = fake.standby_calls();
+    assert_eq!(calls.len(), 1, "{calls:?}");
+    assert_eq!(calls[0].0, "startInstances");
+    let mut named = body_names(&calls[0].1);
+    named.sort();
+    assert_eq!(named, stopped, "the stopped VMs, by name");
+    let start = call_index(&fake, "/instanceGroupManagers/llama-od/startInstances").unwrap();
+    let resize = call_index(&fake, "/instanceGroupManagers/llama-od/resize").unwrap();
+    assert!(start < resize, "standby VMs start before the resize");
     let m = fake.mig("llama-od").unwrap();
     assert_eq!(
         (m.target_size, m.target_stopped_size),
-        (3, 1),
-        "one standby VM moved to running"
+        (4, 0),
+        "startInstances moved 2 from the standby target to targetSize, the resize added 1"
     );
     let now = p.instances(&g).await?;
-    assert_eq!(now.len(), 3, "no VM created");
-    assert_eq!(
-        now.iter()
-            .filter(|i| i.state == LifecycleState::Starting)
-            .count(),
-        1
-    );
+    assert_eq!(now.len(), 4, "one VM created");
+    assert_eq!(count(&now, LifecycleState::Starting), 2);
+    assert_eq!(count(&now, LifecycleState::Launching), 1);
+    assert_eq!(count(&now, LifecycleState::Ready), 1);
     fake.advance();
-    let now = p.instances(&g).await?;
-    assert_eq!(
-        now.iter()
-            .filter(|i| i.state == LifecycleState::Ready)
-            .count(),
-        2
-    );
-    assert_eq!(
-        now.iter()
-            .filter(|i| i.state == LifecycleState::Warm)
-            .count(),
-        1
-    );
+    assert_eq!(count(&p.instances(&g).await?, LifecycleState::Ready), 4);
 
-    // Refill the standby pool to 3: two new VMs, warming until the MIG stops them.
-    p.set_warm_pool_size(&g, 3).await?;
+    // A resize alone in MANUAL mode would have created new VMs: with no standby VM left, the
+    // next increase is a resize and nothing else.
+    p.increase(&g, 1).await?;
+    assert_eq!(fake.standby_calls().len(), 1);
+    assert_eq!(fake.mig("llama-od").unwrap().target_size, 5);
+    Ok(())
+}
+
+#[tokio::test]
+async fn the_standby_pool_is_sized_through_target_stopped_size_only() -> anyhow::Result<()> {
+    let (fake, p) = world().await?;
+    p.node_groups().await?;
+    let g = id("regions/us-central1/llama-od");
+    p.set_warm_pool_size(&g, 4).await?;
     let m = fake.mig("llama-od").unwrap();
     assert_eq!(
         (m.target_size, m.target_stopped_size),
-        (5, 3),
+        (1, 4),
         "running VMs untouched"
     );
+    // The two new standby VMs initialise before they are stopped: warming, not serving.
     let groups = p.node_groups().await?;
     let od = groups.iter().find(|x| x.id == g).unwrap();
-    assert_eq!(od.desired, 2);
+    assert_eq!(od.desired, 1);
     let wp = od.warm_pool.as_ref().unwrap();
-    assert_eq!((wp.target_size, wp.ready, wp.warming), (3, 1, 2));
+    assert_eq!((wp.target_size, wp.ready, wp.warming), (4, 2, 2));
+    let inst = p.instances(&g).await?;
+    assert_eq!(count(&inst, LifecycleState::Warming), 2);
+    assert_eq!(count(&inst, LifecycleState::Ready), 1);
     fake.settle();
     let groups = p.node_groups().await?;
     let wp = groups
@@ -313,13 +350,75 @@ async fn manual_standby_pool_starts_stopped_vms_before_creating_new_ones() -> an
         .warm_pool
         .clone()
         .unwrap();
-    assert_eq!((wp.ready, wp.warming), (3, 0));
+    assert_eq!((wp.ready, wp.warming), (4, 0));
+    assert_eq!(fake.count("llama-od", "RUNNING"), 1);
+    assert_eq!(fake.count("llama-od", "STOPPED"), 4);
+
+    // Shrinking the pool lowers targetStoppedSize; the running target stays.
+    p.set_warm_pool_size(&g, 1).await?;
+    let m = fake.mig("llama-od").unwrap();
+    assert_eq!((m.target_size, m.target_stopped_size), (1, 1));
+    fake.settle();
+    assert_eq!(fake.count("llama-od", "STOPPED"), 1);
+    assert_eq!(fake.count("llama-od", "RUNNING"), 1);
+    // Same size again: no call.
+    let n = fake.calls().len();
+    p.set_warm_pool_size(&g, 1).await?;
+    assert!(
+        !fake.calls()[n..].iter().any(|c| c.starts_with("PATCH")),
+        "{:?}",
+        &fake.calls()[n..]
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_suspended_pool_is_resumed_by_name_and_sized_through_target_suspended_size()
+-> anyhow::Result<()> {
+    let (fake, p) = world().await?;
+    fake.suspend_standby("llama-od", 2);
+    p.node_groups().await?;
+    let g = id("regions/us-central1/llama-od");
+    p.increase(&g, 1).await?;
+    let calls = fake.standby_calls();
+    assert_eq!(calls.len(), 1, "{calls:?}");
+    assert_eq!(calls[0].0, "resumeInstances");
+    assert_eq!(body_names(&calls[0].1).len(), 1);
+    assert!(
+        call_index(&fake, "/instanceGroupManagers/llama-od/resize").is_none(),
+        "fully served from the pool: no resize"
+    );
+    let m = fake.mig("llama-od").unwrap();
+    assert_eq!(
+        (
+            m.target_size,
+            m.target_stopped_size,
+            m.target_suspended_size
+        ),
+        (2, 0, 1)
+    );
+    let groups = p.node_groups().await?;
+    let wp = groups.iter().find(|x| x.id == g).unwrap().warm_pool.clone();
+    assert_eq!(wp.map(|w| (w.target_size, w.ready)), Some((1, 1)));
+    p.set_warm_pool_size(&g, 2).await?;
+    let m = fake.mig("llama-od").unwrap();
+    assert_eq!(
+        (
+            m.target_size,
+            m.target_stopped_size,
+            m.target_suspended_size
+        ),
+        (2, 0, 2),
+        "a suspended pool grows through targetSuspendedSize"
+    );
+    fake.settle();
+    assert_eq!(fake.count("llama-od", "SUSPENDED"), 2);
     assert_eq!(fake.count("llama-od", "RUNNING"), 2);
     Ok(())
 }
 
 #[tokio::test]
-async fn scale_out_pool_mode_resize_starts_standby_vms_first() -> anyhow::Result<()> {
+async fn scale_out_pool_mode_is_a_plain_resize_the_mig_serves_from_standby() -> anyhow::Result<()> {
     let fake = FakeCompute::start(PROJECT).await?;
     fake.add_template(
         "llama-a2",
@@ -340,60 +439,31 @@ async fn scale_out_pool_mode_resize_starts_standby_vms_first() -> anyhow::Result
     p.node_groups().await?;
     let g = id("zones/us-central1-b/pool-out");
     p.increase(&g, 1).await?;
+    assert!(call_index(&fake, "/instanceGroupManagers/pool-out/resize").is_some());
     assert!(
-        fake.calls()
-            .iter()
-            .any(|c| c.ends_with("/instanceGroupManagers/pool-out/resize"))
+        fake.standby_calls().is_empty(),
+        "the MIG starts standby VMs itself in SCALE_OUT_POOL mode; naming them would lower \
+         targetStoppedSize and stop it from refilling the pool"
     );
+    let m = fake.mig("pool-out").unwrap();
+    assert_eq!((m.target_size, m.target_stopped_size), (1, 2));
     let inst = p.instances(&g).await?;
-    assert_eq!(
-        inst.iter()
-            .filter(|i| i.state == LifecycleState::Starting)
-            .count(),
-        1
-    );
+    assert_eq!(count(&inst, LifecycleState::Starting), 1);
     // The MIG refills its standby pool with a new VM, which is warming, not serving capacity.
-    assert_eq!(
-        inst.iter()
-            .filter(|i| i.state == LifecycleState::Warming)
-            .count(),
-        1
-    );
-    assert_eq!(
-        inst.iter()
-            .filter(|i| i.state == LifecycleState::Launching)
-            .count(),
-        0
-    );
+    assert_eq!(count(&inst, LifecycleState::Warming), 1);
+    assert_eq!(count(&inst, LifecycleState::Launching), 0);
+    fake.settle();
+    assert_eq!(fake.count("pool-out", "RUNNING"), 1);
+    assert_eq!(fake.count("pool-out", "STOPPED"), 2);
     Ok(())
 }
 
 #[tokio::test]
-async fn operation_errors_map_to_capacity_and_quota() -> anyhow::Result<()> {
+async fn operation_errors_map_onto_provider_errors() -> anyhow::Result<()> {
+    // MIG stockouts do not arrive this way (see the stuck-creation test below); an operation
+    // can still end in an error, and its code decides the variant.
     let (fake, p) = world().await?;
     p.node_groups().await?;
-    fake.fail_next(
-        "llama-od",
-        "ZONE_RESOURCE_POOL_EXHAUSTED",
-        "The zone 'projects/gpupool-test/zones/us-central1-b' does not have enough resources available to fulfill the request.",
-    );
-    // MANUAL standby with stopped VMs: the call is a patch; it fails all the same.
-    let err = p
-        .increase(&id("regions/us-central1/llama-od"), 1)
-        .await
-        .unwrap_err();
-    match err {
-        ProviderError::InsufficientCapacity { offering } => {
-            assert_eq!(
-                offering.zone.as_str(),
-                "us-central1-b",
-                "zone taken from the message"
-            );
-            assert_eq!(offering.instance_type.as_str(), "a2-highgpu-1g");
-            assert_eq!(offering.capacity_type, CapacityType::OnDemand);
-        }
-        other => panic!("expected InsufficientCapacity, got {other:?}"),
-    }
     fake.fail_next(
         "llama-spot",
         "QUOTA_EXCEEDED",
@@ -407,6 +477,12 @@ async fn operation_errors_map_to_capacity_and_quota() -> anyhow::Result<()> {
         matches!(err, ProviderError::QuotaExceeded { .. }),
         "{err:?}"
     );
+    fake.fail_next("llama-spot", "INTERNAL_ERROR", "Internal error.");
+    let err = p
+        .increase(&id("zones/us-central1-a/llama-spot"), 1)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, ProviderError::Transient { .. }), "{err:?}");
     // A group that does not exist: the API's 404 becomes NotFound.
     let err = p
         .instances(&id("zones/us-central1-a/nope"))
@@ -417,44 +493,133 @@ async fn operation_errors_map_to_capacity_and_quota() -> anyhow::Result<()> {
 }
 
 #[tokio::test]
-async fn failed_creations_become_one_launch_failed_event_each() -> anyhow::Result<()> {
+async fn stuck_creations_are_unfulfilled_at_once_and_released_by_deleting_them()
+-> anyhow::Result<()> {
     let (fake, p) = world().await?;
     p.node_groups().await?;
     let g = id("zones/us-central1-a/llama-spot");
     fake.stockout("us-central1-a", "g2-standard-8");
-    p.increase(&g, 1).await?;
+    p.increase(&g, 2).await?;
+    let spot = |groups: Vec<gpupool_provider::NodeGroup>| {
+        groups.into_iter().find(|x| x.id == g).expect("spot group")
+    };
+    // Accepted; the MIG has not tried yet: on its way, nothing unfulfilled.
+    assert!(spot(p.node_groups().await?).unfulfilled.is_empty());
+
     fake.advance();
-    p.instances(&g).await?;
-    let events = p.poll_events().await?;
-    let failed: Vec<_> = events
-        .iter()
-        .filter_map(|e| match &e.kind {
-            ProviderEventKind::LaunchFailed {
-                group,
-                offering,
-                error,
-                ..
-            } => Some((group, offering, error)),
-            _ => None,
-        })
-        .collect();
-    assert_eq!(failed.len(), 1, "{events:?}");
-    let (group, offering, error) = failed[0];
-    assert_eq!(group, &g);
-    assert_eq!(*error, LaunchFailure::InsufficientCapacity);
+    let stuck = fake.stuck("llama-spot");
+    assert_eq!(stuck.len(), 2);
+    let group = spot(p.node_groups().await?);
     assert_eq!(
-        (offering.zone.as_str(), offering.capacity_type),
-        ("us-central1-a", CapacityType::Spot)
+        group.desired, 3,
+        "targetSize stays raised while the MIG retries"
     );
-    // The MIG retries the same VM; the same error is not reported twice.
-    fake.advance();
-    p.instances(&g).await?;
+    assert_eq!(group.unfulfilled.len(), 1, "{:?}", group.unfulfilled);
+    let u = &group.unfulfilled[0];
+    assert_eq!(u.failure, LaunchFailure::InsufficientCapacity);
+    assert_eq!(
+        (
+            u.offering.instance_type.as_str(),
+            u.offering.capacity_type,
+            u.offering.zone.as_str()
+        ),
+        ("g2-standard-8", CapacityType::Spot, "us-central1-a")
+    );
+    assert_eq!(u.count, 2);
+    let mut names: Vec<String> = u.instances.iter().map(|i| i.to_string()).collect();
+    names.sort();
+    assert_eq!(names, stuck);
+    assert!(
+        u.message
+            .starts_with("ZONE_RESOURCE_POOL_EXHAUSTED: The zone"),
+        "{}",
+        u.message
+    );
+    let first_at = u.at;
+    assert!(first_at.millis() > 0);
+
+    // The stuck VMs are still listed, as launching: the planner leaves them out by name.
+    let inst = p.instances(&g).await?;
+    for n in &stuck {
+        assert_eq!(
+            inst.iter().find(|i| i.id.as_str() == n).map(|i| i.state),
+            Some(LifecycleState::Launching)
+        );
+    }
+    // One path only: no LaunchFailed events besides.
     assert!(
         p.poll_events()
             .await?
             .iter()
             .all(|e| !matches!(e.kind, ProviderEventKind::LaunchFailed { .. }))
     );
+    // The MIG retries; the failure keeps the time it was first seen.
+    fake.advance();
+    let again = spot(p.node_groups().await?);
+    assert_eq!(again.unfulfilled[0].at, first_at);
+
+    let released = p.release_unfulfilled(&g, u.count, &u.instances).await?;
+    assert_eq!(released, 2);
+    let body = fake.delete_bodies().pop().unwrap();
+    assert_eq!(body["skipInstancesOnValidationError"], true);
+    let mut deleted = body_names(&body);
+    deleted.sort();
+    assert_eq!(deleted, stuck, "exactly the stuck VMs");
+    assert_eq!(
+        fake.mig("llama-spot").unwrap().target_size,
+        1,
+        "deleteInstances took the request back"
+    );
+    assert!(spot(p.node_groups().await?).unfulfilled.is_empty());
+    // Idempotent: asking again takes back nothing and deletes nothing.
+    let n = fake.delete_bodies().len();
+    assert_eq!(p.release_unfulfilled(&g, u.count, &u.instances).await?, 0);
+    assert_eq!(fake.delete_bodies().len(), n);
+    assert_eq!(
+        fake.count("llama-spot", "RUNNING"),
+        1,
+        "the running VM untouched"
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_vm_created_after_all_is_neither_unfulfilled_nor_released() -> anyhow::Result<()> {
+    let (fake, p) = world().await?;
+    p.node_groups().await?;
+    let g = id("zones/us-central1-a/llama-spot");
+    fake.stockout_with(
+        "us-central1-a",
+        "g2-standard-8",
+        "QUOTA_EXCEEDED",
+        "Quota 'PREEMPTIBLE_NVIDIA_L4_GPUS' exceeded.  Limit: 1.0 in region us-central1.",
+    );
+    p.increase(&g, 1).await?;
+    fake.advance();
+    let groups = p.node_groups().await?;
+    let u = groups
+        .iter()
+        .find(|x| x.id == g)
+        .unwrap()
+        .unfulfilled
+        .clone();
+    assert_eq!(u.len(), 1);
+    assert_eq!(u[0].failure, LaunchFailure::QuotaExceeded);
+    // Capacity returns and the MIG's retry succeeds before gpupool releases it.
+    fake.clear_stockouts();
+    fake.advance();
+    let groups = p.node_groups().await?;
+    assert!(
+        groups
+            .iter()
+            .find(|x| x.id == g)
+            .unwrap()
+            .unfulfilled
+            .is_empty()
+    );
+    assert_eq!(p.release_unfulfilled(&g, 1, &u[0].instances).await?, 0);
+    assert!(fake.delete_bodies().is_empty());
+    assert_eq!(fake.count("llama-spot", "RUNNING"), 2);
     Ok(())
 }
 
@@ -503,5 +668,53 @@ async fn preemption_operations_become_spot_interruptions_once() -> anyhow::Resul
         .map(|i| i.state)
         .collect();
     assert_eq!(states, vec![LifecycleState::Launching]);
+    Ok(())
+}
+
+#[tokio::test]
+async fn preemption_times_are_compared_in_the_client_across_the_zone_offset() -> anyhow::Result<()>
+{
+    let (fake, p) = world().await?;
+    p.node_groups().await?;
+    let g = id("zones/us-central1-a/llama-spot");
+    p.increase(&g, 2).await?;
+    fake.advance();
+    let vms: Vec<InstanceId> = p.instances(&g).await?.into_iter().map(|i| i.id).collect();
+    assert_eq!(vms.len(), 3);
+    // The first poll sets each zone's cursor a minute back.
+    assert!(p.poll_events().await?.is_empty());
+
+    let now = fake::now_ts();
+    // Written `…-08:00`: as a string this sorts hours before the UTC cursor, so a filter on
+    // insertTime would drop it; parsed, it is newer than the cursor.
+    fake.preempt_at(vms[0].as_str(), now).expect("vm exists");
+    // Half an hour old: before the cursor, however it is written.
+    fake.preempt_at(vms[1].as_str(), now.plus_secs(-1800.0))
+        .expect("vm exists");
+    let events = p.poll_events().await?;
+    let hit: Vec<&InstanceId> = events
+        .iter()
+        .filter_map(|e| match &e.kind {
+            ProviderEventKind::SpotInterruption { instance, .. } => Some(instance),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(hit, vec![&vms[0]], "{events:?}");
+
+    // The filter names the operation type only; no time comparison is left to the server.
+    let filters: Vec<String> = fake
+        .filters()
+        .into_iter()
+        .filter(|f| f.contains("operationType"))
+        .collect();
+    assert!(!filters.is_empty());
+    for f in &filters {
+        assert_eq!(f, "operationType = \"compute.instances.preempted\"");
+    }
+    // A later preemption, also offset, is found after the cursor moved to the first one.
+    fake.preempt_at(vms[2].as_str(), now.plus_secs(5.0))
+        .expect("vm exists");
+    let events = p.poll_events().await?;
+    assert_eq!(events.len(), 1, "{events:?}");
     Ok(())
 }

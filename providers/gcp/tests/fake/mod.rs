@@ -7,12 +7,29 @@
 //! `filter` expressions, and Google's error body
 //! (`{"error":{"code":404,"message":…,"errors":[{"domain":"global","reason":"notFound",…}]}}`).
 //!
-//! MIG behaviour modelled: `targetSize` counts every VM, running or standby
-//! (`targetStoppedSize` + `targetSuspendedSize`); a resize up in `SCALE_OUT_POOL` mode starts
-//! standby VMs before creating new ones; in `MANUAL` mode lowering `targetStoppedSize` starts
-//! stopped VMs; new standby VMs run through their initial delay and are then stopped;
-//! `deleteInstances` lowers the target sizes; a preempted VM is recreated by the MIG. VMs move
-//! one step per [`FakeCompute::advance`] call, so tests control time and never sleep.
+//! MIG behaviour modelled, each rule with its source (the Compute API reference unless said
+//! otherwise); rules the documentation does not state are marked ASSUMPTION where they are
+//! implemented:
+//! - `targetSize` is "the target number of running instances"; the standby pool is
+//!   `targetStoppedSize` + `targetSuspendedSize` beside it (`InstanceGroupManager`).
+//! - `resize` sets `targetSize`. In `SCALE_OUT_POOL` standby mode the MIG "automatically resumes
+//!   or starts VMs in the standby pool when the group scales out, and replenishes the standby
+//!   pool afterwards"; in `MANUAL` mode (the default) it "does not automatically resume or
+//!   start VMs in the standby pool" and creates new VMs (`InstanceGroupManagerStandbyPolicy`).
+//! - `startInstances`/`resumeInstances` take stopped/suspended VMs only and raise `targetSize`,
+//!   lowering `targetStoppedSize`/`targetSuspendedSize` by as many; `stopInstances`/
+//!   `suspendInstances` take running VMs and do the reverse.
+//! - `deleteInstances` "reduces the targetSize … by the number of instances that you delete".
+//! - Raising `targetStoppedSize`/`targetSuspendedSize` (patch) makes the MIG create VMs that run
+//!   through `standbyPolicy.initialDelaySec` and are then stopped/suspended ("Accelerate scale
+//!   out with suspended and stopped VMs"); managed instances report that eventual status as
+//!   `targetStatus`.
+//! - A stockout or quota is not an operation error: the resize succeeds and the VMs stay
+//!   `currentAction: CREATING` with `lastAttempt.errors` while the MIG retries — what Cluster
+//!   Autoscaler's gce provider reads (`autoscaling_gce_client.go`, `FetchMigInstances`).
+//! - Operation `insertTime` carries a UTC offset, and list filters compare values as strings.
+//!
+//! VMs move one step per [`FakeCompute::advance`] call, so tests control time and never sleep.
 //!
 //! The server is hand-written HTTP/1.1 on tokio (keep-alive, Content-Length bodies): the
 //! client speaks HTTP/1.1 only, and this keeps axum/hyper out of every build that includes
@@ -36,8 +53,9 @@ pub struct Vm {
     pub status: String,
     /// `currentAction`.
     pub action: String,
-    /// Created to refill the standby pool: stopped once its initial delay is over.
-    pub standby_bound: bool,
+    /// Created (or being stopped/suspended) for the standby pool: `STOPPED` or `SUSPENDED`, the
+    /// status it is parked in once its initial delay is over (its `targetStatus`).
+    pub park_as: Option<String>,
     pub created: String,
     pub labels: BTreeMap<String, String>,
     pub last_attempt_errors: Vec<(String, String)>,
@@ -45,14 +63,30 @@ pub struct Vm {
 }
 
 impl Vm {
-    fn is_standby(&self) -> bool {
-        self.action != "DELETING"
-            && (self.standby_bound
-                || (self.action == "NONE"
-                    && matches!(self.status.as_str(), "STOPPED" | "SUSPENDED")))
+    /// Part of the standby pool (parked, or on its way there), and of which kind.
+    fn standby_kind(&self) -> Option<&str> {
+        if self.action == "DELETING" {
+            return None;
+        }
+        if let Some(k) = &self.park_as {
+            return Some(k.as_str());
+        }
+        match (self.action.as_str(), self.status.as_str()) {
+            ("NONE", "STOPPED" | "TERMINATED") => Some("STOPPED"),
+            ("NONE", "SUSPENDED") => Some("SUSPENDED"),
+            _ => None,
+        }
     }
+    fn is_standby(&self) -> bool {
+        self.standby_kind().is_some()
+    }
+    /// Counted in `targetSize`: running, or on its way to running.
     fn is_active(&self) -> bool {
         self.action != "DELETING" && !self.is_standby()
+    }
+    /// Stopped or suspended with nothing pending: what start/resume accept.
+    fn parked(&self, status: &str) -> bool {
+        self.action == "NONE" && self.park_as.is_none() && self.status == status
     }
 }
 
@@ -73,7 +107,8 @@ pub struct Mig {
     /// Labels a VM sets on itself once running (what the startup script does when the model
     /// cache is warm).
     pub warm_labels: BTreeMap<String, String>,
-    /// The next resize/patch operation ends with this error `(code, message)`.
+    /// The next resize/patch operation ends with this error `(code, message)`. Not how a MIG
+    /// reports a stockout (see [`FakeCompute::stockout`]); for operation-level failures only.
     pub fail_next: Option<(String, String)>,
 }
 
@@ -86,15 +121,19 @@ struct World {
     /// All operations by name, with the scope that owns them.
     ops: BTreeMap<String, Value>,
     op_counter: u64,
-    /// `(zone, machine type)` pairs with no capacity: new VMs stay CREATING with a
-    /// `ZONE_RESOURCE_POOL_EXHAUSTED` last attempt.
-    stockouts: Vec<(String, String)>,
+    /// `(zone, machine type) → (code, message)`: new VMs there stay CREATING with that error as
+    /// their `lastAttempt`.
+    stockouts: BTreeMap<(String, String), (String, String)>,
     /// Largest page the fake returns, whatever `maxResults` asks (exercises pagination).
     page_size: usize,
     /// "METHOD path" of every request, for assertions.
     calls: Vec<String>,
     /// Bodies of deleteInstances calls.
     delete_bodies: Vec<Value>,
+    /// `(verb, body)` of start/resume/stop/suspendInstances calls, in order.
+    standby_calls: Vec<(String, Value)>,
+    /// `filter` query parameters received, in order.
+    filters: Vec<String>,
     ip_counter: u32,
 }
 
@@ -125,11 +164,29 @@ fn machine_type<'a>(templates: &'a BTreeMap<String, Value>, template: &str) -> &
         .unwrap_or_default()
 }
 
-fn now_rfc3339() -> String {
+/// The UTC offset of the times the fake writes. Compute writes `insertTime`,
+/// `creationTimestamp` & co. as RFC 3339 with an offset (`2026-11-23T07:00:00.123-08:00`, the
+/// form `gcloud … operations list --format=json` shows); the reference says only "RFC3339 text
+/// format". ASSUMPTION: a fixed -08:00 (real responses follow US Pacific time with its DST).
+pub const OFFSET_S: i64 = -8 * 3600;
+
+/// `t` as Compute writes times: RFC 3339 with milliseconds and the [`OFFSET_S`] offset.
+pub fn rfc3339_with_offset(t: gpupool_provider::Timestamp) -> String {
+    let local = gpupool_gcp::util::format_rfc3339(t.plus_secs(OFFSET_S as f64));
+    let sign = if OFFSET_S < 0 { '-' } else { '+' };
+    let (h, m) = (OFFSET_S.abs() / 3600, OFFSET_S.abs() % 3600 / 60);
+    format!("{}{sign}{h:02}:{m:02}", local.trim_end_matches('Z'))
+}
+
+pub fn now_ts() -> gpupool_provider::Timestamp {
     let ms = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as i64);
-    gpupool_gcp::util::format_rfc3339(gpupool_provider::Timestamp::from_millis(ms))
+    gpupool_provider::Timestamp::from_millis(ms)
+}
+
+fn now_rfc3339() -> String {
+    rfc3339_with_offset(now_ts())
 }
 
 impl FakeCompute {
@@ -233,7 +290,9 @@ impl FakeCompute {
     }
 
     /// A MIG: `scope` is `zones/<zone>` or `regions/<region>` (then `zones` are its
-    /// distribution policy). Starts with `running` VMs already RUNNING.
+    /// distribution policy). Starts with `running` VMs already RUNNING (`targetSize`) and, with
+    /// `standby = Some((mode, n))`, `n` STOPPED VMs (`targetStoppedSize`) under that
+    /// `standbyPolicy.mode`.
     pub fn add_mig(
         &self,
         scope: &str,
@@ -244,13 +303,14 @@ impl FakeCompute {
         standby: Option<(&str, i64)>,
     ) {
         let mut w = self.w();
+        let stopped = standby.map_or(0, |s| s.1);
         let mut mig = Mig {
             scope: scope.to_owned(),
             name: name.to_owned(),
             template: template.to_owned(),
             zones: zones.iter().map(|z| z.to_string()).collect(),
-            target_size: running + standby.map_or(0, |s| s.1),
-            target_stopped_size: standby.map_or(0, |s| s.1),
+            target_size: running,
+            target_stopped_size: stopped,
             target_suspended_size: 0,
             standby_mode: standby.map(|s| s.0.to_owned()),
             vms: Vec::new(),
@@ -258,18 +318,30 @@ impl FakeCompute {
             warm_labels: BTreeMap::new(),
             fail_next: None,
         };
-        for i in 0..running + standby.map_or(0, |s| s.1) {
-            let standby_vm = i >= running;
-            let vm = new_vm(
-                &mut w,
-                &mut mig,
-                if standby_vm { "STOPPED" } else { "RUNNING" },
-                "NONE",
-                false,
-            );
+        for i in 0..running + stopped {
+            let status = if i < running { "RUNNING" } else { "STOPPED" };
+            let vm = new_vm(&mut w, &mut mig, status, "NONE", None);
             mig.vms.push(vm);
         }
         w.migs.push(mig);
+    }
+
+    /// Turn `n` of a MIG's stopped standby VMs into suspended ones (a suspended pool:
+    /// `targetStoppedSize` → `targetSuspendedSize`).
+    pub fn suspend_standby(&self, mig: &str, n: i64) {
+        let mut w = self.w();
+        if let Some(m) = w.migs.iter_mut().find(|m| m.name == mig) {
+            let mut moved = 0;
+            for vm in m.vms.iter_mut().filter(|v| v.parked("STOPPED")) {
+                if moved == n {
+                    break;
+                }
+                vm.status = "SUSPENDED".into();
+                moved += 1;
+            }
+            m.target_stopped_size -= moved;
+            m.target_suspended_size += moved;
+        }
     }
 
     pub fn set_warm_labels(&self, mig: &str, labels: &[(&str, &str)]) {
@@ -298,11 +370,34 @@ impl FakeCompute {
         }
     }
 
-    /// New VMs of `machine_type` in `zone` cannot be created until cleared.
+    /// New VMs of `machine_type` in `zone` cannot be created until cleared: they stay
+    /// `CREATING` and, from the MIG's first attempt on (the next [`FakeCompute::advance`]), carry
+    /// `lastAttempt.errors` with `ZONE_RESOURCE_POOL_EXHAUSTED` and the message Compute uses.
     pub fn stockout(&self, zone: &str, machine_type: &str) {
-        self.w()
-            .stockouts
-            .push((zone.to_owned(), machine_type.to_owned()));
+        self.stockout_with(
+            zone,
+            machine_type,
+            "ZONE_RESOURCE_POOL_EXHAUSTED",
+            &format!(
+                "The zone 'projects/{}/zones/{zone}' does not have enough resources available \
+                 to fulfill the request.  Try a different zone, or try again later.",
+                self.w().project
+            ),
+        );
+    }
+
+    /// Like [`FakeCompute::stockout`] with any `lastAttempt` error (`QUOTA_EXCEEDED`,
+    /// `ZONE_RESOURCE_POOL_EXHAUSTED_WITH_DETAILS`, …).
+    pub fn stockout_with(&self, zone: &str, machine_type: &str, code: &str, message: &str) {
+        self.w().stockouts.insert(
+            (zone.to_owned(), machine_type.to_owned()),
+            (code.to_owned(), message.to_owned()),
+        );
+    }
+
+    /// Capacity is back everywhere: the MIG's next attempt creates the stuck VMs.
+    pub fn clear_stockouts(&self) {
+        self.w().stockouts.clear();
     }
 
     /// Preempt a VM: a `compute.instances.preempted` zone operation, the VM TERMINATED and
@@ -336,8 +431,24 @@ impl FakeCompute {
         op["name"].as_str().map(str::to_owned)
     }
 
-    /// One step of every VM: CREATING → RUNNING (standby-bound: → STOPPING → STOPPED),
-    /// STARTING → RUNNING, DELETING → gone, RECREATING → RUNNING.
+    /// Like [`FakeCompute::preempt`], dated `at` (`insertTime`, `startTime`, `endTime`).
+    pub fn preempt_at(&self, vm_name: &str, at: gpupool_provider::Timestamp) -> Option<String> {
+        let name = self.preempt(vm_name)?;
+        let when = rfc3339_with_offset(at);
+        if let Some(op) = self.w().ops.get_mut(&name) {
+            for f in ["insertTime", "startTime", "endTime"] {
+                op[f] = json!(when);
+            }
+        }
+        Some(name)
+    }
+
+    /// One step of every VM: CREATING → RUNNING (or, out of capacity, CREATING with
+    /// `lastAttempt.errors`), a standby-bound RUNNING VM → STOPPING/SUSPENDING → STOPPED/
+    /// SUSPENDED, STARTING/RESUMING/RECREATING → RUNNING, DELETING → gone.
+    ///
+    /// ASSUMPTION: one step stands for the initial delay and for each transition; the
+    /// reference gives no durations.
     pub fn advance(&self) {
         let mut guard = self.w();
         let World {
@@ -349,24 +460,21 @@ impl FakeCompute {
         } = &mut *guard;
         let mut next_ip = *ip_counter;
         for m in migs.iter_mut() {
-            let machine = machine_type(templates, &m.template);
+            let machine = machine_type(templates, &m.template).to_owned();
             m.vms.retain(|v| v.action != "DELETING");
             for vm in &mut m.vms {
+                let creating = matches!(vm.action.as_str(), "CREATING" | "RECREATING");
+                if creating
+                    && let Some((code, message)) =
+                        stockouts.get(&(vm.zone.clone(), machine.clone()))
+                {
+                    // The MIG keeps the VM in CREATING and retries; the attempt's errors are what
+                    // listManagedInstances shows (autoscaling_gce_client.go reads exactly this).
+                    vm.last_attempt_errors = vec![(code.clone(), message.clone())];
+                    continue;
+                }
                 match (vm.action.as_str(), vm.status.as_str()) {
-                    ("CREATING", _) => {
-                        if stockouts
-                            .iter()
-                            .any(|(z, t)| *z == vm.zone && *t == machine)
-                        {
-                            vm.last_attempt_errors = vec![(
-                                "ZONE_RESOURCE_POOL_EXHAUSTED".into(),
-                                format!(
-                                    "The zone 'projects/p/zones/{}' does not have enough resources available to fulfill the request.",
-                                    vm.zone
-                                ),
-                            )];
-                            continue;
-                        }
+                    ("CREATING", _) | ("RECREATING", _) => {
                         vm.last_attempt_errors.clear();
                         vm.status = "RUNNING".into();
                         vm.action = "NONE".into();
@@ -375,16 +483,17 @@ impl FakeCompute {
                         vm.ip = format!("10.128.0.{}", next_ip % 250 + 2);
                         vm.labels.extend(m.warm_labels.clone());
                     }
-                    ("NONE", "RUNNING") if vm.standby_bound => {
-                        vm.action = "STOPPING".into();
-                        vm.status = "STOPPING".into();
+                    ("NONE", "RUNNING") if vm.park_as.is_some() => {
+                        let suspend = vm.park_as.as_deref() == Some("SUSPENDED");
+                        let step = if suspend { "SUSPENDING" } else { "STOPPING" };
+                        vm.action = step.into();
+                        vm.status = step.into();
                     }
-                    ("STOPPING", _) => {
+                    ("STOPPING", _) | ("SUSPENDING", _) => {
+                        vm.status = vm.park_as.take().unwrap_or_else(|| "STOPPED".into());
                         vm.action = "NONE".into();
-                        vm.status = "STOPPED".into();
-                        vm.standby_bound = false;
                     }
-                    ("STARTING", _) | ("RECREATING", _) => {
+                    ("STARTING", _) | ("RESUMING", _) => {
                         vm.action = "NONE".into();
                         vm.status = "RUNNING".into();
                         vm.labels.extend(m.warm_labels.clone());
@@ -436,9 +545,30 @@ impl FakeCompute {
     pub fn delete_bodies(&self) -> Vec<Value> {
         self.w().delete_bodies.clone()
     }
+
+    /// `(verb, body)` of every start/resume/stop/suspendInstances call.
+    pub fn standby_calls(&self) -> Vec<(String, Value)> {
+        self.w().standby_calls.clone()
+    }
+
+    /// Every `filter` query parameter received.
+    pub fn filters(&self) -> Vec<String> {
+        self.w().filters.clone()
+    }
+
+    /// Names of a MIG's VMs that are CREATING with a `lastAttempt` error.
+    pub fn stuck(&self, mig: &str) -> Vec<String> {
+        self.mig(mig).map_or_else(Vec::new, |m| {
+            m.vms
+                .iter()
+                .filter(|v| v.action == "CREATING" && !v.last_attempt_errors.is_empty())
+                .map(|v| v.name.clone())
+                .collect()
+        })
+    }
 }
 
-fn new_vm(w: &mut World, m: &mut Mig, status: &str, action: &str, standby_bound: bool) -> Vm {
+fn new_vm(w: &mut World, m: &mut Mig, status: &str, action: &str, park_as: Option<&str>) -> Vm {
     m.counter += 1;
     // Regional MIGs spread over their zones in turn.
     let zone = if m.scope.starts_with("zones/") {
@@ -457,7 +587,7 @@ fn new_vm(w: &mut World, m: &mut Mig, status: &str, action: &str, standby_bound:
         zone,
         status: status.to_owned(),
         action: action.to_owned(),
-        standby_bound,
+        park_as: park_as.map(str::to_owned),
         created: if status.is_empty() {
             String::new()
         } else {
@@ -479,32 +609,32 @@ fn new_vm(w: &mut World, m: &mut Mig, status: &str, action: &str, standby_bound:
 /// Bring a MIG's VMs in line with its targets, the way the MIG does.
 fn reconcile(w: &mut World, idx: usize) {
     let mut m = w.migs[idx].clone();
-    let standby_target = m.target_stopped_size + m.target_suspended_size;
-    let running_target = m.target_size - standby_target;
     let active = m.vms.iter().filter(|v| v.is_active()).count() as i64;
-    let mut deficit = running_target - active;
+    let mut deficit = m.target_size - active;
     if deficit > 0 {
-        // Start standby VMs first: all of them in SCALE_OUT_POOL mode, only the surplus over
-        // the standby target in MANUAL mode (gpupool lowered the target to start them).
-        let standby: Vec<usize> = (0..m.vms.len())
-            .filter(|&i| m.vms[i].is_standby() && !m.vms[i].standby_bound)
-            .collect();
-        let usable = if m.standby_mode.as_deref() == Some("SCALE_OUT_POOL") {
-            standby.len() as i64
-        } else {
-            (standby.len() as i64 - standby_target).max(0)
-        };
-        for &i in standby.iter().take(deficit.min(usable) as usize) {
-            m.vms[i].action = "STARTING".into();
-            m.vms[i].standby_bound = false;
-            deficit -= 1;
+        if m.standby_mode.as_deref() == Some("SCALE_OUT_POOL") {
+            // "MIG automatically resumes or starts VMs in the standby pool when the group scales
+            // out" (InstanceGroupManagerStandbyPolicy.mode). ASSUMPTION: suspended before stopped
+            // (the docs name no order; resuming is the faster of the two).
+            for (status, action) in [("SUSPENDED", "RESUMING"), ("STOPPED", "STARTING")] {
+                for vm in m.vms.iter_mut().filter(|v| v.parked(status)) {
+                    if deficit == 0 {
+                        break;
+                    }
+                    vm.action = action.into();
+                    deficit -= 1;
+                }
+            }
         }
+        // MANUAL mode "does not automatically resume or start VMs in the standby pool": the
+        // resize creates new VMs.
         for _ in 0..deficit {
-            let vm = new_vm(w, &mut m, "", "CREATING", false);
+            let vm = new_vm(w, &mut m, "", "CREATING", None);
             m.vms.push(vm);
         }
     } else if deficit < 0 {
-        // Resize down: the MIG deletes the newest active VMs.
+        // Resize down. The reference: "the group arbitrarily chooses the order in which VMs are
+        // deleted"; ASSUMPTION: the fake deletes the newest.
         let mut n = -deficit;
         for vm in m.vms.iter_mut().rev() {
             if n == 0 {
@@ -516,20 +646,30 @@ fn reconcile(w: &mut World, idx: usize) {
             }
         }
     }
-    let standby_now = m.vms.iter().filter(|v| v.is_standby()).count() as i64;
-    if standby_now < standby_target {
-        for _ in 0..standby_target - standby_now {
-            let vm = new_vm(w, &mut m, "", "CREATING", true);
+    // The standby pool follows its own targets; in SCALE_OUT_POOL mode this is the documented
+    // "replenishes the standby pool afterwards". ASSUMPTION (docs silent): a raised target adds
+    // new VMs that initialise and are then parked; a lowered one deletes the newest standby VMs.
+    for (kind, target) in [
+        ("STOPPED", m.target_stopped_size),
+        ("SUSPENDED", m.target_suspended_size),
+    ] {
+        let have = m
+            .vms
+            .iter()
+            .filter(|v| v.standby_kind() == Some(kind))
+            .count() as i64;
+        for _ in have..target {
+            let vm = new_vm(w, &mut m, "", "CREATING", Some(kind));
             m.vms.push(vm);
         }
-    } else if standby_now > standby_target {
-        let mut n = standby_now - standby_target;
+        let mut n = have - target;
         for vm in m.vms.iter_mut().rev() {
-            if n == 0 {
+            if n <= 0 {
                 break;
             }
-            if vm.is_standby() {
+            if vm.standby_kind() == Some(kind) {
                 vm.action = "DELETING".into();
+                vm.park_as = None;
                 n -= 1;
             }
         }
@@ -604,6 +744,7 @@ fn mig_json(w: &World, m: &Mig) -> Value {
         "currentActions": {
             "none": count("NONE"), "creating": count("CREATING"), "deleting": count("DELETING"),
             "recreating": count("RECREATING"), "starting": count("STARTING"), "stopping": count("STOPPING"),
+            "resuming": count("RESUMING"), "suspending": count("SUSPENDING"),
         },
     });
     let (kind, loc) = m.scope.split_once('/').unwrap_or(("zones", ""));
@@ -640,6 +781,16 @@ fn managed_json(w: &World, vm: &Vm) -> Value {
         j["instanceStatus"] = json!(vm.status);
         j["id"] = json!(vm.name.len() as u64 * 1_000_003);
     }
+    // "The eventual status of the instance" (ManagedInstance.targetStatus).
+    j["targetStatus"] = json!(if vm.action == "DELETING" {
+        "DELETED"
+    } else {
+        match vm.standby_kind() {
+            Some("SUSPENDED") => "SUSPENDED",
+            Some(_) => "STOPPED",
+            None => "RUNNING",
+        }
+    });
     if !vm.last_attempt_errors.is_empty() {
         j["lastAttempt"] = json!({"errors": {"errors": vm.last_attempt_errors.iter()
             .map(|(c, m)| json!({"code": c, "message": m})).collect::<Vec<_>>()}});
@@ -725,7 +876,9 @@ fn matches(item: &Value, terms: &[(String, String, String)]) -> bool {
             Value::Null => return op == "!=",
             other => other.to_string(),
         };
-        // RFC 3339 times in one format and plain strings both compare lexicographically.
+        // ASSUMPTION (the filter reference documents `=`, `!=`, `>`, `<` on field values but no
+        // time type): values compare as strings, so an `insertTime` written with an offset does
+        // not order against a UTC string — the reason the provider compares times itself.
         match op.as_str() {
             "=" => have == *want,
             "!=" => have != *want,
@@ -775,6 +928,9 @@ fn route(
         return not_found(path);
     };
     let seg: Vec<&str> = rest.split('/').collect();
+    if let Some(f) = query.get("filter") {
+        w.filters.push(f.clone());
+    }
     let filter = match query.get("filter").map(|f| parse_filter(f)) {
         Some(Err(e)) => {
             return google_error(
@@ -970,12 +1126,8 @@ fn mig_call(
                     *slot = v;
                 }
             }
-            if m.target_stopped_size + m.target_suspended_size > m.target_size {
-                return google_error(
-                    400,
-                    "invalid",
-                    "targetStoppedSize + targetSuspendedSize must not exceed targetSize",
-                );
+            if m.target_size < 0 || m.target_stopped_size < 0 || m.target_suspended_size < 0 {
+                return google_error(400, "invalid", "Target sizes must not be negative");
             }
             reconcile(w, idx);
             op(w, "patch", None)
@@ -1005,12 +1157,16 @@ fn mig_call(
                     .find(|v| &v.name == n && v.action != "DELETING")
                 {
                     Some(vm) => {
-                        let standby = vm.is_standby();
-                        vm.action = "DELETING".into();
-                        m.target_size -= 1;
-                        if standby {
-                            m.target_stopped_size = (m.target_stopped_size - 1).max(0);
+                        // "reduces the targetSize … by the number of instances that you delete".
+                        // ASSUMPTION (docs silent): a standby VM lowers its own standby target
+                        // instead, since it is not counted in targetSize.
+                        match vm.standby_kind() {
+                            Some("SUSPENDED") => m.target_suspended_size -= 1,
+                            Some(_) => m.target_stopped_size -= 1,
+                            None => m.target_size -= 1,
                         }
+                        vm.action = "DELETING".into();
+                        vm.park_as = None;
                     }
                     None if skip => {}
                     None => {
@@ -1025,6 +1181,76 @@ fn mig_call(
                 }
             }
             op(w, "deleteInstances", None)
+        }
+        (
+            "POST",
+            [
+                verb
+                @ ("startInstances" | "resumeInstances" | "stopInstances" | "suspendInstances"),
+            ],
+        ) => {
+            w.standby_calls.push(((*verb).to_owned(), body.clone()));
+            let names: Vec<String> = body["instances"]
+                .as_array()
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|u| u.as_str())
+                        .map(|u| u.rsplit('/').next().unwrap_or(u).to_owned())
+                        .collect()
+                })
+                .unwrap_or_default();
+            if names.is_empty() || names.len() > 1000 {
+                return google_error(400, "invalid", "Between 1 and 1000 instances are required");
+            }
+            let m = &mut w.migs[idx];
+            // "You can only specify instances that are stopped" (startInstances; suspended for
+            // resumeInstances, running for stop/suspendInstances). ASSUMPTION: one VM in the
+            // wrong state fails the whole request with 400 before anything changes.
+            let ok = |v: &Vm| match *verb {
+                "startInstances" => v.parked("STOPPED") || v.parked("TERMINATED"),
+                "resumeInstances" => v.parked("SUSPENDED"),
+                _ => v.is_active() && v.status == "RUNNING" && v.action == "NONE",
+            };
+            for n in &names {
+                if !m.vms.iter().any(|v| &v.name == n && ok(v)) {
+                    return google_error(
+                        400,
+                        "invalid",
+                        &format!("Instance '{n}' cannot be used in {verb} in its current state"),
+                    );
+                }
+            }
+            let k = names.len() as i64;
+            for vm in m.vms.iter_mut().filter(|v| names.contains(&v.name)) {
+                match *verb {
+                    "startInstances" => vm.action = "STARTING".into(),
+                    "resumeInstances" => vm.action = "RESUMING".into(),
+                    "stopInstances" => vm.park_as = Some("STOPPED".into()),
+                    _ => vm.park_as = Some("SUSPENDED".into()),
+                }
+            }
+            // start/resume: "increases the targetSize and decreases the targetStoppedSize
+            // (targetSuspendedSize)"; stop/suspend: the reverse.
+            match *verb {
+                "startInstances" => {
+                    m.target_size += k;
+                    m.target_stopped_size -= k;
+                }
+                "resumeInstances" => {
+                    m.target_size += k;
+                    m.target_suspended_size -= k;
+                }
+                "stopInstances" => {
+                    m.target_size -= k;
+                    m.target_stopped_size += k;
+                }
+                _ => {
+                    m.target_size -= k;
+                    m.target_suspended_size += k;
+                }
+            }
+            reconcile(w, idx);
+            op(w, verb, None)
         }
         _ => google_error(404, "notFound", "Unknown method"),
     }
