@@ -326,19 +326,17 @@ mod tests {
     #[test]
     fn backoff_doubles_and_caps() {
         let mut h = History::default();
-        let t0 = Timestamp::from_secs(0);
-        h.record_launch_failure(&key(), "ICE", t0);
-        assert_eq!(h.backoff[&key()].until, Timestamp::from_secs(60));
-        h.record_launch_failure(&key(), "ICE", t0);
-        assert_eq!(h.backoff[&key()].until, Timestamp::from_secs(120));
-        for _ in 0..10 {
-            h.record_launch_failure(&key(), "ICE", t0);
+        let t = Timestamp::from_secs;
+        h.record_launch_failure(&key(), "ICE", t(0));
+        assert_eq!(h.backoff[&key()].until, t(60));
+        h.record_launch_failure(&key(), "ICE", t(1));
+        assert_eq!(h.backoff[&key()].until, t(121));
+        for s in 2..12 {
+            h.record_launch_failure(&key(), "ICE", t(s));
         }
-        assert_eq!(h.backoff[&key()].until, Timestamp::from_secs(1800));
-        assert!(h.in_backoff(&key(), Timestamp::from_secs(1799)).is_some());
-        assert!(h.in_backoff(&key(), Timestamp::from_secs(1800)).is_none());
-        h.backoff.clear();
-        assert!(h.backoff.is_empty());
+        assert_eq!(h.backoff[&key()].until, t(11 + 1800));
+        assert!(h.in_backoff(&key(), t(1810)).is_some());
+        assert!(h.in_backoff(&key(), t(1811)).is_none());
     }
 
     #[test]
