@@ -1,8 +1,10 @@
 //! The real controller and planner driving the real GCP provider (Google's official Rust
 //! client) against the in-process fake Compute server: discovery, growth, targeted deletion,
-//! standby starts, a preemption turned into a replacement, and a stockout turned into a
-//! fallback to another MIG. Time is passed to `tick` explicitly; the fake's VMs move one step
-//! per `advance()`. Nothing sleeps to wait for state.
+//! standby starts by name, a preemption turned into a replacement, and a stockout (VMs stuck
+//! `CREATING` with `lastAttempt.errors`) taken back and turned into a fallback to another MIG in
+//! the tick it is seen. Time is passed to `tick` explicitly, starting at the wall clock the
+//! provider dates failures by; the fake's VMs move one step per `advance()`. Nothing sleeps to
+//! wait for state.
 
 #![cfg(feature = "gcp")]
 
@@ -200,7 +202,13 @@ impl Rig {
             controller,
             demand,
             drained,
-            now: Timestamp::from_secs(1_800_000_000),
+            // The provider dates a stuck VM's failure by the wall clock when it first sees it (the
+            // API gives the error no time), so the controller's clock starts there too.
+            now: Timestamp::from_millis(
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)?
+                    .as_millis() as i64,
+            ),
         })
     }
 
@@ -210,7 +218,12 @@ impl Rig {
 
     /// One controller tick, 20 s after the last.
     async fn tick(&mut self) -> anyhow::Result<gpupool::controller::TickReport> {
-        self.now = self.now.plus_secs(20.0);
+        self.tick_after(20.0).await
+    }
+
+    /// One controller tick, `secs` after the last.
+    async fn tick_after(&mut self, secs: f64) -> anyhow::Result<gpupool::controller::TickReport> {
+        self.now = self.now.plus_secs(secs);
         Ok(self.controller.tick(self.now).await?)
     }
 
@@ -387,6 +400,26 @@ async fn standby_vms_start_before_any_new_vm_is_created() -> anyhow::Result<()> 
         "the running VM {} came from the standby pool",
         running[0]
     );
+    // MANUAL standby mode: started by name (startInstances), not by a resize, which in that
+    // mode would have created a new VM.
+    let calls = rig.fake.standby_calls();
+    assert_eq!(calls.len(), 1, "{calls:?}");
+    assert_eq!(calls[0].0, "startInstances");
+    assert!(
+        calls[0].1["instances"][0]
+            .as_str()
+            .is_some_and(|u| u.ends_with(&format!("/instances/{}", running[0]))),
+        "{:?}",
+        calls[0].1
+    );
+    assert!(
+        !rig.fake
+            .calls()
+            .iter()
+            .any(|c| c.ends_with("/instanceGroupManagers/llama-a2/resize")),
+        "no resize: the standby pool covered the scale-out"
+    );
+    assert_eq!(rig.fake.mig("llama-a2").unwrap().target_size, 1);
 
     // The controller refills the standby pool to its minimum: new VMs warm and stop.
     for _ in 0..4 {
@@ -467,7 +500,8 @@ async fn a_preemption_is_drained_and_replaced() -> anyhow::Result<()> {
 }
 
 #[tokio::test]
-async fn a_stockout_falls_back_to_another_mig_in_the_same_tick() -> anyhow::Result<()> {
+async fn a_spot_mig_stuck_creating_is_released_and_on_demand_grows_in_the_same_tick()
+-> anyhow::Result<()> {
     let fake = FakeCompute::start(PROJECT).await?;
     fake.add_template(
         "llama-spot",
@@ -499,37 +533,104 @@ async fn a_stockout_falls_back_to_another_mig_in_the_same_tick() -> anyhow::Resu
         0,
         None,
     );
-    fake.fail_next(
-        "llama-spot",
-        "ZONE_RESOURCE_POOL_EXHAUSTED",
-        "The zone 'projects/gpupool-test/zones/us-central1-a' does not have enough resources available to fulfill the request.",
-    );
+    // No L4 capacity in us-central1-a: the resize is accepted, the VMs never get created.
+    fake.stockout("us-central1-a", "g2-standard-8");
     let mut rig = Rig::new(
         fake,
         "{ spot_share: 1.0, fallback: [spot, on-demand] }",
         NO_WARM_POOL,
     )
     .await?;
-    rig.want(1);
+    rig.want(2);
     let r = rig.tick().await?;
-    let failed: Vec<_> = r.results.iter().filter(|a| a.error.is_some()).collect();
-    assert_eq!(failed.len(), 1, "{:?}", r.results);
-    assert_eq!(failed[0].error.as_ref().unwrap().0, "insufficient_capacity");
     assert!(
-        failed[0].action.to_string().contains("llama-spot"),
-        "{}",
-        failed[0].action
+        r.results.iter().all(|a| a.error.is_none()),
+        "GCE accepts the resize: {:?}",
+        r.results
     );
-    assert_eq!(r.plans.len(), 2, "re-planned after the capacity error");
-    assert_eq!(rig.fake.mig("llama-spot").unwrap().target_size, 0);
+    assert_eq!(rig.fake.mig("llama-spot").unwrap().target_size, 2);
+    assert_eq!(rig.fake.mig("llama-od").unwrap().target_size, 0);
+
+    // The MIG tries, fails, and keeps the VMs CREATING with ZONE_RESOURCE_POOL_EXHAUSTED.
+    rig.fake.advance();
+    let mut stuck = rig.fake.stuck("llama-spot");
+    stuck.sort();
+    assert_eq!(stuck.len(), 2);
+
+    // The very next tick: the stuck VMs are deleted and the on-demand MIG is resized up.
+    let r = rig.tick().await?;
+    assert!(
+        r.results.iter().all(|a| a.error.is_none()),
+        "{:?}",
+        r.results
+    );
+    let release = r
+        .results
+        .iter()
+        .find_map(|a| match &a.action {
+            Action::ReleaseUnfulfilled {
+                group,
+                count,
+                instances,
+                offering,
+                ..
+            } => Some((group, count, instances, offering)),
+            _ => None,
+        })
+        .unwrap_or_else(|| panic!("no release in {:?}", r.results));
+    assert_eq!(release.0.as_str(), "zones/us-central1-a/llama-spot");
+    assert_eq!(*release.1, 2);
+    let mut named: Vec<String> = release.2.iter().map(|i| i.to_string()).collect();
+    named.sort();
+    assert_eq!(named, stuck);
+    assert_eq!(
+        (release.3.zone.as_str(), release.3.capacity_type),
+        ("us-central1-a", gpupool::model::CapacityType::Spot)
+    );
+    let mut deleted: Vec<String> = rig
+        .fake
+        .delete_bodies()
+        .iter()
+        .flat_map(|b| b["instances"].as_array().cloned().unwrap_or_default())
+        .filter_map(|u| {
+            u.as_str()
+                .map(|s| s.rsplit('/').next().unwrap_or(s).to_owned())
+        })
+        .collect();
+    deleted.sort();
+    assert_eq!(deleted, stuck, "exactly the stuck VMs were deleted");
+    assert_eq!(
+        rig.fake.mig("llama-spot").unwrap().target_size,
+        0,
+        "deleteInstances took the request back"
+    );
     assert_eq!(
         rig.fake.mig("llama-od").unwrap().target_size,
-        1,
-        "fell back to the on-demand MIG"
+        2,
+        "fell back to the on-demand MIG in the same tick"
     );
-    // The spot offering stays backed off: the next tick does not try it again.
+    let plan = r.plan().expect("a plan");
+    assert_eq!(plan.launch_failures.len(), 1, "{:?}", plan.launch_failures);
+    assert!(
+        plan.launch_failures[0]
+            .message
+            .contains("ZONE_RESOURCE_POOL_EXHAUSTED"),
+        "{}",
+        plan.launch_failures[0].message
+    );
+
+    // The spot offering is backed off: the next tick neither retries it nor launches twice.
     rig.fake.advance();
-    let r = rig.tick().await?;
-    assert!(r.results.is_empty(), "{:?}", r.results);
+    let r = rig.tick_after(5.0).await?;
+    assert!(
+        !r.results
+            .iter()
+            .any(|a| matches!(&a.action, Action::ScaleUp { .. })),
+        "{:?}",
+        r.results
+    );
+    assert_eq!(rig.fake.mig("llama-spot").unwrap().target_size, 0);
+    assert_eq!(rig.fake.mig("llama-od").unwrap().target_size, 2);
+    assert_eq!(rig.fake.count("llama-od", "RUNNING"), 2);
     Ok(())
 }
