@@ -213,8 +213,8 @@ struct State {
     /// Newest preemption `insertTime` seen per zone.
     preempt_cursor: BTreeMap<String, Timestamp>,
     seen: VecDeque<String>,
-    /// When a VM without a creation time (still being created) was first seen.
-    first_seen: HashMap<String, Timestamp>,
+    /// When each VM without a creation time (still being created) was first seen, per group.
+    first_seen: BTreeMap<GroupRef, HashMap<String, Timestamp>>,
     /// When each VM stuck in creation with a capacity error was first seen so, per group: the
     /// API dates no `lastAttempt` error, so this is the `at` of its unfulfilled launch.
     stuck_since: BTreeMap<GroupRef, HashMap<String, Timestamp>>,
@@ -760,7 +760,11 @@ impl NodeGroupProvider for GcpProvider {
                 out.push(group);
             }
         }
-        self.lock().groups.retain(|g, _| seen.contains(g));
+        let mut st = self.lock();
+        st.groups.retain(|g, _| seen.contains(g));
+        st.stuck_since.retain(|g, _| seen.contains(g));
+        st.first_seen.retain(|g, _| seen.contains(g));
+        drop(st);
         Ok(out)
     }
 
@@ -800,7 +804,12 @@ impl NodeGroupProvider for GcpProvider {
             let d = details.get(&name).cloned().unwrap_or_default();
             let launched_at = match d.created_ms {
                 Some(ms) => Timestamp::from_millis(ms),
-                None => *st.first_seen.entry(name.clone()).or_insert(now),
+                None => *st
+                    .first_seen
+                    .entry(g.clone())
+                    .or_default()
+                    .entry(name.clone())
+                    .or_insert(now),
             };
             out.push(Instance {
                 id: InstanceId::new(name.clone()),
@@ -821,9 +830,14 @@ impl NodeGroupProvider for GcpProvider {
                 private_ip: d.private_ip,
             });
         }
+        // Keep the first-seen time only of this group's VMs that are listed and still have no
+        // creation time of their own.
         let live: BTreeSet<&str> = managed.iter().filter_map(|m| m.name.as_deref()).collect();
-        st.first_seen
-            .retain(|n, _| live.contains(n.as_str()) || !details.contains_key(n));
+        if let Some(seen) = st.first_seen.get_mut(&g) {
+            seen.retain(|n, _| {
+                live.contains(n.as_str()) && details.get(n).and_then(|d| d.created_ms).is_none()
+            });
+        }
         Ok(out)
     }
 
