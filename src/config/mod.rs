@@ -265,6 +265,33 @@ pub struct Requirements {
     pub labels: BTreeMap<String, String>,
     #[serde(default)]
     pub taints: Vec<Taint>,
+    /// How the nodes' MIG-capable GPUs are partitioned (the NVIDIA GPU operator's
+    /// `mig.strategy` and the mig-manager layout). Unset: the built-in catalog of the GPU
+    /// (`gpupool_provider::mig`) as the `mixed` strategy exposes it, any one profile per node.
+    #[serde(default)]
+    pub mig: Option<MigPolicy>,
+}
+
+/// The GPU operator's MIG strategies (NVIDIA GPU Operator docs, "GPU Operator with MIG"):
+/// `none` — whole GPUs (`nvidia.com/gpu`); `single` — every GPU split into one profile and each
+/// slice advertised as `nvidia.com/gpu`; `mixed` — slices advertised per profile as
+/// `nvidia.com/mig-<profile>`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum MigStrategy {
+    None,
+    Single,
+    Mixed,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MigPolicy {
+    pub strategy: MigStrategy,
+    /// `mixed`: the profiles the pool's nodes may be partitioned into (empty: any the GPU
+    /// offers). `single`: exactly one, e.g. `[1g.10gb]`. `none`: must be empty.
+    #[serde(default)]
+    pub profiles: Vec<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
