@@ -451,6 +451,21 @@ pub struct DisruptionPolicy {
     /// request durations are unknown). AWS gives 120 s of notice, GCP 30 s.
     #[serde(default)]
     pub interruption_drain_s: Option<u64>,
+    /// What an AWS EC2 rebalance recommendation (a spot instance at elevated risk of
+    /// interruption, usually minutes to hours before any notice) does. `prelaunch`: launch the
+    /// replacement now, within the pool's limits, and drain the at-risk node once the
+    /// replacement serves (or at the interruption notice, whichever comes first), within the
+    /// disruption budget. `ignore`: only raise the offering's learned risk.
+    #[serde(default)]
+    pub rebalance: RebalancePolicy,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RebalancePolicy {
+    #[default]
+    Prelaunch,
+    Ignore,
 }
 
 impl Default for DisruptionPolicy {
@@ -464,6 +479,7 @@ impl Default for DisruptionPolicy {
             max_provision_time_s: d_provision(),
             headroom_replicas: 0,
             interruption_drain_s: None,
+            rebalance: RebalancePolicy::default(),
         }
     }
 }

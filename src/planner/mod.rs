@@ -15,6 +15,7 @@
 //! 5. [`warmpool`]: warm-pool targets from the forecast growth.
 //! 6. [`scaledown`]: unneeded nodes, removed after their time, cool-down and budget.
 //! 7. [`consolidate`]: busy nodes replaced by cheaper offerings when it pays.
+//! 8. [`rebalance`]: spot nodes the cloud called at risk are replaced first, then drained.
 //!
 //! Every pending pod, every unusable offering and every unneeded node kept gets a decision.
 
@@ -27,6 +28,7 @@ mod fit;
 pub mod fixtures;
 mod health;
 mod launches;
+mod rebalance;
 mod scaledown;
 mod warmpool;
 
@@ -244,6 +246,9 @@ pub(crate) struct PoolCtx<'a> {
     pub lost_unseen: Vec<u32>,
     /// Listed instances stuck for good (not capacity, not in flight).
     pub lost: BTreeSet<&'a InstanceId>,
+    /// Serving instances the cloud recommended rebalancing away from, to be replaced
+    /// (`disruption.rebalance: prelaunch`): not capacity, their pods displaced.
+    pub at_risk: BTreeSet<&'a InstanceId>,
 }
 
 impl<'a> PoolCtx<'a> {
@@ -326,6 +331,15 @@ impl<'a> PoolCtx<'a> {
             .map(|i| &i.id)
             .filter(|id| lost.instances.contains(id))
             .collect();
+        let at_risk = if cfg.disruption.rebalance == crate::config::RebalancePolicy::Prelaunch {
+            instances
+                .iter()
+                .filter(|i| i.state == LifecycleState::Ready && history.at_risk.contains_key(&i.id))
+                .map(|i| &i.id)
+                .collect()
+        } else {
+            BTreeSet::new()
+        };
         PoolCtx {
             cfg,
             groups,
@@ -336,6 +350,7 @@ impl<'a> PoolCtx<'a> {
             default_tpl,
             lost_unseen,
             lost,
+            at_risk,
         }
     }
 
@@ -363,7 +378,10 @@ impl<'a> PoolCtx<'a> {
             if matches!(inst.state, Launching | Starting | Ready | Draining) {
                 visible[self.inst_group[ii]] += 1;
             }
-            if gone.contains(&inst.id) || self.lost.contains(&inst.id) {
+            if gone.contains(&inst.id)
+                || self.lost.contains(&inst.id)
+                || self.at_risk.contains(&inst.id)
+            {
                 continue;
             }
             let tpl = self.inst_tpl[ii];
@@ -627,7 +645,18 @@ fn plan_pool<'a>(
     plan.actions.extend(warm_actions);
     plan.warm_needed.extend(warm_needed);
 
-    let serving = scaledown::serving(ctx, nodes, &gone);
+    let mut leaving = gone;
+    leaving.extend(rebalance::drains(
+        ctx,
+        nodes,
+        acct.in_flight + chooser.new_nodes,
+        now,
+        &mut budget,
+        &mut plan.actions,
+        &mut plan.decisions,
+    ));
+    leaving.extend(ctx.at_risk.iter().copied());
+    let serving = scaledown::serving(ctx, nodes, &leaving);
     let mut removed = 0u32;
     let mut removed_cost = Money::ZERO;
     let mut unneeded = BTreeSet::new();
