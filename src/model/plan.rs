@@ -460,6 +460,11 @@ pub enum Reason {
         at: Timestamp,
         retry_at: Timestamp,
     },
+    /// An at-risk spot node (rebalance recommendation) keeps serving until its replacement
+    /// does.
+    RebalanceWaiting {
+        in_flight_nodes: u32,
+    },
     /// The group cannot go below its own min size, so this unneeded node stays.
     GroupAtMinSize {
         group: NodeGroupId,
@@ -513,6 +518,7 @@ impl Reason {
             MaxNodesPerTick { .. } => "max_nodes_per_tick",
             LaunchFailed { .. } => "launch_failed",
             GroupAtMinSize { .. } => "group_at_min_size",
+            RebalanceWaiting { .. } => "rebalance_waiting",
         }
     }
 }
@@ -694,6 +700,11 @@ impl fmt::Display for Reason {
                 f,
                 "launch of {offering} failed ({failure}, reported {at}): {message}; backing off \
                  until {retry_at}"
+            ),
+            RebalanceWaiting { in_flight_nodes } => write!(
+                f,
+                "rebalance recommended: waiting for the replacement ({in_flight_nodes} node(s) \
+                 on their way) before draining"
             ),
             GroupAtMinSize { group, min } => {
                 write!(f, "group {group} is at its min size {min}")

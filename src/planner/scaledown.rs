@@ -412,13 +412,13 @@ pub(crate) fn displaced<'a>(
     let leaving: Vec<&Node> = ctx
         .instances
         .iter()
-        .filter(|i| i.state == LifecycleState::Draining)
+        .filter(|i| i.state == LifecycleState::Draining || ctx.at_risk.contains(&i.id))
         .filter_map(|i| nodes.get(&i.id).copied())
         .collect();
     if leaving.is_empty() {
         return out;
     }
-    let serving = serving(ctx, nodes, &BTreeSet::new());
+    let serving = serving(ctx, nodes, &ctx.at_risk);
     let mut targets = free_room(ctx, &serving);
     for p in leaving
         .iter()
