@@ -18,7 +18,8 @@ use gpupool::controller::{
     Cluster, ClusterError, ClusterView, Controller, DemandSource, DrainProgress, Metrics,
 };
 use gpupool::model::{
-    Action, Instance, LifecycleState, Node, PoolDemand, PoolName, SignalReading, Timestamp,
+    Action, GpuRequest, Instance, LifecycleState, Node, PendingPod, PoolDemand, PoolName,
+    SignalReading, Timestamp,
 };
 use gpupool_gcp::{GcpCredentials, GcpPoolSettings, GcpProvider, GcpSettings};
 use std::collections::BTreeMap;
@@ -42,8 +43,10 @@ fn label_keys_match_the_contract() {
 }
 
 /// Every Ready instance is a serving node (VM-only mode with healthy VMs); drains end at once.
+/// `pending` are the pods the cluster reports unschedulable (Kubernetes mode).
 struct ReadyCluster {
     drained: Arc<Mutex<Vec<String>>>,
+    pending: Arc<Mutex<Vec<PendingPod>>>,
 }
 
 #[async_trait]
@@ -75,7 +78,7 @@ impl Cluster for ReadyCluster {
             .collect();
         Ok(ClusterView {
             nodes,
-            pending_pods: vec![],
+            pending_pods: self.pending.lock().unwrap().clone(),
         })
     }
 
@@ -117,10 +120,19 @@ impl DemandSource for FixedDemand {
 }
 
 fn config(fake: &FakeCompute, capacity: &str, warm_pool: &str) -> anyhow::Result<Config> {
+    config_in(fake, "vm-only", capacity, warm_pool)
+}
+
+fn config_in(
+    fake: &FakeCompute,
+    mode: &str,
+    capacity: &str,
+    warm_pool: &str,
+) -> anyhow::Result<Config> {
     let yaml = format!(
         r#"
 provider: gcp
-mode: vm-only
+mode: {mode}
 gcp:
   project: {PROJECT}
   region: us-central1
@@ -179,20 +191,27 @@ struct Rig {
     controller: Controller,
     demand: Arc<Mutex<u32>>,
     drained: Arc<Mutex<Vec<String>>>,
+    pending: Arc<Mutex<Vec<PendingPod>>>,
     now: Timestamp,
 }
 
 impl Rig {
     async fn new(fake: FakeCompute, capacity: &str, warm_pool: &str) -> anyhow::Result<Rig> {
         let config = config(&fake, capacity, warm_pool)?;
+        Rig::with_config(fake, config).await
+    }
+
+    async fn with_config(fake: FakeCompute, config: Config) -> anyhow::Result<Rig> {
         let provider = GcpProvider::new(settings(&config)).await?;
         let demand = Arc::new(Mutex::new(0));
         let drained = Arc::new(Mutex::new(Vec::new()));
+        let pending = Arc::new(Mutex::new(Vec::new()));
         let controller = Controller::new(
             Arc::new(config),
             Arc::new(provider),
             Box::new(ReadyCluster {
                 drained: drained.clone(),
+                pending: pending.clone(),
             }),
             Box::new(FixedDemand(demand.clone())),
             Arc::new(Metrics::default()),
@@ -202,6 +221,7 @@ impl Rig {
             controller,
             demand,
             drained,
+            pending,
             // The provider dates a stuck VM's failure by the wall clock when it first sees it (the
             // API gives the error no time), so the controller's clock starts there too.
             now: Timestamp::from_millis(
@@ -632,5 +652,96 @@ async fn a_spot_mig_stuck_creating_is_released_and_on_demand_grows_in_the_same_t
     assert_eq!(rig.fake.mig("llama-spot").unwrap().target_size, 0);
     assert_eq!(rig.fake.mig("llama-od").unwrap().target_size, 2);
     assert_eq!(rig.fake.count("llama-od", "RUNNING"), 2);
+    Ok(())
+}
+
+/// A pod asking one `nvidia.com/mig-1g.10gb` slice: only the A100 80 GB MIG can serve it, and
+/// the GCP catalog is what says so (the Compute API reports no MIG profiles). The cheaper L4 MIG
+/// of the same pool is passed over.
+#[tokio::test]
+async fn a_mig_slice_pod_scales_up_the_a100_80gb_mig_from_the_catalog() -> anyhow::Result<()> {
+    let fake = FakeCompute::start(PROJECT).await?;
+    fake.add_template(
+        "llama-l4",
+        "g2-standard-8",
+        &[("nvidia-l4", 1)],
+        false,
+        LABELS,
+    );
+    fake.add_template(
+        "llama-a100-80",
+        "a2-ultragpu-1g",
+        &[("nvidia-a100-80gb", 1)],
+        false,
+        LABELS,
+    );
+    fake.add_mig(
+        "zones/us-central1-a",
+        "llama-l4",
+        "llama-l4",
+        &["us-central1-a"],
+        0,
+        None,
+    );
+    fake.add_mig(
+        "zones/us-central1-b",
+        "llama-a100",
+        "llama-a100-80",
+        &["us-central1-b"],
+        0,
+        None,
+    );
+    let config = config_in(&fake, "kubernetes", ON_DEMAND_ONLY, NO_WARM_POOL)?;
+    let mut rig = Rig::with_config(fake, config).await?;
+    rig.pending.lock().unwrap().push(PendingPod {
+        namespace: "serving".into(),
+        name: "tiny-model-0".into(),
+        pool: Some("llama".into()),
+        gpu: GpuRequest::Mig {
+            profile: "1g.10gb".into(),
+            count: 1,
+        },
+        cpu_milli: 1000,
+        memory_mib: 4096,
+        node_selector: Default::default(),
+        affinity: vec![],
+        tolerations: vec![],
+        pending_since: rig.now,
+    });
+    let r = rig.tick().await?;
+    assert!(
+        r.results.iter().all(|a| a.error.is_none()),
+        "{:?}",
+        r.results
+    );
+    let ups: Vec<(String, String, u32)> = r
+        .results
+        .iter()
+        .filter_map(|a| match &a.action {
+            Action::ScaleUp {
+                group,
+                offering,
+                count,
+                ..
+            } => Some((
+                group.to_string(),
+                offering.instance_type.to_string(),
+                *count,
+            )),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        ups,
+        vec![(
+            "zones/us-central1-b/llama-a100".to_owned(),
+            "a2-ultragpu-1g".to_owned(),
+            1
+        )],
+        "{:?}",
+        r.plan().map(|p| &p.decisions)
+    );
+    assert_eq!(rig.fake.mig("llama-a100").unwrap().target_size, 1);
+    assert_eq!(rig.fake.mig("llama-l4").unwrap().target_size, 0);
     Ok(())
 }
