@@ -177,10 +177,11 @@ fn settings(config: &Config) -> GcpSettings {
     s.pools = config
         .pools
         .iter()
-        .map(|p| GcpPoolSettings {
-            name: p.name.clone(),
-            max_group_size: p.limits.max_nodes,
-            model_cache: p.model_cache.clone(),
+        .map(|p| {
+            GcpPoolSettings::new(p.name.clone())
+                .with_max_group_size(p.limits.max_nodes)
+                .with_model_cache(p.model_cache.clone())
+                .with_launch_timeout(Duration::from_secs(p.scale_up.launch_timeout_s))
         })
         .collect();
     s

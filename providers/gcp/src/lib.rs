@@ -107,7 +107,14 @@ pub struct GcpPoolSettings {
     pub max_group_size: u32,
     /// `<model>@<version>` serving VMs must hold; matched against the encoded label.
     pub model_cache: Option<String>,
+    /// A VM the MIG is still creating with no error reported for this long is an unfulfilled
+    /// launch ([`LaunchFailure::TimedOut`]): the pool's `scale_up.launch_timeout_s`.
+    pub launch_timeout: Duration,
 }
+
+/// The default of [`GcpPoolSettings::launch_timeout`] (the config's default
+/// `scale_up.launch_timeout_s`).
+pub const DEFAULT_LAUNCH_TIMEOUT: Duration = Duration::from_secs(300);
 
 impl GcpPoolSettings {
     /// A pool with the default cap ([`DEFAULT_MAX_GROUP_SIZE`]) and no model-cache check.
@@ -116,7 +123,15 @@ impl GcpPoolSettings {
             name,
             max_group_size: DEFAULT_MAX_GROUP_SIZE,
             model_cache: None,
+            launch_timeout: DEFAULT_LAUNCH_TIMEOUT,
         }
+    }
+
+    /// How long a VM may stay in creation with no error before it counts as failed (use the
+    /// pool's `scale_up.launch_timeout_s`).
+    pub fn with_launch_timeout(mut self, t: Duration) -> Self {
+        self.launch_timeout = t;
+        self
     }
 
     /// Cap each of the pool's MIGs (use the pool's `limits.max_nodes`).
@@ -201,6 +216,13 @@ impl GroupMeta {
     }
 }
 
+/// What this provider saw of one VM the MIG is creating.
+#[derive(Clone, Copy, Debug)]
+struct Creation {
+    since: Timestamp,
+    error_since: Option<Timestamp>,
+}
+
 #[derive(Default)]
 struct State {
     /// Instance templates are immutable in GCP (a change is a new template), so a template
@@ -215,9 +237,10 @@ struct State {
     seen: VecDeque<String>,
     /// When each VM without a creation time (still being created) was first seen, per group.
     first_seen: BTreeMap<GroupRef, HashMap<String, Timestamp>>,
-    /// When each VM stuck in creation with a capacity error was first seen so, per group: the
-    /// API dates no `lastAttempt` error, so this is the `at` of its unfulfilled launch.
-    stuck_since: BTreeMap<GroupRef, HashMap<String, Timestamp>>,
+    /// Per group, the VMs the MIG is creating (not yet running) and when they were first seen
+    /// so, and first seen with a `lastAttempt` error: the API dates neither, so these are the
+    /// `at` of their unfulfilled launch.
+    creating: BTreeMap<GroupRef, HashMap<String, Creation>>,
 }
 
 impl State {
@@ -471,11 +494,18 @@ impl GcpProvider {
         }))
     }
 
-    /// The group's launches the MIG accepted and cannot carry out: VMs counted in the running
-    /// target (`Launching`, not standby refills) that are stuck in creation with a capacity
-    /// error, one entry per offering (zone) with the VMs' names. Dated by when this provider
-    /// first saw each VM stuck (the API gives the errors no time); VMs no longer stuck are
-    /// forgotten.
+    /// The group's launches the MIG accepted and cannot carry out, among the VMs counted in the
+    /// running target (`Launching`, not standby refills), one entry per offering (zone) with the
+    /// VMs' names:
+    /// - VMs still being created with a `lastAttempt` error, as soon as it is listed: capacity
+    ///   codes classified ([`mapping::capacity_code`]), any other error `Other` — Cluster
+    ///   Autoscaler too takes any error on an instance not running yet for a failed creation
+    ///   (`autoscaling_gce_client.go`, `isInstanceNotRunningYet`). Dated when first seen with
+    ///   the error (the API gives the errors no time).
+    /// - VMs still being created with no error for longer than the pool's launch timeout:
+    ///   `TimedOut`, dated when the timeout ran out (as the planner dates its silent case).
+    ///
+    /// VMs no longer being created are forgotten.
     fn unfulfilled(
         &self,
         g: &GroupRef,
@@ -484,21 +514,48 @@ impl GcpProvider {
         states: &[LifecycleState],
     ) -> Vec<UnfulfilledLaunch> {
         let now = wall_clock();
+        let timeout = self
+            .pool_settings(&meta.pool)
+            .map_or(DEFAULT_LAUNCH_TIMEOUT, |p| p.launch_timeout);
         let mut st = self.lock();
-        let since = st.stuck_since.entry(g.clone()).or_default();
-        let mut still_stuck = BTreeSet::new();
+        let creating = st.creating.entry(g.clone()).or_default();
+        let mut still = BTreeSet::new();
         let mut by_offering: BTreeMap<OfferingKey, UnfulfilledLaunch> = BTreeMap::new();
         for (mi, state) in managed.iter().zip(states) {
-            if *state != LifecycleState::Launching {
-                continue;
-            }
-            let (Some(name), Some((failure, message))) =
-                (mi.name.clone(), mapping::stuck_creation(mi))
-            else {
+            let Some(name) = mi.name.clone() else {
                 continue;
             };
-            let at = *since.entry(name.clone()).or_insert(now);
-            still_stuck.insert(name.clone());
+            if *state != LifecycleState::Launching || !mapping::not_yet_created(mi) {
+                continue;
+            }
+            still.insert(name.clone());
+            let c = creating.entry(name.clone()).or_insert(Creation {
+                since: now,
+                error_since: None,
+            });
+            let (failure, message, at) = match mapping::creation_error(mi) {
+                Some((failure, message)) => {
+                    let at = *c.error_since.get_or_insert(now);
+                    (failure, message, at)
+                }
+                None => {
+                    c.error_since = None;
+                    let waited = now.secs_since(c.since);
+                    if waited < timeout.as_secs_f64() {
+                        continue;
+                    }
+                    (
+                        LaunchFailure::TimedOut,
+                        format!(
+                            "{} s in creation ({}) and no error reported (launch timeout {} s)",
+                            waited as u64,
+                            mapping::current_action(mi),
+                            timeout.as_secs()
+                        ),
+                        c.since.plus_secs(timeout.as_secs_f64()),
+                    )
+                }
+            };
             let offering = self.offering_key(meta, meta.zone_or_first(mapping::instance_zone(mi)));
             let u = by_offering
                 .entry(offering.clone())
@@ -519,7 +576,7 @@ impl GcpProvider {
             u.count += 1;
             u.instances.push(InstanceId::new(name));
         }
-        since.retain(|n, _| still_stuck.contains(n));
+        creating.retain(|n, _| still.contains(n));
         by_offering.into_values().collect()
     }
 
@@ -762,7 +819,7 @@ impl NodeGroupProvider for GcpProvider {
         }
         let mut st = self.lock();
         st.groups.retain(|g, _| seen.contains(g));
-        st.stuck_since.retain(|g, _| seen.contains(g));
+        st.creating.retain(|g, _| seen.contains(g));
         st.first_seen.retain(|g, _| seen.contains(g));
         drop(st);
         Ok(out)
@@ -930,7 +987,7 @@ impl NodeGroupProvider for GcpProvider {
         if wanted.is_empty() {
             // No names (a launch that showed neither progress nor an error in time): take the
             // VMs the MIG reports a capacity error for first, then any still being created.
-            candidates.sort_by_key(|mi| mapping::stuck_creation(mi).is_none());
+            candidates.sort_by_key(|mi| mapping::creation_error(mi).is_none());
         }
         let victims: Vec<(String, String)> = candidates
             .into_iter()
@@ -953,9 +1010,9 @@ impl NodeGroupProvider for GcpProvider {
             Ok(()) | Err(ProviderError::NotFound { .. }) => {}
             Err(e) => return Err(e),
         }
-        if let Some(since) = self.lock().stuck_since.get_mut(&g) {
+        if let Some(creating) = self.lock().creating.get_mut(&g) {
             for (name, _) in &victims {
-                since.remove(name);
+                creating.remove(name);
             }
         }
         Ok(n)

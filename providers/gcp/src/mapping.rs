@@ -50,27 +50,39 @@ pub fn not_yet_created(mi: &ManagedInstance) -> bool {
     ) && instance_status(mi) != "RUNNING"
 }
 
-/// A VM the MIG cannot create: the first capacity error of its `lastAttempt.errors` while it is
-/// still being created, as `(failure, the cloud's message)`. The Compute API reference
-/// (`instanceGroupManagers.listManagedInstances`, `ManagedInstance.lastAttempt`: "Information
-/// about the last attempt to create or delete the instance") gives the errors no time, so the
-/// caller dates them by when it first saw them. Once the MIG succeeds the action leaves
-/// `CREATING` and the VM stops being stuck, whatever `lastAttempt` still says.
-pub fn stuck_creation(mi: &ManagedInstance) -> Option<(gpupool_provider::LaunchFailure, String)> {
+/// Why the MIG cannot create this VM: the first error of its `lastAttempt.errors` while it is
+/// still being created, as `(failure, the cloud's words)`. Capacity codes are classified
+/// ([`capacity_code`]), capacity codes first; any other code is `Other`, as Cluster Autoscaler
+/// takes any error on an instance not running yet for a failed creation
+/// (`autoscaling_gce_client.go` `FetchMigInstances`, `isInstanceNotRunningYet`). The Compute API
+/// reference (`ManagedInstance.lastAttempt`: "Information about the last attempt to create or
+/// delete the instance") gives the errors no time, so the caller dates them by when it first
+/// saw them. Once the MIG succeeds the action leaves `CREATING` and the VM stops counting,
+/// whatever `lastAttempt` still says.
+pub fn creation_error(mi: &ManagedInstance) -> Option<(gpupool_provider::LaunchFailure, String)> {
     if !not_yet_created(mi) {
         return None;
     }
-    let errors = mi.last_attempt.as_ref()?.errors.as_ref()?;
-    errors.errors.iter().find_map(|e| {
+    let errors = &mi.last_attempt.as_ref()?.errors.as_ref()?.errors;
+    let words = |e: &crate::mapping::LastAttemptError| {
         let code = e.code.as_deref().unwrap_or("");
-        let kind = capacity_code(code)?;
-        let message = match e.message.as_deref() {
+        match e.message.as_deref() {
             Some(m) if !m.is_empty() => format!("{code}: {m}"),
             _ => code.to_owned(),
-        };
-        Some((kind, message))
-    })
+        }
+    };
+    errors
+        .iter()
+        .find_map(|e| Some((capacity_code(e.code.as_deref()?)?, words(e))))
+        .or_else(|| {
+            errors
+                .first()
+                .map(|e| (gpupool_provider::LaunchFailure::Other, words(e)))
+        })
 }
+
+type LastAttemptError =
+    google_cloud_compute_v1::model::managed_instance_last_attempt::errors::Errors;
 
 /// What a template says about the VMs its MIG creates.
 #[derive(Clone, Debug, PartialEq)]
@@ -381,7 +393,7 @@ mod tests {
         let stuck = ManagedInstance::new()
             .set_current_action(A::Creating)
             .set_last_attempt(errors("ZONE_RESOURCE_POOL_EXHAUSTED"));
-        let (kind, msg) = stuck_creation(&stuck).expect("stuck");
+        let (kind, msg) = creation_error(&stuck).expect("stuck");
         assert_eq!(kind, gpupool_provider::LaunchFailure::InsufficientCapacity);
         assert!(
             msg.starts_with("ZONE_RESOURCE_POOL_EXHAUSTED: The zone"),
@@ -392,18 +404,24 @@ mod tests {
             .set_instance_status(S::Terminated)
             .set_last_attempt(errors("QUOTA_EXCEEDED"));
         assert_eq!(
-            stuck_creation(&quota).map(|s| s.0),
+            creation_error(&quota).map(|s| s.0),
             Some(gpupool_provider::LaunchFailure::QuotaExceeded)
         );
         // The same errors on a VM that is running, or no longer being created, are history.
         let running = stuck.clone().set_instance_status(S::Running);
-        assert_eq!(stuck_creation(&running), None);
+        assert_eq!(creation_error(&running), None);
         let done = stuck.clone().set_current_action(A::None);
-        assert_eq!(stuck_creation(&done), None);
+        assert_eq!(creation_error(&done), None);
+        // Any other error on a VM not created yet is a failure too, unclassified (CA's OTHER).
         let other = ManagedInstance::new()
             .set_current_action(A::Creating)
             .set_last_attempt(errors("PERMISSIONS_ERROR"));
-        assert_eq!(stuck_creation(&other), None);
+        let (kind, msg) = creation_error(&other).expect("failed");
+        assert_eq!(kind, gpupool_provider::LaunchFailure::Other);
+        assert!(msg.starts_with("CONDITION_NOT_MET: unrelated"), "{msg}");
+        // Still being created with no error: on its way.
+        let fresh = ManagedInstance::new().set_current_action(A::Creating);
+        assert_eq!(creation_error(&fresh), None);
     }
 
     #[test]

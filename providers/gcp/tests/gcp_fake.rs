@@ -25,11 +25,11 @@ fn settings(fake: &FakeCompute) -> GcpSettings {
     s.api_timeout = Duration::from_secs(10);
     s.operation_deadline = Duration::from_secs(10);
     s.operation_poll_interval = Duration::from_millis(5);
-    s.pools = vec![GcpPoolSettings {
-        name: "llama".into(),
-        max_group_size: 6,
-        model_cache: Some("llama-70b@v3".into()),
-    }];
+    s.pools = vec![
+        GcpPoolSettings::new("llama".into())
+            .with_max_group_size(6)
+            .with_model_cache(Some("llama-70b@v3".into())),
+    ];
     s
 }
 
@@ -716,5 +716,45 @@ async fn preemption_times_are_compared_in_the_client_across_the_zone_offset() ->
         .expect("vm exists");
     let events = p.poll_events().await?;
     assert_eq!(events.len(), 1, "{events:?}");
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_vm_in_creation_with_no_error_past_the_launch_timeout_is_unfulfilled()
+-> anyhow::Result<()> {
+    let fake = FakeCompute::start(PROJECT).await?;
+    fake.add_l4_template("llama-g2-spot", true, "llama");
+    fake.add_mig(
+        "zones/us-central1-a",
+        "llama-spot",
+        "llama-g2-spot",
+        &["us-central1-a"],
+        0,
+        None,
+    );
+    // A timeout of zero: the silent case without waiting for it (tests never sleep).
+    let mut s = settings(&fake);
+    s.pools = vec![
+        GcpPoolSettings::new("llama".into())
+            .with_max_group_size(6)
+            .with_launch_timeout(Duration::ZERO),
+    ];
+    let p = GcpProvider::new(s).await?;
+    p.node_groups().await?;
+    let g = id("zones/us-central1-a/llama-spot");
+    p.increase(&g, 1).await?;
+    // The MIG has not created it and says nothing.
+    let groups = p.node_groups().await?;
+    let u = &groups.iter().find(|x| x.id == g).unwrap().unfulfilled;
+    assert_eq!(u.len(), 1, "{u:?}");
+    assert_eq!(u[0].failure, LaunchFailure::TimedOut);
+    assert_eq!(u[0].instances.len(), 1);
+    assert!(
+        u[0].message.contains("no error reported"),
+        "{}",
+        u[0].message
+    );
+    assert_eq!(p.release_unfulfilled(&g, 1, &u[0].instances).await?, 1);
+    assert_eq!(fake.mig("llama-spot").unwrap().target_size, 0);
     Ok(())
 }
