@@ -758,3 +758,42 @@ async fn a_vm_in_creation_with_no_error_past_the_launch_timeout_is_unfulfilled()
     assert_eq!(fake.mig("llama-spot").unwrap().target_size, 0);
     Ok(())
 }
+
+#[tokio::test]
+async fn a_regional_mig_reports_the_stockout_of_its_one_zone_as_that_offering() -> anyhow::Result<()>
+{
+    let (fake, p) = world().await?;
+    p.node_groups().await?;
+    let g = id("regions/us-central1/llama-od");
+    fake.stockout("us-central1-b", "a2-highgpu-1g");
+    // Two standby VMs started by name, two new VMs spread over us-central1-a and -b.
+    p.increase(&g, 4).await?;
+    fake.advance();
+    let stuck = fake.stuck("llama-od");
+    assert_eq!(
+        stuck.len(),
+        1,
+        "only the VM placed in us-central1-b is stuck"
+    );
+    let groups = p.node_groups().await?;
+    let od = groups.iter().find(|x| x.id == g).unwrap();
+    assert_eq!(od.unfulfilled.len(), 1, "{:?}", od.unfulfilled);
+    let u = &od.unfulfilled[0];
+    assert_eq!(
+        (
+            u.offering.zone.as_str(),
+            u.offering.instance_type.as_str(),
+            u.offering.capacity_type
+        ),
+        ("us-central1-b", "a2-highgpu-1g", CapacityType::OnDemand)
+    );
+    assert_eq!(
+        u.instances
+            .iter()
+            .map(|i| i.to_string())
+            .collect::<Vec<_>>(),
+        stuck
+    );
+    assert!(u.message.contains("zones/us-central1-b"), "{}", u.message);
+    Ok(())
+}
