@@ -400,8 +400,11 @@ impl FakeCompute {
         self.w().stockouts.clear();
     }
 
-    /// Preempt a VM: a `compute.instances.preempted` zone operation, the VM TERMINATED and
-    /// being recreated by its MIG. Returns the operation's name.
+    /// Preempt a VM: a `compute.instances.preempted` zone operation (the type the preemption
+    /// docs tell to filter zone operations on), the VM TERMINATED and being recreated by its MIG
+    /// (the MIG keeps `targetSize` running VMs; a preempted Spot VM is recreated when capacity
+    /// allows, or stays RECREATING with `lastAttempt.errors` under a stockout). Returns the
+    /// operation's name.
     pub fn preempt(&self, vm_name: &str) -> Option<String> {
         let mut w = self.w();
         let (zone, project, endpoint) = {
@@ -570,7 +573,9 @@ impl FakeCompute {
 
 fn new_vm(w: &mut World, m: &mut Mig, status: &str, action: &str, park_as: Option<&str>) -> Vm {
     m.counter += 1;
-    // Regional MIGs spread over their zones in turn.
+    // Regional MIGs spread over their zones in turn. ASSUMPTION: the reference says a regional
+    // MIG distributes VMs across its distributionPolicy zones ("targetShape": EVEN by default),
+    // not in which order; round-robin is the fake's choice.
     let zone = if m.scope.starts_with("zones/") {
         m.scope.trim_start_matches("zones/").to_owned()
     } else {
@@ -583,6 +588,8 @@ fn new_vm(w: &mut World, m: &mut Mig, status: &str, action: &str, park_as: Optio
         .unwrap_or_default();
     w.ip_counter += 1;
     let mut vm = Vm {
+        // "Instances are named by appending a hyphen and a random four-character string to the
+        // base instance name" (InstanceGroupManager.baseInstanceName); the fake counts in hex.
         name: format!("{}-{:04x}", m.name, m.counter),
         zone,
         status: status.to_owned(),
@@ -1017,8 +1024,9 @@ fn route(
             match w.ops.get_mut(*name) {
                 Some(op) if op[field] == json!(scope_url) => {
                     let out = op.clone();
-                    // An operation is RUNNING when created and DONE from the next read on, so a
-                    // client that does not poll sees it unfinished.
+                    // ASSUMPTION: a MIG operation "is marked DONE if the … request is successful"
+                    // with no stated delay; the fake answers RUNNING and is DONE from the next
+                    // read on, so a client that does not poll sees it unfinished.
                     if op["status"] != "DONE" {
                         op["status"] = json!("DONE");
                         op["progress"] = json!(100);
