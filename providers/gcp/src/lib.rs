@@ -1026,16 +1026,32 @@ impl NodeGroupProvider for GcpProvider {
         // is: "This number changes when you … manually change the targetStoppedSize using the
         // update method" (InstanceGroupManager.targetStoppedSize; likewise targetSuspendedSize).
         // In SCALE_OUT_POOL mode the MIG keeps the pool at this size by itself after scale-outs.
-        let suspended_pool = is_suspended_pool(&m);
-        let (field, current) = if suspended_pool {
-            ("targetSuspendedSize", size(m.target_suspended_size))
-        } else {
-            ("targetStoppedSize", size(m.target_stopped_size))
-        };
+        // The reported pool is stopped + suspended VMs; the one target gpupool moves is the
+        // pool's kind (suspended when only targetSuspendedSize is set, else stopped), so that
+        // the two together come to `size_wanted`.
+        let current = standby_target(&m);
         if current == size_wanted {
             return Ok(());
         }
-        let wanted = as_i32(size_wanted, field)?;
+        let suspended_pool = is_suspended_pool(&m);
+        let (field, mine, other) = if suspended_pool {
+            (
+                "targetSuspendedSize",
+                size(m.target_suspended_size),
+                size(m.target_stopped_size),
+            )
+        } else {
+            (
+                "targetStoppedSize",
+                size(m.target_stopped_size),
+                size(m.target_suspended_size),
+            )
+        };
+        if size_wanted.saturating_sub(other) == mine {
+            // A mixed pool whose other part alone exceeds the size: nothing gpupool moves.
+            return Ok(());
+        }
+        let wanted = as_i32(size_wanted.saturating_sub(other), field)?;
         let body = if suspended_pool {
             InstanceGroupManager::new().set_target_suspended_size(wanted)
         } else {
