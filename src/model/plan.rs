@@ -375,6 +375,9 @@ pub enum Reason {
         in_flight_nodes: u32,
     },
     CoveredByCapacity,
+    /// A pending pod that fits the free room of a node already serving: the scheduler will
+    /// place it there, so it is not demand.
+    FitsServingNode,
     AtMaxNodes {
         max: u32,
     },
@@ -495,6 +498,7 @@ impl Reason {
             DrainResumed { .. } => "drain_resumed",
             CoveredByInFlight { .. } => "covered_by_in_flight",
             CoveredByCapacity => "covered_by_capacity",
+            FitsServingNode => "fits_serving_node",
             AtMaxNodes { .. } => "at_max_nodes",
             AtMaxCost { .. } => "at_max_cost",
             GroupAtMaxSize { .. } => "group_at_max_size",
@@ -589,6 +593,10 @@ impl fmt::Display for Reason {
                 )
             }
             CoveredByCapacity => write!(f, "covered by serving capacity"),
+            FitsServingNode => write!(
+                f,
+                "fits the free room of a serving node; the scheduler will place it there"
+            ),
             AtMaxNodes { max } => write!(f, "pool is at its maximum of {max} node(s)"),
             AtMaxCost {
                 max_per_hour,
