@@ -67,6 +67,14 @@ pub trait Cluster: Send {
         Ok(())
     }
 
+    /// Give a node back to service after a voluntary drain was abandoned — Kubernetes:
+    /// uncordon and remove the drain mark. `Ok(false)`: this cluster cannot take a drained
+    /// node back (VM-only: a deregistered VM has no re-register hook), so the drain finishes
+    /// at its deadline as before.
+    async fn uncordon(&mut self, _instance: &Instance) -> Result<bool, ClusterError> {
+        Ok(false)
+    }
+
     /// Publish the plan's decisions (Kubernetes Events). Default: nothing to publish.
     async fn publish(&mut self, _plan: &Plan, _now: Timestamp) {}
 }
@@ -861,7 +869,13 @@ impl Controller {
                 continue;
             }
             if timed_out && progress != DrainProgress::Drained {
-                tracing::warn!(instance = %id, reason = %state.reason, "drain deadline passed with work remaining; terminating");
+                // A voluntary disruption never overrides a PodDisruptionBudget or a
+                // do-not-disrupt pod (Cluster Autoscaler and Karpenter give up the same way):
+                // the node goes back to service and is left alone for a while.
+                if state.reason.is_voluntary() && self.abandon_drain(inst, &state, now).await {
+                    continue;
+                }
+                tracing::warn!(instance = %id, reason = %state.reason, "drain deadline passed with work remaining; terminating (involuntary: the instance goes anyway)");
             }
             // Terminate with decrement, so the cloud does not launch a second replacement for
             // capacity the planner already replaced.
@@ -893,6 +907,31 @@ impl Controller {
                 }
             }
         }
+    }
+
+    /// Give up a voluntary drain whose evictions stayed refused past its deadline. False when
+    /// the cluster cannot take the node back (the drain then ends in termination).
+    async fn abandon_drain(&mut self, inst: &Instance, state: &DrainState, now: Timestamp) -> bool {
+        match self.cluster.uncordon(inst).await {
+            Ok(true) => {}
+            Ok(false) => return false,
+            Err(e) => {
+                tracing::warn!(instance = %inst.id, error = %error_chain(&e), "uncordon after an abandoned drain failed; retrying next tick");
+                return true;
+            }
+        }
+        tracing::warn!(instance = %inst.id, reason = %state.reason, "voluntary drain abandoned: evictions still refused (PodDisruptionBudget or do-not-disrupt) at the deadline; node kept and uncordoned");
+        self.drains.remove(&inst.id);
+        self.history.record_drain_abandoned(&inst.id, now);
+        self.metrics
+            .scale_actions
+            .get_or_create(&metrics::ActionLabels {
+                pool: state.pool.to_string(),
+                direction: "abandoned".into(),
+                reason: Reason::DrainAbandoned { since: now }.code().into(),
+            })
+            .inc();
+        true
     }
 
     fn record_warm_needed(&mut self, plan: &Plan, now: Timestamp) {

@@ -130,6 +130,9 @@ struct MemCluster {
 
 #[async_trait]
 impl Cluster for MemCluster {
+    async fn uncordon(&mut self, _instance: &Instance) -> Result<bool, ClusterError> {
+        Ok(true)
+    }
     async fn observe(
         &mut self,
         instances: &[Instance],
@@ -711,4 +714,73 @@ fn a_late_stockout_is_taken_back_and_falls_back_in_one_tick() {
     let b = &c.history().backoff[&key];
     assert_eq!((b.failures, b.until), (2, t(220)));
     assert_eq!(world(&p).groups[0].desired, 0);
+}
+
+/// Drains `i-1` once (deadline 60 s after the first tick) for `reason`.
+fn drain_once(reason: Reason) -> impl Fn(&Snapshot, &Config, &History, Timestamp) -> Plan {
+    move |s: &Snapshot, _: &Config, _: &History, now: Timestamp| {
+        let fresh = s
+            .instances
+            .iter()
+            .any(|i| i.id.as_str() == "i-1" && i.state == LifecycleState::Ready);
+        let actions = if fresh && now == Timestamp::from_secs(10) {
+            vec![Action::Drain {
+                pool: "p".into(),
+                group: "a".into(),
+                instance: "i-1".into(),
+                node: None,
+                deadline: Some(Timestamp::from_secs(70)),
+                reason: reason.clone(),
+            }]
+        } else {
+            vec![]
+        };
+        Plan {
+            actions,
+            ..Plan::default()
+        }
+    }
+}
+
+/// A drain whose evictions never succeed (a PodDisruptionBudget allowing 0 disruptions): at its
+/// deadline a voluntary one is given up — node kept, nothing terminated — and an involuntary
+/// one (spot reclaim) terminates as before.
+#[test]
+fn a_voluntary_drain_blocked_past_its_deadline_is_abandoned_not_forced() {
+    fn unneeded(s: &Snapshot, c: &Config, h: &History, now: Timestamp) -> Plan {
+        drain_once(Reason::Unneeded {
+            unneeded_for_s: 600,
+        })(s, c, h, now)
+    }
+    fn reclaimed(s: &Snapshot, c: &Config, h: &History, now: Timestamp) -> Plan {
+        drain_once(Reason::SpotInterruption {
+            deadline: Timestamp::from_secs(70),
+        })(s, c, h, now)
+    }
+    for (planner, voluntary) in [(unneeded as PlanFn, true), (reclaimed as PlanFn, false)] {
+        let p = MemProvider::default();
+        {
+            let mut w = world(&p);
+            w.groups.push(group("a", CapacityType::Spot));
+            w.instances.push(instance("i-1", "a"));
+        }
+        let mut c = controller(&p, planner, u32::MAX);
+        for s in [10, 30, 69] {
+            block(c.tick(Timestamp::from_secs(s))).unwrap();
+        }
+        assert!(world(&p).calls.is_empty(), "{:?}", world(&p).calls);
+        block(c.tick(Timestamp::from_secs(71))).unwrap();
+        let calls = world(&p).calls.clone();
+        if voluntary {
+            assert!(calls.is_empty(), "voluntary drain forced: {calls:?}");
+            assert_eq!(c.draining().count(), 0, "drain given up");
+            assert!(
+                c.history()
+                    .drain_abandoned
+                    .contains_key(&InstanceId::from("i-1"))
+            );
+        } else {
+            assert_eq!(calls, vec!["terminate a i-1".to_string()]);
+        }
+    }
 }

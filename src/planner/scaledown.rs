@@ -90,7 +90,9 @@ pub(crate) fn serving<'a>(
         }
         let tpl = ctx.inst_tpl[ii];
         let t = tpl.map(|t| &ctx.tpls[t]);
-        let protected = if inst.protected_from_scale_in {
+        let protected = if let Some(&since) = ctx.held_back.get(&inst.id) {
+            Some(Reason::DrainAbandoned { since })
+        } else if inst.protected_from_scale_in {
             Some(Reason::ScaleDownDisabled)
         } else if let Some(n) = node {
             if n.scale_down_disabled {
@@ -634,6 +636,26 @@ mod tests {
             assert_eq!(got, want, "{name}");
             assert_eq!(plan.unneeded.len(), unneeded, "{name}");
         }
+    }
+
+    #[test]
+    fn a_node_whose_voluntary_drain_was_abandoned_is_left_alone_for_a_while() {
+        let mut pool = pool_cfg("llm");
+        pool.disruption.budget.max_disrupted_at_once = 3;
+        pool.disruption.budget.max_per_window = 3;
+        let snap = three_ready().demand("llm", 0, None).build();
+        let mut h = long_unneeded();
+        h.record_drain_abandoned(&"i-1".into(), T0.plus_secs(-60.0));
+        let got = summary(&plan(&snap, &config(vec![pool.clone()]), &h, T0));
+        assert!(got.contains(&"i-1 drain_abandoned".to_string()), "{got:?}");
+        assert!(!got.iter().any(|g| g.starts_with("drain")), "{got:?}");
+        // After max(unneeded_time_s 600 s, drain_timeout_s 900 s) it is a candidate again.
+        h.drain_abandoned.insert("i-1".into(), T0.plus_secs(-899.0));
+        let got = summary(&plan(&snap, &config(vec![pool.clone()]), &h, T0));
+        assert!(got.contains(&"i-1 drain_abandoned".to_string()), "{got:?}");
+        h.drain_abandoned.insert("i-1".into(), T0.plus_secs(-901.0));
+        let got = summary(&plan(&snap, &config(vec![pool]), &h, T0));
+        assert!(!got.contains(&"i-1 drain_abandoned".to_string()), "{got:?}");
     }
 
     #[test]
