@@ -162,6 +162,9 @@ struct DrainState {
     /// before it the instance keeps serving while the planner already replaces it. Later
     /// than the notice only for spot interruptions with `disruption.interruption_drain_s`.
     start_at: Timestamp,
+    /// Counted in `gpupool_scale_actions_total` when it started (a plan's Drain action);
+    /// drains started by cloud events are counted when their instance is terminated.
+    counted: bool,
 }
 
 /// Event ids remembered to make duplicate deliveries harmless (bounded).
@@ -659,6 +662,7 @@ impl Controller {
                 deadline,
                 reason,
                 start_at,
+                counted: false,
             });
     }
 
@@ -779,6 +783,9 @@ impl Controller {
                 let deadline = deadline.unwrap_or(now.plus_secs(timeout));
                 self.history.record_disruption(pool, instance, now);
                 self.start_drain(inst, deadline, now, reason.clone());
+                if let Some(d) = self.drains.get_mut(instance) {
+                    d.counted = true;
+                }
                 Ok(())
             }
             Action::ScaleDown {
@@ -888,18 +895,30 @@ impl Controller {
                     self.drains.remove(&id);
                     self.terminating.insert(id.clone());
                     report.terminated_after_drain.push(id.clone());
-                    self.metrics
-                        .scale_actions
-                        .get_or_create(&metrics::ActionLabels {
-                            pool: state.pool.to_string(),
-                            direction: "down".into(),
-                            reason: if timed_out && progress != DrainProgress::Drained {
-                                "drain_timed_out".into()
-                            } else {
-                                state.reason.code().into()
-                            },
-                        })
-                        .inc();
+                    // The drain itself was counted as one `down` action when it started (or
+                    // when the notice arrived); a termination with work left is a separate
+                    // fact, counted apart so a node is never counted `down` twice.
+                    if !state.counted {
+                        self.metrics
+                            .scale_actions
+                            .get_or_create(&metrics::ActionLabels {
+                                pool: state.pool.to_string(),
+                                direction: "down".into(),
+                                reason: state.reason.code().into(),
+                            })
+                            .inc();
+                    }
+                    if timed_out && progress != DrainProgress::Drained {
+                        let timeout_s = self.disruption_of(&state.group).drain_timeout_s;
+                        self.metrics
+                            .scale_actions
+                            .get_or_create(&metrics::ActionLabels {
+                                pool: state.pool.to_string(),
+                                direction: "forced".into(),
+                                reason: Reason::DrainTimedOut { timeout_s }.code().into(),
+                            })
+                            .inc();
+                    }
                 }
                 Err(e) => {
                     self.count_error("terminate", &e);

@@ -784,3 +784,48 @@ fn a_voluntary_drain_blocked_past_its_deadline_is_abandoned_not_forced() {
         }
     }
 }
+
+/// A node drained by the plan and then terminated is one `down` action, not two.
+#[test]
+fn a_drained_node_is_counted_once() {
+    fn unneeded(s: &Snapshot, c: &Config, h: &History, now: Timestamp) -> Plan {
+        drain_once(Reason::Unneeded {
+            unneeded_for_s: 600,
+        })(s, c, h, now)
+    }
+    let p = MemProvider::default();
+    {
+        let mut w = world(&p);
+        w.groups.push(group("a", CapacityType::Spot));
+        w.instances.push(instance("i-1", "a"));
+    }
+    let metrics = Arc::new(Metrics::default());
+    let mut c = Controller::new(
+        config(),
+        Arc::new(p.clone()),
+        Box::new(MemCluster {
+            drain_ticks: 1,
+            drain_calls: BTreeMap::new(),
+        }),
+        Box::new(NoDemand),
+        metrics.clone(),
+    )
+    .with_planner(unneeded);
+    block(c.tick(Timestamp::from_secs(10))).unwrap();
+    block(c.tick(Timestamp::from_secs(20))).unwrap();
+    assert_eq!(world(&p).calls, vec!["terminate a i-1".to_string()]);
+    let down: u64 = ["unneeded", "drain_timed_out"]
+        .iter()
+        .map(|r| {
+            metrics
+                .scale_actions
+                .get_or_create(&metrics::ActionLabels {
+                    pool: "p".into(),
+                    direction: "down".into(),
+                    reason: (*r).into(),
+                })
+                .get()
+        })
+        .sum();
+    assert_eq!(down, 1);
+}
