@@ -149,6 +149,14 @@ impl TickReport {
     }
 }
 
+/// What one observation of the cloud returns: groups, instances, and the groups shown from
+/// their last good listing (with its time).
+type Observed = (
+    Vec<NodeGroup>,
+    Vec<Instance>,
+    BTreeMap<NodeGroupId, Timestamp>,
+);
+
 /// The planner's signature; injectable so the shell can be tested against fixed plans.
 pub type PlanFn = fn(&Snapshot, &Config, &History, Timestamp) -> Plan;
 
@@ -189,7 +197,16 @@ pub struct Controller {
     group_pools: BTreeMap<NodeGroupId, PoolName>,
     /// Since when each instance the cloud calls running has not been serving-ready.
     not_serving_since: BTreeMap<InstanceId, Timestamp>,
+    /// Each group's last successful instance listing, and when: used for a group whose
+    /// listing fails this tick, for at most [`LAST_GOOD_MAX_AGE_S`], and then only to avoid
+    /// launching the same capacity twice — its pool holds scale-down meanwhile.
+    last_good: BTreeMap<NodeGroupId, (Timestamp, Vec<Instance>)>,
 }
+
+/// How old a group's last good instance listing may be to stand in for a failed one. A few
+/// ticks of throttling or a 5xx burst should not stop the loop (Cluster Autoscaler keeps its
+/// cloud-provider cache for minutes); older than this, the tick holds as before.
+pub const LAST_GOOD_MAX_AGE_S: f64 = 120.0;
 
 impl Controller {
     pub fn new(
@@ -214,6 +231,7 @@ impl Controller {
             stale_state: BTreeMap::new(),
             group_pools: BTreeMap::new(),
             not_serving_since: BTreeMap::new(),
+            last_good: BTreeMap::new(),
         }
     }
 
@@ -243,7 +261,7 @@ impl Controller {
 
         // Observe the cloud. Any failure holds the whole tick: acting on a partial view could
         // scale down capacity we simply failed to see.
-        let (groups, instances) = match self.observe_provider().await {
+        let (groups, instances, stale_groups) = match self.observe_provider(now).await {
             Ok(v) => v,
             Err(e) => {
                 self.metrics.ticks_held.inc();
@@ -282,6 +300,7 @@ impl Controller {
             nodes: view.nodes,
             pending_pods: view.pending_pods,
             demand,
+            stale_groups,
         };
         self.overlay(&mut snapshot, now);
 
@@ -299,10 +318,11 @@ impl Controller {
                 break;
             }
             // Re-observe groups so desired capacity reflects the calls that did succeed.
-            match self.observe_provider().await {
-                Ok((g, i)) => {
+            match self.observe_provider(now).await {
+                Ok((g, i, stale)) => {
                     snapshot.groups = g;
                     snapshot.instances = i;
+                    snapshot.stale_groups = stale;
                     self.overlay(&mut snapshot, now);
                 }
                 Err(_) => break,
@@ -331,7 +351,8 @@ impl Controller {
         Ok(report)
     }
 
-    async fn observe_provider(&self) -> Result<(Vec<NodeGroup>, Vec<Instance>), ControllerError> {
+    /// Groups, their instances, and the groups shown from their last good listing.
+    async fn observe_provider(&mut self, now: Timestamp) -> Result<Observed, ControllerError> {
         let groups = self.provider.node_groups().await.map_err(|source| {
             self.count_error("node_groups", &source);
             ControllerError::ListGroups {
@@ -345,17 +366,36 @@ impl Controller {
             .filter(|g| self.config.pool(&g.pool).is_some())
             .collect();
         let mut instances = Vec::new();
+        let mut stale = BTreeMap::new();
         for g in &groups {
-            let mut list = self.provider.instances(&g.id).await.map_err(|source| {
-                self.count_error("instances", &source);
-                ControllerError::ListInstances {
-                    group: g.id.clone(),
-                    source,
+            match self.provider.instances(&g.id).await {
+                Ok(list) => {
+                    self.last_good.insert(g.id.clone(), (now, list.clone()));
+                    instances.extend(list);
                 }
-            })?;
-            instances.append(&mut list);
+                Err(source) => {
+                    self.count_error("instances", &source);
+                    // One group that cannot be listed does not stop the others: its last
+                    // good view stands in while it is recent.
+                    match self.last_good.get(&g.id) {
+                        Some((at, list)) if now.secs_since(*at) <= LAST_GOOD_MAX_AGE_S => {
+                            tracing::warn!(group = %g.id, error = %error_chain(&source), age_s = now.secs_since(*at), "cannot list instances; using the last good listing (scale-down held for its pool)");
+                            stale.insert(g.id.clone(), *at);
+                            instances.extend(list.iter().cloned());
+                        }
+                        _ => {
+                            return Err(ControllerError::ListInstances {
+                                group: g.id.clone(),
+                                source,
+                            });
+                        }
+                    }
+                }
+            }
         }
-        Ok((groups, instances))
+        self.last_good
+            .retain(|id, _| groups.iter().any(|g| &g.id == id));
+        Ok((groups, instances, stale))
     }
 
     fn count_error(&self, call: &str, e: &ProviderError) {

@@ -15,6 +15,8 @@ struct World {
     acked: Vec<String>,
     calls: Vec<String>,
     fail_observe: bool,
+    /// Groups whose instance listing fails (throttled).
+    fail_instances_of: Vec<NodeGroupId>,
     no_capacity_in: Vec<NodeGroupId>,
 }
 
@@ -44,6 +46,9 @@ impl NodeGroupProvider for MemProvider {
         Ok(w.groups.clone())
     }
     async fn instances(&self, group: &NodeGroupId) -> gpupool_provider::Result<Vec<Instance>> {
+        if self.w().fail_instances_of.contains(group) {
+            return Err(ProviderError::Throttled { retry_after_ms: 0 });
+        }
         Ok(self
             .w()
             .instances
@@ -828,4 +833,35 @@ fn a_drained_node_is_counted_once() {
         })
         .sum();
     assert_eq!(down, 1);
+}
+
+/// One group's instance listing throttled: the tick goes on with its last good listing for up to
+/// `LAST_GOOD_MAX_AGE_S` (no double launch, scale-down held for its pool), then holds.
+#[test]
+fn a_group_that_cannot_be_listed_uses_its_last_good_view_for_a_while() {
+    let p = MemProvider::default();
+    {
+        let mut w = world(&p);
+        w.groups.push(group("a", CapacityType::Spot));
+        w.instances.push(instance("i-1", "a"));
+    }
+    let mut c = controller(&p, crate::planner::plan, 1);
+    let t = Timestamp::from_secs;
+    world(&p).fail_instances_of.push("a".into());
+    assert!(block(c.tick(t(5))).is_err(), "nothing listed yet: hold");
+    world(&p).fail_instances_of.clear();
+    block(c.tick(t(10))).unwrap();
+    world(&p).fail_instances_of.push("a".into());
+    let r = block(c.tick(t(60))).unwrap();
+    assert!(r.held.is_none());
+    let plan = r.plan().unwrap();
+    assert!(
+        plan.decisions
+            .iter()
+            .any(|d| d.reason.code() == "data_stale" && d.reason.to_string().contains("group a")),
+        "{:?}",
+        plan.decisions
+    );
+    // Too old now: hold.
+    assert!(block(c.tick(t(131))).is_err());
 }

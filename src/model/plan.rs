@@ -659,7 +659,7 @@ impl fmt::Display for Reason {
             DataStale { signals } => {
                 write!(
                     f,
-                    "holding scale-down: signal(s) missing or stale: {}",
+                    "holding scale-down: data missing or stale: {}",
                     signals.join(", ")
                 )
             }

@@ -46,6 +46,11 @@ pub struct Snapshot {
     /// Signal-driven demand per pool (queue metrics, schedules, forecast).
     #[serde(default)]
     pub demand: BTreeMap<PoolName, PoolDemand>,
+    /// Groups whose instances could not be listed this tick and are shown as last observed
+    /// (at the given time). Good enough not to launch the same capacity twice; never a reason
+    /// to remove any: their pools hold scale-down.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub stale_groups: BTreeMap<NodeGroupId, Timestamp>,
 }
 
 impl Snapshot {

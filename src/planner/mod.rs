@@ -520,6 +520,12 @@ fn plan_pool<'a>(
             .map(|(i, s)| s.display_name(i))
             .collect(),
     };
+    let mut stale = stale;
+    for g in &ctx.groups {
+        if let Some(at) = snapshot.stale_groups.get(&g.id) {
+            stale.push(format!("group {} (instances as listed at {at})", g.id));
+        }
+    }
     let want = demand::wanted(pool, demand);
 
     let draining = ctx
