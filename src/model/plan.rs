@@ -375,6 +375,9 @@ pub enum Reason {
         in_flight_nodes: u32,
     },
     CoveredByCapacity,
+    /// A pending pod that fits the free room of a node already serving: the scheduler will
+    /// place it there, so it is not demand.
+    FitsServingNode,
     AtMaxNodes {
         max: u32,
     },
@@ -460,6 +463,11 @@ pub enum Reason {
         at: Timestamp,
         retry_at: Timestamp,
     },
+    /// A voluntary drain of this node was given up at its deadline (evictions refused by a
+    /// PodDisruptionBudget or a do-not-disrupt pod); the node is left alone for a while.
+    DrainAbandoned {
+        since: Timestamp,
+    },
     /// An at-risk spot node (rebalance recommendation) keeps serving until its replacement
     /// does.
     RebalanceWaiting {
@@ -473,6 +481,17 @@ pub enum Reason {
 }
 
 impl Reason {
+    /// A disruption gpupool chooses (cost, fit, drift, advice), as opposed to one the cloud or
+    /// the hardware forces (spot reclaim, scheduled retirement, a broken GPU, a node that never
+    /// came up). A voluntary drain never overrides a PodDisruptionBudget or do-not-disrupt.
+    pub fn is_voluntary(&self) -> bool {
+        use Reason::*;
+        matches!(
+            self,
+            Unneeded { .. } | Empty | Consolidate { .. } | Drift { .. } | Rebalance
+        )
+    }
+
     pub fn code(&self) -> &'static str {
         use Reason::*;
         match self {
@@ -495,6 +514,7 @@ impl Reason {
             DrainResumed { .. } => "drain_resumed",
             CoveredByInFlight { .. } => "covered_by_in_flight",
             CoveredByCapacity => "covered_by_capacity",
+            FitsServingNode => "fits_serving_node",
             AtMaxNodes { .. } => "at_max_nodes",
             AtMaxCost { .. } => "at_max_cost",
             GroupAtMaxSize { .. } => "group_at_max_size",
@@ -519,6 +539,7 @@ impl Reason {
             LaunchFailed { .. } => "launch_failed",
             GroupAtMinSize { .. } => "group_at_min_size",
             RebalanceWaiting { .. } => "rebalance_waiting",
+            DrainAbandoned { .. } => "drain_abandoned",
         }
     }
 }
@@ -589,6 +610,10 @@ impl fmt::Display for Reason {
                 )
             }
             CoveredByCapacity => write!(f, "covered by serving capacity"),
+            FitsServingNode => write!(
+                f,
+                "fits the free room of a serving node; the scheduler will place it there"
+            ),
             AtMaxNodes { max } => write!(f, "pool is at its maximum of {max} node(s)"),
             AtMaxCost {
                 max_per_hour,
@@ -634,7 +659,7 @@ impl fmt::Display for Reason {
             DataStale { signals } => {
                 write!(
                     f,
-                    "holding scale-down: signal(s) missing or stale: {}",
+                    "holding scale-down: data missing or stale: {}",
                     signals.join(", ")
                 )
             }
@@ -700,6 +725,11 @@ impl fmt::Display for Reason {
                 f,
                 "launch of {offering} failed ({failure}, reported {at}): {message}; backing off \
                  until {retry_at}"
+            ),
+            DrainAbandoned { since } => write!(
+                f,
+                "a voluntary drain was given up at {since}: evictions were refused (PodDisruptionBudget \
+                 or do-not-disrupt)"
             ),
             RebalanceWaiting { in_flight_nodes } => write!(
                 f,

@@ -149,6 +149,7 @@ pub fn plan(snapshot: &Snapshot, config: &Config, history: &History, now: Timest
     for (i, pod) in pods.iter().enumerate() {
         let Some(fate) = &fates[i] else { continue };
         let (outcome, reason) = match fate {
+            Fate::Existing { .. } => (Outcome::Satisfied, Reason::FitsServingNode),
             Fate::InFlight => (
                 Outcome::Satisfied,
                 Reason::CoveredByInFlight {
@@ -249,6 +250,10 @@ pub(crate) struct PoolCtx<'a> {
     /// Serving instances the cloud recommended rebalancing away from, to be replaced
     /// (`disruption.rebalance: prelaunch`): not capacity, their pods displaced.
     pub at_risk: BTreeSet<&'a InstanceId>,
+    /// Instances whose voluntary drain was given up recently (`History::drain_abandoned`,
+    /// within the larger of `disruption.unneeded_time_s` and `drain_timeout_s`): no voluntary
+    /// disruption picks them.
+    pub held_back: BTreeMap<&'a InstanceId, Timestamp>,
 }
 
 impl<'a> PoolCtx<'a> {
@@ -340,6 +345,18 @@ impl<'a> PoolCtx<'a> {
         } else {
             BTreeSet::new()
         };
+        // As long as the drain was refused, and no shorter than the unneeded time.
+        let cool_off = cfg
+            .disruption
+            .unneeded_time_s
+            .max(cfg.disruption.drain_timeout_s) as f64;
+        let held_back = instances
+            .iter()
+            .filter_map(|i| {
+                let at = *history.drain_abandoned.get(&i.id)?;
+                (now.secs_since(at) < cool_off).then_some((&i.id, at))
+            })
+            .collect();
         PoolCtx {
             cfg,
             groups,
@@ -351,6 +368,7 @@ impl<'a> PoolCtx<'a> {
             lost_unseen,
             lost,
             at_risk,
+            held_back,
         }
     }
 
@@ -396,12 +414,35 @@ impl<'a> PoolCtx<'a> {
                                 room.take(&self.tpls[t].caps, &PodSpec::running(p), 1);
                             }
                         }
-                        a.bins.push(Bin { tpl: t, room });
+                        a.bins.push(Bin {
+                            tpl: t,
+                            room,
+                            serving: None,
+                        });
                     }
                 }
                 Ready => {
                     add(&mut a, tpl, inst.capacity_type);
                     a.ready += 1;
+                    // The free room of a serving, schedulable node takes pending pods before
+                    // any new node is counted (Cluster Autoscaler's `filterOutSchedulable`):
+                    // a pod that turned pending just before a node became ready is bound there
+                    // by the scheduler moments later.
+                    if let (Some(t), Some(n)) = (tpl, nodes.get(&inst.id))
+                        && n.serving_ready
+                        && !n.cordoned
+                        && n.unhealthy.is_none()
+                    {
+                        let mut room = Room::EMPTY;
+                        for p in &n.pods {
+                            room.take(&self.tpls[t].caps, &PodSpec::running(p), 1);
+                        }
+                        a.bins.push(Bin {
+                            tpl: t,
+                            room,
+                            serving: Some(&inst.id),
+                        });
+                    }
                 }
                 _ => {}
             }
@@ -424,6 +465,7 @@ impl<'a> PoolCtx<'a> {
                 a.bins.push(Bin {
                     tpl: t,
                     room: Room::EMPTY,
+                    serving: None,
                 });
             }
             a.in_flight += unseen;
@@ -478,6 +520,12 @@ fn plan_pool<'a>(
             .map(|(i, s)| s.display_name(i))
             .collect(),
     };
+    let mut stale = stale;
+    for g in &ctx.groups {
+        if let Some(at) = snapshot.stale_groups.get(&g.id) {
+            stale.push(format!("group {} (instances as listed at {at})", g.id));
+        }
+    }
     let want = demand::wanted(pool, demand);
 
     let draining = ctx
@@ -511,6 +559,16 @@ fn plan_pool<'a>(
     // Pods, then signals on top, then the minimum.
     let mut bins = acct.bins;
     let mut stops = binpack::pack(classes, &ctx.tpls, &mut bins, &mut chooser, fates);
+    // Serving nodes pending pods are expected on: neither removed nor used as room for another
+    // node's pods this tick.
+    let expected: BTreeSet<&InstanceId> = classes
+        .iter()
+        .flat_map(|(c, _)| c.members.iter())
+        .filter_map(|&m| match fates[m] {
+            Some(Fate::Existing { bin }) => bins.get(bin).and_then(|b| b.serving),
+            _ => None,
+        })
+        .collect();
     let pod_nodes = chooser.launches.len() as u32;
     let capacity_replicas = acct.live_replicas
         + chooser
@@ -665,6 +723,7 @@ fn plan_pool<'a>(
             ctx,
             mode,
             &serving,
+            &expected,
             want,
             scaled_up,
             history,
@@ -909,6 +968,56 @@ mod tests {
             "{:?}",
             p.decisions
         );
+    }
+
+    /// Issue seen on a real control plane: a node turned ready just before the scheduler
+    /// retried an Unschedulable pod; gpupool launched one more node for it. A pending pod that
+    /// fits a serving node's free room is not demand (Cluster Autoscaler's
+    /// `filterOutSchedulable`), and that node is not scaled down under it.
+    #[test]
+    fn a_pending_pod_that_fits_a_serving_node_launches_nothing_and_keeps_that_node() {
+        let mut pool = pool_cfg("llm");
+        pool.disruption.unneeded_time_s = 0;
+        pool.disruption.scale_down_delay_after_add_s = 0;
+        let serving = |busy: bool| {
+            let mut n = node("i-1", "llm", CapacityType::OnDemand);
+            if busy {
+                n = n.pod(running_pod("already-there", 1));
+            }
+            snapshot()
+                .pending(gpu_pod(1).tolerate("nvidia.com/gpu"))
+                .group(g5_od())
+                .instance(instance(
+                    "i-1",
+                    "g5-od",
+                    "g5.xlarge",
+                    CapacityType::OnDemand,
+                ))
+                .node(n)
+                .build()
+        };
+        let mut h = History::default();
+        h.unneeded_since.insert("i-1".into(), T0.plus_secs(-3600.0));
+        let p = plan(&serving(false), &config(vec![pool.clone()]), &h, T0);
+        assert!(p.actions.is_empty(), "{:?}", kinds(&p));
+        assert!(
+            p.decisions
+                .iter()
+                .any(|d| d.reason.code() == "fits_serving_node"),
+            "{:?}",
+            p.decisions
+        );
+        // Its one GPU taken: the pod needs a new node.
+        let p = plan(&serving(true), &config(vec![pool]), &h, T0);
+        let ups: u32 = p
+            .actions
+            .iter()
+            .map(|a| match a {
+                Action::ScaleUp { count, .. } => *count,
+                _ => 0,
+            })
+            .sum();
+        assert_eq!(ups, 1, "{:?}", kinds(&p));
     }
 
     #[test]

@@ -90,7 +90,9 @@ pub(crate) fn serving<'a>(
         }
         let tpl = ctx.inst_tpl[ii];
         let t = tpl.map(|t| &ctx.tpls[t]);
-        let protected = if inst.protected_from_scale_in {
+        let protected = if let Some(&since) = ctx.held_back.get(&inst.id) {
+            Some(Reason::DrainAbandoned { since })
+        } else if inst.protected_from_scale_in {
             Some(Reason::ScaleDownDisabled)
         } else if let Some(n) = node {
             if n.scale_down_disabled {
@@ -142,6 +144,7 @@ pub(crate) fn scale_down<'c, 'a: 'c>(
     ctx: &'c PoolCtx<'a>,
     mode: Mode,
     serving: &[Serving<'a>],
+    expected: &BTreeSet<&'a InstanceId>,
     want: Option<Want>,
     scaled_up: bool,
     history: &History,
@@ -170,7 +173,17 @@ pub(crate) fn scale_down<'c, 'a: 'c>(
     if mode == Mode::Kubernetes {
         targets = free_room(ctx, serving);
     }
-    let mut received = vec![false; serving.len()];
+    // Nodes pending pods are expected on this tick count as having received pods: kept, and
+    // not room for anyone else's.
+    let mut received: Vec<bool> = serving
+        .iter()
+        .map(|s| expected.contains(&s.inst.id))
+        .collect();
+    for (i, r) in received.iter().enumerate() {
+        if *r && let Some(t) = targets.get_mut(i) {
+            *t = None;
+        }
+    }
     let mut marked = vec![false; serving.len()];
     // A group cannot shrink below its own min size: AWS refuses a terminate-with-decrement
     // there ("cannot decrement below min size", TerminateInstanceInAutoScalingGroup), and a
@@ -340,7 +353,10 @@ pub(crate) fn scale_down<'c, 'a: 'c>(
                 unneeded_for_s: for_s,
             }
         };
-        if s.empty {
+        // Kubernetes: an empty node is cordoned and its pods listed again from the API server
+        // before it goes (a `Drain` that finishes in the same tick when it is still empty):
+        // the scheduler may have bound a pod to it since the cache was read.
+        if s.empty && mode != Mode::Kubernetes {
             actions.push(Action::ScaleDown {
                 pool: pool.name.clone(),
                 group: s.inst.group.clone(),
@@ -399,44 +415,24 @@ fn free_room<'c>(ctx: &'c PoolCtx<'_>, serving: &[Serving<'c>]) -> Vec<Option<Ta
         .collect()
 }
 
-/// The GPU pods still running on the pool's draining nodes that the free room of its serving
-/// nodes cannot take (first fit, the check scale-down made before draining such a node): they
-/// need new capacity before their node goes. Pods already being deleted are left out — their
-/// owners' replacement pods are the demand.
+/// The GPU pods still running on the pool's leaving nodes (draining, or at risk with
+/// `rebalance: prelaunch`): they need a home before their node goes, so they are pending demand
+/// now — placed on serving nodes' free room first by the bin-packing, like every pending pod,
+/// and on new capacity otherwise. Pods already being deleted are left out: their owners'
+/// replacement pods are the demand.
 pub(crate) fn displaced<'a>(
     ctx: &PoolCtx<'a>,
     nodes: &BTreeMap<&InstanceId, &'a Node>,
     now: Timestamp,
 ) -> Vec<PendingPod> {
-    let mut out = Vec::new();
-    let leaving: Vec<&Node> = ctx
-        .instances
+    ctx.instances
         .iter()
         .filter(|i| i.state == LifecycleState::Draining || ctx.at_risk.contains(&i.id))
         .filter_map(|i| nodes.get(&i.id).copied())
-        .collect();
-    if leaving.is_empty() {
-        return out;
-    }
-    let serving = serving(ctx, nodes, &ctx.at_risk);
-    let mut targets = free_room(ctx, &serving);
-    for p in leaving
-        .iter()
         .flat_map(|n| n.workload_pods())
         .filter(|p| !p.terminating && p.gpu != GpuRequest::None)
-    {
-        let spec = PodSpec::running(p);
-        let host = targets.iter_mut().flatten().find(|t| {
-            t.room.fit_count(&t.caps, &spec, 1) > 0
-                && tolerates_all(spec.tolerations, t.taints)
-                && label_mismatch(spec.node_selector, spec.affinity, &t.labels).is_none()
-        });
-        match host {
-            Some(t) => t.room.take(&t.caps, &spec, 1),
-            None => out.push(p.displaced(now)),
-        }
-    }
-    out
+        .map(|p| p.displaced(now))
+        .collect()
 }
 
 /// Place every workload pod of `node` on the free room of other nodes that stay (first fit).
@@ -576,7 +572,7 @@ mod tests {
                 three_ready().demand("llm", 1, None).build(),
                 long_unneeded(),
                 keep,
-                vec!["scale_down empty", "i-3 budget_exhausted"],
+                vec!["drain empty", "i-3 budget_exhausted"],
                 2,
             ),
             (
@@ -619,7 +615,7 @@ mod tests {
                 three_ready().demand("llm", 0, None).build(),
                 long_unneeded(),
                 min1_budget3,
-                vec!["scale_down empty", "scale_down empty"],
+                vec!["drain empty", "drain empty"],
                 2,
             ),
             (
@@ -631,7 +627,7 @@ mod tests {
                 },
                 long_unneeded(),
                 min1_budget3,
-                vec!["scale_down empty", "i-3 group_at_min_size"],
+                vec!["drain empty", "i-3 group_at_min_size"],
                 1,
             ),
         ];
@@ -643,6 +639,31 @@ mod tests {
             assert_eq!(got, want, "{name}");
             assert_eq!(plan.unneeded.len(), unneeded, "{name}");
         }
+    }
+
+    #[test]
+    fn a_node_whose_voluntary_drain_was_abandoned_is_left_alone_for_a_while() {
+        let mut pool = pool_cfg("llm");
+        pool.disruption.budget.max_disrupted_at_once = 3;
+        pool.disruption.budget.max_per_window = 3;
+        let snap = three_ready().demand("llm", 0, None).build();
+        let mut h = long_unneeded();
+        h.record_drain_abandoned(&"i-1".into(), T0.plus_secs(-60.0));
+        let got = summary(&plan(&snap, &config(vec![pool.clone()]), &h, T0));
+        assert!(got.contains(&"i-1 drain_abandoned".to_string()), "{got:?}");
+        // Only the two empty nodes go (cordoned and re-checked: Kubernetes mode).
+        assert_eq!(
+            got.iter().filter(|g| g.starts_with("drain ")).count(),
+            2,
+            "{got:?}"
+        );
+        // After max(unneeded_time_s 600 s, drain_timeout_s 900 s) it is a candidate again.
+        h.drain_abandoned.insert("i-1".into(), T0.plus_secs(-899.0));
+        let got = summary(&plan(&snap, &config(vec![pool.clone()]), &h, T0));
+        assert!(got.contains(&"i-1 drain_abandoned".to_string()), "{got:?}");
+        h.drain_abandoned.insert("i-1".into(), T0.plus_secs(-901.0));
+        let got = summary(&plan(&snap, &config(vec![pool]), &h, T0));
+        assert!(!got.contains(&"i-1 drain_abandoned".to_string()), "{got:?}");
     }
 
     #[test]
