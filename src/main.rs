@@ -94,6 +94,18 @@ fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
         Command::Bench(args) => cli::bench::run(args),
         Command::CheckConfig { file } => match gpupool::config::Config::load_file(&file) {
             Ok(cfg) => {
+                let missing = cfg.unsupported_by_this_build();
+                if !missing.is_empty() {
+                    eprintln!(
+                        "{}: valid, but this build cannot run it ({} problem(s))",
+                        file.display(),
+                        missing.len()
+                    );
+                    for i in missing {
+                        eprintln!("  {i}");
+                    }
+                    return Ok(ExitCode::FAILURE);
+                }
                 println!("{}: ok ({} pool(s))", file.display(), cfg.pools.len());
                 Ok(ExitCode::SUCCESS)
             }

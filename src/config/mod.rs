@@ -803,6 +803,33 @@ impl Config {
         Self::load(&text)
     }
 
+    /// What this config needs that this binary was built without (cargo features `aws`,
+    /// `gcp`, `kube`): `gpupool check-config` says so at once instead of `run` failing later.
+    pub fn unsupported_by_this_build(&self) -> Vec<Issue> {
+        let mut out = Vec::new();
+        let mut need = |on: bool, path: &str, what: &str, feature: &str| {
+            if !on {
+                out.push(Issue {
+                    path: path.into(),
+                    message: format!(
+                        "{what} needs a gpupool built with `--features {feature}`, and this binary \
+                         was built without it (use the release image, or `cargo build --release \
+                         --features aws,gcp,kube`)"
+                    ),
+                });
+            }
+        };
+        match self.provider {
+            ProviderKind::Aws => need(cfg!(feature = "aws"), "provider", "aws", "aws"),
+            ProviderKind::Gcp => need(cfg!(feature = "gcp"), "provider", "gcp", "gcp"),
+            ProviderKind::Sim => {}
+        }
+        if self.mode == Mode::Kubernetes && self.provider != ProviderKind::Sim {
+            need(cfg!(feature = "kube"), "mode", "kubernetes", "kube");
+        }
+        out
+    }
+
     pub fn pool(&self, name: &PoolName) -> Option<&PoolConfig> {
         self.pools.iter().find(|p| &p.name == name)
     }
