@@ -407,6 +407,23 @@ def check_hygiene(mods: dict[Path, Module]) -> None:
                     problems.append(f"{rel(d.path)}: output {oname} has no description")
         R.check(f"{name}: versions.tf, typed and described variables and outputs", problems)
 
+        # A module's README documents every input and output and shows a pinned source.
+        if path.parent == MODULES:
+            readme = path / "README.md"
+            problems = []
+            if not readme.exists():
+                problems.append(f"{rel(readme)} missing")
+            else:
+                text = readme.read_text(encoding="utf-8")
+                names = [(kind, n) for d in mod.docs for kind, items in (("input", d.variables()), ("output", d.outputs()))
+                         for n, _ in items]
+                for kind, n in names:
+                    if f"| `{n}` |" not in text:
+                        problems.append(f"{rel(readme)}: {kind} {n} is not in its table")
+                if not re.search(r'source\s*=\s*"git::[^"]*//terraform/modules/' + re.escape(path.name) + r'\?ref=[^"]+"', text):
+                    problems.append(f"{rel(readme)}: no example with a source pinned by ?ref=")
+            R.check(f"{name}: README.md lists every input and output, example source pinned with ?ref=", problems)
+
 
 # ---------------------------------------------------------------------------------------------
 # (a) AWS tags
