@@ -9,7 +9,8 @@
 #   - tests/deploy_checks.py: RBAC == src/contract.rs with the Lease limited to its own name,
 #     hardening, wiring, selectors; the embedded config passes `gpupool check-config`;
 #   - a config change changes the pods' checksum/config annotation (pods roll), other changes do
-#     not; a lease_namespace out of the Role's reach is refused at render time;
+#     not; a lease_namespace out of the Role's reach and a mistyped values key are refused at
+#     render time;
 #   - one namespace story: the ServiceAccount the chart (default values) and kustomize install is
 #     the one terraform/modules/aws-controller-iam trusts by default.
 #
@@ -155,6 +156,14 @@ elif grep -q "lease_namespace" <<<"$out"; then
   pass=$((pass + 1)); echo "ok   lease_namespace out of the Role's reach is refused"
 else
   echo "$out"; echo "FAIL lease_namespace refusal without a clear message"; fail=$((fail + 1))
+fi
+# values.schema.json refuses a mistyped key instead of ignoring it.
+if out=$("$HELM" template gpupool "$CHART" --namespace gpupool --set serviceaccount.annotations.x=y 2>&1); then
+  echo "FAIL a mistyped values key (serviceaccount) was rendered"; fail=$((fail + 1))
+elif grep -q "serviceaccount" <<<"$out"; then
+  pass=$((pass + 1)); echo "ok   values.schema.json refuses a mistyped key"
+else
+  echo "$out"; echo "FAIL mistyped key refused without naming it"; fail=$((fail + 1))
 fi
 # The Role follows a custom lease name.
 render "$tmp/lease.yaml" --namespace gpupool --set config.kubernetes.lease_name=my-lease
