@@ -13,7 +13,13 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 #[derive(Parser)]
-#[command(name = "gpupool", version, about = "GPU node-pool autoscaler")]
+// `--version`: version, commit and the cargo features built in (aws, gcp, kube), set by build.rs,
+// so an operator can tell at once whether a binary can drive their cloud and cluster.
+#[command(
+    name = "gpupool",
+    version = env!("GPUPOOL_VERSION_LINE"),
+    about = "GPU node-pool autoscaler"
+)]
 struct Cli {
     /// Log format: `text` or `json` (one object per line, for log pipelines).
     #[arg(
