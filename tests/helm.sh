@@ -97,6 +97,9 @@ check_rendering() { # name, rendered file
 # The README quick start: helm install gpupool deploy/helm/gpupool -n gpupool --create-namespace
 step "render default values" render "$tmp/default.yaml" --namespace gpupool
 check_rendering default "$tmp/default.yaml"
+# `gpupool check-config` reads a ConfigMap manifest as it is (its config.yaml entry).
+step "render the ConfigMap alone" render "$tmp/configmap.yaml" --namespace gpupool --show-only templates/configmap.yaml
+step "gpupool check-config on the ConfigMap manifest" run_gpupool check-config "$tmp/configmap.yaml"
 for v in "$EXAMPLES"/*-values.yaml; do
   name=$(basename "$v" -values.yaml)
   step "render -f $v" render "$tmp/$name.yaml" --namespace gpupool -f "$v"
