@@ -424,6 +424,13 @@ pub struct DisruptionPolicy {
     /// request durations are unknown). AWS gives 120 s of notice, GCP 30 s.
     #[serde(default)]
     pub interruption_drain_s: Option<u64>,
+    /// VM-only: how long a drain keeps retrying a failing `deregister_command` (once a tick)
+    /// before it gives up. A VM that could not be deregistered is never terminated: when this
+    /// runs out its drain is abandoned and the VM kept in service, still registered
+    /// (`gpupool_drains_abandoned_total`, a warning in the log); scale-in may pick it again
+    /// after `unneeded_time_s`.
+    #[serde(default = "d_deregister_give_up")]
+    pub deregister_give_up_s: u64,
 }
 
 impl Default for DisruptionPolicy {
@@ -437,6 +444,7 @@ impl Default for DisruptionPolicy {
             max_provision_time_s: d_provision(),
             headroom_replicas: 0,
             interruption_drain_s: None,
+            deregister_give_up_s: d_deregister_give_up(),
         }
     }
 }
@@ -455,6 +463,9 @@ fn d_drain() -> u64 {
 }
 fn d_provision() -> u64 {
     900
+}
+fn d_deregister_give_up() -> u64 {
+    600
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

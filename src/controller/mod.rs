@@ -80,7 +80,21 @@ pub struct ClusterView {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum DrainProgress {
     Drained,
-    InProgress { remaining: u32 },
+    InProgress {
+        remaining: u32,
+    },
+    /// Routing to the instance could not be stopped yet (VM-only: its deregister command
+    /// failed `attempts` times). It still receives requests, so it is never terminated in this
+    /// state, whatever the drain deadline says.
+    StillRegistered {
+        attempts: u32,
+    },
+    /// The drain was given up and the instance kept, still serving (VM-only: deregistration
+    /// kept failing for `disruption.deregister_give_up_s`). The controller forgets the drain.
+    Abandoned {
+        attempts: u32,
+        failing_for_s: u64,
+    },
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -809,8 +823,33 @@ impl Controller {
                 }
             };
             let timed_out = now >= state.deadline;
-            if progress != DrainProgress::Drained && !timed_out {
-                continue;
+            match progress {
+                DrainProgress::StillRegistered { attempts } => {
+                    self.metrics
+                        .deregister_failures
+                        .get_or_create(&Metrics::pool(state.pool.as_str()))
+                        .inc();
+                    if timed_out {
+                        // Terminating now would cut the requests a load balancer still routes
+                        // to it: keep it until deregistration succeeds or is given up.
+                        tracing::warn!(instance = %id, attempts, deadline = %state.deadline, "drain deadline passed but the VM is still registered (deregister command failing): kept, not terminated");
+                    }
+                    continue;
+                }
+                DrainProgress::Abandoned {
+                    attempts,
+                    failing_for_s,
+                } => {
+                    self.drains.remove(&id);
+                    self.metrics
+                        .drains_abandoned
+                        .get_or_create(&Metrics::pool(state.pool.as_str()))
+                        .inc();
+                    tracing::warn!(instance = %id, attempts, failing_for_s, reason = %state.reason, "deregistration kept failing: drain given up, the VM stays registered and in service (scale-in may pick it again later)");
+                    continue;
+                }
+                DrainProgress::InProgress { .. } if !timed_out => continue,
+                DrainProgress::Drained | DrainProgress::InProgress { .. } => {}
             }
             if timed_out && progress != DrainProgress::Drained {
                 tracing::warn!(instance = %id, reason = %state.reason, "drain deadline passed with work remaining; terminating");

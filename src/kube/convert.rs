@@ -602,7 +602,7 @@ pub fn node(
         scale_down_disabled: annotation(&node.metadata, ANNOTATION_CA_SCALE_DOWN_DISABLED)
             == Some("true"),
         pods,
-        in_flight_requests: None,
+        in_flight_requests: crate::model::InFlight::NotMeasured,
         idle_since,
         unhealthy: health.unhealthy.clone(),
         drain_deadline: drain_deadline(node),
