@@ -170,7 +170,10 @@ pub struct SharedGpuResource {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct MetricsConfig {
-    /// Address of `/metrics`, `/healthz`, `/readyz`.
+    /// Address of `/metrics`, `/healthz`, `/readyz`. Default `0.0.0.0:8080`: every interface,
+    /// so the kubelet and Prometheus reach the pod IP; on a VM reachable by others prefer
+    /// `127.0.0.1:8080` or a private address. Connections are limited and time out (see
+    /// `server::ServerLimits`).
     #[serde(default = "d_listen")]
     pub listen: String,
 }
