@@ -99,12 +99,12 @@ enum Mutation {
 fn mutation() -> impl Strategy<Value = Mutation> {
     let at = any::<usize>();
     prop_oneof![
-        1 => (at.clone(), 1u8..=255).prop_map(|(at, bits)| Mutation::Flip { at, bits }),
-        1 => (at.clone(), any::<u8>()).prop_map(|(at, byte)| Mutation::Insert { at, byte }),
-        1 => (at.clone(), 1usize..32).prop_map(|(at, len)| Mutation::Delete { at, len }),
-        1 => (at.clone(), 1usize..64).prop_map(|(at, len)| Mutation::Duplicate { at, len }),
-        1 => at.clone().prop_map(|at| Mutation::Truncate { at }),
-        1 => (at.clone(), any::<usize>(), any::<usize>())
+        1 => (at, 1u8..=255).prop_map(|(at, bits)| Mutation::Flip { at, bits }),
+        1 => (at, any::<u8>()).prop_map(|(at, byte)| Mutation::Insert { at, byte }),
+        1 => (at, 1usize..32).prop_map(|(at, len)| Mutation::Delete { at, len }),
+        1 => (at, 1usize..64).prop_map(|(at, len)| Mutation::Duplicate { at, len }),
+        1 => at.prop_map(|at| Mutation::Truncate { at }),
+        1 => (at, any::<usize>(), any::<usize>())
             .prop_map(|(at, other, from)| Mutation::Splice { at, other, from }),
         // Numbers are the most common target: three times as likely.
         3 => (any::<usize>(), 0..EXTREMES.len())
