@@ -251,7 +251,8 @@ impl Slots {
     /// connection if needed), false when every connection is mid-request.
     fn make_room(&self, max: usize) -> bool {
         let mut m = self.lock();
-        if m.len() < max {
+        // Connections already told to close are on their way out: they do not count.
+        if m.values().filter(|s| s.close.is_some()).count() < max {
             return true;
         }
         let idle = m
