@@ -7,7 +7,8 @@
 //!
 //! Safety rules the shell enforces, whatever the plan says:
 //! - when observing the cloud or the cluster fails, the tick holds: nothing is changed;
-//! - an instance is terminated only after its drain finished or its deadline passed;
+//! - an instance is terminated only after its drain finished or its deadline passed, and never
+//!   while it is still registered (VM-only: its deregister command has not succeeded);
 //! - a cloud event is acknowledged only after it was handled (so a crash re-delivers it), and
 //!   a duplicate delivery is harmless (drains are keyed by instance);
 //! - capacity errors put the offering into backoff and the planner re-plans at once, falling
