@@ -49,7 +49,7 @@ impl Cluster for ServeEveryReady {
                 cordoned: false,
                 scale_down_disabled: false,
                 pods: Vec::new(),
-                in_flight_requests: Some(0),
+                in_flight_requests: gpupool::model::InFlight::Known(0),
                 idle_since: Some(i.launched_at),
                 unhealthy: None,
                 drain_deadline: None,

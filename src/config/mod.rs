@@ -171,7 +171,10 @@ pub struct SharedGpuResource {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct MetricsConfig {
-    /// Address of `/metrics`, `/healthz`, `/readyz`.
+    /// Address of `/metrics`, `/healthz`, `/readyz`. Default `0.0.0.0:8080`: every interface,
+    /// so the kubelet and Prometheus reach the pod IP; on a VM reachable by others prefer
+    /// `127.0.0.1:8080` or a private address. Connections are limited and time out (see
+    /// `server::ServerLimits`).
     #[serde(default = "d_listen")]
     pub listen: String,
 }
@@ -459,6 +462,13 @@ pub struct DisruptionPolicy {
     /// disruption budget. `ignore`: only raise the offering's learned risk.
     #[serde(default)]
     pub rebalance: RebalancePolicy,
+    /// VM-only: how long a drain keeps retrying a failing `deregister_command` (once a tick)
+    /// before it gives up. A VM that could not be deregistered is never terminated: when this
+    /// runs out its drain is abandoned and the VM kept in service, still registered
+    /// (`gpupool_drains_abandoned_total`, a warning in the log); scale-in may pick it again
+    /// after `unneeded_time_s`.
+    #[serde(default = "d_deregister_give_up")]
+    pub deregister_give_up_s: u64,
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -481,6 +491,7 @@ impl Default for DisruptionPolicy {
             headroom_replicas: 0,
             interruption_drain_s: None,
             rebalance: RebalancePolicy::default(),
+            deregister_give_up_s: d_deregister_give_up(),
         }
     }
 }
@@ -499,6 +510,9 @@ fn d_drain() -> u64 {
 }
 fn d_provision() -> u64 {
     900
+}
+fn d_deregister_give_up() -> u64 {
+    600
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

@@ -439,6 +439,13 @@ fn pool(c: &mut Check, cfg: &Config, i: usize, p: &PoolConfig) {
         }
     }
     c.range_u(
+        at("disruption.deregister_give_up_s"),
+        d.deregister_give_up_s,
+        10,
+        86_400,
+        "seconds a drain retries a failing deregister_command before keeping the VM",
+    );
+    c.range_u(
         at("disruption.max_provision_time_s"),
         d.max_provision_time_s,
         60,

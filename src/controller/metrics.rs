@@ -76,6 +76,10 @@ pub struct Metrics {
     pub launch_failures: Family<LaunchFailureLabels, Counter>,
     pub provider_errors: Family<ErrorLabels, Counter>,
     pub drains_in_progress: Family<PoolLabels, Gauge>,
+    /// VM-only: drain ticks on which the instance could not be deregistered (kept serving).
+    pub deregister_failures: Family<PoolLabels, Counter>,
+    /// VM-only: drains given up because deregistration kept failing; the VM was kept.
+    pub drains_abandoned: Family<PoolLabels, Counter>,
     pub plan_duration_seconds: Histogram,
     pub ticks: Counter,
     pub ticks_held: Counter,
@@ -102,6 +106,8 @@ impl Default for Metrics {
             launch_failures: Family::default(),
             provider_errors: Family::default(),
             drains_in_progress: Family::default(),
+            deregister_failures: Family::default(),
+            drains_abandoned: Family::default(),
             // 50 µs … ~1.6 s: planner latency spans that range from tiny pools to 50k pods.
             plan_duration_seconds: Histogram::new(exponential_buckets(0.00005, 2.0, 16)),
             ticks: Counter::default(),
@@ -195,6 +201,16 @@ impl Metrics {
             "drains_in_progress",
             "Nodes being drained per pool",
             self.drains_in_progress.clone(),
+        );
+        r.register(
+            "deregister_failures",
+            "Drain steps on which a VM could not be deregistered (it is kept, not terminated)",
+            self.deregister_failures.clone(),
+        );
+        r.register(
+            "drains_abandoned",
+            "Drains given up because deregistration kept failing (the VM stays in service)",
+            self.drains_abandoned.clone(),
         );
         r.register(
             "plan_duration_seconds",

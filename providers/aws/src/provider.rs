@@ -701,7 +701,13 @@ impl AwsProvider {
                 let (Some(id), Some(rh)) = (m.message_id(), m.receipt_handle()) else {
                     continue;
                 };
-                match events::parse_body(m.body().unwrap_or_default()) {
+                // Event times are checked against this host's clock (the provider is shell
+                // code; the core never reads one): a passed or far-future deadline is
+                // Malformed, left for the redrive policy.
+                match events::parse_body_at(
+                    m.body().unwrap_or_default(),
+                    Timestamp::from_secs(now_secs()),
+                ) {
                     Parsed::Events(kinds) => out.extend(events::to_provider_events(id, rh, kinds)),
                     Parsed::Ignored(why) => {
                         tracing::debug!(
