@@ -634,7 +634,7 @@ impl AwsProvider {
                 &type_names,
                 &spec.zones,
                 capacity,
-                now_secs() * 1000,
+                now_millis(),
             )
         };
         if let Some(u) = &unfulfilled {
@@ -796,6 +796,13 @@ fn ec2_types(names: &[String]) -> Vec<aws_sdk_ec2::types::InstanceType> {
         .collect()
 }
 
+/// Wall-clock milliseconds (the shell may read the clock; nothing here is a planner input).
+fn now_millis() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
 /// Instances that stand for the group's desired capacity now: pending or in service, not
 /// leaving, not on standby (see [`instances::counts_toward_desired`]). `DescribeAutoScalingGroups`
 /// does not list warm-pool members among the group's instances.
@@ -954,8 +961,12 @@ impl NodeGroupProvider for AwsProvider {
                 spec.desired, spec.max
             )));
         }
-        // Taken before the call: the launch activity this request causes starts after it.
-        let requested_ms = now_secs() * 1000;
+        // Taken before the call, to the millisecond (activity start times have milliseconds):
+        // the launch activity this request causes starts after it. AWS's clock is compared
+        // with this host's; were it behind by more than the time AWS takes to start the launch,
+        // a failure would be ignored until AWS retries the launch (a newer activity), never
+        // misattributed.
+        let requested_ms = now_millis();
         self.set_desired(group, target).await?;
         lock(&self.state)
             .last_increase_ms
