@@ -276,8 +276,12 @@ impl Controller {
 
         // Plan and act; a capacity error backs the offering off and re-plans once so the
         // fallback happens in this tick, not the next.
+        self.history.record_unbacked(&snapshot, now);
+        self.history.record_ready(&snapshot.instances);
+        self.history.forget_gone(&snapshot.instances);
         for attempt in 0..2 {
             let plan = self.run_planner(&snapshot, now);
+            self.record_launch_failures(&plan, now);
             let capacity_failed = self.act(&plan, &snapshot, now, &mut report).await;
             report.plans.push(plan);
             if !capacity_failed || attempt == 1 {
@@ -515,11 +519,20 @@ impl Controller {
             }
             ProviderEventKind::RebalanceRecommendation { instance } => {
                 let Some(inst) = find(instance) else { return };
-                // Rebalance is advice, not a notice: raise the offering's risk so new capacity
-                // goes elsewhere, but disrupt nothing (the interruption warning will drain).
+                // Advice, not a notice: new capacity should go elsewhere (risk raised). With
+                // `rebalance: prelaunch` the instance also stops counting as capacity, so the
+                // planner launches its replacement now and drains it once that serves.
                 self.history.record_interruption(&offering_of(inst));
                 self.count_interruption(inst, "rebalance_recommendation");
-                tracing::info!(%instance, "rebalance recommendation: offering risk raised");
+                match self.disruption_of(&inst.group).rebalance {
+                    crate::config::RebalancePolicy::Prelaunch => {
+                        self.history.record_at_risk(instance, now);
+                        tracing::info!(%instance, "rebalance recommendation: replacing ahead of an interruption");
+                    }
+                    crate::config::RebalancePolicy::Ignore => {
+                        tracing::info!(%instance, "rebalance recommendation: offering risk raised");
+                    }
+                }
             }
             ProviderEventKind::InstanceStateChange { instance, state } => {
                 if matches!(
@@ -538,6 +551,27 @@ impl Controller {
             } => {
                 tracing::warn!(%group, %offering, ?error, message, "launch failed; offering backs off");
                 self.history.record_launch_failure(offering, message, now);
+            }
+        }
+    }
+
+    /// Back off the offerings of launches the planner found unfulfilled, with the rule it
+    /// applied to its own plan (`History::record_launch_failure_at`: once per failure).
+    fn record_launch_failures(&mut self, plan: &Plan, now: Timestamp) {
+        for f in &plan.launch_failures {
+            let error = crate::planner::describe_launch_failure(f);
+            if self
+                .history
+                .record_launch_failure_at(&f.offering, &error, f.at, now)
+            {
+                tracing::warn!(pool = %f.pool, group = %f.group, offering = %f.offering, failure = %f.failure, count = f.count, message = %f.message, "launch accepted but not fulfilled; taking it back and falling back");
+                self.metrics
+                    .launch_failures
+                    .get_or_create(&metrics::LaunchFailureLabels {
+                        pool: f.pool.to_string(),
+                        failure: f.failure.as_str().into(),
+                    })
+                    .inc();
             }
         }
     }
@@ -682,15 +716,28 @@ impl Controller {
         tracing::info!(action = %action, "executing");
         match action {
             Action::ScaleUp {
-                pool,
-                group,
-                offering,
-                count,
-                ..
+                pool, group, count, ..
             } => {
+                // An accepted call is not a launched instance (both clouds accept launches
+                // they later fail to fulfil): the offering's backoff ends only when one of its
+                // instances serves (`History::record_ready`).
                 self.provider.increase(group, *count).await?;
                 self.history.last_scale_up.insert(pool.clone(), now);
-                self.history.record_launch_success(offering);
+                Ok(())
+            }
+            Action::ReleaseUnfulfilled {
+                group,
+                count,
+                instances,
+                ..
+            } => {
+                let released = self
+                    .provider
+                    .release_unfulfilled(group, *count, instances)
+                    .await?;
+                if released < *count {
+                    tracing::warn!(%group, asked = count, released, "could not take back every unfulfilled launch (the group's min size or a launch that appeared meanwhile); not counted as capacity either way");
+                }
                 Ok(())
             }
             Action::StartWarm {
@@ -760,6 +807,7 @@ impl Controller {
         let direction = match action {
             Action::ScaleUp { .. } | Action::StartWarm { .. } => "up",
             Action::Drain { .. } | Action::ScaleDown { .. } => "down",
+            Action::ReleaseUnfulfilled { .. } => "release",
             Action::SetWarmPool { .. } => "warm_pool",
             Action::CompleteWarmup { .. } => "warmup",
         };

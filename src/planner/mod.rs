@@ -3,6 +3,8 @@
 //! No I/O, clock, randomness or environment: the same inputs give the same plan, byte for
 //! byte (ordered maps, stable sorts, ties broken by id). Per pool, in order:
 //!
+//! 0. [`launches`]: launches the cloud accepted but will not fulfil are taken back and their
+//!    offerings backed off — in this plan, so the pool falls back at once.
 //! 1. [`eligible`]: the pool's offerings as node templates; each unusable one gets a decision.
 //! 2. [`health`]: stuck launches terminated, drifted model caches replaced, warm-ups completed.
 //! 3. [`binpack`]: pending pods onto in-flight room first, then new nodes chosen by
@@ -13,6 +15,7 @@
 //! 5. [`warmpool`]: warm-pool targets from the forecast growth.
 //! 6. [`scaledown`]: unneeded nodes, removed after their time, cool-down and budget.
 //! 7. [`consolidate`]: busy nodes replaced by cheaper offerings when it pays.
+//! 8. [`rebalance`]: spot nodes the cloud called at risk are replaced first, then drained.
 //!
 //! Every pending pod, every unusable offering and every unneeded node kept gets a decision.
 
@@ -24,6 +27,8 @@ mod eligible;
 mod fit;
 pub mod fixtures;
 mod health;
+mod launches;
+mod rebalance;
 mod scaledown;
 mod warmpool;
 
@@ -39,9 +44,28 @@ use eligible::Template;
 use fit::{PodSpec, Room};
 use std::collections::{BTreeMap, BTreeSet};
 
+/// The error text a launch failure is remembered by in the offering's backoff.
+pub fn describe_launch_failure(f: &crate::model::LaunchFailureRecord) -> String {
+    launches::describe(f)
+}
+
+/// Requested-but-unseen instances counted per group at most (a group of 10,000 GPU nodes is
+/// beyond any real fleet; a corrupt desired value must not size the planner's memory).
+const MAX_UNSEEN_PER_GROUP: u32 = 10_000;
+
 /// Plan one tick. Pure: see the module documentation.
 pub fn plan(snapshot: &Snapshot, config: &Config, history: &History, now: Timestamp) -> Plan {
     let mut plan = Plan::default();
+    let failures = launches::failed(snapshot, config, history, now);
+    let backed_off;
+    let history = if failures.is_empty() {
+        history
+    } else {
+        backed_off = launches::backed_off(history, &failures, now);
+        &backed_off
+    };
+    launches::release(&failures, history, &mut plan.actions, &mut plan.decisions);
+    let lost = Lost::of(&failures);
     let nodes: BTreeMap<&InstanceId, &Node> =
         snapshot.nodes.iter().map(|n| (&n.instance, n)).collect();
     let mut by_group: BTreeMap<&NodeGroupId, Vec<&Instance>> = BTreeMap::new();
@@ -51,7 +75,17 @@ pub fn plan(snapshot: &Snapshot, config: &Config, history: &History, now: Timest
     let ctxs: Vec<PoolCtx<'_>> = config
         .pools
         .iter()
-        .map(|p| PoolCtx::new(p, snapshot, &by_group, history, now, &mut plan.decisions))
+        .map(|p| {
+            PoolCtx::new(
+                p,
+                snapshot,
+                &by_group,
+                &lost,
+                history,
+                now,
+                &mut plan.decisions,
+            )
+        })
         .collect();
 
     // Pending pods matter only where Kubernetes schedules them. The GPU pods still running on
@@ -115,6 +149,7 @@ pub fn plan(snapshot: &Snapshot, config: &Config, history: &History, now: Timest
     for (i, pod) in pods.iter().enumerate() {
         let Some(fate) = &fates[i] else { continue };
         let (outcome, reason) = match fate {
+            Fate::Existing { .. } => (Outcome::Satisfied, Reason::FitsServingNode),
             Fate::InFlight => (
                 Outcome::Satisfied,
                 Reason::CoveredByInFlight {
@@ -141,7 +176,30 @@ pub fn plan(snapshot: &Snapshot, config: &Config, history: &History, now: Timest
             reason,
         });
     }
+    plan.launch_failures = failures;
     plan
+}
+
+/// What the cloud will not deliver, per group: requested instances with nothing behind them,
+/// and listed instances stuck for good. Neither is capacity on its way.
+#[derive(Default)]
+struct Lost<'f> {
+    unseen: BTreeMap<&'f NodeGroupId, u32>,
+    instances: BTreeSet<&'f InstanceId>,
+}
+
+impl<'f> Lost<'f> {
+    fn of(failures: &'f [crate::model::LaunchFailureRecord]) -> Self {
+        let mut l = Lost::default();
+        for f in failures {
+            if f.instances.is_empty() {
+                *l.unseen.entry(&f.group).or_default() += f.count;
+            } else {
+                l.instances.extend(f.instances.iter());
+            }
+        }
+        l
+    }
 }
 
 /// The pool a class of pods belongs to: the one it names, else the first (in config order)
@@ -185,6 +243,13 @@ pub(crate) struct PoolCtx<'a> {
     /// The template capacity of a group is assumed to be when its instances are not visible
     /// yet: its first usable offering, else its first listed one.
     pub default_tpl: Vec<Option<usize>>,
+    /// Requested instances of each group the cloud will not deliver (see [`Lost`]).
+    pub lost_unseen: Vec<u32>,
+    /// Listed instances stuck for good (not capacity, not in flight).
+    pub lost: BTreeSet<&'a InstanceId>,
+    /// Serving instances the cloud recommended rebalancing away from, to be replaced
+    /// (`disruption.rebalance: prelaunch`): not capacity, their pods displaced.
+    pub at_risk: BTreeSet<&'a InstanceId>,
 }
 
 impl<'a> PoolCtx<'a> {
@@ -192,6 +257,7 @@ impl<'a> PoolCtx<'a> {
         cfg: &'a PoolConfig,
         snapshot: &'a Snapshot,
         by_group: &BTreeMap<&NodeGroupId, Vec<&'a Instance>>,
+        lost: &Lost<'_>,
         history: &History,
         now: Timestamp,
         decisions: &mut Vec<Decision>,
@@ -257,6 +323,24 @@ impl<'a> PoolCtx<'a> {
             .collect();
         let (instances, groups_of): (Vec<_>, Vec<_>) = instances.into_iter().unzip();
         inst_group.extend(groups_of);
+        let lost_unseen = groups
+            .iter()
+            .map(|g| lost.unseen.get(&g.id).copied().unwrap_or(0))
+            .collect();
+        let lost = instances
+            .iter()
+            .map(|i| &i.id)
+            .filter(|id| lost.instances.contains(id))
+            .collect();
+        let at_risk = if cfg.disruption.rebalance == crate::config::RebalancePolicy::Prelaunch {
+            instances
+                .iter()
+                .filter(|i| i.state == LifecycleState::Ready && history.at_risk.contains_key(&i.id))
+                .map(|i| &i.id)
+                .collect()
+        } else {
+            BTreeSet::new()
+        };
         PoolCtx {
             cfg,
             groups,
@@ -265,6 +349,9 @@ impl<'a> PoolCtx<'a> {
             inst_group,
             inst_tpl,
             default_tpl,
+            lost_unseen,
+            lost,
+            at_risk,
         }
     }
 
@@ -292,7 +379,10 @@ impl<'a> PoolCtx<'a> {
             if matches!(inst.state, Launching | Starting | Ready | Draining) {
                 visible[self.inst_group[ii]] += 1;
             }
-            if gone.contains(&inst.id) {
+            if gone.contains(&inst.id)
+                || self.lost.contains(&inst.id)
+                || self.at_risk.contains(&inst.id)
+            {
                 continue;
             }
             let tpl = self.inst_tpl[ii];
@@ -307,12 +397,35 @@ impl<'a> PoolCtx<'a> {
                                 room.take(&self.tpls[t].caps, &PodSpec::running(p), 1);
                             }
                         }
-                        a.bins.push(Bin { tpl: t, room });
+                        a.bins.push(Bin {
+                            tpl: t,
+                            room,
+                            serving: None,
+                        });
                     }
                 }
                 Ready => {
                     add(&mut a, tpl, inst.capacity_type);
                     a.ready += 1;
+                    // The free room of a serving, schedulable node takes pending pods before
+                    // any new node is counted (Cluster Autoscaler's `filterOutSchedulable`):
+                    // a pod that turned pending just before a node became ready is bound there
+                    // by the scheduler moments later.
+                    if let (Some(t), Some(n)) = (tpl, nodes.get(&inst.id))
+                        && n.serving_ready
+                        && !n.cordoned
+                        && n.unhealthy.is_none()
+                    {
+                        let mut room = Room::EMPTY;
+                        for p in &n.pods {
+                            room.take(&self.tpls[t].caps, &PodSpec::running(p), 1);
+                        }
+                        a.bins.push(Bin {
+                            tpl: t,
+                            room,
+                            serving: Some(&inst.id),
+                        });
+                    }
                 }
                 _ => {}
             }
@@ -320,7 +433,13 @@ impl<'a> PoolCtx<'a> {
         for (gi, g) in self.groups.iter().enumerate() {
             // Desired counts instances the cloud is creating but not listing yet (and Draining
             // ones, which stay in desired until terminated): the difference is in flight.
-            let unseen = g.desired.saturating_sub(visible[gi]);
+            // Minus what the cloud said it will not deliver. Bounded: a desired count read
+            // from the cloud must not size the planner's memory.
+            let unseen = g
+                .desired
+                .saturating_sub(visible[gi])
+                .saturating_sub(self.lost_unseen[gi])
+                .min(MAX_UNSEEN_PER_GROUP);
             let Some(t) = self.default_tpl[gi] else {
                 continue;
             };
@@ -329,6 +448,7 @@ impl<'a> PoolCtx<'a> {
                 a.bins.push(Bin {
                     tpl: t,
                     room: Room::EMPTY,
+                    serving: None,
                 });
             }
             a.in_flight += unseen;
@@ -416,6 +536,16 @@ fn plan_pool<'a>(
     // Pods, then signals on top, then the minimum.
     let mut bins = acct.bins;
     let mut stops = binpack::pack(classes, &ctx.tpls, &mut bins, &mut chooser, fates);
+    // Serving nodes pending pods are expected on: neither removed nor used as room for another
+    // node's pods this tick.
+    let expected: BTreeSet<&InstanceId> = classes
+        .iter()
+        .flat_map(|(c, _)| c.members.iter())
+        .filter_map(|&m| match fates[m] {
+            Some(Fate::Existing { bin }) => bins.get(bin).and_then(|b| b.serving),
+            _ => None,
+        })
+        .collect();
     let pod_nodes = chooser.launches.len() as u32;
     let capacity_replicas = acct.live_replicas
         + chooser
@@ -550,7 +680,18 @@ fn plan_pool<'a>(
     plan.actions.extend(warm_actions);
     plan.warm_needed.extend(warm_needed);
 
-    let serving = scaledown::serving(ctx, nodes, &gone);
+    let mut leaving = gone;
+    leaving.extend(rebalance::drains(
+        ctx,
+        nodes,
+        acct.in_flight + chooser.new_nodes,
+        now,
+        &mut budget,
+        &mut plan.actions,
+        &mut plan.decisions,
+    ));
+    leaving.extend(ctx.at_risk.iter().copied());
+    let serving = scaledown::serving(ctx, nodes, &leaving);
     let mut removed = 0u32;
     let mut removed_cost = Money::ZERO;
     let mut unneeded = BTreeSet::new();
@@ -559,6 +700,7 @@ fn plan_pool<'a>(
             ctx,
             mode,
             &serving,
+            &expected,
             want,
             scaled_up,
             history,
@@ -655,6 +797,204 @@ mod tests {
             .map(|d| d.outcome)
             .collect();
         assert_eq!(pods, vec![Outcome::Acted, Outcome::Acted]);
+    }
+
+    /// `gpupool plan` on a spot group whose desired was raised and whose launch AWS reported
+    /// failed later: not "covered by 2 node(s) already launching" but taken back, backed off
+    /// and replaced by on-demand in the same plan.
+    #[test]
+    fn a_late_spot_stockout_is_taken_back_and_falls_back_in_the_same_plan() {
+        let mut pool = pool_cfg("llm");
+        pool.capacity.spot_share = 1.0;
+        let spot = offering("p5.48xlarge", CapacityType::Spot, "us-east-1a", 40.0).key();
+        let mut spot_group = p5_spot().desired(2).build();
+        spot_group
+            .unfulfilled
+            .push(crate::model::UnfulfilledLaunch {
+                offering: spot.clone(),
+                failure: crate::model::LaunchFailure::InsufficientCapacity,
+                count: 2,
+                message:
+                    "Could not launch Spot Instances. InsufficientInstanceCapacity - There is no \
+                      Spot capacity available that matches your request."
+                        .into(),
+                at: T0.plus_secs(-20.0),
+                instances: vec![],
+            });
+        let snap = snapshot()
+            .pods(gpu_pod(8).model("H100").times(2))
+            .group(spot_group)
+            .group(p5_od())
+            .build();
+        let h = History::default();
+        let p = plan(&snap, &config(vec![pool.clone()]), &h, T0);
+        let Action::ReleaseUnfulfilled {
+            group,
+            count,
+            reason,
+            ..
+        } = &p.actions[0]
+        else {
+            panic!("{:?}", kinds(&p))
+        };
+        assert_eq!((group.as_str(), *count), ("p5-spot", 2));
+        assert!(reason.to_string().contains("backing off until"), "{reason}");
+        let ups: Vec<_> = p
+            .actions
+            .iter()
+            .filter_map(|a| match a {
+                Action::ScaleUp {
+                    offering, count, ..
+                } => Some((offering.capacity_type, *count)),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(ups, vec![(CapacityType::OnDemand, 2)], "{:?}", kinds(&p));
+        assert_eq!(p.launch_failures.len(), 1);
+        // The same snapshot without the failure report waits for the two "in flight".
+        let mut quiet = snap.clone();
+        quiet.groups[0].unfulfilled.clear();
+        let p = plan(&quiet, &config(vec![pool]), &h, T0);
+        assert!(
+            p.actions
+                .iter()
+                .all(|a| !matches!(a, Action::ScaleUp { .. })),
+            "{:?}",
+            kinds(&p)
+        );
+    }
+
+    /// p4d.24xlarge as EC2 describes it (8 × A100, 40960 MiB each) carries no MIG profiles of
+    /// its own: the built-in catalog supplies them, and the pool's MIG policy shapes them.
+    #[test]
+    fn mig_pods_scale_up_on_catalog_profiles_under_each_strategy() {
+        use crate::config::{MigPolicy, MigStrategy};
+        let mut o = offering("p4d.24xlarge", CapacityType::OnDemand, "us-east-1a", 32.77).build();
+        o.instance_type.gpu = crate::model::GpuInfo {
+            model: "A100".into(),
+            count: 8,
+            memory_mib_per_gpu: 40_960,
+            mig_profiles: gpupool_provider::mig::profiles_for("A100", 40_960),
+        };
+        let run = |policy: Option<MigPolicy>, pods: Vec<PendingPod>| {
+            let mut pool = pool_cfg("llm");
+            pool.requirements.mig = policy;
+            let snap = snapshot()
+                .pods(pods)
+                .group(group("p4d", "llm").offering(o.clone()))
+                .build();
+            plan(&snap, &config(vec![pool]), &History::default(), T0)
+        };
+        let new_nodes = |p: &Plan| -> u32 {
+            p.actions
+                .iter()
+                .map(|a| match a {
+                    Action::ScaleUp { count, .. } => *count,
+                    _ => 0,
+                })
+                .sum()
+        };
+        let blocked = |p: &Plan| -> Vec<String> {
+            p.decisions
+                .iter()
+                .filter(|d| matches!(d.subject, Subject::Pod(_)) && d.outcome == Outcome::Blocked)
+                .map(|d| d.reason.to_string())
+                .collect()
+        };
+        // Catalog as is: 8 GPUs × 7 slices of 1g.5gb.
+        let p = run(None, mig_pod("1g.5gb", 14).times(4));
+        assert_eq!(new_nodes(&p), 1, "{:?}", kinds(&p));
+        // mixed, limited to 3g.20gb: a 1g.5gb pod has no node.
+        let mixed = MigPolicy {
+            strategy: MigStrategy::Mixed,
+            profiles: vec!["3g.20gb".into()],
+        };
+        let p = run(Some(mixed), mig_pod("1g.5gb", 1).times(1));
+        assert_eq!(new_nodes(&p), 0);
+        assert!(
+            blocked(&p)[0].contains("MIG profile 1g.5gb not offered"),
+            "{:?}",
+            blocked(&p)
+        );
+        // single 1g.5gb: every slice is an nvidia.com/gpu, 56 per node.
+        let single = MigPolicy {
+            strategy: MigStrategy::Single,
+            profiles: vec!["1g.5gb".into()],
+        };
+        let p = run(Some(single), gpu_pod(1).times(60));
+        assert_eq!(new_nodes(&p), 2, "{:?}", kinds(&p));
+        // none: whole GPUs only.
+        let none = MigPolicy {
+            strategy: MigStrategy::None,
+            profiles: vec![],
+        };
+        let p = run(Some(none), mig_pod("1g.5gb", 1).times(1));
+        assert_eq!(new_nodes(&p), 0);
+        // single with a profile this GPU lacks: the offering is not allowed, and says why.
+        let wrong = MigPolicy {
+            strategy: MigStrategy::Single,
+            profiles: vec!["1g.20gb".into()],
+        };
+        let p = run(Some(wrong), gpu_pod(1).times(1));
+        assert_eq!(new_nodes(&p), 0, "{:?} {:?}", kinds(&p), p.decisions);
+        assert!(
+            p.decisions.iter().any(|d| d
+                .reason
+                .to_string()
+                .contains("MIG profile 1g.20gb (strategy single)")),
+            "{:?}",
+            p.decisions
+        );
+    }
+
+    /// Issue seen on a real control plane: a node turned ready just before the scheduler
+    /// retried an Unschedulable pod; gpupool launched one more node for it. A pending pod that
+    /// fits a serving node's free room is not demand (Cluster Autoscaler's
+    /// `filterOutSchedulable`), and that node is not scaled down under it.
+    #[test]
+    fn a_pending_pod_that_fits_a_serving_node_launches_nothing_and_keeps_that_node() {
+        let mut pool = pool_cfg("llm");
+        pool.disruption.unneeded_time_s = 0;
+        pool.disruption.scale_down_delay_after_add_s = 0;
+        let serving = |busy: bool| {
+            let mut n = node("i-1", "llm", CapacityType::OnDemand);
+            if busy {
+                n = n.pod(running_pod("already-there", 1));
+            }
+            snapshot()
+                .pending(gpu_pod(1).tolerate("nvidia.com/gpu"))
+                .group(g5_od())
+                .instance(instance(
+                    "i-1",
+                    "g5-od",
+                    "g5.xlarge",
+                    CapacityType::OnDemand,
+                ))
+                .node(n)
+                .build()
+        };
+        let mut h = History::default();
+        h.unneeded_since.insert("i-1".into(), T0.plus_secs(-3600.0));
+        let p = plan(&serving(false), &config(vec![pool.clone()]), &h, T0);
+        assert!(p.actions.is_empty(), "{:?}", kinds(&p));
+        assert!(
+            p.decisions
+                .iter()
+                .any(|d| d.reason.code() == "fits_serving_node"),
+            "{:?}",
+            p.decisions
+        );
+        // Its one GPU taken: the pod needs a new node.
+        let p = plan(&serving(true), &config(vec![pool]), &h, T0);
+        let ups: u32 = p
+            .actions
+            .iter()
+            .map(|a| match a {
+                Action::ScaleUp { count, .. } => *count,
+                _ => 0,
+            })
+            .sum();
+        assert_eq!(ups, 1, "{:?}", kinds(&p));
     }
 
     #[test]

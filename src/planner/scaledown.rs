@@ -16,7 +16,7 @@ use super::fit::{PodSpec, Room, label_mismatch};
 use crate::config::{DisruptionBudget, Mode};
 use crate::model::{
     Action, CapacityType, Decision, GpuRequest, History, Instance, InstanceId, LifecycleState,
-    Money, Node, Outcome, PendingPod, Reason, Subject, Timestamp, tolerates_all,
+    Money, Node, NodeGroupId, Outcome, PendingPod, Reason, Subject, Timestamp, tolerates_all,
 };
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet};
@@ -142,6 +142,7 @@ pub(crate) fn scale_down<'c, 'a: 'c>(
     ctx: &'c PoolCtx<'a>,
     mode: Mode,
     serving: &[Serving<'a>],
+    expected: &BTreeSet<&'a InstanceId>,
     want: Option<Want>,
     scaled_up: bool,
     history: &History,
@@ -170,8 +171,26 @@ pub(crate) fn scale_down<'c, 'a: 'c>(
     if mode == Mode::Kubernetes {
         targets = free_room(ctx, serving);
     }
-    let mut received = vec![false; serving.len()];
+    // Nodes pending pods are expected on this tick count as having received pods: kept, and
+    // not room for anyone else's.
+    let mut received: Vec<bool> = serving
+        .iter()
+        .map(|s| expected.contains(&s.inst.id))
+        .collect();
+    for (i, r) in received.iter().enumerate() {
+        if *r && let Some(t) = targets.get_mut(i) {
+            *t = None;
+        }
+    }
     let mut marked = vec![false; serving.len()];
+    // A group cannot shrink below its own min size: AWS refuses a terminate-with-decrement
+    // there ("cannot decrement below min size", TerminateInstanceInAutoScalingGroup), and a
+    // terminate without decrement is replaced at once. Such a node is kept, and said so.
+    let mut group_left: BTreeMap<&NodeGroupId, (u32, u32)> = ctx
+        .groups
+        .iter()
+        .map(|g| (&g.id, (g.desired, g.min_size)))
+        .collect();
 
     let mut order: Vec<usize> = (0..serving.len()).collect();
     let by_victim = |s: &Serving<'_>| {
@@ -213,6 +232,13 @@ pub(crate) fn scale_down<'c, 'a: 'c>(
             Some(Reason::OnDemandBase {
                 base: pool.capacity.on_demand_base,
             })
+        } else if let Some(&(left, min)) = group_left.get(&s.inst.group)
+            && left <= min
+        {
+            Some(Reason::GroupAtMinSize {
+                group: s.inst.group.clone(),
+                min,
+            })
         } else {
             None
         };
@@ -248,6 +274,9 @@ pub(crate) fn scale_down<'c, 'a: 'c>(
             }
         }
         marked[i] = true;
+        if let Some((left, _)) = group_left.get_mut(&s.inst.group) {
+            *left = left.saturating_sub(1);
+        }
         cap -= s.rpn;
         count -= 1;
         if od {
@@ -381,44 +410,24 @@ fn free_room<'c>(ctx: &'c PoolCtx<'_>, serving: &[Serving<'c>]) -> Vec<Option<Ta
         .collect()
 }
 
-/// The GPU pods still running on the pool's draining nodes that the free room of its serving
-/// nodes cannot take (first fit, the check scale-down made before draining such a node): they
-/// need new capacity before their node goes. Pods already being deleted are left out — their
-/// owners' replacement pods are the demand.
+/// The GPU pods still running on the pool's leaving nodes (draining, or at risk with
+/// `rebalance: prelaunch`): they need a home before their node goes, so they are pending demand
+/// now — placed on serving nodes' free room first by the bin-packing, like every pending pod,
+/// and on new capacity otherwise. Pods already being deleted are left out: their owners'
+/// replacement pods are the demand.
 pub(crate) fn displaced<'a>(
     ctx: &PoolCtx<'a>,
     nodes: &BTreeMap<&InstanceId, &'a Node>,
     now: Timestamp,
 ) -> Vec<PendingPod> {
-    let mut out = Vec::new();
-    let leaving: Vec<&Node> = ctx
-        .instances
+    ctx.instances
         .iter()
-        .filter(|i| i.state == LifecycleState::Draining)
+        .filter(|i| i.state == LifecycleState::Draining || ctx.at_risk.contains(&i.id))
         .filter_map(|i| nodes.get(&i.id).copied())
-        .collect();
-    if leaving.is_empty() {
-        return out;
-    }
-    let serving = serving(ctx, nodes, &BTreeSet::new());
-    let mut targets = free_room(ctx, &serving);
-    for p in leaving
-        .iter()
         .flat_map(|n| n.workload_pods())
         .filter(|p| !p.terminating && p.gpu != GpuRequest::None)
-    {
-        let spec = PodSpec::running(p);
-        let host = targets.iter_mut().flatten().find(|t| {
-            t.room.fit_count(&t.caps, &spec, 1) > 0
-                && tolerates_all(spec.tolerations, t.taints)
-                && label_mismatch(spec.node_selector, spec.affinity, &t.labels).is_none()
-        });
-        match host {
-            Some(t) => t.room.take(&t.caps, &spec, 1),
-            None => out.push(p.displaced(now)),
-        }
-    }
-    out
+        .map(|p| p.displaced(now))
+        .collect()
 }
 
 /// Place every workload pod of `node` on the free room of other nodes that stay (first fit).
@@ -603,6 +612,18 @@ mod tests {
                 min1_budget3,
                 vec!["scale_down empty", "scale_down empty"],
                 2,
+            ),
+            (
+                "the group's own min size 2 keeps one of the two empty nodes",
+                {
+                    let mut s = three_ready().demand("llm", 0, None).build();
+                    s.groups[0].min_size = 2;
+                    s
+                },
+                long_unneeded(),
+                min1_budget3,
+                vec!["scale_down empty", "i-3 group_at_min_size"],
+                1,
             ),
         ];
         for (name, snap, hist, tweak, want, unneeded) in cases {
