@@ -472,3 +472,120 @@ async fn late_spot_stockout_falls_back_to_on_demand_and_backs_off() {
     assert!(released(&r, "llama-spot").is_empty());
     assert_eq!(ctl.history().backoff.get(&spot_key).unwrap().failures, 2);
 }
+
+/// A cluster with one pending pod asking a MIG slice and no nodes yet.
+struct PendingMigPod;
+
+#[async_trait]
+impl Cluster for PendingMigPod {
+    async fn observe(
+        &mut self,
+        _instances: &[Instance],
+        now: Timestamp,
+    ) -> Result<ClusterView, ClusterError> {
+        Ok(ClusterView {
+            nodes: Vec::new(),
+            pending_pods: vec![gpupool::model::PendingPod {
+                namespace: "ml".into(),
+                name: "small-model".into(),
+                pool: Some(PoolName::from("mig")),
+                gpu: gpupool::model::GpuRequest::Mig {
+                    profile: "1g.5gb".into(),
+                    count: 1,
+                },
+                cpu_milli: 1000,
+                memory_mib: 4096,
+                node_selector: BTreeMap::new(),
+                affinity: Vec::new(),
+                tolerations: Vec::new(),
+                pending_since: now,
+            }],
+        })
+    }
+
+    async fn drain(
+        &mut self,
+        _instance: &Instance,
+        _deadline: Timestamp,
+        _now: Timestamp,
+    ) -> Result<DrainProgress, ClusterError> {
+        Ok(DrainProgress::Drained)
+    }
+}
+
+/// No demand signal: the pending pod is the demand.
+struct NoSignals;
+
+#[async_trait]
+impl DemandSource for NoSignals {
+    async fn read(&mut self, _config: &Config, _now: Timestamp) -> BTreeMap<PoolName, PoolDemand> {
+        BTreeMap::new()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pending_mig_pod_scales_up_a_p4d_group_discovered_from_aws() {
+    let moto = Moto::start();
+    let c = moto.clients().await;
+    // A p4d group: EC2 reports 8 × A100 with 40960 MiB each and no MIG profiles; the provider
+    // attaches the catalog's A100-40GB row (1g.5gb × 7 per GPU).
+    c.group(GroupFixture {
+        name: "mig-p4d",
+        pool: Some("mig"),
+        instance_type: "p4d.24xlarge",
+        zones: &["us-east-1a"],
+        ..Default::default()
+    })
+    .await;
+    let yaml = format!(
+        r#"
+provider: aws
+mode: kubernetes
+aws:
+  region: us-east-1
+  endpoint_url: {endpoint}
+pools:
+  - name: mig
+    requirements: {{ gpu_models: [A100] }}
+    limits: {{ max_nodes: 4 }}
+"#,
+        endpoint = moto.endpoint
+    );
+    let cfg = Config::load(&yaml).unwrap_or_else(|e| panic!("test config: {e}"));
+    let provider = Arc::new(AwsProvider::new(moto.settings(&["mig"])).await.unwrap());
+    let mut ctl = Controller::new(
+        Arc::new(cfg),
+        provider,
+        Box::new(PendingMigPod),
+        Box::new(NoSignals),
+        Arc::new(Metrics::default()),
+    );
+    let mut clock = Clock {
+        ticks: 0,
+        jumped_ms: 0,
+    };
+    let r = tick(&mut ctl, &mut clock).await;
+    let ups: Vec<(&str, u32, &str)> = r
+        .results
+        .iter()
+        .filter_map(|a| match &a.action {
+            gpupool::model::Action::ScaleUp {
+                group,
+                count,
+                offering,
+                ..
+            } => {
+                assert!(a.error.is_none(), "{:?}", a.error);
+                Some((group.as_str(), *count, offering.instance_type.as_str()))
+            }
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        ups,
+        vec![("mig-p4d", 1, "p4d.24xlarge")],
+        "plan: {:?}",
+        r.plans
+    );
+    assert_eq!(c.desired("mig-p4d").await.0, 1);
+}

@@ -394,7 +394,7 @@ fn activities_xml(group: &str, s: &Stockout, now: SystemTime) -> String {
     let mut visible: Vec<&FakeActivity> =
         s.activities.iter().filter(|a| a.fails_at <= now).collect();
     // Newest first, as the API lists them.
-    visible.sort_by(|a, b| b.fails_at.cmp(&a.fails_at));
+    visible.sort_by_key(|a| std::cmp::Reverse(a.fails_at));
     let msg = xml_escape(&s.message);
     let mut members = String::new();
     for a in visible {
