@@ -1118,10 +1118,12 @@ impl NodeGroupProvider for AwsProvider {
     async fn complete_warmup(&self, group: &NodeGroupId, instance: &InstanceId) -> Result<()> {
         let g = self.managed_group(group).await?;
         let spec = GroupSpec::from_sdk(&g);
-        // Both paths into service pass the launch hook: a cold launch (`Pending:Wait`) and an
-        // instance leaving the warm pool (`Pending:Wait` again: "Warmed:Stopped →
-        // Pending:Wait → InService", Auto Scaling user guide "Warm pool instance lifecycle");
-        // a launch into the warm pool waits in `Warmed:Pending:Wait`.
+        // Both paths into service pass the launch hook in `Pending:Wait`: a cold launch and an
+        // instance leaving the warm pool ("When your Auto Scaling group scales out, Amazon EC2
+        // Auto Scaling puts one or more warm pool instances into a wait state (`Pending:Wait`)
+        // before the instances transition into the `InService` state"; a launch into the warm
+        // pool waits in `Warmed:Pending:Wait` — Auto Scaling user guide, "Using lifecycle hooks
+        // with a warm pool"). Each is completed only once the cache tag is the current version.
         let state = match g
             .instances()
             .iter()
