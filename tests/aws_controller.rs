@@ -418,7 +418,13 @@ async fn late_spot_stockout_falls_back_to_on_demand_and_backs_off() {
     })
     .await;
     // Within one tick: desired taken back to what is backed (nothing), on-demand grows.
+    let seen = std::time::Instant::now();
     let r = tick(&mut ctl, &mut clock).await;
+    // A figure for the README, not an assertion: wall time of the tick that saw the failure.
+    println!(
+        "failed activity visible → release + on-demand launch done: {} ms (one tick)",
+        seen.elapsed().as_millis()
+    );
     assert_eq!(released(&r, "llama-spot"), vec![2], "plan: {:?}", r.plans);
     assert_eq!(proxy.desired("llama-spot"), Some(0));
     let (od, od_ids) = c.desired("llama-od").await;
