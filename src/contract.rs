@@ -70,6 +70,9 @@ pub const AWS_IAM_GROUP_WRITE_ACTIONS: &[&str] = &[
     "autoscaling:PutWarmPool",
     "autoscaling:SetDesiredCapacity",
     "autoscaling:TerminateInstanceInAutoScalingGroup",
+    // Warm-pool members (TerminateInstanceInAutoScalingGroup refuses them); the instances carry
+    // the group's propagated gpupool.io/enabled tag, so the same resource-tag condition scopes it.
+    "ec2:TerminateInstances",
 ];
 
 /// Other write actions, scoped by their own resource or condition: `PutMetricData` by the
