@@ -7,6 +7,7 @@
 #   group writes (SetDesiredCapacity, Terminate,  -> only groups tagged gpupool.io/enabled=true:
 #   PutWarmPool, CompleteLifecycleAction)            a group is opted in by its tag, so gpupool
 #                                                    cannot touch any other group in the account.
+#   ec2:TerminateInstances (warm-pool members)    -> only instances tagged gpupool.io/enabled=true.
 #   PutMetricData                                 -> only the "gpupool" CloudWatch namespace.
 #   SQS (Receive, Delete, GetQueueAttributes/Url) -> only the interruption queues given.
 #   SQS depth of signal queues (GetQueueAttributes/Url) -> only the signal queues given; read-only.
@@ -63,6 +64,22 @@ data "aws_iam_policy_document" "controller" {
       "autoscaling:TerminateInstanceInAutoScalingGroup",
     ]
     resources = [local.account_asg_arns]
+    condition {
+      test     = "StringEquals"
+      variable = "aws:ResourceTag/gpupool.io/enabled"
+      values   = ["true"]
+    }
+  }
+
+  # Warm-pool members cannot be removed with TerminateInstanceInAutoScalingGroup; the Auto
+  # Scaling user guide ("Warm pools", "Terminate instances in a warm pool") has them terminated
+  # with EC2 TerminateInstances. Only instances of opted-in groups: the group's
+  # gpupool.io/enabled tag propagates to its instances at launch.
+  statement {
+    sid       = "TerminateOptedInWarmPoolInstances"
+    effect    = "Allow"
+    actions   = ["ec2:TerminateInstances"]
+    resources = ["arn:${local.partition}:ec2:*:${local.account_id}:instance/*"]
     condition {
       test     = "StringEquals"
       variable = "aws:ResourceTag/gpupool.io/enabled"
