@@ -6,22 +6,30 @@
 //!   (`{ip}` → the instance's private IP) answering 2xx within the timeout; else, when the pool
 //!   names a `model_cache`, the instance's model-cache tag equal to it; else the provider's
 //!   Ready state. Health checks run concurrently, at most [`HEALTH_CONCURRENCY`] at a time.
-//! - **in-flight requests** (`Node.in_flight_requests`, `Node.idle_since`): optional, from a
-//!   per-pool Prometheus query template (`{instance}` → instance id, `{ip}` → private IP), the
-//!   pool's `in_flight_query`; `idle_since` is remembered across ticks.
-//! - **drain**: run the pool's `deregister_command` (argv, `{id}`/`{ip}` substituted, no
-//!   shell, with a timeout). A failure keeps the drain in progress and the command is retried
-//!   next tick. Then wait until the instance reports 0 requests in flight; without an
-//!   in-flight series (none configured, or none exported), wait a grace period after
+//! - **in-flight requests** (`Node.in_flight_requests`, `Node.idle_since`): from a per-pool
+//!   Prometheus query template (`{instance}` → instance id, `{ip}` → private IP), the pool's
+//!   `in_flight_query`, as an [`InFlight`]: a known count, no series (none configured, or an
+//!   empty answer) or unreadable (the query failed). Only a known 0 is idle; `idle_since` is
+//!   remembered across ticks.
+//! - **drain** (every VM-only scale-in is one: the planner never terminates a serving VM
+//!   directly, whatever its in-flight count): run the pool's `deregister_command` (argv,
+//!   `{id}`/`{ip}` substituted, no shell, with a timeout). A failure keeps the VM serving and
+//!   registered ([`DrainProgress::StillRegistered`]: the controller never terminates it then,
+//!   deadline or not) and the command is retried next tick, for at most
+//!   `disruption.deregister_give_up_s`; after that the drain is given up
+//!   ([`DrainProgress::Abandoned`]) and the VM kept. Once deregistered, wait until the instance
+//!   reports 0 requests in flight; without an in-flight series, wait a grace period after
 //!   deregistration instead; while the query fails (Prometheus down), keep waiting. Only then
-//!   `Drained`. The controller's drain deadline still bounds the whole thing.
+//!   `Drained`. The controller's drain deadline bounds the wait after deregistration.
 //!
 //! The cluster publishes serving replicas per pool to [`ServingReplicas`], the latency
 //! guard-rail's base.
 
 use crate::config::{Config, PoolConfig};
 use crate::controller::{Cluster, ClusterError, ClusterView, DrainProgress};
-use crate::model::{Instance, InstanceId, LifecycleState, Node, NodeGroupId, PoolName, Timestamp};
+use crate::model::{
+    InFlight, Instance, InstanceId, LifecycleState, Node, NodeGroupId, PoolName, Timestamp,
+};
 use crate::signals::{ServingReplicas, prometheus};
 use async_trait::async_trait;
 use gpupool_provider::NodeGroupProvider;
@@ -58,6 +66,8 @@ impl InFlightQuery {
 struct DrainState {
     deregistered_at: Option<Timestamp>,
     attempts: u32,
+    /// When the first deregistration attempt failed (the give-up clock).
+    failing_since: Option<Timestamp>,
 }
 
 pub struct VmCluster {
@@ -163,7 +173,7 @@ fn substitute(template: &str, inst: &Instance) -> String {
 /// What one concurrent probe found about one instance.
 struct Probe {
     ready: bool,
-    in_flight: Option<u32>,
+    in_flight: InFlight,
 }
 
 async fn probe(
@@ -182,29 +192,10 @@ async fn probe(
         None => cache_ok,
     };
     let in_flight = match in_flight {
-        Some(q) => read_in_flight(&http, &q, now, timeout).await.known(),
-        None => None,
+        Some(q) => read_in_flight(&http, &q, now, timeout).await,
+        None => InFlight::NoSeries,
     };
     Probe { ready, in_flight }
-}
-
-/// What the per-instance in-flight query said.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum InFlight {
-    Known(u32),
-    /// An empty result: the instance exports no such series (any more).
-    NoSeries,
-    /// Prometheus unreachable, an error, or a value that is not a count.
-    Unreadable,
-}
-
-impl InFlight {
-    fn known(self) -> Option<u32> {
-        match self {
-            InFlight::Known(n) => Some(n),
-            _ => None,
-        }
-    }
 }
 
 async fn read_in_flight(
@@ -289,10 +280,10 @@ impl Cluster for VmCluster {
             // A probe task that panicked reads as not ready, in-flight unknown.
             let p = probes.remove(&i).unwrap_or(Probe {
                 ready: false,
-                in_flight: None,
+                in_flight: InFlight::Unreadable,
             });
             let idle_since = match p.in_flight {
-                Some(0) => Some(*self.idle_since.entry(inst.id.clone()).or_insert(now)),
+                InFlight::Known(0) => Some(*self.idle_since.entry(inst.id.clone()).or_insert(now)),
                 _ => {
                     self.idle_since.remove(&inst.id);
                     None
@@ -337,30 +328,52 @@ impl Cluster for VmCluster {
         _deadline: Timestamp,
         now: Timestamp,
     ) -> Result<DrainProgress, ClusterError> {
-        let pool = self.pool_of(&instance.group).await?;
         let state = self.drains.entry(instance.id.clone()).or_default().clone();
+        let pool = match self.pool_of(&instance.group).await {
+            Ok(p) => p,
+            // Not deregistered yet and the pool (so the command) unknown: the VM still takes
+            // requests, so it must not look drainable to the deadline.
+            Err(e) if state.deregistered_at.is_none() => {
+                tracing::warn!(instance = %instance.id, error = %crate::controller::error_chain(&e), "cannot tell the VM's pool to deregister it; retrying next tick");
+                return Ok(DrainProgress::StillRegistered {
+                    attempts: state.attempts,
+                });
+            }
+            Err(e) => return Err(e),
+        };
 
         let deregistered_at = match state.deregistered_at {
             Some(t) => t,
             None => {
-                let argv = pool
-                    .as_ref()
-                    .and_then(|p| self.pool_config(p))
-                    .and_then(|p| p.deregister_command.clone());
+                let pc = pool.as_ref().and_then(|p| self.pool_config(p));
+                let argv = pc.and_then(|p| p.deregister_command.clone());
+                let give_up_s = pc.map_or_else(
+                    || crate::config::DisruptionPolicy::default().deregister_give_up_s,
+                    |p| p.disruption.deregister_give_up_s,
+                );
                 if let Some(argv) = argv {
                     let attempt = state.attempts + 1;
-                    if let Some(d) = self.drains.get_mut(&instance.id) {
-                        d.attempts = attempt;
-                    }
                     if let Err(why) = run_deregister(&argv, instance, self.deregister_timeout).await
                     {
+                        let since = state.failing_since.unwrap_or(now);
+                        let failing_for_s = now.secs_since(since).max(0.0) as u64;
+                        if failing_for_s >= give_up_s {
+                            // Forget it: the VM is back in service; a later scale-in starts over.
+                            self.drains.remove(&instance.id);
+                            return Ok(DrainProgress::Abandoned {
+                                attempts: attempt,
+                                failing_for_s,
+                            });
+                        }
+                        if let Some(d) = self.drains.get_mut(&instance.id) {
+                            d.attempts = attempt;
+                            d.failing_since = Some(since);
+                        }
                         // Only the program name: arguments and output may carry secrets.
-                        tracing::warn!(instance = %instance.id, program = %argv[0], attempt, %why, "deregister command failed; the instance keeps serving and the command is retried next tick");
-                        return Ok(DrainProgress::InProgress {
-                            remaining: u32::MAX,
-                        });
+                        tracing::warn!(instance = %instance.id, program = %argv[0], attempt, failing_for_s, give_up_s, %why, "deregister command failed; the VM stays registered and serving, the command is retried next tick");
+                        return Ok(DrainProgress::StillRegistered { attempts: attempt });
                     }
-                    tracing::info!(instance = %instance.id, program = %argv[0], "deregistered");
+                    tracing::info!(instance = %instance.id, program = %argv[0], attempt, "deregistered");
                 }
                 if let Some(d) = self.drains.get_mut(&instance.id) {
                     d.deregistered_at = Some(now);
@@ -383,8 +396,11 @@ impl Cluster for VmCluster {
             InFlight::Known(n) => DrainProgress::InProgress { remaining: n },
             // No metric (none configured, or the server stopped exporting it): requests routed
             // before deregistration get a grace period to finish. `remaining: 0`: none known.
-            InFlight::NoSeries if grace_over => DrainProgress::Drained,
-            InFlight::NoSeries => DrainProgress::InProgress { remaining: 0 },
+            // (`NotMeasured` is never produced here: VM-only reads say NoSeries instead.)
+            InFlight::NoSeries | InFlight::NotMeasured if grace_over => DrainProgress::Drained,
+            InFlight::NoSeries | InFlight::NotMeasured => {
+                DrainProgress::InProgress { remaining: 0 }
+            }
             // The metric exists but cannot be read now: keep waiting rather than cut requests
             // short; the controller's drain deadline (`drain_timeout_s`) still bounds this.
             InFlight::Unreadable => {

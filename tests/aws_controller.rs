@@ -2,10 +2,14 @@
 //! against a real moto server: a demand raises desired capacity on the right group, a spot
 //! interruption put through EventBridge reaches the SQS queue and causes a drain and a
 //! replacement, a malformed queue message is survived (and left for the DLQ), and a lower
-//! demand terminates a chosen instance. Run with `cargo test --features aws`.
+//! demand terminates a chosen instance. Behind the fault proxy (tests/support/aws_fault_proxy.rs)
+//! a spot stockout reported late, as AWS does, is taken back and falls back to on-demand within
+//! one tick, and a repeated one escalates the backoff. Run with `cargo test --features aws`.
 
 #![cfg(feature = "aws")]
 
+#[path = "support/aws_fault_proxy.rs"]
+mod aws_fault_proxy;
 #[path = "support/moto.rs"]
 mod moto;
 
@@ -19,6 +23,7 @@ use gpupool::model::{
     Instance, InstanceId, LifecycleState, Node, PoolDemand, PoolName, SignalReading, Timestamp,
 };
 use gpupool_aws::AwsProvider;
+use gpupool_provider::NodeGroupProvider;
 use moto::{GroupFixture, Moto};
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -49,7 +54,7 @@ impl Cluster for ServeEveryReady {
                 cordoned: false,
                 scale_down_disabled: false,
                 pods: Vec::new(),
-                in_flight_requests: Some(0),
+                in_flight_requests: gpupool::model::InFlight::Known(0),
                 idle_since: Some(i.launched_at),
                 unhealthy: None,
                 drain_deadline: None,
@@ -130,9 +135,12 @@ pools:
     Config::load(&yaml).unwrap_or_else(|e| panic!("test config: {e}"))
 }
 
-/// Wall-clock time plus a virtual offset that grows by a tick interval per tick.
+/// Wall-clock time plus a virtual offset that grows by a tick interval per tick (and by
+/// [`Clock::jump`]): the provider and the fault proxy stamp with the wall clock, the controller
+/// runs on `now`, and the offset only ever moves `now` ahead of both.
 struct Clock {
     ticks: i64,
+    jumped_ms: i64,
 }
 
 impl Clock {
@@ -142,7 +150,11 @@ impl Clock {
             .duration_since(std::time::UNIX_EPOCH)
             .unwrap()
             .as_millis() as i64;
-        Timestamp::from_millis(wall + self.ticks * 10_000)
+        Timestamp::from_millis(wall + self.ticks * 10_000 + self.jumped_ms)
+    }
+
+    fn jump(&mut self, secs: i64) {
+        self.jumped_ms += secs * 1000;
     }
 }
 
@@ -198,7 +210,10 @@ ev.put_targets(Rule='spot', Targets=[{{'Id': 'q', 'Arn': '{queue_arn}'}}])
         }),
         Arc::new(Metrics::default()),
     );
-    let mut clock = Clock { ticks: 0 };
+    let mut clock = Clock {
+        ticks: 0,
+        jumped_ms: 0,
+    };
 
     // 1. Demand 2 → desired capacity 2 on the spot group, the on-demand group untouched.
     let r = tick(&mut ctl, &mut clock).await;
@@ -302,4 +317,281 @@ assert r['FailedEntryCount'] == 0, r
         gone[0]
     );
     assert_eq!(c.desired("llama-od").await.0, 0);
+}
+
+/// The status message of a spot stockout as Auto Scaling writes it (AWS re:Post knowledge
+/// center, "eks-troubleshoot-spot-instances").
+const SPOT_UNFULFILLABLE: &str = "Could not launch Spot Instances. UnfulfillableCapacity - Unable to fulfill capacity due to your request configuration. Please adjust your request and try again. Launching EC2 instance failed.";
+
+/// How late the fake reports each failed spot launch after `SetDesiredCapacity` succeeded.
+const FAILURE_DELAY: std::time::Duration = std::time::Duration::from_secs(2);
+
+fn released(r: &TickReport, group: &str) -> Vec<u32> {
+    r.results
+        .iter()
+        .filter_map(|a| match &a.action {
+            gpupool::model::Action::ReleaseUnfulfilled {
+                group: g, count, ..
+            } if g.as_str() == group => {
+                assert!(a.error.is_none(), "release failed: {:?}", a.error);
+                Some(*count)
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn late_spot_stockout_falls_back_to_on_demand_and_backs_off() {
+    let moto = Moto::start();
+    let proxy = aws_fault_proxy::FaultProxy::start(&moto.endpoint).await;
+    let c = moto.clients().await;
+    c.group(GroupFixture {
+        name: "llama-od",
+        zones: &["us-east-1a"],
+        ..Default::default()
+    })
+    .await;
+    c.group(GroupFixture {
+        name: "llama-spot",
+        zones: &["us-east-1a"],
+        overrides: &["g5.xlarge"],
+        on_demand_pct: 0,
+        ..Default::default()
+    })
+    .await;
+    // Every spot launch is accepted, launches nothing, and fails FAILURE_DELAY later.
+    proxy.stockout(
+        "llama-spot",
+        0,
+        FAILURE_DELAY,
+        SPOT_UNFULFILLABLE,
+        "us-east-1a",
+    );
+    let (queue_url, _) = c.queue("gpupool-signals").await;
+    let cfg = config(&moto, &queue_url);
+    let provider = Arc::new(
+        AwsProvider::new(moto.settings_at(&proxy.endpoint, &["llama"]))
+            .await
+            .unwrap(),
+    );
+    let replicas = Arc::new(Mutex::new(2u32));
+    let mut ctl = Controller::new(
+        Arc::new(cfg),
+        provider.clone(),
+        Box::new(ServeEveryReady {
+            drained: Arc::new(Mutex::new(Vec::new())),
+        }),
+        Box::new(FixedDemand {
+            replicas: replicas.clone(),
+        }),
+        Arc::new(Metrics::default()),
+    );
+    let mut clock = Clock {
+        ticks: 0,
+        jumped_ms: 0,
+    };
+    let spot_key = provider
+        .node_groups()
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|g| g.id.as_str() == "llama-spot")
+        .unwrap()
+        .offerings[0]
+        .key();
+
+    // 1. Demand 2: the pool prefers spot; AWS accepts the request.
+    let r = tick(&mut ctl, &mut clock).await;
+    assert!(
+        r.results.iter().all(|a| a.error.is_none()),
+        "{:?}",
+        r.results
+    );
+    assert_eq!(proxy.desired("llama-spot"), Some(2), "plan: {:?}", r.plans);
+    assert_eq!(proxy.requested_launches("llama-spot"), 1);
+    assert_eq!(c.desired("llama-od").await.0, 0);
+
+    // 2. AWS reports the launch failed, late.
+    moto::eventually("the failed spot activity", || async {
+        (proxy.failed_launches("llama-spot") >= 1).then_some(())
+    })
+    .await;
+    // Within one tick: desired taken back to what is backed (nothing), on-demand grows.
+    let seen = std::time::Instant::now();
+    let r = tick(&mut ctl, &mut clock).await;
+    // A figure for the README, not an assertion: wall time of the tick that saw the failure.
+    println!(
+        "failed activity visible → release + on-demand launch done: {} ms (one tick)",
+        seen.elapsed().as_millis()
+    );
+    assert_eq!(released(&r, "llama-spot"), vec![2], "plan: {:?}", r.plans);
+    assert_eq!(proxy.desired("llama-spot"), Some(0));
+    let (od, od_ids) = c.desired("llama-od").await;
+    assert_eq!(
+        (od, od_ids.len()),
+        (2, 2),
+        "fell back to on-demand in the same tick"
+    );
+    let b = ctl
+        .history()
+        .backoff
+        .get(&spot_key)
+        .expect("spot backs off");
+    assert_eq!(b.failures, 1);
+    assert_eq!(
+        b.until,
+        r.now.plus_secs(60.0),
+        "60 s from when gpupool learnt of it"
+    );
+    let first_until = b.until;
+    // Nothing more is launched or released while the backoff runs.
+    let r = tick(&mut ctl, &mut clock).await;
+    assert!(released(&r, "llama-spot").is_empty());
+    assert_eq!(proxy.requested_launches("llama-spot"), 1);
+
+    // 3. After the backoff, more demand tries spot again; it fails again, late.
+    *replicas.lock().unwrap() = 3;
+    clock.jump(61);
+    let r = tick(&mut ctl, &mut clock).await;
+    assert!(r.now > first_until);
+    assert_eq!(
+        proxy.requested_launches("llama-spot"),
+        2,
+        "plan: {:?}",
+        r.plans
+    );
+    assert_eq!(proxy.desired("llama-spot"), Some(1));
+    moto::eventually("the second failed spot activity", || async {
+        (proxy.failed_launches("llama-spot") >= 2).then_some(())
+    })
+    .await;
+    let r = tick(&mut ctl, &mut clock).await;
+    assert_eq!(released(&r, "llama-spot"), vec![1], "plan: {:?}", r.plans);
+    assert_eq!(proxy.desired("llama-spot"), Some(0));
+    assert_eq!(c.desired("llama-od").await.0, 3, "fell back again");
+    let b = ctl.history().backoff.get(&spot_key).unwrap();
+    assert_eq!(b.failures, 2);
+    assert_eq!(b.until, r.now.plus_secs(120.0), "the backoff doubled");
+    // The failure is taken back once: later ticks see nothing outstanding.
+    let r = tick(&mut ctl, &mut clock).await;
+    assert!(released(&r, "llama-spot").is_empty());
+    assert_eq!(ctl.history().backoff.get(&spot_key).unwrap().failures, 2);
+}
+
+/// A cluster with one pending pod asking a MIG slice and no nodes yet.
+struct PendingMigPod;
+
+#[async_trait]
+impl Cluster for PendingMigPod {
+    async fn observe(
+        &mut self,
+        _instances: &[Instance],
+        now: Timestamp,
+    ) -> Result<ClusterView, ClusterError> {
+        Ok(ClusterView {
+            nodes: Vec::new(),
+            pending_pods: vec![gpupool::model::PendingPod {
+                namespace: "ml".into(),
+                name: "small-model".into(),
+                pool: Some(PoolName::from("mig")),
+                gpu: gpupool::model::GpuRequest::Mig {
+                    profile: "1g.5gb".into(),
+                    count: 1,
+                },
+                cpu_milli: 1000,
+                memory_mib: 4096,
+                node_selector: BTreeMap::new(),
+                affinity: Vec::new(),
+                tolerations: Vec::new(),
+                pending_since: now,
+            }],
+        })
+    }
+
+    async fn drain(
+        &mut self,
+        _instance: &Instance,
+        _deadline: Timestamp,
+        _now: Timestamp,
+    ) -> Result<DrainProgress, ClusterError> {
+        Ok(DrainProgress::Drained)
+    }
+}
+
+/// No demand signal: the pending pod is the demand.
+struct NoSignals;
+
+#[async_trait]
+impl DemandSource for NoSignals {
+    async fn read(&mut self, _config: &Config, _now: Timestamp) -> BTreeMap<PoolName, PoolDemand> {
+        BTreeMap::new()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pending_mig_pod_scales_up_a_p4d_group_discovered_from_aws() {
+    let moto = Moto::start();
+    let c = moto.clients().await;
+    // A p4d group: EC2 reports 8 × A100 with 40960 MiB each and no MIG profiles; the provider
+    // attaches the catalog's A100-40GB row (1g.5gb × 7 per GPU).
+    c.group(GroupFixture {
+        name: "mig-p4d",
+        pool: Some("mig"),
+        instance_type: "p4d.24xlarge",
+        zones: &["us-east-1a"],
+        ..Default::default()
+    })
+    .await;
+    let yaml = format!(
+        r#"
+provider: aws
+mode: kubernetes
+aws:
+  region: us-east-1
+  endpoint_url: {endpoint}
+pools:
+  - name: mig
+    requirements: {{ gpu_models: [A100] }}
+    limits: {{ max_nodes: 4 }}
+"#,
+        endpoint = moto.endpoint
+    );
+    let cfg = Config::load(&yaml).unwrap_or_else(|e| panic!("test config: {e}"));
+    let provider = Arc::new(AwsProvider::new(moto.settings(&["mig"])).await.unwrap());
+    let mut ctl = Controller::new(
+        Arc::new(cfg),
+        provider,
+        Box::new(PendingMigPod),
+        Box::new(NoSignals),
+        Arc::new(Metrics::default()),
+    );
+    let mut clock = Clock {
+        ticks: 0,
+        jumped_ms: 0,
+    };
+    let r = tick(&mut ctl, &mut clock).await;
+    let ups: Vec<(&str, u32, &str)> = r
+        .results
+        .iter()
+        .filter_map(|a| match &a.action {
+            gpupool::model::Action::ScaleUp {
+                group,
+                count,
+                offering,
+                ..
+            } => {
+                assert!(a.error.is_none(), "{:?}", a.error);
+                Some((group.as_str(), *count, offering.instance_type.as_str()))
+            }
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        ups,
+        vec![("mig-p4d", 1, "p4d.24xlarge")],
+        "plan: {:?}",
+        r.plans
+    );
+    assert_eq!(c.desired("mig-p4d").await.0, 1);
 }

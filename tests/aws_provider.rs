@@ -4,13 +4,39 @@
 
 #![cfg(feature = "aws")]
 
+#[path = "support/aws_fault_proxy.rs"]
+mod aws_fault_proxy;
 #[path = "support/moto.rs"]
 mod moto;
 
+use aws_fault_proxy::FaultProxy;
 use gpupool::model::{CapacityType, LifecycleState, ProviderEventKind};
 use gpupool_aws::{AwsMetrics, AwsProvider, Datum, MetricUnit};
-use gpupool_provider::{InstanceId, NodeGroupId, NodeGroupProvider, ProviderError, Timestamp};
+use gpupool_provider::{
+    InstanceId, LaunchFailure, NodeGroup, NodeGroupId, NodeGroupProvider, ProviderError, Timestamp,
+};
 use moto::{GroupFixture, Moto, eventually};
+use std::time::Duration;
+
+/// The status message of a spot stockout as Auto Scaling writes it (AWS re:Post knowledge
+/// center, "eks-troubleshoot-spot-instances").
+const SPOT_UNFULFILLABLE: &str = "Could not launch Spot Instances. UnfulfillableCapacity - Unable to fulfill capacity due to your request configuration. Please adjust your request and try again. Launching EC2 instance failed.";
+
+async fn group_of(p: &AwsProvider, id: &str) -> NodeGroup {
+    p.node_groups()
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|g| g.id.as_str() == id)
+        .unwrap_or_else(|| panic!("group {id} discovered"))
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
+}
 use std::collections::BTreeMap;
 
 fn gid(s: &str) -> NodeGroupId {
@@ -42,6 +68,20 @@ fn crate_constants_match_the_contract() {
         gpupool_aws::IAM_ACTIONS,
         contract_actions.as_slice(),
         "the provider calls exactly the contract's IAM actions"
+    );
+    // The launch hook the provider completes is the one the Terraform module creates.
+    let main_tf = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("terraform/modules/aws-gpu-node-group/main.tf"),
+    )
+    .unwrap();
+    assert!(
+        main_tf.contains(&format!(
+            "lifecycle_hook_name = \"{}\"",
+            gpupool_aws::DEFAULT_LIFECYCLE_HOOK_NAME
+        )),
+        "terraform names the hook {}",
+        gpupool_aws::DEFAULT_LIFECYCLE_HOOK_NAME
     );
 }
 
@@ -353,8 +393,9 @@ async fn warm_pools_only_on_single_type_on_demand_groups() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn complete_warmup_uses_the_launch_hook() {
+async fn complete_warmup_by_name_once_the_cache_is_current() {
     let moto = Moto::start();
+    let proxy = FaultProxy::start(&moto.endpoint).await;
     let c = moto.clients().await;
     c.group(GroupFixture {
         name: "hooked",
@@ -362,41 +403,421 @@ async fn complete_warmup_uses_the_launch_hook() {
         ..Default::default()
     })
     .await;
+    // A foreign launch hook, listed before gpupool's: never completed by gpupool.
+    for hook in [
+        "aaa-someone-elses-hook",
+        gpupool_aws::DEFAULT_LIFECYCLE_HOOK_NAME,
+    ] {
+        c.asg
+            .put_lifecycle_hook()
+            .auto_scaling_group_name("hooked")
+            .lifecycle_hook_name(hook)
+            .lifecycle_transition("autoscaling:EC2_INSTANCE_LAUNCHING")
+            .heartbeat_timeout(900)
+            .send()
+            .await
+            .unwrap();
+    }
+    let id = c.desired("hooked").await.1[0].clone();
+    proxy.hold(&id, gpupool_aws::DEFAULT_LIFECYCLE_HOOK_NAME);
+    let mut s = moto.settings_at(&proxy.endpoint, &["llama"]);
+    s.model_caches.insert("llama".into(), "llama@v2".into());
+    let p = AwsProvider::new(s).await.unwrap();
+    let g = gid("hooked");
+    let inst = InstanceId::from(id.as_str());
+
+    let listed = p.instances(&g).await.unwrap();
+    assert!(listed[0].awaiting_lifecycle_hook, "Pending:Wait");
+    assert_eq!(listed[0].state, LifecycleState::Launching);
+
+    let tag = |v: &'static str| {
+        let ec2 = c.ec2.clone();
+        let id = id.clone();
+        async move {
+            ec2.create_tags()
+                .resources(id)
+                .tags(
+                    gpupool_aws::sdk::ec2::types::Tag::builder()
+                        .key("gpupool.io/model-cache")
+                        .value(v)
+                        .build(),
+                )
+                .send()
+                .await
+                .unwrap();
+        }
+    };
+    // No cache yet, then the previous version: the hook keeps holding the instance.
+    let err = p.complete_warmup(&g, &inst).await.unwrap_err();
+    assert!(matches!(err, ProviderError::InvalidConfig(_)), "{err}");
+    tag("llama@v1").await;
+    let err = p.complete_warmup(&g, &inst).await.unwrap_err();
+    assert!(err.to_string().contains("llama@v2"), "{err}");
+    assert!(proxy.calls_of("CompleteLifecycleAction").is_empty());
+    assert!(proxy.is_held(&id));
+
+    // The current version: gpupool's hook, by name, and only it.
+    tag("llama@v2").await;
+    p.complete_warmup(&g, &inst).await.unwrap();
+    let done = proxy.calls_of("CompleteLifecycleAction");
+    assert_eq!(done.len(), 1, "{done:?}");
+    assert_eq!(
+        done[0].param("LifecycleHookName"),
+        Some(gpupool_aws::DEFAULT_LIFECYCLE_HOOK_NAME)
+    );
+    assert_eq!(done[0].param("LifecycleActionResult"), Some("CONTINUE"));
+    assert!(!proxy.is_held(&id));
+    assert_eq!(
+        p.instances(&g).await.unwrap()[0].state,
+        LifecycleState::Ready
+    );
+    // Nothing holds it any more: asking again sends nothing.
+    p.complete_warmup(&g, &inst).await.unwrap();
+    assert_eq!(proxy.calls_of("CompleteLifecycleAction").len(), 1);
+
+    // Held by someone else's hook only: not gpupool's to complete.
     c.group(GroupFixture {
-        name: "plain",
+        name: "foreign-hook",
         desired: 1,
         ..Default::default()
     })
     .await;
     c.asg
         .put_lifecycle_hook()
-        .auto_scaling_group_name("hooked")
-        .lifecycle_hook_name("model-cache")
+        .auto_scaling_group_name("foreign-hook")
+        .lifecycle_hook_name("aaa-someone-elses-hook")
         .lifecycle_transition("autoscaling:EC2_INSTANCE_LAUNCHING")
         .heartbeat_timeout(900)
         .send()
         .await
         .unwrap();
-    let p = AwsProvider::new(moto.settings(&["llama"])).await.unwrap();
-
-    // No launch hook: nothing holds the instance, nothing to do.
-    let plain = c.desired("plain").await.1;
-    p.complete_warmup(&gid("plain"), &InstanceId::from(plain[0].as_str()))
+    let other = c.desired("foreign-hook").await.1[0].clone();
+    proxy.hold(&other, "aaa-someone-elses-hook");
+    p.complete_warmup(&gid("foreign-hook"), &InstanceId::from(other.as_str()))
         .await
         .unwrap();
+    assert_eq!(proxy.calls_of("CompleteLifecycleAction").len(), 1);
+    assert!(proxy.is_held(&other));
+}
 
-    // With the hook: DescribeLifecycleHooks finds it and CompleteLifecycleAction is sent. moto
-    // (5.x) answers CompleteLifecycleAction with a server error (not implemented), which must
-    // surface as a Transient error naming the call, not as success and not as a panic.
-    let hooked = c.desired("hooked").await.1;
-    match p
-        .complete_warmup(&gid("hooked"), &InstanceId::from(hooked[0].as_str()))
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn late_spot_stockout_is_reported_on_the_group_and_taken_back() {
+    let moto = Moto::start();
+    let proxy = FaultProxy::start(&moto.endpoint).await;
+    let c = moto.clients().await;
+    c.group(GroupFixture {
+        name: "llama-spot",
+        zones: &["us-east-1a"],
+        overrides: &["g5.xlarge", "g5.2xlarge"],
+        on_demand_pct: 0,
+        ..Default::default()
+    })
+    .await;
+    // The failure shows up long after the request unless the test lets the delay run out.
+    proxy.stockout(
+        "llama-spot",
+        0,
+        Duration::from_secs(3600),
+        SPOT_UNFULFILLABLE,
+        "us-east-1a",
+    );
+    let p = AwsProvider::new(moto.settings_at(&proxy.endpoint, &["llama"]))
         .await
-    {
-        Ok(()) => {} // a moto that implements it
-        Err(ProviderError::Transient { call, .. }) => assert_eq!(call, "CompleteLifecycleAction"),
-        Err(e) => panic!("unexpected error kind {}: {e}", e.kind()),
-    }
+        .unwrap();
+    let g = gid("llama-spot");
+
+    let before = now_ms();
+    p.increase(&g, 2).await.unwrap();
+    let ng = group_of(&p, "llama-spot").await;
+    assert_eq!(ng.desired, 2, "AWS accepted the request");
+    assert!(
+        p.instances(&g).await.unwrap().is_empty(),
+        "nothing launched"
+    );
+    assert!(ng.unfulfilled.is_empty(), "no failure reported yet");
+
+    proxy.elapse("llama-spot");
+    let ng = eventually("the late failure on the group", || async {
+        let ng = group_of(&p, "llama-spot").await;
+        (!ng.unfulfilled.is_empty()).then_some(ng)
+    })
+    .await;
+    assert_eq!(ng.unfulfilled.len(), 1, "{:?}", ng.unfulfilled);
+    let u = &ng.unfulfilled[0];
+    assert_eq!(u.count, 2, "desired 2 − 0 listed");
+    assert_eq!(u.failure, LaunchFailure::InsufficientCapacity);
+    assert_eq!(u.offering.instance_type.as_str(), "g5.xlarge");
+    assert_eq!(u.offering.capacity_type, CapacityType::Spot);
+    assert_eq!(u.offering.zone.as_str(), "us-east-1a");
+    assert_eq!(u.message, SPOT_UNFULFILLABLE);
+    assert!(
+        u.at.millis() >= before - 1000 && u.at.millis() <= now_ms() + 1000,
+        "the activity's start time"
+    );
+    assert!(u.instances.is_empty());
+    // One path only: no LaunchFailed event besides the group field.
+    assert!(p.poll_events().await.unwrap().is_empty());
+
+    // Taken back: desired down to what is backed (nothing), once.
+    assert_eq!(p.release_unfulfilled(&g, u.count, &[]).await.unwrap(), 2);
+    assert_eq!(proxy.desired("llama-spot"), Some(0));
+    let lowered = proxy.calls_of("SetDesiredCapacity");
+    let last = lowered.last().unwrap();
+    assert_eq!(last.param("DesiredCapacity"), Some("0"));
+    assert_eq!(last.param("HonorCooldown"), Some("false"));
+    assert!(group_of(&p, "llama-spot").await.unfulfilled.is_empty());
+    assert_eq!(
+        p.release_unfulfilled(&g, u.count, &[]).await.unwrap(),
+        0,
+        "idempotent"
+    );
+    assert_eq!(proxy.calls_of("SetDesiredCapacity").len(), lowered.len());
+
+    // A new request is not poisoned by the old failure; its own failure is reported.
+    p.increase(&g, 1).await.unwrap();
+    let ng = group_of(&p, "llama-spot").await;
+    assert_eq!(ng.desired, 1);
+    assert!(ng.unfulfilled.is_empty(), "{:?}", ng.unfulfilled);
+    proxy.elapse("llama-spot");
+    let u = eventually("the second failure", || async {
+        group_of(&p, "llama-spot")
+            .await
+            .unfulfilled
+            .into_iter()
+            .next()
+    })
+    .await;
+    assert_eq!(u.count, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn release_keeps_listed_instances_and_min_size() {
+    let moto = Moto::start();
+    let proxy = FaultProxy::start(&moto.endpoint).await;
+    let c = moto.clients().await;
+    // One instance already in service (moto launches it), min size 1.
+    c.group(GroupFixture {
+        name: "llama-spot",
+        zones: &["us-east-1a"],
+        overrides: &["g5.xlarge"],
+        on_demand_pct: 0,
+        min: 1,
+        desired: 1,
+        ..Default::default()
+    })
+    .await;
+    proxy.stockout(
+        "llama-spot",
+        1,
+        Duration::from_secs(3600),
+        SPOT_UNFULFILLABLE,
+        "us-east-1a",
+    );
+    let p = AwsProvider::new(moto.settings_at(&proxy.endpoint, &["llama"]))
+        .await
+        .unwrap();
+    let g = gid("llama-spot");
+    p.increase(&g, 2).await.unwrap();
+    proxy.elapse("llama-spot");
+    let u = eventually("the failure", || async {
+        group_of(&p, "llama-spot")
+            .await
+            .unfulfilled
+            .into_iter()
+            .next()
+    })
+    .await;
+    assert_eq!(u.count, 2, "desired 3 − 1 listed");
+    // Asked for more than is unfulfilled: the listed instance stays.
+    assert_eq!(p.release_unfulfilled(&g, 5, &[]).await.unwrap(), 2);
+    assert_eq!(proxy.desired("llama-spot"), Some(1));
+    assert_eq!(
+        c.desired("llama-spot").await.1.len(),
+        1,
+        "nothing terminated"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn discovered_p4d_offers_a100_40gb_mig_profiles() {
+    let moto = Moto::start();
+    let c = moto.clients().await;
+    c.group(GroupFixture {
+        name: "llama-p4d",
+        instance_type: "p4d.24xlarge",
+        zones: &["us-east-1a"],
+        ..Default::default()
+    })
+    .await;
+    let p = AwsProvider::new(moto.settings(&["llama"])).await.unwrap();
+    let g = group_of(&p, "llama-p4d").await;
+    let gpu = &g.offerings[0].instance_type.gpu;
+    assert_eq!((gpu.model.as_str(), gpu.count), ("A100", 8));
+    assert_eq!(
+        gpu.memory_mib_per_gpu, 40960,
+        "DescribeInstanceTypes via moto"
+    );
+    let profiles: Vec<(&str, u32)> = gpu
+        .mig_profiles
+        .iter()
+        .map(|m| (m.name.as_str(), m.per_gpu))
+        .collect();
+    assert!(profiles.contains(&("1g.5gb", 7)), "{profiles:?}");
+    assert!(profiles.contains(&("7g.40gb", 1)), "{profiles:?}");
+    assert!(
+        !profiles.iter().any(|(n, _)| n.contains("10gb+me")),
+        "not the 80 GB catalog row: {profiles:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn warm_members_min_size_and_reuse_policy() {
+    use gpupool_aws::sdk::autoscaling::types::{InstanceReusePolicy, WarmPoolState};
+    let moto = Moto::start();
+    let proxy = FaultProxy::start(&moto.endpoint).await;
+    let c = moto.clients().await;
+    c.group(GroupFixture {
+        name: "llama-od",
+        zones: &["us-east-1a"],
+        min: 1,
+        desired: 1,
+        ..Default::default()
+    })
+    .await;
+    c.asg
+        .put_warm_pool()
+        .auto_scaling_group_name("llama-od")
+        .min_size(1)
+        .max_group_prepared_capacity(1)
+        .pool_state(WarmPoolState::Stopped)
+        .instance_reuse_policy(
+            InstanceReusePolicy::builder()
+                .reuse_on_scale_in(true)
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    // A stopped instance with last version's cache, listed in the warm pool.
+    let run = c
+        .ec2
+        .run_instances()
+        .image_id(moto::AMI)
+        .instance_type(gpupool_aws::sdk::ec2::types::InstanceType::G5Xlarge)
+        .min_count(1)
+        .max_count(1)
+        .send()
+        .await
+        .unwrap();
+    let warm_id = run.instances()[0].instance_id().unwrap().to_owned();
+    proxy.add_warm("llama-od", &warm_id, "g5.xlarge", "us-east-1a");
+    let p = AwsProvider::new(moto.settings_at(&proxy.endpoint, &["llama"]))
+        .await
+        .unwrap();
+    let g = gid("llama-od");
+    let listed = p.instances(&g).await.unwrap();
+    let warm = listed.iter().find(|i| i.id.as_str() == warm_id).unwrap();
+    assert_eq!(warm.state, LifecycleState::Warm);
+
+    // The drifted warm member goes through EC2 TerminateInstances, never the Auto Scaling call
+    // that refuses warm-pool instances.
+    p.terminate(&g, &[InstanceId::from(warm_id.as_str())])
+        .await
+        .unwrap();
+    let ec2_calls = proxy.calls_of("TerminateInstances");
+    assert_eq!(ec2_calls.len(), 1);
+    assert_eq!(ec2_calls[0].param("InstanceId.1"), Some(warm_id.as_str()));
+    assert!(
+        proxy
+            .calls_of("TerminateInstanceInAutoScalingGroup")
+            .is_empty()
+    );
+    let state = c
+        .ec2
+        .describe_instances()
+        .instance_ids(&warm_id)
+        .send()
+        .await
+        .unwrap();
+    let st = state.reservations()[0].instances()[0]
+        .state()
+        .and_then(|s| s.name())
+        .map(|n| n.as_str().to_owned());
+    assert!(
+        matches!(st.as_deref(), Some("shutting-down" | "terminated")),
+        "{st:?}"
+    );
+    assert!(
+        !p.instances(&g)
+            .await
+            .unwrap()
+            .iter()
+            .any(|i| i.id.as_str() == warm_id)
+    );
+
+    // At the min size: terminated without decrement (AWS would refuse the decrement), desired
+    // unchanged and a replacement on its way.
+    let in_service = c.desired("llama-od").await.1[0].clone();
+    p.terminate(&g, &[InstanceId::from(in_service.as_str())])
+        .await
+        .unwrap();
+    let t = proxy.calls_of("TerminateInstanceInAutoScalingGroup");
+    assert_eq!(t.len(), 1, "{t:?}");
+    assert_eq!(t[0].param("ShouldDecrementDesiredCapacity"), Some("false"));
+    assert_eq!(c.desired("llama-od").await.0, 1, "min size kept");
+
+    // PutWarmPool keeps the group's instance reuse policy.
+    p.set_warm_pool_size(&g, 3).await.unwrap();
+    let put = proxy.calls_of("PutWarmPool");
+    assert_eq!(
+        put.last()
+            .unwrap()
+            .param("InstanceReusePolicy.ReuseOnScaleIn"),
+        Some("true")
+    );
+    let wp = c
+        .asg
+        .describe_warm_pool()
+        .auto_scaling_group_name("llama-od")
+        .send()
+        .await
+        .unwrap();
+    let cfg = wp.warm_pool_configuration().unwrap();
+    assert_eq!(cfg.min_size(), Some(3));
+    assert_eq!(
+        cfg.instance_reuse_policy()
+            .and_then(|r| r.reuse_on_scale_in()),
+        Some(true)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn terminate_above_min_size_decrements() {
+    let moto = Moto::start();
+    let proxy = FaultProxy::start(&moto.endpoint).await;
+    let c = moto.clients().await;
+    c.group(GroupFixture {
+        name: "llama-od",
+        zones: &["us-east-1a"],
+        min: 1,
+        desired: 2,
+        ..Default::default()
+    })
+    .await;
+    let p = AwsProvider::new(moto.settings_at(&proxy.endpoint, &["llama"]))
+        .await
+        .unwrap();
+    let ids = c.desired("llama-od").await.1;
+    // Two victims, min 1: the first decrements (2 → 1), the second may not.
+    let victims: Vec<InstanceId> = ids.iter().map(|i| InstanceId::from(i.as_str())).collect();
+    p.terminate(&gid("llama-od"), &victims).await.unwrap();
+    let t = proxy.calls_of("TerminateInstanceInAutoScalingGroup");
+    let decrements: Vec<Option<&str>> = t
+        .iter()
+        .map(|c| c.param("ShouldDecrementDesiredCapacity"))
+        .collect();
+    assert_eq!(decrements, vec![Some("true"), Some("false")]);
+    assert_eq!(c.desired("llama-od").await.0, 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

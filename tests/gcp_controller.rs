@@ -70,7 +70,7 @@ impl Cluster for ReadyCluster {
                 cordoned: false,
                 scale_down_disabled: false,
                 pods: vec![],
-                in_flight_requests: Some(0),
+                in_flight_requests: gpupool::model::InFlight::Known(0),
                 idle_since: None,
                 unhealthy: None,
                 drain_deadline: None,

@@ -150,3 +150,52 @@ async fn timeout_makes_the_reading_stale() {
     assert!(r.stale && r.replicas.is_none(), "{r:?}");
     hold.abort();
 }
+
+/// A Prometheus (or a proxy in front of one) answering with numbers out of range: the reading
+/// is stale — never a panic, never a fresh value from a timestamp that cannot be — and a
+/// sane answer from the same endpoint is read again at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn out_of_range_answers_read_stale_without_a_panic() {
+    let body = Arc::new(std::sync::Mutex::new(String::new()));
+    let served = body.clone();
+    let app = axum::Router::new().route(
+        "/api/v1/query",
+        axum::routing::get(move || {
+            let b = served.lock().unwrap().clone();
+            async move { ([("content-type", "application/json")], b) }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = tokio::spawn(async move { axum::serve(listener, app).await });
+    let cfg = Config::load(&format!(
+        "mode: vm-only\npools:\n  - name: llama\n    requirements: {{}}\n    signals:\n      - name: waiting\n        prometheus: {{ url: \"http://{addr}\", query: up, target_per_replica: 1, stale_after_s: 60, timeout_s: 2 }}\n"
+    ))
+    .unwrap();
+    let mut demand = SignalDemand::new().unwrap();
+    let now = wall_now();
+    let answer = |ts: &str, v: &str| {
+        format!(
+            r#"{{"status":"success","data":{{"resultType":"vector","result":[{{"metric":{{}},"value":[{ts},"{v}"]}}]}}}}"#
+        )
+    };
+    let ahead = format!("{:.3}", now.plus_secs(7200.0).secs_f64());
+    for (ts, v) in [
+        ("-1e300", "3"),
+        ("1e300", "3"),
+        ("-1", "3"),
+        (ahead.as_str(), "3"),
+        ("1e999", "3"),
+    ] {
+        *body.lock().unwrap() = answer(ts, v);
+        let d = demand.read(&cfg, now).await;
+        let r = &d[&PoolName::from("llama")].readings[0];
+        assert!(r.stale && r.replicas.is_none(), "timestamp {ts}: {r:?}");
+    }
+    let sane = format!("{:.3}", now.secs_f64());
+    *body.lock().unwrap() = answer(&sane, "3");
+    let d = demand.read(&cfg, now).await;
+    let r = &d[&PoolName::from("llama")].readings[0];
+    assert_eq!((r.stale, r.replicas), (false, Some(3)), "{r:?}");
+    server.abort();
+}

@@ -325,3 +325,195 @@ async fn vm_only_controller_scales_on_the_queue_holds_when_stale_and_drains_befo
     assert_eq!(group(&c).await.0, 1);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Four pools of one idle VM each, all unneeded (nothing waiting, `min_nodes: 0`):
+/// - `a`: its in-flight gauge reads 0;
+/// - `b`: its in-flight query has no series;
+/// - `c`: its in-flight query's Prometheus is unreachable;
+/// - `d`: in-flight 0, but its deregister command always fails.
+///
+/// Every VM that leaves its group must have been deregistered before (a, b and c all are: an
+/// idle-looking VM is drained, never terminated directly), and `d` is never terminated while
+/// registered — not at its drain deadline, not when its drain is given up after
+/// `deregister_give_up_s` (counted in `gpupool_drains_abandoned_total`). With the old
+/// behaviour (`is_empty()` reading unknown as 0, a direct ScaleDown of idle VMs, termination at
+/// the drain deadline) a, b and c would leave without a deregistration and d would be
+/// terminated at its deadline.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_vms_are_always_deregistered_first_and_a_failing_deregister_keeps_the_vm() {
+    const POOLS: [&str; 4] = ["a", "b", "c", "d"];
+    let moto = Moto::start();
+    let c = moto.clients().await;
+    for p in POOLS {
+        c.group(GroupFixture {
+            name: &format!("{p}-asg"),
+            pool: Some(p),
+            zones: &["us-east-1a"],
+            max: 2,
+            desired: 1,
+            ..Default::default()
+        })
+        .await;
+    }
+    let ids: std::collections::BTreeMap<&str, String> = {
+        let mut m = std::collections::BTreeMap::new();
+        for p in POOLS {
+            let (_, ids) = c.desired(&format!("{p}-asg")).await;
+            assert_eq!(ids.len(), 1, "{p}: moto launched one VM");
+            m.insert(p, ids[0].clone());
+        }
+        m
+    };
+
+    let exporter = Exporter::start().await;
+    exporter.gauges.set(WAITING, "0");
+    let running = |id: &str| format!("vllm:num_requests_running{{instance_id=\"{id}\"}}");
+    exporter.gauges.set(&running(&ids["a"]), "0");
+    exporter.gauges.set(&running(&ids["d"]), "0");
+    let prom = Prometheus::start(exporter.addr).await;
+    prom.wait_for(&format!("sum({WAITING})"), "0").await;
+    prom.wait_for("count(vllm:num_requests_running)", "2").await;
+
+    let dir = std::env::temp_dir().join(format!("gpupool-vmonly-idle-{}", moto.port));
+    std::fs::create_dir_all(&dir).unwrap();
+    let ok_log = dir.join("deregistered.log");
+    let fail_log = dir.join("deregister-failed.log");
+    let _ = std::fs::remove_file(&ok_log);
+    let _ = std::fs::remove_file(&fail_log);
+    // Nothing listens on port 1: connection refused, the in-flight count is unreadable.
+    let unreachable = "http://127.0.0.1:1";
+    let pool = |name: &str, in_flight_url: &str, dereg: String| {
+        format!(
+            r#"
+  - name: {name}
+    requirements: {{ gpu_models: [A10G] }}
+    replica: {{ gpus: 1, replicas_per_instance: 1 }}
+    limits: {{ min_nodes: 0, max_nodes: 2 }}
+    scale_up: {{ cold_start_s: 60 }}
+    disruption: {{ unneeded_time_s: 60, scale_down_delay_after_add_s: 0, drain_timeout_s: 60, max_provision_time_s: 600, deregister_give_up_s: 120 }}
+    forecast: {{ enabled: false }}
+    health_url: "http://{exporter}/health/{{ip}}"
+    deregister_command: {dereg}
+    in_flight_query:
+      url: {in_flight_url}
+      query: sum(vllm:num_requests_running{{instance_id="{{instance}}"}})
+    signals:
+      - name: waiting
+        prometheus:
+          url: {prom}
+          query: sum(vllm:num_requests_waiting{{model_name="llama"}})
+          target_per_replica: 5
+          stale_after_s: 60
+          timeout_s: 2
+"#,
+            exporter = exporter.addr,
+            prom = prom.url,
+        )
+    };
+    let ok = format!(
+        r#"["sh", "-c", "echo \"$0\" >> {}", "{{id}}"]"#,
+        ok_log.display()
+    );
+    let failing = format!(
+        r#"["sh", "-c", "echo \"$0\" >> {}; exit 3", "{{id}}"]"#,
+        fail_log.display()
+    );
+    let yaml = format!(
+        "provider: aws\nmode: vm-only\ntick_interval_s: 10\naws:\n  region: us-east-1\n  endpoint_url: {}\npools:{}{}{}{}",
+        moto.endpoint,
+        pool("a", &prom.url, ok.clone()),
+        pool("b", &prom.url, ok.clone()),
+        pool("c", unreachable, ok.clone()),
+        pool("d", &prom.url, failing),
+    );
+    let cfg = Arc::new(Config::load(&yaml).expect("test config is valid"));
+
+    let provider: Arc<dyn NodeGroupProvider> =
+        Arc::new(AwsProvider::new(moto.settings(&POOLS)).await.unwrap());
+    let serving = Arc::new(ServingReplicas::default());
+    let cluster = VmCluster::new(cfg.clone(), provider.clone())
+        .unwrap()
+        .with_serving(serving.clone());
+    let demand = SignalDemand::new().unwrap().with_serving(serving.clone());
+    let metrics = Arc::new(Metrics::default());
+    let mut registry = Registry::default();
+    metrics.register(&mut registry);
+    let mut ctl = Controller::new(
+        cfg.clone(),
+        provider,
+        Box::new(cluster),
+        Box::new(demand),
+        metrics,
+    );
+
+    let in_group = |p: &str| {
+        let c = &c;
+        let name = format!("{p}-asg");
+        async move { c.desired(&name).await.1 }
+    };
+    let log_has = |log: &std::path::Path, id: &str| {
+        std::fs::read_to_string(log)
+            .unwrap_or_default()
+            .lines()
+            .any(|l| l == id)
+    };
+    let counter = |name: &str, pool: &str| -> u64 {
+        metric_line(&registry, &format!("{name}{{pool=\"{pool}\"}}"))
+            .and_then(|l| l.rsplit(' ').next().and_then(|v| v.parse().ok()))
+            .unwrap_or(0)
+    };
+
+    let start = wall_now();
+    let mut gone: std::collections::BTreeMap<&str, f64> = std::collections::BTreeMap::new();
+    // 10 s ticks: unneeded 60 s, then a, b and c drain (b waits its 30 s grace, c its 60 s
+    // deadline); d's drain fails until it is given up 120 s later. 40 ticks bound it all.
+    for k in 0..40 {
+        let now = start.plus_secs(10.0 * f64::from(k));
+        let r = ctl
+            .tick(now)
+            .await
+            .unwrap_or_else(|e| panic!("tick: {}", gpupool::controller::error_chain(&e)));
+        for a in &r.results {
+            assert!(a.error.is_none(), "action failed: {a:?}");
+        }
+        for p in POOLS {
+            let id = &ids[p];
+            if gone.contains_key(p) || in_group(p).await.contains(id) {
+                continue;
+            }
+            assert!(
+                log_has(&ok_log, id),
+                "pool {p}: {id} left its group without being deregistered first"
+            );
+            gone.insert(p, now.secs_since(start));
+        }
+        if ["a", "b", "c"].iter().all(|p| gone.contains_key(p))
+            && counter("gpupool_drains_abandoned_total", "d") >= 1
+        {
+            break;
+        }
+    }
+    for p in ["a", "b", "c"] {
+        assert!(
+            gone.contains_key(p),
+            "pool {p}: its idle VM was scaled in: {gone:?}"
+        );
+    }
+    // d: tried, failed, kept — past its drain deadline and after its drain was given up.
+    assert!(
+        log_has(&fail_log, &ids["d"]),
+        "d's deregistration was tried"
+    );
+    assert!(!log_has(&ok_log, &ids["d"]));
+    assert!(
+        in_group("d").await.contains(&ids["d"]),
+        "a VM that could not be deregistered is never terminated"
+    );
+    assert!(!gone.contains_key("d"));
+    assert!(counter("gpupool_deregister_failures_total", "d") >= 2);
+    assert_eq!(counter("gpupool_drains_abandoned_total", "d"), 1);
+    for p in ["a", "b", "c"] {
+        assert_eq!(counter("gpupool_deregister_failures_total", p), 0, "{p}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -3,7 +3,9 @@
 
 use anyhow::Context;
 use gpupool::config::Config;
-use gpupool::model::{Decision, History, Outcome, Plan, PoolName, Snapshot, Subject, Timestamp};
+use gpupool::model::{
+    Decision, History, Outcome, Plan, PoolName, Snapshot, Subject, Timestamp, bounds,
+};
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::PathBuf;
@@ -33,18 +35,27 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         .with_context(|| format!("reading snapshot {}", args.snapshot.display()))?;
     let snapshot: Snapshot = serde_json::from_str(&text)
         .with_context(|| format!("parsing snapshot {}", args.snapshot.display()))?;
+    // Numbers from a file are untrusted: range-check them here, once, not in the planner.
+    bounds::check_snapshot(&snapshot)
+        .with_context(|| format!("snapshot {} out of range", args.snapshot.display()))?;
     let config = Config::load_file(&args.config)
         .with_context(|| format!("loading config {}", args.config.display()))?;
     let history: History = match &args.history {
         Some(p) => {
             let text = std::fs::read_to_string(p)
                 .with_context(|| format!("reading history {}", p.display()))?;
-            serde_json::from_str(&text)
-                .with_context(|| format!("parsing history {}", p.display()))?
+            let h: History = serde_json::from_str(&text)
+                .with_context(|| format!("parsing history {}", p.display()))?;
+            bounds::check_history(&h)
+                .with_context(|| format!("history {} out of range", p.display()))?;
+            h
         }
         None => History::default(),
     };
-    let now = args.at.map_or(snapshot.taken_at, Timestamp::from_secs_f64);
+    let now = match args.at {
+        Some(at) => Timestamp::try_from_secs_f64(at).context("--at")?,
+        None => snapshot.taken_at,
+    };
     let plan = gpupool::planner::plan(&snapshot, &config, &history, now);
     if args.json {
         println!(

@@ -373,6 +373,12 @@ fn aws_settings(
     s.endpoint_url = a.endpoint_url.clone();
     s.interruption_queue_url = a.interruption_queue_url.clone();
     s.api_timeout = Duration::from_secs(a.api_timeout_s);
+    // The launch hook is completed only once an instance's cache tag is the pool's version.
+    s.model_caches = config
+        .pools
+        .iter()
+        .filter_map(|p| Some((p.name.clone(), p.model_cache.clone()?)))
+        .collect();
     Ok(s)
 }
 

@@ -5,6 +5,7 @@
 //!
 //! After [`Config::load`] succeeds the rest of the program trusts the values.
 
+mod parse;
 mod validate;
 
 pub use validate::{ConfigError, Issue};
@@ -170,7 +171,10 @@ pub struct SharedGpuResource {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct MetricsConfig {
-    /// Address of `/metrics`, `/healthz`, `/readyz`.
+    /// Address of `/metrics`, `/healthz`, `/readyz`. Default `0.0.0.0:8080`: every interface,
+    /// so the kubelet and Prometheus reach the pod IP; on a VM reachable by others prefer
+    /// `127.0.0.1:8080` or a private address. Connections are limited and time out (see
+    /// `server::ServerLimits`).
     #[serde(default = "d_listen")]
     pub listen: String,
 }
@@ -458,6 +462,13 @@ pub struct DisruptionPolicy {
     /// disruption budget. `ignore`: only raise the offering's learned risk.
     #[serde(default)]
     pub rebalance: RebalancePolicy,
+    /// VM-only: how long a drain keeps retrying a failing `deregister_command` (once a tick)
+    /// before it gives up. A VM that could not be deregistered is never terminated: when this
+    /// runs out its drain is abandoned and the VM kept in service, still registered
+    /// (`gpupool_drains_abandoned_total`, a warning in the log); scale-in may pick it again
+    /// after `unneeded_time_s`.
+    #[serde(default = "d_deregister_give_up")]
+    pub deregister_give_up_s: u64,
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -480,6 +491,7 @@ impl Default for DisruptionPolicy {
             headroom_replicas: 0,
             interruption_drain_s: None,
             rebalance: RebalancePolicy::default(),
+            deregister_give_up_s: d_deregister_give_up(),
         }
     }
 }
@@ -498,6 +510,9 @@ fn d_drain() -> u64 {
 }
 fn d_provision() -> u64 {
     900
+}
+fn d_deregister_give_up() -> u64 {
+    600
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -775,24 +790,22 @@ impl SignalConfig {
 }
 
 impl Config {
-    /// Parse and validate. All semantic mistakes are reported at once.
+    /// Parse and validate: every unknown key, wrong type and semantic mistake is reported at
+    /// once (see `parse`). A Kubernetes ConfigMap manifest is read through its `config.yaml`.
     pub fn load(text: &str) -> Result<Config, ConfigError> {
-        let de = serde_yaml_ng::Deserializer::from_str(text);
-        let cfg: Config = serde_path_to_error::deserialize(de).map_err(|e| {
-            let path = e.path().to_string();
-            let inner = e.into_inner();
-            let line = inner.location().map(|l| l.line());
-            ConfigError::Parse {
-                path,
-                line,
-                message: inner.to_string(),
-            }
+        let doc = parse::document(text).map_err(|(line, message)| ConfigError::Parse {
+            path: String::new(),
+            line,
+            message,
         })?;
-        let issues = validate::validate(&cfg);
-        if issues.is_empty() {
-            Ok(cfg)
-        } else {
-            Err(ConfigError::Invalid(issues))
+        let mut issues = Vec::new();
+        let cfg: Option<Config> = parse::typed(doc, &mut issues);
+        if let Some(cfg) = &cfg {
+            issues.extend(validate::validate(cfg));
+        }
+        match cfg {
+            Some(cfg) if issues.is_empty() => Ok(cfg),
+            _ => Err(ConfigError::Invalid(issues)),
         }
     }
 
@@ -802,6 +815,33 @@ impl Config {
             source: e,
         })?;
         Self::load(&text)
+    }
+
+    /// What this config needs that this binary was built without (cargo features `aws`,
+    /// `gcp`, `kube`): `gpupool check-config` says so at once instead of `run` failing later.
+    pub fn unsupported_by_this_build(&self) -> Vec<Issue> {
+        let mut out = Vec::new();
+        let mut need = |on: bool, path: &str, what: &str, feature: &str| {
+            if !on {
+                out.push(Issue {
+                    path: path.into(),
+                    message: format!(
+                        "{what} needs a gpupool built with `--features {feature}`, and this binary \
+                         was built without it (use the release image, or `cargo build --release \
+                         --features aws,gcp,kube`)"
+                    ),
+                });
+            }
+        };
+        match self.provider {
+            ProviderKind::Aws => need(cfg!(feature = "aws"), "provider", "aws", "aws"),
+            ProviderKind::Gcp => need(cfg!(feature = "gcp"), "provider", "gcp", "gcp"),
+            ProviderKind::Sim => {}
+        }
+        if self.mode == Mode::Kubernetes && self.provider != ProviderKind::Sim {
+            need(cfg!(feature = "kube"), "mode", "kubernetes", "kube");
+        }
+        out
     }
 
     pub fn pool(&self, name: &PoolName) -> Option<&PoolConfig> {

@@ -7,7 +7,8 @@
 //!
 //! Safety rules the shell enforces, whatever the plan says:
 //! - when observing the cloud or the cluster fails, the tick holds: nothing is changed;
-//! - an instance is terminated only after its drain finished or its deadline passed;
+//! - an instance is terminated only after its drain finished or its deadline passed, and never
+//!   while it is still registered (VM-only: its deregister command has not succeeded);
 //! - a cloud event is acknowledged only after it was handled (so a crash re-delivers it), and
 //!   a duplicate delivery is harmless (drains are keyed by instance);
 //! - capacity errors put the offering into backoff and the planner re-plans at once, falling
@@ -88,7 +89,21 @@ pub struct ClusterView {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum DrainProgress {
     Drained,
-    InProgress { remaining: u32 },
+    InProgress {
+        remaining: u32,
+    },
+    /// Routing to the instance could not be stopped yet (VM-only: its deregister command
+    /// failed `attempts` times). It still receives requests, so it is never terminated in this
+    /// state, whatever the drain deadline says.
+    StillRegistered {
+        attempts: u32,
+    },
+    /// The drain was given up and the instance kept, still serving (VM-only: deregistration
+    /// kept failing for `disruption.deregister_give_up_s`). The controller forgets the drain.
+    Abandoned {
+        attempts: u32,
+        failing_for_s: u64,
+    },
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -912,8 +927,33 @@ impl Controller {
                 }
             };
             let timed_out = now >= state.deadline;
-            if progress != DrainProgress::Drained && !timed_out {
-                continue;
+            match progress {
+                DrainProgress::StillRegistered { attempts } => {
+                    self.metrics
+                        .deregister_failures
+                        .get_or_create(&Metrics::pool(state.pool.as_str()))
+                        .inc();
+                    if timed_out {
+                        // Terminating now would cut the requests a load balancer still routes
+                        // to it: keep it until deregistration succeeds or is given up.
+                        tracing::warn!(instance = %id, attempts, deadline = %state.deadline, "drain deadline passed but the VM is still registered (deregister command failing): kept, not terminated");
+                    }
+                    continue;
+                }
+                DrainProgress::Abandoned {
+                    attempts,
+                    failing_for_s,
+                } => {
+                    self.drains.remove(&id);
+                    self.metrics
+                        .drains_abandoned
+                        .get_or_create(&Metrics::pool(state.pool.as_str()))
+                        .inc();
+                    tracing::warn!(instance = %id, attempts, failing_for_s, reason = %state.reason, "deregistration kept failing: drain given up, the VM stays registered and in service (scale-in may pick it again later)");
+                    continue;
+                }
+                DrainProgress::InProgress { .. } if !timed_out => continue,
+                DrainProgress::Drained | DrainProgress::InProgress { .. } => {}
             }
             if timed_out && progress != DrainProgress::Drained {
                 // A voluntary disruption never overrides a PodDisruptionBudget or a

@@ -157,7 +157,7 @@ impl Cluster for MemCluster {
                 cordoned: false,
                 scale_down_disabled: false,
                 pods: vec![],
-                in_flight_requests: Some(1),
+                in_flight_requests: crate::model::InFlight::Known(1),
                 idle_since: None,
                 unhealthy: None,
                 drain_deadline: None,

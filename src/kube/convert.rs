@@ -612,7 +612,7 @@ pub fn node(
             || annotation(&node.metadata, ANNOTATION_KARPENTER_DO_NOT_DISRUPT) == Some("true")
             || annotation(&node.metadata, ANNOTATION_DO_NOT_DISRUPT) == Some("true"),
         pods,
-        in_flight_requests: None,
+        in_flight_requests: crate::model::InFlight::NotMeasured,
         idle_since,
         unhealthy: health.unhealthy.clone(),
         drain_deadline: drain_deadline(node),

@@ -2,6 +2,7 @@
 //! offerings, instances, money, time) come from the `gpupool-provider` crate and are re-exported
 //! here so the rest of the core has one place to import from.
 
+pub mod bounds;
 mod plan;
 mod pod;
 mod snapshot;

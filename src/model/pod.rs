@@ -248,9 +248,10 @@ pub struct Node {
     pub scale_down_disabled: bool,
     #[serde(default)]
     pub pods: Vec<RunningPod>,
-    /// Requests in flight on this node (VM-only: from the per-instance metric), if known.
+    /// Requests in flight on this node (VM-only: from the per-instance metric). Unknown is
+    /// its own state, never zero.
     #[serde(default)]
-    pub in_flight_requests: Option<u32>,
+    pub in_flight_requests: InFlight,
     /// Since when the node has had no non-daemon pods / no in-flight requests, if known.
     #[serde(default)]
     pub idle_since: Option<Timestamp>,
@@ -269,8 +270,81 @@ impl Node {
     pub fn workload_pods(&self) -> impl Iterator<Item = &RunningPod> {
         self.pods.iter().filter(|p| !p.daemon)
     }
+    /// No workload pods and no request in flight *known*: a node whose in-flight count
+    /// could not be read, or has no series, is not empty (unknown is not zero).
     pub fn is_empty(&self) -> bool {
-        self.workload_pods().next().is_none() && self.in_flight_requests.unwrap_or(0) == 0
+        self.workload_pods().next().is_none() && self.in_flight_requests.is_idle()
+    }
+}
+
+/// Requests in flight on one node, as far as gpupool can tell. The three VM-only states are
+/// kept apart all the way to the planner and the drain, because they call for different
+/// waits: a known 0 is idle, no series gets a grace period after deregistration, unreadable
+/// keeps waiting.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(from = "Option<InFlightWire>", into = "Option<InFlightWire>")]
+pub enum InFlight {
+    /// Not measured for this node: a Kubernetes node, whose work is its pods.
+    #[default]
+    NotMeasured,
+    /// The per-instance metric's value.
+    Known(u32),
+    /// The node has no in-flight series: none is configured for the pool, or the query
+    /// answered with an empty result (the server does not export it, or stopped).
+    NoSeries,
+    /// The query failed: Prometheus unreachable, an error, a value that is not a count.
+    Unreadable,
+}
+
+impl InFlight {
+    /// Known to have no work in flight (a known 0), or not measured (the pods decide).
+    pub fn is_idle(self) -> bool {
+        matches!(self, InFlight::NotMeasured | InFlight::Known(0))
+    }
+    pub fn known(self) -> Option<u32> {
+        match self {
+            InFlight::Known(n) => Some(n),
+            _ => None,
+        }
+    }
+}
+
+/// JSON form of [`InFlight`]: a number for a known count, `"no_series"` / `"unreadable"`,
+/// `null` or absent when not measured — so snapshots written before the states were told
+/// apart (a number or `null`) still load.
+#[derive(Clone, Copy, Debug, Serialize, Deserialize)]
+#[serde(untagged)]
+enum InFlightWire {
+    Count(u32),
+    State(InFlightState),
+}
+
+#[derive(Clone, Copy, Debug, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum InFlightState {
+    NoSeries,
+    Unreadable,
+}
+
+impl From<Option<InFlightWire>> for InFlight {
+    fn from(w: Option<InFlightWire>) -> Self {
+        match w {
+            None => InFlight::NotMeasured,
+            Some(InFlightWire::Count(n)) => InFlight::Known(n),
+            Some(InFlightWire::State(InFlightState::NoSeries)) => InFlight::NoSeries,
+            Some(InFlightWire::State(InFlightState::Unreadable)) => InFlight::Unreadable,
+        }
+    }
+}
+
+impl From<InFlight> for Option<InFlightWire> {
+    fn from(f: InFlight) -> Self {
+        match f {
+            InFlight::NotMeasured => None,
+            InFlight::Known(n) => Some(InFlightWire::Count(n)),
+            InFlight::NoSeries => Some(InFlightWire::State(InFlightState::NoSeries)),
+            InFlight::Unreadable => Some(InFlightWire::State(InFlightState::Unreadable)),
+        }
     }
 }
 
@@ -334,6 +408,55 @@ mod tests {
         assert!(req("zone", LabelOperator::DoesNotExist, &[]).matches(&labels));
         assert!(req("n", LabelOperator::Gt, &["4"]).matches(&labels));
         assert!(!req("n", LabelOperator::Lt, &["4"]).matches(&labels));
+    }
+
+    #[test]
+    fn unknown_in_flight_is_not_empty() {
+        let node = |f: InFlight| Node {
+            name: "i-1".into(),
+            instance: "i-1".into(),
+            pool: "p".into(),
+            capacity_type: CapacityType::OnDemand,
+            labels: BTreeMap::new(),
+            taints: vec![],
+            serving_ready: true,
+            cordoned: false,
+            scale_down_disabled: false,
+            pods: vec![],
+            in_flight_requests: f,
+            idle_since: None,
+            unhealthy: None,
+            drain_deadline: None,
+        };
+        assert!(
+            node(InFlight::NotMeasured).is_empty(),
+            "Kubernetes: no pods"
+        );
+        assert!(node(InFlight::Known(0)).is_empty());
+        assert!(!node(InFlight::Known(2)).is_empty());
+        assert!(!node(InFlight::NoSeries).is_empty(), "no series is not 0");
+        assert!(
+            !node(InFlight::Unreadable).is_empty(),
+            "unreadable is not 0"
+        );
+    }
+
+    #[test]
+    fn in_flight_json_keeps_old_snapshots_loading() {
+        for (json, want) in [
+            ("null", InFlight::NotMeasured),
+            ("3", InFlight::Known(3)),
+            ("0", InFlight::Known(0)),
+            ("\"no_series\"", InFlight::NoSeries),
+            ("\"unreadable\"", InFlight::Unreadable),
+        ] {
+            let got: InFlight = serde_json::from_str(json).unwrap();
+            assert_eq!(got, want, "{json}");
+            let back = serde_json::to_string(&got).unwrap();
+            assert_eq!(serde_json::from_str::<InFlight>(&back).unwrap(), want);
+        }
+        assert!(serde_json::from_str::<InFlight>("-1").is_err());
+        assert!(serde_json::from_str::<InFlight>("\"zero\"").is_err());
     }
 
     #[test]

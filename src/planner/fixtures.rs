@@ -481,7 +481,7 @@ pub fn node(instance: &str, pool: &str, ct: CapacityType) -> NodeBuilder {
         cordoned: false,
         scale_down_disabled: false,
         pods: Vec::new(),
-        in_flight_requests: None,
+        in_flight_requests: crate::model::InFlight::NotMeasured,
         idle_since: None,
         unhealthy: None,
         drain_deadline: None,
@@ -508,7 +508,7 @@ impl NodeBuilder {
         self
     }
     pub fn requests(mut self, n: u32) -> Self {
-        self.0.in_flight_requests = Some(n);
+        self.0.in_flight_requests = crate::model::InFlight::Known(n);
         self
     }
     pub fn build(self) -> Node {

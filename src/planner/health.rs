@@ -194,7 +194,7 @@ mod tests {
                 cordoned: false,
                 scale_down_disabled: false,
                 pods: vec![],
-                in_flight_requests: None,
+                in_flight_requests: crate::model::InFlight::NotMeasured,
                 idle_since: None,
                 unhealthy: Some("GPU count 0 below expected 1".into()),
                 drain_deadline: None,

@@ -7,8 +7,10 @@
 //!
 //! An unneeded node is removed only after `unneeded_time_s` (the shell keeps the since-clock),
 //! `scale_down_delay_after_add_s` after the pool's last scale-up, and within the disruption
-//! budget. Empty nodes are terminated; nodes with work are drained (the shell terminates them
-//! once drained). Every unneeded node kept gets a decision saying why.
+//! budget. Empty Kubernetes nodes are terminated; nodes with work are drained (the shell
+//! terminates them once drained). A VM-only node is always drained, idle or not: a load
+//! balancer may route to it until its `deregister_command` ran, and its in-flight count may be
+//! unknown. Every unneeded node kept gets a decision saying why.
 
 use super::PoolCtx;
 use super::demand::Want;
@@ -353,26 +355,18 @@ pub(crate) fn scale_down<'c, 'a: 'c>(
                 unneeded_for_s: for_s,
             }
         };
-        // Kubernetes: an empty node is cordoned and its pods listed again from the API server
-        // before it goes (a `Drain` that finishes in the same tick when it is still empty):
-        // the scheduler may have bound a pod to it since the cache was read.
-        if s.empty && mode != Mode::Kubernetes {
-            actions.push(Action::ScaleDown {
-                pool: pool.name.clone(),
-                group: s.inst.group.clone(),
-                instances: vec![s.inst.id.clone()],
-                reason,
-            });
-        } else {
-            actions.push(Action::Drain {
-                pool: pool.name.clone(),
-                group: s.inst.group.clone(),
-                instance: s.inst.id.clone(),
-                node: s.node.map(|n| n.name.clone()),
-                deadline: Some(now.plus_secs(d.drain_timeout_s as f64)),
-                reason,
-            });
-        }
+        // Every scale-in drains. Kubernetes: an empty node is cordoned and its pods listed
+        // again from the API server before it goes (a `Drain` that finishes in the same tick
+        // when it is still empty) — the scheduler may have bound a pod since the cache was
+        // read. VM-only: deregister + wait-for-idle first, even when the VM looks idle.
+        actions.push(Action::Drain {
+            pool: pool.name.clone(),
+            group: s.inst.group.clone(),
+            instance: s.inst.id.clone(),
+            node: s.node.map(|n| n.name.clone()),
+            deadline: Some(now.plus_secs(d.drain_timeout_s as f64)),
+            reason,
+        });
         res.removed.push(&s.inst.id);
         res.removed_cost += s.price;
     }
@@ -717,6 +711,56 @@ mod tests {
             "{got:?}"
         );
         assert!(p.actions.is_empty());
+    }
+
+    /// VM-only: an unneeded VM is drained (deregister + wait-for-idle) whatever its in-flight
+    /// state — a known 0, no series, unreadable — and never terminated directly. An unknown
+    /// count is not idle: the VM with a known 0 goes first.
+    #[test]
+    fn vm_only_scale_in_always_drains() {
+        use crate::model::{Action, InFlight};
+        let mut pool = pool_cfg("llm");
+        pool.disruption.consolidation = false;
+        pool.disruption.budget.max_disrupted_at_once = 3;
+        pool.disruption.budget.max_per_window = 3;
+        let vm = |id: &str, f: InFlight| {
+            let mut n = node(id, "llm", CapacityType::OnDemand).build();
+            n.in_flight_requests = f;
+            n
+        };
+        let snap = three_ready().demand("llm", 0, None).build();
+        let mut snap = snap;
+        snap.nodes = vec![
+            vm("i-1", InFlight::Unreadable),
+            vm("i-2", InFlight::NoSeries),
+            vm("i-3", InFlight::Known(0)),
+        ];
+        let mut cfg = config(vec![pool]);
+        cfg.mode = crate::config::Mode::VmOnly;
+        let p = plan(&snap, &cfg, &long_unneeded(), T0);
+        let drained: Vec<&str> = p
+            .actions
+            .iter()
+            .filter_map(|a| match a {
+                Action::Drain { instance, .. } => Some(instance.as_str()),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(drained, vec!["i-3", "i-1", "i-2"], "{:?}", p.actions);
+        assert!(
+            !p.actions
+                .iter()
+                .any(|a| matches!(a, Action::ScaleDown { .. })),
+            "no VM is terminated before it was deregistered: {:?}",
+            p.actions
+        );
+        let reasons: Vec<&str> = p
+            .actions
+            .iter()
+            .filter_map(|a| a.reason())
+            .map(|r| r.code())
+            .collect();
+        assert_eq!(reasons[0], "empty", "the idle VM is named as such");
     }
 
     #[test]

@@ -6,11 +6,22 @@
 //! Prometheus), several series (aggregate with `sum(…)`, as KEDA also requires), `NaN`/`±Inf`,
 //! a timestamp older than `stale_after_s`, an HTTP error or a body that does not parse all
 //! make the reading stale.
+//!
+//! Range checks (the answer is untrusted input): a sample timestamp must be a finite time in
+//! the checked external range ([`Timestamp::try_from_secs_f64`]; `-1e300` is a parse error,
+//! never a panic), and an instant query's sample carries the evaluation time it was asked for
+//! (the HTTP API reference's example: `time=2015-07-01T20:10:51.781Z` answers
+//! `[1435781451.781, "1"]`), so one more than [`MAX_SAMPLE_AHEAD_S`] after `now` is rejected
+//! rather than read as fresh forever.
 
 use super::SignalError;
 use crate::model::Timestamp;
 use serde::Deserialize;
 use std::time::Duration;
+
+/// How far after the evaluation time a sample's timestamp may lie (Prometheus answers with the
+/// evaluation time itself; this only absorbs rounding of the `time` parameter).
+pub const MAX_SAMPLE_AHEAD_S: f64 = 60.0;
 
 /// One sample of an instant query.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -89,10 +100,9 @@ pub fn parse_response(body: &[u8]) -> Result<Option<Sample>, SignalError> {
     };
     let value =
         parse_value(&raw).ok_or_else(|| SignalError::Parse(format!("sample value {raw:?}")))?;
-    Ok(Some(Sample {
-        value,
-        at: Timestamp::from_secs_f64(ts),
-    }))
+    let at = Timestamp::try_from_secs_f64(ts)
+        .map_err(|e| SignalError::Parse(format!("sample timestamp: {e}")))?;
+    Ok(Some(Sample { value, at }))
 }
 
 /// `<base>/api/v1/query`, keeping a path prefix (`http://h/prometheus` →
@@ -139,8 +149,21 @@ pub async fn query(
         Err(SignalError::Parse(_)) if !status.is_success() => {
             Err(SignalError::Status(status.as_u16()))
         }
+        Ok(Some(s)) => check_sample_time(s, now).map(Some),
         other => other,
     }
+}
+
+/// A sample from after the evaluation time is not an answer to the question asked.
+fn check_sample_time(s: Sample, now: Timestamp) -> Result<Sample, SignalError> {
+    let ahead_s = s.at.secs_since(now);
+    if ahead_s > MAX_SAMPLE_AHEAD_S {
+        return Err(SignalError::Parse(format!(
+            "sample timestamp {} is {ahead_s:.0} s after the evaluation time {now}",
+            s.at
+        )));
+    }
+    Ok(s)
 }
 
 #[cfg(test)]
@@ -166,6 +189,44 @@ mod tests {
         assert!(parse_response(nan).unwrap().unwrap().value.is_nan());
         let inf = br#"{"status":"success","data":{"resultType":"scalar","result":[1,"+Inf"]}}"#;
         assert_eq!(parse_response(inf).unwrap().unwrap().value, f64::INFINITY);
+    }
+
+    #[test]
+    fn out_of_range_sample_timestamps_are_errors_not_panics() {
+        for ts in [
+            "-1e300",
+            "1e300",
+            "-1",
+            "1.7976931348623157e308",
+            "253402300800",
+        ] {
+            let body = format!(
+                r#"{{"status":"success","data":{{"resultType":"vector","result":[{{"metric":{{}},"value":[{ts},"1"]}}]}}}}"#
+            );
+            assert!(
+                matches!(parse_response(body.as_bytes()), Err(SignalError::Parse(_))),
+                "{ts}"
+            );
+            let scalar = format!(
+                r#"{{"status":"success","data":{{"resultType":"scalar","result":[{ts},"1"]}}}}"#
+            );
+            assert!(matches!(
+                parse_response(scalar.as_bytes()),
+                Err(SignalError::Parse(_))
+            ));
+        }
+        // A number too large for f64 is a JSON error, not a panic either.
+        let huge = br#"{"status":"success","data":{"resultType":"scalar","result":[1e999,"1"]}}"#;
+        assert!(parse_response(huge).is_err());
+        let now = Timestamp::from_secs(1_700_000_000);
+        let sample = |at: Timestamp| Sample { value: 1.0, at };
+        assert!(check_sample_time(sample(now), now).is_ok());
+        assert!(check_sample_time(sample(now.plus_secs(-3600.0)), now).is_ok());
+        assert!(check_sample_time(sample(now.plus_secs(30.0)), now).is_ok());
+        assert!(matches!(
+            check_sample_time(sample(now.plus_secs(7200.0)), now),
+            Err(SignalError::Parse(_))
+        ));
     }
 
     #[test]

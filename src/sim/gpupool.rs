@@ -65,7 +65,7 @@ impl Cluster for SimCluster {
                 cordoned: matches!(i.serve, Serve::Draining) || (ready && i.serve == Serve::Off),
                 scale_down_disabled: false,
                 pods: Vec::new(),
-                in_flight_requests: Some(i.in_flight.len() as u32),
+                in_flight_requests: crate::model::InFlight::Known(i.in_flight.len() as u32),
                 idle_since: None,
                 unhealthy: None,
                 drain_deadline: None,

@@ -78,20 +78,14 @@ impl Moto {
     }
 
     pub async fn clients(&self) -> Clients {
-        let cfg = aws_config::defaults(aws_config::BehaviorVersion::latest())
-            .region(aws_config::Region::new(REGION))
-            .endpoint_url(&self.endpoint)
-            .credentials_provider(autoscaling::config::Credentials::new(
-                "testing", "testing", None, None, "moto",
-            ))
-            .load()
-            .await;
-        Clients {
-            asg: autoscaling::Client::new(&cfg),
-            ec2: ec2::Client::new(&cfg),
-            sqs: sqs::Client::new(&cfg),
-            cw: cloudwatch::Client::new(&cfg),
-        }
+        clients_at(&self.endpoint).await
+    }
+
+    /// Provider settings pointing at `endpoint` (a fault proxy in front of this server).
+    pub fn settings_at(&self, endpoint: &str, pools: &[&str]) -> AwsSettings {
+        let mut s = self.settings(pools);
+        s.endpoint_url = Some(endpoint.to_owned());
+        s
     }
 
     /// Run a boto3 snippet against this server (for EventBridge, which gpupool's SDK set does
@@ -114,6 +108,24 @@ impl Moto {
             String::from_utf8_lossy(&out.stderr)
         );
         String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+}
+
+/// SDK clients for `endpoint` (moto itself, or a fault proxy in front of it).
+pub async fn clients_at(endpoint: &str) -> Clients {
+    let cfg = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .region(aws_config::Region::new(REGION))
+        .endpoint_url(endpoint)
+        .credentials_provider(autoscaling::config::Credentials::new(
+            "testing", "testing", None, None, "moto",
+        ))
+        .load()
+        .await;
+    Clients {
+        asg: autoscaling::Client::new(&cfg),
+        ec2: ec2::Client::new(&cfg),
+        sqs: sqs::Client::new(&cfg),
+        cw: cloudwatch::Client::new(&cfg),
     }
 }
 
@@ -159,6 +171,7 @@ pub struct GroupFixture<'a> {
     pub pool: Option<&'a str>,
     pub enabled: bool,
     pub zones: &'a [&'a str],
+    pub min: i32,
     pub max: i32,
     pub desired: i32,
     /// Launch template instance type.
@@ -178,6 +191,7 @@ impl Default for GroupFixture<'_> {
             pool: Some("llama"),
             enabled: true,
             zones: &["us-east-1a", "us-east-1b"],
+            min: 0,
             max: 4,
             desired: 0,
             instance_type: "g5.xlarge",
@@ -229,7 +243,7 @@ impl Clients {
             .asg
             .create_auto_scaling_group()
             .auto_scaling_group_name(f.name)
-            .min_size(0)
+            .min_size(f.min)
             .max_size(f.max)
             .desired_capacity(f.desired)
             .set_availability_zones(Some(f.zones.iter().map(|z| z.to_string()).collect()));

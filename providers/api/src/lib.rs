@@ -18,7 +18,7 @@ mod money;
 mod time;
 
 pub use money::Money;
-pub use time::Timestamp;
+pub use time::{Timestamp, TimestampError};
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};

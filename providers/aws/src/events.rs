@@ -14,6 +14,13 @@
 //!
 //! A body can also be an SNS notification wrapping the event (`Type: Notification`,
 //! `Message: "<event JSON>"`), as when the rule targets an SNS topic subscribed by the queue.
+//!
+//! Range checks (the body is untrusted input): every time must be a finite number or date in
+//! [`Timestamp::MIN_EXTERNAL`]..=[`Timestamp::MAX_EXTERNAL`] ([`parse_body`]), and, against the
+//! receiver's clock ([`parse_body_at`]), a spot deadline may lie at most [`MAX_CLOCK_SKEW_S`]
+//! in the past and [`MAX_SPOT_AHEAD_S`] ahead, a scheduled change at most
+//! [`MAX_SCHEDULED_AHEAD_S`] ahead. Anything else is [`Parsed::Malformed`] with the reason:
+//! not acted on, not deleted, left for the redrive policy.
 
 use aws_sdk_sqs::primitives::{DateTime, DateTimeFormat};
 use gpupool_provider::{InstanceId, ProviderEvent, ProviderEventKind, Timestamp};
@@ -37,6 +44,19 @@ pub const EVENTBRIDGE_RULES: &[(&str, &str)] = &[
 /// AWS's spot interruption notice period.
 pub const SPOT_NOTICE_S: f64 = 120.0;
 
+/// How far in the past an event's deadline may lie and still be acted on: clock skew between
+/// EventBridge and this host, plus a poll interval. Older deadlines have passed (the instance
+/// is gone or going; its state-change event closes the books) — acting on one would terminate
+/// at once in the same tick.
+pub const MAX_CLOCK_SKEW_S: f64 = 60.0;
+/// A spot deadline is the event time + [`SPOT_NOTICE_S`]: one more than an hour ahead is not a
+/// two-minute notice (a forged or corrupted `time`).
+pub const MAX_SPOT_AHEAD_S: f64 = 3600.0;
+/// AWS Health announces scheduled changes ahead of time; for planned lifecycle events "a
+/// minimum of 180 days for major changes" (AWS Batch User Guide, "AWS Health Planned lifecycle
+/// events"); EC2 retirement notices come weeks ahead. The docs name no maximum: a year bounds it.
+pub const MAX_SCHEDULED_AHEAD_S: f64 = 366.0 * 86_400.0;
+
 /// What one queue message means.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Parsed {
@@ -51,7 +71,45 @@ pub enum Parsed {
     Malformed(String),
 }
 
-/// Parse one SQS message body.
+/// Parse one SQS message body and check its times against `now` (the receiver's clock): the
+/// entry point for messages read from the queue.
+pub fn parse_body_at(body: &str, now: Timestamp) -> Parsed {
+    match parse_body(body) {
+        Parsed::Events(kinds) => match kinds.iter().try_for_each(|k| check_window(k, now)) {
+            Ok(()) => Parsed::Events(kinds),
+            Err(why) => Parsed::Malformed(why),
+        },
+        other => other,
+    }
+}
+
+/// Is the event's time one gpupool may act on at `now`?
+pub fn check_window(kind: &ProviderEventKind, now: Timestamp) -> Result<(), String> {
+    let (what, t, ahead) = match kind {
+        ProviderEventKind::SpotInterruption { deadline, .. } => {
+            ("spot interruption deadline", *deadline, MAX_SPOT_AHEAD_S)
+        }
+        ProviderEventKind::ScheduledChange { at, .. } => {
+            ("scheduled change start", *at, MAX_SCHEDULED_AHEAD_S)
+        }
+        _ => return Ok(()),
+    };
+    let lead_s = t.secs_since(now);
+    if lead_s < -MAX_CLOCK_SKEW_S {
+        Err(format!(
+            "{what} {t} is {:.0} s in the past (more than {MAX_CLOCK_SKEW_S} s): not acted on",
+            -lead_s
+        ))
+    } else if lead_s > ahead {
+        Err(format!(
+            "{what} {t} is {lead_s:.0} s ahead (more than {ahead} s): not a real notice"
+        ))
+    } else {
+        Ok(())
+    }
+}
+
+/// Parse one SQS message body (pure: times are range-checked, not compared with a clock).
 pub fn parse_body(body: &str) -> Parsed {
     let v: Value = match serde_json::from_str(body) {
         Ok(v) => v,
@@ -87,9 +145,12 @@ fn parse_event(v: &Value) -> Parsed {
     let result = match (source, detail_type) {
         (SOURCE_EC2, DETAIL_SPOT_INTERRUPTION) => instance().and_then(|instance| {
             let time = event_time(v).ok_or_else(|| format!("{detail_type}: no valid `time`"))?;
+            let deadline = time
+                .checked_plus_secs(SPOT_NOTICE_S)
+                .ok_or_else(|| format!("{detail_type}: `time` {time} + 120 s is out of range"))?;
             Ok(vec![ProviderEventKind::SpotInterruption {
                 instance,
-                deadline: time.plus_secs(SPOT_NOTICE_S),
+                deadline,
             }])
         }),
         (SOURCE_EC2, DETAIL_REBALANCE) => {
@@ -160,10 +221,11 @@ fn event_time(v: &Value) -> Option<Timestamp> {
 }
 
 /// RFC 3339 (`2021-02-18T12:34:56Z`, EventBridge's `time`), the HTTP date AWS Health uses, or
-/// a number of epoch seconds (what moto's EventBridge writes into `time`).
+/// a number of epoch seconds (what moto's EventBridge writes into `time`). `None` for anything
+/// else, including times outside the checked external range (`1e300`, `-1e300`, year 10000).
 fn parse_time(t: &Value) -> Option<Timestamp> {
     if let Some(secs) = t.as_f64() {
-        return secs.is_finite().then(|| Timestamp::from_secs_f64(secs));
+        return Timestamp::try_from_secs_f64(secs).ok();
     }
     let s = t.as_str()?.trim();
     let dt = [
@@ -173,7 +235,9 @@ fn parse_time(t: &Value) -> Option<Timestamp> {
     ]
     .into_iter()
     .find_map(|f| DateTime::from_str(s, f).ok())?;
-    dt.to_millis().ok().map(Timestamp::from_millis)
+    dt.to_millis()
+        .ok()
+        .and_then(|ms| Timestamp::try_from_millis(ms).ok())
 }
 
 /// Turn the events of one message into `ProviderEvent`s. Ids are the SQS message id (plus the
@@ -364,6 +428,73 @@ mod tests {
         assert_eq!(parse_body(&wrapped), parse_body(SPOT));
         let numeric = SPOT.replace(r#""2021-02-18T12:34:56Z""#, "1613651696.0");
         assert_eq!(parse_body(&numeric), parse_body(SPOT));
+    }
+
+    #[test]
+    fn out_of_range_times_are_malformed_not_panics() {
+        for t in [
+            "1e300",
+            "-1e300",
+            "-1",
+            "253402300800",
+            "1.7976931348623157e308",
+            r#""+275760-09-13T00:00:00Z""#,
+            r#""-000001-01-01T00:00:00Z""#,
+        ] {
+            let body = SPOT.replace(r#""2021-02-18T12:34:56Z""#, t);
+            assert!(
+                matches!(parse_body(&body), Parsed::Malformed(_)),
+                "time {t}: {:?}",
+                parse_body(&body)
+            );
+            let health = HEALTH.replace(r#""Sat, 05 Jun 2016 15:10:09 GMT""#, t);
+            assert!(matches!(parse_body(&health), Parsed::Malformed(_)), "{t}");
+        }
+        // The last second representable is accepted by the parser; the window rejects it.
+        let body = SPOT.replace(r#""2021-02-18T12:34:56Z""#, "253402300000");
+        assert!(matches!(parse_body(&body), Parsed::Events(_)));
+    }
+
+    #[test]
+    fn deadlines_outside_the_window_are_rejected_with_a_reason() {
+        let event = secs("2021-02-18T12:34:56Z");
+        // On time: the deadline is 120 s ahead.
+        assert!(matches!(parse_body_at(SPOT, event), Parsed::Events(_)));
+        // Read late but within the skew allowance.
+        assert!(matches!(
+            parse_body_at(SPOT, event.plus_secs(170.0)),
+            Parsed::Events(_)
+        ));
+        // The deadline long passed: would terminate at once.
+        match parse_body_at(SPOT, event.plus_secs(600.0)) {
+            Parsed::Malformed(why) => assert!(why.contains("in the past"), "{why}"),
+            other => panic!("{other:?}"),
+        }
+        // A "two-minute" notice two hours ahead of the receiver's clock.
+        match parse_body_at(SPOT, event.plus_secs(-7200.0)) {
+            Parsed::Malformed(why) => assert!(why.contains("ahead"), "{why}"),
+            other => panic!("{other:?}"),
+        }
+        // Scheduled changes may be announced months ahead, not decades.
+        let start = secs("2016-06-05T15:10:09Z");
+        assert!(matches!(
+            parse_body_at(HEALTH, start.plus_secs(-30.0 * 86_400.0)),
+            Parsed::Events(_)
+        ));
+        assert!(matches!(
+            parse_body_at(HEALTH, start.plus_secs(-20.0 * 366.0 * 86_400.0)),
+            Parsed::Malformed(_)
+        ));
+        // Events without a time are not windowed; ignored ones stay ignored.
+        assert!(matches!(
+            parse_body_at(REBALANCE, Timestamp::from_secs(0)),
+            Parsed::Events(_)
+        ));
+        let other = HEALTH.replace(r#""service": "EC2""#, r#""service": "ECS""#);
+        assert!(matches!(
+            parse_body_at(&other, Timestamp::from_secs(0)),
+            Parsed::Ignored(_)
+        ));
     }
 
     #[test]

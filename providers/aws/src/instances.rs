@@ -62,6 +62,25 @@ pub fn map_state(s: &Asg, was_warm: bool) -> Mapped {
     }
 }
 
+/// Counts toward the group's desired capacity as an instance that is there or on its way:
+/// pending (a launch hook may hold it) or in service. Warm-pool members do not count (Auto
+/// Scaling user guide, "Warm pools": "As instances leave the warm pool, they count toward the
+/// desired capacity of the group"), nor do instances leaving the group, nor `Standby` ones (the
+/// group launches a replacement for an instance put in standby without decrement; Auto Scaling
+/// user guide, "Temporarily remove instances from your Auto Scaling group").
+pub fn counts_toward_desired(s: &Asg) -> bool {
+    matches!(
+        map_state(s, false).state,
+        LifecycleState::Launching | LifecycleState::Ready
+    )
+}
+
+/// Held by a *launch* lifecycle hook: `Pending:Wait` (into service) or `Warmed:Pending:Wait`
+/// (into the warm pool). The terminating hook's `Terminating:Wait` is not gpupool's to complete.
+pub fn awaits_launch_hook(s: &Asg) -> bool {
+    matches!(s, Asg::PendingWait | Asg::WarmedPendingWait)
+}
+
 /// Already on its way out: terminating it again is a no-op.
 pub fn is_leaving(s: &Asg) -> bool {
     map_state(s, false).state == LifecycleState::Terminating
@@ -99,6 +118,21 @@ mod tests {
         assert_eq!(m("Detaching", false), (L::Terminating, false));
         assert_eq!(m("Some:Future:State", false), (L::Terminating, false));
         assert!(is_leaving(&Asg::from("Terminating")));
+        for (s, counts) in [
+            ("Pending", true),
+            ("Pending:Wait", true),
+            ("InService", true),
+            ("Standby", false),
+            ("Warmed:Stopped", false),
+            ("Warmed:Pending:Wait", false),
+            ("Terminating", false),
+        ] {
+            assert_eq!(counts_toward_desired(&Asg::from(s)), counts, "{s}");
+        }
+        assert!(awaits_launch_hook(&Asg::from("Pending:Wait")));
+        assert!(awaits_launch_hook(&Asg::from("Warmed:Pending:Wait")));
+        assert!(!awaits_launch_hook(&Asg::from("Terminating:Wait")));
+        assert!(!awaits_launch_hook(&Asg::from("InService")));
         assert!(!is_leaving(&Asg::from("InService")));
     }
 

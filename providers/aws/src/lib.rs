@@ -4,11 +4,26 @@
 //!   `gpupool.io/enabled=true`, for configured pools only. Offerings are the group's instance
 //!   types (launch template, or mixed-instances overrides) × its zones, priced from the tables
 //!   in `data/` and live spot prices; GPU facts come from `DescribeInstanceTypes`.
-//! - **Actuation**: `SetDesiredCapacity`, `TerminateInstanceInAutoScalingGroup` (always with
-//!   decrement, so AWS never picks a victim), `PutWarmPool`, `CompleteLifecycleAction`.
+//! - **Actuation**: `SetDesiredCapacity`, `TerminateInstanceInAutoScalingGroup` (with
+//!   decrement, so AWS never picks a victim — except where that would go below the group's min
+//!   size, see below), EC2 `TerminateInstances` for warm-pool members (the documented way: the
+//!   Auto Scaling call refuses them), `PutWarmPool` (keeping the group's instance reuse
+//!   policy), `CompleteLifecycleAction` on gpupool's own launch hook, found by name
+//!   ([`DEFAULT_LIFECYCLE_HOOK_NAME`]), once the instance's model-cache tag is the pool's
+//!   current version.
+//! - **Launches accepted but not fulfilled**: AWS reports a stockout or a quota minutes after
+//!   `SetDesiredCapacity` succeeded, as a failed scaling activity, and leaves desired capacity
+//!   raised with nothing behind it. While that is outstanding the group carries it in
+//!   `NodeGroup::unfulfilled` ([`activities::outstanding_failure`]), and
+//!   `release_unfulfilled` lowers desired capacity back to the instances the group lists.
 //! - **Events**: spot interruption warnings, rebalance recommendations, state changes and AWS
-//!   Health scheduled changes from an SQS queue fed by EventBridge ([`events`]), and failed
-//!   launches read back from scaling activities ([`activities`]).
+//!   Health scheduled changes from an SQS queue fed by EventBridge ([`events`]).
+//!
+//! ## Termination and the group's min size
+//! Terminating with decrement where desired capacity already equals the group's min size is
+//! refused by AWS (ValidationError). gpupool then terminates *without* decrement: AWS launches a
+//! replacement, which is what replacing a drifted or unhealthy instance needs. The planner
+//! does not scale a group below its min size voluntarily.
 //! - **Metrics** ([`AwsMetrics`]): CloudWatch `PutMetricData` / `GetMetricData` and SQS queue
 //!   depth, for gpupool's signals and its CloudWatch publishing.
 //!
@@ -69,6 +84,11 @@ pub const TAG_ENABLED: &str = "gpupool.io/enabled";
 /// Instance tag holding `<model>@<version>` once the model cache is warm
 /// (`contract::TAG_MODEL_CACHE`).
 pub const TAG_MODEL_CACHE: &str = "gpupool.io/model-cache";
+/// Name of gpupool's launch lifecycle hook, as the Terraform module
+/// `terraform/modules/aws-gpu-node-group` creates it on every group (`local.lifecycle_hook_name`)
+/// and its user data completes it. Only a hook of this name is completed by gpupool: another
+/// launch hook on the group is someone else's to complete.
+pub const DEFAULT_LIFECYCLE_HOOK_NAME: &str = "gpupool-model-cache";
 /// CloudWatch namespace gpupool publishes to (`contract::CLOUDWATCH_NAMESPACE`).
 pub const CLOUDWATCH_NAMESPACE: &str = "gpupool";
 
@@ -88,6 +108,7 @@ pub const IAM_ACTIONS: &[&str] = &[
     "ec2:DescribeInstances",
     "ec2:DescribeLaunchTemplateVersions",
     "ec2:DescribeSpotPriceHistory",
+    "ec2:TerminateInstances",
     "sqs:DeleteMessage",
     "sqs:GetQueueAttributes",
     "sqs:GetQueueUrl",
@@ -131,6 +152,12 @@ pub struct AwsSettings {
     pub credentials: Option<StaticCredentials>,
     /// On-demand dollars per hour overriding the shipped table (other regions, new types).
     pub price_overrides: BTreeMap<InstanceTypeName, f64>,
+    /// gpupool's launch lifecycle hook on its groups ([`DEFAULT_LIFECYCLE_HOOK_NAME`]).
+    pub lifecycle_hook_name: String,
+    /// Each pool's current model cache, `<model>@<version>` (the pool's `model_cache`): the
+    /// launch hook is completed only once an instance's `gpupool.io/model-cache` tag equals it.
+    /// A pool without one needs the tag present, any value.
+    pub model_caches: BTreeMap<PoolName, String>,
 }
 
 impl AwsSettings {
@@ -145,6 +172,8 @@ impl AwsSettings {
             pools,
             credentials: None,
             price_overrides: BTreeMap::new(),
+            lifecycle_hook_name: DEFAULT_LIFECYCLE_HOOK_NAME.to_owned(),
+            model_caches: BTreeMap::new(),
         }
     }
 
@@ -155,6 +184,11 @@ impl AwsSettings {
         if self.api_timeout.is_zero() {
             return Err(AwsError::InvalidSettings(
                 "api_timeout must be positive".into(),
+            ));
+        }
+        if self.lifecycle_hook_name.trim().is_empty() {
+            return Err(AwsError::InvalidSettings(
+                "lifecycle_hook_name is empty".into(),
             ));
         }
         if self.max_attempts == 0 {

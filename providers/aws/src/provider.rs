@@ -11,12 +11,13 @@ use crate::instances::{self, map_state};
 use crate::{AwsError, AwsSettings, TAG_ENABLED, TAG_MODEL_CACHE, TAG_POOL};
 use async_trait::async_trait;
 use aws_sdk_autoscaling::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_autoscaling::types::InstanceReusePolicy;
 use aws_sdk_autoscaling::types::{AutoScalingGroup, Filter as AsgFilter, WarmPoolState};
 use aws_sdk_ec2::types::{Filter as Ec2Filter, InstanceLifecycleType, MarketType};
 use gpupool_provider::{
     CapacityType, GpuInfo, Instance, InstanceId, InstanceType, InstanceTypeName, NodeGroup,
-    NodeGroupId, NodeGroupProvider, ProviderError, ProviderEvent, ProviderEventKind, Result,
-    Timestamp, WarmPool, Zone,
+    NodeGroupId, NodeGroupProvider, ProviderError, ProviderEvent, Result, Timestamp, WarmPool,
+    Zone,
 };
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Mutex;
@@ -33,14 +34,18 @@ const EC2_IDS_PER_CALL: usize = 200;
 const TYPES_PER_CALL: usize = 100;
 /// Spot prices move at most a few times an hour; one lookup per type serves many ticks.
 const SPOT_PRICE_TTL: Duration = Duration::from_secs(300);
-/// Scaling activities read per group and tick: recent ones are first, and a failure older
-/// than the last 20 activities is history.
+/// Scaling activities read per group and tick: DescribeScalingActivities lists the newest
+/// first, and only the newest launch decides whether a request is outstanding
+/// ([`activities::outstanding_failure`]); 20 leave room for the terminations and warm-pool
+/// fills listed around it.
 const ACTIVITIES_PER_GROUP: i32 = 20;
-/// Failed launches older than this are history, not news: the controller would back off an
-/// offering for a failure it may already have recovered from.
-const LAUNCH_FAILURE_MAX_AGE_S: i64 = 900;
-/// Remembered activity ids (each failure is reported once) and warm-pool instance ids.
+/// Remembered warm-pool instance ids.
 const SEEN_MAX: usize = 4096;
+/// The launch lifecycle transition (Auto Scaling API reference, `PutLifecycleHook`).
+const LAUNCHING: &str = "autoscaling:EC2_INSTANCE_LAUNCHING";
+/// Instance ids per EC2 `TerminateInstances` call (the API accepts up to 1000; a warm pool is
+/// far smaller).
+const EC2_TERMINATE_PER_CALL: usize = 100;
 /// SQS receive: the API maximum per call, and the batches read per poll (100 messages bound the
 /// work of one tick; an interruption storm is drained over a few ticks).
 const SQS_BATCH: i32 = 10;
@@ -85,10 +90,9 @@ struct State {
     /// Latest spot price per (type, zone), with when it was fetched per type.
     spot_prices: HashMap<(String, String), f64>,
     spot_fetched: HashMap<String, Instant>,
-    /// Activity ids already reported (or judged too old).
-    seen_activities: BoundedSet,
-    /// Launch failures found by `node_groups`, handed out by `poll_events`.
-    pending_events: Vec<ProviderEvent>,
+    /// When this provider last raised each group's desired capacity (epoch ms, taken before
+    /// the call): a failed launch activity that started earlier belongs to an older request.
+    last_increase_ms: HashMap<String, i64>,
     /// Instances seen in a warm pool: when they show up `Pending` they are *starting*.
     warm_seen: BoundedSet,
     /// Types already warned about (no price / no GPU), to log once.
@@ -302,6 +306,7 @@ impl AwsProvider {
                     .status_code()
                     .map_or(Status::Waiting, |c| Status::from_code(c.as_str())),
                 message: a.status_message().unwrap_or_default().to_owned(),
+                description: a.description().unwrap_or_default().to_owned(),
                 details: a.details().map(str::to_owned),
                 start_ms: a.start_time().and_then(|t| t.to_millis().ok()),
             })
@@ -426,7 +431,12 @@ impl AwsProvider {
             |token| {
                 self.ec2
                     .describe_spot_price_history()
+                    // Both names: the EC2 API reference (DescribeSpotPriceHistory,
+                    // `ProductDescriptions`) lists "Linux/UNIX" and "Linux/UNIX (Amazon VPC)" as
+                    // separate values and does not say which one a region reports a type under,
+                    // so ask for both; the newest price of either wins below.
                     .product_descriptions("Linux/UNIX")
+                    .product_descriptions("Linux/UNIX (Amazon VPC)")
                     .set_instance_types(Some(ec2_types(&stale)))
                     // Start = end = now: AWS returns the price in effect now for each type × zone.
                     .start_time(now_dt)
@@ -453,7 +463,8 @@ impl AwsProvider {
             let e = latest
                 .entry((t.as_str().to_owned(), z.to_owned()))
                 .or_insert((at, price));
-            if at >= e.0 {
+            // Newest wins; at the same time the higher (the safe side for cost limits).
+            if at > e.0 || (at == e.0 && price > e.1) {
                 *e = (at, price);
             }
         }
@@ -612,7 +623,23 @@ impl AwsProvider {
         };
 
         let acts = self.activities(&spec.name).await?;
-        self.collect_launch_failures(&spec, &type_names, capacity, &acts);
+        let listed = listed_instances(g);
+        let unfulfilled = {
+            let last = lock(&self.state).last_increase_ms.get(&spec.name).copied();
+            activities::outstanding_failure(
+                &acts,
+                last,
+                spec.desired,
+                listed,
+                &type_names,
+                &spec.zones,
+                capacity,
+                now_millis(),
+            )
+        };
+        if let Some(u) = &unfulfilled {
+            tracing::warn!(group = %spec.name, offering = %u.offering, failure = %u.failure, count = u.count, message = %u.message, "launch accepted but not fulfilled");
+        }
 
         let (taints, bad) = spec.taints();
         for k in bad {
@@ -632,49 +659,54 @@ impl AwsProvider {
             desired: spec.desired,
             warm_pool,
             activity_in_progress: activities::in_progress(&acts),
-            unfulfilled: Vec::new(),
+            unfulfilled: unfulfilled.into_iter().collect(),
         }))
     }
 
-    /// Queue one `LaunchFailed` per new failed activity (recent ones only).
-    fn collect_launch_failures(
-        &self,
-        spec: &GroupSpec,
-        types: &[InstanceTypeName],
-        capacity: CapacityType,
-        acts: &[Activity],
-    ) {
-        let now_ms = now_secs() * 1000;
-        let mut st = lock(&self.state);
-        for a in acts
-            .iter()
-            .filter(|a| a.status == Status::Failed && !a.id.is_empty())
-        {
-            if !st.seen_activities.insert(&a.id) {
-                continue;
+    /// `SetDesiredCapacity` without the group's cooldown: gpupool has its own flap guards, and an
+    /// ASG cooldown would silently drop the call.
+    async fn set_desired(&self, group: &NodeGroupId, desired: u32) -> Result<()> {
+        let desired = i32::try_from(desired).map_err(|_| {
+            ProviderError::InvalidConfig(format!("desired capacity {desired} is too large"))
+        })?;
+        self.asg
+            .set_desired_capacity()
+            .auto_scaling_group_name(group.as_str())
+            .desired_capacity(desired)
+            .honor_cooldown(false)
+            .send()
+            .await
+            .api("SetDesiredCapacity", group.as_str())?;
+        Ok(())
+    }
+
+    /// Remove warm-pool members the documented way. `TerminateInstanceInAutoScalingGroup`
+    /// "cannot be called on instances in a warm pool" (its API reference); the Auto Scaling user
+    /// guide ("Warm pools", updating instances in a warm pool) says to terminate them instead:
+    /// "you can terminate existing instances in the warm pool. Amazon EC2 Auto Scaling
+    /// immediately starts launching new instances to replace the instances that you
+    /// terminated" — so this is EC2 `TerminateInstances`, and the warm pool refills itself with
+    /// instances of the current launch template (and model cache). Desired capacity is not
+    /// touched: warm-pool members are not part of it.
+    async fn terminate_warm(&self, group: &NodeGroupId, ids: &[String]) -> Result<()> {
+        for chunk in ids.chunks(EC2_TERMINATE_PER_CALL) {
+            let res = self
+                .ec2
+                .terminate_instances()
+                .set_instance_ids(Some(chunk.to_vec()))
+                .send()
+                .await
+                .api("TerminateInstances", group.as_str());
+            match res {
+                Ok(_) => {
+                    tracing::info!(%group, instances = ?chunk, "terminating warm-pool instances")
+                }
+                // Already gone (InvalidInstanceID.NotFound): the state we wanted.
+                Err(ProviderError::NotFound { .. }) => {}
+                Err(e) => return Err(e),
             }
-            if a.start_ms
-                .is_some_and(|t| now_ms - t > LAUNCH_FAILURE_MAX_AGE_S * 1000)
-            {
-                continue;
-            }
-            let Some(offering) = activities::failed_offering(a, types, &spec.zones, capacity)
-            else {
-                continue;
-            };
-            let error = activities::classify_failure(&a.message);
-            tracing::warn!(group = %spec.name, activity = %a.id, %offering, ?error, message = %a.message, "launch failed");
-            st.pending_events.push(ProviderEvent {
-                ack: None,
-                id: format!("activity:{}", a.id),
-                kind: ProviderEventKind::LaunchFailed {
-                    group: NodeGroupId::from(spec.name.as_str()),
-                    offering,
-                    error,
-                    message: a.message.clone(),
-                },
-            });
         }
+        Ok(())
     }
 
     fn warn_once(&self, key: &str, msg: &str) {
@@ -701,7 +733,13 @@ impl AwsProvider {
                 let (Some(id), Some(rh)) = (m.message_id(), m.receipt_handle()) else {
                     continue;
                 };
-                match events::parse_body(m.body().unwrap_or_default()) {
+                // Event times are checked against this host's clock (the provider is shell
+                // code; the core never reads one): a passed or far-future deadline is
+                // Malformed, left for the redrive policy.
+                match events::parse_body_at(
+                    m.body().unwrap_or_default(),
+                    Timestamp::from_secs(now_secs()),
+                ) {
                     Parsed::Events(kinds) => out.extend(events::to_provider_events(id, rh, kinds)),
                     Parsed::Ignored(why) => {
                         tracing::debug!(
@@ -764,6 +802,51 @@ fn ec2_types(names: &[String]) -> Vec<aws_sdk_ec2::types::InstanceType> {
         .collect()
 }
 
+/// Wall-clock milliseconds (the shell may read the clock; nothing here is a planner input).
+fn now_millis() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+/// Instances that stand for the group's desired capacity now: pending or in service, not
+/// leaving, not on standby (see [`instances::counts_toward_desired`]). `DescribeAutoScalingGroups`
+/// does not list warm-pool members among the group's instances.
+fn listed_instances(g: &AutoScalingGroup) -> u32 {
+    let n = g
+        .instances()
+        .iter()
+        .filter(|i| {
+            i.lifecycle_state()
+                .is_some_and(instances::counts_toward_desired)
+        })
+        .count();
+    u32::try_from(n).unwrap_or(u32::MAX)
+}
+
+/// Desired capacity after taking back `count` unfulfilled launches: never below the instances
+/// the group lists (they are real) nor below its min size (AWS would refuse it).
+fn release_target(desired: u32, count: u32, listed: u32, min: u32) -> u32 {
+    desired
+        .saturating_sub(count)
+        .max(listed)
+        .max(min)
+        .min(desired)
+}
+
+/// Why an instance's model cache does not allow completing its launch hook: the
+/// `gpupool.io/model-cache` tag must equal the pool's current `<model>@<version>` when the pool
+/// names one, and be present otherwise. `None` when it may go into service.
+fn cache_not_ready(have: Option<&str>, want: Option<&str>) -> Option<String> {
+    match (have, want) {
+        (Some(h), Some(w)) if h == w => None,
+        (Some(h), Some(w)) => Some(format!("model cache is {h}, the pool wants {w}")),
+        (None, Some(w)) => Some(format!("model cache not warm yet (the pool wants {w})")),
+        (Some(_), None) => None,
+        (None, None) => Some("model cache not warm yet".to_owned()),
+    }
+}
+
 /// GPU facts of one EC2 type, `None` when it has no GPU.
 fn gpu_instance_type(
     name: &str,
@@ -772,6 +855,14 @@ fn gpu_instance_type(
     let gpus = info.gpu_info()?.gpus();
     let first = gpus.first()?;
     let count: i32 = gpus.iter().filter_map(|g| g.count()).sum();
+    let model = discovery::normalise_gpu_model(first.name().unwrap_or_default());
+    let memory_mib_per_gpu = first
+        .memory_info()
+        .and_then(|m| m.size_in_mib())
+        .map_or(0, |m| m.max(0) as u64);
+    // EC2 reports no MIG profiles; the built-in catalog (NVIDIA's MIG user guide) gives the
+    // ones this GPU can be partitioned into.
+    let mig_profiles = gpupool_provider::mig::profiles_for(&model, memory_mib_per_gpu);
     Some(InstanceType {
         name: InstanceTypeName::from(name),
         vcpu: info
@@ -783,13 +874,10 @@ fn gpu_instance_type(
             .and_then(|m| m.size_in_mib())
             .map_or(0, |m| m.max(0) as u64),
         gpu: GpuInfo {
-            model: discovery::normalise_gpu_model(first.name().unwrap_or_default()),
+            model,
             count: count.max(0) as u32,
-            memory_mib_per_gpu: first
-                .memory_info()
-                .and_then(|m| m.size_in_mib())
-                .map_or(0, |m| m.max(0) as u64),
-            mig_profiles: Vec::new(),
+            memory_mib_per_gpu,
+            mig_profiles,
         },
     })
 }
@@ -879,15 +967,16 @@ impl NodeGroupProvider for AwsProvider {
                 spec.desired, spec.max
             )));
         }
-        self.asg
-            .set_desired_capacity()
-            .auto_scaling_group_name(group.as_str())
-            .desired_capacity(target as i32)
-            // gpupool has its own flap guards; an ASG cooldown would silently drop the call.
-            .honor_cooldown(false)
-            .send()
-            .await
-            .api("SetDesiredCapacity", group.as_str())?;
+        // Taken before the call, to the millisecond (activity start times have milliseconds):
+        // the launch activity this request causes starts after it. AWS's clock is compared
+        // with this host's; were it behind by more than the time AWS takes to start the launch,
+        // a failure would be ignored until AWS retries the launch (a newer activity), never
+        // misattributed.
+        let requested_ms = now_millis();
+        self.set_desired(group, target).await?;
+        lock(&self.state)
+            .last_increase_ms
+            .insert(spec.name.clone(), requested_ms);
         tracing::info!(%group, from = spec.desired, to = target, "desired capacity raised");
         Ok(())
     }
@@ -921,21 +1010,31 @@ impl NodeGroupProvider for AwsProvider {
                 protected.join(", ")
             )));
         }
+        let mut desired = spec.desired;
+        let mut warm_victims: Vec<String> = Vec::new();
         for id in instances {
-            let (decrement, state) = match find(id) {
-                Some(i) => (true, i.lifecycle_state()),
-                None => match warm.iter().find(|i| i.instance_id() == Some(id.as_str())) {
-                    // Warm-pool members are not part of desired capacity: don't decrement.
-                    Some(i) => (false, i.lifecycle_state()),
-                    None => {
-                        tracing::info!(%group, instance = %id, "already gone from the group");
-                        continue;
-                    }
-                },
+            let Some(i) = find(id) else {
+                match warm.iter().find(|i| i.instance_id() == Some(id.as_str())) {
+                    Some(w) if w.lifecycle_state().is_some_and(instances::is_leaving) => {}
+                    Some(_) => warm_victims.push(id.to_string()),
+                    None => tracing::info!(%group, instance = %id, "already gone from the group"),
+                }
+                continue;
             };
-            if state.is_some_and(instances::is_leaving) {
+            if i.lifecycle_state().is_some_and(instances::is_leaving) {
                 continue;
             }
+            // Never below the group's min size: there AWS refuses the decrement ("Currently,
+            // desiredSize equals minSize (1). Terminating instance without replacement will
+            // violate group's min size constraint. Either set shouldDecrementDesiredCapacity flag
+            // to false or lower group's min size.", a ValidationError). The instance is then
+            // terminated without decrement and AWS launches a replacement (API reference,
+            // TerminateInstanceInAutoScalingGroup: "If you do not specify the option to
+            // decrement the desired capacity, Amazon EC2 Auto Scaling launches instances to
+            // replace the ones that are terminated") — a fresh instance in place of a drifted or
+            // unhealthy one; gpupool's planner does not scale a group below its min size
+            // voluntarily.
+            let decrement = desired > spec.min;
             let res = self
                 .asg
                 .terminate_instance_in_auto_scaling_group()
@@ -945,24 +1044,42 @@ impl NodeGroupProvider for AwsProvider {
                 .await
                 .api("TerminateInstanceInAutoScalingGroup", id.as_str());
             match res {
-                Ok(_) => tracing::info!(%group, instance = %id, decrement, "terminating"),
+                Ok(_) => {
+                    if decrement {
+                        desired -= 1;
+                    }
+                    tracing::info!(%group, instance = %id, decrement, "terminating");
+                }
                 Err(ProviderError::NotFound { .. }) => {}
                 Err(e) => return Err(e),
             }
         }
-        Ok(())
+        self.terminate_warm(group, &warm_victims).await
     }
 
     async fn release_unfulfilled(
         &self,
         group: &NodeGroupId,
-        _count: u32,
+        count: u32,
         _instances: &[InstanceId],
     ) -> Result<u32> {
-        // INTERIM (being replaced in this change).
-        Err(ProviderError::InvalidConfig(format!(
-            "release_unfulfilled on {group}: not yet built"
-        )))
+        if count == 0 {
+            return Ok(0);
+        }
+        // Re-read the group: an instance that appeared since the caller's snapshot is backed
+        // capacity and must stay. Cluster Autoscaler does the same for its placeholders: it sets
+        // the group's size to the instances the group lists
+        // (`cluster-autoscaler/cloudprovider/aws/auto_scaling_groups.go`, `DeleteInstances`).
+        let g = self.managed_group(group).await?;
+        let spec = GroupSpec::from_sdk(&g);
+        let target = release_target(spec.desired, count, listed_instances(&g), spec.min);
+        if target >= spec.desired {
+            return Ok(0);
+        }
+        self.set_desired(group, target).await?;
+        let released = spec.desired - target;
+        tracing::info!(%group, from = spec.desired, to = target, "unfulfilled launch taken back");
+        Ok(released)
     }
 
     async fn set_warm_pool_size(&self, group: &NodeGroupId, size: u32) -> Result<()> {
@@ -976,6 +1093,18 @@ impl NodeGroupProvider for AwsProvider {
         let size = i32::try_from(size).map_err(|_| {
             ProviderError::InvalidConfig(format!("warm pool size {size} is too large"))
         })?;
+        // PutWarmPool creates *or updates* the whole configuration; the API reference gives
+        // `InstanceReusePolicy` a default ("The default is to terminate instances in the Auto
+        // Scaling group when the group scales in") and does not say an update keeps an omitted
+        // one, so the group's current policy (Terraform's `instance_reuse_policy`) is sent back.
+        let reuse: Option<InstanceReusePolicy> = if spec.has_warm_pool {
+            self.warm_pool_instances(&spec.name)
+                .await?
+                .0
+                .and_then(|c| c.instance_reuse_policy().cloned())
+        } else {
+            None
+        };
         self.asg
             .put_warm_pool()
             .auto_scaling_group_name(group.as_str())
@@ -984,6 +1113,7 @@ impl NodeGroupProvider for AwsProvider {
             // absolute size; without it AWS keeps (max size − desired) instances warm.
             .max_group_prepared_capacity(size)
             .pool_state(WarmPoolState::Stopped)
+            .set_instance_reuse_policy(reuse)
             .send()
             .await
             .api("PutWarmPool", group.as_str())?;
@@ -992,23 +1122,72 @@ impl NodeGroupProvider for AwsProvider {
     }
 
     async fn complete_warmup(&self, group: &NodeGroupId, instance: &InstanceId) -> Result<()> {
+        let g = self.managed_group(group).await?;
+        let spec = GroupSpec::from_sdk(&g);
+        // Both paths into service pass the launch hook in `Pending:Wait`: a cold launch and an
+        // instance leaving the warm pool ("When your Auto Scaling group scales out, Amazon EC2
+        // Auto Scaling puts one or more warm pool instances into a wait state (`Pending:Wait`)
+        // before the instances transition into the `InService` state"; a launch into the warm
+        // pool waits in `Warmed:Pending:Wait` — Auto Scaling user guide, "Using lifecycle hooks
+        // with a warm pool"). Each is completed only once the cache tag is the current version.
+        let state = match g
+            .instances()
+            .iter()
+            .find(|i| i.instance_id() == Some(instance.as_str()))
+        {
+            Some(i) => i.lifecycle_state().cloned(),
+            None if spec.has_warm_pool => self
+                .warm_pool_instances(&spec.name)
+                .await?
+                .1
+                .iter()
+                .find(|i| i.instance_id() == Some(instance.as_str()))
+                .and_then(|i| i.lifecycle_state().cloned()),
+            None => None,
+        };
+        let Some(state) = state else {
+            return Err(ProviderError::NotFound {
+                what: format!("instance {instance} in group {group}"),
+            });
+        };
+        if !instances::awaits_launch_hook(&state) {
+            tracing::debug!(%group, %instance, state = state.as_str(), "no launch hook holds the instance");
+            return Ok(());
+        }
+        let hook = self.settings.lifecycle_hook_name.as_str();
         let hooks = self
             .asg
             .describe_lifecycle_hooks()
             .auto_scaling_group_name(group.as_str())
+            .lifecycle_hook_names(hook)
             .send()
             .await
             .api("DescribeLifecycleHooks", group.as_str())?;
-        let Some(hook) = hooks
-            .lifecycle_hooks()
-            .iter()
-            .find(|h| h.lifecycle_transition() == Some("autoscaling:EC2_INSTANCE_LAUNCHING"))
-            .and_then(|h| h.lifecycle_hook_name())
-        else {
-            // No launch hook: nothing holds the instance.
+        let ours = hooks.lifecycle_hooks().iter().any(|h| {
+            h.lifecycle_hook_name() == Some(hook) && h.lifecycle_transition() == Some(LAUNCHING)
+        });
+        if !ours {
+            // Another launch hook holds it (someone else's); completing it is not gpupool's call.
+            tracing::debug!(%group, %instance, hook, "the group has no gpupool launch hook");
             return Ok(());
-        };
-        self.asg
+        }
+        let facts = self
+            .ec2_instances(&[instance.to_string()], group.as_str())
+            .await?;
+        let have = facts
+            .get(instance.as_str())
+            .and_then(|f| f.model_cache.clone());
+        let want = spec
+            .pool
+            .as_ref()
+            .and_then(|p| self.settings.model_caches.get(p));
+        if let Some(why) = cache_not_ready(have.as_deref(), want.map(String::as_str)) {
+            return Err(ProviderError::InvalidConfig(format!(
+                "instance {instance} of {group}: {why}; the launch hook {hook} keeps holding it"
+            )));
+        }
+        let res = self
+            .asg
             .complete_lifecycle_action()
             .auto_scaling_group_name(group.as_str())
             .lifecycle_hook_name(hook)
@@ -1016,21 +1195,31 @@ impl NodeGroupProvider for AwsProvider {
             .lifecycle_action_result("CONTINUE")
             .send()
             .await
-            .api("CompleteLifecycleAction", instance.as_str())?;
-        tracing::info!(%group, %instance, hook, "lifecycle action completed: model cache warm");
-        Ok(())
+            .api("CompleteLifecycleAction", instance.as_str());
+        match res {
+            Ok(_) => {
+                tracing::info!(%group, %instance, hook, cache = have.as_deref().unwrap_or(""), "lifecycle action completed: model cache verified");
+                Ok(())
+            }
+            // "No active Lifecycle Action found": the node completed it itself (the Terraform
+            // module's user data does) — the state we wanted.
+            Err(ProviderError::NotFound { .. }) => Ok(()),
+            Err(e) => Err(e),
+        }
     }
 
     async fn poll_events(&self) -> Result<Vec<ProviderEvent>> {
-        let mut out = std::mem::take(&mut lock(&self.state).pending_events);
+        // Failed launches are not events: they are reported on the group while outstanding
+        // (`NodeGroup::unfulfilled`), so the controller has one path for them.
+        let mut out = Vec::new();
         if let Some(queue) = &self.settings.interruption_queue_url
             && let Err(e) = self.poll_queue(queue, &mut out).await
         {
-            // Launch failures already taken must not be lost with the queue error.
+            // Events already received must not be lost with a later batch's error.
             if out.is_empty() {
                 return Err(e);
             }
-            tracing::warn!(error = %e, "cannot read the interruption queue; returning launch failures only");
+            tracing::warn!(error = %e, "cannot read all of the interruption queue; returning what was read");
         }
         Ok(out)
     }
@@ -1091,5 +1280,57 @@ mod tests {
         assert_eq!((t.vcpu, t.memory_mib), (192, 2_097_152));
         let cpu_only = InstanceTypeInfo::builder().build();
         assert!(gpu_instance_type("m5.large", &cpu_only).is_none());
+        // H100 80 GB: the 7-slice catalog row.
+        assert_eq!(
+            t.gpu
+                .mig_profiles
+                .first()
+                .map(|p| (p.name.as_str(), p.per_gpu)),
+            Some(("1g.10gb", 7))
+        );
+        // A10G has no MIG.
+        let a10g = InstanceTypeInfo::builder()
+            .gpu_info(
+                Ec2Gpu::builder()
+                    .gpus(
+                        GpuDeviceInfo::builder()
+                            .name("A10G")
+                            .count(1)
+                            .memory_info(GpuDeviceMemoryInfo::builder().size_in_mib(22888).build())
+                            .build(),
+                    )
+                    .build(),
+            )
+            .build();
+        assert!(
+            gpu_instance_type("g5.xlarge", &a10g)
+                .unwrap()
+                .gpu
+                .mig_profiles
+                .is_empty()
+        );
+    }
+
+    #[test]
+    fn release_never_goes_below_listed_or_min() {
+        // desired, count, listed, min → target
+        assert_eq!(release_target(3, 2, 1, 0), 1);
+        assert_eq!(release_target(3, 5, 1, 0), 1, "listed instances stay");
+        assert_eq!(release_target(3, 3, 0, 2), 2, "min size stays");
+        assert_eq!(
+            release_target(2, 2, 2, 0),
+            2,
+            "nothing unfulfilled: nothing taken back"
+        );
+        assert_eq!(release_target(1, 1, 3, 0), 1, "never raises desired");
+    }
+
+    #[test]
+    fn the_hook_waits_for_the_current_cache() {
+        assert!(cache_not_ready(Some("llama@v2"), Some("llama@v2")).is_none());
+        assert!(cache_not_ready(Some("llama@v1"), Some("llama@v2")).is_some());
+        assert!(cache_not_ready(None, Some("llama@v2")).is_some());
+        assert!(cache_not_ready(Some("llama@v1"), None).is_none());
+        assert!(cache_not_ready(None, None).is_some());
     }
 }
