@@ -797,3 +797,81 @@ async fn a_regional_mig_reports_the_stockout_of_its_one_zone_as_that_offering() 
     assert!(u.message.contains("zones/us-central1-b"), "{}", u.message);
     Ok(())
 }
+
+/// One raw request to the fake (what the provider never sends: stop/suspend), its status code.
+async fn post(fake: &FakeCompute, path: &str, body: &str) -> anyhow::Result<u16> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(fake.addr).await?;
+    let req = format!(
+        "POST {path} HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        fake.addr,
+        body.len()
+    );
+    s.write_all(req.as_bytes()).await?;
+    let mut out = String::new();
+    s.read_to_string(&mut out).await?;
+    let code = out
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .ok_or_else(|| anyhow::anyhow!("no status line in {out:?}"))?;
+    Ok(code)
+}
+
+/// The fake's own standby semantics, as the reference states them: stopInstances lowers
+/// targetSize and raises targetStoppedSize, suspendInstances likewise for targetSuspendedSize,
+/// and only running VMs may be named.
+#[tokio::test]
+async fn the_fake_stops_and_suspends_as_documented() -> anyhow::Result<()> {
+    let (fake, p) = world().await?;
+    let g = id("zones/us-central1-a/llama-spot");
+    p.node_groups().await?;
+    p.increase(&g, 1).await?;
+    fake.advance();
+    let names: Vec<String> = fake
+        .mig("llama-spot")
+        .unwrap()
+        .vms
+        .iter()
+        .map(|v| v.name.clone())
+        .collect();
+    let base = format!(
+        "/compute/v1/projects/{PROJECT}/zones/us-central1-a/instanceGroupManagers/llama-spot"
+    );
+    let body = |n: &str| format!(r#"{{"instances":["zones/us-central1-a/instances/{n}"]}}"#);
+    assert_eq!(
+        post(&fake, &format!("{base}/stopInstances"), &body(&names[0])).await?,
+        200
+    );
+    assert_eq!(
+        post(&fake, &format!("{base}/suspendInstances"), &body(&names[1])).await?,
+        200
+    );
+    let m = fake.mig("llama-spot").unwrap();
+    assert_eq!(
+        (
+            m.target_size,
+            m.target_stopped_size,
+            m.target_suspended_size
+        ),
+        (0, 1, 1)
+    );
+    // Stopping a VM that is not running is refused, and changes nothing.
+    assert_eq!(
+        post(&fake, &format!("{base}/stopInstances"), &body(&names[0])).await?,
+        400
+    );
+    fake.settle();
+    assert_eq!(fake.count("llama-spot", "STOPPED"), 1);
+    assert_eq!(fake.count("llama-spot", "SUSPENDED"), 1);
+    // And the provider sees a pool of two, nothing running.
+    let groups = p.node_groups().await?;
+    let spot = groups.iter().find(|x| x.id == g).unwrap();
+    assert_eq!(spot.desired, 0);
+    assert_eq!(
+        spot.warm_pool.as_ref().map(|w| (w.target_size, w.ready)),
+        Some((2, 2))
+    );
+    Ok(())
+}
