@@ -119,6 +119,26 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                 s.reaction_to_ready_s_p50
             );
         }
+        // Late stockouts: how many launches the cloud accepted and failed, and how fast each
+        // policy had capacity on its way elsewhere once the failure was reported.
+        for s in result.runs.iter().map(|r| &r.summary) {
+            if s.failed_launches == 0 {
+                continue;
+            }
+            let secs = |v: Option<f64>| v.map_or_else(|| "-".to_owned(), |x| format!("{x:.0} s"));
+            println!(
+                "{:<18} failed launches {}: fallback after the report p50 {}, max {}{}",
+                s.policy,
+                s.failed_launches,
+                secs(s.failure_to_fallback_s_p50),
+                secs(s.failure_to_fallback_s_max),
+                if s.failed_launches_without_fallback > 0 {
+                    format!(" ({} never fell back)", s.failed_launches_without_fallback)
+                } else {
+                    String::new()
+                }
+            );
+        }
     }
     if let Some(dir) = &args.report {
         report::write(&result, dir)?;

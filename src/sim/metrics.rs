@@ -24,6 +24,15 @@ pub struct PolicySummary {
     pub reaction_to_api_s_p50: f64,
     /// Median seconds from that rise until serving capacity met it.
     pub reaction_to_ready_s_p50: f64,
+    /// Launches the cloud accepted and then reported it could not fulfil.
+    pub failed_launches: u64,
+    /// Of those, how many saw no successful launch on another group of the pool afterwards.
+    pub failed_launches_without_fallback: u64,
+    /// Seconds from a failed launch being reported to the first successful launch on another
+    /// group of the same pool (the fallback): median and max over the failures that had one;
+    /// `None` when none had.
+    pub failure_to_fallback_s_p50: Option<f64>,
+    pub failure_to_fallback_s_max: Option<f64>,
 }
 
 /// Nearest-rank quantile of sorted values.
@@ -50,6 +59,7 @@ pub fn summarise(
     let gpu_hours = w.gpu_ms / 3_600_000.0;
     let busy = w.busy_gpu_ms / 3_600_000.0;
     let (api, ready) = reaction_times(w, demand, bucket_ms);
+    let fb = fallback_times(w);
     PolicySummary {
         policy: policy.to_owned(),
         requests: n as u64,
@@ -67,7 +77,45 @@ pub fn summarise(
         requests_hurt_by_preemption: u64::from(w.requests_hurt),
         reaction_to_api_s_p50: quantile(&api, 0.5),
         reaction_to_ready_s_p50: quantile(&ready, 0.5),
+        failed_launches: fb.failed,
+        failed_launches_without_fallback: fb.without_fallback,
+        failure_to_fallback_s_p50: (!fb.secs.is_empty()).then(|| quantile(&fb.secs, 0.5)),
+        failure_to_fallback_s_max: fb.secs.last().copied(),
     }
+}
+
+/// Failed launches and the time from each one's report to its fallback.
+#[derive(Debug, Default, PartialEq)]
+pub struct FallbackTimes {
+    pub failed: u64,
+    pub without_fallback: u64,
+    /// Sorted seconds from report to fallback.
+    pub secs: Vec<f64>,
+}
+
+/// For every reported launch failure: seconds to the first launch at or after the report that
+/// put capacity on its way in another group of the same pool. A launch that was itself not
+/// fulfilled does not count (it is not in `World::launches`).
+pub fn fallback_times(w: &World) -> FallbackTimes {
+    let mut out = FallbackTimes::default();
+    for f in &w.failed_launches {
+        let Some(reported) = f.reported_ms else {
+            continue;
+        };
+        out.failed += 1;
+        let pool = w.groups.iter().find(|g| g.id == f.group).map(|g| &g.pool);
+        let fallback = w.launches.iter().find(|l| {
+            l.at_ms >= reported
+                && l.group != f.group
+                && w.groups.iter().find(|g| g.id == l.group).map(|g| &g.pool) == pool
+        });
+        match fallback {
+            Some(l) => out.secs.push((l.at_ms - reported) as f64 / 1000.0),
+            None => out.without_fallback += 1,
+        }
+    }
+    sort(&mut out.secs);
+    out
 }
 
 /// Episodes where the bucket's demand rose above the replicas serving: seconds to the first
