@@ -32,9 +32,20 @@ fn run(extra: &str) -> gpupool::sim::run::PolicyRun {
 const TICK_MS: i64 = 10_000;
 
 #[test]
-fn late_stockouts_and_throttling_are_survived() {
-    let clean = run("");
-    let faulty = run("faults: { stockout_prob: 0.5, throttle_prob: 0.3 }");
+fn late_stockouts_and_throttling_are_survived_aws_like() {
+    late_stockouts_and_throttling_are_survived("cloud: aws");
+}
+
+#[test]
+fn late_stockouts_and_throttling_are_survived_gcp_like() {
+    late_stockouts_and_throttling_are_survived("cloud: gcp");
+}
+
+fn late_stockouts_and_throttling_are_survived(cloud: &str) {
+    let clean = run(cloud);
+    let faulty = run(&format!(
+        "{cloud}\nfaults: {{ stockout_prob: 0.5, throttle_prob: 0.3 }}"
+    ));
 
     let faults = faulty
         .failed_launches
