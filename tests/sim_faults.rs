@@ -88,7 +88,7 @@ fn late_stockouts_and_throttling_are_survived(cloud: &str) {
     let reported = faulty
         .failed_launches
         .iter()
-        .filter(|f| f.reported_ms.is_some())
+        .filter(|f| f.reported_ms.or(f.released_ms).is_some())
         .count() as u64;
     assert_eq!(s.failed_launches, reported);
     assert!(

@@ -24,7 +24,8 @@ pub struct PolicySummary {
     pub reaction_to_api_s_p50: f64,
     /// Median seconds from that rise until serving capacity met it.
     pub reaction_to_ready_s_p50: f64,
-    /// Launches the cloud accepted and then reported it could not fulfil.
+    /// Launches the cloud accepted and then reported it could not fulfil (or, never reported,
+    /// that the controller took back as timed out).
     pub failed_launches: u64,
     /// Of those, how many saw no successful launch on another group of the pool afterwards.
     pub failed_launches_without_fallback: u64,
@@ -93,13 +94,15 @@ pub struct FallbackTimes {
     pub secs: Vec<f64>,
 }
 
-/// For every reported launch failure: seconds to the first launch at or after the report that
-/// put capacity on its way in another group of the same pool. A launch that was itself not
-/// fulfilled does not count (it is not in `World::launches`).
+/// For every launch failure the controller could know of — reported by the cloud, or (never
+/// reported, `stockout_mode: silent`) taken back by the controller after its launch timeout —
+/// seconds from that moment to the first launch that put capacity on its way in another group
+/// of the same pool. A launch that was itself not fulfilled does not count (it is not in
+/// `World::launches`).
 pub fn fallback_times(w: &World) -> FallbackTimes {
     let mut out = FallbackTimes::default();
     for f in &w.failed_launches {
-        let Some(reported) = f.reported_ms else {
+        let Some(reported) = f.reported_ms.or(f.released_ms) else {
             continue;
         };
         out.failed += 1;

@@ -73,6 +73,10 @@ pub enum StockoutMode {
     /// compare against). Offerings are then also listed unavailable while a spot
     /// availability trace has no room, which no real provider knows in advance.
     Immediate,
+    /// Accepted, then neither progress nor an error: the failure is never reported (AWS: an
+    /// activity that stays in progress; GCP: a VM in CREATING without `lastAttempt.errors`),
+    /// only the cloud's retries go on. What `scale_up.launch_timeout_s` exists for.
+    Silent,
 }
 
 /// Which cloud's way of reporting a late stockout the simulated groups follow (scenario key
@@ -967,8 +971,13 @@ impl World {
             reported_ms: None,
             inst,
         });
-        let at = self.now_ms + self.uniform_ms(LAUNCH_FAILURE_REPORT_S);
-        self.push(at, Ev::LaunchReport { id });
+        if self.params.faults.stockout_mode == StockoutMode::Silent {
+            let at = self.now_ms + self.uniform_ms(LAUNCH_RETRY_S);
+            self.push(at, Ev::LaunchRetry { id });
+        } else {
+            let at = self.now_ms + self.uniform_ms(LAUNCH_FAILURE_REPORT_S);
+            self.push(at, Ev::LaunchReport { id });
+        }
     }
 
     fn on_launch_report(&mut self, id: u64) {
@@ -1118,7 +1127,7 @@ impl World {
     /// cloud reports it (see [`Cloud`]). `immediate` keeps the old explicit fault mode.
     pub fn increase(&mut self, id: &NodeGroupId, delta: u32) -> Result<(), ProviderError> {
         match self.params.faults.stockout_mode {
-            StockoutMode::Late => self.increase_late(id, delta),
+            StockoutMode::Late | StockoutMode::Silent => self.increase_late(id, delta),
             StockoutMode::Immediate => self.increase_instant(id, delta),
         }
     }
@@ -1457,7 +1466,7 @@ impl World {
                 // capacity before a launch fails); only the old immediate mode peeks at the
                 // availability trace.
                 available: match self.params.faults.stockout_mode {
-                    StockoutMode::Late => true,
+                    StockoutMode::Late | StockoutMode::Silent => true,
                     StockoutMode::Immediate => self.zone_has_room(g, z),
                 },
             })
@@ -1862,6 +1871,23 @@ mod tests {
             Some(Some("insufficient_capacity"))
         );
         assert!(w.failed_launches.is_empty());
+    }
+
+    #[test]
+    fn a_silent_stockout_is_never_reported_but_can_be_taken_back() {
+        let silent = Faults {
+            stockout_mode: StockoutMode::Silent,
+            ..Faults::default()
+        };
+        let mut w = world(Cloud::Aws, vec![0], silent, 0);
+        w.increase(&spot(), 2).unwrap();
+        w.advance_to(1_200_000);
+        let g = view(&w);
+        assert_eq!(g.desired, 2);
+        assert!(g.unfulfilled.is_empty(), "never reported");
+        assert!(w.failed_launches.iter().all(|f| f.reported_ms.is_none()));
+        assert_eq!(w.release_unfulfilled(&spot(), 2, &[]).unwrap(), 2);
+        assert!(w.failed_launches.iter().all(|f| f.released_ms.is_some()));
     }
 
     #[test]
