@@ -497,6 +497,13 @@ pub struct ScaleUpPolicy {
     /// Most nodes launched in one tick per pool (a bound on a runaway signal).
     #[serde(default = "d_max_per_tick")]
     pub max_nodes_per_tick: u32,
+    /// A launch the cloud accepted that shows neither an instance nor an error for this long
+    /// is taken for failed: taken back, its offering backed off, the pool falls back. Clouds
+    /// report most stockouts themselves (AWS failed scaling activities, GCP `lastAttempt`
+    /// errors, both seen in a tick); this bounds the silent case. Not `max_provision_time_s`,
+    /// which is about instances that exist but do not serve.
+    #[serde(default = "d_launch_timeout")]
+    pub launch_timeout_s: u64,
 }
 
 impl Default for ScaleUpPolicy {
@@ -504,8 +511,13 @@ impl Default for ScaleUpPolicy {
         ScaleUpPolicy {
             cold_start_s: d_cold(),
             max_nodes_per_tick: d_max_per_tick(),
+            launch_timeout_s: d_launch_timeout(),
         }
     }
+}
+
+fn d_launch_timeout() -> u64 {
+    300
 }
 
 fn d_cold() -> u64 {

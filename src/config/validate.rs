@@ -428,6 +428,13 @@ fn pool(c: &mut Check, cfg: &Config, i: usize, p: &PoolConfig) {
         7200,
         "seconds from launch to serving",
     );
+    c.range_u(
+        at("scale_up.launch_timeout_s"),
+        p.scale_up.launch_timeout_s,
+        30,
+        3600,
+        "seconds a requested launch may show neither an instance nor an error",
+    );
     if p.scale_up.max_nodes_per_tick == 0 {
         c.fail(at("scale_up.max_nodes_per_tick"), "must be at least 1");
     }

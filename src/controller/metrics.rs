@@ -36,6 +36,13 @@ pub struct InterruptionLabels {
 }
 
 #[derive(Clone, Debug, Default, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct LaunchFailureLabels {
+    pub pool: String,
+    /// `LaunchFailure::as_str`: insufficient_capacity, quota_exceeded, unsupported, timed_out…
+    pub failure: String,
+}
+
+#[derive(Clone, Debug, Default, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ErrorLabels {
     pub call: String,
     pub kind: String,
@@ -66,6 +73,7 @@ pub struct Metrics {
     pub scale_actions: Family<ActionLabels, Counter>,
     pub decisions: Family<DecisionLabels, Gauge>,
     pub interruptions: Family<InterruptionLabels, Counter>,
+    pub launch_failures: Family<LaunchFailureLabels, Counter>,
     pub provider_errors: Family<ErrorLabels, Counter>,
     pub drains_in_progress: Family<PoolLabels, Gauge>,
     pub plan_duration_seconds: Histogram,
@@ -91,6 +99,7 @@ impl Default for Metrics {
             scale_actions: Family::default(),
             decisions: Family::default(),
             interruptions: Family::default(),
+            launch_failures: Family::default(),
             provider_errors: Family::default(),
             drains_in_progress: Family::default(),
             // 50 µs … ~1.6 s: planner latency spans that range from tiny pools to 50k pods.
@@ -171,6 +180,11 @@ impl Metrics {
             "interruptions",
             "Spot interruptions, rebalance and scheduled-change events handled",
             self.interruptions.clone(),
+        );
+        r.register(
+            "launch_failures",
+            "Launches the cloud accepted but did not fulfil (late stockouts, quota, timeouts), each counted once",
+            self.launch_failures.clone(),
         );
         r.register(
             "provider_errors",

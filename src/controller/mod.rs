@@ -276,8 +276,11 @@ impl Controller {
 
         // Plan and act; a capacity error backs the offering off and re-plans once so the
         // fallback happens in this tick, not the next.
+        self.history.record_unbacked(&snapshot, now);
+        self.history.record_ready(&snapshot.instances);
         for attempt in 0..2 {
             let plan = self.run_planner(&snapshot, now);
+            self.record_launch_failures(&plan, now);
             let capacity_failed = self.act(&plan, &snapshot, now, &mut report).await;
             report.plans.push(plan);
             if !capacity_failed || attempt == 1 {
@@ -542,6 +545,27 @@ impl Controller {
         }
     }
 
+    /// Back off the offerings of launches the planner found unfulfilled, with the rule it
+    /// applied to its own plan (`History::record_launch_failure_at`: once per failure).
+    fn record_launch_failures(&mut self, plan: &Plan, now: Timestamp) {
+        for f in &plan.launch_failures {
+            let error = crate::planner::describe_launch_failure(f);
+            if self
+                .history
+                .record_launch_failure_at(&f.offering, &error, f.at, now)
+            {
+                tracing::warn!(pool = %f.pool, group = %f.group, offering = %f.offering, failure = %f.failure, count = f.count, message = %f.message, "launch accepted but not fulfilled; taking it back and falling back");
+                self.metrics
+                    .launch_failures
+                    .get_or_create(&metrics::LaunchFailureLabels {
+                        pool: f.pool.to_string(),
+                        failure: f.failure.as_str().into(),
+                    })
+                    .inc();
+            }
+        }
+    }
+
     fn count_interruption(&self, inst: &Instance, kind: &str) {
         let pool = self
             .pool_of_group(&inst.group)
@@ -682,15 +706,28 @@ impl Controller {
         tracing::info!(action = %action, "executing");
         match action {
             Action::ScaleUp {
-                pool,
-                group,
-                offering,
-                count,
-                ..
+                pool, group, count, ..
             } => {
+                // An accepted call is not a launched instance (both clouds accept launches
+                // they later fail to fulfil): the offering's backoff ends only when one of its
+                // instances serves (`History::record_ready`).
                 self.provider.increase(group, *count).await?;
                 self.history.last_scale_up.insert(pool.clone(), now);
-                self.history.record_launch_success(offering);
+                Ok(())
+            }
+            Action::ReleaseUnfulfilled {
+                group,
+                count,
+                instances,
+                ..
+            } => {
+                let released = self
+                    .provider
+                    .release_unfulfilled(group, *count, instances)
+                    .await?;
+                if released < *count {
+                    tracing::warn!(%group, asked = count, released, "could not take back every unfulfilled launch (the group's min size or a launch that appeared meanwhile); not counted as capacity either way");
+                }
                 Ok(())
             }
             Action::StartWarm {
@@ -760,6 +797,7 @@ impl Controller {
         let direction = match action {
             Action::ScaleUp { .. } | Action::StartWarm { .. } => "up",
             Action::Drain { .. } | Action::ScaleDown { .. } => "down",
+            Action::ReleaseUnfulfilled { .. } => "release",
             Action::SetWarmPool { .. } => "warm_pool",
             Action::CompleteWarmup { .. } => "warmup",
         };

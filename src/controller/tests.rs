@@ -636,3 +636,79 @@ fn interrupted_instances_are_replaced_before_their_drain_starts() {
         "replacement launched with the notice; the instance itself is not touched"
     );
 }
+
+/// A spot launch AWS accepted and reported failed later (desired raised, nothing behind it):
+/// the real planner takes it back, falls back to on-demand in the same tick, counts the same
+/// failure once however often it is reported, and escalates on the next one.
+#[test]
+fn a_late_stockout_is_taken_back_and_falls_back_in_one_tick() {
+    let p = MemProvider::default();
+    let spot = group("a", CapacityType::Spot);
+    let key = spot.offerings[0].key();
+    {
+        let mut w = world(&p);
+        let mut a = spot.clone();
+        a.desired = 0;
+        a.offerings[0].price_per_hour = Money::from_dollars(0.4);
+        let mut b = group("b", CapacityType::OnDemand);
+        b.desired = 0;
+        w.groups.push(a);
+        w.groups.push(b);
+    }
+    let cfg = "pools:\n  - name: p\n    requirements: {}\n    limits: { min_nodes: 2 }\n    \
+               capacity: { spot_share: 1.0 }\n";
+    let mut c = Controller::new(
+        Arc::new(Config::load(cfg).unwrap()),
+        Arc::new(p.clone()),
+        Box::new(MemCluster {
+            drain_ticks: 1,
+            drain_calls: BTreeMap::new(),
+        }),
+        Box::new(NoDemand),
+        Arc::new(Metrics::default()),
+    );
+    let t = Timestamp::from_secs;
+    block(c.tick(t(10))).unwrap();
+    assert_eq!(world(&p).calls, vec!["increase a 2".to_string()]);
+    // The cloud accepted it; 20 s later the scaling activity failed.
+    let late = |at: i64| gpupool_provider::UnfulfilledLaunch {
+        offering: key.clone(),
+        failure: gpupool_provider::LaunchFailure::InsufficientCapacity,
+        count: 2,
+        message: "Could not launch Spot Instances. InsufficientInstanceCapacity - There is no \
+                  Spot capacity available that matches your request."
+            .into(),
+        at: t(at),
+        instances: vec![],
+    };
+    world(&p).groups[0].unfulfilled.push(late(25));
+    world(&p).calls.clear();
+    let r = block(c.tick(t(30))).unwrap();
+    assert_eq!(
+        world(&p).calls,
+        vec!["release a 2".to_string(), "increase b 2".to_string()],
+        "{:?}",
+        r.plan()
+    );
+    assert_eq!(
+        world(&p).groups[0].desired,
+        0,
+        "taken back to what is backed"
+    );
+    let b = &c.history().backoff[&key];
+    assert_eq!((b.failures, b.until), (1, t(90)));
+
+    // Reported again (the take-back did not reach the cloud): same failure, no escalation.
+    world(&p).groups[0].desired = 2;
+    world(&p).groups[0].unfulfilled.push(late(25));
+    block(c.tick(t(40))).unwrap();
+    assert_eq!(c.history().backoff[&key].failures, 1);
+
+    // After the backoff spot is tried again and fails again: 120 s from when it was seen.
+    world(&p).groups[0].desired = 1;
+    world(&p).groups[0].unfulfilled.push(late(95));
+    block(c.tick(t(100))).unwrap();
+    let b = &c.history().backoff[&key];
+    assert_eq!((b.failures, b.until), (2, t(220)));
+    assert_eq!(world(&p).groups[0].desired, 0);
+}

@@ -9,7 +9,8 @@ mod snapshot;
 pub use gpupool_provider::{
     CapacityType, GpuInfo, Instance, InstanceId, InstanceType, InstanceTypeName, LaunchFailure,
     LifecycleState, MigProfile, Money, NodeGroup, NodeGroupId, Offering, OfferingKey, PoolName,
-    ProviderEvent, ProviderEventKind, Taint, TaintEffect, Timestamp, WarmPool, Zone,
+    ProviderEvent, ProviderEventKind, Taint, TaintEffect, Timestamp, UnfulfilledLaunch, WarmPool,
+    Zone,
 };
 pub use plan::*;
 pub use pod::*;

@@ -1,4 +1,4 @@
-use super::{InstanceId, Money, NodeGroupId, OfferingKey, PoolName, Timestamp};
+use super::{InstanceId, LaunchFailure, Money, NodeGroupId, OfferingKey, PoolName, Timestamp};
 use serde::{Deserialize, Serialize};
 use std::fmt;
 
@@ -20,6 +20,29 @@ pub struct Plan {
     /// Per-pool summary figures (for metrics and the `plan` command).
     #[serde(default)]
     pub pools: Vec<PoolSummary>,
+    /// Launches the cloud accepted and did not fulfil, found this tick (the controller backs
+    /// their offerings off in `History` with the same rule the planner applied to this plan).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub launch_failures: Vec<LaunchFailureRecord>,
+}
+
+/// A launch the cloud accepted and reported it cannot fulfil (or that showed neither progress
+/// nor an error within the pool's `scale_up.launch_timeout_s`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct LaunchFailureRecord {
+    pub pool: PoolName,
+    pub group: NodeGroupId,
+    pub offering: OfferingKey,
+    pub failure: LaunchFailure,
+    /// Requested instances that will not come.
+    pub count: u32,
+    /// The cloud's words, or what gpupool saw for a timeout.
+    pub message: String,
+    /// When the cloud reported it (for a timeout: when the timeout passed).
+    pub at: Timestamp,
+    /// Stuck instances standing for the request (GCP), deleted to take it back.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub instances: Vec<InstanceId>,
 }
 
 /// One thing to do. Every action carries the reason a person reads in logs and Events.
@@ -65,6 +88,17 @@ pub enum Action {
         instances: Vec<InstanceId>,
         reason: Reason,
     },
+    /// Take back `count` requested instances the cloud will not deliver (lower desired to what
+    /// is backed; delete the stuck `instances`), so the group stops waiting on them.
+    ReleaseUnfulfilled {
+        pool: PoolName,
+        group: NodeGroupId,
+        offering: OfferingKey,
+        count: u32,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        instances: Vec<InstanceId>,
+        reason: Reason,
+    },
     /// Release instances held by a launch lifecycle hook: their model cache is warm.
     CompleteWarmup {
         pool: PoolName,
@@ -81,6 +115,7 @@ impl Action {
             | Action::SetWarmPool { pool, .. }
             | Action::Drain { pool, .. }
             | Action::ScaleDown { pool, .. }
+            | Action::ReleaseUnfulfilled { pool, .. }
             | Action::CompleteWarmup { pool, .. } => pool,
         }
     }
@@ -91,6 +126,7 @@ impl Action {
             | Action::SetWarmPool { group, .. }
             | Action::Drain { group, .. }
             | Action::ScaleDown { group, .. }
+            | Action::ReleaseUnfulfilled { group, .. }
             | Action::CompleteWarmup { group, .. } => group,
         }
     }
@@ -102,6 +138,7 @@ impl Action {
             Action::SetWarmPool { .. } => "set_warm_pool",
             Action::Drain { .. } => "drain",
             Action::ScaleDown { .. } => "scale_down",
+            Action::ReleaseUnfulfilled { .. } => "release_unfulfilled",
             Action::CompleteWarmup { .. } => "complete_warmup",
         }
     }
@@ -111,7 +148,8 @@ impl Action {
             | Action::StartWarm { reason, .. }
             | Action::SetWarmPool { reason, .. }
             | Action::Drain { reason, .. }
-            | Action::ScaleDown { reason, .. } => Some(reason),
+            | Action::ScaleDown { reason, .. }
+            | Action::ReleaseUnfulfilled { reason, .. } => Some(reason),
             Action::CompleteWarmup { .. } => None,
         }
     }
@@ -174,6 +212,16 @@ impl fmt::Display for Action {
                     ids.join(",")
                 )
             }
+            Action::ReleaseUnfulfilled {
+                pool,
+                group,
+                count,
+                reason,
+                ..
+            } => write!(
+                f,
+                "[{pool}] take back {count} unfulfilled launch(es) in {group}: {reason}"
+            ),
             Action::CompleteWarmup {
                 pool,
                 group,
@@ -402,6 +450,21 @@ pub enum Reason {
     MaxNodesPerTick {
         max: u32,
     },
+    /// The cloud accepted a launch of `offering` and then reported it cannot fulfil it (or it
+    /// showed no progress within the launch timeout): taken back, offering backed off until
+    /// `retry_at`.
+    LaunchFailed {
+        offering: OfferingKey,
+        failure: LaunchFailure,
+        message: String,
+        at: Timestamp,
+        retry_at: Timestamp,
+    },
+    /// The group cannot go below its own min size, so this unneeded node stays.
+    GroupAtMinSize {
+        group: NodeGroupId,
+        min: u32,
+    },
 }
 
 impl Reason {
@@ -448,6 +511,8 @@ impl Reason {
             OfferingNotAllowed { .. } => "offering_not_allowed",
             PlacedOnNewNode { .. } => "placed_on_new_node",
             MaxNodesPerTick { .. } => "max_nodes_per_tick",
+            LaunchFailed { .. } => "launch_failed",
+            GroupAtMinSize { .. } => "group_at_min_size",
         }
     }
 }
@@ -618,6 +683,20 @@ impl fmt::Display for Reason {
                     "launched cold"
                 };
                 write!(f, "will run on a new {offering} node in {group} ({how})")
+            }
+            LaunchFailed {
+                offering,
+                failure,
+                message,
+                at,
+                retry_at,
+            } => write!(
+                f,
+                "launch of {offering} failed ({failure}, reported {at}): {message}; backing off \
+                 until {retry_at}"
+            ),
+            GroupAtMinSize { group, min } => {
+                write!(f, "group {group} is at its min size {min}")
             }
             MaxNodesPerTick { max } => {
                 write!(

@@ -2,6 +2,29 @@ use super::{
     Instance, InstanceId, LifecycleState, Node, NodeGroup, NodeGroupId, OfferingKey, PendingPod,
     PoolName, Timestamp,
 };
+
+/// A map with non-string keys as a JSON list of `[key, value]` pairs (JSON object keys must be
+/// strings, so `gpupool plan --history` could not read the history the controller wrote).
+mod pairs {
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+    use std::collections::BTreeMap;
+
+    pub fn serialize<K: Serialize, V: Serialize, S: Serializer>(
+        map: &BTreeMap<K, V>,
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
+        s.collect_seq(map.iter())
+    }
+
+    pub fn deserialize<'de, K, V, D>(d: D) -> Result<BTreeMap<K, V>, D::Error>
+    where
+        K: Deserialize<'de> + Ord,
+        V: Deserialize<'de>,
+        D: Deserializer<'de>,
+    {
+        Ok(Vec::<(K, V)>::deserialize(d)?.into_iter().collect())
+    }
+}
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -102,12 +125,16 @@ pub struct History {
     /// Voluntary disruptions (drain / scale-down / replace) for the per-window budget.
     #[serde(default)]
     pub disruptions: Vec<DisruptionRecord>,
-    /// Offerings that failed to launch recently, skipped until `until`.
-    #[serde(default)]
+    /// Offerings that failed to launch recently, skipped until `until`. (In JSON a list of
+    /// `[offering, backoff]` pairs: an offering is not a string.)
+    #[serde(default, with = "pairs")]
     pub backoff: BTreeMap<OfferingKey, Backoff>,
     /// Extra hourly interruption risk learned from interruptions seen per offering.
-    #[serde(default)]
+    #[serde(default, with = "pairs")]
     pub risk_boost: BTreeMap<OfferingKey, f64>,
+    /// Groups whose desired count is above the instances they list, since when.
+    #[serde(default)]
+    pub unbacked_since: BTreeMap<NodeGroupId, Timestamp>,
     /// Last scale-up per pool (scale-down waits a cool-down after it).
     #[serde(default)]
     pub last_scale_up: BTreeMap<PoolName, Timestamp>,
@@ -129,34 +156,115 @@ pub struct Backoff {
     pub until: Timestamp,
     pub failures: u32,
     pub last_error: String,
+    /// When the cloud reported the newest failure counted here (a failed scaling activity's
+    /// start, a stuck VM's error; the call's time for an immediate error). The same failure
+    /// seen again — every tick until it is taken back — is not counted twice, and only an
+    /// instance launched after it that becomes Ready ends the backoff.
+    #[serde(default)]
+    pub last_failure_at: Option<Timestamp>,
 }
 
-/// Base and cap of the exponential launch-failure backoff.
+/// Base and cap of the exponential launch-failure backoff (Cluster Autoscaler starts at 5 min
+/// and caps at 30 min, `InitialNodeGroupBackoffDuration`/`MaxNodeGroupBackoffDuration`;
+/// Karpenter keeps an unavailable offering aside for 3 min. gpupool starts lower because it
+/// falls back per offering, not per node group).
 pub const BACKOFF_BASE_S: f64 = 60.0;
 pub const BACKOFF_MAX_S: f64 = 1800.0;
+/// A failure this long after the previous one starts the doubling over (Cluster Autoscaler's
+/// `NodeGroupBackoffResetTimeout` is 3 h).
+pub const BACKOFF_RESET_S: f64 = 3.0 * 3600.0;
 /// How much one observed interruption raises an offering's hourly risk, and how fast the
 /// boost fades (halves every `RISK_BOOST_HALF_LIFE_S`).
 pub const RISK_BOOST_PER_INTERRUPTION: f64 = 0.05;
 pub const RISK_BOOST_HALF_LIFE_S: f64 = 3600.0;
 
 impl History {
-    /// An offering failed to launch: back off exponentially (60 s, 120 s, … 30 min).
+    /// An offering failed to launch (an immediate error from the call at `now`): back off
+    /// exponentially (60 s, 120 s, … 30 min).
     pub fn record_launch_failure(&mut self, offering: &OfferingKey, error: &str, now: Timestamp) {
-        let failures = self.backoff.get(offering).map_or(0, |b| b.failures) + 1;
-        let secs = (BACKOFF_BASE_S * 2f64.powi(failures as i32 - 1)).min(BACKOFF_MAX_S);
+        self.record_launch_failure_at(offering, error, now, now);
+    }
+
+    /// The cloud reported at `at` that a launch of `offering` failed; seen at `now`. A failure
+    /// already counted (same or older `at`) changes nothing, so a failure reported on every tick
+    /// until it is taken back escalates the backoff once. The backoff runs from `now`: from when
+    /// gpupool learnt of it, since the cloud may report it minutes late.
+    pub fn record_launch_failure_at(
+        &mut self,
+        offering: &OfferingKey,
+        error: &str,
+        at: Timestamp,
+        now: Timestamp,
+    ) -> bool {
+        let prev = self.backoff.get(offering);
+        if prev
+            .and_then(|b| b.last_failure_at)
+            .is_some_and(|t| t >= at)
+        {
+            return false;
+        }
+        let failures = match prev {
+            Some(b)
+                if b.last_failure_at
+                    .is_none_or(|t| at.secs_since(t) < BACKOFF_RESET_S) =>
+            {
+                b.failures.saturating_add(1)
+            }
+            _ => 1,
+        };
+        let secs = (BACKOFF_BASE_S * 2f64.powi(failures.min(32) as i32 - 1)).min(BACKOFF_MAX_S);
         self.backoff.insert(
             offering.clone(),
             Backoff {
                 until: now.plus_secs(secs),
                 failures,
                 last_error: error.to_owned(),
+                last_failure_at: Some(at),
             },
         );
+        true
     }
 
-    /// A launch for the offering succeeded: forget its failures.
-    pub fn record_launch_success(&mut self, offering: &OfferingKey) {
-        self.backoff.remove(offering);
+    /// Instances serving now end the backoff of their offering when they were launched after its
+    /// newest failure: the cloud has capacity again. An accepted API call never does — the
+    /// clouds accept launches they then fail to fulfil.
+    pub fn record_ready(&mut self, instances: &[Instance]) {
+        if self.backoff.is_empty() {
+            return;
+        }
+        for i in instances {
+            if i.state != LifecycleState::Ready {
+                continue;
+            }
+            let key = OfferingKey {
+                instance_type: i.instance_type.clone(),
+                capacity_type: i.capacity_type,
+                zone: i.zone.clone(),
+            };
+            if let Some(b) = self.backoff.get(&key)
+                && b.last_failure_at.is_none_or(|t| i.launched_at > t)
+            {
+                self.backoff.remove(&key);
+            }
+        }
+    }
+
+    /// Since when each group's desired count has been above the instances it lists (launches
+    /// requested, nothing there yet): a launch showing neither progress nor an error for
+    /// `scale_up.launch_timeout_s` is taken for failed.
+    pub fn record_unbacked(&mut self, snapshot: &Snapshot, now: Timestamp) {
+        let mut unbacked = BTreeMap::new();
+        for g in &snapshot.groups {
+            let listed = snapshot
+                .instances_of(&g.id)
+                .filter(|i| i.state.counts_in_desired())
+                .count();
+            if (g.desired as usize) > listed {
+                let since = self.unbacked_since.get(&g.id).copied().unwrap_or(now);
+                unbacked.insert(g.id.clone(), since);
+            }
+        }
+        self.unbacked_since = unbacked;
     }
 
     pub fn in_backoff(&self, offering: &OfferingKey, now: Timestamp) -> Option<&Backoff> {
@@ -175,8 +283,13 @@ impl History {
             *v *= f;
             *v > 1e-4
         });
-        self.backoff
-            .retain(|_, b| now.secs_since(b.until) < BACKOFF_MAX_S);
+        // Kept past `until` so a repeated failure escalates; forgotten once a new failure
+        // would start over anyway.
+        self.backoff.retain(|_, b| {
+            b.last_failure_at
+                .is_some_and(|t| now.secs_since(t) < BACKOFF_RESET_S)
+                || now.secs_since(b.until) < BACKOFF_MAX_S
+        });
         self.disruptions
             .retain(|d| now.secs_since(d.at) <= budget_window_s);
     }
@@ -213,19 +326,87 @@ mod tests {
     #[test]
     fn backoff_doubles_and_caps() {
         let mut h = History::default();
-        let t0 = Timestamp::from_secs(0);
-        h.record_launch_failure(&key(), "ICE", t0);
-        assert_eq!(h.backoff[&key()].until, Timestamp::from_secs(60));
-        h.record_launch_failure(&key(), "ICE", t0);
-        assert_eq!(h.backoff[&key()].until, Timestamp::from_secs(120));
-        for _ in 0..10 {
-            h.record_launch_failure(&key(), "ICE", t0);
+        let t = Timestamp::from_secs;
+        h.record_launch_failure(&key(), "ICE", t(0));
+        assert_eq!(h.backoff[&key()].until, t(60));
+        h.record_launch_failure(&key(), "ICE", t(1));
+        assert_eq!(h.backoff[&key()].until, t(121));
+        for s in 2..12 {
+            h.record_launch_failure(&key(), "ICE", t(s));
         }
-        assert_eq!(h.backoff[&key()].until, Timestamp::from_secs(1800));
-        assert!(h.in_backoff(&key(), Timestamp::from_secs(1799)).is_some());
-        assert!(h.in_backoff(&key(), Timestamp::from_secs(1800)).is_none());
-        h.record_launch_success(&key());
+        assert_eq!(h.backoff[&key()].until, t(11 + 1800));
+        assert!(h.in_backoff(&key(), t(1810)).is_some());
+        assert!(h.in_backoff(&key(), t(1811)).is_none());
+    }
+
+    #[test]
+    fn a_late_failure_seen_every_tick_counts_once_and_a_later_one_escalates() {
+        let mut h = History::default();
+        let at = Timestamp::from_secs(100);
+        assert!(h.record_launch_failure_at(&key(), "ICE", at, Timestamp::from_secs(130)));
+        // Reported again on the next ticks until it is taken back: no escalation.
+        for t in [140, 150, 160] {
+            assert!(!h.record_launch_failure_at(&key(), "ICE", at, Timestamp::from_secs(t)));
+        }
+        let b = &h.backoff[&key()];
+        assert_eq!((b.failures, b.until), (1, Timestamp::from_secs(190)));
+        // Retried after the backoff, failed again: 120 s from when it was seen.
+        h.record_launch_failure_at(
+            &key(),
+            "ICE",
+            Timestamp::from_secs(200),
+            Timestamp::from_secs(220),
+        );
+        let b = &h.backoff[&key()];
+        assert_eq!((b.failures, b.until), (2, Timestamp::from_secs(340)));
+        // A failure more than 3 h after the previous one starts over.
+        let later = Timestamp::from_secs(200 + 3 * 3600 + 1);
+        h.record_launch_failure_at(&key(), "ICE", later, later);
+        assert_eq!(h.backoff[&key()].failures, 1);
+    }
+
+    #[test]
+    fn only_an_instance_launched_after_the_failure_and_ready_ends_the_backoff() {
+        let mut h = History::default();
+        h.record_launch_failure_at(
+            &key(),
+            "ICE",
+            Timestamp::from_secs(100),
+            Timestamp::from_secs(100),
+        );
+        let inst = |launched: i64, state| Instance {
+            id: InstanceId::from("i-1"),
+            group: NodeGroupId::from("g"),
+            instance_type: key().instance_type,
+            capacity_type: key().capacity_type,
+            zone: key().zone,
+            state,
+            launched_at: Timestamp::from_secs(launched),
+            model_cache: None,
+            provider_id: None,
+            protected_from_scale_in: false,
+            awaiting_lifecycle_hook: false,
+            private_ip: None,
+        };
+        h.record_ready(&[inst(50, LifecycleState::Ready)]);
+        assert!(
+            h.backoff.contains_key(&key()),
+            "launched before the failure"
+        );
+        h.record_ready(&[inst(150, LifecycleState::Launching)]);
+        assert!(h.backoff.contains_key(&key()), "not serving yet");
+        h.record_ready(&[inst(150, LifecycleState::Ready)]);
         assert!(h.backoff.is_empty());
+    }
+
+    #[test]
+    fn history_with_backoffs_round_trips_through_json() {
+        let mut h = History::default();
+        h.record_launch_failure(&key(), "ICE", Timestamp::from_secs(5));
+        h.record_interruption(&key());
+        let json = serde_json::to_string(&h).unwrap();
+        let back: History = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, h);
     }
 
     #[test]

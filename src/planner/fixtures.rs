@@ -185,6 +185,10 @@ impl GroupBuilder {
         self.0.desired = n;
         self
     }
+    pub fn min(mut self, n: u32) -> Self {
+        self.0.min_size = n;
+        self
+    }
     pub fn max(mut self, n: u32) -> Self {
         self.0.max_size = n;
         self

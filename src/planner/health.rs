@@ -35,6 +35,10 @@ pub(crate) fn check<'a>(
         reason,
     };
     for &i in &ctx.instances {
+        if ctx.lost.contains(&i.id) {
+            // Stuck for good and taken back by `launches` in this plan already.
+            continue;
+        }
         // A node whose GPUs are unusable is drained and replaced within the budget; it stops
         // counting as capacity at once so the same plan launches the replacement.
         if i.state == LifecycleState::Ready

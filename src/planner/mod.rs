@@ -3,6 +3,8 @@
 //! No I/O, clock, randomness or environment: the same inputs give the same plan, byte for
 //! byte (ordered maps, stable sorts, ties broken by id). Per pool, in order:
 //!
+//! 0. [`launches`]: launches the cloud accepted but will not fulfil are taken back and their
+//!    offerings backed off — in this plan, so the pool falls back at once.
 //! 1. [`eligible`]: the pool's offerings as node templates; each unusable one gets a decision.
 //! 2. [`health`]: stuck launches terminated, drifted model caches replaced, warm-ups completed.
 //! 3. [`binpack`]: pending pods onto in-flight room first, then new nodes chosen by
@@ -24,6 +26,7 @@ mod eligible;
 mod fit;
 pub mod fixtures;
 mod health;
+mod launches;
 mod scaledown;
 mod warmpool;
 
@@ -39,9 +42,28 @@ use eligible::Template;
 use fit::{PodSpec, Room};
 use std::collections::{BTreeMap, BTreeSet};
 
+/// The error text a launch failure is remembered by in the offering's backoff.
+pub fn describe_launch_failure(f: &crate::model::LaunchFailureRecord) -> String {
+    launches::describe(f)
+}
+
+/// Requested-but-unseen instances counted per group at most (a group of 10,000 GPU nodes is
+/// beyond any real fleet; a corrupt desired value must not size the planner's memory).
+const MAX_UNSEEN_PER_GROUP: u32 = 10_000;
+
 /// Plan one tick. Pure: see the module documentation.
 pub fn plan(snapshot: &Snapshot, config: &Config, history: &History, now: Timestamp) -> Plan {
     let mut plan = Plan::default();
+    let failures = launches::failed(snapshot, config, history, now);
+    let backed_off;
+    let history = if failures.is_empty() {
+        history
+    } else {
+        backed_off = launches::backed_off(history, &failures, now);
+        &backed_off
+    };
+    launches::release(&failures, history, &mut plan.actions, &mut plan.decisions);
+    let lost = Lost::of(&failures);
     let nodes: BTreeMap<&InstanceId, &Node> =
         snapshot.nodes.iter().map(|n| (&n.instance, n)).collect();
     let mut by_group: BTreeMap<&NodeGroupId, Vec<&Instance>> = BTreeMap::new();
@@ -51,7 +73,17 @@ pub fn plan(snapshot: &Snapshot, config: &Config, history: &History, now: Timest
     let ctxs: Vec<PoolCtx<'_>> = config
         .pools
         .iter()
-        .map(|p| PoolCtx::new(p, snapshot, &by_group, history, now, &mut plan.decisions))
+        .map(|p| {
+            PoolCtx::new(
+                p,
+                snapshot,
+                &by_group,
+                &lost,
+                history,
+                now,
+                &mut plan.decisions,
+            )
+        })
         .collect();
 
     // Pending pods matter only where Kubernetes schedules them. The GPU pods still running on
@@ -141,7 +173,30 @@ pub fn plan(snapshot: &Snapshot, config: &Config, history: &History, now: Timest
             reason,
         });
     }
+    plan.launch_failures = failures;
     plan
+}
+
+/// What the cloud will not deliver, per group: requested instances with nothing behind them,
+/// and listed instances stuck for good. Neither is capacity on its way.
+#[derive(Default)]
+struct Lost<'f> {
+    unseen: BTreeMap<&'f NodeGroupId, u32>,
+    instances: BTreeSet<&'f InstanceId>,
+}
+
+impl<'f> Lost<'f> {
+    fn of(failures: &'f [crate::model::LaunchFailureRecord]) -> Self {
+        let mut l = Lost::default();
+        for f in failures {
+            if f.instances.is_empty() {
+                *l.unseen.entry(&f.group).or_default() += f.count;
+            } else {
+                l.instances.extend(f.instances.iter());
+            }
+        }
+        l
+    }
 }
 
 /// The pool a class of pods belongs to: the one it names, else the first (in config order)
@@ -185,6 +240,10 @@ pub(crate) struct PoolCtx<'a> {
     /// The template capacity of a group is assumed to be when its instances are not visible
     /// yet: its first usable offering, else its first listed one.
     pub default_tpl: Vec<Option<usize>>,
+    /// Requested instances of each group the cloud will not deliver (see [`Lost`]).
+    pub lost_unseen: Vec<u32>,
+    /// Listed instances stuck for good (not capacity, not in flight).
+    pub lost: BTreeSet<&'a InstanceId>,
 }
 
 impl<'a> PoolCtx<'a> {
@@ -192,6 +251,7 @@ impl<'a> PoolCtx<'a> {
         cfg: &'a PoolConfig,
         snapshot: &'a Snapshot,
         by_group: &BTreeMap<&NodeGroupId, Vec<&'a Instance>>,
+        lost: &Lost<'_>,
         history: &History,
         now: Timestamp,
         decisions: &mut Vec<Decision>,
@@ -257,6 +317,15 @@ impl<'a> PoolCtx<'a> {
             .collect();
         let (instances, groups_of): (Vec<_>, Vec<_>) = instances.into_iter().unzip();
         inst_group.extend(groups_of);
+        let lost_unseen = groups
+            .iter()
+            .map(|g| lost.unseen.get(&g.id).copied().unwrap_or(0))
+            .collect();
+        let lost = instances
+            .iter()
+            .map(|i| &i.id)
+            .filter(|id| lost.instances.contains(id))
+            .collect();
         PoolCtx {
             cfg,
             groups,
@@ -265,6 +334,8 @@ impl<'a> PoolCtx<'a> {
             inst_group,
             inst_tpl,
             default_tpl,
+            lost_unseen,
+            lost,
         }
     }
 
@@ -292,7 +363,7 @@ impl<'a> PoolCtx<'a> {
             if matches!(inst.state, Launching | Starting | Ready | Draining) {
                 visible[self.inst_group[ii]] += 1;
             }
-            if gone.contains(&inst.id) {
+            if gone.contains(&inst.id) || self.lost.contains(&inst.id) {
                 continue;
             }
             let tpl = self.inst_tpl[ii];
@@ -320,7 +391,13 @@ impl<'a> PoolCtx<'a> {
         for (gi, g) in self.groups.iter().enumerate() {
             // Desired counts instances the cloud is creating but not listing yet (and Draining
             // ones, which stay in desired until terminated): the difference is in flight.
-            let unseen = g.desired.saturating_sub(visible[gi]);
+            // Minus what the cloud said it will not deliver. Bounded: a desired count read
+            // from the cloud must not size the planner's memory.
+            let unseen = g
+                .desired
+                .saturating_sub(visible[gi])
+                .saturating_sub(self.lost_unseen[gi])
+                .min(MAX_UNSEEN_PER_GROUP);
             let Some(t) = self.default_tpl[gi] else {
                 continue;
             };
@@ -655,6 +732,71 @@ mod tests {
             .map(|d| d.outcome)
             .collect();
         assert_eq!(pods, vec![Outcome::Acted, Outcome::Acted]);
+    }
+
+    /// `gpupool plan` on a spot group whose desired was raised and whose launch AWS reported
+    /// failed later: not "covered by 2 node(s) already launching" but taken back, backed off
+    /// and replaced by on-demand in the same plan.
+    #[test]
+    fn a_late_spot_stockout_is_taken_back_and_falls_back_in_the_same_plan() {
+        let mut pool = pool_cfg("llm");
+        pool.capacity.spot_share = 1.0;
+        let spot = offering("p5.48xlarge", CapacityType::Spot, "us-east-1a", 40.0).key();
+        let mut spot_group = p5_spot().desired(2).build();
+        spot_group
+            .unfulfilled
+            .push(crate::model::UnfulfilledLaunch {
+                offering: spot.clone(),
+                failure: crate::model::LaunchFailure::InsufficientCapacity,
+                count: 2,
+                message:
+                    "Could not launch Spot Instances. InsufficientInstanceCapacity - There is no \
+                      Spot capacity available that matches your request."
+                        .into(),
+                at: T0.plus_secs(-20.0),
+                instances: vec![],
+            });
+        let snap = snapshot()
+            .pods(gpu_pod(8).model("H100").times(2))
+            .group(spot_group)
+            .group(p5_od())
+            .build();
+        let h = History::default();
+        let p = plan(&snap, &config(vec![pool.clone()]), &h, T0);
+        let Action::ReleaseUnfulfilled {
+            group,
+            count,
+            reason,
+            ..
+        } = &p.actions[0]
+        else {
+            panic!("{:?}", kinds(&p))
+        };
+        assert_eq!((group.as_str(), *count), ("p5-spot", 2));
+        assert!(reason.to_string().contains("backing off until"), "{reason}");
+        let ups: Vec<_> = p
+            .actions
+            .iter()
+            .filter_map(|a| match a {
+                Action::ScaleUp {
+                    offering, count, ..
+                } => Some((offering.capacity_type, *count)),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(ups, vec![(CapacityType::OnDemand, 2)], "{:?}", kinds(&p));
+        assert_eq!(p.launch_failures.len(), 1);
+        // The same snapshot without the failure report waits for the two "in flight".
+        let mut quiet = snap.clone();
+        quiet.groups[0].unfulfilled.clear();
+        let p = plan(&quiet, &config(vec![pool]), &h, T0);
+        assert!(
+            p.actions
+                .iter()
+                .all(|a| !matches!(a, Action::ScaleUp { .. })),
+            "{:?}",
+            kinds(&p)
+        );
     }
 
     #[test]

@@ -16,7 +16,7 @@ use super::fit::{PodSpec, Room, label_mismatch};
 use crate::config::{DisruptionBudget, Mode};
 use crate::model::{
     Action, CapacityType, Decision, GpuRequest, History, Instance, InstanceId, LifecycleState,
-    Money, Node, Outcome, PendingPod, Reason, Subject, Timestamp, tolerates_all,
+    Money, Node, NodeGroupId, Outcome, PendingPod, Reason, Subject, Timestamp, tolerates_all,
 };
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet};
@@ -172,6 +172,14 @@ pub(crate) fn scale_down<'c, 'a: 'c>(
     }
     let mut received = vec![false; serving.len()];
     let mut marked = vec![false; serving.len()];
+    // A group cannot shrink below its own min size: AWS refuses a terminate-with-decrement
+    // there ("cannot decrement below min size", TerminateInstanceInAutoScalingGroup), and a
+    // terminate without decrement is replaced at once. Such a node is kept, and said so.
+    let mut group_left: BTreeMap<&NodeGroupId, (u32, u32)> = ctx
+        .groups
+        .iter()
+        .map(|g| (&g.id, (g.desired, g.min_size)))
+        .collect();
 
     let mut order: Vec<usize> = (0..serving.len()).collect();
     let by_victim = |s: &Serving<'_>| {
@@ -213,6 +221,13 @@ pub(crate) fn scale_down<'c, 'a: 'c>(
             Some(Reason::OnDemandBase {
                 base: pool.capacity.on_demand_base,
             })
+        } else if let Some(&(left, min)) = group_left.get(&s.inst.group)
+            && left <= min
+        {
+            Some(Reason::GroupAtMinSize {
+                group: s.inst.group.clone(),
+                min,
+            })
         } else {
             None
         };
@@ -248,6 +263,9 @@ pub(crate) fn scale_down<'c, 'a: 'c>(
             }
         }
         marked[i] = true;
+        if let Some((left, _)) = group_left.get_mut(&s.inst.group) {
+            *left = left.saturating_sub(1);
+        }
         cap -= s.rpn;
         count -= 1;
         if od {
@@ -603,6 +621,18 @@ mod tests {
                 min1_budget3,
                 vec!["scale_down empty", "scale_down empty"],
                 2,
+            ),
+            (
+                "the group's own min size 2 keeps one of the two empty nodes",
+                {
+                    let mut s = three_ready().demand("llm", 0, None).build();
+                    s.groups[0].min_size = 2;
+                    s
+                },
+                long_unneeded(),
+                min1_budget3,
+                vec!["scale_down empty", "i-3 group_at_min_size"],
+                1,
             ),
         ];
         for (name, snap, hist, tweak, want, unneeded) in cases {

@@ -298,6 +298,14 @@ impl LifecycleState {
     pub fn is_warm_pool(self) -> bool {
         matches!(self, LifecycleState::Warming | LifecycleState::Warm)
     }
+    /// Backs one unit of the group's desired capacity: launching, starting, serving or
+    /// draining. Not the warm pool (AWS counts warm-pool instances apart from desired; GCP's
+    /// `targetSize` counts running VMs only) and not an instance being terminated (gpupool
+    /// terminates with a decrement).
+    pub fn counts_in_desired(self) -> bool {
+        use LifecycleState::*;
+        matches!(self, Launching | Starting | Ready | Draining)
+    }
     pub fn as_str(self) -> &'static str {
         match self {
             LifecycleState::Launching => "launching",

@@ -194,8 +194,14 @@ mod tests {
         assert_eq!(p4d.iter().find(|p| p.name == "1g.5gb").unwrap().per_gpu, 7);
         let p4de = profiles_for("A100", 81920);
         assert!(names(&p4de).contains(&"1g.10gb"));
-        assert_eq!(p4de.iter().find(|p| p.name == "1g.10gb").unwrap().per_gpu, 7);
-        assert_eq!(p4de.iter().find(|p| p.name == "3g.40gb").unwrap().per_gpu, 2);
+        assert_eq!(
+            p4de.iter().find(|p| p.name == "1g.10gb").unwrap().per_gpu,
+            7
+        );
+        assert_eq!(
+            p4de.iter().find(|p| p.name == "3g.40gb").unwrap().per_gpu,
+            2
+        );
     }
 
     #[test]
@@ -208,7 +214,12 @@ mod tests {
 
     #[test]
     fn gpus_without_mig_and_unknown_sizes_have_none() {
-        for (m, mib) in [("T4", 15360), ("L4", 23034), ("A10G", 23028), ("V100", 16384)] {
+        for (m, mib) in [
+            ("T4", 15360),
+            ("L4", 23034),
+            ("A10G", 23028),
+            ("V100", 16384),
+        ] {
             assert!(profiles_for(m, mib).is_empty(), "{m}");
         }
         // An A100 of a size NVIDIA does not list is not guessed at.

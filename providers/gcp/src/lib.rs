@@ -807,7 +807,9 @@ impl NodeGroupProvider for GcpProvider {
         _instances: &[InstanceId],
     ) -> Result<u32> {
         // INTERIM (being replaced in this change).
-        Err(ProviderError::InvalidConfig(format!("release_unfulfilled on {group}: not yet built")))
+        Err(ProviderError::InvalidConfig(format!(
+            "release_unfulfilled on {group}: not yet built"
+        )))
     }
 
     async fn set_warm_pool_size(&self, group: &NodeGroupId, size_wanted: u32) -> Result<()> {
