@@ -8,12 +8,15 @@
 use gpupool::sim::world::StockoutCause;
 use gpupool::sim::{Policy, RunOptions, Scenario, run_scenario};
 
-fn run(extra: &str) -> gpupool::sim::run::PolicyRun {
+/// s2-spot as shipped (`cloud: aws`) with `cloud` as given and `extra` keys appended.
+fn run_on(cloud: &str, extra: &str) -> gpupool::sim::run::PolicyRun {
     let text = std::fs::read_to_string(concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/scenarios/s2-spot.yaml"
     ))
     .expect("s2-spot is shipped");
+    assert!(text.contains("\ncloud: aws\n"), "s2-spot says its cloud");
+    let text = text.replace("\ncloud: aws\n", &format!("\ncloud: {cloud}\n"));
     let sc = Scenario::parse(&format!("{text}\n{extra}\n"), "s2-spot + faults")
         .expect("scenario with faults parses");
     let mut r = run_scenario(
@@ -28,24 +31,26 @@ fn run(extra: &str) -> gpupool::sim::run::PolicyRun {
     r.runs.remove(0)
 }
 
+fn run(extra: &str) -> gpupool::sim::run::PolicyRun {
+    run_on("aws", extra)
+}
+
 /// The controller's tick in s2-spot (`tick_interval_s: 10`).
 const TICK_MS: i64 = 10_000;
 
 #[test]
 fn late_stockouts_and_throttling_are_survived_aws_like() {
-    late_stockouts_and_throttling_are_survived("cloud: aws");
+    late_stockouts_and_throttling_are_survived("aws");
 }
 
 #[test]
 fn late_stockouts_and_throttling_are_survived_gcp_like() {
-    late_stockouts_and_throttling_are_survived("cloud: gcp");
+    late_stockouts_and_throttling_are_survived("gcp");
 }
 
 fn late_stockouts_and_throttling_are_survived(cloud: &str) {
-    let clean = run(cloud);
-    let faulty = run(&format!(
-        "{cloud}\nfaults: {{ stockout_prob: 0.5, throttle_prob: 0.3 }}"
-    ));
+    let clean = run_on(cloud, "");
+    let faulty = run_on(cloud, "faults: { stockout_prob: 0.5, throttle_prob: 0.3 }");
 
     let faults = faulty
         .failed_launches
@@ -102,14 +107,19 @@ fn late_stockouts_and_throttling_are_survived(cloud: &str) {
         failed <= 3 * ok.max(1),
         "{failed} failures vs {ok} successes"
     );
-    // Service degrades gracefully: within 5 points of the fault-free run.
+    // Service degrades, but the controller keeps serving: within 20 points of the fault-free
+    // run. Late stockouts cost more than the old immediate errors did (5 points): every failed
+    // launch surfaces only 10-60 s after it was asked for, and with half of all launches
+    // failing — on-demand ones too — the fallback itself often fails and backs off (measured
+    // at seed 42: 16 points AWS-like, 11 GCP-like). A controller that waits on unfulfilled
+    // launches loses more than 20 points on s2-spot even without injected faults.
     let (a, b) = (clean.summary.slo_attainment, s.slo_attainment);
     eprintln!(
         "SLO fault-free {a:.4}, with faults {b:.4}; {faults} failed launches, {throttled} \
          throttled, {ok} calls ok; fallback p50 {:?} s max {:?} s",
         s.failure_to_fallback_s_p50, s.failure_to_fallback_s_max
     );
-    assert!(b >= a - 0.05, "SLO {b:.4} with faults vs {a:.4} without");
+    assert!(b >= a - 0.20, "SLO {b:.4} with faults vs {a:.4} without");
 }
 
 #[test]
@@ -125,4 +135,42 @@ fn the_immediate_fault_mode_still_fails_the_call() {
         r.failed_launches.is_empty(),
         "nothing is accepted and failed later in the immediate mode"
     );
+}
+
+#[test]
+fn silent_stockouts_are_taken_back_after_the_launch_timeout() {
+    // Accepted launches that neither progress nor fail (AWS-like: desired raised, no instance,
+    // no failed activity): the controller must give up on them after the pool's
+    // `scale_up.launch_timeout_s` (300 s by default) instead of counting them forever.
+    let r = run("faults: { stockout_prob: 0.5, stockout_mode: silent }");
+    assert!(
+        !r.failed_launches.is_empty(),
+        "silent stockouts were injected"
+    );
+    assert!(
+        r.failed_launches.iter().all(|f| f.reported_ms.is_none()),
+        "a silent stockout is never reported"
+    );
+    let released = r
+        .failed_launches
+        .iter()
+        .filter(|f| f.released_ms.is_some())
+        .count();
+    assert!(released > 0, "the controller took some back");
+    let end_ms = r.samples.last().map_or(0, |s| (s.t_s * 1000.0) as i64);
+    let bound_ms = 300_000 + 3 * TICK_MS;
+    // Those accepted too close to the end of the replay had no time to time out.
+    for f in r
+        .failed_launches
+        .iter()
+        .filter(|f| f.accepted_ms + bound_ms <= end_ms)
+    {
+        let settled = f.released_ms.or(f.recovered_ms);
+        assert!(
+            settled.is_some_and(|t| t - f.accepted_ms <= bound_ms),
+            "silent failure of {} accepted at {} ms settled at {settled:?}",
+            f.group,
+            f.accepted_ms
+        );
+    }
 }

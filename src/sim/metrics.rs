@@ -1,6 +1,7 @@
 //! Per-policy summary figures, the rows of the table and of `--json`.
 
 use super::world::World;
+use crate::model::{NodeGroupId, Zone};
 use serde::{Deserialize, Serialize};
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -27,11 +28,12 @@ pub struct PolicySummary {
     /// Launches the cloud accepted and then reported it could not fulfil (or, never reported,
     /// that the controller took back as timed out).
     pub failed_launches: u64,
-    /// Of those, how many saw no successful launch on another group of the pool afterwards.
+    /// Of those, how many saw no successful launch on another offering of the pool before the
+    /// pool tried the failed offering again (no fallback).
     pub failed_launches_without_fallback: u64,
     /// Seconds from a failed launch being reported to the first successful launch on another
-    /// group of the same pool (the fallback): median and max over the failures that had one;
-    /// `None` when none had.
+    /// offering of the same pool (the fallback, see [`fallback_times`]): median and max over
+    /// the failures that had one; `None` when none had.
     pub failure_to_fallback_s_p50: Option<f64>,
     pub failure_to_fallback_s_max: Option<f64>,
 }
@@ -96,21 +98,41 @@ pub struct FallbackTimes {
 
 /// For every launch failure the controller could know of — reported by the cloud, or (never
 /// reported, `stockout_mode: silent`) taken back by the controller after its launch timeout —
-/// seconds from that moment to the first launch that put capacity on its way in another group
-/// of the same pool. A launch that was itself not fulfilled does not count (it is not in
-/// `World::launches`).
+/// seconds from that moment to the first launch of the same pool that put capacity on its way
+/// on another offering (another group, or the same group in another zone), made before the
+/// pool tried the failed offering again. A failure followed by nothing, or answered by trying
+/// the same offering again after its backoff, had no fallback and is counted apart. A launch
+/// that was itself not fulfilled does not count (it is not in `World::launches`), nor does the
+/// cloud's own retry of the failed request.
 pub fn fallback_times(w: &World) -> FallbackTimes {
     let mut out = FallbackTimes::default();
+    let pool_of = |g: &NodeGroupId| w.groups.iter().find(|x| &x.id == g).map(|x| &x.pool);
     for f in &w.failed_launches {
         let Some(reported) = f.reported_ms.or(f.released_ms) else {
             continue;
         };
         out.failed += 1;
-        let pool = w.groups.iter().find(|g| g.id == f.group).map(|g| &g.pool);
+        let pool = pool_of(&f.group);
+        let same = |g: &NodeGroupId, z: &Zone| g == &f.group && z == &f.zone;
+        // The pool's next attempt on the failed offering, fulfilled or not.
+        let retried = w
+            .launches
+            .iter()
+            .filter(|l| l.at_ms > reported && same(&l.group, &l.zone))
+            .map(|l| l.at_ms)
+            .chain(
+                w.failed_launches
+                    .iter()
+                    .filter(|g| g.accepted_ms > reported && same(&g.group, &g.zone))
+                    .map(|g| g.accepted_ms),
+            )
+            .min()
+            .unwrap_or(i64::MAX);
         let fallback = w.launches.iter().find(|l| {
             l.at_ms >= reported
-                && l.group != f.group
-                && w.groups.iter().find(|g| g.id == l.group).map(|g| &g.pool) == pool
+                && l.at_ms < retried
+                && !same(&l.group, &l.zone)
+                && pool_of(&l.group) == pool
         });
         match fallback {
             Some(l) => out.secs.push((l.at_ms - reported) as f64 / 1000.0),
@@ -173,5 +195,95 @@ mod tests {
         assert_eq!(quantile(&v, 0.99), 990.0);
         assert_eq!(quantile(&v, 0.999), 999.0);
         assert_eq!(quantile(&[], 0.5), 0.0);
+    }
+
+    #[test]
+    fn fallback_is_the_first_launch_elsewhere_before_the_offering_is_tried_again() {
+        use crate::model::{CapacityType, GpuInfo, InstanceType, InstanceTypeName, PoolName};
+        use crate::sim::timing::{ColdStart, ColdStartSpec};
+        use crate::sim::world::{
+            Cloud, FailedLaunch, Faults, GroupSpec, LaunchRecord, SpotDynamics, StockoutCause,
+            WorldParams,
+        };
+        let group = |id: &str, ct| GroupSpec {
+            id: NodeGroupId::from(id),
+            pool: PoolName::from("p"),
+            capacity_type: ct,
+            instance_type: InstanceType {
+                name: InstanceTypeName::from("t"),
+                vcpu: 1,
+                memory_mib: 1,
+                gpu: GpuInfo {
+                    model: "T4".into(),
+                    count: 1,
+                    memory_mib_per_gpu: 1,
+                    mig_profiles: vec![],
+                },
+            },
+            zones: vec![Zone::from("a"), Zone::from("b")],
+            price_per_hour: 1.0,
+            min_size: 0,
+            max_size: 10,
+            warm_pool_capable: false,
+            hazard_per_hour: 0.0,
+        };
+        let params = WorldParams {
+            concurrency: 1,
+            cold: ColdStart::new(ColdStartSpec::default()),
+            spot_notice_s: 120.0,
+            spot: SpotDynamics::Hazard,
+            faults: Faults::default(),
+            sample_interval_s: 5.0,
+            model_cache: None,
+            seed: 1,
+            cloud: Cloud::Aws,
+        };
+        let mut w = World::new(
+            params,
+            vec![
+                group("spot", CapacityType::Spot),
+                group("od", CapacityType::OnDemand),
+            ],
+            Vec::new(),
+            1_000_000,
+        );
+        let failed = |zone: &str, accepted_ms, reported_ms| FailedLaunch {
+            group: NodeGroupId::from("spot"),
+            zone: Zone::from(zone),
+            cause: StockoutCause::NoCapacity,
+            accepted_ms,
+            reported_ms,
+            released_ms: None,
+            recovered_ms: None,
+        };
+        let launch = |g: &str, zone: &str, at_ms| LaunchRecord {
+            at_ms,
+            group: NodeGroupId::from(g),
+            zone: Zone::from(zone),
+            instances: 1,
+        };
+        w.failed_launches = vec![
+            // Fell back to on-demand 10 s after the report.
+            failed("a", 0, Some(30_000)),
+            // Tried spot/a again (at 100 s) before anything else: no fallback.
+            failed("a", 50_000, Some(90_000)),
+            // Never reported: not counted.
+            failed("b", 60_000, None),
+        ];
+        w.launches = vec![
+            launch("spot", "a", 20_000),
+            launch("od", "a", 40_000),
+            launch("spot", "a", 100_000),
+            launch("od", "b", 200_000),
+        ];
+        let fb = fallback_times(&w);
+        assert_eq!(
+            fb,
+            FallbackTimes {
+                failed: 2,
+                without_fallback: 1,
+                secs: vec![10.0],
+            }
+        );
     }
 }

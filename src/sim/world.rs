@@ -127,7 +127,9 @@ pub struct FailedLaunch {
 pub struct LaunchRecord {
     pub at_ms: i64,
     pub group: NodeGroupId,
-    /// Instances started or launched by the call (≥ 1).
+    /// The zone the instances were started or launched in (one record per zone and call).
+    pub zone: Zone,
+    /// Instances started or launched by the call in that zone (≥ 1).
     pub instances: u32,
 }
 
@@ -1060,6 +1062,26 @@ impl World {
         });
     }
 
+    /// The zone a launch of group `g` fails in when no zone has room. A multi-zone ASG or
+    /// regional MIG does not stick to one zone: AWS "attempts to launch in other Availability
+    /// Zones until it succeeds" and balances across them (Auto Scaling user guide, "Rebalancing
+    /// activities"); a regional MIG spreads VMs over its zones. So successive failures name the
+    /// group's zones in turn, and a planner that backs off one zone's offering still meets the
+    /// stockout in the next.
+    fn stockout_zone(&self, g: usize) -> Zone {
+        let zones = &self.groups[g].zones;
+        let gid = &self.groups[g].id;
+        let k = self
+            .failed_launches
+            .iter()
+            .filter(|f| &f.group == gid)
+            .count();
+        zones
+            .get(k % zones.len().max(1))
+            .cloned()
+            .unwrap_or_default()
+    }
+
     /// Whether a spot zone has room for one more instance of group `g` (on-demand: always).
     fn zone_has_room(&self, g: usize, zone: &Zone) -> bool {
         self.groups[g].capacity_type == CapacityType::OnDemand
@@ -1134,7 +1156,7 @@ impl World {
 
     /// Warm instances first (AWS warm pools and GCP standby pools both start those before
     /// launching), `delta` at most; returns how many were started.
-    fn start_warm(&mut self, g: usize, delta: u32) -> u32 {
+    fn start_warm(&mut self, g: usize, delta: u32) -> Vec<u64> {
         let warm: Vec<u64> = self
             .insts
             .iter()
@@ -1142,8 +1164,7 @@ impl World {
             .map(|(n, _)| *n)
             .take(delta as usize)
             .collect();
-        let started = warm.len() as u32;
-        for n in warm {
+        for &n in &warm {
             self.set_state(n, LifecycleState::Starting);
             let secs = self.params.cold.sample_warm_s(&mut self.rng);
             let epoch = self.insts.get(&n).map_or(0, |i| i.epoch);
@@ -1152,7 +1173,25 @@ impl World {
                 Ev::Ready { inst: n, epoch },
             );
         }
-        started
+        warm
+    }
+
+    /// Record the instances an accepted call started or launched, one record per zone.
+    fn record_launches(&mut self, id: &NodeGroupId, nums: &[u64]) {
+        let mut by_zone: BTreeMap<Zone, u32> = BTreeMap::new();
+        for n in nums {
+            if let Some(i) = self.insts.get(n) {
+                *by_zone.entry(i.zone.clone()).or_default() += 1;
+            }
+        }
+        for (zone, instances) in by_zone {
+            self.launches.push(LaunchRecord {
+                at_ms: self.now_ms,
+                group: id.clone(),
+                zone,
+                instances,
+            });
+        }
     }
 
     fn check_max(&mut self, g: usize, id: &NodeGroupId, delta: u32) -> Result<(), ProviderError> {
@@ -1185,7 +1224,8 @@ impl World {
             return Err(e);
         }
         self.check_max(g, id, delta)?;
-        let started = self.start_warm(g, delta);
+        let mut put = self.start_warm(g, delta);
+        let started = put.len() as u32;
         let p = self.params.faults.stockout_prob;
         let (mut launched, mut failed) = (0, 0);
         for _ in started..delta {
@@ -1193,7 +1233,7 @@ impl World {
             let faulted = p > 0.0 && self.rng.random::<f64>() < p;
             match (zone, faulted) {
                 (Some(z), false) => {
-                    self.launch_cold(g, z, LifecycleState::Launching);
+                    put.push(self.launch_cold(g, z, LifecycleState::Launching));
                     launched += 1;
                 }
                 (Some(z), true) => {
@@ -1201,19 +1241,13 @@ impl World {
                     failed += 1;
                 }
                 (None, _) => {
-                    let z = self.groups[g].zones.first().cloned().unwrap_or_default();
+                    let z = self.stockout_zone(g);
                     self.fail_launch(g, z, StockoutCause::NoCapacity);
                     failed += 1;
                 }
             }
         }
-        if started + launched > 0 {
-            self.launches.push(LaunchRecord {
-                at_ms: self.now_ms,
-                group: id.clone(),
-                instances: started + launched,
-            });
-        }
+        self.record_launches(id, &put);
         self.record(
             "increase",
             id,
@@ -1252,13 +1286,14 @@ impl World {
                 offering: self.offering_key(g, &zone),
             });
         }
-        let started = self.start_warm(g, delta);
+        let mut put = self.start_warm(g, delta);
+        let started = put.len() as u32;
         let mut launched = 0;
         let mut failed_zone = None;
         for _ in started..delta {
             match self.pick_zone(g) {
                 Some(z) => {
-                    self.launch_cold(g, z, LifecycleState::Launching);
+                    put.push(self.launch_cold(g, z, LifecycleState::Launching));
                     launched += 1;
                 }
                 None => {
@@ -1267,13 +1302,7 @@ impl World {
                 }
             }
         }
-        if started + launched > 0 {
-            self.launches.push(LaunchRecord {
-                at_ms: self.now_ms,
-                group: id.clone(),
-                instances: started + launched,
-            });
-        }
+        self.record_launches(id, &put);
         if let Some(z) = failed_zone {
             let key = self.offering_key(g, &z);
             if started + launched == 0 {
