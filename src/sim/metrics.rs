@@ -21,6 +21,9 @@ pub struct PolicySummary {
     pub cost_vs_oracle: f64,
     pub scale_actions: u64,
     pub requests_hurt_by_preemption: u64,
+    /// Requests whose instance was terminated under them by the policy itself (not a spot
+    /// reclaim): cut short by a scale-in that did not wait for them.
+    pub requests_cut_short: u64,
     /// Median seconds from a demand rise above serving capacity to the first scale-up call.
     pub reaction_to_api_s_p50: f64,
     /// Median seconds from that rise until serving capacity met it.
@@ -78,6 +81,7 @@ pub fn summarise(
         cost_vs_oracle: 0.0,
         scale_actions: w.calls.iter().filter(|c| c.ok).count() as u64,
         requests_hurt_by_preemption: u64::from(w.requests_hurt),
+        requests_cut_short: u64::from(w.requests_cut_short),
         reaction_to_api_s_p50: quantile(&api, 0.5),
         reaction_to_ready_s_p50: quantile(&ready, 0.5),
         failed_launches: fb.failed,

@@ -192,10 +192,26 @@ pub fn prepare(sc: Scenario, seed: u64) -> Result<Prepared, SimError> {
     let demand = demand_per_bucket(&reqs, end_ms, bucket_ms, f.replica.concurrency, slo_ms);
     let cold = ColdStart::new(f.cold_start.clone());
     let spot = match f.spot.availability_trace {
-        Some(src) => SpotDynamics::Trace {
-            trace: src.load()?,
-            start_tick: f.spot.start_tick,
-        },
+        Some(src) => {
+            let trace = src.load()?;
+            // The world reads tick `start_tick + elapsed / tick_s`, held at the trace's last
+            // tick beyond its end: a start past the end would add to usize::MAX.
+            let ticks = trace.zones.values().map(Vec::len).min().unwrap_or(0);
+            if f.spot.start_tick >= ticks {
+                return Err(SimError::InvalidValue {
+                    scenario: sc.file.name.clone(),
+                    field: "spot.start_tick".into(),
+                    value: f.spot.start_tick.to_string(),
+                    fix: format!(
+                        "the availability trace has {ticks} ticks per zone: start at 0..{ticks}"
+                    ),
+                });
+            }
+            SpotDynamics::Trace {
+                trace,
+                start_tick: f.spot.start_tick,
+            }
+        }
         None => SpotDynamics::Hazard,
     };
     let has_spot = groups.iter().any(|g| g.capacity_type == CapacityType::Spot);
@@ -472,6 +488,7 @@ fn oracle_run(p: &Prepared) -> PolicyRun {
             cost_vs_oracle: 1.0,
             scale_actions: 0,
             requests_hurt_by_preemption: 0,
+            requests_cut_short: 0,
             reaction_to_api_s_p50: 0.0,
             reaction_to_ready_s_p50: 0.0,
             // The oracle knows every outage in advance and never launches into one.

@@ -311,6 +311,15 @@ impl Scenario {
             });
         }
         validate(&file, origin)?;
+        let max_nodes = config.pools[0].limits.max_nodes;
+        if file.baselines.min_replicas > max_nodes {
+            return Err(SimError::InvalidValue {
+                scenario: origin.to_owned(),
+                field: "baselines.min_replicas".into(),
+                value: file.baselines.min_replicas.to_string(),
+                fix: format!("must be ≤ the pool's limits.max_nodes ({max_nodes})"),
+            });
+        }
         Ok(Scenario { file, config })
     }
 }
@@ -556,6 +565,26 @@ mod tests {
         for (path, value) in cases {
             let field = invalid_field(quick_with(|v| set(v, path, value.clone())));
             assert_eq!(field, path.join("."), "{value:?}");
+        }
+    }
+
+    #[test]
+    fn values_checked_against_other_parts_name_the_field() {
+        let field = invalid_field(quick_with(|v| {
+            set(v, &["baselines", "min_replicas"], 1000.into());
+        }));
+        assert_eq!(field, "baselines.min_replicas");
+        let s2 = |edit: &dyn Fn(&mut serde_yaml_ng::Value)| {
+            let (_, text) = BUILTIN.iter().find(|(n, _)| *n == "s2-spot").unwrap();
+            let mut v: serde_yaml_ng::Value = serde_yaml_ng::from_str(text).unwrap();
+            edit(&mut v);
+            Scenario::parse(&serde_yaml_ng::to_string(&v).unwrap(), "edited").unwrap()
+        };
+        let sc = s2(&|v| set(v, &["spot", "start_tick"], u64::MAX.into()));
+        match crate::sim::run::prepare(sc, 1) {
+            Err(SimError::InvalidValue { field, .. }) => assert_eq!(field, "spot.start_tick"),
+            Err(e) => panic!("another error: {e}"),
+            Ok(_) => panic!("accepted"),
         }
     }
 
