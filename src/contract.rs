@@ -28,6 +28,10 @@ pub const ANNOTATION_DO_NOT_DISRUPT: &str = "gpupool.io/do-not-disrupt";
 pub const ANNOTATION_DRAIN_DEADLINE: &str = "gpupool.io/drain-deadline";
 /// Cluster Autoscaler's annotation, honoured the same way when `"false"`.
 pub const ANNOTATION_CA_SAFE_TO_EVICT: &str = "cluster-autoscaler.kubernetes.io/safe-to-evict";
+/// Karpenter's opt-out (v1, "Disruption" docs: `karpenter.sh/do-not-disrupt: "true"` on a pod
+/// blocks voluntary disruption of its node; on a node, of that node), honoured the same way so
+/// workloads marked for Karpenter keep their protection under gpupool.
+pub const ANNOTATION_KARPENTER_DO_NOT_DISRUPT: &str = "karpenter.sh/do-not-disrupt";
 /// Node annotation / tag: Cluster Autoscaler's scale-down opt-out, honoured on nodes.
 pub const ANNOTATION_CA_SCALE_DOWN_DISABLED: &str =
     "cluster-autoscaler.kubernetes.io/scale-down-disabled";

@@ -34,6 +34,7 @@ fn codes(p: &Plan, subject_kind: fn(&Subject) -> bool) -> Vec<&'static str> {
 }
 
 const CHECKED: &[&str] = &[
+    "aws-late-stockout.json",
     "spot-fallback.json",
     "mig-no-fit.json",
     "stale-signal.json",
@@ -146,4 +147,37 @@ fn warm_pool_start() {
         kinds,
         vec!["start_warm 2", "scale_up 1 forecast", "set_warm_pool 3"]
     );
+}
+
+/// A spot group whose desired AWS accepted (2) with no instance behind it and a failed scaling
+/// activity: taken back, backed off with a retry time, on-demand launched in the same plan.
+#[test]
+fn aws_late_stockout() {
+    let p = run("aws-late-stockout.json");
+    let [
+        Action::ReleaseUnfulfilled {
+            group,
+            count,
+            reason,
+            ..
+        },
+        Action::ScaleUp {
+            group: up,
+            offering,
+            count: n,
+            reason: why,
+            ..
+        },
+    ] = &p.actions[..]
+    else {
+        panic!("{:?}", p.actions)
+    };
+    assert_eq!((group.as_str(), *count), ("llm-h100-spot", 2));
+    let text = reason.to_string();
+    assert!(text.contains("InsufficientInstanceCapacity"), "{text}");
+    assert!(text.contains("backing off until t=1700000060"), "{text}");
+    assert_eq!((up.as_str(), *n), ("llm-h100-od", 2));
+    assert_eq!(offering.capacity_type.as_str(), "on-demand");
+    assert_eq!(why.code(), "fallback");
+    assert_eq!(p.launch_failures.len(), 1);
 }

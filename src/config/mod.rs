@@ -265,6 +265,33 @@ pub struct Requirements {
     pub labels: BTreeMap<String, String>,
     #[serde(default)]
     pub taints: Vec<Taint>,
+    /// How the nodes' MIG-capable GPUs are partitioned (the NVIDIA GPU operator's
+    /// `mig.strategy` and the mig-manager layout). Unset: the built-in catalog of the GPU
+    /// (`gpupool_provider::mig`) as the `mixed` strategy exposes it, any one profile per node.
+    #[serde(default)]
+    pub mig: Option<MigPolicy>,
+}
+
+/// The GPU operator's MIG strategies (NVIDIA GPU Operator docs, "GPU Operator with MIG"):
+/// `none` — whole GPUs (`nvidia.com/gpu`); `single` — every GPU split into one profile and each
+/// slice advertised as `nvidia.com/gpu`; `mixed` — slices advertised per profile as
+/// `nvidia.com/mig-<profile>`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum MigStrategy {
+    None,
+    Single,
+    Mixed,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MigPolicy {
+    pub strategy: MigStrategy,
+    /// `mixed`: the profiles the pool's nodes may be partitioned into (empty: any the GPU
+    /// offers). `single`: exactly one, e.g. `[1g.10gb]`. `none`: must be empty.
+    #[serde(default)]
+    pub profiles: Vec<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -424,6 +451,21 @@ pub struct DisruptionPolicy {
     /// request durations are unknown). AWS gives 120 s of notice, GCP 30 s.
     #[serde(default)]
     pub interruption_drain_s: Option<u64>,
+    /// What an AWS EC2 rebalance recommendation (a spot instance at elevated risk of
+    /// interruption, usually minutes to hours before any notice) does. `prelaunch`: launch the
+    /// replacement now, within the pool's limits, and drain the at-risk node once the
+    /// replacement serves (or at the interruption notice, whichever comes first), within the
+    /// disruption budget. `ignore`: only raise the offering's learned risk.
+    #[serde(default)]
+    pub rebalance: RebalancePolicy,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RebalancePolicy {
+    #[default]
+    Prelaunch,
+    Ignore,
 }
 
 impl Default for DisruptionPolicy {
@@ -437,6 +479,7 @@ impl Default for DisruptionPolicy {
             max_provision_time_s: d_provision(),
             headroom_replicas: 0,
             interruption_drain_s: None,
+            rebalance: RebalancePolicy::default(),
         }
     }
 }

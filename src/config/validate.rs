@@ -240,6 +240,10 @@ fn pool(c: &mut Check, cfg: &Config, i: usize, p: &PoolConfig) {
         }
     }
 
+    if let Some(m) = &r.mig {
+        validate_mig(c, &at("requirements.mig"), m);
+    }
+
     if p.replica.gpus == 0 {
         c.fail(
             at("replica.gpus"),
@@ -686,6 +690,33 @@ pools:
     }
 
     #[test]
+    fn mig_policies_are_checked_against_the_catalog_and_the_strategy() {
+        let bad = r#"
+pools:
+  - name: a
+    requirements: { mig: { strategy: single, profiles: [1g.10gb, 3g.40gb] } }
+  - name: b
+    requirements: { mig: { strategy: mixed, profiles: [1G.10GB, 9g.1gb] } }
+  - name: c
+    requirements: { mig: { strategy: none, profiles: [1g.10gb] } }
+"#;
+        let issues = Config::load(bad).unwrap_err().issues();
+        for e in [
+            "pools[0].requirements.mig.profiles: strategy single partitions every GPU one way",
+            "pools[1].requirements.mig.profiles[0]: no GPU has MIG profile \"1G.10GB\"; did you mean 1g.10gb?",
+            "pools[1].requirements.mig.profiles[1]: no GPU in the built-in MIG catalog",
+            "pools[2].requirements.mig.profiles: strategy none uses whole GPUs",
+        ] {
+            assert!(
+                issues.iter().any(|i| i.starts_with(e)),
+                "missing {e:?} in {issues:#?}"
+            );
+        }
+        let ok = "pools:\n  - name: a\n    requirements: { mig: { strategy: single, profiles: [1g.10gb] } }\n";
+        assert!(Config::load(ok).is_ok());
+    }
+
+    #[test]
     fn every_mistake_is_reported_with_its_path() {
         let bad = r#"
 tick_interval_s: 0
@@ -769,5 +800,42 @@ mod cron_tests {
             five.iter().any(|i| i.contains("6 or 7 fields")),
             "{five:#?}"
         );
+    }
+}
+
+/// `requirements.mig`: profile names as NVIDIA writes them (`1g.10gb`, `3g.40gb`,
+/// `1g.10gb+me`) and as many as the strategy takes.
+fn validate_mig(c: &mut Check, at: &str, m: &super::MigPolicy) {
+    use super::MigStrategy;
+    let known: std::collections::BTreeSet<String> = gpupool_provider::mig::all_profile_names();
+    for (j, name) in m.profiles.iter().enumerate() {
+        if !known.contains(name) {
+            let near = known.iter().find(|k| {
+                k.eq_ignore_ascii_case(name) || k.replace(".", "") == name.replace(".", "")
+            });
+            c.fail(
+                format!("{at}.profiles[{j}]"),
+                match near {
+                    Some(k) => format!("no GPU has MIG profile {name:?}; did you mean {k}?"),
+                    None => format!(
+                        "no GPU in the built-in MIG catalog has profile {name:?} (NVIDIA's names look \
+                         like 1g.10gb, 3g.40gb, 7g.80gb)"
+                    ),
+                },
+            );
+        }
+    }
+    match (m.strategy, m.profiles.len()) {
+        (MigStrategy::None, n) if n > 0 => c.fail(
+            format!("{at}.profiles"),
+            "strategy none uses whole GPUs: remove the profiles or choose single/mixed",
+        ),
+        (MigStrategy::Single, n) if n != 1 => c.fail(
+            format!("{at}.profiles"),
+            format!(
+                "strategy single partitions every GPU one way: name exactly one profile, got {n}"
+            ),
+        ),
+        _ => {}
     }
 }

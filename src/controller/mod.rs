@@ -278,6 +278,7 @@ impl Controller {
         // fallback happens in this tick, not the next.
         self.history.record_unbacked(&snapshot, now);
         self.history.record_ready(&snapshot.instances);
+        self.history.forget_gone(&snapshot.instances);
         for attempt in 0..2 {
             let plan = self.run_planner(&snapshot, now);
             self.record_launch_failures(&plan, now);
@@ -518,11 +519,20 @@ impl Controller {
             }
             ProviderEventKind::RebalanceRecommendation { instance } => {
                 let Some(inst) = find(instance) else { return };
-                // Rebalance is advice, not a notice: raise the offering's risk so new capacity
-                // goes elsewhere, but disrupt nothing (the interruption warning will drain).
+                // Advice, not a notice: new capacity should go elsewhere (risk raised). With
+                // `rebalance: prelaunch` the instance also stops counting as capacity, so the
+                // planner launches its replacement now and drains it once that serves.
                 self.history.record_interruption(&offering_of(inst));
                 self.count_interruption(inst, "rebalance_recommendation");
-                tracing::info!(%instance, "rebalance recommendation: offering risk raised");
+                match self.disruption_of(&inst.group).rebalance {
+                    crate::config::RebalancePolicy::Prelaunch => {
+                        self.history.record_at_risk(instance, now);
+                        tracing::info!(%instance, "rebalance recommendation: replacing ahead of an interruption");
+                    }
+                    crate::config::RebalancePolicy::Ignore => {
+                        tracing::info!(%instance, "rebalance recommendation: offering risk raised");
+                    }
+                }
             }
             ProviderEventKind::InstanceStateChange { instance, state } => {
                 if matches!(

@@ -6,7 +6,8 @@ use super::quantity;
 use crate::config::{KubernetesConfig, PoolConfig};
 use crate::contract::{
     ANNOTATION_CA_SAFE_TO_EVICT, ANNOTATION_CA_SCALE_DOWN_DISABLED, ANNOTATION_DO_NOT_DISRUPT,
-    ANNOTATION_DRAIN_DEADLINE, TAG_MODEL_CACHE, TAG_POOL, model_cache_label_value,
+    ANNOTATION_DRAIN_DEADLINE, ANNOTATION_KARPENTER_DO_NOT_DISRUPT, TAG_MODEL_CACHE, TAG_POOL,
+    model_cache_label_value,
 };
 use crate::model::{
     CapacityType, GpuRequest, InstanceId, LabelOperator, LabelRequirement, Node, PendingPod,
@@ -25,12 +26,17 @@ pub const ANNOTATION_MIRROR: &str = "kubernetes.io/config.mirror";
 /// Annotations gpupool reads on pods; every other annotation is dropped from the cache.
 const POD_ANNOTATIONS_KEPT: &[&str] = &[
     ANNOTATION_DO_NOT_DISRUPT,
+    ANNOTATION_KARPENTER_DO_NOT_DISRUPT,
     ANNOTATION_CA_SAFE_TO_EVICT,
     ANNOTATION_MIRROR,
 ];
 /// Annotations gpupool reads on nodes.
-const NODE_ANNOTATIONS_KEPT: &[&str] =
-    &[ANNOTATION_CA_SCALE_DOWN_DISABLED, ANNOTATION_DRAIN_DEADLINE];
+const NODE_ANNOTATIONS_KEPT: &[&str] = &[
+    ANNOTATION_CA_SCALE_DOWN_DISABLED,
+    ANNOTATION_KARPENTER_DO_NOT_DISRUPT,
+    ANNOTATION_DO_NOT_DISRUPT,
+    ANNOTATION_DRAIN_DEADLINE,
+];
 
 /// What kind of GPU a resource name stands for.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -307,9 +313,11 @@ pub fn is_daemon(pod: &Pod) -> bool {
             .any(|o| o.kind == "DaemonSet" && o.controller == Some(true))
 }
 
-/// `gpupool.io/do-not-disrupt: "true"`, or Cluster Autoscaler's `safe-to-evict: "false"`.
+/// `gpupool.io/do-not-disrupt: "true"`, Karpenter's `karpenter.sh/do-not-disrupt: "true"`, or
+/// Cluster Autoscaler's `safe-to-evict: "false"`.
 pub fn do_not_disrupt(pod: &Pod) -> bool {
     annotation(&pod.metadata, ANNOTATION_DO_NOT_DISRUPT) == Some("true")
+        || annotation(&pod.metadata, ANNOTATION_KARPENTER_DO_NOT_DISRUPT) == Some("true")
         || annotation(&pod.metadata, ANNOTATION_CA_SAFE_TO_EVICT) == Some("false")
 }
 
@@ -600,7 +608,9 @@ pub fn node(
         serving_ready: health.serving_ready,
         cordoned: is_cordoned(node),
         scale_down_disabled: annotation(&node.metadata, ANNOTATION_CA_SCALE_DOWN_DISABLED)
-            == Some("true"),
+            == Some("true")
+            || annotation(&node.metadata, ANNOTATION_KARPENTER_DO_NOT_DISRUPT) == Some("true")
+            || annotation(&node.metadata, ANNOTATION_DO_NOT_DISRUPT) == Some("true"),
         pods,
         in_flight_requests: None,
         idle_since,
@@ -1004,6 +1014,10 @@ mod tests {
             "annotations": {"cluster-autoscaler.kubernetes.io/safe-to-evict": "true"}},
             "spec": {"containers": [{"name": "c"}]}}));
         assert!(!do_not_disrupt(&safe));
+        let karpenter = pod(json!({"metadata": {"name": "x",
+            "annotations": {"karpenter.sh/do-not-disrupt": "true"}},
+            "spec": {"containers": [{"name": "c"}]}}));
+        assert!(do_not_disrupt(&karpenter));
     }
 
     fn gpu_node(alloc: &str, cap: &str, labels: serde_json::Value) -> K8sNode {

@@ -375,6 +375,9 @@ pub enum Reason {
         in_flight_nodes: u32,
     },
     CoveredByCapacity,
+    /// A pending pod that fits the free room of a node already serving: the scheduler will
+    /// place it there, so it is not demand.
+    FitsServingNode,
     AtMaxNodes {
         max: u32,
     },
@@ -460,6 +463,11 @@ pub enum Reason {
         at: Timestamp,
         retry_at: Timestamp,
     },
+    /// An at-risk spot node (rebalance recommendation) keeps serving until its replacement
+    /// does.
+    RebalanceWaiting {
+        in_flight_nodes: u32,
+    },
     /// The group cannot go below its own min size, so this unneeded node stays.
     GroupAtMinSize {
         group: NodeGroupId,
@@ -490,6 +498,7 @@ impl Reason {
             DrainResumed { .. } => "drain_resumed",
             CoveredByInFlight { .. } => "covered_by_in_flight",
             CoveredByCapacity => "covered_by_capacity",
+            FitsServingNode => "fits_serving_node",
             AtMaxNodes { .. } => "at_max_nodes",
             AtMaxCost { .. } => "at_max_cost",
             GroupAtMaxSize { .. } => "group_at_max_size",
@@ -513,6 +522,7 @@ impl Reason {
             MaxNodesPerTick { .. } => "max_nodes_per_tick",
             LaunchFailed { .. } => "launch_failed",
             GroupAtMinSize { .. } => "group_at_min_size",
+            RebalanceWaiting { .. } => "rebalance_waiting",
         }
     }
 }
@@ -583,6 +593,10 @@ impl fmt::Display for Reason {
                 )
             }
             CoveredByCapacity => write!(f, "covered by serving capacity"),
+            FitsServingNode => write!(
+                f,
+                "fits the free room of a serving node; the scheduler will place it there"
+            ),
             AtMaxNodes { max } => write!(f, "pool is at its maximum of {max} node(s)"),
             AtMaxCost {
                 max_per_hour,
@@ -694,6 +708,11 @@ impl fmt::Display for Reason {
                 f,
                 "launch of {offering} failed ({failure}, reported {at}): {message}; backing off \
                  until {retry_at}"
+            ),
+            RebalanceWaiting { in_flight_nodes } => write!(
+                f,
+                "rebalance recommended: waiting for the replacement ({in_flight_nodes} node(s) \
+                 on their way) before draining"
             ),
             GroupAtMinSize { group, min } => {
                 write!(f, "group {group} is at its min size {min}")

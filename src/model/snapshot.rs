@@ -135,6 +135,11 @@ pub struct History {
     /// Groups whose desired count is above the instances they list, since when.
     #[serde(default)]
     pub unbacked_since: BTreeMap<NodeGroupId, Timestamp>,
+    /// Spot instances the cloud recommended rebalancing away from, since when: with
+    /// `disruption.rebalance: prelaunch` they stop counting as capacity (the replacement is
+    /// launched) and are drained once the replacement serves.
+    #[serde(default)]
+    pub at_risk: BTreeMap<InstanceId, Timestamp>,
     /// Last scale-up per pool (scale-down waits a cool-down after it).
     #[serde(default)]
     pub last_scale_up: BTreeMap<PoolName, Timestamp>,
@@ -247,6 +252,21 @@ impl History {
                 self.backoff.remove(&key);
             }
         }
+    }
+
+    /// The cloud recommended rebalancing away from this instance (kept from the first one).
+    pub fn record_at_risk(&mut self, instance: &InstanceId, now: Timestamp) {
+        self.at_risk.entry(instance.clone()).or_insert(now);
+    }
+
+    /// Forget per-instance bookkeeping of instances the cloud no longer lists.
+    pub fn forget_gone(&mut self, instances: &[Instance]) {
+        if self.at_risk.is_empty() {
+            return;
+        }
+        let listed: std::collections::BTreeSet<&InstanceId> =
+            instances.iter().map(|i| &i.id).collect();
+        self.at_risk.retain(|id, _| listed.contains(id));
     }
 
     /// Since when each group's desired count has been above the instances it lists (launches

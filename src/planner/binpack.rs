@@ -104,16 +104,26 @@ pub(crate) fn no_fit_reason(fit: &ClassFit, tpls: &[Template<'_>]) -> Reason {
 /// What happened to one pending pod.
 #[derive(Clone, Debug)]
 pub(crate) enum Fate {
+    /// Fits the free room of a node already serving (`bin` indexes the pool's bins): the
+    /// scheduler places it there (Cluster Autoscaler's `filterOutSchedulable`); not demand.
+    Existing {
+        bin: usize,
+    },
     InFlight,
-    New { tpl: usize, warm: bool },
+    New {
+        tpl: usize,
+        warm: bool,
+    },
     Blocked(Reason),
 }
 
-/// A node pods can be placed on: in flight already, or opened by this plan.
+/// A node pods can be placed on: serving, in flight already, or opened by this plan.
 #[derive(Clone)]
 pub(crate) struct Bin<'a> {
     pub tpl: usize,
     pub room: Room<'a>,
+    /// The serving node's instance, for a node already serving.
+    pub serving: Option<&'a crate::model::InstanceId>,
 }
 
 /// Pack the pool's classes. `bins` holds the in-flight nodes on entry and the new nodes as
@@ -186,6 +196,7 @@ pub(crate) fn pack<'a>(
         }
         let mut all = initial.clone();
         all.extend(chooser.launches.iter().map(|l| Bin {
+            serving: None,
             tpl: l.tpl,
             room: Room::EMPTY,
         }));
@@ -199,7 +210,11 @@ pub(crate) fn pack<'a>(
         let mut next = 0usize;
         for &(bi, k) in &current.got[ci] {
             let fate = if bi < in_flight {
-                Fate::InFlight
+                if initial[bi].serving.is_some() {
+                    Fate::Existing { bin: bi }
+                } else {
+                    Fate::InFlight
+                }
             } else {
                 let l = &chooser.launches[bi - in_flight];
                 Fate::New {
@@ -351,7 +366,11 @@ fn open_for_rest<'a>(
                     room.take(caps, &class.spec, k as u32);
                     by_tpl[tpl].push(current.bins.len());
                     got.push((current.bins.len(), k.min(total - next)));
-                    current.bins.push(Bin { tpl, room });
+                    current.bins.push(Bin {
+                        tpl,
+                        room,
+                        serving: None,
+                    });
                     next = (next + k).min(total);
                 }
                 Pick::Blocked(r) => {
@@ -429,6 +448,7 @@ mod tests {
         let mut bins: Vec<Bin<'_>> = in_flight
             .iter()
             .map(|name| Bin {
+                serving: None,
                 tpl: ts
                     .iter()
                     .position(|t| t.key.instance_type.as_str() == *name)

@@ -411,7 +411,8 @@ mod tests {
         pool.scale_up.max_nodes_per_tick = 2;
         let groups = [g5_od().build()];
         let refs: Vec<_> = groups.iter().collect();
-        let ts = templates(&pool, &refs, &History::default(), T0, &mut Vec::new());
+        let tpl_pool = pool.clone();
+        let ts = templates(&tpl_pool, &refs, &History::default(), T0, &mut Vec::new());
         // 1 live node: cost 1.006 + 1.006 fits 2.5, the next would not.
         let mut c = Chooser::new(&pool, &ts, &refs, 1, 1, Money::from_dollars(1.006));
         let (Pick::Open { tpl, .. }, _) = c.choose(|_| 1, 1, |_| None) else {

@@ -159,7 +159,8 @@ mod tests {
             ))
             .build()];
         let refs: Vec<_> = groups.iter().collect();
-        let ts = templates(&pool, &refs, &History::default(), T0, &mut Vec::new());
+        let tpl_pool = pool.clone();
+        let ts = templates(&tpl_pool, &refs, &History::default(), T0, &mut Vec::new());
         assert_eq!(ts[0].rpn, 2);
         let mut c = Chooser::new(&pool, &ts, &refs, 1, 1, Money::ZERO);
         let want = Want {

@@ -80,6 +80,16 @@ pub(crate) fn requirement_miss(pool: &PoolConfig, o: &Offering) -> Option<String
     if !r.zones.is_empty() && !r.zones.iter().any(|z| z == o.zone.as_str()) {
         return Some(format!("zone {} not in {}", o.zone, r.zones.join(",")));
     }
+    if let Some(m) = &r.mig
+        && m.strategy == crate::config::MigStrategy::Single
+        && Caps::with_mig(&o.instance_type, Some(m)).is_none()
+    {
+        return Some(format!(
+            "MIG profile {} (strategy single) not offered by {}",
+            m.profiles.first().map_or("-", String::as_str),
+            gpu.model
+        ));
+    }
     if !r.instance_types.is_empty()
         && !r
             .instance_types
@@ -178,7 +188,7 @@ pub(crate) fn node_labels(
 /// "the cheapest that fits" is the first that fits. Decisions for unusable offerings are
 /// appended to `decisions`, one per offering key.
 pub(crate) fn templates<'a>(
-    pool: &PoolConfig,
+    pool: &'a PoolConfig,
     groups: &[&'a NodeGroup],
     history: &History,
     now: Timestamp,
@@ -221,7 +231,9 @@ pub(crate) fn templates<'a>(
                 offering: o,
                 labels: node_labels(pool, g, o),
                 taints: taints.clone(),
-                caps: Caps::of(&o.instance_type),
+                // A `single` profile this GPU lacks is a requirement miss (NotAllowed above).
+                caps: Caps::with_mig(&o.instance_type, pool.requirements.mig.as_ref())
+                    .unwrap_or_else(|| Caps::of(&o.instance_type)),
                 price: o.price_per_hour,
                 eff_price: effective_price(pool, o, &key, history),
                 rpn: replicas_per_node(pool, o),

@@ -6,6 +6,7 @@
 //! (the device plugin is configured per node), so the first GPU pod placed on a fresh node fixes
 //! the node's mode and later pods must use the same one.
 
+use crate::config::{MigPolicy, MigStrategy};
 use crate::model::{
     GpuRequest, InstanceType, LabelRequirement, MigProfile, PendingPod, RunningPod, Taint,
     TaintEffect, Toleration, tolerates_all,
@@ -78,6 +79,9 @@ pub(crate) struct Caps<'a> {
     pub cpu_milli: u64,
     pub memory_mib: u64,
     pub mig: &'a [MigProfile],
+    /// MIG profiles the pool allows its nodes to use (`requirements.mig.profiles` under the
+    /// `mixed` strategy); `None`: every profile in `mig`.
+    pub mig_allowed: Option<&'a [String]>,
 }
 
 impl<'a> Caps<'a> {
@@ -87,7 +91,34 @@ impl<'a> Caps<'a> {
             cpu_milli: u64::from(t.vcpu) * 1000,
             memory_mib: t.memory_mib,
             mig: &t.gpu.mig_profiles,
+            mig_allowed: None,
         }
+    }
+
+    /// What a node of `t` offers under the pool's MIG policy. `single`: each GPU is split into
+    /// the one profile and every slice is a `nvidia.com/gpu`, so whole-GPU requests count
+    /// slices; `none`: no slices at all. `None` when `single` names a profile this GPU does
+    /// not have (`requirement_miss` says so).
+    pub fn with_mig(t: &'a InstanceType, policy: Option<&'a MigPolicy>) -> Option<Self> {
+        let mut c = Caps::of(t);
+        let Some(p) = policy else {
+            return Some(c);
+        };
+        match p.strategy {
+            MigStrategy::None => c.mig = &[],
+            MigStrategy::Mixed => {
+                if !p.profiles.is_empty() {
+                    c.mig_allowed = Some(&p.profiles);
+                }
+            }
+            MigStrategy::Single => {
+                let want = p.profiles.first()?;
+                let m = t.gpu.mig_profiles.iter().find(|m| &m.name == want)?;
+                c.gpus = t.gpu.count.saturating_mul(m.per_gpu);
+                c.mig = &[];
+            }
+        }
+        Some(c)
     }
 
     /// (mode the request needs, slots a node of this shape has in that mode, slots needed), or
@@ -97,7 +128,10 @@ impl<'a> Caps<'a> {
             GpuRequest::None | GpuRequest::Whole { count: 0 } => Ok(None),
             GpuRequest::Whole { count } => Ok(Some((GpuUse::Whole, self.gpus, *count))),
             GpuRequest::Mig { profile, count } => {
-                let Some(m) = self.mig.iter().find(|m| &m.name == profile) else {
+                let allowed = |m: &&MigProfile| {
+                    &m.name == profile && self.mig_allowed.is_none_or(|a| a.contains(profile))
+                };
+                let Some(m) = self.mig.iter().find(allowed) else {
                     return Err(Miss::MigNotOffered(profile.clone()));
                 };
                 Ok(Some((

@@ -108,7 +108,26 @@ pub(crate) fn check<'a>(
                 gone.insert(&i.id);
             }
             LifecycleState::Ready => {
-                if budget.take() {
+                // Drift is a voluntary disruption: pods or nodes marked do-not-disrupt
+                // (gpupool's, Karpenter's, CA's safe-to-evict=false / scale-down-disabled)
+                // keep the node until they go.
+                let node = nodes.get(&i.id);
+                let protected = node.and_then(|n| {
+                    n.pods
+                        .iter()
+                        .find(|p| p.do_not_disrupt)
+                        .map(|p| Reason::DoNotDisrupt {
+                            pod: format!("{}/{}", p.namespace, p.name),
+                        })
+                        .or_else(|| n.scale_down_disabled.then_some(Reason::ScaleDownDisabled))
+                });
+                if let Some(r) = protected {
+                    decisions.push(Decision {
+                        subject: Subject::Instance(i.id.clone()),
+                        outcome: Outcome::Held,
+                        reason: r,
+                    });
+                } else if budget.take() {
                     actions.push(Action::Drain {
                         pool: pool.name.clone(),
                         group: i.group.clone(),
@@ -136,7 +155,7 @@ pub(crate) fn check<'a>(
 
 #[cfg(test)]
 mod tests {
-    use crate::model::{CapacityType, History, LifecycleState};
+    use crate::model::{Action, CapacityType, History, LifecycleState};
     use crate::planner::fixtures::*;
     use crate::planner::plan;
 
@@ -270,6 +289,31 @@ mod tests {
                 .iter()
                 .any(|d| d.reason.code() == "budget_exhausted"
                     && d.subject == crate::model::Subject::Instance("i-old2".into()))
+        );
+    }
+
+    #[test]
+    fn drift_waits_for_do_not_disrupt_pods() {
+        let mut pool = pool_cfg("llm");
+        pool.model_cache = Some("llama@v2".into());
+        let snap = snapshot()
+            .group(g5_od())
+            .instance(
+                instance("i-old", "g5-od", "g5.xlarge", CapacityType::OnDemand).cache("llama@v1"),
+            )
+            .node(node("i-old", "llm", CapacityType::OnDemand).do_not_disrupt("training"))
+            .build();
+        let p = plan(&snap, &config(vec![pool]), &History::default(), T0);
+        assert!(
+            !p.actions.iter().any(|a| matches!(a, Action::Drain { .. })),
+            "{:?}",
+            p.actions
+        );
+        assert!(
+            p.decisions
+                .iter()
+                .any(|d| d.reason.code() == "do_not_disrupt"
+                    && d.subject == crate::model::Subject::Instance("i-old".into()))
         );
     }
 }

@@ -15,6 +15,7 @@
 //! 5. [`warmpool`]: warm-pool targets from the forecast growth.
 //! 6. [`scaledown`]: unneeded nodes, removed after their time, cool-down and budget.
 //! 7. [`consolidate`]: busy nodes replaced by cheaper offerings when it pays.
+//! 8. [`rebalance`]: spot nodes the cloud called at risk are replaced first, then drained.
 //!
 //! Every pending pod, every unusable offering and every unneeded node kept gets a decision.
 
@@ -27,6 +28,7 @@ mod fit;
 pub mod fixtures;
 mod health;
 mod launches;
+mod rebalance;
 mod scaledown;
 mod warmpool;
 
@@ -147,6 +149,7 @@ pub fn plan(snapshot: &Snapshot, config: &Config, history: &History, now: Timest
     for (i, pod) in pods.iter().enumerate() {
         let Some(fate) = &fates[i] else { continue };
         let (outcome, reason) = match fate {
+            Fate::Existing { .. } => (Outcome::Satisfied, Reason::FitsServingNode),
             Fate::InFlight => (
                 Outcome::Satisfied,
                 Reason::CoveredByInFlight {
@@ -244,6 +247,9 @@ pub(crate) struct PoolCtx<'a> {
     pub lost_unseen: Vec<u32>,
     /// Listed instances stuck for good (not capacity, not in flight).
     pub lost: BTreeSet<&'a InstanceId>,
+    /// Serving instances the cloud recommended rebalancing away from, to be replaced
+    /// (`disruption.rebalance: prelaunch`): not capacity, their pods displaced.
+    pub at_risk: BTreeSet<&'a InstanceId>,
 }
 
 impl<'a> PoolCtx<'a> {
@@ -326,6 +332,15 @@ impl<'a> PoolCtx<'a> {
             .map(|i| &i.id)
             .filter(|id| lost.instances.contains(id))
             .collect();
+        let at_risk = if cfg.disruption.rebalance == crate::config::RebalancePolicy::Prelaunch {
+            instances
+                .iter()
+                .filter(|i| i.state == LifecycleState::Ready && history.at_risk.contains_key(&i.id))
+                .map(|i| &i.id)
+                .collect()
+        } else {
+            BTreeSet::new()
+        };
         PoolCtx {
             cfg,
             groups,
@@ -336,6 +351,7 @@ impl<'a> PoolCtx<'a> {
             default_tpl,
             lost_unseen,
             lost,
+            at_risk,
         }
     }
 
@@ -363,7 +379,10 @@ impl<'a> PoolCtx<'a> {
             if matches!(inst.state, Launching | Starting | Ready | Draining) {
                 visible[self.inst_group[ii]] += 1;
             }
-            if gone.contains(&inst.id) || self.lost.contains(&inst.id) {
+            if gone.contains(&inst.id)
+                || self.lost.contains(&inst.id)
+                || self.at_risk.contains(&inst.id)
+            {
                 continue;
             }
             let tpl = self.inst_tpl[ii];
@@ -378,12 +397,35 @@ impl<'a> PoolCtx<'a> {
                                 room.take(&self.tpls[t].caps, &PodSpec::running(p), 1);
                             }
                         }
-                        a.bins.push(Bin { tpl: t, room });
+                        a.bins.push(Bin {
+                            tpl: t,
+                            room,
+                            serving: None,
+                        });
                     }
                 }
                 Ready => {
                     add(&mut a, tpl, inst.capacity_type);
                     a.ready += 1;
+                    // The free room of a serving, schedulable node takes pending pods before
+                    // any new node is counted (Cluster Autoscaler's `filterOutSchedulable`):
+                    // a pod that turned pending just before a node became ready is bound there
+                    // by the scheduler moments later.
+                    if let (Some(t), Some(n)) = (tpl, nodes.get(&inst.id))
+                        && n.serving_ready
+                        && !n.cordoned
+                        && n.unhealthy.is_none()
+                    {
+                        let mut room = Room::EMPTY;
+                        for p in &n.pods {
+                            room.take(&self.tpls[t].caps, &PodSpec::running(p), 1);
+                        }
+                        a.bins.push(Bin {
+                            tpl: t,
+                            room,
+                            serving: Some(&inst.id),
+                        });
+                    }
                 }
                 _ => {}
             }
@@ -406,6 +448,7 @@ impl<'a> PoolCtx<'a> {
                 a.bins.push(Bin {
                     tpl: t,
                     room: Room::EMPTY,
+                    serving: None,
                 });
             }
             a.in_flight += unseen;
@@ -493,6 +536,16 @@ fn plan_pool<'a>(
     // Pods, then signals on top, then the minimum.
     let mut bins = acct.bins;
     let mut stops = binpack::pack(classes, &ctx.tpls, &mut bins, &mut chooser, fates);
+    // Serving nodes pending pods are expected on: neither removed nor used as room for another
+    // node's pods this tick.
+    let expected: BTreeSet<&InstanceId> = classes
+        .iter()
+        .flat_map(|(c, _)| c.members.iter())
+        .filter_map(|&m| match fates[m] {
+            Some(Fate::Existing { bin }) => bins.get(bin).and_then(|b| b.serving),
+            _ => None,
+        })
+        .collect();
     let pod_nodes = chooser.launches.len() as u32;
     let capacity_replicas = acct.live_replicas
         + chooser
@@ -627,7 +680,18 @@ fn plan_pool<'a>(
     plan.actions.extend(warm_actions);
     plan.warm_needed.extend(warm_needed);
 
-    let serving = scaledown::serving(ctx, nodes, &gone);
+    let mut leaving = gone;
+    leaving.extend(rebalance::drains(
+        ctx,
+        nodes,
+        acct.in_flight + chooser.new_nodes,
+        now,
+        &mut budget,
+        &mut plan.actions,
+        &mut plan.decisions,
+    ));
+    leaving.extend(ctx.at_risk.iter().copied());
+    let serving = scaledown::serving(ctx, nodes, &leaving);
     let mut removed = 0u32;
     let mut removed_cost = Money::ZERO;
     let mut unneeded = BTreeSet::new();
@@ -636,6 +700,7 @@ fn plan_pool<'a>(
             ctx,
             mode,
             &serving,
+            &expected,
             want,
             scaled_up,
             history,
@@ -797,6 +862,139 @@ mod tests {
             "{:?}",
             kinds(&p)
         );
+    }
+
+    /// p4d.24xlarge as EC2 describes it (8 × A100, 40960 MiB each) carries no MIG profiles of
+    /// its own: the built-in catalog supplies them, and the pool's MIG policy shapes them.
+    #[test]
+    fn mig_pods_scale_up_on_catalog_profiles_under_each_strategy() {
+        use crate::config::{MigPolicy, MigStrategy};
+        let mut o = offering("p4d.24xlarge", CapacityType::OnDemand, "us-east-1a", 32.77).build();
+        o.instance_type.gpu = crate::model::GpuInfo {
+            model: "A100".into(),
+            count: 8,
+            memory_mib_per_gpu: 40_960,
+            mig_profiles: gpupool_provider::mig::profiles_for("A100", 40_960),
+        };
+        let run = |policy: Option<MigPolicy>, pods: Vec<PendingPod>| {
+            let mut pool = pool_cfg("llm");
+            pool.requirements.mig = policy;
+            let snap = snapshot()
+                .pods(pods)
+                .group(group("p4d", "llm").offering(o.clone()))
+                .build();
+            plan(&snap, &config(vec![pool]), &History::default(), T0)
+        };
+        let new_nodes = |p: &Plan| -> u32 {
+            p.actions
+                .iter()
+                .map(|a| match a {
+                    Action::ScaleUp { count, .. } => *count,
+                    _ => 0,
+                })
+                .sum()
+        };
+        let blocked = |p: &Plan| -> Vec<String> {
+            p.decisions
+                .iter()
+                .filter(|d| matches!(d.subject, Subject::Pod(_)) && d.outcome == Outcome::Blocked)
+                .map(|d| d.reason.to_string())
+                .collect()
+        };
+        // Catalog as is: 8 GPUs × 7 slices of 1g.5gb.
+        let p = run(None, mig_pod("1g.5gb", 14).times(4));
+        assert_eq!(new_nodes(&p), 1, "{:?}", kinds(&p));
+        // mixed, limited to 3g.20gb: a 1g.5gb pod has no node.
+        let mixed = MigPolicy {
+            strategy: MigStrategy::Mixed,
+            profiles: vec!["3g.20gb".into()],
+        };
+        let p = run(Some(mixed), mig_pod("1g.5gb", 1).times(1));
+        assert_eq!(new_nodes(&p), 0);
+        assert!(
+            blocked(&p)[0].contains("MIG profile 1g.5gb not offered"),
+            "{:?}",
+            blocked(&p)
+        );
+        // single 1g.5gb: every slice is an nvidia.com/gpu, 56 per node.
+        let single = MigPolicy {
+            strategy: MigStrategy::Single,
+            profiles: vec!["1g.5gb".into()],
+        };
+        let p = run(Some(single), gpu_pod(1).times(60));
+        assert_eq!(new_nodes(&p), 2, "{:?}", kinds(&p));
+        // none: whole GPUs only.
+        let none = MigPolicy {
+            strategy: MigStrategy::None,
+            profiles: vec![],
+        };
+        let p = run(Some(none), mig_pod("1g.5gb", 1).times(1));
+        assert_eq!(new_nodes(&p), 0);
+        // single with a profile this GPU lacks: the offering is not allowed, and says why.
+        let wrong = MigPolicy {
+            strategy: MigStrategy::Single,
+            profiles: vec!["1g.20gb".into()],
+        };
+        let p = run(Some(wrong), gpu_pod(1).times(1));
+        assert_eq!(new_nodes(&p), 0, "{:?} {:?}", kinds(&p), p.decisions);
+        assert!(
+            p.decisions.iter().any(|d| d
+                .reason
+                .to_string()
+                .contains("MIG profile 1g.20gb (strategy single)")),
+            "{:?}",
+            p.decisions
+        );
+    }
+
+    /// Issue seen on a real control plane: a node turned ready just before the scheduler
+    /// retried an Unschedulable pod; gpupool launched one more node for it. A pending pod that
+    /// fits a serving node's free room is not demand (Cluster Autoscaler's
+    /// `filterOutSchedulable`), and that node is not scaled down under it.
+    #[test]
+    fn a_pending_pod_that_fits_a_serving_node_launches_nothing_and_keeps_that_node() {
+        let mut pool = pool_cfg("llm");
+        pool.disruption.unneeded_time_s = 0;
+        pool.disruption.scale_down_delay_after_add_s = 0;
+        let serving = |busy: bool| {
+            let mut n = node("i-1", "llm", CapacityType::OnDemand);
+            if busy {
+                n = n.pod(running_pod("already-there", 1));
+            }
+            snapshot()
+                .pending(gpu_pod(1).tolerate("nvidia.com/gpu"))
+                .group(g5_od())
+                .instance(instance(
+                    "i-1",
+                    "g5-od",
+                    "g5.xlarge",
+                    CapacityType::OnDemand,
+                ))
+                .node(n)
+                .build()
+        };
+        let mut h = History::default();
+        h.unneeded_since.insert("i-1".into(), T0.plus_secs(-3600.0));
+        let p = plan(&serving(false), &config(vec![pool.clone()]), &h, T0);
+        assert!(p.actions.is_empty(), "{:?}", kinds(&p));
+        assert!(
+            p.decisions
+                .iter()
+                .any(|d| d.reason.code() == "fits_serving_node"),
+            "{:?}",
+            p.decisions
+        );
+        // Its one GPU taken: the pod needs a new node.
+        let p = plan(&serving(true), &config(vec![pool]), &h, T0);
+        let ups: u32 = p
+            .actions
+            .iter()
+            .map(|a| match a {
+                Action::ScaleUp { count, .. } => *count,
+                _ => 0,
+            })
+            .sum();
+        assert_eq!(ups, 1, "{:?}", kinds(&p));
     }
 
     #[test]

@@ -142,6 +142,7 @@ pub(crate) fn scale_down<'c, 'a: 'c>(
     ctx: &'c PoolCtx<'a>,
     mode: Mode,
     serving: &[Serving<'a>],
+    expected: &BTreeSet<&'a InstanceId>,
     want: Option<Want>,
     scaled_up: bool,
     history: &History,
@@ -170,7 +171,17 @@ pub(crate) fn scale_down<'c, 'a: 'c>(
     if mode == Mode::Kubernetes {
         targets = free_room(ctx, serving);
     }
-    let mut received = vec![false; serving.len()];
+    // Nodes pending pods are expected on this tick count as having received pods: kept, and
+    // not room for anyone else's.
+    let mut received: Vec<bool> = serving
+        .iter()
+        .map(|s| expected.contains(&s.inst.id))
+        .collect();
+    for (i, r) in received.iter().enumerate() {
+        if *r && let Some(t) = targets.get_mut(i) {
+            *t = None;
+        }
+    }
     let mut marked = vec![false; serving.len()];
     // A group cannot shrink below its own min size: AWS refuses a terminate-with-decrement
     // there ("cannot decrement below min size", TerminateInstanceInAutoScalingGroup), and a
@@ -399,44 +410,24 @@ fn free_room<'c>(ctx: &'c PoolCtx<'_>, serving: &[Serving<'c>]) -> Vec<Option<Ta
         .collect()
 }
 
-/// The GPU pods still running on the pool's draining nodes that the free room of its serving
-/// nodes cannot take (first fit, the check scale-down made before draining such a node): they
-/// need new capacity before their node goes. Pods already being deleted are left out — their
-/// owners' replacement pods are the demand.
+/// The GPU pods still running on the pool's leaving nodes (draining, or at risk with
+/// `rebalance: prelaunch`): they need a home before their node goes, so they are pending demand
+/// now — placed on serving nodes' free room first by the bin-packing, like every pending pod,
+/// and on new capacity otherwise. Pods already being deleted are left out: their owners'
+/// replacement pods are the demand.
 pub(crate) fn displaced<'a>(
     ctx: &PoolCtx<'a>,
     nodes: &BTreeMap<&InstanceId, &'a Node>,
     now: Timestamp,
 ) -> Vec<PendingPod> {
-    let mut out = Vec::new();
-    let leaving: Vec<&Node> = ctx
-        .instances
+    ctx.instances
         .iter()
-        .filter(|i| i.state == LifecycleState::Draining)
+        .filter(|i| i.state == LifecycleState::Draining || ctx.at_risk.contains(&i.id))
         .filter_map(|i| nodes.get(&i.id).copied())
-        .collect();
-    if leaving.is_empty() {
-        return out;
-    }
-    let serving = serving(ctx, nodes, &BTreeSet::new());
-    let mut targets = free_room(ctx, &serving);
-    for p in leaving
-        .iter()
         .flat_map(|n| n.workload_pods())
         .filter(|p| !p.terminating && p.gpu != GpuRequest::None)
-    {
-        let spec = PodSpec::running(p);
-        let host = targets.iter_mut().flatten().find(|t| {
-            t.room.fit_count(&t.caps, &spec, 1) > 0
-                && tolerates_all(spec.tolerations, t.taints)
-                && label_mismatch(spec.node_selector, spec.affinity, &t.labels).is_none()
-        });
-        match host {
-            Some(t) => t.room.take(&t.caps, &spec, 1),
-            None => out.push(p.displaced(now)),
-        }
-    }
-    out
+        .map(|p| p.displaced(now))
+        .collect()
 }
 
 /// Place every workload pod of `node` on the free room of other nodes that stay (first fit).

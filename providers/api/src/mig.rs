@@ -178,6 +178,14 @@ pub fn profiles_for(model: &str, memory_mib_per_gpu: u64) -> Vec<MigProfile> {
         .unwrap_or_default()
 }
 
+/// Every profile name in the catalog (for config validation).
+pub fn all_profile_names() -> std::collections::BTreeSet<String> {
+    CATALOG
+        .iter()
+        .flat_map(|r| r.profiles.iter().map(|(n, _)| (*n).to_owned()))
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
