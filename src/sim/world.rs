@@ -139,7 +139,6 @@ struct Unfilled {
     id: u64,
     group: usize,
     zone: Zone,
-    cause: StockoutCause,
     /// Index of its [`FailedLaunch`] record.
     record: usize,
     reported_ms: Option<i64>,
@@ -968,7 +967,6 @@ impl World {
             id,
             group: g,
             zone,
-            cause,
             record,
             reported_ms: None,
             inst,
@@ -1034,13 +1032,8 @@ impl World {
                     }
                 }
             }
-            (z, _) => {
-                // Still failing: the latest attempt's cause.
-                self.unfilled[k].cause = if z.is_none() {
-                    StockoutCause::NoCapacity
-                } else {
-                    StockoutCause::Fault
-                };
+            _ => {
+                // Still failing: the cloud tries again later.
                 let at = self.now_ms + self.uniform_ms(LAUNCH_RETRY_S);
                 self.push(at, Ev::LaunchRetry { id });
             }
