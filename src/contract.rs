@@ -91,12 +91,21 @@ pub const GCP_PERMISSIONS: &[&str] = &[
     "compute.zoneOperations.list",
 ];
 
-/// Kubernetes RBAC rules the controller needs: (apiGroup, resource, verbs).
+/// Kubernetes RBAC rules the controller needs: (apiGroup, resource, verbs), each for a call the
+/// code makes and nothing more:
+/// - pods, nodes `list` + `watch`: kube-runtime watchers behind the reflectors (src/kube/watch.rs)
+///   and the drain's pod list by `spec.nodeName` (src/kube/drain.rs); no single-object `get`;
+/// - nodes `patch`: cordon + drain-deadline annotation (src/kube/drain.rs);
+/// - pods/eviction `create`: the Eviction API (src/kube/drain.rs);
+/// - events.k8s.io events `create` + `patch`: kube-runtime 5's `Recorder` writes
+///   `events.k8s.io/v1` Events only, patching a repeated one into a series (kube-runtime
+///   src/events.rs); no core/v1 Events;
+/// - leases `get`, `create`, `update` (a replace): leader election (src/kube/lease.rs). The
+///   manifests limit `get`/`update` to gpupool's own Lease by name; `create` cannot be limited so.
 pub const KUBE_RBAC: &[(&str, &str, &[&str])] = &[
-    ("", "pods", &["get", "list", "watch"]),
-    ("", "nodes", &["get", "list", "watch", "patch"]),
+    ("", "pods", &["list", "watch"]),
+    ("", "nodes", &["list", "watch", "patch"]),
     ("", "pods/eviction", &["create"]),
-    ("", "events", &["create", "patch"]),
     ("events.k8s.io", "events", &["create", "patch"]),
     (
         "coordination.k8s.io",

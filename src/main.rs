@@ -13,7 +13,13 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 #[derive(Parser)]
-#[command(name = "gpupool", version, about = "GPU node-pool autoscaler")]
+// `--version`: version, commit and the cargo features built in (aws, gcp, kube), set by build.rs,
+// so an operator can tell at once whether a binary can drive their cloud and cluster.
+#[command(
+    name = "gpupool",
+    version = env!("GPUPOOL_VERSION_LINE"),
+    about = "GPU node-pool autoscaler"
+)]
 struct Cli {
     /// Log format: `text` or `json` (one object per line, for log pipelines).
     #[arg(
@@ -94,6 +100,18 @@ fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
         Command::Bench(args) => cli::bench::run(args),
         Command::CheckConfig { file } => match gpupool::config::Config::load_file(&file) {
             Ok(cfg) => {
+                let missing = cfg.unsupported_by_this_build();
+                if !missing.is_empty() {
+                    eprintln!(
+                        "{}: valid, but this build cannot run it ({} problem(s))",
+                        file.display(),
+                        missing.len()
+                    );
+                    for i in missing {
+                        eprintln!("  {i}");
+                    }
+                    return Ok(ExitCode::FAILURE);
+                }
                 println!("{}: ok ({} pool(s))", file.display(), cfg.pools.len());
                 Ok(ExitCode::SUCCESS)
             }

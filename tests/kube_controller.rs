@@ -261,6 +261,9 @@ impl Cluster for Seen {
     async fn cordon(&mut self, i: &Instance, deadline: Timestamp) -> Result<(), ClusterError> {
         self.inner.cordon(i, deadline).await
     }
+    async fn uncordon(&mut self, i: &Instance) -> Result<bool, ClusterError> {
+        self.inner.uncordon(i).await
+    }
     async fn publish(&mut self, plan: &Plan, now: Timestamp) {
         self.inner.publish(plan, now).await
     }
@@ -671,4 +674,105 @@ async fn a_new_leader_carries_on_a_drain_marked_by_the_previous_one() {
         fake.count_requests(|r| r.contains("/pods/server-2/eviction")),
         0
     );
+}
+
+/// A voluntary scale-down the PodDisruptionBudget blocks: every eviction is refused (0
+/// disruptions allowed); at `drain_timeout_s` the drain is given up — node uncordoned, its
+/// drain mark removed, nothing terminated — and the node is not drained again right away.
+#[tokio::test]
+async fn a_scale_down_the_pdb_blocks_is_abandoned_at_the_deadline_not_forced() {
+    let fake = FakeKube::start().await;
+    let cloud = MemCloud::new();
+    let t0 = Timestamp::from_secs(400_000);
+    let (a, b) = (InstanceId::new("i-a"), InstanceId::new("i-b"));
+    cloud.with_ready(
+        t0,
+        vec![
+            p4d_instance(&a, CapacityType::OnDemand, LifecycleState::Ready),
+            p4d_instance(&b, CapacityType::OnDemand, LifecycleState::Ready),
+        ],
+    );
+    fake.apply(gpu_node(
+        "node-a",
+        &pid(&a),
+        "mig",
+        8,
+        json!({"test-step": "serving"}),
+    ));
+    fake.apply(gpu_node(
+        "node-b",
+        &pid(&b),
+        "mig",
+        8,
+        json!({"test-step": "serving"}),
+    ));
+    // node-a: one pod guarded by a PDB that allows no disruption; node-b: a do-not-disrupt
+    // pod (so node-b stays) and room for node-a's pod (so node-a is unneeded).
+    fake.apply(running_pod(
+        "ml",
+        "server-0",
+        "node-a",
+        "server",
+        30,
+        json!({}),
+    ));
+    fake.apply(pdb("ml", "server", "server", 0));
+    fake.apply(running_pod(
+        "ml",
+        "pinned-0",
+        "node-b",
+        "pinned",
+        30,
+        json!({"karpenter.sh/do-not-disrupt": "true"}),
+    ));
+    let cfg = Arc::new(
+        Config::load(&CONFIG.replace(
+            "disruption: { max_provision_time_s: 900 }",
+            "disruption: { max_provision_time_s: 900, unneeded_time_s: 0, \
+             scale_down_delay_after_add_s: 0, drain_timeout_s: 60 }",
+        ))
+        .unwrap_or_else(|e| panic!("{e}")),
+    );
+    let (mut ctl, last) = controller_with(&fake, &cloud, cfg).await;
+    tick_until(&mut ctl, &last, t0, "both serving nodes", |v| {
+        node_is(v, "node-a", "serving", true) && node_is(v, "node-b", "serving", true)
+    })
+    .await;
+    let evictions = || fake.count_requests(|r| r.contains("/eviction"));
+    eventually(5, "node-a cordoned and evictions tried", || {
+        let cordoned = fake
+            .get(Kind::Node, "", "node-a")
+            .is_some_and(|n| n["spec"]["unschedulable"] == json!(true));
+        let tried = evictions() >= 1;
+        async move { (cordoned && tried).then_some(()) }
+    })
+    .await;
+    for s in [20.0, 40.0, 59.0] {
+        ctl.tick(t0.plus_secs(s)).await.unwrap();
+    }
+    assert!(
+        fake.get(Kind::Pod, "ml", "server-0").is_some(),
+        "the PDB held"
+    );
+    // Deadline passed: given up, not forced.
+    ctl.tick(t0.plus_secs(61.0)).await.unwrap();
+    assert!(
+        !cloud.calls().iter().any(|c| c.starts_with("terminate")),
+        "a voluntary drain was forced through the PDB: {:?}",
+        cloud.calls()
+    );
+    let node = fake.get(Kind::Node, "", "node-a").expect("node-a");
+    assert_eq!(node["spec"]["unschedulable"], json!(false), "uncordoned");
+    assert!(
+        node["metadata"]["annotations"]["gpupool.io/drain-deadline"].is_null(),
+        "drain mark removed: {node}"
+    );
+    // Not drained again at once (cool-off of max(unneeded_time_s, drain_timeout_s)).
+    let tried = evictions();
+    for s in [70.0, 90.0] {
+        ctl.tick(t0.plus_secs(s)).await.unwrap();
+    }
+    assert_eq!(evictions(), tried, "drained again right after giving up");
+    let node = fake.get(Kind::Node, "", "node-a").expect("node-a");
+    assert_eq!(node["spec"]["unschedulable"], json!(false));
 }

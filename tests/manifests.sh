@@ -1,7 +1,18 @@
 #!/usr/bin/env bash
-# Validate deploy/kubernetes against the Kubernetes OpenAPI schemas (kubernetes-validate, PyPI),
-# and check what a schema cannot: RBAC equals src/contract.rs KUBE_RBAC exactly, the embedded
-# config is a valid gpupool config, and the Deployment keeps its hardening.
+# Check deploy/kubernetes (kustomize) and deploy/prometheus (alert rules):
+#   - `kubectl kustomize` renders the base (deploy/kubernetes), the eks-irsa overlay, and the
+#     overlay with the prometheus-operator component; each rendering is validated against the
+#     Kubernetes OpenAPI schemas (kubernetes-validate --strict) and by tests/deploy_checks.py:
+#     RBAC == src/contract.rs KUBE_RBAC with the Lease limited to its own name, hardening,
+#     wiring, selectors; the embedded config passes `gpupool check-config`; the ConfigMap name
+#     carries the hash of the config (a config change rolls the pods);
+#   - the base's kustomization lists every manifest of base/;
+#   - the alert rules: `promtool check rules`, `promtool test rules` (deploy/prometheus/
+#     gpupool-rules.test.yaml), the kustomize PrometheusRule holds the same groups, and every
+#     `reason` a rule matches is one the planner emits (src/model/plan.rs Reason::code). The
+#     metric names are checked by a unit test (src/controller/metrics.rs).
+#
+# kubectl (for `kubectl kustomize`): tests/k8s_tools.sh. promtool: Debian package prometheus.
 #
 # Env:
 #   GPUPOOL_CONTRACT_JSON  path to `gpupool print-contract` output (else it is produced here)
@@ -11,8 +22,12 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DIR=deploy/kubernetes
+RULES=deploy/prometheus/gpupool-rules.yaml
 K8S_VERSIONS=${K8S_VERSIONS:-"1.33.0 1.37.0"}
 
+# shellcheck source=tests/k8s_tools.sh
+source tests/k8s_tools.sh
+k8s_tools
 if ! command -v kubernetes-validate >/dev/null 2>&1; then
   python3 -m pip install --quiet --disable-pip-version-check kubernetes-validate
 fi
@@ -20,142 +35,126 @@ python3 -c 'import yaml' 2>/dev/null || python3 -m pip install --quiet --disable
 
 fail=0
 pass=0
-# Skipped on purpose, with the reason:
-#  - kustomization.yaml: a kustomize build file, not an API object (checked below instead);
-#  - servicemonitor.yaml: a Prometheus Operator CRD; kubernetes-validate has only built-in
-#    schemas, so its shape is checked by the Python block below.
-for f in "$DIR"/*.yaml; do
-  case "$(basename "$f")" in
-    kustomization.yaml|servicemonitor.yaml) continue ;;
-  esac
-  for v in $K8S_VERSIONS; do
-    if out=$(kubernetes-validate --strict --quiet -k "$v" "$f" 2>&1); then
-      pass=$((pass + 1))
-    else
-      echo "FAIL $f (Kubernetes $v):"; echo "$out"; fail=$((fail + 1))
-    fi
-  done
-done
-echo "schema validation: $pass passed, $fail failed"
-
+step() { # name, command...
+  local name=$1; shift
+  if "$@"; then pass=$((pass + 1)); echo "ok   $name"; else fail=$((fail + 1)); echo "FAIL $name"; fi
+}
 run_gpupool() {
   if [[ -n "${GPUPOOL_BIN:-}" ]]; then "$GPUPOOL_BIN" "$@"; else cargo run -q --bin gpupool -- "$@"; fi
 }
 
-contract=${GPUPOOL_CONTRACT_JSON:-}
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
+contract=${GPUPOOL_CONTRACT_JSON:-}
 if [[ -z "$contract" ]]; then
   contract="$tmp/contract.json"
   run_gpupool print-contract >"$contract"
 fi
 
-# The ConfigMap's config must load.
-python3 - "$DIR/configmap.yaml" >"$tmp/config.yaml" <<'EOF'
+validate() { # rendered file
+  local f=$1 v out rc=0
+  for v in $K8S_VERSIONS; do
+    if ! out=$(kubernetes-validate --strict --quiet -k "$v" "$f" 2>&1); then
+      echo "$out"; rc=1
+    fi
+    if grep -v "Couldn't find schema for kind \(ServiceMonitor\|PrometheusRule\)" <<<"$out" | grep -q .; then
+      echo "$out"; rc=1
+    fi
+  done
+  return $rc
+}
+
+config_name_hashed() { # rendered file: the ConfigMap is gpupool-config-<hash>
+  python3 - "$1" <<'EOF'
+import re, sys, yaml
+names = [d["metadata"]["name"] for d in yaml.safe_load_all(open(sys.argv[1])) if d and d["kind"] == "ConfigMap"]
+ok = len(names) == 1 and re.fullmatch(r"gpupool-config-[a-z0-9]{10}", names[0])
+print("" if ok else f"ConfigMap names {names}: expected gpupool-config-<hash> (configMapGenerator)")
+sys.exit(0 if ok else 1)
+EOF
+}
+
+# The overlay plus the optional component, as a user would compose them.
+# (kustomize refuses absolute paths: the temporary overlay refers to the repository relatively.)
+mkdir -p "$tmp/with-monitoring"
+up=$(python3 -c 'import os, sys; print(os.path.relpath(sys.argv[1], sys.argv[2]))' "$PWD/$DIR" "$tmp/with-monitoring")
+cat >"$tmp/with-monitoring/kustomization.yaml" <<EOF
+apiVersion: kustomize.config.k8s.io/v1beta1
+kind: Kustomization
+resources:
+  - $up/overlays/eks-irsa
+components:
+  - $up/components/prometheus-operator
+EOF
+
+for target in base:"$DIR" eks-irsa:"$DIR/overlays/eks-irsa" with-monitoring:"$tmp/with-monitoring"; do
+  name=${target%%:*}
+  path=${target#*:}
+  out="$tmp/$name.yaml"
+  if ! "$KUBECTL" kustomize "$path" >"$out"; then
+    echo "FAIL kubectl kustomize $path"; fail=$((fail + 1)); continue
+  fi
+  step "$name: kubectl kustomize renders" true
+  step "$name: schemas (Kubernetes $K8S_VERSIONS)" validate "$out"
+  step "$name: RBAC, Lease by name, hardening, wiring" \
+    python3 tests/deploy_checks.py objects "$contract" "$RULES" "$out" "$tmp/$name.config.yaml"
+  step "$name: embedded config passes gpupool check-config" run_gpupool check-config "$tmp/$name.config.yaml"
+  step "$name: ConfigMap named by the config's hash (config changes roll the pods)" config_name_hashed "$out"
+done
+step "base: no Prometheus Operator objects" bash -c "! grep -qE '^kind: (ServiceMonitor|PrometheusRule)' '$tmp/base.yaml'"
+step "with-monitoring: ServiceMonitor and PrometheusRule" \
+  bash -c "grep -q '^kind: ServiceMonitor' '$tmp/with-monitoring.yaml' && grep -q '^kind: PrometheusRule' '$tmp/with-monitoring.yaml'"
+step "eks-irsa: IRSA role on the ServiceAccount" grep -q 'eks.amazonaws.com/role-arn: arn:aws:iam::' "$tmp/eks-irsa.yaml"
+step "ServiceAccount of kustomize and the IAM trust policy agree" \
+  python3 tests/deploy_checks.py namespace "$tmp/base.yaml" "$tmp/eks-irsa.yaml"
+
+# The base's kustomization lists every manifest in base/.
+kustomization_complete() {
+  python3 - "$DIR/base" <<'EOF'
+import glob, os, sys, yaml
+d = sys.argv[1]
+k = yaml.safe_load(open(os.path.join(d, "kustomization.yaml")))
+files = {os.path.basename(f) for f in glob.glob(os.path.join(d, "*.yaml"))} - {"kustomization.yaml", "config.yaml"}
+gen = {f for g in k.get("configMapGenerator", []) for f in g.get("files", [])}
+ok = set(k["resources"]) == files and gen == {"config.yaml"}
+if not ok:
+    print(f"resources {sorted(k['resources'])} != manifests {sorted(files)}, or generator files {sorted(gen)} != ['config.yaml']")
+sys.exit(0 if ok else 1)
+EOF
+}
+step "base/kustomization.yaml lists every manifest, config.yaml through the generator" kustomization_complete
+
+# Alert rules.
+step "components/prometheus-operator PrometheusRule == $RULES" \
+  python3 tests/deploy_checks.py rules-equal "$DIR/components/prometheus-operator/prometheusrule.yaml" "$RULES"
+reasons_exist() {
+  local r missing=0
+  for r in $(grep -o 'reason="[a-z_]*"' "$RULES" | sed 's/reason="\(.*\)"/\1/' | sort -u); do
+    if ! grep -q "=> \"$r\"," src/model/plan.rs; then
+      echo "rule matches reason=\"$r\", which src/model/plan.rs Reason::code never returns"; missing=1
+    fi
+  done
+  return $missing
+}
+step "every reason the rules match is a planner reason code" reasons_exist
+if command -v promtool >/dev/null 2>&1; then
+  step "promtool check rules $RULES" promtool check rules "$RULES"
+  # promtool compares annotations too; the unit tests are about when alerts fire, so they run
+  # against a copy without annotations (see the test file's header).
+  mkdir -p "$tmp/rules"
+  python3 - "$RULES" "$tmp/rules/gpupool-rules.yaml" <<'EOF'
 import sys, yaml
-print(yaml.safe_load(open(sys.argv[1]))["data"]["config.yaml"])
+d = yaml.safe_load(open(sys.argv[1]))
+for g in d["groups"]:
+    for r in g["rules"]:
+        r.pop("annotations", None)
+yaml.safe_dump(d, open(sys.argv[2], "w"))
 EOF
-if run_gpupool check-config "$tmp/config.yaml" >/dev/null; then
-  pass=$((pass + 1))
+  cp deploy/prometheus/gpupool-rules.test.yaml "$tmp/rules/"
+  step "promtool test rules (each alert fires when it should, not otherwise)" \
+    promtool test rules "$tmp/rules/gpupool-rules.test.yaml"
 else
-  echo "FAIL configmap.yaml: embedded config.yaml does not pass gpupool check-config"; fail=$((fail + 1))
-fi
-
-if python3 - "$DIR" "$contract" "$tmp/config.yaml" <<'EOF'
-import glob, json, os, sys, yaml
-d, contract_path, config_path = sys.argv[1:4]
-docs = []
-for f in sorted(glob.glob(os.path.join(d, "*.yaml"))):
-    for doc in yaml.safe_load_all(open(f)):
-        if doc:
-            docs.append((os.path.basename(f), doc))
-errors = []
-def check(cond, msg):
-    if not cond:
-        errors.append(msg)
-
-by_kind = {}
-for f, doc in docs:
-    by_kind.setdefault(doc["kind"], []).append(doc)
-
-# kustomization lists every manifest, and only existing ones.
-kust = by_kind["Kustomization"][0]
-files = {os.path.basename(f) for f in glob.glob(os.path.join(d, "*.yaml"))} - {"kustomization.yaml"}
-check(set(kust["resources"]) == files, f"kustomization resources {sorted(kust['resources'])} != files {sorted(files)}")
-
-# RBAC: ClusterRole + Role rules == contract KUBE_RBAC, as (group, resource, verb) triples.
-def triples(rules):
-    return {(g, r, v) for rule in rules for g in rule["apiGroups"] for r in rule["resources"] for v in rule["verbs"]}
-have = set()
-for kind in ("ClusterRole", "Role"):
-    for obj in by_kind.get(kind, []):
-        check("resourceNames" not in str(obj), f"{kind} {obj['metadata']['name']}: no resourceNames expected")
-        have |= triples(obj["rules"])
-want = {(r["api_group"], r["resource"], v) for r in json.load(open(contract_path))["kubernetes"]["rbac"] for v in r["verbs"]}
-check(have == want, f"RBAC differs from contract: extra {sorted(have - want)}, missing {sorted(want - have)}")
-# Leases only through the namespaced Role, in the lease namespace of the config.
-cfg = yaml.safe_load(open(config_path))
-lease_ns = cfg.get("kubernetes", {}).get("lease_namespace", "kube-system")
-for obj in by_kind.get("ClusterRole", []):
-    check(not any("leases" in r["resources"] for r in obj["rules"]), "leases belong in the Role, not the ClusterRole")
-for obj in by_kind.get("Role", []):
-    check(obj["metadata"]["namespace"] == lease_ns, f"Role namespace {obj['metadata']['namespace']} != lease_namespace {lease_ns}")
-sa = by_kind["ServiceAccount"][0]["metadata"]
-for kind in ("ClusterRoleBinding", "RoleBinding"):
-    for b in by_kind[kind]:
-        check(b["subjects"] == [{"kind": "ServiceAccount", "name": sa["name"], "namespace": sa["namespace"]}],
-              f"{kind} {b['metadata']['name']} must bind the gpupool ServiceAccount")
-
-# Deployment hardening and wiring.
-dep = by_kind["Deployment"][0]
-pod = dep["spec"]["template"]["spec"]
-c = pod["containers"][0]
-port = int(cfg.get("metrics", {}).get("listen", "0.0.0.0:8080").rsplit(":", 1)[1])
-check(dep["spec"]["replicas"] == 2, "2 replicas (leader + standby)")
-check(pod["serviceAccountName"] == sa["name"], "runs as the gpupool ServiceAccount")
-check(pod["priorityClassName"] == "system-cluster-critical", "priorityClassName system-cluster-critical")
-check(pod["securityContext"].get("runAsNonRoot") is True, "pod runAsNonRoot")
-check(pod["securityContext"].get("seccompProfile", {}).get("type") == "RuntimeDefault", "seccomp RuntimeDefault")
-sc = c["securityContext"]
-check(sc.get("readOnlyRootFilesystem") is True, "readOnlyRootFilesystem")
-check(sc.get("allowPrivilegeEscalation") is False, "no privilege escalation")
-check(sc.get("capabilities", {}).get("drop") == ["ALL"], "drop ALL capabilities")
-check({"requests", "limits"} <= set(c.get("resources", {})), "resource requests and limits")
-ports = {p["name"]: p["containerPort"] for p in c["ports"]}
-check(ports.get("http-metrics") == port, f"container port http-metrics == metrics.listen port {port}")
-check(c["livenessProbe"]["httpGet"]["path"] == "/healthz", "liveness on /healthz")
-check(c["readinessProbe"]["httpGet"]["path"] == "/readyz", "readiness on /readyz")
-envs = {e["name"] for e in c.get("env", [])}
-check("POD_NAME" in envs, "POD_NAME for the lease identity")
-mounts = {m["mountPath"]: m["name"] for m in c["volumeMounts"]}
-check(any(v.get("configMap", {}).get("name") == by_kind["ConfigMap"][0]["metadata"]["name"] for v in pod["volumes"]),
-      "config mounted from the ConfigMap")
-check(f"{[a for a in c['args'] if a.endswith('.yaml')][0].rsplit('/', 1)[0]}" in mounts, "--config path is under a mount")
-
-# PDB, Service and ServiceMonitor select the Deployment's pods and port.
-labels = dep["spec"]["template"]["metadata"]["labels"]
-def selects(sel):
-    return all(labels.get(k) == v for k, v in sel.items())
-check(selects(by_kind["PodDisruptionBudget"][0]["spec"]["selector"]["matchLabels"]), "PDB selects gpupool pods")
-svc = by_kind["Service"][0]
-check(selects(svc["spec"]["selector"]), "Service selects gpupool pods")
-svc_port = svc["spec"]["ports"][0]
-check(svc_port["targetPort"] == "http-metrics", "Service targets the metrics port")
-sm = by_kind["ServiceMonitor"][0]
-check(sm["apiVersion"] == "monitoring.coreos.com/v1", "ServiceMonitor apiVersion")
-check(all(svc["metadata"]["labels"].get(k) == v for k, v in sm["spec"]["selector"]["matchLabels"].items()),
-      "ServiceMonitor selects the Service")
-check(sm["spec"]["endpoints"][0]["port"] == svc_port["name"] and sm["spec"]["endpoints"][0]["path"] == "/metrics",
-      "ServiceMonitor scrapes /metrics on the named port")
-
-for e in errors:
-    print("FAIL", e)
-sys.exit(1 if errors else 0)
-EOF
-then
-  pass=$((pass + 1))
-else
-  fail=$((fail + 1))
+  echo "FAIL promtool not found (Debian package prometheus)"; fail=$((fail + 1))
 fi
 
 echo "manifests: $pass passed, $fail failed"

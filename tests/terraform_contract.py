@@ -407,6 +407,23 @@ def check_hygiene(mods: dict[Path, Module]) -> None:
                     problems.append(f"{rel(d.path)}: output {oname} has no description")
         R.check(f"{name}: versions.tf, typed and described variables and outputs", problems)
 
+        # A module's README documents every input and output and shows a pinned source.
+        if path.parent == MODULES:
+            readme = path / "README.md"
+            problems = []
+            if not readme.exists():
+                problems.append(f"{rel(readme)} missing")
+            else:
+                text = readme.read_text(encoding="utf-8")
+                names = [(kind, n) for d in mod.docs for kind, items in (("input", d.variables()), ("output", d.outputs()))
+                         for n, _ in items]
+                for kind, n in names:
+                    if f"| `{n}` |" not in text:
+                        problems.append(f"{rel(readme)}: {kind} {n} is not in its table")
+                if not re.search(r'source\s*=\s*"git::[^"]*//terraform/modules/' + re.escape(path.name) + r'\?ref=[^"]+"', text):
+                    problems.append(f"{rel(readme)}: no example with a source pinned by ?ref=")
+            R.check(f"{name}: README.md lists every input and output, example source pinned with ?ref=", problems)
+
 
 # ---------------------------------------------------------------------------------------------
 # (a) AWS tags
@@ -528,8 +545,22 @@ def check_aws_node_group(mods: dict[Path, Module], contract: dict) -> None:
         problems.append("no aws_autoscaling_group.spot")
     else:
         d, b = spot
-        if d.attr(b, "capacity_rebalance") is not True:
-            problems.append("capacity_rebalance must be true")
+        # gpupool handles rebalance recommendations itself (interruption queue) and completes no
+        # terminating lifecycle hook, so AWS's own Capacity Rebalancing would terminate at-risk
+        # instances without gpupool's drain: it must be a variable, off by default.
+        cr = d.attr(b, "capacity_rebalance")
+        if ref(cr) != "var.spot_capacity_rebalance":
+            problems.append(f"capacity_rebalance must be var.spot_capacity_rebalance (default false), is {cr!r}")
+        else:
+            defaults = [dd.attr(vb, "default") for dd in mod.docs for vn, vb in dd.variables() if vn == "spot_capacity_rebalance"]
+            if defaults != [False]:
+                problems.append(f"variable spot_capacity_rebalance must default to false, defaults {defaults!r}")
+        for h in d.blocks(b, "initial_lifecycle_hook"):
+            if d.attr(h, "lifecycle_transition") == "autoscaling:EC2_INSTANCE_TERMINATING":
+                problems.append("a terminating lifecycle hook: gpupool never completes one, every termination would wait for its timeout")
+        text = d.path.read_text(encoding="utf-8")
+        if re.search(r"gpupool[^\n]*\n?[^\n]*drains the old node", text):
+            problems.append(f"{rel(d.path)} still claims gpupool drains the node AWS's Capacity Rebalancing terminates")
         if d.all_blocks(b, "warm_pool"):
             problems.append("a spot group cannot have a warm_pool")
         want = {"spot_allocation_strategy": "price-capacity-optimized",
@@ -545,7 +576,8 @@ def check_aws_node_group(mods: dict[Path, Module], contract: dict) -> None:
             for lt in d.blocks(mip, "launch_template"):
                 if not d.all_blocks(lt, "override"):
                     problems.append("mixed_instances_policy.launch_template has no instance type override")
-    R.check(f"{rel(AWS_NODE_GROUP)}: spot group: price-capacity-optimized, 100% spot, overrides, capacity_rebalance", problems)
+    R.check(f"{rel(AWS_NODE_GROUP)}: spot group: price-capacity-optimized, 100% spot, overrides, "
+            "Capacity Rebalancing off by default, no terminating hook", problems)
 
     for n, (d, b) in sorted(asgs.items()):
         problems = []
@@ -711,8 +743,12 @@ def check_controller_iam(mods: dict[Path, Module], contract: dict) -> None:
     for d, n, st in identity:
         if (d.attr(st, "effect") or "Allow") == "Allow":
             actions |= set(as_list(d.attr(st, "actions")))
-    R.check(f"(c) {rel(AWS_CONTROLLER_IAM)}: policy actions == contract read ∪ group_write ∪ other_write",
-            diff(actions, read | gw | ow))
+    # Permissions no gpupool call names but AWS checks on its behalf: kms:Decrypt, which SQS uses
+    # with the consumer's credentials to decrypt messages of a queue under a customer managed key
+    # (Amazon SQS Developer Guide, "Amazon SQS key management").
+    implied = {"kms:Decrypt"}
+    R.check(f"(c) {rel(AWS_CONTROLLER_IAM)}: policy actions == contract read ∪ group_write ∪ other_write "
+            f"(+ implied {sorted(implied)})", diff(actions, read | gw | ow | implied))
 
     problems = []
     for d, n, st in identity:
@@ -737,16 +773,30 @@ def check_controller_iam(mods: dict[Path, Module], contract: dict) -> None:
                 problems.append(f"{where}: cloudwatch:PutMetricData without condition StringEquals "
                                 f"cloudwatch:namespace = [{aws['cloudwatch_namespace']!r}] (have {conds})")
         sqs = {a for a in acts if a.startswith("sqs:")}
+        signal_read = {"sqs:GetQueueAttributes", "sqs:GetQueueUrl"}
         if sqs:
             if any(r == "*" for r in resources) or not resources:
-                problems.append(f"{where}: {sorted(sqs)} must be scoped to the interruption queue ARNs, not {resources}")
-            elif not all("var.queue_arns" in r for r in resources):
-                problems.append(f"{where}: {sorted(sqs)} resources should be var.queue_arns, are {resources}")
+                problems.append(f"{where}: {sorted(sqs)} must be scoped to queue ARNs, not {resources}")
+            elif all("var.queue_arns" in r for r in resources):
+                pass
+            elif all("var.signal_queue_arns" in r for r in resources):
+                # Signal queues belong to the workload: read their depth, never consume them.
+                if sqs - signal_read or acts - sqs:
+                    problems.append(f"{where}: signal queues allow only {sorted(signal_read)}, has {sorted(acts)}")
+            else:
+                problems.append(f"{where}: {sorted(sqs)} resources should be var.queue_arns or var.signal_queue_arns, are {resources}")
+        if "kms:Decrypt" in acts:
+            via = [c for c in conds if c[1] == "kms:ViaService"]
+            if acts != {"kms:Decrypt"} or not all("var.queue_kms_key_arns" in r for r in resources) or not resources:
+                problems.append(f"{where}: kms:Decrypt alone, on var.queue_kms_key_arns only; is {sorted(acts)} on {resources}")
+            if not via or not all(str(v).startswith("sqs.") for v in via[0][2]):
+                problems.append(f"{where}: kms:Decrypt must be limited to SQS with a kms:ViaService condition, has {via}")
         plain_read = acts & read - sqs
         if plain_read and resources != ["*"]:
             problems.append(f"{where}: read actions {sorted(plain_read)} should be on \"*\", are on {resources}")
     R.check(f"(c) {rel(AWS_CONTROLLER_IAM)}: every group-write action sits under aws:ResourceTag/"
-            f"{aws['write_condition_tag']} = true; PutMetricData by namespace; SQS by queue ARN", problems)
+            f"{aws['write_condition_tag']} = true; PutMetricData by namespace; SQS by queue ARN (signal "
+            f"queues read-only); kms:Decrypt by key ARN via SQS", problems)
 
     # Trust variants: IRSA, Pod Identity, instance profile.
     problems = []

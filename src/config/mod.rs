@@ -5,6 +5,7 @@
 //!
 //! After [`Config::load`] succeeds the rest of the program trusts the values.
 
+mod parse;
 mod validate;
 
 pub use validate::{ConfigError, Issue};
@@ -775,24 +776,22 @@ impl SignalConfig {
 }
 
 impl Config {
-    /// Parse and validate. All semantic mistakes are reported at once.
+    /// Parse and validate: every unknown key, wrong type and semantic mistake is reported at
+    /// once (see `parse`). A Kubernetes ConfigMap manifest is read through its `config.yaml`.
     pub fn load(text: &str) -> Result<Config, ConfigError> {
-        let de = serde_yaml_ng::Deserializer::from_str(text);
-        let cfg: Config = serde_path_to_error::deserialize(de).map_err(|e| {
-            let path = e.path().to_string();
-            let inner = e.into_inner();
-            let line = inner.location().map(|l| l.line());
-            ConfigError::Parse {
-                path,
-                line,
-                message: inner.to_string(),
-            }
+        let doc = parse::document(text).map_err(|(line, message)| ConfigError::Parse {
+            path: String::new(),
+            line,
+            message,
         })?;
-        let issues = validate::validate(&cfg);
-        if issues.is_empty() {
-            Ok(cfg)
-        } else {
-            Err(ConfigError::Invalid(issues))
+        let mut issues = Vec::new();
+        let cfg: Option<Config> = parse::typed(doc, &mut issues);
+        if let Some(cfg) = &cfg {
+            issues.extend(validate::validate(cfg));
+        }
+        match cfg {
+            Some(cfg) if issues.is_empty() => Ok(cfg),
+            _ => Err(ConfigError::Invalid(issues)),
         }
     }
 
@@ -802,6 +801,33 @@ impl Config {
             source: e,
         })?;
         Self::load(&text)
+    }
+
+    /// What this config needs that this binary was built without (cargo features `aws`,
+    /// `gcp`, `kube`): `gpupool check-config` says so at once instead of `run` failing later.
+    pub fn unsupported_by_this_build(&self) -> Vec<Issue> {
+        let mut out = Vec::new();
+        let mut need = |on: bool, path: &str, what: &str, feature: &str| {
+            if !on {
+                out.push(Issue {
+                    path: path.into(),
+                    message: format!(
+                        "{what} needs a gpupool built with `--features {feature}`, and this binary \
+                         was built without it (use the release image, or `cargo build --release \
+                         --features aws,gcp,kube`)"
+                    ),
+                });
+            }
+        };
+        match self.provider {
+            ProviderKind::Aws => need(cfg!(feature = "aws"), "provider", "aws", "aws"),
+            ProviderKind::Gcp => need(cfg!(feature = "gcp"), "provider", "gcp", "gcp"),
+            ProviderKind::Sim => {}
+        }
+        if self.mode == Mode::Kubernetes && self.provider != ProviderKind::Sim {
+            need(cfg!(feature = "kube"), "mode", "kubernetes", "kube");
+        }
+        out
     }
 
     pub fn pool(&self, name: &PoolName) -> Option<&PoolConfig> {

@@ -237,6 +237,18 @@ fn pool(c: &mut Check, cfg: &Config, i: usize, p: &PoolConfig) {
                 at(&format!("requirements.zones[{j}]")),
                 "must name a zone, e.g. us-east-1a",
             );
+        } else if let Some(why) = zone_mistake(cfg, z) {
+            c.fail(at(&format!("requirements.zones[{j}]")), why);
+        }
+    }
+    for (j, m) in r.gpu_models.iter().enumerate() {
+        if let Some(why) = gpu_model_mistake(cfg.provider, m) {
+            c.fail(at(&format!("requirements.gpu_models[{j}]")), why);
+        }
+    }
+    for (j, t) in r.instance_types.iter().enumerate() {
+        if let Some(why) = instance_type_mistake(cfg.provider, t) {
+            c.fail(at(&format!("requirements.instance_types[{j}]")), why);
         }
     }
 
@@ -407,6 +419,24 @@ fn pool(c: &mut Check, cfg: &Config, i: usize, p: &PoolConfig) {
             600,
             "seconds before a spot reclaim to start draining; omit it to drain at the notice",
         );
+        // The notice itself: AWS's two-minute Spot Instance interruption notice, GCP's 30 s
+        // preemption notice. A lead at or above it drains at the notice anyway.
+        let notice = match cfg.provider {
+            ProviderKind::Aws => Some(("AWS", 120)),
+            ProviderKind::Gcp => Some(("GCP", 30)),
+            ProviderKind::Sim => None,
+        };
+        if let Some((cloud, notice_s)) = notice
+            && lead >= notice_s
+        {
+            c.fail(
+                at("disruption.interruption_drain_s"),
+                format!(
+                    "{lead} s is not shorter than {cloud}'s {notice_s} s interruption notice: the \
+                     drain would start at the notice anyway; set it below {notice_s} or omit it"
+                ),
+            );
+        }
     }
     c.range_u(
         at("disruption.max_provision_time_s"),
@@ -717,6 +747,35 @@ pools:
     }
 
     #[test]
+    fn names_are_checked_against_what_the_clouds_call_things() {
+        let bad = r#"
+provider: aws
+aws: { region: us-east-1 }
+pools:
+  - name: a
+    requirements:
+      gpu_models: [H1OO, A10]
+      instance_types: [g5.xlargee, p5.48xlarge]
+      zones: [us-east1-a, us-east-1b]
+    disruption: { interruption_drain_s: 150 }
+"#;
+        let issues = Config::load(bad).unwrap_err().issues();
+        for e in [
+            "pools[0].requirements.gpu_models[0]: no GPU model \"H1OO\"; did you mean H100?",
+            "pools[0].requirements.gpu_models[1]: AWS's A10 GPUs (g5) are named A10G",
+            "pools[0].requirements.instance_types[0]: \"g5.xlargee\" is not an EC2 instance type; did you mean g5.xlarge?",
+            "pools[0].requirements.zones[0]: \"us-east1-a\" is not a zone of us-east-1",
+            "pools[0].disruption.interruption_drain_s: 150 s is not shorter than AWS's 120 s",
+        ] {
+            assert!(
+                issues.iter().any(|i| i.starts_with(e)),
+                "missing {e:?} in {issues:#?}"
+            );
+        }
+        assert_eq!(issues.len(), 5, "{issues:#?}");
+    }
+
+    #[test]
     fn every_mistake_is_reported_with_its_path() {
         let bad = r#"
 tick_interval_s: 0
@@ -837,5 +896,124 @@ fn validate_mig(c: &mut Check, at: &str, m: &super::MigPolicy) {
             ),
         ),
         _ => {}
+    }
+}
+
+/// GPU models as the providers name them (`GpuInfo::model`): EC2's GPU names and GCP's
+/// accelerator types, normalised upper case.
+const GPU_MODELS: &[&str] = &[
+    "T4",
+    "T4G",
+    "A10G",
+    "L4",
+    "L40S",
+    "A100",
+    "H100",
+    "H200",
+    "B200",
+    "GB200",
+    "GH200",
+    "V100",
+    "P100",
+    "P4",
+    "K80",
+    "M60",
+    "A30",
+    "A10",
+    "RTX6000",
+    "RTXPRO6000",
+];
+
+fn gpu_model_mistake(provider: ProviderKind, m: &str) -> Option<String> {
+    if m.is_empty()
+        || m.chars()
+            .any(|ch| ch.is_ascii_lowercase() || ch.is_whitespace())
+    {
+        return None; // reported by the upper-case rule
+    }
+    if provider == ProviderKind::Aws && m == "A10" {
+        return Some("AWS's A10 GPUs (g5) are named A10G: use A10G".into());
+    }
+    if GPU_MODELS.contains(&m) {
+        return None;
+    }
+    let near = GPU_MODELS
+        .iter()
+        .map(|k| (strsim::damerau_levenshtein(m, k), k))
+        .filter(|(d, _)| *d <= 2)
+        .min_by_key(|(d, _)| *d);
+    Some(match near {
+        Some((_, k)) => format!("no GPU model {m:?}; did you mean {k}?"),
+        None => format!("no GPU model {m:?} (known: {})", GPU_MODELS.join(", ")),
+    })
+}
+
+/// AWS instance types are `<family>.<size>`, sizes nano … 48xlarge, metal, metal-24xl.
+fn instance_type_mistake(provider: ProviderKind, t: &str) -> Option<String> {
+    if provider != ProviderKind::Aws {
+        return None;
+    }
+    const SIZES: &[&str] = &[
+        "nano", "micro", "small", "medium", "large", "xlarge", "metal",
+    ];
+    let Some((family, size)) = t.split_once('.') else {
+        return Some(format!(
+            "{t:?} is not an EC2 instance type (family.size, e.g. g5.xlarge)"
+        ));
+    };
+    let size_ok = SIZES.contains(&size)
+        || size
+            .strip_suffix("xlarge")
+            .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+        || size
+            .strip_prefix("metal-")
+            .and_then(|n| n.strip_suffix("xl"))
+            .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()));
+    let family_ok = !family.is_empty()
+        && family.starts_with(|c: char| c.is_ascii_lowercase())
+        && family
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+    if size_ok && family_ok {
+        return None;
+    }
+    let near = SIZES
+        .iter()
+        .map(|s| (strsim::damerau_levenshtein(size, s), s))
+        .filter(|(d, _)| *d <= 2)
+        .min_by_key(|(d, _)| *d);
+    Some(match near {
+        Some((_, s)) if family_ok => {
+            format!("{t:?} is not an EC2 instance type; did you mean {family}.{s}?")
+        }
+        _ => {
+            format!("{t:?} is not an EC2 instance type (family.size, e.g. g5.xlarge, p5.48xlarge)")
+        }
+    })
+}
+
+/// Zones that cannot be in the configured region: AWS zones are the region plus a letter
+/// (`us-east-1a`), GCP zones the region, a dash and a letter (`us-central1-a`).
+fn zone_mistake(cfg: &Config, z: &str) -> Option<String> {
+    match cfg.provider {
+        ProviderKind::Aws => {
+            let region = cfg.aws.as_ref()?.region.as_str();
+            let ok = z
+                .strip_prefix(region)
+                .is_some_and(|l| l.len() == 1 && l.bytes().all(|b| b.is_ascii_lowercase()));
+            (!ok)
+                .then(|| format!("{z:?} is not a zone of {region} (AWS zones look like {region}a)"))
+        }
+        ProviderKind::Gcp => {
+            let region = cfg.gcp.as_ref()?.region.as_str();
+            let ok = z
+                .strip_prefix(region)
+                .and_then(|r| r.strip_prefix('-'))
+                .is_some_and(|l| l.len() == 1 && l.bytes().all(|b| b.is_ascii_lowercase()));
+            (!ok).then(|| {
+                format!("{z:?} is not a zone of {region} (GCP zones look like {region}-a)")
+            })
+        }
+        ProviderKind::Sim => None,
     }
 }

@@ -328,4 +328,59 @@ mod tests {
         );
         assert!(used.contains("gpupool_pool_forecast_replicas"));
     }
+
+    /// Every metric the shipped alert rules use is one gpupool exports (deploy/prometheus; the
+    /// Helm chart and the kustomize component carry the same groups, tests/manifests.sh).
+    #[test]
+    fn the_alert_rules_use_only_exported_metrics() {
+        let m = Metrics::default();
+        let mut reg = Registry::default();
+        m.register(&mut reg);
+        // A family is listed once it has a series.
+        drop(m.signal_stale.get_or_create(&SignalLabels::default()));
+        drop(m.decisions.get_or_create(&DecisionLabels::default()));
+        drop(
+            m.estimated_cost_per_hour
+                .get_or_create(&PoolLabels::default()),
+        );
+        drop(m.provider_errors.get_or_create(&ErrorLabels::default()));
+        let text = encode(&reg);
+        let families: Vec<&str> = text
+            .lines()
+            .filter_map(|l| l.strip_prefix("# TYPE "))
+            .filter_map(|l| l.split_whitespace().next())
+            .collect();
+        let rules = include_str!("../../deploy/prometheus/gpupool-rules.yaml");
+        let mut used = std::collections::BTreeSet::new();
+        for line in rules.lines().filter(|l| !l.trim_start().starts_with('#')) {
+            let mut rest = line;
+            while let Some(i) = rest.find("gpupool_") {
+                let name: String = rest[i..]
+                    .chars()
+                    .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                    .collect();
+                rest = &rest[i + name.len()..];
+                used.insert(name);
+            }
+        }
+        for want in [
+            "gpupool_leader",
+            "gpupool_signal_stale",
+            "gpupool_ticks_held_total",
+            "gpupool_decisions",
+        ] {
+            assert!(used.contains(want), "rules no longer use {want}: {used:?}");
+        }
+        let known = |n: &str| {
+            families.contains(&n)
+                || ["_total", "_bucket", "_sum", "_count"]
+                    .iter()
+                    .any(|s| n.strip_suffix(s).is_some_and(|b| families.contains(&b)))
+        };
+        let unknown: Vec<&String> = used.iter().filter(|n| !known(n)).collect();
+        assert!(
+            unknown.is_empty(),
+            "alert rules use unknown metrics: {unknown:?}"
+        );
+    }
 }

@@ -67,6 +67,14 @@ pub trait Cluster: Send {
         Ok(())
     }
 
+    /// Give a node back to service after a voluntary drain was abandoned — Kubernetes:
+    /// uncordon and remove the drain mark. `Ok(false)`: this cluster cannot take a drained
+    /// node back (VM-only: a deregistered VM has no re-register hook), so the drain finishes
+    /// at its deadline as before.
+    async fn uncordon(&mut self, _instance: &Instance) -> Result<bool, ClusterError> {
+        Ok(false)
+    }
+
     /// Publish the plan's decisions (Kubernetes Events). Default: nothing to publish.
     async fn publish(&mut self, _plan: &Plan, _now: Timestamp) {}
 }
@@ -141,6 +149,14 @@ impl TickReport {
     }
 }
 
+/// What one observation of the cloud returns: groups, instances, and the groups shown from
+/// their last good listing (with its time).
+type Observed = (
+    Vec<NodeGroup>,
+    Vec<Instance>,
+    BTreeMap<NodeGroupId, Timestamp>,
+);
+
 /// The planner's signature; injectable so the shell can be tested against fixed plans.
 pub type PlanFn = fn(&Snapshot, &Config, &History, Timestamp) -> Plan;
 
@@ -154,6 +170,9 @@ struct DrainState {
     /// before it the instance keeps serving while the planner already replaces it. Later
     /// than the notice only for spot interruptions with `disruption.interruption_drain_s`.
     start_at: Timestamp,
+    /// Counted in `gpupool_scale_actions_total` when it started (a plan's Drain action);
+    /// drains started by cloud events are counted when their instance is terminated.
+    counted: bool,
 }
 
 /// Event ids remembered to make duplicate deliveries harmless (bounded).
@@ -178,7 +197,16 @@ pub struct Controller {
     group_pools: BTreeMap<NodeGroupId, PoolName>,
     /// Since when each instance the cloud calls running has not been serving-ready.
     not_serving_since: BTreeMap<InstanceId, Timestamp>,
+    /// Each group's last successful instance listing, and when: used for a group whose
+    /// listing fails this tick, for at most [`LAST_GOOD_MAX_AGE_S`], and then only to avoid
+    /// launching the same capacity twice — its pool holds scale-down meanwhile.
+    last_good: BTreeMap<NodeGroupId, (Timestamp, Vec<Instance>)>,
 }
+
+/// How old a group's last good instance listing may be to stand in for a failed one. A few
+/// ticks of throttling or a 5xx burst should not stop the loop (Cluster Autoscaler keeps its
+/// cloud-provider cache for minutes); older than this, the tick holds as before.
+pub const LAST_GOOD_MAX_AGE_S: f64 = 120.0;
 
 impl Controller {
     pub fn new(
@@ -203,6 +231,7 @@ impl Controller {
             stale_state: BTreeMap::new(),
             group_pools: BTreeMap::new(),
             not_serving_since: BTreeMap::new(),
+            last_good: BTreeMap::new(),
         }
     }
 
@@ -232,7 +261,7 @@ impl Controller {
 
         // Observe the cloud. Any failure holds the whole tick: acting on a partial view could
         // scale down capacity we simply failed to see.
-        let (groups, instances) = match self.observe_provider().await {
+        let (groups, instances, stale_groups) = match self.observe_provider(now).await {
             Ok(v) => v,
             Err(e) => {
                 self.metrics.ticks_held.inc();
@@ -271,6 +300,7 @@ impl Controller {
             nodes: view.nodes,
             pending_pods: view.pending_pods,
             demand,
+            stale_groups,
         };
         self.overlay(&mut snapshot, now);
 
@@ -288,10 +318,11 @@ impl Controller {
                 break;
             }
             // Re-observe groups so desired capacity reflects the calls that did succeed.
-            match self.observe_provider().await {
-                Ok((g, i)) => {
+            match self.observe_provider(now).await {
+                Ok((g, i, stale)) => {
                     snapshot.groups = g;
                     snapshot.instances = i;
+                    snapshot.stale_groups = stale;
                     self.overlay(&mut snapshot, now);
                 }
                 Err(_) => break,
@@ -320,7 +351,8 @@ impl Controller {
         Ok(report)
     }
 
-    async fn observe_provider(&self) -> Result<(Vec<NodeGroup>, Vec<Instance>), ControllerError> {
+    /// Groups, their instances, and the groups shown from their last good listing.
+    async fn observe_provider(&mut self, now: Timestamp) -> Result<Observed, ControllerError> {
         let groups = self.provider.node_groups().await.map_err(|source| {
             self.count_error("node_groups", &source);
             ControllerError::ListGroups {
@@ -334,17 +366,36 @@ impl Controller {
             .filter(|g| self.config.pool(&g.pool).is_some())
             .collect();
         let mut instances = Vec::new();
+        let mut stale = BTreeMap::new();
         for g in &groups {
-            let mut list = self.provider.instances(&g.id).await.map_err(|source| {
-                self.count_error("instances", &source);
-                ControllerError::ListInstances {
-                    group: g.id.clone(),
-                    source,
+            match self.provider.instances(&g.id).await {
+                Ok(list) => {
+                    self.last_good.insert(g.id.clone(), (now, list.clone()));
+                    instances.extend(list);
                 }
-            })?;
-            instances.append(&mut list);
+                Err(source) => {
+                    self.count_error("instances", &source);
+                    // One group that cannot be listed does not stop the others: its last
+                    // good view stands in while it is recent.
+                    match self.last_good.get(&g.id) {
+                        Some((at, list)) if now.secs_since(*at) <= LAST_GOOD_MAX_AGE_S => {
+                            tracing::warn!(group = %g.id, error = %error_chain(&source), age_s = now.secs_since(*at), "cannot list instances; using the last good listing (scale-down held for its pool)");
+                            stale.insert(g.id.clone(), *at);
+                            instances.extend(list.iter().cloned());
+                        }
+                        _ => {
+                            return Err(ControllerError::ListInstances {
+                                group: g.id.clone(),
+                                source,
+                            });
+                        }
+                    }
+                }
+            }
         }
-        Ok((groups, instances))
+        self.last_good
+            .retain(|id, _| groups.iter().any(|g| &g.id == id));
+        Ok((groups, instances, stale))
     }
 
     fn count_error(&self, call: &str, e: &ProviderError) {
@@ -651,6 +702,7 @@ impl Controller {
                 deadline,
                 reason,
                 start_at,
+                counted: false,
             });
     }
 
@@ -771,6 +823,9 @@ impl Controller {
                 let deadline = deadline.unwrap_or(now.plus_secs(timeout));
                 self.history.record_disruption(pool, instance, now);
                 self.start_drain(inst, deadline, now, reason.clone());
+                if let Some(d) = self.drains.get_mut(instance) {
+                    d.counted = true;
+                }
                 Ok(())
             }
             Action::ScaleDown {
@@ -861,7 +916,13 @@ impl Controller {
                 continue;
             }
             if timed_out && progress != DrainProgress::Drained {
-                tracing::warn!(instance = %id, reason = %state.reason, "drain deadline passed with work remaining; terminating");
+                // A voluntary disruption never overrides a PodDisruptionBudget or a
+                // do-not-disrupt pod (Cluster Autoscaler and Karpenter give up the same way):
+                // the node goes back to service and is left alone for a while.
+                if state.reason.is_voluntary() && self.abandon_drain(inst, &state, now).await {
+                    continue;
+                }
+                tracing::warn!(instance = %id, reason = %state.reason, "drain deadline passed with work remaining; terminating (involuntary: the instance goes anyway)");
             }
             // Terminate with decrement, so the cloud does not launch a second replacement for
             // capacity the planner already replaced.
@@ -874,18 +935,30 @@ impl Controller {
                     self.drains.remove(&id);
                     self.terminating.insert(id.clone());
                     report.terminated_after_drain.push(id.clone());
-                    self.metrics
-                        .scale_actions
-                        .get_or_create(&metrics::ActionLabels {
-                            pool: state.pool.to_string(),
-                            direction: "down".into(),
-                            reason: if timed_out && progress != DrainProgress::Drained {
-                                "drain_timed_out".into()
-                            } else {
-                                state.reason.code().into()
-                            },
-                        })
-                        .inc();
+                    // The drain itself was counted as one `down` action when it started (or
+                    // when the notice arrived); a termination with work left is a separate
+                    // fact, counted apart so a node is never counted `down` twice.
+                    if !state.counted {
+                        self.metrics
+                            .scale_actions
+                            .get_or_create(&metrics::ActionLabels {
+                                pool: state.pool.to_string(),
+                                direction: "down".into(),
+                                reason: state.reason.code().into(),
+                            })
+                            .inc();
+                    }
+                    if timed_out && progress != DrainProgress::Drained {
+                        let timeout_s = self.disruption_of(&state.group).drain_timeout_s;
+                        self.metrics
+                            .scale_actions
+                            .get_or_create(&metrics::ActionLabels {
+                                pool: state.pool.to_string(),
+                                direction: "forced".into(),
+                                reason: Reason::DrainTimedOut { timeout_s }.code().into(),
+                            })
+                            .inc();
+                    }
                 }
                 Err(e) => {
                     self.count_error("terminate", &e);
@@ -893,6 +966,31 @@ impl Controller {
                 }
             }
         }
+    }
+
+    /// Give up a voluntary drain whose evictions stayed refused past its deadline. False when
+    /// the cluster cannot take the node back (the drain then ends in termination).
+    async fn abandon_drain(&mut self, inst: &Instance, state: &DrainState, now: Timestamp) -> bool {
+        match self.cluster.uncordon(inst).await {
+            Ok(true) => {}
+            Ok(false) => return false,
+            Err(e) => {
+                tracing::warn!(instance = %inst.id, error = %error_chain(&e), "uncordon after an abandoned drain failed; retrying next tick");
+                return true;
+            }
+        }
+        tracing::warn!(instance = %inst.id, reason = %state.reason, "voluntary drain abandoned: evictions still refused (PodDisruptionBudget or do-not-disrupt) at the deadline; node kept and uncordoned");
+        self.drains.remove(&inst.id);
+        self.history.record_drain_abandoned(&inst.id, now);
+        self.metrics
+            .scale_actions
+            .get_or_create(&metrics::ActionLabels {
+                pool: state.pool.to_string(),
+                direction: "abandoned".into(),
+                reason: Reason::DrainAbandoned { since: now }.code().into(),
+            })
+            .inc();
+        true
     }
 
     fn record_warm_needed(&mut self, plan: &Plan, now: Timestamp) {

@@ -15,6 +15,8 @@ struct World {
     acked: Vec<String>,
     calls: Vec<String>,
     fail_observe: bool,
+    /// Groups whose instance listing fails (throttled).
+    fail_instances_of: Vec<NodeGroupId>,
     no_capacity_in: Vec<NodeGroupId>,
 }
 
@@ -44,6 +46,9 @@ impl NodeGroupProvider for MemProvider {
         Ok(w.groups.clone())
     }
     async fn instances(&self, group: &NodeGroupId) -> gpupool_provider::Result<Vec<Instance>> {
+        if self.w().fail_instances_of.contains(group) {
+            return Err(ProviderError::Throttled { retry_after_ms: 0 });
+        }
         Ok(self
             .w()
             .instances
@@ -130,6 +135,9 @@ struct MemCluster {
 
 #[async_trait]
 impl Cluster for MemCluster {
+    async fn uncordon(&mut self, _instance: &Instance) -> Result<bool, ClusterError> {
+        Ok(true)
+    }
     async fn observe(
         &mut self,
         instances: &[Instance],
@@ -711,4 +719,149 @@ fn a_late_stockout_is_taken_back_and_falls_back_in_one_tick() {
     let b = &c.history().backoff[&key];
     assert_eq!((b.failures, b.until), (2, t(220)));
     assert_eq!(world(&p).groups[0].desired, 0);
+}
+
+/// Drains `i-1` once (deadline 60 s after the first tick) for `reason`.
+fn drain_once(reason: Reason) -> impl Fn(&Snapshot, &Config, &History, Timestamp) -> Plan {
+    move |s: &Snapshot, _: &Config, _: &History, now: Timestamp| {
+        let fresh = s
+            .instances
+            .iter()
+            .any(|i| i.id.as_str() == "i-1" && i.state == LifecycleState::Ready);
+        let actions = if fresh && now == Timestamp::from_secs(10) {
+            vec![Action::Drain {
+                pool: "p".into(),
+                group: "a".into(),
+                instance: "i-1".into(),
+                node: None,
+                deadline: Some(Timestamp::from_secs(70)),
+                reason: reason.clone(),
+            }]
+        } else {
+            vec![]
+        };
+        Plan {
+            actions,
+            ..Plan::default()
+        }
+    }
+}
+
+/// A drain whose evictions never succeed (a PodDisruptionBudget allowing 0 disruptions): at its
+/// deadline a voluntary one is given up — node kept, nothing terminated — and an involuntary
+/// one (spot reclaim) terminates as before.
+#[test]
+fn a_voluntary_drain_blocked_past_its_deadline_is_abandoned_not_forced() {
+    fn unneeded(s: &Snapshot, c: &Config, h: &History, now: Timestamp) -> Plan {
+        drain_once(Reason::Unneeded {
+            unneeded_for_s: 600,
+        })(s, c, h, now)
+    }
+    fn reclaimed(s: &Snapshot, c: &Config, h: &History, now: Timestamp) -> Plan {
+        drain_once(Reason::SpotInterruption {
+            deadline: Timestamp::from_secs(70),
+        })(s, c, h, now)
+    }
+    for (planner, voluntary) in [(unneeded as PlanFn, true), (reclaimed as PlanFn, false)] {
+        let p = MemProvider::default();
+        {
+            let mut w = world(&p);
+            w.groups.push(group("a", CapacityType::Spot));
+            w.instances.push(instance("i-1", "a"));
+        }
+        let mut c = controller(&p, planner, u32::MAX);
+        for s in [10, 30, 69] {
+            block(c.tick(Timestamp::from_secs(s))).unwrap();
+        }
+        assert!(world(&p).calls.is_empty(), "{:?}", world(&p).calls);
+        block(c.tick(Timestamp::from_secs(71))).unwrap();
+        let calls = world(&p).calls.clone();
+        if voluntary {
+            assert!(calls.is_empty(), "voluntary drain forced: {calls:?}");
+            assert_eq!(c.draining().count(), 0, "drain given up");
+            assert!(
+                c.history()
+                    .drain_abandoned
+                    .contains_key(&InstanceId::from("i-1"))
+            );
+        } else {
+            assert_eq!(calls, vec!["terminate a i-1".to_string()]);
+        }
+    }
+}
+
+/// A node drained by the plan and then terminated is one `down` action, not two.
+#[test]
+fn a_drained_node_is_counted_once() {
+    fn unneeded(s: &Snapshot, c: &Config, h: &History, now: Timestamp) -> Plan {
+        drain_once(Reason::Unneeded {
+            unneeded_for_s: 600,
+        })(s, c, h, now)
+    }
+    let p = MemProvider::default();
+    {
+        let mut w = world(&p);
+        w.groups.push(group("a", CapacityType::Spot));
+        w.instances.push(instance("i-1", "a"));
+    }
+    let metrics = Arc::new(Metrics::default());
+    let mut c = Controller::new(
+        config(),
+        Arc::new(p.clone()),
+        Box::new(MemCluster {
+            drain_ticks: 1,
+            drain_calls: BTreeMap::new(),
+        }),
+        Box::new(NoDemand),
+        metrics.clone(),
+    )
+    .with_planner(unneeded);
+    block(c.tick(Timestamp::from_secs(10))).unwrap();
+    block(c.tick(Timestamp::from_secs(20))).unwrap();
+    assert_eq!(world(&p).calls, vec!["terminate a i-1".to_string()]);
+    let down: u64 = ["unneeded", "drain_timed_out"]
+        .iter()
+        .map(|r| {
+            metrics
+                .scale_actions
+                .get_or_create(&metrics::ActionLabels {
+                    pool: "p".into(),
+                    direction: "down".into(),
+                    reason: (*r).into(),
+                })
+                .get()
+        })
+        .sum();
+    assert_eq!(down, 1);
+}
+
+/// One group's instance listing throttled: the tick goes on with its last good listing for up to
+/// `LAST_GOOD_MAX_AGE_S` (no double launch, scale-down held for its pool), then holds.
+#[test]
+fn a_group_that_cannot_be_listed_uses_its_last_good_view_for_a_while() {
+    let p = MemProvider::default();
+    {
+        let mut w = world(&p);
+        w.groups.push(group("a", CapacityType::Spot));
+        w.instances.push(instance("i-1", "a"));
+    }
+    let mut c = controller(&p, crate::planner::plan, 1);
+    let t = Timestamp::from_secs;
+    world(&p).fail_instances_of.push("a".into());
+    assert!(block(c.tick(t(5))).is_err(), "nothing listed yet: hold");
+    world(&p).fail_instances_of.clear();
+    block(c.tick(t(10))).unwrap();
+    world(&p).fail_instances_of.push("a".into());
+    let r = block(c.tick(t(60))).unwrap();
+    assert!(r.held.is_none());
+    let plan = r.plan().unwrap();
+    assert!(
+        plan.decisions
+            .iter()
+            .any(|d| d.reason.code() == "data_stale" && d.reason.to_string().contains("group a")),
+        "{:?}",
+        plan.decisions
+    );
+    // Too old now: hold.
+    assert!(block(c.tick(t(131))).is_err());
 }

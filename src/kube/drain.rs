@@ -62,6 +62,23 @@ pub async fn cordon(
     }
 }
 
+/// Undo [`cordon`]: schedulable again, drain mark removed (a merge patch with `null` deletes
+/// the annotation). For a voluntary drain given up on because evictions stayed refused.
+pub async fn uncordon(nodes: &Api<K8sNode>, node: &str) -> Result<(), KubeError> {
+    let patch = serde_json::json!({
+        "metadata": {"annotations": {ANNOTATION_DRAIN_DEADLINE: null}},
+        "spec": {"unschedulable": false},
+    });
+    match nodes
+        .patch(node, &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+    {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(s)) if s.is_not_found() => Ok(()),
+        Err(e) => Err(KubeError::api(format!("uncordoning node {node}"), e)),
+    }
+}
+
 /// One drain step for `node` (`marked`: already cordoned with a drain deadline).
 pub async fn step(
     client: &kube::Client,

@@ -23,6 +23,28 @@ use kube::api::{Api, PostParams};
 /// client-go's defaults: lease 15 s, renew deadline 10 s (the run loop ticks faster than that).
 pub const DEFAULT_LEASE_DURATION_S: u32 = 15;
 
+/// The namespace the controller's pod runs in, injected by the Deployment (downward API
+/// `metadata.namespace`; deploy/kubernetes and deploy/helm both set it).
+pub const POD_NAMESPACE_ENV: &str = "POD_NAMESPACE";
+
+/// `kubernetes.lease_namespace`'s default, which is also the fallback outside a pod.
+pub const DEFAULT_LEASE_NAMESPACE: &str = "kube-system";
+
+/// Where the Lease lives. The Helm chart and the kustomize base grant the Lease Role in the
+/// controller's own namespace, so the lease follows the pod: `POD_NAMESPACE` when it is set.
+/// A `lease_namespace` other than the default is an explicit choice and wins (the operator then
+/// grants the Role there). The config cannot tell "unset" from "set to the default", so the
+/// default `kube-system` means "follow the pod"; with neither, `kube-system` (a controller run
+/// outside the cluster with a kubeconfig).
+pub fn lease_namespace<'a>(configured: &'a str, pod_namespace: Option<&'a str>) -> &'a str {
+    let pod = pod_namespace.map(str::trim).filter(|ns| !ns.is_empty());
+    match (configured, pod) {
+        (c, Some(pod)) if c == DEFAULT_LEASE_NAMESPACE || c.is_empty() => pod,
+        (c, _) if !c.is_empty() => c,
+        _ => DEFAULT_LEASE_NAMESPACE,
+    }
+}
+
 #[derive(Clone, Debug, PartialEq)]
 struct Observed {
     holder: Option<String>,
@@ -70,15 +92,25 @@ impl LeaderElector {
         }
     }
 
-    /// The Lease named in `kubernetes.lease_name` / `lease_namespace`.
+    /// The Lease named in `kubernetes.lease_name`, in the namespace [`lease_namespace`] picks
+    /// from `kubernetes.lease_namespace` and the pod's own namespace (`POD_NAMESPACE`, set by
+    /// the Deployment from the downward API `metadata.namespace`).
     pub fn from_config(
         client: Client,
         k: &crate::config::KubernetesConfig,
         identity: &str,
     ) -> Self {
+        let pod_namespace = std::env::var(POD_NAMESPACE_ENV).ok();
+        let namespace = lease_namespace(&k.lease_namespace, pod_namespace.as_deref());
+        tracing::info!(
+            lease = %k.lease_name,
+            namespace,
+            pod_namespace = pod_namespace.as_deref().unwrap_or("(unset)"),
+            "leader election lease"
+        );
         Self::new(
             client,
-            &k.lease_namespace,
+            namespace,
             &k.lease_name,
             identity,
             DEFAULT_LEASE_DURATION_S,
@@ -246,5 +278,25 @@ impl LeaderElector {
         if !same {
             self.observed = Some(record);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_lease_follows_the_pod_namespace_unless_configured_otherwise() {
+        // Installed by the chart or kustomize: the Role is in the pod's namespace.
+        assert_eq!(lease_namespace("kube-system", Some("gpupool")), "gpupool");
+        assert_eq!(lease_namespace("", Some("gpupool")), "gpupool");
+        // An explicit, non-default namespace is the operator's choice.
+        assert_eq!(lease_namespace("infra", Some("gpupool")), "infra");
+        // Outside a pod (kubeconfig): the config, else the default.
+        assert_eq!(lease_namespace("infra", None), "infra");
+        assert_eq!(lease_namespace("kube-system", None), "kube-system");
+        assert_eq!(lease_namespace("", None), DEFAULT_LEASE_NAMESPACE);
+        // An empty or blank POD_NAMESPACE is not a namespace.
+        assert_eq!(lease_namespace("kube-system", Some("  ")), "kube-system");
     }
 }

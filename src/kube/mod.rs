@@ -373,6 +373,18 @@ impl KubeCluster {
         Ok(())
     }
 
+    /// Take the node of `instance` back into service after a voluntary drain was given up.
+    pub async fn uncordon_node(&mut self, instance: &Instance) -> Result<(), KubeError> {
+        let Some(node) = self.node_of(instance) else {
+            return Ok(());
+        };
+        let name = node.metadata.name.clone().unwrap_or_default();
+        let nodes: Api<K8sNode> = Api::all(self.client.clone());
+        drain::uncordon(&nodes, &name).await?;
+        tracing::info!(node = %name, instance = %instance.id, "uncordoned: voluntary drain given up");
+        Ok(())
+    }
+
     fn reference(&self, target: &Target) -> Option<ObjectReference> {
         match target {
             Target::Pod(key) => {
@@ -475,6 +487,11 @@ impl Cluster for KubeCluster {
         deadline: Timestamp,
     ) -> Result<(), ClusterError> {
         Ok(self.cordon_node(instance, deadline).await?)
+    }
+
+    async fn uncordon(&mut self, instance: &Instance) -> Result<bool, ClusterError> {
+        self.uncordon_node(instance).await?;
+        Ok(true)
     }
 
     async fn publish(&mut self, plan: &Plan, now: Timestamp) {

@@ -463,6 +463,11 @@ pub enum Reason {
         at: Timestamp,
         retry_at: Timestamp,
     },
+    /// A voluntary drain of this node was given up at its deadline (evictions refused by a
+    /// PodDisruptionBudget or a do-not-disrupt pod); the node is left alone for a while.
+    DrainAbandoned {
+        since: Timestamp,
+    },
     /// An at-risk spot node (rebalance recommendation) keeps serving until its replacement
     /// does.
     RebalanceWaiting {
@@ -476,6 +481,17 @@ pub enum Reason {
 }
 
 impl Reason {
+    /// A disruption gpupool chooses (cost, fit, drift, advice), as opposed to one the cloud or
+    /// the hardware forces (spot reclaim, scheduled retirement, a broken GPU, a node that never
+    /// came up). A voluntary drain never overrides a PodDisruptionBudget or do-not-disrupt.
+    pub fn is_voluntary(&self) -> bool {
+        use Reason::*;
+        matches!(
+            self,
+            Unneeded { .. } | Empty | Consolidate { .. } | Drift { .. } | Rebalance
+        )
+    }
+
     pub fn code(&self) -> &'static str {
         use Reason::*;
         match self {
@@ -523,6 +539,7 @@ impl Reason {
             LaunchFailed { .. } => "launch_failed",
             GroupAtMinSize { .. } => "group_at_min_size",
             RebalanceWaiting { .. } => "rebalance_waiting",
+            DrainAbandoned { .. } => "drain_abandoned",
         }
     }
 }
@@ -642,7 +659,7 @@ impl fmt::Display for Reason {
             DataStale { signals } => {
                 write!(
                     f,
-                    "holding scale-down: signal(s) missing or stale: {}",
+                    "holding scale-down: data missing or stale: {}",
                     signals.join(", ")
                 )
             }
@@ -708,6 +725,11 @@ impl fmt::Display for Reason {
                 f,
                 "launch of {offering} failed ({failure}, reported {at}): {message}; backing off \
                  until {retry_at}"
+            ),
+            DrainAbandoned { since } => write!(
+                f,
+                "a voluntary drain was given up at {since}: evictions were refused (PodDisruptionBudget \
+                 or do-not-disrupt)"
             ),
             RebalanceWaiting { in_flight_nodes } => write!(
                 f,

@@ -46,6 +46,11 @@ pub struct Snapshot {
     /// Signal-driven demand per pool (queue metrics, schedules, forecast).
     #[serde(default)]
     pub demand: BTreeMap<PoolName, PoolDemand>,
+    /// Groups whose instances could not be listed this tick and are shown as last observed
+    /// (at the given time). Good enough not to launch the same capacity twice; never a reason
+    /// to remove any: their pools hold scale-down.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub stale_groups: BTreeMap<NodeGroupId, Timestamp>,
 }
 
 impl Snapshot {
@@ -140,6 +145,11 @@ pub struct History {
     /// launched) and are drained once the replacement serves.
     #[serde(default)]
     pub at_risk: BTreeMap<InstanceId, Timestamp>,
+    /// Voluntary drains given up (evictions refused past the deadline), since when: the node
+    /// is not chosen for another voluntary disruption for the larger of
+    /// `disruption.unneeded_time_s` and `drain_timeout_s`.
+    #[serde(default)]
+    pub drain_abandoned: BTreeMap<InstanceId, Timestamp>,
     /// Last scale-up per pool (scale-down waits a cool-down after it).
     #[serde(default)]
     pub last_scale_up: BTreeMap<PoolName, Timestamp>,
@@ -254,6 +264,11 @@ impl History {
         }
     }
 
+    /// A voluntary drain of this instance was given up at `now`.
+    pub fn record_drain_abandoned(&mut self, instance: &InstanceId, now: Timestamp) {
+        self.drain_abandoned.insert(instance.clone(), now);
+    }
+
     /// The cloud recommended rebalancing away from this instance (kept from the first one).
     pub fn record_at_risk(&mut self, instance: &InstanceId, now: Timestamp) {
         self.at_risk.entry(instance.clone()).or_insert(now);
@@ -261,12 +276,13 @@ impl History {
 
     /// Forget per-instance bookkeeping of instances the cloud no longer lists.
     pub fn forget_gone(&mut self, instances: &[Instance]) {
-        if self.at_risk.is_empty() {
+        if self.at_risk.is_empty() && self.drain_abandoned.is_empty() {
             return;
         }
         let listed: std::collections::BTreeSet<&InstanceId> =
             instances.iter().map(|i| &i.id).collect();
         self.at_risk.retain(|id, _| listed.contains(id));
+        self.drain_abandoned.retain(|id, _| listed.contains(id));
     }
 
     /// Since when each group's desired count has been above the instances it lists (launches

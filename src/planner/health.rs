@@ -112,14 +112,20 @@ pub(crate) fn check<'a>(
                 // (gpupool's, Karpenter's, CA's safe-to-evict=false / scale-down-disabled)
                 // keep the node until they go.
                 let node = nodes.get(&i.id);
-                let protected = node.and_then(|n| {
-                    n.pods
-                        .iter()
-                        .find(|p| p.do_not_disrupt)
-                        .map(|p| Reason::DoNotDisrupt {
-                            pod: format!("{}/{}", p.namespace, p.name),
-                        })
-                        .or_else(|| n.scale_down_disabled.then_some(Reason::ScaleDownDisabled))
+                let abandoned = ctx
+                    .held_back
+                    .get(&i.id)
+                    .map(|&since| Reason::DrainAbandoned { since });
+                let protected = abandoned.or_else(|| {
+                    node.and_then(|n| {
+                        n.pods
+                            .iter()
+                            .find(|p| p.do_not_disrupt)
+                            .map(|p| Reason::DoNotDisrupt {
+                                pod: format!("{}/{}", p.namespace, p.name),
+                            })
+                            .or_else(|| n.scale_down_disabled.then_some(Reason::ScaleDownDisabled))
+                    })
                 });
                 if let Some(r) = protected {
                     decisions.push(Decision {

@@ -250,6 +250,10 @@ pub(crate) struct PoolCtx<'a> {
     /// Serving instances the cloud recommended rebalancing away from, to be replaced
     /// (`disruption.rebalance: prelaunch`): not capacity, their pods displaced.
     pub at_risk: BTreeSet<&'a InstanceId>,
+    /// Instances whose voluntary drain was given up recently (`History::drain_abandoned`,
+    /// within the larger of `disruption.unneeded_time_s` and `drain_timeout_s`): no voluntary
+    /// disruption picks them.
+    pub held_back: BTreeMap<&'a InstanceId, Timestamp>,
 }
 
 impl<'a> PoolCtx<'a> {
@@ -341,6 +345,18 @@ impl<'a> PoolCtx<'a> {
         } else {
             BTreeSet::new()
         };
+        // As long as the drain was refused, and no shorter than the unneeded time.
+        let cool_off = cfg
+            .disruption
+            .unneeded_time_s
+            .max(cfg.disruption.drain_timeout_s) as f64;
+        let held_back = instances
+            .iter()
+            .filter_map(|i| {
+                let at = *history.drain_abandoned.get(&i.id)?;
+                (now.secs_since(at) < cool_off).then_some((&i.id, at))
+            })
+            .collect();
         PoolCtx {
             cfg,
             groups,
@@ -352,6 +368,7 @@ impl<'a> PoolCtx<'a> {
             lost_unseen,
             lost,
             at_risk,
+            held_back,
         }
     }
 
@@ -503,6 +520,12 @@ fn plan_pool<'a>(
             .map(|(i, s)| s.display_name(i))
             .collect(),
     };
+    let mut stale = stale;
+    for g in &ctx.groups {
+        if let Some(at) = snapshot.stale_groups.get(&g.id) {
+            stale.push(format!("group {} (instances as listed at {at})", g.id));
+        }
+    }
     let want = demand::wanted(pool, demand);
 
     let draining = ctx

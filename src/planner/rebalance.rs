@@ -35,6 +35,14 @@ pub(crate) fn drains<'a>(
     let pool = ctx.cfg;
     let mut drained = BTreeSet::new();
     for &i in ctx.instances.iter().filter(|i| ctx.at_risk.contains(&i.id)) {
+        if let Some(&since) = ctx.held_back.get(&i.id) {
+            decisions.push(Decision {
+                subject: Subject::Instance(i.id.clone()),
+                outcome: Outcome::Held,
+                reason: Reason::DrainAbandoned { since },
+            });
+            continue;
+        }
         if in_flight > 0 {
             decisions.push(Decision {
                 subject: Subject::Instance(i.id.clone()),

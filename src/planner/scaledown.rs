@@ -90,7 +90,9 @@ pub(crate) fn serving<'a>(
         }
         let tpl = ctx.inst_tpl[ii];
         let t = tpl.map(|t| &ctx.tpls[t]);
-        let protected = if inst.protected_from_scale_in {
+        let protected = if let Some(&since) = ctx.held_back.get(&inst.id) {
+            Some(Reason::DrainAbandoned { since })
+        } else if inst.protected_from_scale_in {
             Some(Reason::ScaleDownDisabled)
         } else if let Some(n) = node {
             if n.scale_down_disabled {
@@ -351,7 +353,10 @@ pub(crate) fn scale_down<'c, 'a: 'c>(
                 unneeded_for_s: for_s,
             }
         };
-        if s.empty {
+        // Kubernetes: an empty node is cordoned and its pods listed again from the API server
+        // before it goes (a `Drain` that finishes in the same tick when it is still empty):
+        // the scheduler may have bound a pod to it since the cache was read.
+        if s.empty && mode != Mode::Kubernetes {
             actions.push(Action::ScaleDown {
                 pool: pool.name.clone(),
                 group: s.inst.group.clone(),
@@ -567,7 +572,7 @@ mod tests {
                 three_ready().demand("llm", 1, None).build(),
                 long_unneeded(),
                 keep,
-                vec!["scale_down empty", "i-3 budget_exhausted"],
+                vec!["drain empty", "i-3 budget_exhausted"],
                 2,
             ),
             (
@@ -610,7 +615,7 @@ mod tests {
                 three_ready().demand("llm", 0, None).build(),
                 long_unneeded(),
                 min1_budget3,
-                vec!["scale_down empty", "scale_down empty"],
+                vec!["drain empty", "drain empty"],
                 2,
             ),
             (
@@ -622,7 +627,7 @@ mod tests {
                 },
                 long_unneeded(),
                 min1_budget3,
-                vec!["scale_down empty", "i-3 group_at_min_size"],
+                vec!["drain empty", "i-3 group_at_min_size"],
                 1,
             ),
         ];
@@ -634,6 +639,31 @@ mod tests {
             assert_eq!(got, want, "{name}");
             assert_eq!(plan.unneeded.len(), unneeded, "{name}");
         }
+    }
+
+    #[test]
+    fn a_node_whose_voluntary_drain_was_abandoned_is_left_alone_for_a_while() {
+        let mut pool = pool_cfg("llm");
+        pool.disruption.budget.max_disrupted_at_once = 3;
+        pool.disruption.budget.max_per_window = 3;
+        let snap = three_ready().demand("llm", 0, None).build();
+        let mut h = long_unneeded();
+        h.record_drain_abandoned(&"i-1".into(), T0.plus_secs(-60.0));
+        let got = summary(&plan(&snap, &config(vec![pool.clone()]), &h, T0));
+        assert!(got.contains(&"i-1 drain_abandoned".to_string()), "{got:?}");
+        // Only the two empty nodes go (cordoned and re-checked: Kubernetes mode).
+        assert_eq!(
+            got.iter().filter(|g| g.starts_with("drain ")).count(),
+            2,
+            "{got:?}"
+        );
+        // After max(unneeded_time_s 600 s, drain_timeout_s 900 s) it is a candidate again.
+        h.drain_abandoned.insert("i-1".into(), T0.plus_secs(-899.0));
+        let got = summary(&plan(&snap, &config(vec![pool.clone()]), &h, T0));
+        assert!(got.contains(&"i-1 drain_abandoned".to_string()), "{got:?}");
+        h.drain_abandoned.insert("i-1".into(), T0.plus_secs(-901.0));
+        let got = summary(&plan(&snap, &config(vec![pool]), &h, T0));
+        assert!(!got.contains(&"i-1 drain_abandoned".to_string()), "{got:?}");
     }
 
     #[test]

@@ -41,7 +41,7 @@ module "llama_70b" {
   security_group_ids = [data.aws_eks_cluster.this.vpc_config[0].cluster_security_group_id]
 
   # 8 GPUs per node everywhere: one node = one replica (replica.gpus = 8 in the config).
-  on_demand_instance_type = "p4d.24xlarge"                                  # 8x A100 40 GiB
+  on_demand_instance_type = "p4d.24xlarge"                                   # 8x A100 40 GiB
   spot_instance_types     = ["p4d.24xlarge", "p4de.24xlarge", "p5.48xlarge"] # A100 40/80 GiB, H100
   on_demand_max_size      = 6
   spot_max_size           = 20
@@ -52,9 +52,9 @@ module "llama_70b" {
     min_size = 1
   }
 
-  model_name         = "llama-70b"
-  model_version      = "v3.1"
-  model_source_uri   = "s3://${var.model_bucket}/llama-70b/v3.1/"
+  model_name       = "llama-70b"
+  model_version    = "v3.1"
+  model_source_uri = "s3://${var.model_bucket}/llama-70b/v3.1/"
   model_cache_volume = {
     size_gib = 400
   }
@@ -65,7 +65,7 @@ module "llama_70b" {
   cluster_ca_data      = data.aws_eks_cluster.this.certificate_authority[0].data
   cluster_service_cidr = data.aws_eks_cluster.this.kubernetes_network_config[0].service_ipv4_cidr
   node_policy_arns     = local.eks_node_policies
-  node_labels          = {
+  node_labels = {
     "nvidia.com/gpu.present" = "true"
   }
   node_taints = [

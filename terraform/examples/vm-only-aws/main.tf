@@ -17,7 +17,7 @@ module "mistral_7b" {
   security_group_ids = var.security_group_ids
   root_device_name   = "/dev/sda1" # Ubuntu-based Deep Learning AMI
 
-  on_demand_instance_type = "g6.xlarge"                             # 1x L4 24 GiB
+  on_demand_instance_type = "g6.xlarge"                              # 1x L4 24 GiB
   spot_instance_types     = ["g6.xlarge", "g5.xlarge", "g6.2xlarge"] # L4 / A10G, one GPU each
   spot_group_per_subnet   = true
   on_demand_max_size      = 8
@@ -29,9 +29,9 @@ module "mistral_7b" {
     reuse_on_scale_in = true
   }
 
-  model_name         = "mistral-7b"
-  model_version      = "v0.3"
-  model_source_uri   = "s3://${var.model_bucket}/mistral-7b/v0.3/"
+  model_name       = "mistral-7b"
+  model_version    = "v0.3"
+  model_source_uri = "s3://${var.model_bucket}/mistral-7b/v0.3/"
   model_cache_volume = {
     size_gib = 100
   }

@@ -9,6 +9,9 @@
 #                                                    cannot touch any other group in the account.
 #   PutMetricData                                 -> only the "gpupool" CloudWatch namespace.
 #   SQS (Receive, Delete, GetQueueAttributes/Url) -> only the interruption queues given.
+#   SQS depth of signal queues (GetQueueAttributes/Url) -> only the signal queues given; read-only.
+#   kms:Decrypt                                   -> only the given customer managed keys of the
+#                                                    interruption queues, only through SQS.
 #
 # The policy is attached to whichever roles are enabled: the Kubernetes role (IRSA and/or EKS
 # Pod Identity trust) and the EC2 instance role for VM-only mode.
@@ -34,8 +37,8 @@ locals {
 
 data "aws_iam_policy_document" "controller" {
   statement {
-    sid     = "Read"
-    effect  = "Allow"
+    sid    = "Read"
+    effect = "Allow"
     actions = [
       "autoscaling:DescribeAutoScalingGroups",
       "autoscaling:DescribeLifecycleHooks",
@@ -51,8 +54,8 @@ data "aws_iam_policy_document" "controller" {
   }
 
   statement {
-    sid     = "WriteOptedInGroups"
-    effect  = "Allow"
+    sid    = "WriteOptedInGroups"
+    effect = "Allow"
     actions = [
       "autoscaling:CompleteLifecycleAction",
       "autoscaling:PutWarmPool",
@@ -80,8 +83,8 @@ data "aws_iam_policy_document" "controller" {
   }
 
   statement {
-    sid     = "ConsumeInterruptionQueues"
-    effect  = "Allow"
+    sid    = "ConsumeInterruptionQueues"
+    effect = "Allow"
     actions = [
       "sqs:DeleteMessage",
       "sqs:GetQueueAttributes",
@@ -89,6 +92,39 @@ data "aws_iam_policy_document" "controller" {
       "sqs:ReceiveMessage",
     ]
     resources = var.queue_arns
+  }
+
+  # Queues gpupool only measures (pools[].signals[].sqs: ApproximateNumberOfMessages[NotVisible]
+  # through GetQueueAttributes, GetQueueUrl for a queue given by name). Read-only: gpupool must
+  # never receive or delete the messages of a queue that belongs to the workload.
+  dynamic "statement" {
+    for_each = length(var.signal_queue_arns) > 0 ? [1] : []
+    content {
+      sid       = "ReadSignalQueueDepth"
+      effect    = "Allow"
+      actions   = ["sqs:GetQueueAttributes", "sqs:GetQueueUrl"]
+      resources = var.signal_queue_arns
+    }
+  }
+
+  # An interruption queue encrypted with a customer managed KMS key: SQS decrypts each message
+  # for the consumer with the consumer's permission, so ReceiveMessage needs kms:Decrypt on the
+  # key (Amazon SQS Developer Guide, "Amazon SQS key management": consumers need kms:Decrypt;
+  # AWS CDK's Queue.grantConsumeMessages adds it likewise). Only through SQS (kms:ViaService).
+  # Not needed with SSE-SQS (the node-group module's default) or the AWS managed key.
+  dynamic "statement" {
+    for_each = length(var.queue_kms_key_arns) > 0 ? [1] : []
+    content {
+      sid       = "DecryptInterruptionQueueMessages"
+      effect    = "Allow"
+      actions   = ["kms:Decrypt"]
+      resources = var.queue_kms_key_arns
+      condition {
+        test     = "StringLike"
+        variable = "kms:ViaService"
+        values   = ["sqs.*.amazonaws.com"]
+      }
+    }
   }
 }
 

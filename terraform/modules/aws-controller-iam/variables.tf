@@ -22,6 +22,28 @@ variable "queue_arns" {
   }
 }
 
+variable "signal_queue_arns" {
+  description = "ARNs of SQS queues gpupool reads the depth of as demand signals (pools[].signals[].sqs in the gpupool config). Read-only: GetQueueAttributes and GetQueueUrl, never ReceiveMessage or DeleteMessage."
+  type        = list(string)
+  default     = []
+
+  validation {
+    condition     = alltrue([for a in var.signal_queue_arns : can(regex("^arn:aws[a-z-]*:sqs:[a-z0-9-]+:[0-9]{12}:[A-Za-z0-9_.-]+$", a))])
+    error_message = "signal_queue_arns must be SQS queue ARNs (arn:aws:sqs:<region>:<account>:<name>)."
+  }
+}
+
+variable "queue_kms_key_arns" {
+  description = "ARNs of customer managed KMS keys that encrypt the interruption queues (aws-gpu-node-group interruption_queue_kms_key_id). gpupool then needs kms:Decrypt to receive their messages. Empty with SSE-SQS, the node-group module's default."
+  type        = list(string)
+  default     = []
+
+  validation {
+    condition     = alltrue([for a in var.queue_kms_key_arns : can(regex("^arn:aws[a-z-]*:kms:[a-z0-9-]+:[0-9]{12}:key/.+$", a))])
+    error_message = "queue_kms_key_arns must be KMS key ARNs (arn:aws:kms:<region>:<account>:key/<id>), not aliases: IAM matches the key ARN."
+  }
+}
+
 variable "enable_irsa" {
   description = "Create the Kubernetes role with an IAM Roles for Service Accounts (IRSA) trust: the OIDC provider of the cluster, for system:serviceaccount:<namespace>:<service_account>."
   type        = bool

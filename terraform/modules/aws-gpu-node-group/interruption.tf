@@ -75,7 +75,7 @@ resource "aws_sqs_queue" "interruption" {
 resource "aws_sqs_queue_redrive_allow_policy" "interruption_dlq" {
   count = var.create_interruption_queue ? 1 : 0
 
-  queue_url            = aws_sqs_queue.interruption_dlq[0].id
+  queue_url = aws_sqs_queue.interruption_dlq[0].id
   redrive_allow_policy = jsonencode({
     redrivePermission = "byQueue"
     sourceQueueArns   = [aws_sqs_queue.interruption[0].arn]
@@ -85,8 +85,8 @@ resource "aws_sqs_queue_redrive_allow_policy" "interruption_dlq" {
 resource "aws_cloudwatch_event_rule" "interruption" {
   for_each = local.interruption_rules
 
-  name          = "${local.name}-${each.key}"
-  description   = "gpupool: ${each.value.detail_type} events to the interruption queue"
+  name        = "${local.name}-${each.key}"
+  description = "gpupool: ${each.value.detail_type} events to the interruption queue"
   event_pattern = jsonencode({
     source        = [each.value.source]
     "detail-type" = [each.value.detail_type]

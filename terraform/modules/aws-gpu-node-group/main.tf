@@ -33,7 +33,7 @@ locals {
 
   # EKS needs kubernetes.io/cluster/<name> = owned on its self-managed nodes; an empty map in
   # VM-only mode (a for expression, so both cases have the same type).
-  cluster_tags = { for c in (var.cluster_name == null ? [] : [var.cluster_name]) : "kubernetes.io/cluster/${c}" => "owned" }
+  cluster_tags = { for c in(var.cluster_name == null ? [] : [var.cluster_name]) : "kubernetes.io/cluster/${c}" => "owned" }
 
   asg_tags = merge(var.tags, local.cluster_tags, local.gpupool_asg_tags)
 
@@ -203,10 +203,10 @@ resource "aws_autoscaling_group" "on_demand" {
   # warm: the instance (or gpupool, when it sees the model-cache tag) completes the action.
   # ABANDON on timeout: a node that could not fetch its model is replaced, never served.
   initial_lifecycle_hook {
-    name                  = local.lifecycle_hook_name
-    lifecycle_transition  = "autoscaling:EC2_INSTANCE_LAUNCHING"
-    default_result        = "ABANDON"
-    heartbeat_timeout     = var.lifecycle_hook_heartbeat_timeout
+    name                 = local.lifecycle_hook_name
+    lifecycle_transition = "autoscaling:EC2_INSTANCE_LAUNCHING"
+    default_result       = "ABANDON"
+    heartbeat_timeout    = var.lifecycle_hook_heartbeat_timeout
     notification_metadata = jsonencode({
       pool        = var.pool_name
       model_cache = local.model_cache_value
@@ -263,10 +263,16 @@ resource "aws_autoscaling_group" "spot" {
   max_size         = var.spot_max_size
   desired_capacity = var.spot_min_size
 
-  # Launch a replacement as soon as EC2 flags an instance at elevated risk of interruption
-  # (rebalance recommendation). gpupool receives the same recommendation through the
-  # interruption queue and drains the old node, so work moves before the 2-minute warning.
-  capacity_rebalance = true
+  # Capacity Rebalancing stays off (var.spot_capacity_rebalance): with it on, AWS answers an EC2
+  # rebalance recommendation by launching a replacement and then terminating the at-risk
+  # instance itself — through the group's terminating lifecycle hooks only (there are none
+  # here), not through gpupool's drain, disruption budget or do-not-disrupt pods. gpupool gets the
+  # same recommendation from the interruption queue (EventBridge "EC2 Instance Rebalance
+  # Recommendation") and moves the work under its own budget. Amazon EC2 Auto Scaling User Guide,
+  # "Capacity Rebalancing in Auto Scaling to replace at-risk Spot Instances" (the old instance is
+  # terminated once the new one passes its health checks; lifecycle hooks are the only way to
+  # act first) and the CreateAutoScalingGroup CapacityRebalance reference.
+  capacity_rebalance = var.spot_capacity_rebalance
 
   mixed_instances_policy {
     instances_distribution {
@@ -302,10 +308,10 @@ resource "aws_autoscaling_group" "spot" {
 
   # Same hook as on-demand: a spot node serves only once its model is on disk.
   initial_lifecycle_hook {
-    name                  = local.lifecycle_hook_name
-    lifecycle_transition  = "autoscaling:EC2_INSTANCE_LAUNCHING"
-    default_result        = "ABANDON"
-    heartbeat_timeout     = var.lifecycle_hook_heartbeat_timeout
+    name                 = local.lifecycle_hook_name
+    lifecycle_transition = "autoscaling:EC2_INSTANCE_LAUNCHING"
+    default_result       = "ABANDON"
+    heartbeat_timeout    = var.lifecycle_hook_heartbeat_timeout
     notification_metadata = jsonencode({
       pool        = var.pool_name
       model_cache = local.model_cache_value

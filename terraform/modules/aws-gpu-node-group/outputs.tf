@@ -69,3 +69,8 @@ output "instance_profile_name" {
   description = "Instance profile of the nodes."
   value       = local.instance_profile_name
 }
+
+output "interruption_queue_kms_key_id" {
+  description = "The customer managed KMS key of the interruption queues (null with SSE-SQS): its ARN goes to aws-controller-iam queue_kms_key_arns."
+  value       = var.interruption_queue_kms_key_id
+}

@@ -143,6 +143,12 @@ variable "spot_max_size" {
   }
 }
 
+variable "spot_capacity_rebalance" {
+  description = "Turn on the spot groups' Capacity Rebalancing. Off by default, and keep it off with gpupool: on a rebalance recommendation AWS then launches a replacement and terminates the at-risk instance itself, after at most the group's terminating lifecycle hooks (this module creates none), without gpupool's drain, its disruption budget or its do-not-disrupt pods. gpupool receives the same recommendations through the interruption queue and replaces the node under its own budget (disruption.rebalance in the gpupool config)."
+  type        = bool
+  default     = false
+}
+
 variable "warm_pool" {
   description = <<-EOT
     Warm pool of the on-demand group: instances that ran the model download, then stopped
@@ -228,7 +234,7 @@ variable "root_volume_size_gib" {
 
 variable "model_cache_volume" {
   description = "The EBS volume the model is downloaded to. It survives stop/start, which is what makes a warm-pool instance warm."
-  type        = object({
+  type = object({
     device_name      = optional(string, "/dev/sdf")
     size_gib         = optional(number, 500)
     iops             = optional(number, 6000)
@@ -381,7 +387,7 @@ variable "node_labels" {
 
 variable "node_taints" {
   description = "Kubernetes taints the kubelet registers the node with, e.g. [{ key = \"nvidia.com/gpu\", value = \"true\", effect = \"NoSchedule\" }]."
-  type        = list(object({
+  type = list(object({
     key    = string
     value  = optional(string, "")
     effect = string
@@ -416,7 +422,7 @@ variable "create_interruption_queue" {
 }
 
 variable "interruption_queue_kms_key_id" {
-  description = "KMS key for the queues. null: SQS managed encryption (SSE-SQS). A customer managed key must let events.amazonaws.com use kms:GenerateDataKey and kms:Decrypt."
+  description = "KMS key for the queues. null: SQS managed encryption (SSE-SQS). A customer managed key must let events.amazonaws.com use kms:GenerateDataKey and kms:Decrypt, and gpupool kms:Decrypt (give its ARN to aws-controller-iam queue_kms_key_arns)."
   type        = string
   default     = null
 }

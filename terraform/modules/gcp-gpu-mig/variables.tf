@@ -122,7 +122,7 @@ variable "source_image" {
 
 variable "boot_disk" {
   description = "Boot disk size and type."
-  type        = object({
+  type = object({
     size_gb = optional(number, 200)
     type    = optional(string, "pd-balanced")
   })
@@ -136,7 +136,7 @@ variable "boot_disk" {
 
 variable "model_cache_disk" {
   description = "The persistent disk the model is downloaded to. It is kept while the VM is stopped in the standby pool, which is what makes a standby VM warm."
-  type        = object({
+  type = object({
     size_gb = optional(number, 500)
     type    = optional(string, "pd-ssd")
   })
@@ -286,7 +286,7 @@ variable "controller_role_id" {
 
 variable "controller_workload_identity" {
   description = "GKE Workload Identity for the controller: the Kubernetes namespace and service account allowed to act as the controller's service account. null: none (e.g. VM-only mode, attach the service account to the controller's VM)."
-  type        = object({
+  type = object({
     namespace       = string
     service_account = string
   })
