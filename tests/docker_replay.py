@@ -23,9 +23,12 @@ proved (that the binary coming out of the builder stage is the real gpupool, not
     build are reused instead of a second cold release build of the AWS/GCP SDKs (tens of
     minutes on 2 cores). Stub/real freshness is decided per unit by the same fingerprint and
     mtime rules in every profile.
-  * Target dir: the replay's CARGO_TARGET_DIR is a hard-link copy of the suite's target/debug,
-    so the reused dependency artifacts are shared read-only and nothing the replay builds,
-    cleans or uplifts (`cargo clean -p`, target/debug/gpupool) touches the suite's own tree.
+  * Target dir: the replay's CARGO_TARGET_DIR is a copy of the suite's target/debug, so the
+    dependency artifacts are reused and nothing the replay builds, cleans or uplifts touches
+    the suite's own tree. Not hard links: cargo names a path package's artifacts by its path
+    relative to the workspace root, so the replay's stub crates get the suite's file names, and
+    writing them through a hard link overwrote the suite's real artifacts (seen here: the next
+    build of the suite linked the stub gpupool-aws).
   * The runtime stage is not run (no image); its FROM digest, USER and the COPY --from path
     are checked against what the builder stage produced.
 
@@ -155,14 +158,14 @@ def main(argv: list[str]) -> int:
         if not ignored(must, pats):
             problems.append(f".dockerignore lets {must} into the build context")
 
-    # The replay's target dir: hard links to the suite's debug artifacts (see the module doc).
+    # The replay's target dir: a copy of the suite's debug artifacts (see the module doc).
     target = scratch / "cargo-target"
     if target.exists():
         shutil.rmtree(target)
     target.mkdir(parents=True)
     src_debug = suite_target / "debug"
     if src_debug.is_dir():
-        subprocess.run(["cp", "-al", str(src_debug), str(target / "debug")], check=True)
+        subprocess.run(["cp", "-a", "--reflink=auto", str(src_debug), str(target / "debug")], check=True)
     root = scratch / "rootfs"
     if root.exists():
         shutil.rmtree(root)

@@ -7,7 +7,7 @@ use gpupool::model::{
 };
 use gpupool::sim::data::AvailabilityTrace;
 use gpupool::sim::timing::{ColdStart, ColdStartSpec};
-use gpupool::sim::world::{Faults, GroupSpec, Req, SpotDynamics, World, WorldParams};
+use gpupool::sim::world::{Cloud, Faults, GroupSpec, Req, SpotDynamics, World, WorldParams};
 use std::collections::BTreeMap;
 
 fn group(id: &str, ct: CapacityType) -> GroupSpec {
@@ -45,6 +45,7 @@ fn params(spot: SpotDynamics) -> WorldParams {
         sample_interval_s: 5.0,
         model_cache: None,
         seed: 3,
+        cloud: Cloud::Aws,
     }
 }
 

@@ -1,16 +1,23 @@
-//! The controller under cloud faults, in the simulator: half of all launches fail with
-//! InsufficientCapacity and 30% of mutating calls are throttled (`faults:` in a scenario). It
-//! must keep serving — back off, fall back, retry — not stall or hammer the API.
+//! The controller under cloud faults, in the simulator: half of all launch attempts find no
+//! capacity — accepted, then reported failed later, as AWS does (the scenario's default
+//! `stockout_mode: late`) — and 30% of mutating calls are throttled. It must keep serving:
+//! take the failed request back, back off, fall back, retry — not wait, stall or hammer the
+//! API. Everything is matched on typed records (failed launches, launch records, error kinds),
+//! never on log text.
 
+use gpupool::sim::world::StockoutCause;
 use gpupool::sim::{Policy, RunOptions, Scenario, run_scenario};
 
-fn run(faults: &str) -> gpupool::sim::run::PolicyRun {
+/// s2-spot as shipped (`cloud: aws`) with `cloud` as given and `extra` keys appended.
+fn run_on(cloud: &str, extra: &str) -> gpupool::sim::run::PolicyRun {
     let text = std::fs::read_to_string(concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/scenarios/s2-spot.yaml"
     ))
     .expect("s2-spot is shipped");
-    let sc = Scenario::parse(&format!("{text}\n{faults}\n"), "s2-spot + faults")
+    assert!(text.contains("\ncloud: aws\n"), "s2-spot says its cloud");
+    let text = text.replace("\ncloud: aws\n", &format!("\ncloud: {cloud}\n"));
+    let sc = Scenario::parse(&format!("{text}\n{extra}\n"), "s2-spot + faults")
         .expect("scenario with faults parses");
     let mut r = run_scenario(
         sc,
@@ -24,47 +31,146 @@ fn run(faults: &str) -> gpupool::sim::run::PolicyRun {
     r.runs.remove(0)
 }
 
-#[test]
-fn stockouts_and_throttling_are_survived() {
-    let clean = run("");
-    let faulty = run("faults: { stockout_prob: 0.5, throttle_prob: 0.3 }");
+fn run(extra: &str) -> gpupool::sim::run::PolicyRun {
+    run_on("aws", extra)
+}
 
-    let failed = |what: &str| {
+/// The controller's tick in s2-spot (`tick_interval_s: 10`).
+const TICK_MS: i64 = 10_000;
+
+#[test]
+fn late_stockouts_and_throttling_are_survived_aws_like() {
+    late_stockouts_and_throttling_are_survived("aws");
+}
+
+#[test]
+fn late_stockouts_and_throttling_are_survived_gcp_like() {
+    late_stockouts_and_throttling_are_survived("gcp");
+}
+
+fn late_stockouts_and_throttling_are_survived(cloud: &str) {
+    let clean = run_on(cloud, "");
+    let faulty = run_on(cloud, "faults: { stockout_prob: 0.5, throttle_prob: 0.3 }");
+
+    let faults = faulty
+        .failed_launches
+        .iter()
+        .filter(|f| f.cause == StockoutCause::Fault)
+        .count();
+    let throttled = faulty
+        .calls
+        .iter()
+        .filter(|c| c.error == Some("throttled"))
+        .count();
+    assert!(
+        faults > 0 && throttled > 0,
+        "faults were injected: {faults} failed launches, {throttled} throttled"
+    );
+    // The stockout is late: every failing `increase` was accepted.
+    assert!(
         faulty
             .calls
             .iter()
-            .filter(|c| !c.ok && c.detail.contains(what))
-            .count()
-    };
-    let (stockouts, throttled) = (failed("stockout"), failed("throttled"));
-    assert!(
-        stockouts > 0 && throttled > 0,
-        "faults were injected: {stockouts} stockouts, {throttled} throttled"
+            .all(|c| c.error != Some("insufficient_capacity")),
+        "no launch fails at once in the default mode"
     );
-    // Every failed launch is followed by a successful one within two minutes — often in the
-    // same tick, by the re-plan that falls back (backoff and fallback, not a stall).
-    for (k, c) in faulty.calls.iter().enumerate() {
-        if c.call != "increase" || c.ok {
+    // Every reported failure is taken back (or the cloud's retry fulfilled it) within a few
+    // ticks — a throttled release is retried on the next tick — so nothing waits on capacity
+    // that is not coming.
+    for f in faulty.failed_launches.iter() {
+        let Some(reported) = f.reported_ms else {
             continue;
-        }
+        };
+        let settled = f.released_ms.or(f.recovered_ms);
         assert!(
-            faulty.calls[k + 1..]
-                .iter()
-                .any(|d| d.call == "increase" && d.ok && d.at_ms - c.at_ms <= 120_000),
-            "no successful launch within 120 s of the failure at {} ms",
-            c.at_ms
+            settled.is_some_and(|t| t - reported <= 6 * TICK_MS),
+            "failure of {} reported at {reported} ms settled at {settled:?}",
+            f.group
         );
     }
+    // The summary counts them, and the pool fell back after the reports.
+    let s = &faulty.summary;
+    let reported = faulty
+        .failed_launches
+        .iter()
+        .filter(|f| f.reported_ms.or(f.released_ms).is_some())
+        .count() as u64;
+    assert_eq!(s.failed_launches, reported);
+    assert!(
+        s.failure_to_fallback_s_p50.is_some(),
+        "no failed launch was followed by a fallback launch: {s:?}"
+    );
     // No hammering: failed calls stay a small multiple of the successful ones.
     let ok = faulty.calls.iter().filter(|c| c.ok).count();
+    let failed = faulty.calls.iter().filter(|c| !c.ok).count();
     assert!(
-        stockouts + throttled <= 3 * ok.max(1),
-        "{stockouts}+{throttled} failures vs {ok} successes"
+        failed <= 3 * ok.max(1),
+        "{failed} failures vs {ok} successes"
     );
-    // Service degrades gracefully: within 5 points of the fault-free run.
-    let (a, b) = (clean.summary.slo_attainment, faulty.summary.slo_attainment);
+    // Service degrades, but the controller keeps serving: within 20 points of the fault-free
+    // run. Late stockouts cost more than the old immediate errors did (5 points): every failed
+    // launch surfaces only 10-60 s after it was asked for, and with half of all launches
+    // failing — on-demand ones too — the fallback itself often fails and backs off (measured
+    // at seed 42: 16 points AWS-like, 11 GCP-like). A controller that waits on unfulfilled
+    // launches loses more than 20 points on s2-spot even without injected faults.
+    let (a, b) = (clean.summary.slo_attainment, s.slo_attainment);
     eprintln!(
-        "SLO fault-free {a:.4}, with faults {b:.4}; {stockouts} stockouts, {throttled} throttled, {ok} calls ok"
+        "SLO fault-free {a:.4}, with faults {b:.4}; {faults} failed launches, {throttled} \
+         throttled, {ok} calls ok; fallback p50 {:?} s max {:?} s",
+        s.failure_to_fallback_s_p50, s.failure_to_fallback_s_max
     );
-    assert!(b >= a - 0.05, "SLO {b:.4} with faults vs {a:.4} without");
+    assert!(b >= a - 0.20, "SLO {b:.4} with faults vs {a:.4} without");
+}
+
+#[test]
+fn the_immediate_fault_mode_still_fails_the_call() {
+    let r = run("faults: { stockout_prob: 0.5, stockout_mode: immediate }");
+    let refused = r
+        .calls
+        .iter()
+        .filter(|c| c.call == "increase" && c.error == Some("insufficient_capacity"))
+        .count();
+    assert!(refused > 0, "immediate stockouts fail `increase` itself");
+    assert!(
+        r.failed_launches.is_empty(),
+        "nothing is accepted and failed later in the immediate mode"
+    );
+}
+
+#[test]
+fn silent_stockouts_are_taken_back_after_the_launch_timeout() {
+    // Accepted launches that neither progress nor fail (AWS-like: desired raised, no instance,
+    // no failed activity): the controller must give up on them after the pool's
+    // `scale_up.launch_timeout_s` (300 s by default) instead of counting them forever.
+    let r = run("faults: { stockout_prob: 0.5, stockout_mode: silent }");
+    assert!(
+        !r.failed_launches.is_empty(),
+        "silent stockouts were injected"
+    );
+    assert!(
+        r.failed_launches.iter().all(|f| f.reported_ms.is_none()),
+        "a silent stockout is never reported"
+    );
+    let released = r
+        .failed_launches
+        .iter()
+        .filter(|f| f.released_ms.is_some())
+        .count();
+    assert!(released > 0, "the controller took some back");
+    let end_ms = r.samples.last().map_or(0, |s| (s.t_s * 1000.0) as i64);
+    let bound_ms = 300_000 + 3 * TICK_MS;
+    // Those accepted too close to the end of the replay had no time to time out.
+    for f in r
+        .failed_launches
+        .iter()
+        .filter(|f| f.accepted_ms + bound_ms <= end_ms)
+    {
+        let settled = f.released_ms.or(f.recovered_ms);
+        assert!(
+            settled.is_some_and(|t| t - f.accepted_ms <= bound_ms),
+            "silent failure of {} accepted at {} ms settled at {settled:?}",
+            f.group,
+            f.accepted_ms
+        );
+    }
 }

@@ -2,6 +2,7 @@
 
 use anyhow::Context;
 use gpupool::sim::metrics::PolicySummary;
+use gpupool::sim::world::{Cloud, StockoutMode};
 use gpupool::sim::{Policy, RunOptions, Scenario, report, run_scenario};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::io::IsTerminal;
@@ -37,6 +38,8 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let policies = Policy::parse_list(&args.policy)?;
     let name = scenario.file.name.clone();
     let slo = scenario.file.slo.queue_wait_s;
+    let cloud = scenario.file.cloud();
+    let stockout_mode = scenario.file.faults.stockout_mode;
     let bar = ProgressBar::new(1000 * policies.len() as u64);
     if args.json || !std::io::stderr().is_terminal() {
         bar.set_draw_target(ProgressDrawTarget::hidden());
@@ -75,16 +78,27 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             "scenario": name,
             "seed": seed,
             "slo_queue_wait_s": slo,
+            "cloud": cloud,
+            "stockout_mode": stockout_mode,
             "policies": rows,
         });
         println!("{}", serde_json::to_string(&v)?);
     } else {
         println!(
-            "scenario {name}  seed {seed}  SLO queue wait <= {slo} s  requests {}",
-            result.prepared.reqs.len()
+            "scenario {name}  seed {seed}  SLO queue wait <= {slo} s  requests {}  stockouts {} ({})",
+            result.prepared.reqs.len(),
+            match stockout_mode {
+                StockoutMode::Late => "late",
+                StockoutMode::Immediate => "immediate",
+                StockoutMode::Silent => "silent",
+            },
+            match cloud {
+                Some(Cloud::Aws) | None => "aws-like",
+                Some(Cloud::Gcp) => "gcp-like",
+            }
         );
         println!(
-            "{:<18} {:>8} {:>8} {:>8} {:>9} {:>9} {:>8} {:>8} {:>7} {:>7} {:>7} {:>6} {:>8} {:>8}",
+            "{:<18} {:>8} {:>8} {:>8} {:>9} {:>9} {:>8} {:>8} {:>7} {:>7} {:>7} {:>6} {:>5} {:>8} {:>8}",
             "policy",
             "SLO",
             "p50 s",
@@ -97,12 +111,13 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             "idle-h",
             "actions",
             "hurt",
+            "cut",
             "api s",
             "ready s"
         );
         for s in rows {
             println!(
-                "{:<18} {:>8.4} {:>8.2} {:>8.2} {:>9.2} {:>9.2} {:>8.2} {:>8.3} {:>7.1} {:>7.1} {:>7} {:>6} {:>8.1} {:>8.1}",
+                "{:<18} {:>8.4} {:>8.2} {:>8.2} {:>9.2} {:>9.2} {:>8.2} {:>8.3} {:>7.1} {:>7.1} {:>7} {:>6} {:>5} {:>8.1} {:>8.1}",
                 s.policy,
                 s.slo_attainment,
                 s.queue_wait_p50_s,
@@ -115,8 +130,29 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                 s.idle_gpu_hours,
                 s.scale_actions,
                 s.requests_hurt_by_preemption,
+                s.requests_cut_short,
                 s.reaction_to_api_s_p50,
                 s.reaction_to_ready_s_p50
+            );
+        }
+        // Late stockouts: how many launches the cloud accepted and failed, and how fast each
+        // policy had capacity on its way elsewhere once the failure was reported.
+        for s in result.runs.iter().map(|r| &r.summary) {
+            if s.failed_launches == 0 {
+                continue;
+            }
+            let secs = |v: Option<f64>| v.map_or_else(|| "-".to_owned(), |x| format!("{x:.0} s"));
+            println!(
+                "{:<18} failed launches {}: fallback after the report p50 {}, max {}{}",
+                s.policy,
+                s.failed_launches,
+                secs(s.failure_to_fallback_s_p50),
+                secs(s.failure_to_fallback_s_max),
+                if s.failed_launches_without_fallback > 0 {
+                    format!(" ({} never fell back)", s.failed_launches_without_fallback)
+                } else {
+                    String::new()
+                }
             );
         }
     }

@@ -3,18 +3,25 @@
 //! parameters are the documented defaults and are never tuned per scenario.
 //!
 //! - `static-peak`: the demand peak of the whole run, provisioned before it starts, never
-//!   changed (replaced after a reclaim).
+//!   changed (replaced after a reclaim). The group's desired count is the peak: a stockout
+//!   leaves it raised and the cloud's own retries fill it.
 //! - `hpa-ca`: the Kubernetes HPA on the queue (External metric, `AverageValue` 5 waiting per
 //!   replica, 10% tolerance, sync every 15 s; scale-up: 30 s stabilisation, at most +2 pods per
 //!   60 s; scale-down: 600 s stabilisation, at most −1 pod per 300 s) with Cluster Autoscaler
 //!   (scan every 10 s, pending pods → new nodes of one on-demand group, a node unneeded for
-//!   10 min is removed, no warm pool).
+//!   10 min is removed, no warm pool). A launch the cloud reports unfulfilled is taken back
+//!   and the group backs off 5 min doubling to 30 min, as CA does with a failed scaling
+//!   activity (AWS, kubernetes/autoscaler#4489) or a `lastAttempt` error (GCE): it deletes the
+//!   errored upcoming nodes and backs the node group off with `InitialNodeGroupBackoffDuration`
+//!   5 min, `MaxNodeGroupBackoffDuration` 30 min (`cluster-autoscaler/clusterstate`).
 //! - `karpenter`: the same HPA; pending pods batched (1 s idle / 10 s max) into launches of the
 //!   cheapest available offering, spot first (price-capacity-optimised: the cheapest spot group
 //!   with capacity) with on-demand fallback, unavailable offerings cached for 3 min (Karpenter's
 //!   ICE cache TTL); empty nodes consolidated at once (`consolidateAfter: 0s`, the v1 default);
 //!   an on-demand node is replaced by spot when spot is available (single-node replace); on a
 //!   spot notice the node is cordoned and drained and its pod goes pending; no warm pool.
+//!   Karpenter launches with EC2 `CreateFleet` of `Type: instant`, whose response carries the
+//!   capacity errors, so its launches use the world's instant path and see a stockout at once.
 //!
 //! One pod = one replica = one node (a replica needs the whole GPU instance). A pending pod
 //! binds at once to a Ready node without a pod and serves after a replica start (model load
@@ -155,17 +162,20 @@ fn reconcile_pods(w: &mut World, desired: u32) -> u32 {
     pending
 }
 
-/// Nodes launching or starting whose pod is not bound yet (a pending pod will land there).
+/// Nodes launching or starting whose pod is not bound yet (a pending pod will land there),
+/// plus launch requests the cloud holds without an instance (CA's `desired − registered`
+/// upcoming nodes, placeholders included).
 fn upcoming(w: &World) -> u32 {
-    w.insts
-        .values()
-        .filter(|i| {
-            matches!(
-                i.state,
-                LifecycleState::Launching | LifecycleState::Starting
-            ) && i.notice_deadline.is_none()
-        })
-        .count() as u32
+    w.pending_launches()
+        + w.insts
+            .values()
+            .filter(|i| {
+                matches!(
+                    i.state,
+                    LifecycleState::Launching | LifecycleState::Starting
+                ) && i.notice_deadline.is_none()
+            })
+            .count() as u32
 }
 
 fn queue_metric(w: &World, scrape_ms: i64) -> f64 {
@@ -182,11 +192,15 @@ pub struct StaticPeak {
 impl StaticPeak {
     pub fn step(&mut self, w: &mut World) {
         let _ = w.poll_events();
-        let live = w
+        let Ok(g) = w.group_index(&self.group) else {
+            return;
+        };
+        let noticed = w
             .insts
             .values()
-            .filter(|i| !i.state.is_warm_pool() && i.notice_deadline.is_none())
+            .filter(|i| i.group == g && !i.state.is_warm_pool() && i.notice_deadline.is_some())
             .count() as u32;
+        let live = w.desired(g).saturating_sub(noticed);
         if live < self.peak {
             let _ = w.increase(&self.group, self.peak - live);
         }
@@ -200,10 +214,17 @@ pub struct HpaCa {
     pub scrape_ms: i64,
     next_scan_ms: i64,
     unneeded_since: BTreeMap<InstanceId, i64>,
+    /// The group's backoff after a failed scale-up: until when, and the next duration.
+    backoff_until_ms: i64,
+    next_backoff_ms: i64,
 }
 
 pub const CA_SCAN_MS: i64 = 10_000;
 pub const CA_UNNEEDED_MS: i64 = 600_000;
+/// CA's `InitialNodeGroupBackoffDuration` and `MaxNodeGroupBackoffDuration`
+/// (`cluster-autoscaler/clusterstate/clusterstate.go`).
+pub const CA_BACKOFF_INITIAL_MS: i64 = 300_000;
+pub const CA_BACKOFF_MAX_MS: i64 = 1_800_000;
 
 impl HpaCa {
     pub fn new(hpa: Hpa, group: NodeGroupId, scrape_ms: i64) -> HpaCa {
@@ -213,7 +234,25 @@ impl HpaCa {
             scrape_ms,
             next_scan_ms: 0,
             unneeded_since: BTreeMap::new(),
+            backoff_until_ms: 0,
+            next_backoff_ms: CA_BACKOFF_INITIAL_MS,
         }
+    }
+
+    /// A failed scale-up reported by the cloud: take the errored upcoming nodes back and back
+    /// the group off.
+    fn handle_unfulfilled(&mut self, w: &mut World, now: i64) {
+        let Some(group) = w.node_groups().into_iter().find(|g| g.id == self.group) else {
+            return;
+        };
+        if group.unfulfilled.is_empty() {
+            return;
+        }
+        for u in &group.unfulfilled {
+            let _ = w.release_unfulfilled(&self.group, u.count, &u.instances);
+        }
+        self.backoff_until_ms = now + self.next_backoff_ms;
+        self.next_backoff_ms = (self.next_backoff_ms * 2).min(CA_BACKOFF_MAX_MS);
     }
 
     pub fn step(&mut self, w: &mut World) {
@@ -225,9 +264,10 @@ impl HpaCa {
             return;
         }
         self.next_scan_ms = now + CA_SCAN_MS;
+        self.handle_unfulfilled(w, now);
         // Scale up: pending pods not covered by nodes already on their way.
         let up = upcoming(w);
-        if pending > up {
+        if pending > up && now >= self.backoff_until_ms {
             let room = w
                 .node_groups()
                 .iter()
@@ -323,7 +363,7 @@ impl Karpenter {
                 break;
             }
             let before = upcoming(w);
-            match w.increase(&g, n) {
+            match w.increase_instant(&g, n) {
                 Ok(()) => {
                     let got = upcoming(w).saturating_sub(before);
                     n = n.saturating_sub(got.max(1));
@@ -422,7 +462,7 @@ impl Karpenter {
         });
         let Some(g) = spot else { return };
         let before: Vec<u64> = w.insts.keys().copied().collect();
-        if w.increase(&g, 1).is_ok()
+        if w.increase_instant(&g, 1).is_ok()
             && let Some(i) = w.insts.values().find(|i| !before.contains(&i.num))
         {
             self.replacing = Some((old, i.id.clone()));

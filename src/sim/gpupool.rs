@@ -14,7 +14,7 @@
 //!   production's `SignalDemand` runs.
 
 use super::provider::{SharedWorld, lock};
-use super::world::{Sample, Serve, is_running, last_scrape_ms};
+use super::world::{Sample, Serve, last_scrape_ms};
 use crate::config::{Config, SimQueueMetric, SimQueueSignal};
 use crate::controller::{Cluster, ClusterError, ClusterView, DemandSource, DrainProgress};
 use crate::model::{
@@ -49,7 +49,7 @@ impl Cluster for SimCluster {
             let Some(i) = w.inst_by_id(&inst.id) else {
                 continue;
             };
-            if !is_running(i.state) || i.state.is_warm_pool() {
+            if !i.is_running() || i.state.is_warm_pool() {
                 continue;
             }
             let ready = i.state == LifecycleState::Ready;

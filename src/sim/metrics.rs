@@ -1,6 +1,7 @@
 //! Per-policy summary figures, the rows of the table and of `--json`.
 
 use super::world::World;
+use crate::model::{NodeGroupId, Zone};
 use serde::{Deserialize, Serialize};
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -20,10 +21,24 @@ pub struct PolicySummary {
     pub cost_vs_oracle: f64,
     pub scale_actions: u64,
     pub requests_hurt_by_preemption: u64,
+    /// Requests whose instance was terminated under them by the policy itself (not a spot
+    /// reclaim): cut short by a scale-in that did not wait for them.
+    pub requests_cut_short: u64,
     /// Median seconds from a demand rise above serving capacity to the first scale-up call.
     pub reaction_to_api_s_p50: f64,
     /// Median seconds from that rise until serving capacity met it.
     pub reaction_to_ready_s_p50: f64,
+    /// Launches the cloud accepted and then reported it could not fulfil (or, never reported,
+    /// that the controller took back as timed out).
+    pub failed_launches: u64,
+    /// Of those, how many saw no successful launch on another offering of the pool before the
+    /// pool tried the failed offering again (no fallback).
+    pub failed_launches_without_fallback: u64,
+    /// Seconds from a failed launch being reported to the first successful launch on another
+    /// offering of the same pool (the fallback, see [`fallback_times`]): median and max over
+    /// the failures that had one; `None` when none had.
+    pub failure_to_fallback_s_p50: Option<f64>,
+    pub failure_to_fallback_s_max: Option<f64>,
 }
 
 /// Nearest-rank quantile of sorted values.
@@ -50,6 +65,7 @@ pub fn summarise(
     let gpu_hours = w.gpu_ms / 3_600_000.0;
     let busy = w.busy_gpu_ms / 3_600_000.0;
     let (api, ready) = reaction_times(w, demand, bucket_ms);
+    let fb = fallback_times(w);
     PolicySummary {
         policy: policy.to_owned(),
         requests: n as u64,
@@ -65,9 +81,70 @@ pub fn summarise(
         cost_vs_oracle: 0.0,
         scale_actions: w.calls.iter().filter(|c| c.ok).count() as u64,
         requests_hurt_by_preemption: u64::from(w.requests_hurt),
+        requests_cut_short: u64::from(w.requests_cut_short),
         reaction_to_api_s_p50: quantile(&api, 0.5),
         reaction_to_ready_s_p50: quantile(&ready, 0.5),
+        failed_launches: fb.failed,
+        failed_launches_without_fallback: fb.without_fallback,
+        failure_to_fallback_s_p50: (!fb.secs.is_empty()).then(|| quantile(&fb.secs, 0.5)),
+        failure_to_fallback_s_max: fb.secs.last().copied(),
     }
+}
+
+/// Failed launches and the time from each one's report to its fallback.
+#[derive(Debug, Default, PartialEq)]
+pub struct FallbackTimes {
+    pub failed: u64,
+    pub without_fallback: u64,
+    /// Sorted seconds from report to fallback.
+    pub secs: Vec<f64>,
+}
+
+/// For every launch failure the controller could know of — reported by the cloud, or (never
+/// reported, `stockout_mode: silent`) taken back by the controller after its launch timeout —
+/// seconds from that moment to the first launch of the same pool that put capacity on its way
+/// on another offering (another group, or the same group in another zone), made before the
+/// pool tried the failed offering again. A failure followed by nothing, or answered by trying
+/// the same offering again after its backoff, had no fallback and is counted apart. A launch
+/// that was itself not fulfilled does not count (it is not in `World::launches`), nor does the
+/// cloud's own retry of the failed request.
+pub fn fallback_times(w: &World) -> FallbackTimes {
+    let mut out = FallbackTimes::default();
+    let pool_of = |g: &NodeGroupId| w.groups.iter().find(|x| &x.id == g).map(|x| &x.pool);
+    for f in &w.failed_launches {
+        let Some(reported) = f.reported_ms.or(f.released_ms) else {
+            continue;
+        };
+        out.failed += 1;
+        let pool = pool_of(&f.group);
+        let same = |g: &NodeGroupId, z: &Zone| g == &f.group && z == &f.zone;
+        // The pool's next attempt on the failed offering, fulfilled or not.
+        let retried = w
+            .launches
+            .iter()
+            .filter(|l| l.at_ms > reported && same(&l.group, &l.zone))
+            .map(|l| l.at_ms)
+            .chain(
+                w.failed_launches
+                    .iter()
+                    .filter(|g| g.accepted_ms > reported && same(&g.group, &g.zone))
+                    .map(|g| g.accepted_ms),
+            )
+            .min()
+            .unwrap_or(i64::MAX);
+        let fallback = w.launches.iter().find(|l| {
+            l.at_ms >= reported
+                && l.at_ms < retried
+                && !same(&l.group, &l.zone)
+                && pool_of(&l.group) == pool
+        });
+        match fallback {
+            Some(l) => out.secs.push((l.at_ms - reported) as f64 / 1000.0),
+            None => out.without_fallback += 1,
+        }
+    }
+    sort(&mut out.secs);
+    out
 }
 
 /// Episodes where the bucket's demand rose above the replicas serving: seconds to the first
@@ -122,5 +199,95 @@ mod tests {
         assert_eq!(quantile(&v, 0.99), 990.0);
         assert_eq!(quantile(&v, 0.999), 999.0);
         assert_eq!(quantile(&[], 0.5), 0.0);
+    }
+
+    #[test]
+    fn fallback_is_the_first_launch_elsewhere_before_the_offering_is_tried_again() {
+        use crate::model::{CapacityType, GpuInfo, InstanceType, InstanceTypeName, PoolName};
+        use crate::sim::timing::{ColdStart, ColdStartSpec};
+        use crate::sim::world::{
+            Cloud, FailedLaunch, Faults, GroupSpec, LaunchRecord, SpotDynamics, StockoutCause,
+            WorldParams,
+        };
+        let group = |id: &str, ct| GroupSpec {
+            id: NodeGroupId::from(id),
+            pool: PoolName::from("p"),
+            capacity_type: ct,
+            instance_type: InstanceType {
+                name: InstanceTypeName::from("t"),
+                vcpu: 1,
+                memory_mib: 1,
+                gpu: GpuInfo {
+                    model: "T4".into(),
+                    count: 1,
+                    memory_mib_per_gpu: 1,
+                    mig_profiles: vec![],
+                },
+            },
+            zones: vec![Zone::from("a"), Zone::from("b")],
+            price_per_hour: 1.0,
+            min_size: 0,
+            max_size: 10,
+            warm_pool_capable: false,
+            hazard_per_hour: 0.0,
+        };
+        let params = WorldParams {
+            concurrency: 1,
+            cold: ColdStart::new(ColdStartSpec::default()),
+            spot_notice_s: 120.0,
+            spot: SpotDynamics::Hazard,
+            faults: Faults::default(),
+            sample_interval_s: 5.0,
+            model_cache: None,
+            seed: 1,
+            cloud: Cloud::Aws,
+        };
+        let mut w = World::new(
+            params,
+            vec![
+                group("spot", CapacityType::Spot),
+                group("od", CapacityType::OnDemand),
+            ],
+            Vec::new(),
+            1_000_000,
+        );
+        let failed = |zone: &str, accepted_ms, reported_ms| FailedLaunch {
+            group: NodeGroupId::from("spot"),
+            zone: Zone::from(zone),
+            cause: StockoutCause::NoCapacity,
+            accepted_ms,
+            reported_ms,
+            released_ms: None,
+            recovered_ms: None,
+        };
+        let launch = |g: &str, zone: &str, at_ms| LaunchRecord {
+            at_ms,
+            group: NodeGroupId::from(g),
+            zone: Zone::from(zone),
+            instances: 1,
+        };
+        w.failed_launches = vec![
+            // Fell back to on-demand 10 s after the report.
+            failed("a", 0, Some(30_000)),
+            // Tried spot/a again (at 100 s) before anything else: no fallback.
+            failed("a", 50_000, Some(90_000)),
+            // Never reported: not counted.
+            failed("b", 60_000, None),
+        ];
+        w.launches = vec![
+            launch("spot", "a", 20_000),
+            launch("od", "a", 40_000),
+            launch("spot", "a", 100_000),
+            launch("od", "b", 200_000),
+        ];
+        let fb = fallback_times(&w);
+        assert_eq!(
+            fb,
+            FallbackTimes {
+                failed: 2,
+                without_fallback: 1,
+                secs: vec![10.0],
+            }
+        );
     }
 }

@@ -41,6 +41,14 @@ pub enum SimError {
     },
     #[error("scenario {scenario}: {message}")]
     Scenario { scenario: String, message: String },
+    /// A scenario value out of range, found where it is read.
+    #[error("scenario {scenario}: {field} = {value}: {fix}")]
+    InvalidValue {
+        scenario: String,
+        field: String,
+        value: String,
+        fix: String,
+    },
     #[error("oracle ILP: {0}")]
     Oracle(String),
     #[error(

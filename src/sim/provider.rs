@@ -1,6 +1,9 @@
 //! `SimProvider`: the simulated cloud behind the same `NodeGroupProvider` trait the AWS and GCP
 //! crates implement. Every call completes immediately against the shared [`World`] at the
 //! world's virtual `now`; faults (stockouts, throttling) are drawn from the world's seeded RNG.
+//! A stockout is late, as on the real clouds: `increase` is accepted and the group reports the
+//! launch as unfulfilled later (`NodeGroup::unfulfilled`, AWS- or GCP-like per scenario), until
+//! `release_unfulfilled` takes it back or the cloud's own retry succeeds.
 
 use super::world::World;
 use crate::model::{Instance, InstanceId, NodeGroup, NodeGroupId, ProviderEvent};
@@ -55,12 +58,11 @@ impl NodeGroupProvider for SimProvider {
 
     async fn release_unfulfilled(
         &self,
-        _group: &NodeGroupId,
-        _count: u32,
-        _instances: &[InstanceId],
+        group: &NodeGroupId,
+        count: u32,
+        instances: &[InstanceId],
     ) -> Result<u32> {
-        // INTERIM (being replaced in this change): the simulated cloud fails launches at once.
-        Ok(0)
+        lock(&self.world).release_unfulfilled(group, count, instances)
     }
 
     async fn set_warm_pool_size(&self, group: &NodeGroupId, size: u32) -> Result<()> {

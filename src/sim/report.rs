@@ -149,12 +149,12 @@ pub fn render(run: &ScenarioRun) -> Result<String, String> {
         dur = hours(p.end_ms as f64 / 1000.0),
         peak = p.demand.iter().max().copied().unwrap_or(0),
     );
-    out.push_str("<h2>Summary</h2><table><tr><th>policy</th><th>SLO att.</th><th>wait p50 s</th><th>p99 s</th><th>p99.9 s</th><th>cost $</th><th>spot $</th><th>on-demand $</th><th>÷ oracle</th><th>GPU-h</th><th>idle GPU-h</th><th>actions</th><th>hurt</th></tr>");
+    out.push_str("<h2>Summary</h2><table><tr><th>policy</th><th>SLO att.</th><th>wait p50 s</th><th>p99 s</th><th>p99.9 s</th><th>cost $</th><th>spot $</th><th>on-demand $</th><th>÷ oracle</th><th>GPU-h</th><th>idle GPU-h</th><th>actions</th><th>hurt</th><th>failed launches</th><th>→ fallback p50 / max s</th></tr>");
     for r in &run.runs {
         let s = &r.summary;
         let _ = write!(
             out,
-            "<tr><td style=text-align:left>{}</td><td>{:.4}</td><td>{:.2}</td><td>{:.2}</td><td>{:.2}</td><td>{:.2}</td><td>{:.2}</td><td>{:.2}</td><td>{:.3}</td><td>{:.1}</td><td>{:.1}</td><td>{}</td><td>{}</td></tr>",
+            "<tr><td style=text-align:left>{}</td><td>{:.4}</td><td>{:.2}</td><td>{:.2}</td><td>{:.2}</td><td>{:.2}</td><td>{:.2}</td><td>{:.2}</td><td>{:.3}</td><td>{:.1}</td><td>{:.1}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
             esc(&s.policy),
             s.slo_attainment,
             s.queue_wait_p50_s,
@@ -167,7 +167,13 @@ pub fn render(run: &ScenarioRun) -> Result<String, String> {
             s.gpu_hours,
             s.idle_gpu_hours,
             s.scale_actions,
-            s.requests_hurt_by_preemption
+            s.requests_hurt_by_preemption,
+            s.failed_launches,
+            match (s.failure_to_fallback_s_p50, s.failure_to_fallback_s_max) {
+                (Some(p50), Some(max)) => format!("{p50:.0} / {max:.0}"),
+                // No failure, or none followed by a fallback: unknown, not zero.
+                _ => "–".to_owned(),
+            }
         );
     }
     out.push_str("</table>");

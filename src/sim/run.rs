@@ -94,6 +94,10 @@ pub struct PolicyRun {
     pub actions: usize,
     /// The cloud calls made, in order.
     pub calls: Vec<super::world::CallRecord>,
+    /// Launches the cloud accepted and did not fulfil, in request order.
+    pub failed_launches: Vec<super::world::FailedLaunch>,
+    /// Accepted launches that put capacity on its way.
+    pub launches: Vec<super::world::LaunchRecord>,
 }
 
 pub struct ScenarioRun {
@@ -107,6 +111,9 @@ fn scenario_err(sc: &Scenario, message: impl Into<String>) -> SimError {
         message: message.into(),
     }
 }
+
+/// Most oracle buckets a run may have: a week at the usual 60 s bucket.
+pub const MAX_ORACLE_BUCKETS: i64 = 10_080;
 
 pub fn prepare(sc: Scenario, seed: u64) -> Result<Prepared, SimError> {
     let f = &sc.file;
@@ -164,15 +171,47 @@ pub fn prepare(sc: Scenario, seed: u64) -> Result<Prepared, SimError> {
         })
         .collect();
     let (reqs, end_ms) = build_requests(f, &t.gpu_model)?;
+    // Validated at parse time (1..=3600 s); the count of buckets is bounded here, where the
+    // replay's length is known, so the demand table and the oracle stay small.
     let bucket_ms = (f.oracle.bucket_s * 1000.0) as i64;
+    let buckets = end_ms / bucket_ms.max(1) + 1;
+    if buckets > MAX_ORACLE_BUCKETS {
+        let need = (end_ms as f64 / 1000.0 / MAX_ORACLE_BUCKETS as f64).ceil();
+        return Err(SimError::InvalidValue {
+            scenario: sc.file.name.clone(),
+            field: "oracle.bucket_s".into(),
+            value: f.oracle.bucket_s.to_string(),
+            fix: format!(
+                "{} s of replay make {buckets} buckets, more than {MAX_ORACLE_BUCKETS}: raise \
+                 oracle.bucket_s to at least {need} or shorten trace.duration_s",
+                end_ms / 1000
+            ),
+        });
+    }
     let slo_ms = (f.slo.queue_wait_s * 1000.0) as i64;
     let demand = demand_per_bucket(&reqs, end_ms, bucket_ms, f.replica.concurrency, slo_ms);
     let cold = ColdStart::new(f.cold_start.clone());
     let spot = match f.spot.availability_trace {
-        Some(src) => SpotDynamics::Trace {
-            trace: src.load()?,
-            start_tick: f.spot.start_tick,
-        },
+        Some(src) => {
+            let trace = src.load()?;
+            // The world reads tick `start_tick + elapsed / tick_s`, held at the trace's last
+            // tick beyond its end: a start past the end would add to usize::MAX.
+            let ticks = trace.zones.values().map(Vec::len).min().unwrap_or(0);
+            if f.spot.start_tick >= ticks {
+                return Err(SimError::InvalidValue {
+                    scenario: sc.file.name.clone(),
+                    field: "spot.start_tick".into(),
+                    value: f.spot.start_tick.to_string(),
+                    fix: format!(
+                        "the availability trace has {ticks} ticks per zone: start at 0..{ticks}"
+                    ),
+                });
+            }
+            SpotDynamics::Trace {
+                trace,
+                start_tick: f.spot.start_tick,
+            }
+        }
         None => SpotDynamics::Hazard,
     };
     let has_spot = groups.iter().any(|g| g.capacity_type == CapacityType::Spot);
@@ -231,6 +270,8 @@ pub fn prepare(sc: Scenario, seed: u64) -> Result<Prepared, SimError> {
         sample_interval_s: 5.0,
         model_cache: pool.model_cache.clone(),
         seed,
+        // Validated at parse time: a scenario whose cloud cannot be told is refused.
+        cloud: f.cloud().unwrap_or_default(),
     };
     Ok(Prepared {
         seed,
@@ -312,6 +353,8 @@ fn finish(p: &Prepared, policy: Policy, mut w: World) -> PolicyRun {
         action_hash: hash,
         actions: w.calls.len(),
         calls: std::mem::take(&mut w.calls),
+        failed_launches: std::mem::take(&mut w.failed_launches),
+        launches: std::mem::take(&mut w.launches),
     }
 }
 
@@ -445,8 +488,14 @@ fn oracle_run(p: &Prepared) -> PolicyRun {
             cost_vs_oracle: 1.0,
             scale_actions: 0,
             requests_hurt_by_preemption: 0,
+            requests_cut_short: 0,
             reaction_to_api_s_p50: 0.0,
             reaction_to_ready_s_p50: 0.0,
+            // The oracle knows every outage in advance and never launches into one.
+            failed_launches: 0,
+            failed_launches_without_fallback: 0,
+            failure_to_fallback_s_p50: None,
+            failure_to_fallback_s_max: None,
         },
         samples: Vec::new(),
         waits_s: Vec::new(),
@@ -454,6 +503,8 @@ fn oracle_run(p: &Prepared) -> PolicyRun {
         action_hash: 0,
         actions: 0,
         calls: Vec::new(),
+        failed_launches: Vec::new(),
+        launches: Vec::new(),
     }
 }
 

@@ -6,7 +6,7 @@
 use super::SimError;
 use super::data::{AvailabilitySource, TraceSource};
 use super::timing::ColdStartSpec;
-use super::world::Faults;
+use super::world::{Cloud, Faults};
 use crate::config::Config;
 use crate::model::CapacityType;
 use serde::{Deserialize, Serialize};
@@ -31,6 +31,11 @@ pub struct ScenarioFile {
     pub description: String,
     #[serde(default = "d_seed")]
     pub seed: u64,
+    /// How the simulated groups report a stockout: `aws` (desired stays raised, a failed
+    /// scaling activity, no instance) or `gcp` (a VM stuck CREATING with `lastAttempt.errors`).
+    /// When absent, inferred from the groups' zone names (see [`ScenarioFile::cloud`]).
+    #[serde(default)]
+    pub cloud: Option<Cloud>,
     pub trace: TraceSlice,
     pub replica: ReplicaModel,
     #[serde(default)]
@@ -54,6 +59,37 @@ pub struct ScenarioFile {
 
 fn d_seed() -> u64 {
     1
+}
+
+impl ScenarioFile {
+    /// The scenario's cloud: `cloud:` when given, else the flavour its zones are named in —
+    /// AWS availability zones end in a letter right after the region's number (`us-west-2a`),
+    /// GCP zones in `-<letter>` after it (`us-central1-b`). `None` when the zones mix or match
+    /// neither (the scenario must then say `cloud:`).
+    pub fn cloud(&self) -> Option<Cloud> {
+        if self.cloud.is_some() {
+            return self.cloud;
+        }
+        let flavour = |z: &str| {
+            let b = z.as_bytes();
+            match b {
+                [.., d, l] if d.is_ascii_digit() && l.is_ascii_lowercase() => Some(Cloud::Aws),
+                [.., d, b'-', l] if d.is_ascii_digit() && l.is_ascii_lowercase() => {
+                    Some(Cloud::Gcp)
+                }
+                _ => None,
+            }
+        };
+        let mut found = None;
+        for z in self.groups.iter().flat_map(|g| &g.zones) {
+            let f = flavour(z)?;
+            if found.is_some_and(|x| x != f) {
+                return None;
+            }
+            found = Some(f);
+        }
+        found
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -274,14 +310,190 @@ impl Scenario {
                 message: "the simulator runs one pool per scenario".into(),
             });
         }
-        if file.replica.concurrency == 0 || file.groups.is_empty() {
-            return Err(SimError::Scenario {
+        validate(&file, origin)?;
+        let max_nodes = config.pools[0].limits.max_nodes;
+        if file.baselines.min_replicas > max_nodes {
+            return Err(SimError::InvalidValue {
                 scenario: origin.to_owned(),
-                message: "replica.concurrency must be ≥ 1 and at least one group is needed".into(),
+                field: "baselines.min_replicas".into(),
+                value: file.baselines.min_replicas.to_string(),
+                fix: format!("must be ≤ the pool's limits.max_nodes ({max_nodes})"),
             });
         }
         Ok(Scenario { file, config })
     }
+}
+
+/// Longest replay the simulator accepts: a week of virtual time. Baselines step every virtual
+/// second and the world samples every 5 s, so a week is ≈ 600,000 steps per policy; beyond
+/// that a run is hours of CPU for no new information (split it into several scenarios).
+pub const MAX_DURATION_S: f64 = 7.0 * 86_400.0;
+/// Largest group the simulator builds (instances are simulated one by one).
+pub const MAX_GROUP_SIZE: u32 = 10_000;
+/// Most requests one replica serves at once.
+pub const MAX_CONCURRENCY: u32 = 4_096;
+
+/// One value check: `field` must satisfy `ok`, else the error names the field, the value and
+/// the fix.
+fn check(origin: &str, field: &str, value: f64, ok: bool, fix: &str) -> Result<(), SimError> {
+    if ok && value.is_finite() {
+        Ok(())
+    } else {
+        Err(SimError::InvalidValue {
+            scenario: origin.to_owned(),
+            field: field.to_owned(),
+            value: value.to_string(),
+            fix: fix.to_owned(),
+        })
+    }
+}
+
+/// Range checks of the values the simulator computes with, at the edge: a zero oracle bucket
+/// would divide by zero, a huge duration would run forever, a NaN would poison every figure.
+fn validate(f: &ScenarioFile, origin: &str) -> Result<(), SimError> {
+    let c = |field: &str, v: f64, ok: bool, fix: &str| check(origin, field, v, ok, fix);
+    c(
+        "oracle.bucket_s",
+        f.oracle.bucket_s,
+        (1.0..=3600.0).contains(&f.oracle.bucket_s),
+        "the oracle's time bucket must be 1..=3600 s; 60 is the usual value",
+    )?;
+    c(
+        "trace.start_s",
+        f.trace.start_s,
+        f.trace.start_s >= 0.0,
+        "seconds from the trace's first request, ≥ 0",
+    )?;
+    if let Some(d) = f.trace.duration_s {
+        c(
+            "trace.duration_s",
+            d,
+            d > 0.0 && d <= MAX_DURATION_S,
+            "must be > 0 and at most 604800 (7 days); omit it to replay the rest of the trace",
+        )?;
+    }
+    let r = &f.replica;
+    c(
+        "replica.concurrency",
+        f64::from(r.concurrency),
+        (1..=MAX_CONCURRENCY).contains(&r.concurrency),
+        "requests one replica serves at once, 1..=4096 (vLLM's max_num_seqs)",
+    )?;
+    c(
+        "replica.exec_time_scale",
+        r.exec_time_scale,
+        r.exec_time_scale > 0.0 && r.exec_time_scale <= 1000.0,
+        "a factor in (0, 1000], 1 by default",
+    )?;
+    for (field, v) in [
+        ("replica.prefill_tokens_per_s", r.prefill_tokens_per_s),
+        ("replica.decode_tokens_per_s", r.decode_tokens_per_s),
+    ] {
+        if let Some(v) = v {
+            c(
+                field,
+                v,
+                v > 0.0,
+                "tokens per second, > 0; omit it for the GPU model's default",
+            )?;
+        }
+    }
+    let cs = &f.cold_start;
+    for (field, v) in [
+        ("cold_start.boot_s", cs.boot_s),
+        ("cold_start.image_pull_s", cs.image_pull_s),
+        ("cold_start.warm_min_s", cs.warm_min_s),
+        ("cold_start.warm_max_s", cs.warm_max_s),
+        ("cold_start.cache_disk_gb", cs.cache_disk_gb),
+    ] {
+        c(
+            field,
+            v,
+            (0.0..=86_400.0).contains(&v),
+            "seconds (or GB), 0..=86400",
+        )?;
+    }
+    c(
+        "cold_start.model_load_scale",
+        cs.model_load_scale,
+        cs.model_load_scale > 0.0 && cs.model_load_scale <= 100.0,
+        "a factor in (0, 100], 1 by default",
+    )?;
+    c(
+        "cold_start.warm_max_s",
+        cs.warm_max_s,
+        cs.warm_max_s >= cs.warm_min_s,
+        "must be ≥ cold_start.warm_min_s",
+    )?;
+    c(
+        "spot.notice_s",
+        f.spot.notice_s,
+        (0.0..=3600.0).contains(&f.spot.notice_s),
+        "seconds from notice to reclaim: 120 on AWS, 30 on GCP",
+    )?;
+    if let Some(p) = f.spot.price_per_hour {
+        c(
+            "spot.price_per_hour",
+            p,
+            p > 0.0 && p <= 1000.0,
+            "dollars per hour, > 0",
+        )?;
+    }
+    c(
+        "slo.queue_wait_s",
+        f.slo.queue_wait_s,
+        (0.0..=86_400.0).contains(&f.slo.queue_wait_s),
+        "seconds a request may wait in the queue, ≥ 0",
+    )?;
+    c(
+        "signals.scrape_interval_s",
+        f.signals.scrape_interval_s,
+        (1.0..=3600.0).contains(&f.signals.scrape_interval_s),
+        "Prometheus's scrape interval, 1..=3600 s; 15 is usual",
+    )?;
+    for (field, v) in [
+        ("faults.stockout_prob", f.faults.stockout_prob),
+        ("faults.throttle_prob", f.faults.throttle_prob),
+    ] {
+        c(field, v, (0.0..=1.0).contains(&v), "a probability in 0..=1")?;
+    }
+    c(
+        "groups",
+        f.groups.len() as f64,
+        !f.groups.is_empty(),
+        "at least one group is needed",
+    )?;
+    for (k, g) in f.groups.iter().enumerate() {
+        c(
+            &format!("groups[{k}].max_size"),
+            f64::from(g.max_size),
+            g.max_size <= MAX_GROUP_SIZE,
+            "at most 10000",
+        )?;
+        c(
+            &format!("groups[{k}].min_size"),
+            f64::from(g.min_size),
+            g.min_size <= g.max_size,
+            "must be ≤ max_size",
+        )?;
+        c(
+            &format!("groups[{k}].zones"),
+            g.zones.len() as f64,
+            !g.zones.is_empty(),
+            "list at least one zone",
+        )?;
+    }
+    if f.cloud().is_none() {
+        return Err(SimError::InvalidValue {
+            scenario: origin.to_owned(),
+            field: "cloud".into(),
+            value: "(absent)".into(),
+            fix: "the zones match neither AWS (us-west-2a) nor GCP (us-central1-b) naming, or \
+                  mix both: say `cloud: aws` or `cloud: gcp`"
+                .into(),
+        });
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -300,5 +512,122 @@ mod tests {
     fn unknown_scenario_names_the_shipped_ones() {
         let e = Scenario::load("nope").unwrap_err().to_string();
         assert!(e.contains("quick"), "{e}");
+    }
+
+    /// The quick scenario with `extra` YAML keys merged over it (later keys win per mapping).
+    fn quick_with(edit: impl FnOnce(&mut serde_yaml_ng::Value)) -> Result<Scenario, SimError> {
+        let (_, text) = BUILTIN.iter().find(|(n, _)| *n == "quick").unwrap();
+        let mut v: serde_yaml_ng::Value = serde_yaml_ng::from_str(text).unwrap();
+        edit(&mut v);
+        Scenario::parse(&serde_yaml_ng::to_string(&v).unwrap(), "edited")
+    }
+
+    fn set(v: &mut serde_yaml_ng::Value, path: &[&str], x: serde_yaml_ng::Value) {
+        let mut cur = v;
+        for k in &path[..path.len() - 1] {
+            let m = cur.as_mapping_mut().unwrap();
+            if !m.contains_key(*k) {
+                m.insert((*k).into(), serde_yaml_ng::Mapping::new().into());
+            }
+            cur = m.get_mut(*k).unwrap();
+        }
+        cur.as_mapping_mut()
+            .unwrap()
+            .insert(path[path.len() - 1].into(), x);
+    }
+
+    fn invalid_field(r: Result<Scenario, SimError>) -> String {
+        match r {
+            Err(SimError::InvalidValue { field, fix, .. }) => {
+                assert!(!fix.is_empty());
+                field
+            }
+            Err(e) => panic!("another error: {e}"),
+            Ok(_) => panic!("accepted"),
+        }
+    }
+
+    #[test]
+    fn out_of_range_values_are_refused_naming_the_field() {
+        let cases: Vec<(&[&str], serde_yaml_ng::Value)> = vec![
+            (&["oracle", "bucket_s"], 0.0.into()),
+            (&["oracle", "bucket_s"], (-5.0).into()),
+            (&["trace", "duration_s"], 1e12.into()),
+            (&["trace", "duration_s"], 0.0.into()),
+            (&["trace", "duration_s"], f64::NAN.into()),
+            (&["trace", "start_s"], f64::INFINITY.into()),
+            (&["signals", "scrape_interval_s"], 0.0.into()),
+            (&["faults", "stockout_prob"], 1.5.into()),
+            (&["spot", "notice_s"], (-1.0).into()),
+            (&["replica", "concurrency"], 0.into()),
+            (&["replica", "concurrency"], 1_000_000.into()),
+        ];
+        for (path, value) in cases {
+            let field = invalid_field(quick_with(|v| set(v, path, value.clone())));
+            assert_eq!(field, path.join("."), "{value:?}");
+        }
+    }
+
+    #[test]
+    fn values_checked_against_other_parts_name_the_field() {
+        let field = invalid_field(quick_with(|v| {
+            set(v, &["baselines", "min_replicas"], 1000.into());
+        }));
+        assert_eq!(field, "baselines.min_replicas");
+        let s2 = |edit: &dyn Fn(&mut serde_yaml_ng::Value)| {
+            let (_, text) = BUILTIN.iter().find(|(n, _)| *n == "s2-spot").unwrap();
+            let mut v: serde_yaml_ng::Value = serde_yaml_ng::from_str(text).unwrap();
+            edit(&mut v);
+            Scenario::parse(&serde_yaml_ng::to_string(&v).unwrap(), "edited").unwrap()
+        };
+        let sc = s2(&|v| set(v, &["spot", "start_tick"], u64::MAX.into()));
+        match crate::sim::run::prepare(sc, 1) {
+            Err(SimError::InvalidValue { field, .. }) => assert_eq!(field, "spot.start_tick"),
+            Err(e) => panic!("another error: {e}"),
+            Ok(_) => panic!("accepted"),
+        }
+    }
+
+    #[test]
+    fn a_group_larger_than_the_simulator_builds_is_refused() {
+        let field = invalid_field(quick_with(|v| {
+            let g = &mut v["groups"][0];
+            g["max_size"] = 4_000_000_000u64.into();
+        }));
+        assert_eq!(field, "groups[0].max_size");
+    }
+
+    #[test]
+    fn the_cloud_follows_the_zone_names_unless_given() {
+        let s = Scenario::load("s2-spot").unwrap();
+        assert_eq!(s.file.cloud(), Some(Cloud::Aws));
+        let gcp = |v: &mut serde_yaml_ng::Value| {
+            v["groups"][0]["zones"] = vec!["us-central1-a", "us-central1-b"].into();
+        };
+        assert_eq!(quick_with(gcp).unwrap().file.cloud(), Some(Cloud::Gcp));
+        let mixed = |v: &mut serde_yaml_ng::Value| {
+            v["groups"][0]["zones"] = vec!["us-central1-a", "us-east-1b"].into();
+        };
+        assert_eq!(invalid_field(quick_with(mixed)), "cloud");
+        let given = |v: &mut serde_yaml_ng::Value| {
+            v["groups"][0]["zones"] = vec!["z1"].into();
+            set(v, &["cloud"], "gcp".into());
+        };
+        assert_eq!(quick_with(given).unwrap().file.cloud(), Some(Cloud::Gcp));
+    }
+
+    #[test]
+    fn a_replay_too_long_for_its_bucket_is_refused_where_the_length_is_known() {
+        // A week at 1 s buckets: 604,800 buckets, far above the oracle's bound.
+        let sc = quick_with(|v| {
+            set(v, &["oracle", "bucket_s"], 1.0.into());
+            set(v, &["trace", "duration_s"], 604_800.0.into());
+        })
+        .unwrap();
+        match crate::sim::run::prepare(sc, 1) {
+            Err(SimError::InvalidValue { field, .. }) => assert_eq!(field, "oracle.bucket_s"),
+            Err(e) => panic!("another error: {e}"),
+            Ok(_) => panic!("accepted"),
+        }
     }
 }
