@@ -125,10 +125,7 @@ impl Health {
 
 /// The wall clock as a `Timestamp` (the server is shell code; probes are about real time).
 pub fn wall_clock() -> Timestamp {
-    let ms = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64);
-    Timestamp::from_millis(ms)
+    gpupool_provider::clock::wall_clock()
 }
 
 #[derive(Clone)]

@@ -5,7 +5,7 @@
 //! demand terminates a chosen instance. Behind the fault proxy (tests/support/aws_fault_proxy.rs)
 //! a spot stockout reported late, as AWS does, is taken back and falls back to on-demand within
 //! one tick, and a repeated one escalates the backoff. Run with `cargo test --features aws`.
-
+#![allow(clippy::disallowed_methods)] // test code may wait on real services against wall-clock deadlines
 #![cfg(feature = "aws")]
 
 #[path = "support/aws_fault_proxy.rs"]

@@ -1,7 +1,7 @@
 //! `gpupool_aws::AwsProvider` against a real moto server (tests/support/moto.rs): discovery,
 //! actuation, warm pools, lifecycle hooks, the interruption queue fed by EventBridge, and
 //! CloudWatch / SQS metrics. Run with `cargo test --features aws`.
-
+#![allow(clippy::disallowed_methods)] // test code may wait on real services against wall-clock deadlines
 #![cfg(feature = "aws")]
 
 #[path = "support/aws_fault_proxy.rs"]

@@ -15,6 +15,7 @@
 //! `-1e300`, `1e999`, `u32::MAX + 1`, `i64::MAX`, `NaN`, …). Case counts are bounded so the
 //! file runs in seconds in debug (`FUZZ_CASES` raises them for a longer local run); failures are
 //! kept in `proptest-regressions/fuzz_parsers.txt` and replayed first.
+#![allow(clippy::disallowed_methods)] // test code may wait on real services against wall-clock deadlines
 
 use gpupool::config::Config;
 use gpupool::model::{History, Snapshot, Timestamp, bounds};

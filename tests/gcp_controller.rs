@@ -5,7 +5,7 @@
 //! the tick it is seen. Time is passed to `tick` explicitly, starting at the wall clock the
 //! provider dates failures by; the fake's VMs move one step per `advance()`. Nothing sleeps to
 //! wait for state.
-
+#![allow(clippy::disallowed_methods)] // test code may wait on real services against wall-clock deadlines
 #![cfg(feature = "gcp")]
 
 #[path = "../providers/gcp/tests/fake/mod.rs"]

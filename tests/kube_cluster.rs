@@ -2,7 +2,7 @@
 //! the real `kube::Client` and kube-runtime watchers: sync gating, conversions end to end,
 //! watch reconnects (dropped connection, 410 Gone, API server restart), serving-readiness and
 //! GPU health, drain through the Eviction API with PDBs, rate-limited Events, leader election.
-
+#![allow(clippy::disallowed_methods)] // test code may wait on real services against wall-clock deadlines
 #![cfg(feature = "kube")]
 
 #[path = "support/fake_kube.rs"]

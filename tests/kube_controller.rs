@@ -4,7 +4,7 @@
 //! `max_provision_time_s`; two controllers elect one leader; a spot notice with a drain lead
 //! cordons the node at once and evicts only in the drain window; a drain marked by an earlier
 //! leader is carried on by a new one.
-
+#![allow(clippy::disallowed_methods)] // test code may wait on real services against wall-clock deadlines
 #![cfg(feature = "kube")]
 
 #[path = "support/fake_kube.rs"]

@@ -1,5 +1,6 @@
 //! The shipped example snapshots (`examples/snapshots/*.json`) planned with their config: each
 //! must keep showing the situation it documents, so the examples cannot rot.
+#![allow(clippy::disallowed_methods)] // test code may wait on real services against wall-clock deadlines
 
 use gpupool::config::Config;
 use gpupool::model::{Action, History, Outcome, Plan, Snapshot, Subject};

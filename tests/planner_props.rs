@@ -7,6 +7,7 @@
 //! - every pending pod gets exactly one decision; a pod is blocked as "no offering fits" only
 //!   when no usable offering fits it, and pods placed on new or in-flight nodes fit their GPUs;
 //! - never more voluntary disruption than the budget.
+#![allow(clippy::disallowed_methods)] // test code may wait on real services against wall-clock deadlines
 
 use gpupool::config::{Config, PoolConfig};
 use gpupool::model::{

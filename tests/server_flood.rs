@@ -5,6 +5,7 @@
 //!
 //! The server runs in a child process (this test binary again, `serve_child`) started under
 //! `ulimit -n 1024`, so only it feels the limit; the 2,000 client sockets are this process's.
+#![allow(clippy::disallowed_methods)] // test code may wait on real services against wall-clock deadlines
 
 use std::io::BufRead;
 use std::process::{Command, Stdio};

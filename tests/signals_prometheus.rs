@@ -1,4 +1,5 @@
 //! `SignalDemand` against a real Prometheus scraping a synthetic inference exporter.
+#![allow(clippy::disallowed_methods)] // test code may wait on real services against wall-clock deadlines
 
 mod signals_harness;
 

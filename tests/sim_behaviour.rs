@@ -1,5 +1,6 @@
 //! Behaviour of the simulated world: spot reclaims re-queue and count hurt requests; warm
 //! starts are faster than cold launches.
+#![allow(clippy::disallowed_methods)] // test code may wait on real services against wall-clock deadlines
 
 use gpupool::model::{
     CapacityType, GpuInfo, InstanceType, InstanceTypeName, LifecycleState, NodeGroupId, PoolName,

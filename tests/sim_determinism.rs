@@ -1,4 +1,5 @@
 //! The same scenario, seed and policies give the same cloud calls, bit for bit.
+#![allow(clippy::disallowed_methods)] // test code may wait on real services against wall-clock deadlines
 
 use gpupool::sim::{Policy, RunOptions, Scenario, run_scenario};
 

@@ -4,6 +4,7 @@
 //! take the failed request back, back off, fall back, retry — not wait, stall or hammer the
 //! API. Everything is matched on typed records (failed launches, launch records, error kinds),
 //! never on log text.
+#![allow(clippy::disallowed_methods)] // test code may wait on real services against wall-clock deadlines
 
 use gpupool::sim::world::StockoutCause;
 use gpupool::sim::{Policy, RunOptions, Scenario, run_scenario};

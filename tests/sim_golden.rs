@@ -1,6 +1,7 @@
 //! Golden summaries of the shipped `quick` scenario for fixed seeds (Nomad's `.json.golden`
 //! style). Regenerate with `GPUPOOL_BLESS=1 cargo test --test sim_golden` after an intended
 //! change, and review the diff.
+#![allow(clippy::disallowed_methods)] // test code may wait on real services against wall-clock deadlines
 
 use gpupool::sim::{Policy, RunOptions, Scenario, run_scenario};
 use serde_json::Value;

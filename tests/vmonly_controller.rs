@@ -9,7 +9,7 @@
 //! harness starts Prometheus with a 30-minute lookback so queries minutes ahead still see the
 //! newest scrape). Health URLs point at
 //! the exporter (`/health/{ip}`): moto's instances have private IPs nothing may be sent to.
-
+#![allow(clippy::disallowed_methods)] // test code may wait on real services against wall-clock deadlines
 #![cfg(feature = "aws")]
 
 #[path = "support/moto.rs"]

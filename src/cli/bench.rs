@@ -21,7 +21,6 @@ use gpupool::planner::fixtures::{
 };
 use serde::Serialize;
 use std::process::ExitCode;
-use std::time::Instant;
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -103,7 +102,7 @@ fn measure(name: &str, snap: &Snapshot, cfg: &Config, hist: &History) -> Scenari
     let mut plan = gpupool::planner::plan(snap, cfg, hist, snap.taken_at);
     let mut times = Vec::new();
     for _ in 0..5 {
-        let t = Instant::now();
+        let t = gpupool_provider::clock::monotonic();
         plan = gpupool::planner::plan(snap, cfg, hist, snap.taken_at);
         times.push(t.elapsed().as_secs_f64());
     }

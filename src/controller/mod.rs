@@ -492,7 +492,7 @@ impl Controller {
 
     fn run_planner(&self, snapshot: &Snapshot, now: Timestamp) -> Plan {
         // Wall-clock timing here only feeds the latency histogram; it is never a decision input.
-        let started = std::time::Instant::now();
+        let started = gpupool_provider::clock::monotonic();
         let plan = (self.planner)(snapshot, &self.config, &self.history, now);
         self.metrics
             .plan_duration_seconds

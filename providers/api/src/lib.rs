@@ -13,6 +13,7 @@
 //! - offerings that are temporarily unavailable stay listed with `available: false`, so the
 //!   planner can explain why it did not use them instead of silently forgetting them.
 
+pub mod clock;
 pub mod mig;
 mod money;
 mod time;

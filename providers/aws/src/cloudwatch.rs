@@ -294,9 +294,9 @@ pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 /// Wall-clock seconds (the shell may read the clock; nothing here is a planner input).
 pub(crate) fn now_secs() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64)
+    gpupool_provider::clock::wall_clock()
+        .millis()
+        .div_euclid(1000)
 }
 
 #[cfg(test)]

@@ -407,7 +407,7 @@ impl AwsProvider {
 
     /// Latest spot price per (type, zone) for `types`, refreshed every `SPOT_PRICE_TTL`.
     async fn spot_prices(&self, types: &[InstanceTypeName]) -> Result<()> {
-        let now = Instant::now();
+        let now = gpupool_provider::clock::monotonic();
         let stale: Vec<String> = {
             let st = lock(&self.state);
             types
@@ -804,9 +804,7 @@ fn ec2_types(names: &[String]) -> Vec<aws_sdk_ec2::types::InstanceType> {
 
 /// Wall-clock milliseconds (the shell may read the clock; nothing here is a planner input).
 fn now_millis() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+    gpupool_provider::clock::wall_clock().millis()
 }
 
 /// Instances that stand for the group's desired capacity now: pending or in service, not

@@ -15,6 +15,7 @@
 //! `--preempt-every-s S` (preempt one running SPOT VM every S seconds; default never),
 //! `--stockout ZONE/MACHINE_TYPE` (new VMs of that type in that zone stay CREATING with
 //! `lastAttempt.errors` ZONE_RESOURCE_POOL_EXHAUSTED, as a MIG reports a stockout; repeatable).
+#![allow(clippy::disallowed_methods)] // test code may wait on real services against wall-clock deadlines
 
 #[path = "../tests/fake/mod.rs"]
 mod fake;

@@ -264,12 +264,9 @@ pub struct GcpProvider {
 }
 
 fn wall_clock() -> Timestamp {
-    // The provider is the imperative shell: reading the clock here is its job (the planner only
-    // ever receives times as arguments).
-    let ms = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64);
-    Timestamp::from_millis(ms)
+    // The provider is the imperative shell: reading the clock is its job (the planner only ever
+    // receives times as arguments), through the one clock module.
+    gpupool_provider::clock::wall_clock()
 }
 
 fn as_i32(n: u32, what: &str) -> Result<i32> {
@@ -700,10 +697,11 @@ impl GcpProvider {
         op: Operation,
         call: &'static str,
     ) -> Result<()> {
-        let deadline = tokio::time::Instant::now() + self.settings.operation_deadline;
+        let deadline =
+            gpupool_provider::clock::monotonic_tokio() + self.settings.operation_deadline;
         let mut op = op;
         while !op_done(&op) {
-            if tokio::time::Instant::now() >= deadline {
+            if gpupool_provider::clock::monotonic_tokio() >= deadline {
                 tracing::warn!(group = %g.id(), operation = op.name.as_deref().unwrap_or(""), call,
                     "operation still running at its deadline; the group is busy until it ends");
                 self.lock().pending_ops.insert(g.clone(), op);

@@ -2,6 +2,7 @@
 //! Compute server: discovery, resize, targeted deletion, standby pools (start/resume by name
 //! before resizing, pool size through targetStoppedSize/targetSuspendedSize, SCALE_OUT_POOL),
 //! operation errors, stuck creations reported as unfulfilled and released, and preemptions.
+#![allow(clippy::disallowed_methods)] // test code may wait on real services against wall-clock deadlines
 
 mod fake;
 
