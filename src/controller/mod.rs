@@ -1023,6 +1023,10 @@ impl Controller {
         self.drains.remove(&inst.id);
         self.history.record_drain_abandoned(&inst.id, now);
         self.metrics
+            .drains_abandoned
+            .get_or_create(&Metrics::pool(state.pool.as_str()))
+            .inc();
+        self.metrics
             .scale_actions
             .get_or_create(&metrics::ActionLabels {
                 pool: state.pool.to_string(),

@@ -865,3 +865,58 @@ fn a_group_that_cannot_be_listed_uses_its_last_good_view_for_a_while() {
     // Too old now: hold.
     assert!(block(c.tick(t(131))).is_err());
 }
+
+/// A rebalance recommendation for a serving spot instance (`rebalance: prelaunch`, the default):
+/// the real planner launches its replacement in that tick and does not drain it yet; `ignore`
+/// launches nothing.
+#[test]
+fn a_rebalance_recommendation_launches_the_replacement_first() {
+    for (policy, want_launch) in [("prelaunch", true), ("ignore", false)] {
+        let p = MemProvider::default();
+        {
+            let mut w = world(&p);
+            let mut a = group("a", CapacityType::Spot);
+            a.desired = 1;
+            w.groups.push(a);
+            w.instances.push(instance("i-1", "a"));
+            w.events.push(ProviderEvent {
+                ack: Some("rh-1".into()),
+                id: "ev-1".into(),
+                kind: ProviderEventKind::RebalanceRecommendation {
+                    instance: "i-1".into(),
+                },
+            });
+        }
+        let cfg = format!(
+            "pools:\n  - name: p\n    requirements: {{}}\n    limits: {{ min_nodes: 1 }}\n    \
+             capacity: {{ spot_share: 1.0 }}\n    disruption: {{ rebalance: {policy} }}\n"
+        );
+        let mut c = Controller::new(
+            Arc::new(Config::load(&cfg).unwrap()),
+            Arc::new(p.clone()),
+            Box::new(MemCluster {
+                drain_ticks: 1,
+                drain_calls: BTreeMap::new(),
+            }),
+            Box::new(NoDemand),
+            Arc::new(Metrics::default()),
+        );
+        block(c.tick(Timestamp::from_secs(10))).unwrap();
+        let calls = world(&p).calls.clone();
+        assert_eq!(
+            calls.contains(&"increase a 1".to_string()),
+            want_launch,
+            "{policy}: {calls:?}"
+        );
+        assert!(
+            !calls.iter().any(|c| c.starts_with("terminate")),
+            "{policy}: the at-risk node keeps serving until its replacement does: {calls:?}"
+        );
+        assert_eq!(c.draining().count(), 0, "{policy}");
+        assert_eq!(
+            world(&p).acked,
+            vec!["rh-1".to_string()],
+            "{policy}: acknowledged"
+        );
+    }
+}
