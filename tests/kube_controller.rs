@@ -776,3 +776,63 @@ async fn a_scale_down_the_pdb_blocks_is_abandoned_at_the_deadline_not_forced() {
     let node = fake.get(Kind::Node, "", "node-a").expect("node-a");
     assert_eq!(node["spec"]["unschedulable"], json!(false));
 }
+
+/// Leadership fencing with the production renewal task: the lease is renewed in the background
+/// (a tick may last longer than the 3 s lease here without losing it), and when the leader's
+/// renewals stop — a hung or partitioned replica, simulated by aborting its renewal task without
+/// releasing — its fence turns false (renew deadline, 2 s) before the standby may take over
+/// (lease duration, 3 s of the standby's own clock). Sampled every 20 ms for the whole run: never
+/// two replicas allowed to act at once, and the standby does take over.
+#[tokio::test]
+async fn a_lost_lease_fences_the_old_leader_before_anyone_else_leads() {
+    use gpupool::kube::lease::spawn_renewal;
+    let fake = FakeKube::start().await;
+    let ns = "gpupool";
+    let period = std::time::Duration::from_millis(500);
+    let mut a = spawn_renewal(
+        LeaderElector::new(fake.client(), ns, "gpupool-leader", "gpupool-0", 3),
+        period,
+    );
+    let a_fence = a.fence();
+    eventually(10, "replica 0 leads", || {
+        let ok = a_fence();
+        async move { ok.then_some(()) }
+    })
+    .await;
+    let mut b = spawn_renewal(
+        LeaderElector::new(fake.client(), ns, "gpupool-leader", "gpupool-1", 3),
+        period,
+    );
+    let b_fence = b.fence();
+    // A "tick" longer than the lease: both sampled throughout; the renewal task keeps A leading.
+    let sample = |what: &str, a: &gpupool::controller::Fence, b: &gpupool::controller::Fence| {
+        let (x, y) = (a(), b());
+        assert!(!(x && y), "two leaders at once ({what})");
+        (x, y)
+    };
+    let until = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
+    while tokio::time::Instant::now() < until {
+        let (x, _) = sample("during a long tick", &a_fence, &b_fence);
+        assert!(
+            x,
+            "the background renewal keeps the leader through a tick longer than the lease"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    // Replica 0 stops renewing without releasing; replica 1 must take over, never overlapping.
+    a.abort();
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(15);
+    loop {
+        let (_, y) = sample("after the leader stopped renewing", &a_fence, &b_fence);
+        if y {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the standby never took over"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert!(!a_fence(), "the old leader stays fenced");
+    b.release().await;
+}

@@ -117,6 +117,9 @@ async fn serve(config: Arc<Config>, args: Args) -> anyhow::Result<ExitCode> {
         Box::new(demand),
         metrics.clone(),
     );
+    if let Some(fence) = leader.fence() {
+        controller = controller.with_fence(fence);
+    }
     tracing::info!(
         provider = ?config.provider, mode = ?config.mode, pools = config.pools.len(),
         tick_s = config.tick_interval_s, "gpupool started"
@@ -168,7 +171,7 @@ async fn serve(config: Arc<Config>, args: Args) -> anyhow::Result<ExitCode> {
             break;
         }
     }
-    leader.release(wall_clock()).await;
+    leader.release().await;
     let _ = stop_tx.send(true);
     let _ = server.await;
     // A one-shot run that never completed a tick is a failure the caller should see.
@@ -278,11 +281,13 @@ async fn shutdown_signal() {
     }
 }
 
-/// Who may act: everyone (VM-only, one replica under systemd) or the Lease holder.
+/// Who may act: everyone (VM-only, one replica under systemd) or the Lease holder. The Lease is
+/// renewed by its own task, so a long tick neither loses it nor outlives it unnoticed: the
+/// controller checks the fence before every mutating call.
 enum Leadership {
     None,
     #[cfg(feature = "kube")]
-    Lease(Box<gpupool::kube::lease::LeaderElector>),
+    Lease(gpupool::kube::lease::LeaderHandle),
 }
 
 impl Leadership {
@@ -291,25 +296,22 @@ impl Leadership {
         match self {
             Leadership::None => true,
             #[cfg(feature = "kube")]
-            Leadership::Lease(e) => match e.try_acquire_or_renew(now).await {
-                Ok(l) => l,
-                Err(err) => {
-                    // Could not renew: act as not-leader until the Lease is confirmed again,
-                    // so two replicas never act at once.
-                    tracing::warn!(error = %gpupool::controller::error_chain(&err), "leader lease renewal failed");
-                    false
-                }
-            },
+            Leadership::Lease(h) => h.is_leader(now),
         }
     }
 
-    async fn release(&mut self, now: Timestamp) {
-        let _ = now;
+    fn fence(&self) -> Option<gpupool::controller::Fence> {
+        match self {
+            Leadership::None => None,
+            #[cfg(feature = "kube")]
+            Leadership::Lease(h) => Some(h.fence()),
+        }
+    }
+
+    async fn release(&mut self) {
         #[cfg(feature = "kube")]
-        if let Leadership::Lease(e) = self
-            && let Err(err) = e.release(now).await
-        {
-            tracing::warn!(error = %err, "releasing the leader lease");
+        if let Leadership::Lease(h) = self {
+            h.release().await;
         }
     }
 }
@@ -328,11 +330,15 @@ async fn kube_cluster(
     let identity = std::env::var("POD_NAME")
         .or_else(|_| std::env::var("HOSTNAME"))
         .unwrap_or_else(|_| format!("gpupool-{}", std::process::id()));
-    *leader = Leadership::Lease(Box::new(gpupool::kube::lease::LeaderElector::from_config(
+    let elector = gpupool::kube::lease::LeaderElector::from_config(
         client.clone(),
         &config.kubernetes,
         &identity,
-    )));
+    );
+    *leader = Leadership::Lease(gpupool::kube::lease::spawn_renewal(
+        elector,
+        Duration::from_secs(u64::from(gpupool::kube::lease::DEFAULT_LEASE_DURATION_S) / 3),
+    ));
     Ok(Box::new(gpupool::kube::KubeCluster::start(
         client,
         config.clone(),

@@ -172,6 +172,10 @@ type Observed = (
     BTreeMap<NodeGroupId, Timestamp>,
 );
 
+/// Checked before every mutating call: false once this replica may no longer act (it lost the
+/// leader Lease, or could not renew it in time). Default: always true (VM-only, simulator).
+pub type Fence = Arc<dyn Fn() -> bool + Send + Sync>;
+
 /// The planner's signature; injectable so the shell can be tested against fixed plans.
 pub type PlanFn = fn(&Snapshot, &Config, &History, Timestamp) -> Plan;
 
@@ -216,6 +220,7 @@ pub struct Controller {
     /// listing fails this tick, for at most [`LAST_GOOD_MAX_AGE_S`], and then only to avoid
     /// launching the same capacity twice — its pool holds scale-down meanwhile.
     last_good: BTreeMap<NodeGroupId, (Timestamp, Vec<Instance>)>,
+    fence: Fence,
 }
 
 /// How old a group's last good instance listing may be to stand in for a failed one. A few
@@ -247,7 +252,19 @@ impl Controller {
             group_pools: BTreeMap::new(),
             not_serving_since: BTreeMap::new(),
             last_good: BTreeMap::new(),
+            fence: Arc::new(|| true),
         }
+    }
+
+    /// Act only while `fence` holds: checked before every cloud or cluster mutation, so a tick
+    /// that outlives this replica's leadership stops acting at its next call.
+    pub fn with_fence(mut self, fence: Fence) -> Self {
+        self.fence = fence;
+        self
+    }
+
+    fn may_act(&self) -> bool {
+        (self.fence)()
     }
 
     /// Replace the planner (tests of the shell).
@@ -521,7 +538,9 @@ impl Controller {
                 }
                 handled += 1;
             }
+            // A replica that is no longer leader leaves the event for the next leader.
             if let Some(ack) = &ev.ack
+                && self.may_act()
                 && let Err(e) = self.provider.ack_event(ack).await
             {
                 // Not fatal: the event is re-delivered and recognised as a duplicate.
@@ -736,6 +755,10 @@ impl Controller {
             if throttled.contains(action.group()) {
                 continue;
             }
+            if !self.may_act() {
+                tracing::warn!(action = %action, "leadership lost during the tick: not acting");
+                break;
+            }
             let result = self.execute(action, snapshot, now).await;
             let error = match result {
                 Ok(()) => {
@@ -901,6 +924,10 @@ impl Controller {
     ) {
         let ids: Vec<InstanceId> = self.drains.keys().cloned().collect();
         for id in ids {
+            if !self.may_act() {
+                tracing::warn!("leadership lost during the tick: drains left to the next leader");
+                break;
+            }
             let Some(state) = self.drains.get(&id).cloned() else {
                 continue;
             };

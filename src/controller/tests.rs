@@ -920,3 +920,53 @@ fn a_rebalance_recommendation_launches_the_replacement_first() {
         );
     }
 }
+
+/// Leadership lost in the middle of a tick: the actions after that point are not executed, and
+/// events are left unacknowledged for the next leader.
+#[test]
+fn a_fenced_controller_stops_acting_mid_tick() {
+    fn two_ups(s: &Snapshot, _: &Config, _: &History, _: Timestamp) -> Plan {
+        let mut p = scale_up_plan(s.groups.first(), 1);
+        p.actions.extend(scale_up_plan(s.groups.get(1), 1).actions);
+        p
+    }
+    let p = MemProvider::default();
+    {
+        let mut w = world(&p);
+        w.groups.push(group("a", CapacityType::OnDemand));
+        w.groups.push(group("b", CapacityType::OnDemand));
+        w.events.push(ProviderEvent {
+            ack: Some("rh-1".into()),
+            id: "ev-1".into(),
+            kind: ProviderEventKind::RebalanceRecommendation {
+                instance: "i-none".into(),
+            },
+        });
+    }
+    // Leading for the first two checks (the event's ack, the first action), then not.
+    let checks = Arc::new(std::sync::atomic::AtomicU32::new(0));
+    let c2 = checks.clone();
+    let fence: Fence = Arc::new(move || c2.fetch_add(1, std::sync::atomic::Ordering::SeqCst) < 2);
+    let mut c = controller(&p, two_ups, 1).with_fence(fence);
+    block(c.tick(Timestamp::from_secs(10))).unwrap();
+    assert_eq!(world(&p).calls, vec!["increase a 1".to_string()]);
+    assert_eq!(world(&p).acked, vec!["rh-1".to_string()]);
+
+    // Not leading from the start: no ack, no action.
+    let p = MemProvider::default();
+    {
+        let mut w = world(&p);
+        w.groups.push(group("a", CapacityType::OnDemand));
+        w.events.push(ProviderEvent {
+            ack: Some("rh-2".into()),
+            id: "ev-2".into(),
+            kind: ProviderEventKind::RebalanceRecommendation {
+                instance: "i-none".into(),
+            },
+        });
+    }
+    let mut c = controller(&p, two_ups, 1).with_fence(Arc::new(|| false));
+    block(c.tick(Timestamp::from_secs(10))).unwrap();
+    assert!(world(&p).calls.is_empty());
+    assert!(world(&p).acked.is_empty(), "left for the next leader");
+}

@@ -12,6 +12,11 @@
 //!   else may take over (renew deadline < lease duration), so two replicas never both act;
 //! - on shutdown the holder releases the lease (empty holder, 1 s duration) so the other replica
 //!   takes over at its next tick instead of a full lease duration later.
+//!
+//! In production the elector runs in its own task ([`spawn_renewal`], every third of the lease
+//! duration, as client-go's retry period), so a tick that lasts longer than the lease — a GCP
+//! operation is awaited up to minutes — neither loses the lease nor keeps acting on one it lost:
+//! the controller checks [`LeaderHandle::fence`] before every mutating call.
 
 use super::KubeError;
 use crate::model::Timestamp;
@@ -278,6 +283,110 @@ impl LeaderElector {
         if !same {
             self.observed = Some(record);
         }
+    }
+}
+
+/// Leadership as the renewal task last established it, shared with the run loop and the
+/// controller's fence.
+#[derive(Debug)]
+struct Shared {
+    /// Milliseconds of the last successful acquire or renew; `i64::MIN`: not leading.
+    renewed_at_ms: std::sync::atomic::AtomicI64,
+    renew_deadline_ms: i64,
+}
+
+impl Shared {
+    fn is_leader(&self, now: Timestamp) -> bool {
+        let at = self
+            .renewed_at_ms
+            .load(std::sync::atomic::Ordering::Acquire);
+        at != i64::MIN && now.millis().saturating_sub(at) < self.renew_deadline_ms
+    }
+}
+
+/// A running renewal task ([`spawn_renewal`]).
+pub struct LeaderHandle {
+    shared: std::sync::Arc<Shared>,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl LeaderHandle {
+    /// Leading at `now`: renewed within the renew deadline.
+    pub fn is_leader(&self, now: Timestamp) -> bool {
+        self.shared.is_leader(now)
+    }
+
+    /// A check for the controller to make before every mutating call, on the wall clock. It
+    /// turns false by itself once renewals stop succeeding, before the renew deadline runs out
+    /// for any other replica's view (renew deadline < lease duration).
+    pub fn fence(&self) -> crate::controller::Fence {
+        let shared = self.shared.clone();
+        std::sync::Arc::new(move || shared.is_leader(gpupool_provider::clock::wall_clock()))
+    }
+
+    /// Stop renewing *without* releasing — what a hung or partitioned replica looks like to
+    /// the others (tests).
+    pub fn abort(&mut self) {
+        self.stop.take();
+        if let Some(task) = self.task.take() {
+            task.abort();
+        }
+    }
+
+    /// Stop renewing and release the lease so another replica takes over at once.
+    pub async fn release(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(task) = self.task.take() {
+            let _ = task.await;
+        }
+    }
+}
+
+/// Run `elector` in its own task: acquire or renew every `period` on the wall clock (client-go
+/// retries every 2 s with a 10 s renew deadline; a third of the lease keeps several attempts
+/// inside the deadline). A failed renewal is logged; leadership then lapses by itself at the
+/// renew deadline. Must be called inside a tokio runtime.
+pub fn spawn_renewal(mut elector: LeaderElector, period: std::time::Duration) -> LeaderHandle {
+    let shared = std::sync::Arc::new(Shared {
+        renewed_at_ms: std::sync::atomic::AtomicI64::new(i64::MIN),
+        renew_deadline_ms: (elector.renew_deadline_s() * 1000.0) as i64,
+    });
+    let (stop_tx, mut stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let s = shared.clone();
+    let task = tokio::spawn(async move {
+        let mut every = tokio::time::interval(period);
+        every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = &mut stop_rx => break,
+                _ = every.tick() => {}
+            }
+            let now = gpupool_provider::clock::wall_clock();
+            match elector.try_acquire_or_renew(now).await {
+                Ok(true) => s
+                    .renewed_at_ms
+                    .store(now.millis(), std::sync::atomic::Ordering::Release),
+                Ok(false) => s
+                    .renewed_at_ms
+                    .store(i64::MIN, std::sync::atomic::Ordering::Release),
+                Err(e) => {
+                    tracing::warn!(error = %crate::controller::error_chain(&e), "leader lease renewal failed; leadership lapses at the renew deadline unless a retry succeeds");
+                }
+            }
+        }
+        s.renewed_at_ms
+            .store(i64::MIN, std::sync::atomic::Ordering::Release);
+        if let Err(e) = elector.release(gpupool_provider::clock::wall_clock()).await {
+            tracing::warn!(error = %e, "releasing the leader lease");
+        }
+    });
+    LeaderHandle {
+        shared,
+        stop: Some(stop_tx),
+        task: Some(task),
     }
 }
 
