@@ -117,9 +117,19 @@ async fn serve(config: Arc<Config>, args: Args) -> anyhow::Result<ExitCode> {
         Box::new(demand),
         metrics.clone(),
     );
-    if let Some(fence) = leader.fence() {
-        controller = controller.with_fence(fence);
-    }
+    // SIGTERM/SIGINT: the controller stops acting at its next safe point (before the next
+    // mutating call, through the fence) and the loop ends after the tick; a call still hanging
+    // `SHUTDOWN_GRACE` after the signal is abandoned (nothing was acted on after the signal).
+    let (signal_tx, mut signal_rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        let _ = signal_tx.send(true);
+    });
+    let stopping = signal_rx.clone();
+    let leader_fence = leader.fence();
+    controller = controller.with_fence(Arc::new(move || {
+        !*stopping.borrow() && leader_fence.as_ref().is_none_or(|f| f())
+    }));
     tracing::info!(
         provider = ?config.provider, mode = ?config.mode, pools = config.pools.len(),
         tick_s = config.tick_interval_s, "gpupool started"
@@ -129,11 +139,10 @@ async fn serve(config: Arc<Config>, args: Args) -> anyhow::Result<ExitCode> {
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut ticks = 0u64;
     let mut failed_ticks = 0u64;
-    let shutdown = shutdown_signal();
-    tokio::pin!(shutdown);
     loop {
         tokio::select! {
-            _ = &mut shutdown => {
+            biased;
+            _ = signal_rx.wait_for(|stop| *stop) => {
                 tracing::info!("shutting down");
                 break;
             }
@@ -147,7 +156,18 @@ async fn serve(config: Arc<Config>, args: Args) -> anyhow::Result<ExitCode> {
             health.heartbeat(now);
             continue;
         }
-        let ok = match controller.tick(now).await {
+        let mut during = signal_rx.clone();
+        let tick = tokio::select! {
+            r = controller.tick(now) => r,
+            _ = async {
+                let _ = during.wait_for(|stop| *stop).await;
+                tokio::time::sleep(SHUTDOWN_GRACE).await;
+            } => {
+                tracing::warn!(grace_s = SHUTDOWN_GRACE.as_secs(), "shutting down: a call of the current tick still hangs after the grace period; abandoning it (nothing was acted on after the signal)");
+                break;
+            }
+        };
+        let ok = match tick {
             Ok(report) => {
                 for r in &report.results {
                     if let Some((kind, text)) = &r.error {
@@ -258,6 +278,10 @@ fn cloudwatch_publisher(config: &Config) -> anyhow::Result<Option<CloudWatchPubl
     }
     Ok(None)
 }
+
+/// How long a tick may still run after SIGTERM: it stops acting at once (the fence), so this
+/// only bounds a call already in flight.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
 async fn shutdown_signal() {
     #[cfg(unix)]
