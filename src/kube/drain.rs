@@ -134,7 +134,8 @@ pub async fn step(
                 out.remaining -= 1;
             }
             Err(kube::Error::Api(s)) if s.code == 429 => {
-                tracing::info!(pod = %key, node, message = %s.message, "eviction refused by a disruption budget; retrying next tick");
+                // DEBUG here, every tick; the cluster logs the first refusal of a drain at INFO.
+                tracing::debug!(pod = %key, node, message = %s.message, "eviction refused by a disruption budget; retrying next tick");
                 out.blocked_by_pdb.push(key);
             }
             Err(e) => {

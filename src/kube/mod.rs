@@ -98,6 +98,9 @@ pub struct KubeCluster {
     idle_since: HashMap<String, Timestamp>,
     /// Last health complaint logged per node, so a broken node is logged once per change.
     unhealthy_logged: HashMap<String, String>,
+    /// Nodes whose drain has logged a PodDisruptionBudget refusal at INFO already (one line
+    /// per drain; the refusals of every tick are at DEBUG).
+    pdb_refusal_logged: std::collections::HashSet<String>,
 }
 
 impl KubeCluster {
@@ -140,6 +143,7 @@ impl KubeCluster {
             pending_since: HashMap::new(),
             idle_since: HashMap::new(),
             unhealthy_logged: HashMap::new(),
+            pdb_refusal_logged: std::collections::HashSet::new(),
         }
     }
 
@@ -338,7 +342,18 @@ impl KubeCluster {
                 "do-not-disrupt pods stay until the drain deadline"
             );
         }
+        if !step.blocked_by_pdb.is_empty() && self.pdb_refusal_logged.insert(name.clone()) {
+            tracing::info!(
+                node = %name,
+                pods = ?step.blocked_by_pdb,
+                deadline = %deadline,
+                "evictions refused by a PodDisruptionBudget; retrying every tick until the drain deadline"
+            );
+        }
         tracing::debug!(node = %name, ?step, "drain step");
+        if step.remaining == 0 {
+            self.pdb_refusal_logged.remove(&name);
+        }
         Ok(if step.remaining == 0 {
             DrainProgress::Drained
         } else {
@@ -381,6 +396,7 @@ impl KubeCluster {
         let name = node.metadata.name.clone().unwrap_or_default();
         let nodes: Api<K8sNode> = Api::all(self.client.clone());
         drain::uncordon(&nodes, &name).await?;
+        self.pdb_refusal_logged.remove(&name);
         tracing::info!(node = %name, instance = %instance.id, "uncordoned: voluntary drain given up");
         Ok(())
     }
