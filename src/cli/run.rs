@@ -153,6 +153,7 @@ async fn serve(config: Arc<Config>, args: Args) -> anyhow::Result<ExitCode> {
         health.set_leader(is_leader);
         metrics.leader.set(i64::from(is_leader));
         if !is_leader {
+            metrics.clear_fleet_gauges();
             health.heartbeat(now);
             continue;
         }

@@ -240,6 +240,51 @@ impl Metrics {
             pool: pool.to_owned(),
         }
     }
+
+    /// Drop the gauges that describe the fleet as the last plan saw it (pools, signals,
+    /// decisions). A replica that is not (or no longer) the leader exports none, so dashboards
+    /// that sum over replicas count the fleet once and never a standby's stale view. Counters
+    /// stay: they are this process's own history.
+    pub fn clear_fleet_gauges(&self) {
+        self.pool_desired_nodes.clear();
+        self.pool_ready_nodes.clear();
+        self.pool_in_flight_nodes.clear();
+        self.pool_warm_instances.clear();
+        self.pool_pending_pods.clear();
+        self.pool_wanted_replicas.clear();
+        self.pool_forecast_replicas.clear();
+        self.estimated_cost_per_hour.clear();
+        self.signal_value.clear();
+        self.signal_stale.clear();
+        self.decisions.clear();
+        self.drains_in_progress.clear();
+    }
+}
+
+#[cfg(test)]
+mod fleet_gauge_tests {
+    use super::*;
+
+    #[test]
+    fn a_replica_that_stops_leading_exports_no_fleet_gauges() {
+        let m = Metrics::default();
+        let mut r = Registry::default();
+        m.register(&mut r);
+        m.pool_desired_nodes
+            .get_or_create(&Metrics::pool("p"))
+            .set(3);
+        m.ticks.inc();
+        let text = |r: &Registry| {
+            let mut s = String::new();
+            prometheus_client::encoding::text::encode(&mut s, r).unwrap();
+            s
+        };
+        assert!(text(&r).contains("gpupool_pool_desired_nodes{pool=\"p\"} 3"));
+        m.clear_fleet_gauges();
+        let t = text(&r);
+        assert!(!t.contains("gpupool_pool_desired_nodes{"), "{t}");
+        assert!(t.contains("gpupool_ticks_total 1"), "counters stay: {t}");
+    }
 }
 
 /// Render a registry in the Prometheus text format.
