@@ -30,28 +30,7 @@ K8S_VERSIONS=${K8S_VERSIONS:-"1.33.0 1.37.0"}
 
 # shellcheck source=tests/k8s_tools.sh
 source tests/k8s_tools.sh
-k8s_tools
-command -v kubernetes-validate >/dev/null 2>&1 \
-  || python3 -m pip install --quiet --disable-pip-version-check kubernetes-validate
-python3 -c 'import yaml' 2>/dev/null || python3 -m pip install --quiet --disable-pip-version-check pyyaml
-
-pass=0
-fail=0
-step() { # name, command...
-  local name=$1; shift
-  if "$@"; then pass=$((pass + 1)); echo "ok   $name"; else fail=$((fail + 1)); echo "FAIL $name"; fi
-}
-run_gpupool() {
-  if [[ -n "${GPUPOOL_BIN:-}" ]]; then "$GPUPOOL_BIN" "$@"; else cargo run -q --bin gpupool -- "$@"; fi
-}
-
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
-contract=${GPUPOOL_CONTRACT_JSON:-}
-if [[ -z "$contract" ]]; then
-  contract="$tmp/contract.json"
-  run_gpupool print-contract >"$contract"
-fi
+k8s_check_prelude
 
 step "chart's files/gpupool-rules.yaml is deploy/prometheus/gpupool-rules.yaml" \
   cmp -s "$CHART/files/gpupool-rules.yaml" "$RULES"

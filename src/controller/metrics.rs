@@ -327,12 +327,11 @@ mod tests {
 
     /// Every `gpupool_*` series the shipped Grafana dashboard queries is one this registry
     /// exports (a renamed metric must not leave an empty panel behind).
-    #[test]
-    fn the_dashboard_queries_only_exported_metrics() {
+    /// Every family gpupool exports, with each labelled family given a series so it renders.
+    fn exported_families() -> Vec<String> {
         let m = Metrics::default();
         let mut reg = Registry::default();
         m.register(&mut reg);
-        // Labelled families render only once they hold a series.
         for f in [
             &m.pool_desired_nodes,
             &m.pool_ready_nodes,
@@ -358,31 +357,52 @@ mod tests {
                 .get_or_create(&InterruptionLabels::default()),
         );
         drop(m.provider_errors.get_or_create(&ErrorLabels::default()));
-        let text = encode(&reg);
-        let families: Vec<&str> = text
+        encode(&reg)
             .lines()
             .filter_map(|l| l.strip_prefix("# TYPE "))
             .filter_map(|l| l.split_whitespace().next())
-            .collect();
-        let dashboard = include_str!("../../deploy/grafana/gpupool.json");
+            .map(str::to_owned)
+            .collect()
+    }
+
+    /// The `gpupool_*` names a text mentions.
+    fn gpupool_names<'t>(
+        lines: impl Iterator<Item = &'t str>,
+    ) -> std::collections::BTreeSet<String> {
         let mut used = std::collections::BTreeSet::new();
-        let mut rest = dashboard;
-        while let Some(i) = rest.find("gpupool_") {
-            let name: String = rest[i..]
-                .chars()
-                .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
-                .collect();
-            rest = &rest[i + name.len()..];
-            used.insert(name);
+        for line in lines {
+            let mut rest = line;
+            while let Some(i) = rest.find("gpupool_") {
+                let name: String = rest[i..]
+                    .chars()
+                    .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                    .collect();
+                rest = &rest[i + name.len()..];
+                used.insert(name);
+            }
         }
-        assert!(used.len() >= 10, "dashboard queries: {used:?}");
+        used
+    }
+
+    /// Names in `used` that are no exported family (nor a counter's or histogram's series).
+    fn unknown_metrics(used: &std::collections::BTreeSet<String>) -> Vec<&String> {
+        let families = exported_families();
         let known = |n: &str| {
-            families.contains(&n)
-                || ["_total", "_bucket", "_sum", "_count"]
-                    .iter()
-                    .any(|s| n.strip_suffix(s).is_some_and(|b| families.contains(&b)))
+            families.iter().any(|f| f == n)
+                || ["_total", "_bucket", "_sum", "_count"].iter().any(|s| {
+                    n.strip_suffix(s)
+                        .is_some_and(|b| families.iter().any(|f| f == b))
+                })
         };
-        let unknown: Vec<&String> = used.iter().filter(|n| !known(n)).collect();
+        used.iter().filter(|n| !known(n)).collect()
+    }
+
+    #[test]
+    fn the_dashboard_queries_only_exported_metrics() {
+        let dashboard = include_str!("../../deploy/grafana/gpupool.json");
+        let used = gpupool_names(dashboard.lines());
+        assert!(used.len() >= 10, "dashboard queries: {used:?}");
+        let unknown = unknown_metrics(&used);
         assert!(
             unknown.is_empty(),
             "dashboard queries unknown metrics: {unknown:?}"
@@ -394,36 +414,8 @@ mod tests {
     /// Helm chart and the kustomize component carry the same groups, tests/manifests.sh).
     #[test]
     fn the_alert_rules_use_only_exported_metrics() {
-        let m = Metrics::default();
-        let mut reg = Registry::default();
-        m.register(&mut reg);
-        // A family is listed once it has a series.
-        drop(m.signal_stale.get_or_create(&SignalLabels::default()));
-        drop(m.decisions.get_or_create(&DecisionLabels::default()));
-        drop(
-            m.estimated_cost_per_hour
-                .get_or_create(&PoolLabels::default()),
-        );
-        drop(m.provider_errors.get_or_create(&ErrorLabels::default()));
-        let text = encode(&reg);
-        let families: Vec<&str> = text
-            .lines()
-            .filter_map(|l| l.strip_prefix("# TYPE "))
-            .filter_map(|l| l.split_whitespace().next())
-            .collect();
         let rules = include_str!("../../deploy/prometheus/gpupool-rules.yaml");
-        let mut used = std::collections::BTreeSet::new();
-        for line in rules.lines().filter(|l| !l.trim_start().starts_with('#')) {
-            let mut rest = line;
-            while let Some(i) = rest.find("gpupool_") {
-                let name: String = rest[i..]
-                    .chars()
-                    .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
-                    .collect();
-                rest = &rest[i + name.len()..];
-                used.insert(name);
-            }
-        }
+        let used = gpupool_names(rules.lines().filter(|l| !l.trim_start().starts_with('#')));
         for want in [
             "gpupool_leader",
             "gpupool_signal_stale",
@@ -432,13 +424,7 @@ mod tests {
         ] {
             assert!(used.contains(want), "rules no longer use {want}: {used:?}");
         }
-        let known = |n: &str| {
-            families.contains(&n)
-                || ["_total", "_bucket", "_sum", "_count"]
-                    .iter()
-                    .any(|s| n.strip_suffix(s).is_some_and(|b| families.contains(&b)))
-        };
-        let unknown: Vec<&String> = used.iter().filter(|n| !known(n)).collect();
+        let unknown = unknown_metrics(&used);
         assert!(
             unknown.is_empty(),
             "alert rules use unknown metrics: {unknown:?}"

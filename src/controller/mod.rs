@@ -644,7 +644,7 @@ impl Controller {
     /// applied to its own plan (`History::record_launch_failure_at`: once per failure).
     fn record_launch_failures(&mut self, plan: &Plan, now: Timestamp) {
         for f in &plan.launch_failures {
-            let error = crate::planner::describe_launch_failure(f);
+            let error = crate::planner::launches::describe(f);
             if self
                 .history
                 .record_launch_failure_at(&f.offering, &error, f.at, now)

@@ -27,7 +27,7 @@ mod eligible;
 mod fit;
 pub mod fixtures;
 mod health;
-mod launches;
+pub(crate) mod launches;
 mod rebalance;
 mod scaledown;
 mod warmpool;
@@ -43,11 +43,6 @@ use capacity::{Cause, Chooser};
 use eligible::Template;
 use fit::{PodSpec, Room};
 use std::collections::{BTreeMap, BTreeSet};
-
-/// The error text a launch failure is remembered by in the offering's backoff.
-pub fn describe_launch_failure(f: &crate::model::LaunchFailureRecord) -> String {
-    launches::describe(f)
-}
 
 /// Requested-but-unseen instances counted per group at most (a group of 10,000 GPU nodes is
 /// beyond any real fleet; a corrupt desired value must not size the planner's memory).
@@ -393,7 +388,7 @@ impl<'a> PoolCtx<'a> {
         };
         for (ii, inst) in self.instances.iter().enumerate() {
             use LifecycleState::*;
-            if matches!(inst.state, Launching | Starting | Ready | Draining) {
+            if inst.state.counts_in_desired() {
                 visible[self.inst_group[ii]] += 1;
             }
             if gone.contains(&inst.id)

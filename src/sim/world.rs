@@ -1205,7 +1205,10 @@ impl World {
         Ok(())
     }
 
-    fn increase_late(&mut self, id: &NodeGroupId, delta: u32) -> Result<(), ProviderError> {
+    /// What every `increase` checks first, in this order (the throttle draw comes from the
+    /// seeded RNG, so the order is part of determinism): the group exists, the call is not
+    /// throttled, the new size stays within max. Returns the group's index.
+    fn admit_increase(&mut self, id: &NodeGroupId, delta: u32) -> Result<usize, ProviderError> {
         let g = self.group_index(id)?;
         if let Some(e) = self.throttled() {
             self.record(
@@ -1217,6 +1220,11 @@ impl World {
             return Err(e);
         }
         self.check_max(g, id, delta)?;
+        Ok(g)
+    }
+
+    fn increase_late(&mut self, id: &NodeGroupId, delta: u32) -> Result<(), ProviderError> {
+        let g = self.admit_increase(id, delta)?;
         let mut put = self.start_warm(g, delta);
         let started = put.len() as u32;
         let p = self.params.faults.stockout_prob;
@@ -1255,17 +1263,7 @@ impl World {
     /// with `Type: instant`, which Karpenter uses, returns the capacity errors in its
     /// response): a stockout fails the call itself.
     pub fn increase_instant(&mut self, id: &NodeGroupId, delta: u32) -> Result<(), ProviderError> {
-        let g = self.group_index(id)?;
-        if let Some(e) = self.throttled() {
-            self.record(
-                "increase",
-                id,
-                format!("+{delta} throttled"),
-                Some("throttled"),
-            );
-            return Err(e);
-        }
-        self.check_max(g, id, delta)?;
+        let g = self.admit_increase(id, delta)?;
         let stockout = self.params.faults.stockout_prob;
         if stockout > 0.0 && self.rng.random::<f64>() < stockout {
             let zone = self.groups[g].zones.first().cloned().unwrap_or_default();
