@@ -98,6 +98,20 @@ pub struct PolicyRun {
     pub failed_launches: Vec<super::world::FailedLaunch>,
     /// Accepted launches that put capacity on its way.
     pub launches: Vec<super::world::LaunchRecord>,
+    /// Baselines only, with `--tune-baselines`: every setting of the policy's natural knob
+    /// that was tried, in sweep order.
+    pub sweep: Vec<SweepPoint>,
+    /// The cheapest point of `sweep` meeting the scenario's SLO target, if any did.
+    pub tuned: Option<SweepPoint>,
+}
+
+/// One setting of a baseline's knob and what it reached.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct SweepPoint {
+    /// Human-readable setting, e.g. `"fleet=6"` or `"min_replicas=4,target=6"`.
+    pub setting: String,
+    pub slo_attainment: f64,
+    pub cost_usd: f64,
 }
 
 pub struct ScenarioRun {
@@ -355,6 +369,8 @@ fn finish(p: &Prepared, policy: Policy, mut w: World) -> PolicyRun {
         calls: std::mem::take(&mut w.calls),
         failed_launches: std::mem::take(&mut w.failed_launches),
         launches: std::mem::take(&mut w.launches),
+        sweep: Vec::new(),
+        tuned: None,
     }
 }
 
@@ -505,6 +521,8 @@ fn oracle_run(p: &Prepared) -> PolicyRun {
         calls: Vec::new(),
         failed_launches: Vec::new(),
         launches: Vec::new(),
+        sweep: Vec::new(),
+        tuned: None,
     }
 }
 

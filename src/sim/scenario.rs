@@ -176,18 +176,27 @@ pub struct Slo {
     /// A request meets the SLO when it waited at most this long in the queue.
     #[serde(default = "d_slo")]
     pub queue_wait_s: f64,
+    /// Share of requests that must meet `queue_wait_s`: the target a policy is judged
+    /// against (and a tuned baseline must reach).
+    #[serde(default = "d_attainment")]
+    pub attainment: f64,
 }
 
 impl Default for Slo {
     fn default() -> Self {
         Slo {
             queue_wait_s: d_slo(),
+            attainment: d_attainment(),
         }
     }
 }
 
 fn d_slo() -> f64 {
     1.0
+}
+
+fn d_attainment() -> f64 {
+    0.99
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
