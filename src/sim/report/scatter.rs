@@ -1,0 +1,225 @@
+//! Cost against SLO attainment: every policy's run, every setting a baseline's sweep tried
+//! (`--tune-baselines`), the tuned setting ringed, and the oracle, with the scenario's SLO
+//! target as a line. Cheaper is left, better is up; what matters is the cheapest point above
+//! the line. Attainment is on a "nines" axis (90 %, 99 %, 99.9 %) so 98.6 % and 99.2 % are
+//! apart; cost goes to a log axis when the runs span more than 5×.
+
+use super::axis::{Axis, Scale};
+use super::cdf::percent;
+use super::chart::{self, LegendEntry, Mark, font};
+use crate::sim::run::SweepPoint;
+use plotters::prelude::*;
+use plotters::style::text_anchor::{HPos, Pos, VPos};
+
+/// One policy's points.
+pub struct CostPoints<'a> {
+    pub name: &'a str,
+    pub colour: RGBColor,
+    /// The policy's own run: `(cost $, attainment)`.
+    pub run: (f64, f64),
+    pub sweep: &'a [SweepPoint],
+    pub tuned: Option<&'a SweepPoint>,
+    pub is_oracle: bool,
+}
+
+const H: u32 = 380;
+const TARGET: RGBColor = RGBColor(200, 0, 0);
+/// Radius of a sweep point's ring, px.
+pub const SWEEP_R: u32 = 4;
+const TUNED_R: u32 = 9;
+
+pub fn chart(points: &[CostPoints], target: f64) -> std::io::Result<String> {
+    let costs: Vec<f64> = points
+        .iter()
+        .flat_map(|p| std::iter::once(p.run.0).chain(p.sweep.iter().map(|s| s.cost_usd)))
+        .collect();
+    let shares: Vec<f64> = points
+        .iter()
+        .flat_map(|p| std::iter::once(p.run.1).chain(p.sweep.iter().map(|s| s.slo_attainment)))
+        .collect();
+    let lo = costs.iter().copied().fold(f64::INFINITY, f64::min);
+    let hi = costs.iter().copied().fold(0.0, f64::max);
+    let desc = "cost of the replay (US$)";
+    let x = if lo > 0.0 && hi / lo > 5.0 {
+        Axis::log10(lo, hi, format!("{desc}, log scale")).with_unit("$", "")
+    } else {
+        Axis::linear(0.0, hi.max(0.01), false, desc.into()).with_unit("$", "")
+    };
+    let y = Axis::nines_axis(&shares, target, "SLO attainment (share of requests)".into());
+    let px = |cost: f64| match x.scale {
+        Scale::Log10 => cost.max(1e-9).log10(),
+        _ => cost,
+    };
+    let top = y.hi;
+    let py = |share: f64| Axis::nines(share, top);
+
+    let mut legend = Vec::new();
+    for p in points {
+        let mark = if p.is_oracle {
+            Mark::Cross(p.colour)
+        } else {
+            Mark::Dot(p.colour)
+        };
+        legend.push(LegendEntry::new(p.name, mark));
+        if !p.sweep.is_empty() {
+            legend.push(LegendEntry::new(
+                format!("{} sweep ({})", p.name, p.sweep.len()),
+                Mark::Ring(p.colour),
+            ));
+        }
+    }
+    if points.iter().any(|p| p.tuned.is_some()) {
+        legend.push(LegendEntry::new(
+            "tuned: cheapest meeting target",
+            Mark::Ring(BLACK.into()),
+        ));
+    }
+    legend.push(LegendEntry::new(
+        format!("SLO target {}", percent(target)),
+        Mark::Line(TARGET),
+    ));
+
+    chart::canvas(H.max(30 + 18 * legend.len() as u32), &legend, |area| {
+        let mut c = chart::linear(area, &x, &y)?;
+        let ty = py(target);
+        c.draw_series(LineSeries::new(
+            [(x.lo, ty), (x.hi, ty)],
+            TARGET.stroke_width(1),
+        ))?;
+        for p in points {
+            if p.sweep.is_empty() {
+                continue;
+            }
+            let mut sweep: Vec<(f64, f64)> = p
+                .sweep
+                .iter()
+                .map(|s| (px(s.cost_usd), py(s.slo_attainment)))
+                .collect();
+            sweep.sort_by(|a, b| a.0.total_cmp(&b.0));
+            c.draw_series(LineSeries::new(sweep.clone(), p.colour.mix(0.4)))?;
+            c.draw_series(
+                sweep
+                    .iter()
+                    .map(|&pt| Circle::new(pt, SWEEP_R, p.colour.stroke_width(1))),
+            )?;
+            if let Some(t) = p.tuned {
+                let at = (px(t.cost_usd), py(t.slo_attainment));
+                c.draw_series(std::iter::once(Circle::new(
+                    at,
+                    TUNED_R,
+                    BLACK.stroke_width(2),
+                )))?;
+                c.draw_series(std::iter::once(
+                    EmptyElement::at(at) + Text::new(t.setting.clone(), (11, 4), font(11.0)),
+                ))?;
+            }
+        }
+        for (k, p) in points.iter().enumerate() {
+            let at = (px(p.run.0), py(p.run.1));
+            // Names alternate above and below their point so neighbours do not overprint.
+            let label_dy = if k % 2 == 0 { -14 } else { 6 };
+            if p.is_oracle {
+                c.draw_series(std::iter::once(Cross::new(at, 7, p.colour.stroke_width(3))))?;
+            } else {
+                c.draw_series(std::iter::once(Circle::new(at, 5, p.colour.filled())))?;
+            }
+            // Names near the right edge go to the left of their point.
+            let right = (at.0 - x.lo) / (x.hi - x.lo) > 0.75;
+            let (dx, h) = if right {
+                (-8, HPos::Right)
+            } else {
+                (8, HPos::Left)
+            };
+            let style = font(11.0).pos(Pos::new(h, VPos::Top));
+            c.draw_series(std::iter::once(
+                EmptyElement::at(at) + Text::new(p.name.to_owned(), (dx, label_dy), style),
+            ))?;
+        }
+        Ok(())
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::chart::texts;
+    use super::*;
+
+    fn sp(setting: &str, slo: f64, cost: f64) -> SweepPoint {
+        SweepPoint {
+            setting: setting.into(),
+            slo_attainment: slo,
+            cost_usd: cost,
+        }
+    }
+
+    #[test]
+    fn every_sweep_point_is_drawn_and_the_tuned_one_is_named() {
+        let sweep = [
+            sp("fleet=2", 0.80, 20.0),
+            sp("fleet=4", 0.97, 40.0),
+            sp("fleet=6", 0.995, 60.0),
+            sp("fleet=8", 1.0, 80.0),
+        ];
+        let hpa_sweep = [
+            sp("min=1,target=6", 0.5, 15.0),
+            sp("min=3,target=6", 0.992, 45.0),
+        ];
+        let points = [
+            CostPoints {
+                name: "gpupool",
+                colour: RGBColor(10, 20, 30),
+                run: (50.0, 0.993),
+                sweep: &[],
+                tuned: None,
+                is_oracle: false,
+            },
+            CostPoints {
+                name: "static-peak",
+                colour: RGBColor(40, 50, 60),
+                run: (80.0, 1.0),
+                sweep: &sweep,
+                tuned: Some(&sweep[2]),
+                is_oracle: false,
+            },
+            CostPoints {
+                name: "hpa-ca",
+                colour: RGBColor(70, 80, 90),
+                run: (15.0, 0.5),
+                sweep: &hpa_sweep,
+                tuned: Some(&hpa_sweep[1]),
+                is_oracle: false,
+            },
+            CostPoints {
+                name: "oracle",
+                colour: RGBColor(100, 110, 120),
+                run: (30.0, 1.0),
+                sweep: &[],
+                tuned: None,
+                is_oracle: true,
+            },
+        ];
+        let svg = chart(&points, 0.99).unwrap();
+        let rings = |colour: &str| {
+            svg.split("<circle")
+                .filter(|c| c.contains(&format!("r=\"{SWEEP_R}\"")) && c.contains(colour))
+                .count()
+        };
+        assert_eq!(rings("#28323C"), 4, "static-peak's four sweep points");
+        assert_eq!(rings("#46505A"), 2, "hpa-ca's two sweep points");
+        let t = texts(&svg);
+        for label in [
+            "fleet=6",
+            "min=3,target=6",
+            "gpupool",
+            "oracle",
+            "SLO target 99 %",
+        ] {
+            assert!(t.iter().any(|x| x == label), "{label} missing in {t:?}");
+        }
+        // Costs span 5.3×: a log axis with dollar ticks; attainment in nines.
+        for tick in ["$20", "$50", "90 %", "99 %", "100 %"] {
+            assert!(t.iter().any(|x| x == tick), "tick {tick} missing in {t:?}");
+        }
+        assert!(t.iter().any(|x| x == "cost of the replay (US$), log scale"));
+    }
+}

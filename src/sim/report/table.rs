@@ -1,0 +1,199 @@
+//! The summary table and the definitions of its columns, written from one list so no column
+//! goes unexplained. The definitions say exactly what `sim::metrics::summarise` computes.
+
+use super::cdf::percent;
+use super::esc;
+use crate::sim::metrics::PolicySummary;
+use crate::sim::run::PolicyRun;
+use std::fmt::Write as _;
+
+/// A column: its header, its definition, and how a row's cell is written.
+pub(super) struct Column {
+    pub(super) header: &'static str,
+    pub(super) definition: &'static str,
+    cell: fn(&PolicySummary) -> String,
+}
+
+fn f(v: f64, decimals: usize) -> String {
+    format!("{v:.decimals$}")
+}
+
+pub(super) const COLUMNS: &[Column] = &[
+    Column {
+        header: "SLO",
+        definition: "SLO attainment: the share of the replay's requests whose queue wait was at \
+                     most the SLO's queue wait. The oracle meets every bucket's demand by \
+                     construction and is listed at 1.",
+        cell: |s| f(s.slo_attainment, 4),
+    },
+    Column {
+        header: "p50 s",
+        definition: "Median queue wait, seconds: time from a request's arrival until a replica \
+                     started serving it, summed over its attempts when a preemption or scale-in \
+                     sent it back to the queue; requests still queued at the end count their \
+                     wait so far. Nearest-rank quantile over all requests.",
+        cell: |s| f(s.queue_wait_p50_s, 2),
+    },
+    Column {
+        header: "p99 s",
+        definition: "99th-percentile queue wait, seconds (nearest rank).",
+        cell: |s| f(s.queue_wait_p99_s, 2),
+    },
+    Column {
+        header: "p99.9 s",
+        definition: "99.9th-percentile queue wait, seconds (nearest rank).",
+        cell: |s| f(s.queue_wait_p999_s, 2),
+    },
+    Column {
+        header: "cost $",
+        definition: "What the replay cost, US$: every instance billed per millisecond at its \
+                     group's hourly price while launching, warming, starting, ready or \
+                     draining, plus the disks of stopped warm-pool instances.",
+        cell: |s| f(s.cost_usd, 2),
+    },
+    Column {
+        header: "spot $",
+        definition: "The part of cost spent on spot instances.",
+        cell: |s| f(s.spot_cost_usd, 2),
+    },
+    Column {
+        header: "on-demand $",
+        definition: "The rest: on-demand instances and warm-pool disks.",
+        cell: |s| f(s.on_demand_cost_usd, 2),
+    },
+    Column {
+        header: "× oracle",
+        definition: "Cost divided by the oracle's: the least any policy could pay to meet every \
+                     bucket's demand knowing the future, with the same median cold start (a \
+                     lower bound; 1.000 is the oracle itself).",
+        cell: |s| f(s.cost_vs_oracle, 3),
+    },
+    Column {
+        header: "GPU-h",
+        definition: "GPU-hours paid for: GPUs per instance × hours each instance was billed \
+                     as running (launching to draining; warm-pool disks not included).",
+        cell: |s| f(s.gpu_hours, 1),
+    },
+    Column {
+        header: "idle-h",
+        definition: "Of those, GPU-hours during which the instance served no request \
+                     (GPU-h minus the GPU-hours with at least one request in flight), \
+                     including cold starts.",
+        cell: |s| f(s.idle_gpu_hours, 1),
+    },
+    Column {
+        header: "actions",
+        definition: "Cloud calls that succeeded and changed capacity: launches, terminations, \
+                     warm-pool resizes and releases of launches the cloud did not fulfil.",
+        cell: |s| s.scale_actions.to_string(),
+    },
+    Column {
+        header: "hurt",
+        definition: "Requests in flight on a spot instance when the cloud reclaimed it, each \
+                     counted once; they went back to the front of the queue.",
+        cell: |s| s.requests_hurt_by_preemption.to_string(),
+    },
+    Column {
+        header: "cut",
+        definition: "Requests cut short by the policy itself: in flight on an instance it \
+                     terminated (a scale-in that did not wait for them), counted per cut.",
+        cell: |s| s.requests_cut_short.to_string(),
+    },
+    Column {
+        header: "api s",
+        definition: "Reaction to API: median seconds from a demand rise above the replicas \
+                     serving (per demand bucket) to the first successful scale-up call; a call \
+                     up to one bucket before the rise counts as 0 (anticipated). Also 0 when \
+                     no such rise occurred.",
+        cell: |s| f(s.reaction_to_api_s_p50, 1),
+    },
+    Column {
+        header: "ready s",
+        definition: "Reaction to ready: median seconds from that rise until the replicas \
+                     serving reached the demand (0 when no rise occurred).",
+        cell: |s| f(s.reaction_to_ready_s_p50, 1),
+    },
+    Column {
+        header: "failed launches",
+        definition: "Launches the cloud accepted and then reported it could not fulfil, or \
+                     (never reported) that the controller took back after its launch timeout.",
+        cell: |s| s.failed_launches.to_string(),
+    },
+    Column {
+        header: "fallback s",
+        definition: "Seconds from a failed launch being known to the first successful launch of \
+                     the same pool on another offering, before the failed offering was tried \
+                     again: median / max over the failures that had one; – when none had \
+                     (unknown, not zero).",
+        cell: |s| match (s.failure_to_fallback_s_p50, s.failure_to_fallback_s_max) {
+            (Some(p50), Some(max)) => format!("{p50:.0} / {max:.0}"),
+            _ => "–".to_owned(),
+        },
+    },
+];
+
+const TUNED: &str = "tuned";
+const TUNED_DEFINITION: &str = "With --tune-baselines: the cheapest setting of the baseline's \
+     own knob (static-peak: fleet size; hpa-ca, karpenter: min replicas and target per replica) \
+     whose run met the scenario's SLO target, with that run's attainment and cost; \"none of N\" \
+     when no setting tried met it.";
+
+/// The table and, below it, the definitions of its columns.
+pub fn render(out: &mut String, runs: &[PolicyRun], target: f64) {
+    let tuned = runs.iter().any(|r| !r.sweep.is_empty());
+    out.push_str("<table><tr><th>policy</th>");
+    for c in COLUMNS {
+        let _ = write!(out, "<th>{}</th>", esc(c.header));
+    }
+    if tuned {
+        let _ = write!(out, "<th>{TUNED}</th>");
+    }
+    out.push_str("</tr>\n");
+    for r in runs {
+        let _ = write!(out, "<tr><td class=l>{}</td>", esc(&r.summary.policy));
+        for c in COLUMNS {
+            let _ = write!(out, "<td>{}</td>", esc(&(c.cell)(&r.summary)));
+        }
+        if tuned {
+            let cell = match (&r.tuned, r.sweep.len()) {
+                (_, 0) => "–".to_owned(),
+                (Some(t), _) => format!(
+                    "{} ({:.4}, ${:.2})",
+                    t.setting, t.slo_attainment, t.cost_usd
+                ),
+                (None, n) => format!("none of {n} met {}", percent(target)),
+            };
+            let _ = write!(out, "<td class=l>{}</td>", esc(&cell));
+        }
+        out.push_str("</tr>\n");
+    }
+    out.push_str("</table>\n<dl class=defs>");
+    for c in COLUMNS {
+        let _ = write!(
+            out,
+            "<dt>{}</dt><dd>{}</dd>",
+            esc(c.header),
+            esc(c.definition)
+        );
+    }
+    if tuned {
+        let _ = write!(out, "<dt>{TUNED}</dt><dd>{}</dd>", esc(TUNED_DEFINITION));
+    }
+    out.push_str("</dl>\n");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_column_has_a_definition() {
+        let mut out = String::new();
+        render(&mut out, &[], 0.99);
+        let defs = &out[out.find("<dl").unwrap()..];
+        for c in COLUMNS {
+            assert!(c.definition.len() > 20, "{}", c.header);
+            assert!(defs.contains(&format!("<dt>{}</dt>", esc(c.header))));
+        }
+    }
+}
