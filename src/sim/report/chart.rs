@@ -60,10 +60,10 @@ impl Ranged for Lin {
 }
 pub type Chart<'a, 'b> = ChartContext<'a, SVGBackend<'b>, Cartesian2d<Lin, Lin>>;
 
-/// Chart width, px (the page is 960 px wide).
-pub const W: u32 = 940;
+/// Chart width, px (the page is 980 px wide).
+pub const W: u32 = 960;
 /// Width of the legend column at the right of each chart, px.
-const LEGEND_W: u32 = 210;
+const LEGEND_W: u32 = 240;
 
 /// Colour of the i-th policy (the same in every chart and legend).
 pub fn colour(i: usize) -> RGBColor {

@@ -48,7 +48,7 @@ fn esc(s: &str) -> String {
         .replace('"', "&quot;")
 }
 
-const STYLE: &str = "body{font-family:sans-serif;margin:2em auto;max-width:960px;color:#222}\
+const STYLE: &str = "body{font-family:sans-serif;margin:2em auto;max-width:980px;color:#222}\
 table{border-collapse:collapse;font-size:13px}\
 td,th{border:1px solid #ccc;padding:3px 6px;text-align:right}th{background:#f4f4f4}\
 td.l{text-align:left}figure{margin:1.5em 0}figcaption{font-weight:bold;margin-bottom:2px}\

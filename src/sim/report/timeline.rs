@@ -138,14 +138,7 @@ impl Timeline<'_> {
             let u = unit.seconds();
             draw_demand(&mut c, &self.demand_buckets(), u, self.span_s)?;
             let n = self.tracks.len() + usize::from(self.oracle.is_some());
-            for (k, t) in self.tracks.iter().enumerate() {
-                let b = self.buckets(|s| f64::from(s.serving), t.samples);
-                let style = Style {
-                    lift_px: lift_px(k, n),
-                    ..Style::line(2)
-                };
-                draw_buckets(&mut c, &b, u, self.span_s, t.colour, style)?;
-            }
+            // The oracle's plan first, under the policies.
             if let Some(o) = &self.oracle {
                 let b = aggregate(&o.paid, self.width_s());
                 let style = Style {
@@ -154,6 +147,15 @@ impl Timeline<'_> {
                 };
                 draw_buckets(&mut c, &b, u, self.span_s, o.colour, style)?;
             }
+            for (k, t) in self.tracks.iter().enumerate() {
+                let b = self.buckets(|s| f64::from(s.serving), t.samples);
+                let style = Style {
+                    lift_px: lift_px(k, n),
+                    ..Style::line(2)
+                };
+                draw_buckets(&mut c, &b, u, self.span_s, t.colour, style)?;
+            }
+
             let with_notices = self.tracks.iter().filter(|t| !t.notices_s.is_empty());
             for (row, t) in with_notices.enumerate() {
                 let dy = 9 * row as i32;
@@ -188,14 +190,15 @@ impl Timeline<'_> {
             let mut c = chart::linear(area, &x, &y)?;
             let u = unit.seconds();
             draw_demand(&mut c, &self.demand_buckets(), u, self.span_s)?;
-            let running = self.buckets(|s| f64::from(s.running), t.samples);
-            draw_buckets(&mut c, &running, u, self.span_s, paid, Style::line(1))?;
             let serving = self.buckets(|s| f64::from(s.serving), t.samples);
             let style = Style {
                 band: true,
                 ..Style::line(2)
             };
             draw_buckets(&mut c, &serving, u, self.span_s, t.colour, style)?;
+            // Paid-for instances over the band: the gap above serving is starting capacity.
+            let running = self.buckets(|s| f64::from(s.running), t.samples);
+            draw_buckets(&mut c, &running, u, self.span_s, paid, Style::line(1))?;
             for n in &t.notices_s {
                 c.draw_series(LineSeries::new(
                     [(n / u, y.lo), (n / u, y.hi)],
@@ -427,7 +430,8 @@ mod tests {
     #[test]
     fn three_days_stay_small_and_read_in_hours() {
         let a = samples(72.0, |t| 4 + ((t / 3600.0).sin() * 3.0) as u32);
-        let b = samples(72.0, |t| if (t as i64) % 7200 == 0 { 20 } else { 3 });
+        // 5-s spikes 455 s into every 2 h: inside a bucket, never its first or last sample.
+        let b = samples(72.0, |t| if (t as i64) % 7200 == 455 { 20 } else { 3 });
         let tl = timeline(72.0, &a, &b);
         assert!(tl.bucket_note().contains("15 min buckets"));
         let overlay = tl.overlay().unwrap();
