@@ -255,7 +255,7 @@ const MAX_TICKS: f64 = 9.0;
 
 /// The smallest step of the form {1, 2, 5} × 10^k giving at most `max_ticks` intervals.
 pub fn nice_step(span: f64, max_ticks: f64) -> f64 {
-    if !(span > 0.0) || !span.is_finite() {
+    if span.is_nan() || span <= 0.0 || !span.is_finite() {
         return 1.0;
     }
     let raw = span / max_ticks;

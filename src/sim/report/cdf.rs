@@ -30,7 +30,7 @@ fn share_at_most(sorted: &[f64], x: f64) -> f64 {
 /// The x range: from 10 ms (or a tenth of the SLO wait, if shorter) to the longest wait (at
 /// least ten times the SLO wait), seconds.
 fn x_range(curves: &[&WaitCurve], slo_wait_s: f64) -> (f64, f64) {
-    let lo = (slo_wait_s / 10.0).min(0.01).max(1e-3);
+    let lo = (slo_wait_s / 10.0).clamp(1e-3, 0.01);
     let longest = curves
         .iter()
         .filter_map(|c| c.waits_s.last().copied())

@@ -58,9 +58,9 @@ dl.defs dt{font-weight:bold}dl.defs dd{margin:0}";
 
 /// A chart with its caption and a line on how to read it.
 fn figure(out: &mut String, caption: &str, how: &str, svg: &str) {
-    let _ = write!(
+    let _ = writeln!(
         out,
-        "<figure><figcaption>{}</figcaption><p class=how>{}</p>{svg}</figure>\n",
+        "<figure><figcaption>{}</figcaption><p class=how>{}</p>{svg}</figure>",
         esc(caption),
         esc(how)
     );
@@ -258,12 +258,12 @@ fn split_bars(out: &mut String, runs: &[PolicyRun]) {
         );
     }
     let ly = runs.len() * 24 + 20;
-    let _ = write!(
+    let _ = writeln!(
         out,
         "<rect x=\"{BAR_X}\" y=\"{r}\" width=\"12\" height=\"12\" fill=\"{od}\"/>\
          <text x=\"{t1}\" y=\"{ly}\">on-demand (incl. warm-pool disks)</text>\
          <rect x=\"{x2}\" y=\"{r}\" width=\"12\" height=\"12\" fill=\"{spot}\"/>\
-         <text x=\"{t2}\" y=\"{ly}\">spot</text></svg></figure>\n",
+         <text x=\"{t2}\" y=\"{ly}\">spot</text></svg></figure>",
         r = ly - 10,
         t1 = BAR_X + 16.0,
         x2 = BAR_X + 260.0,

@@ -71,7 +71,7 @@ pub fn chart(points: &[CostPoints], target: f64) -> std::io::Result<String> {
     if points.iter().any(|p| p.tuned.is_some()) {
         legend.push(LegendEntry::new(
             "tuned: cheapest meeting target",
-            Mark::Ring(BLACK.into()),
+            Mark::Ring(BLACK),
         ));
     }
     legend.push(LegendEntry::new(
