@@ -52,7 +52,8 @@ const STYLE: &str = "body{font-family:sans-serif;margin:2em auto;max-width:980px
 table{border-collapse:collapse;font-size:13px}\
 td,th{border:1px solid #ccc;padding:3px 6px;text-align:right}th{background:#f4f4f4}\
 td.l{text-align:left}figure{margin:1.5em 0}figcaption{font-weight:bold;margin-bottom:2px}\
-p.how{font-size:13px;color:#444;margin:2px 0 6px}svg{display:block}\
+p.how{font-size:13px;color:#444;margin:2px 0 6px}svg{display:block;max-width:100%;height:auto}\
+div.table{overflow-x:auto}\
 dl.defs{font-size:13px;display:grid;grid-template-columns:max-content 1fr;gap:2px 12px}\
 dl.defs dt{font-weight:bold}dl.defs dd{margin:0}";
 
@@ -305,6 +306,25 @@ mod tests {
             .skip(1)
             .map(|s| &s[..s.find("</svg>").unwrap()])
             .collect()
+    }
+
+    #[test]
+    fn a_report_of_the_oracle_alone_still_renders() {
+        let sc = Scenario::load("quick").unwrap();
+        let run = run_scenario(
+            sc,
+            &RunOptions {
+                seed: 1,
+                policies: vec![Policy::Oracle],
+            },
+            &|_, _| {},
+        )
+        .unwrap();
+        let html = render(&run).unwrap();
+        let charts = svgs(&html);
+        // Overlay, cost vs SLO, CDF, cumulative cost, split; no small multiples.
+        assert_eq!(charts.len(), 5);
+        assert!(texts(charts[0]).iter().any(|x| x == "oracle: instances paid"));
     }
 
     #[test]

@@ -141,7 +141,7 @@ const TUNED_DEFINITION: &str = "With --tune-baselines: the cheapest setting of t
 /// The table and, below it, the definitions of its columns.
 pub fn render(out: &mut String, runs: &[PolicyRun], target: f64) {
     let tuned = runs.iter().any(|r| !r.sweep.is_empty());
-    out.push_str("<table><tr><th>policy</th>");
+    out.push_str("<div class=table><table><tr><th>policy</th>");
     for c in COLUMNS {
         let _ = write!(out, "<th>{}</th>", esc(c.header));
     }
@@ -167,7 +167,7 @@ pub fn render(out: &mut String, runs: &[PolicyRun], target: f64) {
         }
         out.push_str("</tr>\n");
     }
-    out.push_str("</table>\n<dl class=defs>");
+    out.push_str("</table></div>\n<dl class=defs>");
     for c in COLUMNS {
         let _ = write!(
             out,
