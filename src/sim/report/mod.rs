@@ -23,6 +23,7 @@ mod table;
 mod timeline;
 
 use super::SimError;
+use super::metrics::reaction_times_of;
 use super::run::{Policy, PolicyRun, ScenarioRun};
 use axis::TimeUnit;
 use chart::{colour, hex};
@@ -92,7 +93,19 @@ pub fn render(run: &ScenarioRun) -> std::io::Result<String> {
         peak = p.demand.iter().max().copied().unwrap_or(0),
     );
     out.push_str("<h2>Summary</h2>");
-    table::render(&mut out, &run.runs, target);
+    let rows: Vec<table::Row> = run
+        .runs
+        .iter()
+        .map(|r| {
+            let (api_s, ready_s) = reaction_times_of(&r.samples, &r.calls, &p.demand, p.bucket_ms);
+            table::Row {
+                run: r,
+                api_s,
+                ready_s,
+            }
+        })
+        .collect();
+    table::render(&mut out, &rows, target);
 
     let tl = timeline_of(run);
     out.push_str("<h2>Demand and capacity</h2>");
@@ -324,7 +337,11 @@ mod tests {
         let charts = svgs(&html);
         // Overlay, cost vs SLO, CDF, cumulative cost, split; no small multiples.
         assert_eq!(charts.len(), 5);
-        assert!(texts(charts[0]).iter().any(|x| x == "oracle: instances paid"));
+        assert!(
+            texts(charts[0])
+                .iter()
+                .any(|x| x == "oracle: instances paid")
+        );
     }
 
     #[test]
@@ -355,6 +372,12 @@ mod tests {
             assert!(defs.contains(&format!("<dt>{}</dt>", esc(c.header))));
         }
         assert!(html.contains("fleet=4 (0.9990, $0.80)"));
+        // The oracle reacts to nothing: api s, ready s and fallback are unknown, not 0.
+        let oracle_row = html
+            .split("<tr>")
+            .find(|r| r.starts_with("<td class=l>oracle</td>"))
+            .unwrap();
+        assert_eq!(oracle_row.matches("<td>–</td>").count(), 3, "{oracle_row}");
 
         let charts = svgs(&html);
         let overlay = charts[0];
