@@ -128,9 +128,9 @@ pub fn render(run: &ScenarioRun) -> std::io::Result<String> {
         &mut out,
         "Cost vs SLO attainment",
         "Left is cheaper, up is better; the cheapest point above the red line wins. Rings: \
-         each setting a baseline's --tune-baselines sweep tried, the tuned one circled in \
-         black with its setting. The attainment axis counts nines (90 %, 99 %, 99.9 %); the \
-         top is 100 %.",
+         each setting a baseline's --tune-baselines sweep tried, joined along its efficient \
+         settings (none cheaper does better); the tuned one circled in black with its \
+         setting. The attainment axis counts nines (90 %, 99 %, 99.9 %); the top is 100 %.",
         &scatter::chart(&cost_points(&run.runs), target)?,
     );
     let curves: Vec<cdf::WaitCurve> = run

@@ -1,6 +1,6 @@
 //! Cost against SLO attainment: every policy's run, every setting a baseline's sweep tried
-//! (`--tune-baselines`), the tuned setting ringed, and the oracle, with the scenario's SLO
-//! target as a line. Cheaper is left, better is up; what matters is the cheapest point above
+//! (`--tune-baselines`) joined along its efficient frontier, the tuned setting ringed, and the
+//! oracle, with the scenario's SLO target as a line. Cheaper is left, better is up; what matters is the cheapest point above
 //! the line. Attainment is on a "nines" axis (90 %, 99 %, 99.9 %) so 98.6 % and 99.2 % are
 //! apart; cost goes to a log axis when the runs span more than 5×.
 
@@ -53,31 +53,7 @@ pub fn chart(points: &[CostPoints], target: f64) -> std::io::Result<String> {
     let top = y.hi;
     let py = |share: f64| Axis::nines(share, top);
 
-    let mut legend = Vec::new();
-    for p in points {
-        let mark = if p.is_oracle {
-            Mark::Cross(p.colour)
-        } else {
-            Mark::Dot(p.colour)
-        };
-        legend.push(LegendEntry::new(p.name, mark));
-        if !p.sweep.is_empty() {
-            legend.push(LegendEntry::new(
-                format!("{} sweep ({})", p.name, p.sweep.len()),
-                Mark::Ring(p.colour),
-            ));
-        }
-    }
-    if points.iter().any(|p| p.tuned.is_some()) {
-        legend.push(LegendEntry::new(
-            "tuned: cheapest meeting target",
-            Mark::Ring(BLACK),
-        ));
-    }
-    legend.push(LegendEntry::new(
-        format!("SLO target {}", percent(target)),
-        Mark::Line(TARGET),
-    ));
+    let legend = legend(points, target);
 
     chart::canvas(H.max(30 + 18 * legend.len() as u32), &legend, |area| {
         let mut c = chart::linear(area, &x, &y)?;
@@ -90,13 +66,16 @@ pub fn chart(points: &[CostPoints], target: f64) -> std::io::Result<String> {
             if p.sweep.is_empty() {
                 continue;
             }
-            let mut sweep: Vec<(f64, f64)> = p
+            let sweep: Vec<(f64, f64)> = p
                 .sweep
                 .iter()
                 .map(|s| (px(s.cost_usd), py(s.slo_attainment)))
                 .collect();
-            sweep.sort_by(|a, b| a.0.total_cmp(&b.0));
-            c.draw_series(LineSeries::new(sweep.clone(), p.colour.mix(0.4)))?;
+            let front: Vec<(f64, f64)> = frontier(p.sweep)
+                .iter()
+                .map(|s| (px(s.cost_usd), py(s.slo_attainment)))
+                .collect();
+            c.draw_series(LineSeries::new(front, p.colour.mix(0.4)))?;
             c.draw_series(
                 sweep
                     .iter()
@@ -139,6 +118,58 @@ pub fn chart(points: &[CostPoints], target: f64) -> std::io::Result<String> {
     })
 }
 
+/// The sweep's efficient settings, cheapest first: those no cheaper (or equally cheap)
+/// setting matches in attainment. A line through them is the best attainment each budget
+/// buys; a two-knob sweep (min replicas × target) would zigzag if joined in cost order.
+fn frontier(sweep: &[SweepPoint]) -> Vec<&SweepPoint> {
+    let mut by_cost: Vec<&SweepPoint> = sweep.iter().collect();
+    by_cost.sort_by(|a, b| {
+        a.cost_usd
+            .total_cmp(&b.cost_usd)
+            .then(b.slo_attainment.total_cmp(&a.slo_attainment))
+    });
+    let mut best = f64::NEG_INFINITY;
+    by_cost
+        .into_iter()
+        .filter(|s| {
+            let better = s.slo_attainment > best;
+            best = best.max(s.slo_attainment);
+            better
+        })
+        .collect()
+}
+
+/// Each policy's run and sweep, the tuned ring, the target line.
+fn legend(points: &[CostPoints], target: f64) -> Vec<LegendEntry> {
+    let mut legend = Vec::new();
+    for p in points {
+        let mark = if p.is_oracle {
+            Mark::Cross(p.colour)
+        } else {
+            Mark::Dot(p.colour)
+        };
+        legend.push(LegendEntry::new(p.name, mark));
+        if !p.sweep.is_empty() {
+            legend.push(LegendEntry::new(
+                format!("{} sweep ({})", p.name, p.sweep.len()),
+                Mark::Ring(p.colour),
+            ));
+        }
+    }
+    if points.iter().any(|p| p.tuned.is_some()) {
+        legend.push(LegendEntry::new(
+            "tuned: cheapest meeting target",
+            Mark::Ring(BLACK),
+        ));
+    }
+    legend.push(LegendEntry::new(
+        format!("SLO target {}", percent(target)),
+        Mark::Line(TARGET),
+    ));
+
+    legend
+}
+
 #[cfg(test)]
 mod tests {
     use super::super::chart::texts;
@@ -150,6 +181,24 @@ mod tests {
             slo_attainment: slo,
             cost_usd: cost,
         }
+    }
+
+    #[test]
+    fn the_frontier_keeps_settings_nothing_cheaper_beats() {
+        let sweep = [
+            sp("a", 0.90, 10.0),
+            sp("b", 0.85, 12.0),
+            sp("c", 0.99, 15.0),
+            sp("d", 0.99, 16.0),
+            sp("e", 0.95, 15.0),
+            sp("f", 0.999, 30.0),
+        ];
+        let names: Vec<&str> = frontier(&sweep)
+            .iter()
+            .map(|s| s.setting.as_str())
+            .collect();
+        assert_eq!(names, ["a", "c", "f"]);
+        assert!(frontier(&[]).is_empty());
     }
 
     #[test]
