@@ -84,9 +84,9 @@ pub const DEMAND: RGBColor = RGBColor(90, 90, 90);
 pub const GRID: RGBColor = RGBColor(228, 228, 228);
 pub const NOTICE: RGBColor = RGBColor(200, 0, 0);
 
-/// `c` blended towards white: `f` = 0 keeps it, 1 is white.
-pub fn lighten(c: RGBColor, f: f64) -> RGBColor {
-    let m = |v: u8| (f64::from(v) + (255.0 - f64::from(v)) * f).round() as u8;
+/// `c` darkened: `f` = 0 keeps it, 1 is black.
+pub fn darken(c: RGBColor, f: f64) -> RGBColor {
+    let m = |v: u8| (f64::from(v) * (1.0 - f)).round() as u8;
     RGBColor(m(c.0), m(c.1), m(c.2))
 }
 

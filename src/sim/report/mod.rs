@@ -166,7 +166,7 @@ pub fn render(run: &ScenarioRun) -> std::io::Result<String> {
             &mut out,
             t.name,
             "Same time axis and replica scale as above. Band: serving replicas' min–max per \
-             bucket; light line: instances paid for, including those still starting; red \
+             bucket; dark line: instances paid for, including those still starting; red \
              lines: spot interruption notices.",
             &tl.small_multiple(k)?,
         );

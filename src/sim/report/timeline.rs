@@ -41,7 +41,7 @@ pub struct Timeline<'a> {
 
 /// Height of the overlay and cost charts, px; of each small multiple.
 const H: u32 = 340;
-const H_SMALL: u32 = 210;
+const H_SMALL: u32 = 240;
 
 impl Timeline<'_> {
     fn width_s(&self) -> f64 {
@@ -174,7 +174,7 @@ impl Timeline<'_> {
         let t = &self.tracks[k];
         let (x, unit) = self.time_axis();
         let y = self.replica_axis_described("replicas".into());
-        let paid = chart::lighten(t.colour, 0.5);
+        let paid = chart::darken(t.colour, 0.55);
         let mut legend = vec![
             LegendEntry::new("demand (replicas needed)", Mark::Band(DEMAND)),
             LegendEntry::new(format!("{} serving", t.name), Mark::Band(t.colour)),
