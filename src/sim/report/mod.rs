@@ -54,7 +54,7 @@ table{border-collapse:collapse;font-size:13px}\
 td,th{border:1px solid #ccc;padding:3px 6px;text-align:right}th{background:#f4f4f4}\
 td.l{text-align:left}figure{margin:1.5em 0}figcaption{font-weight:bold;margin-bottom:2px}\
 p.how{font-size:13px;color:#444;margin:2px 0 6px}svg{display:block;max-width:100%;height:auto}\
-div.table{overflow-x:auto}\
+div.table{overflow-x:auto}td.miss{color:#c00;font-weight:bold}p.glance{font-size:15px}\
 dl.defs{font-size:13px;display:grid;grid-template-columns:max-content 1fr;gap:2px 12px}\
 dl.defs dt{font-weight:bold}dl.defs dd{margin:0}";
 
@@ -106,6 +106,7 @@ pub fn render(run: &ScenarioRun) -> std::io::Result<String> {
         })
         .collect();
     table::render(&mut out, &rows, target);
+    glance(&mut out, run, target);
 
     let tl = timeline_of(run);
     out.push_str("<h2>Demand and capacity</h2>");
@@ -173,6 +174,31 @@ pub fn render(run: &ScenarioRun) -> std::io::Result<String> {
     }
     out.push_str("</body></html>\n");
     Ok(out)
+}
+
+/// One sentence: which run met the target cheapest, against the oracle.
+fn glance(out: &mut String, run: &ScenarioRun, target: f64) {
+    let oracle = run.prepared.oracle.cost_usd;
+    let _ = match table::cheapest_meeting(&run.runs, target) {
+        Some((policy, setting, cost, slo)) => writeln!(
+            out,
+            "<p class=glance>Cheapest to meet {}: <b>{}{}</b> at ${cost:.2} ({:.4}){}.</p>",
+            cdf::percent(target),
+            esc(policy),
+            setting.map_or(String::new(), |s| format!(" tuned to {}", esc(s))),
+            slo,
+            if oracle > 0.0 {
+                format!(", {:.2} × the oracle's ${oracle:.2}", cost / oracle)
+            } else {
+                String::new()
+            },
+        ),
+        None => writeln!(
+            out,
+            "<p class=glance>No policy met {}.</p>",
+            cdf::percent(target)
+        ),
+    };
 }
 
 /// The time charts' data: every simulated policy, the demand, the oracle's plan.
@@ -347,10 +373,18 @@ mod tests {
     #[test]
     fn the_report_explains_its_table_and_charts_every_policy_with_units() {
         let mut run = quick();
+        // A synthetic sweep whose tuned setting is cheaper than every run (whatever the
+        // scenario's numbers become).
+        let m = run
+            .runs
+            .iter()
+            .map(|r| r.summary.cost_usd)
+            .fold(f64::INFINITY, f64::min);
+        let target = run.prepared.scenario.file.slo.attainment;
         let sweep = vec![
-            sp("fleet=2", 0.7, 0.4),
-            sp("fleet=3", 0.95, 0.6),
-            sp("fleet=4", 0.999, 0.8),
+            sp("fleet=2", 0.5, 0.5 * m),
+            sp("fleet=3", 0.6, 0.7 * m),
+            sp("fleet=4", 1.0, 0.9 * m),
         ];
         let k = run
             .runs
@@ -371,7 +405,13 @@ mod tests {
             assert!(html.contains(&format!("<th>{}</th>", esc(c.header))));
             assert!(defs.contains(&format!("<dt>{}</dt>", esc(c.header))));
         }
-        assert!(html.contains("fleet=4 (0.9990, $0.80)"));
+        assert!(html.contains(&format!("fleet=4 (1.0000, ${:.2})", 0.9 * m)));
+        let glance = format!(
+            "Cheapest to meet {}: <b>static-peak tuned to fleet=4</b> at ${:.2}",
+            cdf::percent(target),
+            0.9 * m
+        );
+        assert!(html.contains(&glance), "{glance}");
         // The oracle reacts to nothing: api s, ready s and fallback are unknown, not 0.
         let oracle_row = html
             .split("<tr>")
@@ -390,14 +430,15 @@ mod tests {
                 r.summary.policy
             );
         }
+        let (time, unit) = axis::Axis::time(run.prepared.end_ms as f64 / 1000.0);
         let t = texts(overlay);
         for label in [
-            "time since the replay started (min)",
-            "0 min",
-            "10 min",
-            "0",
+            format!("time since the replay started ({})", unit.symbol()),
+            time.label(time.ticks[0]),
+            time.label(*time.ticks.last().unwrap()),
+            "0".to_owned(),
         ] {
-            assert!(t.iter().any(|x| x == label), "{label} missing in {t:?}");
+            assert!(t.contains(&label), "{label} missing in {t:?}");
         }
         // Cost vs SLO: the three sweep rings, the tuned setting named, the target line.
         let scatter = charts[1];
@@ -408,13 +449,14 @@ mod tests {
         assert_eq!(rings, 3);
         let t = texts(scatter);
         for label in [
-            "fleet=4",
-            "static-peak sweep (3)",
-            "SLO target 99 %",
-            "cost of the replay (US$)",
+            "fleet=4".to_owned(),
+            "static-peak sweep (3)".to_owned(),
+            format!("SLO target {}", cdf::percent(target)),
         ] {
-            assert!(t.iter().any(|x| x == label), "{label} missing in {t:?}");
+            assert!(t.contains(&label), "{label} missing in {t:?}");
         }
+        assert!(t.iter().any(|x| x.starts_with("cost of the replay (US$)")));
+        assert!(t.iter().any(|x| x.starts_with('$')));
         // Queue-wait CDF on a log axis; cumulative cost in dollars.
         let t = texts(charts[2]);
         assert!(t.iter().any(|x| x == "0.1 s") && t.iter().any(|x| x == "1 s"));

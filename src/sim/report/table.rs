@@ -155,6 +155,34 @@ pub(super) const COLUMNS: &[Column] = &[
     },
 ];
 
+/// The cheapest run or tuned baseline setting that met `target`, other than the oracle's:
+/// `(policy, setting if tuned, cost $, attainment)`.
+pub fn cheapest_meeting(runs: &[PolicyRun], target: f64) -> Option<(&str, Option<&str>, f64, f64)> {
+    let own = runs
+        .iter()
+        .filter(|r| r.summary.policy != "oracle")
+        .map(|r| {
+            (
+                r.summary.policy.as_str(),
+                None,
+                r.summary.cost_usd,
+                r.summary.slo_attainment,
+            )
+        });
+    let tuned = runs.iter().filter_map(|r| {
+        let t = r.tuned.as_ref()?;
+        Some((
+            r.summary.policy.as_str(),
+            Some(t.setting.as_str()),
+            t.cost_usd,
+            t.slo_attainment,
+        ))
+    });
+    own.chain(tuned)
+        .filter(|x| x.3 >= target)
+        .min_by(|a, b| a.2.total_cmp(&b.2))
+}
+
 const TUNED: &str = "tuned";
 const TUNED_DEFINITION: &str = "With --tune-baselines: the cheapest setting of the baseline's \
      own knob (static-peak: fleet size; hpa-ca, karpenter: min replicas and target per replica) \
@@ -175,7 +203,10 @@ pub fn render(out: &mut String, rows: &[Row], target: f64) {
     for r in rows {
         let _ = write!(out, "<tr><td class=l>{}</td>", esc(&r.run.summary.policy));
         for c in COLUMNS {
-            let _ = write!(out, "<td>{}</td>", esc(&(c.cell)(r)));
+            // An attainment under the target is marked.
+            let miss = c.header == "SLO" && r.run.summary.slo_attainment < target;
+            let class = if miss { " class=miss" } else { "" };
+            let _ = write!(out, "<td{class}>{}</td>", esc(&(c.cell)(r)));
         }
         if tuned {
             let cell = match (&r.run.tuned, r.run.sweep.len()) {
