@@ -1,14 +1,42 @@
 //! The real data the simulator replays, embedded in the binary so `gpupool simulate --scenario
 //! quick` works from any directory. Provenance and the transformations applied are in
-//! `data/README.md`; this module only parses.
+//! `data/README.md`; this module only parses (the trace file formats are in
+//! [`super::trace`]).
 
 use super::SimError;
+use super::trace::{self, FileFormat, Location, TraceFile, Window};
 use std::collections::BTreeMap;
 
 const AZURE_CODE: &str = include_str!("../../data/traces/azure_llm_2023_code.csv");
 const AZURE_CONV: &str = include_str!("../../data/traces/azure_llm_2023_conv.csv");
 const DIFFUSION: &str =
     include_str!("../../data/traces/alibaba_gentd26_diffusion_2024-12-01_07.csv");
+const SERVEGEN: &str = include_str!("../../data/traces/alibaba_servegen_llm_requests_by_10min.csv");
+
+/// Trace files shipped inside the binary for the shipped scenarios' `trace.file`, by their
+/// path in the repository: a shipped scenario (`scenarios/NAME.yaml`) naming
+/// `../data/traces/FILE` reads it from here, whatever the working directory.
+const SHIPPED_FILES: &[(&str, &str)] = &[
+    ("data/traces/azure_llm_2023_code.csv", AZURE_CODE),
+    ("data/traces/azure_llm_2023_conv.csv", AZURE_CONV),
+    (
+        "data/traces/alibaba_servegen_llm_requests_by_10min.csv",
+        SERVEGEN,
+    ),
+];
+
+/// The text of a shipped trace file, by its repository path (`data/traces/…`).
+pub fn shipped_file(path: &str) -> Option<&'static str> {
+    SHIPPED_FILES
+        .iter()
+        .find(|(p, _)| *p == path)
+        .map(|(_, t)| *t)
+}
+
+/// The repository paths of the shipped trace files.
+pub fn shipped_files() -> impl Iterator<Item = &'static str> {
+    SHIPPED_FILES.iter().map(|(p, _)| *p)
+}
 const GKE_TIMINGS: &str = include_str!("../../data/cold_start/gke_startup_reference_timings.csv");
 const BASE_MODEL_LOAD: &str =
     include_str!("../../data/cold_start/alibaba_gentd26_base_model_load_ms.csv");
@@ -48,6 +76,14 @@ impl TraceSource {
             TraceSource::AlibabaDiffusion => parse_diffusion(DIFFUSION),
         }
     }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            TraceSource::AzureCode => "azure-code",
+            TraceSource::AzureConv => "azure-conv",
+            TraceSource::AlibabaDiffusion => "alibaba-diffusion",
+        }
+    }
 }
 
 fn bad(file: &str, line: usize, what: impl Into<String>) -> SimError {
@@ -58,9 +94,10 @@ fn bad(file: &str, line: usize, what: impl Into<String>) -> SimError {
     }
 }
 
-/// Seconds since the Unix epoch of a `YYYY-MM-DD HH:MM:SS[.fffffff]` UTC time.
+/// Seconds since the Unix epoch of a `YYYY-MM-DD HH:MM:SS[.fffffff]` UTC time (a `T` between
+/// date and time is accepted too); `None` for anything else, out-of-range fields included.
 pub fn parse_datetime_s(s: &str) -> Option<f64> {
-    let (date, time) = s.trim().split_once(' ')?;
+    let (date, time) = s.trim().split_once([' ', 'T'])?;
     let mut d = date.split('-').map(|x| x.parse::<i64>());
     let (y, m, day) = (d.next()?.ok()?, d.next()?.ok()?, d.next()?.ok()?);
     let mut t = time.split(':');
@@ -69,7 +106,16 @@ pub fn parse_datetime_s(s: &str) -> Option<f64> {
         t.next()?.parse::<i64>().ok()?,
     );
     let sec: f64 = t.next()?.parse().ok()?;
-    Some((days_from_civil(y, m, day) * 86_400 + h * 3600 + mi * 60) as f64 + sec)
+    let in_range = d.next().is_none()
+        && t.next().is_none()
+        && (1..=9999).contains(&y)
+        && (1..=12).contains(&m)
+        && (1..=31).contains(&day)
+        && (0..24).contains(&h)
+        && (0..60).contains(&mi)
+        // 60.x: a leap second.
+        && (0.0..61.0).contains(&sec);
+    in_range.then(|| (days_from_civil(y, m, day) * 86_400 + h * 3600 + mi * 60) as f64 + sec)
 }
 
 /// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's algorithm).
@@ -83,35 +129,18 @@ fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
     era * 146_097 + doe - 719_468
 }
 
-fn parse_azure(text: &str, file: &str) -> Result<Vec<TraceRequest>, SimError> {
-    let mut out = Vec::new();
-    let mut t0 = None;
-    for (i, line) in text.lines().enumerate().skip(1) {
-        if line.trim().is_empty() {
-            continue;
-        }
-        let mut f = line.split(',');
-        let (Some(ts), Some(ctx), Some(gen_)) = (f.next(), f.next(), f.next()) else {
-            return Err(bad(file, i + 1, "expected 3 columns"));
-        };
-        let at = parse_datetime_s(ts).ok_or_else(|| bad(file, i + 1, "bad TIMESTAMP"))?;
-        let t0 = *t0.get_or_insert(at);
-        out.push(TraceRequest {
-            at_ms: ((at - t0) * 1000.0).round() as i64,
-            input_tokens: ctx
-                .trim()
-                .parse()
-                .map_err(|_| bad(file, i + 1, "bad tokens"))?,
-            output_tokens: gen_
-                .trim()
-                .parse()
-                .map_err(|_| bad(file, i + 1, "bad tokens"))?,
-            exec_s: None,
-        });
-    }
-    // The upstream rows are time-ordered; sort anyway so a replay never goes back in time.
-    out.sort_by_key(|r| r.at_ms);
-    Ok(out)
+/// The Azure built-ins through the same reader as users' Azure files (rows sorted, relative to
+/// the first request).
+fn parse_azure(text: &'static str, file: &str) -> Result<Vec<TraceRequest>, SimError> {
+    let f = TraceFile {
+        location: Location::Shipped {
+            path: file.to_owned(),
+            text,
+        },
+        format: FileFormat::Azure,
+        filter: None,
+    };
+    Ok(trace::load(&f, Window::ALL, 0)?.requests)
 }
 
 fn parse_diffusion(text: &str) -> Result<Vec<TraceRequest>, SimError> {
@@ -304,6 +333,20 @@ mod tests {
     }
 
     #[test]
+    fn shipped_files_are_found_by_repository_path() {
+        assert!(shipped_file("data/traces/alibaba_servegen_llm_requests_by_10min.csv").is_some());
+        assert_eq!(shipped_file("data/traces/nope.csv"), None);
+        for p in shipped_files() {
+            assert!(
+                std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                    .join(p)
+                    .exists(),
+                "{p}"
+            );
+        }
+    }
+
+    #[test]
     fn civil_dates() {
         assert_eq!(parse_datetime_s("1970-01-01 00:00:00"), Some(0.0));
         assert_eq!(
@@ -313,6 +356,23 @@ mod tests {
         assert!(
             (parse_datetime_s("2023-11-16 18:17:03.9799600").unwrap() % 1.0 - 0.97996).abs() < 1e-6
         );
+        assert_eq!(
+            parse_datetime_s("2024-12-01T00:00:01"),
+            Some(1_733_011_201.0)
+        );
+        for bad in [
+            "2023-13-01 00:00:00",
+            "2023-01-32 00:00:00",
+            "2023-01-01 24:00:00",
+            "2023-01-01 00:60:00",
+            "2023-01-01 00:00:61",
+            "2023-01-01 00:00:NaN",
+            "2023-01-01-02 00:00:00",
+            "2023-01-01 00:00:00:00",
+            "2023-01-01",
+        ] {
+            assert_eq!(parse_datetime_s(bad), None, "{bad}");
+        }
     }
 
     #[test]

@@ -4,6 +4,7 @@
 //! - [`data`]: the embedded real data (traces, cold-start timings, prices, spot traces).
 //! - [`timing`]: cold launch / warm start distributions fitted to that data; serving speeds.
 //! - [`scenario`]: scenario files (shipped ones embedded).
+//! - [`trace`]: users' trace files (Azure, Mooncake, BurstGPT, per-minute counts).
 //! - [`workload`]: requests with service times; per-bucket demand.
 //! - [`world`]: the discrete-event world (instances, queue, spot, costs).
 //! - [`provider`]: `SimProvider`, the `NodeGroupProvider` over the world.
@@ -23,6 +24,7 @@ pub mod report;
 pub mod run;
 pub mod scenario;
 pub mod timing;
+pub mod trace;
 pub mod workload;
 pub mod world;
 
@@ -41,6 +43,9 @@ pub enum SimError {
     },
     #[error("scenario {scenario}: {message}")]
     Scenario { scenario: String, message: String },
+    /// A scenario's trace file that cannot be read, with its file, line and column.
+    #[error(transparent)]
+    Trace(#[from] trace::TraceError),
     /// A scenario value out of range, found where it is read.
     #[error("scenario {scenario}: {field} = {value}: {fix}")]
     InvalidValue {
