@@ -346,6 +346,43 @@ mod tests {
         }
     }
 
+    /// Per-minute request counts of the `minutes` minutes from `start_ms`.
+    fn per_minute(at_ms: &[i64], start_ms: i64, minutes: usize) -> Vec<usize> {
+        let idx = |t: i64| at_ms.partition_point(|&a| a < t);
+        (0..minutes as i64)
+            .map(|k| idx(start_ms + (k + 1) * 60_000) - idx(start_ms + k * 60_000))
+            .collect()
+    }
+
+    /// The criterion `scenarios/quick.yaml` states for its slice, recomputed from the trace.
+    #[test]
+    fn quick_replays_the_burstiest_window_that_opens_quiet_for_5_minutes() {
+        let at: Vec<i64> = TraceSource::AzureCode
+            .load()
+            .unwrap()
+            .iter()
+            .map(|r| r.at_ms)
+            .collect();
+        let last = *at.last().unwrap();
+        let mut best: Option<(f64, i64)> = None;
+        let mut start = 0;
+        while start + 600_000 <= last {
+            let m = per_minute(&at, start, 10);
+            let peak = *m.iter().max().unwrap();
+            let mean = m.iter().sum::<usize>() as f64 / 10.0;
+            let quiet = m[..5].iter().all(|&x| x * 5 < peak);
+            if mean > 0.0 && quiet && best.is_none_or(|(r, _)| peak as f64 / mean > r) {
+                best = Some((peak as f64 / mean, start));
+            }
+            start += 10_000;
+        }
+        let (ratio, start) = best.unwrap();
+        let quick = super::super::scenario::Scenario::load("quick").unwrap();
+        assert_eq!(quick.file.trace.start_s, start as f64 / 1000.0);
+        assert_eq!(quick.file.trace.duration_s, Some(600.0));
+        assert!(ratio > 5.0, "{ratio}");
+    }
+
     #[test]
     fn civil_dates() {
         assert_eq!(parse_datetime_s("1970-01-01 00:00:00"), Some(0.0));
