@@ -43,9 +43,10 @@ pub enum SimError {
     },
     #[error("scenario {scenario}: {message}")]
     Scenario { scenario: String, message: String },
-    /// A scenario's trace file that cannot be read, with its file, line and column.
+    /// A scenario's trace file that cannot be read, with its file, line and column (boxed:
+    /// it is the largest variant and errors are rare).
     #[error(transparent)]
-    Trace(#[from] trace::TraceError),
+    Trace(Box<trace::TraceError>),
     /// A scenario value out of range, found where it is read.
     #[error("scenario {scenario}: {field} = {value}: {fix}")]
     InvalidValue {
@@ -68,4 +69,10 @@ pub enum SimError {
     },
     #[error("controller: {0}")]
     Controller(String),
+}
+
+impl From<trace::TraceError> for SimError {
+    fn from(e: trace::TraceError) -> Self {
+        SimError::Trace(Box::new(e))
+    }
 }

@@ -53,11 +53,10 @@ mod tests {
                         45,GPT-4,1087,0,1087,API log\n\
                         12.5,ChatGPT,10,20,30,Conversation log\n";
 
-    fn load(
-        text: &str,
-        filter: Option<&RowFilter>,
-        w: Window,
-    ) -> Result<(Vec<(i64, u32, u32)>, i64), String> {
+    /// (at ms, input, output) per request.
+    type Rows = Vec<(i64, u32, u32)>;
+
+    fn load(text: &str, filter: Option<&RowFilter>, w: Window) -> Result<(Rows, i64), String> {
         let mut c = Collector::new("b.csv", w, MAX_REQUESTS);
         parse(text.as_bytes(), "b.csv", filter, &mut c).map_err(|e| e.to_string())?;
         let t = c.finish().map_err(|e| e.to_string())?;

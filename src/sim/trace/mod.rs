@@ -412,13 +412,9 @@ pub enum TraceError {
         #[source]
         source: std::io::Error,
     },
-    #[error("{file} line {line}{}: {problem}", column.as_ref().map(|c| format!(", {c}")).unwrap_or_default())]
-    Bad {
-        file: String,
-        line: u64,
-        column: Option<Column>,
-        problem: Problem,
-    },
+    /// A value, a header or a line that is wrong, where it is (boxed: errors are rare).
+    #[error("{0}")]
+    Bad(Box<BadLine>),
     #[error("{file}: no requests")]
     Empty { file: String },
     #[error(
@@ -433,12 +429,32 @@ pub enum TraceError {
 
 impl TraceError {
     pub fn at(file: &str, line: u64, column: Option<Column>, problem: Problem) -> TraceError {
-        TraceError::Bad {
+        TraceError::Bad(Box::new(BadLine {
             file: file.to_owned(),
             line,
             column,
             problem,
+        }))
+    }
+}
+
+/// Where in a trace file something is wrong, and what.
+#[derive(Clone, Debug, PartialEq)]
+pub struct BadLine {
+    pub file: String,
+    /// 1-based, as an editor shows it.
+    pub line: u64,
+    pub column: Option<Column>,
+    pub problem: Problem,
+}
+
+impl fmt::Display for BadLine {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} line {}", self.file, self.line)?;
+        if let Some(c) = &self.column {
+            write!(f, ", {c}")?;
         }
+        write!(f, ": {}", self.problem)
     }
 }
 
