@@ -11,8 +11,8 @@ use std::process::ExitCode;
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    /// A shipped scenario (quick, s1-bursty, s1-conv, s1-diurnal, s2-spot) or a path to a
-    /// scenario YAML file.
+    /// A shipped scenario (quick, s1-bursty, s1-conv, s1-diurnal, s2-spot, s3-servegen) or a
+    /// path to a scenario YAML file.
     #[arg(long)]
     pub scenario: String,
     /// `all`, or a comma-separated list of gpupool, gpupool-noforecast, static-peak, hpa-ca, karpenter, oracle.
