@@ -875,6 +875,99 @@ mod tests {
     }
 
     #[test]
+    fn trace_keys_are_checked_against_the_source_or_format() {
+        let per_minute = || TraceSlice {
+            file: Some("counts.csv".into()),
+            format: Some(TraceFormat::PerMinute),
+            count_column: Some("requests".into()),
+            tokens_like: Some(TraceSource::AzureConv),
+            ..TraceSlice::default()
+        };
+        type Edit = fn(&mut TraceSlice);
+        // (edit of a valid per-minute slice, the field refused; "" = accepted)
+        let cases: [(Edit, &str); 14] = [
+            (|_| {}, ""),
+            (|t| t.source = Some(TraceSource::AzureCode), "trace.file"),
+            (|t| t.file = None, "trace.source"),
+            (|t| t.format = None, "trace.format"),
+            (|t| t.count_column = None, "trace.count_column"),
+            (|t| t.tokens_like = None, "trace.tokens_like"),
+            (|t| t.window_s = Some(0.5), "trace.window_s"),
+            (|t| t.window_s = Some(f64::NAN), "trace.window_s"),
+            (|t| t.scale = Some(0.0), "trace.scale"),
+            (|t| t.scale = Some(f64::INFINITY), "trace.scale"),
+            (|t| t.max_per_minute = Some(-1.0), "trace.max_per_minute"),
+            (
+                |t| t.format = Some(TraceFormat::Burstgpt),
+                "trace.count_column",
+            ),
+            (
+                |t| {
+                    *t = TraceSlice {
+                        file: Some("m.jsonl".into()),
+                        format: Some(TraceFormat::Mooncake),
+                        filter: Some(RowFilter {
+                            column: "a".into(),
+                            equals: "b".into(),
+                        }),
+                        ..TraceSlice::default()
+                    }
+                },
+                "trace.filter",
+            ),
+            (
+                |t| {
+                    *t = TraceSlice {
+                        source: Some(TraceSource::AzureCode),
+                        scale: Some(2.0),
+                        ..TraceSlice::default()
+                    }
+                },
+                "trace.scale",
+            ),
+        ];
+        for (k, (edit, want)) in cases.iter().enumerate() {
+            let mut t = per_minute();
+            edit(&mut t);
+            match (t.input("s"), *want) {
+                (Ok(_), "") => {}
+                (Err(SimError::InvalidValue { field, .. }), w) => assert_eq!(field, w, "case {k}"),
+                (r, w) => panic!("case {k}: want {w:?}, got {:?}", r.map(|_| ())),
+            }
+        }
+    }
+
+    #[test]
+    fn a_shipped_scenarios_trace_file_is_read_from_the_binary() {
+        assert_eq!(
+            shipped_path(Path::new("../data/traces/x.csv")).as_deref(),
+            Some("data/traces/x.csv")
+        );
+        assert_eq!(
+            shipped_path(Path::new("./a/../b.csv")).as_deref(),
+            Some("scenarios/b.csv")
+        );
+        assert_eq!(shipped_path(Path::new("../../x.csv")), None);
+        assert_eq!(shipped_path(Path::new("/abs/x.csv")), None);
+        let t = TraceSlice {
+            file: Some("../data/traces/alibaba_servegen_llm_requests_by_10min.csv".into()),
+            ..TraceSlice::default()
+        };
+        let shipped = t.location(t.file.as_deref().unwrap());
+        assert!(matches!(shipped, Location::Shipped { .. }), "{shipped:?}");
+        let beside = TraceSlice {
+            base_dir: Some("my/scenarios".into()),
+            ..t.clone()
+        };
+        assert_eq!(
+            beside.location(t.file.as_deref().unwrap()),
+            Location::Disk(
+                "my/scenarios/../data/traces/alibaba_servegen_llm_requests_by_10min.csv".into()
+            )
+        );
+    }
+
+    #[test]
     fn a_replay_too_long_for_its_bucket_is_refused_where_the_length_is_known() {
         // A week at 1 s buckets: 604,800 buckets, far above the oracle's bound.
         let sc = quick_with(|v| {

@@ -69,6 +69,13 @@ mod tests {
     }
 
     #[test]
+    fn a_byte_order_mark_and_crlf_line_ends_are_accepted() {
+        // What a spreadsheet saving "CSV UTF-8" on Windows writes.
+        let text = "\u{feff}TIMESTAMP,ContextTokens,GeneratedTokens\r\n2023-11-16 18:15:46,3,4\r\n";
+        assert_eq!(load(text).unwrap(), vec![(0, 3, 4)]);
+    }
+
+    #[test]
     fn columns_are_found_by_name_with_extra_ones_ignored() {
         let text = "GeneratedTokens,TIMESTAMP,extra,ContextTokens\n7,2023-11-16 18:15:46,x,9\n";
         assert_eq!(load(text).unwrap(), vec![(0, 9, 7)]);

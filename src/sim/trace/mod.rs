@@ -33,8 +33,8 @@ use std::path::PathBuf;
 /// policy; beyond this a run is far past what `simulate` can do in minutes.
 pub const MAX_REQUESTS: usize = 4_000_000;
 /// Most rows read from a trace whose time origin is its first request (Azure), all of which
-/// are held until the origin is known (16 bytes each).
-pub const MAX_ROWS: usize = 20_000_000;
+/// are held until the origin is known (32 bytes each, so at most ~320 MB).
+pub const MAX_ROWS: usize = 10_000_000;
 /// Largest token count accepted for one request (10 M: above any model's context window).
 pub const MAX_TOKENS: u64 = 10_000_000;
 /// Latest timestamp accepted, in seconds from the trace's zero (~317 years): keeps
