@@ -76,14 +76,6 @@ impl TraceSource {
             TraceSource::AlibabaDiffusion => parse_diffusion(DIFFUSION),
         }
     }
-
-    pub fn name(self) -> &'static str {
-        match self {
-            TraceSource::AzureCode => "azure-code",
-            TraceSource::AzureConv => "azure-conv",
-            TraceSource::AlibabaDiffusion => "alibaba-diffusion",
-        }
-    }
 }
 
 fn bad(file: &str, line: usize, what: impl Into<String>) -> SimError {

@@ -51,17 +51,6 @@ pub enum TraceFormat {
     PerMinute,
 }
 
-impl TraceFormat {
-    pub fn name(self) -> &'static str {
-        match self {
-            TraceFormat::Azure => "azure",
-            TraceFormat::Mooncake => "mooncake",
-            TraceFormat::Burstgpt => "burstgpt",
-            TraceFormat::PerMinute => "per-minute",
-        }
-    }
-}
-
 /// `filter: { column: model, equals: m-large }`: only rows whose `column` holds exactly
 /// `equals` are read.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
