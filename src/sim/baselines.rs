@@ -30,6 +30,145 @@
 use super::world::{Serve, World, last_scrape_ms};
 use crate::model::{CapacityType, InstanceId, LifecycleState, NodeGroupId};
 use std::collections::{BTreeMap, VecDeque};
+use std::time::Duration;
+
+/// One HPA scaling policy (`HPAScalingPolicy`): change by at most `value` pods, or `value`
+/// percent of the replicas at the start of the period, per `period`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum ScalingPolicy {
+    Pods { value: u32, period: Duration },
+    Percent { value: u32, period: Duration },
+}
+
+impl ScalingPolicy {
+    fn period_ms(self) -> i64 {
+        match self {
+            ScalingPolicy::Pods { period, .. } | ScalingPolicy::Percent { period, .. } => {
+                period.as_millis() as i64
+            }
+        }
+    }
+}
+
+/// One direction of `spec.behavior` (`HPAScalingRules`) with `selectPolicy: Max` (the default:
+/// the policy allowing the largest change wins).
+#[derive(Clone, Debug, PartialEq)]
+pub struct ScalingRules {
+    pub stabilization: Duration,
+    pub policies: Vec<ScalingPolicy>,
+}
+
+/// The HPA's `spec.behavior`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct HpaBehavior {
+    pub scale_up: ScalingRules,
+    pub scale_down: ScalingRules,
+}
+
+impl HpaBehavior {
+    /// The `hpa-ca` baseline's behaviour, unchanged since it was introduced: 30 s scale-up
+    /// stabilisation, at most +2 pods per 60 s; 600 s scale-down stabilisation, at most −1 pod
+    /// per 300 s (a conservative setting an operator might write for slow GPU nodes).
+    pub fn conservative() -> HpaBehavior {
+        HpaBehavior {
+            scale_up: ScalingRules {
+                stabilization: Duration::from_secs(30),
+                policies: vec![ScalingPolicy::Pods {
+                    value: 2,
+                    period: Duration::from_secs(60),
+                }],
+            },
+            scale_down: ScalingRules {
+                stabilization: Duration::from_secs(600),
+                policies: vec![ScalingPolicy::Pods {
+                    value: 1,
+                    period: Duration::from_secs(300),
+                }],
+            },
+        }
+    }
+
+    /// Kubernetes' defaults when `spec.behavior` is absent
+    /// (`k8s.io/kubernetes/pkg/apis/autoscaling/v2/defaults.go`: `scaleUpLimitPercent 100`,
+    /// `scaleUpLimitMinimumPods 4`, `scaleUpPeriod 15`, `scaleUpStabilizationSeconds 0`,
+    /// `scaleDownPeriod 15`, `scaleDownLimitPercent 100`; the scale-down window is the
+    /// controller's `--horizontal-pod-autoscaler-downscale-stabilization`, 5 min by default; the
+    /// API reference of `HPAScalingRules.stabilizationWindowSeconds`: "For scale up: 0 (i.e. no
+    /// stabilization is done). For scale down: 300"). `selectPolicy` defaults to `Max`.
+    pub fn kubernetes_default() -> HpaBehavior {
+        let period = Duration::from_secs(15);
+        HpaBehavior {
+            scale_up: ScalingRules {
+                stabilization: Duration::ZERO,
+                policies: vec![
+                    ScalingPolicy::Percent { value: 100, period },
+                    ScalingPolicy::Pods { value: 4, period },
+                ],
+            },
+            scale_down: ScalingRules {
+                stabilization: Duration::from_secs(300),
+                policies: vec![ScalingPolicy::Percent { value: 100, period }],
+            },
+        }
+    }
+}
+
+/// Replicas added (or removed) by the events younger than `period_ms` at `now`.
+fn changed_within(events: &VecDeque<(i64, u32)>, now: i64, period_ms: i64) -> u32 {
+    events
+        .iter()
+        .filter(|(t, _)| now - t < period_ms)
+        .map(|(_, n)| n)
+        .sum()
+}
+
+/// The most replicas a scale-up may reach at `now` from `current`, given the scale-ups made
+/// (`pkg/controller/podautoscaler/horizontal.go`, `calculateScaleUpLimitWithScalingRules`: per
+/// policy, the replicas at the start of its period plus its allowance; `selectPolicy: Max`).
+pub fn scale_up_limit(
+    current: u32,
+    ups: &VecDeque<(i64, u32)>,
+    now: i64,
+    policies: &[ScalingPolicy],
+) -> u32 {
+    policies
+        .iter()
+        .map(|p| {
+            let start = current.saturating_sub(changed_within(ups, now, p.period_ms()));
+            match *p {
+                ScalingPolicy::Pods { value, .. } => start + value,
+                ScalingPolicy::Percent { value, .. } => {
+                    (f64::from(start) * (1.0 + f64::from(value) / 100.0)).ceil() as u32
+                }
+            }
+        })
+        .max()
+        .unwrap_or(current)
+}
+
+/// The fewest replicas a scale-down may reach at `now` (`calculateScaleDownLimitWithBehaviors`:
+/// per policy, the replicas at the start of its period less its allowance, percent truncated as
+/// Go's `int32(float64)` does; `selectPolicy: Max` takes the lowest).
+pub fn scale_down_limit(
+    current: u32,
+    downs: &VecDeque<(i64, u32)>,
+    now: i64,
+    policies: &[ScalingPolicy],
+) -> u32 {
+    policies
+        .iter()
+        .map(|p| {
+            let start = current + changed_within(downs, now, p.period_ms());
+            match *p {
+                ScalingPolicy::Pods { value, .. } => start.saturating_sub(value),
+                ScalingPolicy::Percent { value, .. } => {
+                    (f64::from(start) * (1.0 - f64::from(value) / 100.0)).max(0.0) as u32
+                }
+            }
+        })
+        .min()
+        .unwrap_or(current)
+}
 
 /// The HPA's replica recommendation loop.
 #[derive(Clone, Debug)]
@@ -38,6 +177,7 @@ pub struct Hpa {
     pub max: u32,
     pub target_per_replica: f64,
     pub desired: u32,
+    pub behavior: HpaBehavior,
     recs: VecDeque<(i64, u32)>,
     ups: VecDeque<(i64, u32)>,
     downs: VecDeque<(i64, u32)>,
@@ -46,21 +186,34 @@ pub struct Hpa {
 
 pub const HPA_SYNC_MS: i64 = 15_000;
 pub const HPA_TOLERANCE: f64 = 0.1;
-pub const HPA_UP_WINDOW_MS: i64 = 30_000;
-pub const HPA_UP_PODS: u32 = 2;
-pub const HPA_UP_PERIOD_MS: i64 = 60_000;
-pub const HPA_DOWN_WINDOW_MS: i64 = 600_000;
-pub const HPA_DOWN_PODS: u32 = 1;
-pub const HPA_DOWN_PERIOD_MS: i64 = 300_000;
+/// The External metric's `AverageValue` target: requests waiting per replica.
 pub const HPA_TARGET_WAITING: f64 = 5.0;
 
 impl Hpa {
+    /// The `hpa-ca` HPA: [`HpaBehavior::conservative`], target [`HPA_TARGET_WAITING`].
     pub fn new(min: u32, max: u32, initial: u32) -> Hpa {
+        Hpa::with_behavior(
+            min,
+            max,
+            initial,
+            HPA_TARGET_WAITING,
+            HpaBehavior::conservative(),
+        )
+    }
+
+    pub fn with_behavior(
+        min: u32,
+        max: u32,
+        initial: u32,
+        target_per_replica: f64,
+        behavior: HpaBehavior,
+    ) -> Hpa {
         Hpa {
             min,
             max,
-            target_per_replica: HPA_TARGET_WAITING,
+            target_per_replica,
             desired: initial.clamp(min, max),
+            behavior,
             recs: VecDeque::new(),
             ups: VecDeque::new(),
             downs: VecDeque::new(),
@@ -83,39 +236,45 @@ impl Hpa {
             raw
         }
         .clamp(self.min, self.max);
+        let up = &self.behavior.scale_up;
+        let down = &self.behavior.scale_down;
+        let up_window = up.stabilization.as_millis() as i64;
+        let down_window = down.stabilization.as_millis() as i64;
         self.recs.push_back((now, rec));
         while self
             .recs
             .front()
-            .is_some_and(|(t, _)| now - t > HPA_DOWN_WINDOW_MS)
+            .is_some_and(|(t, _)| now - t > up_window.max(down_window))
         {
             self.recs.pop_front();
         }
         // Stabilisation: scale up to the lowest recommendation of the up window, down to the
         // highest of the down window.
-        let up_rec = self
-            .recs
-            .iter()
-            .filter(|(t, _)| now - t <= HPA_UP_WINDOW_MS)
-            .map(|(_, r)| *r)
-            .min()
-            .unwrap_or(rec);
-        let down_rec = self.recs.iter().map(|(_, r)| *r).max().unwrap_or(rec);
-        self.ups.retain(|(t, _)| now - t < HPA_UP_PERIOD_MS);
-        self.downs.retain(|(t, _)| now - t < HPA_DOWN_PERIOD_MS);
+        let within = |w: i64| {
+            self.recs
+                .iter()
+                .filter(move |(t, _)| now - t <= w)
+                .map(|(_, r)| *r)
+        };
+        let up_rec = within(up_window).min().unwrap_or(rec);
+        let down_rec = within(down_window).max().unwrap_or(rec);
+        let longest = |ps: &[ScalingPolicy]| ps.iter().map(|p| p.period_ms()).max().unwrap_or(0);
+        let (up_keep, down_keep) = (longest(&up.policies), longest(&down.policies));
+        self.ups.retain(|(t, _)| now - t < up_keep);
+        self.downs.retain(|(t, _)| now - t < down_keep);
         if up_rec > self.desired {
-            let used: u32 = self.ups.iter().map(|(_, n)| n).sum();
-            let step = (up_rec - self.desired).min(HPA_UP_PODS.saturating_sub(used));
-            if step > 0 {
-                self.desired += step;
-                self.ups.push_back((now, step));
+            let limit = scale_up_limit(self.desired, &self.ups, now, &up.policies);
+            let to = up_rec.min(limit);
+            if to > self.desired {
+                self.ups.push_back((now, to - self.desired));
+                self.desired = to;
             }
         } else if down_rec < self.desired {
-            let used: u32 = self.downs.iter().map(|(_, n)| n).sum();
-            let step = (self.desired - down_rec).min(HPA_DOWN_PODS.saturating_sub(used));
-            if step > 0 {
-                self.desired -= step;
-                self.downs.push_back((now, step));
+            let limit = scale_down_limit(self.desired, &self.downs, now, &down.policies);
+            let to = down_rec.max(limit);
+            if to < self.desired {
+                self.downs.push_back((now, self.desired - to));
+                self.desired = to;
             }
         }
     }
@@ -217,7 +376,15 @@ pub struct HpaCa {
     /// The group's backoff after a failed scale-up: until when, and the next duration.
     backoff_until_ms: i64,
     next_backoff_ms: i64,
+    /// CA's `--scale-down-delay-after-add`: no scale-down evaluation this long after a
+    /// scale-up. `None` for `hpa-ca` (as it always ran), 10 min for `hpa-ca-default`.
+    pub scale_down_delay_after_add: Option<Duration>,
+    last_scale_up_ms: Option<i64>,
 }
+
+/// CA's default `--scale-down-delay-after-add` (the Cluster Autoscaler FAQ's parameter table;
+/// AKS's autoscaler profile documents the same default, "The default is '10m'").
+pub const CA_SCALE_DOWN_DELAY_AFTER_ADD: Duration = Duration::from_secs(600);
 
 pub const CA_SCAN_MS: i64 = 10_000;
 pub const CA_UNNEEDED_MS: i64 = 600_000;
@@ -236,6 +403,22 @@ impl HpaCa {
             unneeded_since: BTreeMap::new(),
             backoff_until_ms: 0,
             next_backoff_ms: CA_BACKOFF_INITIAL_MS,
+            scale_down_delay_after_add: None,
+            last_scale_up_ms: None,
+        }
+    }
+
+    /// Cluster Autoscaler with its defaults, `--scale-down-delay-after-add` included.
+    pub fn with_ca_defaults(mut self) -> HpaCa {
+        self.scale_down_delay_after_add = Some(CA_SCALE_DOWN_DELAY_AFTER_ADD);
+        self
+    }
+
+    /// Whether scale-down evaluation is held at `now` by a recent scale-up.
+    fn scale_down_held(&self, now: i64) -> bool {
+        match (self.scale_down_delay_after_add, self.last_scale_up_ms) {
+            (Some(d), Some(t)) => now - t < d.as_millis() as i64,
+            _ => false,
         }
     }
 
@@ -274,8 +457,8 @@ impl HpaCa {
                 .find(|g| g.id == self.group)
                 .map_or(0, |g| g.max_size.saturating_sub(g.desired));
             let n = (pending - up).min(room);
-            if n > 0 {
-                let _ = w.increase(&self.group, n);
+            if n > 0 && w.increase(&self.group, n).is_ok() {
+                self.last_scale_up_ms = Some(now);
             }
         }
         // Scale down: Ready nodes without a pod and without requests for 10 min.
@@ -295,7 +478,10 @@ impl HpaCa {
                 remove.push(id);
             }
         }
-        if !remove.is_empty() {
+        // In cooldown after a scale-up CA keeps tracking unneeded nodes but deletes none
+        // (`static_autoscaler.go`: `UpdateClusterState` runs, `isScaleDownInCooldown` skips
+        // `TryToScaleDown`).
+        if !remove.is_empty() && !self.scale_down_held(now) {
             let _ = w.terminate(&self.group, &remove);
         }
     }
