@@ -689,4 +689,76 @@ mod tests {
             h.desired
         );
     }
+
+    fn at(events: &[(i64, u32)]) -> VecDeque<(i64, u32)> {
+        events.iter().copied().collect()
+    }
+
+    #[test]
+    fn rate_limits_follow_the_hpa_controller() {
+        let k8s = HpaBehavior::kubernetes_default();
+        let ours = HpaBehavior::conservative();
+        // (current, recent changes, now, policies, up limit or down limit)
+        let up = [
+            // Default: the higher of +100 % and +4 pods per 15 s.
+            (1, at(&[]), 0, &k8s.scale_up.policies, 5),
+            (10, at(&[]), 0, &k8s.scale_up.policies, 20),
+            // 6 added 10 s ago from 4: the period started at 4, so 8 at most.
+            (10, at(&[(0, 6)]), 10_000, &k8s.scale_up.policies, 8),
+            // ... and 15 s later that addition is out of the period.
+            (10, at(&[(0, 6)]), 15_000, &k8s.scale_up.policies, 20),
+            (3, at(&[(0, 2)]), 59_000, &ours.scale_up.policies, 3),
+            (3, at(&[(0, 2)]), 60_000, &ours.scale_up.policies, 5),
+        ];
+        for (cur, ev, now, pol, want) in up {
+            assert_eq!(
+                scale_up_limit(cur, &ev, now, pol),
+                want,
+                "up {cur} {ev:?} {now}"
+            );
+        }
+        let down = [
+            (10, at(&[]), 0, &k8s.scale_down.policies, 0),
+            (10, at(&[]), 0, &ours.scale_down.policies, 9),
+            (9, at(&[(0, 1)]), 299_000, &ours.scale_down.policies, 9),
+            (9, at(&[(0, 1)]), 300_000, &ours.scale_down.policies, 8),
+        ];
+        for (cur, ev, now, pol, want) in down {
+            assert_eq!(
+                scale_down_limit(cur, &ev, now, pol),
+                want,
+                "down {cur} {ev:?} {now}"
+            );
+        }
+    }
+
+    /// Kubernetes' default behaviour: no scale-up stabilisation (the first sync that sees the
+    /// queue scales up, doubling or +4 per 15 s), and a 300 s scale-down window after which it
+    /// drops to the highest recommendation of the window at once.
+    #[test]
+    fn hpa_default_behavior_scales_up_at_once_and_down_after_300_s() {
+        let mut h = Hpa::with_behavior(1, 40, 1, 5.0, HpaBehavior::kubernetes_default());
+        h.sync(0, 100.0); // wants 20: 1 → max(2, 5) = 5 at once
+        assert_eq!(h.desired, 5);
+        h.sync(15_000, 100.0); // new period: 5 → max(10, 9) = 10
+        assert_eq!(h.desired, 10);
+        h.sync(30_000, 100.0);
+        assert_eq!(h.desired, 20);
+        // The conservative hpa-ca is at 3 (+2 per 60 s) over the same 30 s.
+        let mut c = Hpa::new(1, 40, 1);
+        for t in [0, 15_000, 30_000] {
+            c.sync(t, 100.0);
+        }
+        assert_eq!(c.desired, 3);
+        // Queue drops to 10 waiting (2 replicas) at 45 s: held for 300 s after the last
+        // recommendation of 20 (at 30 s), then down to 2 in one sync.
+        let mut t = 45_000;
+        while t <= 330_000 {
+            h.sync(t, 10.0);
+            assert_eq!(h.desired, 20, "at {t} ms");
+            t += 15_000;
+        }
+        h.sync(345_000, 10.0);
+        assert_eq!(h.desired, 2);
+    }
 }

@@ -342,4 +342,63 @@ mod tests {
         assert!(r.cost_usd < exact, "{} vs {exact}", r.cost_usd);
         assert!(r.spot_cost_usd > 0.0);
     }
+
+    /// Demand above the replicas serving at t = 0 within the first cold start: no launch at
+    /// t ≥ 0 can meet it, so the ILP launches before the start (paying the whole cold start)
+    /// instead of being infeasible, and agrees with the layers method, which does the same.
+    #[test]
+    fn demand_rising_within_the_first_cold_start_is_met_by_launches_before_it() {
+        let mut i = inp(vec![1, 3, 3, 1]);
+        i.cold_buckets = 2;
+        let exact = solve(&i).unwrap();
+        // Layer 1: 4 buckets; layers 2 and 3: 2 cold buckets (before t = 0 in part) + 2.
+        assert!((exact.cost_usd - 12.0).abs() < 1e-9, "{}", exact.cost_usd);
+        i.spot = Some((0.3, vec![0; 4]));
+        let r = solve(&i).expect("a rise within the first cold start is feasible");
+        assert!((r.cost_usd - exact.cost_usd).abs() < 1e-6, "{r:?}");
+        assert_eq!(r.paid.len(), 4, "paid covers the replay's buckets only");
+        assert!(r.paid[1].0 >= 3, "{:?}", r.paid);
+        // With spot available before the start too, the rise is met more cheaply on spot.
+        i.spot = Some((0.3, vec![5; 4]));
+        let r = solve(&i).unwrap();
+        assert!(r.cost_usd < exact.cost_usd, "{}", r.cost_usd);
+    }
+
+    /// Without a rise in the first cold start, launching before it is never worth it: the same
+    /// cost as a launch at its time.
+    #[test]
+    fn launches_before_the_start_change_nothing_when_not_needed() {
+        let mut i = inp(vec![2, 2, 2, 4, 4, 2]);
+        i.cold_buckets = 2;
+        let exact = solve(&i).unwrap().cost_usd;
+        // Layers 1-2: 6 each; layers 3-4: 2 cold + 2 serving.
+        assert!((exact - 20.0).abs() < 1e-9, "{exact}");
+        i.spot = Some((0.3, vec![0; 6]));
+        let ilp_cost = solve(&i).unwrap().cost_usd;
+        assert!((ilp_cost - exact).abs() < 1e-6, "{ilp_cost}");
+    }
+
+    /// Warm restarts in the ILP price a gap as the layers method does: disk × (g − w) + w ×
+    /// price when that beats running through or relaunching.
+    #[test]
+    fn ilp_warm_restarts_match_layers() {
+        let mut i = inp(vec![2, 0, 0, 0, 0, 0, 2]);
+        i.cold_buckets = 2;
+        i.warm_buckets = 1;
+        i.warm_disk_per_hour = Some(0.1);
+        let exact = solve(&i).unwrap().cost_usd;
+        // Per layer: 1 + (0.1 × 4 + 1) + 1 = 3.4.
+        assert!((exact - 6.8).abs() < 1e-9, "{exact}");
+        i.spot = Some((0.3, vec![0; 7]));
+        let r = solve(&i).unwrap();
+        assert!(
+            (r.cost_usd - exact).abs() < 1e-6,
+            "{} vs {exact}",
+            r.cost_usd
+        );
+        // Without a warm pool the gap is bridged by a relaunch (2 buckets).
+        i.warm_disk_per_hour = None;
+        let r = solve(&i).unwrap();
+        assert!((r.cost_usd - 8.0).abs() < 1e-6, "{}", r.cost_usd);
+    }
 }

@@ -33,6 +33,7 @@
 //! a fresh world from the same prepared scenario and seed, and their results are collected in
 //! probe order. Same seed, same sweep, same tuned point, whatever the thread count.
 
+use super::metrics::PolicySummary;
 use super::run::{Policy, PolicyRun, Prepared, SweepPoint, run_baseline};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -60,6 +61,39 @@ impl std::fmt::Display for Knob {
             } => write!(f, "min_replicas={min_replicas},target={target_per_replica}"),
         }
     }
+}
+
+/// A setting string that is neither `fleet=N` nor `min_replicas=N,target=X`.
+#[derive(Clone, Debug, PartialEq, thiserror::Error)]
+#[error("baseline setting {0:?}: expected fleet=N or min_replicas=N,target=X")]
+pub struct BadSetting(pub String);
+
+impl std::str::FromStr for Knob {
+    type Err = BadSetting;
+    /// The inverse of `Display`: what a sweep point's `setting` says.
+    fn from_str(s: &str) -> Result<Knob, BadSetting> {
+        let bad = || BadSetting(s.to_owned());
+        if let Some(n) = s.strip_prefix("fleet=") {
+            return n.parse().map(Knob::Fleet).map_err(|_| bad());
+        }
+        let (min, target) = s
+            .strip_prefix("min_replicas=")
+            .and_then(|r| r.split_once(",target="))
+            .ok_or_else(bad)?;
+        Ok(Knob::Hpa {
+            min_replicas: min.parse().map_err(|_| bad())?,
+            target_per_replica: target
+                .parse::<f64>()
+                .ok()
+                .filter(|t| *t > 0.0 && t.is_finite())
+                .ok_or_else(bad)?,
+        })
+    }
+}
+
+/// Run one baseline alone at `knob` on the prepared scenario (what a sweep point measured).
+pub fn run_setting(p: &Prepared, policy: Policy, knob: Knob) -> PolicySummary {
+    run_baseline(p, policy, knob, &|_| {}).summary
 }
 
 /// The cheapest point meeting `target` attainment (the first of equal cost, in sweep order),
@@ -379,5 +413,27 @@ mod tests {
             "min_replicas=4,target=8"
         );
         assert_eq!(Knob::Fleet(6).to_string(), "fleet=6");
+    }
+
+    #[test]
+    fn settings_parse_back() {
+        for k in [
+            Knob::Fleet(6),
+            Knob::Hpa {
+                min_replicas: 3,
+                target_per_replica: 2.5,
+            },
+        ] {
+            assert_eq!(k.to_string().parse::<Knob>(), Ok(k));
+        }
+        for bad in [
+            "",
+            "fleet=",
+            "fleet=-1",
+            "min_replicas=2",
+            "min_replicas=2,target=0",
+        ] {
+            assert!(bad.parse::<Knob>().is_err(), "{bad}");
+        }
     }
 }
