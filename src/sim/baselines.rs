@@ -342,7 +342,10 @@ fn queue_metric(w: &World, scrape_ms: i64) -> f64 {
         .map_or(0.0, |s| f64::from(s.waiting))
 }
 
-/// `static-peak`: keep `peak` replicas; replace what spot reclaims.
+/// `static-peak`: keep `peak` replicas; replace what spot reclaims. A fleet smaller than what
+/// serves at t = 0 (a tuned size below the first bucket's demand) retires the excess: empty
+/// nodes are terminated at once, busy ones stop taking requests and go once empty, so no
+/// request is cut.
 pub struct StaticPeak {
     pub group: NodeGroupId,
     pub peak: u32,
@@ -362,6 +365,34 @@ impl StaticPeak {
         let live = w.desired(g).saturating_sub(noticed);
         if live < self.peak {
             let _ = w.increase(&self.group, self.peak - live);
+        } else if live > self.peak {
+            self.retire(w, g, live - self.peak);
+        }
+    }
+
+    fn retire(&mut self, w: &mut World, g: usize, excess: u32) {
+        let mut nodes: Vec<(bool, Serve, InstanceId)> = w
+            .insts
+            .values()
+            .filter(|i| {
+                i.group == g && i.state == LifecycleState::Ready && i.notice_deadline.is_none()
+            })
+            .map(|i| (!i.in_flight.is_empty(), i.serve, i.id.clone()))
+            .collect();
+        // Empty first, then those already draining.
+        nodes.sort_by_key(|(busy, serve, _)| (*busy, *serve != Serve::Draining));
+        let (empty, busy): (Vec<_>, Vec<_>) = nodes
+            .into_iter()
+            .take(excess as usize)
+            .partition(|(busy, _, _)| !busy);
+        if !empty.is_empty() {
+            let ids: Vec<InstanceId> = empty.into_iter().map(|(_, _, id)| id).collect();
+            let _ = w.terminate(&self.group, &ids);
+        }
+        for (_, serve, id) in busy {
+            if serve != Serve::Draining {
+                w.stop_routing(&id);
+            }
         }
     }
 }
