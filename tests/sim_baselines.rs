@@ -1,7 +1,8 @@
 //! Fair comparisons (issue #17, part 4): `--tune-baselines`, `hpa-ca-default`, and an oracle
 //! that depends on the scenario alone and never aborts the run.
 
-use gpupool::sim::run::{Policy, prepare};
+use gpupool::sim::oracle::OracleError;
+use gpupool::sim::run::{Policy, prepare, run_prepared};
 use gpupool::sim::tune::{Knob, run_setting, tune};
 use gpupool::sim::{RunOptions, Scenario, run_scenario};
 use serde_json::Value;
@@ -39,6 +40,20 @@ fn oracle_reports_when_demand_rises_within_the_first_cold_start() {
         let x = run.summary.cost_vs_oracle.expect("cost ÷ oracle known");
         assert!(x.is_finite() && x > 0.0, "{}: {x}", run.summary.policy);
     }
+}
+
+/// Should the oracle fail all the same, the other policies run without it and their cost ÷
+/// oracle is unknown, not zero.
+#[test]
+fn a_failed_oracle_leaves_the_other_policies_running() {
+    let mut p = prepare(Scenario::load("quick").expect("shipped"), 42).expect("prepares");
+    p.oracle = Err(OracleError::Solver("made to fail by the test".into()));
+    let r = run_prepared(p, &Policy::ALL, &|_, _| {}).expect("runs");
+    let names: Vec<&str> = r.runs.iter().map(|x| x.summary.policy.as_str()).collect();
+    assert_eq!(names.len(), Policy::ALL.len() - 1, "{names:?}");
+    assert!(!names.contains(&"oracle"));
+    assert!(r.runs.iter().all(|x| x.summary.cost_vs_oracle.is_none()));
+    assert!(r.runs.iter().all(|x| x.summary.cost_usd > 0.0));
 }
 
 /// The oracle's figure is a function of the scenario, not of the gpupool config it carries:

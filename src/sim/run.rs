@@ -615,9 +615,18 @@ pub fn run_scenario(
     opts: &RunOptions,
     progress: &dyn Fn(usize, f64),
 ) -> Result<ScenarioRun, SimError> {
-    let prepared = prepare(sc, opts.seed)?;
+    run_prepared(prepare(sc, opts.seed)?, &opts.policies, progress)
+}
+
+/// Run `policies` on an already prepared scenario. A failed oracle leaves its row out and
+/// every other policy runs (their cost ÷ oracle is then unknown).
+pub fn run_prepared(
+    prepared: Prepared,
+    policies: &[Policy],
+    progress: &dyn Fn(usize, f64),
+) -> Result<ScenarioRun, SimError> {
     let mut runs = Vec::new();
-    for (i, pol) in opts.policies.iter().enumerate() {
+    for (i, pol) in policies.iter().enumerate() {
         let pr = |f: f64| progress(i, f);
         let run = match pol {
             Policy::Gpupool | Policy::GpupoolNoForecast => run_gpupool(&prepared, *pol, &pr)?,
