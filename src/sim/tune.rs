@@ -12,14 +12,14 @@
 //!
 //! ## Search, not the whole grid
 //! A static fleet's attainment is monotone in its size: every policy run replays the same
-//! requests in the same order, the fleet is on-demand and provisioned at t = 0 (the world draws
-//! each launch's cold start in launch order, so the first n instances of a fleet of n + 1 are
-//! the same as a fleet of n's), and a first-come-first-served queue in front of more servers
-//! starts every request no later (a server set that is a superset at every instant never delays
-//! a FCFS queue). Its cost grows with n. So the cheapest size meeting the target is the
-//! smallest, found by a search that keeps the largest size known to miss and the smallest known
-//! to meet and probes the two points splitting the interval in thirds, until they are adjacent:
-//! about 2 log₃(max) runs instead of max.
+//! requests in the same order, the fleet is on-demand and provisioned at t = 0 in one launch
+//! call, and a first-come-first-served queue in front of a server set that is a superset at
+//! every instant starts no request later. (The cold starts are drawn from the seeded RNG in
+//! launch order, so a larger fleet's extra draws can shift later random events — faults,
+//! throttles — a little: monotone up to that noise.) Its cost grows with n. So the cheapest
+//! size meeting the target is the smallest, found by a search that keeps the largest size known
+//! to miss and the smallest known to meet and probes the two points splitting the interval in
+//! thirds, until they are adjacent: about 2 log₃(max) runs instead of max.
 //!
 //! For the HPA-driven baselines a higher `minReplicas` is a higher floor under the same
 //! recommendation, so attainment rises with it too (the HPA's own scale-ups may differ between
