@@ -1,6 +1,7 @@
 //! The baselines, each a small policy loop following its documented behaviour and driving the
-//! same simulated world as gpupool. They are judged on the same trace, seed and SLO; their
-//! parameters are the documented defaults and are never tuned per scenario.
+//! same simulated world as gpupool. They are judged on the same trace, seed and SLO; their main
+//! runs use the documented defaults, and `--tune-baselines` (`super::tune`) sweeps each one's
+//! natural knob for the cheapest setting meeting the SLO target.
 //!
 //! - `static-peak`: the demand peak of the whole run, provisioned before it starts, never
 //!   changed (replaced after a reclaim). The group's desired count is the peak: a stockout
@@ -14,7 +15,11 @@
 //!   activity (AWS, kubernetes/autoscaler#4489) or a `lastAttempt` error (GCE): it deletes the
 //!   errored upcoming nodes and backs the node group off with `InitialNodeGroupBackoffDuration`
 //!   5 min, `MaxNodeGroupBackoffDuration` 30 min (`cluster-autoscaler/clusterstate`).
-//! - `karpenter`: the same HPA; pending pods batched (1 s idle / 10 s max) into launches of the
+//! - `hpa-ca-default`: the HPA with Kubernetes' default `behavior` ([`HpaBehavior::kubernetes_default`]:
+//!   no scale-up stabilisation, +100 % or +4 pods per 15 s; 300 s scale-down window, −100 % per
+//!   15 s) and Cluster Autoscaler with its defaults, `--scale-down-delay-after-add` 10 min
+//!   included; otherwise as `hpa-ca`.
+//! - `karpenter`: the same HPA as `hpa-ca`; pending pods batched (1 s idle / 10 s max) into launches of the
 //!   cheapest available offering, spot first (price-capacity-optimised: the cheapest spot group
 //!   with capacity) with on-demand fallback, unavailable offerings cached for 3 min (Karpenter's
 //!   ICE cache TTL); empty nodes consolidated at once (`consolidateAfter: 0s`, the v1 default);
