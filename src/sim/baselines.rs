@@ -15,8 +15,8 @@
 //!   activity (AWS, kubernetes/autoscaler#4489) or a `lastAttempt` error (GCE): it deletes the
 //!   errored upcoming nodes and backs the node group off with `InitialNodeGroupBackoffDuration`
 //!   5 min, `MaxNodeGroupBackoffDuration` 30 min (`cluster-autoscaler/clusterstate`).
-//! - `hpa-ca-default`: the HPA with Kubernetes' default `behavior` ([`HpaBehavior::kubernetes_default`]:
-//!   no scale-up stabilisation, +100 % or +4 pods per 15 s; 300 s scale-down window, −100 % per
+//! - `hpa-ca-default`: the HPA with Kubernetes' default `behavior`
+//!   ([`HpaBehavior::kubernetes_default`]: no scale-up stabilisation, +100 % or +4 pods per 15 s; 300 s scale-down window, −100 % per
 //!   15 s) and Cluster Autoscaler with its defaults, `--scale-down-delay-after-add` 10 min
 //!   included; otherwise as `hpa-ca`.
 //! - `karpenter`: the same HPA as `hpa-ca`; pending pods batched (1 s idle / 10 s max) into launches of the
