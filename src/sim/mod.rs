@@ -10,6 +10,8 @@
 //! - [`provider`]: `SimProvider`, the `NodeGroupProvider` over the world.
 //! - [`baselines`]: static-peak, HPA + Cluster Autoscaler, Karpenter-like.
 //! - [`oracle`]: the minimum-cost lower bound (exact layers / SpotHedge-style ILP).
+//! - [`tune`]: `--tune-baselines`, each baseline's knob swept for the cheapest setting
+//!   meeting the SLO target.
 //! - [`metrics`]: per-policy summary figures.
 //! - [`run`]: prepares a scenario and runs the policies side by side.
 //! - [`report`]: the HTML/SVG report.
@@ -25,6 +27,7 @@ pub mod run;
 pub mod scenario;
 pub mod timing;
 pub mod trace;
+pub mod tune;
 pub mod workload;
 pub mod world;
 
@@ -55,10 +58,8 @@ pub enum SimError {
         value: String,
         fix: String,
     },
-    #[error("oracle ILP: {0}")]
-    Oracle(String),
     #[error(
-        "unknown policy {0:?}; policies: gpupool, gpupool-noforecast, static-peak, hpa-ca, karpenter, oracle"
+        "unknown policy {0:?}; policies: gpupool, gpupool-noforecast, static-peak, hpa-ca, hpa-ca-default, karpenter, oracle"
     )]
     UnknownPolicy(String),
     #[error("writing the report to {path}")]

@@ -154,7 +154,7 @@ pub fn render(run: &ScenarioRun) -> Result<String, String> {
         let s = &r.summary;
         let _ = write!(
             out,
-            "<tr><td style=text-align:left>{}</td><td>{:.4}</td><td>{:.2}</td><td>{:.2}</td><td>{:.2}</td><td>{:.2}</td><td>{:.2}</td><td>{:.2}</td><td>{:.3}</td><td>{:.1}</td><td>{:.1}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            "<tr><td style=text-align:left>{}</td><td>{:.4}</td><td>{:.2}</td><td>{:.2}</td><td>{:.2}</td><td>{:.2}</td><td>{:.2}</td><td>{:.2}</td><td>{}</td><td>{:.1}</td><td>{:.1}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
             esc(&s.policy),
             s.slo_attainment,
             s.queue_wait_p50_s,
@@ -163,7 +163,8 @@ pub fn render(run: &ScenarioRun) -> Result<String, String> {
             s.cost_usd,
             s.spot_cost_usd,
             s.on_demand_cost_usd,
-            s.cost_vs_oracle,
+            s.cost_vs_oracle
+                .map_or_else(|| "n/a".to_owned(), |x| format!("{x:.3}")),
             s.gpu_hours,
             s.idle_gpu_hours,
             s.scale_actions,
