@@ -18,7 +18,8 @@ pub struct PolicySummary {
     pub cost_usd: f64,
     pub spot_cost_usd: f64,
     pub on_demand_cost_usd: f64,
-    pub cost_vs_oracle: f64,
+    /// Cost ÷ the oracle's cost; `None` when the oracle failed (or costs nothing).
+    pub cost_vs_oracle: Option<f64>,
     pub scale_actions: u64,
     pub requests_hurt_by_preemption: u64,
     /// Requests whose instance was terminated under them by the policy itself (not a spot
@@ -78,7 +79,7 @@ pub fn summarise(
         cost_usd: w.cost_on_demand + w.cost_spot,
         spot_cost_usd: w.cost_spot,
         on_demand_cost_usd: w.cost_on_demand,
-        cost_vs_oracle: 0.0,
+        cost_vs_oracle: None,
         scale_actions: w.calls.iter().filter(|c| c.ok).count() as u64,
         requests_hurt_by_preemption: u64::from(w.requests_hurt),
         requests_cut_short: u64::from(w.requests_cut_short),

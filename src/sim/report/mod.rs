@@ -92,6 +92,13 @@ pub fn render(run: &ScenarioRun) -> std::io::Result<String> {
         unit = unit.symbol(),
         peak = p.demand.iter().max().copied().unwrap_or(0),
     );
+    if let Err(e) = &p.oracle {
+        let _ = write!(
+            out,
+            "<p>The oracle failed ({}): it has no row and cost ÷ oracle is n/a.</p>",
+            esc(&e.to_string())
+        );
+    }
     out.push_str("<h2>Summary</h2>");
     let rows: Vec<table::Row> = run
         .runs
@@ -178,7 +185,7 @@ pub fn render(run: &ScenarioRun) -> std::io::Result<String> {
 
 /// One sentence: which run met the target cheapest, against the oracle.
 fn glance(out: &mut String, run: &ScenarioRun, target: f64) {
-    let oracle = run.prepared.oracle.cost_usd;
+    let oracle = run.prepared.oracle.as_ref().map_or(0.0, |o| o.cost_usd);
     let _ = match table::cheapest_meeting(&run.runs, target) {
         Some((policy, setting, cost, slo)) => writeln!(
             out,
@@ -221,20 +228,21 @@ fn timeline_of(run: &ScenarioRun) -> Timeline<'_> {
                 .collect(),
         })
         .collect();
+    // The oracle's plan, when it was asked for and solved.
     let oracle = run
         .runs
         .iter()
         .position(|r| r.summary.policy == Policy::Oracle.name())
-        .map(|i| OraclePlan {
+        .zip(p.oracle.as_ref().ok())
+        .map(|(i, o)| OraclePlan {
             colour: colour(i),
-            paid: p
-                .oracle
+            paid: o
                 .paid
                 .iter()
                 .enumerate()
                 .map(|(b, (od, spot))| (b as f64 * bucket_s, f64::from(od + spot)))
                 .collect(),
-            cost_usd: p.oracle.cost_usd,
+            cost_usd: o.cost_usd,
         });
     Timeline {
         span_s: p.end_ms as f64 / 1000.0,

@@ -88,34 +88,96 @@ pub fn chart(points: &[CostPoints], target: f64) -> std::io::Result<String> {
                     TUNED_R,
                     BLACK.stroke_width(2),
                 )))?;
-                c.draw_series(std::iter::once(
-                    EmptyElement::at(at) + Text::new(t.setting.clone(), (11, 4), font(11.0)),
-                ))?;
             }
         }
-        for (k, p) in points.iter().enumerate() {
+        for p in points {
             let at = (px(p.run.0), py(p.run.1));
-            // Names alternate above and below their point so neighbours do not overprint.
-            let label_dy = if k % 2 == 0 { -14 } else { 6 };
             if p.is_oracle {
                 c.draw_series(std::iter::once(Cross::new(at, 7, p.colour.stroke_width(3))))?;
             } else {
                 c.draw_series(std::iter::once(Circle::new(at, 5, p.colour.filled())))?;
             }
-            // Names near the right edge go to the left of their point.
-            let right = (at.0 - x.lo) / (x.hi - x.lo) > 0.75;
-            let (dx, h) = if right {
-                (-8, HPos::Right)
-            } else {
-                (8, HPos::Left)
-            };
-            let style = font(11.0).pos(Pos::new(h, VPos::Top));
-            c.draw_series(std::iter::once(
-                EmptyElement::at(at) + Text::new(p.name.to_owned(), (dx, label_dy), style),
-            ))?;
+        }
+        // Names of the runs first, then the tuned settings, each where it overprints nothing.
+        let (xr, yr) = c.plotting_area().get_pixel_range();
+        let mut labels = Labels::new((xr.start, yr.start - 16, xr.end, yr.end));
+        let names = points.iter().map(|p| (p.run.0, p.run.1, p.name.to_owned()));
+        let tuned = points
+            .iter()
+            .filter_map(|p| p.tuned)
+            .map(|t| (t.cost_usd, t.slo_attainment, t.setting.clone()));
+        let style = font(11.0).pos(Pos::new(HPos::Left, VPos::Top));
+        for (cost, share, text) in names.chain(tuned) {
+            let at = (px(cost), py(share));
+            if let Some(offset) = labels.place(c.backend_coord(&at), &text) {
+                c.draw_series(std::iter::once(
+                    EmptyElement::at(at) + Text::new(text, offset, style.clone()),
+                ))?;
+            }
         }
         Ok(())
     })
+}
+
+/// Label boxes placed so far on a chart, px, so that labels do not overprint each other.
+struct Labels {
+    /// Left, top, right, bottom that labels must stay within.
+    bounds: (i32, i32, i32, i32),
+    /// Each label's point, text and box.
+    placed: Vec<((i32, i32), String, (i32, i32, i32, i32))>,
+}
+
+impl Labels {
+    fn new(bounds: (i32, i32, i32, i32)) -> Labels {
+        Labels {
+            bounds,
+            placed: Vec::new(),
+        }
+    }
+
+    /// Where the top-left of `text` goes relative to its point `at`: the first spot right or
+    /// left of the point, above or below it, that stays within bounds and overlaps no label
+    /// placed before. `None` when every spot is taken, or the same text already labels a
+    /// point within 12 px (several baselines tuned to the same setting).
+    fn place(&mut self, at: (i32, i32), text: &str) -> Option<(i32, i32)> {
+        // 11-px sans-serif: about 6.2 px per character, 13 px per line.
+        let w = (text.chars().count() as f64 * 6.2).ceil() as i32;
+        let h = 13;
+        let near = |p: (i32, i32)| (p.0 - at.0).abs() <= 12 && (p.1 - at.1).abs() <= 12;
+        if self.placed.iter().any(|(p, t, _)| t == text && near(*p)) {
+            return None;
+        }
+        let (l, t, r, b) = self.bounds;
+        let spots = [
+            (8, -15),
+            (8, 3),
+            (-8 - w, -15),
+            (-8 - w, 3),
+            (8, -29),
+            (8, 17),
+            (-8 - w, -29),
+            (-8 - w, 17),
+        ];
+        let overlaps = |a: (i32, i32, i32, i32), b: &(i32, i32, i32, i32)| {
+            a.0 < b.2 && b.0 < a.2 && a.1 < b.3 && b.1 < a.3
+        };
+        let offset = spots.into_iter().find(|(dx, dy)| {
+            let bx = (at.0 + dx, at.1 + dy, at.0 + dx + w, at.1 + dy + h);
+            bx.0 >= l
+                && bx.1 >= t
+                && bx.2 <= r
+                && bx.3 <= b
+                && !self.placed.iter().any(|(_, _, o)| overlaps(bx, o))
+        })?;
+        let bx = (
+            at.0 + offset.0,
+            at.1 + offset.1,
+            at.0 + offset.0 + w,
+            at.1 + offset.1 + h,
+        );
+        self.placed.push((at, text.to_owned(), bx));
+        Some(offset)
+    }
 }
 
 /// The sweep's efficient settings, cheapest first: those no cheaper (or equally cheap)
@@ -181,6 +243,27 @@ mod tests {
             slo_attainment: slo,
             cost_usd: cost,
         }
+    }
+
+    #[test]
+    fn labels_take_the_first_free_spot_and_name_a_setting_once() {
+        let mut l = Labels::new((0, 0, 500, 300));
+        // Right of and above the point.
+        assert_eq!(l.place((100, 100), "gpupool"), Some((8, -15)));
+        // A neighbour 3 px away: above is taken, below is free.
+        assert_eq!(l.place((103, 100), "gpupool-noforecast"), Some((8, 3)));
+        // Near the right edge: to the left.
+        let w = (6.0f64 * 6.2).ceil() as i32;
+        assert_eq!(l.place((490, 200), "oracle"), Some((-8 - w, -15)));
+        // The same setting tuned for two baselines at the same point: named once.
+        assert!(l.place((300, 50), "fleet=3").is_some());
+        assert_eq!(l.place((302, 50), "fleet=3"), None);
+        // Every spot around a crowded point taken: no label rather than an overprint.
+        let mut l = Labels::new((0, 0, 500, 300));
+        for k in 0..8 {
+            assert!(l.place((250, 150), &format!("label {k}")).is_some(), "{k}");
+        }
+        assert_eq!(l.place((250, 150), "one too many"), None);
     }
 
     #[test]

@@ -84,8 +84,13 @@ pub(super) const COLUMNS: &[Column] = &[
         header: "× oracle",
         definition: "Cost divided by the oracle's: the least any policy could pay to meet every \
                      bucket's demand knowing the future, with the same median cold start (a \
-                     lower bound; 1.000 is the oracle itself).",
-        cell: |r| f(r.run.summary.cost_vs_oracle, 3),
+                     lower bound; 1.000 is the oracle itself); n/a when the oracle failed.",
+        cell: |r| {
+            r.run
+                .summary
+                .cost_vs_oracle
+                .map_or_else(|| "n/a".to_owned(), |x| f(x, 3))
+        },
     },
     Column {
         header: "GPU-h",
@@ -185,7 +190,7 @@ pub fn cheapest_meeting(runs: &[PolicyRun], target: f64) -> Option<(&str, Option
 
 const TUNED: &str = "tuned";
 const TUNED_DEFINITION: &str = "With --tune-baselines: the cheapest setting of the baseline's \
-     own knob (static-peak: fleet size; hpa-ca, karpenter: min replicas and target per replica) \
+     own knob (static-peak: fleet size; the HPA-driven ones: minReplicas × target per replica) \
      whose run met the scenario's SLO target, with that run's attainment and cost; \"none of N\" \
      when no setting tried met it.";
 
