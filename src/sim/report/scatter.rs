@@ -119,16 +119,19 @@ pub fn chart(points: &[CostPoints], target: f64) -> std::io::Result<String> {
     })
 }
 
+/// A box in px: left, top, right, bottom.
+type PxBox = (i32, i32, i32, i32);
+
 /// Label boxes placed so far on a chart, px, so that labels do not overprint each other.
 struct Labels {
     /// Left, top, right, bottom that labels must stay within.
-    bounds: (i32, i32, i32, i32),
+    bounds: PxBox,
     /// Each label's point, text and box.
-    placed: Vec<((i32, i32), String, (i32, i32, i32, i32))>,
+    placed: Vec<((i32, i32), String, PxBox)>,
 }
 
 impl Labels {
-    fn new(bounds: (i32, i32, i32, i32)) -> Labels {
+    fn new(bounds: PxBox) -> Labels {
         Labels {
             bounds,
             placed: Vec::new(),
@@ -158,9 +161,7 @@ impl Labels {
             (-8 - w, -29),
             (-8 - w, 17),
         ];
-        let overlaps = |a: (i32, i32, i32, i32), b: &(i32, i32, i32, i32)| {
-            a.0 < b.2 && b.0 < a.2 && a.1 < b.3 && b.1 < a.3
-        };
+        let overlaps = |a: PxBox, b: &PxBox| a.0 < b.2 && b.0 < a.2 && a.1 < b.3 && b.1 < a.3;
         let offset = spots.into_iter().find(|(dx, dy)| {
             let bx = (at.0 + dx, at.1 + dy, at.0 + dx + w, at.1 + dy + h);
             bx.0 >= l
