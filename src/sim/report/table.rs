@@ -4,7 +4,7 @@
 use super::cdf::percent;
 use super::esc;
 use crate::sim::metrics::quantile;
-use crate::sim::run::PolicyRun;
+use crate::sim::run::{Policy, PolicyRun};
 use std::fmt::Write as _;
 
 /// One policy's row: its summary and, recomputed from its samples, its reaction times (the
@@ -165,7 +165,7 @@ pub(super) const COLUMNS: &[Column] = &[
 pub fn cheapest_meeting(runs: &[PolicyRun], target: f64) -> Option<(&str, Option<&str>, f64, f64)> {
     let own = runs
         .iter()
-        .filter(|r| r.summary.policy != "oracle")
+        .filter(|r| r.summary.policy != Policy::Oracle.name())
         .map(|r| {
             (
                 r.summary.policy.as_str(),
