@@ -95,7 +95,7 @@ if [ -d examples/snapshots ]; then
   done
 fi
 if "$BIN" simulate --help >/dev/null 2>&1; then
-  run_step "simulate quick" "$BIN" simulate --scenario quick --report "$CARGO_TARGET_DIR/sim-report"
+  run_step "simulate quick (tuned baselines)" "$BIN" simulate --scenario quick --tune-baselines --report "$CARGO_TARGET_DIR/sim-report"
 fi
 
 # ---------------------------------------------------------------------------------------------
