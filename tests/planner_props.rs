@@ -14,7 +14,7 @@ use gpupool::model::{
     Action, CapacityType, History, Instance, LifecycleState, Money, Outcome, Plan, Snapshot,
     Subject, Timestamp,
 };
-use gpupool::planner::fixtures::*;
+use gpupool::testkit::planner::*;
 use gpupool::planner::plan;
 use proptest::prelude::*;
 use std::collections::BTreeSet;
