@@ -80,7 +80,11 @@ fn main() -> ExitCode {
         full(o.runs)
     } else {
         eprintln!("planner bench: smoke run (cargo bench --bench planner for the figures)");
-        vec![measure("smoke-fleet-50-nodes", &fleet::fleet_world(50, 500), 1)]
+        vec![measure(
+            "smoke-fleet-50-nodes",
+            &fleet::fleet_world(50, 500),
+            1,
+        )]
     };
     if o.json {
         match serde_json::to_string(&figures) {
@@ -161,7 +165,12 @@ fn mib(kib: u64) -> f64 {
 fn status_kib(field: &str) -> Option<u64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
     let line = status.lines().find(|l| l.starts_with(field))?;
-    line[field.len()..].trim().strip_suffix("kB")?.trim().parse().ok()
+    line[field.len()..]
+        .trim()
+        .strip_suffix("kB")?
+        .trim()
+        .parse()
+        .ok()
 }
 
 /// Reset `VmHWM` to the current RSS (Linux ≥ 4.0: writing 5 to `clear_refs`, proc(5)).

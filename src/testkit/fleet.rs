@@ -292,7 +292,12 @@ mod tests {
         }
         let desired: u32 = w.snapshot.groups.iter().map(|g| g.desired).sum();
         assert_eq!(desired, 240, "every instance counted once by its group");
-        let idle = w.snapshot.nodes.iter().filter(|n| n.pods.is_empty()).count();
+        let idle = w
+            .snapshot
+            .nodes
+            .iter()
+            .filter(|n| n.pods.is_empty())
+            .count();
         assert_eq!(idle, 48, "one node in five idle");
     }
 
