@@ -25,6 +25,7 @@ mod consolidate;
 mod demand;
 mod eligible;
 mod fit;
+#[cfg(any(test, feature = "testkit"))]
 pub mod fixtures;
 mod health;
 pub(crate) mod launches;
