@@ -51,6 +51,48 @@ pub struct Snapshot {
     /// to remove any: their pools hold scale-down.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub stale_groups: BTreeMap<NodeGroupId, Timestamp>,
+    /// How current the cluster cache behind `nodes` and `pending_pods` is. While a watch is
+    /// relisting after an error the cache may miss pods bound or nodes added meanwhile: good
+    /// enough to add capacity, never a reason to remove any (every pool holds scale-down).
+    #[serde(default, skip_serializing_if = "CacheState::is_current")]
+    pub cache: CacheState,
+}
+
+/// The state of the cluster watches behind a snapshot.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "state", rename_all = "kebab-case")]
+pub enum CacheState {
+    /// Every watch has listed and streams without error since.
+    #[default]
+    Current,
+    /// A watch failed at `since` (first seen by the controller) and has not listed again yet.
+    Relisting {
+        since: Timestamp,
+        resources: Vec<WatchedResource>,
+    },
+}
+
+impl CacheState {
+    pub fn is_current(&self) -> bool {
+        matches!(self, CacheState::Current)
+    }
+}
+
+/// A resource kind gpupool keeps a watch cache of.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum WatchedResource {
+    Pods,
+    Nodes,
+}
+
+impl WatchedResource {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WatchedResource::Pods => "pods",
+            WatchedResource::Nodes => "nodes",
+        }
+    }
 }
 
 impl Snapshot {

@@ -27,6 +27,7 @@ mod eligible;
 mod fit;
 pub mod fixtures;
 mod health;
+mod hold;
 pub(crate) mod launches;
 mod rebalance;
 mod scaledown;
@@ -172,6 +173,7 @@ pub fn plan(snapshot: &Snapshot, config: &Config, history: &History, now: Timest
         });
     }
     plan.launch_failures = failures;
+    hold::pause(config, snapshot, &mut plan);
     plan
 }
 
@@ -713,7 +715,8 @@ fn plan_pool<'a>(
     let mut removed = 0u32;
     let mut removed_cost = Money::ZERO;
     let mut unneeded = BTreeSet::new();
-    if stale.is_empty() {
+    let held = hold::scale_down(pool, stale, &snapshot.cache);
+    if held.is_none() {
         let res = scaledown::scale_down(
             ctx,
             mode,
@@ -743,11 +746,11 @@ fn plan_pool<'a>(
                 &mut plan.decisions,
             );
         }
-    } else {
+    } else if let Some(reason) = held {
         plan.decisions.push(Decision {
             subject: subject(),
             outcome: Outcome::Held,
-            reason: Reason::DataStale { signals: stale },
+            reason,
         });
     }
     plan.unneeded.extend(unneeded.into_iter().cloned());
