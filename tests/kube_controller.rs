@@ -836,3 +836,129 @@ async fn a_lost_lease_fences_the_old_leader_before_anyone_else_leads() {
     assert!(!a_fence(), "the old leader stays fenced");
     b.release().await;
 }
+
+/// `gpupool run --dump-snapshot`'s files replay to the very plan the controller made
+/// (`gpupool plan --snapshot --history`), the status ConfigMap is written on change only, and
+/// `gpupool status` prints the per-pool reasons a running controller serves on `/status`.
+#[tokio::test]
+async fn a_dumped_tick_replays_to_the_same_plan_and_the_status_is_served_and_written() {
+    use gpupool::controller::dump::Dumper;
+    use gpupool::model::status::{Status, StatusInput, build};
+    let fake = FakeKube::start().await;
+    fake.apply(pending_pod(
+        "ml",
+        "small-model",
+        json!({"nvidia.com/mig-1g.5gb": "1"}),
+        json!({"gpupool.io/pool": "mig"}),
+    ));
+    let cloud = MemCloud::new();
+    let (ctl, _last) = controller(&fake, &cloud).await;
+    let mut ctl = ctl.with_capture();
+    let t0 = Timestamp::from_secs(100_000);
+    cloud.set_now(t0);
+    let report = ctl.tick(t0).await.unwrap();
+    let made = report.plan().unwrap().clone();
+    assert!(!made.actions.is_empty(), "{made:#?}");
+
+    let dir = std::env::temp_dir().join(format!("gpupool-replay-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let planned = ctl.last_planned().unwrap();
+    let files = Dumper::new(&dir, 3).unwrap().write(planned).unwrap();
+    let cfg_path = dir.join("config.yaml");
+    std::fs::write(&cfg_path, CONFIG).unwrap();
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_gpupool"))
+        .arg("plan")
+        .arg("--snapshot")
+        .arg(&files.snapshot)
+        .arg("--history")
+        .arg(&files.history)
+        .arg("--config")
+        .arg(&cfg_path)
+        .arg("--json")
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let replayed: Plan = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(replayed.actions, made.actions);
+    assert_eq!(replayed.decisions, made.decisions);
+    let dumped: Plan = serde_json::from_slice(&std::fs::read(&files.plan).unwrap()).unwrap();
+    assert_eq!(dumped, made);
+
+    // The status ConfigMap: created, then left alone while nothing changes.
+    let cfg = config();
+    let status = build(&StatusInput {
+        config: &cfg,
+        leader: true,
+        last_tick: Some(t0),
+        held: None,
+        planned: Some((&planned.snapshot, &planned.history, &planned.plan)),
+        shadow: ctl.shadow(),
+    });
+    let mut map = gpupool::kube::status_map::StatusMap::new(fake.client(), "gpupool");
+    assert!(map.publish(&status, t0).await.unwrap());
+    let cm = fake
+        .get(Kind::ConfigMap, "gpupool", "gpupool-status")
+        .expect("status ConfigMap created");
+    let written: Status =
+        serde_json::from_str(cm["data"]["status.json"].as_str().unwrap()).unwrap();
+    assert_eq!(written, status);
+    assert!(cm["data"]["status"].as_str().unwrap().contains("mig"));
+    let writes = |f: &FakeKube| f.count_requests(|r| r.contains("/configmaps"));
+    let before = writes(&fake);
+    assert!(!map.publish(&status, t0.plus_secs(60.0)).await.unwrap());
+    assert_eq!(writes(&fake), before, "unchanged status written again");
+    let mut later = status.clone();
+    later.leader = false;
+    assert!(map.publish(&later, t0.plus_secs(60.0)).await.unwrap());
+    let cm = fake
+        .get(Kind::ConfigMap, "gpupool", "gpupool-status")
+        .unwrap();
+    assert!(
+        cm["data"]["status.json"]
+            .as_str()
+            .unwrap()
+            .contains("\"leader\": false")
+    );
+
+    // `gpupool status` against the controller's HTTP server.
+    let health = Arc::new(gpupool::server::Health::new(10, t0));
+    health
+        .status
+        .publish(serde_json::to_string(&status).unwrap());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(gpupool::server::serve_on(
+        listener,
+        Arc::new(prometheus_client::registry::Registry::default()),
+        health,
+        async {
+            let _ = stopped.await;
+        },
+    ));
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_gpupool"))
+        .args(["status", "--url", &format!("http://{addr}")])
+        .output()
+        .await
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("gpupool leader, mode active"), "{text}");
+    assert!(text.contains("pool mig:"), "{text}");
+    assert!(
+        text.contains("pending pod(s) need 1 more node(s)"),
+        "{text}"
+    );
+    stop.send(()).unwrap();
+    server.await.unwrap().unwrap();
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -9,6 +9,7 @@
 //! - [`events`]: `TriggeredScaleUp` / `NotTriggerScaleUp` on pods, `Drain` / `Replaced` /
 //!   `ScaleDown` on nodes, rate-limited.
 //! - [`lease`]: leader election on a `coordination.k8s.io/v1` Lease.
+//! - [`status_map`]: the `gpupool-status` ConfigMap (Cluster Autoscaler's status ConfigMap).
 
 pub mod convert;
 pub mod drain;
@@ -16,6 +17,7 @@ pub mod events;
 pub mod lease;
 pub mod provider_id;
 pub mod quantity;
+pub mod status_map;
 pub mod watch;
 
 pub use lease::LeaderElector;

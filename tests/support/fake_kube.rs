@@ -17,7 +17,8 @@
 //!   set; the test plays the kubelet with [`FakeKube::finish_terminating`]);
 //! - events: `events.k8s.io/v1` create + merge patch, core `v1` create;
 //! - leases: get / create (409 AlreadyExists) / replace with resourceVersion preconditions
-//!   (409 Conflict).
+//!   (409 Conflict);
+//! - configmaps: get / create (409 AlreadyExists) / merge patch (404 when missing).
 //!
 //! Test controls: [`FakeKube::drop_watches`] (network drop), [`FakeKube::expire_watches`]
 //! (etcd compaction: open watches get 410 and old resourceVersions are refused),
@@ -49,6 +50,7 @@ pub enum Kind {
     Event,
     CoreEvent,
     Pdb,
+    ConfigMap,
 }
 
 impl Kind {
@@ -59,11 +61,12 @@ impl Kind {
             Kind::Lease => "LeaseList",
             Kind::Event | Kind::CoreEvent => "EventList",
             Kind::Pdb => "PodDisruptionBudgetList",
+            Kind::ConfigMap => "ConfigMapList",
         }
     }
     fn api_version(self) -> &'static str {
         match self {
-            Kind::Pod | Kind::Node | Kind::CoreEvent => "v1",
+            Kind::Pod | Kind::Node | Kind::CoreEvent | Kind::ConfigMap => "v1",
             Kind::Lease => "coordination.k8s.io/v1",
             Kind::Event => "events.k8s.io/v1",
             Kind::Pdb => "policy/v1",
@@ -76,6 +79,7 @@ impl Kind {
             Kind::Lease => "Lease",
             Kind::Event | Kind::CoreEvent => "Event",
             Kind::Pdb => "PodDisruptionBudget",
+            Kind::ConfigMap => "ConfigMap",
         }
     }
     fn of(v: &Value) -> Option<Kind> {
@@ -86,6 +90,7 @@ impl Kind {
             ("events.k8s.io/v1", "Event") => Some(Kind::Event),
             ("v1", "Event") => Some(Kind::CoreEvent),
             ("policy/v1", "PodDisruptionBudget") => Some(Kind::Pdb),
+            ("v1", "ConfigMap") => Some(Kind::ConfigMap),
             _ => None,
         }
     }
@@ -831,6 +836,36 @@ async fn event_patch(
     })
 }
 
+/// `PATCH` of a ConfigMap: only a JSON merge patch (what gpupool sends); 404 when there is
+/// none, as the real server answers a patch of a missing object.
+async fn configmap_patch(
+    State(s): S,
+    Path((ns, name)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let ct = headers
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    if ct != "application/merge-patch+json" {
+        return status(
+            415,
+            "UnsupportedMediaType",
+            &format!("this fake takes merge patches of configmaps only, got {ct}"),
+        );
+    }
+    let patch = match parse_body(&body, "patch") {
+        Ok(p) => p,
+        Err(r) => return r,
+    };
+    s.update(Kind::ConfigMap, &ns, &name, |current| {
+        let mut obj = current.clone();
+        merge_patch(&mut obj, &patch);
+        Ok(obj)
+    })
+}
+
 async fn fallback(m: Method, u: Uri) -> Response {
     status(
         404,
@@ -867,6 +902,14 @@ fn router(shared: Arc<Shared>) -> Router {
             axum::routing::patch(event_patch),
         )
         .route("/api/v1/namespaces/{ns}/events", create_in(Kind::CoreEvent))
+        .route(
+            "/api/v1/namespaces/{ns}/configmaps",
+            create_in(Kind::ConfigMap),
+        )
+        .route(
+            "/api/v1/namespaces/{ns}/configmaps/{name}",
+            get_namespaced(Kind::ConfigMap).patch(configmap_patch),
+        )
         .fallback(fallback)
         .layer(axum::middleware::from_fn_with_state(shared.clone(), record))
         .with_state(shared)

@@ -80,8 +80,16 @@ fn shadow_mode_plans_reports_and_never_calls_a_mutating_api() {
     assert!(pool.cost_difference_total > Money::ZERO, "{pool:?}");
 
     let w = world(&p);
-    assert!(w.calls.is_empty(), "mutating calls in shadow mode: {:?}", w.calls);
-    assert!(w.acked.is_empty(), "events acknowledged in shadow mode: {:?}", w.acked);
+    assert!(
+        w.calls.is_empty(),
+        "mutating calls in shadow mode: {:?}",
+        w.calls
+    );
+    assert!(
+        w.acked.is_empty(),
+        "events acknowledged in shadow mode: {:?}",
+        w.acked
+    );
     drop(w);
     let text = metrics::encode(&registry);
     assert!(
