@@ -267,6 +267,9 @@ impl Cluster for Seen {
     async fn publish(&mut self, plan: &Plan, now: Timestamp) {
         self.inner.publish(plan, now).await
     }
+    fn relisting(&self) -> Vec<gpupool::model::WatchedResource> {
+        self.inner.relisting()
+    }
 }
 
 type LastView = Arc<Mutex<Option<ClusterView>>>;
@@ -961,4 +964,136 @@ async fn a_dumped_tick_replays_to_the_same_plan_and_the_status_is_served_and_wri
     stop.send(()).unwrap();
     server.await.unwrap().unwrap();
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// After a watch error the cache is not trusted until it has listed again: while the relist
+/// cannot complete (lists answer 500 after a 410 on the watches), two empty, unneeded nodes
+/// are kept with `cache_not_current`; once the list succeeds, scale-down resumes.
+#[tokio::test]
+async fn no_scale_down_while_a_watch_is_relisting() {
+    let fake = FakeKube::start().await;
+    let cloud = MemCloud::new();
+    let t0 = Timestamp::from_secs(500_000);
+    let (a, b) = (InstanceId::new("i-a"), InstanceId::new("i-b"));
+    cloud.with_ready(
+        t0,
+        vec![
+            p4d_instance(&a, CapacityType::OnDemand, LifecycleState::Ready),
+            p4d_instance(&b, CapacityType::OnDemand, LifecycleState::Ready),
+        ],
+    );
+    for (name, id) in [("node-a", &a), ("node-b", &b)] {
+        fake.apply(gpu_node(name, &pid(id), "mig", 8, json!({})));
+    }
+    let cfg = Arc::new(
+        Config::load(&CONFIG.replace(
+            "disruption: { max_provision_time_s: 900 }",
+            "disruption: { max_provision_time_s: 900, unneeded_time_s: 0, \
+             scale_down_delay_after_add_s: 0 }",
+        ))
+        .unwrap_or_else(|e| panic!("{e}")),
+    );
+    let cluster = KubeCluster::start(fake.client(), cfg.clone(), Some("gpupool-0".into()));
+    eventually(10, "initial lists", || {
+        let ok = cluster.synced();
+        async move { ok.then_some(()) }
+    })
+    .await;
+    // The watches fail (410 after compaction) and the relist cannot complete.
+    let mut fake = fake;
+    fake.fail_lists(true);
+    fake.expire_watches();
+    eventually(10, "both watches relisting", || {
+        let r = cluster.relisting();
+        async move { (r.len() == 2).then_some(()) }
+    })
+    .await;
+    let mut ctl = Controller::new(
+        cfg,
+        Arc::new(cloud.clone()),
+        Box::new(cluster),
+        Box::new(NoSignals),
+        Arc::new(Metrics::default()),
+    );
+    for s in [0.0, 10.0, 20.0] {
+        let r = ctl.tick(t0.plus_secs(s)).await.unwrap();
+        let plan = r.plan().unwrap();
+        assert!(plan.actions.is_empty(), "acted on a stale cache: {plan:#?}");
+        assert!(
+            plan.decisions
+                .iter()
+                .any(|d| d.reason.code() == "cache_not_current"),
+            "{:#?}",
+            plan.decisions
+        );
+    }
+    assert!(cloud.calls().is_empty(), "{:?}", cloud.calls());
+    assert!(
+        fake.get(Kind::Node, "", "node-a").unwrap()["spec"]["unschedulable"].is_null(),
+        "cordoned on a stale cache"
+    );
+
+    // The API server can list again: the cache is current and the empty nodes may go.
+    fake.fail_lists(false);
+    let mut t = t0.plus_secs(30.0);
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let r = ctl.tick(t).await.unwrap();
+        let plan = r.plan().unwrap();
+        if plan
+            .actions
+            .iter()
+            .any(|a| matches!(a, Action::Drain { .. } | Action::ScaleDown { .. }))
+        {
+            assert!(
+                !plan
+                    .decisions
+                    .iter()
+                    .any(|d| d.reason.code() == "cache_not_current")
+            );
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "scale-down never resumed after the relist: {plan:#?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        t = t.plus_secs(1.0);
+    }
+}
+
+/// A new pending GPU pod wakes the run loop within the batch window instead of the next tick.
+#[tokio::test]
+async fn a_new_pending_gpu_pod_wakes_the_loop() {
+    let fake = FakeKube::start().await;
+    let cluster = KubeCluster::start(fake.client(), config(), Some("gpupool-0".into()));
+    eventually(10, "initial lists", || {
+        let ok = cluster.synced();
+        async move { ok.then_some(()) }
+    })
+    .await;
+    let wake = cluster.wakeups();
+    let waiter = tokio::spawn({
+        let wake = wake.clone();
+        async move { wake.wait().await }
+    });
+    fake.apply(pending_pod(
+        "ml",
+        "fresh",
+        json!({"nvidia.com/mig-1g.5gb": "1"}),
+        json!({"gpupool.io/pool": "mig"}),
+    ));
+    tokio::time::timeout(std::time::Duration::from_secs(15), waiter)
+        .await
+        .expect("the new pending pod never woke the loop")
+        .unwrap();
+    // The same pod seen again is not new.
+    let uid = fake.get(Kind::Pod, "ml", "fresh").unwrap()["metadata"]["uid"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        !wake.trigger(&uid),
+        "the watch did not trigger for this pod"
+    );
 }

@@ -7,6 +7,7 @@
 
 use anyhow::{Context, bail};
 use gpupool::config::{Config, Mode, ProviderKind};
+use gpupool::controller::batcher::Batcher;
 use gpupool::controller::{Cluster, Controller, Metrics};
 use gpupool::model::Timestamp;
 use gpupool::server::{Health, wall_clock};
@@ -119,6 +120,8 @@ async fn serve(config: Arc<Config>, args: Args) -> anyhow::Result<ExitCode> {
     };
     let mut status_out = crate::cli::status::Publisher::new(config.clone(), health.clone(), dumper);
     let mut leader = Leadership::None;
+    // New pending GPU pods wake the loop (Kubernetes mode); VM-only has nothing to wake it.
+    let mut wake: Option<Arc<Batcher>> = None;
     let cluster: Box<dyn Cluster> = match config.mode {
         Mode::VmOnly => {
             let vm = gpupool::vmonly::VmCluster::new(config.clone(), provider.clone())
@@ -126,7 +129,7 @@ async fn serve(config: Arc<Config>, args: Args) -> anyhow::Result<ExitCode> {
                 .with_serving(serving.clone());
             Box::new(vm)
         }
-        Mode::Kubernetes => kube_cluster(&config, &mut leader, &mut status_out).await?,
+        Mode::Kubernetes => kube_cluster(&config, &mut leader, &mut status_out, &mut wake).await?,
     };
 
     let mut controller = Controller::new(
@@ -167,6 +170,15 @@ async fn serve(config: Arc<Config>, args: Args) -> anyhow::Result<ExitCode> {
                 break;
             }
             _ = interval.tick() => {}
+            _ = async {
+                match &wake {
+                    Some(w) => w.wait().await,
+                    None => std::future::pending().await,
+                }
+            } => {
+                tracing::debug!("new pending GPU pods: planning now instead of at the next tick");
+                interval.reset();
+            }
         }
         let now = wall_clock();
         let is_leader = leader.check(now).await;
@@ -372,6 +384,7 @@ async fn kube_cluster(
     config: &Arc<Config>,
     leader: &mut Leadership,
     status_out: &mut crate::cli::status::Publisher,
+    wake: &mut Option<Arc<Batcher>>,
 ) -> anyhow::Result<Box<dyn Cluster>> {
     // In-cluster config or KUBECONFIG; kube's default retry of 429 is switched off so a
     // PDB-blocked eviction never stalls the control loop.
@@ -401,11 +414,9 @@ async fn kube_cluster(
         elector,
         Duration::from_secs(u64::from(gpupool::kube::lease::DEFAULT_LEASE_DURATION_S) / 3),
     ));
-    Ok(Box::new(gpupool::kube::KubeCluster::start(
-        client,
-        config.clone(),
-        Some(identity),
-    )))
+    let cluster = gpupool::kube::KubeCluster::start(client, config.clone(), Some(identity));
+    *wake = Some(cluster.wakeups());
+    Ok(Box::new(cluster))
 }
 
 #[cfg(not(feature = "kube"))]
@@ -413,6 +424,7 @@ async fn kube_cluster(
     _: &Arc<Config>,
     _: &mut Leadership,
     _: &mut crate::cli::status::Publisher,
+    _: &mut Option<Arc<Batcher>>,
 ) -> anyhow::Result<Box<dyn Cluster>> {
     bail!(
         "mode: kubernetes needs a gpupool built with Kubernetes support \

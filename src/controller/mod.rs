@@ -14,6 +14,7 @@
 //! - capacity errors put the offering into backoff and the planner re-plans at once, falling
 //!   back to the next offering in the same tick.
 
+pub mod batcher;
 pub mod dump;
 pub mod metrics;
 mod shadow;

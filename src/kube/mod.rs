@@ -103,6 +103,8 @@ pub struct KubeCluster {
     /// Nodes whose drain has logged a PodDisruptionBudget refusal at INFO already (one line
     /// per drain; the refusals of every tick are at DEBUG).
     pdb_refusal_logged: std::collections::HashSet<String>,
+    /// Woken by the pod watch for every new pending GPU pod (plan within ~1 s, batched).
+    wake: Arc<crate::controller::batcher::Batcher>,
 }
 
 impl KubeCluster {
@@ -119,13 +121,28 @@ impl KubeCluster {
             watcher::Config::default().labels(TAG_POOL),
             "nodes",
             move |n: &mut K8sNode| convert::prune_node(n, &keep_conditions),
+            |_: &K8sNode| {},
         );
+        let wake = Arc::new(crate::controller::batcher::Batcher::default());
         let pods = watch::spawn(
             Api::<Pod>::all(client.clone()),
             // Finished pods hold nothing; the API server filters them out for us.
             watcher::Config::default().fields("status.phase!=Succeeded,status.phase!=Failed"),
             "pods",
             convert::prune_pod,
+            {
+                let (wake, names) = (wake.clone(), names.clone());
+                move |p: &Pod| {
+                    // A pod gpupool would plan for (pending, unschedulable, asking a GPU
+                    // resource) and has not triggered for before.
+                    if let Some(uid) = p.metadata.uid.as_deref()
+                        && convert::pending_pod(p, &names, Timestamp::default()).is_some()
+                        && wake.trigger(uid)
+                    {
+                        tracing::debug!(pod = %pod_key(p), "new pending GPU pod: planning within the batch window");
+                    }
+                }
+            },
         );
         let recorder = Recorder::new(
             client.clone(),
@@ -146,7 +163,14 @@ impl KubeCluster {
             idle_since: HashMap::new(),
             unhealthy_logged: HashMap::new(),
             pdb_refusal_logged: std::collections::HashSet::new(),
+            wake,
         }
+    }
+
+    /// Wakes when new pending GPU pods appeared (batched: 1 s idle, 10 s max); the run loop
+    /// plans then instead of waiting for the next tick.
+    pub fn wakeups(&self) -> Arc<crate::controller::batcher::Batcher> {
+        self.wake.clone()
     }
 
     /// At most one event per object and reason per `interval_s` (default 300 s).
@@ -514,5 +538,17 @@ impl Cluster for KubeCluster {
 
     async fn publish(&mut self, plan: &Plan, now: Timestamp) {
         self.publish_events(plan, now).await;
+    }
+
+    fn relisting(&self) -> Vec<crate::model::WatchedResource> {
+        use crate::model::WatchedResource;
+        [
+            (WatchedResource::Pods, &self.pods.health),
+            (WatchedResource::Nodes, &self.nodes.health),
+        ]
+        .into_iter()
+        .filter(|(_, h)| h.synced() && !h.current())
+        .map(|(r, _)| r)
+        .collect()
     }
 }

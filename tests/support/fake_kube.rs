@@ -22,6 +22,8 @@
 //!
 //! Test controls: [`FakeKube::drop_watches`] (network drop), [`FakeKube::expire_watches`]
 //! (etcd compaction: open watches get 410 and old resourceVersions are refused),
+//! [`FakeKube::fail_lists`] (lists answer 500 until cleared: a watch error, then a relist that
+//! cannot complete yet),
 //! [`FakeKube::restart`] (API server restart on the same port, state kept as etcd would).
 
 // Handlers answer with a ready HTTP response on error; boxing it buys nothing in a test fake.
@@ -132,6 +134,9 @@ struct Shared {
     control: watch::Sender<WatchControl>,
     /// Bookmarks every this often on watches that asked for them.
     bookmark_every: Duration,
+    /// Lists fail with a 500 (`FakeKube::fail_lists`), as when the API server cannot read
+    /// etcd; watches already open carry on.
+    fail_lists: std::sync::atomic::AtomicBool,
 }
 
 pub struct FakeKube {
@@ -455,6 +460,10 @@ impl Shared {
         };
         let watching = matches!(q.get("watch").map(String::as_str), Some("true" | "1"));
         if !watching {
+            if self.fail_lists.load(std::sync::atomic::Ordering::Relaxed) {
+                // What kube-apiserver answers when its etcd read times out.
+                return status(500, "InternalError", "etcdserver: request timed out");
+            }
             let st = self.store.lock().unwrap();
             let body = json!({
                 "kind": kind.list_kind(), "apiVersion": kind.api_version(),
@@ -925,6 +934,7 @@ impl FakeKube {
             changes,
             control,
             bookmark_every: Duration::from_millis(500),
+            fail_lists: std::sync::atomic::AtomicBool::new(false),
         });
         let mut fk = FakeKube {
             shared,
@@ -976,6 +986,13 @@ impl FakeKube {
             generation: self.generation,
             expire_oldest: None,
         });
+    }
+
+    /// Make every list fail (500) until called again with `false`; open watches carry on.
+    pub fn fail_lists(&self, fail: bool) {
+        self.shared
+            .fail_lists
+            .store(fail, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// Compact the event log: open watches get a `410 Expired` ERROR event and every
