@@ -270,6 +270,9 @@ impl Cluster for Seen {
     fn relisting(&self) -> Vec<gpupool::model::WatchedResource> {
         self.inner.relisting()
     }
+    fn scheduler_messages(&self) -> BTreeMap<String, String> {
+        self.inner.scheduler_messages()
+    }
 }
 
 type LastView = Arc<Mutex<Option<ClusterView>>>;
@@ -1096,4 +1099,96 @@ async fn a_new_pending_gpu_pod_wakes_the_loop() {
         !wake.trigger(&uid),
         "the watch did not trigger for this pod"
     );
+}
+
+/// The churn loop of a pod gpupool thinks fits but the scheduler refuses (here: it also asks
+/// ephemeral storage no node has): a minute after a fitting node serves, the pod is taken as
+/// refused for an unmodelled constraint — `NotTriggerScaleUp` with the scheduler's message,
+/// the idle node is no longer kept for it, and no node is launched for it during the backoff.
+#[tokio::test]
+async fn a_pod_the_scheduler_refuses_for_an_unmodelled_reason_stops_the_launch_loop() {
+    let fake = FakeKube::start().await;
+    let cloud = MemCloud::new();
+    let t0 = Timestamp::from_secs(600_000);
+    let a = InstanceId::new("i-a");
+    cloud.with_ready(
+        t0,
+        vec![p4d_instance(
+            &a,
+            CapacityType::OnDemand,
+            LifecycleState::Ready,
+        )],
+    );
+    fake.apply(gpu_node("node-a", &pid(&a), "mig", 8, json!({})));
+    let mut pod = pending_pod(
+        "ml",
+        "big-scratch",
+        json!({"nvidia.com/gpu": "1"}),
+        json!({"gpupool.io/pool": "mig"}),
+    );
+    pod["status"]["conditions"][0]["message"] = json!(
+        "0/1 nodes are available: 1 Insufficient ephemeral-storage. preemption: 0/1 nodes are available: 1 No preemption victims found for incoming pod."
+    );
+    fake.apply(pod);
+    let cfg = Arc::new(
+        Config::load(&CONFIG.replace(
+            "disruption: { max_provision_time_s: 900 }",
+            "disruption: { max_provision_time_s: 900, unneeded_time_s: 0, \
+             scale_down_delay_after_add_s: 0 }",
+        ))
+        .unwrap_or_else(|e| panic!("{e}")),
+    );
+    let (mut ctl, last) = controller_with(&fake, &cloud, cfg).await;
+    tick_until(&mut ctl, &last, t0, "the node and the pod", |v| {
+        v.nodes
+            .iter()
+            .any(|n| n.name == "node-a" && n.serving_ready)
+            && v.pending_pods.len() == 1
+    })
+    .await;
+    let r = ctl.tick(t0.plus_secs(10.0)).await.unwrap();
+    let code_of_pod = |p: &Plan| {
+        p.decisions
+            .iter()
+            .find(|d| d.subject.to_string() == "pod ml/big-scratch")
+            .map(|d| d.reason.code())
+    };
+    assert_eq!(code_of_pod(r.plan().unwrap()), Some("fits_serving_node"));
+    assert!(cloud.calls().is_empty(), "{:?}", cloud.calls());
+
+    // A minute later the pod is still pending: refused for something gpupool does not model.
+    let r = ctl.tick(t0.plus_secs(71.0)).await.unwrap();
+    assert_eq!(code_of_pod(r.plan().unwrap()), Some("scheduler_rejects"));
+    let note = eventually(10, "the NotTriggerScaleUp event", || {
+        let e = fake.list(Kind::Event).into_iter().find(|e| {
+            e["regarding"]["name"] == "big-scratch" && e["reason"] == "NotTriggerScaleUp"
+        });
+        async move { e.map(|e| e["note"].as_str().unwrap_or_default().to_owned()) }
+    })
+    .await;
+    assert!(note.contains("Insufficient ephemeral-storage"), "{note}");
+
+    // The idle node is no longer kept for it and goes; nothing is launched for the pod.
+    let mut t = t0.plus_secs(80.0);
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(20);
+    while !cloud.calls().iter().any(|c| c.starts_with("terminate")) {
+        ctl.tick(t).await.unwrap();
+        fake.finish_terminating();
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the node kept for a refused pod never went: {:?}",
+            cloud.calls()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        t = t.plus_secs(5.0);
+    }
+    fake.delete(Kind::Node, "", "node-a");
+    for s in [300.0, 400.0, 600.0] {
+        let r = ctl.tick(t0.plus_secs(s)).await.unwrap();
+        assert_eq!(code_of_pod(r.plan().unwrap()), Some("scheduler_rejects"));
+    }
+    assert_eq!(increases(&cloud), 0, "{:?}", cloud.calls());
+    // After the backoff (10 min from the rejection) one launch may try again.
+    let r = ctl.tick(t0.plus_secs(71.0 + 601.0)).await.unwrap();
+    assert_eq!(code_of_pod(r.plan().unwrap()), Some("placed_on_new_node"));
 }

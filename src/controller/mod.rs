@@ -88,6 +88,12 @@ pub trait Cluster: Send {
     fn relisting(&self) -> Vec<crate::model::WatchedResource> {
         Vec::new()
     }
+
+    /// The scheduler's message on each pending pod of the last `observe` (`namespace/name`),
+    /// where it gave one. Default: none.
+    fn scheduler_messages(&self) -> BTreeMap<String, String> {
+        BTreeMap::new()
+    }
 }
 
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -347,6 +353,7 @@ impl Controller {
             demand,
             stale_groups,
             cache: self.cache_state(now),
+            scheduler_messages: self.cluster.scheduler_messages(),
         };
         self.overlay(&mut snapshot, now);
 
@@ -378,6 +385,9 @@ impl Controller {
 
         self.progress_drains(&snapshot, now, &mut report).await;
         if let Some(plan) = report.plans.last() {
+            self.history.record_fits(&plan.fits_serving, now);
+            self.history
+                .record_scheduler_rejects(&plan.scheduler_rejects, &snapshot.pending_pods);
             self.record_unneeded(plan, now);
             self.record_warm_needed(plan, now);
             self.report_plan(plan);

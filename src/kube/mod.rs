@@ -105,6 +105,8 @@ pub struct KubeCluster {
     pdb_refusal_logged: std::collections::HashSet<String>,
     /// Woken by the pod watch for every new pending GPU pod (plan within ~1 s, batched).
     wake: Arc<crate::controller::batcher::Batcher>,
+    /// The scheduler's message on each pending GPU pod of the last view.
+    scheduler_messages: BTreeMap<String, String>,
 }
 
 impl KubeCluster {
@@ -164,6 +166,7 @@ impl KubeCluster {
             unhealthy_logged: HashMap::new(),
             pdb_refusal_logged: std::collections::HashSet::new(),
             wake,
+            scheduler_messages: BTreeMap::new(),
         }
     }
 
@@ -247,6 +250,7 @@ impl KubeCluster {
         let mut pending: Vec<PendingPod> = Vec::new();
         let mut on_node: HashMap<String, Vec<RunningPod>> = HashMap::new();
         let mut pending_uids = Vec::new();
+        self.scheduler_messages.clear();
         for p in self.pods.store.state() {
             if let Some(node) = convert::node_name_of(&p) {
                 if managed.contains_key(node) && !convert::is_finished(&p) {
@@ -261,6 +265,9 @@ impl KubeCluster {
             let since = self.pending_since.get(&uid).copied().unwrap_or(now);
             if let Some(pp) = convert::pending_pod(&p, &self.names, since) {
                 self.pending_since.entry(uid.clone()).or_insert(now);
+                if let Some(m) = convert::scheduler_message(&p) {
+                    self.scheduler_messages.insert(pp.key(), m);
+                }
                 pending_uids.push(uid);
                 pending.push(pp);
             }
@@ -538,6 +545,10 @@ impl Cluster for KubeCluster {
 
     async fn publish(&mut self, plan: &Plan, now: Timestamp) {
         self.publish_events(plan, now).await;
+    }
+
+    fn scheduler_messages(&self) -> BTreeMap<String, String> {
+        self.scheduler_messages.clone()
     }
 
     fn relisting(&self) -> Vec<crate::model::WatchedResource> {

@@ -24,6 +24,14 @@ pub struct Plan {
     /// their offerings off in `History` with the same rule the planner applied to this plan).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub launch_failures: Vec<LaunchFailureRecord>,
+    /// Pending pods (`namespace/name`) placed on the free room of a serving node, and that
+    /// node's instance (the controller keeps since when in `History::fits_serving`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub fits_serving: Vec<(String, InstanceId)>,
+    /// Pods found rejected by the scheduler this tick (`planner::rejects`; the controller
+    /// keeps them in `History::scheduler_rejects`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub scheduler_rejects: Vec<(String, super::Rejection)>,
 }
 
 /// A launch the cloud accepted and reported it cannot fulfil (or that showed neither progress

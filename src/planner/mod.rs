@@ -30,6 +30,7 @@ mod health;
 mod hold;
 pub(crate) mod launches;
 mod rebalance;
+pub mod rejects;
 mod scaledown;
 mod warmpool;
 
@@ -102,12 +103,29 @@ pub fn plan(snapshot: &Snapshot, config: &Config, history: &History, now: Timest
         pods_owned = [snapshot.pending_pods.as_slice(), &displaced].concat();
         &pods_owned
     };
-    let classes = if config.mode == Mode::Kubernetes {
+    let mut classes = if config.mode == Mode::Kubernetes {
         binpack::classes(pods)
     } else {
         Vec::new()
     };
     let mut fates: Vec<Option<Fate>> = vec![None; pods.len()];
+    // Pods the scheduler refuses for a constraint not modelled here: neither demand nor a
+    // reason to keep a node (`rejects`).
+    let (refused, new_rejects) = rejects::blocked(snapshot, history, &config.kubernetes, now);
+    if !refused.is_empty() {
+        let pending = snapshot.pending_pods.len();
+        for class in &mut classes {
+            class.members.retain(|&m| {
+                let r = (m < pending).then(|| refused.get(&pods[m].key())).flatten();
+                if let Some(r) = r {
+                    fates[m] = Some(Fate::Blocked(r.clone()));
+                }
+                r.is_none()
+            });
+        }
+        classes.retain(|c| !c.members.is_empty());
+    }
+    plan.scheduler_rejects = new_rejects;
     let mut pod_pool: Vec<Option<usize>> = vec![None; pods.len()];
     let mut pool_classes: Vec<Vec<(&Class<'_>, ClassFit)>> =
         (0..ctxs.len()).map(|_| Vec::new()).collect();
@@ -128,6 +146,7 @@ pub fn plan(snapshot: &Snapshot, config: &Config, history: &History, now: Timest
     }
 
     let mut in_flight_of = vec![0u32; ctxs.len()];
+    let mut fits = Vec::new();
     for (pi, ctx) in ctxs.iter().enumerate() {
         in_flight_of[pi] = plan_pool(
             ctx,
@@ -138,9 +157,15 @@ pub fn plan(snapshot: &Snapshot, config: &Config, history: &History, now: Timest
             &nodes,
             &pool_classes[pi],
             &mut fates,
+            &mut fits,
             &mut plan,
         );
     }
+    plan.fits_serving = fits
+        .into_iter()
+        .filter(|(m, _)| *m < snapshot.pending_pods.len())
+        .map(|(m, inst)| (pods[m].key(), inst))
+        .collect();
 
     for (i, pod) in pods.iter().enumerate() {
         let Some(fate) = &fates[i] else { continue };
@@ -502,6 +527,7 @@ fn plan_pool<'a>(
     nodes: &BTreeMap<&InstanceId, &'a Node>,
     classes: &[(&Class<'a>, ClassFit)],
     fates: &mut [Option<Fate>],
+    fits: &mut Vec<(usize, InstanceId)>,
     plan: &mut Plan,
 ) -> u32 {
     let pool = ctx.cfg;
@@ -558,6 +584,15 @@ fn plan_pool<'a>(
     let mut stops = binpack::pack(classes, &ctx.tpls, &mut bins, &mut chooser, fates);
     // Serving nodes pending pods are expected on: neither removed nor used as room for another
     // node's pods this tick.
+    for (c, _) in classes {
+        for &m in &c.members {
+            if let Some(Fate::Existing { bin }) = fates[m]
+                && let Some(inst) = bins.get(bin).and_then(|b| b.serving)
+            {
+                fits.push((m, inst.clone()));
+            }
+        }
+    }
     let expected: BTreeSet<&InstanceId> = classes
         .iter()
         .flat_map(|(c, _)| c.members.iter())
