@@ -116,10 +116,11 @@ impl Publisher {
             }
         }
         #[cfg(feature = "kube")]
-        if leader && let Some(map) = &mut self.map {
-            if let Err(e) = map.publish(&status, now).await {
-                tracing::warn!(error = %gpupool::controller::error_chain(&e), "cannot write the status ConfigMap");
-            }
+        if leader
+            && let Some(map) = &mut self.map
+            && let Err(e) = map.publish(&status, now).await
+        {
+            tracing::warn!(error = %gpupool::controller::error_chain(&e), "cannot write the status ConfigMap");
         }
     }
 }

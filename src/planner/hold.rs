@@ -83,7 +83,14 @@ mod tests {
         let mut off = pool_cfg("p");
         off.scale_down.enabled = false;
         let on = pool_cfg("p");
-        let cases: Vec<(&str, &PoolConfig, Vec<String>, &CacheState, Option<&str>)> = vec![
+        type Case<'a> = (
+            &'a str,
+            &'a PoolConfig,
+            Vec<String>,
+            &'a CacheState,
+            Option<&'a str>,
+        );
+        let cases: Vec<Case<'_>> = vec![
             ("all clear", &on, vec![], &CacheState::Current, None),
             (
                 "disabled",
