@@ -112,19 +112,8 @@ pub fn plan(snapshot: &Snapshot, config: &Config, history: &History, now: Timest
     // Pods the scheduler refuses for a constraint not modelled here: neither demand nor a
     // reason to keep a node (`rejects`).
     let (refused, new_rejects) = rejects::blocked(snapshot, history, &config.kubernetes, now);
-    if !refused.is_empty() {
-        let pending = snapshot.pending_pods.len();
-        for class in &mut classes {
-            class.members.retain(|&m| {
-                let r = (m < pending).then(|| refused.get(&pods[m].key())).flatten();
-                if let Some(r) = r {
-                    fates[m] = Some(Fate::Blocked(r.clone()));
-                }
-                r.is_none()
-            });
-        }
-        classes.retain(|c| !c.members.is_empty());
-    }
+    let pending = snapshot.pending_pods.len();
+    block_refused(&mut classes, &pods[..pending], &refused, &mut fates);
     plan.scheduler_rejects = new_rejects;
     let mut pod_pool: Vec<Option<usize>> = vec![None; pods.len()];
     let mut pool_classes: Vec<Vec<(&Class<'_>, ClassFit)>> =
@@ -161,10 +150,10 @@ pub fn plan(snapshot: &Snapshot, config: &Config, history: &History, now: Timest
             &mut plan,
         );
     }
+    // Displaced pods (indices past the pending ones) are running: only pending ones are kept.
     plan.fits_serving = fits
         .into_iter()
-        .filter(|(m, _)| *m < snapshot.pending_pods.len())
-        .map(|(m, inst)| (pods[m].key(), inst))
+        .filter_map(|(m, inst)| Some((pods[..pending].get(m)?.key(), inst)))
         .collect();
 
     for (i, pod) in pods.iter().enumerate() {
@@ -200,6 +189,48 @@ pub fn plan(snapshot: &Snapshot, config: &Config, history: &History, now: Timest
     plan.launch_failures = failures;
     hold::pause(config, snapshot, &mut plan);
     plan
+}
+
+/// Take the pods the scheduler refuses (`rejects`) out of their classes: blocked with the
+/// refusal, neither demand nor a reason to keep a node. `pending`: the pending pods, which come
+/// first in the planner's pod list.
+fn block_refused(
+    classes: &mut Vec<Class<'_>>,
+    pending: &[PendingPod],
+    refused: &BTreeMap<String, Reason>,
+    fates: &mut [Option<Fate>],
+) {
+    if refused.is_empty() {
+        return;
+    }
+    for class in classes.iter_mut() {
+        class.members.retain(|&m| {
+            let r = pending.get(m).and_then(|p| refused.get(&p.key()));
+            if let Some(r) = r {
+                fates[m] = Some(Fate::Blocked(r.clone()));
+            }
+            r.is_none()
+        });
+    }
+    classes.retain(|c| !c.members.is_empty());
+}
+
+/// The pods placed on a serving node's free room, with that node's instance.
+fn serving_fits(
+    classes: &[(&Class<'_>, ClassFit)],
+    fates: &[Option<Fate>],
+    bins: &[Bin<'_>],
+    fits: &mut Vec<(usize, InstanceId)>,
+) {
+    for (c, _) in classes {
+        for &m in &c.members {
+            if let Some(Fate::Existing { bin }) = fates[m]
+                && let Some(inst) = bins.get(bin).and_then(|b| b.serving)
+            {
+                fits.push((m, inst.clone()));
+            }
+        }
+    }
 }
 
 /// What the cloud will not deliver, per group: requested instances with nothing behind them,
@@ -584,15 +615,7 @@ fn plan_pool<'a>(
     let mut stops = binpack::pack(classes, &ctx.tpls, &mut bins, &mut chooser, fates);
     // Serving nodes pending pods are expected on: neither removed nor used as room for another
     // node's pods this tick.
-    for (c, _) in classes {
-        for &m in &c.members {
-            if let Some(Fate::Existing { bin }) = fates[m]
-                && let Some(inst) = bins.get(bin).and_then(|b| b.serving)
-            {
-                fits.push((m, inst.clone()));
-            }
-        }
-    }
+    serving_fits(classes, fates, &bins, fits);
     let expected: BTreeSet<&InstanceId> = classes
         .iter()
         .flat_map(|(c, _)| c.members.iter())
