@@ -3,7 +3,11 @@
 //! Wires the configured provider (AWS or GCP), the cluster side (Kubernetes or VM-only), the
 //! demand signals and the HTTP endpoints, then ticks on the wall clock until SIGTERM/Ctrl-C.
 //! In Kubernetes mode only the holder of the leader Lease acts; the others serve `/readyz`
-//! as `not-leader`.
+//! as `not-leader`. A new pending GPU pod wakes the loop before its tick (batched, see
+//! `controller::batcher`). After every tick the status is served on `/status`, written to the
+//! `gpupool-status` ConfigMap by the leader (Kubernetes mode) and, with `--dump-snapshot`, the
+//! plan's inputs are written for `gpupool plan`. `--dry-run` (or `dry_run: true`) is shadow
+//! mode: plan and report, never act.
 
 use anyhow::{Context, bail};
 use gpupool::config::{Config, Mode, ProviderKind};
