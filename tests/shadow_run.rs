@@ -4,7 +4,8 @@
 //! and `gpupool status` prints what it would have done next to what the other actor did, with
 //! the cost difference; no mutating Compute call comes from gpupool; the leader writes the
 //! `gpupool-status` ConfigMap; and a tick dumped with `--dump-snapshot` replays through
-//! `gpupool plan` to the plan the controller made.
+//! `gpupool plan` to the plan the controller made. And with an hour between ticks, a new pending
+//! GPU pod is still planned at once: the pod watch wakes the loop.
 #![allow(clippy::disallowed_methods)] // test code may wait on real services against wall-clock deadlines
 #![cfg(all(feature = "kube", feature = "gcp"))]
 
@@ -225,5 +226,105 @@ async fn a_shadow_run_beside_another_autoscaler_reports_and_changes_nothing() {
         !log_text().contains("executing"),
         "an action was executed in shadow mode"
     );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// A new pending GPU pod is planned without waiting for the tick: with `tick_interval_s: 3600`
+/// the only plans after the first are those the pod watch's wake-up starts (batched, 1 s idle).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_pending_pod_is_planned_before_the_next_tick() {
+    let kube = FakeKube::start().await;
+    let compute = FakeCompute::start(PROJECT).await.unwrap();
+    compute.add_l4_template("l4-od", false, "llama");
+    compute.add_mig(
+        "zones/us-central1-a",
+        "llama-od",
+        "l4-od",
+        &["us-central1-a"],
+        0,
+        None,
+    );
+    let dir = std::env::temp_dir().join(format!("gpupool-wake-run-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let kubeconfig = dir.join("kubeconfig");
+    std::fs::write(
+        &kubeconfig,
+        format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: fake\n  cluster: {{server: \"{}\"}}\n\
+             users:\n- name: u\n  user: {{}}\ncontexts:\n- name: c\n  context: {{cluster: fake, user: u}}\n\
+             current-context: c\n",
+            kube.url()
+        ),
+    )
+    .unwrap();
+    let config = dir.join("config.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "provider: gcp\nmode: kubernetes\ntick_interval_s: 3600\ndry_run: true\n\
+             gcp:\n  project: {PROJECT}\n  region: us-central1\n  zones: [us-central1-a]\n  \
+             endpoint_url: \"{}\"\n\
+             pools:\n  - name: llama\n    requirements: {{ gpu_models: [L4] }}\n    \
+             limits: {{ max_nodes: 6 }}\n",
+            compute.endpoint()
+        ),
+    )
+    .unwrap();
+    let port = free_port();
+    let url = format!("http://127.0.0.1:{port}");
+    let log = std::fs::File::create(dir.join("gpupool.log")).unwrap();
+    let mut run = tokio::process::Command::new(env!("CARGO_BIN_EXE_gpupool"))
+        .arg("run")
+        .arg("--config")
+        .arg(&config)
+        .args(["--listen", &format!("127.0.0.1:{port}")])
+        .env("KUBECONFIG", &kubeconfig)
+        .env("POD_NAMESPACE", "gpupool")
+        .env("POD_NAME", "gpupool-0")
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(log)
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    // The first tick has run (status served) and the pod watch streams (it watches only after
+    // its first list is in), so the pod below arrives as a watch event.
+    eventually(60, "the first tick and the pod watch", || {
+        let url = url.clone();
+        let watching = kube
+            .count_requests(|r| r.starts_with("GET /api/v1/pods?") && r.contains("watch=true"))
+            > 0;
+        async move { status_json(&url).await.filter(|_| watching) }
+    })
+    .await;
+    kube.apply(fake_kube::pending_pod(
+        "ml",
+        "fresh",
+        serde_json::json!({"nvidia.com/gpu": "1"}),
+        serde_json::json!({"gpupool.io/pool": "llama"}),
+    ));
+    let s = eventually(60, "a plan for the new pod", || {
+        let url = url.clone();
+        async move {
+            status_json(&url).await.filter(|s| {
+                s.pods
+                    .iter()
+                    .any(|g| g.examples.iter().any(|p| p == "ml/fresh"))
+            })
+        }
+    })
+    .await;
+    assert!(s.leader);
+    assert!(
+        s.pools[0]
+            .actions
+            .iter()
+            .any(|a| matches!(a, gpupool::model::Action::ScaleUp { .. })),
+        "{:#?}",
+        s.pools[0]
+    );
+    run.start_kill().unwrap();
+    let _ = run.wait().await;
     std::fs::remove_dir_all(&dir).unwrap();
 }
