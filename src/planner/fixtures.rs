@@ -629,6 +629,8 @@ pub fn pool_cfg(name: &str) -> PoolConfig {
         health_url: None,
         deregister_command: None,
         in_flight_query: None,
+        paused: false,
+        scale_down: crate::config::ScaleDownPolicy::default(),
     }
 }
 
@@ -643,6 +645,7 @@ pub fn config(pools: Vec<PoolConfig>) -> Config {
         kubernetes: KubernetesConfig::default(),
         metrics: MetricsConfig::default(),
         sim: None,
+        dry_run: false,
         pools,
     }
 }
