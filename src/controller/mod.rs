@@ -1029,46 +1029,58 @@ impl Controller {
                 }
                 tracing::warn!(instance = %id, reason = %state.reason, "drain deadline passed with work remaining; terminating (involuntary: the instance goes anyway)");
             }
-            // Terminate with decrement, so the cloud does not launch a second replacement for
-            // capacity the planner already replaced.
-            match self
-                .provider
-                .terminate(&state.group, std::slice::from_ref(&id))
-                .await
-            {
-                Ok(()) | Err(ProviderError::NotFound { .. }) => {
-                    self.drains.remove(&id);
-                    self.terminating.insert(id.clone());
-                    report.terminated_after_drain.push(id.clone());
-                    // The drain itself was counted as one `down` action when it started (or
-                    // when the notice arrived); a termination with work left is a separate
-                    // fact, counted apart so a node is never counted `down` twice.
-                    if !state.counted {
-                        self.metrics
-                            .scale_actions
-                            .get_or_create(&metrics::ActionLabels {
-                                pool: state.pool.to_string(),
-                                direction: "down".into(),
-                                reason: state.reason.code().into(),
-                            })
-                            .inc();
-                    }
-                    if timed_out && progress != DrainProgress::Drained {
-                        let timeout_s = self.disruption_of(&state.group).drain_timeout_s;
-                        self.metrics
-                            .scale_actions
-                            .get_or_create(&metrics::ActionLabels {
-                                pool: state.pool.to_string(),
-                                direction: "forced".into(),
-                                reason: Reason::DrainTimedOut { timeout_s }.code().into(),
-                            })
-                            .inc();
-                    }
+            let forced = timed_out && progress != DrainProgress::Drained;
+            self.terminate_drained(&id, &state, forced, report).await;
+        }
+    }
+
+    /// Terminate a drained (or, `forced`, timed-out involuntary) instance and count it.
+    async fn terminate_drained(
+        &mut self,
+        id: &InstanceId,
+        state: &DrainState,
+        forced: bool,
+        report: &mut TickReport,
+    ) {
+        // Terminate with decrement, so the cloud does not launch a second replacement for
+        // capacity the planner already replaced.
+        match self
+            .provider
+            .terminate(&state.group, std::slice::from_ref(id))
+            .await
+        {
+            Ok(()) | Err(ProviderError::NotFound { .. }) => {
+                self.drains.remove(&id);
+                self.terminating.insert(id.clone());
+                report.terminated_after_drain.push(id.clone());
+                // The drain itself was counted as one `down` action when it started (or
+                // when the notice arrived); a termination with work left is a separate
+                // fact, counted apart so a node is never counted `down` twice.
+                if !state.counted {
+                    self.metrics
+                        .scale_actions
+                        .get_or_create(&metrics::ActionLabels {
+                            pool: state.pool.to_string(),
+                            direction: "down".into(),
+                            reason: state.reason.code().into(),
+                        })
+                        .inc();
                 }
-                Err(e) => {
-                    self.count_error("terminate", &e);
-                    tracing::warn!(instance = %id, error = %error_chain(&e), "terminate after drain failed; retrying next tick");
+                if forced {
+                    let timeout_s = self.disruption_of(&state.group).drain_timeout_s;
+                    self.metrics
+                        .scale_actions
+                        .get_or_create(&metrics::ActionLabels {
+                            pool: state.pool.to_string(),
+                            direction: "forced".into(),
+                            reason: Reason::DrainTimedOut { timeout_s }.code().into(),
+                        })
+                        .inc();
                 }
+            }
+            Err(e) => {
+                self.count_error("terminate", &e);
+                tracing::warn!(instance = %id, error = %error_chain(&e), "terminate after drain failed; retrying next tick");
             }
         }
     }
