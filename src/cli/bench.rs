@@ -289,6 +289,6 @@ fn consolidation_world() -> (Snapshot, Config) {
     }
     let mut pool = big_pool("bench");
     pool.disruption.budget.max_disrupted_at_once = 10;
-    pool.disruption.budget.max_per_window = 20;
+    pool.disruption.budget.max_per_window = Some(20);
     (snap, config(vec![pool]))
 }

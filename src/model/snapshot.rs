@@ -107,6 +107,11 @@ pub struct PoolDemand {
     /// Each signal's reading, for reasons and metrics.
     #[serde(default)]
     pub readings: Vec<SignalReading>,
+    /// Fraction of recent requests that met the pool's `slo.queue_wait_s`, as measured
+    /// (`slo.attainment_query` live, the simulated queue waits in the simulator). `None`:
+    /// unknown — no SLO, no query, no answer, or too few requests to tell.
+    #[serde(default)]
+    pub slo_attainment: Option<super::Attainment>,
 }
 
 impl PoolDemand {
@@ -157,6 +162,9 @@ pub struct History {
     /// `unneeded_time_s` after that, because every regrowth launches and warms instances again.
     #[serde(default)]
     pub warm_needed_at: BTreeMap<NodeGroupId, Timestamp>,
+    /// Per pool with an `slo`: what its headroom learner has learnt (`planner::headroom`).
+    #[serde(default)]
+    pub slo: BTreeMap<PoolName, super::SloLearner>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
