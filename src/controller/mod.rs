@@ -1115,19 +1115,6 @@ impl Controller {
 
     /// SLO headroom gauges, and a log line when a pool's headroom changes.
     fn report_headroom(&self, s: &crate::model::PoolSummary) {
-        if std::env::var("SLO_DEBUG").is_ok() {
-            eprintln!(
-                "DBG want={:?} fc={:?} desired={} ready={} inflight={} warm={} hr={:?}/{:?}",
-                s.wanted_replicas,
-                s.forecast_replicas,
-                s.desired_nodes,
-                s.ready_nodes,
-                s.in_flight_nodes,
-                s.warm_instances,
-                s.headroom_running.as_ref().map(|h| h.replicas),
-                s.headroom_warm.as_ref().map(|h| h.replicas)
-            );
-        }
         let l = Metrics::pool(s.pool.as_str());
         match s.slo_attainment {
             Some(a) => {

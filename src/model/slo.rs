@@ -232,6 +232,10 @@ pub struct Feedback {
     pub boost_replicas: i32,
     /// When it last changed.
     pub changed_at: Option<Timestamp>,
+    /// When a measurement last fell short of the margin relaxing needs: relaxing wants a
+    /// whole hold of readings above it, not one good reading.
+    #[serde(default)]
+    pub short_at: Option<Timestamp>,
 }
 
 /// One pool's learner state.

@@ -117,10 +117,6 @@ pub fn observe_pools(
             learners.entry(pool.name.clone()).or_default(),
             slo,
             Horizons::of(pool, config.tick_interval_s),
-            // Whether a group of the pool has a warm pool is known to the planner only; the
-            // learner assumes the config's word (a pool without one then holds more running
-            // headroom in the planner, never less).
-            pool.warm_pool.enabled,
             demand.get(&pool.name),
             max_replicas,
             now,
@@ -134,7 +130,6 @@ pub fn observe(
     st: &mut SloLearner,
     slo: &SloPolicy,
     h: Horizons,
-    warm_pool: bool,
     demand: Option<&PoolDemand>,
     max_replicas: u32,
     now: Timestamp,
@@ -144,16 +139,8 @@ pub fn observe(
         learn_growth(st, h, now_replicas, now);
     }
     st.attainment = d.slo_attainment.filter(|a| a.fraction.is_finite());
-    let d_now = d.replicas_now.unwrap_or(0);
-    let learnt = learnt_headroom(st, slo, h, warm_pool, d_now, now);
-    feedback(
-        st,
-        slo,
-        FeedbackTiming::of(h),
-        max_replicas,
-        (crate::model::slo::level_of(d_now), learnt.running),
-        now,
-    );
+    let level = crate::model::slo::level_of(d.replicas_now.unwrap_or(0));
+    feedback(st, slo, FeedbackTiming::of(h), max_replicas, level, now);
 }
 
 fn learn_growth(st: &mut SloLearner, h: Horizons, d: u32, now: Timestamp) {
@@ -184,19 +171,20 @@ fn learn_growth(st: &mut SloLearner, h: Horizons, d: u32, now: Timestamp) {
     st.observations += 1;
 }
 
-/// The integral term: see the module documentation. `level`: the demand level now;
-/// `learnt_running`: the running headroom the histograms give there (feedback may take it
-/// down to 0, never below).
+/// The integral term: see the module documentation. `level`: the demand level now. It adds
+/// to the learnt headroom and relaxes back to it, never below: the learnt figure already is
+/// the least headroom the growth history says meets the SLO, and one window's good reading
+/// does not outweigh that history.
 fn feedback(
     st: &mut SloLearner,
     slo: &SloPolicy,
     t: FeedbackTiming,
     max_replicas: u32,
-    (level, learnt_running): (u32, u32),
+    level: u32,
     now: Timestamp,
 ) {
     let cap = (f64::from(max_replicas) * MAX_BOOST_SHARE).floor() as i32;
-    let floor = -(learnt_running.min(i32::MAX as u32) as i32);
+    let floor = 0;
     let attainment = st.attainment;
     let fb = st.feedback.entry(level).or_default();
     if let Some(a) = attainment {
@@ -206,12 +194,18 @@ fn feedback(
             t.raise_hold_s.max(a.window_s),
             t.relax_hold_s.max(a.window_s),
         );
+        let margin = a.fraction >= slo.attainment + (1.0 - slo.attainment) / 2.0;
+        if !margin {
+            fb.short_at = Some(now);
+        }
+        let since_short = fb.short_at.map_or(f64::INFINITY, |s| now.secs_since(s));
         if a.fraction < slo.attainment {
             if since >= raise_after && fb.boost_replicas < cap {
                 fb.boost_replicas = fb.boost_replicas.max(floor) + 1;
                 fb.changed_at = Some(now);
             }
-        } else if a.fraction >= slo.attainment + (1.0 - slo.attainment) / 2.0
+        } else if margin
+            && since_short >= relax_after
             && since >= relax_after
             && fb.boost_replicas > floor
         {
@@ -219,7 +213,7 @@ fn feedback(
             fb.changed_at = Some(now);
         }
     }
-    fb.boost_replicas = fb.boost_replicas.clamp(-cap.max(0), cap.max(0));
+    fb.boost_replicas = fb.boost_replicas.clamp(0, cap.max(0));
 }
 
 /// Feedback's correction at the level of `now_replicas`.
@@ -381,7 +375,7 @@ mod tests {
                 slo_attainment: att,
                 ..PoolDemand::default()
             };
-            observe(st, &slo(), H, true, Some(&pd), 100, Timestamp::from_secs(t));
+            observe(st, &slo(), H, Some(&pd), 100, Timestamp::from_secs(t));
             t += 10;
         }
         t
@@ -462,27 +456,24 @@ mod tests {
         // Met, but within half the error budget: held.
         let t = feed(&mut st, &steps, t, att(0.993));
         assert_eq!(boost(&st), 5);
-        // Met with margin: one step down per 1,600 s …
+        // Met with margin for a whole hold: one step down per 1,600 s …
         let t = feed(&mut st, &steps, t, att(0.999));
-        assert_eq!(boost(&st), 2);
-        // … and below the learnt headroom, to nothing spare but no further.
+        assert_eq!(boost(&st), 3);
+        // … back to the learnt headroom, never below it.
         let long = [&steps[..], &steps, &steps, &steps, &steps].concat();
         let t = feed(&mut st, &long, t, att(0.999));
-        assert_eq!(boost(&st), -3);
+        assert_eq!(boost(&st), 0);
         assert_eq!(
             recommend(&st, &slo(), H, true, 5, ts(t)).running.replicas,
-            0
+            3
         );
-        // Below target again: straight back up from the floor.
-        let t = feed(&mut st, &steps[..1], t, att(0.95));
-        assert_eq!(boost(&st), -2);
         // A window longer than the horizon spaces the raises by the window.
         let long_window = Some(Attainment {
             fraction: 0.95,
             window_s: 600.0,
         });
         let _ = feed(&mut st, &steps[..120], t, long_window);
-        assert_eq!(boost(&st), 0, "two raises in 1,200 s");
+        assert_eq!(boost(&st), 2, "two raises in 1,200 s");
         // Another demand level has its own correction.
         assert_eq!(boost_at(&st, 20), 0);
         // Bounded by half the pool.
@@ -493,7 +484,7 @@ mod tests {
             ..PoolDemand::default()
         };
         for i in 0..100 {
-            observe(&mut st, &slo(), H, true, Some(&pd), 4, ts(i * 1000));
+            observe(&mut st, &slo(), H, Some(&pd), 4, ts(i * 1000));
         }
         assert_eq!(boost_at(&st, 1), 2);
     }
