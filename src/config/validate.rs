@@ -869,6 +869,43 @@ pools:
     }
 
     #[test]
+    fn slo_is_validated_field_by_field() {
+        let ok = "pools:\n  - name: a\n    requirements: {}\n    slo: { queue_wait_s: 1.0, attainment: 0.99 }\n";
+        let cfg = Config::load(ok).unwrap();
+        let p = &cfg.pools[0];
+        assert_eq!(p.slo.as_ref().map(|s| s.attainment), Some(0.99));
+        // With an slo: warm pool up to max_nodes, unneeded time = cold start, no cool-down.
+        assert_eq!(p.warm_pool.max_for(true, p.limits.max_nodes), p.limits.max_nodes);
+        assert_eq!(p.unneeded_time_s(), p.scale_up.cold_start_s);
+        assert_eq!(p.scale_down_delay_after_add_s(), 0);
+        let bad = r#"
+pools:
+  - name: a
+    requirements: {}
+    slo:
+      queue_wait_s: -1
+      attainment: 1.0
+      attainment_query: { url: "prometheus:9090", query: " ", window_s: 0 }
+"#;
+        let issues = Config::load(bad).unwrap_err().issues();
+        for e in [
+            "pools[0].slo.queue_wait_s: must be in 0..=86400",
+            "pools[0].slo.attainment: must be above 0 and below 1",
+            "pools[0].slo.attainment_query.url: must be an http(s) URL",
+            "pools[0].slo.attainment_query.query: must be a PromQL query",
+            "pools[0].slo.attainment_query.window_s: must be in 10..=86400",
+        ] {
+            assert!(
+                issues.iter().any(|i| i.starts_with(e)),
+                "missing {e:?} in {issues:#?}"
+            );
+        }
+        let typo = "pools:\n  - name: a\n    requirements: {}\n    slo: { queue_wait: 1 }\n";
+        let err = Config::load(typo).unwrap_err().to_string();
+        assert!(err.contains("pools[0].slo") && err.contains("queue_wait"), "{err}");
+    }
+
+    #[test]
     fn unknown_field_names_the_path() {
         let bad = "pools:\n  - name: a\n    requirements: {}\n    capacity: { spot_shar: 0.5 }\n";
         let err = Config::load(bad).unwrap_err().to_string();
