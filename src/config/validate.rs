@@ -875,7 +875,10 @@ pools:
         let p = &cfg.pools[0];
         assert_eq!(p.slo.as_ref().map(|s| s.attainment), Some(0.99));
         // With an slo: warm pool up to max_nodes, unneeded time = cold start, no cool-down.
-        assert_eq!(p.warm_pool.max_for(true, p.limits.max_nodes), p.limits.max_nodes);
+        assert_eq!(
+            p.warm_pool.max_for(true, p.limits.max_nodes),
+            p.limits.max_nodes
+        );
         assert_eq!(p.unneeded_time_s(), p.scale_up.cold_start_s);
         assert_eq!(p.scale_down_delay_after_add_s(), 0);
         let bad = r#"
@@ -902,7 +905,10 @@ pools:
         }
         let typo = "pools:\n  - name: a\n    requirements: {}\n    slo: { queue_wait: 1 }\n";
         let err = Config::load(typo).unwrap_err().to_string();
-        assert!(err.contains("pools[0].slo") && err.contains("queue_wait"), "{err}");
+        assert!(
+            err.contains("pools[0].slo") && err.contains("queue_wait"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -217,10 +217,10 @@ impl DemandSource for SimDemand {
 /// Longest window the simulator's attainment measurement looks back over.
 pub const MAX_ATTAINMENT_WINDOW_S: f64 = 3600.0;
 
-/// The attainment over the shortest window — a multiple of `step_s` (the pool's cold-start
-/// horizon: the time a change of headroom takes to show), at most
-/// [`MAX_ATTAINMENT_WINDOW_S`] — holding enough requests to tell (see
-/// [`measured_attainment`]); `None` when even the longest holds too few.
+/// The attainment over the shortest window — `step_s` (the pool's cold-start horizon: the
+/// time a change of headroom takes to show) doubled until it holds enough requests to tell
+/// (see [`measured_attainment`]), at most [`MAX_ATTAINMENT_WINDOW_S`]; `None` when even the
+/// longest holds too few. Doubling keeps it to a few look-ups per tick on quiet nights.
 pub fn attainment_window<'s>(
     slo: &crate::config::SloPolicy,
     now: &Sample,
@@ -237,7 +237,10 @@ pub fn attainment_window<'s>(
         if before.t_s <= 0.0 {
             return None;
         }
-        window_s += step_s;
+        if window_s >= MAX_ATTAINMENT_WINDOW_S {
+            return None;
+        }
+        window_s = (window_s * 2.0).min(MAX_ATTAINMENT_WINDOW_S);
     }
     None
 }
@@ -348,6 +351,44 @@ mod tests {
             measured_attainment(&slo(0.1), &smp(1200, 1186), &before),
             None
         );
+    }
+
+    #[test]
+    fn the_window_doubles_until_it_holds_enough_requests() {
+        let slo = crate::config::SloPolicy {
+            queue_wait_s: 1.0,
+            attainment: 0.99,
+            attainment_query: None,
+        };
+        // One sample a minute over two hours; `rate` requests start a minute, 1 in 50 late.
+        let samples = |rate: u64| -> Vec<Sample> {
+            (0..=120u64)
+                .map(|m| {
+                    let mut s = Sample {
+                        t_s: (m * 60) as f64,
+                        started_total: m * rate,
+                        ..Sample::default()
+                    };
+                    s.started_wait_le[2] = m * rate - m * rate / 50;
+                    s
+                })
+                .collect()
+        };
+        let run = |rate: u64| {
+            let v = samples(rate);
+            attainment_window(&slo, &v[120], 120.0, |t_ms| {
+                let i = v.partition_point(|s| s.t_s * 1000.0 <= t_ms as f64);
+                i.checked_sub(1).map(|i| &v[i])
+            })
+        };
+        // 100 a minute: the first window (2 min) holds 200.
+        let a = run(100).unwrap();
+        assert_eq!(a.window_s, 120.0);
+        assert!((a.fraction - 0.98).abs() < 1e-9);
+        // 10 a minute: 2, 4, 8 … until 16 min hold 160.
+        assert_eq!(run(10).unwrap().window_s, 960.0);
+        // 1 a minute: not 100 within the hour: unknown.
+        assert_eq!(run(1), None);
     }
 
     #[test]
