@@ -22,6 +22,13 @@ pub struct SignalLabels {
     pub signal: String,
 }
 
+/// `kind`: `HeadroomKind::as_str` (running, warm).
+#[derive(Clone, Debug, Default, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct HeadroomLabels {
+    pub pool: String,
+    pub kind: String,
+}
+
 #[derive(Clone, Debug, Default, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ActionLabels {
     pub pool: String,
@@ -75,6 +82,10 @@ pub struct Metrics {
     pub pool_wanted_replicas: Family<PoolLabels, Gauge>,
     pub pool_forecast_replicas: Family<PoolLabels, Gauge>,
     pub estimated_cost_per_hour: Family<PoolLabels, FGauge>,
+    /// With an `slo`: standing headroom held (replicas), by kind.
+    pub pool_headroom_replicas: Family<HeadroomLabels, Gauge>,
+    /// With an `slo`: the measured attainment (absent while unknown).
+    pub pool_slo_attainment: Family<PoolLabels, FGauge>,
     pub signal_value: Family<SignalLabels, FGauge>,
     pub signal_stale: Family<SignalLabels, Gauge>,
     pub scale_actions: Family<ActionLabels, Counter>,
@@ -107,6 +118,8 @@ impl Default for Metrics {
             pool_wanted_replicas: Family::default(),
             pool_forecast_replicas: Family::default(),
             estimated_cost_per_hour: Family::default(),
+            pool_headroom_replicas: Family::default(),
+            pool_slo_attainment: Family::default(),
             signal_value: Family::default(),
             signal_stale: Family::default(),
             scale_actions: Family::default(),
@@ -166,6 +179,16 @@ impl Metrics {
             "pool_forecast_replicas",
             "Replicas the forecast wants over the pool's cold-start horizon (absent when forecasting is off)",
             self.pool_forecast_replicas.clone(),
+        );
+        r.register(
+            "pool_headroom_replicas",
+            "Standing headroom a pool with an slo holds: spare running replicas (kind=running) and replicas in its warm pool (kind=warm)",
+            self.pool_headroom_replicas.clone(),
+        );
+        r.register(
+            "pool_slo_attainment",
+            "Fraction of recent requests that met the pool's slo.queue_wait_s, as measured (absent while unknown)",
+            self.pool_slo_attainment.clone(),
         );
         r.register(
             "estimated_cost_per_hour",
@@ -269,6 +292,8 @@ impl Metrics {
         self.pool_wanted_replicas.clear();
         self.pool_forecast_replicas.clear();
         self.estimated_cost_per_hour.clear();
+        self.pool_headroom_replicas.clear();
+        self.pool_slo_attainment.clear();
         self.signal_value.clear();
         self.signal_stale.clear();
         self.decisions.clear();

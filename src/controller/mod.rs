@@ -359,6 +359,12 @@ impl Controller {
 
         // Plan and act; a capacity error backs the offering off and re-plans once so the
         // fallback happens in this tick, not the next.
+        crate::planner::headroom::observe_pools(
+            &mut self.history.slo,
+            &self.config,
+            &snapshot.demand,
+            now,
+        );
         self.history.record_unbacked(&snapshot, now);
         self.history.record_ready(&snapshot.instances);
         self.history.forget_gone(&snapshot.instances);
@@ -1157,6 +1163,33 @@ impl Controller {
         }
     }
 
+    /// SLO headroom gauges, and a log line when a pool's headroom changes.
+    fn report_headroom(&self, s: &crate::model::PoolSummary) {
+        let l = Metrics::pool(s.pool.as_str());
+        match s.slo_attainment {
+            Some(a) => {
+                self.metrics.pool_slo_attainment.get_or_create(&l).set(a);
+            }
+            None => {
+                self.metrics.pool_slo_attainment.remove(&l);
+            }
+        }
+        for h in [&s.headroom_running, &s.headroom_warm]
+            .into_iter()
+            .flatten()
+        {
+            let hl = crate::controller::metrics::HeadroomLabels {
+                pool: s.pool.to_string(),
+                kind: h.kind.as_str().to_owned(),
+            };
+            let g = self.metrics.pool_headroom_replicas.get_or_create(&hl);
+            let new = i64::from(h.replicas);
+            if g.set(new) != new {
+                tracing::info!(pool = %s.pool, kind = h.kind.as_str(), replicas = h.replicas, reason = %h, "headroom changed");
+            }
+        }
+    }
+
     fn report_plan(&mut self, plan: &Plan) {
         for s in &plan.pools {
             let l = Metrics::pool(s.pool.as_str());
@@ -1199,6 +1232,7 @@ impl Controller {
                 .estimated_cost_per_hour
                 .get_or_create(&l)
                 .set(s.cost_per_hour.dollars());
+            self.report_headroom(s);
             let draining = self.drains.values().filter(|d| d.pool == s.pool).count();
             self.metrics
                 .drains_in_progress

@@ -541,6 +541,7 @@ impl DemandSource for Forecasting {
                 stale: false,
                 observed_at: Some(now),
             }],
+            slo_attainment: None,
         };
         [(PoolName::from("p"), d)].into()
     }

@@ -6,6 +6,7 @@ pub mod bounds;
 mod plan;
 mod pod;
 pub mod shadow;
+pub mod slo;
 mod snapshot;
 pub mod status;
 
@@ -17,6 +18,10 @@ pub use gpupool_provider::{
 };
 pub use plan::*;
 pub use pod::*;
+pub use slo::{
+    Attainment, DecayingHistogram, Feedback, GrowthStats, HeadroomBasis, HeadroomExplain,
+    HeadroomKind, SloLearner,
+};
 pub use snapshot::*;
 
 /// Well-known node labels every node template carries, so pods can select on them.

@@ -342,6 +342,8 @@ pub enum Reason {
         forecast_replicas: u32,
         target: u32,
     },
+    /// Standing headroom an `slo` asks for (learnt, see `planner::headroom`).
+    SloHeadroom(super::HeadroomExplain),
     Fallback {
         from: OfferingKey,
         to: OfferingKey,
@@ -412,7 +414,8 @@ pub enum Reason {
     },
     BudgetExhausted {
         at_once: u32,
-        in_window: u32,
+        /// `None`: no per-window limit.
+        in_window: Option<u32>,
         window_s: u64,
     },
     DataStale {
@@ -528,6 +531,7 @@ impl Reason {
             MinNodes { .. } => "min_nodes",
             OnDemandBase { .. } => "on_demand_base",
             WarmPoolSizing { .. } => "warm_pool_sizing",
+            SloHeadroom(_) => "slo_headroom",
             Fallback { .. } => "fallback",
             Unneeded { .. } => "unneeded",
             Empty => "empty",
@@ -608,6 +612,7 @@ impl fmt::Display for Reason {
                 "forecast of {forecast_replicas} replica(s) over the cold-start horizon wants \
                  {target} warm instance(s)"
             ),
+            SloHeadroom(h) => write!(f, "{h}"),
             Fallback { from, to, why } => write!(f, "fell back from {from} to {to}: {why}"),
             Unneeded { unneeded_for_s } => write!(f, "unneeded for {unneeded_for_s} s"),
             Empty => write!(f, "node is empty"),
@@ -683,10 +688,13 @@ impl fmt::Display for Reason {
                 at_once,
                 in_window,
                 window_s,
-            } => write!(
-                f,
-                "disruption budget exhausted ({at_once} at once, {in_window} per {window_s} s)"
-            ),
+            } => match in_window {
+                Some(n) => write!(
+                    f,
+                    "disruption budget exhausted ({at_once} at once, {n} per {window_s} s)"
+                ),
+                None => write!(f, "disruption budget exhausted ({at_once} at once)"),
+            },
             DataStale { signals } => {
                 write!(
                     f,
@@ -821,4 +829,13 @@ pub struct PoolSummary {
     #[serde(default)]
     pub forecast_replicas: Option<u32>,
     pub cost_per_hour: Money,
+    /// With an `slo`: spare running replicas held above demand, and why.
+    #[serde(default)]
+    pub headroom_running: Option<super::HeadroomExplain>,
+    /// With an `slo` and a warm pool: replicas the warm pool holds, and why.
+    #[serde(default)]
+    pub headroom_warm: Option<super::HeadroomExplain>,
+    /// With an `slo`: the attainment measured (None: unknown).
+    #[serde(default)]
+    pub slo_attainment: Option<f64>,
 }

@@ -153,6 +153,11 @@ pub struct PoolDemand {
     /// Each signal's reading, for reasons and metrics.
     #[serde(default)]
     pub readings: Vec<SignalReading>,
+    /// Fraction of recent requests that met the pool's `slo.queue_wait_s`, as measured
+    /// (`slo.attainment_query` live, the simulated queue waits in the simulator). `None`:
+    /// unknown — no SLO, no query, no answer, or too few requests to tell.
+    #[serde(default)]
+    pub slo_attainment: Option<super::Attainment>,
 }
 
 impl PoolDemand {
@@ -211,6 +216,9 @@ pub struct History {
     /// is launched for them until `until` (`planner::rejects`).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub scheduler_rejects: BTreeMap<String, Rejection>,
+    /// Per pool with an `slo`: what its headroom learner has learnt (`planner::headroom`).
+    #[serde(default)]
+    pub slo: BTreeMap<PoolName, super::SloLearner>,
 }
 
 /// A pod the scheduler rejects for a constraint gpupool does not model.

@@ -582,6 +582,7 @@ impl SnapshotBuilder {
                     stale: false,
                     observed_at: Some(T0),
                 }],
+                slo_attainment: None,
             },
         );
         self
@@ -626,6 +627,7 @@ pub fn pool_cfg(name: &str) -> PoolConfig {
         model_cache: None,
         signals: Vec::new(),
         forecast: ForecastPolicy::default(),
+        slo: None,
         health_url: None,
         deregister_command: None,
         in_flight_query: None,

@@ -11,8 +11,8 @@
 //!    [`capacity`] (cheapest effective cost, spot/on-demand split, fallback, warm pools first,
 //!    limits).
 //! 4. [`demand`]: signal-driven replicas (and the forecast) on top of what the pods opened,
-//!    then `min_nodes`.
-//! 5. [`warmpool`]: warm-pool targets from the forecast growth.
+//!    plus, with an `slo`, the spare running replicas [`headroom`] learnt; then `min_nodes`.
+//! 5. [`warmpool`]: warm-pool targets from the forecast growth (and the learnt warm headroom).
 //! 6. [`scaledown`]: unneeded nodes, removed after their time, cool-down and budget.
 //! 7. [`consolidate`]: busy nodes replaced by cheaper offerings when it pays.
 //! 8. [`rebalance`]: spot nodes the cloud called at risk are replaced first, then drained.
@@ -27,6 +27,7 @@ mod eligible;
 mod fit;
 #[cfg(any(test, feature = "testkit"))]
 pub mod fixtures;
+pub mod headroom;
 mod health;
 mod hold;
 pub(crate) mod launches;
@@ -141,6 +142,7 @@ pub fn plan(snapshot: &Snapshot, config: &Config, history: &History, now: Timest
         in_flight_of[pi] = plan_pool(
             ctx,
             config.mode,
+            config.tick_interval_s,
             snapshot,
             history,
             now,
@@ -400,10 +402,7 @@ impl<'a> PoolCtx<'a> {
             BTreeSet::new()
         };
         // As long as the drain was refused, and no shorter than the unneeded time.
-        let cool_off = cfg
-            .disruption
-            .unneeded_time_s
-            .max(cfg.disruption.drain_timeout_s) as f64;
+        let cool_off = cfg.unneeded_time_s().max(cfg.disruption.drain_timeout_s) as f64;
         let held_back = instances
             .iter()
             .filter_map(|i| {
@@ -553,6 +552,7 @@ fn push_unique(v: &mut Vec<Reason>, r: Reason) {
 fn plan_pool<'a>(
     ctx: &PoolCtx<'a>,
     mode: Mode,
+    tick_s: u64,
     snapshot: &'a Snapshot,
     history: &History,
     now: Timestamp,
@@ -581,7 +581,21 @@ fn plan_pool<'a>(
             stale.push(format!("group {} (instances as listed at {at})", g.id));
         }
     }
-    let want = demand::wanted(pool, demand);
+    let slo_headroom = slo_headroom(ctx, tick_s, demand, history, now);
+    let want = demand::wanted(
+        pool,
+        demand,
+        slo_headroom.as_ref().map_or(0, |h| h.running.replicas),
+    );
+    let hr_running = slo_headroom.as_ref().map(|h| &h.running);
+    let hr_warm = slo_headroom.as_ref().and_then(|h| h.warm.as_ref());
+    if let Some(h) = hr_running {
+        plan.decisions.push(Decision {
+            subject: subject(),
+            outcome: Outcome::Held,
+            reason: Reason::SloHeadroom(h.clone()),
+        });
+    }
 
     let draining = ctx
         .instances
@@ -669,7 +683,7 @@ fn plan_pool<'a>(
             Cause::Signal | Cause::Forecast => {
                 signal_nodes += count;
                 match want {
-                    Some(w) => demand::reason(pool, w, capacity_replicas),
+                    Some(w) => demand::reason(pool, w, capacity_replicas, hr_running),
                     None => Reason::MinNodes {
                         min: pool.limits.min_nodes,
                     },
@@ -713,7 +727,7 @@ fn plan_pool<'a>(
         plan.decisions.push(Decision {
             subject: subject(),
             outcome: Outcome::Acted,
-            reason: demand::reason(pool, w, capacity_replicas),
+            reason: demand::reason(pool, w, capacity_replicas, hr_running),
         });
     }
     for r in &stops {
@@ -752,6 +766,7 @@ fn plan_pool<'a>(
         pool,
         &ctx.groups,
         want,
+        hr_warm,
         |gi| ctx.default_tpl[gi].map_or(1, |t| ctx.tpls[t].rpn),
         history,
         now,
@@ -830,8 +845,34 @@ fn plan_pool<'a>(
             .and_then(|d| d.replicas_forecast)
             .filter(|_| pool.forecast.enabled),
         cost_per_hour: acct.live_cost + chooser.new_cost - removed_cost,
+        headroom_running: hr_running.cloned(),
+        headroom_warm: hr_warm.cloned(),
+        slo_attainment: demand.and_then(|d| d.slo_attainment).map(|a| a.fraction),
     });
     acct.in_flight
+}
+
+/// With an `slo`: the standing headroom the pool's learner recommends now.
+fn slo_headroom(
+    ctx: &PoolCtx<'_>,
+    tick_s: u64,
+    demand: Option<&crate::model::PoolDemand>,
+    history: &History,
+    now: Timestamp,
+) -> Option<headroom::Headroom> {
+    let pool = ctx.cfg;
+    let slo = pool.slo.as_ref()?;
+    let empty = crate::model::SloLearner::default();
+    let st = history.slo.get(&pool.name).unwrap_or(&empty);
+    let warm_pool = pool.warm_pool.enabled && ctx.groups.iter().any(|g| g.warm_pool.is_some());
+    Some(headroom::recommend(
+        st,
+        slo,
+        headroom::Horizons::of(pool, tick_s),
+        warm_pool,
+        demand.and_then(|d| d.replicas_now).unwrap_or(0),
+        now,
+    ))
 }
 
 #[cfg(test)]
@@ -1034,8 +1075,8 @@ mod tests {
     #[test]
     fn a_pending_pod_that_fits_a_serving_node_launches_nothing_and_keeps_that_node() {
         let mut pool = pool_cfg("llm");
-        pool.disruption.unneeded_time_s = 0;
-        pool.disruption.scale_down_delay_after_add_s = 0;
+        pool.disruption.unneeded_time_s = Some(0);
+        pool.disruption.scale_down_delay_after_add_s = Some(0);
         let serving = |busy: bool| {
             let mut n = node("i-1", "llm", CapacityType::OnDemand);
             if busy {

@@ -316,7 +316,15 @@ pub struct Sample {
     pub arrived_total: u64,
     pub completed_total: u64,
     pub completed_service_ms_total: u64,
+    /// Requests whose service started so far, and of those the ones that had waited at most
+    /// each of [`QUEUE_WAIT_BUCKETS_S`] (cumulative, as the `_count` and `_bucket{le}` series
+    /// of a queue-time histogram such as vLLM's `vllm:request_queue_time_seconds`).
+    pub started_total: u64,
+    pub started_wait_le: [u64; QUEUE_WAIT_BUCKETS_S.len()],
 }
+
+/// Bucket bounds (`le`, seconds) of the simulated queue-time histogram.
+pub const QUEUE_WAIT_BUCKETS_S: [f64; 8] = [0.3, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0];
 
 /// One call that changed the cloud, for the determinism hash, scale-action counts and reaction
 /// times.
@@ -375,6 +383,9 @@ pub struct World {
     /// Completed requests and their total service time (for the samples' counters).
     completed_total: u64,
     completed_service_ms_total: u64,
+    /// Started requests, and by queue-wait bucket (for the samples' histogram).
+    started_total: u64,
+    started_wait_le: [u64; QUEUE_WAIT_BUCKETS_S.len()],
 }
 
 const MS_PER_HOUR: f64 = 3_600_000.0;
@@ -403,6 +414,8 @@ impl World {
             recent_waits: VecDeque::new(),
             completed_total: 0,
             completed_service_ms_total: 0,
+            started_total: 0,
+            started_wait_le: [0; QUEUE_WAIT_BUCKETS_S.len()],
             calls: Vec::new(),
             interruptions: Vec::new(),
             cost_on_demand: 0.0,
@@ -579,6 +592,12 @@ impl World {
             r.attempt += 1;
             let (attempt, service, waited) = (r.attempt, r.service_ms, r.waited_ms);
             self.recent_waits.push_back((now, waited));
+            self.started_total += 1;
+            for (b, le) in self.started_wait_le.iter_mut().zip(QUEUE_WAIT_BUCKETS_S) {
+                if waited as f64 <= le * 1000.0 {
+                    *b += 1;
+                }
+            }
             if let Some(i) = self.insts.get_mut(&n) {
                 if i.in_flight.is_empty() {
                     i.busy_since = Some(now);
@@ -615,6 +634,8 @@ impl World {
             arrived_total: self.next_arrival as u64,
             completed_total: self.completed_total,
             completed_service_ms_total: self.completed_service_ms_total,
+            started_total: self.started_total,
+            started_wait_le: self.started_wait_le,
             ..Sample::default()
         };
         for i in self.insts.values() {

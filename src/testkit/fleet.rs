@@ -212,7 +212,7 @@ pub fn consolidation_world() -> World {
     }
     let mut pool = big_pool(POOL);
     pool.disruption.budget.max_disrupted_at_once = 10;
-    pool.disruption.budget.max_per_window = 20;
+    pool.disruption.budget.max_per_window = Some(20);
     World {
         snapshot: snap,
         config: config(vec![pool]),
