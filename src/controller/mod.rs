@@ -1056,7 +1056,7 @@ impl Controller {
             .await
         {
             Ok(()) | Err(ProviderError::NotFound { .. }) => {
-                self.drains.remove(&id);
+                self.drains.remove(id);
                 self.terminating.insert(id.clone());
                 report.terminated_after_drain.push(id.clone());
                 // The drain itself was counted as one `down` action when it started (or
