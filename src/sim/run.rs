@@ -11,7 +11,10 @@ use super::scenario::Scenario;
 use super::timing::ColdStart;
 use super::tune::Knob;
 use super::workload::{build_requests, demand_per_bucket};
-use super::world::{GroupSpec, Interruption, Req, Sample, SpotDynamics, World, WorldParams};
+use super::world::{
+    GroupSpec, Interruption, InvariantBroken, InvariantChecker, Req, Sample, SpotDynamics, World,
+    WorldParams,
+};
 use crate::model::{CapacityType, GpuInfo, InstanceType, InstanceTypeName, NodeGroupId, Zone};
 use std::sync::{Arc, Mutex};
 
@@ -384,6 +387,25 @@ impl Prepared {
     }
 }
 
+/// Check the world's invariants after a tick of `policy`; a broken one names the command that
+/// reproduces the run.
+fn check(
+    p: &Prepared,
+    policy: Policy,
+    checker: &mut InvariantChecker,
+    w: &World,
+) -> Result<(), SimError> {
+    checker.check(w).map_err(|violation| {
+        SimError::Invariant(Box::new(InvariantBroken {
+            violation,
+            at_s: w.now_ms as f64 / 1000.0,
+            scenario: p.scenario.file.name.clone(),
+            policy: policy.name().to_owned(),
+            seed: p.seed,
+        }))
+    })
+}
+
 fn fnv(hash: &mut u64, bytes: &[u8]) {
     for b in bytes {
         *hash ^= u64::from(*b);
@@ -422,7 +444,7 @@ fn finish(p: &Prepared, policy: Policy, mut w: World) -> PolicyRun {
 
 /// Run a baseline loop at its default setting: every second, advance the world and let the
 /// policy act.
-fn run_loop(p: &Prepared, policy: Policy, progress: &dyn Fn(f64)) -> PolicyRun {
+fn run_loop(p: &Prepared, policy: Policy, progress: &dyn Fn(f64)) -> Result<PolicyRun, SimError> {
     run_baseline(p, policy, p.default_knob(policy), progress)
 }
 
@@ -433,8 +455,9 @@ pub(crate) fn run_baseline(
     policy: Policy,
     knob: Knob,
     progress: &dyn Fn(f64),
-) -> PolicyRun {
+) -> Result<PolicyRun, SimError> {
     let mut w = p.world();
+    let mut checker = InvariantChecker::default();
     let initial = p.demand.first().copied().unwrap_or(0);
     let scrape_ms = p.scenario.file.signals.scrape_ms();
     let default = p.default_knob(policy);
@@ -499,12 +522,13 @@ pub(crate) fn run_baseline(
             Loop::Ca(c) => c.step(&mut w),
             Loop::Karp(k) => k.step(&mut w),
         }
+        check(p, policy, &mut checker, &w)?;
         if t % 60_000 == 0 {
             progress(t as f64 / p.end_ms.max(1) as f64);
         }
         t += 1000;
     }
-    finish(p, policy, w)
+    Ok(finish(p, policy, w))
 }
 
 /// Run the production controller on the virtual clock.
@@ -539,11 +563,13 @@ fn run_gpupool(
         .build()
         .map_err(|e| SimError::Controller(e.to_string()))?;
     let tick_ms = (config.tick_interval_s.max(1) * 1000) as i64;
+    let mut checker = InvariantChecker::default();
     let mut t = 0;
     while t <= p.end_ms {
         lock(&world).advance_to(t);
         // A tick that holds (observation failed) is what production would do too: go on.
         let _ = rt.block_on(controller.tick(crate::model::Timestamp::from_millis(t)));
+        check(p, policy, &mut checker, &lock(&world))?;
         if t % 60_000 < tick_ms {
             progress(t as f64 / p.end_ms.max(1) as f64);
         }
@@ -638,7 +664,7 @@ pub fn run_prepared(
                     continue;
                 }
             },
-            other => run_loop(&prepared, *other, &pr),
+            other => run_loop(&prepared, *other, &pr)?,
         };
         progress(i, 1.0);
         runs.push(run);

@@ -1,0 +1,250 @@
+//! Invariants: what must hold after every simulated tick, checked in debug and release
+//! (TigerBeetle's simulator checks its state machine the same way). A broken invariant is a
+//! simulator bug; the run stops with the invariant, the simulated time and the command that
+//! reproduces it, since a run is a pure function of scenario, policy and seed.
+//!
+//! The check is cheap: one pass over the instances, the queue and the requests in flight; the
+//! requests done come from the world's own counter, so no pass over the whole replay.
+
+use super::*;
+use std::collections::BTreeSet;
+use std::fmt;
+
+/// One invariant that does not hold, with the figures that show it.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Violation {
+    /// An instance listed twice (under two keys, or with an id another instance has), or a
+    /// VM stuck CREATING that stands for no launch request or for more than one (desired
+    /// would count it twice, or not at all).
+    InstanceCountedTwice { instance: String, how: &'static str },
+    /// A replica holding more requests than its concurrency: negative free capacity.
+    CapacityNegative {
+        instance: String,
+        in_flight: u32,
+        concurrency: u32,
+    },
+    /// A running cost total went down between two checks.
+    CostDecreased {
+        what: &'static str,
+        before_usd: f64,
+        after_usd: f64,
+    },
+    /// Arrived ≠ queued + running + done + dropped, or one request in two places.
+    RequestsUnaccounted {
+        arrived: u64,
+        queued: u64,
+        running: u64,
+        done: u64,
+        dropped: u64,
+        detail: String,
+    },
+    /// A group's desired capacity above its `max_size`.
+    DesiredOutOfBounds {
+        group: String,
+        desired: u32,
+        max_size: u32,
+    },
+}
+
+impl fmt::Display for Violation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Violation::InstanceCountedTwice { instance, how } => {
+                write!(f, "no instance counted twice: {instance} {how}")
+            }
+            Violation::CapacityNegative {
+                instance,
+                in_flight,
+                concurrency,
+            } => write!(
+                f,
+                "capacity never negative: {instance} holds {in_flight} requests with \
+                 concurrency {concurrency}"
+            ),
+            Violation::CostDecreased {
+                what,
+                before_usd,
+                after_usd,
+            } => write!(
+                f,
+                "cost monotone non-decreasing: {what} fell from ${before_usd:.6} to \
+                 ${after_usd:.6}"
+            ),
+            Violation::RequestsUnaccounted {
+                arrived,
+                queued,
+                running,
+                done,
+                dropped,
+                detail,
+            } => write!(
+                f,
+                "every request accounted for: arrived {arrived} vs queued {queued} + running \
+                 {running} + done {done} + dropped {dropped}{detail}"
+            ),
+            Violation::DesiredOutOfBounds {
+                group,
+                desired,
+                max_size,
+            } => write!(
+                f,
+                "desired within group bounds: {group} desired {desired} > max_size {max_size}"
+            ),
+        }
+    }
+}
+
+/// A violation with where and how to reproduce it.
+#[derive(Clone, Debug, PartialEq, thiserror::Error)]
+#[error(
+    "simulator invariant broken at t = {at_s:.3} s: {violation}; reproduce with `gpupool \
+     simulate --scenario {scenario} --policy {policy} --seed {seed}`"
+)]
+pub struct InvariantBroken {
+    pub violation: Violation,
+    /// Simulated seconds since the start of the replay.
+    pub at_s: f64,
+    pub scenario: String,
+    pub policy: String,
+    pub seed: u64,
+}
+
+/// What the checker remembers between ticks: the cost totals last seen.
+#[derive(Clone, Debug, Default)]
+pub struct InvariantChecker {
+    last: [f64; 3],
+}
+
+impl InvariantChecker {
+    /// Check `w` now; the first violation found, if any.
+    pub fn check(&mut self, w: &World) -> Result<(), Violation> {
+        w.check_instances()?;
+        w.check_requests()?;
+        w.check_desired()?;
+        self.check_costs(w)
+    }
+
+    fn check_costs(&mut self, w: &World) -> Result<(), Violation> {
+        let now = [w.cost_on_demand, w.cost_spot, w.cost_warm_disk];
+        const WHAT: [&str; 3] = ["on-demand cost", "spot cost", "warm-pool disk cost"];
+        for k in 0..3 {
+            if now[k].is_nan() || now[k] < self.last[k] {
+                return Err(Violation::CostDecreased {
+                    what: WHAT[k],
+                    before_usd: self.last[k],
+                    after_usd: now[k],
+                });
+            }
+        }
+        self.last = now;
+        Ok(())
+    }
+}
+
+impl World {
+    /// Instances: one entry each, free capacity never negative, stuck VMs one per request.
+    fn check_instances(&self) -> Result<(), Violation> {
+        let twice = |i: &Inst, how| {
+            Err(Violation::InstanceCountedTwice {
+                instance: i.id.to_string(),
+                how,
+            })
+        };
+        let mut ids = BTreeSet::new();
+        for (n, i) in &self.insts {
+            if *n != i.num {
+                return twice(i, "is listed under another instance's key");
+            }
+            if !ids.insert(&i.id) {
+                return twice(i, "shares its id with another instance");
+            }
+            if i.in_flight.len() > self.params.concurrency as usize {
+                return Err(Violation::CapacityNegative {
+                    instance: i.id.to_string(),
+                    in_flight: i.in_flight.len() as u32,
+                    concurrency: self.params.concurrency,
+                });
+            }
+        }
+        let mut standing = BTreeSet::new();
+        for n in self.unfilled.iter().filter_map(|u| u.inst) {
+            match self.insts.get(&n) {
+                Some(i) if !standing.insert(n) => {
+                    return twice(i, "stands for two launch requests");
+                }
+                Some(i) if !i.stuck => return twice(i, "runs and stands for a launch request"),
+                _ => {}
+            }
+        }
+        match self
+            .insts
+            .values()
+            .find(|i| i.stuck && !standing.contains(&i.num))
+        {
+            Some(i) => twice(i, "is stuck CREATING for no launch request"),
+            None => Ok(()),
+        }
+    }
+
+    /// Arrived = queued + running + done + dropped, each request in one place only. The world
+    /// drops no request (a reclaimed replica's requests go back to the queue), so dropped is 0.
+    fn check_requests(&self) -> Result<(), Violation> {
+        let mut seen = BTreeSet::new();
+        let mut twice = None;
+        let queued = self.queue.len() as u64;
+        let mut running = 0u64;
+        for &r in &self.queue {
+            if !seen.insert(r) {
+                twice.get_or_insert((r, "queued twice"));
+            }
+        }
+        for i in self.insts.values() {
+            running += i.in_flight.len() as u64;
+            for &r in &i.in_flight {
+                if !seen.insert(r) {
+                    twice.get_or_insert((r, "both queued and running, or on two replicas"));
+                }
+            }
+        }
+        let arrived = self.next_arrival as u64;
+        let done = self.completed_total;
+        let unaccounted = |detail: String| Violation::RequestsUnaccounted {
+            arrived,
+            queued,
+            running,
+            done,
+            dropped: 0,
+            detail,
+        };
+        if let Some((r, how)) = twice {
+            return Err(unaccounted(format!(" (request {r} {how})")));
+        }
+        if let Some(r) = seen.iter().find(|&&r| r >= self.next_arrival) {
+            return Err(unaccounted(format!(
+                " (request {r} is held before it arrived)"
+            )));
+        }
+        if arrived != queued + running + done {
+            return Err(unaccounted(String::new()));
+        }
+        Ok(())
+    }
+
+    /// Desired capacity (instances in service plus requests held) within `max_size`. The lower
+    /// bound is not checked: the world starts a group at the replay's initial fleet, which may
+    /// sit below `min_size`, and no simulated call raises it (the baselines and the controller
+    /// own their minimums).
+    fn check_desired(&self) -> Result<(), Violation> {
+        for (g, spec) in self.groups.iter().enumerate() {
+            let desired = self.desired(g);
+            if desired > spec.max_size {
+                return Err(Violation::DesiredOutOfBounds {
+                    group: spec.id.to_string(),
+                    desired,
+                    max_size: spec.max_size,
+                });
+            }
+        }
+        Ok(())
+    }
+}
