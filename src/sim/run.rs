@@ -2,7 +2,7 @@
 //! world with the same seed, side by side.
 
 use super::SimError;
-use super::baselines::{HPA_TARGET_WAITING, Hpa, HpaBehavior, HpaCa, Karpenter, StaticPeak};
+use super::baselines::{Env, HPA_TARGET_WAITING, Hpa, HpaBehavior, HpaCa, Karpenter, StaticPeak};
 use super::data::{self, advisor_monthly_frequency, hourly_hazard_from_monthly};
 use super::metrics::{PolicySummary, summarise};
 use super::oracle::{self, OracleError, OracleInput, OracleResult};
@@ -15,8 +15,11 @@ use super::world::{
     GroupSpec, Interruption, InvariantBroken, InvariantChecker, Req, Sample, SpotDynamics, World,
     WorldParams,
 };
-use crate::model::{CapacityType, GpuInfo, InstanceType, InstanceTypeName, NodeGroupId, Zone};
+use crate::model::{
+    CapacityType, GpuInfo, InstanceType, InstanceTypeName, Money, NodeGroupId, Zone,
+};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Policy {
@@ -456,10 +459,10 @@ pub(crate) fn run_baseline(
     knob: Knob,
     progress: &dyn Fn(f64),
 ) -> Result<PolicyRun, SimError> {
-    let mut w = p.world();
+    let world: SharedWorld = Arc::new(Mutex::new(p.world()));
     let mut checker = InvariantChecker::default();
     let initial = p.demand.first().copied().unwrap_or(0);
-    let scrape_ms = p.scenario.file.signals.scrape_ms();
+    let scrape = Duration::from_millis(p.scenario.file.signals.scrape_ms().max(0) as u64);
     let default = p.default_knob(policy);
     let (fleet, min, target) = match (knob, default) {
         (Knob::Fleet(n), Knob::Fleet(_)) | (Knob::Hpa { .. }, Knob::Fleet(n)) => {
@@ -495,40 +498,58 @@ pub(crate) fn run_baseline(
         Policy::HpaCa => Loop::Ca(Box::new(HpaCa::new(
             hpa(HpaBehavior::conservative()),
             p.od_group(),
-            scrape_ms,
+            scrape,
         ))),
         Policy::HpaCaDefault => Loop::Ca(Box::new(
-            HpaCa::new(
-                hpa(HpaBehavior::kubernetes_default()),
-                p.od_group(),
-                scrape_ms,
-            )
-            .with_ca_defaults(),
+            HpaCa::new(hpa(HpaBehavior::kubernetes_default()), p.od_group(), scrape)
+                .with_ca_defaults(),
         )),
         _ => Loop::Karp(Box::new(Karpenter::new(
             hpa(HpaBehavior::conservative()),
-            scrape_ms,
+            scrape,
             p.groups
                 .iter()
-                .map(|g| (g.id.clone(), g.capacity_type, g.price_per_hour))
+                .map(|g| {
+                    let price = Money::from_dollars(g.price_per_hour);
+                    (g.id.clone(), g.capacity_type, price)
+                })
                 .collect(),
         ))),
     };
+    // The same provider interface the controller drives; Karpenter's launches are instant
+    // fleet requests.
+    let cloud = match l {
+        Loop::Karp(_) => SimProvider::instant(world.clone()),
+        _ => SimProvider::new(world.clone()),
+    };
+    let env = Env {
+        cloud: &cloud,
+        world: &world,
+    };
     let mut t = 0;
     while t <= p.end_ms {
-        w.advance_to(t);
+        lock(&world).advance_to(t);
         match &mut l {
-            Loop::Static(s) => s.step(&mut w),
-            Loop::Ca(c) => c.step(&mut w),
-            Loop::Karp(k) => k.step(&mut w),
+            Loop::Static(s) => s.step(&env),
+            Loop::Ca(c) => c.step(&env),
+            Loop::Karp(k) => k.step(&env),
         }
-        check(p, policy, &mut checker, &w)?;
+        check(p, policy, &mut checker, &lock(&world))?;
         if t % 60_000 == 0 {
             progress(t as f64 / p.end_ms.max(1) as f64);
         }
         t += 1000;
     }
-    Ok(finish(p, policy, w))
+    drop(cloud);
+    Ok(finish(p, policy, unshare(world)?))
+}
+
+/// The world back from the policy's provider and views once the run is over.
+fn unshare(world: SharedWorld) -> Result<World, SimError> {
+    Ok(Arc::try_unwrap(world)
+        .map_err(|_| SimError::Controller("world still shared after the run".into()))?
+        .into_inner()
+        .unwrap_or_else(|e| e.into_inner()))
 }
 
 /// Run the production controller on the virtual clock.
@@ -576,11 +597,7 @@ fn run_gpupool(
         t += tick_ms;
     }
     drop(controller);
-    let w = Arc::try_unwrap(world)
-        .map_err(|_| SimError::Controller("world still shared after the run".into()))?
-        .into_inner()
-        .unwrap_or_else(|e| e.into_inner());
-    Ok(finish(p, policy, w))
+    Ok(finish(p, policy, unshare(world)?))
 }
 
 fn oracle_run(p: &Prepared, o: &OracleResult) -> PolicyRun {
