@@ -161,6 +161,50 @@ pub fn prepare(sc: Scenario, seed: u64) -> Result<Prepared, SimError> {
             )
         })?
         .clone();
+    let (groups, spot_price) = groups_of(&sc, &t);
+    let (reqs, end_ms) = build_requests(f, &t.gpu_model)?;
+    let bucket_ms = bucket_ms(&sc, end_ms)?;
+    let slo_ms = (f.slo.queue_wait_s * 1000.0) as i64;
+    let demand = demand_per_bucket(&reqs, end_ms, bucket_ms, f.replica.concurrency, slo_ms);
+    let cold = ColdStart::new(f.cold_start.clone());
+    let spot = spot_dynamics(&sc)?;
+    let oracle = solve_oracle(
+        f,
+        &groups,
+        &spot,
+        &demand,
+        &cold,
+        (spot_price, t.ondemand_per_hour),
+    );
+    let params = WorldParams {
+        concurrency: f.replica.concurrency,
+        cold,
+        spot_notice_s: f.spot.notice_s,
+        spot,
+        faults: f.faults.clone(),
+        sample_interval_s: 5.0,
+        model_cache: sc.config.pools[0].model_cache.clone(),
+        seed,
+        // Validated at parse time: a scenario whose cloud cannot be told is refused.
+        cloud: f.cloud().unwrap_or_default(),
+    };
+    Ok(Prepared {
+        seed,
+        reqs,
+        end_ms,
+        bucket_ms,
+        demand,
+        groups,
+        params,
+        oracle,
+        od_price: t.ondemand_per_hour,
+        scenario: sc,
+    })
+}
+
+/// The scenario's groups of instance type `t`, and the spot price they are billed at.
+fn groups_of(sc: &Scenario, t: &data::AwsType) -> (Vec<GroupSpec>, f64) {
+    let f = &sc.file;
     let advisor = data::spot_advisor();
     let adv = advisor.get(&t.name);
     let spot_price = f
@@ -204,7 +248,12 @@ pub fn prepare(sc: Scenario, seed: u64) -> Result<Prepared, SimError> {
             },
         })
         .collect();
-    let (reqs, end_ms) = build_requests(f, &t.gpu_model)?;
+    (groups, spot_price)
+}
+
+/// The oracle's bucket in ms, refused when the replay of `end_ms` has too many of them.
+fn bucket_ms(sc: &Scenario, end_ms: i64) -> Result<i64, SimError> {
+    let f = &sc.file;
     // Validated at parse time (1..=3600 s); the count of buckets is bounded here, where the
     // replay's length is known, so the demand table and the oracle stay small.
     let bucket_ms = (f.oracle.bucket_s * 1000.0) as i64;
@@ -222,9 +271,12 @@ pub fn prepare(sc: Scenario, seed: u64) -> Result<Prepared, SimError> {
             ),
         });
     }
-    let slo_ms = (f.slo.queue_wait_s * 1000.0) as i64;
-    let demand = demand_per_bucket(&reqs, end_ms, bucket_ms, f.replica.concurrency, slo_ms);
-    let cold = ColdStart::new(f.cold_start.clone());
+    Ok(bucket_ms)
+}
+
+/// How spot capacity is reclaimed: the scenario's availability trace, else the hazard rate.
+fn spot_dynamics(sc: &Scenario) -> Result<SpotDynamics, SimError> {
+    let f = &sc.file;
     let spot = match f.spot.availability_trace {
         Some(src) => {
             let trace = src.load()?;
@@ -248,6 +300,18 @@ pub fn prepare(sc: Scenario, seed: u64) -> Result<Prepared, SimError> {
         }
         None => SpotDynamics::Hazard,
     };
+    Ok(spot)
+}
+
+/// The oracle's lower bound for `demand` on the scenario's groups.
+fn solve_oracle(
+    f: &super::scenario::ScenarioFile,
+    groups: &[GroupSpec],
+    spot: &SpotDynamics,
+    demand: &[u32],
+    cold: &ColdStart,
+    (spot_price, od_price): (f64, f64),
+) -> Result<OracleResult, OracleError> {
     let has_spot = groups.iter().any(|g| g.capacity_type == CapacityType::Spot);
     // The oracle depends on the scenario alone, never on the gpupool config it carries: warm
     // restarts wherever the scenario's groups allow a warm pool, at most the groups' sizes.
@@ -262,7 +326,7 @@ pub fn prepare(sc: Scenario, seed: u64) -> Result<Prepared, SimError> {
             .flat_map(|g| g.zones.clone())
             .collect();
         let avail: Vec<u32> = (0..demand.len())
-            .map(|b| match &spot {
+            .map(|b| match spot {
                 SpotDynamics::Hazard => groups
                     .iter()
                     .filter(|g| g.capacity_type == CapacityType::Spot)
@@ -295,38 +359,15 @@ pub fn prepare(sc: Scenario, seed: u64) -> Result<Prepared, SimError> {
     let bucket_s = f.oracle.bucket_s;
     let oracle = oracle::solve(&OracleInput {
         bucket_s,
-        demand: demand.clone(),
+        demand: demand.to_vec(),
         cold_buckets: (cold.median_cold_s() / bucket_s).ceil() as usize,
         warm_buckets: (cold.median_warm_s() / bucket_s).ceil() as usize,
-        od_price_per_hour: t.ondemand_per_hour,
+        od_price_per_hour: od_price,
         warm_disk_per_hour: has_warm.then(|| cold.warm_disk_per_hour()),
         spot: oracle_spot,
         max_nodes,
     });
-    let params = WorldParams {
-        concurrency: f.replica.concurrency,
-        cold,
-        spot_notice_s: f.spot.notice_s,
-        spot,
-        faults: f.faults.clone(),
-        sample_interval_s: 5.0,
-        model_cache: pool.model_cache.clone(),
-        seed,
-        // Validated at parse time: a scenario whose cloud cannot be told is refused.
-        cloud: f.cloud().unwrap_or_default(),
-    };
-    Ok(Prepared {
-        seed,
-        reqs,
-        end_ms,
-        bucket_ms,
-        demand,
-        groups,
-        params,
-        oracle,
-        od_price: t.ondemand_per_hour,
-        scenario: sc,
-    })
+    oracle
 }
 
 impl Prepared {

@@ -113,13 +113,21 @@ pub struct InvariantBroken {
 #[derive(Clone, Debug, Default)]
 pub struct InvariantChecker {
     last: [f64; 3],
+    /// Per request, the check that last saw it held (queued or running): no allocation per
+    /// tick, and a request seen twice in one check is found at once.
+    seen: Vec<u64>,
+    check: u64,
 }
 
 impl InvariantChecker {
     /// Check `w` now; the first violation found, if any.
     pub fn check(&mut self, w: &World) -> Result<(), Violation> {
         w.check_instances()?;
-        w.check_requests()?;
+        self.check += 1;
+        if self.seen.len() < w.reqs.len() {
+            self.seen.resize(w.reqs.len(), 0);
+        }
+        w.check_requests(&mut self.seen, self.check)?;
         w.check_desired()?;
         self.check_costs(w)
     }
@@ -150,14 +158,12 @@ impl World {
                 how,
             })
         };
-        let mut ids = BTreeSet::new();
+        let mut ids: Vec<&InstanceId> = Vec::with_capacity(self.insts.len());
         for (n, i) in &self.insts {
             if *n != i.num {
                 return twice(i, "is listed under another instance's key");
             }
-            if !ids.insert(&i.id) {
-                return twice(i, "shares its id with another instance");
-            }
+            ids.push(&i.id);
             if i.in_flight.len() > self.params.concurrency as usize {
                 return Err(Violation::CapacityNegative {
                     instance: i.id.to_string(),
@@ -165,6 +171,13 @@ impl World {
                     concurrency: self.params.concurrency,
                 });
             }
+        }
+        ids.sort_unstable();
+        if let Some(pair) = ids.windows(2).find(|p| p[0] == p[1]) {
+            return Err(Violation::InstanceCountedTwice {
+                instance: pair[0].to_string(),
+                how: "shares its id with another instance",
+            });
         }
         let mut standing = BTreeSet::new();
         for n in self.unfilled.iter().filter_map(|u| u.inst) {
@@ -188,24 +201,29 @@ impl World {
 
     /// Arrived = queued + running + done + dropped, each request in one place only. The world
     /// drops no request (a reclaimed replica's requests go back to the queue), so dropped is 0.
-    fn check_requests(&self) -> Result<(), Violation> {
-        let mut seen = BTreeSet::new();
-        let mut twice = None;
-        let queued = self.queue.len() as u64;
-        let mut running = 0u64;
-        for &r in &self.queue {
-            if !seen.insert(r) {
-                twice.get_or_insert((r, "queued twice"));
+    /// `seen[r] == check` marks request `r` as held in this check.
+    fn check_requests(&self, seen: &mut [u64], check: u64) -> Result<(), Violation> {
+        let mut bad = None;
+        let mut hold = |r: usize, how| {
+            if r >= self.next_arrival {
+                bad.get_or_insert((r, "is held before it arrived"));
+            } else if seen[r] == check {
+                bad.get_or_insert((r, how));
+            } else {
+                seen[r] = check;
             }
+        };
+        for &r in &self.queue {
+            hold(r, "is queued twice");
         }
+        let mut running = 0u64;
         for i in self.insts.values() {
             running += i.in_flight.len() as u64;
             for &r in &i.in_flight {
-                if !seen.insert(r) {
-                    twice.get_or_insert((r, "both queued and running, or on two replicas"));
-                }
+                hold(r, "is both queued and running, or on two replicas");
             }
         }
+        let queued = self.queue.len() as u64;
         let arrived = self.next_arrival as u64;
         let done = self.completed_total;
         let unaccounted = |detail: String| Violation::RequestsUnaccounted {
@@ -216,13 +234,8 @@ impl World {
             dropped: 0,
             detail,
         };
-        if let Some((r, how)) = twice {
+        if let Some((r, how)) = bad {
             return Err(unaccounted(format!(" (request {r} {how})")));
-        }
-        if let Some(r) = seen.iter().find(|&&r| r >= self.next_arrival) {
-            return Err(unaccounted(format!(
-                " (request {r} is held before it arrived)"
-            )));
         }
         if arrived != queued + running + done {
             return Err(unaccounted(String::new()));
