@@ -403,7 +403,7 @@ impl Env<'_> {
 /// Pods of the Deployment on nodes: keeps the serving replicas equal to the HPA's count,
 /// binding pending pods to empty Ready nodes, and returns how many pods are still pending.
 fn reconcile_pods(w: &mut World, desired: u32) -> u32 {
-    let mut bound: Vec<(i64, InstanceId, Serve)> = w
+    let mut bound: Vec<(Timestamp, InstanceId, Serve)> = w
         .insts
         .values()
         .filter(|i| {

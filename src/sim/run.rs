@@ -357,7 +357,7 @@ fn solve_oracle(
         None
     };
     let bucket_s = f.oracle.bucket_s;
-    let oracle = oracle::solve(&OracleInput {
+    oracle::solve(&OracleInput {
         bucket_s,
         demand: demand.to_vec(),
         cold_buckets: (cold.median_cold_s() / bucket_s).ceil() as usize,
@@ -366,8 +366,7 @@ fn solve_oracle(
         warm_disk_per_hour: has_warm.then(|| cold.warm_disk_per_hour()),
         spot: oracle_spot,
         max_nodes,
-    });
-    oracle
+    })
 }
 
 impl Prepared {

@@ -138,13 +138,13 @@ impl World {
             group: g,
             zone,
             state,
-            launched_at: self.now_ms,
+            launched_at: self.now(),
             serve: Serve::Off,
             in_flight: Vec::new(),
             notice_deadline: None,
             stuck: false,
             epoch: 0,
-            cost_since: self.now_ms,
+            cost_since: self.now(),
             busy_since: None,
         };
         self.insts.insert(n, inst);
@@ -448,7 +448,7 @@ impl World {
             .unfilled
             .iter()
             .filter(|u| u.group == g && u.inst.is_none())
-            .map(|u| (u.reported_ms.is_none(), u.id))
+            .map(|u| (u.reported.is_none(), u.id))
             .collect();
         aws.sort();
         for (_, uid) in aws.into_iter().take(count.min(room) as usize) {

@@ -131,7 +131,7 @@ impl World {
             group: g,
             zone,
             record,
-            reported_ms: None,
+            reported: None,
             inst,
         });
         if self.params.faults.stockout_mode == StockoutMode::Silent {
@@ -149,7 +149,7 @@ impl World {
             // Taken back before the cloud reported it.
             return;
         };
-        u.reported_ms = Some(now);
+        u.reported = Some(Timestamp::from_millis(now));
         let record = u.record;
         if let Some(r) = self.failed_launches.get_mut(record) {
             r.reported_ms = Some(now);
@@ -187,9 +187,10 @@ impl World {
                     }
                     Some(n) => {
                         self.settle(n);
+                        let now = self.now();
                         if let Some(i) = self.insts.get_mut(&n) {
                             i.stuck = false;
-                            i.launched_at = self.now_ms;
+                            i.launched_at = now;
                         }
                         self.start_cold(n);
                     }

@@ -96,7 +96,7 @@ impl World {
     pub(super) fn settle(&mut self, n: u64) {
         let now = self.now_ms;
         let Some(i) = self.insts.get(&n) else { return };
-        let dt = (now - i.cost_since) as f64;
+        let dt = (now - i.cost_since.millis()) as f64;
         let (rate, gpus) = self.rate_per_ms(i);
         let warm = i.state == LifecycleState::Warm;
         let spot = self.groups[i.group].capacity_type == CapacityType::Spot;
@@ -112,7 +112,7 @@ impl World {
         }
         self.gpu_ms += gpus * dt;
         if let Some(i) = self.insts.get_mut(&n) {
-            i.cost_since = now;
+            i.cost_since = Timestamp::from_millis(now);
         }
     }
 
@@ -137,15 +137,15 @@ impl World {
         self.advance_to(self.end_ms);
         self.settle_all();
         let now = self.now_ms;
-        let busy: Vec<(u64, i64)> = self
+        let busy: Vec<(u64, Timestamp)> = self
             .insts
             .iter()
             .filter_map(|(n, i)| i.busy_since.map(|b| (*n, b)))
             .collect();
         for (n, since) in busy {
-            self.busy_gpu_ms += (now - since) as f64 * self.gpus_of(n);
+            self.busy_gpu_ms += (now - since.millis()) as f64 * self.gpus_of(n);
             if let Some(i) = self.insts.get_mut(&n) {
-                i.busy_since = Some(now);
+                i.busy_since = Some(Timestamp::from_millis(now));
             }
         }
         for &q in &self.queue {

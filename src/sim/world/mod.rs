@@ -57,7 +57,8 @@ struct Unfilled {
     zone: Zone,
     /// Index of its [`FailedLaunch`] record.
     record: usize,
-    reported_ms: Option<i64>,
+    /// When the cloud reported the failure on the group.
+    reported: Option<Timestamp>,
     /// GCP: the VM stuck CREATING that stands for the request.
     inst: Option<u64>,
 }
@@ -122,15 +123,17 @@ pub struct Inst {
     pub group: usize,
     pub zone: Zone,
     pub state: LifecycleState,
-    pub launched_at: i64,
+    pub launched_at: Timestamp,
     pub serve: Serve,
     pub in_flight: Vec<usize>,
-    pub notice_deadline: Option<i64>,
+    pub notice_deadline: Option<Timestamp>,
     /// GCP: a VM the MIG cannot create (stuck CREATING): listed, not running, not billed.
     pub stuck: bool,
     epoch: u32,
-    cost_since: i64,
-    busy_since: Option<i64>,
+    /// Costs and GPU time are settled up to here.
+    cost_since: Timestamp,
+    /// Holding requests since (busy GPU time).
+    busy_since: Option<Timestamp>,
 }
 
 impl Inst {
@@ -177,7 +180,7 @@ pub struct World {
     pub params: WorldParams,
     rng: ChaCha8Rng,
     seq: u64,
-    heap: BinaryHeap<Reverse<(i64, u64, Ev)>>,
+    heap: BinaryHeap<Reverse<(Timestamp, u64, Ev)>>,
     pub groups: Vec<GroupSpec>,
     warm_target: Vec<u32>,
     pub insts: BTreeMap<u64, Inst>,
@@ -188,7 +191,7 @@ pub struct World {
     events_out: Vec<ProviderEvent>,
     next_event_id: u64,
     pub samples: Vec<Sample>,
-    next_sample_ms: i64,
+    next_sample: Timestamp,
     recent_waits: VecDeque<(i64, i64)>,
     pub calls: Vec<CallRecord>,
     pub interruptions: Vec<Interruption>,
@@ -232,7 +235,7 @@ impl World {
             events_out: Vec::new(),
             next_event_id: 1,
             samples: Vec::new(),
-            next_sample_ms: 0,
+            next_sample: Timestamp::from_millis(0),
             recent_waits: VecDeque::new(),
             completed_total: 0,
             completed_service_ms_total: 0,
@@ -263,7 +266,8 @@ impl World {
 
     fn push(&mut self, at_ms: i64, ev: Ev) {
         self.seq += 1;
-        self.heap.push(Reverse((at_ms, self.seq, ev)));
+        self.heap
+            .push(Reverse((Timestamp::from_millis(at_ms), self.seq, ev)));
     }
 
     // ------------------------------------------------------------------ the clock
@@ -271,9 +275,9 @@ impl World {
     /// Process everything up to and including `t_ms`, then set the clock to `t_ms`.
     pub fn advance_to(&mut self, t_ms: i64) {
         loop {
-            let ev_t = self.heap.peek().map(|Reverse((t, _, _))| *t);
+            let ev_t = self.heap.peek().map(|Reverse((t, _, _))| t.millis());
             let arr_t = self.reqs.get(self.next_arrival).map(|r| r.arrival_ms);
-            let next = [ev_t, arr_t, Some(self.next_sample_ms)]
+            let next = [ev_t, arr_t, Some(self.next_sample.millis())]
                 .into_iter()
                 .flatten()
                 .min();
@@ -293,7 +297,8 @@ impl World {
                 self.dispatch();
             } else {
                 self.take_sample();
-                self.next_sample_ms += (self.params.sample_interval_s * 1000.0) as i64;
+                let every_ms = (self.params.sample_interval_s * 1000.0) as i64;
+                self.next_sample = Timestamp::from_millis(self.next_sample.millis() + every_ms);
             }
         }
         self.now_ms = self.now_ms.max(t_ms);

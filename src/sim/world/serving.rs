@@ -64,7 +64,7 @@ impl World {
             if i.in_flight.is_empty()
                 && let Some(since) = i.busy_since.take()
             {
-                busy_add = (now - since) as f64 * gpus;
+                busy_add = (now - since.millis()) as f64 * gpus;
             }
         }
         self.busy_gpu_ms += busy_add;
@@ -98,7 +98,7 @@ impl World {
             self.recent_waits.push_back((now, waited));
             if let Some(i) = self.insts.get_mut(&n) {
                 if i.in_flight.is_empty() {
-                    i.busy_since = Some(now);
+                    i.busy_since = Some(Timestamp::from_millis(now));
                 }
                 i.in_flight.push(req);
             }
@@ -183,7 +183,7 @@ impl World {
         // A stuck VM deleted: the request it stood for is gone with it.
         self.take_back(|u| u.inst == Some(n));
         if let Some(since) = i.busy_since {
-            self.busy_gpu_ms += (now - since) as f64 * gpus;
+            self.busy_gpu_ms += (now - since.millis()) as f64 * gpus;
         }
         for &req in i.in_flight.iter().rev() {
             let r = &mut self.reqs[req];

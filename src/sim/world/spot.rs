@@ -82,7 +82,7 @@ impl World {
             return;
         }
         let deadline = now + notice_ms;
-        i.notice_deadline = Some(deadline);
+        i.notice_deadline = Some(Timestamp::from_millis(deadline));
         let id = i.id.clone();
         self.interruptions.push(Interruption {
             notice_ms: now,

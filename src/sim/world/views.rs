@@ -98,7 +98,7 @@ impl World {
         let spec = &self.groups[g];
         let mut by_zone: BTreeMap<Zone, UnfulfilledLaunch> = BTreeMap::new();
         for u in self.unfilled.iter().filter(|u| u.group == g) {
-            let Some(at) = u.reported_ms else { continue };
+            let Some(at) = u.reported else { continue };
             let e = by_zone
                 .entry(u.zone.clone())
                 .or_insert_with(|| UnfulfilledLaunch {
@@ -106,11 +106,11 @@ impl World {
                     failure: LaunchFailure::InsufficientCapacity,
                     count: 0,
                     message: cloud_message(self.params.cloud, spec, &u.zone),
-                    at: Timestamp::from_millis(at),
+                    at,
                     instances: Vec::new(),
                 });
             e.count += 1;
-            e.at = e.at.min(Timestamp::from_millis(at));
+            e.at = e.at.min(at);
             if let Some(i) = u.inst.and_then(|n| self.insts.get(&n)) {
                 e.instances.push(i.id.clone());
             }
@@ -144,7 +144,7 @@ impl World {
             capacity_type: spec.capacity_type,
             zone: i.zone.clone(),
             state: i.state,
-            launched_at: Timestamp::from_millis(i.launched_at),
+            launched_at: i.launched_at,
             model_cache: match i.state {
                 LifecycleState::Launching | LifecycleState::Warming => None,
                 _ => self.params.model_cache.clone(),
