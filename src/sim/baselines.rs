@@ -1024,4 +1024,128 @@ mod tests {
             ["spot-a", "spot-b", "spot-dear", "od-cheap", "od-dear"]
         );
     }
+
+    /// A spot group with no spot capacity in its only zone, and an on-demand group.
+    fn stocked_out_world() -> SharedWorld {
+        use crate::model::{GpuInfo, InstanceType, InstanceTypeName, PoolName, Zone};
+        use crate::sim::data::AvailabilityTrace;
+        use crate::sim::timing::{ColdStart, ColdStartSpec};
+        use crate::sim::world::{Faults, GroupSpec, SpotDynamics, WorldParams};
+        let group = |id: &str, capacity_type| GroupSpec {
+            id: NodeGroupId::from(id),
+            pool: PoolName::from("p"),
+            capacity_type,
+            instance_type: InstanceType {
+                name: InstanceTypeName::from("p3.2xlarge"),
+                vcpu: 8,
+                memory_mib: 61_440,
+                gpu: GpuInfo {
+                    model: "V100".into(),
+                    count: 1,
+                    memory_mib_per_gpu: 16_384,
+                    mig_profiles: vec![],
+                },
+            },
+            zones: vec![Zone::from("z1")],
+            price_per_hour: 1.0,
+            min_size: 0,
+            max_size: 10,
+            warm_pool_capable: false,
+            hazard_per_hour: 0.0,
+        };
+        let params = WorldParams {
+            concurrency: 4,
+            cold: ColdStart::new(ColdStartSpec::default()),
+            spot_notice_s: 120.0,
+            spot: SpotDynamics::Trace {
+                trace: AvailabilityTrace {
+                    tick_s: 60.0,
+                    zones: BTreeMap::from([("z1".to_string(), vec![0])]),
+                },
+                start_tick: 0,
+            },
+            faults: Faults::default(),
+            sample_interval_s: 5.0,
+            model_cache: None,
+            seed: 3,
+            cloud: crate::sim::world::Cloud::Aws,
+        };
+        let groups = vec![
+            group("spot", CapacityType::Spot),
+            group("od", CapacityType::OnDemand),
+        ];
+        std::sync::Arc::new(std::sync::Mutex::new(World::new(
+            params,
+            groups,
+            Vec::new(),
+            3_600_000,
+        )))
+    }
+
+    #[test]
+    fn karpenter_meets_a_stockout_at_once_through_its_provider_and_falls_back() {
+        let world = stocked_out_world();
+        let cloud = SimProvider::instant(world.clone());
+        let env = Env {
+            cloud: &cloud,
+            world: &world,
+        };
+        let (spot, od) = (NodeGroupId::from("spot"), NodeGroupId::from("od"));
+        let mut k = Karpenter::new(
+            Hpa::new(1, 10, 1),
+            Duration::from_secs(15),
+            vec![
+                (od.clone(), CapacityType::OnDemand, Money::from_dollars(1.0)),
+                (spot.clone(), CapacityType::Spot, Money::from_dollars(0.3)),
+            ],
+        );
+        let now = env.now();
+        k.launch(&env, now, 2);
+        assert!(!k.ice.usable(&spot, now), "spot is set aside");
+        assert!(k.ice.usable(&spot, after(now, KARPENTER_ICE_TTL)));
+        assert_eq!(
+            env.listed(&od).len(),
+            2,
+            "both nodes fell back to on-demand"
+        );
+        assert!(env.listed(&spot).is_empty());
+        let calls = lock(&world).calls.clone();
+        let errors: Vec<_> = calls.iter().map(|c| (c.group.as_str(), c.error)).collect();
+        assert_eq!(
+            errors,
+            [("spot", Some("insufficient_capacity")), ("od", None)]
+        );
+    }
+
+    #[test]
+    fn hpa_ca_sees_the_same_stockout_late_and_backs_the_group_off() {
+        let world = stocked_out_world();
+        let cloud = SimProvider::new(world.clone());
+        let env = Env {
+            cloud: &cloud,
+            world: &world,
+        };
+        let spot = NodeGroupId::from("spot");
+        let mut ca = HpaCa::new(Hpa::new(2, 10, 2), spot.clone(), Duration::from_secs(15));
+        // Two pods pending, no node: the scale-up is accepted and nothing appears.
+        ca.step(&env);
+        assert_eq!(env.group(&spot).map(|g| g.desired), Some(2));
+        assert_eq!(env.unbacked(), 2, "desired raised, no instance listed");
+        let mut t = 0;
+        while ca.backoff.usable(&spot, env.now()) {
+            t += 1_000;
+            assert!(t <= 120_000, "the failure is reported within a minute");
+            lock(&world).advance_to(t);
+            ca.step(&env);
+        }
+        // Each launch fails on its own report time: what was reported is taken back.
+        let failed = lock(&world).failed_launches.clone();
+        let released = failed.iter().filter(|f| f.released_ms.is_some()).count() as u32;
+        assert!(released >= 1, "{failed:?}");
+        assert_eq!(env.unbacked(), 2 - released);
+        assert!(
+            !ca.backoff
+                .usable(&spot, after(env.now(), CA_BACKOFF_INITIAL - CA_SCAN))
+        );
+    }
 }
