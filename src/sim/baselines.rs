@@ -39,6 +39,7 @@ use crate::model::{
     ProviderEvent, ProviderEventKind, Timestamp,
 };
 use gpupool_provider::{NodeGroupProvider, ProviderError};
+use std::cell::RefCell;
 use std::collections::{BTreeMap, VecDeque};
 use std::future::Future;
 use std::task::{Context, Poll, Waker};
@@ -324,12 +325,33 @@ fn call<T>(f: impl Future<Output = T>) -> T {
 /// `NodeGroupProvider` (a [`SimProvider`] over the shared world), and the cluster — pods on
 /// nodes, node taints, the scraped queue — on the world, as `SimCluster` and `SimDemand` give
 /// the controller. The world is locked per access, never across a provider call.
+///
+/// The cloud's listings are kept from one call to the next within a step: between two
+/// advances of the clock only the baseline's own calls change the cloud, and each of those
+/// (and the start of each step) forgets them.
 pub struct Env<'a> {
-    pub cloud: &'a SimProvider,
-    pub world: &'a SharedWorld,
+    cloud: &'a SimProvider,
+    world: &'a SharedWorld,
+    groups: RefCell<Option<Vec<NodeGroup>>>,
+    listed: RefCell<BTreeMap<NodeGroupId, Vec<Instance>>>,
 }
 
-impl Env<'_> {
+impl<'a> Env<'a> {
+    pub fn new(cloud: &'a SimProvider, world: &'a SharedWorld) -> Self {
+        Env {
+            cloud,
+            world,
+            groups: RefCell::new(None),
+            listed: RefCell::new(BTreeMap::new()),
+        }
+    }
+
+    /// Forget the cloud's listings: the clock moved, or a call changed the cloud.
+    fn forget(&self) {
+        *self.groups.borrow_mut() = None;
+        self.listed.borrow_mut().clear();
+    }
+
     fn now(&self) -> Timestamp {
         lock(self.world).now()
     }
@@ -340,7 +362,12 @@ impl Env<'_> {
     }
 
     fn groups(&self) -> Vec<NodeGroup> {
-        call(self.cloud.node_groups()).unwrap_or_default()
+        if let Some(g) = &*self.groups.borrow() {
+            return g.clone();
+        }
+        let g = call(self.cloud.node_groups()).unwrap_or_default();
+        *self.groups.borrow_mut() = Some(g.clone());
+        g
     }
 
     fn group(&self, id: &NodeGroupId) -> Option<NodeGroup> {
@@ -348,15 +375,35 @@ impl Env<'_> {
     }
 
     fn increase(&self, id: &NodeGroupId, n: u32) -> Result<(), ProviderError> {
-        call(self.cloud.increase(id, n))
+        let r = call(self.cloud.increase(id, n));
+        self.forget();
+        r
     }
 
     fn terminate(&self, id: &NodeGroupId, ids: &[InstanceId]) -> Result<(), ProviderError> {
-        call(self.cloud.terminate(id, ids))
+        let r = call(self.cloud.terminate(id, ids));
+        self.forget();
+        r
+    }
+
+    fn release_unfulfilled(
+        &self,
+        id: &NodeGroupId,
+        count: u32,
+        instances: &[InstanceId],
+    ) -> Result<u32, ProviderError> {
+        let r = call(self.cloud.release_unfulfilled(id, count, instances));
+        self.forget();
+        r
     }
 
     fn listed(&self, id: &NodeGroupId) -> Vec<Instance> {
-        call(self.cloud.instances(id)).unwrap_or_default()
+        if let Some(l) = self.listed.borrow().get(id) {
+            return l.clone();
+        }
+        let l = call(self.cloud.instances(id)).unwrap_or_default();
+        self.listed.borrow_mut().insert(id.clone(), l.clone());
+        l
     }
 
     /// Launch requests the cloud holds without an instance, over all groups: desired capacity
@@ -364,6 +411,8 @@ impl Env<'_> {
     fn unbacked(&self) -> u32 {
         self.groups()
             .iter()
+            // A group with nothing desired has nothing unbacked: no listing needed.
+            .filter(|g| g.desired > 0)
             .map(|g| {
                 let listed = self
                     .listed(&g.id)
@@ -506,6 +555,7 @@ pub struct StaticPeak {
 
 impl StaticPeak {
     pub fn step(&mut self, env: &Env) {
+        env.forget();
         let _ = env.events();
         let Some(group) = env.group(&self.group) else {
             return;
@@ -629,15 +679,13 @@ impl HpaCa {
             return;
         }
         for u in &group.unfulfilled {
-            let _ = call(
-                env.cloud
-                    .release_unfulfilled(&self.group, u.count, &u.instances),
-            );
+            let _ = env.release_unfulfilled(&self.group, u.count, &u.instances);
         }
         self.backoff.record(self.group.clone(), now);
     }
 
     pub fn step(&mut self, env: &Env) {
+        env.forget();
         let _ = env.events();
         let now = env.now();
         self.hpa.sync(now, env.queue_metric(self.scrape));
@@ -648,7 +696,7 @@ impl HpaCa {
         self.next_scan = after(now, CA_SCAN);
         self.handle_unfulfilled(env, now);
         // Scale up: pending pods not covered by nodes already on their way.
-        let up = env.upcoming();
+        let up = if pending == 0 { 0 } else { env.upcoming() };
         if pending > up && self.backoff.usable(&self.group, now) {
             let room = env
                 .group(&self.group)
@@ -763,6 +811,7 @@ impl Karpenter {
     }
 
     pub fn step(&mut self, env: &Env) {
+        env.forget();
         let now = env.now();
         // Spot notices: cordon and drain; the pod goes pending (reconcile_pods skips the node).
         for ev in env.events() {
@@ -772,7 +821,12 @@ impl Karpenter {
         }
         self.hpa.sync(now, env.queue_metric(self.scrape));
         let pending = reconcile_pods(&mut lock(env.world), self.hpa.desired);
-        let need = pending.saturating_sub(env.upcoming());
+        // No pod pending, nothing needed: the cloud is not listed for nothing.
+        let need = if pending == 0 {
+            0
+        } else {
+            pending.saturating_sub(env.upcoming())
+        };
         // Batching: a batch opens with the first pending pod and closes after 1 s without
         // change or 10 s in all.
         if need > 0 {
@@ -1086,10 +1140,7 @@ mod tests {
     fn karpenter_meets_a_stockout_at_once_through_its_provider_and_falls_back() {
         let world = stocked_out_world();
         let cloud = SimProvider::instant(world.clone());
-        let env = Env {
-            cloud: &cloud,
-            world: &world,
-        };
+        let env = Env::new(&cloud, &world);
         let (spot, od) = (NodeGroupId::from("spot"), NodeGroupId::from("od"));
         let mut k = Karpenter::new(
             Hpa::new(1, 10, 1),
@@ -1121,10 +1172,7 @@ mod tests {
     fn hpa_ca_sees_the_same_stockout_late_and_backs_the_group_off() {
         let world = stocked_out_world();
         let cloud = SimProvider::new(world.clone());
-        let env = Env {
-            cloud: &cloud,
-            world: &world,
-        };
+        let env = Env::new(&cloud, &world);
         let spot = NodeGroupId::from("spot");
         let mut ca = HpaCa::new(Hpa::new(2, 10, 2), spot.clone(), Duration::from_secs(15));
         // Two pods pending, no node: the scale-up is accepted and nothing appears.

@@ -562,10 +562,7 @@ pub(crate) fn run_baseline(
         Loop::Karp(_) => SimProvider::instant(world.clone()),
         _ => SimProvider::new(world.clone()),
     };
-    let env = Env {
-        cloud: &cloud,
-        world: &world,
-    };
+    let env = Env::new(&cloud, &world);
     let mut t = 0;
     while t <= p.end_ms {
         lock(&world).advance_to(t);

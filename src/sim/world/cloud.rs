@@ -121,12 +121,11 @@ impl World {
     }
 
     /// Instances counted in desired capacity (not warm pool).
-    pub(super) fn in_service(&self, g: usize) -> Vec<u64> {
+    pub(super) fn in_service(&self, g: usize) -> u32 {
         self.insts
-            .iter()
-            .filter(|(_, i)| i.group == g && !i.state.is_warm_pool())
-            .map(|(n, _)| *n)
-            .collect()
+            .values()
+            .filter(|i| i.group == g && !i.state.is_warm_pool())
+            .count() as u32
     }
 
     pub(super) fn new_instance(&mut self, g: usize, zone: Zone, state: LifecycleState) -> u64 {
@@ -154,7 +153,7 @@ impl World {
     /// Desired capacity as the cloud reports it: instances in service (stuck VMs included)
     /// plus requests held without an instance.
     pub fn desired(&self, g: usize) -> u32 {
-        self.in_service(g).len() as u32 + self.pending_without_instance(g)
+        self.in_service(g) + self.pending_without_instance(g)
     }
 
     /// Launch requests of group `g` the cloud holds without an instance (AWS: the part of

@@ -94,6 +94,15 @@ impl fmt::Display for Violation {
     }
 }
 
+/// The requests of a replay by where they are.
+#[derive(Clone, Copy, Debug)]
+struct RequestCounts {
+    arrived: u64,
+    queued: u64,
+    running: u64,
+    done: u64,
+}
+
 /// A violation with where and how to reproduce it.
 #[derive(Clone, Debug, PartialEq, thiserror::Error)]
 #[error(
@@ -109,27 +118,65 @@ pub struct InvariantBroken {
     pub seed: u64,
 }
 
+/// How often (simulated ms) the checker walks the queue even when the counts add up (to find
+/// a request lost and another held twice that cancel out in the counts) and compares
+/// instance ids.
+pub const REQUEST_SCAN_EVERY_MS: i64 = 60_000;
+
 /// What the checker remembers between ticks: the cost totals last seen.
 #[derive(Clone, Debug, Default)]
 pub struct InvariantChecker {
     last: [f64; 3],
-    /// Per request, the check that last saw it held (queued or running): no allocation per
-    /// tick, and a request seen twice in one check is found at once.
+    /// Per request, the scan that last saw it held (queued or running): no allocation per
+    /// scan, and a request seen twice in one scan is found at once.
     seen: Vec<u64>,
-    check: u64,
+    scans: u64,
+    next_scan_ms: i64,
 }
 
 impl InvariantChecker {
     /// Check `w` now; the first violation found, if any.
     pub fn check(&mut self, w: &World) -> Result<(), Violation> {
-        w.check_instances()?;
-        self.check += 1;
+        let scan = w.now_ms >= self.next_scan_ms;
+        if scan {
+            self.next_scan_ms = w.now_ms + REQUEST_SCAN_EVERY_MS;
+        }
+        w.check_instances(scan)?;
+        self.check_requests(w, scan)?;
+        w.check_desired()?;
+        self.check_costs(w)
+    }
+
+    /// The counts every tick (O(instances)); the walk over the queue and the requests in
+    /// flight when they do not add up (to name the request) and once per
+    /// [`REQUEST_SCAN_EVERY_MS`]: a long queue walked every tick would cost more than the
+    /// rest of the tick.
+    fn check_requests(&mut self, w: &World, scan: bool) -> Result<(), Violation> {
+        let counts = w.request_counts();
+        let balanced = counts.arrived == counts.queued + counts.running + counts.done;
+        if balanced && !scan {
+            return Ok(());
+        }
+        self.scans += 1;
         if self.seen.len() < w.reqs.len() {
             self.seen.resize(w.reqs.len(), 0);
         }
-        w.check_requests(&mut self.seen, self.check)?;
-        w.check_desired()?;
-        self.check_costs(w)
+        let held_twice = w.held_twice(&mut self.seen, self.scans);
+        let unaccounted = |detail: String| Violation::RequestsUnaccounted {
+            arrived: counts.arrived,
+            queued: counts.queued,
+            running: counts.running,
+            done: counts.done,
+            dropped: 0,
+            detail,
+        };
+        if let Some((r, how)) = held_twice {
+            return Err(unaccounted(format!(" (request {r} {how})")));
+        }
+        if !balanced {
+            return Err(unaccounted(String::new()));
+        }
+        Ok(())
     }
 
     fn check_costs(&mut self, w: &World) -> Result<(), Violation> {
@@ -151,19 +198,23 @@ impl InvariantChecker {
 
 impl World {
     /// Instances: one entry each, free capacity never negative, stuck VMs one per request.
-    fn check_instances(&self) -> Result<(), Violation> {
+    /// Ids are compared (a sort) only on a `scan`: keys are checked every tick, and the world
+    /// derives an instance's id from its key.
+    fn check_instances(&self, scan: bool) -> Result<(), Violation> {
         let twice = |i: &Inst, how| {
             Err(Violation::InstanceCountedTwice {
                 instance: i.id.to_string(),
                 how,
             })
         };
-        let mut ids: Vec<&InstanceId> = Vec::with_capacity(self.insts.len());
+        let mut ids: Vec<&InstanceId> = Vec::with_capacity(if scan { self.insts.len() } else { 0 });
         for (n, i) in &self.insts {
             if *n != i.num {
                 return twice(i, "is listed under another instance's key");
             }
-            ids.push(&i.id);
+            if scan {
+                ids.push(&i.id);
+            }
             if i.in_flight.len() > self.params.concurrency as usize {
                 return Err(Violation::CapacityNegative {
                     instance: i.id.to_string(),
@@ -199,48 +250,40 @@ impl World {
         }
     }
 
-    /// Arrived = queued + running + done + dropped, each request in one place only. The world
-    /// drops no request (a reclaimed replica's requests go back to the queue), so dropped is 0.
-    /// `seen[r] == check` marks request `r` as held in this check.
-    fn check_requests(&self, seen: &mut [u64], check: u64) -> Result<(), Violation> {
+    /// Arrived, queued, running and done. The world drops no request (a reclaimed replica's
+    /// requests go back to the queue), so dropped is always 0.
+    fn request_counts(&self) -> RequestCounts {
+        RequestCounts {
+            arrived: self.next_arrival as u64,
+            queued: self.queue.len() as u64,
+            running: self.insts.values().map(|i| i.in_flight.len() as u64).sum(),
+            done: self.completed_total,
+        }
+    }
+
+    /// The first request held in two places (queued twice, queued and running, on two
+    /// replicas) or held before it arrived. `seen[r] == scan` marks request `r` as held in
+    /// this scan.
+    fn held_twice(&self, seen: &mut [u64], scan: u64) -> Option<(usize, &'static str)> {
         let mut bad = None;
         let mut hold = |r: usize, how| {
             if r >= self.next_arrival {
                 bad.get_or_insert((r, "is held before it arrived"));
-            } else if seen[r] == check {
+            } else if seen[r] == scan {
                 bad.get_or_insert((r, how));
             } else {
-                seen[r] = check;
+                seen[r] = scan;
             }
         };
         for &r in &self.queue {
             hold(r, "is queued twice");
         }
-        let mut running = 0u64;
         for i in self.insts.values() {
-            running += i.in_flight.len() as u64;
             for &r in &i.in_flight {
                 hold(r, "is both queued and running, or on two replicas");
             }
         }
-        let queued = self.queue.len() as u64;
-        let arrived = self.next_arrival as u64;
-        let done = self.completed_total;
-        let unaccounted = |detail: String| Violation::RequestsUnaccounted {
-            arrived,
-            queued,
-            running,
-            done,
-            dropped: 0,
-            detail,
-        };
-        if let Some((r, how)) = bad {
-            return Err(unaccounted(format!(" (request {r} {how})")));
-        }
-        if arrived != queued + running + done {
-            return Err(unaccounted(String::new()));
-        }
-        Ok(())
+        bad
     }
 
     /// Desired capacity (instances in service plus requests held) within `max_size`. The lower

@@ -29,7 +29,7 @@ mod tests;
 mod views;
 
 pub use cloud::{CallRecord, Cloud, Faults, GroupSpec, StockoutMode};
-pub use invariants::{InvariantBroken, InvariantChecker, Violation};
+pub use invariants::{InvariantBroken, InvariantChecker, REQUEST_SCAN_EVERY_MS, Violation};
 pub use launches::{
     FailedLaunch, LAUNCH_FAILURE_REPORT_S, LAUNCH_RETRY_S, LaunchRecord, StockoutCause,
 };

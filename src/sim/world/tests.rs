@@ -285,6 +285,9 @@ fn an_instance_listed_twice_breaks_the_invariant() {
     assert_names(&broken(&w, &mut checker), "no instance counted twice");
     copy.num = 99;
     w.insts.insert(99, copy);
+    // Ids are compared on the periodic scan.
+    assert_eq!(checker.check(&w), Ok(()));
+    w.now_ms += REQUEST_SCAN_EVERY_MS;
     let msg = broken(&w, &mut checker);
     assert!(msg.contains("shares its id"), "{msg}");
 }
@@ -348,4 +351,21 @@ fn desired_above_max_size_breaks_the_invariant() {
     let msg = broken(&w, &mut checker);
     assert_names(&msg, "desired within group bounds");
     assert!(msg.contains("od desired 1 > max_size 0"), "{msg}");
+}
+
+#[test]
+fn a_lost_request_hidden_by_a_doubled_one_is_found_by_the_periodic_scan() {
+    let (mut w, mut checker) = serving_world();
+    let i = w.insts.values_mut().next().unwrap();
+    let lost = i.in_flight.pop().unwrap();
+    let doubled = i.in_flight[0];
+    w.queue.push_back(doubled);
+    assert_ne!(lost, doubled);
+    assert_eq!(checker.check(&w), Ok(()), "the counts add up");
+    w.now_ms = 1_000 + REQUEST_SCAN_EVERY_MS;
+    let msg = checker.check(&w).unwrap_err().to_string();
+    assert!(
+        msg.contains(&format!("request {doubled} is both queued and running")),
+        "{msg}"
+    );
 }
