@@ -3,8 +3,10 @@
 //! simulator bug; the run stops with the invariant, the simulated time and the command that
 //! reproduces it, since a run is a pure function of scenario, policy and seed.
 //!
-//! The check is cheap: one pass over the instances, the queue and the requests in flight; the
-//! requests done come from the world's own counter, so no pass over the whole replay.
+//! The check is cheap: every tick one pass over the instances and the group sizes, with the
+//! requests done from the world's own counter (no pass over the replay); the walk over the
+//! queue that names a request held twice, and the comparison of instance ids, run when the
+//! counts do not add up and once per [`REQUEST_SCAN_EVERY_MS`] of simulated time.
 
 use super::*;
 use std::collections::BTreeSet;
