@@ -131,6 +131,13 @@ pub fn render(plan: &Plan, snapshot: &Snapshot, now: Timestamp) -> String {
             p.desired_nodes,
             p.cost_per_hour
         );
+        // With an `slo`: the standing headroom and why (see `planner::headroom`).
+        for h in [&p.headroom_running, &p.headroom_warm]
+            .into_iter()
+            .flatten()
+        {
+            let _ = writeln!(s, "  headroom ({}): {h}", h.kind.as_str());
+        }
         let actions: Vec<_> = plan
             .actions
             .iter()

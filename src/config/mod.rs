@@ -36,6 +36,12 @@ pub struct Config {
     pub metrics: MetricsConfig,
     #[serde(default)]
     pub sim: Option<SimProviderConfig>,
+    /// Shadow mode: observe and plan every tick, but never call a mutating cloud API, never
+    /// cordon, evict or write Events. What gpupool would have done is logged, counted
+    /// (`gpupool_shadow_actions_total`) and shown on `/status` next to what the groups' current
+    /// manager actually did, with the fleet cost difference (`gpupool run --dry-run` too).
+    #[serde(default)]
+    pub dry_run: bool,
     pub pools: Vec<PoolConfig>,
 }
 
@@ -225,6 +231,12 @@ pub struct PoolConfig {
     pub signals: Vec<SignalConfig>,
     #[serde(default)]
     pub forecast: ForecastPolicy,
+    /// The pool's service-level objective. With it, gpupool learns the standing headroom
+    /// (spare running replicas) and the warm-pool size that meet it at least cost
+    /// (`planner::headroom`); without it, `disruption.headroom_replicas` and the warm pool's
+    /// `min`/`max` are used as set.
+    #[serde(default)]
+    pub slo: Option<SloPolicy>,
     /// VM-only readiness: a URL template per instance, `{ip}` replaced by its private IP.
     #[serde(default)]
     pub health_url: Option<String>,
@@ -236,6 +248,68 @@ pub struct PoolConfig {
     /// for work to finish. A Prometheus query with `{instance}` (instance id) or `{ip}`.
     #[serde(default)]
     pub in_flight_query: Option<InFlightQueryConfig>,
+    /// Observe and plan this pool but take no action on it (no launch, no drain, no
+    /// termination): `Reason::Paused` on `/status` and in `gpupool plan`.
+    #[serde(default)]
+    pub paused: bool,
+    #[serde(default)]
+    pub scale_down: ScaleDownPolicy,
+}
+
+/// Cluster Autoscaler's `--scale-down-enabled`, per pool.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScaleDownPolicy {
+    /// `false`: unneeded nodes are never drained or consolidated away (scale-up, and the
+    /// replacement of broken or reclaimed nodes, go on).
+    #[serde(default = "d_true")]
+    pub enabled: bool,
+}
+
+impl Default for ScaleDownPolicy {
+    fn default() -> Self {
+        ScaleDownPolicy { enabled: true }
+    }
+}
+
+/// A pool's objective: `attainment` of requests wait at most `queue_wait_s` in the queue.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SloPolicy {
+    /// Longest acceptable queue wait (time from arrival to the start of service), seconds.
+    pub queue_wait_s: f64,
+    /// Fraction of requests that must meet `queue_wait_s`, in (0, 1), e.g. 0.99.
+    #[serde(default = "d_attainment")]
+    pub attainment: f64,
+    /// How the measured attainment is read live: a Prometheus query returning the fraction
+    /// of requests that met `queue_wait_s` over a recent window. Unset (or a query that
+    /// returns nothing): no feedback, the learned demand-growth quantile alone decides.
+    /// The simulator measures it from the simulated queue waits itself.
+    #[serde(default)]
+    pub attainment_query: Option<AttainmentQuery>,
+}
+
+fn d_attainment() -> f64 {
+    0.99
+}
+
+/// A Prometheus instant query for measured SLO attainment. With vLLM's queue-time histogram
+/// and a 1 s objective: `sum(rate(vllm:request_queue_time_seconds_bucket{le="1.0"}[10m])) /
+/// sum(rate(vllm:request_queue_time_seconds_count[10m]))` with `window_s: 600` (`le` must be
+/// one of the histogram's bucket bounds; check what your server exports).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AttainmentQuery {
+    /// Prometheus base URL.
+    pub url: String,
+    pub query: String,
+    /// The range the query measures over (`[10m]` → 600): feedback waits at least this long
+    /// between two steps, so one bad stretch is not counted again and again.
+    pub window_s: u64,
+    #[serde(default = "d_stale")]
+    pub stale_after_s: u64,
+    #[serde(default = "d_sig_timeout")]
+    pub timeout_s: u64,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -375,8 +449,10 @@ pub struct WarmPoolPolicy {
     pub enabled: bool,
     #[serde(default)]
     pub min: u32,
-    #[serde(default = "d_warm_max")]
-    pub max: u32,
+    /// Largest warm-pool size. Unset: 4 without an `slo`; with one, the pool's
+    /// `limits.max_nodes` (the learned size decides).
+    #[serde(default)]
+    pub max: Option<u32>,
     /// Seconds a warm instance takes to serve after start (boot + load from local disk).
     #[serde(default = "d_warm_start")]
     pub warm_start_s: u64,
@@ -387,14 +463,24 @@ impl Default for WarmPoolPolicy {
         WarmPoolPolicy {
             enabled: false,
             min: 0,
-            max: d_warm_max(),
+            max: None,
             warm_start_s: d_warm_start(),
         }
     }
 }
 
-fn d_warm_max() -> u32 {
-    4
+/// Warm-pool ceiling when neither `warm_pool.max` nor an `slo` says otherwise.
+pub const DEFAULT_WARM_MAX: u32 = 4;
+
+impl WarmPoolPolicy {
+    /// The warm-pool ceiling in effect for `pool` (see `max`).
+    pub fn max_for(&self, slo: bool, max_nodes: u32) -> u32 {
+        match (self.max, slo) {
+            (Some(m), _) => m,
+            (None, false) => DEFAULT_WARM_MAX,
+            (None, true) => max_nodes,
+        }
+    }
 }
 fn d_warm_start() -> u64 {
     45
@@ -432,12 +518,15 @@ pub struct DisruptionPolicy {
     /// Remove empty nodes and replace nodes by cheaper offerings.
     #[serde(default = "d_true")]
     pub consolidation: bool,
-    /// A node must be unneeded this long before it is removed.
-    #[serde(default = "d_unneeded")]
-    pub unneeded_time_s: u64,
-    /// No scale-down for this long after a scale-up (flap guard).
-    #[serde(default = "d_cooldown")]
-    pub scale_down_delay_after_add_s: u64,
+    /// A node must be unneeded this long before it is removed. Unset: 600 s (Cluster
+    /// Autoscaler's `scale-down-unneeded-time`); with an `slo`, the pool's cold start (see
+    /// [`PoolConfig::unneeded_time_s`]).
+    #[serde(default)]
+    pub unneeded_time_s: Option<u64>,
+    /// No scale-down for this long after a scale-up (flap guard). Unset: 300 s; with an
+    /// `slo`, 0 (see [`PoolConfig::scale_down_delay_after_add_s`]).
+    #[serde(default)]
+    pub scale_down_delay_after_add_s: Option<u64>,
     #[serde(default)]
     pub budget: DisruptionBudget,
     /// Longest a drain may take before the instance is terminated anyway (and reported).
@@ -483,8 +572,8 @@ impl Default for DisruptionPolicy {
     fn default() -> Self {
         DisruptionPolicy {
             consolidation: true,
-            unneeded_time_s: d_unneeded(),
-            scale_down_delay_after_add_s: d_cooldown(),
+            unneeded_time_s: None,
+            scale_down_delay_after_add_s: None,
             budget: DisruptionBudget::default(),
             drain_timeout_s: d_drain(),
             max_provision_time_s: d_provision(),
@@ -499,12 +588,10 @@ impl Default for DisruptionPolicy {
 fn d_true() -> bool {
     true
 }
-fn d_unneeded() -> u64 {
-    600
-}
-fn d_cooldown() -> u64 {
-    300
-}
+/// Default `unneeded_time_s` without an `slo`.
+pub const DEFAULT_UNNEEDED_TIME_S: u64 = 600;
+/// Default `scale_down_delay_after_add_s` without an `slo`.
+pub const DEFAULT_SCALE_DOWN_DELAY_AFTER_ADD_S: u64 = 300;
 fn d_drain() -> u64 {
     900
 }
@@ -521,9 +608,12 @@ pub struct DisruptionBudget {
     /// Nodes being drained or replaced at the same time.
     #[serde(default = "d_one")]
     pub max_disrupted_at_once: u32,
-    /// Voluntary disruptions per window.
-    #[serde(default = "d_per_window")]
-    pub max_per_window: u32,
+    /// Voluntary disruptions per window. Unset: no rate limit, only `max_disrupted_at_once`
+    /// — the defaults of Cluster Autoscaler (no rate window; `--max-drain-parallelism` 1)
+    /// and Karpenter (a NodePool's default budget is `nodes: 10%` at once, no schedule). A
+    /// default rate limit would keep the nodes a burst brought for hours after it ended.
+    #[serde(default)]
+    pub max_per_window: Option<u32>,
     #[serde(default = "d_window")]
     pub window_s: u64,
 }
@@ -532,15 +622,12 @@ impl Default for DisruptionBudget {
     fn default() -> Self {
         DisruptionBudget {
             max_disrupted_at_once: 1,
-            max_per_window: d_per_window(),
+            max_per_window: None,
             window_s: d_window(),
         }
     }
 }
 
-fn d_per_window() -> u32 {
-    4
-}
 fn d_window() -> u64 {
     3600
 }
@@ -850,6 +937,33 @@ impl Config {
 }
 
 impl PoolConfig {
+    /// How long a node must be unneeded before it goes. Set: as set. Unset without an `slo`:
+    /// 600 s. Unset with an `slo`: the pool's cold start — the ski-rental break-even (Karlin,
+    /// Manasse, Rudolph & Sleator, "Competitive snoopy caching", Algorithmica 1988): keeping
+    /// an idle node as long as bringing one back takes costs what bringing it back costs, and
+    /// holding exactly that long is never worse than twice the best choice in hindsight,
+    /// whatever the traffic does next. The standing headroom the SLO needs is held
+    /// explicitly (`planner::headroom`), so this only decides how soon surplus goes.
+    pub fn unneeded_time_s(&self) -> u64 {
+        match (self.disruption.unneeded_time_s, &self.slo) {
+            (Some(v), _) => v,
+            (None, None) => DEFAULT_UNNEEDED_TIME_S,
+            (None, Some(_)) => self.scale_up.cold_start_s,
+        }
+    }
+
+    /// No scale-down this long after a scale-up. Set: as set. Unset without an `slo`: 300 s.
+    /// Unset with an `slo`: 0 — each node already waits `unneeded_time_s`, and the learnt
+    /// headroom moves by a replica at a time, so a pool-wide pause after every such step
+    /// would keep every surplus node the SLO does not ask for.
+    pub fn scale_down_delay_after_add_s(&self) -> u64 {
+        match (self.disruption.scale_down_delay_after_add_s, &self.slo) {
+            (Some(v), _) => v,
+            (None, None) => DEFAULT_SCALE_DOWN_DELAY_AFTER_ADD_S,
+            (None, Some(_)) => 0,
+        }
+    }
+
     /// Horizon the forecast looks ahead: at least the cold start.
     pub fn forecast_horizon_s(&self) -> u64 {
         self.forecast

@@ -189,6 +189,56 @@ fn is_dns_label(s: &str) -> bool {
         && !s.ends_with('-')
 }
 
+/// `pools[i].slo`: a wait that can be met, an attainment strictly between 0 and 1 (1 would
+/// ask for capacity against every possible burst), and a usable attainment query.
+fn slo_policy(c: &mut Check, at: &dyn Fn(&str) -> String, slo: &crate::config::SloPolicy) {
+    c.range_f(
+        at("slo.queue_wait_s"),
+        slo.queue_wait_s,
+        0.0,
+        86_400.0,
+        "seconds a request may wait before service starts",
+    );
+    if !(slo.attainment.is_finite() && slo.attainment > 0.0 && slo.attainment < 1.0) {
+        c.fail(
+            at("slo.attainment"),
+            format!(
+                "must be above 0 and below 1 (the fraction of requests meeting queue_wait_s, \
+                 e.g. 0.99), got {}",
+                slo.attainment
+            ),
+        );
+    }
+    if let Some(q) = &slo.attainment_query {
+        if !(q.url.starts_with("http://") || q.url.starts_with("https://")) {
+            c.fail(
+                at("slo.attainment_query.url"),
+                format!("must be an http(s) URL of Prometheus, got {:?}", q.url),
+            );
+        }
+        if q.query.trim().is_empty() {
+            c.fail(
+                at("slo.attainment_query.query"),
+                "must be a PromQL query returning the fraction of requests that met queue_wait_s",
+            );
+        }
+        c.range_u(
+            at("slo.attainment_query.window_s"),
+            q.window_s,
+            10,
+            86_400,
+            "seconds the query's range covers",
+        );
+        c.range_u(
+            at("slo.attainment_query.timeout_s"),
+            q.timeout_s,
+            1,
+            120,
+            "seconds per query",
+        );
+    }
+}
+
 fn pool(c: &mut Check, cfg: &Config, i: usize, p: &PoolConfig) {
     let at = |f: &str| format!("pools[{i}].{f}");
     if !is_dns_label(p.name.as_str()) {
@@ -336,11 +386,15 @@ fn pool(c: &mut Check, cfg: &Config, i: usize, p: &PoolConfig) {
     }
 
     let w = &p.warm_pool;
-    if w.min > w.max {
+    let w_max = w.max_for(p.slo.is_some(), p.limits.max_nodes);
+    if w.min > w_max {
         c.fail(
             at("warm_pool.min"),
-            format!("{} is above warm_pool.max {}", w.min, w.max),
+            format!("{} is above warm_pool.max {}", w.min, w_max),
         );
+    }
+    if let Some(slo) = &p.slo {
+        slo_policy(c, &at, slo);
     }
     c.range_u(
         at("warm_pool.warm_start_s"),
@@ -381,12 +435,14 @@ fn pool(c: &mut Check, cfg: &Config, i: usize, p: &PoolConfig) {
             "must be at least 1; to stop voluntary disruption set disruption.consolidation: false",
         );
     }
-    if b.max_per_window < b.max_disrupted_at_once {
+    if let Some(per_window) = b.max_per_window
+        && per_window < b.max_disrupted_at_once
+    {
         c.fail(
             at("disruption.budget.max_per_window"),
             format!(
                 "{} is below max_disrupted_at_once {}",
-                b.max_per_window, b.max_disrupted_at_once
+                per_window, b.max_disrupted_at_once
             ),
         );
     }
@@ -399,7 +455,7 @@ fn pool(c: &mut Check, cfg: &Config, i: usize, p: &PoolConfig) {
     );
     c.range_u(
         at("disruption.unneeded_time_s"),
-        d.unneeded_time_s,
+        p.unneeded_time_s(),
         0,
         86_400,
         "seconds a node must be unneeded",
@@ -720,7 +776,7 @@ pools:
         let c = Config::load(VALID).unwrap();
         let p = &c.pools[0];
         assert_eq!(c.tick_interval_s, 10);
-        assert_eq!(p.disruption.unneeded_time_s, 600);
+        assert_eq!(p.unneeded_time_s(), 600);
         assert_eq!(p.disruption.budget.max_disrupted_at_once, 1);
         assert_eq!(p.limits.max_nodes, 10);
         assert!(p.disruption.consolidation);
@@ -810,6 +866,49 @@ pools:
             );
         }
         assert!(issues.iter().any(|i| i.contains("got 1.5")));
+    }
+
+    #[test]
+    fn slo_is_validated_field_by_field() {
+        let ok = "pools:\n  - name: a\n    requirements: {}\n    slo: { queue_wait_s: 1.0, attainment: 0.99 }\n";
+        let cfg = Config::load(ok).unwrap();
+        let p = &cfg.pools[0];
+        assert_eq!(p.slo.as_ref().map(|s| s.attainment), Some(0.99));
+        // With an slo: warm pool up to max_nodes, unneeded time = cold start, no cool-down.
+        assert_eq!(
+            p.warm_pool.max_for(true, p.limits.max_nodes),
+            p.limits.max_nodes
+        );
+        assert_eq!(p.unneeded_time_s(), p.scale_up.cold_start_s);
+        assert_eq!(p.scale_down_delay_after_add_s(), 0);
+        let bad = r#"
+pools:
+  - name: a
+    requirements: {}
+    slo:
+      queue_wait_s: -1
+      attainment: 1.0
+      attainment_query: { url: "prometheus:9090", query: " ", window_s: 0 }
+"#;
+        let issues = Config::load(bad).unwrap_err().issues();
+        for e in [
+            "pools[0].slo.queue_wait_s: must be in 0..=86400",
+            "pools[0].slo.attainment: must be above 0 and below 1",
+            "pools[0].slo.attainment_query.url: must be an http(s) URL",
+            "pools[0].slo.attainment_query.query: must be a PromQL query",
+            "pools[0].slo.attainment_query.window_s: must be in 10..=86400",
+        ] {
+            assert!(
+                issues.iter().any(|i| i.starts_with(e)),
+                "missing {e:?} in {issues:#?}"
+            );
+        }
+        let typo = "pools:\n  - name: a\n    requirements: {}\n    slo: { queue_wait: 1 }\n";
+        let err = Config::load(typo).unwrap_err().to_string();
+        assert!(
+            err.contains("pools[0].slo") && err.contains("queue_wait"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -22,6 +22,13 @@ pub struct SignalLabels {
     pub signal: String,
 }
 
+/// `kind`: `HeadroomKind::as_str` (running, warm).
+#[derive(Clone, Debug, Default, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct HeadroomLabels {
+    pub pool: String,
+    pub kind: String,
+}
+
 #[derive(Clone, Debug, Default, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ActionLabels {
     pub pool: String,
@@ -55,6 +62,13 @@ pub struct DecisionLabels {
     pub reason: String,
 }
 
+/// Shadow mode: an action the plan would have taken, by kind (`ShadowAction::as_str`).
+#[derive(Clone, Debug, Default, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ShadowLabels {
+    pub pool: String,
+    pub action: String,
+}
+
 type FGauge = Gauge<f64, AtomicU64>;
 
 /// Every metric family gpupool exports.
@@ -68,9 +82,15 @@ pub struct Metrics {
     pub pool_wanted_replicas: Family<PoolLabels, Gauge>,
     pub pool_forecast_replicas: Family<PoolLabels, Gauge>,
     pub estimated_cost_per_hour: Family<PoolLabels, FGauge>,
+    /// With an `slo`: standing headroom held (replicas), by kind.
+    pub pool_headroom_replicas: Family<HeadroomLabels, Gauge>,
+    /// With an `slo`: the measured attainment (absent while unknown).
+    pub pool_slo_attainment: Family<PoolLabels, FGauge>,
     pub signal_value: Family<SignalLabels, FGauge>,
     pub signal_stale: Family<SignalLabels, Gauge>,
     pub scale_actions: Family<ActionLabels, Counter>,
+    /// Shadow mode (`dry_run`): actions planned and not taken.
+    pub shadow_actions: Family<ShadowLabels, Counter>,
     pub decisions: Family<DecisionLabels, Gauge>,
     pub interruptions: Family<InterruptionLabels, Counter>,
     pub launch_failures: Family<LaunchFailureLabels, Counter>,
@@ -98,9 +118,12 @@ impl Default for Metrics {
             pool_wanted_replicas: Family::default(),
             pool_forecast_replicas: Family::default(),
             estimated_cost_per_hour: Family::default(),
+            pool_headroom_replicas: Family::default(),
+            pool_slo_attainment: Family::default(),
             signal_value: Family::default(),
             signal_stale: Family::default(),
             scale_actions: Family::default(),
+            shadow_actions: Family::default(),
             decisions: Family::default(),
             interruptions: Family::default(),
             launch_failures: Family::default(),
@@ -158,6 +181,16 @@ impl Metrics {
             self.pool_forecast_replicas.clone(),
         );
         r.register(
+            "pool_headroom_replicas",
+            "Standing headroom a pool with an slo holds: spare running replicas (kind=running) and replicas in its warm pool (kind=warm)",
+            self.pool_headroom_replicas.clone(),
+        );
+        r.register(
+            "pool_slo_attainment",
+            "Fraction of recent requests that met the pool's slo.queue_wait_s, as measured (absent while unknown)",
+            self.pool_slo_attainment.clone(),
+        );
+        r.register(
             "estimated_cost_per_hour",
             "Estimated running cost of the pool in dollars per hour",
             self.estimated_cost_per_hour.clone(),
@@ -176,6 +209,11 @@ impl Metrics {
             "scale_actions",
             "Scale actions executed, by direction and reason",
             self.scale_actions.clone(),
+        );
+        r.register(
+            "shadow_actions",
+            "Shadow mode (dry_run): actions the plan would have taken, by pool and kind",
+            self.shadow_actions.clone(),
         );
         r.register(
             "decisions",
@@ -254,6 +292,8 @@ impl Metrics {
         self.pool_wanted_replicas.clear();
         self.pool_forecast_replicas.clear();
         self.estimated_cost_per_hour.clear();
+        self.pool_headroom_replicas.clear();
+        self.pool_slo_attainment.clear();
         self.signal_value.clear();
         self.signal_stale.clear();
         self.decisions.clear();

@@ -541,6 +541,7 @@ impl DemandSource for Forecasting {
                 stale: false,
                 observed_at: Some(now),
             }],
+            slo_attainment: None,
         };
         [(PoolName::from("p"), d)].into()
     }
@@ -970,3 +971,5 @@ fn a_fenced_controller_stops_acting_mid_tick() {
     assert!(world(&p).calls.is_empty());
     assert!(world(&p).acked.is_empty(), "left for the next leader");
 }
+
+mod shadow;

@@ -188,6 +188,62 @@ pub fn check_history(h: &History) -> Result {
     for (g, t) in &h.warm_needed_at {
         time(format!("warm_needed_at.{g}"), *t)?;
     }
+    for (p, (_, t)) in &h.fits_serving {
+        time(format!("fits_serving.{p}"), *t)?;
+    }
+    for (p, r) in &h.scheduler_rejects {
+        time(format!("scheduler_rejects.{p}.at"), r.at)?;
+        time(format!("scheduler_rejects.{p}.until"), r.until)?;
+    }
+    for (p, l) in &h.slo {
+        slo_learner(&format!("slo.{p}"), l)?;
+    }
+    Ok(())
+}
+
+/// A pool's SLO learner from a file: bounded sizes, finite non-negative weights, fractions.
+fn slo_learner(at: &str, l: &super::SloLearner) -> Result {
+    use super::slo::{MAX_GROWTH_BUCKET, MAX_LEVELS};
+    // A cold horizon of an hour at one-second ticks, with room to spare.
+    const MAX_RECENT: usize = 10_000;
+    if l.recent.len() > MAX_RECENT {
+        return Err(fail(
+            format!("{at}.recent"),
+            format!("{} observations, at most {MAX_RECENT}", l.recent.len()),
+        ));
+    }
+    if l.by_level.len() > MAX_LEVELS as usize || l.feedback.len() > MAX_LEVELS as usize {
+        return Err(fail(
+            format!("{at}.by_level"),
+            format!("more than {MAX_LEVELS} demand levels"),
+        ));
+    }
+    let stats = std::iter::once(&l.all).chain(l.by_level.values());
+    for s in stats {
+        for h in [&s.warm_growth, &s.cold_growth, &s.demand] {
+            for (v, w) in &h.weights {
+                if *v > MAX_GROWTH_BUCKET || !(w.is_finite() && *w >= 0.0) {
+                    return Err(fail(
+                        format!("{at}.histogram"),
+                        format!(
+                            "bucket {v} weight {w}: buckets ≤ {MAX_GROWTH_BUCKET}, weights finite ≥ 0"
+                        ),
+                    ));
+                }
+            }
+        }
+    }
+    if let Some(a) = l.attainment
+        && !(a.fraction.is_finite() && (0.0..=1.0).contains(&a.fraction) && a.window_s.is_finite())
+    {
+        return Err(fail(
+            format!("{at}.attainment"),
+            format!(
+                "{} over {} s is not a fraction over a window",
+                a.fraction, a.window_s
+            ),
+        ));
+    }
     Ok(())
 }
 
@@ -226,5 +282,29 @@ mod tests {
             serde_json::from_str(r#"{"last_scale_up": {"p": 9223372036854775807}}"#).unwrap();
         assert_eq!(check_history(&h).unwrap_err().path, "last_scale_up.p");
         assert!(check_history(&History::default()).is_ok());
+    }
+
+    #[test]
+    fn slo_learner_from_a_file_is_checked() {
+        // A learner serialised by gpupool round-trips and passes.
+        let mut h = History::default();
+        let l = h.slo.entry("p".into()).or_default();
+        l.all
+            .cold_growth
+            .add(3, 1.0, Timestamp::from_secs(10), 3600.0);
+        let text = serde_json::to_string(&h).unwrap();
+        let back: History = serde_json::from_str(&text).unwrap();
+        assert_eq!(back, h);
+        assert!(check_history(&back).is_ok());
+        // A negative weight or an attainment above 1 does not.
+        let bad = text.replace(":1.0", ":-1.0");
+        let bad: History = serde_json::from_str(&bad).unwrap();
+        assert_eq!(check_history(&bad).unwrap_err().path, "slo.p.histogram");
+        let mut h = History::default();
+        h.slo.entry("p".into()).or_default().attainment = Some(super::super::Attainment {
+            fraction: 1.5,
+            window_s: 60.0,
+        });
+        assert_eq!(check_history(&h).unwrap_err().path, "slo.p.attainment");
     }
 }

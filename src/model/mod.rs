@@ -5,7 +5,10 @@
 pub mod bounds;
 mod plan;
 mod pod;
+pub mod shadow;
+pub mod slo;
 mod snapshot;
+pub mod status;
 
 pub use gpupool_provider::{
     CapacityType, GpuInfo, Instance, InstanceId, InstanceType, InstanceTypeName, LaunchFailure,
@@ -15,6 +18,10 @@ pub use gpupool_provider::{
 };
 pub use plan::*;
 pub use pod::*;
+pub use slo::{
+    Attainment, DecayingHistogram, Feedback, GrowthStats, HeadroomBasis, HeadroomExplain,
+    HeadroomKind, SloLearner,
+};
 pub use snapshot::*;
 
 /// Well-known node labels every node template carries, so pods can select on them.

@@ -24,6 +24,14 @@ pub struct Plan {
     /// their offerings off in `History` with the same rule the planner applied to this plan).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub launch_failures: Vec<LaunchFailureRecord>,
+    /// Pending pods (`namespace/name`) placed on the free room of a serving node, and that
+    /// node's instance (the controller keeps since when in `History::fits_serving`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub fits_serving: Vec<(String, InstanceId)>,
+    /// Pods found rejected by the scheduler this tick (`planner::rejects`; the controller
+    /// keeps them in `History::scheduler_rejects`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub scheduler_rejects: Vec<(String, super::Rejection)>,
 }
 
 /// A launch the cloud accepted and reported it cannot fulfil (or that showed neither progress
@@ -334,6 +342,8 @@ pub enum Reason {
         forecast_replicas: u32,
         target: u32,
     },
+    /// Standing headroom an `slo` asks for (learnt, see `planner::headroom`).
+    SloHeadroom(super::HeadroomExplain),
     Fallback {
         from: OfferingKey,
         to: OfferingKey,
@@ -404,7 +414,8 @@ pub enum Reason {
     },
     BudgetExhausted {
         at_once: u32,
-        in_window: u32,
+        /// `None`: no per-window limit.
+        in_window: Option<u32>,
         window_s: u64,
     },
     DataStale {
@@ -478,6 +489,25 @@ pub enum Reason {
         group: NodeGroupId,
         min: u32,
     },
+    /// The pool is paused (`paused: true`): planned, not acted on.
+    Paused,
+    /// The pool's `scale_down.enabled` is false: unneeded nodes stay.
+    PoolScaleDownDisabled,
+    /// A cluster watch failed and has not relisted yet: the cache may be missing pods bound or
+    /// nodes added meanwhile, so nothing is removed until it is current again.
+    CacheNotCurrent {
+        since: Timestamp,
+        resources: Vec<super::WatchedResource>,
+    },
+    /// The scheduler kept this pod off a node launched for it that fits it by every
+    /// constraint gpupool models (`node`, serving since `node_ready_at`): it asks for
+    /// something gpupool does not model, so no more nodes are launched for it until
+    /// `retry_at` (Cluster Autoscaler's `NotTriggerScaleUp`).
+    SchedulerRejects {
+        node: String,
+        message: String,
+        retry_at: Timestamp,
+    },
 }
 
 impl Reason {
@@ -501,6 +531,7 @@ impl Reason {
             MinNodes { .. } => "min_nodes",
             OnDemandBase { .. } => "on_demand_base",
             WarmPoolSizing { .. } => "warm_pool_sizing",
+            SloHeadroom(_) => "slo_headroom",
             Fallback { .. } => "fallback",
             Unneeded { .. } => "unneeded",
             Empty => "empty",
@@ -540,6 +571,10 @@ impl Reason {
             GroupAtMinSize { .. } => "group_at_min_size",
             RebalanceWaiting { .. } => "rebalance_waiting",
             DrainAbandoned { .. } => "drain_abandoned",
+            Paused => "paused",
+            PoolScaleDownDisabled => "pool_scale_down_disabled",
+            CacheNotCurrent { .. } => "cache_not_current",
+            SchedulerRejects { .. } => "scheduler_rejects",
         }
     }
 }
@@ -577,6 +612,7 @@ impl fmt::Display for Reason {
                 "forecast of {forecast_replicas} replica(s) over the cold-start horizon wants \
                  {target} warm instance(s)"
             ),
+            SloHeadroom(h) => write!(f, "{h}"),
             Fallback { from, to, why } => write!(f, "fell back from {from} to {to}: {why}"),
             Unneeded { unneeded_for_s } => write!(f, "unneeded for {unneeded_for_s} s"),
             Empty => write!(f, "node is empty"),
@@ -652,10 +688,13 @@ impl fmt::Display for Reason {
                 at_once,
                 in_window,
                 window_s,
-            } => write!(
-                f,
-                "disruption budget exhausted ({at_once} at once, {in_window} per {window_s} s)"
-            ),
+            } => match in_window {
+                Some(n) => write!(
+                    f,
+                    "disruption budget exhausted ({at_once} at once, {n} per {window_s} s)"
+                ),
+                None => write!(f, "disruption budget exhausted ({at_once} at once)"),
+            },
             DataStale { signals } => {
                 write!(
                     f,
@@ -739,6 +778,30 @@ impl fmt::Display for Reason {
             GroupAtMinSize { group, min } => {
                 write!(f, "group {group} is at its min size {min}")
             }
+            Paused => write!(f, "pool is paused (paused: true): planned, not acted on"),
+            PoolScaleDownDisabled => {
+                write!(
+                    f,
+                    "scale-down is disabled for this pool (scale_down.enabled: false)"
+                )
+            }
+            CacheNotCurrent { since, resources } => {
+                let r: Vec<&str> = resources.iter().map(|r| r.as_str()).collect();
+                write!(
+                    f,
+                    "holding scale-down: the {} watch failed at {since} and has not relisted yet",
+                    r.join(" and ")
+                )
+            }
+            SchedulerRejects {
+                node,
+                message,
+                retry_at,
+            } => write!(
+                f,
+                "the scheduler keeps it off node {node}, which fits it by every constraint gpupool \
+                 models (\"{message}\"); no node is launched for it until {retry_at}"
+            ),
             MaxNodesPerTick { max } => {
                 write!(
                     f,
@@ -766,4 +829,13 @@ pub struct PoolSummary {
     #[serde(default)]
     pub forecast_replicas: Option<u32>,
     pub cost_per_hour: Money,
+    /// With an `slo`: spare running replicas held above demand, and why.
+    #[serde(default)]
+    pub headroom_running: Option<super::HeadroomExplain>,
+    /// With an `slo` and a warm pool: replicas the warm pool holds, and why.
+    #[serde(default)]
+    pub headroom_warm: Option<super::HeadroomExplain>,
+    /// With an `slo`: the attainment measured (None: unknown).
+    #[serde(default)]
+    pub slo_attainment: Option<f64>,
 }

@@ -11,14 +11,24 @@ use crate::model::{PoolDemand, Reason};
 /// What the signals want.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Want {
-    /// max(replicas_now, forecast when enabled).
+    /// max(replicas_now + SLO headroom, forecast when enabled).
     pub replicas: u32,
     pub now: u32,
+    /// max(replicas_now, forecast when enabled): demand without the standing headroom.
+    pub forecast: u32,
     /// Whether the forecast is what sets `replicas`.
     pub by_forecast: bool,
+    /// Spare running replicas the pool's `slo` asks for (0 without one).
+    pub headroom: u32,
 }
 
-pub(crate) fn wanted(pool: &PoolConfig, demand: Option<&PoolDemand>) -> Option<Want> {
+/// The replicas wanted from the pool's demand, plus `headroom` spare running replicas (the
+/// SLO learner's, `planner::headroom`) on top of the demand now.
+pub(crate) fn wanted(
+    pool: &PoolConfig,
+    demand: Option<&PoolDemand>,
+    headroom: u32,
+) -> Option<Want> {
     let d = demand?;
     let forecast = d.replicas_forecast.filter(|_| pool.forecast.enabled);
     if d.replicas_now.is_none() && forecast.is_none() {
@@ -26,15 +36,31 @@ pub(crate) fn wanted(pool: &PoolConfig, demand: Option<&PoolDemand>) -> Option<W
     }
     let now = d.replicas_now.unwrap_or(0);
     let fc = forecast.unwrap_or(0);
+    let with_headroom = now.saturating_add(headroom);
     Some(Want {
-        replicas: now.max(fc),
+        replicas: with_headroom.max(fc),
         now,
-        by_forecast: fc > now,
+        forecast: now.max(fc),
+        by_forecast: fc > with_headroom,
+        headroom,
     })
 }
 
-/// The reason a signal-driven scale-up gives.
-pub(crate) fn reason(pool: &PoolConfig, want: Want, capacity_replicas: u32) -> Reason {
+/// The reason a signal-driven scale-up gives; `headroom` explains the SLO's spare replicas
+/// when they are what sets the want.
+pub(crate) fn reason(
+    pool: &PoolConfig,
+    want: Want,
+    capacity_replicas: u32,
+    headroom: Option<&crate::model::HeadroomExplain>,
+) -> Reason {
+    if let Some(h) = headroom
+        && !want.by_forecast
+        && want.headroom > 0
+        && capacity_replicas >= want.now
+    {
+        return Reason::SloHeadroom(h.clone());
+    }
     if want.by_forecast {
         Reason::Forecast {
             forecast_replicas: want.replicas,
@@ -124,26 +150,32 @@ mod tests {
             replicas_now: now,
             replicas_forecast: fc,
             readings: vec![],
+            slo_attainment: None,
         }
     }
 
     #[test]
     fn want_table() {
         let mut pool = pool_cfg("p");
+        // (now, forecast, forecast enabled, SLO headroom, (replicas, by forecast))
         let cases = [
-            (None, None, true, None),
-            (Some(3), None, true, Some((3, false))),
-            (Some(3), Some(5), true, Some((5, true))),
-            (Some(3), Some(5), false, Some((3, false))),
-            (Some(6), Some(5), true, Some((6, false))),
-            (None, Some(2), true, Some((2, true))),
+            (None, None, true, 0, None),
+            (Some(3), None, true, 0, Some((3, false))),
+            (Some(3), Some(5), true, 0, Some((5, true))),
+            (Some(3), Some(5), false, 0, Some((3, false))),
+            (Some(6), Some(5), true, 0, Some((6, false))),
+            (None, Some(2), true, 0, Some((2, true))),
+            (Some(3), Some(5), true, 4, Some((7, false))),
+            (Some(3), Some(9), true, 4, Some((9, true))),
+            (None, None, true, 4, None),
         ];
-        for (now, fc, enabled, want) in cases {
+        for (now, fc, enabled, hr, want) in cases {
             pool.forecast.enabled = enabled;
-            let got = wanted(&pool, Some(&demand(now, fc))).map(|w| (w.replicas, w.by_forecast));
-            assert_eq!(got, want, "{now:?} {fc:?} {enabled}");
+            let got =
+                wanted(&pool, Some(&demand(now, fc)), hr).map(|w| (w.replicas, w.by_forecast));
+            assert_eq!(got, want, "{now:?} {fc:?} {enabled} {hr}");
         }
-        assert_eq!(wanted(&pool, None), None);
+        assert_eq!(wanted(&pool, None, 0), None);
     }
 
     #[test]
@@ -166,7 +198,9 @@ mod tests {
         let want = Want {
             replicas: 7,
             now: 7,
+            forecast: 7,
             by_forecast: false,
+            headroom: 0,
         };
         // One live node serves 2; 5 more replicas need ceil(5/2) = 3 nodes.
         assert_eq!(cover_replicas(want, 2, &ts, &mut c), None);

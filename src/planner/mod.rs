@@ -11,8 +11,8 @@
 //!    [`capacity`] (cheapest effective cost, spot/on-demand split, fallback, warm pools first,
 //!    limits).
 //! 4. [`demand`]: signal-driven replicas (and the forecast) on top of what the pods opened,
-//!    then `min_nodes`.
-//! 5. [`warmpool`]: warm-pool targets from the forecast growth.
+//!    plus, with an `slo`, the spare running replicas [`headroom`] learnt; then `min_nodes`.
+//! 5. [`warmpool`]: warm-pool targets from the forecast growth (and the learnt warm headroom).
 //! 6. [`scaledown`]: unneeded nodes, removed after their time, cool-down and budget.
 //! 7. [`consolidate`]: busy nodes replaced by cheaper offerings when it pays.
 //! 8. [`rebalance`]: spot nodes the cloud called at risk are replaced first, then drained.
@@ -25,10 +25,14 @@ mod consolidate;
 mod demand;
 mod eligible;
 mod fit;
+#[cfg(any(test, feature = "testkit"))]
 pub mod fixtures;
+pub mod headroom;
 mod health;
+mod hold;
 pub(crate) mod launches;
 mod rebalance;
+pub mod rejects;
 mod scaledown;
 mod warmpool;
 
@@ -101,12 +105,18 @@ pub fn plan(snapshot: &Snapshot, config: &Config, history: &History, now: Timest
         pods_owned = [snapshot.pending_pods.as_slice(), &displaced].concat();
         &pods_owned
     };
-    let classes = if config.mode == Mode::Kubernetes {
+    let mut classes = if config.mode == Mode::Kubernetes {
         binpack::classes(pods)
     } else {
         Vec::new()
     };
     let mut fates: Vec<Option<Fate>> = vec![None; pods.len()];
+    // Pods the scheduler refuses for a constraint not modelled here: neither demand nor a
+    // reason to keep a node (`rejects`).
+    let (refused, new_rejects) = rejects::blocked(snapshot, history, &config.kubernetes, now);
+    let pending = snapshot.pending_pods.len();
+    block_refused(&mut classes, &pods[..pending], &refused, &mut fates);
+    plan.scheduler_rejects = new_rejects;
     let mut pod_pool: Vec<Option<usize>> = vec![None; pods.len()];
     let mut pool_classes: Vec<Vec<(&Class<'_>, ClassFit)>> =
         (0..ctxs.len()).map(|_| Vec::new()).collect();
@@ -127,19 +137,27 @@ pub fn plan(snapshot: &Snapshot, config: &Config, history: &History, now: Timest
     }
 
     let mut in_flight_of = vec![0u32; ctxs.len()];
+    let mut fits = Vec::new();
     for (pi, ctx) in ctxs.iter().enumerate() {
         in_flight_of[pi] = plan_pool(
             ctx,
             config.mode,
+            config.tick_interval_s,
             snapshot,
             history,
             now,
             &nodes,
             &pool_classes[pi],
             &mut fates,
+            &mut fits,
             &mut plan,
         );
     }
+    // Displaced pods (indices past the pending ones) are running: only pending ones are kept.
+    plan.fits_serving = fits
+        .into_iter()
+        .filter_map(|(m, inst)| Some((pods[..pending].get(m)?.key(), inst)))
+        .collect();
 
     for (i, pod) in pods.iter().enumerate() {
         let Some(fate) = &fates[i] else { continue };
@@ -172,7 +190,50 @@ pub fn plan(snapshot: &Snapshot, config: &Config, history: &History, now: Timest
         });
     }
     plan.launch_failures = failures;
+    hold::pause(config, snapshot, &mut plan);
     plan
+}
+
+/// Take the pods the scheduler refuses (`rejects`) out of their classes: blocked with the
+/// refusal, neither demand nor a reason to keep a node. `pending`: the pending pods, which come
+/// first in the planner's pod list.
+fn block_refused(
+    classes: &mut Vec<Class<'_>>,
+    pending: &[PendingPod],
+    refused: &BTreeMap<String, Reason>,
+    fates: &mut [Option<Fate>],
+) {
+    if refused.is_empty() {
+        return;
+    }
+    for class in classes.iter_mut() {
+        class.members.retain(|&m| {
+            let r = pending.get(m).and_then(|p| refused.get(&p.key()));
+            if let Some(r) = r {
+                fates[m] = Some(Fate::Blocked(r.clone()));
+            }
+            r.is_none()
+        });
+    }
+    classes.retain(|c| !c.members.is_empty());
+}
+
+/// The pods placed on a serving node's free room, with that node's instance.
+fn serving_fits(
+    classes: &[(&Class<'_>, ClassFit)],
+    fates: &[Option<Fate>],
+    bins: &[Bin<'_>],
+    fits: &mut Vec<(usize, InstanceId)>,
+) {
+    for (c, _) in classes {
+        for &m in &c.members {
+            if let Some(Fate::Existing { bin }) = fates[m]
+                && let Some(inst) = bins.get(bin).and_then(|b| b.serving)
+            {
+                fits.push((m, inst.clone()));
+            }
+        }
+    }
 }
 
 /// What the cloud will not deliver, per group: requested instances with nothing behind them,
@@ -341,10 +402,7 @@ impl<'a> PoolCtx<'a> {
             BTreeSet::new()
         };
         // As long as the drain was refused, and no shorter than the unneeded time.
-        let cool_off = cfg
-            .disruption
-            .unneeded_time_s
-            .max(cfg.disruption.drain_timeout_s) as f64;
+        let cool_off = cfg.unneeded_time_s().max(cfg.disruption.drain_timeout_s) as f64;
         let held_back = instances
             .iter()
             .filter_map(|i| {
@@ -494,12 +552,14 @@ fn push_unique(v: &mut Vec<Reason>, r: Reason) {
 fn plan_pool<'a>(
     ctx: &PoolCtx<'a>,
     mode: Mode,
+    tick_s: u64,
     snapshot: &'a Snapshot,
     history: &History,
     now: Timestamp,
     nodes: &BTreeMap<&InstanceId, &'a Node>,
     classes: &[(&Class<'a>, ClassFit)],
     fates: &mut [Option<Fate>],
+    fits: &mut Vec<(usize, InstanceId)>,
     plan: &mut Plan,
 ) -> u32 {
     let pool = ctx.cfg;
@@ -521,7 +581,21 @@ fn plan_pool<'a>(
             stale.push(format!("group {} (instances as listed at {at})", g.id));
         }
     }
-    let want = demand::wanted(pool, demand);
+    let slo_headroom = slo_headroom(ctx, tick_s, demand, history, now);
+    let want = demand::wanted(
+        pool,
+        demand,
+        slo_headroom.as_ref().map_or(0, |h| h.running.replicas),
+    );
+    let hr_running = slo_headroom.as_ref().map(|h| &h.running);
+    let hr_warm = slo_headroom.as_ref().and_then(|h| h.warm.as_ref());
+    if let Some(h) = hr_running {
+        plan.decisions.push(Decision {
+            subject: subject(),
+            outcome: Outcome::Held,
+            reason: Reason::SloHeadroom(h.clone()),
+        });
+    }
 
     let draining = ctx
         .instances
@@ -556,6 +630,7 @@ fn plan_pool<'a>(
     let mut stops = binpack::pack(classes, &ctx.tpls, &mut bins, &mut chooser, fates);
     // Serving nodes pending pods are expected on: neither removed nor used as room for another
     // node's pods this tick.
+    serving_fits(classes, fates, &bins, fits);
     let expected: BTreeSet<&InstanceId> = classes
         .iter()
         .flat_map(|(c, _)| c.members.iter())
@@ -608,7 +683,7 @@ fn plan_pool<'a>(
             Cause::Signal | Cause::Forecast => {
                 signal_nodes += count;
                 match want {
-                    Some(w) => demand::reason(pool, w, capacity_replicas),
+                    Some(w) => demand::reason(pool, w, capacity_replicas, hr_running),
                     None => Reason::MinNodes {
                         min: pool.limits.min_nodes,
                     },
@@ -652,7 +727,7 @@ fn plan_pool<'a>(
         plan.decisions.push(Decision {
             subject: subject(),
             outcome: Outcome::Acted,
-            reason: demand::reason(pool, w, capacity_replicas),
+            reason: demand::reason(pool, w, capacity_replicas, hr_running),
         });
     }
     for r in &stops {
@@ -691,6 +766,7 @@ fn plan_pool<'a>(
         pool,
         &ctx.groups,
         want,
+        hr_warm,
         |gi| ctx.default_tpl[gi].map_or(1, |t| ctx.tpls[t].rpn),
         history,
         now,
@@ -713,7 +789,8 @@ fn plan_pool<'a>(
     let mut removed = 0u32;
     let mut removed_cost = Money::ZERO;
     let mut unneeded = BTreeSet::new();
-    if stale.is_empty() {
+    let held = hold::scale_down(pool, stale, &snapshot.cache);
+    if held.is_none() {
         let res = scaledown::scale_down(
             ctx,
             mode,
@@ -743,11 +820,11 @@ fn plan_pool<'a>(
                 &mut plan.decisions,
             );
         }
-    } else {
+    } else if let Some(reason) = held {
         plan.decisions.push(Decision {
             subject: subject(),
             outcome: Outcome::Held,
-            reason: Reason::DataStale { signals: stale },
+            reason,
         });
     }
     plan.unneeded.extend(unneeded.into_iter().cloned());
@@ -768,8 +845,34 @@ fn plan_pool<'a>(
             .and_then(|d| d.replicas_forecast)
             .filter(|_| pool.forecast.enabled),
         cost_per_hour: acct.live_cost + chooser.new_cost - removed_cost,
+        headroom_running: hr_running.cloned(),
+        headroom_warm: hr_warm.cloned(),
+        slo_attainment: demand.and_then(|d| d.slo_attainment).map(|a| a.fraction),
     });
     acct.in_flight
+}
+
+/// With an `slo`: the standing headroom the pool's learner recommends now.
+fn slo_headroom(
+    ctx: &PoolCtx<'_>,
+    tick_s: u64,
+    demand: Option<&crate::model::PoolDemand>,
+    history: &History,
+    now: Timestamp,
+) -> Option<headroom::Headroom> {
+    let pool = ctx.cfg;
+    let slo = pool.slo.as_ref()?;
+    let empty = crate::model::SloLearner::default();
+    let st = history.slo.get(&pool.name).unwrap_or(&empty);
+    let warm_pool = pool.warm_pool.enabled && ctx.groups.iter().any(|g| g.warm_pool.is_some());
+    Some(headroom::recommend(
+        st,
+        slo,
+        headroom::Horizons::of(pool, tick_s),
+        warm_pool,
+        demand.and_then(|d| d.replicas_now).unwrap_or(0),
+        now,
+    ))
 }
 
 #[cfg(test)]
@@ -972,8 +1075,8 @@ mod tests {
     #[test]
     fn a_pending_pod_that_fits_a_serving_node_launches_nothing_and_keeps_that_node() {
         let mut pool = pool_cfg("llm");
-        pool.disruption.unneeded_time_s = 0;
-        pool.disruption.scale_down_delay_after_add_s = 0;
+        pool.disruption.unneeded_time_s = Some(0);
+        pool.disruption.scale_down_delay_after_add_s = Some(0);
         let serving = |busy: bool| {
             let mut n = node("i-1", "llm", CapacityType::OnDemand);
             if busy {

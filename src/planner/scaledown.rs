@@ -27,7 +27,8 @@ use std::collections::{BTreeMap, BTreeSet};
 pub(crate) struct Budget {
     policy: DisruptionBudget,
     at_once_left: u32,
-    window_left: u32,
+    /// `None`: no per-window limit.
+    window_left: Option<u32>,
 }
 
 impl Budget {
@@ -37,11 +38,11 @@ impl Budget {
         Budget {
             policy: policy.clone(),
             at_once_left: policy.max_disrupted_at_once.saturating_sub(draining),
-            window_left: policy.max_per_window.saturating_sub(in_window),
+            window_left: policy.max_per_window.map(|m| m.saturating_sub(in_window)),
         }
     }
     pub fn left(&self) -> u32 {
-        self.at_once_left.min(self.window_left)
+        self.at_once_left.min(self.window_left.unwrap_or(u32::MAX))
     }
     /// Use one disruption if any is left.
     pub fn take(&mut self) -> bool {
@@ -49,7 +50,9 @@ impl Budget {
             return false;
         }
         self.at_once_left -= 1;
-        self.window_left -= 1;
+        if let Some(w) = &mut self.window_left {
+            *w -= 1;
+        }
         true
     }
     pub fn exhausted(&self) -> Reason {
@@ -310,22 +313,22 @@ pub(crate) fn scale_down<'c, 'a: 'c>(
             .copied()
             .unwrap_or(now);
         let for_s = now.secs_since(since).max(0.0) as u64;
-        if for_s < d.unneeded_time_s {
+        if for_s < pool.unneeded_time_s() {
             decisions.push(held(
                 s.inst,
                 Reason::UnneededTooShort {
                     unneeded_for_s: for_s,
-                    need_s: d.unneeded_time_s,
+                    need_s: pool.unneeded_time_s(),
                 },
             ));
         } else if let Some(up) = since_up
-            && (up as u64) < d.scale_down_delay_after_add_s
+            && (up as u64) < pool.scale_down_delay_after_add_s()
         {
             decisions.push(held(
                 s.inst,
                 Reason::ScaleDownCooldown {
                     since_scale_up_s: up as u64,
-                    need_s: d.scale_down_delay_after_add_s,
+                    need_s: pool.scale_down_delay_after_add_s(),
                 },
             ));
         } else {
@@ -550,7 +553,7 @@ mod tests {
         fn min1_budget3(p: &mut crate::config::PoolConfig) {
             p.limits.min_nodes = 1;
             p.disruption.budget.max_disrupted_at_once = 3;
-            p.disruption.budget.max_per_window = 3;
+            p.disruption.budget.max_per_window = Some(3);
         }
         type Case = (
             &'static str,
@@ -639,7 +642,7 @@ mod tests {
     fn a_node_whose_voluntary_drain_was_abandoned_is_left_alone_for_a_while() {
         let mut pool = pool_cfg("llm");
         pool.disruption.budget.max_disrupted_at_once = 3;
-        pool.disruption.budget.max_per_window = 3;
+        pool.disruption.budget.max_per_window = Some(3);
         let snap = three_ready().demand("llm", 0, None).build();
         let mut h = long_unneeded();
         h.record_drain_abandoned(&"i-1".into(), T0.plus_secs(-60.0));
@@ -722,7 +725,7 @@ mod tests {
         let mut pool = pool_cfg("llm");
         pool.disruption.consolidation = false;
         pool.disruption.budget.max_disrupted_at_once = 3;
-        pool.disruption.budget.max_per_window = 3;
+        pool.disruption.budget.max_per_window = Some(3);
         let vm = |id: &str, f: InFlight| {
             let mut n = node(id, "llm", CapacityType::OnDemand).build();
             n.in_flight_requests = f;

@@ -30,6 +30,12 @@
 //! peaks*, so capacity is kept for a burst's likely return. Holt–Winters does win on series
 //! with a clean daily shape (see `seasonality_is_chosen_when_it_forecasts_better`).
 //!
+//! **Cost per tick.** The models are updated incrementally, once per completed step, and
+//! scored on a rolling last season (see [`Forecaster`]); a tick costs O(horizon), not a refit
+//! over up to three seasons of history (which was 75 % of `simulate` time on s1-diurnal).
+//! The forecasts are the same models' (the trace tests below give the same errors as the
+//! refitting version: 0.47 against 0.56 MAE, 0.27 against 0.50 shortfall on GenTD26).
+//!
 //! The output is `ceil(max over the horizon of ŷ)`, never below the last observation: a
 //! forecast is for pre-warming, it must never argue for less capacity than is wanted now.
 //! The controller uses the *growth* [`Forecaster::forecast_growth`] — that peak minus the
@@ -46,6 +52,9 @@ use std::collections::VecDeque;
 /// Width of one history step. Minute steps are fine enough for cold starts of one to several
 /// minutes and coarse enough that two days of history are 2,880 points.
 pub const DEFAULT_STEP_S: u64 = 60;
+
+/// Horizon the models are scored on when the forecaster is not built for a pool (5 minutes).
+pub const DEFAULT_SCORE_HORIZON_S: u64 = 300;
 
 /// Fewest steps of history before anything is forecast.
 const MIN_STEPS: usize = 3;
@@ -85,7 +94,150 @@ pub enum Method {
     HoltWinters,
 }
 
+/// One exponential-smoothing model's state after the last *completed* step, updated in O(1)
+/// per step (O(h) with its scoring), and its rolling error over the last season.
+#[derive(Clone, Debug)]
+struct Model {
+    level: f64,
+    trend: f64,
+    /// Seasonal indices by time-of-day slot (Holt–Winters only).
+    season: Option<Vec<f64>>,
+    /// `(step, forecast peak over (step, step + h] in whole replicas)`, awaiting the actual.
+    issued: VecDeque<(i64, f64)>,
+    /// Absolute errors of the last season's scored forecasts, and their sum.
+    errors: VecDeque<f64>,
+    error_sum: f64,
+}
+
+impl Model {
+    fn new(level: f64, trend: f64, season: Option<Vec<f64>>) -> Self {
+        Model {
+            level,
+            trend,
+            season,
+            issued: VecDeque::new(),
+            errors: VecDeque::new(),
+            error_sum: 0.0,
+        }
+    }
+
+    fn slot(&self, idx: i64) -> usize {
+        self.season
+            .as_ref()
+            .map_or(0, |s| idx.rem_euclid(s.len() as i64) as usize)
+    }
+
+    /// The state one step `y` at step `idx` would give, without applying it:
+    /// `(level, trend, new seasonal index of idx's slot)`.
+    fn step(&self, idx: i64, y: f64, p: Smoothing) -> (f64, f64, Option<f64>) {
+        match &self.season {
+            Some(s) => {
+                let s_old = s[self.slot(idx)];
+                let level =
+                    p.alpha * (y - s_old) + (1.0 - p.alpha) * (self.level + p.phi * self.trend);
+                let trend = p.beta * (level - self.level) + (1.0 - p.beta) * p.phi * self.trend;
+                let s_new = p.gamma * (y - self.level - p.phi * trend) + (1.0 - p.gamma) * s_old;
+                (level, trend, Some(s_new))
+            }
+            None => {
+                let level = p.alpha * y + (1.0 - p.alpha) * (self.level + p.phi * self.trend);
+                let trend = p.beta * (level - self.level) + (1.0 - p.beta) * p.phi * self.trend;
+                (level, trend, None)
+            }
+        }
+    }
+
+    /// Apply step `y` at `idx`.
+    fn apply(&mut self, idx: i64, y: f64, p: Smoothing) {
+        let (level, trend, s_new) = self.step(idx, y, p);
+        let slot = self.slot(idx);
+        if let (Some(s), Some(v)) = (&mut self.season, s_new) {
+            s[slot] = v;
+        }
+        self.level = level;
+        self.trend = trend;
+    }
+
+    /// ŷ for step `last + k` from a state whose last step is `last`, with that step's slot's
+    /// seasonal index possibly overridden (a pending step not yet applied).
+    fn predict(
+        &self,
+        (level, trend, s_last): (f64, f64, Option<f64>),
+        last: i64,
+        k: usize,
+        phi: f64,
+    ) -> f64 {
+        let damp: f64 = (1..=k).map(|i| phi.powi(i as i32)).sum();
+        let s = match &self.season {
+            Some(s) => {
+                let slot = self.slot(last + k as i64);
+                match s_last {
+                    Some(v) if slot == self.slot(last) => v,
+                    _ => s[slot],
+                }
+            }
+            None => 0.0,
+        };
+        level + damp * trend + s
+    }
+
+    /// Peak of the forecast over steps `(last, last + h]` from the applied state.
+    fn peak(&self, last: i64, h: usize, phi: f64) -> f64 {
+        let state = (self.level, self.trend, None);
+        (1..=h)
+            .map(|k| self.predict(state, last, k, phi))
+            .fold(f64::NEG_INFINITY, f64::max)
+    }
+
+    /// Record the forecast issued after step `idx` (value `y`) and score those whose
+    /// horizon `(t, t + h]` has now passed, against `recent` (the last values, newest last).
+    fn score(&mut self, idx: i64, y: f64, recent: &VecDeque<f64>, h: usize, m: usize, phi: f64) {
+        let peak = self.peak(idx, h, phi);
+        self.issued
+            .push_back((idx, f64::from(to_replicas(peak, y as u32))));
+        while let Some(&(t, f)) = self.issued.front() {
+            if t + (h as i64) > idx {
+                break;
+            }
+            self.issued.pop_front();
+            // The actual peak over (t, t + h]: the newest h values when t + h == idx.
+            let back = (idx - t) as usize;
+            if back > h || recent.len() < h {
+                continue;
+            }
+            let actual = recent
+                .iter()
+                .rev()
+                .take(h)
+                .copied()
+                .fold(f64::NEG_INFINITY, f64::max);
+            let e = (f - actual).abs();
+            self.errors.push_back(e);
+            self.error_sum += e;
+            while self.errors.len() > m {
+                if let Some(old) = self.errors.pop_front() {
+                    self.error_sum -= old;
+                }
+            }
+        }
+    }
+
+    fn mean_error(&self) -> Option<f64> {
+        (!self.errors.is_empty()).then(|| self.error_sum / self.errors.len() as f64)
+    }
+}
+
 /// A per-pool forecaster over a bounded history of wanted replicas.
+///
+/// **Incremental.** The models' states are updated once per completed step (O(1) for the
+/// smoothing, O(h) for scoring), not refitted over the whole history at every tick: the
+/// newest, still-open step is applied to a copy of the state only when a forecast is asked
+/// for. Damped Holt starts at the first step (ℓ = y₁, b = 0); Holt–Winters is initialised
+/// once the history covers two seasons (classical decomposition from them, then run over the
+/// second) and then updated step by step like Holt. The smoothing parameters are fixed (no
+/// search at run time), so there is nothing to refit periodically; exponential smoothing
+/// forgets old data by construction, and the history kept for (re)initialisation stays
+/// bounded at three seasons.
 #[derive(Clone, Debug)]
 pub struct Forecaster {
     step_ms: i64,
@@ -95,6 +247,16 @@ pub struct Forecaster {
     /// Most steps kept (the deque is trimmed by step index, so gaps do not stretch it).
     max_steps: i64,
     smoothing: Smoothing,
+    /// Horizon (steps) the models are scored on.
+    score_h: usize,
+    /// Dense steps applied to the models so far (gaps filled with the previous value).
+    applied: usize,
+    /// The last applied (completed) step and its value.
+    last_applied: Option<(i64, f64)>,
+    /// The last `score_h` applied values, newest last.
+    recent: VecDeque<f64>,
+    holt: Option<Model>,
+    hw: Option<Model>,
 }
 
 impl Forecaster {
@@ -110,12 +272,29 @@ impl Forecaster {
             history: VecDeque::new(),
             max_steps: (season_steps * SEASONS_KEPT) as i64,
             smoothing: Smoothing::default(),
+            score_h: Self::steps_for(DEFAULT_SCORE_HORIZON_S, step_s),
+            applied: 0,
+            last_applied: None,
+            recent: VecDeque::new(),
+            holt: None,
+            hw: None,
         }
     }
 
-    /// The forecaster of one pool: minute steps and the pool's seasonal period.
+    fn steps_for(horizon_s: u64, step_s: u64) -> usize {
+        (horizon_s as f64 / step_s.max(1) as f64).ceil().max(1.0) as usize
+    }
+
+    /// The forecaster of one pool: minute steps, the pool's seasonal period, scored on the
+    /// pool's forecast horizon.
     pub fn for_pool(pool: &crate::config::PoolConfig) -> Self {
-        Self::new(DEFAULT_STEP_S, pool.forecast.season_s)
+        Self::new(DEFAULT_STEP_S, pool.forecast.season_s).with_horizon(pool.forecast_horizon_s())
+    }
+
+    /// Score the models (to choose between them) on this horizon.
+    pub fn with_horizon(mut self, horizon_s: u64) -> Self {
+        self.score_h = Self::steps_for(horizon_s, (self.step_ms / 1000) as u64);
+        self
     }
 
     pub fn with_smoothing(mut self, smoothing: Smoothing) -> Self {
@@ -139,7 +318,20 @@ impl Forecaster {
         match self.history.back_mut() {
             Some((last, v)) if *last == idx => *v = (*v).max(replicas),
             Some((last, _)) if *last > idx => {}
-            _ => self.history.push_back((idx, replicas)),
+            Some(&mut (last, v)) => {
+                // Step `last` is complete: apply it, and the gap after it (a state: the
+                // previous value holds), then open the new step.
+                if idx - last > self.max_steps {
+                    self.reset();
+                } else {
+                    self.apply(last, f64::from(v));
+                    for gap in last + 1..idx {
+                        self.apply(gap, f64::from(v));
+                    }
+                }
+                self.history.push_back((idx, replicas));
+            }
+            None => self.history.push_back((idx, replicas)),
         }
         while let Some(&(first, _)) = self.history.front() {
             if idx - first >= self.max_steps {
@@ -148,6 +340,98 @@ impl Forecaster {
                 break;
             }
         }
+    }
+
+    /// Forget the models (history that stopped longer ago than is kept says nothing).
+    fn reset(&mut self) {
+        self.history.clear();
+        self.applied = 0;
+        self.last_applied = None;
+        self.recent.clear();
+        self.holt = None;
+        self.hw = None;
+    }
+
+    /// Apply one completed dense step to both models (initialising them when due).
+    fn apply(&mut self, idx: i64, y: f64) {
+        let p = self.smoothing;
+        let (h, m) = (self.score_h, self.season_steps);
+        match &mut self.holt {
+            // ℓ = y₁, b = 0. FPP's b = y₂ − y₁ reads the first minutes after a (re)start,
+            // which go from nothing to the current load, as a ramp: in the simulator
+            // (s1-conv) it extrapolated 0 → 3 replicas into a launch of 9 nodes nobody needed.
+            None => self.holt = Some(Model::new(y, 0.0, None)),
+            Some(model) => model.apply(idx, y, p),
+        }
+        if let Some(hw) = &mut self.hw {
+            hw.apply(idx, y, p);
+        }
+        self.recent.push_back(y);
+        while self.recent.len() > h {
+            self.recent.pop_front();
+        }
+        if self.applied > 0
+            && let Some(holt) = &mut self.holt
+        {
+            holt.score(idx, y, &self.recent, h, m, p.phi);
+        }
+        if let Some(hw) = &mut self.hw {
+            hw.score(idx, y, &self.recent, h, m, p.phi);
+        }
+        self.applied += 1;
+        self.last_applied = Some((idx, y));
+        if self.hw.is_none() && self.applied == 2 * m {
+            self.hw = self.init_seasonal(idx);
+        }
+    }
+
+    /// Holt–Winters from the last two seasons of history ending at step `last` (classical
+    /// decomposition: level = first season's mean, trend from the two seasons' means,
+    /// indices = first season minus its mean), run over the second season.
+    fn init_seasonal(&self, last: i64) -> Option<Model> {
+        let m = self.season_steps;
+        let y = self.dense_until(last);
+        if y.len() < 2 * m {
+            return None;
+        }
+        let y = &y[y.len() - 2 * m..];
+        let first = last - (2 * m as i64) + 1;
+        let mean1 = y[..m].iter().sum::<f64>() / m as f64;
+        let mean2 = y[m..].iter().sum::<f64>() / m as f64;
+        let mut season = vec![0.0; m];
+        for (t, v) in y[..m].iter().enumerate() {
+            season[(first + t as i64).rem_euclid(m as i64) as usize] = v - mean1;
+        }
+        let mut model = Model::new(mean1, (mean2 - mean1) / m as f64, Some(season));
+        let p = self.smoothing;
+        let mut recent: VecDeque<f64> = VecDeque::new();
+        for (t, &v) in y.iter().enumerate().skip(m) {
+            let idx = first + t as i64;
+            model.apply(idx, v, p);
+            recent.push_back(v);
+            while recent.len() > self.score_h {
+                recent.pop_front();
+            }
+            model.score(idx, v, &recent, self.score_h, m, p.phi);
+        }
+        Some(model)
+    }
+
+    /// The history up to step `last` as a dense series (missing steps repeat the previous
+    /// value: wanted replicas are a state, not a count of events).
+    fn dense_until(&self, last: i64) -> Vec<f64> {
+        let mut out = Vec::with_capacity(self.history.len());
+        let mut prev: Option<(i64, u32)> = None;
+        for &(idx, v) in self.history.iter().take_while(|(i, _)| *i <= last) {
+            if let Some((p_idx, p_v)) = prev {
+                for _ in p_idx + 1..idx {
+                    out.push(f64::from(p_v));
+                }
+            }
+            out.push(f64::from(v));
+            prev = Some((idx, v));
+        }
+        out
     }
 
     /// Growth expected within `horizon_s` after `now`: the forecast peak above the newest
@@ -167,59 +451,44 @@ impl Forecaster {
         self.forecast_with_method(now, horizon_s).map(|(v, _)| v)
     }
 
-    /// [`Forecaster::forecast`] and the model that produced it.
+    /// [`Forecaster::forecast`] and the model that produced it. O(horizon): the newest
+    /// (open) step is applied to a copy of each model's level and trend, not to the model.
     pub fn forecast_with_method(&self, now: Timestamp, horizon_s: u64) -> Option<(u32, Method)> {
-        let &(first, _) = self.history.front()?;
         let &(last_idx, last_value) = self.history.back()?;
-        let horizon = (horizon_s as f64 / (self.step_ms as f64 / 1000.0))
-            .ceil()
-            .max(1.0) as usize;
+        let horizon = Self::steps_for(horizon_s, (self.step_ms / 1000) as u64);
         let now_idx = now.millis().div_euclid(self.step_ms);
         // History that stopped long ago says nothing about the next minutes.
         let gap = (now_idx - last_idx).max(0) as usize;
-        if gap > horizon.max(2) {
+        if gap > horizon.max(2) || self.applied + 1 < MIN_STEPS {
             return None;
         }
-        let y = self.dense();
-        if y.len() < MIN_STEPS {
-            return None;
-        }
-        let m = self.season_steps;
-        let holt = fit(&y, first, None, horizon, self.smoothing);
-        let (model, method) = if y.len() >= 2 * m {
-            let hw = fit(&y, first, Some(m), horizon, self.smoothing);
-            // Score both on the same recent window; ties go to the simpler model.
-            let window_start = y.len().saturating_sub(m).max(m);
-            let e_holt = holt.mean_error(&y, window_start, horizon);
-            let e_hw = hw.mean_error(&y, window_start, horizon);
-            match (e_holt, e_hw) {
-                (Some(a), Some(b)) if b < a => (hw, Method::HoltWinters),
-                _ => (holt, Method::Holt),
+        let p = self.smoothing;
+        let y = f64::from(last_value);
+        // The first step ever seeds Holt (ℓ = y, b = 0); later ones update it.
+        let holt_owned;
+        let holt = match &self.holt {
+            Some(m) => m,
+            None => {
+                holt_owned = Model::new(y, 0.0, None);
+                &holt_owned
             }
+        };
+        // Use Holt–Winters when it scored better over the last season (ties: Holt).
+        let (model, method) = match (&self.hw, holt.mean_error()) {
+            (Some(hw), Some(e_holt)) if hw.mean_error().is_some_and(|e| e < e_holt) => {
+                (hw, Method::HoltWinters)
+            }
+            _ => (holt, Method::Holt),
+        };
+        let state = if self.holt.is_none() {
+            (y, 0.0, None)
         } else {
-            (holt, Method::Holt)
+            model.step(last_idx, y, p)
         };
         let peak = (gap + 1..=gap + horizon)
-            .map(|k| model.predict(k))
+            .map(|k| model.predict(state, last_idx, k, p.phi))
             .fold(f64::NEG_INFINITY, f64::max);
         Some((to_replicas(peak, last_value), method))
-    }
-
-    /// The history as a dense series, one value per step; missing steps repeat the previous
-    /// value (wanted replicas are a state, not a count of events).
-    fn dense(&self) -> Vec<f64> {
-        let mut out = Vec::with_capacity(self.history.len());
-        let mut prev: Option<(i64, u32)> = None;
-        for &(idx, v) in &self.history {
-            if let Some((p_idx, p_v)) = prev {
-                for _ in p_idx + 1..idx {
-                    out.push(f64::from(p_v));
-                }
-            }
-            out.push(f64::from(v));
-            prev = Some((idx, v));
-        }
-        out
     }
 }
 
@@ -234,112 +503,6 @@ fn to_replicas(peak: f64, floor: u32) -> u32 {
         u32::MAX
     } else {
         (up as u32).max(floor)
-    }
-}
-
-/// A fitted model: state after the last observation plus the forecasts it issued along the
-/// way (kept for the recent window only, to score it).
-struct Fit {
-    level: f64,
-    trend: f64,
-    phi: f64,
-    /// Seasonal indices by time-of-day slot, and the slot of the last observation.
-    season: Option<(Vec<f64>, usize)>,
-    /// `(t, forecast peak over (t, t+h])` for t in the scoring window.
-    issued: Vec<(usize, f64)>,
-}
-
-impl Fit {
-    fn predict(&self, k: usize) -> f64 {
-        let damp: f64 = (1..=k).map(|i| self.phi.powi(i as i32)).sum();
-        let s = match &self.season {
-            Some((s, slot)) => s[(slot + k) % s.len()],
-            None => 0.0,
-        };
-        self.level + damp * self.trend + s
-    }
-
-    /// Mean absolute error of the issued whole-replica forecasts against the peak that
-    /// followed each of them.
-    fn mean_error(&self, y: &[f64], from: usize, h: usize) -> Option<f64> {
-        let mut sum = 0.0;
-        let mut n = 0usize;
-        for &(t, peak) in &self.issued {
-            if t < from || t + h >= y.len() {
-                continue;
-            }
-            let actual = y[t + 1..=t + h]
-                .iter()
-                .copied()
-                .fold(f64::NEG_INFINITY, f64::max);
-            let f = f64::from(to_replicas(peak, y[t] as u32));
-            sum += (f - actual).abs();
-            n += 1;
-        }
-        (n > 0).then(|| sum / n as f64)
-    }
-}
-
-/// Run damped Holt (`m = None`) or additive Holt–Winters (`m = Some(period)`) over `y`, whose
-/// first value is step `first_idx` since the epoch (so seasonal slots are times of day).
-fn fit(y: &[f64], first_idx: i64, m: Option<usize>, h: usize, p: Smoothing) -> Fit {
-    let n = y.len();
-    // Forecasts are recorded only where they can be scored: the last season (or all of it).
-    let record_from = n.saturating_sub(m.unwrap_or(n) + h);
-    let mut issued = Vec::new();
-    let slot_of = |t: usize, m: usize| (first_idx + t as i64).rem_euclid(m as i64) as usize;
-    let (mut level, mut trend, mut season, start) = match m {
-        Some(m) => {
-            let mean1 = y[..m].iter().sum::<f64>() / m as f64;
-            let mean2 = y[m..2 * m].iter().sum::<f64>() / m as f64;
-            let mut s = vec![0.0; m];
-            for (t, v) in y[..m].iter().enumerate() {
-                s[slot_of(t, m)] = v - mean1;
-            }
-            (mean1, (mean2 - mean1) / m as f64, Some(s), m)
-        }
-        // ℓ = y₁, b = 0. FPP's b = y₂ − y₁ reads the first minutes after a (re)start, which
-        // go from nothing to the current load, as a ramp: in the simulator (s1-conv) it
-        // extrapolated 0 → 3 replicas into a launch of 9 nodes nobody needed.
-        None => (y[0], 0.0, None, 1),
-    };
-    for (t, &yt) in y.iter().enumerate().skip(start) {
-        let prev_level = level;
-        match (&mut season, m) {
-            (Some(s), Some(m)) => {
-                let slot = slot_of(t, m);
-                let s_old = s[slot];
-                level = p.alpha * (yt - s_old) + (1.0 - p.alpha) * (level + p.phi * trend);
-                trend = p.beta * (level - prev_level) + (1.0 - p.beta) * p.phi * trend;
-                s[slot] = p.gamma * (yt - prev_level - p.phi * trend) + (1.0 - p.gamma) * s_old;
-            }
-            _ => {
-                level = p.alpha * yt + (1.0 - p.alpha) * (level + p.phi * trend);
-                trend = p.beta * (level - prev_level) + (1.0 - p.beta) * p.phi * trend;
-            }
-        }
-        if t >= record_from {
-            // Inline `Fit::predict` without cloning the seasonal indices for every step.
-            let mut damp = 0.0;
-            let mut peak = f64::NEG_INFINITY;
-            for k in 1..=h {
-                damp += p.phi.powi(k as i32);
-                let s_k = match (&season, m) {
-                    (Some(s), Some(m)) => s[(slot_of(t, m) + k) % m],
-                    _ => 0.0,
-                };
-                peak = peak.max(level + damp * trend + s_k);
-            }
-            issued.push((t, peak));
-        }
-    }
-    let last_slot = m.map(|m| slot_of(n - 1, m));
-    Fit {
-        level,
-        trend,
-        phi: p.phi,
-        season: season.zip(last_slot),
-        issued,
     }
 }
 
@@ -428,7 +591,7 @@ mod tests {
     /// Mean absolute error of the forecaster and of the naive forecast against the peak over
     /// the horizon, scored after two seasons; also the mean shortfall (under-forecast).
     pub(crate) fn score(series: &[u32], step_s: u64, season_s: u64, horizon_s: u64) -> Scores {
-        let mut f = Forecaster::new(step_s, season_s);
+        let mut f = Forecaster::new(step_s, season_s).with_horizon(horizon_s);
         let h = (horizon_s / step_s).max(1) as usize;
         let warmup = (2 * season_s / step_s) as usize;
         let mut s = Scores::default();
@@ -512,7 +675,7 @@ mod tests {
                 }
             })
             .collect();
-        let mut f = Forecaster::new(step_s, 86_400);
+        let mut f = Forecaster::new(step_s, 86_400).with_horizon(3 * step_s);
         // Feed up to just before the step on day 4.
         let stop = 3 * per_day + 98;
         for (t, &v) in series.iter().enumerate().take(stop + 1) {

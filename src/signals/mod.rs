@@ -173,6 +173,22 @@ impl SignalDemand {
     ) -> tokio::task::JoinSet<(usize, usize, RawResult)> {
         let mut set = tokio::task::JoinSet::new();
         for (pi, pool) in config.pools.iter().enumerate() {
+            // The measured SLO attainment, in the slot after the pool's signals.
+            if let Some(q) = pool.slo.as_ref().and_then(|s| s.attainment_query.clone()) {
+                let http = self.http.clone();
+                let slot = pool.signals.len();
+                set.spawn(async move {
+                    let r = prometheus::query(
+                        &http,
+                        &q.url,
+                        &q.query,
+                        now,
+                        Duration::from_secs(q.timeout_s),
+                    )
+                    .await;
+                    (pi, slot, r)
+                });
+            }
             for (si, sig) in pool.signals.iter().enumerate() {
                 let remote = sig.prometheus.is_some()
                     || sig.latency.is_some()
@@ -357,12 +373,39 @@ impl DemandSource for SignalDemand {
                 }
                 readings[slot] = rd;
             }
-            out.insert(
-                pool.name.clone(),
-                self.forecasts.pool_demand(pool, readings, now),
-            );
+            let mut d = self.forecasts.pool_demand(pool, readings, now);
+            if let Some(q) = pool.slo.as_ref().and_then(|s| s.attainment_query.as_ref()) {
+                let r = raw.remove(&(pi, pool.signals.len())).unwrap_or(Ok(None));
+                d.slo_attainment = measured_attainment(r, now, q.stale_after_s).map(|fraction| {
+                    crate::model::Attainment {
+                        fraction,
+                        window_s: q.window_s as f64,
+                    }
+                });
+            }
+            out.insert(pool.name.clone(), d);
         }
         out
+    }
+}
+
+/// The attainment an `slo.attainment_query` returned, when it is usable: fresh, finite and a
+/// fraction. Anything else (no requests in the window gives 0/0 = NaN, an error, an empty
+/// result) is unknown, never "met".
+fn measured_attainment(raw: RawResult, now: Timestamp, stale_after_s: u64) -> Option<f64> {
+    match raw {
+        Ok(Some(s))
+            if s.value.is_finite()
+                && (0.0..=1.0).contains(&s.value)
+                && now.secs_since(s.at) <= stale_after_s as f64 =>
+        {
+            Some(s.value)
+        }
+        Ok(_) => None,
+        Err(e) => {
+            tracing::debug!(error = %crate::controller::error_chain(&e), "slo attainment query failed");
+            None
+        }
     }
 }
 
@@ -414,6 +457,7 @@ impl PoolForecasts {
             replicas_now,
             replicas_forecast,
             readings,
+            slo_attainment: None,
         }
     }
 }
@@ -494,6 +538,29 @@ mod tests {
         assert!(empty.stale);
         let err = reading("q".into(), Err(SignalError::Status(503)), now, 60, keda);
         assert!(err.stale && err.replicas.is_none());
+    }
+
+    #[test]
+    fn measured_attainment_is_unknown_unless_fresh_finite_and_a_fraction() {
+        let now = Timestamp::from_secs(1000);
+        let at = |v: f64, age: i64| {
+            Ok(Some(Sample {
+                value: v,
+                at: Timestamp::from_secs(1000 - age),
+            }))
+        };
+        let cases: [(RawResult, Option<f64>); 7] = [
+            (at(0.985, 0), Some(0.985)),
+            (at(1.0, 30), Some(1.0)),
+            (at(0.985, 120), None),
+            (at(f64::NAN, 0), None),
+            (at(1.5, 0), None),
+            (Ok(None), None),
+            (Err(SignalError::Status(503)), None),
+        ];
+        for (raw, want) in cases {
+            assert_eq!(measured_attainment(raw, now, 60), want);
+        }
     }
 
     #[test]

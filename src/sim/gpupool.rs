@@ -14,7 +14,7 @@
 //!   production's `SignalDemand` runs.
 
 use super::provider::{SharedWorld, lock};
-use super::world::{Sample, Serve, last_scrape_ms};
+use super::world::{QUEUE_WAIT_BUCKETS_S, Sample, Serve, last_scrape_ms};
 use crate::config::{Config, SimQueueMetric, SimQueueSignal};
 use crate::controller::{Cluster, ClusterError, ClusterView, DemandSource, DrainProgress};
 use crate::model::{
@@ -203,13 +203,68 @@ impl DemandSource for SimDemand {
                     });
                 }
             }
-            out.insert(
-                pool.name.clone(),
-                self.forecasts.pool_demand(pool, readings, now),
-            );
+            let mut d = self.forecasts.pool_demand(pool, readings, now);
+            if let (Some(slo), Some(smp)) = (&pool.slo, sample) {
+                let h = crate::planner::headroom::Horizons::of(pool, config.tick_interval_s);
+                d.slo_attainment = attainment_window(slo, smp, h.cold_s, |t_ms| w.sample_at(t_ms));
+            }
+            out.insert(pool.name.clone(), d);
         }
         out
     }
+}
+
+/// Longest window the simulator's attainment measurement looks back over.
+pub const MAX_ATTAINMENT_WINDOW_S: f64 = 3600.0;
+
+/// The attainment over the shortest window — `step_s` (the pool's cold-start horizon: the
+/// time a change of headroom takes to show) doubled until it holds enough requests to tell
+/// (see [`measured_attainment`]), at most [`MAX_ATTAINMENT_WINDOW_S`]; `None` when even the
+/// longest holds too few. Doubling keeps it to a few look-ups per tick on quiet nights.
+pub fn attainment_window<'s>(
+    slo: &crate::config::SloPolicy,
+    now: &Sample,
+    step_s: f64,
+    sample_at: impl Fn(i64) -> Option<&'s Sample>,
+) -> Option<crate::model::Attainment> {
+    let step_s = step_s.max(1.0);
+    let mut window_s = step_s;
+    while window_s <= MAX_ATTAINMENT_WINDOW_S {
+        let before = sample_at(((now.t_s - window_s) * 1000.0).round() as i64)?;
+        if let Some(fraction) = measured_attainment(slo, now, before) {
+            return Some(crate::model::Attainment { fraction, window_s });
+        }
+        if before.t_s <= 0.0 {
+            return None;
+        }
+        if window_s >= MAX_ATTAINMENT_WINDOW_S {
+            return None;
+        }
+        window_s = (window_s * 2.0).min(MAX_ATTAINMENT_WINDOW_S);
+    }
+    None
+}
+
+/// The attainment a Prometheus query over the simulated queue-time histogram returns between
+/// two scrapes: `increase(bucket{le=L}) / increase(count)`, with `L` the largest bucket bound
+/// at or below `slo.queue_wait_s` (a conservative reading when the SLO falls between bounds).
+/// Unknown (`None`) when no bound fits or fewer requests started than it takes to see one
+/// miss in the target (`1 / (1 − attainment)`, 100 for 0.99): a handful of requests says
+/// nothing about a 1 % tail.
+pub fn measured_attainment(
+    slo: &crate::config::SloPolicy,
+    now: &Sample,
+    before: &Sample,
+) -> Option<f64> {
+    let b = QUEUE_WAIT_BUCKETS_S
+        .iter()
+        .rposition(|le| *le <= slo.queue_wait_s + 1e-9)?;
+    let started = now.started_total.saturating_sub(before.started_total);
+    if started == 0 || started < crate::planner::headroom::min_observations(slo) {
+        return None;
+    }
+    let met = now.started_wait_le[b].saturating_sub(before.started_wait_le[b]);
+    Some(met as f64 / started as f64)
 }
 
 #[cfg(test)]
@@ -258,6 +313,82 @@ mod tests {
             offered_load(&sample(0.0, 5, 1, 10), &sample(0.0, 5, 1, 10)),
             None
         );
+    }
+
+    #[test]
+    fn attainment_from_the_queue_wait_histogram() {
+        let slo = |wait: f64| crate::config::SloPolicy {
+            queue_wait_s: wait,
+            attainment: 0.99,
+            attainment_query: None,
+        };
+        let smp = |started: u64, le_1s: u64| {
+            let mut s = Sample {
+                started_total: started,
+                ..Sample::default()
+            };
+            s.started_wait_le[2] = le_1s; // le = 1.0
+            s.started_wait_le[1] = le_1s / 2; // le = 0.5
+            s
+        };
+        let before = smp(1000, 990);
+        // 200 started in the window, 196 within 1 s.
+        assert_eq!(
+            measured_attainment(&slo(1.0), &smp(1200, 1186), &before),
+            Some(0.98)
+        );
+        // 1.5 s falls between bounds: read at le = 1.0 (conservative).
+        assert_eq!(
+            measured_attainment(&slo(1.5), &smp(1200, 1186), &before),
+            Some(0.98)
+        );
+        // Too few requests to see a 1 % tail, or a bound below every bucket: unknown.
+        assert_eq!(
+            measured_attainment(&slo(1.0), &smp(1050, 1040), &before),
+            None
+        );
+        assert_eq!(
+            measured_attainment(&slo(0.1), &smp(1200, 1186), &before),
+            None
+        );
+    }
+
+    #[test]
+    fn the_window_doubles_until_it_holds_enough_requests() {
+        let slo = crate::config::SloPolicy {
+            queue_wait_s: 1.0,
+            attainment: 0.99,
+            attainment_query: None,
+        };
+        // One sample a minute over two hours; `rate` requests start a minute, 1 in 50 late.
+        let samples = |rate: u64| -> Vec<Sample> {
+            (0..=120u64)
+                .map(|m| {
+                    let mut s = Sample {
+                        t_s: (m * 60) as f64,
+                        started_total: m * rate,
+                        ..Sample::default()
+                    };
+                    s.started_wait_le[2] = m * rate - m * rate / 50;
+                    s
+                })
+                .collect()
+        };
+        let run = |rate: u64| {
+            let v = samples(rate);
+            attainment_window(&slo, &v[120], 120.0, |t_ms| {
+                let i = v.partition_point(|s| s.t_s * 1000.0 <= t_ms as f64);
+                i.checked_sub(1).map(|i| &v[i])
+            })
+        };
+        // 100 a minute: the first window (2 min) holds 200.
+        let a = run(100).unwrap();
+        assert_eq!(a.window_s, 120.0);
+        assert!((a.fraction - 0.98).abs() < 1e-9);
+        // 10 a minute: 2, 4, 8 … until 16 min hold 160.
+        assert_eq!(run(10).unwrap().window_s, 960.0);
+        // 1 a minute: not 100 within the hour: unknown.
+        assert_eq!(run(1), None);
     }
 
     #[test]

@@ -25,7 +25,15 @@ pub struct Sample {
     pub arrived_total: u64,
     pub completed_total: u64,
     pub completed_service_ms_total: u64,
+    /// Requests whose service started so far, and of those the ones that had waited at most
+    /// each of [`QUEUE_WAIT_BUCKETS_S`] (cumulative, as the `_count` and `_bucket{le}` series
+    /// of a queue-time histogram such as vLLM's `vllm:request_queue_time_seconds`).
+    pub started_total: u64,
+    pub started_wait_le: [u64; QUEUE_WAIT_BUCKETS_S.len()],
 }
+
+/// Bucket bounds (`le`, seconds) of the simulated queue-time histogram.
+pub const QUEUE_WAIT_BUCKETS_S: [f64; 8] = [0.3, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0];
 
 impl World {
     pub(super) fn take_sample(&mut self) {
@@ -54,6 +62,8 @@ impl World {
             arrived_total: self.next_arrival as u64,
             completed_total: self.completed_total,
             completed_service_ms_total: self.completed_service_ms_total,
+            started_total: self.started_total,
+            started_wait_le: self.started_wait_le,
             ..Sample::default()
         };
         for i in self.insts.values() {

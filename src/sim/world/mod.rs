@@ -33,7 +33,7 @@ pub use invariants::{InvariantBroken, InvariantChecker, REQUEST_SCAN_EVERY_MS, V
 pub use launches::{
     FailedLaunch, LAUNCH_FAILURE_REPORT_S, LAUNCH_RETRY_S, LaunchRecord, StockoutCause,
 };
-pub use ledger::Sample;
+pub use ledger::{QUEUE_WAIT_BUCKETS_S, Sample};
 pub use spot::{Interruption, SpotDynamics};
 
 use super::data::AvailabilityTrace;
@@ -211,6 +211,9 @@ pub struct World {
     /// Completed requests and their total service time (for the samples' counters).
     completed_total: u64,
     completed_service_ms_total: u64,
+    /// Started requests, and by queue-wait bucket (for the samples' histogram).
+    started_total: u64,
+    started_wait_le: [u64; QUEUE_WAIT_BUCKETS_S.len()],
 }
 
 const MS_PER_HOUR: f64 = 3_600_000.0;
@@ -239,6 +242,8 @@ impl World {
             recent_waits: VecDeque::new(),
             completed_total: 0,
             completed_service_ms_total: 0,
+            started_total: 0,
+            started_wait_le: [0; QUEUE_WAIT_BUCKETS_S.len()],
             calls: Vec::new(),
             interruptions: Vec::new(),
             cost_on_demand: 0.0,

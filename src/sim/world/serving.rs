@@ -96,6 +96,12 @@ impl World {
             r.attempt += 1;
             let (attempt, service, waited) = (r.attempt, r.service_ms, r.waited_ms);
             self.recent_waits.push_back((now, waited));
+            self.started_total += 1;
+            for (b, le) in self.started_wait_le.iter_mut().zip(QUEUE_WAIT_BUCKETS_S) {
+                if waited as f64 <= le * 1000.0 {
+                    *b += 1;
+                }
+            }
             if let Some(i) = self.insts.get_mut(&n) {
                 if i.in_flight.is_empty() {
                     i.busy_since = Some(Timestamp::from_millis(now));
