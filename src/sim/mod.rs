@@ -70,6 +70,9 @@ pub enum SimError {
     },
     #[error("controller: {0}")]
     Controller(String),
+    /// A simulator invariant broke during a run (boxed: errors are rare).
+    #[error(transparent)]
+    Invariant(Box<world::InvariantBroken>),
 }
 
 impl From<trace::TraceError> for SimError {

@@ -23,11 +23,26 @@ pub fn lock(w: &SharedWorld) -> MutexGuard<'_, World> {
 #[derive(Clone)]
 pub struct SimProvider {
     world: SharedWorld,
+    /// Launches are instant fleet requests (see [`SimProvider::instant`]).
+    instant: bool,
 }
 
 impl SimProvider {
     pub fn new(world: SharedWorld) -> Self {
-        SimProvider { world }
+        SimProvider {
+            world,
+            instant: false,
+        }
+    }
+
+    /// A provider whose `increase` is an EC2 `CreateFleet` request of `Type: instant` (what
+    /// Karpenter launches with): its response carries the capacity errors, so a stockout fails
+    /// the call itself ([`World::increase_instant`]).
+    pub fn instant(world: SharedWorld) -> Self {
+        SimProvider {
+            world,
+            instant: true,
+        }
     }
 }
 
@@ -49,7 +64,12 @@ impl NodeGroupProvider for SimProvider {
         if delta == 0 {
             return Ok(());
         }
-        lock(&self.world).increase(group, delta)
+        let mut w = lock(&self.world);
+        if self.instant {
+            w.increase_instant(group, delta)
+        } else {
+            w.increase(group, delta)
+        }
     }
 
     async fn terminate(&self, group: &NodeGroupId, instances: &[InstanceId]) -> Result<()> {

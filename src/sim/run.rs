@@ -2,7 +2,7 @@
 //! world with the same seed, side by side.
 
 use super::SimError;
-use super::baselines::{HPA_TARGET_WAITING, Hpa, HpaBehavior, HpaCa, Karpenter, StaticPeak};
+use super::baselines::{Env, HPA_TARGET_WAITING, Hpa, HpaBehavior, HpaCa, Karpenter, StaticPeak};
 use super::data::{self, advisor_monthly_frequency, hourly_hazard_from_monthly};
 use super::metrics::{PolicySummary, summarise};
 use super::oracle::{self, OracleError, OracleInput, OracleResult};
@@ -11,9 +11,15 @@ use super::scenario::Scenario;
 use super::timing::ColdStart;
 use super::tune::Knob;
 use super::workload::{build_requests, demand_per_bucket};
-use super::world::{GroupSpec, Interruption, Req, Sample, SpotDynamics, World, WorldParams};
-use crate::model::{CapacityType, GpuInfo, InstanceType, InstanceTypeName, NodeGroupId, Zone};
+use super::world::{
+    GroupSpec, Interruption, InvariantBroken, InvariantChecker, Req, Sample, SpotDynamics, World,
+    WorldParams,
+};
+use crate::model::{
+    CapacityType, GpuInfo, InstanceType, InstanceTypeName, Money, NodeGroupId, Zone,
+};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Policy {
@@ -155,6 +161,50 @@ pub fn prepare(sc: Scenario, seed: u64) -> Result<Prepared, SimError> {
             )
         })?
         .clone();
+    let (groups, spot_price) = groups_of(&sc, &t);
+    let (reqs, end_ms) = build_requests(f, &t.gpu_model)?;
+    let bucket_ms = bucket_ms(&sc, end_ms)?;
+    let slo_ms = (f.slo.queue_wait_s * 1000.0) as i64;
+    let demand = demand_per_bucket(&reqs, end_ms, bucket_ms, f.replica.concurrency, slo_ms);
+    let cold = ColdStart::new(f.cold_start.clone());
+    let spot = spot_dynamics(&sc)?;
+    let oracle = solve_oracle(
+        f,
+        &groups,
+        &spot,
+        &demand,
+        &cold,
+        (spot_price, t.ondemand_per_hour),
+    );
+    let params = WorldParams {
+        concurrency: f.replica.concurrency,
+        cold,
+        spot_notice_s: f.spot.notice_s,
+        spot,
+        faults: f.faults.clone(),
+        sample_interval_s: 5.0,
+        model_cache: sc.config.pools[0].model_cache.clone(),
+        seed,
+        // Validated at parse time: a scenario whose cloud cannot be told is refused.
+        cloud: f.cloud().unwrap_or_default(),
+    };
+    Ok(Prepared {
+        seed,
+        reqs,
+        end_ms,
+        bucket_ms,
+        demand,
+        groups,
+        params,
+        oracle,
+        od_price: t.ondemand_per_hour,
+        scenario: sc,
+    })
+}
+
+/// The scenario's groups of instance type `t`, and the spot price they are billed at.
+fn groups_of(sc: &Scenario, t: &data::AwsType) -> (Vec<GroupSpec>, f64) {
+    let f = &sc.file;
     let advisor = data::spot_advisor();
     let adv = advisor.get(&t.name);
     let spot_price = f
@@ -198,7 +248,12 @@ pub fn prepare(sc: Scenario, seed: u64) -> Result<Prepared, SimError> {
             },
         })
         .collect();
-    let (reqs, end_ms) = build_requests(f, &t.gpu_model)?;
+    (groups, spot_price)
+}
+
+/// The oracle's bucket in ms, refused when the replay of `end_ms` has too many of them.
+fn bucket_ms(sc: &Scenario, end_ms: i64) -> Result<i64, SimError> {
+    let f = &sc.file;
     // Validated at parse time (1..=3600 s); the count of buckets is bounded here, where the
     // replay's length is known, so the demand table and the oracle stay small.
     let bucket_ms = (f.oracle.bucket_s * 1000.0) as i64;
@@ -216,9 +271,12 @@ pub fn prepare(sc: Scenario, seed: u64) -> Result<Prepared, SimError> {
             ),
         });
     }
-    let slo_ms = (f.slo.queue_wait_s * 1000.0) as i64;
-    let demand = demand_per_bucket(&reqs, end_ms, bucket_ms, f.replica.concurrency, slo_ms);
-    let cold = ColdStart::new(f.cold_start.clone());
+    Ok(bucket_ms)
+}
+
+/// How spot capacity is reclaimed: the scenario's availability trace, else the hazard rate.
+fn spot_dynamics(sc: &Scenario) -> Result<SpotDynamics, SimError> {
+    let f = &sc.file;
     let spot = match f.spot.availability_trace {
         Some(src) => {
             let trace = src.load()?;
@@ -242,6 +300,18 @@ pub fn prepare(sc: Scenario, seed: u64) -> Result<Prepared, SimError> {
         }
         None => SpotDynamics::Hazard,
     };
+    Ok(spot)
+}
+
+/// The oracle's lower bound for `demand` on the scenario's groups.
+fn solve_oracle(
+    f: &super::scenario::ScenarioFile,
+    groups: &[GroupSpec],
+    spot: &SpotDynamics,
+    demand: &[u32],
+    cold: &ColdStart,
+    (spot_price, od_price): (f64, f64),
+) -> Result<OracleResult, OracleError> {
     let has_spot = groups.iter().any(|g| g.capacity_type == CapacityType::Spot);
     // The oracle depends on the scenario alone, never on the gpupool config it carries: warm
     // restarts wherever the scenario's groups allow a warm pool, at most the groups' sizes.
@@ -256,7 +326,7 @@ pub fn prepare(sc: Scenario, seed: u64) -> Result<Prepared, SimError> {
             .flat_map(|g| g.zones.clone())
             .collect();
         let avail: Vec<u32> = (0..demand.len())
-            .map(|b| match &spot {
+            .map(|b| match spot {
                 SpotDynamics::Hazard => groups
                     .iter()
                     .filter(|g| g.capacity_type == CapacityType::Spot)
@@ -287,39 +357,15 @@ pub fn prepare(sc: Scenario, seed: u64) -> Result<Prepared, SimError> {
         None
     };
     let bucket_s = f.oracle.bucket_s;
-    let oracle = oracle::solve(&OracleInput {
+    oracle::solve(&OracleInput {
         bucket_s,
-        demand: demand.clone(),
+        demand: demand.to_vec(),
         cold_buckets: (cold.median_cold_s() / bucket_s).ceil() as usize,
         warm_buckets: (cold.median_warm_s() / bucket_s).ceil() as usize,
-        od_price_per_hour: t.ondemand_per_hour,
+        od_price_per_hour: od_price,
         warm_disk_per_hour: has_warm.then(|| cold.warm_disk_per_hour()),
         spot: oracle_spot,
         max_nodes,
-    });
-    let params = WorldParams {
-        concurrency: f.replica.concurrency,
-        cold,
-        spot_notice_s: f.spot.notice_s,
-        spot,
-        faults: f.faults.clone(),
-        sample_interval_s: 5.0,
-        model_cache: pool.model_cache.clone(),
-        seed,
-        // Validated at parse time: a scenario whose cloud cannot be told is refused.
-        cloud: f.cloud().unwrap_or_default(),
-    };
-    Ok(Prepared {
-        seed,
-        reqs,
-        end_ms,
-        bucket_ms,
-        demand,
-        groups,
-        params,
-        oracle,
-        od_price: t.ondemand_per_hour,
-        scenario: sc,
     })
 }
 
@@ -384,6 +430,25 @@ impl Prepared {
     }
 }
 
+/// Check the world's invariants after a tick of `policy`; a broken one names the command that
+/// reproduces the run.
+fn check(
+    p: &Prepared,
+    policy: Policy,
+    checker: &mut InvariantChecker,
+    w: &World,
+) -> Result<(), SimError> {
+    checker.check(w).map_err(|violation| {
+        SimError::Invariant(Box::new(InvariantBroken {
+            violation,
+            at_s: w.now_ms as f64 / 1000.0,
+            scenario: p.scenario.file.name.clone(),
+            policy: policy.name().to_owned(),
+            seed: p.seed,
+        }))
+    })
+}
+
 fn fnv(hash: &mut u64, bytes: &[u8]) {
     for b in bytes {
         *hash ^= u64::from(*b);
@@ -422,7 +487,7 @@ fn finish(p: &Prepared, policy: Policy, mut w: World) -> PolicyRun {
 
 /// Run a baseline loop at its default setting: every second, advance the world and let the
 /// policy act.
-fn run_loop(p: &Prepared, policy: Policy, progress: &dyn Fn(f64)) -> PolicyRun {
+fn run_loop(p: &Prepared, policy: Policy, progress: &dyn Fn(f64)) -> Result<PolicyRun, SimError> {
     run_baseline(p, policy, p.default_knob(policy), progress)
 }
 
@@ -433,10 +498,11 @@ pub(crate) fn run_baseline(
     policy: Policy,
     knob: Knob,
     progress: &dyn Fn(f64),
-) -> PolicyRun {
-    let mut w = p.world();
+) -> Result<PolicyRun, SimError> {
+    let world: SharedWorld = Arc::new(Mutex::new(p.world()));
+    let mut checker = InvariantChecker::default();
     let initial = p.demand.first().copied().unwrap_or(0);
-    let scrape_ms = p.scenario.file.signals.scrape_ms();
+    let scrape = Duration::from_millis(p.scenario.file.signals.scrape_ms().max(0) as u64);
     let default = p.default_knob(policy);
     let (fleet, min, target) = match (knob, default) {
         (Knob::Fleet(n), Knob::Fleet(_)) | (Knob::Hpa { .. }, Knob::Fleet(n)) => {
@@ -472,39 +538,55 @@ pub(crate) fn run_baseline(
         Policy::HpaCa => Loop::Ca(Box::new(HpaCa::new(
             hpa(HpaBehavior::conservative()),
             p.od_group(),
-            scrape_ms,
+            scrape,
         ))),
         Policy::HpaCaDefault => Loop::Ca(Box::new(
-            HpaCa::new(
-                hpa(HpaBehavior::kubernetes_default()),
-                p.od_group(),
-                scrape_ms,
-            )
-            .with_ca_defaults(),
+            HpaCa::new(hpa(HpaBehavior::kubernetes_default()), p.od_group(), scrape)
+                .with_ca_defaults(),
         )),
         _ => Loop::Karp(Box::new(Karpenter::new(
             hpa(HpaBehavior::conservative()),
-            scrape_ms,
+            scrape,
             p.groups
                 .iter()
-                .map(|g| (g.id.clone(), g.capacity_type, g.price_per_hour))
+                .map(|g| {
+                    let price = Money::from_dollars(g.price_per_hour);
+                    (g.id.clone(), g.capacity_type, price)
+                })
                 .collect(),
         ))),
     };
+    // The same provider interface the controller drives; Karpenter's launches are instant
+    // fleet requests.
+    let cloud = match l {
+        Loop::Karp(_) => SimProvider::instant(world.clone()),
+        _ => SimProvider::new(world.clone()),
+    };
+    let env = Env::new(&cloud, &world);
     let mut t = 0;
     while t <= p.end_ms {
-        w.advance_to(t);
+        lock(&world).advance_to(t);
         match &mut l {
-            Loop::Static(s) => s.step(&mut w),
-            Loop::Ca(c) => c.step(&mut w),
-            Loop::Karp(k) => k.step(&mut w),
+            Loop::Static(s) => s.step(&env),
+            Loop::Ca(c) => c.step(&env),
+            Loop::Karp(k) => k.step(&env),
         }
+        check(p, policy, &mut checker, &lock(&world))?;
         if t % 60_000 == 0 {
             progress(t as f64 / p.end_ms.max(1) as f64);
         }
         t += 1000;
     }
-    finish(p, policy, w)
+    drop(cloud);
+    Ok(finish(p, policy, unshare(world)?))
+}
+
+/// The world back from the policy's provider and views once the run is over.
+fn unshare(world: SharedWorld) -> Result<World, SimError> {
+    Ok(Arc::try_unwrap(world)
+        .map_err(|_| SimError::Controller("world still shared after the run".into()))?
+        .into_inner()
+        .unwrap_or_else(|e| e.into_inner()))
 }
 
 /// Run the production controller on the virtual clock.
@@ -539,22 +621,20 @@ fn run_gpupool(
         .build()
         .map_err(|e| SimError::Controller(e.to_string()))?;
     let tick_ms = (config.tick_interval_s.max(1) * 1000) as i64;
+    let mut checker = InvariantChecker::default();
     let mut t = 0;
     while t <= p.end_ms {
         lock(&world).advance_to(t);
         // A tick that holds (observation failed) is what production would do too: go on.
         let _ = rt.block_on(controller.tick(crate::model::Timestamp::from_millis(t)));
+        check(p, policy, &mut checker, &lock(&world))?;
         if t % 60_000 < tick_ms {
             progress(t as f64 / p.end_ms.max(1) as f64);
         }
         t += tick_ms;
     }
     drop(controller);
-    let w = Arc::try_unwrap(world)
-        .map_err(|_| SimError::Controller("world still shared after the run".into()))?
-        .into_inner()
-        .unwrap_or_else(|e| e.into_inner());
-    Ok(finish(p, policy, w))
+    Ok(finish(p, policy, unshare(world)?))
 }
 
 fn oracle_run(p: &Prepared, o: &OracleResult) -> PolicyRun {
@@ -638,7 +718,7 @@ pub fn run_prepared(
                     continue;
                 }
             },
-            other => run_loop(&prepared, *other, &pr),
+            other => run_loop(&prepared, *other, &pr)?,
         };
         progress(i, 1.0);
         runs.push(run);

@@ -92,8 +92,18 @@ impl std::str::FromStr for Knob {
 }
 
 /// Run one baseline alone at `knob` on the prepared scenario (what a sweep point measured).
+///
+/// # Panics
+/// When a simulator invariant breaks (a simulator bug), with the invariant, the simulated
+/// time and the command that reproduces it.
 pub fn run_setting(p: &Prepared, policy: Policy, knob: Knob) -> PolicySummary {
-    run_baseline(p, policy, knob, &|_| {}).summary
+    run_knob(p, policy, knob).summary
+}
+
+/// A sweep's run; a broken invariant is a simulator bug, so it stops the sweep with the
+/// reproducing command rather than becoming a sweep point.
+fn run_knob(p: &Prepared, policy: Policy, knob: Knob) -> PolicyRun {
+    run_baseline(p, policy, knob, &|_| {}).unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// The cheapest point meeting `target` attainment (the first of equal cost, in sweep order),
@@ -219,7 +229,7 @@ fn run_batch(
         loop {
             let i = next.fetch_add(1, Ordering::Relaxed);
             let Some(k) = knobs.get(i) else { break };
-            let r: PolicyRun = run_baseline(p, policy, *k, &|_| {});
+            let r = run_knob(p, policy, *k);
             let point = SweepPoint {
                 setting: k.to_string(),
                 slo_attainment: r.summary.slo_attainment,
