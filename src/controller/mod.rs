@@ -396,7 +396,7 @@ impl Controller {
                 .record_scheduler_rejects(&plan.scheduler_rejects, &snapshot.pending_pods);
             self.record_unneeded(plan, now);
             self.record_warm_needed(plan, now);
-            self.report_plan(plan);
+            self.report_plan(plan, &snapshot);
             if !self.config.dry_run {
                 self.cluster.publish(plan, now).await;
             }
@@ -1190,7 +1190,7 @@ impl Controller {
         }
     }
 
-    fn report_plan(&mut self, plan: &Plan) {
+    fn report_plan(&mut self, plan: &Plan, snapshot: &Snapshot) {
         for s in &plan.pools {
             let l = Metrics::pool(s.pool.as_str());
             self.metrics
@@ -1241,10 +1241,7 @@ impl Controller {
         }
         self.metrics.decisions.clear();
         for d in &plan.decisions {
-            let pool = match &d.subject {
-                crate::model::Subject::Pool(p) => p.to_string(),
-                _ => String::new(),
-            };
+            let pool = decision_pool(&d.subject, snapshot, &self.group_pools);
             self.metrics
                 .decisions
                 .get_or_create(&metrics::DecisionLabels {
@@ -1255,6 +1252,31 @@ impl Controller {
                 .inc();
         }
     }
+}
+
+/// The pool a decision is about, for its metric label: a pool, or the pool of the group or
+/// instance it names. A pending pod or an offering is not one pool's (a pod may match several
+/// pools, or none): empty.
+fn decision_pool(
+    subject: &crate::model::Subject,
+    snapshot: &Snapshot,
+    group_pools: &BTreeMap<NodeGroupId, PoolName>,
+) -> String {
+    use crate::model::Subject;
+    let group = match subject {
+        Subject::Pool(p) => return p.to_string(),
+        Subject::Group(g) => Some(g),
+        Subject::Instance(id) => snapshot
+            .instances
+            .iter()
+            .find(|i| &i.id == id)
+            .map(|i| &i.group),
+        Subject::Pod(_) | Subject::Offering(_) => None,
+    };
+    group
+        .and_then(|g| group_pools.get(g))
+        .map(ToString::to_string)
+        .unwrap_or_default()
 }
 
 /// An error with its causes, `outer: inner: root`, for one log line.

@@ -973,3 +973,21 @@ fn a_fenced_controller_stops_acting_mid_tick() {
 }
 
 mod shadow;
+
+#[test]
+fn a_decision_is_labelled_with_the_pool_of_its_group_or_instance() {
+    use crate::model::Subject;
+    let snap = Snapshot {
+        instances: vec![instance("i-1", "g1")],
+        ..Snapshot::default()
+    };
+    let pools = BTreeMap::from([(NodeGroupId::from("g1"), PoolName::from("llm"))]);
+    let of = |s: Subject| decision_pool(&s, &snap, &pools);
+    assert_eq!(of(Subject::Pool(PoolName::from("p"))), "p");
+    assert_eq!(of(Subject::Group(NodeGroupId::from("g1"))), "llm");
+    assert_eq!(of(Subject::Instance(InstanceId::from("i-1"))), "llm");
+    // Unknown group or instance, and a pod (it may match several pools): no pool.
+    assert_eq!(of(Subject::Group(NodeGroupId::from("g9"))), "");
+    assert_eq!(of(Subject::Instance(InstanceId::from("i-9"))), "");
+    assert_eq!(of(Subject::Pod("ns/p".into())), "");
+}
