@@ -15,4 +15,5 @@ pub mod planner;
 pub mod server;
 pub mod signals;
 pub mod sim;
+pub mod state;
 pub mod vmonly;

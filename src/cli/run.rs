@@ -125,6 +125,17 @@ async fn serve(config: Arc<Config>, args: Args) -> anyhow::Result<ExitCode> {
         shutdown_signal().await;
         let _ = signal_tx.send(true);
     });
+    if let Some(store) = state_store(&config).await? {
+        controller = controller.with_state_store(store);
+    }
+    // VM-only: restored before the first tick, and a state of an unknown version refuses to
+    // start (Kubernetes restores when this replica first leads).
+    if config.mode == Mode::VmOnly {
+        controller
+            .restore_state(wall_clock())
+            .await
+            .context("restoring the saved state")?;
+    }
     let stopping = signal_rx.clone();
     let leader_fence = leader.fence();
     controller = controller.with_fence(Arc::new(move || {
@@ -153,6 +164,7 @@ async fn serve(config: Arc<Config>, args: Args) -> anyhow::Result<ExitCode> {
         health.set_leader(is_leader);
         metrics.leader.set(i64::from(is_leader));
         if !is_leader {
+            controller.restore_before_next_tick();
             metrics.clear_fleet_gauges();
             health.heartbeat(now);
             continue;
@@ -277,6 +289,56 @@ fn cloudwatch_publisher(config: &Config) -> anyhow::Result<Option<CloudWatchPubl
     if config.aws.as_ref().is_some_and(|a| a.publish_cloudwatch) {
         bail!("aws.publish_cloudwatch needs a gpupool built with AWS support (--features aws)");
     }
+    Ok(None)
+}
+
+/// Where the durable state lives (`gpupool::state`). VM-only: the state file; without one,
+/// nothing is persisted (said once at start). Kubernetes: the `gpupool-state` ConfigMap in the
+/// Lease's namespace (the pod's own).
+async fn state_store(
+    config: &Config,
+) -> anyhow::Result<Option<Arc<dyn gpupool::state::StateStore>>> {
+    match config.mode {
+        Mode::VmOnly => {
+            let dir = std::env::var("STATE_DIRECTORY").ok();
+            let path =
+                gpupool::state::file::resolve_path(config.state.path.as_deref(), dir.as_deref());
+            Ok(match path {
+                Some(p) => Some(Arc::new(gpupool::state::file::FileStore::new(p))),
+                None => {
+                    tracing::warn!(
+                        "no state.path and no $STATE_DIRECTORY: drains, backoffs and timers are not persisted across restarts"
+                    );
+                    None
+                }
+            })
+        }
+        Mode::Kubernetes => kube_state_store(config).await,
+    }
+}
+
+#[cfg(feature = "kube")]
+async fn kube_state_store(
+    config: &Config,
+) -> anyhow::Result<Option<Arc<dyn gpupool::state::StateStore>>> {
+    let kube_config = kube::Config::infer()
+        .await
+        .context("finding the Kubernetes API (in-cluster config or KUBECONFIG)")?;
+    let client = gpupool::kube::client(kube_config).context("building the Kubernetes client")?;
+    let pod_namespace = std::env::var(gpupool::kube::lease::POD_NAMESPACE_ENV).ok();
+    let namespace = gpupool::kube::lease::lease_namespace(
+        &config.kubernetes.lease_namespace,
+        pod_namespace.as_deref(),
+    );
+    Ok(Some(Arc::new(
+        gpupool::state::configmap::ConfigMapStore::new(client, namespace),
+    )))
+}
+
+#[cfg(not(feature = "kube"))]
+async fn kube_state_store(
+    _: &Config,
+) -> anyhow::Result<Option<Arc<dyn gpupool::state::StateStore>>> {
     Ok(None)
 }
 

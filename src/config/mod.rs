@@ -36,7 +36,21 @@ pub struct Config {
     pub metrics: MetricsConfig,
     #[serde(default)]
     pub sim: Option<SimProviderConfig>,
+    /// Where the controller keeps what it must not forget across restarts (`crate::state`).
+    #[serde(default)]
+    pub state: StateConfig,
     pub pools: Vec<PoolConfig>,
+}
+
+/// Durable state. VM-only: a file written atomically at `path`; without a path, the file
+/// `state.json` under `$STATE_DIRECTORY` when systemd sets it (`StateDirectory=gpupool` in
+/// the shipped unit), else nothing is persisted (logged at start). Kubernetes: the ConfigMap
+/// `gpupool-state` in gpupool's namespace, written by the leader; `path` is not used there.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StateConfig {
+    #[serde(default)]
+    pub path: Option<String>,
 }
 
 fn d_tick() -> u64 {
