@@ -289,6 +289,9 @@ assert r['FailedEntryCount'] == 0, r
         1,
         "not deleted"
     );
+    println!(
+        "FAULT-ROW | SQS: malformed message | no panic, not acknowledged (left for the DLQ), tick not held | no event, tick completed, still in the queue"
+    );
 
     // 4. Demand falls to 1: the controller chooses an instance, drains and terminates it.
     *replicas.lock().unwrap() = 1;
@@ -728,5 +731,10 @@ async fn throttling_and_server_errors_do_not_stall_scale_up() {
     assert!(
         samples.iter().all(|s| *s == 200),
         "/healthz not 200 throughout: {samples:?}"
+    );
+    println!(
+        "FAULT-ROW | AWS: 30 % throttling + 20 % HTTP 500 | 0→3 within 3 ticks, /healthz 200 throughout | desired 3 at tick {}, {held} held, {throttled} throttled + {failed} failed calls, {} /healthz samples all 200",
+        scaled_at.unwrap(),
+        samples.len()
     );
 }

@@ -706,6 +706,10 @@ async fn crash_after_the_notice_was_deleted() {
         .clone();
     // The replacement was requested before the notice was deleted.
     let (desired_at_kill, _) = rig.clients.desired("llama-spot").await;
+    assert_eq!(
+        desired_at_kill, 3,
+        "replacement requested before the deletion"
+    );
 
     rig.in_flight.lock().unwrap().insert(victim.clone(), 0);
     let second = rig.gpupool(2);
@@ -722,8 +726,8 @@ async fn crash_after_the_notice_was_deleted() {
         "Crash: kill -9 after the notice's deletion",
         "drain resumed from the state file with the same deadline, instance terminated, replacement kept",
         &format!(
-            "state had the drain (deadline {}); desired {desired_at_kill} at the kill; new process deregistered and terminated it; 2 serving after",
-            drain.deadline
+            "state file had the drain (deadline {} s after the notice); desired already 3 at the kill; the new process restored it, deregistered and terminated the instance; 2 serving after",
+            drain.deadline.secs_since(drain.start_at).round()
         ),
     );
     let _ = live;
@@ -778,6 +782,6 @@ async fn crash_mid_drain() {
     row(
         "Crash: kill -9 mid-drain",
         "drain resumed, the deregistered VM terminated, no other VM touched",
-        &format!("{victim} terminated by the new process; the other VM never deregistered"),
+        "the deregistered VM terminated by the new process; the other VM never deregistered",
     );
 }
