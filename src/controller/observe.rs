@@ -308,7 +308,9 @@ mod tests {
             activity_in_progress: false,
             unfulfilled: Vec::new(),
         };
-        let table: Vec<(i64, Vec<(i64, u32)>, u32)> = vec![
+        // (listing at, increases (at, count), desired shown)
+        type Case = (i64, Vec<(i64, u32)>, u32);
+        let table: Vec<Case> = vec![
             (100, vec![], 1),
             // Before the listing: already in its desired.
             (100, vec![(90, 2)], 1),
