@@ -227,20 +227,19 @@ pub const RETRY_INITIAL_BACKOFF: Duration = Duration::from_millis(500);
 /// Longest backoff before one retry. The SDK's default is 20 s (same source), longer than a
 /// whole tick; 4 s keeps a call's worst case inside [`AwsSettings::api_timeout`].
 pub const RETRY_MAX_BACKOFF: Duration = Duration::from_secs(4);
-/// Shortest time one attempt is given, whatever the per-call limit.
+/// Time budgeted per attempt when checking that the retries fit (a throttling or 5xx answer
+/// comes back well within it).
 pub const MIN_ATTEMPT_TIMEOUT: Duration = Duration::from_secs(1);
 
-/// How one API call is bounded: each attempt, the backoffs between them, the whole call.
+/// How one API call is bounded.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct CallTimeouts {
-    /// `operation_attempt_timeout`: one HTTP attempt.
-    pub attempt: Duration,
     /// The longest the SDK may sleep between attempts, summed over every retry.
     pub backoff_total: Duration,
-    /// `operation_timeout`: the whole call, retries included. Never shorter than
-    /// `attempts × attempt + backoff_total`, so the SDK's own retries always fit inside it —
-    /// a call cut off mid-retry wastes the attempts already made and reports a timeout where
-    /// the cloud only throttled.
+    /// `operation_timeout`: the whole call, retries included. Never shorter than every backoff
+    /// plus [`MIN_ATTEMPT_TIMEOUT`] per attempt, so the retries of errors answered at once
+    /// (throttling, 5xx) always fit — a call cut off mid-retry wastes the attempts already
+    /// made and reports a timeout where the cloud only throttled.
     pub operation: Duration,
 }
 
@@ -249,11 +248,17 @@ pub struct CallTimeouts {
 /// In standard retry mode the SDK sleeps `rand[0,1) × min(initial × 2^(i-1), max_backoff)`
 /// before retry `i` (`calculate_exponential_backoff` in aws-smithy-runtime 1.16,
 /// `client/retries/strategy/standard.rs`), so the sum over the retries is at most
-/// [`CallTimeouts::backoff_total`]. The attempts share what remains of `api_timeout`, at least
-/// [`MIN_ATTEMPT_TIMEOUT`] each; when that does not fit, the call's limit grows instead of
-/// the retries being cut. A server's `x-amz-retry-after` may add up to 5 s per retry (same
-/// source, retry behaviour 2.1); the Auto Scaling and EC2 query APIs are not documented to
-/// send it, so it is not budgeted — the operation timeout still ends such a call.
+/// [`CallTimeouts::backoff_total`]; when `api_timeout` cannot hold it, the call's limit grows
+/// instead of the retries being cut.
+///
+/// No per-attempt timeout: an attempt cut off after the server acted would be retried, and a
+/// write that is not idempotent (`PutMetricData`, `TerminateInstanceInAutoScalingGroup` with
+/// decrement) would then be applied twice — quarter- and half-budget attempt timeouts did that
+/// against a slow moto on a loaded machine. A hung endpoint therefore costs one whole
+/// `api_timeout` per call, and is not retried within it. A server's `x-amz-retry-after` may
+/// add up to 5 s per retry (same source, retry behaviour 2.1); the Auto Scaling and EC2 query
+/// APIs are not documented to send it, so it is not budgeted — the operation timeout still
+/// ends such a call.
 pub fn call_timeouts(api_timeout: Duration, max_attempts: u32) -> CallTimeouts {
     let attempts = max_attempts.max(1);
     let backoff_total: Duration = (1..attempts)
@@ -264,10 +269,12 @@ pub fn call_timeouts(api_timeout: Duration, max_attempts: u32) -> CallTimeouts {
             doubled.min(RETRY_MAX_BACKOFF)
         })
         .sum();
-    let attempt = (api_timeout.saturating_sub(backoff_total) / attempts).max(MIN_ATTEMPT_TIMEOUT);
-    let operation = api_timeout.max(attempt * attempts + backoff_total);
+    let operation = api_timeout.max(
+        MIN_ATTEMPT_TIMEOUT
+            .saturating_mul(attempts)
+            .saturating_add(backoff_total),
+    );
     CallTimeouts {
-        attempt,
         backoff_total,
         operation,
     }
@@ -296,7 +303,6 @@ async fn sdk_config(settings: &AwsSettings) -> Result<aws_config::SdkConfig, Aws
         )
         .timeout_config(
             aws_config::timeout::TimeoutConfig::builder()
-                .operation_attempt_timeout(t.attempt)
                 .operation_timeout(t.operation)
                 .build(),
         );
@@ -347,30 +353,25 @@ mod tests {
         let s = Duration::from_secs;
         let ms = Duration::from_millis;
         // (api_timeout, attempts) → (attempt, backoff_total, operation)
+        // (api_timeout, attempts) → (backoff_total, operation)
         let table = [
-            ((s(20), 4), (ms(4125), ms(3500), s(20))),
-            (
-                (s(20), 3),
-                (ms(6166) + Duration::from_nanos(666_666), ms(1500), s(20)),
-            ),
-            ((s(30), 1), (s(30), s(0), s(30))),
+            ((s(20), 4), (ms(3500), s(20))),
+            ((s(20), 3), (ms(1500), s(20))),
+            ((s(30), 1), (s(0), s(30))),
             // Backoffs are capped at 4 s: 0.5 + 1 + 2 + 4 + 4.
-            (
-                (s(60), 6),
-                (ms(8083) + Duration::from_nanos(333_333), ms(11_500), s(60)),
-            ),
-            // Too short for the retries: the call's limit grows, the attempts keep 1 s.
-            ((s(5), 4), (s(1), ms(3500), ms(7500))),
-            ((s(1), 0), (s(1), s(0), s(1))),
+            ((s(60), 6), (ms(11_500), s(60))),
+            // Too short for the retries: the call's limit grows (4 × 1 s + 3.5 s).
+            ((s(5), 4), (ms(3500), ms(7500))),
+            ((s(1), 0), (s(0), s(1))),
         ];
-        for ((api, attempts), (attempt, backoff, operation)) in table {
+        for ((api, attempts), (backoff, operation)) in table {
             let t = call_timeouts(api, attempts);
             assert_eq!(
-                (t.attempt, t.backoff_total, t.operation),
-                (attempt, backoff, operation),
+                (t.backoff_total, t.operation),
+                (backoff, operation),
                 "api_timeout {api:?}, {attempts} attempts"
             );
-            assert!(t.attempt * attempts.max(1) + t.backoff_total <= t.operation);
+            assert!(MIN_ATTEMPT_TIMEOUT * attempts.max(1) + t.backoff_total <= t.operation);
         }
         // A huge attempt count does not overflow the doubling.
         let t = call_timeouts(s(20), 64);
