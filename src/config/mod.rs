@@ -44,8 +44,8 @@ pub struct Config {
 
 /// Durable state. VM-only: a file written atomically at `path`; without a path, the file
 /// `state.json` under `$STATE_DIRECTORY` when systemd sets it (`StateDirectory=gpupool` in
-/// the shipped unit), else nothing is persisted (logged at start). Kubernetes: the ConfigMap
-/// `gpupool-state` in gpupool's namespace, written by the leader; `path` is not used there.
+/// the shipped unit), else nothing is persisted (logged at start). Kubernetes: `path` is not
+/// used (the ConfigMap store, `state::configmap`, is not enabled yet).
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct StateConfig {

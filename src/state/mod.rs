@@ -10,7 +10,8 @@
 //! Where: VM-only, a JSON file written atomically ([`file::FileStore`]: temporary file, fsync,
 //! rename, fsync of the directory), at `state.path` — by default `$STATE_DIRECTORY/state.json`
 //! when systemd provides one (`StateDirectory=gpupool`). Kubernetes: the ConfigMap
-//! [`CONFIGMAP_NAME`], written by the leader only.
+//! [`CONFIGMAP_NAME`], written by the leader only ([`configmap::ConfigMapStore`]; not enabled
+//! by `gpupool run` until the manifests grant its RBAC rule).
 //!
 //! **Restoring respects age** ([`restore`], pure): the history decays by the time the state
 //! spent on disk as if the controller had ticked through it (risk halves per hour, expired
