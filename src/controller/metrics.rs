@@ -55,6 +55,13 @@ pub struct DecisionLabels {
     pub reason: String,
 }
 
+/// Shadow mode: an action the plan would have taken, by kind (`ShadowAction::as_str`).
+#[derive(Clone, Debug, Default, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ShadowLabels {
+    pub pool: String,
+    pub action: String,
+}
+
 type FGauge = Gauge<f64, AtomicU64>;
 
 /// Every metric family gpupool exports.
@@ -71,6 +78,8 @@ pub struct Metrics {
     pub signal_value: Family<SignalLabels, FGauge>,
     pub signal_stale: Family<SignalLabels, Gauge>,
     pub scale_actions: Family<ActionLabels, Counter>,
+    /// Shadow mode (`dry_run`): actions planned and not taken.
+    pub shadow_actions: Family<ShadowLabels, Counter>,
     pub decisions: Family<DecisionLabels, Gauge>,
     pub interruptions: Family<InterruptionLabels, Counter>,
     pub launch_failures: Family<LaunchFailureLabels, Counter>,
@@ -101,6 +110,7 @@ impl Default for Metrics {
             signal_value: Family::default(),
             signal_stale: Family::default(),
             scale_actions: Family::default(),
+            shadow_actions: Family::default(),
             decisions: Family::default(),
             interruptions: Family::default(),
             launch_failures: Family::default(),
@@ -176,6 +186,11 @@ impl Metrics {
             "scale_actions",
             "Scale actions executed, by direction and reason",
             self.scale_actions.clone(),
+        );
+        r.register(
+            "shadow_actions",
+            "Shadow mode (dry_run): actions the plan would have taken, by pool and kind",
+            self.shadow_actions.clone(),
         );
         r.register(
             "decisions",

@@ -146,7 +146,9 @@ impl Controller {
         let Some(store) = self.persist.store.clone() else {
             return true;
         };
-        if self.persist.refused.is_some() || !self.persist.restored {
+        // Shadow mode acts on nothing, so it has nothing to remember (and must not overwrite
+        // the state of the controller that acts).
+        if self.persist.refused.is_some() || !self.persist.restored || self.config.dry_run {
             return false;
         }
         let state = self.saved_state(now);
@@ -176,7 +178,8 @@ impl Controller {
     /// those whose pool had no failed launch this tick (the replacement was requested).
     pub(super) async fn flush_acks(&mut self, saved: bool, report: &super::TickReport) {
         let pending = std::mem::take(&mut self.pending_acks);
-        if !saved {
+        // Shadow mode never acknowledges: the controller that acts owns the queue.
+        if !saved || self.config.dry_run {
             return;
         }
         // The pool's last launch of the tick decides (a capacity error re-plans and may fall

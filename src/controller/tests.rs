@@ -1109,3 +1109,5 @@ fn an_unknown_state_version_holds_and_a_corrupt_state_starts_fresh() {
     assert!(block(c.restore_state(Timestamp::from_secs(10))).is_ok());
     assert!(c.history().backoff.is_empty());
 }
+
+mod shadow;
