@@ -17,6 +17,7 @@ pub mod planner;
 pub mod server;
 pub mod signals;
 pub mod sim;
+pub mod state;
 #[cfg(any(test, feature = "testkit"))]
 pub mod testkit;
 pub mod vmonly;

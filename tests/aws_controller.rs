@@ -290,6 +290,9 @@ assert r['FailedEntryCount'] == 0, r
         1,
         "not deleted"
     );
+    println!(
+        "FAULT-ROW | SQS: malformed message | no panic, not acknowledged (left for the DLQ), tick not held | no event, tick completed, still in the queue"
+    );
 
     // 4. Demand falls to 1: the controller chooses an instance, drains and terminates it.
     *replicas.lock().unwrap() = 1;
@@ -595,4 +598,144 @@ pools:
         r.plans
     );
     assert_eq!(c.desired("mig-p4d").await.0, 1);
+}
+
+/// `/healthz` of a real server over `health`, sampled until `stop` flips: the statuses seen.
+async fn sample_healthz(
+    health: Arc<gpupool::server::Health>,
+    stop: tokio::sync::watch::Receiver<bool>,
+) -> (
+    tokio::task::JoinHandle<Vec<u16>>,
+    tokio::sync::oneshot::Sender<()>,
+) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let registry = Arc::new(prometheus_client::registry::Registry::default());
+    tokio::spawn(gpupool::server::serve_on(
+        listener,
+        registry,
+        health,
+        async {
+            let _ = rx.await;
+        },
+    ));
+    let sampler = tokio::spawn(async move {
+        let http = reqwest::Client::new();
+        let mut seen = Vec::new();
+        // A sampling cadence, not a wait for state: every sample is kept.
+        let mut every = tokio::time::interval(std::time::Duration::from_millis(100));
+        while !*stop.borrow() {
+            every.tick().await;
+            let status = http
+                .get(format!("http://{addr}/healthz"))
+                .timeout(std::time::Duration::from_secs(5))
+                .send()
+                .await
+                .map_or(0, |r| r.status().as_u16());
+            seen.push(status);
+        }
+        seen
+    });
+    (sampler, tx)
+}
+
+/// Issue #14: with 30 % of Auto Scaling / EC2 calls throttled and 20 % failing with a 5xx (the
+/// fault proxy, seeded), a demand of 3 is on the group within 3 ticks, and `/healthz` — loop
+/// liveness — answers 200 throughout. Before, adaptive retries queued every call behind a
+/// 0.5 request/s client-side limiter and one failed describe held the whole tick.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn throttling_and_server_errors_do_not_stall_scale_up() {
+    let moto = Moto::start();
+    let proxy = aws_fault_proxy::FaultProxy::start(&moto.endpoint).await;
+    let c = moto.clients().await;
+    for (name, od_pct) in [("llama-od", 100), ("llama-spot", 0)] {
+        c.group(GroupFixture {
+            name,
+            zones: &["us-east-1a"],
+            overrides: if od_pct == 0 { &["g5.xlarge"] } else { &[] },
+            on_demand_pct: od_pct,
+            ..Default::default()
+        })
+        .await;
+    }
+    let (queue_url, _) = c.queue("gpupool-signals").await;
+    let cfg = config(&moto, &queue_url);
+    let mut settings = moto.settings_at(&proxy.endpoint, &["llama"]);
+    // The production default (the moto helper raises it for slow CI machines).
+    settings.api_timeout = std::time::Duration::from_secs(20);
+    let provider = Arc::new(AwsProvider::new(settings).await.unwrap());
+    let mut ctl = Controller::new(
+        Arc::new(cfg),
+        provider,
+        Box::new(ServeEveryReady {
+            drained: Arc::new(Mutex::new(Vec::new())),
+        }),
+        Box::new(FixedDemand {
+            replicas: Arc::new(Mutex::new(3)),
+        }),
+        Arc::new(Metrics::default()),
+    );
+    let mut clock = Clock {
+        ticks: 0,
+        jumped_ms: 0,
+    };
+    let health = Arc::new(gpupool::server::Health::new(
+        10,
+        gpupool::server::wall_clock(),
+    ));
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let (sampler, server_stop) = sample_healthz(health.clone(), stop_rx).await;
+    // Seeded, so a run repeats; GPUPOOL_FAULT_SEED tries another sequence.
+    let seed = std::env::var("GPUPOOL_FAULT_SEED").map_or(0x5eed_1234, |v| v.parse().unwrap());
+    proxy.chaos(30, 20, seed);
+
+    let mut scaled_at = None;
+    let mut held = 0;
+    for n in 1..=3 {
+        let started = std::time::Instant::now();
+        let r = ctl.tick(clock.next()).await;
+        health.record_tick(gpupool::server::wall_clock(), r.is_ok());
+        // A figure for the README, not an assertion.
+        println!("tick {n}: {} ms", started.elapsed().as_millis());
+        if let Err(e) = &r {
+            held += 1;
+            println!("tick {n} held: {}", gpupool::controller::error_chain(e));
+        }
+        let total = c.desired("llama-spot").await.0 + c.desired("llama-od").await.0;
+        if total >= 3 {
+            scaled_at = Some(n);
+            break;
+        }
+    }
+    let _ = stop_tx.send(true);
+    let samples = sampler.await.unwrap();
+    let _ = server_stop.send(());
+    let (throttled, failed) = proxy.refused();
+    println!(
+        "30 % throttling + 20 % 5xx: scaled 0→3 at tick {scaled_at:?}, {held} held, {throttled} calls throttled, {failed} failed, {} /healthz samples",
+        samples.len()
+    );
+    assert!(throttled > 0 && failed > 0, "the faults were injected");
+    assert!(
+        scaled_at.is_some(),
+        "not scaled to 3 within 3 ticks: spot {:?}, on-demand {:?}",
+        c.desired("llama-spot").await,
+        c.desired("llama-od").await
+    );
+    assert_eq!(
+        c.desired("llama-spot").await.0 + c.desired("llama-od").await.0,
+        3,
+        "no double scale-up"
+    );
+    assert!(!samples.is_empty());
+    assert!(
+        samples.iter().all(|s| *s == 200),
+        "/healthz not 200 throughout: {samples:?}"
+    );
+    println!(
+        "FAULT-ROW | AWS: 30 % throttling + 20 % HTTP 500 | 0→3 within 3 ticks, /healthz 200 throughout | desired 3 at tick {}, {held} held, {throttled} throttled + {failed} failed calls, {} /healthz samples all 200",
+        scaled_at.unwrap(),
+        samples.len()
+    );
 }

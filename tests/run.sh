@@ -70,6 +70,7 @@ run_step "cargo clippy -D warnings" cargo clippy --workspace --all-features --al
 # ---------------------------------------------------------------------------------------------
 stage "cargo test (unit, property, integration against moto, Prometheus and fake API servers)"
 run_step "cargo test" cargo test --workspace --all-features --no-fail-fast
+run_step "fault matrix (tests/faults.sh)" bash tests/faults.sh
 
 # ---------------------------------------------------------------------------------------------
 stage "CLI end to end"

@@ -152,6 +152,7 @@ async fn serve(config: Arc<Config>, args: Args) -> anyhow::Result<ExitCode> {
         shutdown_signal().await;
         let _ = signal_tx.send(true);
     });
+    controller = with_durable_state(controller, &config).await?;
     let stopping = signal_rx.clone();
     let leader_fence = leader.fence();
     controller = controller.with_fence(Arc::new(move || {
@@ -189,6 +190,7 @@ async fn serve(config: Arc<Config>, args: Args) -> anyhow::Result<ExitCode> {
         health.set_leader(is_leader);
         metrics.leader.set(i64::from(is_leader));
         if !is_leader {
+            controller.restore_before_next_tick();
             metrics.clear_fleet_gauges();
             health.heartbeat(now);
             status_out.after_tick(&controller, false, now, None).await;
@@ -320,6 +322,48 @@ fn cloudwatch_publisher(config: &Config) -> anyhow::Result<Option<CloudWatchPubl
         bail!("aws.publish_cloudwatch needs a gpupool built with AWS support (--features aws)");
     }
     Ok(None)
+}
+
+/// The controller with its durable state store, restored before the first tick: a state of an
+/// unknown version refuses to start (`gpupool::state`).
+async fn with_durable_state(
+    mut controller: Controller,
+    config: &Config,
+) -> anyhow::Result<Controller> {
+    if let Some(store) = state_store(config) {
+        controller = controller.with_state_store(store);
+    }
+    controller
+        .restore_state(wall_clock())
+        .await
+        .context("restoring the saved state")?;
+    Ok(controller)
+}
+
+/// Where the durable state lives (`gpupool::state`). VM-only: the state file; without one,
+/// nothing is persisted (said once at start).
+fn state_store(config: &Config) -> Option<Arc<dyn gpupool::state::StateStore>> {
+    match config.mode {
+        Mode::VmOnly => {
+            let dir = std::env::var("STATE_DIRECTORY").ok();
+            let path =
+                gpupool::state::file::resolve_path(config.state.path.as_deref(), dir.as_deref());
+            match path {
+                Some(p) => Some(Arc::new(gpupool::state::file::FileStore::new(p))),
+                None => {
+                    tracing::warn!(
+                        "no state.path and no $STATE_DIRECTORY: drains, backoffs and timers are not persisted across restarts"
+                    );
+                    None
+                }
+            }
+        }
+        // The ConfigMap store (`gpupool::state::configmap`) needs a Role rule for the
+        // `gpupool-state` ConfigMap (get/update by name, create) in the manifests and the
+        // contract; until that lands, Kubernetes mode keeps its state in memory (drains are
+        // still marked on the nodes and resumed from them).
+        Mode::Kubernetes => None,
+    }
 }
 
 /// How long a tick may still run after SIGTERM: it stops acting at once (the fence), so this

@@ -36,6 +36,9 @@ pub struct Config {
     pub metrics: MetricsConfig,
     #[serde(default)]
     pub sim: Option<SimProviderConfig>,
+    /// Where the controller keeps what it must not forget across restarts (`crate::state`).
+    #[serde(default)]
+    pub state: StateConfig,
     /// Shadow mode: observe and plan every tick, but never call a mutating cloud API, never
     /// cordon, evict or write Events. What gpupool would have done is logged, counted
     /// (`gpupool_shadow_actions_total`) and shown on `/status` next to what the groups' current
@@ -43,6 +46,17 @@ pub struct Config {
     #[serde(default)]
     pub dry_run: bool,
     pub pools: Vec<PoolConfig>,
+}
+
+/// Durable state. VM-only: a file written atomically at `path`; without a path, the file
+/// `state.json` under `$STATE_DIRECTORY` when systemd sets it (`StateDirectory=gpupool` in
+/// the shipped unit), else nothing is persisted (logged at start). Kubernetes: `path` is not
+/// used (the ConfigMap store, `state::configmap`, is not enabled yet).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StateConfig {
+    #[serde(default)]
+    pub path: Option<String>,
 }
 
 fn d_tick() -> u64 {

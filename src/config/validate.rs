@@ -140,6 +140,14 @@ pub(super) fn validate(cfg: &Config) -> Vec<Issue> {
         ProviderKind::Sim => {}
     }
 
+    if let Some(p) = &cfg.state.path
+        && (p.trim().is_empty() || p.ends_with('/'))
+    {
+        c.fail(
+            "state.path",
+            format!("must name a file such as /var/lib/gpupool/state.json, got {p:?}"),
+        );
+    }
     if cfg.metrics.listen.parse::<std::net::SocketAddr>().is_err() {
         c.fail(
             "metrics.listen",

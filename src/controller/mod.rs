@@ -6,7 +6,9 @@
 //! the wall clock) and in the simulator (driven by the virtual clock).
 //!
 //! Safety rules the shell enforces, whatever the plan says:
-//! - when observing the cloud or the cluster fails, the tick holds: nothing is changed;
+//! - when observing the cloud or the cluster fails, the tick holds: nothing is changed — except
+//!   that a group whose read failed may stand in with its last good view for up to
+//!   [`LAST_GOOD_MAX_AGE_S`], never for scale-down (`observe.rs`);
 //! - an instance is terminated only after its drain finished or its deadline passed, and never
 //!   while it is still registered (VM-only: its deregister command has not succeeded);
 //! - a cloud event is acknowledged only after it was handled (so a crash re-delivers it), and
@@ -17,9 +19,12 @@
 pub mod batcher;
 pub mod dump;
 pub mod metrics;
+mod observe;
+mod persist;
 mod shadow;
 
 pub use metrics::Metrics;
+pub use observe::{READ_RETRY_BUDGET_PER_TICK, RetryBudget};
 pub use shadow::Planned;
 
 use crate::config::{Config, DisruptionPolicy};
@@ -150,6 +155,8 @@ pub enum ControllerError {
     },
     #[error("observing the cluster")]
     Cluster(#[source] ClusterError),
+    #[error("restoring the saved state")]
+    State(#[source] crate::state::StateError),
 }
 
 /// What happened to one action.
@@ -236,6 +243,14 @@ pub struct Controller {
     /// listing fails this tick, for at most [`LAST_GOOD_MAX_AGE_S`], and then only to avoid
     /// launching the same capacity twice — its pool holds scale-down meanwhile.
     last_good: BTreeMap<NodeGroupId, (Timestamp, Vec<Instance>)>,
+    /// Each group's last good discovery, and when: stands in when `node_groups` fails (see
+    /// `observe.rs`), with `increases` since added to its desired capacity.
+    last_good_groups: BTreeMap<NodeGroupId, (Timestamp, NodeGroup)>,
+    /// Increases accepted per group in the last [`LAST_GOOD_MAX_AGE_S`].
+    increases: BTreeMap<NodeGroupId, Vec<(Timestamp, u32)>>,
+    /// Durable state (`persist.rs`) and the events handled this tick, acknowledged after it.
+    persist: persist::Persistence,
+    pending_acks: Vec<persist::PendingAck>,
     fence: Fence,
     /// The shell's additions for `/status`, `--dump-snapshot` and shadow mode (shadow.rs).
     extras: shadow::Extras,
@@ -270,6 +285,10 @@ impl Controller {
             group_pools: BTreeMap::new(),
             not_serving_since: BTreeMap::new(),
             last_good: BTreeMap::new(),
+            last_good_groups: BTreeMap::new(),
+            increases: BTreeMap::new(),
+            persist: persist::Persistence::default(),
+            pending_acks: Vec::new(),
             fence: Arc::new(|| true),
             extras: shadow::Extras::default(),
         }
@@ -309,9 +328,17 @@ impl Controller {
             ..TickReport::default()
         };
         self.metrics.ticks.inc();
+        if let Err(e) = self.restore_state(now).await {
+            self.metrics.ticks_held.inc();
+            let e = ControllerError::State(e);
+            tracing::error!(error = %error_chain(&e), "holding: the saved state is of an unknown version");
+            report.held = Some(error_chain(&e));
+            return Err(e);
+        }
 
-        // Observe the cloud. Any failure holds the whole tick: acting on a partial view could
-        // scale down capacity we simply failed to see.
+        // Observe the cloud. A group that cannot be read stands in with its recent last good
+        // view (scale-down held for its pool); without one the tick holds: acting on a partial
+        // view could scale down capacity we simply failed to see (`observe.rs`).
         let (groups, instances, stale_groups) = match self.observe_provider(now).await {
             Ok(v) => v,
             Err(e) => {
@@ -412,55 +439,12 @@ impl Controller {
             .unwrap_or(3600) as f64;
         self.history.decay(now, elapsed, window);
         self.last_tick = Some(now);
+        // Durable before acknowledged: a crash from here on redelivers the events or restores
+        // their drains.
+        let saved = self.save_state(now).await;
+        self.flush_acks(saved, &report).await;
         self.metrics.last_tick_timestamp_seconds.set(now.secs_f64());
         Ok(report)
-    }
-
-    /// Groups, their instances, and the groups shown from their last good listing.
-    async fn observe_provider(&mut self, now: Timestamp) -> Result<Observed, ControllerError> {
-        let groups = self.provider.node_groups().await.map_err(|source| {
-            self.count_error("node_groups", &source);
-            ControllerError::ListGroups {
-                provider: self.provider.name(),
-                source,
-            }
-        })?;
-        // Only groups of configured pools are ours to touch.
-        let groups: Vec<NodeGroup> = groups
-            .into_iter()
-            .filter(|g| self.config.pool(&g.pool).is_some())
-            .collect();
-        let mut instances = Vec::new();
-        let mut stale = BTreeMap::new();
-        for g in &groups {
-            match self.provider.instances(&g.id).await {
-                Ok(list) => {
-                    self.last_good.insert(g.id.clone(), (now, list.clone()));
-                    instances.extend(list);
-                }
-                Err(source) => {
-                    self.count_error("instances", &source);
-                    // One group that cannot be listed does not stop the others: its last
-                    // good view stands in while it is recent.
-                    match self.last_good.get(&g.id) {
-                        Some((at, list)) if now.secs_since(*at) <= LAST_GOOD_MAX_AGE_S => {
-                            tracing::warn!(group = %g.id, error = %error_chain(&source), age_s = now.secs_since(*at), "cannot list instances; using the last good listing (scale-down held for its pool)");
-                            stale.insert(g.id.clone(), *at);
-                            instances.extend(list.iter().cloned());
-                        }
-                        _ => {
-                            return Err(ControllerError::ListInstances {
-                                group: g.id.clone(),
-                                source,
-                            });
-                        }
-                    }
-                }
-            }
-        }
-        self.last_good
-            .retain(|id, _| groups.iter().any(|g| &g.id == id));
-        Ok((groups, instances, stale))
     }
 
     fn count_error(&self, call: &str, e: &ProviderError) {
@@ -561,6 +545,9 @@ impl Controller {
             }
         };
         let mut handled = 0;
+        // Acknowledged at the end of the tick (`persist.rs`); a tick that holds before then
+        // leaves them to be redelivered.
+        self.pending_acks.clear();
         for ev in events {
             let duplicate = self.seen_events.contains(&ev.id);
             if !duplicate {
@@ -571,15 +558,15 @@ impl Controller {
                 }
                 handled += 1;
             }
-            // A replica that is no longer leader leaves the event for the next leader.
-            if let Some(ack) = &ev.ack
-                && self.may_act()
-                && !self.config.dry_run
-                && let Err(e) = self.provider.ack_event(ack).await
-            {
-                // Not fatal: the event is re-delivered and recognised as a duplicate.
-                self.count_error("ack_event", &e);
-                tracing::warn!(event = %ev.id, error = %e, "cannot acknowledge event");
+            if let Some(ack) = &ev.ack {
+                let pool = persist::event_instance(&ev.kind)
+                    .and_then(|id| instances.iter().find(|i| &i.id == id))
+                    .and_then(|i| self.pool_of_group(&i.group).cloned());
+                self.pending_acks.push(persist::PendingAck {
+                    event: ev.id.clone(),
+                    ack: ack.clone(),
+                    pool,
+                });
             }
         }
         handled
@@ -850,6 +837,7 @@ impl Controller {
                 // they later fail to fulfil): the offering's backoff ends only when one of its
                 // instances serves (`History::record_ready`).
                 self.provider.increase(group, *count).await?;
+                self.note_increase(group, *count, now);
                 self.history.last_scale_up.insert(pool.clone(), now);
                 Ok(())
             }
@@ -872,6 +860,7 @@ impl Controller {
                 pool, group, count, ..
             } => {
                 self.provider.increase(group, *count).await?;
+                self.note_increase(group, *count, now);
                 self.history.last_scale_up.insert(pool.clone(), now);
                 Ok(())
             }

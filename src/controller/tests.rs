@@ -944,14 +944,16 @@ fn a_fenced_controller_stops_acting_mid_tick() {
             },
         });
     }
-    // Leading for the first two checks (the event's ack, the first action), then not.
+    // Leading for the first check (the first action), then not: the second action is not
+    // taken, and the event — acknowledged only at the end of a tick — is left for the next
+    // leader.
     let checks = Arc::new(std::sync::atomic::AtomicU32::new(0));
     let c2 = checks.clone();
-    let fence: Fence = Arc::new(move || c2.fetch_add(1, std::sync::atomic::Ordering::SeqCst) < 2);
+    let fence: Fence = Arc::new(move || c2.fetch_add(1, std::sync::atomic::Ordering::SeqCst) < 1);
     let mut c = controller(&p, two_ups, 1).with_fence(fence);
     block(c.tick(Timestamp::from_secs(10))).unwrap();
     assert_eq!(world(&p).calls, vec!["increase a 1".to_string()]);
-    assert_eq!(world(&p).acked, vec!["rh-1".to_string()]);
+    assert!(world(&p).acked.is_empty(), "left for the next leader");
 
     // Not leading from the start: no ack, no action.
     let p = MemProvider::default();
@@ -970,6 +972,143 @@ fn a_fenced_controller_stops_acting_mid_tick() {
     block(c.tick(Timestamp::from_secs(10))).unwrap();
     assert!(world(&p).calls.is_empty());
     assert!(world(&p).acked.is_empty(), "left for the next leader");
+}
+
+/// A state store in memory that can be made to fail, shared by "successive processes".
+#[derive(Clone, Default)]
+struct MemStore {
+    saved: Arc<Mutex<Option<crate::state::SavedState>>>,
+    failing: Arc<Mutex<bool>>,
+    saves: Arc<Mutex<u32>>,
+}
+
+#[async_trait]
+impl crate::state::StateStore for MemStore {
+    async fn load(&self) -> Result<Option<crate::state::SavedState>, crate::state::StateError> {
+        Ok(self.saved.lock().unwrap().clone())
+    }
+    async fn save(&self, s: &crate::state::SavedState) -> Result<(), crate::state::StateError> {
+        if *self.failing.lock().unwrap() {
+            return Err(crate::state::StateError::Write {
+                what: "memory".into(),
+                source: "disk full".into(),
+            });
+        }
+        *self.saves.lock().unwrap() += 1;
+        *self.saved.lock().unwrap() = Some(s.clone());
+        Ok(())
+    }
+    fn describe(&self) -> String {
+        "memory".into()
+    }
+}
+
+/// A notice (delivered twice, SQS at-least-once) is acknowledged only once its drain is saved;
+/// a process that dies after the acknowledgement (dropped: nothing is flushed on drop, as with
+/// kill -9) is replaced by one that resumes the drain with the same deadline and terminates.
+#[test]
+fn a_notice_is_acknowledged_after_its_drain_is_saved_and_a_restart_resumes_it() {
+    let p = noticed(200);
+    {
+        let mut w = world(&p);
+        let ev = w.events.pop().unwrap();
+        for ack in ["r1", "r2"] {
+            w.events.push(ProviderEvent {
+                ack: Some(ack.into()),
+                ..ev.clone()
+            });
+        }
+    }
+    let store = MemStore::default();
+    *store.failing.lock().unwrap() = true;
+    let mut c = controller(&p, empty_plan, u32::MAX).with_state_store(Arc::new(store.clone()));
+    let r = block(c.tick(Timestamp::from_secs(10))).unwrap();
+    assert_eq!(r.events_handled, 1, "handled once");
+    assert!(world(&p).acked.is_empty(), "not saved: not acknowledged");
+
+    *store.failing.lock().unwrap() = false;
+    let r = block(c.tick(Timestamp::from_secs(20))).unwrap();
+    assert_eq!(r.events_handled, 0, "the redelivery is a duplicate");
+    assert_eq!(world(&p).acked, vec!["r1".to_string(), "r2".to_string()]);
+    let saved = store.saved.lock().unwrap().clone().unwrap();
+    assert_eq!(saved.drains.len(), 1);
+    assert_eq!(saved.drains[0].deadline, Timestamp::from_secs(200));
+    drop(c); // kill -9: the notice is gone from the queue, the drain only on "disk"
+
+    let mut c = controller(&p, empty_plan, 1).with_state_store(Arc::new(store.clone()));
+    let r = block(c.tick(Timestamp::from_secs(30))).unwrap();
+    assert_eq!(r.events_handled, 0, "nothing redelivered");
+    assert_eq!(
+        r.terminated_after_drain,
+        vec![InstanceId::from("i-1")],
+        "the restored drain went on"
+    );
+    assert_eq!(world(&p).calls, vec!["terminate a i-1".to_string()]);
+}
+
+/// The replacement's launch failed: the notice stays unacknowledged (redelivered), and the
+/// redelivery does not start a second drain.
+#[test]
+fn a_notice_whose_replacement_failed_is_left_for_redelivery() {
+    let p = noticed(200);
+    {
+        let mut w = world(&p);
+        w.events[0].ack = Some("r1".into());
+        w.no_capacity_in.push("a".into());
+    }
+    let store = MemStore::default();
+    let mut c =
+        controller(&p, scale_up_first_usable, u32::MAX).with_state_store(Arc::new(store.clone()));
+    block(c.tick(Timestamp::from_secs(10))).unwrap();
+    assert!(
+        world(&p).acked.is_empty(),
+        "launch failed: not acknowledged"
+    );
+    world(&p).no_capacity_in.clear();
+    // The offering backs off; the next tick's launch goes elsewhere… here the only group is
+    // backed off, so the plan is empty and the notice is acknowledged.
+    let r = block(c.tick(Timestamp::from_secs(20))).unwrap();
+    assert_eq!(r.events_handled, 0);
+    assert_eq!(world(&p).acked, vec!["r1".to_string()]);
+    assert_eq!(c.draining().count(), 1);
+}
+
+/// A state of an unknown format version holds every tick (never overwritten); a corrupt one is
+/// a fresh start.
+#[test]
+fn an_unknown_state_version_holds_and_a_corrupt_state_starts_fresh() {
+    struct Bad(bool);
+    #[async_trait]
+    impl crate::state::StateStore for Bad {
+        async fn load(&self) -> Result<Option<crate::state::SavedState>, crate::state::StateError> {
+            let bytes: &[u8] = if self.0 {
+                br#"{"version": 7, "saved_at": 0}"#
+            } else {
+                b"\x00 not json"
+            };
+            crate::state::decode(bytes, "test").map(Some)
+        }
+        async fn save(&self, _: &crate::state::SavedState) -> Result<(), crate::state::StateError> {
+            panic!("must not save over a state it could not read");
+        }
+        fn describe(&self) -> String {
+            "bad".into()
+        }
+    }
+    let p = MemProvider::default();
+    world(&p).groups.push(group("a", CapacityType::Spot));
+    let mut c = controller(&p, scale_up_first_usable, 1).with_state_store(Arc::new(Bad(true)));
+    for s in [10, 20] {
+        let e = block(c.tick(Timestamp::from_secs(s))).unwrap_err();
+        assert!(error_chain(&e).contains("version 7"), "{}", error_chain(&e));
+    }
+    assert!(world(&p).calls.is_empty());
+
+    // Corrupt: restored as a fresh start (saving over it is then allowed; this fake's save
+    // panics, so only the restore is exercised).
+    let mut c = controller(&p, scale_up_first_usable, 1).with_state_store(Arc::new(Bad(false)));
+    assert!(block(c.restore_state(Timestamp::from_secs(10))).is_ok());
+    assert!(c.history().backoff.is_empty());
 }
 
 mod shadow;

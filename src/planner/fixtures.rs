@@ -647,6 +647,7 @@ pub fn config(pools: Vec<PoolConfig>) -> Config {
         kubernetes: KubernetesConfig::default(),
         metrics: MetricsConfig::default(),
         sim: None,
+        state: Default::default(),
         dry_run: false,
         pools,
     }

@@ -30,6 +30,16 @@
 //!   minSize (1). Terminating instance without replacement will violate group's min size
 //!   constraint. …"); moto would allow it.
 //!
+//! - **Chaos** ([`FaultProxy::chaos`]): a share of Auto Scaling and EC2 calls, drawn from a
+//!   seeded generator, is refused with throttling or a server error before it reaches moto
+//!   (so a refused write is never applied). Auto Scaling throttles with code `Throttling`,
+//!   "Rate exceeded", HTTP 400 and reports `InternalFailure` with HTTP 500 (API reference,
+//!   "Common errors"); EC2 throttles with `RequestLimitExceeded`, HTTP 503, and reports
+//!   `InternalError`, HTTP 500 (EC2 API reference, "Error codes"), in its own `<Response>
+//!   <Errors>` envelope.
+//! - **Hang** ([`FaultProxy::hang`]): Auto Scaling and EC2 calls are accepted and never
+//!   answered, as an overloaded endpoint or a black-holed network path behaves.
+//!
 //! Every Auto Scaling and EC2 call is recorded ([`FaultProxy::calls`]) so tests can assert what
 //! was, and was not, sent.
 
@@ -90,8 +100,39 @@ struct WarmMember {
     zone: String,
 }
 
+/// Random refusals: percentages of calls throttled and failed with a 5xx.
+#[derive(Clone, Copy, Debug)]
+struct Chaos {
+    throttle_pct: u32,
+    error_pct: u32,
+    rng: u64,
+}
+
+impl Chaos {
+    /// xorshift64: a fixed sequence per seed, so a run can be repeated.
+    fn next_pct(&mut self) -> u32 {
+        let mut x = self.rng;
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        self.rng = x;
+        (x % 100) as u32
+    }
+}
+
+/// What chaos did to one call.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Refusal {
+    Throttle,
+    ServerError,
+}
+
 #[derive(Default)]
 struct Faults {
+    chaos: Option<Chaos>,
+    hang: bool,
+    /// Calls refused by chaos so far: (throttled, failed).
+    refused: (usize, usize),
     stockouts: HashMap<String, Stockout>,
     warm: HashMap<String, Vec<WarmMember>>,
     /// instance id → the hook holding it.
@@ -101,9 +142,15 @@ struct Faults {
 }
 
 struct Shared {
-    upstream: String,
+    upstream: Mutex<String>,
     http: reqwest::Client,
     faults: Mutex<Faults>,
+}
+
+impl Shared {
+    fn upstream(&self) -> String {
+        self.upstream.lock().expect("upstream poisoned").clone()
+    }
 }
 
 /// The proxy; stops when dropped.
@@ -111,6 +158,8 @@ pub struct FaultProxy {
     pub endpoint: String,
     shared: Arc<Shared>,
     task: tokio::task::JoinHandle<()>,
+    shutdown: Mutex<Option<tokio::sync::oneshot::Sender<()>>>,
+    stopped: tokio::sync::watch::Receiver<bool>,
 }
 
 impl Drop for FaultProxy {
@@ -122,24 +171,57 @@ impl Drop for FaultProxy {
 impl FaultProxy {
     /// Listen on a free loopback port and forward to `upstream` (moto's endpoint).
     pub async fn start(upstream: &str) -> FaultProxy {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        Self::start_on(upstream, 0).await
+    }
+
+    /// Listen on `port` (0: a free one) — the same port again after [`FaultProxy::stop`], as a
+    /// restarted endpoint comes back at its address.
+    pub async fn start_on(upstream: &str, port: u16) -> FaultProxy {
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
             .await
             .expect("bind the fault proxy");
         let port = listener.local_addr().expect("proxy address").port();
         let shared = Arc::new(Shared {
-            upstream: upstream.trim_end_matches('/').to_owned(),
+            upstream: Mutex::new(upstream.trim_end_matches('/').to_owned()),
             http: reqwest::Client::new(),
             faults: Mutex::new(Faults::default()),
         });
         let app = Router::new().fallback(handle).with_state(shared.clone());
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let (done_tx, stopped) = tokio::sync::watch::channel(false);
         let task = tokio::spawn(async move {
-            let _ = axum::serve(listener, app).await;
+            // Graceful shutdown closes idle keep-alive connections too (hyper), so after `stop`
+            // a client's pooled connection is gone as well, not only the listener.
+            let _ = axum::serve(listener, app)
+                .with_graceful_shutdown(async {
+                    let _ = rx.await;
+                })
+                .await;
+            let _ = done_tx.send(true);
         });
         FaultProxy {
             endpoint: format!("http://127.0.0.1:{port}"),
             shared,
             task,
+            shutdown: Mutex::new(Some(tx)),
+            stopped,
         }
+    }
+
+    /// Stop listening and close idle connections, as a killed endpoint: connections are
+    /// refused from now on. Returns once the listener is closed.
+    pub async fn stop(&self) {
+        if let Some(tx) = self.shutdown.lock().expect("shutdown poisoned").take() {
+            let _ = tx.send(());
+        }
+        let mut stopped = self.stopped.clone();
+        let _ = stopped.wait_for(|s| *s).await;
+    }
+
+    /// Forward to another upstream from now on (a restarted, empty endpoint).
+    pub fn set_upstream(&self, upstream: &str) {
+        *self.shared.upstream.lock().expect("upstream poisoned") =
+            upstream.trim_end_matches('/').to_owned();
     }
 
     fn faults(&self) -> std::sync::MutexGuard<'_, Faults> {
@@ -161,6 +243,28 @@ impl FaultProxy {
                 activities: Vec::new(),
             },
         );
+    }
+
+    /// From now on refuse `throttle_pct` % of Auto Scaling / EC2 calls with throttling and a
+    /// further `error_pct` % with a server error (each call draws once from a generator seeded
+    /// with `seed`). `chaos(0, 0, _)` ends it.
+    pub fn chaos(&self, throttle_pct: u32, error_pct: u32, seed: u64) {
+        self.faults().chaos = (throttle_pct + error_pct > 0).then_some(Chaos {
+            throttle_pct,
+            error_pct,
+            rng: seed.max(1),
+        });
+    }
+
+    /// Calls refused by chaos so far: (throttled, failed with a 5xx).
+    pub fn refused(&self) -> (usize, usize) {
+        self.faults().refused
+    }
+
+    /// Accept Auto Scaling / EC2 calls and never answer them (`false` ends it; calls already
+    /// hanging stay hung until their client gives up).
+    pub fn hang(&self, on: bool) {
+        self.faults().hang = on;
     }
 
     /// Failed launch activities of a stocked-out group visible by now.
@@ -283,6 +387,42 @@ fn asg_ok(action: &str, result: &str) -> Response {
         StatusCode::OK,
         format!(
             "<{action}Response xmlns=\"{ASG_NS}\">{result}<ResponseMetadata><RequestId>fault-proxy</RequestId></ResponseMetadata></{action}Response>"
+        ),
+    )
+}
+
+fn refusal(service: &str, r: Refusal) -> Response {
+    match (service, r) {
+        ("ec2", Refusal::Throttle) => ec2_error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "RequestLimitExceeded",
+            "Request limit exceeded.",
+        ),
+        ("ec2", Refusal::ServerError) => ec2_error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "InternalError",
+            "An internal error has occurred.",
+        ),
+        (_, Refusal::Throttle) => xml(
+            StatusCode::BAD_REQUEST,
+            format!(
+                "<ErrorResponse xmlns=\"{ASG_NS}\"><Error><Type>Sender</Type><Code>Throttling</Code><Message>Rate exceeded</Message></Error><RequestId>fault-proxy</RequestId></ErrorResponse>"
+            ),
+        ),
+        (_, Refusal::ServerError) => xml(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!(
+                "<ErrorResponse xmlns=\"{ASG_NS}\"><Error><Type>Receiver</Type><Code>InternalFailure</Code><Message>An internal error occurred.</Message></Error><RequestId>fault-proxy</RequestId></ErrorResponse>"
+            ),
+        ),
+    }
+}
+
+fn ec2_error(status: StatusCode, code: &str, message: &str) -> Response {
+    xml(
+        status,
+        format!(
+            "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Response><Errors><Error><Code>{code}</Code><Message>{message}</Message></Error></Errors><RequestID>fault-proxy</RequestID></Response>"
         ),
     )
 }
@@ -445,7 +585,7 @@ async fn upstream_query(shared: &Shared, service: &str, params: &[(&str, &str)])
         .join("&");
     match shared
         .http
-        .post(format!("{}/", shared.upstream))
+        .post(format!("{}/", shared.upstream()))
         .header("authorization", auth)
         .header("content-type", "application/x-www-form-urlencoded")
         .body(body)
@@ -477,7 +617,7 @@ async fn forward(
 ) -> (StatusCode, HeaderMap, Bytes) {
     let url = format!(
         "{}{}",
-        shared.upstream,
+        shared.upstream(),
         uri.path_and_query().map_or("/", |p| p.as_str())
     );
     let mut req = shared.http.request(method, url);
@@ -533,13 +673,35 @@ async fn handle(
     }
     let params = form(&body);
     let action = param(&params, "Action").unwrap_or_default().to_owned();
-    {
+    let (refused, hang) = {
         let mut f = shared.faults.lock().expect("fault state poisoned");
         f.calls.push(Call {
             service: service.clone(),
             action: action.clone(),
             params: params.clone(),
         });
+        let refused = f.chaos.as_mut().and_then(|c| {
+            let draw = c.next_pct();
+            if draw < c.throttle_pct {
+                Some(Refusal::Throttle)
+            } else if draw < c.throttle_pct + c.error_pct {
+                Some(Refusal::ServerError)
+            } else {
+                None
+            }
+        });
+        match refused {
+            Some(Refusal::Throttle) => f.refused.0 += 1,
+            Some(Refusal::ServerError) => f.refused.1 += 1,
+            None => {}
+        }
+        (refused, f.hang)
+    };
+    if hang {
+        std::future::pending::<()>().await;
+    }
+    if let Some(r) = refused {
+        return refusal(&service, r);
     }
     match (service.as_str(), action.as_str()) {
         ("autoscaling", "SetDesiredCapacity") => {

@@ -1,7 +1,7 @@
 //! SDK errors → [`ProviderError`], by the error *code* the service returns
 //! (`ProvideErrorMetadata::code()`), never by Debug text.
 //!
-//! The SDK has already retried retryable errors (adaptive retry mode, see `AwsSettings`) by the
+//! The SDK has already retried retryable errors (standard retry mode, see `AwsSettings`) by the
 //! time an error gets here, so a `Throttled` here means the retry budget ran out.
 
 use aws_sdk_autoscaling::error::ProvideErrorMetadata;

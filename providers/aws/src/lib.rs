@@ -51,6 +51,7 @@
 //! `contract.rs`; a root integration test checks the two agree).
 
 pub mod activities;
+pub mod bounds;
 mod cloudwatch;
 mod discovery;
 mod error;
@@ -144,7 +145,7 @@ pub struct AwsSettings {
     pub interruption_queue_url: Option<String>,
     /// Limit on one API call including the SDK's retries.
     pub api_timeout: Duration,
-    /// Attempts per call (first try included) in the SDK's adaptive retry mode.
+    /// Attempts per call (first try included) in the SDK's standard retry mode.
     pub max_attempts: u32,
     /// Pools whose groups are discovered; groups of other pools are never touched.
     pub pools: Vec<PoolName>,
@@ -216,20 +217,93 @@ pub enum AwsError {
     InvalidSettings(String),
 }
 
-/// The shared SDK configuration: region, endpoint, credentials, adaptive retries, timeouts.
+/// First backoff before a retry, doubled per retry. The Rust SDK's default is 1 s
+/// (`RetryConfigBuilder::build` in aws-smithy-types 1.9); the JavaScript SDK v3 backs off
+/// from 500 ms after throttling and 100 ms after other errors (`THROTTLING_RETRY_DELAY_BASE`,
+/// `DEFAULT_RETRY_DELAY_BASE` in `@aws-sdk/middleware-retry`). 500 ms: with 30 % of calls
+/// throttled and 20 % failing, 1 s made one tick of a dozen reads take 21 s (measured against
+/// moto behind the fault proxy), close to the 30 s liveness limit.
+pub const RETRY_INITIAL_BACKOFF: Duration = Duration::from_millis(500);
+/// Longest backoff before one retry. The SDK's default is 20 s (same source), longer than a
+/// whole tick; 4 s keeps a call's worst case inside [`AwsSettings::api_timeout`].
+pub const RETRY_MAX_BACKOFF: Duration = Duration::from_secs(4);
+/// Time budgeted per attempt when checking that the retries fit (a throttling or 5xx answer
+/// comes back well within it).
+pub const MIN_ATTEMPT_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// How one API call is bounded.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CallTimeouts {
+    /// The longest the SDK may sleep between attempts, summed over every retry.
+    pub backoff_total: Duration,
+    /// `operation_timeout`: the whole call, retries included. Never shorter than every backoff
+    /// plus [`MIN_ATTEMPT_TIMEOUT`] per attempt, so the retries of errors answered at once
+    /// (throttling, 5xx) always fit — a call cut off mid-retry wastes the attempts already
+    /// made and reports a timeout where the cloud only throttled.
+    pub operation: Duration,
+}
+
+/// The SDK's timeouts for a per-call limit of `api_timeout` and `max_attempts` attempts.
+///
+/// In standard retry mode the SDK sleeps `rand[0,1) × min(initial × 2^(i-1), max_backoff)`
+/// before retry `i` (`calculate_exponential_backoff` in aws-smithy-runtime 1.16,
+/// `client/retries/strategy/standard.rs`), so the sum over the retries is at most
+/// [`CallTimeouts::backoff_total`]; when `api_timeout` cannot hold it, the call's limit grows
+/// instead of the retries being cut.
+///
+/// No per-attempt timeout: an attempt cut off after the server acted would be retried, and a
+/// write that is not idempotent (`PutMetricData`, `TerminateInstanceInAutoScalingGroup` with
+/// decrement) would then be applied twice — quarter- and half-budget attempt timeouts did that
+/// against a slow moto on a loaded machine. A hung endpoint therefore costs one whole
+/// `api_timeout` per call, and is not retried within it. A server's `x-amz-retry-after` may
+/// add up to 5 s per retry (same source, retry behaviour 2.1); the Auto Scaling and EC2 query
+/// APIs are not documented to send it, so it is not budgeted — the operation timeout still
+/// ends such a call.
+pub fn call_timeouts(api_timeout: Duration, max_attempts: u32) -> CallTimeouts {
+    let attempts = max_attempts.max(1);
+    let backoff_total: Duration = (1..attempts)
+        .map(|retry| {
+            let doubled = RETRY_INITIAL_BACKOFF
+                .checked_mul(1u32.checked_shl(retry - 1).unwrap_or(u32::MAX))
+                .unwrap_or(RETRY_MAX_BACKOFF);
+            doubled.min(RETRY_MAX_BACKOFF)
+        })
+        .sum();
+    let operation = api_timeout.max(
+        MIN_ATTEMPT_TIMEOUT
+            .saturating_mul(attempts)
+            .saturating_add(backoff_total),
+    );
+    CallTimeouts {
+        backoff_total,
+        operation,
+    }
+}
+
+/// The shared SDK configuration: region, endpoint, credentials, standard retries, timeouts.
 async fn sdk_config(settings: &AwsSettings) -> Result<aws_config::SdkConfig, AwsError> {
     use aws_config::{BehaviorVersion, Region};
     settings.validate()?;
+    let t = call_timeouts(settings.api_timeout, settings.max_attempts);
     let mut loader = aws_config::defaults(BehaviorVersion::latest())
         .region(Region::new(settings.region.clone()))
-        // Adaptive mode adds client-side rate limiting on top of exponential backoff, so a
-        // burst of throttling slows gpupool down instead of burning its retry budget.
+        // Standard, not adaptive, retries. Adaptive mode adds a client-side token bucket that,
+        // once throttled, refills at down to 0.5 requests per second (`MIN_FILL_RATE` in
+        // aws-smithy-runtime 1.16 `client/retries/client_rate_limiter.rs`) and is shared by
+        // every client of a retry partition (`CLIENT_RATE_LIMITER`, keyed by service and
+        // region): under 30 % throttling every call of a tick then queued behind it and a
+        // 0→3 scale-up took 87 s (issue #14). Standard mode retries with jittered exponential
+        // backoff only; its retry quota (a 500-token bucket, `token_bucket.rs`) still stops
+        // retry storms, and the controller's per-tick retry budget is the second bound.
         .retry_config(
-            aws_config::retry::RetryConfig::adaptive().with_max_attempts(settings.max_attempts),
+            aws_config::retry::RetryConfig::standard()
+                .with_max_attempts(settings.max_attempts)
+                .with_initial_backoff(RETRY_INITIAL_BACKOFF)
+                .with_max_backoff(RETRY_MAX_BACKOFF),
         )
         .timeout_config(
             aws_config::timeout::TimeoutConfig::builder()
-                .operation_timeout(settings.api_timeout)
+                .operation_timeout(t.operation)
                 .build(),
         );
     if let Some(url) = &settings.endpoint_url {
@@ -272,6 +346,36 @@ mod tests {
         let mut bad = ok;
         bad.max_attempts = 0;
         assert!(bad.validate().is_err());
+    }
+
+    #[test]
+    fn call_timeouts_fit_every_retry_inside_the_call() {
+        let s = Duration::from_secs;
+        let ms = Duration::from_millis;
+        // (api_timeout, attempts) → (attempt, backoff_total, operation)
+        // (api_timeout, attempts) → (backoff_total, operation)
+        let table = [
+            ((s(20), 4), (ms(3500), s(20))),
+            ((s(20), 3), (ms(1500), s(20))),
+            ((s(30), 1), (s(0), s(30))),
+            // Backoffs are capped at 4 s: 0.5 + 1 + 2 + 4 + 4.
+            ((s(60), 6), (ms(11_500), s(60))),
+            // Too short for the retries: the call's limit grows (4 × 1 s + 3.5 s).
+            ((s(5), 4), (ms(3500), ms(7500))),
+            ((s(1), 0), (s(0), s(1))),
+        ];
+        for ((api, attempts), (backoff, operation)) in table {
+            let t = call_timeouts(api, attempts);
+            assert_eq!(
+                (t.backoff_total, t.operation),
+                (backoff, operation),
+                "api_timeout {api:?}, {attempts} attempts"
+            );
+            assert!(MIN_ATTEMPT_TIMEOUT * attempts.max(1) + t.backoff_total <= t.operation);
+        }
+        // A huge attempt count does not overflow the doubling.
+        let t = call_timeouts(s(20), 64);
+        assert_eq!(t.backoff_total, ms(500 + 1000 + 2000 + 4000 * 60));
     }
 
     #[test]

@@ -129,6 +129,19 @@ struct Resolved {
     template: Option<TemplateFacts>,
 }
 
+/// A group's sizes checked where they enter ([`crate::bounds::check_sizes`]): out of range is
+/// an error naming the group and the field, so the group reads as unreadable, not as zero.
+fn checked(g: &AutoScalingGroup) -> Result<()> {
+    let name = g.auto_scaling_group_name().unwrap_or_default();
+    crate::bounds::check_sizes(name, g.min_size(), g.max_size(), g.desired_capacity())
+        .map(|_| ())
+        .map_err(|e| ProviderError::Transient {
+            call: "DescribeAutoScalingGroups",
+            target: name.to_owned(),
+            source: Box::new(e),
+        })
+}
+
 /// Every page of a `NextToken` listing, at most [`MAX_PAGES`]: `send` sends one request with
 /// the token it is given, `next` reads a response's token (missing or empty on the last page).
 /// Errors are mapped as `call` on `target`.
@@ -158,7 +171,7 @@ where
 
 impl AwsProvider {
     /// Build the provider: the default credential chain (or `settings.credentials`), the
-    /// endpoint override, adaptive retries and the per-call timeout. Makes no API call.
+    /// endpoint override, standard retries and the per-call timeouts ([`crate::call_timeouts`]). Makes no API call.
     pub async fn new(settings: AwsSettings) -> std::result::Result<Self, AwsError> {
         let cfg = crate::sdk_config(&settings).await?;
         Ok(AwsProvider {
@@ -213,11 +226,15 @@ impl AwsProvider {
             |out| out.next_token(),
         )
         .await?;
-        Ok(pages
+        let groups: Vec<AutoScalingGroup> = pages
             .iter()
             .flat_map(|out| out.auto_scaling_groups())
             .cloned()
-            .collect())
+            .collect();
+        for g in &groups {
+            checked(g)?;
+        }
+        Ok(groups)
     }
 
     /// One group by name, refusing groups gpupool must not touch.
@@ -237,6 +254,7 @@ impl AwsProvider {
             .ok_or_else(|| ProviderError::NotFound {
                 what: format!("auto scaling group {group}"),
             })?;
+        checked(&g)?;
         let spec = GroupSpec::from_sdk(&g);
         let ours = spec.enabled
             && spec
@@ -308,7 +326,9 @@ impl AwsProvider {
                 message: a.status_message().unwrap_or_default().to_owned(),
                 description: a.description().unwrap_or_default().to_owned(),
                 details: a.details().map(str::to_owned),
-                start_ms: a.start_time().and_then(|t| t.to_millis().ok()),
+                start_ms: crate::bounds::sane_millis(
+                    a.start_time().and_then(|t| t.to_millis().ok()),
+                ),
             })
             .collect())
     }
@@ -516,7 +536,9 @@ impl AwsProvider {
                 facts.insert(
                     id.to_owned(),
                     Ec2Facts {
-                        launched_ms: i.launch_time().and_then(|t| t.to_millis().ok()),
+                        launched_ms: crate::bounds::sane_millis(
+                            i.launch_time().and_then(|t| t.to_millis().ok()),
+                        ),
                         private_ip: i.private_ip_address().map(str::to_owned),
                         model_cache: i
                             .tags()
@@ -600,9 +622,9 @@ impl AwsProvider {
         let warm_pool = if spec.has_warm_pool {
             let (config, members) = self.warm_pool_instances(&spec.name).await?;
             let mut wp = WarmPool {
-                target_size: config
-                    .and_then(|c| c.min_size())
-                    .map_or(0, |m| m.max(0) as u32),
+                target_size: config.and_then(|c| c.min_size()).map_or(0, |m| {
+                    m.clamp(0, crate::bounds::MAX_GROUP_SIZE as i32) as u32
+                }),
                 ready: 0,
                 warming: 0,
             };

@@ -274,7 +274,43 @@ fn as_i32(n: u32, what: &str) -> Result<i32> {
 }
 
 fn size(v: Option<i32>) -> u32 {
-    v.map_or(0, |n| n.max(0) as u32)
+    v.map_or(0, |n| n.clamp(0, MAX_MIG_SIZE) as u32)
+}
+
+/// Largest MIG size accepted from the API: "A managed instance group can have up to 1000 VM
+/// instances per group. Please contact Cloud Support if you need an increase in this limit"
+/// (Compute API reference, `instanceGroupManagers.insert`; 2,000 with paginated listing, per
+/// the "Increase a MIG's size limit" sample). 10,000 leaves room for raised limits.
+pub const MAX_MIG_SIZE: i32 = 10_000;
+
+/// A MIG size field gpupool refuses to plan on (negative, or beyond [`MAX_MIG_SIZE`]).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("group {group}: {field} is {value}, outside 0..={MAX_MIG_SIZE}")]
+pub struct SizeOutOfRange {
+    pub group: String,
+    pub field: &'static str,
+    pub value: i64,
+}
+
+/// The MIG's `targetSize`, `targetStoppedSize` and `targetSuspendedSize` checked where they
+/// enter: a missing one is 0 (proto3 JSON leaves zero values out), one out of range is an
+/// error naming the group and the field, so the group reads as unreadable this tick, never as
+/// empty.
+fn check_sizes(group: &str, m: &InstanceGroupManager) -> std::result::Result<(), SizeOutOfRange> {
+    for (field, v) in [
+        ("targetSize", m.target_size),
+        ("targetStoppedSize", m.target_stopped_size),
+        ("targetSuspendedSize", m.target_suspended_size),
+    ] {
+        if let Some(v) = v.filter(|v| !(0..=MAX_MIG_SIZE).contains(v)) {
+            return Err(SizeOutOfRange {
+                group: group.to_owned(),
+                field,
+                value: i64::from(v),
+            });
+        }
+    }
+    Ok(())
 }
 
 /// Running VMs the MIG aims for: `targetSize`, "the target number of running instances for
@@ -442,6 +478,11 @@ impl GcpProvider {
         let Some(ps) = self.pool_settings(&pool).cloned() else {
             return Ok(None);
         };
+        check_sizes(&g.id(), m).map_err(|e| ProviderError::Transient {
+            call: "instanceGroupManagers.list",
+            target: g.id(),
+            source: Box::new(e),
+        })?;
         let zones = Self::mig_zones(g, m);
         let (offerings, unpriced) = mapping::offerings(&self.catalog, &shape, &zones);
         if !unpriced.is_empty() {
@@ -1144,6 +1185,40 @@ impl NodeGroupProvider for GcpProvider {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sizes_out_of_range_name_the_group_and_field() {
+        let m = |t: Option<i32>, stopped: Option<i32>| {
+            let mut m = InstanceGroupManager::default();
+            m.target_size = t;
+            m.target_stopped_size = stopped;
+            m
+        };
+        let table = [
+            (m(None, None), None),
+            (m(Some(0), Some(0)), None),
+            (m(Some(MAX_MIG_SIZE), Some(3)), None),
+            (m(Some(-1), None), Some(("targetSize", -1))),
+            (
+                m(Some(MAX_MIG_SIZE + 1), None),
+                Some(("targetSize", 10_001)),
+            ),
+            (
+                m(Some(2), Some(i32::MIN)),
+                Some(("targetStoppedSize", i64::from(i32::MIN))),
+            ),
+        ];
+        for (mig, want) in table {
+            let got = check_sizes("g", &mig).err().map(|e| (e.field, e.value));
+            assert_eq!(
+                got, want,
+                "{:?} {:?}",
+                mig.target_size, mig.target_stopped_size
+            );
+        }
+        assert_eq!(size(Some(i32::MAX)), MAX_MIG_SIZE as u32);
+        assert_eq!(size(Some(-5)), 0);
+    }
 
     #[test]
     fn target_size_is_the_running_target_and_the_pool_sits_beside_it() {
