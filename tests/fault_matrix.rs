@@ -213,6 +213,7 @@ impl DemandSource for FixedDemand {
                 replicas_now: Some(n),
                 replicas_forecast: Some(n),
                 readings: vec![reading],
+                slo_attainment: None,
             },
         )]
         .into()
