@@ -548,6 +548,11 @@ fn signal(c: &mut Check, cfg: &Config, at: &str, s: &SignalConfig) {
     }
     if let Some(p) = &s.prometheus {
         c.url(format!("{at}.prometheus.url"), &p.url);
+        c.issues.extend(super::access::errors(
+            cfg,
+            &format!("{at}.prometheus"),
+            p.access(),
+        ));
         if p.query.trim().is_empty() {
             c.fail(
                 format!("{at}.prometheus.query"),
@@ -581,6 +586,11 @@ fn signal(c: &mut Check, cfg: &Config, at: &str, s: &SignalConfig) {
     }
     if let Some(p) = &s.latency {
         c.url(format!("{at}.latency.url"), &p.url);
+        c.issues.extend(super::access::errors(
+            cfg,
+            &format!("{at}.latency"),
+            p.access(),
+        ));
         if p.query.trim().is_empty() {
             c.fail(format!("{at}.latency.query"), "must be a PromQL expression");
         }

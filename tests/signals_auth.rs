@@ -1,0 +1,298 @@
+//! Prometheus signals against a loopback Prometheus-API fake that demands authentication:
+//! bearer token (file and environment), basic auth, a tenant header, SigV4 (feature `aws`).
+//! Each kind is refused without its credential (the reading goes stale) and accepted with it;
+//! the secret never reaches the log.
+#![allow(clippy::disallowed_methods)] // test code may read the wall clock
+
+mod signals_harness;
+
+use gpupool::config::Config;
+use gpupool::controller::DemandSource;
+use gpupool::model::{PoolDemand, PoolName};
+use gpupool::signals::SignalDemand;
+use signals_harness::prom_api::{PromApi, Require};
+use signals_harness::wall_now;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+fn temp_file(tag: &str, content: &str) -> PathBuf {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    let p = std::env::temp_dir().join(format!("gpupool-auth-{tag}-{}-{nanos}", std::process::id()));
+    std::fs::write(&p, content).unwrap();
+    p
+}
+
+/// One pool with one Prometheus signal whose `auth`/`headers` text is `access` (YAML lines
+/// indented under `prometheus:`).
+fn config(url: &str, access: &str) -> Config {
+    Config::load(&format!(
+        r#"
+mode: vm-only
+pools:
+  - name: p
+    requirements: {{}}
+    replica: {{ replicas_per_instance: 1 }}
+    limits: {{ max_nodes: 50 }}
+    signals:
+      - name: q
+        prometheus:
+          url: {url}
+          query: sum(queue)
+          target_per_replica: 5
+          timeout_s: 2
+{access}
+"#
+    ))
+    .expect("test config is valid")
+}
+
+async fn read(d: &mut SignalDemand, cfg: &Config) -> PoolDemand {
+    d.read(cfg, wall_now())
+        .await
+        .remove(&PoolName::from("p"))
+        .expect("pool read")
+}
+
+/// Replicas the signal asks for, `None` when stale.
+async fn replicas(cfg: &Config) -> Option<u32> {
+    let mut d = SignalDemand::new().unwrap();
+    let p = read(&mut d, cfg).await;
+    let r = &p.readings[0];
+    if r.stale { None } else { r.replicas }
+}
+
+#[tokio::test]
+async fn bearer_token_from_a_file_is_sent_and_rotation_is_picked_up() {
+    let api = PromApi::start(Require::Bearer("tok-1".into()), "12").await;
+    let file = temp_file("bearer", "tok-1\n");
+    let with = config(
+        &api.url(),
+        &format!(
+            "          auth: {{ bearer_token_file: {} }}",
+            file.display()
+        ),
+    );
+    assert_eq!(replicas(&with).await, Some(3), "ceil(12 / 5)");
+    let without = config(&api.url(), "");
+    assert_eq!(
+        replicas(&without).await,
+        None,
+        "refused without the token: stale"
+    );
+
+    // The file is re-read per query: a rotated token works at once, the old one is refused.
+    let mut d = SignalDemand::new().unwrap();
+    assert!(!read(&mut d, &with).await.readings[0].stale);
+    std::fs::write(&file, "tok-2\n").unwrap();
+    assert!(
+        read(&mut d, &with).await.readings[0].stale,
+        "server still wants tok-1"
+    );
+    let seen = api.seen();
+    let last = seen.last().unwrap();
+    assert!(
+        last.headers
+            .iter()
+            .any(|(k, v)| k == "authorization" && v == "Bearer tok-2")
+    );
+    std::fs::remove_file(&file).unwrap();
+}
+
+#[tokio::test]
+async fn bearer_token_from_the_environment() {
+    // Cargo sets CARGO_PKG_NAME for every test process (an env var the test need not set).
+    let want = std::env::var("CARGO_PKG_NAME").expect("run under cargo");
+    let api = PromApi::start(Require::Bearer(want), "6").await;
+    let cfg = config(
+        &api.url(),
+        "          auth: { bearer_token_env: CARGO_PKG_NAME }",
+    );
+    assert_eq!(replicas(&cfg).await, Some(2));
+    let unset = config(
+        &api.url(),
+        "          auth: { bearer_token_env: GPUPOOL_TEST_SURELY_UNSET }",
+    );
+    assert_eq!(replicas(&unset).await, None);
+    assert_eq!(
+        api.seen().len(),
+        1,
+        "an unset variable sends no request at all"
+    );
+}
+
+#[tokio::test]
+async fn basic_auth_with_a_password_file() {
+    let api = PromApi::start(Require::Basic("gpupool".into(), "pa:ss".into()), "11").await;
+    let pw = temp_file("basic", "pa:ss\n");
+    let cfg = config(
+        &api.url(),
+        &format!(
+            "          auth: {{ basic: {{ username: gpupool, password_file: {} }} }}",
+            pw.display()
+        ),
+    );
+    assert_eq!(replicas(&cfg).await, Some(3));
+    let wrong_user = config(
+        &api.url(),
+        &format!(
+            "          auth: {{ basic: {{ username: other, password_file: {} }} }}",
+            pw.display()
+        ),
+    );
+    assert_eq!(replicas(&wrong_user).await, None);
+    std::fs::remove_file(&pw).unwrap();
+}
+
+#[tokio::test]
+async fn tenant_header() {
+    let api = PromApi::start(
+        Require::Header("x-scope-orgid".into(), "team-a".into()),
+        "5",
+    )
+    .await;
+    let cfg = config(&api.url(), "          headers: { X-Scope-OrgID: team-a }");
+    assert_eq!(replicas(&cfg).await, Some(1));
+    let other = config(&api.url(), "          headers: { X-Scope-OrgID: team-b }");
+    assert_eq!(replicas(&other).await, None);
+}
+
+/// A subscriber writing every event, at every level, into a buffer.
+#[derive(Clone, Default)]
+struct Captured(Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+// Current-thread runtime: every task runs on this thread, under the thread-local subscriber.
+#[tokio::test(flavor = "current_thread")]
+async fn secrets_never_reach_the_log() {
+    let captured = Captured::default();
+    let sink = captured.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::TRACE)
+        .with_writer(move || sink.clone())
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+
+    const TOKEN: &str = "s3cr3t-T0KEN-value";
+    const PASSWORD: &str = "hunter2-PASSWORD-value";
+    let api = PromApi::start(Require::Bearer("something-else".into()), "1").await;
+    let tok = temp_file("log-tok", TOKEN);
+    let pw = temp_file("log-pw", PASSWORD);
+    for access in [
+        format!("          auth: {{ bearer_token_file: {} }}", tok.display()),
+        format!(
+            "          auth: {{ basic: {{ username: u, password_file: {} }} }}",
+            pw.display()
+        ),
+    ] {
+        let cfg = config(&api.url(), &access);
+        // Refused (wrong secret): the failure is logged at debug, with its error chain.
+        assert_eq!(replicas(&cfg).await, None);
+        // The config's Debug form names files, never their content.
+        assert!(!format!("{cfg:?}").contains(TOKEN));
+    }
+    let log = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    assert!(
+        log.contains("signal read failed"),
+        "the failures were logged (so this test can fail): {log}"
+    );
+    assert!(!log.contains(TOKEN), "token in the log:\n{log}");
+    assert!(!log.contains(PASSWORD), "password in the log:\n{log}");
+    use base64::Engine as _;
+    let encoded = base64::engine::general_purpose::STANDARD.encode(format!("u:{PASSWORD}"));
+    assert!(!log.contains(&encoded), "encoded credentials in the log");
+    assert_eq!(api.seen().len(), 2);
+    std::fs::remove_file(&tok).unwrap();
+    std::fs::remove_file(&pw).unwrap();
+}
+
+#[cfg(feature = "aws")]
+#[tokio::test]
+async fn sigv4_signature_is_sent_for_the_exact_url() {
+    use gpupool::signals::auth::Endpoint;
+    use gpupool::signals::prometheus;
+    let api = PromApi::start(
+        Require::Sigv4 {
+            access_key: "AKIDTEST".into(),
+            region: "eu-west-1".into(),
+            service: "aps".into(),
+        },
+        "7",
+    )
+    .await;
+    let creds = gpupool_aws::StaticCredentials {
+        access_key_id: "AKIDTEST".into(),
+        secret_access_key: "SECRETKEYTEST".into(),
+    };
+    let signer = gpupool_aws::Sigv4Signer::from_static(&creds, "eu-west-1", "aps");
+    let http = gpupool::signals::auth::client_builder().build().unwrap();
+    let ep = Endpoint::with_sigv4(http.clone(), signer);
+    let now = wall_now();
+    // A query with characters that must be percent-encoded: the URL signed is the URL sent.
+    let promql = r#"sum(rate(x{job="a b"}[5m]))"#;
+    let s = prometheus::query_at(
+        &ep,
+        &api.url(),
+        promql,
+        now,
+        std::time::Duration::from_secs(2),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    assert_eq!(s.value, 7.0);
+    let seen = api.seen();
+    assert!(seen[0].accepted);
+    assert!(
+        !seen[0]
+            .headers
+            .iter()
+            .any(|(_, v)| v.contains("SECRETKEYTEST"))
+    );
+    // Re-sign what the server received: the same signature, so the canonical request matched.
+    let date = &seen[0]
+        .headers
+        .iter()
+        .find(|(k, _)| k == "x-amz-date")
+        .unwrap()
+        .1;
+    let at = chrono::NaiveDateTime::parse_from_str(date, "%Y%m%dT%H%M%SZ").unwrap();
+    let at =
+        std::time::UNIX_EPOCH + std::time::Duration::from_secs(at.and_utc().timestamp() as u64);
+    let again = gpupool_aws::Sigv4Signer::from_static(&creds, "eu-west-1", "aps")
+        .sign("GET", &format!("{}{}", api.url(), seen[0].uri), at)
+        .await
+        .unwrap();
+    let auth = |h: &[(String, String)]| {
+        h.iter()
+            .find(|(k, _)| k == "authorization")
+            .map(|(_, v)| v.clone())
+    };
+    assert_eq!(auth(&seen[0].headers), auth(&again));
+    // Without a signature the fake refuses: 401, a typed status error.
+    let plain = Endpoint::plain(http);
+    let e = prometheus::query_at(
+        &plain,
+        &api.url(),
+        promql,
+        now,
+        std::time::Duration::from_secs(2),
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        matches!(e, gpupool::signals::SignalError::Status(401)),
+        "{e:?}"
+    );
+}
