@@ -296,3 +296,206 @@ async fn sigv4_signature_is_sent_for_the_exact_url() {
         "{e:?}"
     );
 }
+
+/// Run `openssl` with `args` in `dir` (the Debian package; the test's CA is made at run time).
+fn openssl(dir: &std::path::Path, args: &[&str]) {
+    let out = std::process::Command::new("openssl")
+        .current_dir(dir)
+        .args(args)
+        .output()
+        .expect("the `openssl` command (Debian package openssl) must be installed");
+    assert!(
+        out.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A throw-away CA, a server certificate for 127.0.0.1 and a client certificate, all signed by
+/// the CA (P-256 keys, valid two days).
+fn make_pki(dir: &std::path::Path) {
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+    ];
+    let mut ca = vec!["req", "-x509"];
+    ca.extend(ec);
+    ca.extend([
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.pem",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=gpupool test CA",
+    ]);
+    openssl(dir, &ca);
+    for (name, ext) in [
+        (
+            "server",
+            "subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\n",
+        ),
+        ("client", "extendedKeyUsage=clientAuth\n"),
+    ] {
+        std::fs::write(dir.join(format!("{name}.ext")), ext).unwrap();
+        let (key, csr, pem, extf) = (
+            format!("{name}.key"),
+            format!("{name}.csr"),
+            format!("{name}.pem"),
+            format!("{name}.ext"),
+        );
+        let subj = format!("/CN=gpupool test {name}");
+        let mut req = vec!["req"];
+        req.extend(ec);
+        req.extend(["-keyout", &key, "-out", &csr, "-subj", &subj]);
+        openssl(dir, &req);
+        openssl(
+            dir,
+            &[
+                "x509",
+                "-req",
+                "-in",
+                &csr,
+                "-CA",
+                "ca.pem",
+                "-CAkey",
+                "ca.key",
+                "-CAcreateserial",
+                "-out",
+                &pem,
+                "-days",
+                "2",
+                "-extfile",
+                &extf,
+            ],
+        );
+    }
+}
+
+/// A real Prometheus serving HTTPS and requiring a client certificate from the CA
+/// (`--web.config.file`, Prometheus's TLS server settings), stopped when dropped.
+struct TlsPrometheus {
+    child: std::process::Child,
+    url: String,
+}
+
+impl Drop for TlsPrometheus {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+async fn tls_prometheus(dir: &std::path::Path) -> TlsPrometheus {
+    std::fs::write(
+        dir.join("web.yml"),
+        "tls_server_config:\n  cert_file: server.pem\n  key_file: server.key\n  client_auth_type: RequireAndVerifyClientCert\n  client_ca_file: ca.pem\n",
+    )
+    .unwrap();
+    std::fs::write(dir.join("prometheus.yml"), "global: {}\n").unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let child = std::process::Command::new("prometheus")
+        .current_dir(dir)
+        .arg("--config.file=prometheus.yml")
+        .arg("--web.config.file=web.yml")
+        .arg("--storage.tsdb.path=data")
+        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("the `prometheus` binary (Debian package `prometheus`) must be installed");
+    let p = TlsPrometheus {
+        child,
+        url: format!("https://127.0.0.1:{port}"),
+    };
+    let pem = |f: &str| std::fs::read(dir.join(f)).unwrap();
+    let mut id = pem("client.pem");
+    id.extend(pem("client.key"));
+    let http = reqwest::Client::builder()
+        .tls_certs_merge(reqwest::Certificate::from_pem_bundle(&pem("ca.pem")).unwrap())
+        .identity(reqwest::Identity::from_pem(&id).unwrap())
+        .build()
+        .unwrap();
+    let ready = format!("{}/-/ready", p.url);
+    signals_harness::poll(
+        std::time::Duration::from_secs(60),
+        "TLS prometheus ready",
+        || async { matches!(http.get(&ready).send().await, Ok(r) if r.status().is_success()) },
+    )
+    .await;
+    p
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_with_a_private_ca_and_a_client_certificate() {
+    let dir = std::env::temp_dir().join(format!(
+        "gpupool-tls-{}-{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos()
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    make_pki(&dir);
+    let prom = tls_prometheus(&dir).await;
+    let d = dir.display();
+    let tls = |extra: &str| {
+        let cfg = Config::load(&format!(
+            r#"
+mode: vm-only
+pools:
+  - name: p
+    requirements: {{}}
+    replica: {{ replicas_per_instance: 1 }}
+    limits: {{ max_nodes: 50 }}
+    signals:
+      - name: q
+        prometheus:
+          url: {}
+          query: vector(12)
+          target_per_replica: 5
+          timeout_s: 5
+{extra}
+"#,
+            prom.url
+        ));
+        cfg.expect("test config is valid")
+    };
+    let mutual = tls(&format!(
+        "          tls: {{ ca_file: {d}/ca.pem, cert_file: {d}/client.pem, key_file: {d}/client.key }}"
+    ));
+    assert_eq!(
+        replicas(&mutual).await,
+        Some(3),
+        "ceil(12 / 5) over mutual TLS"
+    );
+    // The server requires a client certificate.
+    let no_client = tls(&format!("          tls: {{ ca_file: {d}/ca.pem }}"));
+    assert_eq!(replicas(&no_client).await, None);
+    // Without the CA the server is not trusted.
+    let no_ca = tls(&format!(
+        "          tls: {{ cert_file: {d}/client.pem, key_file: {d}/client.key }}"
+    ));
+    assert_eq!(replicas(&no_ca).await, None);
+    // Explicitly unverified: the CA is not needed (check-config warns about it).
+    let insecure = tls(&format!(
+        "          tls: {{ insecure_skip_verify: true, cert_file: {d}/client.pem, key_file: {d}/client.key }}"
+    ));
+    assert_eq!(replicas(&insecure).await, Some(3));
+    assert_eq!(insecure.warnings(wall_now()).len(), 1);
+    // A CA file that is not PEM: the signal is stale (the client cannot be built), no panic.
+    std::fs::write(dir.join("bad.pem"), "not a certificate").unwrap();
+    let bad = tls(&format!("          tls: {{ ca_file: {d}/bad.pem }}"));
+    assert_eq!(replicas(&bad).await, None);
+    drop(prom);
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -1,6 +1,11 @@
-//! Warnings that need the current time: cron windows that will never open (or never close)
-//! from now on, e.g. `0 0 0 31 2 *` (31 February) or a year field in the past. Pure: `now` is
-//! an argument (`check-config` passes the wall clock).
+//! Warnings `check-config` prints without refusing the config:
+//! - cron windows that will never open (or never close) from now on, e.g. `0 0 0 31 2 *`
+//!   (31 February) or a year field in the past. Pure: `now` is an argument (`check-config`
+//!   passes the wall clock);
+//! - PromQL that does not parse, checked with the `promql-parser` crate (GreptimeTeam, a port
+//!   of Prometheus's own yacc grammar). A warning, not an error: the server may speak a dialect
+//!   or a newer PromQL than the parser (VictoriaMetrics' MetricsQL, experimental functions), and
+//!   the server is the judge; a query it refuses makes the signal stale at run time anyway.
 
 use super::Config;
 use super::validate::Issue;
@@ -61,6 +66,51 @@ pub(super) fn cron_windows(cfg: &Config, now: Timestamp) -> Vec<Issue> {
     out
 }
 
+/// Why `query` does not parse as PromQL, if it does not. `{instance}` and `{ip}` (the
+/// in-flight query's placeholders) are replaced by sample values first.
+pub fn promql_mistake(query: &str) -> Option<String> {
+    let q = query
+        .replace("{instance}", "i-0123456789abcdef0")
+        .replace("{ip}", "10.0.0.1");
+    promql_parser::parser::parse(&q).err()
+}
+
+/// Every PromQL query of `cfg` (signals, latency guard-rails, in-flight queries) that does
+/// not parse.
+pub(super) fn promql(cfg: &Config) -> Vec<Issue> {
+    let mut queries = Vec::new();
+    for (i, p) in cfg.pools.iter().enumerate() {
+        for (j, s) in p.signals.iter().enumerate() {
+            if let Some(q) = &s.prometheus {
+                queries.push((
+                    format!("pools[{i}].signals[{j}].prometheus.query"),
+                    &q.query,
+                ));
+            }
+            if let Some(l) = &s.latency {
+                queries.push((format!("pools[{i}].signals[{j}].latency.query"), &l.query));
+            }
+        }
+        if let Some(q) = &p.in_flight_query {
+            queries.push((format!("pools[{i}].in_flight_query.query"), &q.query));
+        }
+    }
+    queries
+        .into_iter()
+        .filter(|(_, q)| !q.trim().is_empty())
+        .filter_map(|(path, q)| {
+            promql_mistake(q).map(|why| Issue {
+                path,
+                message: format!(
+                    "does not parse as PromQL ({}); Prometheus would refuse it and the signal \
+                     would stay stale (ignore this if your server speaks a PromQL dialect)",
+                    why.trim()
+                ),
+            })
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -85,6 +135,26 @@ mod tests {
             );
         }
         assert!(next_fire("not cron", "UTC", NOW).is_err());
+    }
+
+    #[test]
+    fn promql_that_does_not_parse_is_named() {
+        for ok in [
+            "sum(vllm:num_requests_waiting{model_name=\"llama\"})",
+            "histogram_quantile(0.95, sum by (le) (rate(vllm:time_to_first_token_seconds_bucket[5m])))",
+            "sum(vllm:num_requests_running{instance=\"{ip}:8000\"})",
+            "vector(1)",
+        ] {
+            assert_eq!(promql_mistake(ok), None, "{ok}");
+        }
+        for bad in [
+            "sum(rate(x[5m])",
+            "sum(x{job=\"a\"}) by",
+            "rate(x[5 m])",
+            "x{job=a}",
+        ] {
+            assert!(promql_mistake(bad).is_some(), "{bad}");
+        }
         assert!(next_fire("0 0 8 * * *", "Mars/Olympus", NOW).is_err());
     }
 }

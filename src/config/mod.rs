@@ -1042,9 +1042,10 @@ impl Config {
 
     /// Settings that are valid but that an operator should know about (`check-config` prints
     /// them; they never stop a load): credentials over plain http, unverified TLS, cron
-    /// windows that never open after `now`.
+    /// windows that never open after `now`, PromQL that does not parse.
     pub fn warnings(&self, now: crate::model::Timestamp) -> Vec<Issue> {
         let mut out = lint::cron_windows(self, now);
+        out.extend(lint::promql(self));
         for (path, access) in self.prometheus_endpoints() {
             out.extend(access::warnings(&path, access));
         }
