@@ -318,3 +318,76 @@ mod tests {
         assert!(!is_env_name("A=B"));
     }
 }
+
+#[cfg(test)]
+mod pricing_tests {
+    use crate::config::{Config, PricingConfig};
+    use crate::model::{CapacityType, Money, Timestamp};
+
+    #[test]
+    fn discount_applies_to_on_demand_only_and_is_validated() {
+        use crate::planner::fixtures::{group, offering};
+        let g: gpupool_provider::NodeGroup = group("g", "llm")
+            .offering(offering(
+                "g5.xlarge",
+                CapacityType::OnDemand,
+                "us-east-1a",
+                1.006,
+            ))
+            .offering(offering(
+                "g5.xlarge",
+                CapacityType::Spot,
+                "us-east-1a",
+                0.40,
+            ))
+            .into();
+        let mut groups = vec![g];
+        let before: Vec<(CapacityType, Money)> = groups[0]
+            .offerings
+            .iter()
+            .map(|o| (o.capacity_type, o.price_per_hour))
+            .collect();
+        PricingConfig { discount: 0.25 }.apply(&mut groups);
+        for ((cap, was), o) in before.iter().zip(&groups[0].offerings) {
+            let want = match cap {
+                CapacityType::OnDemand => was.scale(0.75),
+                CapacityType::Spot => *was,
+            };
+            assert_eq!(o.price_per_hour, want, "{cap:?}");
+        }
+        let mut same = groups.clone();
+        PricingConfig::default().apply(&mut same);
+        assert_eq!(same, groups, "0 is a no-op");
+
+        let cfg = |d: &str| {
+            Config::load(&format!(
+                "pricing: {{ discount: {d} }}\npools:\n  - name: a\n    requirements: {{}}\n"
+            ))
+        };
+        assert!(cfg("0.28").is_ok());
+        for bad in ["1", "-0.1", "1.5", ".nan"] {
+            let e = cfg(bad).unwrap_err().issues();
+            assert!(
+                e.iter()
+                    .any(|i| i.starts_with("pricing.discount: must be at least 0 and below 1")),
+                "{bad}: {e:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn an_unpriced_aws_region_is_a_warning() {
+        let cfg = |region: &str| {
+            Config::load(&format!(
+                "provider: aws\nmode: vm-only\naws: {{ region: {region} }}\npools:\n  - name: a\n    requirements: {{}}\n    limits: {{ min_nodes: 1 }}\n"
+            ))
+            .unwrap()
+            .warnings(Timestamp::from_secs(0))
+        };
+        assert!(cfg("us-east-1").is_empty());
+        let w = cfg("eu-west-1");
+        assert_eq!(w.len(), 1);
+        assert_eq!(w[0].path, "aws.region");
+        assert!(w[0].message.contains("in eu-west-1"));
+    }
+}

@@ -38,7 +38,38 @@ pub struct Config {
     pub metrics: MetricsConfig,
     #[serde(default)]
     pub sim: Option<SimProviderConfig>,
+    /// Price adjustments (negotiated discounts).
+    #[serde(default)]
+    pub pricing: PricingConfig,
     pub pools: Vec<PoolConfig>,
+}
+
+/// How list prices become the prices gpupool compares and reports.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PricingConfig {
+    /// Fraction taken off every *on-demand* price (0 ≤ discount < 1): a Compute Savings Plan,
+    /// an EDP or a committed-use discount, e.g. 0.28 for 28 % off. Spot prices are market
+    /// prices those discounts do not cover, so they stay as the cloud quotes them. This moves
+    /// the spot/on-demand trade-off, cost figures and `limits.max_cost_per_hour`. 0: list price.
+    #[serde(default)]
+    pub discount: f64,
+}
+
+impl PricingConfig {
+    /// Apply the discount to the on-demand offerings of `groups` (pure; the controller calls it
+    /// on every observation, before planning). A no-op at 0.
+    pub fn apply(&self, groups: &mut [gpupool_provider::NodeGroup]) {
+        if self.discount == 0.0 {
+            return;
+        }
+        let keep = 1.0 - self.discount;
+        for o in groups.iter_mut().flat_map(|g| g.offerings.iter_mut()) {
+            if o.capacity_type == CapacityType::OnDemand {
+                o.price_per_hour = o.price_per_hour.scale(keep);
+            }
+        }
+    }
 }
 
 fn d_tick() -> u64 {
@@ -1046,10 +1077,30 @@ impl Config {
     pub fn warnings(&self, now: crate::model::Timestamp) -> Vec<Issue> {
         let mut out = lint::cron_windows(self, now);
         out.extend(lint::promql(self));
+        if let Some(w) = self.aws_price_region_warning() {
+            out.push(w);
+        }
         for (path, access) in self.prometheus_endpoints() {
             out.extend(access::warnings(&path, access));
         }
         out
+    }
+
+    /// The AWS provider ships on-demand prices for us-east-1 only
+    /// (`providers/aws/data/ondemand_prices_us_east_1.csv`, from Karpenter's generated table);
+    /// elsewhere its on-demand prices, and every cost figure built on them, are us-east-1
+    /// estimates. Say so instead of letting the numbers pass for the region's.
+    fn aws_price_region_warning(&self) -> Option<Issue> {
+        const PRICED_REGIONS: &[&str] = &["us-east-1"];
+        let region = self.aws.as_ref()?.region.as_str();
+        (self.provider == ProviderKind::Aws && !PRICED_REGIONS.contains(&region)).then(|| Issue {
+            path: "aws.region".into(),
+            message: format!(
+                "gpupool ships on-demand prices for us-east-1 only: in {region} on-demand prices, \
+                 estimated costs and limits.max_cost_per_hour use us-east-1 list prices as an \
+                 estimate (other regions mostly cost more); spot prices are read live"
+            ),
+        })
     }
 
     /// Every Prometheus endpoint the config queries, with its config path

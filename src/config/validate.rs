@@ -140,6 +140,16 @@ pub(super) fn validate(cfg: &Config) -> Vec<Issue> {
         ProviderKind::Sim => {}
     }
 
+    let d = cfg.pricing.discount;
+    if !d.is_finite() || !(0.0..1.0).contains(&d) {
+        c.fail(
+            "pricing.discount",
+            format!(
+                "must be at least 0 and below 1 (the fraction taken off on-demand prices, e.g. \
+                 0.28 for a 28 % Savings Plan), got {d}"
+            ),
+        );
+    }
     if cfg.metrics.listen.parse::<std::net::SocketAddr>().is_err() {
         c.fail(
             "metrics.listen",

@@ -642,6 +642,7 @@ pub fn config(pools: Vec<PoolConfig>) -> Config {
         kubernetes: KubernetesConfig::default(),
         metrics: MetricsConfig::default(),
         sim: None,
+        pricing: Default::default(),
         pools,
     }
 }
