@@ -1,7 +1,7 @@
 //! Prometheus signals against a loopback Prometheus-API fake that demands authentication:
 //! bearer token (file and environment), basic auth, a tenant header, SigV4 (feature `aws`).
 //! Each kind is refused without its credential (the reading goes stale) and accepted with it;
-//! the secret never reaches the log.
+//! the secret never reaches the log (tests/signals_auth_log.rs, in a process of its own).
 #![allow(clippy::disallowed_methods)] // test code may read the wall clock
 
 mod signals_harness;
@@ -13,7 +13,6 @@ use gpupool::signals::SignalDemand;
 use signals_harness::prom_api::{PromApi, Require};
 use signals_harness::wall_now;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
 
 fn temp_file(tag: &str, content: &str) -> PathBuf {
     let nanos = std::time::SystemTime::now()
@@ -157,64 +156,6 @@ async fn tenant_header() {
     assert_eq!(replicas(&cfg).await, Some(1));
     let other = config(&api.url(), "          headers: { X-Scope-OrgID: team-b }");
     assert_eq!(replicas(&other).await, None);
-}
-
-/// A subscriber writing every event, at every level, into a buffer.
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl std::io::Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-// Current-thread runtime: every task runs on this thread, under the thread-local subscriber.
-#[tokio::test(flavor = "current_thread")]
-async fn secrets_never_reach_the_log() {
-    let captured = Captured::default();
-    let sink = captured.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::TRACE)
-        .with_writer(move || sink.clone())
-        .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
-
-    const TOKEN: &str = "s3cr3t-T0KEN-value";
-    const PASSWORD: &str = "hunter2-PASSWORD-value";
-    let api = PromApi::start(Require::Bearer("something-else".into()), "1").await;
-    let tok = temp_file("log-tok", TOKEN);
-    let pw = temp_file("log-pw", PASSWORD);
-    for access in [
-        format!("          auth: {{ bearer_token_file: {} }}", tok.display()),
-        format!(
-            "          auth: {{ basic: {{ username: u, password_file: {} }} }}",
-            pw.display()
-        ),
-    ] {
-        let cfg = config(&api.url(), &access);
-        // Refused (wrong secret): the failure is logged at debug, with its error chain.
-        assert_eq!(replicas(&cfg).await, None);
-        // The config's Debug form names files, never their content.
-        assert!(!format!("{cfg:?}").contains(TOKEN));
-    }
-    let log = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
-    assert!(
-        log.contains("signal read failed"),
-        "the failures were logged (so this test can fail): {log}"
-    );
-    assert!(!log.contains(TOKEN), "token in the log:\n{log}");
-    assert!(!log.contains(PASSWORD), "password in the log:\n{log}");
-    use base64::Engine as _;
-    let encoded = base64::engine::general_purpose::STANDARD.encode(format!("u:{PASSWORD}"));
-    assert!(!log.contains(&encoded), "encoded credentials in the log");
-    assert_eq!(api.seen().len(), 2);
-    std::fs::remove_file(&tok).unwrap();
-    std::fs::remove_file(&pw).unwrap();
 }
 
 #[cfg(feature = "aws")]
@@ -498,4 +439,54 @@ pools:
     assert_eq!(replicas(&bad).await, None);
     drop(prom);
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// VM-only in-flight queries take the same access settings: their endpoint is built from the
+/// pool's `in_flight_query` (what `VmCluster` does each tick) and the fake accepts it.
+#[tokio::test]
+async fn in_flight_queries_authenticate_too() {
+    use gpupool::signals::auth::{AccessKey, Endpoints};
+    let api = PromApi::start(
+        Require::Header("x-scope-orgid".into(), "vm-fleet".into()),
+        "2",
+    )
+    .await;
+    let tok = temp_file("inflight", "unused\n");
+    let cfg = Config::load(&format!(
+        r#"
+mode: vm-only
+pools:
+  - name: p
+    requirements: {{}}
+    replica: {{ replicas_per_instance: 1 }}
+    limits: {{ min_nodes: 1 }}
+    in_flight_query:
+      url: {}
+      query: sum(vllm:num_requests_running{{instance="{{ip}}:8000"}})
+      headers: {{ X-Scope-OrgID: vm-fleet }}
+"#,
+        api.url()
+    ))
+    .expect("test config is valid");
+    let q = cfg.pools[0].in_flight_query.as_ref().unwrap();
+    let http = gpupool::signals::auth::client_builder().build().unwrap();
+    let mut endpoints = Endpoints::default();
+    let failed = endpoints.prepare(&cfg, &http).await;
+    assert!(failed.is_empty());
+    let ep = endpoints
+        .get(&AccessKey::new(&cfg, q.access()))
+        .expect("built for the in-flight query");
+    let s = gpupool::signals::prometheus::query_at(
+        ep,
+        &q.url,
+        "sum(vllm:num_requests_running{instance=\"10.0.0.1:8000\"})",
+        wall_now(),
+        std::time::Duration::from_secs(2),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    assert_eq!(s.value, 2.0);
+    assert!(api.seen()[0].accepted);
+    std::fs::remove_file(&tok).unwrap();
 }

@@ -278,6 +278,24 @@ pub struct InFlightQueryConfig {
     pub url: String,
     /// e.g. `sum(vllm:num_requests_running{instance="{ip}:8000"})`.
     pub query: String,
+    /// Credentials, TLS and headers, as for a `prometheus` signal.
+    #[serde(default)]
+    pub auth: Option<PrometheusAuth>,
+    #[serde(default)]
+    pub tls: Option<PrometheusTls>,
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+}
+
+impl InFlightQueryConfig {
+    pub fn access(&self) -> PrometheusAccess<'_> {
+        PrometheusAccess {
+            url: &self.url,
+            auth: self.auth.as_ref(),
+            tls: self.tls.as_ref(),
+            headers: &self.headers,
+        }
+    }
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -1115,6 +1133,9 @@ impl Config {
                 if let Some(l) = &s.latency {
                     out.push((format!("pools[{i}].signals[{j}].latency"), l.access()));
                 }
+            }
+            if let Some(q) = &p.in_flight_query {
+                out.push((format!("pools[{i}].in_flight_query"), q.access()));
             }
         }
         out

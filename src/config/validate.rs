@@ -530,6 +530,11 @@ fn pool(c: &mut Check, cfg: &Config, i: usize, p: &PoolConfig) {
 
     if let Some(q) = &p.in_flight_query {
         c.url(at("in_flight_query.url"), &q.url);
+        c.issues.extend(super::access::errors(
+            cfg,
+            &at("in_flight_query"),
+            q.access(),
+        ));
         if !(q.query.contains("{instance}") || q.query.contains("{ip}")) {
             c.fail(
                 at("in_flight_query.query"),
