@@ -36,6 +36,13 @@ pub const ANNOTATION_KARPENTER_DO_NOT_DISRUPT: &str = "karpenter.sh/do-not-disru
 pub const ANNOTATION_CA_SCALE_DOWN_DISABLED: &str =
     "cluster-autoscaler.kubernetes.io/scale-down-disabled";
 
+/// The status ConfigMap the leader writes in its own namespace (Cluster Autoscaler's is
+/// `cluster-autoscaler-status`): `status` (a table) and `status.json` (as `/status`).
+pub const STATUS_CONFIGMAP: &str = "gpupool-status";
+/// On the status ConfigMap: when it was last written (CA: `cluster-autoscaler.kubernetes.io/
+/// last-updated`).
+pub const ANNOTATION_STATUS_UPDATED: &str = "gpupool.io/last-updated";
+
 /// CloudWatch namespace gpupool publishes to (IAM condition `cloudwatch:namespace`).
 pub const CLOUDWATCH_NAMESPACE: &str = "gpupool";
 
@@ -104,7 +111,9 @@ pub const GCP_PERMISSIONS: &[&str] = &[
 ///   `events.k8s.io/v1` Events only, patching a repeated one into a series (kube-runtime
 ///   src/events.rs); no core/v1 Events;
 /// - leases `get`, `create`, `update` (a replace): leader election (src/kube/lease.rs). The
-///   manifests limit `get`/`update` to gpupool's own Lease by name; `create` cannot be limited so.
+///   manifests limit `get`/`update` to gpupool's own Lease by name; `create` cannot be limited so;
+/// - configmaps `patch` + `create`: the status ConfigMap `gpupool-status` (src/kube/status_map.rs),
+///   in the controller's namespace; `patch` limited to it by name, `create` cannot be.
 pub const KUBE_RBAC: &[(&str, &str, &[&str])] = &[
     ("", "pods", &["list", "watch"]),
     ("", "nodes", &["list", "watch", "patch"]),
@@ -115,6 +124,7 @@ pub const KUBE_RBAC: &[(&str, &str, &[&str])] = &[
         "leases",
         &["get", "create", "update"],
     ),
+    ("", "configmaps", &["create", "patch"]),
 ];
 
 #[derive(Serialize)]

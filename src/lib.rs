@@ -4,6 +4,8 @@
 //! - [`config`]: the YAML configuration, validated as a whole.
 //! - [`planner`]: the pure decision core, `plan(snapshot, config, history, now) -> Plan`.
 //! - [`contract`]: names shared with Terraform, IAM and Kubernetes.
+//! - `testkit` (unit tests, and feature `testkit` for `tests/` and `benches/`): builders and
+//!   synthetic fleets; not in a release build.
 
 pub mod config;
 pub mod contract;
@@ -15,4 +17,6 @@ pub mod planner;
 pub mod server;
 pub mod signals;
 pub mod sim;
+#[cfg(any(test, feature = "testkit"))]
+pub mod testkit;
 pub mod vmonly;

@@ -5,6 +5,7 @@ mod cli {
     pub mod plan;
     pub mod run;
     pub mod simulate;
+    pub mod status;
 }
 
 use anyhow::Context;
@@ -47,6 +48,8 @@ enum Command {
     Simulate(cli::simulate::Args),
     /// Explain a plan: read a snapshot (JSON) and print every action and non-action with its reason.
     Plan(cli::plan::Args),
+    /// Ask a running controller why: its per-pool view and reasons (`/status`) as a table.
+    Status(cli::status::Args),
     /// Benchmarks (planner at scale).
     Bench(cli::bench::Args),
     /// Validate a config file: every mistake with its path and fix; exit 1 on any.
@@ -98,6 +101,7 @@ fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
         Command::Simulate(args) => cli::simulate::run(args),
         Command::Plan(args) => cli::plan::run(args),
         Command::Bench(args) => cli::bench::run(args),
+        Command::Status(args) => cli::status::run(args),
         Command::CheckConfig { file } => match gpupool::config::Config::load_file(&file) {
             Ok(cfg) => {
                 for w in cfg.warnings(gpupool_provider::clock::wall_clock()) {

@@ -65,6 +65,22 @@ pub struct Health {
     ticked: AtomicBool,
     last_tick_ok: AtomicBool,
     leader: AtomicBool,
+    /// The last status the run loop published, served on `/status`.
+    pub status: StatusBoard,
+}
+
+/// The controller's last status as JSON (`model::status::Status`), swapped in whole by the
+/// run loop once a tick; the server only clones the `Arc` under the lock.
+#[derive(Debug, Default)]
+pub struct StatusBoard(Mutex<Option<Arc<String>>>);
+
+impl StatusBoard {
+    pub fn publish(&self, json: String) {
+        *self.0.lock().unwrap_or_else(|p| p.into_inner()) = Some(Arc::new(json));
+    }
+    pub fn get(&self) -> Option<Arc<String>> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
 }
 
 impl Health {
@@ -78,6 +94,7 @@ impl Health {
             ticked: AtomicBool::new(false),
             last_tick_ok: AtomicBool::new(false),
             leader: AtomicBool::new(false),
+            status: StatusBoard::default(),
         }
     }
 
@@ -140,6 +157,7 @@ pub fn router(registry: Arc<Registry>, health: Arc<Health>) -> Router {
         .route("/metrics", get(metrics))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
+        .route("/status", get(status))
         .with_state(AppState { registry, health })
 }
 
@@ -165,6 +183,18 @@ async fn readyz(State(s): State<AppState>) -> impl IntoResponse {
     match s.health.ready() {
         Ok(body) => (StatusCode::OK, body),
         Err(why) => (StatusCode::SERVICE_UNAVAILABLE, why),
+    }
+}
+
+/// `/status`: the controller's per-pool view and reasons (JSON), 503 before the first tick.
+async fn status(State(s): State<AppState>) -> axum::response::Response {
+    match s.health.status.get() {
+        Some(json) => (
+            [(header::CONTENT_TYPE, "application/json")],
+            json.as_str().to_owned(),
+        )
+            .into_response(),
+        None => (StatusCode::SERVICE_UNAVAILABLE, "no-status-yet").into_response(),
     }
 }
 
@@ -534,6 +564,32 @@ mod tests {
         assert_eq!(r.text().await.unwrap(), "last-tick-failed");
         health.record_tick(wall_clock(), true);
         assert_eq!(get("/readyz").await.unwrap().status(), 200);
+        tx.send(()).unwrap();
+        server.await.unwrap().unwrap();
+    }
+
+    #[tokio::test]
+    async fn status_is_served_once_the_loop_published_one() {
+        let health = Arc::new(Health::new(10, wall_clock()));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let server = tokio::spawn(serve_on(
+            listener,
+            Arc::new(Registry::default()),
+            health.clone(),
+            async {
+                let _ = rx.await;
+            },
+        ));
+        let url = format!("http://{addr}/status");
+        let r = reqwest::get(&url).await.unwrap();
+        assert_eq!(r.status(), 503);
+        health.status.publish(r#"{"leader":true}"#.into());
+        let r = reqwest::get(&url).await.unwrap();
+        assert_eq!(r.status(), 200);
+        assert_eq!(r.headers()["content-type"], "application/json");
+        assert_eq!(r.text().await.unwrap(), r#"{"leader":true}"#);
         tx.send(()).unwrap();
         server.await.unwrap().unwrap();
     }

@@ -98,6 +98,7 @@ def cmd_objects(contract_path: str, rules_path: str, rendered: str, config_out: 
     want = {(r["api_group"], r["resource"], v) for r in contract["kubernetes"]["rbac"] for v in r["verbs"]}
     check(have == want, f"RBAC differs from the contract: extra {sorted(have - want)}, missing {sorted(want - have)}")
     check(not any("leases" in r["resources"] for r in cr["rules"]), "leases belong in the Role, not the ClusterRole")
+    check(not any("configmaps" in r["resources"] for r in cr["rules"]), "configmaps belong in the Role, not the ClusterRole")
     check(not any("resourceNames" in r for r in cr["rules"]), "ClusterRole: no resourceNames expected")
     check(role["metadata"]["namespace"] == ns, f"Role namespace {role['metadata']['namespace']} != controller namespace {ns}")
     for r in role["rules"]:
@@ -105,6 +106,8 @@ def cmd_objects(contract_path: str, rules_path: str, rendered: str, config_out: 
         if "create" in r["verbs"]:
             # Kubernetes ignores resourceNames for create (the name is unknown at authorization).
             check(names is None and r["verbs"] == ["create"], f"Role: create must stand alone, without resourceNames: {r}")
+        elif "configmaps" in r["resources"]:
+            check(names == ["gpupool-status"], f"Role: {r['verbs']} on configmaps must be limited to resourceNames ['gpupool-status'], is {names}")
         else:
             check(names == [lease_name], f"Role: {r['verbs']} on leases must be limited to resourceNames [{lease_name!r}], is {names}")
     for b in kinds["ClusterRoleBinding"] + kinds["RoleBinding"]:

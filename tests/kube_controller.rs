@@ -267,6 +267,12 @@ impl Cluster for Seen {
     async fn publish(&mut self, plan: &Plan, now: Timestamp) {
         self.inner.publish(plan, now).await
     }
+    fn relisting(&self) -> Vec<gpupool::model::WatchedResource> {
+        self.inner.relisting()
+    }
+    fn scheduler_messages(&self) -> BTreeMap<String, String> {
+        self.inner.scheduler_messages()
+    }
 }
 
 type LastView = Arc<Mutex<Option<ClusterView>>>;
@@ -835,4 +841,355 @@ async fn a_lost_lease_fences_the_old_leader_before_anyone_else_leads() {
     }
     assert!(!a_fence(), "the old leader stays fenced");
     b.release().await;
+}
+
+/// `gpupool run --dump-snapshot`'s files replay to the very plan the controller made
+/// (`gpupool plan --snapshot --history`), the status ConfigMap is written on change only, and
+/// `gpupool status` prints the per-pool reasons a running controller serves on `/status`.
+#[tokio::test]
+async fn a_dumped_tick_replays_to_the_same_plan_and_the_status_is_served_and_written() {
+    use gpupool::controller::dump::Dumper;
+    use gpupool::model::status::{Status, StatusInput, build};
+    let fake = FakeKube::start().await;
+    fake.apply(pending_pod(
+        "ml",
+        "small-model",
+        json!({"nvidia.com/mig-1g.5gb": "1"}),
+        json!({"gpupool.io/pool": "mig"}),
+    ));
+    let cloud = MemCloud::new();
+    let (ctl, _last) = controller(&fake, &cloud).await;
+    let mut ctl = ctl.with_capture();
+    let t0 = Timestamp::from_secs(100_000);
+    cloud.set_now(t0);
+    let report = ctl.tick(t0).await.unwrap();
+    let made = report.plan().unwrap().clone();
+    assert!(!made.actions.is_empty(), "{made:#?}");
+
+    let dir = std::env::temp_dir().join(format!("gpupool-replay-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let planned = ctl.last_planned().unwrap();
+    let files = Dumper::new(&dir, 3).unwrap().write(planned).unwrap();
+    let cfg_path = dir.join("config.yaml");
+    std::fs::write(&cfg_path, CONFIG).unwrap();
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_gpupool"))
+        .arg("plan")
+        .arg("--snapshot")
+        .arg(&files.snapshot)
+        .arg("--history")
+        .arg(&files.history)
+        .arg("--config")
+        .arg(&cfg_path)
+        .arg("--json")
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let replayed: Plan = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(replayed.actions, made.actions);
+    assert_eq!(replayed.decisions, made.decisions);
+    let dumped: Plan = serde_json::from_slice(&std::fs::read(&files.plan).unwrap()).unwrap();
+    assert_eq!(dumped, made);
+
+    // The status ConfigMap: created, then left alone while nothing changes.
+    let cfg = config();
+    let status = build(&StatusInput {
+        config: &cfg,
+        leader: true,
+        last_tick: Some(t0),
+        held: None,
+        planned: Some((&planned.snapshot, &planned.history, &planned.plan)),
+        shadow: ctl.shadow(),
+    });
+    let mut map = gpupool::kube::status_map::StatusMap::new(fake.client(), "gpupool");
+    assert!(map.publish(&status, t0).await.unwrap());
+    let cm = fake
+        .get(Kind::ConfigMap, "gpupool", "gpupool-status")
+        .expect("status ConfigMap created");
+    let written: Status =
+        serde_json::from_str(cm["data"]["status.json"].as_str().unwrap()).unwrap();
+    assert_eq!(written, status);
+    assert!(cm["data"]["status"].as_str().unwrap().contains("mig"));
+    let writes = |f: &FakeKube| f.count_requests(|r| r.contains("/configmaps"));
+    let before = writes(&fake);
+    assert!(!map.publish(&status, t0.plus_secs(60.0)).await.unwrap());
+    assert_eq!(writes(&fake), before, "unchanged status written again");
+    let mut later = status.clone();
+    later.leader = false;
+    assert!(map.publish(&later, t0.plus_secs(60.0)).await.unwrap());
+    let cm = fake
+        .get(Kind::ConfigMap, "gpupool", "gpupool-status")
+        .unwrap();
+    assert!(
+        cm["data"]["status.json"]
+            .as_str()
+            .unwrap()
+            .contains("\"leader\": false")
+    );
+
+    // `gpupool status` against the controller's HTTP server.
+    let health = Arc::new(gpupool::server::Health::new(10, t0));
+    health
+        .status
+        .publish(serde_json::to_string(&status).unwrap());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(gpupool::server::serve_on(
+        listener,
+        Arc::new(prometheus_client::registry::Registry::default()),
+        health,
+        async {
+            let _ = stopped.await;
+        },
+    ));
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_gpupool"))
+        .args(["status", "--url", &format!("http://{addr}")])
+        .output()
+        .await
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("gpupool leader, mode active"), "{text}");
+    assert!(text.contains("pool mig:"), "{text}");
+    assert!(
+        text.contains("pending pod(s) need 1 more node(s)"),
+        "{text}"
+    );
+    stop.send(()).unwrap();
+    server.await.unwrap().unwrap();
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// After a watch error the cache is not trusted until it has listed again: while the relist
+/// cannot complete (lists answer 500 after a 410 on the watches), two empty, unneeded nodes
+/// are kept with `cache_not_current`; once the list succeeds, scale-down resumes.
+#[tokio::test]
+async fn no_scale_down_while_a_watch_is_relisting() {
+    let fake = FakeKube::start().await;
+    let cloud = MemCloud::new();
+    let t0 = Timestamp::from_secs(500_000);
+    let (a, b) = (InstanceId::new("i-a"), InstanceId::new("i-b"));
+    cloud.with_ready(
+        t0,
+        vec![
+            p4d_instance(&a, CapacityType::OnDemand, LifecycleState::Ready),
+            p4d_instance(&b, CapacityType::OnDemand, LifecycleState::Ready),
+        ],
+    );
+    for (name, id) in [("node-a", &a), ("node-b", &b)] {
+        fake.apply(gpu_node(name, &pid(id), "mig", 8, json!({})));
+    }
+    let cfg = Arc::new(
+        Config::load(&CONFIG.replace(
+            "disruption: { max_provision_time_s: 900 }",
+            "disruption: { max_provision_time_s: 900, unneeded_time_s: 0, \
+             scale_down_delay_after_add_s: 0 }",
+        ))
+        .unwrap_or_else(|e| panic!("{e}")),
+    );
+    let cluster = KubeCluster::start(fake.client(), cfg.clone(), Some("gpupool-0".into()));
+    eventually(10, "initial lists", || {
+        let ok = cluster.synced();
+        async move { ok.then_some(()) }
+    })
+    .await;
+    // The watches fail (410 after compaction) and the relist cannot complete.
+    let mut fake = fake;
+    fake.fail_lists(true);
+    fake.expire_watches();
+    eventually(10, "both watches relisting", || {
+        let r = cluster.relisting();
+        async move { (r.len() == 2).then_some(()) }
+    })
+    .await;
+    let mut ctl = Controller::new(
+        cfg,
+        Arc::new(cloud.clone()),
+        Box::new(cluster),
+        Box::new(NoSignals),
+        Arc::new(Metrics::default()),
+    );
+    for s in [0.0, 10.0, 20.0] {
+        let r = ctl.tick(t0.plus_secs(s)).await.unwrap();
+        let plan = r.plan().unwrap();
+        assert!(plan.actions.is_empty(), "acted on a stale cache: {plan:#?}");
+        assert!(
+            plan.decisions
+                .iter()
+                .any(|d| d.reason.code() == "cache_not_current"),
+            "{:#?}",
+            plan.decisions
+        );
+    }
+    assert!(cloud.calls().is_empty(), "{:?}", cloud.calls());
+    assert!(
+        fake.get(Kind::Node, "", "node-a").unwrap()["spec"]["unschedulable"].is_null(),
+        "cordoned on a stale cache"
+    );
+
+    // The API server can list again: the cache is current and the empty nodes may go.
+    fake.fail_lists(false);
+    let mut t = t0.plus_secs(30.0);
+    // The relist retries with a backoff that grew while lists failed (0.8 s doubling to 30 s).
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(90);
+    loop {
+        let r = ctl.tick(t).await.unwrap();
+        let plan = r.plan().unwrap();
+        if plan
+            .actions
+            .iter()
+            .any(|a| matches!(a, Action::Drain { .. } | Action::ScaleDown { .. }))
+        {
+            assert!(
+                !plan
+                    .decisions
+                    .iter()
+                    .any(|d| d.reason.code() == "cache_not_current")
+            );
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "scale-down never resumed after the relist: {plan:#?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        t = t.plus_secs(1.0);
+    }
+}
+
+/// A new pending GPU pod wakes the run loop within the batch window instead of the next tick.
+#[tokio::test]
+async fn a_new_pending_gpu_pod_wakes_the_loop() {
+    let fake = FakeKube::start().await;
+    let cluster = KubeCluster::start(fake.client(), config(), Some("gpupool-0".into()));
+    eventually(10, "initial lists", || {
+        let ok = cluster.synced();
+        async move { ok.then_some(()) }
+    })
+    .await;
+    let wake = cluster.wakeups();
+    let waiter = tokio::spawn({
+        let wake = wake.clone();
+        async move { wake.wait().await }
+    });
+    fake.apply(pending_pod(
+        "ml",
+        "fresh",
+        json!({"nvidia.com/mig-1g.5gb": "1"}),
+        json!({"gpupool.io/pool": "mig"}),
+    ));
+    tokio::time::timeout(std::time::Duration::from_secs(15), waiter)
+        .await
+        .expect("the new pending pod never woke the loop")
+        .unwrap();
+    // The same pod seen again is not new.
+    let uid = fake.get(Kind::Pod, "ml", "fresh").unwrap()["metadata"]["uid"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        !wake.trigger(&uid),
+        "the watch did not trigger for this pod"
+    );
+}
+
+/// The churn loop of a pod gpupool thinks fits but the scheduler refuses (here: it also asks
+/// ephemeral storage no node has): a minute after a fitting node serves, the pod is taken as
+/// refused for an unmodelled constraint — `NotTriggerScaleUp` with the scheduler's message,
+/// the idle node is no longer kept for it, and no node is launched for it during the backoff.
+#[tokio::test]
+async fn a_pod_the_scheduler_refuses_for_an_unmodelled_reason_stops_the_launch_loop() {
+    let fake = FakeKube::start().await;
+    let cloud = MemCloud::new();
+    let t0 = Timestamp::from_secs(600_000);
+    let a = InstanceId::new("i-a");
+    cloud.with_ready(
+        t0,
+        vec![p4d_instance(
+            &a,
+            CapacityType::OnDemand,
+            LifecycleState::Ready,
+        )],
+    );
+    fake.apply(gpu_node("node-a", &pid(&a), "mig", 8, json!({})));
+    let mut pod = pending_pod(
+        "ml",
+        "big-scratch",
+        json!({"nvidia.com/gpu": "1"}),
+        json!({"gpupool.io/pool": "mig"}),
+    );
+    pod["status"]["conditions"][0]["message"] = json!(
+        "0/1 nodes are available: 1 Insufficient ephemeral-storage. preemption: 0/1 nodes are available: 1 No preemption victims found for incoming pod."
+    );
+    fake.apply(pod);
+    let cfg = Arc::new(
+        Config::load(&CONFIG.replace(
+            "disruption: { max_provision_time_s: 900 }",
+            "disruption: { max_provision_time_s: 900, unneeded_time_s: 0, \
+             scale_down_delay_after_add_s: 0 }",
+        ))
+        .unwrap_or_else(|e| panic!("{e}")),
+    );
+    let (mut ctl, last) = controller_with(&fake, &cloud, cfg).await;
+    tick_until(&mut ctl, &last, t0, "the node and the pod", |v| {
+        v.nodes
+            .iter()
+            .any(|n| n.name == "node-a" && n.serving_ready)
+            && v.pending_pods.len() == 1
+    })
+    .await;
+    let r = ctl.tick(t0.plus_secs(10.0)).await.unwrap();
+    let code_of_pod = |p: &Plan| {
+        p.decisions
+            .iter()
+            .find(|d| d.subject.to_string() == "pod ml/big-scratch")
+            .map(|d| d.reason.code())
+    };
+    assert_eq!(code_of_pod(r.plan().unwrap()), Some("fits_serving_node"));
+    assert!(cloud.calls().is_empty(), "{:?}", cloud.calls());
+
+    // A minute later the pod is still pending: refused for something gpupool does not model.
+    let r = ctl.tick(t0.plus_secs(71.0)).await.unwrap();
+    assert_eq!(code_of_pod(r.plan().unwrap()), Some("scheduler_rejects"));
+    let note = eventually(10, "the NotTriggerScaleUp event", || {
+        let e = fake.list(Kind::Event).into_iter().find(|e| {
+            e["regarding"]["name"] == "big-scratch" && e["reason"] == "NotTriggerScaleUp"
+        });
+        async move { e.map(|e| e["note"].as_str().unwrap_or_default().to_owned()) }
+    })
+    .await;
+    assert!(note.contains("Insufficient ephemeral-storage"), "{note}");
+
+    // The idle node is no longer kept for it and goes; nothing is launched for the pod.
+    let mut t = t0.plus_secs(80.0);
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(20);
+    while !cloud.calls().iter().any(|c| c.starts_with("terminate")) {
+        ctl.tick(t).await.unwrap();
+        fake.finish_terminating();
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the node kept for a refused pod never went: {:?}",
+            cloud.calls()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        t = t.plus_secs(5.0);
+    }
+    fake.delete(Kind::Node, "", "node-a");
+    for s in [300.0, 400.0, 600.0] {
+        let r = ctl.tick(t0.plus_secs(s)).await.unwrap();
+        assert_eq!(code_of_pod(r.plan().unwrap()), Some("scheduler_rejects"));
+    }
+    assert_eq!(increases(&cloud), 0, "{:?}", cloud.calls());
+    // After the backoff (10 min from the rejection) one launch may try again.
+    let r = ctl.tick(t0.plus_secs(71.0 + 601.0)).await.unwrap();
+    assert_eq!(code_of_pod(r.plan().unwrap()), Some("placed_on_new_node"));
 }

@@ -14,8 +14,8 @@ use gpupool::model::{
     Action, CapacityType, History, Instance, LifecycleState, Money, Outcome, Plan, Snapshot,
     Subject, Timestamp,
 };
-use gpupool::planner::fixtures::*;
 use gpupool::planner::plan;
+use gpupool::testkit::planner::*;
 use proptest::prelude::*;
 use std::collections::BTreeSet;
 

@@ -3,10 +3,15 @@
 //! Wires the configured provider (AWS or GCP), the cluster side (Kubernetes or VM-only), the
 //! demand signals and the HTTP endpoints, then ticks on the wall clock until SIGTERM/Ctrl-C.
 //! In Kubernetes mode only the holder of the leader Lease acts; the others serve `/readyz`
-//! as `not-leader`.
+//! as `not-leader`. A new pending GPU pod wakes the loop before its tick (batched, see
+//! `controller::batcher`). After every tick the status is served on `/status`, written to the
+//! `gpupool-status` ConfigMap by the leader (Kubernetes mode) and, with `--dump-snapshot`, the
+//! plan's inputs are written for `gpupool plan`. `--dry-run` (or `dry_run: true`) is shadow
+//! mode: plan and report, never act.
 
 use anyhow::{Context, bail};
 use gpupool::config::{Config, Mode, ProviderKind};
+use gpupool::controller::batcher::Batcher;
 use gpupool::controller::{Cluster, Controller, Metrics};
 use gpupool::model::Timestamp;
 use gpupool::server::{Health, wall_clock};
@@ -29,10 +34,20 @@ pub struct Args {
     /// Override `metrics.listen` (e.g. 127.0.0.1:0 for tests).
     #[arg(long)]
     listen: Option<String>,
+    /// Shadow mode: observe and plan, change nothing (as `dry_run: true` in the config).
+    #[arg(long)]
+    dry_run: bool,
+    /// Write every plan's snapshot, history and plan into DIR, for
+    /// `gpupool plan --snapshot DIR/snapshot-T.json --history DIR/history-T.json`.
+    #[arg(long, value_name = "DIR")]
+    dump_snapshot: Option<PathBuf>,
+    /// Ticks kept in the --dump-snapshot directory (older ones are removed).
+    #[arg(long, default_value_t = 100)]
+    dump_keep: usize,
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
-    let config = match Config::load_file(&args.config) {
+    let mut config = match Config::load_file(&args.config) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("{}: cannot start:", args.config.display());
@@ -42,6 +57,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::FAILURE);
         }
     };
+    config.dry_run |= args.dry_run;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -99,7 +115,17 @@ async fn serve(config: Arc<Config>, args: Args) -> anyhow::Result<ExitCode> {
     #[cfg(not(feature = "aws"))]
     let publisher = cloudwatch_publisher(&config)?;
 
+    let dumper = match &args.dump_snapshot {
+        Some(dir) => Some(
+            gpupool::controller::dump::Dumper::new(dir, args.dump_keep)
+                .with_context(|| format!("--dump-snapshot {}", dir.display()))?,
+        ),
+        None => None,
+    };
+    let mut status_out = crate::cli::status::Publisher::new(config.clone(), health.clone(), dumper);
     let mut leader = Leadership::None;
+    // New pending GPU pods wake the loop (Kubernetes mode); VM-only has nothing to wake it.
+    let mut wake: Option<Arc<Batcher>> = None;
     let cluster: Box<dyn Cluster> = match config.mode {
         Mode::VmOnly => {
             let vm = gpupool::vmonly::VmCluster::new(config.clone(), provider.clone())
@@ -107,7 +133,7 @@ async fn serve(config: Arc<Config>, args: Args) -> anyhow::Result<ExitCode> {
                 .with_serving(serving.clone());
             Box::new(vm)
         }
-        Mode::Kubernetes => kube_cluster(&config, &mut leader).await?,
+        Mode::Kubernetes => kube_cluster(&config, &mut leader, &mut status_out, &mut wake).await?,
     };
 
     let mut controller = Controller::new(
@@ -116,7 +142,8 @@ async fn serve(config: Arc<Config>, args: Args) -> anyhow::Result<ExitCode> {
         cluster,
         Box::new(demand),
         metrics.clone(),
-    );
+    )
+    .with_capture();
     // SIGTERM/SIGINT: the controller stops acting at its next safe point (before the next
     // mutating call, through the fence) and the loop ends after the tick; a call still hanging
     // `SHUTDOWN_GRACE` after the signal is abandoned (nothing was acted on after the signal).
@@ -132,7 +159,7 @@ async fn serve(config: Arc<Config>, args: Args) -> anyhow::Result<ExitCode> {
     }));
     tracing::info!(
         provider = ?config.provider, mode = ?config.mode, pools = config.pools.len(),
-        tick_s = config.tick_interval_s, "gpupool started"
+        tick_s = config.tick_interval_s, dry_run = config.dry_run, "gpupool started"
     );
 
     let mut interval = tokio::time::interval(Duration::from_secs(config.tick_interval_s));
@@ -147,6 +174,15 @@ async fn serve(config: Arc<Config>, args: Args) -> anyhow::Result<ExitCode> {
                 break;
             }
             _ = interval.tick() => {}
+            _ = async {
+                match &wake {
+                    Some(w) => w.wait().await,
+                    None => std::future::pending().await,
+                }
+            } => {
+                tracing::debug!("new pending GPU pods: planning now instead of at the next tick");
+                interval.reset();
+            }
         }
         let now = wall_clock();
         let is_leader = leader.check(now).await;
@@ -155,6 +191,7 @@ async fn serve(config: Arc<Config>, args: Args) -> anyhow::Result<ExitCode> {
         if !is_leader {
             metrics.clear_fleet_gauges();
             health.heartbeat(now);
+            status_out.after_tick(&controller, false, now, None).await;
             continue;
         }
         let mut during = signal_rx.clone();
@@ -168,6 +205,10 @@ async fn serve(config: Arc<Config>, args: Args) -> anyhow::Result<ExitCode> {
                 break;
             }
         };
+        let held = tick
+            .as_ref()
+            .err()
+            .map(|e| gpupool::controller::error_chain(e));
         let ok = match tick {
             Ok(report) => {
                 for r in &report.results {
@@ -187,6 +228,7 @@ async fn serve(config: Arc<Config>, args: Args) -> anyhow::Result<ExitCode> {
             }
         };
         health.record_tick(now, ok);
+        status_out.after_tick(&controller, true, now, held).await;
         ticks += 1;
         if args.ticks.is_some_and(|n| ticks >= n) {
             break;
@@ -346,6 +388,8 @@ impl Leadership {
 async fn kube_cluster(
     config: &Arc<Config>,
     leader: &mut Leadership,
+    status_out: &mut crate::cli::status::Publisher,
+    wake: &mut Option<Arc<Batcher>>,
 ) -> anyhow::Result<Box<dyn Cluster>> {
     // In-cluster config or KUBECONFIG; kube's default retry of 429 is switched off so a
     // PDB-blocked eviction never stalls the control loop.
@@ -356,6 +400,16 @@ async fn kube_cluster(
     let identity = std::env::var("POD_NAME")
         .or_else(|_| std::env::var("HOSTNAME"))
         .unwrap_or_else(|_| format!("gpupool-{}", std::process::id()));
+    // The status ConfigMap lives next to the Lease, in the controller's own namespace.
+    let pod_namespace = std::env::var(gpupool::kube::lease::POD_NAMESPACE_ENV).ok();
+    let namespace = gpupool::kube::lease::lease_namespace(
+        &config.kubernetes.lease_namespace,
+        pod_namespace.as_deref(),
+    );
+    status_out.with_status_map(gpupool::kube::status_map::StatusMap::new(
+        client.clone(),
+        namespace,
+    ));
     let elector = gpupool::kube::lease::LeaderElector::from_config(
         client.clone(),
         &config.kubernetes,
@@ -365,15 +419,18 @@ async fn kube_cluster(
         elector,
         Duration::from_secs(u64::from(gpupool::kube::lease::DEFAULT_LEASE_DURATION_S) / 3),
     ));
-    Ok(Box::new(gpupool::kube::KubeCluster::start(
-        client,
-        config.clone(),
-        Some(identity),
-    )))
+    let cluster = gpupool::kube::KubeCluster::start(client, config.clone(), Some(identity));
+    *wake = Some(cluster.wakeups());
+    Ok(Box::new(cluster))
 }
 
 #[cfg(not(feature = "kube"))]
-async fn kube_cluster(_: &Arc<Config>, _: &mut Leadership) -> anyhow::Result<Box<dyn Cluster>> {
+async fn kube_cluster(
+    _: &Arc<Config>,
+    _: &mut Leadership,
+    _: &mut crate::cli::status::Publisher,
+    _: &mut Option<Arc<Batcher>>,
+) -> anyhow::Result<Box<dyn Cluster>> {
     bail!(
         "mode: kubernetes needs a gpupool built with Kubernetes support \
          (cargo build --release --features kube); for fleets without Kubernetes set mode: vm-only"

@@ -38,6 +38,12 @@ pub struct Config {
     pub metrics: MetricsConfig,
     #[serde(default)]
     pub sim: Option<SimProviderConfig>,
+    /// Shadow mode: observe and plan every tick, but never call a mutating cloud API, never
+    /// cordon, evict or write Events. What gpupool would have done is logged, counted
+    /// (`gpupool_shadow_actions_total`) and shown on `/status` next to what the groups' current
+    /// manager actually did, with the fleet cost difference (`gpupool run --dry-run` too).
+    #[serde(default)]
+    pub dry_run: bool,
     /// Price adjustments (negotiated discounts).
     #[serde(default)]
     pub pricing: PricingConfig,
@@ -269,6 +275,28 @@ pub struct PoolConfig {
     /// for work to finish. A Prometheus query with `{instance}` (instance id) or `{ip}`.
     #[serde(default)]
     pub in_flight_query: Option<InFlightQueryConfig>,
+    /// Observe and plan this pool but take no action on it (no launch, no drain, no
+    /// termination): `Reason::Paused` on `/status` and in `gpupool plan`.
+    #[serde(default)]
+    pub paused: bool,
+    #[serde(default)]
+    pub scale_down: ScaleDownPolicy,
+}
+
+/// Cluster Autoscaler's `--scale-down-enabled`, per pool.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScaleDownPolicy {
+    /// `false`: unneeded nodes are never drained or consolidated away (scale-up, and the
+    /// replacement of broken or reclaimed nodes, go on).
+    #[serde(default = "d_true")]
+    pub enabled: bool,
+}
+
+impl Default for ScaleDownPolicy {
+    fn default() -> Self {
+        ScaleDownPolicy { enabled: true }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

@@ -177,6 +177,10 @@ pub(super) fn validate(cfg: &Config) -> Vec<Issue> {
     if cfg.pools.is_empty() {
         c.fail("pools", "must define at least one pool");
     }
+    // Credentials, TLS and headers of every Prometheus endpoint (signals, latency, in-flight).
+    for (path, access) in cfg.prometheus_endpoints() {
+        c.issues.extend(super::access::errors(cfg, &path, access));
+    }
     let mut names = BTreeSet::new();
     for (i, p) in cfg.pools.iter().enumerate() {
         if !names.insert(p.name.as_str()) {
@@ -530,11 +534,6 @@ fn pool(c: &mut Check, cfg: &Config, i: usize, p: &PoolConfig) {
 
     if let Some(q) = &p.in_flight_query {
         c.url(at("in_flight_query.url"), &q.url);
-        c.issues.extend(super::access::errors(
-            cfg,
-            &at("in_flight_query"),
-            q.access(),
-        ));
         if !(q.query.contains("{instance}") || q.query.contains("{ip}")) {
             c.fail(
                 at("in_flight_query.query"),
@@ -563,11 +562,6 @@ fn signal(c: &mut Check, cfg: &Config, at: &str, s: &SignalConfig) {
     }
     if let Some(p) = &s.prometheus {
         c.url(format!("{at}.prometheus.url"), &p.url);
-        c.issues.extend(super::access::errors(
-            cfg,
-            &format!("{at}.prometheus"),
-            p.access(),
-        ));
         if p.query.trim().is_empty() {
             c.fail(
                 format!("{at}.prometheus.query"),
@@ -601,11 +595,6 @@ fn signal(c: &mut Check, cfg: &Config, at: &str, s: &SignalConfig) {
     }
     if let Some(p) = &s.latency {
         c.url(format!("{at}.latency.url"), &p.url);
-        c.issues.extend(super::access::errors(
-            cfg,
-            &format!("{at}.latency"),
-            p.access(),
-        ));
         if p.query.trim().is_empty() {
             c.fail(format!("{at}.latency.query"), "must be a PromQL expression");
         }

@@ -55,6 +55,13 @@ pub struct DecisionLabels {
     pub reason: String,
 }
 
+/// Shadow mode: an action the plan would have taken, by kind (`ShadowAction::as_str`).
+#[derive(Clone, Debug, Default, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ShadowLabels {
+    pub pool: String,
+    pub action: String,
+}
+
 type FGauge = Gauge<f64, AtomicU64>;
 
 /// `gpupool_build_info`'s labels: what is running (the same facts as `gpupool --version`).
@@ -90,6 +97,8 @@ pub struct Metrics {
     pub signal_value: Family<SignalLabels, FGauge>,
     pub signal_stale: Family<SignalLabels, Gauge>,
     pub scale_actions: Family<ActionLabels, Counter>,
+    /// Shadow mode (`dry_run`): actions planned and not taken.
+    pub shadow_actions: Family<ShadowLabels, Counter>,
     pub decisions: Family<DecisionLabels, Gauge>,
     pub interruptions: Family<InterruptionLabels, Counter>,
     pub launch_failures: Family<LaunchFailureLabels, Counter>,
@@ -123,6 +132,7 @@ impl Default for Metrics {
             signal_value: Family::default(),
             signal_stale: Family::default(),
             scale_actions: Family::default(),
+            shadow_actions: Family::default(),
             decisions: Family::default(),
             interruptions: Family::default(),
             launch_failures: Family::default(),
@@ -201,6 +211,11 @@ impl Metrics {
             self.scale_actions.clone(),
         );
         r.register(
+            "shadow_actions",
+            "Shadow mode (dry_run): actions the plan would have taken, by pool and kind",
+            self.shadow_actions.clone(),
+        );
+        r.register(
             "decisions",
             "Decisions of the last plan by outcome and reason",
             self.decisions.clone(),
@@ -256,16 +271,21 @@ impl Metrics {
             "1 while this replica holds the leader lease",
             self.leader.clone(),
         );
+        self.register_build_and_process(registry);
+    }
+
+    /// `gpupool_build_info` and the standard unprefixed `process_*` families every Prometheus
+    /// client library exports (prometheus-client has no process collector, so gpupool reads
+    /// /proc itself).
+    fn register_build_and_process(&self, registry: &mut Registry) {
         self.build_info
             .get_or_create(&BuildInfoLabels::this_build())
             .set(1);
-        r.register(
+        registry.sub_registry_with_prefix("gpupool").register(
             "build_info",
             "Always 1; the labels say which gpupool build runs (version, commit, features)",
             self.build_info.clone(),
         );
-        // The standard unprefixed `process_*` families every Prometheus client library
-        // exports; prometheus-client has no process collector, so gpupool reads /proc itself.
         #[cfg(target_os = "linux")]
         registry.register_collector(Box::new(process::ProcessCollector));
     }

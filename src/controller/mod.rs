@@ -14,9 +14,13 @@
 //! - capacity errors put the offering into backoff and the planner re-plans at once, falling
 //!   back to the next offering in the same tick.
 
+pub mod batcher;
+pub mod dump;
 pub mod metrics;
+mod shadow;
 
 pub use metrics::Metrics;
+pub use shadow::Planned;
 
 use crate::config::{Config, DisruptionPolicy};
 use crate::model::{
@@ -78,6 +82,18 @@ pub trait Cluster: Send {
 
     /// Publish the plan's decisions (Kubernetes Events). Default: nothing to publish.
     async fn publish(&mut self, _plan: &Plan, _now: Timestamp) {}
+
+    /// Watches that failed and have not listed again: while any has, the view may miss
+    /// changes, and the planner holds scale-down. Default: none (nothing is cached).
+    fn relisting(&self) -> Vec<crate::model::WatchedResource> {
+        Vec::new()
+    }
+
+    /// The scheduler's message on each pending pod of the last `observe` (`namespace/name`),
+    /// where it gave one. Default: none.
+    fn scheduler_messages(&self) -> BTreeMap<String, String> {
+        BTreeMap::new()
+    }
 }
 
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -221,6 +237,8 @@ pub struct Controller {
     /// launching the same capacity twice — its pool holds scale-down meanwhile.
     last_good: BTreeMap<NodeGroupId, (Timestamp, Vec<Instance>)>,
     fence: Fence,
+    /// The shell's additions for `/status`, `--dump-snapshot` and shadow mode (shadow.rs).
+    extras: shadow::Extras,
 }
 
 /// How old a group's last good instance listing may be to stand in for a failed one. A few
@@ -253,6 +271,7 @@ impl Controller {
             not_serving_since: BTreeMap::new(),
             last_good: BTreeMap::new(),
             fence: Arc::new(|| true),
+            extras: shadow::Extras::default(),
         }
     }
 
@@ -333,6 +352,8 @@ impl Controller {
             pending_pods: view.pending_pods,
             demand,
             stale_groups,
+            cache: self.cache_state(now),
+            scheduler_messages: self.cluster.scheduler_messages(),
         };
         self.overlay(&mut snapshot, now);
 
@@ -343,6 +364,7 @@ impl Controller {
         self.history.forget_gone(&snapshot.instances);
         for attempt in 0..2 {
             let plan = self.run_planner(&snapshot, now);
+            self.capture(&snapshot, &plan);
             self.record_launch_failures(&plan, now);
             let capacity_failed = self.act(&plan, &snapshot, now, &mut report).await;
             report.plans.push(plan);
@@ -363,10 +385,15 @@ impl Controller {
 
         self.progress_drains(&snapshot, now, &mut report).await;
         if let Some(plan) = report.plans.last() {
+            self.history.record_fits(&plan.fits_serving, now);
+            self.history
+                .record_scheduler_rejects(&plan.scheduler_rejects, &snapshot.pending_pods);
             self.record_unneeded(plan, now);
             self.record_warm_needed(plan, now);
             self.report_plan(plan);
-            self.cluster.publish(plan, now).await;
+            if !self.config.dry_run {
+                self.cluster.publish(plan, now).await;
+            }
         }
 
         let elapsed = self.last_tick.map_or(0.0, |t| now.secs_since(t)).max(0.0);
@@ -542,6 +569,7 @@ impl Controller {
             // A replica that is no longer leader leaves the event for the next leader.
             if let Some(ack) = &ev.ack
                 && self.may_act()
+                && !self.config.dry_run
                 && let Err(e) = self.provider.ack_event(ack).await
             {
                 // Not fatal: the event is re-delivered and recognised as a duplicate.
@@ -749,6 +777,10 @@ impl Controller {
         now: Timestamp,
         report: &mut TickReport,
     ) -> bool {
+        if self.config.dry_run {
+            self.shadow_record(plan, snapshot, now);
+            return false;
+        }
         let mut capacity_failed = false;
         // Groups that threw a throttling error: skip their remaining actions this tick.
         let mut throttled: BTreeSet<NodeGroupId> = BTreeSet::new();
@@ -923,6 +955,12 @@ impl Controller {
         now: Timestamp,
         report: &mut TickReport,
     ) {
+        if self.config.dry_run {
+            // Shadow mode: nothing is drained; a drain a notice started ends with its instance.
+            self.drains
+                .retain(|id, _| snapshot.instances.iter().any(|i| &i.id == id));
+            return;
+        }
         let ids: Vec<InstanceId> = self.drains.keys().cloned().collect();
         for id in ids {
             if !self.may_act() {
@@ -992,46 +1030,58 @@ impl Controller {
                 }
                 tracing::warn!(instance = %id, reason = %state.reason, "drain deadline passed with work remaining; terminating (involuntary: the instance goes anyway)");
             }
-            // Terminate with decrement, so the cloud does not launch a second replacement for
-            // capacity the planner already replaced.
-            match self
-                .provider
-                .terminate(&state.group, std::slice::from_ref(&id))
-                .await
-            {
-                Ok(()) | Err(ProviderError::NotFound { .. }) => {
-                    self.drains.remove(&id);
-                    self.terminating.insert(id.clone());
-                    report.terminated_after_drain.push(id.clone());
-                    // The drain itself was counted as one `down` action when it started (or
-                    // when the notice arrived); a termination with work left is a separate
-                    // fact, counted apart so a node is never counted `down` twice.
-                    if !state.counted {
-                        self.metrics
-                            .scale_actions
-                            .get_or_create(&metrics::ActionLabels {
-                                pool: state.pool.to_string(),
-                                direction: "down".into(),
-                                reason: state.reason.code().into(),
-                            })
-                            .inc();
-                    }
-                    if timed_out && progress != DrainProgress::Drained {
-                        let timeout_s = self.disruption_of(&state.group).drain_timeout_s;
-                        self.metrics
-                            .scale_actions
-                            .get_or_create(&metrics::ActionLabels {
-                                pool: state.pool.to_string(),
-                                direction: "forced".into(),
-                                reason: Reason::DrainTimedOut { timeout_s }.code().into(),
-                            })
-                            .inc();
-                    }
+            let forced = timed_out && progress != DrainProgress::Drained;
+            self.terminate_drained(&id, &state, forced, report).await;
+        }
+    }
+
+    /// Terminate a drained (or, `forced`, timed-out involuntary) instance and count it.
+    async fn terminate_drained(
+        &mut self,
+        id: &InstanceId,
+        state: &DrainState,
+        forced: bool,
+        report: &mut TickReport,
+    ) {
+        // Terminate with decrement, so the cloud does not launch a second replacement for
+        // capacity the planner already replaced.
+        match self
+            .provider
+            .terminate(&state.group, std::slice::from_ref(id))
+            .await
+        {
+            Ok(()) | Err(ProviderError::NotFound { .. }) => {
+                self.drains.remove(id);
+                self.terminating.insert(id.clone());
+                report.terminated_after_drain.push(id.clone());
+                // The drain itself was counted as one `down` action when it started (or
+                // when the notice arrived); a termination with work left is a separate
+                // fact, counted apart so a node is never counted `down` twice.
+                if !state.counted {
+                    self.metrics
+                        .scale_actions
+                        .get_or_create(&metrics::ActionLabels {
+                            pool: state.pool.to_string(),
+                            direction: "down".into(),
+                            reason: state.reason.code().into(),
+                        })
+                        .inc();
                 }
-                Err(e) => {
-                    self.count_error("terminate", &e);
-                    tracing::warn!(instance = %id, error = %error_chain(&e), "terminate after drain failed; retrying next tick");
+                if forced {
+                    let timeout_s = self.disruption_of(&state.group).drain_timeout_s;
+                    self.metrics
+                        .scale_actions
+                        .get_or_create(&metrics::ActionLabels {
+                            pool: state.pool.to_string(),
+                            direction: "forced".into(),
+                            reason: Reason::DrainTimedOut { timeout_s }.code().into(),
+                        })
+                        .inc();
                 }
+            }
+            Err(e) => {
+                self.count_error("terminate", &e);
+                tracing::warn!(instance = %id, error = %error_chain(&e), "terminate after drain failed; retrying next tick");
             }
         }
     }

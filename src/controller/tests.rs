@@ -970,3 +970,5 @@ fn a_fenced_controller_stops_acting_mid_tick() {
     assert!(world(&p).calls.is_empty());
     assert!(world(&p).acked.is_empty(), "left for the next leader");
 }
+
+mod shadow;

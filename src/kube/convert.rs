@@ -340,6 +340,28 @@ pub fn is_unschedulable(pod: &Pod) -> bool {
             .is_some_and(|c| c.status == "False" && c.reason.as_deref() == Some("Unschedulable"))
 }
 
+/// Longest scheduler message kept per pod (it grows with the reasons of a big cluster).
+pub const SCHEDULER_MESSAGE_MAX: usize = 1024;
+
+fn bounded(s: &str, max: usize) -> &str {
+    if s.len() <= max {
+        return s;
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
+}
+
+/// The scheduler's message on an unschedulable pod (`PodScheduled=False, Unschedulable`).
+pub fn scheduler_message(pod: &Pod) -> Option<String> {
+    pod_condition(pod.status.as_ref(), "PodScheduled")
+        .filter(|c| c.status == "False" && c.reason.as_deref() == Some("Unschedulable"))
+        .and_then(|c| c.message.clone())
+        .filter(|m| !m.is_empty())
+}
+
 /// Pods that no longer hold resources on their node.
 pub fn is_finished(pod: &Pod) -> bool {
     matches!(
@@ -698,6 +720,13 @@ pub fn prune_pod(pod: &mut Pod) {
                         type_: c.type_.clone(),
                         status: c.status.clone(),
                         reason: c.reason.clone(),
+                        // The scheduler's reason for an unschedulable pod, bounded: it names
+                        // what gpupool may not model (`planner::rejects`).
+                        message: c
+                            .message
+                            .as_deref()
+                            .filter(|_| c.reason.as_deref() == Some("Unschedulable"))
+                            .map(|m| bounded(m, SCHEDULER_MESSAGE_MAX).to_owned()),
                         ..PodCondition::default()
                     })
                     .collect()

@@ -9,6 +9,7 @@
 //! - [`events`]: `TriggeredScaleUp` / `NotTriggerScaleUp` on pods, `Drain` / `Replaced` /
 //!   `ScaleDown` on nodes, rate-limited.
 //! - [`lease`]: leader election on a `coordination.k8s.io/v1` Lease.
+//! - [`status_map`]: the `gpupool-status` ConfigMap (Cluster Autoscaler's status ConfigMap).
 
 pub mod convert;
 pub mod drain;
@@ -16,6 +17,7 @@ pub mod events;
 pub mod lease;
 pub mod provider_id;
 pub mod quantity;
+pub mod status_map;
 pub mod watch;
 
 pub use lease::LeaderElector;
@@ -101,6 +103,10 @@ pub struct KubeCluster {
     /// Nodes whose drain has logged a PodDisruptionBudget refusal at INFO already (one line
     /// per drain; the refusals of every tick are at DEBUG).
     pdb_refusal_logged: std::collections::HashSet<String>,
+    /// Woken by the pod watch for every new pending GPU pod (plan within ~1 s, batched).
+    wake: Arc<crate::controller::batcher::Batcher>,
+    /// The scheduler's message on each pending GPU pod of the last view.
+    scheduler_messages: BTreeMap<String, String>,
 }
 
 impl KubeCluster {
@@ -117,13 +123,28 @@ impl KubeCluster {
             watcher::Config::default().labels(TAG_POOL),
             "nodes",
             move |n: &mut K8sNode| convert::prune_node(n, &keep_conditions),
+            |_: &K8sNode| {},
         );
+        let wake = Arc::new(crate::controller::batcher::Batcher::default());
         let pods = watch::spawn(
             Api::<Pod>::all(client.clone()),
             // Finished pods hold nothing; the API server filters them out for us.
             watcher::Config::default().fields("status.phase!=Succeeded,status.phase!=Failed"),
             "pods",
             convert::prune_pod,
+            {
+                let (wake, names) = (wake.clone(), names.clone());
+                move |p: &Pod| {
+                    // A pod gpupool would plan for (pending, unschedulable, asking a GPU
+                    // resource) and has not triggered for before.
+                    if let Some(uid) = p.metadata.uid.as_deref()
+                        && convert::pending_pod(p, &names, Timestamp::default()).is_some()
+                        && wake.trigger(uid)
+                    {
+                        tracing::debug!(pod = %pod_key(p), "new pending GPU pod: planning within the batch window");
+                    }
+                }
+            },
         );
         let recorder = Recorder::new(
             client.clone(),
@@ -144,7 +165,15 @@ impl KubeCluster {
             idle_since: HashMap::new(),
             unhealthy_logged: HashMap::new(),
             pdb_refusal_logged: std::collections::HashSet::new(),
+            wake,
+            scheduler_messages: BTreeMap::new(),
         }
+    }
+
+    /// Wakes when new pending GPU pods appeared (batched: 1 s idle, 10 s max); the run loop
+    /// plans then instead of waiting for the next tick.
+    pub fn wakeups(&self) -> Arc<crate::controller::batcher::Batcher> {
+        self.wake.clone()
     }
 
     /// At most one event per object and reason per `interval_s` (default 300 s).
@@ -221,6 +250,7 @@ impl KubeCluster {
         let mut pending: Vec<PendingPod> = Vec::new();
         let mut on_node: HashMap<String, Vec<RunningPod>> = HashMap::new();
         let mut pending_uids = Vec::new();
+        self.scheduler_messages.clear();
         for p in self.pods.store.state() {
             if let Some(node) = convert::node_name_of(&p) {
                 if managed.contains_key(node) && !convert::is_finished(&p) {
@@ -235,6 +265,9 @@ impl KubeCluster {
             let since = self.pending_since.get(&uid).copied().unwrap_or(now);
             if let Some(pp) = convert::pending_pod(&p, &self.names, since) {
                 self.pending_since.entry(uid.clone()).or_insert(now);
+                if let Some(m) = convert::scheduler_message(&p) {
+                    self.scheduler_messages.insert(pp.key(), m);
+                }
                 pending_uids.push(uid);
                 pending.push(pp);
             }
@@ -512,5 +545,21 @@ impl Cluster for KubeCluster {
 
     async fn publish(&mut self, plan: &Plan, now: Timestamp) {
         self.publish_events(plan, now).await;
+    }
+
+    fn scheduler_messages(&self) -> BTreeMap<String, String> {
+        self.scheduler_messages.clone()
+    }
+
+    fn relisting(&self) -> Vec<crate::model::WatchedResource> {
+        use crate::model::WatchedResource;
+        [
+            (WatchedResource::Pods, &self.pods.health),
+            (WatchedResource::Nodes, &self.nodes.health),
+        ]
+        .into_iter()
+        .filter(|(_, h)| h.synced() && !h.current())
+        .map(|(r, _)| r)
+        .collect()
     }
 }

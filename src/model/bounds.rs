@@ -188,6 +188,13 @@ pub fn check_history(h: &History) -> Result {
     for (g, t) in &h.warm_needed_at {
         time(format!("warm_needed_at.{g}"), *t)?;
     }
+    for (p, (_, t)) in &h.fits_serving {
+        time(format!("fits_serving.{p}"), *t)?;
+    }
+    for (p, r) in &h.scheduler_rejects {
+        time(format!("scheduler_rejects.{p}.at"), r.at)?;
+        time(format!("scheduler_rejects.{p}.until"), r.until)?;
+    }
     Ok(())
 }
 

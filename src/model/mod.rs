@@ -5,7 +5,9 @@
 pub mod bounds;
 mod plan;
 mod pod;
+pub mod shadow;
 mod snapshot;
+pub mod status;
 
 pub use gpupool_provider::{
     CapacityType, GpuInfo, Instance, InstanceId, InstanceType, InstanceTypeName, LaunchFailure,

@@ -24,6 +24,14 @@ pub struct Plan {
     /// their offerings off in `History` with the same rule the planner applied to this plan).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub launch_failures: Vec<LaunchFailureRecord>,
+    /// Pending pods (`namespace/name`) placed on the free room of a serving node, and that
+    /// node's instance (the controller keeps since when in `History::fits_serving`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub fits_serving: Vec<(String, InstanceId)>,
+    /// Pods found rejected by the scheduler this tick (`planner::rejects`; the controller
+    /// keeps them in `History::scheduler_rejects`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub scheduler_rejects: Vec<(String, super::Rejection)>,
 }
 
 /// A launch the cloud accepted and reported it cannot fulfil (or that showed neither progress
@@ -478,6 +486,25 @@ pub enum Reason {
         group: NodeGroupId,
         min: u32,
     },
+    /// The pool is paused (`paused: true`): planned, not acted on.
+    Paused,
+    /// The pool's `scale_down.enabled` is false: unneeded nodes stay.
+    PoolScaleDownDisabled,
+    /// A cluster watch failed and has not relisted yet: the cache may be missing pods bound or
+    /// nodes added meanwhile, so nothing is removed until it is current again.
+    CacheNotCurrent {
+        since: Timestamp,
+        resources: Vec<super::WatchedResource>,
+    },
+    /// The scheduler kept this pod off a node launched for it that fits it by every
+    /// constraint gpupool models (`node`, serving since `node_ready_at`): it asks for
+    /// something gpupool does not model, so no more nodes are launched for it until
+    /// `retry_at` (Cluster Autoscaler's `NotTriggerScaleUp`).
+    SchedulerRejects {
+        node: String,
+        message: String,
+        retry_at: Timestamp,
+    },
 }
 
 impl Reason {
@@ -540,6 +567,10 @@ impl Reason {
             GroupAtMinSize { .. } => "group_at_min_size",
             RebalanceWaiting { .. } => "rebalance_waiting",
             DrainAbandoned { .. } => "drain_abandoned",
+            Paused => "paused",
+            PoolScaleDownDisabled => "pool_scale_down_disabled",
+            CacheNotCurrent { .. } => "cache_not_current",
+            SchedulerRejects { .. } => "scheduler_rejects",
         }
     }
 }
@@ -739,6 +770,30 @@ impl fmt::Display for Reason {
             GroupAtMinSize { group, min } => {
                 write!(f, "group {group} is at its min size {min}")
             }
+            Paused => write!(f, "pool is paused (paused: true): planned, not acted on"),
+            PoolScaleDownDisabled => {
+                write!(
+                    f,
+                    "scale-down is disabled for this pool (scale_down.enabled: false)"
+                )
+            }
+            CacheNotCurrent { since, resources } => {
+                let r: Vec<&str> = resources.iter().map(|r| r.as_str()).collect();
+                write!(
+                    f,
+                    "holding scale-down: the {} watch failed at {since} and has not relisted yet",
+                    r.join(" and ")
+                )
+            }
+            SchedulerRejects {
+                node,
+                message,
+                retry_at,
+            } => write!(
+                f,
+                "the scheduler keeps it off node {node}, which fits it by every constraint gpupool \
+                 models (\"{message}\"); no node is launched for it until {retry_at}"
+            ),
             MaxNodesPerTick { max } => {
                 write!(
                     f,

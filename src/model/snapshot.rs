@@ -51,6 +51,52 @@ pub struct Snapshot {
     /// to remove any: their pools hold scale-down.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub stale_groups: BTreeMap<NodeGroupId, Timestamp>,
+    /// How current the cluster cache behind `nodes` and `pending_pods` is. While a watch is
+    /// relisting after an error the cache may miss pods bound or nodes added meanwhile: good
+    /// enough to add capacity, never a reason to remove any (every pool holds scale-down).
+    #[serde(default, skip_serializing_if = "CacheState::is_current")]
+    pub cache: CacheState,
+    /// The scheduler's last word on each pending pod (`namespace/name` → the message of its
+    /// `PodScheduled=False, reason Unschedulable` condition), where it gave one.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub scheduler_messages: BTreeMap<String, String>,
+}
+
+/// The state of the cluster watches behind a snapshot.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "state", rename_all = "kebab-case")]
+pub enum CacheState {
+    /// Every watch has listed and streams without error since.
+    #[default]
+    Current,
+    /// A watch failed at `since` (first seen by the controller) and has not listed again yet.
+    Relisting {
+        since: Timestamp,
+        resources: Vec<WatchedResource>,
+    },
+}
+
+impl CacheState {
+    pub fn is_current(&self) -> bool {
+        matches!(self, CacheState::Current)
+    }
+}
+
+/// A resource kind gpupool keeps a watch cache of.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum WatchedResource {
+    Pods,
+    Nodes,
+}
+
+impl WatchedResource {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WatchedResource::Pods => "pods",
+            WatchedResource::Nodes => "nodes",
+        }
+    }
 }
 
 impl Snapshot {
@@ -157,6 +203,28 @@ pub struct History {
     /// `unneeded_time_s` after that, because every regrowth launches and warms instances again.
     #[serde(default)]
     pub warm_needed_at: BTreeMap<NodeGroupId, Timestamp>,
+    /// Pending pods (`namespace/name`) that fit the free room of a serving node by every
+    /// constraint gpupool models: which node's instance, and since when.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub fits_serving: BTreeMap<String, (InstanceId, Timestamp)>,
+    /// Pending pods the scheduler kept off a node that fits them by gpupool's model: no node
+    /// is launched for them until `until` (`planner::rejects`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub scheduler_rejects: BTreeMap<String, Rejection>,
+}
+
+/// A pod the scheduler rejects for a constraint gpupool does not model.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Rejection {
+    /// The node that fits it by gpupool's model and did not receive it.
+    pub node: String,
+    /// The scheduler's message.
+    pub message: String,
+    pub at: Timestamp,
+    /// No launch for the pod before this.
+    pub until: Timestamp,
+    /// Rejections in a row (the backoff doubles with each).
+    pub count: u32,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -194,6 +262,34 @@ pub const RISK_BOOST_PER_INTERRUPTION: f64 = 0.05;
 pub const RISK_BOOST_HALF_LIFE_S: f64 = 3600.0;
 
 impl History {
+    /// The pods the plan found fitting a serving node: keep since when each has fit the same
+    /// node (a pod that moves to another node starts over), forget the others.
+    pub fn record_fits(&mut self, fits: &[(String, InstanceId)], now: Timestamp) {
+        let mut next = BTreeMap::new();
+        for (pod, inst) in fits {
+            let since = match self.fits_serving.get(pod) {
+                Some((was, since)) if was == inst => *since,
+                _ => now,
+            };
+            next.insert(pod.clone(), (inst.clone(), since));
+        }
+        self.fits_serving = next;
+    }
+
+    /// Keep the plan's new rejections, and forget pods that are no longer pending (bound,
+    /// deleted): their backoff ends with them.
+    pub fn record_scheduler_rejects(
+        &mut self,
+        new: &[(String, Rejection)],
+        pending: &[super::PendingPod],
+    ) {
+        for (pod, r) in new {
+            self.scheduler_rejects.insert(pod.clone(), r.clone());
+        }
+        let live: std::collections::BTreeSet<String> = pending.iter().map(|p| p.key()).collect();
+        self.scheduler_rejects.retain(|k, _| live.contains(k));
+    }
+
     /// An offering failed to launch (an immediate error from the call at `now`): back off
     /// exponentially (60 s, 120 s, … 30 min).
     pub fn record_launch_failure(&mut self, offering: &OfferingKey, error: &str, now: Timestamp) {

@@ -1,7 +1,8 @@
 //! Builders for planner inputs: `snapshot().pending(gpu_pod(8).model("H100")).group(p5_od())`.
 //!
-//! Public (not `#[cfg(test)]`) because the property tests in `tests/` and `gpupool bench
-//! planner` build their synthetic worlds with them too. Nothing here reads files or clocks.
+//! Compiled for unit tests and, with the `testkit` feature (turned on only by this crate's
+//! dev-dependency on itself), for `tests/` and `benches/` through `crate::testkit`; never in a
+//! release build. Nothing here reads files or clocks.
 
 use crate::config::{
     CapacityPolicy, Config, DisruptionPolicy, ForecastPolicy, KubernetesConfig, Limits,
@@ -628,6 +629,8 @@ pub fn pool_cfg(name: &str) -> PoolConfig {
         health_url: None,
         deregister_command: None,
         in_flight_query: None,
+        paused: false,
+        scale_down: crate::config::ScaleDownPolicy::default(),
     }
 }
 
@@ -642,6 +645,7 @@ pub fn config(pools: Vec<PoolConfig>) -> Config {
         kubernetes: KubernetesConfig::default(),
         metrics: MetricsConfig::default(),
         sim: None,
+        dry_run: false,
         pricing: Default::default(),
         pools,
     }

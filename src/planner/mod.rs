@@ -25,10 +25,13 @@ mod consolidate;
 mod demand;
 mod eligible;
 mod fit;
+#[cfg(any(test, feature = "testkit"))]
 pub mod fixtures;
 mod health;
+mod hold;
 pub(crate) mod launches;
 mod rebalance;
+pub mod rejects;
 mod scaledown;
 mod warmpool;
 
@@ -101,12 +104,18 @@ pub fn plan(snapshot: &Snapshot, config: &Config, history: &History, now: Timest
         pods_owned = [snapshot.pending_pods.as_slice(), &displaced].concat();
         &pods_owned
     };
-    let classes = if config.mode == Mode::Kubernetes {
+    let mut classes = if config.mode == Mode::Kubernetes {
         binpack::classes(pods)
     } else {
         Vec::new()
     };
     let mut fates: Vec<Option<Fate>> = vec![None; pods.len()];
+    // Pods the scheduler refuses for a constraint not modelled here: neither demand nor a
+    // reason to keep a node (`rejects`).
+    let (refused, new_rejects) = rejects::blocked(snapshot, history, &config.kubernetes, now);
+    let pending = snapshot.pending_pods.len();
+    block_refused(&mut classes, &pods[..pending], &refused, &mut fates);
+    plan.scheduler_rejects = new_rejects;
     let mut pod_pool: Vec<Option<usize>> = vec![None; pods.len()];
     let mut pool_classes: Vec<Vec<(&Class<'_>, ClassFit)>> =
         (0..ctxs.len()).map(|_| Vec::new()).collect();
@@ -127,6 +136,7 @@ pub fn plan(snapshot: &Snapshot, config: &Config, history: &History, now: Timest
     }
 
     let mut in_flight_of = vec![0u32; ctxs.len()];
+    let mut fits = Vec::new();
     for (pi, ctx) in ctxs.iter().enumerate() {
         in_flight_of[pi] = plan_pool(
             ctx,
@@ -137,9 +147,15 @@ pub fn plan(snapshot: &Snapshot, config: &Config, history: &History, now: Timest
             &nodes,
             &pool_classes[pi],
             &mut fates,
+            &mut fits,
             &mut plan,
         );
     }
+    // Displaced pods (indices past the pending ones) are running: only pending ones are kept.
+    plan.fits_serving = fits
+        .into_iter()
+        .filter_map(|(m, inst)| Some((pods[..pending].get(m)?.key(), inst)))
+        .collect();
 
     for (i, pod) in pods.iter().enumerate() {
         let Some(fate) = &fates[i] else { continue };
@@ -172,7 +188,50 @@ pub fn plan(snapshot: &Snapshot, config: &Config, history: &History, now: Timest
         });
     }
     plan.launch_failures = failures;
+    hold::pause(config, snapshot, &mut plan);
     plan
+}
+
+/// Take the pods the scheduler refuses (`rejects`) out of their classes: blocked with the
+/// refusal, neither demand nor a reason to keep a node. `pending`: the pending pods, which come
+/// first in the planner's pod list.
+fn block_refused(
+    classes: &mut Vec<Class<'_>>,
+    pending: &[PendingPod],
+    refused: &BTreeMap<String, Reason>,
+    fates: &mut [Option<Fate>],
+) {
+    if refused.is_empty() {
+        return;
+    }
+    for class in classes.iter_mut() {
+        class.members.retain(|&m| {
+            let r = pending.get(m).and_then(|p| refused.get(&p.key()));
+            if let Some(r) = r {
+                fates[m] = Some(Fate::Blocked(r.clone()));
+            }
+            r.is_none()
+        });
+    }
+    classes.retain(|c| !c.members.is_empty());
+}
+
+/// The pods placed on a serving node's free room, with that node's instance.
+fn serving_fits(
+    classes: &[(&Class<'_>, ClassFit)],
+    fates: &[Option<Fate>],
+    bins: &[Bin<'_>],
+    fits: &mut Vec<(usize, InstanceId)>,
+) {
+    for (c, _) in classes {
+        for &m in &c.members {
+            if let Some(Fate::Existing { bin }) = fates[m]
+                && let Some(inst) = bins.get(bin).and_then(|b| b.serving)
+            {
+                fits.push((m, inst.clone()));
+            }
+        }
+    }
 }
 
 /// What the cloud will not deliver, per group: requested instances with nothing behind them,
@@ -500,6 +559,7 @@ fn plan_pool<'a>(
     nodes: &BTreeMap<&InstanceId, &'a Node>,
     classes: &[(&Class<'a>, ClassFit)],
     fates: &mut [Option<Fate>],
+    fits: &mut Vec<(usize, InstanceId)>,
     plan: &mut Plan,
 ) -> u32 {
     let pool = ctx.cfg;
@@ -556,6 +616,7 @@ fn plan_pool<'a>(
     let mut stops = binpack::pack(classes, &ctx.tpls, &mut bins, &mut chooser, fates);
     // Serving nodes pending pods are expected on: neither removed nor used as room for another
     // node's pods this tick.
+    serving_fits(classes, fates, &bins, fits);
     let expected: BTreeSet<&InstanceId> = classes
         .iter()
         .flat_map(|(c, _)| c.members.iter())
@@ -713,7 +774,8 @@ fn plan_pool<'a>(
     let mut removed = 0u32;
     let mut removed_cost = Money::ZERO;
     let mut unneeded = BTreeSet::new();
-    if stale.is_empty() {
+    let held = hold::scale_down(pool, stale, &snapshot.cache);
+    if held.is_none() {
         let res = scaledown::scale_down(
             ctx,
             mode,
@@ -743,11 +805,11 @@ fn plan_pool<'a>(
                 &mut plan.decisions,
             );
         }
-    } else {
+    } else if let Some(reason) = held {
         plan.decisions.push(Decision {
             subject: subject(),
             outcome: Outcome::Held,
-            reason: Reason::DataStale { signals: stale },
+            reason,
         });
     }
     plan.unneeded.extend(unneeded.into_iter().cloned());

@@ -1,6 +1,7 @@
 //! The baselines, each a small policy loop following its documented behaviour and driving the
-//! same simulated world as gpupool. They are judged on the same trace, seed and SLO; their
-//! parameters are the documented defaults and are never tuned per scenario.
+//! same simulated world as gpupool. They are judged on the same trace, seed and SLO; their main
+//! runs use the documented defaults, and `--tune-baselines` (`super::tune`) sweeps each one's
+//! natural knob for the cheapest setting meeting the SLO target.
 //!
 //! - `static-peak`: the demand peak of the whole run, provisioned before it starts, never
 //!   changed (replaced after a reclaim). The group's desired count is the peak: a stockout
@@ -14,7 +15,11 @@
 //!   activity (AWS, kubernetes/autoscaler#4489) or a `lastAttempt` error (GCE): it deletes the
 //!   errored upcoming nodes and backs the node group off with `InitialNodeGroupBackoffDuration`
 //!   5 min, `MaxNodeGroupBackoffDuration` 30 min (`cluster-autoscaler/clusterstate`).
-//! - `karpenter`: the same HPA; pending pods batched (1 s idle / 10 s max) into launches of the
+//! - `hpa-ca-default`: the HPA with Kubernetes' default `behavior`
+//!   ([`HpaBehavior::kubernetes_default`]: no scale-up stabilisation, +100 % or +4 pods per 15 s; 300 s scale-down window, −100 % per
+//!   15 s) and Cluster Autoscaler with its defaults, `--scale-down-delay-after-add` 10 min
+//!   included; otherwise as `hpa-ca`.
+//! - `karpenter`: the same HPA as `hpa-ca`; pending pods batched (1 s idle / 10 s max) into launches of the
 //!   cheapest available offering, spot first (price-capacity-optimised: the cheapest spot group
 //!   with capacity) with on-demand fallback, unavailable offerings cached for 3 min (Karpenter's
 //!   ICE cache TTL); empty nodes consolidated at once (`consolidateAfter: 0s`, the v1 default);
@@ -30,6 +35,145 @@
 use super::world::{Serve, World, last_scrape_ms};
 use crate::model::{CapacityType, InstanceId, LifecycleState, NodeGroupId};
 use std::collections::{BTreeMap, VecDeque};
+use std::time::Duration;
+
+/// One HPA scaling policy (`HPAScalingPolicy`): change by at most `value` pods, or `value`
+/// percent of the replicas at the start of the period, per `period`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum ScalingPolicy {
+    Pods { value: u32, period: Duration },
+    Percent { value: u32, period: Duration },
+}
+
+impl ScalingPolicy {
+    fn period_ms(self) -> i64 {
+        match self {
+            ScalingPolicy::Pods { period, .. } | ScalingPolicy::Percent { period, .. } => {
+                period.as_millis() as i64
+            }
+        }
+    }
+}
+
+/// One direction of `spec.behavior` (`HPAScalingRules`) with `selectPolicy: Max` (the default:
+/// the policy allowing the largest change wins).
+#[derive(Clone, Debug, PartialEq)]
+pub struct ScalingRules {
+    pub stabilization: Duration,
+    pub policies: Vec<ScalingPolicy>,
+}
+
+/// The HPA's `spec.behavior`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct HpaBehavior {
+    pub scale_up: ScalingRules,
+    pub scale_down: ScalingRules,
+}
+
+impl HpaBehavior {
+    /// The `hpa-ca` baseline's behaviour, unchanged since it was introduced: 30 s scale-up
+    /// stabilisation, at most +2 pods per 60 s; 600 s scale-down stabilisation, at most −1 pod
+    /// per 300 s (a conservative setting an operator might write for slow GPU nodes).
+    pub fn conservative() -> HpaBehavior {
+        HpaBehavior {
+            scale_up: ScalingRules {
+                stabilization: Duration::from_secs(30),
+                policies: vec![ScalingPolicy::Pods {
+                    value: 2,
+                    period: Duration::from_secs(60),
+                }],
+            },
+            scale_down: ScalingRules {
+                stabilization: Duration::from_secs(600),
+                policies: vec![ScalingPolicy::Pods {
+                    value: 1,
+                    period: Duration::from_secs(300),
+                }],
+            },
+        }
+    }
+
+    /// Kubernetes' defaults when `spec.behavior` is absent
+    /// (`k8s.io/kubernetes/pkg/apis/autoscaling/v2/defaults.go`: `scaleUpLimitPercent 100`,
+    /// `scaleUpLimitMinimumPods 4`, `scaleUpPeriod 15`, `scaleUpStabilizationSeconds 0`,
+    /// `scaleDownPeriod 15`, `scaleDownLimitPercent 100`; the scale-down window is the
+    /// controller's `--horizontal-pod-autoscaler-downscale-stabilization`, 5 min by default; the
+    /// API reference of `HPAScalingRules.stabilizationWindowSeconds`: "For scale up: 0 (i.e. no
+    /// stabilization is done). For scale down: 300"). `selectPolicy` defaults to `Max`.
+    pub fn kubernetes_default() -> HpaBehavior {
+        let period = Duration::from_secs(15);
+        HpaBehavior {
+            scale_up: ScalingRules {
+                stabilization: Duration::ZERO,
+                policies: vec![
+                    ScalingPolicy::Percent { value: 100, period },
+                    ScalingPolicy::Pods { value: 4, period },
+                ],
+            },
+            scale_down: ScalingRules {
+                stabilization: Duration::from_secs(300),
+                policies: vec![ScalingPolicy::Percent { value: 100, period }],
+            },
+        }
+    }
+}
+
+/// Replicas added (or removed) by the events younger than `period_ms` at `now`.
+fn changed_within(events: &VecDeque<(i64, u32)>, now: i64, period_ms: i64) -> u32 {
+    events
+        .iter()
+        .filter(|(t, _)| now - t < period_ms)
+        .map(|(_, n)| n)
+        .sum()
+}
+
+/// The most replicas a scale-up may reach at `now` from `current`, given the scale-ups made
+/// (`pkg/controller/podautoscaler/horizontal.go`, `calculateScaleUpLimitWithScalingRules`: per
+/// policy, the replicas at the start of its period plus its allowance; `selectPolicy: Max`).
+pub fn scale_up_limit(
+    current: u32,
+    ups: &VecDeque<(i64, u32)>,
+    now: i64,
+    policies: &[ScalingPolicy],
+) -> u32 {
+    policies
+        .iter()
+        .map(|p| {
+            let start = current.saturating_sub(changed_within(ups, now, p.period_ms()));
+            match *p {
+                ScalingPolicy::Pods { value, .. } => start + value,
+                ScalingPolicy::Percent { value, .. } => {
+                    (f64::from(start) * (1.0 + f64::from(value) / 100.0)).ceil() as u32
+                }
+            }
+        })
+        .max()
+        .unwrap_or(current)
+}
+
+/// The fewest replicas a scale-down may reach at `now` (`calculateScaleDownLimitWithBehaviors`:
+/// per policy, the replicas at the start of its period less its allowance, percent truncated as
+/// Go's `int32(float64)` does; `selectPolicy: Max` takes the lowest).
+pub fn scale_down_limit(
+    current: u32,
+    downs: &VecDeque<(i64, u32)>,
+    now: i64,
+    policies: &[ScalingPolicy],
+) -> u32 {
+    policies
+        .iter()
+        .map(|p| {
+            let start = current + changed_within(downs, now, p.period_ms());
+            match *p {
+                ScalingPolicy::Pods { value, .. } => start.saturating_sub(value),
+                ScalingPolicy::Percent { value, .. } => {
+                    (f64::from(start) * (1.0 - f64::from(value) / 100.0)).max(0.0) as u32
+                }
+            }
+        })
+        .min()
+        .unwrap_or(current)
+}
 
 /// The HPA's replica recommendation loop.
 #[derive(Clone, Debug)]
@@ -38,6 +182,7 @@ pub struct Hpa {
     pub max: u32,
     pub target_per_replica: f64,
     pub desired: u32,
+    pub behavior: HpaBehavior,
     recs: VecDeque<(i64, u32)>,
     ups: VecDeque<(i64, u32)>,
     downs: VecDeque<(i64, u32)>,
@@ -46,21 +191,34 @@ pub struct Hpa {
 
 pub const HPA_SYNC_MS: i64 = 15_000;
 pub const HPA_TOLERANCE: f64 = 0.1;
-pub const HPA_UP_WINDOW_MS: i64 = 30_000;
-pub const HPA_UP_PODS: u32 = 2;
-pub const HPA_UP_PERIOD_MS: i64 = 60_000;
-pub const HPA_DOWN_WINDOW_MS: i64 = 600_000;
-pub const HPA_DOWN_PODS: u32 = 1;
-pub const HPA_DOWN_PERIOD_MS: i64 = 300_000;
+/// The External metric's `AverageValue` target: requests waiting per replica.
 pub const HPA_TARGET_WAITING: f64 = 5.0;
 
 impl Hpa {
+    /// The `hpa-ca` HPA: [`HpaBehavior::conservative`], target [`HPA_TARGET_WAITING`].
     pub fn new(min: u32, max: u32, initial: u32) -> Hpa {
+        Hpa::with_behavior(
+            min,
+            max,
+            initial,
+            HPA_TARGET_WAITING,
+            HpaBehavior::conservative(),
+        )
+    }
+
+    pub fn with_behavior(
+        min: u32,
+        max: u32,
+        initial: u32,
+        target_per_replica: f64,
+        behavior: HpaBehavior,
+    ) -> Hpa {
         Hpa {
             min,
             max,
-            target_per_replica: HPA_TARGET_WAITING,
+            target_per_replica,
             desired: initial.clamp(min, max),
+            behavior,
             recs: VecDeque::new(),
             ups: VecDeque::new(),
             downs: VecDeque::new(),
@@ -83,39 +241,45 @@ impl Hpa {
             raw
         }
         .clamp(self.min, self.max);
+        let up = &self.behavior.scale_up;
+        let down = &self.behavior.scale_down;
+        let up_window = up.stabilization.as_millis() as i64;
+        let down_window = down.stabilization.as_millis() as i64;
         self.recs.push_back((now, rec));
         while self
             .recs
             .front()
-            .is_some_and(|(t, _)| now - t > HPA_DOWN_WINDOW_MS)
+            .is_some_and(|(t, _)| now - t > up_window.max(down_window))
         {
             self.recs.pop_front();
         }
         // Stabilisation: scale up to the lowest recommendation of the up window, down to the
         // highest of the down window.
-        let up_rec = self
-            .recs
-            .iter()
-            .filter(|(t, _)| now - t <= HPA_UP_WINDOW_MS)
-            .map(|(_, r)| *r)
-            .min()
-            .unwrap_or(rec);
-        let down_rec = self.recs.iter().map(|(_, r)| *r).max().unwrap_or(rec);
-        self.ups.retain(|(t, _)| now - t < HPA_UP_PERIOD_MS);
-        self.downs.retain(|(t, _)| now - t < HPA_DOWN_PERIOD_MS);
+        let within = |w: i64| {
+            self.recs
+                .iter()
+                .filter(move |(t, _)| now - t <= w)
+                .map(|(_, r)| *r)
+        };
+        let up_rec = within(up_window).min().unwrap_or(rec);
+        let down_rec = within(down_window).max().unwrap_or(rec);
+        let longest = |ps: &[ScalingPolicy]| ps.iter().map(|p| p.period_ms()).max().unwrap_or(0);
+        let (up_keep, down_keep) = (longest(&up.policies), longest(&down.policies));
+        self.ups.retain(|(t, _)| now - t < up_keep);
+        self.downs.retain(|(t, _)| now - t < down_keep);
         if up_rec > self.desired {
-            let used: u32 = self.ups.iter().map(|(_, n)| n).sum();
-            let step = (up_rec - self.desired).min(HPA_UP_PODS.saturating_sub(used));
-            if step > 0 {
-                self.desired += step;
-                self.ups.push_back((now, step));
+            let limit = scale_up_limit(self.desired, &self.ups, now, &up.policies);
+            let to = up_rec.min(limit);
+            if to > self.desired {
+                self.ups.push_back((now, to - self.desired));
+                self.desired = to;
             }
         } else if down_rec < self.desired {
-            let used: u32 = self.downs.iter().map(|(_, n)| n).sum();
-            let step = (self.desired - down_rec).min(HPA_DOWN_PODS.saturating_sub(used));
-            if step > 0 {
-                self.desired -= step;
-                self.downs.push_back((now, step));
+            let limit = scale_down_limit(self.desired, &self.downs, now, &down.policies);
+            let to = down_rec.max(limit);
+            if to < self.desired {
+                self.downs.push_back((now, self.desired - to));
+                self.desired = to;
             }
         }
     }
@@ -183,7 +347,10 @@ fn queue_metric(w: &World, scrape_ms: i64) -> f64 {
         .map_or(0.0, |s| f64::from(s.waiting))
 }
 
-/// `static-peak`: keep `peak` replicas; replace what spot reclaims.
+/// `static-peak`: keep `peak` replicas; replace what spot reclaims. A fleet smaller than what
+/// serves at t = 0 (a tuned size below the first bucket's demand) retires the excess: empty
+/// nodes are terminated at once, busy ones stop taking requests and go once empty, so no
+/// request is cut.
 pub struct StaticPeak {
     pub group: NodeGroupId,
     pub peak: u32,
@@ -203,6 +370,34 @@ impl StaticPeak {
         let live = w.desired(g).saturating_sub(noticed);
         if live < self.peak {
             let _ = w.increase(&self.group, self.peak - live);
+        } else if live > self.peak {
+            self.retire(w, g, live - self.peak);
+        }
+    }
+
+    fn retire(&mut self, w: &mut World, g: usize, excess: u32) {
+        let mut nodes: Vec<(bool, Serve, InstanceId)> = w
+            .insts
+            .values()
+            .filter(|i| {
+                i.group == g && i.state == LifecycleState::Ready && i.notice_deadline.is_none()
+            })
+            .map(|i| (!i.in_flight.is_empty(), i.serve, i.id.clone()))
+            .collect();
+        // Empty first, then those already draining.
+        nodes.sort_by_key(|(busy, serve, _)| (*busy, *serve != Serve::Draining));
+        let (empty, busy): (Vec<_>, Vec<_>) = nodes
+            .into_iter()
+            .take(excess as usize)
+            .partition(|(busy, _, _)| !busy);
+        if !empty.is_empty() {
+            let ids: Vec<InstanceId> = empty.into_iter().map(|(_, _, id)| id).collect();
+            let _ = w.terminate(&self.group, &ids);
+        }
+        for (_, serve, id) in busy {
+            if serve != Serve::Draining {
+                w.stop_routing(&id);
+            }
         }
     }
 }
@@ -217,7 +412,15 @@ pub struct HpaCa {
     /// The group's backoff after a failed scale-up: until when, and the next duration.
     backoff_until_ms: i64,
     next_backoff_ms: i64,
+    /// CA's `--scale-down-delay-after-add`: no scale-down evaluation this long after a
+    /// scale-up. `None` for `hpa-ca` (as it always ran), 10 min for `hpa-ca-default`.
+    pub scale_down_delay_after_add: Option<Duration>,
+    last_scale_up_ms: Option<i64>,
 }
+
+/// CA's default `--scale-down-delay-after-add` (the Cluster Autoscaler FAQ's parameter table;
+/// AKS's autoscaler profile documents the same default, "The default is '10m'").
+pub const CA_SCALE_DOWN_DELAY_AFTER_ADD: Duration = Duration::from_secs(600);
 
 pub const CA_SCAN_MS: i64 = 10_000;
 pub const CA_UNNEEDED_MS: i64 = 600_000;
@@ -236,6 +439,22 @@ impl HpaCa {
             unneeded_since: BTreeMap::new(),
             backoff_until_ms: 0,
             next_backoff_ms: CA_BACKOFF_INITIAL_MS,
+            scale_down_delay_after_add: None,
+            last_scale_up_ms: None,
+        }
+    }
+
+    /// Cluster Autoscaler with its defaults, `--scale-down-delay-after-add` included.
+    pub fn with_ca_defaults(mut self) -> HpaCa {
+        self.scale_down_delay_after_add = Some(CA_SCALE_DOWN_DELAY_AFTER_ADD);
+        self
+    }
+
+    /// Whether scale-down evaluation is held at `now` by a recent scale-up.
+    fn scale_down_held(&self, now: i64) -> bool {
+        match (self.scale_down_delay_after_add, self.last_scale_up_ms) {
+            (Some(d), Some(t)) => now - t < d.as_millis() as i64,
+            _ => false,
         }
     }
 
@@ -274,8 +493,8 @@ impl HpaCa {
                 .find(|g| g.id == self.group)
                 .map_or(0, |g| g.max_size.saturating_sub(g.desired));
             let n = (pending - up).min(room);
-            if n > 0 {
-                let _ = w.increase(&self.group, n);
+            if n > 0 && w.increase(&self.group, n).is_ok() {
+                self.last_scale_up_ms = Some(now);
             }
         }
         // Scale down: Ready nodes without a pod and without requests for 10 min.
@@ -295,7 +514,10 @@ impl HpaCa {
                 remove.push(id);
             }
         }
-        if !remove.is_empty() {
+        // In cooldown after a scale-up CA keeps tracking unneeded nodes but deletes none
+        // (`static_autoscaler.go`: `UpdateClusterState` runs, `isScaleDownInCooldown` skips
+        // `TryToScaleDown`).
+        if !remove.is_empty() && !self.scale_down_held(now) {
             let _ = w.terminate(&self.group, &remove);
         }
     }
@@ -502,5 +724,77 @@ mod tests {
             "{} {top}",
             h.desired
         );
+    }
+
+    fn at(events: &[(i64, u32)]) -> VecDeque<(i64, u32)> {
+        events.iter().copied().collect()
+    }
+
+    #[test]
+    fn rate_limits_follow_the_hpa_controller() {
+        let k8s = HpaBehavior::kubernetes_default();
+        let ours = HpaBehavior::conservative();
+        // (current, recent changes, now, policies, up limit or down limit)
+        let up = [
+            // Default: the higher of +100 % and +4 pods per 15 s.
+            (1, at(&[]), 0, &k8s.scale_up.policies, 5),
+            (10, at(&[]), 0, &k8s.scale_up.policies, 20),
+            // 6 added 10 s ago from 4: the period started at 4, so 8 at most.
+            (10, at(&[(0, 6)]), 10_000, &k8s.scale_up.policies, 8),
+            // ... and 15 s later that addition is out of the period.
+            (10, at(&[(0, 6)]), 15_000, &k8s.scale_up.policies, 20),
+            (3, at(&[(0, 2)]), 59_000, &ours.scale_up.policies, 3),
+            (3, at(&[(0, 2)]), 60_000, &ours.scale_up.policies, 5),
+        ];
+        for (cur, ev, now, pol, want) in up {
+            assert_eq!(
+                scale_up_limit(cur, &ev, now, pol),
+                want,
+                "up {cur} {ev:?} {now}"
+            );
+        }
+        let down = [
+            (10, at(&[]), 0, &k8s.scale_down.policies, 0),
+            (10, at(&[]), 0, &ours.scale_down.policies, 9),
+            (9, at(&[(0, 1)]), 299_000, &ours.scale_down.policies, 9),
+            (9, at(&[(0, 1)]), 300_000, &ours.scale_down.policies, 8),
+        ];
+        for (cur, ev, now, pol, want) in down {
+            assert_eq!(
+                scale_down_limit(cur, &ev, now, pol),
+                want,
+                "down {cur} {ev:?} {now}"
+            );
+        }
+    }
+
+    /// Kubernetes' default behaviour: no scale-up stabilisation (the first sync that sees the
+    /// queue scales up, doubling or +4 per 15 s), and a 300 s scale-down window after which it
+    /// drops to the highest recommendation of the window at once.
+    #[test]
+    fn hpa_default_behavior_scales_up_at_once_and_down_after_300_s() {
+        let mut h = Hpa::with_behavior(1, 40, 1, 5.0, HpaBehavior::kubernetes_default());
+        h.sync(0, 100.0); // wants 20: 1 → max(2, 5) = 5 at once
+        assert_eq!(h.desired, 5);
+        h.sync(15_000, 100.0); // new period: 5 → max(10, 9) = 10
+        assert_eq!(h.desired, 10);
+        h.sync(30_000, 100.0);
+        assert_eq!(h.desired, 20);
+        // The conservative hpa-ca is at 3 (+2 per 60 s) over the same 30 s.
+        let mut c = Hpa::new(1, 40, 1);
+        for t in [0, 15_000, 30_000] {
+            c.sync(t, 100.0);
+        }
+        assert_eq!(c.desired, 3);
+        // Queue drops to 10 waiting (2 replicas) at 45 s: held for 300 s after the last
+        // recommendation of 20 (at 30 s), then down to 2 in one sync.
+        let mut t = 45_000;
+        while t <= 330_000 {
+            h.sync(t, 10.0);
+            assert_eq!(h.desired, 20, "at {t} ms");
+            t += 15_000;
+        }
+        h.sync(345_000, 10.0);
+        assert_eq!(h.desired, 2);
     }
 }

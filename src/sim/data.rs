@@ -1,14 +1,42 @@
 //! The real data the simulator replays, embedded in the binary so `gpupool simulate --scenario
 //! quick` works from any directory. Provenance and the transformations applied are in
-//! `data/README.md`; this module only parses.
+//! `data/README.md`; this module only parses (the trace file formats are in
+//! [`super::trace`]).
 
 use super::SimError;
+use super::trace::{self, FileFormat, Location, TraceFile, Window};
 use std::collections::BTreeMap;
 
 const AZURE_CODE: &str = include_str!("../../data/traces/azure_llm_2023_code.csv");
 const AZURE_CONV: &str = include_str!("../../data/traces/azure_llm_2023_conv.csv");
 const DIFFUSION: &str =
     include_str!("../../data/traces/alibaba_gentd26_diffusion_2024-12-01_07.csv");
+const SERVEGEN: &str = include_str!("../../data/traces/alibaba_servegen_llm_requests_by_10min.csv");
+
+/// Trace files shipped inside the binary for the shipped scenarios' `trace.file`, by their
+/// path in the repository: a shipped scenario (`scenarios/NAME.yaml`) naming
+/// `../data/traces/FILE` reads it from here, whatever the working directory.
+const SHIPPED_FILES: &[(&str, &str)] = &[
+    ("data/traces/azure_llm_2023_code.csv", AZURE_CODE),
+    ("data/traces/azure_llm_2023_conv.csv", AZURE_CONV),
+    (
+        "data/traces/alibaba_servegen_llm_requests_by_10min.csv",
+        SERVEGEN,
+    ),
+];
+
+/// The text of a shipped trace file, by its repository path (`data/traces/…`).
+pub fn shipped_file(path: &str) -> Option<&'static str> {
+    SHIPPED_FILES
+        .iter()
+        .find(|(p, _)| *p == path)
+        .map(|(_, t)| *t)
+}
+
+/// The repository paths of the shipped trace files.
+pub fn shipped_files() -> impl Iterator<Item = &'static str> {
+    SHIPPED_FILES.iter().map(|(p, _)| *p)
+}
 const GKE_TIMINGS: &str = include_str!("../../data/cold_start/gke_startup_reference_timings.csv");
 const BASE_MODEL_LOAD: &str =
     include_str!("../../data/cold_start/alibaba_gentd26_base_model_load_ms.csv");
@@ -58,9 +86,10 @@ fn bad(file: &str, line: usize, what: impl Into<String>) -> SimError {
     }
 }
 
-/// Seconds since the Unix epoch of a `YYYY-MM-DD HH:MM:SS[.fffffff]` UTC time.
+/// Seconds since the Unix epoch of a `YYYY-MM-DD HH:MM:SS[.fffffff]` UTC time (a `T` between
+/// date and time is accepted too); `None` for anything else, out-of-range fields included.
 pub fn parse_datetime_s(s: &str) -> Option<f64> {
-    let (date, time) = s.trim().split_once(' ')?;
+    let (date, time) = s.trim().split_once([' ', 'T'])?;
     let mut d = date.split('-').map(|x| x.parse::<i64>());
     let (y, m, day) = (d.next()?.ok()?, d.next()?.ok()?, d.next()?.ok()?);
     let mut t = time.split(':');
@@ -69,7 +98,16 @@ pub fn parse_datetime_s(s: &str) -> Option<f64> {
         t.next()?.parse::<i64>().ok()?,
     );
     let sec: f64 = t.next()?.parse().ok()?;
-    Some((days_from_civil(y, m, day) * 86_400 + h * 3600 + mi * 60) as f64 + sec)
+    let in_range = d.next().is_none()
+        && t.next().is_none()
+        && (1..=9999).contains(&y)
+        && (1..=12).contains(&m)
+        && (1..=31).contains(&day)
+        && (0..24).contains(&h)
+        && (0..60).contains(&mi)
+        // 60.x: a leap second.
+        && (0.0..61.0).contains(&sec);
+    in_range.then(|| (days_from_civil(y, m, day) * 86_400 + h * 3600 + mi * 60) as f64 + sec)
 }
 
 /// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's algorithm).
@@ -83,35 +121,18 @@ fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
     era * 146_097 + doe - 719_468
 }
 
-fn parse_azure(text: &str, file: &str) -> Result<Vec<TraceRequest>, SimError> {
-    let mut out = Vec::new();
-    let mut t0 = None;
-    for (i, line) in text.lines().enumerate().skip(1) {
-        if line.trim().is_empty() {
-            continue;
-        }
-        let mut f = line.split(',');
-        let (Some(ts), Some(ctx), Some(gen_)) = (f.next(), f.next(), f.next()) else {
-            return Err(bad(file, i + 1, "expected 3 columns"));
-        };
-        let at = parse_datetime_s(ts).ok_or_else(|| bad(file, i + 1, "bad TIMESTAMP"))?;
-        let t0 = *t0.get_or_insert(at);
-        out.push(TraceRequest {
-            at_ms: ((at - t0) * 1000.0).round() as i64,
-            input_tokens: ctx
-                .trim()
-                .parse()
-                .map_err(|_| bad(file, i + 1, "bad tokens"))?,
-            output_tokens: gen_
-                .trim()
-                .parse()
-                .map_err(|_| bad(file, i + 1, "bad tokens"))?,
-            exec_s: None,
-        });
-    }
-    // The upstream rows are time-ordered; sort anyway so a replay never goes back in time.
-    out.sort_by_key(|r| r.at_ms);
-    Ok(out)
+/// The Azure built-ins through the same reader as users' Azure files (rows sorted, relative to
+/// the first request).
+fn parse_azure(text: &'static str, file: &str) -> Result<Vec<TraceRequest>, SimError> {
+    let f = TraceFile {
+        location: Location::Shipped {
+            path: file.to_owned(),
+            text,
+        },
+        format: FileFormat::Azure,
+        filter: None,
+    };
+    Ok(trace::load(&f, Window::ALL, 0)?.requests)
 }
 
 fn parse_diffusion(text: &str) -> Result<Vec<TraceRequest>, SimError> {
@@ -304,6 +325,57 @@ mod tests {
     }
 
     #[test]
+    fn shipped_files_are_found_by_repository_path() {
+        assert!(shipped_file("data/traces/alibaba_servegen_llm_requests_by_10min.csv").is_some());
+        assert_eq!(shipped_file("data/traces/nope.csv"), None);
+        for p in shipped_files() {
+            assert!(
+                std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                    .join(p)
+                    .exists(),
+                "{p}"
+            );
+        }
+    }
+
+    /// Per-minute request counts of the `minutes` minutes from `start_ms`.
+    fn per_minute(at_ms: &[i64], start_ms: i64, minutes: usize) -> Vec<usize> {
+        let idx = |t: i64| at_ms.partition_point(|&a| a < t);
+        (0..minutes as i64)
+            .map(|k| idx(start_ms + (k + 1) * 60_000) - idx(start_ms + k * 60_000))
+            .collect()
+    }
+
+    /// The criterion `scenarios/quick.yaml` states for its slice, recomputed from the trace.
+    #[test]
+    fn quick_replays_the_burstiest_window_that_opens_quiet_for_5_minutes() {
+        let at: Vec<i64> = TraceSource::AzureCode
+            .load()
+            .unwrap()
+            .iter()
+            .map(|r| r.at_ms)
+            .collect();
+        let last = *at.last().unwrap();
+        let mut best: Option<(f64, i64)> = None;
+        let mut start = 0;
+        while start + 600_000 <= last {
+            let m = per_minute(&at, start, 10);
+            let peak = *m.iter().max().unwrap();
+            let mean = m.iter().sum::<usize>() as f64 / 10.0;
+            let quiet = m[..5].iter().all(|&x| x * 5 < peak);
+            if mean > 0.0 && quiet && best.is_none_or(|(r, _)| peak as f64 / mean > r) {
+                best = Some((peak as f64 / mean, start));
+            }
+            start += 10_000;
+        }
+        let (ratio, start) = best.unwrap();
+        let quick = super::super::scenario::Scenario::load("quick").unwrap();
+        assert_eq!(quick.file.trace.start_s, start as f64 / 1000.0);
+        assert_eq!(quick.file.trace.duration_s, Some(600.0));
+        assert!(ratio > 5.0, "{ratio}");
+    }
+
+    #[test]
     fn civil_dates() {
         assert_eq!(parse_datetime_s("1970-01-01 00:00:00"), Some(0.0));
         assert_eq!(
@@ -313,6 +385,23 @@ mod tests {
         assert!(
             (parse_datetime_s("2023-11-16 18:17:03.9799600").unwrap() % 1.0 - 0.97996).abs() < 1e-6
         );
+        assert_eq!(
+            parse_datetime_s("2024-12-01T00:00:01"),
+            Some(1_733_011_201.0)
+        );
+        for bad in [
+            "2023-13-01 00:00:00",
+            "2023-01-32 00:00:00",
+            "2023-01-01 24:00:00",
+            "2023-01-01 00:60:00",
+            "2023-01-01 00:00:61",
+            "2023-01-01 00:00:NaN",
+            "2023-01-01-02 00:00:00",
+            "2023-01-01 00:00:00:00",
+            "2023-01-01",
+        ] {
+            assert_eq!(parse_datetime_s(bad), None, "{bad}");
+        }
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! Per-policy summary figures, the rows of the table and of `--json`.
 
-use super::world::World;
+use super::world::{CallRecord, Sample, World};
 use crate::model::{NodeGroupId, Zone};
 use serde::{Deserialize, Serialize};
 
@@ -18,7 +18,8 @@ pub struct PolicySummary {
     pub cost_usd: f64,
     pub spot_cost_usd: f64,
     pub on_demand_cost_usd: f64,
-    pub cost_vs_oracle: f64,
+    /// Cost ÷ the oracle's cost; `None` when the oracle failed (or costs nothing).
+    pub cost_vs_oracle: Option<f64>,
     pub scale_actions: u64,
     pub requests_hurt_by_preemption: u64,
     /// Requests whose instance was terminated under them by the policy itself (not a spot
@@ -78,7 +79,7 @@ pub fn summarise(
         cost_usd: w.cost_on_demand + w.cost_spot,
         spot_cost_usd: w.cost_spot,
         on_demand_cost_usd: w.cost_on_demand,
-        cost_vs_oracle: 0.0,
+        cost_vs_oracle: None,
         scale_actions: w.calls.iter().filter(|c| c.ok).count() as u64,
         requests_hurt_by_preemption: u64::from(w.requests_hurt),
         requests_cut_short: u64::from(w.requests_cut_short),
@@ -151,8 +152,18 @@ pub fn fallback_times(w: &World) -> FallbackTimes {
 /// scale-up call (a call made up to one bucket before the rise counts as 0: it anticipated it)
 /// and seconds until serving replicas reached the demand.
 fn reaction_times(w: &World, demand: &[u32], bucket_ms: i64) -> (Vec<f64>, Vec<f64>) {
-    let ups: Vec<i64> = w
-        .calls
+    reaction_times_of(&w.samples, &w.calls, demand, bucket_ms)
+}
+
+/// [`reaction_times`] from a run's samples and calls (what a `PolicyRun` keeps), sorted: the
+/// report tells "no such episode" apart from a reaction of 0 s.
+pub fn reaction_times_of(
+    samples: &[Sample],
+    calls: &[CallRecord],
+    demand: &[u32],
+    bucket_ms: i64,
+) -> (Vec<f64>, Vec<f64>) {
+    let ups: Vec<i64> = calls
         .iter()
         .filter(|c| c.ok && c.call == "increase")
         .map(|c| c.at_ms)
@@ -160,7 +171,7 @@ fn reaction_times(w: &World, demand: &[u32], bucket_ms: i64) -> (Vec<f64>, Vec<f
     let mut api = Vec::new();
     let mut ready = Vec::new();
     let mut open: Option<(i64, u32)> = None;
-    for s in &w.samples {
+    for s in samples {
         let t = (s.t_s * 1000.0) as i64;
         let b = (t / bucket_ms.max(1)) as usize;
         let d = demand.get(b).copied().unwrap_or(0);

@@ -4,11 +4,14 @@
 //! - [`data`]: the embedded real data (traces, cold-start timings, prices, spot traces).
 //! - [`timing`]: cold launch / warm start distributions fitted to that data; serving speeds.
 //! - [`scenario`]: scenario files (shipped ones embedded).
+//! - [`trace`]: users' trace files (Azure, Mooncake, BurstGPT, per-minute counts).
 //! - [`workload`]: requests with service times; per-bucket demand.
 //! - [`world`]: the discrete-event world (instances, queue, spot, costs).
 //! - [`provider`]: `SimProvider`, the `NodeGroupProvider` over the world.
 //! - [`baselines`]: static-peak, HPA + Cluster Autoscaler, Karpenter-like.
 //! - [`oracle`]: the minimum-cost lower bound (exact layers / SpotHedge-style ILP).
+//! - [`tune`]: `--tune-baselines`, each baseline's knob swept for the cheapest setting
+//!   meeting the SLO target.
 //! - [`metrics`]: per-policy summary figures.
 //! - [`run`]: prepares a scenario and runs the policies side by side.
 //! - [`report`]: the HTML/SVG report.
@@ -23,6 +26,8 @@ pub mod report;
 pub mod run;
 pub mod scenario;
 pub mod timing;
+pub mod trace;
+pub mod tune;
 pub mod workload;
 pub mod world;
 
@@ -41,6 +46,10 @@ pub enum SimError {
     },
     #[error("scenario {scenario}: {message}")]
     Scenario { scenario: String, message: String },
+    /// A scenario's trace file that cannot be read, with its file, line and column (boxed:
+    /// it is the largest variant and errors are rare).
+    #[error(transparent)]
+    Trace(Box<trace::TraceError>),
     /// A scenario value out of range, found where it is read.
     #[error("scenario {scenario}: {field} = {value}: {fix}")]
     InvalidValue {
@@ -49,10 +58,8 @@ pub enum SimError {
         value: String,
         fix: String,
     },
-    #[error("oracle ILP: {0}")]
-    Oracle(String),
     #[error(
-        "unknown policy {0:?}; policies: gpupool, gpupool-noforecast, static-peak, hpa-ca, karpenter, oracle"
+        "unknown policy {0:?}; policies: gpupool, gpupool-noforecast, static-peak, hpa-ca, hpa-ca-default, karpenter, oracle"
     )]
     UnknownPolicy(String),
     #[error("writing the report to {path}")]
@@ -63,4 +70,10 @@ pub enum SimError {
     },
     #[error("controller: {0}")]
     Controller(String),
+}
+
+impl From<trace::TraceError> for SimError {
+    fn from(e: trace::TraceError) -> Self {
+        SimError::Trace(Box::new(e))
+    }
 }

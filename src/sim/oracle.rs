@@ -13,27 +13,46 @@
 //! covered in every bucket where `D[b] ≥ k`. Between two covered runs of a layer separated by a
 //! gap of g buckets the cheapest choice is the least of: keep the instance running (g × price),
 //! terminate and relaunch (c × price, possible when g ≥ c), or stop it into the warm pool and
-//! start it again (disk × (g − w) + w × price, when the scenario has a warm pool and g ≥ w). A
-//! layer first needed at b > 0 pays its c buckets of cold start once. Because every instance
+//! start it again (disk × (g − w) + w × price, when the scenario's on-demand groups allow a warm
+//! pool and g ≥ w). A layer first needed at b > 0 pays its c buckets of cold start once. Because every instance
 //! costs the same and gaps only interact within a layer, the per-layer optimum summed over
 //! layers is the optimum of the whole problem.
 //!
 //! ## Spot + on-demand: SpotHedge-style ILP (solved with `good_lp` + `microlp`)
 //! For each class k ∈ {on-demand, spot} and bucket b, integers `n_k[b]` (instances paid for) and
 //! `l_k[b]` (launched at b):
-//! - `l_k[b] ≥ n_k[b] − n_k[b−1]` (with `n_od[−1] = D[0]` serving at start, `n_spot[−1] = 0`),
+//! - `n_k[b] − n_k[b−1] ≤ l_k[b]` (+ warm starts − stops for on-demand, below),
 //! - ready capacity `r_k[b] = n_k[b] − Σ_{j=b−c+1..b} l_k[j]` (launches of the last c buckets
-//!   are still cold-starting), `r_k[b] ≥ 0`,
+//!   are still cold-starting; warm starts of the last w buckets likewise), `r_k[b] ≥ 0`,
 //! - `r_od[b] + r_spot[b] ≥ D[b]`,
 //! - `n_spot[b] ≤ A[b]`, the spot instances available in bucket b (sum over zones of the
 //!   availability trace: a drop below what is held is a preemption),
 //! - `n_od[b] + n_spot[b] ≤ max_nodes`,
 //!
-//! minimising `Σ_b Δ/3600 × (p_od n_od[b] + p_spot n_spot[b])`. The oracle does not use the
-//! warm pool in the ILP (spot groups cannot have one, and scenario s2 has none).
+//! minimising `Σ_b Δ/3600 × (p_od n_od[b] + p_spot n_spot[b] + disk × s[b])`. When the scenario's
+//! on-demand groups allow a warm pool, on-demand instances may also be stopped (`stop[b]`) into a
+//! warm pool of `s[b]` instances paying only their disk, and started again (`start[b]`, ready
+//! after w buckets): `s[b] = s[b−1] + stop[b] − start[b]`, `n_od[b] − n_od[b−1] + stop[b] ≤
+//! l_od[b] + start[b]`. Spot groups cannot have a warm pool.
+//!
+//! ## A feasible start
+//! At t = 0, `D[0]` on-demand replicas serve, as for every policy. Demand above `D[0]` within
+//! the first c buckets cannot be met by a launch made at t ≥ 0, so both methods let the oracle
+//! launch *before* the replay starts: the ILP has c extra buckets before bucket 0 (no demand,
+//! spot availability of bucket 0) in which it may launch and pay, the layers method pays a
+//! layer first needed at b < c its full c buckets of cold start. Such a launch is paid in full
+//! (its cost counts every bucket of its cold start, before t = 0 included), so the oracle's
+//! cost stays the least that meets every bucket's demand, and its per-bucket `paid` covers the
+//! replay's buckets only. Whenever no demand rises within the first cold start, no launch
+//! before the start is worth making and the cost is the same as without them.
+//!
+//! The oracle is a function of the scenario alone (trace, cold-start model, prices, groups and
+//! their sizes), never of the gpupool config the scenario also carries.
 
-use super::SimError;
-use good_lp::{Expression, Solution, SolverModel, constraint, microlp, variable, variables};
+use good_lp::{
+    Expression, ResolutionError, Solution, SolverModel, Variable, constraint, microlp, variable,
+    variables,
+};
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct OracleInput {
@@ -42,7 +61,8 @@ pub struct OracleInput {
     pub cold_buckets: usize,
     pub warm_buckets: usize,
     pub od_price_per_hour: f64,
-    /// Disk cost per hour of a stopped warm instance, when the scenario has a warm pool.
+    /// Disk cost per hour of a stopped warm instance, when the scenario's on-demand groups
+    /// allow a warm pool.
     pub warm_disk_per_hour: Option<f64>,
     /// Spot price and availability per bucket, when the scenario has spot.
     pub spot: Option<(f64, Vec<u32>)>,
@@ -54,11 +74,33 @@ pub struct OracleResult {
     pub cost_usd: f64,
     pub spot_cost_usd: f64,
     pub on_demand_cost_usd: f64,
-    /// Instances paid for per bucket (on-demand, spot).
+    /// Instances paid for per bucket of the replay (on-demand, spot).
     pub paid: Vec<(u32, u32)>,
 }
 
-pub fn solve(inp: &OracleInput) -> Result<OracleResult, SimError> {
+/// Why the oracle has no figure. The other policies run regardless.
+#[derive(Clone, Debug, PartialEq, thiserror::Error)]
+pub enum OracleError {
+    #[error("the ILP is infeasible")]
+    Infeasible,
+    #[error("the ILP is unbounded")]
+    Unbounded,
+    #[error("the ILP solver failed: {0}")]
+    Solver(String),
+}
+
+impl From<ResolutionError> for OracleError {
+    fn from(e: ResolutionError) -> OracleError {
+        match e {
+            ResolutionError::Infeasible => OracleError::Infeasible,
+            ResolutionError::Unbounded => OracleError::Unbounded,
+            ResolutionError::Other(s) => OracleError::Solver(s.to_owned()),
+            ResolutionError::Str(s) => OracleError::Solver(s),
+        }
+    }
+}
+
+pub fn solve(inp: &OracleInput) -> Result<OracleResult, OracleError> {
     match &inp.spot {
         None => Ok(layers(inp)),
         Some((price, avail)) => ilp(inp, *price, avail),
@@ -79,7 +121,8 @@ fn layers(inp: &OracleInput) -> OracleResult {
         let Some(first) = on.iter().position(|&x| x) else {
             continue;
         };
-        // First cover: free if serving at t = 0, else c buckets of cold start before it.
+        // First cover: free if serving at t = 0, else c buckets of cold start before it (before
+        // t = 0 in part when first < c: see "A feasible start").
         if !(first == 0 && k <= initial) {
             cost += p * inp.cold_buckets as f64;
             for x in &mut paid[first.saturating_sub(inp.cold_buckets)..first] {
@@ -135,62 +178,121 @@ fn layers(inp: &OracleInput) -> OracleResult {
     }
 }
 
-fn ilp(inp: &OracleInput, spot_price: f64, avail: &[u32]) -> Result<OracleResult, SimError> {
+/// One class's variables per ILP bucket (the c buckets before the start first).
+struct ClassVars {
+    n: Vec<Variable>,
+    l: Vec<Variable>,
+}
+
+/// The on-demand warm pool's variables, when the scenario allows one.
+struct WarmVars {
+    held: Vec<Variable>,
+    stop: Vec<Variable>,
+    start: Vec<Variable>,
+}
+
+/// Σ of `v[j]` over the `len` buckets ending at `i`.
+fn window(v: &[Variable], i: usize, len: usize) -> Expression {
+    let mut e = Expression::from(0.0);
+    for x in &v[i + 1 - len.min(i + 1)..=i] {
+        e += *x;
+    }
+    e
+}
+
+fn ilp(inp: &OracleInput, spot_price: f64, avail: &[u32]) -> Result<OracleResult, OracleError> {
     let d = &inp.demand;
     let n = d.len();
     let hours = inp.bucket_s / 3600.0;
     let c = inp.cold_buckets;
+    // ILP bucket i is the replay's bucket i − c: the first c are before the start.
+    let m = n + c;
+    let demand = |i: usize| i.checked_sub(c).map_or(0, |b| d[b]);
     let max = f64::from(inp.max_nodes.max(d.iter().copied().max().unwrap_or(0)));
     let mut vars = variables!();
-    let mut n_od = Vec::with_capacity(n);
-    let mut n_sp = Vec::with_capacity(n);
-    let mut l_od = Vec::with_capacity(n);
-    let mut l_sp = Vec::with_capacity(n);
-    for b in 0..n {
+    let mut int = |hi: f64| vars.add(variable().integer().min(0).max(hi));
+    let mut od = ClassVars {
+        n: Vec::with_capacity(m),
+        l: Vec::with_capacity(m),
+    };
+    let mut sp = ClassVars {
+        n: Vec::with_capacity(m),
+        l: Vec::with_capacity(m),
+    };
+    for i in 0..m {
+        let b = i.saturating_sub(c);
         let a = f64::from(avail.get(b).copied().unwrap_or(0)).min(max);
-        n_od.push(vars.add(variable().integer().min(0).max(max)));
-        n_sp.push(vars.add(variable().integer().min(0).max(a)));
-        l_od.push(vars.add(variable().integer().min(0).max(max)));
-        l_sp.push(vars.add(variable().integer().min(0).max(max)));
+        od.n.push(int(max));
+        sp.n.push(int(a));
+        od.l.push(int(max));
+        sp.l.push(int(max));
     }
+    let warm = inp.warm_disk_per_hour.map(|_| WarmVars {
+        held: (0..m).map(|_| int(max)).collect(),
+        stop: (0..m).map(|_| int(max)).collect(),
+        start: (0..m).map(|_| int(max)).collect(),
+    });
     let mut objective = Expression::from(0.0);
-    for b in 0..n {
-        objective += inp.od_price_per_hour * hours * n_od[b] + spot_price * hours * n_sp[b];
+    for i in 0..m {
+        objective += inp.od_price_per_hour * hours * od.n[i] + spot_price * hours * sp.n[i];
+        if let (Some(wv), Some(disk)) = (&warm, inp.warm_disk_per_hour) {
+            objective += disk * hours * wv.held[i];
+        }
     }
     let mut model = vars.minimise(objective).using(microlp);
     let initial = f64::from(d.first().copied().unwrap_or(0));
-    for b in 0..n {
-        if b == 0 {
-            model = model.with(constraint!(l_od[0] >= n_od[0] - initial));
-            model = model.with(constraint!(l_sp[0] >= n_sp[0]));
+    for i in 0..m {
+        // The D[0] replicas serving at t = 0 join at the replay's first bucket, free of launch.
+        let od_prev = match i {
+            0 => Expression::from(0.0),
+            _ if i == c => od.n[i - 1] + initial,
+            _ => Expression::from(od.n[i - 1]),
+        };
+        let sp_prev = if i == 0 {
+            Expression::from(0.0)
         } else {
-            model = model.with(constraint!(l_od[b] >= n_od[b] - n_od[b - 1]));
-            model = model.with(constraint!(l_sp[b] >= n_sp[b] - n_sp[b - 1]));
+            Expression::from(sp.n[i - 1])
+        };
+        let mut ready_od = od.n[i] - window(&od.l, i, c);
+        match &warm {
+            Some(wv) => {
+                let held_prev = if i == 0 {
+                    Expression::from(0.0)
+                } else {
+                    Expression::from(wv.held[i - 1])
+                };
+                model = model.with(constraint!(
+                    od.n[i] - od_prev + wv.stop[i] <= od.l[i] + wv.start[i]
+                ));
+                model = model.with(constraint!(
+                    wv.held[i] == held_prev + wv.stop[i] - wv.start[i]
+                ));
+                ready_od -= window(&wv.start, i, inp.warm_buckets);
+            }
+            None => model = model.with(constraint!(od.n[i] - od_prev <= od.l[i])),
         }
-        let lo = b + 1 - c.min(b + 1);
-        let mut booting_od = Expression::from(0.0);
-        let mut booting_sp = Expression::from(0.0);
-        for j in lo..=b {
-            booting_od += l_od[j];
-            booting_sp += l_sp[j];
-        }
-        let ready_od = Expression::from(n_od[b]) - booting_od;
-        let ready_sp = Expression::from(n_sp[b]) - booting_sp;
+        model = model.with(constraint!(sp.n[i] - sp_prev <= sp.l[i]));
+        let ready_sp = sp.n[i] - window(&sp.l, i, c);
         model = model.with(constraint!(ready_od.clone() >= 0.0));
         model = model.with(constraint!(ready_sp.clone() >= 0.0));
-        model = model.with(constraint!(ready_od + ready_sp >= f64::from(d[b])));
-        model = model.with(constraint!(n_od[b] + n_sp[b] <= max));
+        model = model.with(constraint!(ready_od + ready_sp >= f64::from(demand(i))));
+        model = model.with(constraint!(od.n[i] + sp.n[i] <= max));
     }
-    let sol = model.solve().map_err(|e| SimError::Oracle(e.to_string()))?;
+    let sol = model.solve()?;
+    let value = |v: Variable| sol.value(v).round().max(0.0);
     let mut od_cost = 0.0;
     let mut sp_cost = 0.0;
     let mut paid = Vec::with_capacity(n);
-    for b in 0..n {
-        let o = sol.value(n_od[b]).round().max(0.0);
-        let s = sol.value(n_sp[b]).round().max(0.0);
+    for i in 0..m {
+        let (o, s) = (value(od.n[i]), value(sp.n[i]));
         od_cost += o * inp.od_price_per_hour * hours;
+        if let (Some(wv), Some(disk)) = (&warm, inp.warm_disk_per_hour) {
+            od_cost += value(wv.held[i]) * disk * hours;
+        }
         sp_cost += s * spot_price * hours;
-        paid.push((o as u32, s as u32));
+        if i >= c {
+            paid.push((o as u32, s as u32));
+        }
     }
     Ok(OracleResult {
         cost_usd: od_cost + sp_cost,
@@ -239,5 +341,64 @@ mod tests {
         let r = solve(&i).unwrap();
         assert!(r.cost_usd < exact, "{} vs {exact}", r.cost_usd);
         assert!(r.spot_cost_usd > 0.0);
+    }
+
+    /// Demand above the replicas serving at t = 0 within the first cold start: no launch at
+    /// t ≥ 0 can meet it, so the ILP launches before the start (paying the whole cold start)
+    /// instead of being infeasible, and agrees with the layers method, which does the same.
+    #[test]
+    fn demand_rising_within_the_first_cold_start_is_met_by_launches_before_it() {
+        let mut i = inp(vec![1, 3, 3, 1]);
+        i.cold_buckets = 2;
+        let exact = solve(&i).unwrap();
+        // Layer 1: 4 buckets; layers 2 and 3: 2 cold buckets (before t = 0 in part) + 2.
+        assert!((exact.cost_usd - 12.0).abs() < 1e-9, "{}", exact.cost_usd);
+        i.spot = Some((0.3, vec![0; 4]));
+        let r = solve(&i).expect("a rise within the first cold start is feasible");
+        assert!((r.cost_usd - exact.cost_usd).abs() < 1e-6, "{r:?}");
+        assert_eq!(r.paid.len(), 4, "paid covers the replay's buckets only");
+        assert!(r.paid[1].0 >= 3, "{:?}", r.paid);
+        // With spot available before the start too, the rise is met more cheaply on spot.
+        i.spot = Some((0.3, vec![5; 4]));
+        let r = solve(&i).unwrap();
+        assert!(r.cost_usd < exact.cost_usd, "{}", r.cost_usd);
+    }
+
+    /// Without a rise in the first cold start, launching before it is never worth it: the same
+    /// cost as a launch at its time.
+    #[test]
+    fn launches_before_the_start_change_nothing_when_not_needed() {
+        let mut i = inp(vec![2, 2, 2, 4, 4, 2]);
+        i.cold_buckets = 2;
+        let exact = solve(&i).unwrap().cost_usd;
+        // Layers 1-2: 6 each; layers 3-4: 2 cold + 2 serving.
+        assert!((exact - 20.0).abs() < 1e-9, "{exact}");
+        i.spot = Some((0.3, vec![0; 6]));
+        let ilp_cost = solve(&i).unwrap().cost_usd;
+        assert!((ilp_cost - exact).abs() < 1e-6, "{ilp_cost}");
+    }
+
+    /// Warm restarts in the ILP price a gap as the layers method does: disk × (g − w) + w ×
+    /// price when that beats running through or relaunching.
+    #[test]
+    fn ilp_warm_restarts_match_layers() {
+        let mut i = inp(vec![2, 0, 0, 0, 0, 0, 2]);
+        i.cold_buckets = 2;
+        i.warm_buckets = 1;
+        i.warm_disk_per_hour = Some(0.1);
+        let exact = solve(&i).unwrap().cost_usd;
+        // Per layer: 1 + (0.1 × 4 + 1) + 1 = 3.4.
+        assert!((exact - 6.8).abs() < 1e-9, "{exact}");
+        i.spot = Some((0.3, vec![0; 7]));
+        let r = solve(&i).unwrap();
+        assert!(
+            (r.cost_usd - exact).abs() < 1e-6,
+            "{} vs {exact}",
+            r.cost_usd
+        );
+        // Without a warm pool the gap is bridged by a relaunch (2 buckets).
+        i.warm_disk_per_hour = None;
+        let r = solve(&i).unwrap();
+        assert!((r.cost_usd - 8.0).abs() < 1e-6, "{}", r.cost_usd);
     }
 }

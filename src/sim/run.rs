@@ -2,13 +2,14 @@
 //! world with the same seed, side by side.
 
 use super::SimError;
-use super::baselines::{Hpa, HpaCa, Karpenter, StaticPeak};
+use super::baselines::{HPA_TARGET_WAITING, Hpa, HpaBehavior, HpaCa, Karpenter, StaticPeak};
 use super::data::{self, advisor_monthly_frequency, hourly_hazard_from_monthly};
 use super::metrics::{PolicySummary, summarise};
-use super::oracle::{self, OracleInput, OracleResult};
+use super::oracle::{self, OracleError, OracleInput, OracleResult};
 use super::provider::{SharedWorld, SimProvider, lock};
 use super::scenario::Scenario;
 use super::timing::ColdStart;
+use super::tune::Knob;
 use super::workload::{build_requests, demand_per_bucket};
 use super::world::{GroupSpec, Interruption, Req, Sample, SpotDynamics, World, WorldParams};
 use crate::model::{CapacityType, GpuInfo, InstanceType, InstanceTypeName, NodeGroupId, Zone};
@@ -22,16 +23,19 @@ pub enum Policy {
     GpupoolNoForecast,
     StaticPeak,
     HpaCa,
+    /// HPA with Kubernetes' default `behavior` and Cluster Autoscaler with its defaults.
+    HpaCaDefault,
     Karpenter,
     Oracle,
 }
 
 impl Policy {
-    pub const ALL: [Policy; 6] = [
+    pub const ALL: [Policy; 7] = [
         Policy::Gpupool,
         Policy::GpupoolNoForecast,
         Policy::StaticPeak,
         Policy::HpaCa,
+        Policy::HpaCaDefault,
         Policy::Karpenter,
         Policy::Oracle,
     ];
@@ -41,9 +45,17 @@ impl Policy {
             Policy::GpupoolNoForecast => "gpupool-noforecast",
             Policy::StaticPeak => "static-peak",
             Policy::HpaCa => "hpa-ca",
+            Policy::HpaCaDefault => "hpa-ca-default",
             Policy::Karpenter => "karpenter",
             Policy::Oracle => "oracle",
         }
+    }
+    /// The baselines, whose natural knob `--tune-baselines` sweeps.
+    pub fn is_baseline(self) -> bool {
+        matches!(
+            self,
+            Policy::StaticPeak | Policy::HpaCa | Policy::HpaCaDefault | Policy::Karpenter
+        )
     }
     pub fn parse_list(s: &str) -> Result<Vec<Policy>, SimError> {
         if s.trim() == "all" {
@@ -79,7 +91,9 @@ pub struct Prepared {
     pub demand: Vec<u32>,
     pub groups: Vec<GroupSpec>,
     pub params: WorldParams,
-    pub oracle: OracleResult,
+    /// The oracle's lower bound, or why there is none (the other policies run regardless and
+    /// show cost ÷ oracle as unknown).
+    pub oracle: Result<OracleResult, OracleError>,
     pub od_price: f64,
 }
 
@@ -229,8 +243,12 @@ pub fn prepare(sc: Scenario, seed: u64) -> Result<Prepared, SimError> {
         None => SpotDynamics::Hazard,
     };
     let has_spot = groups.iter().any(|g| g.capacity_type == CapacityType::Spot);
-    let has_warm = pool.warm_pool.enabled;
-    let max_nodes = pool.limits.max_nodes;
+    // The oracle depends on the scenario alone, never on the gpupool config it carries: warm
+    // restarts wherever the scenario's groups allow a warm pool, at most the groups' sizes.
+    let has_warm = groups
+        .iter()
+        .any(|g| g.warm_pool_capable && g.capacity_type == CapacityType::OnDemand);
+    let max_nodes: u32 = groups.iter().map(|g| g.max_size).sum();
     let oracle_spot = if has_spot {
         let zones: Vec<Zone> = groups
             .iter()
@@ -239,7 +257,11 @@ pub fn prepare(sc: Scenario, seed: u64) -> Result<Prepared, SimError> {
             .collect();
         let avail: Vec<u32> = (0..demand.len())
             .map(|b| match &spot {
-                SpotDynamics::Hazard => max_nodes,
+                SpotDynamics::Hazard => groups
+                    .iter()
+                    .filter(|g| g.capacity_type == CapacityType::Spot)
+                    .map(|g| g.max_size)
+                    .sum(),
                 SpotDynamics::Trace { trace, start_tick } => {
                     // The lowest availability over the bucket: a drop anywhere in it reclaims.
                     let t0 = b as f64 * f.oracle.bucket_s;
@@ -274,7 +296,7 @@ pub fn prepare(sc: Scenario, seed: u64) -> Result<Prepared, SimError> {
         warm_disk_per_hour: has_warm.then(|| cold.warm_disk_per_hour()),
         spot: oracle_spot,
         max_nodes,
-    })?;
+    });
     let params = WorldParams {
         concurrency: f.replica.concurrency,
         cold,
@@ -331,8 +353,34 @@ impl Prepared {
             .unwrap_or_default()
     }
 
-    fn max_nodes(&self) -> u32 {
+    /// The baselines' replica ceiling: the pool's `max_nodes`, as the HPA's `maxReplicas`.
+    pub(crate) fn max_nodes(&self) -> u32 {
         self.scenario.config.pools[0].limits.max_nodes
+    }
+
+    /// The largest per-bucket demand of the replay.
+    pub(crate) fn peak_demand(&self) -> u32 {
+        self.demand.iter().copied().max().unwrap_or(0)
+    }
+
+    /// `cost` ÷ the oracle's cost; unknown when the oracle failed or costs nothing.
+    pub fn cost_vs_oracle(&self, cost_usd: f64) -> Option<f64> {
+        match &self.oracle {
+            Ok(o) if o.cost_usd > 0.0 => Some(cost_usd / o.cost_usd),
+            _ => None,
+        }
+    }
+
+    /// A baseline's setting when it is not tuned: static-peak provisions the run's peak, the
+    /// HPA-driven ones use the scenario's `baselines.min_replicas` and [`HPA_TARGET_WAITING`].
+    pub fn default_knob(&self, policy: Policy) -> Knob {
+        match policy {
+            Policy::StaticPeak => Knob::Fleet(self.peak_demand().min(self.max_nodes())),
+            _ => Knob::Hpa {
+                min_replicas: self.scenario.file.baselines.min_replicas,
+                target_per_replica: HPA_TARGET_WAITING,
+            },
+        }
     }
 }
 
@@ -347,9 +395,7 @@ fn finish(p: &Prepared, policy: Policy, mut w: World) -> PolicyRun {
     w.finish();
     let slo = p.scenario.file.slo.queue_wait_s;
     let mut summary = summarise(policy.name(), &w, slo, &p.demand, p.bucket_ms);
-    if p.oracle.cost_usd > 0.0 {
-        summary.cost_vs_oracle = summary.cost_usd / p.oracle.cost_usd;
-    }
+    summary.cost_vs_oracle = p.cost_vs_oracle(summary.cost_usd);
     let mut hash = 0xcbf2_9ce4_8422_2325u64;
     for c in &w.calls {
         fnv(
@@ -374,14 +420,45 @@ fn finish(p: &Prepared, policy: Policy, mut w: World) -> PolicyRun {
     }
 }
 
-/// Run a baseline loop: every second, advance the world and let the policy act.
+/// Run a baseline loop at its default setting: every second, advance the world and let the
+/// policy act.
 fn run_loop(p: &Prepared, policy: Policy, progress: &dyn Fn(f64)) -> PolicyRun {
+    run_baseline(p, policy, p.default_knob(policy), progress)
+}
+
+/// Run a baseline at `knob` (a fleet size for static-peak, HPA settings for the others; a knob
+/// of the other kind is replaced by the policy's default).
+pub(crate) fn run_baseline(
+    p: &Prepared,
+    policy: Policy,
+    knob: Knob,
+    progress: &dyn Fn(f64),
+) -> PolicyRun {
     let mut w = p.world();
-    let pool = &p.scenario.config.pools[0];
-    let min = p.scenario.file.baselines.min_replicas;
     let initial = p.demand.first().copied().unwrap_or(0);
     let scrape_ms = p.scenario.file.signals.scrape_ms();
-    let hpa = Hpa::new(min, pool.limits.max_nodes, initial);
+    let default = p.default_knob(policy);
+    let (fleet, min, target) = match (knob, default) {
+        (Knob::Fleet(n), Knob::Fleet(_)) | (Knob::Hpa { .. }, Knob::Fleet(n)) => {
+            (n, 0, HPA_TARGET_WAITING)
+        }
+        (
+            Knob::Hpa {
+                min_replicas,
+                target_per_replica,
+            },
+            _,
+        )
+        | (
+            Knob::Fleet(_),
+            Knob::Hpa {
+                min_replicas,
+                target_per_replica,
+            },
+        ) => (0, min_replicas, target_per_replica),
+    };
+    let max = p.max_nodes();
+    let hpa = |behavior| Hpa::with_behavior(min.min(max), max, initial, target, behavior);
     enum Loop {
         Static(StaticPeak),
         Ca(Box<HpaCa>),
@@ -390,17 +467,23 @@ fn run_loop(p: &Prepared, policy: Policy, progress: &dyn Fn(f64)) -> PolicyRun {
     let mut l = match policy {
         Policy::StaticPeak => Loop::Static(StaticPeak {
             group: p.od_group(),
-            peak: p
-                .demand
-                .iter()
-                .copied()
-                .max()
-                .unwrap_or(0)
-                .min(p.max_nodes()),
+            peak: fleet,
         }),
-        Policy::HpaCa => Loop::Ca(Box::new(HpaCa::new(hpa, p.od_group(), scrape_ms))),
+        Policy::HpaCa => Loop::Ca(Box::new(HpaCa::new(
+            hpa(HpaBehavior::conservative()),
+            p.od_group(),
+            scrape_ms,
+        ))),
+        Policy::HpaCaDefault => Loop::Ca(Box::new(
+            HpaCa::new(
+                hpa(HpaBehavior::kubernetes_default()),
+                p.od_group(),
+                scrape_ms,
+            )
+            .with_ca_defaults(),
+        )),
         _ => Loop::Karp(Box::new(Karpenter::new(
-            hpa,
+            hpa(HpaBehavior::conservative()),
             scrape_ms,
             p.groups
                 .iter()
@@ -474,8 +557,7 @@ fn run_gpupool(
     Ok(finish(p, policy, w))
 }
 
-fn oracle_run(p: &Prepared) -> PolicyRun {
-    let o = &p.oracle;
+fn oracle_run(p: &Prepared, o: &OracleResult) -> PolicyRun {
     let hours = p.bucket_ms as f64 / 3_600_000.0;
     let gpus = f64::from(p.groups.first().map_or(1, |g| g.instance_type.gpu.count));
     let gpu_hours: f64 = o
@@ -501,7 +583,7 @@ fn oracle_run(p: &Prepared) -> PolicyRun {
             cost_usd: o.cost_usd,
             spot_cost_usd: o.spot_cost_usd,
             on_demand_cost_usd: o.on_demand_cost_usd,
-            cost_vs_oracle: 1.0,
+            cost_vs_oracle: Some(1.0),
             scale_actions: 0,
             requests_hurt_by_preemption: 0,
             requests_cut_short: 0,
@@ -533,13 +615,29 @@ pub fn run_scenario(
     opts: &RunOptions,
     progress: &dyn Fn(usize, f64),
 ) -> Result<ScenarioRun, SimError> {
-    let prepared = prepare(sc, opts.seed)?;
+    run_prepared(prepare(sc, opts.seed)?, &opts.policies, progress)
+}
+
+/// Run `policies` on an already prepared scenario. A failed oracle leaves its row out and
+/// every other policy runs (their cost ÷ oracle is then unknown).
+pub fn run_prepared(
+    prepared: Prepared,
+    policies: &[Policy],
+    progress: &dyn Fn(usize, f64),
+) -> Result<ScenarioRun, SimError> {
     let mut runs = Vec::new();
-    for (i, pol) in opts.policies.iter().enumerate() {
+    for (i, pol) in policies.iter().enumerate() {
         let pr = |f: f64| progress(i, f);
         let run = match pol {
             Policy::Gpupool | Policy::GpupoolNoForecast => run_gpupool(&prepared, *pol, &pr)?,
-            Policy::Oracle => oracle_run(&prepared),
+            // A failed oracle has no row; the summary says why (`prepared.oracle`).
+            Policy::Oracle => match &prepared.oracle {
+                Ok(o) => oracle_run(&prepared, o),
+                Err(_) => {
+                    progress(i, 1.0);
+                    continue;
+                }
+            },
             other => run_loop(&prepared, *other, &pr),
         };
         progress(i, 1.0);

@@ -4,12 +4,14 @@
 //! to a YAML file works too.
 
 use super::SimError;
-use super::data::{AvailabilitySource, TraceSource};
+use super::data::{self, AvailabilitySource, TraceSource};
 use super::timing::ColdStartSpec;
+use super::trace::{FileFormat, Location, RowFilter, TraceFile, TraceFormat, Window, per_minute};
 use super::world::{Cloud, Faults};
 use crate::config::Config;
 use crate::model::CapacityType;
 use serde::{Deserialize, Serialize};
+use std::path::{Component, Path, PathBuf};
 
 /// The scenarios shipped in `scenarios/`, by name.
 pub const BUILTIN: &[(&str, &str)] = &[
@@ -21,6 +23,10 @@ pub const BUILTIN: &[(&str, &str)] = &[
         include_str!("../../scenarios/s1-diurnal.yaml"),
     ),
     ("s2-spot", include_str!("../../scenarios/s2-spot.yaml")),
+    (
+        "s3-servegen",
+        include_str!("../../scenarios/s3-servegen.yaml"),
+    ),
 ];
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -92,16 +98,244 @@ impl ScenarioFile {
     }
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+/// The trace a scenario replays and the slice of it: a built-in `source:`, or a `file:` with
+/// its `format:` (see [`super::trace`] for the formats and README "Replaying your own
+/// traffic").
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TraceSlice {
-    pub source: TraceSource,
-    /// Seconds from the trace's first request where the replay starts.
+    /// A built-in trace: `azure-code`, `azure-conv`, `alibaba-diffusion`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<TraceSource>,
+    /// A trace file, relative to the scenario file (or absolute).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file: Option<PathBuf>,
+    /// The file's format: `azure`, `mooncake`, `burstgpt` or `per-minute`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub format: Option<TraceFormat>,
+    /// per-minute: the column holding each window's request count.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub count_column: Option<String>,
+    /// per-minute: seconds each row covers (60 by default).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub window_s: Option<f64>,
+    /// CSV formats: only rows whose `column` equals `equals` are read.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub filter: Option<RowFilter>,
+    /// per-minute: multiplies every count (1 by default).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scale: Option<f64>,
+    /// per-minute: the most requests a minute (after `scale`); the excess is dropped.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_per_minute: Option<f64>,
+    /// per-minute: the built-in trace token sizes are drawn from (seeded by `seed`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tokens_like: Option<TraceSource>,
+    /// Seconds from the trace's zero where the replay starts: its first request for a built-in
+    /// or an Azure file, the timestamps' own zero for Mooncake and BurstGPT, the first
+    /// window's start for per-minute.
     #[serde(default)]
     pub start_s: f64,
     /// Length of the replay; the rest of the trace when absent.
     #[serde(default)]
     pub duration_s: Option<f64>,
+    /// The directory `file` is relative to: the scenario file's. `None` for a shipped
+    /// scenario (or one parsed from text), whose `../data/traces/…` files are read from the
+    /// binary ([`data::shipped_file`]); other relative paths are then read from the working
+    /// directory.
+    #[serde(skip)]
+    pub base_dir: Option<PathBuf>,
+}
+
+/// What a scenario's `trace:` names, checked.
+#[derive(Clone, Debug, PartialEq)]
+pub enum TraceInput {
+    Builtin(TraceSource),
+    File(TraceFile),
+}
+
+/// The keys only a `per-minute` file reads.
+const PER_MINUTE_KEYS: [&str; 5] = [
+    "count_column",
+    "window_s",
+    "scale",
+    "max_per_minute",
+    "tokens_like",
+];
+
+impl TraceSlice {
+    /// The replayed part, in seconds from the trace's zero.
+    pub fn window(&self) -> Window {
+        Window {
+            start_s: self.start_s,
+            end_s: self.duration_s.map(|d| self.start_s + d),
+        }
+    }
+
+    /// Which of the file-only keys are set, by name.
+    fn file_keys_set(&self) -> Vec<&'static str> {
+        let set = [
+            ("format", self.format.is_some()),
+            ("filter", self.filter.is_some()),
+            ("count_column", self.count_column.is_some()),
+            ("window_s", self.window_s.is_some()),
+            ("scale", self.scale.is_some()),
+            ("max_per_minute", self.max_per_minute.is_some()),
+            ("tokens_like", self.tokens_like.is_some()),
+        ];
+        set.iter().filter(|(_, on)| *on).map(|(k, _)| *k).collect()
+    }
+
+    /// The trace this names, or the first key that is wrong (for scenario `origin`).
+    pub fn input(&self, origin: &str) -> Result<TraceInput, SimError> {
+        let bad = |key: &str, value: String, fix: &str| SimError::InvalidValue {
+            scenario: origin.to_owned(),
+            field: format!("trace.{key}"),
+            value,
+            fix: fix.to_owned(),
+        };
+        let file = match (&self.source, &self.file) {
+            (Some(_), Some(f)) => {
+                return Err(bad(
+                    "file",
+                    f.display().to_string(),
+                    "give either source: (a built-in trace) or file: (with format:), not both",
+                ));
+            }
+            (None, None) => {
+                return Err(bad(
+                    "source",
+                    "(absent)".into(),
+                    "name a built-in trace (source: azure-code, azure-conv or \
+                     alibaba-diffusion) or a file: with its format:",
+                ));
+            }
+            (Some(src), None) => {
+                if let Some(k) = self.file_keys_set().first() {
+                    return Err(bad(
+                        k,
+                        "(set)".into(),
+                        "only for a file: trace, not a source:",
+                    ));
+                }
+                return Ok(TraceInput::Builtin(*src));
+            }
+            (None, Some(f)) => f,
+        };
+        let format = self.format.ok_or_else(|| {
+            bad(
+                "format",
+                "(absent)".into(),
+                "say how to read the file: azure, mooncake, burstgpt or per-minute",
+            )
+        })?;
+        if format != TraceFormat::PerMinute {
+            let set = self.file_keys_set();
+            if let Some(k) = PER_MINUTE_KEYS.iter().find(|k| set.contains(k)) {
+                return Err(bad(k, "(set)".into(), "only for format: per-minute"));
+            }
+        }
+        if format == TraceFormat::Mooncake && self.filter.is_some() {
+            return Err(bad(
+                "filter",
+                "(set)".into(),
+                "only for the CSV formats (azure, burstgpt, per-minute)",
+            ));
+        }
+        let file_format = match format {
+            TraceFormat::Azure => FileFormat::Azure,
+            TraceFormat::Mooncake => FileFormat::Mooncake,
+            TraceFormat::Burstgpt => FileFormat::Burstgpt,
+            TraceFormat::PerMinute => FileFormat::PerMinute(self.per_minute(&bad)?),
+        };
+        Ok(TraceInput::File(TraceFile {
+            location: self.location(file),
+            format: file_format,
+            filter: self.filter.clone(),
+        }))
+    }
+
+    /// The per-minute options, checked.
+    fn per_minute(
+        &self,
+        bad: &dyn Fn(&str, String, &str) -> SimError,
+    ) -> Result<per_minute::Spec, SimError> {
+        let count_column = self.count_column.clone().ok_or_else(|| {
+            bad(
+                "count_column",
+                "(absent)".into(),
+                "name the column holding each window's request count",
+            )
+        })?;
+        let tokens_like = self.tokens_like.ok_or_else(|| {
+            bad(
+                "tokens_like",
+                "(absent)".into(),
+                "name the built-in trace to draw token sizes from: azure-code, azure-conv \
+                 or alibaba-diffusion",
+            )
+        })?;
+        let window_s = self.window_s.unwrap_or(60.0);
+        if !(window_s.is_finite() && (1.0..=86_400.0).contains(&window_s)) {
+            return Err(bad(
+                "window_s",
+                window_s.to_string(),
+                "seconds each row covers, 1..=86400 (60 by default)",
+            ));
+        }
+        let scale = self.scale.unwrap_or(1.0);
+        if !(scale.is_finite() && scale > 0.0 && scale <= 1e6) {
+            return Err(bad(
+                "scale",
+                scale.to_string(),
+                "a factor in (0, 1000000] on every count, 1 by default",
+            ));
+        }
+        if let Some(m) = self.max_per_minute
+            && !(m.is_finite() && m > 0.0 && m <= 1e9)
+        {
+            return Err(bad(
+                "max_per_minute",
+                m.to_string(),
+                "requests a minute, > 0 and at most 1e9; omit it for no cap",
+            ));
+        }
+        Ok(per_minute::Spec {
+            count_column,
+            window_s,
+            scale,
+            max_per_minute: self.max_per_minute,
+            tokens_like,
+        })
+    }
+
+    /// Where `file` is: beside the scenario file, or shipped in the binary.
+    fn location(&self, file: &Path) -> Location {
+        match &self.base_dir {
+            Some(dir) => Location::Disk(dir.join(file)),
+            None => match shipped_path(file).and_then(|p| data::shipped_file(&p).map(|t| (p, t))) {
+                Some((path, text)) => Location::Shipped { path, text },
+                None => Location::Disk(file.to_path_buf()),
+            },
+        }
+    }
+}
+
+/// The repository path of `file` named by a shipped scenario (`scenarios/NAME.yaml`):
+/// `../data/traces/x.csv` is `data/traces/x.csv`.
+fn shipped_path(file: &Path) -> Option<String> {
+    let mut parts = vec!["scenarios"];
+    for c in file.components() {
+        match c {
+            Component::Normal(s) => parts.push(s.to_str()?),
+            Component::ParentDir => {
+                parts.pop()?;
+            }
+            Component::CurDir => {}
+            Component::RootDir | Component::Prefix(_) => return None,
+        }
+    }
+    Some(parts.join("/"))
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -280,13 +514,15 @@ impl Scenario {
         if let Some((_, text)) = BUILTIN.iter().find(|(n, _)| *n == name_or_path) {
             return Scenario::parse(text, name_or_path);
         }
-        let path = std::path::Path::new(name_or_path);
+        let path = Path::new(name_or_path);
         if path.exists() {
             let text = std::fs::read_to_string(path).map_err(|e| SimError::Scenario {
                 scenario: name_or_path.to_owned(),
                 message: e.to_string(),
             })?;
-            return Scenario::parse(&text, name_or_path);
+            // A trace `file:` is relative to the scenario file.
+            let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
+            return Scenario::parse_in(&text, name_or_path, Some(dir));
         }
         let names: Vec<&str> = BUILTIN.iter().map(|(n, _)| *n).collect();
         Err(SimError::Scenario {
@@ -298,13 +534,25 @@ impl Scenario {
         })
     }
 
+    /// A scenario from its text; a relative trace `file:` is looked up among the shipped
+    /// files, then in the working directory (see [`TraceSlice::base_dir`]).
     pub fn parse(text: &str, origin: &str) -> Result<Scenario, SimError> {
+        Scenario::parse_in(text, origin, None)
+    }
+
+    /// A scenario from its text, its trace `file:` relative to `base_dir`.
+    pub fn parse_in(
+        text: &str,
+        origin: &str,
+        base_dir: Option<PathBuf>,
+    ) -> Result<Scenario, SimError> {
         let de = serde_yaml_ng::Deserializer::from_str(text);
-        let file: ScenarioFile =
+        let mut file: ScenarioFile =
             serde_path_to_error::deserialize(de).map_err(|e| SimError::Scenario {
                 scenario: origin.to_owned(),
                 message: format!("{}: {}", e.path(), e.inner()),
             })?;
+        file.trace.base_dir = base_dir;
         let cfg_text = serde_yaml_ng::to_string(&file.gpupool).map_err(|e| SimError::Scenario {
             scenario: origin.to_owned(),
             message: format!("gpupool: {e}"),
@@ -361,6 +609,7 @@ fn check(origin: &str, field: &str, value: f64, ok: bool, fix: &str) -> Result<(
 /// would divide by zero, a huge duration would run forever, a NaN would poison every figure.
 fn validate(f: &ScenarioFile, origin: &str) -> Result<(), SimError> {
     let c = |field: &str, v: f64, ok: bool, fix: &str| check(origin, field, v, ok, fix);
+    f.trace.input(origin)?;
     c(
         "oracle.bucket_s",
         f.oracle.bucket_s,
@@ -623,6 +872,99 @@ mod tests {
             set(v, &["cloud"], "gcp".into());
         };
         assert_eq!(quick_with(given).unwrap().file.cloud(), Some(Cloud::Gcp));
+    }
+
+    #[test]
+    fn trace_keys_are_checked_against_the_source_or_format() {
+        let per_minute = || TraceSlice {
+            file: Some("counts.csv".into()),
+            format: Some(TraceFormat::PerMinute),
+            count_column: Some("requests".into()),
+            tokens_like: Some(TraceSource::AzureConv),
+            ..TraceSlice::default()
+        };
+        type Edit = fn(&mut TraceSlice);
+        // (edit of a valid per-minute slice, the field refused; "" = accepted)
+        let cases: [(Edit, &str); 14] = [
+            (|_| {}, ""),
+            (|t| t.source = Some(TraceSource::AzureCode), "trace.file"),
+            (|t| t.file = None, "trace.source"),
+            (|t| t.format = None, "trace.format"),
+            (|t| t.count_column = None, "trace.count_column"),
+            (|t| t.tokens_like = None, "trace.tokens_like"),
+            (|t| t.window_s = Some(0.5), "trace.window_s"),
+            (|t| t.window_s = Some(f64::NAN), "trace.window_s"),
+            (|t| t.scale = Some(0.0), "trace.scale"),
+            (|t| t.scale = Some(f64::INFINITY), "trace.scale"),
+            (|t| t.max_per_minute = Some(-1.0), "trace.max_per_minute"),
+            (
+                |t| t.format = Some(TraceFormat::Burstgpt),
+                "trace.count_column",
+            ),
+            (
+                |t| {
+                    *t = TraceSlice {
+                        file: Some("m.jsonl".into()),
+                        format: Some(TraceFormat::Mooncake),
+                        filter: Some(RowFilter {
+                            column: "a".into(),
+                            equals: "b".into(),
+                        }),
+                        ..TraceSlice::default()
+                    }
+                },
+                "trace.filter",
+            ),
+            (
+                |t| {
+                    *t = TraceSlice {
+                        source: Some(TraceSource::AzureCode),
+                        scale: Some(2.0),
+                        ..TraceSlice::default()
+                    }
+                },
+                "trace.scale",
+            ),
+        ];
+        for (k, (edit, want)) in cases.iter().enumerate() {
+            let mut t = per_minute();
+            edit(&mut t);
+            match (t.input("s"), *want) {
+                (Ok(_), "") => {}
+                (Err(SimError::InvalidValue { field, .. }), w) => assert_eq!(field, w, "case {k}"),
+                (r, w) => panic!("case {k}: want {w:?}, got {:?}", r.map(|_| ())),
+            }
+        }
+    }
+
+    #[test]
+    fn a_shipped_scenarios_trace_file_is_read_from_the_binary() {
+        assert_eq!(
+            shipped_path(Path::new("../data/traces/x.csv")).as_deref(),
+            Some("data/traces/x.csv")
+        );
+        assert_eq!(
+            shipped_path(Path::new("./a/../b.csv")).as_deref(),
+            Some("scenarios/b.csv")
+        );
+        assert_eq!(shipped_path(Path::new("../../x.csv")), None);
+        assert_eq!(shipped_path(Path::new("/abs/x.csv")), None);
+        let t = TraceSlice {
+            file: Some("../data/traces/alibaba_servegen_llm_requests_by_10min.csv".into()),
+            ..TraceSlice::default()
+        };
+        let shipped = t.location(t.file.as_deref().unwrap());
+        assert!(matches!(shipped, Location::Shipped { .. }), "{shipped:?}");
+        let beside = TraceSlice {
+            base_dir: Some("my/scenarios".into()),
+            ..t.clone()
+        };
+        assert_eq!(
+            beside.location(t.file.as_deref().unwrap()),
+            Location::Disk(
+                "my/scenarios/../data/traces/alibaba_servegen_llm_requests_by_10min.csv".into()
+            )
+        );
     }
 
     #[test]

@@ -2,30 +2,35 @@
 //! demand every policy is judged against.
 
 use super::SimError;
-use super::scenario::ScenarioFile;
+use super::scenario::{ScenarioFile, TraceInput};
 use super::timing::default_throughput;
+use super::trace::{self, Trace};
 use super::world::Req;
 
 /// Requests of the scenario's slice, re-based to start at 0, with service times.
 ///
 /// Service time = input tokens / prefill rate + output tokens / decode rate (LLM traces), or the
 /// trace's own execution time × `exec_time_scale` (diffusion trace). The prefill part is what
-/// the TTFT adds to the queue wait.
+/// the TTFT adds to the queue wait. A trace file is read here (its errors name file, line and
+/// column); a per-minute file's token sizes are drawn with the scenario's `seed`, so the
+/// traffic is the same whatever `--seed` a run uses.
 pub fn build_requests(sc: &ScenarioFile, gpu_model: &str) -> Result<(Vec<Req>, i64), SimError> {
-    let trace = sc.trace.source.load()?;
+    let trace = match sc.trace.input(&sc.name)? {
+        TraceInput::Builtin(src) => Trace::from_requests(src.load()?),
+        TraceInput::File(f) => trace::load(&f, sc.trace.window(), sc.seed)?,
+    };
     let start_ms = (sc.trace.start_s * 1000.0) as i64;
-    let last = trace.last().map_or(0, |r| r.at_ms);
     let end_ms = match sc.trace.duration_s {
         Some(d) => start_ms + (d * 1000.0) as i64,
-        None => last + 1,
+        None => trace.span_ms,
     };
-    if start_ms >= last {
+    if start_ms >= trace.span_ms {
         return Err(SimError::Scenario {
             scenario: sc.name.clone(),
             message: format!(
                 "trace.start_s {} is past the trace's end ({} s)",
                 sc.trace.start_s,
-                last / 1000
+                trace.span_ms / 1000
             ),
         });
     }
@@ -33,6 +38,7 @@ pub fn build_requests(sc: &ScenarioFile, gpu_model: &str) -> Result<(Vec<Req>, i
     let prefill = sc.replica.prefill_tokens_per_s.unwrap_or(dp).max(1.0);
     let decode = sc.replica.decode_tokens_per_s.unwrap_or(dd).max(0.01);
     let reqs = trace
+        .requests
         .iter()
         .filter(|r| r.at_ms >= start_ms && r.at_ms < end_ms)
         .map(|r| {

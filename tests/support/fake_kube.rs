@@ -17,10 +17,13 @@
 //!   set; the test plays the kubelet with [`FakeKube::finish_terminating`]);
 //! - events: `events.k8s.io/v1` create + merge patch, core `v1` create;
 //! - leases: get / create (409 AlreadyExists) / replace with resourceVersion preconditions
-//!   (409 Conflict).
+//!   (409 Conflict);
+//! - configmaps: get / create (409 AlreadyExists) / merge patch (404 when missing).
 //!
 //! Test controls: [`FakeKube::drop_watches`] (network drop), [`FakeKube::expire_watches`]
 //! (etcd compaction: open watches get 410 and old resourceVersions are refused),
+//! [`FakeKube::fail_lists`] (lists answer 500 until cleared: a watch error, then a relist that
+//! cannot complete yet),
 //! [`FakeKube::restart`] (API server restart on the same port, state kept as etcd would).
 
 // Handlers answer with a ready HTTP response on error; boxing it buys nothing in a test fake.
@@ -49,6 +52,7 @@ pub enum Kind {
     Event,
     CoreEvent,
     Pdb,
+    ConfigMap,
 }
 
 impl Kind {
@@ -59,11 +63,12 @@ impl Kind {
             Kind::Lease => "LeaseList",
             Kind::Event | Kind::CoreEvent => "EventList",
             Kind::Pdb => "PodDisruptionBudgetList",
+            Kind::ConfigMap => "ConfigMapList",
         }
     }
     fn api_version(self) -> &'static str {
         match self {
-            Kind::Pod | Kind::Node | Kind::CoreEvent => "v1",
+            Kind::Pod | Kind::Node | Kind::CoreEvent | Kind::ConfigMap => "v1",
             Kind::Lease => "coordination.k8s.io/v1",
             Kind::Event => "events.k8s.io/v1",
             Kind::Pdb => "policy/v1",
@@ -76,6 +81,7 @@ impl Kind {
             Kind::Lease => "Lease",
             Kind::Event | Kind::CoreEvent => "Event",
             Kind::Pdb => "PodDisruptionBudget",
+            Kind::ConfigMap => "ConfigMap",
         }
     }
     fn of(v: &Value) -> Option<Kind> {
@@ -86,6 +92,7 @@ impl Kind {
             ("events.k8s.io/v1", "Event") => Some(Kind::Event),
             ("v1", "Event") => Some(Kind::CoreEvent),
             ("policy/v1", "PodDisruptionBudget") => Some(Kind::Pdb),
+            ("v1", "ConfigMap") => Some(Kind::ConfigMap),
             _ => None,
         }
     }
@@ -127,6 +134,9 @@ struct Shared {
     control: watch::Sender<WatchControl>,
     /// Bookmarks every this often on watches that asked for them.
     bookmark_every: Duration,
+    /// Lists fail with a 500 (`FakeKube::fail_lists`), as when the API server cannot read
+    /// etcd; watches already open carry on.
+    fail_lists: std::sync::atomic::AtomicBool,
 }
 
 pub struct FakeKube {
@@ -450,6 +460,10 @@ impl Shared {
         };
         let watching = matches!(q.get("watch").map(String::as_str), Some("true" | "1"));
         if !watching {
+            if self.fail_lists.load(std::sync::atomic::Ordering::Relaxed) {
+                // What kube-apiserver answers when its etcd read times out.
+                return status(500, "InternalError", "etcdserver: request timed out");
+            }
             let st = self.store.lock().unwrap();
             let body = json!({
                 "kind": kind.list_kind(), "apiVersion": kind.api_version(),
@@ -831,6 +845,36 @@ async fn event_patch(
     })
 }
 
+/// `PATCH` of a ConfigMap: only a JSON merge patch (what gpupool sends); 404 when there is
+/// none, as the real server answers a patch of a missing object.
+async fn configmap_patch(
+    State(s): S,
+    Path((ns, name)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let ct = headers
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    if ct != "application/merge-patch+json" {
+        return status(
+            415,
+            "UnsupportedMediaType",
+            &format!("this fake takes merge patches of configmaps only, got {ct}"),
+        );
+    }
+    let patch = match parse_body(&body, "patch") {
+        Ok(p) => p,
+        Err(r) => return r,
+    };
+    s.update(Kind::ConfigMap, &ns, &name, |current| {
+        let mut obj = current.clone();
+        merge_patch(&mut obj, &patch);
+        Ok(obj)
+    })
+}
+
 async fn fallback(m: Method, u: Uri) -> Response {
     status(
         404,
@@ -867,6 +911,14 @@ fn router(shared: Arc<Shared>) -> Router {
             axum::routing::patch(event_patch),
         )
         .route("/api/v1/namespaces/{ns}/events", create_in(Kind::CoreEvent))
+        .route(
+            "/api/v1/namespaces/{ns}/configmaps",
+            create_in(Kind::ConfigMap),
+        )
+        .route(
+            "/api/v1/namespaces/{ns}/configmaps/{name}",
+            get_namespaced(Kind::ConfigMap).patch(configmap_patch),
+        )
         .fallback(fallback)
         .layer(axum::middleware::from_fn_with_state(shared.clone(), record))
         .with_state(shared)
@@ -882,6 +934,7 @@ impl FakeKube {
             changes,
             control,
             bookmark_every: Duration::from_millis(500),
+            fail_lists: std::sync::atomic::AtomicBool::new(false),
         });
         let mut fk = FakeKube {
             shared,
@@ -933,6 +986,13 @@ impl FakeKube {
             generation: self.generation,
             expire_oldest: None,
         });
+    }
+
+    /// Make every list fail (500) until called again with `false`; open watches carry on.
+    pub fn fail_lists(&self, fail: bool) {
+        self.shared
+            .fail_lists
+            .store(fail, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// Compact the event log: open watches get a `410 Expired` ERROR event and every

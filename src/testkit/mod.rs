@@ -1,0 +1,23 @@
+//! The test kit: one set of builders (and, as they are unified, fakes) for every test and
+//! benchmark.
+//!
+//! Compiled for this crate's unit tests and, with the `testkit` cargo feature, for `tests/` and
+//! `benches/` (the crate's dev-dependency on itself turns the feature on there; `cargo build
+//! --release` never does, so nothing here ships).
+//!
+//! - [`planner`]: snapshot, group, offering, instance, node, pod and config builders
+//!   (`snapshot().pending(gpu_pod(8).model("H100")).group(p5_od())`).
+//! - [`fleet`]: deterministic synthetic fleets at scale (400 offerings, thousands of nodes, tens
+//!   of thousands of pending pods) for the planner benchmarks.
+//!
+//! Test doubles still written per test file (to be moved here as the controller's traits
+//! settle): the in-memory providers of `src/controller/tests.rs` and `tests/kube_controller.rs`,
+//! the always-ready clusters of `src/controller/tests.rs`, `tests/aws_controller.rs` and
+//! `tests/gcp_controller.rs`, the fixed demand sources of `tests/aws_controller.rs` and
+//! `tests/gcp_controller.rs`, and the GCP fake compute API that `tests/gcp_controller.rs` pulls
+//! in from `providers/gcp/tests/fake` by `#[path]`.
+
+pub mod fleet;
+
+/// The planner input builders (they live beside the planner, whose unit tests use them).
+pub use crate::planner::fixtures as planner;
