@@ -104,10 +104,14 @@ fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
         Command::Status(args) => cli::status::run(args),
         Command::CheckConfig { file } => match gpupool::config::Config::load_file(&file) {
             Ok(cfg) => {
-                let missing = cfg.unsupported_by_this_build();
+                for w in cfg.warnings(gpupool_provider::clock::wall_clock()) {
+                    eprintln!("  warning: {w}");
+                }
+                let mut missing = cfg.unsupported_by_this_build();
+                missing.extend(gpupool::signals::auth::unreadable_secrets(&cfg));
                 if !missing.is_empty() {
                     eprintln!(
-                        "{}: valid, but this build cannot run it ({} problem(s))",
+                        "{}: valid, but it cannot run here ({} problem(s))",
                         file.display(),
                         missing.len()
                     );

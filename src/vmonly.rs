@@ -30,7 +30,7 @@ use crate::controller::{Cluster, ClusterError, ClusterView, DrainProgress};
 use crate::model::{
     InFlight, Instance, InstanceId, LifecycleState, Node, NodeGroupId, PoolName, Timestamp,
 };
-use crate::signals::{ServingReplicas, prometheus};
+use crate::signals::{ServingReplicas, auth, prometheus};
 use async_trait::async_trait;
 use gpupool_provider::NodeGroupProvider;
 use std::collections::BTreeMap;
@@ -50,6 +50,8 @@ const DEFAULT_DRAIN_GRACE_S: f64 = 30.0;
 pub struct InFlightQuery {
     pub url: String,
     pub query: String,
+    /// Its credentials, TLS and headers (`signals::auth`).
+    pub access: auth::AccessKey,
 }
 
 impl InFlightQuery {
@@ -58,6 +60,7 @@ impl InFlightQuery {
         InFlightQuery {
             url: self.url.clone(),
             query: substitute(&self.query, inst),
+            access: self.access.clone(),
         }
     }
 }
@@ -74,6 +77,8 @@ pub struct VmCluster {
     config: Arc<Config>,
     provider: Arc<dyn NodeGroupProvider>,
     http: reqwest::Client,
+    /// In-flight queries' clients by access settings (built once, see `signals::auth`).
+    endpoints: auth::Endpoints,
     serving: Arc<ServingReplicas>,
     in_flight: BTreeMap<PoolName, InFlightQuery>,
     health_timeout: Duration,
@@ -108,6 +113,7 @@ impl VmCluster {
                     InFlightQuery {
                         url: q.url.clone(),
                         query: q.query.clone(),
+                        access: auth::AccessKey::new(&config, q.access()),
                     },
                 ))
             })
@@ -116,6 +122,7 @@ impl VmCluster {
             config,
             provider,
             http,
+            endpoints: auth::Endpoints::default(),
             serving: Arc::new(ServingReplicas::default()),
             in_flight,
             health_timeout: DEFAULT_HEALTH_TIMEOUT,
@@ -179,7 +186,7 @@ struct Probe {
 async fn probe(
     http: reqwest::Client,
     health_url: Option<String>,
-    in_flight: Option<InFlightQuery>,
+    in_flight: Option<(InFlightQuery, Option<auth::Endpoint>)>,
     cache_ok: bool,
     timeout: Duration,
     now: Timestamp,
@@ -192,19 +199,24 @@ async fn probe(
         None => cache_ok,
     };
     let in_flight = match in_flight {
-        Some(q) => read_in_flight(&http, &q, now, timeout).await,
+        Some((q, e)) => read_in_flight(e.as_ref(), &q, now, timeout).await,
         None => InFlight::NoSeries,
     };
     Probe { ready, in_flight }
 }
 
 async fn read_in_flight(
-    http: &reqwest::Client,
+    endpoint: Option<&auth::Endpoint>,
     q: &InFlightQuery,
     now: Timestamp,
     timeout: Duration,
 ) -> InFlight {
-    match prometheus::query(http, &q.url, &q.query, now, timeout).await {
+    // No endpoint: its client or credential could not be built (logged by nobody else; the
+    // count is unreadable, so scale-in keeps waiting, as when Prometheus is down).
+    let Some(endpoint) = endpoint else {
+        return InFlight::Unreadable;
+    };
+    match prometheus::query_at(endpoint, &q.url, &q.query, now, timeout).await {
         Ok(Some(s)) if s.value.is_finite() && s.value >= 0.0 => {
             InFlight::Known(s.value.round().min(f64::from(u32::MAX)) as u32)
         }
@@ -220,6 +232,9 @@ impl Cluster for VmCluster {
         instances: &[Instance],
         now: Timestamp,
     ) -> Result<ClusterView, ClusterError> {
+        // In-flight queries' clients: built once per access setting, retried while failing.
+        let config = self.config.clone();
+        let _failed = self.endpoints.prepare(&config, &self.http).await;
         // Bookkeeping for instances that left.
         self.idle_since
             .retain(|id, _| instances.iter().any(|i| &i.id == id));
@@ -249,7 +264,10 @@ impl Cluster for VmCluster {
                     Some(want) => inst.model_cache.as_deref() == Some(want.as_str()),
                     None => true,
                 };
-            let in_flight = self.in_flight.get(&pool).map(|q| q.for_instance(inst));
+            let in_flight = self.in_flight.get(&pool).map(|q| {
+                let e = self.endpoints.get(&q.access).cloned();
+                (q.for_instance(inst), e)
+            });
             let (http, timeout, sem) = (self.http.clone(), self.health_timeout, semaphore.clone());
             set.spawn(async move {
                 // The semaphore is never closed, so acquiring only waits for a free slot.
@@ -387,7 +405,10 @@ impl Cluster for VmCluster {
             .and_then(|p| self.in_flight.get(p))
             .map(|q| q.for_instance(instance));
         let in_flight = match q {
-            Some(q) => read_in_flight(&self.http, &q, now, self.health_timeout).await,
+            Some(q) => {
+                let e = self.endpoints.get(&q.access);
+                read_in_flight(e, &q, now, self.health_timeout).await
+            }
             None => InFlight::NoSeries,
         };
         let grace_over = now.secs_since(deregistered_at) >= DEFAULT_DRAIN_GRACE_S;

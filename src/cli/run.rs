@@ -250,7 +250,8 @@ async fn serve(config: Arc<Config>, args: Args) -> anyhow::Result<ExitCode> {
 }
 
 /// Publishes each tick's per-pool figures to CloudWatch (namespace `gpupool`, dimension
-/// `Pool`), so an ASG target-tracking policy can act as a fallback while the controller is down.
+/// `Pool`) for dashboards and alarms. They stop when gpupool stops, so they are no fallback;
+/// `DesiredNodes` is the heartbeat the Terraform module's `fallback_scaling` alarm checks.
 /// A failed publish is logged and never fails the tick.
 #[cfg(feature = "aws")]
 struct CloudWatchPublisher(gpupool_aws::AwsMetrics);

@@ -5,6 +5,8 @@
 //!
 //! After [`Config::load`] succeeds the rest of the program trusts the values.
 
+mod access;
+mod lint;
 mod parse;
 mod validate;
 
@@ -45,6 +47,9 @@ pub struct Config {
     /// manager actually did, with the fleet cost difference (`gpupool run --dry-run` too).
     #[serde(default)]
     pub dry_run: bool,
+    /// Price adjustments (negotiated discounts).
+    #[serde(default)]
+    pub pricing: PricingConfig,
     pub pools: Vec<PoolConfig>,
 }
 
@@ -57,6 +62,34 @@ pub struct Config {
 pub struct StateConfig {
     #[serde(default)]
     pub path: Option<String>,
+}
+
+/// How list prices become the prices gpupool compares and reports.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PricingConfig {
+    /// Fraction taken off every *on-demand* price (0 ≤ discount < 1): a Compute Savings Plan,
+    /// an EDP or a committed-use discount, e.g. 0.28 for 28 % off. Spot prices are market
+    /// prices those discounts do not cover, so they stay as the cloud quotes them. This moves
+    /// the spot/on-demand trade-off, cost figures and `limits.max_cost_per_hour`. 0: list price.
+    #[serde(default)]
+    pub discount: f64,
+}
+
+impl PricingConfig {
+    /// Apply the discount to the on-demand offerings of `groups` (pure; the controller calls it
+    /// on every observation, before planning). A no-op at 0.
+    pub fn apply(&self, groups: &mut [gpupool_provider::NodeGroup]) {
+        if self.discount == 0.0 {
+            return;
+        }
+        let keep = 1.0 - self.discount;
+        for o in groups.iter_mut().flat_map(|g| g.offerings.iter_mut()) {
+            if o.capacity_type == CapacityType::OnDemand {
+                o.price_per_hour = o.price_per_hour.scale(keep);
+            }
+        }
+    }
 }
 
 fn d_tick() -> u64 {
@@ -333,6 +366,24 @@ pub struct InFlightQueryConfig {
     pub url: String,
     /// e.g. `sum(vllm:num_requests_running{instance="{ip}:8000"})`.
     pub query: String,
+    /// Credentials, TLS and headers, as for a `prometheus` signal.
+    #[serde(default)]
+    pub auth: Option<PrometheusAuth>,
+    #[serde(default)]
+    pub tls: Option<PrometheusTls>,
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+}
+
+impl InFlightQueryConfig {
+    pub fn access(&self) -> PrometheusAccess<'_> {
+        PrometheusAccess {
+            url: &self.url,
+            auth: self.auth.as_ref(),
+            tls: self.tls.as_ref(),
+            headers: &self.headers,
+        }
+    }
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -751,6 +802,16 @@ pub struct PrometheusSignal {
     pub stale_after_s: u64,
     #[serde(default = "d_sig_timeout")]
     pub timeout_s: u64,
+    /// Credentials for the Prometheus API (none by default). See [`PrometheusAuth`].
+    #[serde(default)]
+    pub auth: Option<PrometheusAuth>,
+    /// TLS trust and client certificate for an `https://` URL.
+    #[serde(default)]
+    pub tls: Option<PrometheusTls>,
+    /// Extra request headers, e.g. `X-Scope-OrgID: tenant-1` for Mimir/Cortex/Thanos tenants
+    /// (KEDA's `customHeaders`). Not for secrets: header values are config text; use `auth`.
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
 }
 
 fn d_stale() -> u64 {
@@ -811,6 +872,163 @@ fn d_tz() -> String {
     "UTC".into()
 }
 
+/// How gpupool proves who it is to a Prometheus-API server: the authentication modes KEDA's
+/// Prometheus scaler offers (`authModes: bearer | basic | tls | custom`, plus AWS SigV4 for
+/// Amazon Managed Service for Prometheus and Google credentials for Managed Service for
+/// Prometheus; <https://keda.sh/docs/latest/scalers/prometheus/>, kedacore/keda#5373, #4675).
+/// Secrets are never config text: they are read from a file (re-read on every query, so a
+/// rotated token is picked up) or an environment variable, and never logged.
+/// Exactly one mode is set (validation refuses none or several); [`PrometheusAuth::kind`]
+/// gives it typed.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PrometheusAuth {
+    /// `Authorization: Bearer <file contents, trimmed>` (e.g. a projected service-account token).
+    #[serde(default)]
+    pub bearer_token_file: Option<std::path::PathBuf>,
+    /// `Authorization: Bearer <$NAME>`.
+    #[serde(default)]
+    pub bearer_token_env: Option<String>,
+    /// HTTP basic auth.
+    #[serde(default)]
+    pub basic: Option<BasicAuth>,
+    /// AWS Signature Version 4 with the default credential chain (Amazon Managed Service for
+    /// Prometheus). Needs a build with the `aws` feature.
+    #[serde(default)]
+    pub sigv4: Option<Sigv4Auth>,
+    /// A Google access token from Application Default Credentials with the `monitoring.read`
+    /// scope (Google Cloud Managed Service for Prometheus). Needs the `gcp` feature.
+    #[serde(default)]
+    pub google: Option<GoogleAuth>,
+}
+
+/// The authentication mode a [`PrometheusAuth`] selects.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AuthKind<'a> {
+    BearerTokenFile(&'a std::path::Path),
+    BearerTokenEnv(&'a str),
+    Basic(&'a BasicAuth),
+    Sigv4(&'a Sigv4Auth),
+    Google,
+}
+
+impl PrometheusAuth {
+    /// The names of the modes set (validation wants exactly one).
+    pub fn modes(&self) -> Vec<&'static str> {
+        [
+            ("bearer_token_file", self.bearer_token_file.is_some()),
+            ("bearer_token_env", self.bearer_token_env.is_some()),
+            ("basic", self.basic.is_some()),
+            ("sigv4", self.sigv4.is_some()),
+            ("google", self.google.is_some()),
+        ]
+        .into_iter()
+        .filter_map(|(m, set)| set.then_some(m))
+        .collect()
+    }
+
+    /// The mode, when exactly one is set.
+    pub fn kind(&self) -> Option<AuthKind<'_>> {
+        if self.modes().len() != 1 {
+            return None;
+        }
+        if let Some(p) = &self.bearer_token_file {
+            return Some(AuthKind::BearerTokenFile(p));
+        }
+        if let Some(n) = &self.bearer_token_env {
+            return Some(AuthKind::BearerTokenEnv(n));
+        }
+        if let Some(b) = &self.basic {
+            return Some(AuthKind::Basic(b));
+        }
+        if let Some(s) = &self.sigv4 {
+            return Some(AuthKind::Sigv4(s));
+        }
+        self.google.as_ref().map(|_| AuthKind::Google)
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BasicAuth {
+    pub username: String,
+    /// File holding the password (trailing newline trimmed). Exactly one of the two.
+    #[serde(default)]
+    pub password_file: Option<std::path::PathBuf>,
+    /// Environment variable holding the password.
+    #[serde(default)]
+    pub password_env: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Sigv4Auth {
+    /// The workspace's region; defaults to `aws.region`.
+    #[serde(default)]
+    pub region: Option<String>,
+    /// The signing service name: `aps` for Amazon Managed Service for Prometheus.
+    #[serde(default = "d_sigv4_service")]
+    pub service: String,
+}
+
+fn d_sigv4_service() -> String {
+    "aps".into()
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GoogleAuth {}
+
+/// TLS for an `https://` Prometheus URL. Without it the platform's trust roots apply.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PrometheusTls {
+    /// PEM bundle of CAs trusted in addition to the platform's roots.
+    #[serde(default)]
+    pub ca_file: Option<std::path::PathBuf>,
+    /// PEM client certificate (chain) for mutual TLS; needs `key_file`.
+    #[serde(default)]
+    pub cert_file: Option<std::path::PathBuf>,
+    /// PEM private key of `cert_file`.
+    #[serde(default)]
+    pub key_file: Option<std::path::PathBuf>,
+    /// Accept any server certificate (KEDA's `unsafeSsl`). Only when set explicitly, never
+    /// together with `ca_file`, and check-config warns about it.
+    #[serde(default)]
+    pub insecure_skip_verify: bool,
+}
+
+/// The connection settings of one Prometheus endpoint, borrowed from a signal's config.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PrometheusAccess<'a> {
+    pub url: &'a str,
+    pub auth: Option<&'a PrometheusAuth>,
+    pub tls: Option<&'a PrometheusTls>,
+    pub headers: &'a BTreeMap<String, String>,
+}
+
+impl PrometheusSignal {
+    pub fn access(&self) -> PrometheusAccess<'_> {
+        PrometheusAccess {
+            url: &self.url,
+            auth: self.auth.as_ref(),
+            tls: self.tls.as_ref(),
+            headers: &self.headers,
+        }
+    }
+}
+
+impl LatencySignal {
+    pub fn access(&self) -> PrometheusAccess<'_> {
+        PrometheusAccess {
+            url: &self.url,
+            auth: self.auth.as_ref(),
+            tls: self.tls.as_ref(),
+            headers: &self.headers,
+        }
+    }
+}
+
 /// Latency guard-rail: when the query's value exceeds `target`, add capacity in proportion.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -823,6 +1041,16 @@ pub struct LatencySignal {
     pub stale_after_s: u64,
     #[serde(default = "d_sig_timeout")]
     pub timeout_s: u64,
+    /// Credentials for the Prometheus API (none by default). See [`PrometheusAuth`].
+    #[serde(default)]
+    pub auth: Option<PrometheusAuth>,
+    /// TLS trust and client certificate for an `https://` URL.
+    #[serde(default)]
+    pub tls: Option<PrometheusTls>,
+    /// Extra request headers, e.g. `X-Scope-OrgID: tenant-1` for Mimir/Cortex/Thanos tenants
+    /// (KEDA's `customHeaders`). Not for secrets: header values are config text; use `auth`.
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
 }
 
 /// The simulator's queue, with KEDA arithmetic on the value `metric` selects: replicas =
@@ -941,6 +1169,75 @@ impl Config {
         }
         if self.mode == Mode::Kubernetes && self.provider != ProviderKind::Sim {
             need(cfg!(feature = "kube"), "mode", "kubernetes", "kube");
+        }
+        for (path, access) in self.prometheus_endpoints() {
+            match access.auth.and_then(PrometheusAuth::kind) {
+                Some(AuthKind::Sigv4(_)) => need(
+                    cfg!(feature = "aws"),
+                    &format!("{path}.auth.sigv4"),
+                    "SigV4 signing",
+                    "aws",
+                ),
+                Some(AuthKind::Google) => need(
+                    cfg!(feature = "gcp"),
+                    &format!("{path}.auth.google"),
+                    "Google authentication",
+                    "gcp",
+                ),
+                _ => {}
+            }
+        }
+        out
+    }
+
+    /// Settings that are valid but that an operator should know about (`check-config` prints
+    /// them; they never stop a load): credentials over plain http, unverified TLS, cron
+    /// windows that never open after `now`, PromQL that does not parse.
+    pub fn warnings(&self, now: crate::model::Timestamp) -> Vec<Issue> {
+        let mut out = lint::cron_windows(self, now);
+        out.extend(lint::promql(self));
+        if let Some(w) = self.aws_price_region_warning() {
+            out.push(w);
+        }
+        for (path, access) in self.prometheus_endpoints() {
+            out.extend(access::warnings(&path, access));
+        }
+        out
+    }
+
+    /// The AWS provider ships on-demand prices for us-east-1 only
+    /// (`providers/aws/data/ondemand_prices_us_east_1.csv`, from Karpenter's generated table);
+    /// elsewhere its on-demand prices, and every cost figure built on them, are us-east-1
+    /// estimates. Say so instead of letting the numbers pass for the region's.
+    fn aws_price_region_warning(&self) -> Option<Issue> {
+        const PRICED_REGIONS: &[&str] = &["us-east-1"];
+        let region = self.aws.as_ref()?.region.as_str();
+        (self.provider == ProviderKind::Aws && !PRICED_REGIONS.contains(&region)).then(|| Issue {
+            path: "aws.region".into(),
+            message: format!(
+                "gpupool ships on-demand prices for us-east-1 only: in {region} on-demand prices, \
+                 estimated costs and limits.max_cost_per_hour use us-east-1 list prices as an \
+                 estimate (other regions mostly cost more); spot prices are read live"
+            ),
+        })
+    }
+
+    /// Every Prometheus endpoint the config queries, with its config path
+    /// (`pools[0].signals[1].latency`).
+    pub fn prometheus_endpoints(&self) -> Vec<(String, PrometheusAccess<'_>)> {
+        let mut out = Vec::new();
+        for (i, p) in self.pools.iter().enumerate() {
+            for (j, s) in p.signals.iter().enumerate() {
+                if let Some(q) = &s.prometheus {
+                    out.push((format!("pools[{i}].signals[{j}].prometheus"), q.access()));
+                }
+                if let Some(l) = &s.latency {
+                    out.push((format!("pools[{i}].signals[{j}].latency"), l.access()));
+                }
+            }
+            if let Some(q) = &p.in_flight_query {
+                out.push((format!("pools[{i}].in_flight_query"), q.access()));
+            }
         }
         out
     }

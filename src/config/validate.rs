@@ -148,6 +148,16 @@ pub(super) fn validate(cfg: &Config) -> Vec<Issue> {
             format!("must name a file such as /var/lib/gpupool/state.json, got {p:?}"),
         );
     }
+    let d = cfg.pricing.discount;
+    if !d.is_finite() || !(0.0..1.0).contains(&d) {
+        c.fail(
+            "pricing.discount",
+            format!(
+                "must be at least 0 and below 1 (the fraction taken off on-demand prices, e.g. \
+                 0.28 for a 28 % Savings Plan), got {d}"
+            ),
+        );
+    }
     if cfg.metrics.listen.parse::<std::net::SocketAddr>().is_err() {
         c.fail(
             "metrics.listen",
@@ -174,6 +184,10 @@ pub(super) fn validate(cfg: &Config) -> Vec<Issue> {
 
     if cfg.pools.is_empty() {
         c.fail("pools", "must define at least one pool");
+    }
+    // Credentials, TLS and headers of every Prometheus endpoint (signals, latency, in-flight).
+    for (path, access) in cfg.prometheus_endpoints() {
+        c.issues.extend(super::access::errors(cfg, &path, access));
     }
     let mut names = BTreeSet::new();
     for (i, p) in cfg.pools.iter().enumerate() {

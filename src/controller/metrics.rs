@@ -71,6 +71,25 @@ pub struct ShadowLabels {
 
 type FGauge = Gauge<f64, AtomicU64>;
 
+/// `gpupool_build_info`'s labels: what is running (the same facts as `gpupool --version`).
+#[derive(Clone, Debug, Default, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct BuildInfoLabels {
+    pub version: String,
+    pub commit: String,
+    pub features: String,
+}
+
+impl BuildInfoLabels {
+    /// This binary's version, commit and cargo features (set by build.rs).
+    pub fn this_build() -> BuildInfoLabels {
+        BuildInfoLabels {
+            version: env!("CARGO_PKG_VERSION").to_owned(),
+            commit: env!("GPUPOOL_GIT_COMMIT").to_owned(),
+            features: env!("GPUPOOL_FEATURES").to_owned(),
+        }
+    }
+}
+
 /// Every metric family gpupool exports.
 #[derive(Clone)]
 pub struct Metrics {
@@ -105,6 +124,9 @@ pub struct Metrics {
     pub ticks_held: Counter,
     pub last_tick_timestamp_seconds: FGauge,
     pub leader: Gauge,
+    /// Always 1, labelled with the build (`version`, `commit`, `features`): the usual
+    /// `*_build_info` idiom, so dashboards can join on it and a mixed rollout shows.
+    pub build_info: Family<BuildInfoLabels, Gauge>,
 }
 
 impl Default for Metrics {
@@ -137,6 +159,7 @@ impl Default for Metrics {
             ticks_held: Counter::default(),
             last_tick_timestamp_seconds: FGauge::default(),
             leader: Gauge::default(),
+            build_info: Family::default(),
         }
     }
 }
@@ -271,6 +294,23 @@ impl Metrics {
             "1 while this replica holds the leader lease",
             self.leader.clone(),
         );
+        self.register_build_and_process(registry);
+    }
+
+    /// `gpupool_build_info` and the standard unprefixed `process_*` families every Prometheus
+    /// client library exports (prometheus-client has no process collector, so gpupool reads
+    /// /proc itself).
+    fn register_build_and_process(&self, registry: &mut Registry) {
+        self.build_info
+            .get_or_create(&BuildInfoLabels::this_build())
+            .set(1);
+        registry.sub_registry_with_prefix("gpupool").register(
+            "build_info",
+            "Always 1; the labels say which gpupool build runs (version, commit, features)",
+            self.build_info.clone(),
+        );
+        #[cfg(target_os = "linux")]
+        registry.register_collector(Box::new(process::ProcessCollector));
     }
 
     pub fn pool(pool: &str) -> PoolLabels {
@@ -327,6 +367,193 @@ mod fleet_gauge_tests {
     }
 }
 
+/// Process metrics from `/proc/self` (Linux only; elsewhere the families are absent, never 0):
+/// `process_cpu_seconds_total`, `process_resident_memory_bytes`,
+/// `process_virtual_memory_bytes`, `process_open_fds`, `process_max_fds`,
+/// `process_start_time_seconds` — the names and meanings of the Go client's process collector
+/// (prometheus/client_golang `process_collector.go`), so the usual dashboards work. Read at
+/// scrape time; a file that cannot be read or parsed leaves its families out of that scrape.
+#[cfg(target_os = "linux")]
+pub mod process {
+    use prometheus_client::collector::Collector;
+    use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
+    use prometheus_client::metrics::counter::ConstCounter;
+    use prometheus_client::metrics::gauge::ConstGauge;
+
+    /// Clock ticks per second in `/proc/<pid>/stat` (USER_HZ). Reading it needs `sysconf`, i.e.
+    /// libc and `unsafe`; it is 100 on every Linux architecture in use, which is what
+    /// prometheus/procfs assumes too (`proc_stat.go`: "USER_HZ is actually hardcoded to 100 on
+    /// all Go-supported platforms").
+    const USER_HZ: f64 = 100.0;
+
+    /// What `/proc/self/stat` tells (proc(5): fields 14 utime, 15 stime, 22 starttime, 23 vsize).
+    #[derive(Clone, Copy, Debug, PartialEq)]
+    pub struct Stat {
+        pub cpu_seconds: f64,
+        /// Seconds after boot the process started.
+        pub start_after_boot_s: f64,
+        pub virtual_bytes: f64,
+    }
+
+    /// Parse `/proc/<pid>/stat`. The command name (field 2) is in parentheses and may contain
+    /// spaces and `)`, so fields are counted after the *last* `)`.
+    pub fn parse_stat(text: &str) -> Option<Stat> {
+        let rest = &text[text.rfind(')')? + 1..];
+        // rest starts at field 3 (state): field n is index n - 3.
+        let f: Vec<&str> = rest.split_whitespace().collect();
+        let num = |n: usize| f.get(n - 3)?.parse::<f64>().ok();
+        Some(Stat {
+            cpu_seconds: (num(14)? + num(15)?) / USER_HZ,
+            start_after_boot_s: num(22)? / USER_HZ,
+            virtual_bytes: num(23)?,
+        })
+    }
+
+    /// `VmRSS` from `/proc/<pid>/status`, in bytes (the file says kB, meaning KiB).
+    pub fn parse_rss_bytes(status: &str) -> Option<f64> {
+        let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+        let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+        Some(kib * 1024.0)
+    }
+
+    /// `btime` (boot time, Unix seconds) from `/proc/stat`.
+    pub fn parse_btime(stat: &str) -> Option<f64> {
+        stat.lines()
+            .find_map(|l| l.strip_prefix("btime "))
+            .and_then(|v| v.trim().parse().ok())
+    }
+
+    /// The soft `Max open files` limit from `/proc/<pid>/limits` (`unlimited` → absent).
+    pub fn parse_max_fds(limits: &str) -> Option<f64> {
+        let line = limits.lines().find(|l| l.starts_with("Max open files"))?;
+        line["Max open files".len()..]
+            .split_whitespace()
+            .next()?
+            .parse()
+            .ok()
+    }
+
+    #[derive(Debug)]
+    pub struct ProcessCollector;
+
+    fn gauge(
+        e: &mut DescriptorEncoder,
+        name: &str,
+        help: &str,
+        v: Option<f64>,
+    ) -> std::fmt::Result {
+        let Some(v) = v else { return Ok(()) };
+        let g = ConstGauge::new(v);
+        g.encode(e.encode_descriptor(name, help, None, g.metric_type())?)
+    }
+
+    impl Collector for ProcessCollector {
+        fn encode(&self, mut e: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+            let read = |p: &str| std::fs::read_to_string(p).ok();
+            let stat = read("/proc/self/stat").as_deref().and_then(parse_stat);
+            if let Some(s) = stat {
+                let c = ConstCounter::new(s.cpu_seconds);
+                c.encode(e.encode_descriptor(
+                    "process_cpu_seconds",
+                    "Total user and system CPU time spent in seconds",
+                    None,
+                    c.metric_type(),
+                )?)?;
+            }
+            gauge(
+                &mut e,
+                "process_virtual_memory_bytes",
+                "Virtual memory size in bytes",
+                stat.map(|s| s.virtual_bytes),
+            )?;
+            gauge(
+                &mut e,
+                "process_resident_memory_bytes",
+                "Resident memory size in bytes",
+                read("/proc/self/status")
+                    .as_deref()
+                    .and_then(parse_rss_bytes),
+            )?;
+            let btime = read("/proc/stat").as_deref().and_then(parse_btime);
+            gauge(
+                &mut e,
+                "process_start_time_seconds",
+                "Start time of the process since the Unix epoch in seconds",
+                stat.zip(btime).map(|(s, b)| b + s.start_after_boot_s),
+            )?;
+            let fds = std::fs::read_dir("/proc/self/fd")
+                .ok()
+                .map(|d| d.count() as f64);
+            gauge(
+                &mut e,
+                "process_open_fds",
+                "Number of open file descriptors",
+                fds,
+            )?;
+            gauge(
+                &mut e,
+                "process_max_fds",
+                "Maximum number of open file descriptors",
+                read("/proc/self/limits").as_deref().and_then(parse_max_fds),
+            )
+        }
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        #[test]
+        fn proc_files_parse() {
+            // A command name with a space and a parenthesis, as proc(5) allows.
+            let stat = "4242 (gpu pool) x) S 1 4242 4242 0 -1 4194560 1000 0 0 0 250 50 0 0 20 0 9 0 123456 987654321 5000 18446744073709551615";
+            let s = parse_stat(stat).unwrap();
+            assert_eq!(s.cpu_seconds, 3.0, "(250 + 50) ticks / 100");
+            assert_eq!(s.start_after_boot_s, 1234.56);
+            assert_eq!(s.virtual_bytes, 987_654_321.0);
+            assert_eq!(parse_stat("garbage"), None);
+            assert_eq!(
+                parse_rss_bytes("Name:\tx\nVmRSS:\t  2048 kB\n"),
+                Some(2_097_152.0)
+            );
+            assert_eq!(parse_btime("cpu 1 2\nbtime 1700000000\n"), Some(1.7e9));
+            let limits = "Limit                     Soft Limit           Hard Limit           Units\nMax open files            1024                 524288               files\n";
+            assert_eq!(parse_max_fds(limits), Some(1024.0));
+            assert_eq!(
+                parse_max_fds(
+                    "Max open files            unlimited            unlimited            files\n"
+                ),
+                None
+            );
+        }
+
+        #[test]
+        fn this_process_is_described() {
+            let mut r = prometheus_client::registry::Registry::default();
+            r.register_collector(Box::new(ProcessCollector));
+            let text = super::super::encode(&r);
+            for name in [
+                "process_cpu_seconds_total ",
+                "process_resident_memory_bytes ",
+                "process_open_fds ",
+                "process_start_time_seconds ",
+            ] {
+                assert!(
+                    text.lines().any(|l| l.starts_with(name)),
+                    "{name} in {text}"
+                );
+            }
+            let rss: f64 = text
+                .lines()
+                .find_map(|l| l.strip_prefix("process_resident_memory_bytes "))
+                .unwrap()
+                .parse()
+                .unwrap();
+            assert!(rss > 1e6, "a test process holds more than 1 MB: {rss}");
+        }
+    }
+}
+
 /// Render a registry in the Prometheus text format.
 pub fn encode(registry: &Registry) -> String {
     let mut out = String::new();
@@ -363,6 +590,15 @@ mod tests {
             "gpupool_scale_actions_total{pool=\"llama\",direction=\"up\",reason=\"pending_pods\"} 1"
         ));
         assert!(text.contains("# TYPE gpupool_plan_duration_seconds histogram"));
+        let b = BuildInfoLabels::this_build();
+        assert!(
+            text.contains(&format!(
+                "gpupool_build_info{{version=\"{}\",commit=\"{}\",features=\"{}\"}} 1",
+                b.version, b.commit, b.features
+            )),
+            "{text}"
+        );
+        assert!(!b.commit.is_empty() && !b.features.is_empty());
     }
 
     /// Every `gpupool_*` series the shipped Grafana dashboard queries is one this registry

@@ -460,6 +460,7 @@ impl Controller {
     /// Overlay what only the controller knows: drains in progress and requested terminations.
     /// What only the controller knows, laid over the observed snapshot before planning.
     fn overlay(&mut self, snapshot: &mut Snapshot, now: Timestamp) {
+        self.config.pricing.apply(&mut snapshot.groups);
         self.apply_own_state(snapshot);
         self.apply_serving_readiness(snapshot, now);
     }

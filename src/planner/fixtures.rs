@@ -649,6 +649,7 @@ pub fn config(pools: Vec<PoolConfig>) -> Config {
         sim: None,
         state: Default::default(),
         dry_run: false,
+        pricing: Default::default(),
         pools,
     }
 }

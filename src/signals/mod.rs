@@ -19,6 +19,7 @@
 //! All of a tick's queries run concurrently, each with its own timeout, so one slow endpoint
 //! delays the tick by at most its `timeout_s`.
 
+pub mod auth;
 #[cfg(feature = "aws")]
 pub mod aws;
 pub mod external;
@@ -67,6 +68,10 @@ pub enum SignalError {
     External(#[from] ExternalError),
     #[error("building the HTTP client")]
     Client(#[source] reqwest::Error),
+    /// The signal's credential or TLS client is unusable (secret file unreadable, CA bundle
+    /// invalid, no cloud credentials). Shared: one failure serves every signal using it.
+    #[error("Prometheus access")]
+    Auth(#[source] Arc<auth::AuthError>),
 }
 
 /// Serving replicas per pool as the cluster side last saw them (the latency guard-rail's
@@ -110,14 +115,12 @@ pub struct SignalDemand {
     crons: BTreeMap<PoolName, CronCache>,
     reader: Option<Arc<dyn MetricReader>>,
     serving: Arc<ServingReplicas>,
+    endpoints: auth::Endpoints,
 }
 
 impl SignalDemand {
     pub fn new() -> Result<Self, SignalError> {
-        let http = reqwest::Client::builder()
-            .user_agent(concat!("gpupool/", env!("CARGO_PKG_VERSION")))
-            // Per-request timeouts come from each signal; this bounds connection setup.
-            .connect_timeout(Duration::from_secs(5))
+        let http = auth::client_builder()
             .build()
             .map_err(SignalError::Client)?;
         Ok(SignalDemand {
@@ -126,6 +129,7 @@ impl SignalDemand {
             crons: BTreeMap::new(),
             reader: None,
             serving: Arc::new(ServingReplicas::default()),
+            endpoints: auth::Endpoints::default(),
         })
     }
 
@@ -170,6 +174,7 @@ impl SignalDemand {
         &self,
         config: &Config,
         now: Timestamp,
+        failed: &BTreeMap<auth::AccessKey, Arc<auth::AuthError>>,
     ) -> tokio::task::JoinSet<(usize, usize, RawResult)> {
         let mut set = tokio::task::JoinSet::new();
         for (pi, pool) in config.pools.iter().enumerate() {
@@ -197,15 +202,29 @@ impl SignalDemand {
                 if !remote {
                     continue;
                 }
-                let http = self.http.clone();
+                let access = sig
+                    .prometheus
+                    .as_ref()
+                    .map(|p| p.access())
+                    .or(sig.latency.as_ref().map(|l| l.access()))
+                    .map(|a| auth::AccessKey::new(config, a));
+                let endpoint = match &access {
+                    None => Ok(auth::Endpoint::plain(self.http.clone())),
+                    Some(k) => match (self.endpoints.get(k), failed.get(k)) {
+                        (Some(e), _) => Ok(e.clone()),
+                        (None, Some(err)) => Err(SignalError::Auth(err.clone())),
+                        // prepare() saw every key of this config: built or failed.
+                        (None, None) => Ok(auth::Endpoint::plain(self.http.clone())),
+                    },
+                };
                 let reader = self.reader.clone();
                 let sig = sig.clone();
                 set.spawn(async move {
-                    (
-                        pi,
-                        si,
-                        read_remote(&http, reader.as_deref(), &sig, now).await,
-                    )
+                    let r = match endpoint {
+                        Ok(e) => read_remote(&e, reader.as_deref(), &sig, now).await,
+                        Err(e) => Err(e),
+                    };
+                    (pi, si, r)
                 });
             }
         }
@@ -215,14 +234,14 @@ impl SignalDemand {
 
 /// Read one remote signal (prometheus, latency, cloudwatch, sqs).
 async fn read_remote(
-    http: &reqwest::Client,
+    endpoint: &auth::Endpoint,
     reader: Option<&dyn MetricReader>,
     sig: &SignalConfig,
     now: Timestamp,
 ) -> RawResult {
     if let Some(p) = &sig.prometheus {
-        return prometheus::query(
-            http,
+        return prometheus::query_at(
+            endpoint,
             &p.url,
             &p.query,
             now,
@@ -231,8 +250,8 @@ async fn read_remote(
         .await;
     }
     if let Some(l) = &sig.latency {
-        return prometheus::query(
-            http,
+        return prometheus::query_at(
+            endpoint,
             &l.url,
             &l.query,
             now,
@@ -300,7 +319,8 @@ pub(crate) fn reading(
 impl DemandSource for SignalDemand {
     async fn read(&mut self, config: &Config, now: Timestamp) -> BTreeMap<PoolName, PoolDemand> {
         let mut raw: BTreeMap<(usize, usize), RawResult> = BTreeMap::new();
-        let mut set = self.spawn_reads(config, now);
+        let failed = self.endpoints.prepare(config, &self.http).await;
+        let mut set = self.spawn_reads(config, now, &failed);
         while let Some(joined) = set.join_next().await {
             // A read task only fails if it panicked; its signal then stays missing (stale).
             if let Ok((pi, si, r)) = joined {

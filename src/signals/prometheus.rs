@@ -15,6 +15,7 @@
 //! rather than read as fresh forever.
 
 use super::SignalError;
+use super::auth::Endpoint;
 use crate::model::Timestamp;
 use serde::Deserialize;
 use std::time::Duration;
@@ -118,9 +119,28 @@ fn query_url(base_url: &str) -> Result<reqwest::Url, SignalError> {
         .map_err(|e| SignalError::Parse(format!("Prometheus URL {base_url:?}: {e}")))
 }
 
-/// Run one instant query at `now` with a timeout.
+/// Run one instant query at `now` with a timeout, without credentials or extra headers.
 pub async fn query(
     http: &reqwest::Client,
+    base_url: &str,
+    promql: &str,
+    now: Timestamp,
+    timeout: Duration,
+) -> Result<Option<Sample>, SignalError> {
+    query_at(
+        &Endpoint::plain(http.clone()),
+        base_url,
+        promql,
+        now,
+        timeout,
+    )
+    .await
+}
+
+/// Run one instant query at `now` with a timeout through `endpoint` (its TLS settings,
+/// headers and credential, see [`super::auth`]).
+pub async fn query_at(
+    endpoint: &Endpoint,
     base_url: &str,
     promql: &str,
     now: Timestamp,
@@ -130,9 +150,10 @@ pub async fn query(
     url.query_pairs_mut()
         .append_pair("query", promql)
         .append_pair("time", &format!("{:.3}", now.secs_f64()));
-    let resp = http
-        .get(url)
-        .timeout(timeout)
+    let resp = endpoint
+        .get(url, timeout)
+        .await
+        .map_err(|e| SignalError::Auth(std::sync::Arc::new(e)))?
         .send()
         .await
         .map_err(|source| SignalError::Http {
@@ -144,6 +165,10 @@ pub async fn query(
         what: "Prometheus response",
         source,
     })?;
+    // 401/403: the server refused the credential (its body is not the API's envelope).
+    if status == reqwest::StatusCode::UNAUTHORIZED || status == reqwest::StatusCode::FORBIDDEN {
+        return Err(SignalError::Status(status.as_u16()));
+    }
     // 400/422/503 carry the API's error envelope; anything else non-2xx is reported by status.
     match parse_response(&body) {
         Err(SignalError::Parse(_)) if !status.is_success() => {

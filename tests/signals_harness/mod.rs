@@ -3,6 +3,8 @@
 //! free ports and stop when dropped.
 #![allow(dead_code)] // each test file uses a different part of the harness
 
+pub mod prom_api;
+
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};

@@ -59,10 +59,12 @@ pub mod events;
 mod instances;
 pub mod pricing;
 mod provider;
+mod sigv4;
 
 pub use cloudwatch::{AwsMetrics, Datum, MetricUnit, PUT_METRIC_DATA_MAX_DATUMS, QueueDepth};
 pub use error::THROTTLE_RETRY_AFTER_MS;
 pub use provider::AwsProvider;
+pub use sigv4::{SignError, Sigv4Signer};
 
 /// The SDK crates, re-exported so callers (gpupool's tests, its CLI) build clients against the
 /// same versions without depending on them separately.

@@ -35,6 +35,7 @@
 pub mod catalog;
 mod compute;
 mod mapping;
+pub mod monitoring;
 pub mod util;
 
 pub use compute::{GroupRef, Location};

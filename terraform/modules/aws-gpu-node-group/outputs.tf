@@ -74,3 +74,8 @@ output "interruption_queue_kms_key_id" {
   description = "The customer managed KMS key of the interruption queues (null with SSE-SQS): its ARN goes to aws-controller-iam queue_kms_key_arns."
   value       = var.interruption_queue_kms_key_id
 }
+
+output "fallback_alarm_name" {
+  description = "Name of the fallback alarm (null without fallback_scaling)."
+  value       = one(aws_cloudwatch_metric_alarm.fallback[*].alarm_name)
+}

@@ -448,3 +448,34 @@ variable "interruption_max_receive_count" {
     error_message = "interruption_max_receive_count must be between 1 and 1000."
   }
 }
+
+# ---------------------------------------------------------------------------------------------
+# Fallback while gpupool is down
+# ---------------------------------------------------------------------------------------------
+
+variable "fallback_scaling" {
+  description = "Optional scale-out of the on-demand group from an SQS queue's depth while gpupool is down (fallback.tf). Needs `aws.publish_cloudwatch: true` in the gpupool config: gpupool's published DesiredNodes is the heartbeat that keeps the fallback idle while gpupool runs. null: no fallback."
+  type = object({
+    # The inference request queue (the queue of the pool's `sqs` signal), by name.
+    queue_name = string
+    # Messages visible above which the fallback adds capacity.
+    queue_depth_threshold = number
+    # Instances added per evaluation while the alarm stays in ALARM.
+    step_instances = optional(number, 1)
+    # One-minute periods the condition must hold before the first step.
+    evaluation_periods = optional(number, 3)
+    # Seconds a new instance needs before it counts (cold start, model load).
+    instance_warmup_s = optional(number, 300)
+  })
+  default = null
+
+  validation {
+    condition = var.fallback_scaling == null || (
+      var.fallback_scaling.queue_depth_threshold >= 0 &&
+      var.fallback_scaling.step_instances >= 1 &&
+      var.fallback_scaling.evaluation_periods >= 1 &&
+      var.fallback_scaling.instance_warmup_s >= 0
+    )
+    error_message = "fallback_scaling: queue_depth_threshold >= 0, step_instances >= 1, evaluation_periods >= 1, instance_warmup_s >= 0."
+  }
+}

@@ -1,0 +1,160 @@
+//! Warnings `check-config` prints without refusing the config:
+//! - cron windows that will never open (or never close) from now on, e.g. `0 0 0 31 2 *`
+//!   (31 February) or a year field in the past. Pure: `now` is an argument (`check-config`
+//!   passes the wall clock);
+//! - PromQL that does not parse, checked with the `promql-parser` crate (GreptimeTeam, a port
+//!   of Prometheus's own yacc grammar). A warning, not an error: the server may speak a dialect
+//!   or a newer PromQL than the parser (VictoriaMetrics' MetricsQL, experimental functions), and
+//!   the server is the judge; a query it refuses makes the signal stale at run time anyway.
+
+use super::Config;
+use super::validate::Issue;
+use crate::model::Timestamp;
+use chrono::{DateTime, TimeZone, Utc};
+use chrono_tz::Tz;
+use std::str::FromStr;
+
+/// How far ahead a window's start must fire to count as "will open". Eight years is the longest
+/// gap between two 29 Februaries (2096 → 2104, no leap day in 2100); ten leaves margin.
+pub const CRON_HORIZON_YEARS: i64 = 10;
+
+/// The first firing of `expr` in `tz` after `now`, if one falls within the horizon. `Err` when
+/// the expression or zone does not parse (validation reports those).
+fn next_fire(expr: &str, tz: &str, now: Timestamp) -> Result<Option<DateTime<Tz>>, ()> {
+    let schedule = cron::Schedule::from_str(expr).map_err(|_| ())?;
+    let tz: Tz = tz.trim().parse().map_err(|_| ())?;
+    let utc = DateTime::<Utc>::from_timestamp_millis(now.millis()).ok_or(())?;
+    let local = tz.from_utc_datetime(&utc.naive_utc());
+    let limit = utc + chrono::Duration::days(CRON_HORIZON_YEARS * 366);
+    // The cron crate stops iterating at its last representable year, so an impossible date
+    // ends the iterator instead of looping.
+    Ok(schedule
+        .after(&local)
+        .next()
+        .filter(|t| t.with_timezone(&Utc) <= limit))
+}
+
+/// Cron windows of `cfg` whose start (or end) never fires within the horizon after `now`.
+pub(super) fn cron_windows(cfg: &Config, now: Timestamp) -> Vec<Issue> {
+    let mut out = Vec::new();
+    for (i, p) in cfg.pools.iter().enumerate() {
+        for (j, s) in p.signals.iter().enumerate() {
+            let Some(c) = &s.cron else { continue };
+            let at = format!("pools[{i}].signals[{j}].cron");
+            if let Ok(None) = next_fire(&c.start, &c.timezone, now) {
+                out.push(Issue {
+                    path: format!("{at}.start"),
+                    message: format!(
+                        "{:?} never fires in the next {CRON_HORIZON_YEARS} years, so the window \
+                         never opens: check day-of-month against month (31 February, 31 April), \
+                         and a year field in the past",
+                        c.start
+                    ),
+                });
+            } else if let Ok(None) = next_fire(&c.end, &c.timezone, now) {
+                out.push(Issue {
+                    path: format!("{at}.end"),
+                    message: format!(
+                        "{:?} never fires in the next {CRON_HORIZON_YEARS} years, so once open \
+                         the window never closes and the pool keeps {} replicas",
+                        c.end, c.desired
+                    ),
+                });
+            }
+        }
+    }
+    out
+}
+
+/// Why `query` does not parse as PromQL, if it does not. `{instance}` and `{ip}` (the
+/// in-flight query's placeholders) are replaced by sample values first.
+pub fn promql_mistake(query: &str) -> Option<String> {
+    let q = query
+        .replace("{instance}", "i-0123456789abcdef0")
+        .replace("{ip}", "10.0.0.1");
+    promql_parser::parser::parse(&q).err()
+}
+
+/// Every PromQL query of `cfg` (signals, latency guard-rails, in-flight queries) that does
+/// not parse.
+pub(super) fn promql(cfg: &Config) -> Vec<Issue> {
+    let mut queries = Vec::new();
+    for (i, p) in cfg.pools.iter().enumerate() {
+        for (j, s) in p.signals.iter().enumerate() {
+            if let Some(q) = &s.prometheus {
+                queries.push((
+                    format!("pools[{i}].signals[{j}].prometheus.query"),
+                    &q.query,
+                ));
+            }
+            if let Some(l) = &s.latency {
+                queries.push((format!("pools[{i}].signals[{j}].latency.query"), &l.query));
+            }
+        }
+        if let Some(q) = &p.in_flight_query {
+            queries.push((format!("pools[{i}].in_flight_query.query"), &q.query));
+        }
+    }
+    queries
+        .into_iter()
+        .filter(|(_, q)| !q.trim().is_empty())
+        .filter_map(|(path, q)| {
+            promql_mistake(q).map(|why| Issue {
+                path,
+                message: format!(
+                    "does not parse as PromQL ({}); Prometheus would refuse it and the signal \
+                     would stay stale (ignore this if your server speaks a PromQL dialect)",
+                    why.trim()
+                ),
+            })
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // 2026-01-15 00:00 UTC.
+    const NOW: Timestamp = Timestamp::from_secs(1_768_435_200);
+
+    #[test]
+    fn next_fire_finds_possible_dates_and_rejects_impossible_ones() {
+        for (expr, opens) in [
+            ("0 0 8 * * Mon-Fri", true),
+            ("0 0 0 29 2 *", true),      // leap day: 2028
+            ("0 0 0 31 2 *", false),     // 31 February
+            ("0 0 0 31 4 *", false),     // 31 April
+            ("0 0 8 * * * 2020", false), // a year in the past
+            ("0 0 8 1 1 * 2031", true),
+        ] {
+            assert_eq!(
+                next_fire(expr, "UTC", NOW).unwrap().is_some(),
+                opens,
+                "{expr}"
+            );
+        }
+        assert!(next_fire("not cron", "UTC", NOW).is_err());
+    }
+
+    #[test]
+    fn promql_that_does_not_parse_is_named() {
+        for ok in [
+            "sum(vllm:num_requests_waiting{model_name=\"llama\"})",
+            "histogram_quantile(0.95, sum by (le) (rate(vllm:time_to_first_token_seconds_bucket[5m])))",
+            "sum(vllm:num_requests_running{instance=\"{ip}:8000\"})",
+            "vector(1)",
+        ] {
+            assert_eq!(promql_mistake(ok), None, "{ok}");
+        }
+        for bad in [
+            "sum(rate(x[5m])",
+            "sum(x{job=\"a\"}) by",
+            "rate(x[5 m])",
+            "x{job=a}",
+        ] {
+            assert!(promql_mistake(bad).is_some(), "{bad}");
+        }
+        assert!(next_fire("0 0 8 * * *", "Mars/Olympus", NOW).is_err());
+    }
+}
