@@ -679,7 +679,38 @@ fn plan_pool<'a>(
         plan,
     );
 
-    plan.pools.push(PoolSummary {
+    plan.pools.push(pool_summary(
+        ctx,
+        demand,
+        classes,
+        &acct,
+        &chooser,
+        want,
+        (removed, removed_cost),
+        slo_headroom,
+    ));
+    acct.in_flight
+}
+
+/// The pool's figures after this plan. `removed`: the nodes scale-down removed, and their
+/// cost; `slo_headroom`: what the learner recommended.
+#[allow(clippy::too_many_arguments)]
+fn pool_summary(
+    ctx: &PoolCtx<'_>,
+    demand: Option<&crate::model::PoolDemand>,
+    classes: &[(&Class<'_>, ClassFit)],
+    acct: &Account<'_>,
+    chooser: &Chooser<'_, '_>,
+    want: Option<demand::Want>,
+    (removed, removed_cost): (u32, Money),
+    slo_headroom: Option<headroom::Headroom>,
+) -> PoolSummary {
+    let pool = ctx.cfg;
+    let (headroom_running, headroom_warm) = match slo_headroom {
+        Some(h) => (Some(h.running), h.warm),
+        None => (None, None),
+    };
+    PoolSummary {
         pool: pool.name.clone(),
         desired_nodes: (acct.live_nodes + chooser.new_nodes).saturating_sub(removed),
         ready_nodes: acct.ready,
@@ -695,11 +726,10 @@ fn plan_pool<'a>(
             .and_then(|d| d.replicas_forecast)
             .filter(|_| pool.forecast.enabled),
         cost_per_hour: acct.live_cost + chooser.new_cost - removed_cost,
-        headroom_running: hr_running.cloned(),
-        headroom_warm: hr_warm.cloned(),
+        headroom_running,
+        headroom_warm,
         slo_attainment: demand.and_then(|d| d.slo_attainment).map(|a| a.fraction),
-    });
-    acct.in_flight
+    }
 }
 
 /// The inputs too old to remove capacity on: stale signals (all of them when there is no
