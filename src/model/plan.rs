@@ -582,6 +582,66 @@ impl Reason {
 impl fmt::Display for Reason {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         use Reason::*;
+        // Every variant in exactly one group (the compiler checks this match is exhaustive).
+        match self {
+            PendingPods { .. }
+            | SignalDemand { .. }
+            | Forecast { .. }
+            | MinNodes { .. }
+            | OnDemandBase { .. }
+            | WarmPoolSizing { .. }
+            | SloHeadroom(_)
+            | Fallback { .. }
+            | CoveredByInFlight { .. }
+            | CoveredByCapacity
+            | FitsServingNode
+            | PlacedOnNewNode { .. } => self.fmt_scale_up(f),
+            Unneeded { .. }
+            | Empty
+            | Consolidate { .. }
+            | SpotInterruption { .. }
+            | Rebalance
+            | Drift { .. }
+            | NotServingReady { .. }
+            | Unhealthy { .. }
+            | DrainTimedOut { .. }
+            | DrainResumed { .. }
+            | DrainAbandoned { .. }
+            | RebalanceWaiting { .. } => self.fmt_disruption(f),
+            AtMaxNodes { .. }
+            | AtMaxCost { .. }
+            | GroupAtMaxSize { .. }
+            | GroupAtMinSize { .. }
+            | OfferingInBackoff { .. }
+            | OfferingUnavailable { .. }
+            | AboveMaxPrice { .. }
+            | NoOfferingFits { .. }
+            | NotInAnyPool
+            | ActivityInProgress { .. }
+            | OfferingNotAllowed { .. }
+            | LaunchFailed { .. }
+            | SchedulerRejects { .. }
+            | MaxNodesPerTick { .. } => self.fmt_capacity(f),
+            BudgetExhausted { .. }
+            | DataStale { .. }
+            | UnneededTooShort { .. }
+            | ScaleDownCooldown { .. }
+            | NeededForDemand
+            | AtMinNodes { .. }
+            | DoNotDisrupt { .. }
+            | ScaleDownDisabled
+            | ConsolidationNotWorthIt { .. }
+            | Paused
+            | PoolScaleDownDisabled
+            | CacheNotCurrent { .. } => self.fmt_hold(f),
+        }
+    }
+}
+
+impl Reason {
+    /// Scale-up: what demand wants and how it is (or already was) met.
+    fn fmt_scale_up(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        use Reason::*;
         match self {
             PendingPods { pods, nodes } => {
                 write!(f, "{pods} pending pod(s) need {nodes} more node(s)")
@@ -614,6 +674,37 @@ impl fmt::Display for Reason {
             ),
             SloHeadroom(h) => write!(f, "{h}"),
             Fallback { from, to, why } => write!(f, "fell back from {from} to {to}: {why}"),
+            CoveredByInFlight { in_flight_nodes } => {
+                write!(
+                    f,
+                    "covered by {in_flight_nodes} node(s) already launching or starting"
+                )
+            }
+            CoveredByCapacity => write!(f, "covered by serving capacity"),
+            FitsServingNode => write!(
+                f,
+                "fits the free room of a serving node; the scheduler will place it there"
+            ),
+            PlacedOnNewNode {
+                group,
+                offering,
+                warm,
+            } => {
+                let how = if *warm {
+                    "started warm"
+                } else {
+                    "launched cold"
+                };
+                write!(f, "will run on a new {offering} node in {group} ({how})")
+            }
+            _ => unreachable!("{} is rendered by another group", self.code()),
+        }
+    }
+
+    /// Scale-down and disruption: why a node is removed, replaced or drained.
+    fn fmt_disruption(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        use Reason::*;
+        match self {
             Unneeded { unneeded_for_s } => write!(f, "unneeded for {unneeded_for_s} s"),
             Empty => write!(f, "node is empty"),
             Consolidate {
@@ -639,17 +730,24 @@ impl fmt::Display for Reason {
                 f,
                 "resuming a drain an earlier gpupool leader started (deadline {deadline})"
             ),
-            CoveredByInFlight { in_flight_nodes } => {
-                write!(
-                    f,
-                    "covered by {in_flight_nodes} node(s) already launching or starting"
-                )
-            }
-            CoveredByCapacity => write!(f, "covered by serving capacity"),
-            FitsServingNode => write!(
+            DrainAbandoned { since } => write!(
                 f,
-                "fits the free room of a serving node; the scheduler will place it there"
+                "a voluntary drain was given up at {since}: evictions were refused (PodDisruptionBudget \
+                 or do-not-disrupt)"
             ),
+            RebalanceWaiting { in_flight_nodes } => write!(
+                f,
+                "rebalance recommended: waiting for the replacement ({in_flight_nodes} node(s) \
+                 on their way) before draining"
+            ),
+            _ => unreachable!("{} is rendered by another group", self.code()),
+        }
+    }
+
+    /// Capacity and launch: the limits, offerings and failures that stop a launch.
+    fn fmt_capacity(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        use Reason::*;
+        match self {
             AtMaxNodes { max } => write!(f, "pool is at its maximum of {max} node(s)"),
             AtMaxCost {
                 max_per_hour,
@@ -684,6 +782,55 @@ impl fmt::Display for Reason {
                     "offering {offering} costs {price}/h, above max price {max}/h"
                 )
             }
+            NoOfferingFits { constraint } => write!(f, "no offering fits: {constraint}"),
+            NotInAnyPool => write!(f, "pod matches no configured pool"),
+            ActivityInProgress { group } => {
+                write!(f, "group {group} has a scaling activity in progress")
+            }
+            OfferingNotAllowed {
+                offering,
+                constraint,
+            } => write!(
+                f,
+                "offering {offering} is outside the pool's requirements: {constraint}"
+            ),
+            LaunchFailed {
+                offering,
+                failure,
+                message,
+                at,
+                retry_at,
+            } => write!(
+                f,
+                "launch of {offering} failed ({failure}, reported {at}): {message}; backing off \
+                 until {retry_at}"
+            ),
+            GroupAtMinSize { group, min } => {
+                write!(f, "group {group} is at its min size {min}")
+            }
+            SchedulerRejects {
+                node,
+                message,
+                retry_at,
+            } => write!(
+                f,
+                "the scheduler keeps it off node {node}, which fits it by every constraint gpupool \
+                 models (\"{message}\"); no node is launched for it until {retry_at}"
+            ),
+            MaxNodesPerTick { max } => {
+                write!(
+                    f,
+                    "at most {max} node(s) are launched per tick (scale_up.max_nodes_per_tick)"
+                )
+            }
+            _ => unreachable!("{} is rendered by another group", self.code()),
+        }
+    }
+
+    /// Holds: why a node (or the whole pool) is kept as it is.
+    fn fmt_hold(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        use Reason::*;
+        match self {
             BudgetExhausted {
                 at_once,
                 in_window,
@@ -722,11 +869,6 @@ impl fmt::Display for Reason {
             AtMinNodes { min } => write!(f, "pool is at its minimum of {min} node(s)"),
             DoNotDisrupt { pod } => write!(f, "pod {pod} must not be disrupted"),
             ScaleDownDisabled => write!(f, "node has scale-down disabled"),
-            NoOfferingFits { constraint } => write!(f, "no offering fits: {constraint}"),
-            NotInAnyPool => write!(f, "pod matches no configured pool"),
-            ActivityInProgress { group } => {
-                write!(f, "group {group} has a scaling activity in progress")
-            }
             ConsolidationNotWorthIt {
                 saving_per_hour,
                 cold_start_cost,
@@ -735,49 +877,6 @@ impl fmt::Display for Reason {
                 "saving {saving_per_hour}/h over the next hour does not beat the cold-start cost \
                  {cold_start_cost}"
             ),
-            OfferingNotAllowed {
-                offering,
-                constraint,
-            } => write!(
-                f,
-                "offering {offering} is outside the pool's requirements: {constraint}"
-            ),
-            PlacedOnNewNode {
-                group,
-                offering,
-                warm,
-            } => {
-                let how = if *warm {
-                    "started warm"
-                } else {
-                    "launched cold"
-                };
-                write!(f, "will run on a new {offering} node in {group} ({how})")
-            }
-            LaunchFailed {
-                offering,
-                failure,
-                message,
-                at,
-                retry_at,
-            } => write!(
-                f,
-                "launch of {offering} failed ({failure}, reported {at}): {message}; backing off \
-                 until {retry_at}"
-            ),
-            DrainAbandoned { since } => write!(
-                f,
-                "a voluntary drain was given up at {since}: evictions were refused (PodDisruptionBudget \
-                 or do-not-disrupt)"
-            ),
-            RebalanceWaiting { in_flight_nodes } => write!(
-                f,
-                "rebalance recommended: waiting for the replacement ({in_flight_nodes} node(s) \
-                 on their way) before draining"
-            ),
-            GroupAtMinSize { group, min } => {
-                write!(f, "group {group} is at its min size {min}")
-            }
             Paused => write!(f, "pool is paused (paused: true): planned, not acted on"),
             PoolScaleDownDisabled => {
                 write!(
@@ -793,21 +892,7 @@ impl fmt::Display for Reason {
                     r.join(" and ")
                 )
             }
-            SchedulerRejects {
-                node,
-                message,
-                retry_at,
-            } => write!(
-                f,
-                "the scheduler keeps it off node {node}, which fits it by every constraint gpupool \
-                 models (\"{message}\"); no node is launched for it until {retry_at}"
-            ),
-            MaxNodesPerTick { max } => {
-                write!(
-                    f,
-                    "at most {max} node(s) are launched per tick (scale_up.max_nodes_per_tick)"
-                )
-            }
+            _ => unreachable!("{} is rendered by another group", self.code()),
         }
     }
 }

@@ -67,25 +67,7 @@ pub fn plan(snapshot: &Snapshot, config: &Config, history: &History, now: Timest
     let lost = Lost::of(&failures);
     let nodes: BTreeMap<&InstanceId, &Node> =
         snapshot.nodes.iter().map(|n| (&n.instance, n)).collect();
-    let mut by_group: BTreeMap<&NodeGroupId, Vec<&Instance>> = BTreeMap::new();
-    for i in &snapshot.instances {
-        by_group.entry(&i.group).or_default().push(i);
-    }
-    let ctxs: Vec<PoolCtx<'_>> = config
-        .pools
-        .iter()
-        .map(|p| {
-            PoolCtx::new(
-                p,
-                snapshot,
-                &by_group,
-                &lost,
-                history,
-                now,
-                &mut plan.decisions,
-            )
-        })
-        .collect();
+    let ctxs = pool_contexts(config, snapshot, &lost, history, now, &mut plan.decisions);
 
     // Pending pods matter only where Kubernetes schedules them. The GPU pods still running on
     // draining nodes (a spot notice, a replacement) are demand too when the pool's serving
@@ -117,24 +99,7 @@ pub fn plan(snapshot: &Snapshot, config: &Config, history: &History, now: Timest
     let pending = snapshot.pending_pods.len();
     block_refused(&mut classes, &pods[..pending], &refused, &mut fates);
     plan.scheduler_rejects = new_rejects;
-    let mut pod_pool: Vec<Option<usize>> = vec![None; pods.len()];
-    let mut pool_classes: Vec<Vec<(&Class<'_>, ClassFit)>> =
-        (0..ctxs.len()).map(|_| Vec::new()).collect();
-    for class in &classes {
-        match assign_pool(class, &ctxs) {
-            Some((pi, fit)) => {
-                for &m in &class.members {
-                    pod_pool[m] = Some(pi);
-                }
-                pool_classes[pi].push((class, fit));
-            }
-            None => {
-                for &m in &class.members {
-                    fates[m] = Some(Fate::Blocked(Reason::NotInAnyPool));
-                }
-            }
-        }
-    }
+    let (pod_pool, pool_classes) = assign_pools(&classes, &ctxs, &mut fates);
 
     let mut in_flight_of = vec![0u32; ctxs.len()];
     let mut fits = Vec::new();
@@ -159,6 +124,78 @@ pub fn plan(snapshot: &Snapshot, config: &Config, history: &History, now: Timest
         .filter_map(|(m, inst)| Some((pods[..pending].get(m)?.key(), inst)))
         .collect();
 
+    pod_decisions(
+        pods,
+        &fates,
+        &pod_pool,
+        &in_flight_of,
+        &ctxs,
+        &mut plan.decisions,
+    );
+    plan.launch_failures = failures;
+    hold::pause(config, snapshot, &mut plan);
+    plan
+}
+
+/// One context per configured pool, in config order; each unusable offering gets a decision.
+fn pool_contexts<'a>(
+    config: &'a Config,
+    snapshot: &'a Snapshot,
+    lost: &Lost<'_>,
+    history: &History,
+    now: Timestamp,
+    decisions: &mut Vec<Decision>,
+) -> Vec<PoolCtx<'a>> {
+    let mut by_group: BTreeMap<&NodeGroupId, Vec<&Instance>> = BTreeMap::new();
+    for i in &snapshot.instances {
+        by_group.entry(&i.group).or_default().push(i);
+    }
+    config
+        .pools
+        .iter()
+        .map(|p| PoolCtx::new(p, snapshot, &by_group, lost, history, now, decisions))
+        .collect()
+}
+
+/// Each class of pods to its pool ([`assign_pool`]): the pool of each pod, and the classes
+/// (with their fit) of each pool. A class that matches no pool is blocked.
+#[allow(clippy::type_complexity)]
+fn assign_pools<'c, 'a>(
+    classes: &'c [Class<'a>],
+    ctxs: &[PoolCtx<'a>],
+    fates: &mut [Option<Fate>],
+) -> (Vec<Option<usize>>, Vec<Vec<(&'c Class<'a>, ClassFit)>>) {
+    let mut pod_pool: Vec<Option<usize>> = vec![None; fates.len()];
+    let mut pool_classes: Vec<Vec<(&Class<'_>, ClassFit)>> =
+        (0..ctxs.len()).map(|_| Vec::new()).collect();
+    for class in classes {
+        match assign_pool(class, ctxs) {
+            Some((pi, fit)) => {
+                for &m in &class.members {
+                    pod_pool[m] = Some(pi);
+                }
+                pool_classes[pi].push((class, fit));
+            }
+            None => {
+                for &m in &class.members {
+                    fates[m] = Some(Fate::Blocked(Reason::NotInAnyPool));
+                }
+            }
+        }
+    }
+    (pod_pool, pool_classes)
+}
+
+/// A decision for every pod with a fate, in pod order. `pod_pool`: each pod's pool;
+/// `in_flight_of`: each pool's in-flight node count.
+fn pod_decisions(
+    pods: &[PendingPod],
+    fates: &[Option<Fate>],
+    pod_pool: &[Option<usize>],
+    in_flight_of: &[u32],
+    ctxs: &[PoolCtx<'_>],
+    decisions: &mut Vec<Decision>,
+) {
     for (i, pod) in pods.iter().enumerate() {
         let Some(fate) = &fates[i] else { continue };
         let (outcome, reason) = match fate {
@@ -183,15 +220,12 @@ pub fn plan(snapshot: &Snapshot, config: &Config, history: &History, now: Timest
             }
             Fate::Blocked(r) => (Outcome::Blocked, r.clone()),
         };
-        plan.decisions.push(Decision {
+        decisions.push(Decision {
             subject: Subject::Pod(pod.key()),
             outcome,
             reason,
         });
     }
-    plan.launch_failures = failures;
-    hold::pause(config, snapshot, &mut plan);
-    plan
 }
 
 /// Take the pods the scheduler refuses (`rejects`) out of their classes: blocked with the
@@ -563,24 +597,8 @@ fn plan_pool<'a>(
     plan: &mut Plan,
 ) -> u32 {
     let pool = ctx.cfg;
-    let subject = || Subject::Pool(pool.name.clone());
     let demand = snapshot.demand.get(&pool.name);
-    let stale: Vec<String> = match demand {
-        Some(d) => d.stale_signals().into_iter().map(str::to_owned).collect(),
-        // Signals configured but no reading at all: as stale as it gets.
-        None => pool
-            .signals
-            .iter()
-            .enumerate()
-            .map(|(i, s)| s.display_name(i))
-            .collect(),
-    };
-    let mut stale = stale;
-    for g in &ctx.groups {
-        if let Some(at) = snapshot.stale_groups.get(&g.id) {
-            stale.push(format!("group {} (instances as listed at {at})", g.id));
-        }
-    }
+    let stale = stale_inputs(ctx, snapshot, demand);
     let slo_headroom = slo_headroom(ctx, tick_s, demand, history, now);
     let want = demand::wanted(
         pool,
@@ -591,22 +609,13 @@ fn plan_pool<'a>(
     let hr_warm = slo_headroom.as_ref().and_then(|h| h.warm.as_ref());
     if let Some(h) = hr_running {
         plan.decisions.push(Decision {
-            subject: subject(),
+            subject: Subject::Pool(pool.name.clone()),
             outcome: Outcome::Held,
             reason: Reason::SloHeadroom(h.clone()),
         });
     }
 
-    let draining = ctx
-        .instances
-        .iter()
-        .filter(|i| i.state == LifecycleState::Draining)
-        .count() as u32;
-    let in_window =
-        history.disruptions_in_window(&pool.name, now, pool.disruption.budget.window_s as f64)
-            as u32;
-    let mut budget = scaledown::Budget::new(&pool.disruption.budget, draining, in_window);
-
+    let mut budget = disruption_budget(ctx, history, now);
     let gone = health::check(
         ctx,
         nodes,
@@ -615,7 +624,7 @@ fn plan_pool<'a>(
         &mut plan.actions,
         &mut plan.decisions,
     );
-    let acct = ctx.account(nodes, &gone);
+    let mut acct = ctx.account(nodes, &gone);
     let mut chooser = Chooser::new(
         pool,
         &ctx.tpls,
@@ -624,18 +633,170 @@ fn plan_pool<'a>(
         acct.live_on_demand,
         acct.live_cost,
     );
+    let expected = scale_up(
+        ctx,
+        &mut acct,
+        want,
+        hr_running,
+        classes,
+        &mut chooser,
+        fates,
+        fits,
+        plan,
+    );
+    let scaled_up = chooser.new_nodes > 0;
 
-    // Pods, then signals on top, then the minimum.
-    let mut bins = acct.bins;
-    let mut stops = binpack::pack(classes, &ctx.tpls, &mut bins, &mut chooser, fates);
-    // Serving nodes pending pods are expected on: neither removed nor used as room for another
-    // node's pods this tick.
-    serving_fits(classes, fates, &bins, fits);
+    let (warm_actions, warm_needed) = warmpool::size(
+        pool,
+        &ctx.groups,
+        want,
+        hr_warm,
+        |gi| ctx.default_tpl[gi].map_or(1, |t| ctx.tpls[t].rpn),
+        history,
+        now,
+    );
+    plan.actions.extend(warm_actions);
+    plan.warm_needed.extend(warm_needed);
+
+    let down = Down {
+        mode,
+        history,
+        now,
+        nodes,
+        expected: &expected,
+        want,
+        scaled_up,
+        in_flight: acct.in_flight,
+    };
+    let (removed, removed_cost) = scale_down(
+        ctx,
+        &down,
+        gone,
+        stale,
+        &snapshot.cache,
+        &mut budget,
+        &mut chooser,
+        plan,
+    );
+
+    plan.pools.push(pool_summary(
+        ctx,
+        demand,
+        classes,
+        &acct,
+        &chooser,
+        want,
+        (removed, removed_cost),
+        slo_headroom,
+    ));
+    acct.in_flight
+}
+
+/// The pool's figures after this plan. `removed`: the nodes scale-down removed, and their
+/// cost; `slo_headroom`: what the learner recommended.
+#[allow(clippy::too_many_arguments)]
+fn pool_summary(
+    ctx: &PoolCtx<'_>,
+    demand: Option<&crate::model::PoolDemand>,
+    classes: &[(&Class<'_>, ClassFit)],
+    acct: &Account<'_>,
+    chooser: &Chooser<'_, '_>,
+    want: Option<demand::Want>,
+    (removed, removed_cost): (u32, Money),
+    slo_headroom: Option<headroom::Headroom>,
+) -> PoolSummary {
+    let pool = ctx.cfg;
+    let (headroom_running, headroom_warm) = match slo_headroom {
+        Some(h) => (Some(h.running), h.warm),
+        None => (None, None),
+    };
+    PoolSummary {
+        pool: pool.name.clone(),
+        desired_nodes: (acct.live_nodes + chooser.new_nodes).saturating_sub(removed),
+        ready_nodes: acct.ready,
+        in_flight_nodes: acct.in_flight,
+        warm_instances: ctx
+            .groups
+            .iter()
+            .map(|g| g.warm_pool.as_ref().map_or(0, |w| w.ready))
+            .sum(),
+        pending_pods: classes.iter().map(|(c, _)| c.members.len() as u32).sum(),
+        wanted_replicas: want.map(|w| w.replicas),
+        forecast_replicas: demand
+            .and_then(|d| d.replicas_forecast)
+            .filter(|_| pool.forecast.enabled),
+        cost_per_hour: acct.live_cost + chooser.new_cost - removed_cost,
+        headroom_running,
+        headroom_warm,
+        slo_attainment: demand.and_then(|d| d.slo_attainment).map(|a| a.fraction),
+    }
+}
+
+/// The inputs too old to remove capacity on: stale signals (all of them when there is no
+/// reading at all) and groups whose instances are as listed earlier.
+fn stale_inputs(
+    ctx: &PoolCtx<'_>,
+    snapshot: &Snapshot,
+    demand: Option<&crate::model::PoolDemand>,
+) -> Vec<String> {
+    let pool = ctx.cfg;
+    let mut stale: Vec<String> = match demand {
+        Some(d) => d.stale_signals().into_iter().map(str::to_owned).collect(),
+        // Signals configured but no reading at all: as stale as it gets.
+        None => pool
+            .signals
+            .iter()
+            .enumerate()
+            .map(|(i, s)| s.display_name(i))
+            .collect(),
+    };
+    for g in &ctx.groups {
+        if let Some(at) = snapshot.stale_groups.get(&g.id) {
+            stale.push(format!("group {} (instances as listed at {at})", g.id));
+        }
+    }
+    stale
+}
+
+/// The pool's voluntary-disruption budget this tick: what is draining already and what the
+/// window has used.
+fn disruption_budget(ctx: &PoolCtx<'_>, history: &History, now: Timestamp) -> scaledown::Budget {
+    let pool = ctx.cfg;
+    let draining = ctx
+        .instances
+        .iter()
+        .filter(|i| i.state == LifecycleState::Draining)
+        .count() as u32;
+    let in_window =
+        history.disruptions_in_window(&pool.name, now, pool.disruption.budget.window_s as f64)
+            as u32;
+    scaledown::Budget::new(&pool.disruption.budget, draining, in_window)
+}
+
+/// Pods, then signals on top, then the minimum: the launches go into `chooser`, their actions
+/// and the pool's scale-up decisions into `plan`. Returns the serving nodes pending pods are
+/// expected on: neither removed nor used as room for another node's pods this tick.
+#[allow(clippy::too_many_arguments)]
+fn scale_up<'a>(
+    ctx: &PoolCtx<'a>,
+    acct: &mut Account<'a>,
+    want: Option<demand::Want>,
+    hr_running: Option<&crate::model::HeadroomExplain>,
+    classes: &[(&Class<'a>, ClassFit)],
+    chooser: &mut Chooser<'_, 'a>,
+    fates: &mut [Option<Fate>],
+    fits: &mut Vec<(usize, InstanceId)>,
+    plan: &mut Plan,
+) -> BTreeSet<&'a InstanceId> {
+    let pool = ctx.cfg;
+    let subject = || Subject::Pool(pool.name.clone());
+    let mut stops = binpack::pack(classes, &ctx.tpls, &mut acct.bins, chooser, fates);
+    serving_fits(classes, fates, &acct.bins, fits);
     let expected: BTreeSet<&InstanceId> = classes
         .iter()
         .flat_map(|(c, _)| c.members.iter())
         .filter_map(|&m| match fates[m] {
-            Some(Fate::Existing { bin }) => bins.get(bin).and_then(|b| b.serving),
+            Some(Fate::Existing { bin }) => acct.bins.get(bin).and_then(|b| b.serving),
             _ => None,
         })
         .collect();
@@ -647,70 +808,27 @@ fn plan_pool<'a>(
             .map(|l| ctx.tpls[l.tpl].rpn)
             .sum::<u32>();
     if let Some(w) = want
-        && let Some(r) = demand::cover_replicas(w, capacity_replicas, &ctx.tpls, &mut chooser)
+        && let Some(r) = demand::cover_replicas(w, capacity_replicas, &ctx.tpls, chooser)
     {
         push_unique(&mut stops, r);
     }
-    if let Some(r) = demand::cover_min_nodes(pool, &ctx.tpls, &mut chooser) {
+    if let Some(r) = demand::cover_min_nodes(pool, &ctx.tpls, chooser) {
         push_unique(&mut stops, r);
     }
 
-    // Launches → actions, one per (warm, template, cause, fell back); warm starts first.
     let pods_on_new = classes
         .iter()
         .flat_map(|(c, _)| c.members.iter())
         .filter(|&&m| matches!(fates[m], Some(Fate::New { .. })))
         .count() as u32;
-    let mut grouped: BTreeMap<LaunchKey, (u32, Option<Reason>)> = BTreeMap::new();
-    for l in &chooser.launches {
-        let e = grouped
-            .entry((!l.warm, l.tpl, l.cause, l.fallback.is_some()))
-            .or_insert((0, None));
-        e.0 += 1;
-        if e.1.is_none() {
-            e.1.clone_from(&l.fallback);
-        }
-    }
-    let mut signal_nodes = 0;
-    for ((cold, tpl, cause, _), (count, fallback)) in grouped {
-        let warm = !cold;
-        let t = &ctx.tpls[tpl];
-        let primary = match cause {
-            Cause::Pods => Reason::PendingPods {
-                pods: pods_on_new,
-                nodes: pod_nodes,
-            },
-            Cause::Signal | Cause::Forecast => {
-                signal_nodes += count;
-                match want {
-                    Some(w) => demand::reason(pool, w, capacity_replicas, hr_running),
-                    None => Reason::MinNodes {
-                        min: pool.limits.min_nodes,
-                    },
-                }
-            }
-            Cause::MinNodes | Cause::Consolidate => Reason::MinNodes {
-                min: pool.limits.min_nodes,
-            },
-        };
-        let reason = fallback.unwrap_or(primary);
-        plan.actions.push(if warm {
-            Action::StartWarm {
-                pool: pool.name.clone(),
-                group: t.group_ref.id.clone(),
-                count,
-                reason,
-            }
-        } else {
-            Action::ScaleUp {
-                pool: pool.name.clone(),
-                group: t.group_ref.id.clone(),
-                offering: t.key.clone(),
-                count,
-                reason,
-            }
-        });
-    }
+    let primary = Primary {
+        pods_on_new,
+        pod_nodes,
+        want,
+        capacity_replicas,
+        hr_running,
+    };
+    let signal_nodes = launch_actions(ctx, chooser, &primary, &mut plan.actions);
     if pod_nodes > 0 {
         plan.decisions.push(Decision {
             subject: subject(),
@@ -737,119 +855,205 @@ fn plan_pool<'a>(
             reason: r.clone(),
         });
     }
-    let scaled_up = chooser.new_nodes > 0;
-    if !scaled_up && stops.is_empty() && (want.is_some() || !classes.is_empty()) {
-        let on_in_flight = classes
-            .iter()
-            .flat_map(|(c, _)| c.members.iter())
-            .any(|&m| matches!(fates[m], Some(Fate::InFlight)));
-        let all_placed = classes
-            .iter()
-            .flat_map(|(c, _)| c.members.iter())
-            .all(|&m| !matches!(fates[m], Some(Fate::Blocked(_))));
-        if all_placed {
-            plan.decisions.push(Decision {
-                subject: subject(),
-                outcome: Outcome::Satisfied,
-                reason: if on_in_flight || (acct.in_flight > 0 && want.is_some()) {
-                    Reason::CoveredByInFlight {
-                        in_flight_nodes: acct.in_flight,
-                    }
-                } else {
-                    Reason::CoveredByCapacity
-                },
-            });
+    if chooser.new_nodes == 0
+        && stops.is_empty()
+        && (want.is_some() || !classes.is_empty())
+        && let Some(reason) = covered(classes, fates, want.is_some(), acct.in_flight)
+    {
+        plan.decisions.push(Decision {
+            subject: subject(),
+            outcome: Outcome::Satisfied,
+            reason,
+        });
+    }
+    expected
+}
+
+/// What the primary reason of a launch is made of (a fallback's reason replaces it).
+struct Primary<'h> {
+    /// Pending pods placed on new nodes, and the nodes launched for pods.
+    pods_on_new: u32,
+    pod_nodes: u32,
+    want: Option<demand::Want>,
+    /// Replicas the live capacity and the pods' launches serve.
+    capacity_replicas: u32,
+    hr_running: Option<&'h crate::model::HeadroomExplain>,
+}
+
+/// The chosen launches as actions, one per (warm, template, cause, fell back); warm starts
+/// first. Returns the nodes launched for the signals (and the forecast).
+fn launch_actions(
+    ctx: &PoolCtx<'_>,
+    chooser: &Chooser<'_, '_>,
+    primary: &Primary<'_>,
+    actions: &mut Vec<Action>,
+) -> u32 {
+    let pool = ctx.cfg;
+    let mut grouped: BTreeMap<LaunchKey, (u32, Option<Reason>)> = BTreeMap::new();
+    for l in &chooser.launches {
+        let e = grouped
+            .entry((!l.warm, l.tpl, l.cause, l.fallback.is_some()))
+            .or_insert((0, None));
+        e.0 += 1;
+        if e.1.is_none() {
+            e.1.clone_from(&l.fallback);
         }
     }
+    let mut signal_nodes = 0;
+    for ((cold, tpl, cause, _), (count, fallback)) in grouped {
+        let warm = !cold;
+        let t = &ctx.tpls[tpl];
+        let primary = match cause {
+            Cause::Pods => Reason::PendingPods {
+                pods: primary.pods_on_new,
+                nodes: primary.pod_nodes,
+            },
+            Cause::Signal | Cause::Forecast => {
+                signal_nodes += count;
+                match primary.want {
+                    Some(w) => {
+                        demand::reason(pool, w, primary.capacity_replicas, primary.hr_running)
+                    }
+                    None => Reason::MinNodes {
+                        min: pool.limits.min_nodes,
+                    },
+                }
+            }
+            Cause::MinNodes | Cause::Consolidate => Reason::MinNodes {
+                min: pool.limits.min_nodes,
+            },
+        };
+        let reason = fallback.unwrap_or(primary);
+        actions.push(if warm {
+            Action::StartWarm {
+                pool: pool.name.clone(),
+                group: t.group_ref.id.clone(),
+                count,
+                reason,
+            }
+        } else {
+            Action::ScaleUp {
+                pool: pool.name.clone(),
+                group: t.group_ref.id.clone(),
+                offering: t.key.clone(),
+                count,
+                reason,
+            }
+        });
+    }
+    signal_nodes
+}
 
-    let (warm_actions, warm_needed) = warmpool::size(
-        pool,
-        &ctx.groups,
-        want,
-        hr_warm,
-        |gi| ctx.default_tpl[gi].map_or(1, |t| ctx.tpls[t].rpn),
-        history,
-        now,
-    );
-    plan.actions.extend(warm_actions);
-    plan.warm_needed.extend(warm_needed);
+/// Why a pool that launched nothing and was stopped by nothing is fine as it is: its pods
+/// (and its signals) are covered by nodes in flight, else by its capacity. `None` while some
+/// of its pods stay blocked.
+fn covered(
+    classes: &[(&Class<'_>, ClassFit)],
+    fates: &[Option<Fate>],
+    wanted: bool,
+    in_flight: u32,
+) -> Option<Reason> {
+    let on_in_flight = classes
+        .iter()
+        .flat_map(|(c, _)| c.members.iter())
+        .any(|&m| matches!(fates[m], Some(Fate::InFlight)));
+    let all_placed = classes
+        .iter()
+        .flat_map(|(c, _)| c.members.iter())
+        .all(|&m| !matches!(fates[m], Some(Fate::Blocked(_))));
+    all_placed.then_some(if on_in_flight || (in_flight > 0 && wanted) {
+        Reason::CoveredByInFlight {
+            in_flight_nodes: in_flight,
+        }
+    } else {
+        Reason::CoveredByCapacity
+    })
+}
 
+/// What a pool's scale-down reads of the tick and of its scale-up.
+struct Down<'d, 'a> {
+    mode: Mode,
+    history: &'d History,
+    now: Timestamp,
+    nodes: &'d BTreeMap<&'d InstanceId, &'a Node>,
+    /// Serving nodes pending pods are expected on.
+    expected: &'d BTreeSet<&'a InstanceId>,
+    want: Option<demand::Want>,
+    scaled_up: bool,
+    /// Nodes in flight before this plan's launches.
+    in_flight: u32,
+}
+
+/// At-risk spot nodes drained, then, unless scale-down is held, unneeded nodes removed and
+/// busy ones consolidated. `gone`: what health checks removed. Returns the nodes removed and
+/// their cost.
+#[allow(clippy::too_many_arguments)]
+fn scale_down<'a>(
+    ctx: &PoolCtx<'a>,
+    down: &Down<'_, 'a>,
+    gone: BTreeSet<&'a InstanceId>,
+    stale: Vec<String>,
+    cache: &crate::model::CacheState,
+    budget: &mut scaledown::Budget,
+    chooser: &mut Chooser<'_, 'a>,
+    plan: &mut Plan,
+) -> (u32, Money) {
+    let pool = ctx.cfg;
     let mut leaving = gone;
     leaving.extend(rebalance::drains(
         ctx,
-        nodes,
-        acct.in_flight + chooser.new_nodes,
-        now,
-        &mut budget,
+        down.nodes,
+        down.in_flight + chooser.new_nodes,
+        down.now,
+        budget,
         &mut plan.actions,
         &mut plan.decisions,
     ));
     leaving.extend(ctx.at_risk.iter().copied());
-    let serving = scaledown::serving(ctx, nodes, &leaving);
+    let serving = scaledown::serving(ctx, down.nodes, &leaving);
     let mut removed = 0u32;
     let mut removed_cost = Money::ZERO;
     let mut unneeded = BTreeSet::new();
-    let held = hold::scale_down(pool, stale, &snapshot.cache);
+    let held = hold::scale_down(pool, stale, cache);
     if held.is_none() {
         let res = scaledown::scale_down(
             ctx,
-            mode,
+            down.mode,
             &serving,
-            &expected,
-            want,
-            scaled_up,
-            history,
-            now,
-            &mut budget,
+            down.expected,
+            down.want,
+            down.scaled_up,
+            down.history,
+            down.now,
+            budget,
             &mut plan.actions,
             &mut plan.decisions,
         );
         removed = res.removed.len() as u32;
         removed_cost = res.removed_cost;
         unneeded = res.unneeded;
-        if pool.disruption.consolidation && !scaled_up {
+        if pool.disruption.consolidation && !down.scaled_up {
             consolidate::consolidate(
                 ctx,
-                mode,
+                down.mode,
                 &serving,
                 &unneeded,
-                acct.in_flight,
-                &budget,
-                &mut chooser,
+                down.in_flight,
+                budget,
+                chooser,
                 &mut plan.actions,
                 &mut plan.decisions,
             );
         }
     } else if let Some(reason) = held {
         plan.decisions.push(Decision {
-            subject: subject(),
+            subject: Subject::Pool(pool.name.clone()),
             outcome: Outcome::Held,
             reason,
         });
     }
     plan.unneeded.extend(unneeded.into_iter().cloned());
-
-    plan.pools.push(PoolSummary {
-        pool: pool.name.clone(),
-        desired_nodes: (acct.live_nodes + chooser.new_nodes).saturating_sub(removed),
-        ready_nodes: acct.ready,
-        in_flight_nodes: acct.in_flight,
-        warm_instances: ctx
-            .groups
-            .iter()
-            .map(|g| g.warm_pool.as_ref().map_or(0, |w| w.ready))
-            .sum(),
-        pending_pods: classes.iter().map(|(c, _)| c.members.len() as u32).sum(),
-        wanted_replicas: want.map(|w| w.replicas),
-        forecast_replicas: demand
-            .and_then(|d| d.replicas_forecast)
-            .filter(|_| pool.forecast.enabled),
-        cost_per_hour: acct.live_cost + chooser.new_cost - removed_cost,
-        headroom_running: hr_running.cloned(),
-        headroom_warm: hr_warm.cloned(),
-        slo_attainment: demand.and_then(|d| d.slo_attainment).map(|a| a.fraction),
-    });
-    acct.in_flight
+    (removed, removed_cost)
 }
 
 /// With an `slo`: the standing headroom the pool's learner recommends now.
