@@ -218,6 +218,12 @@ impl Metrics {
             "Estimated running cost of the pool in dollars per hour",
             self.estimated_cost_per_hour.clone(),
         );
+        self.register_controller(r);
+        self.register_build_and_process(registry);
+    }
+
+    /// Signals, actions, decisions, errors, drains and the loop itself.
+    fn register_controller(&self, r: &mut Registry) {
         r.register(
             "signal_value",
             "Last value of each demand signal",
@@ -294,7 +300,6 @@ impl Metrics {
             "1 while this replica holds the leader lease",
             self.leader.clone(),
         );
-        self.register_build_and_process(registry);
     }
 
     /// `gpupool_build_info` and the standard unprefixed `process_*` families every Prometheus
