@@ -261,6 +261,7 @@ fn slo_policy(c: &mut Check, at: &dyn Fn(&str) -> String, slo: &crate::config::S
     }
 }
 
+/// `pools[i]`: every check of one pool, in the order its mistakes are reported.
 fn pool(c: &mut Check, cfg: &Config, i: usize, p: &PoolConfig) {
     let at = |f: &str| format!("pools[{i}].{f}");
     if !is_dns_label(p.name.as_str()) {
@@ -273,7 +274,20 @@ fn pool(c: &mut Check, cfg: &Config, i: usize, p: &PoolConfig) {
             ),
         );
     }
-    let r = &p.requirements;
+    requirements(c, cfg, &at, &p.requirements);
+    replica(c, &at, p);
+    capacity(c, &at, p);
+    warm_pool(c, &at, p);
+    limits(c, &at, &p.limits);
+    disruption_budget(c, &at, &p.disruption.budget);
+    disruption_timing(c, cfg, &at, p);
+    scale_up(c, &at, p);
+    instance_hooks(c, &at, p);
+    signals(c, cfg, i, p);
+}
+
+/// `pools[i].requirements`: GPU models, node shape, zones, instance types and MIG.
+fn requirements(c: &mut Check, cfg: &Config, at: &dyn Fn(&str) -> String, r: &super::Requirements) {
     for (j, m) in r.gpu_models.iter().enumerate() {
         if m.is_empty()
             || m.chars()
@@ -327,7 +341,11 @@ fn pool(c: &mut Check, cfg: &Config, i: usize, p: &PoolConfig) {
     if let Some(m) = &r.mig {
         validate_mig(c, &at("requirements.mig"), m);
     }
+}
 
+/// `pools[i].replica`: GPUs per serving replica, which must fit on one node.
+fn replica(c: &mut Check, at: &dyn Fn(&str) -> String, p: &PoolConfig) {
+    let r = &p.requirements;
     if p.replica.gpus == 0 {
         c.fail(
             at("replica.gpus"),
@@ -351,7 +369,10 @@ fn pool(c: &mut Check, cfg: &Config, i: usize, p: &PoolConfig) {
             "must be at least 1 when set",
         );
     }
+}
 
+/// `pools[i].capacity`: spot share, the fallback order it needs, prices and the on-demand base.
+fn capacity(c: &mut Check, at: &dyn Fn(&str) -> String, p: &PoolConfig) {
     let cap = &p.capacity;
     c.range_f(
         at("capacity.spot_share"),
@@ -406,7 +427,10 @@ fn pool(c: &mut Check, cfg: &Config, i: usize, p: &PoolConfig) {
             ),
         );
     }
+}
 
+/// `pools[i].warm_pool` (and `slo`, which sizes it): bounds and a warm start faster than a cold one.
+fn warm_pool(c: &mut Check, at: &dyn Fn(&str) -> String, p: &PoolConfig) {
     let w = &p.warm_pool;
     let w_max = w.max_for(p.slo.is_some(), p.limits.max_nodes);
     if w.min > w_max {
@@ -416,7 +440,7 @@ fn pool(c: &mut Check, cfg: &Config, i: usize, p: &PoolConfig) {
         );
     }
     if let Some(slo) = &p.slo {
-        slo_policy(c, &at, slo);
+        slo_policy(c, at, slo);
     }
     c.range_u(
         at("warm_pool.warm_start_s"),
@@ -434,8 +458,10 @@ fn pool(c: &mut Check, cfg: &Config, i: usize, p: &PoolConfig) {
             ),
         );
     }
+}
 
-    let l = &p.limits;
+/// `pools[i].limits`: node and cost bounds.
+fn limits(c: &mut Check, at: &dyn Fn(&str) -> String, l: &super::Limits) {
     if l.max_nodes == 0 {
         c.fail(at("limits.max_nodes"), "must be at least 1");
     }
@@ -448,9 +474,10 @@ fn pool(c: &mut Check, cfg: &Config, i: usize, p: &PoolConfig) {
     if let Some(m) = l.max_cost_per_hour {
         c.positive_f(at("limits.max_cost_per_hour"), m, "dollars per hour");
     }
+}
 
-    let d = &p.disruption;
-    let b = &d.budget;
+/// `pools[i].disruption.budget`: how many nodes voluntary disruption may take, and how often.
+fn disruption_budget(c: &mut Check, at: &dyn Fn(&str) -> String, b: &super::DisruptionBudget) {
     if b.max_disrupted_at_once == 0 {
         c.fail(
             at("disruption.budget.max_disrupted_at_once"),
@@ -475,6 +502,11 @@ fn pool(c: &mut Check, cfg: &Config, i: usize, p: &PoolConfig) {
         7 * 86_400,
         "seconds",
     );
+}
+
+/// `pools[i].disruption` timings: unneeded time, drains, deregistration and provisioning.
+fn disruption_timing(c: &mut Check, cfg: &Config, at: &dyn Fn(&str) -> String, p: &PoolConfig) {
+    let d = &p.disruption;
     c.range_u(
         at("disruption.unneeded_time_s"),
         p.unneeded_time_s(),
@@ -490,31 +522,7 @@ fn pool(c: &mut Check, cfg: &Config, i: usize, p: &PoolConfig) {
         "seconds a drain may take",
     );
     if let Some(lead) = d.interruption_drain_s {
-        c.range_u(
-            at("disruption.interruption_drain_s"),
-            lead,
-            5,
-            600,
-            "seconds before a spot reclaim to start draining; omit it to drain at the notice",
-        );
-        // The notice itself: AWS's two-minute Spot Instance interruption notice, GCP's 30 s
-        // preemption notice. A lead at or above it drains at the notice anyway.
-        let notice = match cfg.provider {
-            ProviderKind::Aws => Some(("AWS", 120)),
-            ProviderKind::Gcp => Some(("GCP", 30)),
-            ProviderKind::Sim => None,
-        };
-        if let Some((cloud, notice_s)) = notice
-            && lead >= notice_s
-        {
-            c.fail(
-                at("disruption.interruption_drain_s"),
-                format!(
-                    "{lead} s is not shorter than {cloud}'s {notice_s} s interruption notice: the \
-                     drain would start at the notice anyway; set it below {notice_s} or omit it"
-                ),
-            );
-        }
+        interruption_drain(c, cfg, at, lead);
     }
     c.range_u(
         at("disruption.deregister_give_up_s"),
@@ -539,7 +547,39 @@ fn pool(c: &mut Check, cfg: &Config, i: usize, p: &PoolConfig) {
             ),
         );
     }
+}
 
+/// `pools[i].disruption.interruption_drain_s`: a lead shorter than the cloud's interruption notice.
+fn interruption_drain(c: &mut Check, cfg: &Config, at: &dyn Fn(&str) -> String, lead: u64) {
+    c.range_u(
+        at("disruption.interruption_drain_s"),
+        lead,
+        5,
+        600,
+        "seconds before a spot reclaim to start draining; omit it to drain at the notice",
+    );
+    // The notice itself: AWS's two-minute Spot Instance interruption notice, GCP's 30 s
+    // preemption notice. A lead at or above it drains at the notice anyway.
+    let notice = match cfg.provider {
+        ProviderKind::Aws => Some(("AWS", 120)),
+        ProviderKind::Gcp => Some(("GCP", 30)),
+        ProviderKind::Sim => None,
+    };
+    if let Some((cloud, notice_s)) = notice
+        && lead >= notice_s
+    {
+        c.fail(
+            at("disruption.interruption_drain_s"),
+            format!(
+                "{lead} s is not shorter than {cloud}'s {notice_s} s interruption notice: the \
+                 drain would start at the notice anyway; set it below {notice_s} or omit it"
+            ),
+        );
+    }
+}
+
+/// `pools[i].scale_up` and `forecast`: launch timings, step size and the seasonal period.
+fn scale_up(c: &mut Check, at: &dyn Fn(&str) -> String, p: &PoolConfig) {
     c.range_u(
         at("scale_up.cold_start_s"),
         p.scale_up.cold_start_s,
@@ -566,7 +606,10 @@ fn pool(c: &mut Check, cfg: &Config, i: usize, p: &PoolConfig) {
             ),
         );
     }
+}
 
+/// `pools[i]` per-instance hooks: model cache, health URL, deregister command, in-flight query.
+fn instance_hooks(c: &mut Check, at: &dyn Fn(&str) -> String, p: &PoolConfig) {
     if let Some(mc) = &p.model_cache {
         let ok = mc
             .split_once('@')
@@ -605,9 +648,13 @@ fn pool(c: &mut Check, cfg: &Config, i: usize, p: &PoolConfig) {
             );
         }
     }
-    if cfg.mode == Mode::VmOnly && p.signals.is_empty() && l.min_nodes == 0 {
+}
+
+/// `pools[i].signals`: VM-only pools need one (or a floor), and each signal is checked.
+fn signals(c: &mut Check, cfg: &Config, i: usize, p: &PoolConfig) {
+    if cfg.mode == Mode::VmOnly && p.signals.is_empty() && p.limits.min_nodes == 0 {
         c.fail(
-            at("signals"),
+            format!("pools[{i}].signals"),
             "VM-only pools take demand from signals only: add a signal (prometheus, sqs, cloudwatch, cron) or set limits.min_nodes",
         );
     }
