@@ -672,159 +672,189 @@ fn signal(c: &mut Check, cfg: &Config, at: &str, s: &SignalConfig) {
         );
     }
     if let Some(p) = &s.prometheus {
-        c.url(format!("{at}.prometheus.url"), &p.url);
-        if p.query.trim().is_empty() {
-            c.fail(
-                format!("{at}.prometheus.query"),
-                "must be a PromQL expression",
-            );
-        }
-        c.positive_f(
-            format!("{at}.prometheus.target_per_replica"),
-            p.target_per_replica,
-            "metric value one replica handles",
-        );
-        c.non_negative_f(
-            format!("{at}.prometheus.activation"),
-            p.activation,
-            "value below which a pool at zero stays at zero",
-        );
-        c.range_u(
-            format!("{at}.prometheus.stale_after_s"),
-            p.stale_after_s,
-            1,
-            3600,
-            "seconds",
-        );
-        c.range_u(
-            format!("{at}.prometheus.timeout_s"),
-            p.timeout_s,
-            1,
-            60,
-            "seconds",
-        );
+        prometheus_signal(c, at, p);
     }
     if let Some(p) = &s.latency {
-        c.url(format!("{at}.latency.url"), &p.url);
-        if p.query.trim().is_empty() {
-            c.fail(format!("{at}.latency.query"), "must be a PromQL expression");
-        }
-        c.positive_f(
-            format!("{at}.latency.target"),
-            p.target,
-            "latency target in the query's unit",
-        );
-        c.range_u(
-            format!("{at}.latency.stale_after_s"),
-            p.stale_after_s,
-            1,
-            3600,
-            "seconds",
-        );
-        c.range_u(
-            format!("{at}.latency.timeout_s"),
-            p.timeout_s,
-            1,
-            60,
-            "seconds",
-        );
+        latency_signal(c, at, p);
     }
     if let Some(w) = &s.cloudwatch {
-        if w.namespace.is_empty() || w.metric_name.is_empty() {
-            c.fail(
-                format!("{at}.cloudwatch"),
-                "namespace and metric_name must be set",
-            );
-        }
-        c.positive_f(
-            format!("{at}.cloudwatch.target_per_replica"),
-            w.target_per_replica,
-            "metric value one replica handles",
-        );
-        c.non_negative_f(
-            format!("{at}.cloudwatch.activation"),
-            w.activation,
-            "activation threshold",
-        );
-        if cfg.provider != ProviderKind::Aws && cfg.aws.is_none() {
-            c.fail(
-                format!("{at}.cloudwatch"),
-                "needs AWS credentials and region: add an `aws:` section",
-            );
-        }
+        cloudwatch_signal(c, cfg, at, w);
     }
     if let Some(q) = &s.sqs {
-        c.url(format!("{at}.sqs.queue_url"), &q.queue_url);
-        c.positive_f(
-            format!("{at}.sqs.target_per_replica"),
-            q.target_per_replica,
-            "messages one replica handles",
-        );
-        c.non_negative_f(
-            format!("{at}.sqs.activation"),
-            q.activation,
-            "activation threshold",
-        );
-        if cfg.provider != ProviderKind::Aws && cfg.aws.is_none() {
-            c.fail(
-                format!("{at}.sqs"),
-                "needs AWS credentials and region: add an `aws:` section",
-            );
-        }
+        sqs_signal(c, cfg, at, q);
     }
     if let Some(cr) = &s.cron {
-        for (f, e) in [("start", &cr.start), ("end", &cr.end)] {
-            let fields = e.split_whitespace().count();
-            if !(6..=7).contains(&fields) {
-                c.fail(
-                    format!("{at}.cron.{f}"),
-                    format!("must be a cron expression with seconds (6 or 7 fields, e.g. \"0 0 8 * * Mon-Fri\"), got {e:?}"),
-                );
-            } else if let Err(err) = <cron::Schedule as std::str::FromStr>::from_str(e) {
-                c.fail(
-                    format!("{at}.cron.{f}"),
-                    format!("is not a valid cron expression ({err}), got {e:?}; fields are sec min hour day-of-month month day-of-week [year], e.g. \"0 0 8 * * Mon-Fri\""),
-                );
-            }
-        }
-        if cr.start.trim() == cr.end.trim() {
+        cron_signal(c, at, cr);
+    }
+    if let Some(q) = &s.sim_queue {
+        sim_queue_signal(c, cfg, at, q);
+    }
+}
+
+/// `{at}.prometheus`: a Prometheus query over target_per_replica.
+fn prometheus_signal(c: &mut Check, at: &str, p: &super::PrometheusSignal) {
+    c.url(format!("{at}.prometheus.url"), &p.url);
+    if p.query.trim().is_empty() {
+        c.fail(
+            format!("{at}.prometheus.query"),
+            "must be a PromQL expression",
+        );
+    }
+    c.positive_f(
+        format!("{at}.prometheus.target_per_replica"),
+        p.target_per_replica,
+        "metric value one replica handles",
+    );
+    c.non_negative_f(
+        format!("{at}.prometheus.activation"),
+        p.activation,
+        "value below which a pool at zero stays at zero",
+    );
+    c.range_u(
+        format!("{at}.prometheus.stale_after_s"),
+        p.stale_after_s,
+        1,
+        3600,
+        "seconds",
+    );
+    c.range_u(
+        format!("{at}.prometheus.timeout_s"),
+        p.timeout_s,
+        1,
+        60,
+        "seconds",
+    );
+}
+
+/// `{at}.latency`: a latency query against its target.
+fn latency_signal(c: &mut Check, at: &str, p: &super::LatencySignal) {
+    c.url(format!("{at}.latency.url"), &p.url);
+    if p.query.trim().is_empty() {
+        c.fail(format!("{at}.latency.query"), "must be a PromQL expression");
+    }
+    c.positive_f(
+        format!("{at}.latency.target"),
+        p.target,
+        "latency target in the query's unit",
+    );
+    c.range_u(
+        format!("{at}.latency.stale_after_s"),
+        p.stale_after_s,
+        1,
+        3600,
+        "seconds",
+    );
+    c.range_u(
+        format!("{at}.latency.timeout_s"),
+        p.timeout_s,
+        1,
+        60,
+        "seconds",
+    );
+}
+
+/// `{at}.cloudwatch`: a CloudWatch metric, which needs AWS credentials.
+fn cloudwatch_signal(c: &mut Check, cfg: &Config, at: &str, w: &super::CloudWatchSignal) {
+    if w.namespace.is_empty() || w.metric_name.is_empty() {
+        c.fail(
+            format!("{at}.cloudwatch"),
+            "namespace and metric_name must be set",
+        );
+    }
+    c.positive_f(
+        format!("{at}.cloudwatch.target_per_replica"),
+        w.target_per_replica,
+        "metric value one replica handles",
+    );
+    c.non_negative_f(
+        format!("{at}.cloudwatch.activation"),
+        w.activation,
+        "activation threshold",
+    );
+    if cfg.provider != ProviderKind::Aws && cfg.aws.is_none() {
+        c.fail(
+            format!("{at}.cloudwatch"),
+            "needs AWS credentials and region: add an `aws:` section",
+        );
+    }
+}
+
+/// `{at}.sqs`: an SQS queue depth, which needs AWS credentials.
+fn sqs_signal(c: &mut Check, cfg: &Config, at: &str, q: &super::SqsSignal) {
+    c.url(format!("{at}.sqs.queue_url"), &q.queue_url);
+    c.positive_f(
+        format!("{at}.sqs.target_per_replica"),
+        q.target_per_replica,
+        "messages one replica handles",
+    );
+    c.non_negative_f(
+        format!("{at}.sqs.activation"),
+        q.activation,
+        "activation threshold",
+    );
+    if cfg.provider != ProviderKind::Aws && cfg.aws.is_none() {
+        c.fail(
+            format!("{at}.sqs"),
+            "needs AWS credentials and region: add an `aws:` section",
+        );
+    }
+}
+
+/// `{at}.cron`: cron expressions with seconds and an IANA zone.
+fn cron_signal(c: &mut Check, at: &str, cr: &super::CronSignal) {
+    for (f, e) in [("start", &cr.start), ("end", &cr.end)] {
+        let fields = e.split_whitespace().count();
+        if !(6..=7).contains(&fields) {
             c.fail(
-                format!("{at}.cron.end"),
-                format!("equals start ({:?}): the window would never open", cr.start),
+                format!("{at}.cron.{f}"),
+                format!("must be a cron expression with seconds (6 or 7 fields, e.g. \"0 0 8 * * Mon-Fri\"), got {e:?}"),
             );
-        }
-        if cr.timezone.trim().parse::<chrono_tz::Tz>().is_err() {
+        } else if let Err(err) = <cron::Schedule as std::str::FromStr>::from_str(e) {
             c.fail(
-                format!("{at}.cron.timezone"),
-                format!(
-                    "must be an IANA time zone such as UTC or Europe/Paris, got {:?}",
-                    cr.timezone
-                ),
+                format!("{at}.cron.{f}"),
+                format!("is not a valid cron expression ({err}), got {e:?}; fields are sec min hour day-of-month month day-of-week [year], e.g. \"0 0 8 * * Mon-Fri\""),
             );
         }
     }
-    if let Some(q) = &s.sim_queue {
-        c.positive_f(
-            format!("{at}.sim_queue.target_per_replica"),
-            q.target_per_replica,
-            "waiting requests per replica",
+    if cr.start.trim() == cr.end.trim() {
+        c.fail(
+            format!("{at}.cron.end"),
+            format!("equals start ({:?}): the window would never open", cr.start),
         );
-        c.non_negative_f(
-            format!("{at}.sim_queue.activation"),
-            q.activation,
-            "activation threshold",
+    }
+    if cr.timezone.trim().parse::<chrono_tz::Tz>().is_err() {
+        c.fail(
+            format!("{at}.cron.timezone"),
+            format!(
+                "must be an IANA time zone such as UTC or Europe/Paris, got {:?}",
+                cr.timezone
+            ),
         );
-        c.positive_f(
-            format!("{at}.sim_queue.window_s"),
-            q.window_s,
-            "rate window in seconds",
+    }
+}
+
+/// `{at}.sim_queue`: the simulator-only queue signal.
+fn sim_queue_signal(c: &mut Check, cfg: &Config, at: &str, q: &super::SimQueueSignal) {
+    c.positive_f(
+        format!("{at}.sim_queue.target_per_replica"),
+        q.target_per_replica,
+        "waiting requests per replica",
+    );
+    c.non_negative_f(
+        format!("{at}.sim_queue.activation"),
+        q.activation,
+        "activation threshold",
+    );
+    c.positive_f(
+        format!("{at}.sim_queue.window_s"),
+        q.window_s,
+        "rate window in seconds",
+    );
+    if cfg.provider != ProviderKind::Sim {
+        c.fail(
+            format!("{at}.sim_queue"),
+            "only the simulator has this signal; use prometheus, sqs or cloudwatch",
         );
-        if cfg.provider != ProviderKind::Sim {
-            c.fail(
-                format!("{at}.sim_queue"),
-                "only the simulator has this signal; use prometheus, sqs or cloudwatch",
-            );
-        }
     }
 }
 
