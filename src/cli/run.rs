@@ -299,24 +299,10 @@ async fn tick_loop(
             .as_ref()
             .err()
             .map(|e| gpupool::controller::error_chain(e));
-        let ok = match tick {
-            Ok(report) => {
-                for r in &report.results {
-                    if let Some((kind, text)) = &r.error {
-                        tracing::warn!(action = %r.action, kind, error = text, "action failed");
-                    }
-                }
-                if let (Some(p), Some(plan)) = (&publisher, report.plan()) {
-                    p.publish(plan, now).await;
-                }
-                true
-            }
-            Err(e) => {
-                tracing::warn!(error = %gpupool::controller::error_chain(&e), "tick held");
-                failed_ticks += 1;
-                false
-            }
-        };
+        let ok = report_tick(tick, publisher.as_ref(), now).await;
+        if !ok {
+            failed_ticks += 1;
+        }
         health.record_tick(now, ok);
         status_out.after_tick(controller, true, now, held).await;
         ticks += 1;
@@ -325,6 +311,32 @@ async fn tick_loop(
         }
     }
     (ticks, failed_ticks)
+}
+
+/// Logs a tick's failed actions and publishes its plan, or logs why it was held; true when
+/// the tick ran.
+async fn report_tick(
+    tick: Result<gpupool::controller::TickReport, gpupool::controller::ControllerError>,
+    publisher: Option<&CloudWatchPublisher>,
+    now: Timestamp,
+) -> bool {
+    match tick {
+        Ok(report) => {
+            for r in &report.results {
+                if let Some((kind, text)) = &r.error {
+                    tracing::warn!(action = %r.action, kind, error = text, "action failed");
+                }
+            }
+            if let (Some(p), Some(plan)) = (publisher, report.plan()) {
+                p.publish(plan, now).await;
+            }
+            true
+        }
+        Err(e) => {
+            tracing::warn!(error = %gpupool::controller::error_chain(&e), "tick held");
+            false
+        }
+    }
 }
 
 /// Publishes each tick's per-pool figures to CloudWatch (namespace `gpupool`, dimension
