@@ -72,7 +72,34 @@ async fn serve(config: Arc<Config>, args: Args) -> anyhow::Result<ExitCode> {
     metrics.register(&mut registry);
     let registry = Arc::new(registry);
     let health = Arc::new(Health::new(config.tick_interval_s, wall_clock()));
+    let (server, stop_tx) = spawn_server(&config, &args, registry, health.clone()).await?;
 
+    let mut run = start(&config, &args, &health, &metrics).await?;
+    let (ticks, failed_ticks) = tick_loop(&mut run, &config, &args, &health, &metrics).await;
+    run.leader.release().await;
+    let _ = stop_tx.send(true);
+    let _ = server.await;
+    // A one-shot run that never completed a tick is a failure the caller should see.
+    Ok(
+        if args.ticks.is_some() && failed_ticks == ticks && ticks > 0 {
+            ExitCode::FAILURE
+        } else {
+            ExitCode::SUCCESS
+        },
+    )
+}
+
+/// Binds `metrics.listen` (or `--listen`) and serves /metrics, /healthz and /readyz until the
+/// returned sender says stop.
+async fn spawn_server(
+    config: &Config,
+    args: &Args,
+    registry: Arc<Registry>,
+    health: Arc<Health>,
+) -> anyhow::Result<(
+    tokio::task::JoinHandle<Result<(), gpupool::server::ServerError>>,
+    tokio::sync::watch::Sender<bool>,
+)> {
     let listen = args
         .listen
         .clone()
@@ -83,8 +110,7 @@ async fn serve(config: Arc<Config>, args: Args) -> anyhow::Result<ExitCode> {
     tracing::info!(addr = %listener.local_addr()?, "serving /metrics, /healthz, /readyz");
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let server = {
-        let (registry, health) = (registry.clone(), health.clone());
-        let mut rx = stop_rx.clone();
+        let mut rx = stop_rx;
         tokio::spawn(async move {
             let shutdown = async move {
                 let _ = rx.wait_for(|s| *s).await;
@@ -92,8 +118,30 @@ async fn serve(config: Arc<Config>, args: Args) -> anyhow::Result<ExitCode> {
             gpupool::server::serve_on(listener, registry, health, shutdown).await
         })
     };
+    Ok((server, stop_tx))
+}
 
-    let provider = provider(&config).await?;
+/// Everything the tick loop drives, built by [`start`].
+struct Running {
+    controller: Controller,
+    leader: Leadership,
+    status_out: crate::cli::status::Publisher,
+    /// New pending GPU pods wake the loop (Kubernetes mode); VM-only has nothing to wake it.
+    wake: Option<Arc<Batcher>>,
+    publisher: Option<CloudWatchPublisher>,
+    /// Turns true on SIGTERM/SIGINT.
+    signal_rx: tokio::sync::watch::Receiver<bool>,
+}
+
+/// The demand signals (with the serving-replica count they share with the cluster side) and
+/// the CloudWatch publisher, if the config asks for one.
+async fn demand(
+    config: &Config,
+) -> anyhow::Result<(
+    SignalDemand,
+    Arc<ServingReplicas>,
+    Option<CloudWatchPublisher>,
+)> {
     let serving = Arc::new(ServingReplicas::default());
     #[allow(unused_mut)]
     let mut demand = SignalDemand::new()
@@ -101,7 +149,7 @@ async fn serve(config: Arc<Config>, args: Args) -> anyhow::Result<ExitCode> {
         .with_serving(serving.clone());
     // One CloudWatch + SQS client set serves both the demand signals and the publisher.
     #[cfg(feature = "aws")]
-    let aws_metrics = aws_metrics(&config).await?;
+    let aws_metrics = aws_metrics(config).await?;
     #[cfg(feature = "aws")]
     if let Some(m) = &aws_metrics {
         demand = demand.with_reader(Arc::new(gpupool::signals::aws::AwsMetricReader::from(
@@ -113,7 +161,20 @@ async fn serve(config: Arc<Config>, args: Args) -> anyhow::Result<ExitCode> {
         .filter(|_| config.aws.as_ref().is_some_and(|a| a.publish_cloudwatch))
         .map(CloudWatchPublisher);
     #[cfg(not(feature = "aws"))]
-    let publisher = cloudwatch_publisher(&config)?;
+    let publisher = cloudwatch_publisher(config)?;
+    Ok((demand, serving, publisher))
+}
+
+/// Builds the provider, the cluster side and the controller (with its durable state and its
+/// fence), and installs the shutdown-signal watcher.
+async fn start(
+    config: &Arc<Config>,
+    args: &Args,
+    health: &Arc<Health>,
+    metrics: &Arc<Metrics>,
+) -> anyhow::Result<Running> {
+    let provider = provider(config).await?;
+    let (demand, serving, publisher) = demand(config).await?;
 
     let dumper = match &args.dump_snapshot {
         Some(dir) => Some(
@@ -133,7 +194,7 @@ async fn serve(config: Arc<Config>, args: Args) -> anyhow::Result<ExitCode> {
                 .with_serving(serving.clone());
             Box::new(vm)
         }
-        Mode::Kubernetes => kube_cluster(&config, &mut leader, &mut status_out, &mut wake).await?,
+        Mode::Kubernetes => kube_cluster(config, &mut leader, &mut status_out, &mut wake).await?,
     };
 
     let mut controller = Controller::new(
@@ -147,12 +208,12 @@ async fn serve(config: Arc<Config>, args: Args) -> anyhow::Result<ExitCode> {
     // SIGTERM/SIGINT: the controller stops acting at its next safe point (before the next
     // mutating call, through the fence) and the loop ends after the tick; a call still hanging
     // `SHUTDOWN_GRACE` after the signal is abandoned (nothing was acted on after the signal).
-    let (signal_tx, mut signal_rx) = tokio::sync::watch::channel(false);
+    let (signal_tx, signal_rx) = tokio::sync::watch::channel(false);
     tokio::spawn(async move {
         shutdown_signal().await;
         let _ = signal_tx.send(true);
     });
-    controller = with_durable_state(controller, &config).await?;
+    controller = with_durable_state(controller, config).await?;
     let stopping = signal_rx.clone();
     let leader_fence = leader.fence();
     controller = controller.with_fence(Arc::new(move || {
@@ -162,6 +223,33 @@ async fn serve(config: Arc<Config>, args: Args) -> anyhow::Result<ExitCode> {
         provider = ?config.provider, mode = ?config.mode, pools = config.pools.len(),
         tick_s = config.tick_interval_s, dry_run = config.dry_run, "gpupool started"
     );
+    Ok(Running {
+        controller,
+        leader,
+        status_out,
+        wake,
+        publisher,
+        signal_rx,
+    })
+}
+
+/// Ticks on the interval (or earlier when new pending GPU pods wake it) until the shutdown
+/// signal or `--ticks`; returns the ticks run and how many of them were held.
+async fn tick_loop(
+    run: &mut Running,
+    config: &Config,
+    args: &Args,
+    health: &Health,
+    metrics: &Metrics,
+) -> (u64, u64) {
+    let Running {
+        controller,
+        leader,
+        status_out,
+        wake,
+        publisher,
+        signal_rx,
+    } = run;
 
     let mut interval = tokio::time::interval(Duration::from_secs(config.tick_interval_s));
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -193,7 +281,7 @@ async fn serve(config: Arc<Config>, args: Args) -> anyhow::Result<ExitCode> {
             controller.restore_before_next_tick();
             metrics.clear_fleet_gauges();
             health.heartbeat(now);
-            status_out.after_tick(&controller, false, now, None).await;
+            status_out.after_tick(controller, false, now, None).await;
             continue;
         }
         let mut during = signal_rx.clone();
@@ -211,42 +299,44 @@ async fn serve(config: Arc<Config>, args: Args) -> anyhow::Result<ExitCode> {
             .as_ref()
             .err()
             .map(|e| gpupool::controller::error_chain(e));
-        let ok = match tick {
-            Ok(report) => {
-                for r in &report.results {
-                    if let Some((kind, text)) = &r.error {
-                        tracing::warn!(action = %r.action, kind, error = text, "action failed");
-                    }
-                }
-                if let (Some(p), Some(plan)) = (&publisher, report.plan()) {
-                    p.publish(plan, now).await;
-                }
-                true
-            }
-            Err(e) => {
-                tracing::warn!(error = %gpupool::controller::error_chain(&e), "tick held");
-                failed_ticks += 1;
-                false
-            }
-        };
+        let ok = report_tick(tick, publisher.as_ref(), now).await;
+        if !ok {
+            failed_ticks += 1;
+        }
         health.record_tick(now, ok);
-        status_out.after_tick(&controller, true, now, held).await;
+        status_out.after_tick(controller, true, now, held).await;
         ticks += 1;
         if args.ticks.is_some_and(|n| ticks >= n) {
             break;
         }
     }
-    leader.release().await;
-    let _ = stop_tx.send(true);
-    let _ = server.await;
-    // A one-shot run that never completed a tick is a failure the caller should see.
-    Ok(
-        if args.ticks.is_some() && failed_ticks == ticks && ticks > 0 {
-            ExitCode::FAILURE
-        } else {
-            ExitCode::SUCCESS
-        },
-    )
+    (ticks, failed_ticks)
+}
+
+/// Logs a tick's failed actions and publishes its plan, or logs why it was held; true when
+/// the tick ran.
+async fn report_tick(
+    tick: Result<gpupool::controller::TickReport, gpupool::controller::ControllerError>,
+    publisher: Option<&CloudWatchPublisher>,
+    now: Timestamp,
+) -> bool {
+    match tick {
+        Ok(report) => {
+            for r in &report.results {
+                if let Some((kind, text)) = &r.error {
+                    tracing::warn!(action = %r.action, kind, error = text, "action failed");
+                }
+            }
+            if let (Some(p), Some(plan)) = (publisher, report.plan()) {
+                p.publish(plan, now).await;
+            }
+            true
+        }
+        Err(e) => {
+            tracing::warn!(error = %gpupool::controller::error_chain(&e), "tick held");
+            false
+        }
+    }
 }
 
 /// Publishes each tick's per-pool figures to CloudWatch (namespace `gpupool`, dimension

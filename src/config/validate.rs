@@ -261,6 +261,7 @@ fn slo_policy(c: &mut Check, at: &dyn Fn(&str) -> String, slo: &crate::config::S
     }
 }
 
+/// `pools[i]`: every check of one pool, in the order its mistakes are reported.
 fn pool(c: &mut Check, cfg: &Config, i: usize, p: &PoolConfig) {
     let at = |f: &str| format!("pools[{i}].{f}");
     if !is_dns_label(p.name.as_str()) {
@@ -273,7 +274,20 @@ fn pool(c: &mut Check, cfg: &Config, i: usize, p: &PoolConfig) {
             ),
         );
     }
-    let r = &p.requirements;
+    requirements(c, cfg, &at, &p.requirements);
+    replica(c, &at, p);
+    capacity(c, &at, p);
+    warm_pool(c, &at, p);
+    limits(c, &at, &p.limits);
+    disruption_budget(c, &at, &p.disruption.budget);
+    disruption_timing(c, cfg, &at, p);
+    scale_up(c, &at, p);
+    instance_hooks(c, &at, p);
+    signals(c, cfg, i, p);
+}
+
+/// `pools[i].requirements`: GPU models, node shape, zones, instance types and MIG.
+fn requirements(c: &mut Check, cfg: &Config, at: &dyn Fn(&str) -> String, r: &super::Requirements) {
     for (j, m) in r.gpu_models.iter().enumerate() {
         if m.is_empty()
             || m.chars()
@@ -327,7 +341,11 @@ fn pool(c: &mut Check, cfg: &Config, i: usize, p: &PoolConfig) {
     if let Some(m) = &r.mig {
         validate_mig(c, &at("requirements.mig"), m);
     }
+}
 
+/// `pools[i].replica`: GPUs per serving replica, which must fit on one node.
+fn replica(c: &mut Check, at: &dyn Fn(&str) -> String, p: &PoolConfig) {
+    let r = &p.requirements;
     if p.replica.gpus == 0 {
         c.fail(
             at("replica.gpus"),
@@ -351,7 +369,10 @@ fn pool(c: &mut Check, cfg: &Config, i: usize, p: &PoolConfig) {
             "must be at least 1 when set",
         );
     }
+}
 
+/// `pools[i].capacity`: spot share, the fallback order it needs, prices and the on-demand base.
+fn capacity(c: &mut Check, at: &dyn Fn(&str) -> String, p: &PoolConfig) {
     let cap = &p.capacity;
     c.range_f(
         at("capacity.spot_share"),
@@ -406,7 +427,10 @@ fn pool(c: &mut Check, cfg: &Config, i: usize, p: &PoolConfig) {
             ),
         );
     }
+}
 
+/// `pools[i].warm_pool` (and `slo`, which sizes it): bounds and a warm start faster than a cold one.
+fn warm_pool(c: &mut Check, at: &dyn Fn(&str) -> String, p: &PoolConfig) {
     let w = &p.warm_pool;
     let w_max = w.max_for(p.slo.is_some(), p.limits.max_nodes);
     if w.min > w_max {
@@ -416,7 +440,7 @@ fn pool(c: &mut Check, cfg: &Config, i: usize, p: &PoolConfig) {
         );
     }
     if let Some(slo) = &p.slo {
-        slo_policy(c, &at, slo);
+        slo_policy(c, at, slo);
     }
     c.range_u(
         at("warm_pool.warm_start_s"),
@@ -434,8 +458,10 @@ fn pool(c: &mut Check, cfg: &Config, i: usize, p: &PoolConfig) {
             ),
         );
     }
+}
 
-    let l = &p.limits;
+/// `pools[i].limits`: node and cost bounds.
+fn limits(c: &mut Check, at: &dyn Fn(&str) -> String, l: &super::Limits) {
     if l.max_nodes == 0 {
         c.fail(at("limits.max_nodes"), "must be at least 1");
     }
@@ -448,9 +474,10 @@ fn pool(c: &mut Check, cfg: &Config, i: usize, p: &PoolConfig) {
     if let Some(m) = l.max_cost_per_hour {
         c.positive_f(at("limits.max_cost_per_hour"), m, "dollars per hour");
     }
+}
 
-    let d = &p.disruption;
-    let b = &d.budget;
+/// `pools[i].disruption.budget`: how many nodes voluntary disruption may take, and how often.
+fn disruption_budget(c: &mut Check, at: &dyn Fn(&str) -> String, b: &super::DisruptionBudget) {
     if b.max_disrupted_at_once == 0 {
         c.fail(
             at("disruption.budget.max_disrupted_at_once"),
@@ -475,6 +502,11 @@ fn pool(c: &mut Check, cfg: &Config, i: usize, p: &PoolConfig) {
         7 * 86_400,
         "seconds",
     );
+}
+
+/// `pools[i].disruption` timings: unneeded time, drains, deregistration and provisioning.
+fn disruption_timing(c: &mut Check, cfg: &Config, at: &dyn Fn(&str) -> String, p: &PoolConfig) {
+    let d = &p.disruption;
     c.range_u(
         at("disruption.unneeded_time_s"),
         p.unneeded_time_s(),
@@ -490,31 +522,7 @@ fn pool(c: &mut Check, cfg: &Config, i: usize, p: &PoolConfig) {
         "seconds a drain may take",
     );
     if let Some(lead) = d.interruption_drain_s {
-        c.range_u(
-            at("disruption.interruption_drain_s"),
-            lead,
-            5,
-            600,
-            "seconds before a spot reclaim to start draining; omit it to drain at the notice",
-        );
-        // The notice itself: AWS's two-minute Spot Instance interruption notice, GCP's 30 s
-        // preemption notice. A lead at or above it drains at the notice anyway.
-        let notice = match cfg.provider {
-            ProviderKind::Aws => Some(("AWS", 120)),
-            ProviderKind::Gcp => Some(("GCP", 30)),
-            ProviderKind::Sim => None,
-        };
-        if let Some((cloud, notice_s)) = notice
-            && lead >= notice_s
-        {
-            c.fail(
-                at("disruption.interruption_drain_s"),
-                format!(
-                    "{lead} s is not shorter than {cloud}'s {notice_s} s interruption notice: the \
-                     drain would start at the notice anyway; set it below {notice_s} or omit it"
-                ),
-            );
-        }
+        interruption_drain(c, cfg, at, lead);
     }
     c.range_u(
         at("disruption.deregister_give_up_s"),
@@ -539,7 +547,39 @@ fn pool(c: &mut Check, cfg: &Config, i: usize, p: &PoolConfig) {
             ),
         );
     }
+}
 
+/// `pools[i].disruption.interruption_drain_s`: a lead shorter than the cloud's interruption notice.
+fn interruption_drain(c: &mut Check, cfg: &Config, at: &dyn Fn(&str) -> String, lead: u64) {
+    c.range_u(
+        at("disruption.interruption_drain_s"),
+        lead,
+        5,
+        600,
+        "seconds before a spot reclaim to start draining; omit it to drain at the notice",
+    );
+    // The notice itself: AWS's two-minute Spot Instance interruption notice, GCP's 30 s
+    // preemption notice. A lead at or above it drains at the notice anyway.
+    let notice = match cfg.provider {
+        ProviderKind::Aws => Some(("AWS", 120)),
+        ProviderKind::Gcp => Some(("GCP", 30)),
+        ProviderKind::Sim => None,
+    };
+    if let Some((cloud, notice_s)) = notice
+        && lead >= notice_s
+    {
+        c.fail(
+            at("disruption.interruption_drain_s"),
+            format!(
+                "{lead} s is not shorter than {cloud}'s {notice_s} s interruption notice: the \
+                 drain would start at the notice anyway; set it below {notice_s} or omit it"
+            ),
+        );
+    }
+}
+
+/// `pools[i].scale_up` and `forecast`: launch timings, step size and the seasonal period.
+fn scale_up(c: &mut Check, at: &dyn Fn(&str) -> String, p: &PoolConfig) {
     c.range_u(
         at("scale_up.cold_start_s"),
         p.scale_up.cold_start_s,
@@ -566,7 +606,10 @@ fn pool(c: &mut Check, cfg: &Config, i: usize, p: &PoolConfig) {
             ),
         );
     }
+}
 
+/// `pools[i]` per-instance hooks: model cache, health URL, deregister command, in-flight query.
+fn instance_hooks(c: &mut Check, at: &dyn Fn(&str) -> String, p: &PoolConfig) {
     if let Some(mc) = &p.model_cache {
         let ok = mc
             .split_once('@')
@@ -605,9 +648,13 @@ fn pool(c: &mut Check, cfg: &Config, i: usize, p: &PoolConfig) {
             );
         }
     }
-    if cfg.mode == Mode::VmOnly && p.signals.is_empty() && l.min_nodes == 0 {
+}
+
+/// `pools[i].signals`: VM-only pools need one (or a floor), and each signal is checked.
+fn signals(c: &mut Check, cfg: &Config, i: usize, p: &PoolConfig) {
+    if cfg.mode == Mode::VmOnly && p.signals.is_empty() && p.limits.min_nodes == 0 {
         c.fail(
-            at("signals"),
+            format!("pools[{i}].signals"),
             "VM-only pools take demand from signals only: add a signal (prometheus, sqs, cloudwatch, cron) or set limits.min_nodes",
         );
     }
@@ -625,159 +672,189 @@ fn signal(c: &mut Check, cfg: &Config, at: &str, s: &SignalConfig) {
         );
     }
     if let Some(p) = &s.prometheus {
-        c.url(format!("{at}.prometheus.url"), &p.url);
-        if p.query.trim().is_empty() {
-            c.fail(
-                format!("{at}.prometheus.query"),
-                "must be a PromQL expression",
-            );
-        }
-        c.positive_f(
-            format!("{at}.prometheus.target_per_replica"),
-            p.target_per_replica,
-            "metric value one replica handles",
-        );
-        c.non_negative_f(
-            format!("{at}.prometheus.activation"),
-            p.activation,
-            "value below which a pool at zero stays at zero",
-        );
-        c.range_u(
-            format!("{at}.prometheus.stale_after_s"),
-            p.stale_after_s,
-            1,
-            3600,
-            "seconds",
-        );
-        c.range_u(
-            format!("{at}.prometheus.timeout_s"),
-            p.timeout_s,
-            1,
-            60,
-            "seconds",
-        );
+        prometheus_signal(c, at, p);
     }
     if let Some(p) = &s.latency {
-        c.url(format!("{at}.latency.url"), &p.url);
-        if p.query.trim().is_empty() {
-            c.fail(format!("{at}.latency.query"), "must be a PromQL expression");
-        }
-        c.positive_f(
-            format!("{at}.latency.target"),
-            p.target,
-            "latency target in the query's unit",
-        );
-        c.range_u(
-            format!("{at}.latency.stale_after_s"),
-            p.stale_after_s,
-            1,
-            3600,
-            "seconds",
-        );
-        c.range_u(
-            format!("{at}.latency.timeout_s"),
-            p.timeout_s,
-            1,
-            60,
-            "seconds",
-        );
+        latency_signal(c, at, p);
     }
     if let Some(w) = &s.cloudwatch {
-        if w.namespace.is_empty() || w.metric_name.is_empty() {
-            c.fail(
-                format!("{at}.cloudwatch"),
-                "namespace and metric_name must be set",
-            );
-        }
-        c.positive_f(
-            format!("{at}.cloudwatch.target_per_replica"),
-            w.target_per_replica,
-            "metric value one replica handles",
-        );
-        c.non_negative_f(
-            format!("{at}.cloudwatch.activation"),
-            w.activation,
-            "activation threshold",
-        );
-        if cfg.provider != ProviderKind::Aws && cfg.aws.is_none() {
-            c.fail(
-                format!("{at}.cloudwatch"),
-                "needs AWS credentials and region: add an `aws:` section",
-            );
-        }
+        cloudwatch_signal(c, cfg, at, w);
     }
     if let Some(q) = &s.sqs {
-        c.url(format!("{at}.sqs.queue_url"), &q.queue_url);
-        c.positive_f(
-            format!("{at}.sqs.target_per_replica"),
-            q.target_per_replica,
-            "messages one replica handles",
-        );
-        c.non_negative_f(
-            format!("{at}.sqs.activation"),
-            q.activation,
-            "activation threshold",
-        );
-        if cfg.provider != ProviderKind::Aws && cfg.aws.is_none() {
-            c.fail(
-                format!("{at}.sqs"),
-                "needs AWS credentials and region: add an `aws:` section",
-            );
-        }
+        sqs_signal(c, cfg, at, q);
     }
     if let Some(cr) = &s.cron {
-        for (f, e) in [("start", &cr.start), ("end", &cr.end)] {
-            let fields = e.split_whitespace().count();
-            if !(6..=7).contains(&fields) {
-                c.fail(
-                    format!("{at}.cron.{f}"),
-                    format!("must be a cron expression with seconds (6 or 7 fields, e.g. \"0 0 8 * * Mon-Fri\"), got {e:?}"),
-                );
-            } else if let Err(err) = <cron::Schedule as std::str::FromStr>::from_str(e) {
-                c.fail(
-                    format!("{at}.cron.{f}"),
-                    format!("is not a valid cron expression ({err}), got {e:?}; fields are sec min hour day-of-month month day-of-week [year], e.g. \"0 0 8 * * Mon-Fri\""),
-                );
-            }
-        }
-        if cr.start.trim() == cr.end.trim() {
+        cron_signal(c, at, cr);
+    }
+    if let Some(q) = &s.sim_queue {
+        sim_queue_signal(c, cfg, at, q);
+    }
+}
+
+/// `{at}.prometheus`: a Prometheus query over target_per_replica.
+fn prometheus_signal(c: &mut Check, at: &str, p: &super::PrometheusSignal) {
+    c.url(format!("{at}.prometheus.url"), &p.url);
+    if p.query.trim().is_empty() {
+        c.fail(
+            format!("{at}.prometheus.query"),
+            "must be a PromQL expression",
+        );
+    }
+    c.positive_f(
+        format!("{at}.prometheus.target_per_replica"),
+        p.target_per_replica,
+        "metric value one replica handles",
+    );
+    c.non_negative_f(
+        format!("{at}.prometheus.activation"),
+        p.activation,
+        "value below which a pool at zero stays at zero",
+    );
+    c.range_u(
+        format!("{at}.prometheus.stale_after_s"),
+        p.stale_after_s,
+        1,
+        3600,
+        "seconds",
+    );
+    c.range_u(
+        format!("{at}.prometheus.timeout_s"),
+        p.timeout_s,
+        1,
+        60,
+        "seconds",
+    );
+}
+
+/// `{at}.latency`: a latency query against its target.
+fn latency_signal(c: &mut Check, at: &str, p: &super::LatencySignal) {
+    c.url(format!("{at}.latency.url"), &p.url);
+    if p.query.trim().is_empty() {
+        c.fail(format!("{at}.latency.query"), "must be a PromQL expression");
+    }
+    c.positive_f(
+        format!("{at}.latency.target"),
+        p.target,
+        "latency target in the query's unit",
+    );
+    c.range_u(
+        format!("{at}.latency.stale_after_s"),
+        p.stale_after_s,
+        1,
+        3600,
+        "seconds",
+    );
+    c.range_u(
+        format!("{at}.latency.timeout_s"),
+        p.timeout_s,
+        1,
+        60,
+        "seconds",
+    );
+}
+
+/// `{at}.cloudwatch`: a CloudWatch metric, which needs AWS credentials.
+fn cloudwatch_signal(c: &mut Check, cfg: &Config, at: &str, w: &super::CloudWatchSignal) {
+    if w.namespace.is_empty() || w.metric_name.is_empty() {
+        c.fail(
+            format!("{at}.cloudwatch"),
+            "namespace and metric_name must be set",
+        );
+    }
+    c.positive_f(
+        format!("{at}.cloudwatch.target_per_replica"),
+        w.target_per_replica,
+        "metric value one replica handles",
+    );
+    c.non_negative_f(
+        format!("{at}.cloudwatch.activation"),
+        w.activation,
+        "activation threshold",
+    );
+    if cfg.provider != ProviderKind::Aws && cfg.aws.is_none() {
+        c.fail(
+            format!("{at}.cloudwatch"),
+            "needs AWS credentials and region: add an `aws:` section",
+        );
+    }
+}
+
+/// `{at}.sqs`: an SQS queue depth, which needs AWS credentials.
+fn sqs_signal(c: &mut Check, cfg: &Config, at: &str, q: &super::SqsSignal) {
+    c.url(format!("{at}.sqs.queue_url"), &q.queue_url);
+    c.positive_f(
+        format!("{at}.sqs.target_per_replica"),
+        q.target_per_replica,
+        "messages one replica handles",
+    );
+    c.non_negative_f(
+        format!("{at}.sqs.activation"),
+        q.activation,
+        "activation threshold",
+    );
+    if cfg.provider != ProviderKind::Aws && cfg.aws.is_none() {
+        c.fail(
+            format!("{at}.sqs"),
+            "needs AWS credentials and region: add an `aws:` section",
+        );
+    }
+}
+
+/// `{at}.cron`: cron expressions with seconds and an IANA zone.
+fn cron_signal(c: &mut Check, at: &str, cr: &super::CronSignal) {
+    for (f, e) in [("start", &cr.start), ("end", &cr.end)] {
+        let fields = e.split_whitespace().count();
+        if !(6..=7).contains(&fields) {
             c.fail(
-                format!("{at}.cron.end"),
-                format!("equals start ({:?}): the window would never open", cr.start),
+                format!("{at}.cron.{f}"),
+                format!("must be a cron expression with seconds (6 or 7 fields, e.g. \"0 0 8 * * Mon-Fri\"), got {e:?}"),
             );
-        }
-        if cr.timezone.trim().parse::<chrono_tz::Tz>().is_err() {
+        } else if let Err(err) = <cron::Schedule as std::str::FromStr>::from_str(e) {
             c.fail(
-                format!("{at}.cron.timezone"),
-                format!(
-                    "must be an IANA time zone such as UTC or Europe/Paris, got {:?}",
-                    cr.timezone
-                ),
+                format!("{at}.cron.{f}"),
+                format!("is not a valid cron expression ({err}), got {e:?}; fields are sec min hour day-of-month month day-of-week [year], e.g. \"0 0 8 * * Mon-Fri\""),
             );
         }
     }
-    if let Some(q) = &s.sim_queue {
-        c.positive_f(
-            format!("{at}.sim_queue.target_per_replica"),
-            q.target_per_replica,
-            "waiting requests per replica",
+    if cr.start.trim() == cr.end.trim() {
+        c.fail(
+            format!("{at}.cron.end"),
+            format!("equals start ({:?}): the window would never open", cr.start),
         );
-        c.non_negative_f(
-            format!("{at}.sim_queue.activation"),
-            q.activation,
-            "activation threshold",
+    }
+    if cr.timezone.trim().parse::<chrono_tz::Tz>().is_err() {
+        c.fail(
+            format!("{at}.cron.timezone"),
+            format!(
+                "must be an IANA time zone such as UTC or Europe/Paris, got {:?}",
+                cr.timezone
+            ),
         );
-        c.positive_f(
-            format!("{at}.sim_queue.window_s"),
-            q.window_s,
-            "rate window in seconds",
+    }
+}
+
+/// `{at}.sim_queue`: the simulator-only queue signal.
+fn sim_queue_signal(c: &mut Check, cfg: &Config, at: &str, q: &super::SimQueueSignal) {
+    c.positive_f(
+        format!("{at}.sim_queue.target_per_replica"),
+        q.target_per_replica,
+        "waiting requests per replica",
+    );
+    c.non_negative_f(
+        format!("{at}.sim_queue.activation"),
+        q.activation,
+        "activation threshold",
+    );
+    c.positive_f(
+        format!("{at}.sim_queue.window_s"),
+        q.window_s,
+        "rate window in seconds",
+    );
+    if cfg.provider != ProviderKind::Sim {
+        c.fail(
+            format!("{at}.sim_queue"),
+            "only the simulator has this signal; use prometheus, sqs or cloudwatch",
         );
-        if cfg.provider != ProviderKind::Sim {
-            c.fail(
-                format!("{at}.sim_queue"),
-                "only the simulator has this signal; use prometheus, sqs or cloudwatch",
-            );
-        }
     }
 }
 
