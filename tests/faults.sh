@@ -23,8 +23,8 @@ failed=0
 case_() {
   local name=$1 must=$2; shift 2
   local out rc features=$FEATURES
-  # A provider crate (-p …) has no features of the root crate.
-  [ "$1" = -p ] && features=""
+  # Provider-crate cases run as `--workspace` with a test-name filter rather than `-p CRATE`:
+  # one crate alone resolves dependency features differently and rebuilds the AWS SDK.
   # shellcheck disable=SC2086
   local started=$SECONDS
   out=$(nice cargo test -q $features "$@" -- --nocapture --test-threads=2 2>&1)
@@ -57,9 +57,9 @@ case_ "SQS: duplicate delivery" "handled once, every copy acknowledged after the
 case_ "SQS: replacement launch failed" "notice left unacknowledged (redelivered), one drain" \
   --lib controller::tests::a_notice_whose_replacement_failed_is_left_for_redelivery
 case_ "SQS: spot notice time 1e300 / -1e300 / year 10000" "rejected as malformed, no panic (debug build)" \
-  -p gpupool-aws --lib events::tests::out_of_range_times_are_malformed_not_panics
+  --workspace --lib events::tests::out_of_range_times_are_malformed_not_panics
 case_ "Cloud API: ASG sizes out of range" "typed error naming group and field, never zero" \
-  -p gpupool-aws --lib bounds::tests
+  --workspace --lib bounds::tests::
 case_ "Prometheus: killed, NaN from the exporter" "stale, no demand figure, no scale-down" \
   --test signals_prometheus queue_metric_drives_replicas_and_failures_read_stale
 case_ "VM-only: idle VMs scaled in" "always deregistered first; a failing deregister keeps the VM" \

@@ -384,50 +384,7 @@ impl Controller {
         };
         self.overlay(&mut snapshot, now);
 
-        // Plan and act; a capacity error backs the offering off and re-plans once so the
-        // fallback happens in this tick, not the next.
-        crate::planner::headroom::observe_pools(
-            &mut self.history.slo,
-            &self.config,
-            &snapshot.demand,
-            now,
-        );
-        self.history.record_unbacked(&snapshot, now);
-        self.history.record_ready(&snapshot.instances);
-        self.history.forget_gone(&snapshot.instances);
-        for attempt in 0..2 {
-            let plan = self.run_planner(&snapshot, now);
-            self.capture(&snapshot, &plan);
-            self.record_launch_failures(&plan, now);
-            let capacity_failed = self.act(&plan, &snapshot, now, &mut report).await;
-            report.plans.push(plan);
-            if !capacity_failed || attempt == 1 {
-                break;
-            }
-            // Re-observe groups so desired capacity reflects the calls that did succeed.
-            match self.observe_provider(now).await {
-                Ok((g, i, stale)) => {
-                    snapshot.groups = g;
-                    snapshot.instances = i;
-                    snapshot.stale_groups = stale;
-                    self.overlay(&mut snapshot, now);
-                }
-                Err(_) => break,
-            }
-        }
-
-        self.progress_drains(&snapshot, now, &mut report).await;
-        if let Some(plan) = report.plans.last() {
-            self.history.record_fits(&plan.fits_serving, now);
-            self.history
-                .record_scheduler_rejects(&plan.scheduler_rejects, &snapshot.pending_pods);
-            self.record_unneeded(plan, now);
-            self.record_warm_needed(plan, now);
-            self.report_plan(plan, &snapshot);
-            if !self.config.dry_run {
-                self.cluster.publish(plan, now).await;
-            }
-        }
+        self.plan_and_act(&mut snapshot, now, &mut report).await;
 
         let elapsed = self.last_tick.map_or(0.0, |t| now.secs_since(t)).max(0.0);
         let window = self
@@ -445,6 +402,59 @@ impl Controller {
         self.flush_acks(saved, &report).await;
         self.metrics.last_tick_timestamp_seconds.set(now.secs_f64());
         Ok(report)
+    }
+
+    /// Plan and act on one snapshot; a capacity error backs the offering off and re-plans once
+    /// so the fallback happens in this tick, not the next. Then drains move on and the newest
+    /// plan is recorded, reported and published.
+    async fn plan_and_act(
+        &mut self,
+        snapshot: &mut Snapshot,
+        now: Timestamp,
+        report: &mut TickReport,
+    ) {
+        crate::planner::headroom::observe_pools(
+            &mut self.history.slo,
+            &self.config,
+            &snapshot.demand,
+            now,
+        );
+        self.history.record_unbacked(snapshot, now);
+        self.history.record_ready(&snapshot.instances);
+        self.history.forget_gone(&snapshot.instances);
+        for attempt in 0..2 {
+            let plan = self.run_planner(snapshot, now);
+            self.capture(snapshot, &plan);
+            self.record_launch_failures(&plan, now);
+            let capacity_failed = self.act(&plan, snapshot, now, report).await;
+            report.plans.push(plan);
+            if !capacity_failed || attempt == 1 {
+                break;
+            }
+            // Re-observe groups so desired capacity reflects the calls that did succeed.
+            match self.observe_provider(now).await {
+                Ok((g, i, stale)) => {
+                    snapshot.groups = g;
+                    snapshot.instances = i;
+                    snapshot.stale_groups = stale;
+                    self.overlay(snapshot, now);
+                }
+                Err(_) => break,
+            }
+        }
+
+        self.progress_drains(snapshot, now, report).await;
+        if let Some(plan) = report.plans.last() {
+            self.history.record_fits(&plan.fits_serving, now);
+            self.history
+                .record_scheduler_rejects(&plan.scheduler_rejects, &snapshot.pending_pods);
+            self.record_unneeded(plan, now);
+            self.record_warm_needed(plan, now);
+            self.report_plan(plan, snapshot);
+            if !self.config.dry_run {
+                self.cluster.publish(plan, now).await;
+            }
+        }
     }
 
     fn count_error(&self, call: &str, e: &ProviderError) {
