@@ -19,92 +19,13 @@ use gpupool::controller::{
     Cluster, ClusterError, ClusterView, Controller, DemandSource, DrainProgress, Metrics,
     TickReport,
 };
-use gpupool::model::{
-    Instance, InstanceId, LifecycleState, Node, PoolDemand, PoolName, SignalReading, Timestamp,
-};
+use gpupool::model::{Instance, InstanceId, PoolDemand, PoolName, Timestamp};
+use gpupool::testkit::doubles::{FixedDemand, ServeEveryReady};
 use gpupool_aws::AwsProvider;
 use gpupool_provider::NodeGroupProvider;
 use moto::{GroupFixture, Moto};
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
-
-/// VM-only serving side: every Ready instance serves and is idle; drains finish at once.
-struct ServeEveryReady {
-    drained: Arc<Mutex<Vec<InstanceId>>>,
-}
-
-#[async_trait]
-impl Cluster for ServeEveryReady {
-    async fn observe(
-        &mut self,
-        instances: &[Instance],
-        _now: Timestamp,
-    ) -> Result<ClusterView, ClusterError> {
-        let nodes = instances
-            .iter()
-            .filter(|i| matches!(i.state, LifecycleState::Ready | LifecycleState::Draining))
-            .map(|i| Node {
-                name: i.id.to_string(),
-                instance: i.id.clone(),
-                pool: PoolName::from("llama"),
-                capacity_type: i.capacity_type,
-                labels: BTreeMap::new(),
-                taints: Vec::new(),
-                serving_ready: true,
-                cordoned: false,
-                scale_down_disabled: false,
-                pods: Vec::new(),
-                in_flight_requests: gpupool::model::InFlight::Known(0),
-                idle_since: Some(i.launched_at),
-                unhealthy: None,
-                drain_deadline: None,
-            })
-            .collect();
-        Ok(ClusterView {
-            nodes,
-            pending_pods: Vec::new(),
-        })
-    }
-
-    async fn drain(
-        &mut self,
-        instance: &Instance,
-        _deadline: Timestamp,
-        _now: Timestamp,
-    ) -> Result<DrainProgress, ClusterError> {
-        self.drained.lock().unwrap().push(instance.id.clone());
-        Ok(DrainProgress::Drained)
-    }
-}
-
-/// A fixed, fresh demand the test can change.
-struct FixedDemand {
-    replicas: Arc<Mutex<u32>>,
-}
-
-#[async_trait]
-impl DemandSource for FixedDemand {
-    async fn read(&mut self, _config: &Config, now: Timestamp) -> BTreeMap<PoolName, PoolDemand> {
-        let n = *self.replicas.lock().unwrap();
-        let reading = SignalReading {
-            name: "queue".into(),
-            value: Some(f64::from(n)),
-            replicas: Some(n),
-            stale: false,
-            observed_at: Some(now),
-        };
-        [(
-            PoolName::from("llama"),
-            PoolDemand {
-                replicas_now: Some(n),
-                replicas_forecast: Some(n),
-                readings: vec![reading],
-                slo_attainment: None,
-            },
-        )]
-        .into()
-    }
-}
 
 fn config(moto: &Moto, queue_url: &str) -> Config {
     let yaml = format!(
@@ -198,17 +119,14 @@ ev.put_targets(Rule='spot', Targets=[{{'Id': 'q', 'Arn': '{queue_arn}'}}])
     settings.interruption_queue_url = Some(queue_url.clone());
     let provider = Arc::new(AwsProvider::new(settings).await.unwrap());
     let metrics_client = provider.metrics().clone();
-    let drained = Arc::new(Mutex::new(Vec::new()));
+    let serving = ServeEveryReady::new("llama");
+    let drained = serving.drained();
     let replicas = Arc::new(Mutex::new(2u32));
     let mut ctl = Controller::new(
         Arc::new(cfg),
         provider.clone(),
-        Box::new(ServeEveryReady {
-            drained: drained.clone(),
-        }),
-        Box::new(FixedDemand {
-            replicas: replicas.clone(),
-        }),
+        Box::new(serving),
+        Box::new(FixedDemand::new("llama", replicas.clone())),
         Arc::new(Metrics::default()),
     );
     let mut clock = Clock {
@@ -383,12 +301,8 @@ async fn late_spot_stockout_falls_back_to_on_demand_and_backs_off() {
     let mut ctl = Controller::new(
         Arc::new(cfg),
         provider.clone(),
-        Box::new(ServeEveryReady {
-            drained: Arc::new(Mutex::new(Vec::new())),
-        }),
-        Box::new(FixedDemand {
-            replicas: replicas.clone(),
-        }),
+        Box::new(ServeEveryReady::new("llama")),
+        Box::new(FixedDemand::new("llama", replicas.clone())),
         Arc::new(Metrics::default()),
     );
     let mut clock = Clock {
@@ -668,12 +582,8 @@ async fn throttling_and_server_errors_do_not_stall_scale_up() {
     let mut ctl = Controller::new(
         Arc::new(cfg),
         provider,
-        Box::new(ServeEveryReady {
-            drained: Arc::new(Mutex::new(Vec::new())),
-        }),
-        Box::new(FixedDemand {
-            replicas: Arc::new(Mutex::new(3)),
-        }),
+        Box::new(ServeEveryReady::new("llama")),
+        Box::new(FixedDemand::new("llama", Arc::new(Mutex::new(3)))),
         Arc::new(Metrics::default()),
     );
     let mut clock = Clock {

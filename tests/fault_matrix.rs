@@ -13,15 +13,11 @@ mod aws_fault_proxy;
 #[path = "support/moto.rs"]
 mod moto;
 
-use async_trait::async_trait;
 use gpupool::config::Config;
-use gpupool::controller::{
-    Cluster, ClusterError, ClusterView, Controller, DemandSource, DrainProgress, Metrics,
-};
-use gpupool::model::{
-    InFlight, Instance, LifecycleState, Node, PoolDemand, PoolName, SignalReading, Timestamp,
-};
+use gpupool::controller::{Controller, DemandSource, Metrics};
+use gpupool::model::{PoolName, SignalReading};
 use gpupool::signals::SignalDemand;
+use gpupool::testkit::doubles::{FixedDemand, ServeEveryReady};
 use gpupool_aws::AwsProvider;
 use gpupool_provider::NodeGroupProvider;
 use moto::{GroupFixture, Moto};
@@ -148,78 +144,6 @@ async fn prometheus_bad_answers_read_stale() {
 
 // ---- AWS behind the fault proxy -----------------------------------------------------------
 
-/// VM-only serving side: every Ready instance serves and is idle; drains finish at once.
-struct ServeEveryReady;
-
-#[async_trait]
-impl Cluster for ServeEveryReady {
-    async fn observe(
-        &mut self,
-        instances: &[Instance],
-        _now: Timestamp,
-    ) -> Result<ClusterView, ClusterError> {
-        let nodes = instances
-            .iter()
-            .filter(|i| matches!(i.state, LifecycleState::Ready | LifecycleState::Draining))
-            .map(|i| Node {
-                name: i.id.to_string(),
-                instance: i.id.clone(),
-                pool: PoolName::from("llama"),
-                capacity_type: i.capacity_type,
-                labels: BTreeMap::new(),
-                taints: Vec::new(),
-                serving_ready: true,
-                cordoned: false,
-                scale_down_disabled: false,
-                pods: Vec::new(),
-                in_flight_requests: InFlight::Known(0),
-                idle_since: Some(i.launched_at),
-                unhealthy: None,
-                drain_deadline: None,
-            })
-            .collect();
-        Ok(ClusterView {
-            nodes,
-            pending_pods: Vec::new(),
-        })
-    }
-
-    async fn drain(
-        &mut self,
-        _instance: &Instance,
-        _deadline: Timestamp,
-        _now: Timestamp,
-    ) -> Result<DrainProgress, ClusterError> {
-        Ok(DrainProgress::Drained)
-    }
-}
-
-struct FixedDemand(Arc<Mutex<u32>>);
-
-#[async_trait]
-impl DemandSource for FixedDemand {
-    async fn read(&mut self, _config: &Config, now: Timestamp) -> BTreeMap<PoolName, PoolDemand> {
-        let n = *self.0.lock().unwrap();
-        let reading = SignalReading {
-            name: "queue".into(),
-            value: Some(f64::from(n)),
-            replicas: Some(n),
-            stale: false,
-            observed_at: Some(now),
-        };
-        [(
-            PoolName::from("llama"),
-            PoolDemand {
-                replicas_now: Some(n),
-                replicas_forecast: Some(n),
-                readings: vec![reading],
-                slo_attainment: None,
-            },
-        )]
-        .into()
-    }
-}
-
 /// A moto with one spot group `llama-spot`, a proxy in front, and a controller on it.
 struct Rig {
     moto: Moto,
@@ -257,8 +181,8 @@ impl Rig {
         let ctl = Controller::new(
             Arc::new(cfg),
             provider,
-            Box::new(ServeEveryReady),
-            Box::new(FixedDemand(demand.clone())),
+            Box::new(ServeEveryReady::new("llama")),
+            Box::new(FixedDemand::new("llama", demand.clone())),
             Arc::new(Metrics::default()),
         );
         Rig {

@@ -14,15 +14,10 @@ mod fake;
 use async_trait::async_trait;
 use fake::FakeCompute;
 use gpupool::config::Config;
-use gpupool::controller::{
-    Cluster, ClusterError, ClusterView, Controller, DemandSource, DrainProgress, Metrics,
-};
-use gpupool::model::{
-    Action, GpuRequest, Instance, LifecycleState, Node, PendingPod, PoolDemand, PoolName,
-    SignalReading, Timestamp,
-};
+use gpupool::controller::{Cluster, ClusterError, ClusterView, Controller, DrainProgress, Metrics};
+use gpupool::model::{Action, GpuRequest, Instance, LifecycleState, Node, PendingPod, Timestamp};
+use gpupool::testkit::doubles::FixedDemand;
 use gpupool_gcp::{GcpCredentials, GcpPoolSettings, GcpProvider, GcpSettings};
-use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -90,33 +85,6 @@ impl Cluster for ReadyCluster {
     ) -> Result<DrainProgress, ClusterError> {
         self.drained.lock().unwrap().push(instance.id.to_string());
         Ok(DrainProgress::Drained)
-    }
-}
-
-/// A fixed number of replicas wanted, changed by the test between ticks.
-struct FixedDemand(Arc<Mutex<u32>>);
-
-#[async_trait]
-impl DemandSource for FixedDemand {
-    async fn read(&mut self, _config: &Config, now: Timestamp) -> BTreeMap<PoolName, PoolDemand> {
-        let n = *self.0.lock().unwrap();
-        let reading = SignalReading {
-            name: "fixed".into(),
-            value: Some(f64::from(n)),
-            replicas: Some(n),
-            stale: false,
-            observed_at: Some(now),
-        };
-        [(
-            PoolName::new("llama"),
-            PoolDemand {
-                replicas_now: Some(n),
-                replicas_forecast: Some(n),
-                readings: vec![reading],
-                slo_attainment: None,
-            },
-        )]
-        .into()
     }
 }
 
@@ -215,7 +183,7 @@ impl Rig {
                 drained: drained.clone(),
                 pending: pending.clone(),
             }),
-            Box::new(FixedDemand(demand.clone())),
+            Box::new(FixedDemand::new("llama", demand.clone())),
             Arc::new(Metrics::default()),
         );
         Ok(Rig {

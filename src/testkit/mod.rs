@@ -10,13 +10,16 @@
 //! - [`fleet`]: deterministic synthetic fleets at scale (400 offerings, thousands of nodes, tens
 //!   of thousands of pending pods) for the planner benchmarks.
 //!
+//! - [`doubles`]: the VM-only serving side and fixed demand source that the AWS, GCP and
+//!   fault-matrix integration tests drive the controller with.
+//!
 //! Test doubles still written per test file (to be moved here as the controller's traits
 //! settle): the in-memory providers of `src/controller/tests.rs` and `tests/kube_controller.rs`,
-//! the always-ready clusters of `src/controller/tests.rs`, `tests/aws_controller.rs` and
-//! `tests/gcp_controller.rs`, the fixed demand sources of `tests/aws_controller.rs` and
-//! `tests/gcp_controller.rs`, and the GCP fake compute API that `tests/gcp_controller.rs` pulls
-//! in from `providers/gcp/tests/fake` by `#[path]`.
+//! the always-ready clusters of `src/controller/tests.rs` and `tests/gcp_controller.rs` (it also
+//! serves pending pods), and the GCP fake compute API that `tests/gcp_controller.rs` pulls in
+//! from `providers/gcp/tests/fake` by `#[path]`.
 
+pub mod doubles;
 pub mod fleet;
 
 /// The planner input builders (they live beside the planner, whose unit tests use them).
