@@ -1240,8 +1240,9 @@ impl Controller {
                 .set(draining as i64);
         }
         self.metrics.decisions.clear();
+        let instance_groups = instance_groups(snapshot);
         for d in &plan.decisions {
-            let pool = decision_pool(&d.subject, snapshot, &self.group_pools);
+            let pool = decision_pool(&d.subject, &instance_groups, &self.group_pools);
             self.metrics
                 .decisions
                 .get_or_create(&metrics::DecisionLabels {
@@ -1259,24 +1260,29 @@ impl Controller {
 /// pools, or none): empty.
 fn decision_pool(
     subject: &crate::model::Subject,
-    snapshot: &Snapshot,
+    instance_groups: &BTreeMap<&InstanceId, &NodeGroupId>,
     group_pools: &BTreeMap<NodeGroupId, PoolName>,
 ) -> String {
     use crate::model::Subject;
     let group = match subject {
         Subject::Pool(p) => return p.to_string(),
         Subject::Group(g) => Some(g),
-        Subject::Instance(id) => snapshot
-            .instances
-            .iter()
-            .find(|i| &i.id == id)
-            .map(|i| &i.group),
+        Subject::Instance(id) => instance_groups.get(id).copied(),
         Subject::Pod(_) | Subject::Offering(_) => None,
     };
     group
         .and_then(|g| group_pools.get(g))
         .map(ToString::to_string)
         .unwrap_or_default()
+}
+
+/// Each instance's group, looked up once per plan report (not once per decision).
+fn instance_groups(snapshot: &Snapshot) -> BTreeMap<&InstanceId, &NodeGroupId> {
+    snapshot
+        .instances
+        .iter()
+        .map(|i| (&i.id, &i.group))
+        .collect()
 }
 
 /// An error with its causes, `outer: inner: root`, for one log line.

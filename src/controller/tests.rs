@@ -1121,7 +1121,8 @@ fn a_decision_is_labelled_with_the_pool_of_its_group_or_instance() {
         ..Snapshot::default()
     };
     let pools = BTreeMap::from([(NodeGroupId::from("g1"), PoolName::from("llm"))]);
-    let of = |s: Subject| decision_pool(&s, &snap, &pools);
+    let groups = instance_groups(&snap);
+    let of = |s: Subject| decision_pool(&s, &groups, &pools);
     assert_eq!(of(Subject::Pool(PoolName::from("p"))), "p");
     assert_eq!(of(Subject::Group(NodeGroupId::from("g1"))), "llm");
     assert_eq!(of(Subject::Instance(InstanceId::from("i-1"))), "llm");
