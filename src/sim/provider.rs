@@ -37,7 +37,10 @@ impl SimProvider {
 
     /// A provider whose `increase` is an EC2 `CreateFleet` request of `Type: instant` (what
     /// Karpenter launches with): its response carries the capacity errors, so a stockout fails
-    /// the call itself ([`World::increase_instant`]).
+    /// the call itself ([`World::increase_instant`]). Source: the EC2 API reference,
+    /// `CreateFleet` response `errors` ("information about the instances that could not be
+    /// launched by the fleet. Supported only for fleets of type instant", `CreateFleetError`
+    /// with `errorCode` such as `InsufficientInstanceCapacity`).
     pub fn instant(world: SharedWorld) -> Self {
         SimProvider {
             world,
