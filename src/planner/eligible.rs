@@ -125,6 +125,13 @@ fn usability_miss(
             error: b.last_error.clone(),
         });
     }
+    if let Some(until) = history.interrupted_aside(key, now) {
+        return Some(Reason::OfferingInBackoff {
+            offering: key.clone(),
+            until,
+            error: "an instance of this offering got a spot interruption warning".into(),
+        });
+    }
     if o.capacity_type == CapacityType::Spot
         && let Some(max) = pool.capacity.max_spot_price_per_hour
     {
