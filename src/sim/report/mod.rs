@@ -394,6 +394,26 @@ mod tests {
     }
 
     #[test]
+    fn the_report_writes_every_simulated_policys_samples_as_csv() {
+        let run = quick();
+        let dir = std::env::temp_dir().join(format!("gpupool-report-csv-{}", std::process::id()));
+        write(&run, &dir).unwrap();
+        for r in run.runs.iter().filter(|r| !r.samples.is_empty()) {
+            let path = dir.join(format!("samples-{}.csv", r.summary.policy));
+            let text = std::fs::read_to_string(&path).unwrap();
+            let mut lines = text.lines();
+            assert!(
+                lines
+                    .next()
+                    .unwrap()
+                    .starts_with("t_s,waiting,in_flight,serving")
+            );
+            assert_eq!(lines.count(), r.samples.len(), "{}", path.display());
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
     fn a_report_of_the_oracle_alone_still_renders() {
         let sc = Scenario::load("quick").unwrap();
         let run = run_scenario(
