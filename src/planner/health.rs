@@ -166,28 +166,58 @@ mod tests {
     use crate::planner::fixtures::*;
     use crate::planner::plan;
 
-    #[test]
-    fn verdict_table() {
-        use super::{Verdict, verdict};
-        use crate::model::{Instance, Node, Reason};
+    /// A pool caching `llama@v2`, launches stuck after 900 s.
+    fn verdict_pool() -> crate::config::PoolConfig {
         let mut pool = pool_cfg("llm");
         pool.model_cache = Some("llama@v2".into());
         pool.disruption.max_provision_time_s = 900;
-        let inst = || instance("i", "g", "g5.xlarge", CapacityType::OnDemand);
-        let ready_v1 = || inst().cache("llama@v1").build();
-        let node_ = || node("i", "llm", CapacityType::OnDemand);
-        let sick = {
-            let mut n = node_().build();
-            n.unhealthy = Some("GPU count 0".into());
-            n
-        };
-        let drift = || Reason::Drift {
+        pool
+    }
+
+    fn inst() -> InstanceBuilder {
+        instance("i", "g", "g5.xlarge", CapacityType::OnDemand)
+    }
+
+    fn drift() -> crate::model::Reason {
+        crate::model::Reason::Drift {
             have: "llama@v1".into(),
             want: "llama@v2".into(),
+        }
+    }
+
+    type VerdictCase = (
+        &'static str,
+        crate::model::Instance,
+        Option<crate::model::Node>,
+        Option<crate::model::Timestamp>,
+        super::Verdict,
+    );
+
+    fn check_verdicts(cases: Vec<VerdictCase>) {
+        let pool = verdict_pool();
+        for (name, i, n, held_back, want) in cases {
+            assert_eq!(
+                super::verdict(&pool, &i, n.as_ref(), held_back, T0),
+                want,
+                "{name}"
+            );
+        }
+    }
+
+    #[test]
+    fn health_verdict_table() {
+        use super::Verdict;
+        use crate::model::Reason;
+        let mut sick = node("i", "llm", CapacityType::OnDemand).build();
+        sick.unhealthy = Some("GPU count 0".into());
+        let launching = |ago_s: f64| {
+            inst()
+                .state(LifecycleState::Launching)
+                .launched(T0.plus_secs(-ago_s))
+                .build()
         };
-        let abandoned = T0.plus_secs(-60.0);
         // (name, instance, node, held back since, want)
-        let cases: Vec<(&str, Instance, Option<Node>, Option<_>, Verdict)> = vec![
+        check_verdicts(vec![
             (
                 "healthy, no drift",
                 inst().build(),
@@ -196,16 +226,16 @@ mod tests {
                 Verdict::Keep,
             ),
             (
-                "unhealthy ready node drains, drift or not",
-                ready_v1(),
+                "unhealthy ready node drains, drift, abandoned drain or not",
+                inst().cache("llama@v1").build(),
                 Some(sick.clone()),
-                Some(abandoned),
+                Some(T0.plus_secs(-60.0)),
                 Verdict::Drain(Reason::Unhealthy {
                     condition: "GPU count 0".into(),
                 }),
             ),
             (
-                "unhealthy but not ready yet is not judged by its node",
+                "a node not serving yet is not judged by its health",
                 inst().state(LifecycleState::Starting).build(),
                 Some(sick),
                 None,
@@ -213,10 +243,7 @@ mod tests {
             ),
             (
                 "launching past max_provision_time_s",
-                inst()
-                    .state(LifecycleState::Launching)
-                    .launched(T0.plus_secs(-901.0))
-                    .build(),
+                launching(901.0),
                 None,
                 None,
                 Verdict::Terminate(Reason::NotServingReady {
@@ -226,17 +253,26 @@ mod tests {
             ),
             (
                 "launching within max_provision_time_s",
-                inst()
-                    .state(LifecycleState::Launching)
-                    .launched(T0.plus_secs(-900.0))
-                    .build(),
+                launching(900.0),
                 None,
                 None,
                 Verdict::Keep,
             ),
+        ]);
+    }
+
+    #[test]
+    fn drift_verdict_table() {
+        use super::Verdict;
+        use crate::model::Reason;
+        let v1 = || inst().cache("llama@v1");
+        let n = || node("i", "llm", CapacityType::OnDemand);
+        let abandoned = T0.plus_secs(-60.0);
+        // (name, instance, node, held back since, want)
+        check_verdicts(vec![
             (
                 "hook with a stale cache",
-                inst().hook().cache("llama@v1").build(),
+                v1().hook().build(),
                 None,
                 None,
                 Verdict::Terminate(drift()),
@@ -257,29 +293,29 @@ mod tests {
             ),
             (
                 "warm with a stale cache",
-                inst().state(LifecycleState::Warm).cache("llama@v1").build(),
+                v1().state(LifecycleState::Warm).build(),
                 None,
                 None,
                 Verdict::Terminate(drift()),
             ),
             (
                 "ready with a stale cache",
-                ready_v1(),
+                v1().build(),
                 None,
                 None,
                 Verdict::Drain(drift()),
             ),
             (
                 "drift waits for an abandoned drain",
-                ready_v1(),
+                v1().build(),
                 None,
                 Some(abandoned),
                 Verdict::Held(Reason::DrainAbandoned { since: abandoned }),
             ),
             (
                 "drift waits for a do-not-disrupt pod",
-                ready_v1(),
-                Some(node_().do_not_disrupt("train").build()),
+                v1().build(),
+                Some(n().do_not_disrupt("train").build()),
                 None,
                 Verdict::Held(Reason::DoNotDisrupt {
                     pod: "default/train".into(),
@@ -287,29 +323,19 @@ mod tests {
             ),
             (
                 "drift waits for scale-down-disabled",
-                ready_v1(),
-                Some(node_().scale_down_disabled().build()),
+                v1().build(),
+                Some(n().scale_down_disabled().build()),
                 None,
                 Verdict::Held(Reason::ScaleDownDisabled),
             ),
             (
                 "starting with a stale cache is drained once it serves",
-                inst()
-                    .state(LifecycleState::Starting)
-                    .cache("llama@v1")
-                    .build(),
+                v1().state(LifecycleState::Starting).build(),
                 None,
                 None,
                 Verdict::Keep,
             ),
-        ];
-        for (name, i, n, held_back, want) in cases {
-            assert_eq!(
-                verdict(&pool, &i, n.as_ref(), held_back, T0),
-                want,
-                "{name}"
-            );
-        }
+        ]);
     }
 
     #[test]
