@@ -116,18 +116,19 @@ fn candidates<'a>(
         if t.capacity_type() != s.inst.capacity_type {
             od_excess -= 1;
         }
-        match worth_it(
+        let saving = Saving::new(
             s.eff_price,
             t.eff_price,
             t.price,
             pool.scale_up.cold_start_s,
-        ) {
-            Ok(saving) => worth.push(Candidate {
+        );
+        match saving.not_worth_it() {
+            None => worth.push(Candidate {
                 serving: si,
                 tpl: ti,
-                saving,
+                saving: saving.per_hour,
             }),
-            Err(reason) => decisions.push(Decision {
+            Some(reason) => decisions.push(Decision {
                 subject: Subject::Instance(s.inst.id.clone()),
                 outcome: Outcome::Held,
                 reason,
@@ -194,22 +195,29 @@ fn may_replace(old: CapacityType, new: CapacityType, od_excess: bool) -> bool {
     new == old || (old == CapacityType::OnDemand && new == CapacityType::Spot && od_excess)
 }
 
-/// The hourly saving of replacing a node at effective price `old_eff` by one at `new_eff`
-/// (list price `new_price`), when it beats the new node's cost over its cold start; else why not.
-fn worth_it(
-    old_eff: Money,
-    new_eff: Money,
-    new_price: Money,
-    cold_start_s: u64,
-) -> Result<Money, Reason> {
-    let saving = old_eff - new_eff;
-    let cold_cost = new_price.scale(cold_start_s as f64 / 3600.0);
-    if saving > cold_cost {
-        Ok(saving)
-    } else {
-        Err(Reason::ConsolidationNotWorthIt {
-            saving_per_hour: saving,
-            cold_start_cost: cold_cost,
+/// What replacing a node saves, against what its replacement costs while it cold-starts.
+#[derive(Debug, PartialEq)]
+struct Saving {
+    per_hour: Money,
+    cold_start_cost: Money,
+}
+
+impl Saving {
+    /// Replacing a node at effective price `old_eff` by one at `new_eff` (list price
+    /// `new_price`, `cold_start_s` before it serves).
+    fn new(old_eff: Money, new_eff: Money, new_price: Money, cold_start_s: u64) -> Self {
+        Saving {
+            per_hour: old_eff - new_eff,
+            cold_start_cost: new_price.scale(cold_start_s as f64 / 3600.0),
+        }
+    }
+
+    /// Why the replacement is not worth it: the saving over the next hour does not beat the
+    /// cold start's cost. `None`: it is worth it.
+    fn not_worth_it(&self) -> Option<Reason> {
+        (self.per_hour <= self.cold_start_cost).then_some(Reason::ConsolidationNotWorthIt {
+            saving_per_hour: self.per_hour,
+            cold_start_cost: self.cold_start_cost,
         })
     }
 }
@@ -309,32 +317,26 @@ mod tests {
 
     #[test]
     fn worth_it_table() {
-        use super::worth_it;
-        use crate::model::{Money, Reason};
+        use super::Saving;
+        use crate::model::Money;
         let d = Money::from_dollars;
-        // (old effective, new effective, new price, cold start s, want saving)
+        // (old effective, new effective, new price, cold start s, worth it)
         let cases = [
             // $4.67/h saved beats 5 min of a $1.006 node ($0.08).
-            (5.672, 1.006, 1.006, 300, Some(4.666)),
+            (5.672, 1.006, 1.006, 300, true),
             // $0.006/h does not.
-            (1.012, 1.006, 1.006, 300, None),
+            (1.012, 1.006, 1.006, 300, false),
             // Equal is not worth it: the saving must beat the cold start.
-            (2.0, 1.0, 12.0, 300, None),
-            (2.0, 1.0, 12.0, 299, Some(1.0)),
+            (2.0, 1.0, 12.0, 300, false),
+            (2.0, 1.0, 12.0, 299, true),
         ];
-        for (old, new, price, cold_s, want) in cases {
-            let got = worth_it(d(old), d(new), d(price), cold_s);
-            match want {
-                Some(saving) => assert_eq!(got, Ok(d(saving)), "{old} {new}"),
-                None => assert_eq!(
-                    got,
-                    Err(Reason::ConsolidationNotWorthIt {
-                        saving_per_hour: d(old) - d(new),
-                        cold_start_cost: d(price).scale(cold_s as f64 / 3600.0),
-                    }),
-                    "{old} {new}"
-                ),
-            }
+        for (old, new, price, cold_s, worth) in cases {
+            let s = Saving::new(d(old), d(new), d(price), cold_s);
+            assert_eq!(s.per_hour, d(old) - d(new));
+            assert_eq!(s.cold_start_cost, d(price).scale(cold_s as f64 / 3600.0));
+            let why = s.not_worth_it();
+            assert_eq!(why.is_none(), worth, "{old} {new}");
+            assert!(why.is_none_or(|r| r.code() == "consolidation_not_worth_it"));
         }
     }
 

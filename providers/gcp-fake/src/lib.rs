@@ -331,8 +331,10 @@ impl FakeCompute {
         self.w().stockouts.clear();
     }
 
-    /// Preempt a VM: a `compute.instances.preempted` zone operation (the type the preemption
-    /// docs tell to filter zone operations on), the VM TERMINATED and being recreated by its MIG
+    /// Preempt a VM: a `compute.instances.preempted` zone operation (the type "Create and use
+    /// Spot VMs" tells to filter zone operations on to detect a preemption,
+    /// <https://cloud.google.com/compute/docs/instances/create-use-spot>), the VM TERMINATED and
+    /// being recreated by its MIG
     /// (the MIG keeps `targetSize` running VMs; a preempted Spot VM is recreated when capacity
     /// allows, or stays RECREATING with `lastAttempt.errors` under a stockout). Returns the
     /// operation's name.
@@ -447,5 +449,45 @@ impl FakeCompute {
                 .map(|v| v.name.clone())
                 .collect()
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times_are_written_with_milliseconds_and_the_offset() {
+        let t = gpupool_provider::Timestamp::from_millis(1_795_000_000_123);
+        // 2026-11-18T11:06:40.123Z, eight hours earlier at -08:00.
+        assert_eq!(rfc3339_with_offset(t), "2026-11-18T03:06:40.123-08:00");
+    }
+
+    #[test]
+    fn a_stopped_standby_vm_reports_terminated_and_targets_stopped() {
+        let mut w = World {
+            endpoint: "http://fake".into(),
+            project: "p".into(),
+            ..World::default()
+        };
+        let mut m = Mig {
+            scope: "zones/z".into(),
+            name: "m".into(),
+            template: "t".into(),
+            zones: vec!["z".into()],
+            target_size: 0,
+            target_stopped_size: 1,
+            target_suspended_size: 0,
+            standby_mode: None,
+            vms: Vec::new(),
+            counter: 0,
+            warm_labels: BTreeMap::new(),
+            fail_next: None,
+        };
+        let vm = new_vm(&mut w, &mut m, at_rest_status("STOPPED"), "NONE", None);
+        let j = wire::managed_json(&w, &vm);
+        assert_eq!(j["instanceStatus"], "TERMINATED");
+        assert_eq!(j["targetStatus"], "STOPPED");
+        assert!(vm.is_standby() && !vm.is_active() && vm.parked("STOPPED"));
     }
 }
