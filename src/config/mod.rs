@@ -6,49 +6,35 @@
 //! After [`Config::load`] succeeds the rest of the program trusts the values.
 
 mod access;
+pub mod cron;
 mod lint;
 mod parse;
+pub mod raw;
 mod validate;
 
+pub use cron::CronWindow;
 pub use validate::{ConfigError, Issue};
 
 use crate::model::{CapacityType, PoolName, Taint};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+/// The validated configuration: what [`Config::load`] returns and every consumer reads. Only
+/// validation builds one (from the YAML's [`raw::RawConfig`]), so a `Config` value has passed
+/// every check. Field meanings and defaults: [`raw::RawConfig`].
+#[derive(Clone, Debug, PartialEq)]
 pub struct Config {
-    /// Which cloud drives the node groups.
-    #[serde(default)]
     pub provider: ProviderKind,
-    /// Kubernetes (pending pods + signals) or VM-only (signals only).
-    #[serde(default)]
     pub mode: Mode,
     /// Seconds between controller ticks.
-    #[serde(default = "d_tick")]
     pub tick_interval_s: u64,
-    #[serde(default)]
     pub aws: Option<AwsConfig>,
-    #[serde(default)]
     pub gcp: Option<GcpConfig>,
-    #[serde(default)]
     pub kubernetes: KubernetesConfig,
-    #[serde(default)]
     pub metrics: MetricsConfig,
-    #[serde(default)]
     pub sim: Option<SimProviderConfig>,
-    /// Where the controller keeps what it must not forget across restarts (`crate::state`).
-    #[serde(default)]
     pub state: StateConfig,
-    /// Shadow mode: observe and plan every tick, but never call a mutating cloud API, never
-    /// cordon, evict or write Events. What gpupool would have done is logged, counted
-    /// (`gpupool_shadow_actions_total`) and shown on `/status` next to what the groups' current
-    /// manager actually did, with the fleet cost difference (`gpupool run --dry-run` too).
-    #[serde(default)]
     pub dry_run: bool,
-    /// Price adjustments (negotiated discounts).
-    #[serde(default)]
     pub pricing: PricingConfig,
     pub pools: Vec<PoolConfig>,
 }
@@ -90,10 +76,6 @@ impl PricingConfig {
             }
         }
     }
-}
-
-fn d_tick() -> u64 {
-    10
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -250,59 +232,29 @@ pub struct SimProviderConfig {
     pub seed: Option<u64>,
 }
 
-/// One class of interchangeable GPU capacity for one workload.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+/// One class of interchangeable GPU capacity for one workload, validated. Field meanings:
+/// [`raw::RawPool`].
+#[derive(Clone, Debug, PartialEq)]
 pub struct PoolConfig {
     pub name: PoolName,
     pub requirements: Requirements,
-    /// The shape of one serving replica (VM-only and signal-driven demand).
-    #[serde(default)]
     pub replica: ReplicaShape,
-    #[serde(default)]
     pub capacity: CapacityPolicy,
-    #[serde(default)]
     pub warm_pool: WarmPoolPolicy,
-    #[serde(default)]
     pub limits: Limits,
-    #[serde(default)]
     pub disruption: DisruptionPolicy,
-    #[serde(default)]
     pub scale_up: ScaleUpPolicy,
-    /// `<model>@<version>` every serving node must hold in its cache; instances reporting an
-    /// older one are replaced (drift).
-    #[serde(default)]
     pub model_cache: Option<String>,
     /// Demand signals; the largest demand wins.
-    #[serde(default)]
-    pub signals: Vec<SignalConfig>,
-    #[serde(default)]
+    pub signals: Vec<Signal>,
     pub forecast: ForecastPolicy,
-    /// The pool's service-level objective. With it, gpupool learns the standing headroom
-    /// (spare running replicas) and the warm-pool size that meet it at least cost
-    /// (`planner::headroom`); without it, `disruption.headroom_replicas` and the warm pool's
-    /// `min`/`max` are used as set.
-    #[serde(default)]
     pub slo: Option<SloPolicy>,
-    /// VM-only readiness: a URL template per instance, `{ip}` replaced by its private IP.
-    #[serde(default)]
     pub health_url: Option<String>,
-    /// VM-only: a command run before an instance is terminated, to deregister it (`{id}`,
-    /// `{ip}` substituted). Its failure holds the termination.
-    #[serde(default)]
     pub deregister_command: Option<Vec<String>>,
-    /// VM-only: requests in flight on one instance, so scale-in picks idle instances and waits
-    /// for work to finish. A Prometheus query with `{instance}` (instance id) or `{ip}`.
-    #[serde(default)]
     pub in_flight_query: Option<InFlightQueryConfig>,
-    /// Observe and plan this pool but take no action on it (no launch, no drain, no
-    /// termination): `Reason::Paused` on `/status` and in `gpupool plan`.
-    #[serde(default)]
     pub paused: bool,
-    #[serde(default)]
     pub scale_down: ScaleDownPolicy,
 }
-
 /// Cluster Autoscaler's `--scale-down-enabled`, per pool.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -765,28 +717,61 @@ fn d_season() -> u64 {
     86_400
 }
 
-/// One demand signal. Exactly one source key per entry.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct SignalConfig {
-    /// Name in reasons and metrics; defaults to the source kind and index.
-    #[serde(default)]
-    pub name: Option<String>,
-    #[serde(default)]
-    pub prometheus: Option<PrometheusSignal>,
-    #[serde(default)]
-    pub cloudwatch: Option<CloudWatchSignal>,
-    #[serde(default)]
-    pub sqs: Option<SqsSignal>,
-    #[serde(default)]
-    pub cron: Option<CronSignal>,
-    #[serde(default)]
-    pub latency: Option<LatencySignal>,
-    /// The simulator's own queue (scenarios only).
-    #[serde(default)]
-    pub sim_queue: Option<SimQueueSignal>,
+/// One validated demand signal: its name (as written, else `<kind>-<index>`) and its one
+/// source.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Signal {
+    /// Name in reasons and metrics.
+    pub name: String,
+    pub source: SignalSource,
 }
 
+/// Where a signal's value comes from: exactly one source per signal (the YAML's entry sets
+/// one key; validation refuses none or several).
+#[derive(Clone, Debug, PartialEq)]
+pub enum SignalSource {
+    Prometheus(PrometheusSignal),
+    CloudWatch(CloudWatchSignal),
+    Sqs(SqsSignal),
+    Cron(CronSignal),
+    Latency(LatencySignal),
+    /// The simulator's own queue (scenarios only).
+    SimQueue(SimQueueSignal),
+}
+
+impl SignalSource {
+    /// The source's key in the YAML (`sim-queue` for `sim_queue`, as default names spell it).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            SignalSource::Prometheus(_) => "prometheus",
+            SignalSource::CloudWatch(_) => "cloudwatch",
+            SignalSource::Sqs(_) => "sqs",
+            SignalSource::Cron(_) => "cron",
+            SignalSource::Latency(_) => "latency",
+            SignalSource::SimQueue(_) => "sim-queue",
+        }
+    }
+
+    /// The Prometheus endpoint the signal queries, if it queries one.
+    pub fn prometheus_access(&self) -> Option<PrometheusAccess<'_>> {
+        match self {
+            SignalSource::Prometheus(p) => Some(p.access()),
+            SignalSource::Latency(l) => Some(l.access()),
+            _ => None,
+        }
+    }
+
+    /// Whether reading it takes a network call (Prometheus, latency, CloudWatch, SQS).
+    pub fn is_remote(&self) -> bool {
+        matches!(
+            self,
+            SignalSource::Prometheus(_)
+                | SignalSource::Latency(_)
+                | SignalSource::CloudWatch(_)
+                | SignalSource::Sqs(_)
+        )
+    }
+}
 /// KEDA-style scaling arithmetic: replicas = ceil(value / target_per_replica) once the value
 /// exceeds `activation` (below it, a pool at zero stays at zero).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -856,22 +841,13 @@ pub struct SqsSignal {
     pub include_in_flight: bool,
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+/// A validated cron signal: `desired` replicas while the window is open. The window's
+/// expressions and zone were parsed once, at load.
+#[derive(Clone, Debug, PartialEq)]
 pub struct CronSignal {
-    /// Cron expression (with seconds field) for when the window starts, e.g. `0 0 8 * * Mon-Fri`.
-    pub start: String,
-    /// Cron expression for when it ends.
-    pub end: String,
+    pub window: CronWindow,
     pub desired: u32,
-    #[serde(default = "d_tz")]
-    pub timezone: String,
 }
-
-fn d_tz() -> String {
-    "UTC".into()
-}
-
 /// How gpupool proves who it is to a Prometheus-API server: the authentication modes KEDA's
 /// Prometheus scaler offers (`authModes: bearer | basic | tls | custom`, plus AWS SigV4 for
 /// Amazon Managed Service for Prometheus and Google credentials for Managed Service for
@@ -1093,31 +1069,6 @@ pub enum SimQueueMetric {
     OfferedLoad,
 }
 
-impl SignalConfig {
-    /// The signal's display name.
-    pub fn display_name(&self, index: usize) -> String {
-        if let Some(n) = &self.name {
-            return n.clone();
-        }
-        let kind = self.sources().next().unwrap_or("signal");
-        format!("{kind}-{index}")
-    }
-
-    /// The source kinds this entry sets (validation requires exactly one).
-    pub fn sources(&self) -> impl Iterator<Item = &'static str> {
-        [
-            ("prometheus", self.prometheus.is_some()),
-            ("cloudwatch", self.cloudwatch.is_some()),
-            ("sqs", self.sqs.is_some()),
-            ("cron", self.cron.is_some()),
-            ("latency", self.latency.is_some()),
-            ("sim-queue", self.sim_queue.is_some()),
-        ]
-        .into_iter()
-        .filter_map(|(kind, set)| set.then_some(kind))
-    }
-}
-
 impl Config {
     /// Parse and validate: every unknown key, wrong type and semantic mistake is reported at
     /// once (see `parse`). A Kubernetes ConfigMap manifest is read through its `config.yaml`.
@@ -1128,13 +1079,17 @@ impl Config {
             message,
         })?;
         let mut issues = Vec::new();
-        let cfg: Option<Config> = parse::typed(doc, &mut issues);
-        if let Some(cfg) = &cfg {
-            issues.extend(validate::validate(cfg));
-        }
-        match cfg {
-            Some(cfg) if issues.is_empty() => Ok(cfg),
-            _ => Err(ConfigError::Invalid(issues)),
+        let raw: Option<raw::RawConfig> = parse::typed(doc, &mut issues);
+        let Some(raw) = raw else {
+            return Err(ConfigError::Invalid(issues));
+        };
+        match validate::validate(&raw) {
+            Ok(cfg) if issues.is_empty() => Ok(cfg),
+            Ok(_) => Err(ConfigError::Invalid(issues)),
+            Err(more) => {
+                issues.extend(more);
+                Err(ConfigError::Invalid(issues))
+            }
         }
     }
 
@@ -1228,11 +1183,8 @@ impl Config {
         let mut out = Vec::new();
         for (i, p) in self.pools.iter().enumerate() {
             for (j, s) in p.signals.iter().enumerate() {
-                if let Some(q) = &s.prometheus {
-                    out.push((format!("pools[{i}].signals[{j}].prometheus"), q.access()));
-                }
-                if let Some(l) = &s.latency {
-                    out.push((format!("pools[{i}].signals[{j}].latency"), l.access()));
+                if let Some(a) = s.source.prometheus_access() {
+                    out.push((format!("pools[{i}].signals[{j}].{}", s.source.kind()), a));
                 }
             }
             if let Some(q) = &p.in_flight_query {
@@ -1256,11 +1208,7 @@ impl PoolConfig {
     /// whatever the traffic does next. The standing headroom the SLO needs is held
     /// explicitly (`planner::headroom`), so this only decides how soon surplus goes.
     pub fn unneeded_time_s(&self) -> u64 {
-        match (self.disruption.unneeded_time_s, &self.slo) {
-            (Some(v), _) => v,
-            (None, None) => DEFAULT_UNNEEDED_TIME_S,
-            (None, Some(_)) => self.scale_up.cold_start_s,
-        }
+        unneeded_time_s(&self.disruption, self.slo.is_some(), &self.scale_up)
     }
 
     /// No scale-down this long after a scale-up. Set: as set. Unset without an `slo`: 300 s.
@@ -1280,5 +1228,15 @@ impl PoolConfig {
         self.forecast
             .horizon_s
             .unwrap_or(self.scale_up.cold_start_s)
+    }
+}
+
+/// [`PoolConfig::unneeded_time_s`] from the sections it depends on (validation checks it on the
+/// raw pool).
+fn unneeded_time_s(d: &DisruptionPolicy, slo: bool, up: &ScaleUpPolicy) -> u64 {
+    match (d.unneeded_time_s, slo) {
+        (Some(v), _) => v,
+        (None, false) => DEFAULT_UNNEEDED_TIME_S,
+        (None, true) => up.cold_start_s,
     }
 }

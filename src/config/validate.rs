@@ -1,6 +1,7 @@
 //! Whole-config validation: every mistake, with its path, value and fix.
 
-use super::{Config, Mode, PoolConfig, ProviderKind, SignalConfig};
+use super::raw::{RawConfig, RawCron, RawPool, RawSignal};
+use super::{Config, CronSignal, CronWindow, Mode, PoolConfig, ProviderKind, Signal, SignalSource};
 use std::collections::BTreeSet;
 use std::fmt;
 
@@ -86,7 +87,9 @@ impl Check {
     }
 }
 
-pub(super) fn validate(cfg: &Config) -> Vec<Issue> {
+/// Check `cfg` as a whole and build the typed [`Config`] from it: every mistake, or a config
+/// that has passed every check.
+pub(super) fn validate(cfg: &RawConfig) -> Result<Config, Vec<Issue>> {
     let mut c = Check { issues: Vec::new() };
     c.range_u(
         "tick_interval_s".into(),
@@ -96,49 +99,7 @@ pub(super) fn validate(cfg: &Config) -> Vec<Issue> {
         "seconds between ticks",
     );
 
-    match cfg.provider {
-        ProviderKind::Aws => match &cfg.aws {
-            None => c.fail("aws", "required when provider is aws: add `aws: { region: us-east-1 }`"),
-            Some(a) => {
-                if a.region.trim().is_empty() {
-                    c.fail("aws.region", "must name a region, e.g. us-east-1");
-                }
-                if let Some(u) = &a.endpoint_url {
-                    c.url("aws.endpoint_url".into(), u);
-                }
-                if let Some(u) = &a.interruption_queue_url {
-                    c.url("aws.interruption_queue_url".into(), u);
-                }
-                c.range_u("aws.api_timeout_s".into(), a.api_timeout_s, 1, 300, "per-call timeout");
-            }
-        },
-        ProviderKind::Gcp => match &cfg.gcp {
-            None => c.fail(
-                "gcp",
-                "required when provider is gcp: add `gcp: { project: my-project, region: us-central1 }`",
-            ),
-            Some(g) => {
-                if g.project.trim().is_empty() {
-                    c.fail("gcp.project", "must name a project id");
-                }
-                if g.region.trim().is_empty() {
-                    c.fail("gcp.region", "must name a region, e.g. us-central1");
-                }
-                if let Some(u) = &g.endpoint_url {
-                    c.url("gcp.endpoint_url".into(), u);
-                }
-                c.range_u("gcp.api_timeout_s".into(), g.api_timeout_s, 1, 300, "per-call timeout");
-                c.range_u(
-                    "gcp.operation_deadline_s".into(),
-                    g.operation_deadline_s,
-                    5,
-                    3600,
-                    "how long to wait for an operation",
-                );
-            }
-        },
-        ProviderKind::Sim => {}
-    }
+    provider_section(&mut c, cfg);
 
     if let Some(p) = &cfg.state.path
         && (p.trim().is_empty() || p.ends_with('/'))
@@ -186,10 +147,13 @@ pub(super) fn validate(cfg: &Config) -> Vec<Issue> {
         c.fail("pools", "must define at least one pool");
     }
     // Credentials, TLS and headers of every Prometheus endpoint (signals, latency, in-flight).
-    for (path, access) in cfg.prometheus_endpoints() {
-        c.issues.extend(super::access::errors(cfg, &path, access));
+    let aws_region = cfg.aws.as_ref().map(|a| a.region.as_str());
+    for (path, access) in prometheus_endpoints(cfg) {
+        c.issues
+            .extend(super::access::errors(aws_region, &path, access));
     }
     let mut names = BTreeSet::new();
+    let mut pools = Vec::with_capacity(cfg.pools.len());
     for (i, p) in cfg.pools.iter().enumerate() {
         if !names.insert(p.name.as_str()) {
             c.fail(
@@ -197,9 +161,116 @@ pub(super) fn validate(cfg: &Config) -> Vec<Issue> {
                 format!("duplicate pool name {:?}", p.name.as_str()),
             );
         }
-        pool(&mut c, cfg, i, p);
+        let signals = pool(&mut c, cfg, i, p);
+        pools.push(typed_pool(p, signals));
     }
-    c.issues
+    if !c.issues.is_empty() {
+        return Err(c.issues);
+    }
+    Ok(Config {
+        provider: cfg.provider,
+        mode: cfg.mode,
+        tick_interval_s: cfg.tick_interval_s,
+        aws: cfg.aws.clone(),
+        gcp: cfg.gcp.clone(),
+        kubernetes: cfg.kubernetes.clone(),
+        metrics: cfg.metrics.clone(),
+        sim: cfg.sim.clone(),
+        state: cfg.state.clone(),
+        dry_run: cfg.dry_run,
+        pricing: cfg.pricing.clone(),
+        pools,
+    })
+}
+
+/// Every Prometheus endpoint the raw config names, with its path, in the order the typed
+/// [`Config::prometheus_endpoints`] lists them.
+fn prometheus_endpoints(cfg: &RawConfig) -> Vec<(String, super::PrometheusAccess<'_>)> {
+    let mut out = Vec::new();
+    for (i, p) in cfg.pools.iter().enumerate() {
+        for (j, s) in p.signals.iter().enumerate() {
+            if let Some(q) = &s.prometheus {
+                out.push((format!("pools[{i}].signals[{j}].prometheus"), q.access()));
+            }
+            if let Some(l) = &s.latency {
+                out.push((format!("pools[{i}].signals[{j}].latency"), l.access()));
+            }
+        }
+        if let Some(q) = &p.in_flight_query {
+            out.push((format!("pools[{i}].in_flight_query"), q.access()));
+        }
+    }
+    out
+}
+
+/// The typed pool: the raw one's sections with its checked signals.
+fn typed_pool(p: &RawPool, signals: Vec<Signal>) -> PoolConfig {
+    PoolConfig {
+        name: p.name.clone(),
+        requirements: p.requirements.clone(),
+        replica: p.replica.clone(),
+        capacity: p.capacity.clone(),
+        warm_pool: p.warm_pool.clone(),
+        limits: p.limits.clone(),
+        disruption: p.disruption.clone(),
+        scale_up: p.scale_up.clone(),
+        model_cache: p.model_cache.clone(),
+        signals,
+        forecast: p.forecast.clone(),
+        slo: p.slo.clone(),
+        health_url: p.health_url.clone(),
+        deregister_command: p.deregister_command.clone(),
+        in_flight_query: p.in_flight_query.clone(),
+        paused: p.paused,
+        scale_down: p.scale_down.clone(),
+    }
+}
+
+/// `aws` / `gcp`: the section the provider needs, checked.
+fn provider_section(c: &mut Check, cfg: &RawConfig) {
+    match cfg.provider {
+        ProviderKind::Aws => match &cfg.aws {
+            None => c.fail("aws", "required when provider is aws: add `aws: { region: us-east-1 }`"),
+            Some(a) => {
+                if a.region.trim().is_empty() {
+                    c.fail("aws.region", "must name a region, e.g. us-east-1");
+                }
+                if let Some(u) = &a.endpoint_url {
+                    c.url("aws.endpoint_url".into(), u);
+                }
+                if let Some(u) = &a.interruption_queue_url {
+                    c.url("aws.interruption_queue_url".into(), u);
+                }
+                c.range_u("aws.api_timeout_s".into(), a.api_timeout_s, 1, 300, "per-call timeout");
+            }
+        },
+        ProviderKind::Gcp => match &cfg.gcp {
+            None => c.fail(
+                "gcp",
+                "required when provider is gcp: add `gcp: { project: my-project, region: us-central1 }`",
+            ),
+            Some(g) => {
+                if g.project.trim().is_empty() {
+                    c.fail("gcp.project", "must name a project id");
+                }
+                if g.region.trim().is_empty() {
+                    c.fail("gcp.region", "must name a region, e.g. us-central1");
+                }
+                if let Some(u) = &g.endpoint_url {
+                    c.url("gcp.endpoint_url".into(), u);
+                }
+                c.range_u("gcp.api_timeout_s".into(), g.api_timeout_s, 1, 300, "per-call timeout");
+                c.range_u(
+                    "gcp.operation_deadline_s".into(),
+                    g.operation_deadline_s,
+                    5,
+                    3600,
+                    "how long to wait for an operation",
+                );
+            }
+        },
+        ProviderKind::Sim => {}
+    }
 }
 
 fn is_dns_label(s: &str) -> bool {
@@ -261,8 +332,9 @@ fn slo_policy(c: &mut Check, at: &dyn Fn(&str) -> String, slo: &crate::config::S
     }
 }
 
-/// `pools[i]`: every check of one pool, in the order its mistakes are reported.
-fn pool(c: &mut Check, cfg: &Config, i: usize, p: &PoolConfig) {
+/// `pools[i]`: every check of one pool, in the order its mistakes are reported; its signals
+/// typed (those that passed).
+fn pool(c: &mut Check, cfg: &RawConfig, i: usize, p: &RawPool) -> Vec<Signal> {
     let at = |f: &str| format!("pools[{i}].{f}");
     if !is_dns_label(p.name.as_str()) {
         c.fail(
@@ -283,11 +355,16 @@ fn pool(c: &mut Check, cfg: &Config, i: usize, p: &PoolConfig) {
     disruption_timing(c, cfg, &at, p);
     scale_up(c, &at, p);
     instance_hooks(c, &at, p);
-    signals(c, cfg, i, p);
+    signals(c, cfg, i, p)
 }
 
 /// `pools[i].requirements`: GPU models, node shape, zones, instance types and MIG.
-fn requirements(c: &mut Check, cfg: &Config, at: &dyn Fn(&str) -> String, r: &super::Requirements) {
+fn requirements(
+    c: &mut Check,
+    cfg: &RawConfig,
+    at: &dyn Fn(&str) -> String,
+    r: &super::Requirements,
+) {
     for (j, m) in r.gpu_models.iter().enumerate() {
         if m.is_empty()
             || m.chars()
@@ -344,7 +421,7 @@ fn requirements(c: &mut Check, cfg: &Config, at: &dyn Fn(&str) -> String, r: &su
 }
 
 /// `pools[i].replica`: GPUs per serving replica, which must fit on one node.
-fn replica(c: &mut Check, at: &dyn Fn(&str) -> String, p: &PoolConfig) {
+fn replica(c: &mut Check, at: &dyn Fn(&str) -> String, p: &RawPool) {
     let r = &p.requirements;
     if p.replica.gpus == 0 {
         c.fail(
@@ -372,7 +449,7 @@ fn replica(c: &mut Check, at: &dyn Fn(&str) -> String, p: &PoolConfig) {
 }
 
 /// `pools[i].capacity`: spot share, the fallback order it needs, prices and the on-demand base.
-fn capacity(c: &mut Check, at: &dyn Fn(&str) -> String, p: &PoolConfig) {
+fn capacity(c: &mut Check, at: &dyn Fn(&str) -> String, p: &RawPool) {
     let cap = &p.capacity;
     c.range_f(
         at("capacity.spot_share"),
@@ -430,7 +507,7 @@ fn capacity(c: &mut Check, at: &dyn Fn(&str) -> String, p: &PoolConfig) {
 }
 
 /// `pools[i].warm_pool` (and `slo`, which sizes it): bounds and a warm start faster than a cold one.
-fn warm_pool(c: &mut Check, at: &dyn Fn(&str) -> String, p: &PoolConfig) {
+fn warm_pool(c: &mut Check, at: &dyn Fn(&str) -> String, p: &RawPool) {
     let w = &p.warm_pool;
     let w_max = w.max_for(p.slo.is_some(), p.limits.max_nodes);
     if w.min > w_max {
@@ -505,7 +582,7 @@ fn disruption_budget(c: &mut Check, at: &dyn Fn(&str) -> String, b: &super::Disr
 }
 
 /// `pools[i].disruption` timings: unneeded time, drains, deregistration and provisioning.
-fn disruption_timing(c: &mut Check, cfg: &Config, at: &dyn Fn(&str) -> String, p: &PoolConfig) {
+fn disruption_timing(c: &mut Check, cfg: &RawConfig, at: &dyn Fn(&str) -> String, p: &RawPool) {
     let d = &p.disruption;
     c.range_u(
         at("disruption.unneeded_time_s"),
@@ -550,7 +627,7 @@ fn disruption_timing(c: &mut Check, cfg: &Config, at: &dyn Fn(&str) -> String, p
 }
 
 /// `pools[i].disruption.interruption_drain_s`: a lead shorter than the cloud's interruption notice.
-fn interruption_drain(c: &mut Check, cfg: &Config, at: &dyn Fn(&str) -> String, lead: u64) {
+fn interruption_drain(c: &mut Check, cfg: &RawConfig, at: &dyn Fn(&str) -> String, lead: u64) {
     c.range_u(
         at("disruption.interruption_drain_s"),
         lead,
@@ -579,7 +656,7 @@ fn interruption_drain(c: &mut Check, cfg: &Config, at: &dyn Fn(&str) -> String, 
 }
 
 /// `pools[i].scale_up` and `forecast`: launch timings, step size and the seasonal period.
-fn scale_up(c: &mut Check, at: &dyn Fn(&str) -> String, p: &PoolConfig) {
+fn scale_up(c: &mut Check, at: &dyn Fn(&str) -> String, p: &RawPool) {
     c.range_u(
         at("scale_up.cold_start_s"),
         p.scale_up.cold_start_s,
@@ -609,7 +686,7 @@ fn scale_up(c: &mut Check, at: &dyn Fn(&str) -> String, p: &PoolConfig) {
 }
 
 /// `pools[i]` per-instance hooks: model cache, health URL, deregister command, in-flight query.
-fn instance_hooks(c: &mut Check, at: &dyn Fn(&str) -> String, p: &PoolConfig) {
+fn instance_hooks(c: &mut Check, at: &dyn Fn(&str) -> String, p: &RawPool) {
     if let Some(mc) = &p.model_cache {
         let ok = mc
             .split_once('@')
@@ -650,20 +727,25 @@ fn instance_hooks(c: &mut Check, at: &dyn Fn(&str) -> String, p: &PoolConfig) {
     }
 }
 
-/// `pools[i].signals`: VM-only pools need one (or a floor), and each signal is checked.
-fn signals(c: &mut Check, cfg: &Config, i: usize, p: &PoolConfig) {
+/// `pools[i].signals`: VM-only pools need one (or a floor), and each signal is checked and
+/// typed.
+fn signals(c: &mut Check, cfg: &RawConfig, i: usize, p: &RawPool) -> Vec<Signal> {
     if cfg.mode == Mode::VmOnly && p.signals.is_empty() && p.limits.min_nodes == 0 {
         c.fail(
             format!("pools[{i}].signals"),
             "VM-only pools take demand from signals only: add a signal (prometheus, sqs, cloudwatch, cron) or set limits.min_nodes",
         );
     }
-    for (j, s) in p.signals.iter().enumerate() {
-        signal(c, cfg, &format!("pools[{i}].signals[{j}]"), s);
-    }
+    p.signals
+        .iter()
+        .enumerate()
+        .filter_map(|(j, s)| signal(c, cfg, &format!("pools[{i}].signals[{j}]"), s, j))
+        .collect()
 }
 
-fn signal(c: &mut Check, cfg: &Config, at: &str, s: &SignalConfig) {
+/// Check one signal; the typed signal when it has exactly one source and that source is
+/// usable (`None` after a mistake, which is recorded).
+fn signal(c: &mut Check, cfg: &RawConfig, at: &str, s: &RawSignal, index: usize) -> Option<Signal> {
     let n = s.sources().count();
     if n != 1 {
         c.fail(
@@ -671,23 +753,36 @@ fn signal(c: &mut Check, cfg: &Config, at: &str, s: &SignalConfig) {
             format!("must have exactly one source (prometheus, cloudwatch, sqs, cron, latency), found {n}"),
         );
     }
+    let mut typed = Vec::new();
     if let Some(p) = &s.prometheus {
         prometheus_signal(c, at, p);
+        typed.push(Some(SignalSource::Prometheus(p.clone())));
     }
     if let Some(p) = &s.latency {
         latency_signal(c, at, p);
+        typed.push(Some(SignalSource::Latency(p.clone())));
     }
     if let Some(w) = &s.cloudwatch {
         cloudwatch_signal(c, cfg, at, w);
+        typed.push(Some(SignalSource::CloudWatch(w.clone())));
     }
     if let Some(q) = &s.sqs {
         sqs_signal(c, cfg, at, q);
+        typed.push(Some(SignalSource::Sqs(q.clone())));
     }
     if let Some(cr) = &s.cron {
-        cron_signal(c, at, cr);
+        typed.push(cron_signal(c, at, cr).map(SignalSource::Cron));
     }
     if let Some(q) = &s.sim_queue {
         sim_queue_signal(c, cfg, at, q);
+        typed.push(Some(SignalSource::SimQueue(q.clone())));
+    }
+    match typed.as_slice() {
+        [Some(source)] => Some(Signal {
+            name: s.display_name(index),
+            source: source.clone(),
+        }),
+        _ => None,
     }
 }
 
@@ -754,7 +849,7 @@ fn latency_signal(c: &mut Check, at: &str, p: &super::LatencySignal) {
 }
 
 /// `{at}.cloudwatch`: a CloudWatch metric, which needs AWS credentials.
-fn cloudwatch_signal(c: &mut Check, cfg: &Config, at: &str, w: &super::CloudWatchSignal) {
+fn cloudwatch_signal(c: &mut Check, cfg: &RawConfig, at: &str, w: &super::CloudWatchSignal) {
     if w.namespace.is_empty() || w.metric_name.is_empty() {
         c.fail(
             format!("{at}.cloudwatch"),
@@ -780,7 +875,7 @@ fn cloudwatch_signal(c: &mut Check, cfg: &Config, at: &str, w: &super::CloudWatc
 }
 
 /// `{at}.sqs`: an SQS queue depth, which needs AWS credentials.
-fn sqs_signal(c: &mut Check, cfg: &Config, at: &str, q: &super::SqsSignal) {
+fn sqs_signal(c: &mut Check, cfg: &RawConfig, at: &str, q: &super::SqsSignal) {
     c.url(format!("{at}.sqs.queue_url"), &q.queue_url);
     c.positive_f(
         format!("{at}.sqs.target_per_replica"),
@@ -800,29 +895,40 @@ fn sqs_signal(c: &mut Check, cfg: &Config, at: &str, q: &super::SqsSignal) {
     }
 }
 
-/// `{at}.cron`: cron expressions with seconds and an IANA zone.
-fn cron_signal(c: &mut Check, at: &str, cr: &super::CronSignal) {
-    for (f, e) in [("start", &cr.start), ("end", &cr.end)] {
+/// `{at}.cron`: cron expressions with seconds and an IANA zone, parsed here once; the parsed
+/// window when all of it is usable.
+fn cron_signal(c: &mut Check, at: &str, cr: &RawCron) -> Option<CronSignal> {
+    let mut parsed = [None, None];
+    for (slot, (f, e)) in parsed
+        .iter_mut()
+        .zip([("start", &cr.start), ("end", &cr.end)])
+    {
         let fields = e.split_whitespace().count();
         if !(6..=7).contains(&fields) {
             c.fail(
                 format!("{at}.cron.{f}"),
                 format!("must be a cron expression with seconds (6 or 7 fields, e.g. \"0 0 8 * * Mon-Fri\"), got {e:?}"),
             );
-        } else if let Err(err) = <cron::Schedule as std::str::FromStr>::from_str(e) {
-            c.fail(
+            continue;
+        }
+        match <cron::Schedule as std::str::FromStr>::from_str(e) {
+            Ok(schedule) => *slot = Some(schedule),
+            Err(err) => c.fail(
                 format!("{at}.cron.{f}"),
                 format!("is not a valid cron expression ({err}), got {e:?}; fields are sec min hour day-of-month month day-of-week [year], e.g. \"0 0 8 * * Mon-Fri\""),
-            );
+            ),
         }
     }
+    let mut usable = true;
     if cr.start.trim() == cr.end.trim() {
         c.fail(
             format!("{at}.cron.end"),
             format!("equals start ({:?}): the window would never open", cr.start),
         );
+        usable = false;
     }
-    if cr.timezone.trim().parse::<chrono_tz::Tz>().is_err() {
+    let tz = super::cron::parse_tz(&cr.timezone);
+    if tz.is_err() {
         c.fail(
             format!("{at}.cron.timezone"),
             format!(
@@ -831,10 +937,18 @@ fn cron_signal(c: &mut Check, at: &str, cr: &super::CronSignal) {
             ),
         );
     }
+    let [Some(start), Some(end)] = parsed else {
+        return None;
+    };
+    let window = CronWindow::from_parsed(start, end, tz.ok()?, &cr.start, &cr.end);
+    usable.then_some(CronSignal {
+        window,
+        desired: cr.desired,
+    })
 }
 
 /// `{at}.sim_queue`: the simulator-only queue signal.
-fn sim_queue_signal(c: &mut Check, cfg: &Config, at: &str, q: &super::SimQueueSignal) {
+fn sim_queue_signal(c: &mut Check, cfg: &RawConfig, at: &str, q: &super::SimQueueSignal) {
     c.positive_f(
         format!("{at}.sim_queue.target_per_replica"),
         q.target_per_replica,
@@ -1199,7 +1313,7 @@ fn instance_type_mistake(provider: ProviderKind, t: &str) -> Option<String> {
 
 /// Zones that cannot be in the configured region: AWS zones are the region plus a letter
 /// (`us-east-1a`), GCP zones the region, a dash and a letter (`us-central1-a`).
-fn zone_mistake(cfg: &Config, z: &str) -> Option<String> {
+fn zone_mistake(cfg: &RawConfig, z: &str) -> Option<String> {
     match cfg.provider {
         ProviderKind::Aws => {
             let region = cfg.aws.as_ref()?.region.as_str();

@@ -743,12 +743,7 @@ fn stale_inputs(
     let mut stale: Vec<String> = match demand {
         Some(d) => d.stale_signals().into_iter().map(str::to_owned).collect(),
         // Signals configured but no reading at all: as stale as it gets.
-        None => pool
-            .signals
-            .iter()
-            .enumerate()
-            .map(|(i, s)| s.display_name(i))
-            .collect(),
+        None => pool.signals.iter().map(|s| s.name.clone()).collect(),
     };
     for g in &ctx.groups {
         if let Some(at) = snapshot.stale_groups.get(&g.id) {

@@ -32,7 +32,7 @@ pub use external::{ExternalError, MetricReader};
 pub use forecast::Forecaster;
 pub use schedule::CronWindow;
 
-use crate::config::{Config, PoolConfig, SignalConfig};
+use crate::config::{Config, PoolConfig, Signal, SignalSource};
 use crate::controller::DemandSource;
 use crate::model::{PoolDemand, PoolName, SignalReading, Timestamp};
 use async_trait::async_trait;
@@ -58,10 +58,6 @@ pub enum SignalError {
     Parse(String),
     #[error("query returned {0} series; aggregate it to one (e.g. sum(...))")]
     MultipleSeries(usize),
-    #[error("invalid cron expression {expr:?}: {message}")]
-    Cron { expr: String, message: String },
-    #[error("unknown time zone {0:?}: use an IANA name such as UTC or Europe/Paris")]
-    TimeZone(String),
     #[error("no reader for {0} signals is configured (build with the `aws` feature)")]
     NoReader(&'static str),
     #[error(transparent)]
@@ -104,15 +100,10 @@ pub fn replicas_per_node(pool: &PoolConfig) -> Option<u32> {
 /// One value read from a source, before the signal's arithmetic.
 type RawResult = Result<Option<Sample>, SignalError>;
 
-/// Parsed cron windows keyed by `(start, end, timezone)`, so a reloaded config re-parses only
-/// what changed.
-type CronCache = BTreeMap<(String, String, String), Result<CronWindow, String>>;
-
 /// The production demand source.
 pub struct SignalDemand {
     http: reqwest::Client,
     forecasts: PoolForecasts,
-    crons: BTreeMap<PoolName, CronCache>,
     reader: Option<Arc<dyn MetricReader>>,
     serving: Arc<ServingReplicas>,
     endpoints: auth::Endpoints,
@@ -126,7 +117,6 @@ impl SignalDemand {
         Ok(SignalDemand {
             http,
             forecasts: PoolForecasts::default(),
-            crons: BTreeMap::new(),
             reader: None,
             serving: Arc::new(ServingReplicas::default()),
             endpoints: auth::Endpoints::default(),
@@ -152,21 +142,6 @@ impl SignalDemand {
     /// The pool's forecaster, if the pool has been read with forecasting enabled.
     pub fn forecaster(&self, pool: &PoolName) -> Option<&Forecaster> {
         self.forecasts.get(pool)
-    }
-
-    fn cron_window(
-        &mut self,
-        pool: &PoolConfig,
-        start: &str,
-        end: &str,
-        tz: &str,
-    ) -> Result<CronWindow, String> {
-        self.crons
-            .entry(pool.name.clone())
-            .or_default()
-            .entry((start.to_owned(), end.to_owned(), tz.to_owned()))
-            .or_insert_with(|| CronWindow::new(start, end, tz).map_err(|e| e.to_string()))
-            .clone()
     }
 
     /// Start every remote read of the tick at once (local signals need no task).
@@ -195,18 +170,12 @@ impl SignalDemand {
                 });
             }
             for (si, sig) in pool.signals.iter().enumerate() {
-                let remote = sig.prometheus.is_some()
-                    || sig.latency.is_some()
-                    || sig.cloudwatch.is_some()
-                    || sig.sqs.is_some();
-                if !remote {
+                if !sig.source.is_remote() {
                     continue;
                 }
                 let access = sig
-                    .prometheus
-                    .as_ref()
-                    .map(|p| p.access())
-                    .or(sig.latency.as_ref().map(|l| l.access()))
+                    .source
+                    .prometheus_access()
                     .map(|a| auth::AccessKey::new(config, a));
                 let endpoint = match &access {
                     None => Ok(auth::Endpoint::plain(self.http.clone())),
@@ -236,38 +205,40 @@ impl SignalDemand {
 async fn read_remote(
     endpoint: &auth::Endpoint,
     reader: Option<&dyn MetricReader>,
-    sig: &SignalConfig,
+    sig: &Signal,
     now: Timestamp,
 ) -> RawResult {
-    if let Some(p) = &sig.prometheus {
-        return prometheus::query_at(
-            endpoint,
-            &p.url,
-            &p.query,
-            now,
-            Duration::from_secs(p.timeout_s),
-        )
-        .await;
+    match &sig.source {
+        SignalSource::Prometheus(p) => {
+            prometheus::query_at(
+                endpoint,
+                &p.url,
+                &p.query,
+                now,
+                Duration::from_secs(p.timeout_s),
+            )
+            .await
+        }
+        SignalSource::Latency(l) => {
+            prometheus::query_at(
+                endpoint,
+                &l.url,
+                &l.query,
+                now,
+                Duration::from_secs(l.timeout_s),
+            )
+            .await
+        }
+        SignalSource::CloudWatch(c) => {
+            let r = reader.ok_or(SignalError::NoReader("cloudwatch"))?;
+            Ok(r.cloudwatch(c, now).await?)
+        }
+        SignalSource::Sqs(q) => {
+            let r = reader.ok_or(SignalError::NoReader("sqs"))?;
+            Ok(r.sqs_depth(q, now).await?)
+        }
+        SignalSource::Cron(_) | SignalSource::SimQueue(_) => Ok(None),
     }
-    if let Some(l) = &sig.latency {
-        return prometheus::query_at(
-            endpoint,
-            &l.url,
-            &l.query,
-            now,
-            Duration::from_secs(l.timeout_s),
-        )
-        .await;
-    }
-    if let Some(c) = &sig.cloudwatch {
-        let r = reader.ok_or(SignalError::NoReader("cloudwatch"))?;
-        return Ok(r.cloudwatch(c, now).await?);
-    }
-    if let Some(q) = &sig.sqs {
-        let r = reader.ok_or(SignalError::NoReader("sqs"))?;
-        return Ok(r.sqs_depth(q, now).await?);
-    }
-    Ok(None)
 }
 
 /// A stale reading (nothing usable), keeping the value when there was one for the gauge.
@@ -329,56 +300,42 @@ impl DemandSource for SignalDemand {
         }
         // Forget pools removed from the config so history stays bounded by configuration.
         self.forecasts.forget_removed(config);
-        self.crons.retain(|name, _| config.pool(name).is_some());
 
         let mut out = BTreeMap::new();
         for (pi, pool) in config.pools.iter().enumerate() {
             let mut readings = Vec::with_capacity(pool.signals.len());
             let mut latency: Vec<(usize, String, RawResult, u64, f64)> = Vec::new();
             for (si, sig) in pool.signals.iter().enumerate() {
-                let name = sig.display_name(si);
+                let name = sig.name.clone();
                 let r = raw.remove(&(pi, si)).unwrap_or(Ok(None));
-                if let Some(p) = &sig.prometheus {
-                    let (t, a) = (p.target_per_replica, p.activation);
-                    readings.push(reading(name, r, now, p.stale_after_s, |v| {
-                        keda::replicas(v, t, a)
-                    }));
-                } else if let Some(c) = &sig.cloudwatch {
-                    let (t, a) = (c.target_per_replica, c.activation);
-                    readings.push(reading(name, r, now, c.stale_after_s, |v| {
-                        keda::replicas(v, t, a)
-                    }));
-                } else if let Some(q) = &sig.sqs {
-                    let (t, a) = (q.target_per_replica, q.activation);
-                    // Queue depth is read live from the queue: fresh when it answered at all.
-                    readings.push(reading(name, r, now, u64::MAX / 2, |v| {
-                        keda::replicas(v, t, a)
-                    }));
-                } else if let Some(c) = &sig.cron {
-                    let reading = match self.cron_window(pool, &c.start, &c.end, &c.timezone) {
-                        Ok(w) => {
-                            let open = w.contains(now);
-                            SignalReading {
-                                name,
-                                value: Some(if open { 1.0 } else { 0.0 }),
-                                replicas: Some(if open { c.desired } else { 0 }),
-                                stale: false,
-                                observed_at: Some(now),
-                            }
-                        }
-                        Err(e) => {
-                            tracing::debug!(signal = %name, error = %e, "cron window unusable");
-                            stale(name, None, None)
-                        }
-                    };
-                    readings.push(reading);
-                } else if let Some(l) = &sig.latency {
-                    // Evaluated after the others: it may scale from their demand.
-                    latency.push((readings.len(), name, r, l.stale_after_s, l.target));
-                    readings.push(stale(String::new(), None, None));
-                } else {
+                match &sig.source {
+                    SignalSource::Prometheus(p) => {
+                        let (t, a) = (p.target_per_replica, p.activation);
+                        readings.push(reading(name, r, now, p.stale_after_s, |v| {
+                            keda::replicas(v, t, a)
+                        }));
+                    }
+                    SignalSource::CloudWatch(c) => {
+                        let (t, a) = (c.target_per_replica, c.activation);
+                        readings.push(reading(name, r, now, c.stale_after_s, |v| {
+                            keda::replicas(v, t, a)
+                        }));
+                    }
+                    SignalSource::Sqs(q) => {
+                        let (t, a) = (q.target_per_replica, q.activation);
+                        // Queue depth is read live from the queue: fresh when it answered at all.
+                        readings.push(reading(name, r, now, u64::MAX / 2, |v| {
+                            keda::replicas(v, t, a)
+                        }));
+                    }
+                    SignalSource::Cron(c) => readings.push(cron_reading(name, c, now)),
+                    SignalSource::Latency(l) => {
+                        // Evaluated after the others: it may scale from their demand.
+                        latency.push((readings.len(), name, r, l.stale_after_s, l.target));
+                        readings.push(stale(String::new(), None, None));
+                    }
                     // The simulator's queue is read by the simulator's own demand source.
-                    readings.push(stale(name, None, None));
+                    SignalSource::SimQueue(_) => readings.push(stale(name, None, None)),
                 }
             }
             let others = fresh_replicas(&readings);
@@ -406,6 +363,19 @@ impl DemandSource for SignalDemand {
             out.insert(pool.name.clone(), d);
         }
         out
+    }
+}
+
+/// A cron signal's reading: `desired` replicas while its window (parsed at load) is open, 0
+/// outside it; always fresh.
+fn cron_reading(name: String, c: &crate::config::CronSignal, now: Timestamp) -> SignalReading {
+    let open = c.window.contains(now);
+    SignalReading {
+        name,
+        value: Some(if open { 1.0 } else { 0.0 }),
+        replicas: Some(if open { c.desired } else { 0 }),
+        stale: false,
+        observed_at: Some(now),
     }
 }
 

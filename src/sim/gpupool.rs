@@ -15,7 +15,7 @@
 
 use super::provider::{SharedWorld, lock};
 use super::world::{QUEUE_WAIT_BUCKETS_S, Sample, Serve, last_scrape_ms};
-use crate::config::{Config, SimQueueMetric, SimQueueSignal};
+use crate::config::{Config, SignalSource, SimQueueMetric, SimQueueSignal};
 use crate::controller::{Cluster, ClusterError, ClusterView, DemandSource, DrainProgress};
 use crate::model::{
     Instance, LifecycleState, Node, PoolDemand, PoolName, SignalReading, Timestamp,
@@ -169,8 +169,10 @@ impl DemandSource for SimDemand {
         let mut out = BTreeMap::new();
         for pool in &config.pools {
             let mut readings = Vec::with_capacity(pool.signals.len() + 3);
-            for (j, s) in pool.signals.iter().enumerate() {
-                let Some(q) = &s.sim_queue else { continue };
+            for s in &pool.signals {
+                let SignalSource::SimQueue(q) = &s.source else {
+                    continue;
+                };
                 let scraped = sample.and_then(|smp| {
                     let before = w.sample_at(scrape_at - (q.window_s * 1000.0) as i64);
                     signal_value(q, smp, before).map(|value| Scrape {
@@ -181,7 +183,7 @@ impl DemandSource for SimDemand {
                 // Production's reading and KEDA arithmetic; a scrape is never too old here.
                 let (target, activation) = (q.target_per_replica, q.activation);
                 readings.push(reading(
-                    s.display_name(j),
+                    s.name.clone(),
                     Ok(scraped),
                     now,
                     u64::MAX / 2,
