@@ -32,7 +32,6 @@ pub struct Config {
     pub gcp: Option<GcpConfig>,
     pub kubernetes: KubernetesConfig,
     pub metrics: MetricsConfig,
-    pub sim: Option<SimProviderConfig>,
     pub state: StateConfig,
     pub dry_run: bool,
     pub pricing: PricingConfig,
@@ -222,14 +221,6 @@ impl Default for MetricsConfig {
 
 fn d_listen() -> String {
     "0.0.0.0:8080".into()
-}
-
-/// The built-in simulated cloud, when `provider: sim` is used with `gpupool run`.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct SimProviderConfig {
-    #[serde(default)]
-    pub seed: Option<u64>,
 }
 
 /// One class of interchangeable GPU capacity for one workload, validated. Field meanings:
@@ -735,12 +726,10 @@ pub enum SignalSource {
     Sqs(SqsSignal),
     Cron(CronSignal),
     Latency(LatencySignal),
-    /// The simulator's own queue (scenarios only).
-    SimQueue(SimQueueSignal),
 }
 
 impl SignalSource {
-    /// The source's key in the YAML (`sim-queue` for `sim_queue`, as default names spell it).
+    /// The source's key in the YAML.
     pub fn kind(&self) -> &'static str {
         match self {
             SignalSource::Prometheus(_) => "prometheus",
@@ -748,7 +737,6 @@ impl SignalSource {
             SignalSource::Sqs(_) => "sqs",
             SignalSource::Cron(_) => "cron",
             SignalSource::Latency(_) => "latency",
-            SignalSource::SimQueue(_) => "sim-queue",
         }
     }
 
@@ -1029,50 +1017,20 @@ pub struct LatencySignal {
     pub headers: BTreeMap<String, String>,
 }
 
-/// The simulator's queue, with KEDA arithmetic on the value `metric` selects: replicas =
-/// ceil(value / `target_per_replica`) once the value exceeds `activation`.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct SimQueueSignal {
-    pub target_per_replica: f64,
-    #[serde(default)]
-    pub activation: f64,
-    /// Count requests being served too (concurrency-based scaling). `queue` metric only.
-    #[serde(default = "d_true")]
-    pub include_in_flight: bool,
-    /// What the value is; `queue` by default.
-    #[serde(default)]
-    pub metric: SimQueueMetric,
-    /// The rate window of the `offered_load` metric (Prometheus `rate(...[window])`), seconds.
-    #[serde(default = "d_load_window")]
-    pub window_s: f64,
-}
-
-fn d_load_window() -> f64 {
-    60.0
-}
-
-/// The value a simulator queue signal reads, as a Prometheus query over a vLLM deployment would.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum SimQueueMetric {
-    /// Requests waiting (`vllm:num_requests_waiting`), plus those running
-    /// (`vllm:num_requests_running`) with `include_in_flight`. Grows with backlog: while
-    /// replacements cold-start, every request that arrives adds to it.
-    #[default]
-    Queue,
-    /// Concurrent requests the offered traffic needs, by Little's law: the arrival rate over
-    /// `window_s` times the mean service time of the requests completed over it (a gateway's
-    /// request counter × `vllm:request_inference_time_seconds` sum/count). It does not count
-    /// backlog, so it stays put while capacity cold-starts; divide by a replica's concurrency
-    /// (times a utilisation target) for replicas.
-    OfferedLoad,
-}
-
 impl Config {
     /// Parse and validate: every unknown key, wrong type and semantic mistake is reported at
     /// once (see `parse`). A Kubernetes ConfigMap manifest is read through its `config.yaml`.
     pub fn load(text: &str) -> Result<Config, ConfigError> {
+        Self::load_with_demand_from(text, &std::collections::BTreeSet::new())
+    }
+
+    /// [`Config::load`] for a config whose pools in `fed_elsewhere` take their demand from
+    /// outside it (a simulator scenario's queue signals, `sim::scenario`): a VM-only pool there
+    /// needs no signal of its own.
+    pub fn load_with_demand_from(
+        text: &str,
+        fed_elsewhere: &std::collections::BTreeSet<PoolName>,
+    ) -> Result<Config, ConfigError> {
         let doc = parse::document(text).map_err(|(line, message)| ConfigError::Parse {
             path: String::new(),
             line,
@@ -1083,7 +1041,7 @@ impl Config {
         let Some(raw) = raw else {
             return Err(ConfigError::Invalid(issues));
         };
-        match validate::validate(&raw) {
+        match validate::validate(&raw, fed_elsewhere) {
             Ok(cfg) if issues.is_empty() => Ok(cfg),
             Ok(_) => Err(ConfigError::Invalid(issues)),
             Err(more) => {

@@ -7,9 +7,10 @@
 //! (requirements, capacity, limits, …) are shared with the typed config.
 
 use super::*;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
+use serde::de::IgnoredAny;
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawConfig {
     /// Which cloud drives the node groups.
@@ -29,8 +30,10 @@ pub struct RawConfig {
     pub kubernetes: KubernetesConfig,
     #[serde(default)]
     pub metrics: MetricsConfig,
+    /// Simulator-only (`sim: { seed }`): read only to say it belongs to a scenario
+    /// (validation refuses it with that message).
     #[serde(default)]
-    pub sim: Option<SimProviderConfig>,
+    pub sim: Option<IgnoredAny>,
     /// Where the controller keeps what it must not forget across restarts (`crate::state`).
     #[serde(default)]
     pub state: StateConfig,
@@ -51,7 +54,7 @@ fn d_tick() -> u64 {
 }
 
 /// One class of interchangeable GPU capacity for one workload.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawPool {
     pub name: PoolName,
@@ -104,7 +107,7 @@ pub struct RawPool {
 }
 
 /// One demand signal. Exactly one source key per entry.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawSignal {
     /// Name in reasons and metrics; defaults to the source kind and index.
@@ -120,12 +123,13 @@ pub struct RawSignal {
     pub cron: Option<RawCron>,
     #[serde(default)]
     pub latency: Option<LatencySignal>,
-    /// The simulator's own queue (scenarios only).
+    /// The simulator's queue signal: accepted in a scenario's `gpupool:` section only (the
+    /// scenario loader takes it out before the config is loaded); read here only to say so.
     #[serde(default)]
-    pub sim_queue: Option<SimQueueSignal>,
+    pub sim_queue: Option<IgnoredAny>,
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawCron {
     /// Cron expression (with seconds field) for when the window starts, e.g. `0 0 8 * * Mon-Fri`.

@@ -2,6 +2,7 @@
 
 use super::raw::{RawConfig, RawCron, RawPool, RawSignal};
 use super::{Config, CronSignal, CronWindow, Mode, PoolConfig, ProviderKind, Signal, SignalSource};
+use crate::model::PoolName;
 use std::collections::BTreeSet;
 use std::fmt;
 
@@ -89,7 +90,13 @@ impl Check {
 
 /// Check `cfg` as a whole and build the typed [`Config`] from it: every mistake, or a config
 /// that has passed every check.
-pub(super) fn validate(cfg: &RawConfig) -> Result<Config, Vec<Issue>> {
+///
+/// `fed_elsewhere`: pools whose demand comes from outside the config (a simulator scenario's
+/// queue signals), so a VM-only pool there needs no signal of its own.
+pub(super) fn validate(
+    cfg: &RawConfig,
+    fed_elsewhere: &BTreeSet<PoolName>,
+) -> Result<Config, Vec<Issue>> {
     let mut c = Check { issues: Vec::new() };
     c.range_u(
         "tick_interval_s".into(),
@@ -100,6 +107,9 @@ pub(super) fn validate(cfg: &RawConfig) -> Result<Config, Vec<Issue>> {
     );
 
     provider_section(&mut c, cfg);
+    if cfg.sim.is_some() {
+        c.fail("sim", SIM_IN_PRODUCTION);
+    }
 
     if let Some(p) = &cfg.state.path
         && (p.trim().is_empty() || p.ends_with('/'))
@@ -161,7 +171,7 @@ pub(super) fn validate(cfg: &RawConfig) -> Result<Config, Vec<Issue>> {
                 format!("duplicate pool name {:?}", p.name.as_str()),
             );
         }
-        let signals = pool(&mut c, cfg, i, p);
+        let signals = pool(&mut c, cfg, i, p, fed_elsewhere.contains(&p.name));
         pools.push(typed_pool(p, signals));
     }
     if !c.issues.is_empty() {
@@ -175,7 +185,6 @@ pub(super) fn validate(cfg: &RawConfig) -> Result<Config, Vec<Issue>> {
         gcp: cfg.gcp.clone(),
         kubernetes: cfg.kubernetes.clone(),
         metrics: cfg.metrics.clone(),
-        sim: cfg.sim.clone(),
         state: cfg.state.clone(),
         dry_run: cfg.dry_run,
         pricing: cfg.pricing.clone(),
@@ -334,7 +343,7 @@ fn slo_policy(c: &mut Check, at: &dyn Fn(&str) -> String, slo: &crate::config::S
 
 /// `pools[i]`: every check of one pool, in the order its mistakes are reported; its signals
 /// typed (those that passed).
-fn pool(c: &mut Check, cfg: &RawConfig, i: usize, p: &RawPool) -> Vec<Signal> {
+fn pool(c: &mut Check, cfg: &RawConfig, i: usize, p: &RawPool, fed_elsewhere: bool) -> Vec<Signal> {
     let at = |f: &str| format!("pools[{i}].{f}");
     if !is_dns_label(p.name.as_str()) {
         c.fail(
@@ -355,7 +364,7 @@ fn pool(c: &mut Check, cfg: &RawConfig, i: usize, p: &RawPool) -> Vec<Signal> {
     disruption_timing(c, cfg, &at, p);
     scale_up(c, &at, p);
     instance_hooks(c, &at, p);
-    signals(c, cfg, i, p)
+    signals(c, cfg, i, p, fed_elsewhere)
 }
 
 /// `pools[i].requirements`: GPU models, node shape, zones, instance types and MIG.
@@ -729,8 +738,15 @@ fn instance_hooks(c: &mut Check, at: &dyn Fn(&str) -> String, p: &RawPool) {
 
 /// `pools[i].signals`: VM-only pools need one (or a floor), and each signal is checked and
 /// typed.
-fn signals(c: &mut Check, cfg: &RawConfig, i: usize, p: &RawPool) -> Vec<Signal> {
-    if cfg.mode == Mode::VmOnly && p.signals.is_empty() && p.limits.min_nodes == 0 {
+fn signals(
+    c: &mut Check,
+    cfg: &RawConfig,
+    i: usize,
+    p: &RawPool,
+    fed_elsewhere: bool,
+) -> Vec<Signal> {
+    if cfg.mode == Mode::VmOnly && p.signals.is_empty() && p.limits.min_nodes == 0 && !fed_elsewhere
+    {
         c.fail(
             format!("pools[{i}].signals"),
             "VM-only pools take demand from signals only: add a signal (prometheus, sqs, cloudwatch, cron) or set limits.min_nodes",
@@ -773,9 +789,9 @@ fn signal(c: &mut Check, cfg: &RawConfig, at: &str, s: &RawSignal, index: usize)
     if let Some(cr) = &s.cron {
         typed.push(cron_signal(c, at, cr).map(SignalSource::Cron));
     }
-    if let Some(q) = &s.sim_queue {
-        sim_queue_signal(c, cfg, at, q);
-        typed.push(Some(SignalSource::SimQueue(q.clone())));
+    if s.sim_queue.is_some() {
+        c.fail(format!("{at}.sim_queue"), SIM_QUEUE_IN_PRODUCTION);
+        typed.push(None);
     }
     match typed.as_slice() {
         [Some(source)] => Some(Signal {
@@ -947,30 +963,14 @@ fn cron_signal(c: &mut Check, at: &str, cr: &RawCron) -> Option<CronSignal> {
     })
 }
 
-/// `{at}.sim_queue`: the simulator-only queue signal.
-fn sim_queue_signal(c: &mut Check, cfg: &RawConfig, at: &str, q: &super::SimQueueSignal) {
-    c.positive_f(
-        format!("{at}.sim_queue.target_per_replica"),
-        q.target_per_replica,
-        "waiting requests per replica",
-    );
-    c.non_negative_f(
-        format!("{at}.sim_queue.activation"),
-        q.activation,
-        "activation threshold",
-    );
-    c.positive_f(
-        format!("{at}.sim_queue.window_s"),
-        q.window_s,
-        "rate window in seconds",
-    );
-    if cfg.provider != ProviderKind::Sim {
-        c.fail(
-            format!("{at}.sim_queue"),
-            "only the simulator has this signal; use prometheus, sqs or cloudwatch",
-        );
-    }
-}
+/// Why a live config may not have a `sim_queue` signal.
+const SIM_QUEUE_IN_PRODUCTION: &str = "belongs to a simulator scenario (its `gpupool:` section), \
+     not to a live config: the simulator's queue is no metric gpupool can read in production; \
+     use prometheus, sqs, cloudwatch, cron or latency";
+
+/// Why a live config may not have a `sim:` section.
+const SIM_IN_PRODUCTION: &str = "belongs to a simulator scenario, not to a live config (`gpupool \
+     run` never reads it; a scenario's top-level `seed:` seeds the simulator): remove it";
 
 #[cfg(test)]
 mod tests {
@@ -1130,6 +1130,48 @@ pools:
         let err = Config::load(bad).unwrap_err().to_string();
         assert!(err.contains("pools[0].capacity"), "{err}");
         assert!(err.contains("spot_shar"), "{err}");
+    }
+
+    #[test]
+    fn simulator_only_keys_are_refused_as_belonging_to_a_scenario() {
+        let text = "sim: { seed: 3 }\nmode: vm-only\npools:\n  - name: a\n    requirements: {}\n    signals:\n      - name: q\n        sim_queue: { target_per_replica: 8 }\n";
+        let issues = Config::load(text).unwrap_err().issues();
+        for want in [
+            "sim: belongs to a simulator scenario",
+            "pools[0].signals[0].sim_queue: belongs to a simulator scenario",
+        ] {
+            assert!(
+                issues.iter().any(|i| i.starts_with(want)),
+                "missing {want:?} in {issues:#?}"
+            );
+        }
+        // One message per key: not also "exactly one source" or "unknown key".
+        assert_eq!(issues.len(), 2, "{issues:#?}");
+    }
+
+    #[test]
+    fn signals_are_typed_with_their_names() {
+        use crate::config::SignalSource;
+        let text = "mode: vm-only\npools:\n  - name: a\n    requirements: {}\n    signals:\n      - cron: { start: \"0 0 8 * * *\", end: \"0 0 18 * * *\", desired: 2, timezone: Europe/Paris }\n      - name: waiting\n        prometheus: { url: \"http://prom:9090\", query: up, target_per_replica: 4 }\n";
+        let cfg = Config::load(text).unwrap();
+        let s = &cfg.pools[0].signals;
+        assert_eq!(s.len(), 2);
+        assert_eq!(s[0].name, "cron-0");
+        match &s[0].source {
+            SignalSource::Cron(c) => {
+                assert_eq!(c.desired, 2);
+                assert_eq!(c.window.tz(), chrono_tz::Europe::Paris);
+                assert_eq!(c.window.start_text(), "0 0 8 * * *");
+            }
+            other => panic!("not cron: {other:?}"),
+        }
+        assert_eq!(s[1].name, "waiting");
+        assert_eq!(s[1].source.kind(), "prometheus");
+        // Fed from elsewhere (a scenario's queue), a VM-only pool needs no signal of its own.
+        let bare = "mode: vm-only\npools:\n  - name: a\n    requirements: {}\n";
+        assert!(Config::load(bare).is_err());
+        let fed = std::iter::once(crate::model::PoolName::from("a")).collect();
+        assert!(Config::load_with_demand_from(bare, &fed).is_ok());
     }
 
     #[test]

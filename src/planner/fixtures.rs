@@ -646,7 +646,6 @@ pub fn config(pools: Vec<PoolConfig>) -> Config {
         gcp: None,
         kubernetes: KubernetesConfig::default(),
         metrics: MetricsConfig::default(),
-        sim: None,
         state: Default::default(),
         dry_run: false,
         pricing: Default::default(),

@@ -237,7 +237,7 @@ async fn read_remote(
             let r = reader.ok_or(SignalError::NoReader("sqs"))?;
             Ok(r.sqs_depth(q, now).await?)
         }
-        SignalSource::Cron(_) | SignalSource::SimQueue(_) => Ok(None),
+        SignalSource::Cron(_) => Ok(None),
     }
 }
 
@@ -334,8 +334,6 @@ impl DemandSource for SignalDemand {
                         latency.push((readings.len(), name, r, l.stale_after_s, l.target));
                         readings.push(stale(String::new(), None, None));
                     }
-                    // The simulator's queue is read by the simulator's own demand source.
-                    SignalSource::SimQueue(_) => readings.push(stale(name, None, None)),
                 }
             }
             let others = fresh_replicas(&readings);

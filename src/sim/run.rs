@@ -614,6 +614,7 @@ fn run_gpupool(
         Box::new(SimDemand::new(
             world.clone(),
             p.scenario.file.signals.scrape_ms(),
+            p.scenario.sim_signals.clone(),
         )),
         Arc::new(Metrics::default()),
     );
