@@ -346,7 +346,10 @@ mod pricing_tests {
             .iter()
             .map(|o| (o.capacity_type, o.price_per_hour))
             .collect();
-        PricingConfig { discount: 0.25 }.apply(&mut groups);
+        PricingConfig {
+            discount: crate::config::Share::new(0.25).unwrap(),
+        }
+        .apply(&mut groups);
         for ((cap, was), o) in before.iter().zip(&groups[0].offerings) {
             let want = match cap {
                 CapacityType::OnDemand => was.scale(0.75),

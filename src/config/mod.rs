@@ -10,12 +10,14 @@ pub mod cron;
 mod lint;
 mod parse;
 pub mod raw;
+mod units;
 mod validate;
 
 pub use cron::CronWindow;
+pub use units::Share;
 pub use validate::{ConfigError, Issue};
 
-use crate::model::{CapacityType, PoolName, Taint};
+use crate::model::{CapacityType, Money, PoolName, Taint};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -50,25 +52,20 @@ pub struct StateConfig {
 }
 
 /// How list prices become the prices gpupool compares and reports.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct PricingConfig {
-    /// Fraction taken off every *on-demand* price (0 ≤ discount < 1): a Compute Savings Plan,
-    /// an EDP or a committed-use discount, e.g. 0.28 for 28 % off. Spot prices are market
-    /// prices those discounts do not cover, so they stay as the cloud quotes them. This moves
-    /// the spot/on-demand trade-off, cost figures and `limits.max_cost_per_hour`. 0: list price.
-    #[serde(default)]
-    pub discount: f64,
+    /// Fraction taken off every on-demand price, below 1 (see [`raw::RawPricing`]).
+    pub discount: Share,
 }
 
 impl PricingConfig {
     /// Apply the discount to the on-demand offerings of `groups` (pure; the controller calls it
     /// on every observation, before planning). A no-op at 0.
     pub fn apply(&self, groups: &mut [gpupool_provider::NodeGroup]) {
-        if self.discount == 0.0 {
+        if self.discount == Share::ZERO {
             return;
         }
-        let keep = 1.0 - self.discount;
+        let keep = self.discount.complement().get();
         for o in groups.iter_mut().flat_map(|g| g.offerings.iter_mut()) {
             if o.capacity_type == CapacityType::OnDemand {
                 o.price_per_hour = o.price_per_hour.scale(keep);
@@ -410,24 +407,15 @@ fn d_one() -> u32 {
     1
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+/// A pool's capacity mix, validated: the spot share a [`Share`], the spot price cap
+/// [`Money`]. Field meanings and defaults: [`raw::RawCapacity`].
+#[derive(Clone, Debug, PartialEq)]
 pub struct CapacityPolicy {
-    /// Nodes that are always on-demand, before any spot.
-    #[serde(default)]
     pub on_demand_base: u32,
-    /// Share of nodes above the base that may be spot (0 = on-demand only, 1 = all spot).
-    #[serde(default)]
-    pub spot_share: f64,
-    /// Order to try capacity types in when the preferred one is short.
-    #[serde(default = "d_fallback")]
+    pub spot_share: Share,
     pub fallback: Vec<CapacityType>,
-    /// Highest price per hour accepted for one spot instance.
-    #[serde(default)]
-    pub max_spot_price_per_hour: Option<f64>,
-    /// How much an interruption costs, in hours of the instance's price (lost warm-up and
-    /// re-queued work); effective price = price × (1 + risk × penalty).
-    #[serde(default = "d_penalty")]
+    pub max_spot_price_per_hour: Option<Money>,
+    /// Hours of the instance's price an interruption costs.
     pub interruption_penalty_hours: f64,
 }
 
@@ -435,7 +423,7 @@ impl Default for CapacityPolicy {
     fn default() -> Self {
         CapacityPolicy {
             on_demand_base: 0,
-            spot_share: 0.0,
+            spot_share: Share::ZERO,
             fallback: d_fallback(),
             max_spot_price_per_hour: None,
             interruption_penalty_hours: d_penalty(),
@@ -494,16 +482,13 @@ fn d_warm_start() -> u64 {
     45
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+/// A pool's bounds, validated: the cost ceiling [`Money`] per hour. Field meanings and
+/// defaults: [`raw::RawLimits`].
+#[derive(Clone, Debug, PartialEq)]
 pub struct Limits {
-    #[serde(default)]
     pub min_nodes: u32,
-    #[serde(default = "d_max_nodes")]
     pub max_nodes: u32,
-    /// Ceiling on the pool's running cost in dollars per hour.
-    #[serde(default)]
-    pub max_cost_per_hour: Option<f64>,
+    pub max_cost_per_hour: Option<Money>,
 }
 
 impl Default for Limits {

@@ -45,7 +45,7 @@ pub struct RawConfig {
     pub dry_run: bool,
     /// Price adjustments (negotiated discounts).
     #[serde(default)]
-    pub pricing: PricingConfig,
+    pub pricing: RawPricing,
     pub pools: Vec<RawPool>,
 }
 
@@ -63,11 +63,11 @@ pub struct RawPool {
     #[serde(default)]
     pub replica: ReplicaShape,
     #[serde(default)]
-    pub capacity: CapacityPolicy,
+    pub capacity: RawCapacity,
     #[serde(default)]
     pub warm_pool: WarmPoolPolicy,
     #[serde(default)]
-    pub limits: Limits,
+    pub limits: RawLimits,
     #[serde(default)]
     pub disruption: DisruptionPolicy,
     #[serde(default)]
@@ -174,5 +174,72 @@ impl RawSignal {
         }
         let kind = self.sources().next().unwrap_or("signal");
         format!("{kind}-{index}")
+    }
+}
+
+/// How list prices become the prices gpupool compares and reports.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPricing {
+    /// Fraction taken off every *on-demand* price (0 ≤ discount < 1): a Compute Savings Plan,
+    /// an EDP or a committed-use discount, e.g. 0.28 for 28 % off. Spot prices are market
+    /// prices those discounts do not cover, so they stay as the cloud quotes them. This moves
+    /// the spot/on-demand trade-off, cost figures and `limits.max_cost_per_hour`. 0: list price.
+    #[serde(default)]
+    pub discount: f64,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCapacity {
+    /// Nodes that are always on-demand, before any spot.
+    #[serde(default)]
+    pub on_demand_base: u32,
+    /// Share of nodes above the base that may be spot (0 = on-demand only, 1 = all spot).
+    #[serde(default)]
+    pub spot_share: f64,
+    /// Order to try capacity types in when the preferred one is short.
+    #[serde(default = "d_fallback")]
+    pub fallback: Vec<CapacityType>,
+    /// Highest price per hour accepted for one spot instance.
+    #[serde(default)]
+    pub max_spot_price_per_hour: Option<f64>,
+    /// How much an interruption costs, in hours of the instance's price (lost warm-up and
+    /// re-queued work); effective price = price × (1 + risk × penalty).
+    #[serde(default = "d_penalty")]
+    pub interruption_penalty_hours: f64,
+}
+
+impl Default for RawCapacity {
+    fn default() -> Self {
+        RawCapacity {
+            on_demand_base: 0,
+            spot_share: 0.0,
+            fallback: d_fallback(),
+            max_spot_price_per_hour: None,
+            interruption_penalty_hours: d_penalty(),
+        }
+    }
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLimits {
+    #[serde(default)]
+    pub min_nodes: u32,
+    #[serde(default = "d_max_nodes")]
+    pub max_nodes: u32,
+    /// Ceiling on the pool's running cost in dollars per hour.
+    #[serde(default)]
+    pub max_cost_per_hour: Option<f64>,
+}
+
+impl Default for RawLimits {
+    fn default() -> Self {
+        RawLimits {
+            min_nodes: 0,
+            max_nodes: d_max_nodes(),
+            max_cost_per_hour: None,
+        }
     }
 }

@@ -1,8 +1,11 @@
 //! Whole-config validation: every mistake, with its path, value and fix.
 
 use super::raw::{RawConfig, RawCron, RawPool, RawSignal};
-use super::{Config, CronSignal, CronWindow, Mode, PoolConfig, ProviderKind, Signal, SignalSource};
-use crate::model::PoolName;
+use super::{
+    CapacityPolicy, Config, CronSignal, CronWindow, Limits, Mode, PoolConfig, PricingConfig,
+    ProviderKind, Share, Signal, SignalSource,
+};
+use crate::model::{Money, PoolName};
 use std::collections::BTreeSet;
 use std::fmt;
 
@@ -172,11 +175,14 @@ pub(super) fn validate(
             );
         }
         let signals = pool(&mut c, cfg, i, p, fed_elsewhere.contains(&p.name));
-        pools.push(typed_pool(p, signals));
+        pools.extend(typed_pool(p, signals));
     }
-    if !c.issues.is_empty() {
+    // Every value the typed config narrows (shares) was checked above: a failure here has its
+    // issue already.
+    let discount = Share::new(cfg.pricing.discount);
+    let (true, Some(discount)) = (c.issues.is_empty(), discount) else {
         return Err(c.issues);
-    }
+    };
     Ok(Config {
         provider: cfg.provider,
         mode: cfg.mode,
@@ -187,7 +193,7 @@ pub(super) fn validate(
         metrics: cfg.metrics.clone(),
         state: cfg.state.clone(),
         dry_run: cfg.dry_run,
-        pricing: cfg.pricing.clone(),
+        pricing: PricingConfig { discount },
         pools,
     })
 }
@@ -212,15 +218,29 @@ fn prometheus_endpoints(cfg: &RawConfig) -> Vec<(String, super::PrometheusAccess
     out
 }
 
-/// The typed pool: the raw one's sections with its checked signals.
-fn typed_pool(p: &RawPool, signals: Vec<Signal>) -> PoolConfig {
-    PoolConfig {
+/// The typed pool: the raw one's sections with its checked signals, prices as [`Money`] and
+/// the spot share a [`Share`]; `None` when a value is out of range (its issue is recorded).
+fn typed_pool(p: &RawPool, signals: Vec<Signal>) -> Option<PoolConfig> {
+    let (cap, lim) = (&p.capacity, &p.limits);
+    let capacity = CapacityPolicy {
+        on_demand_base: cap.on_demand_base,
+        spot_share: Share::new(cap.spot_share)?,
+        fallback: cap.fallback.clone(),
+        max_spot_price_per_hour: cap.max_spot_price_per_hour.map(Money::from_dollars),
+        interruption_penalty_hours: cap.interruption_penalty_hours,
+    };
+    let limits = Limits {
+        min_nodes: lim.min_nodes,
+        max_nodes: lim.max_nodes,
+        max_cost_per_hour: lim.max_cost_per_hour.map(Money::from_dollars),
+    };
+    Some(PoolConfig {
         name: p.name.clone(),
         requirements: p.requirements.clone(),
         replica: p.replica.clone(),
-        capacity: p.capacity.clone(),
+        capacity,
         warm_pool: p.warm_pool.clone(),
-        limits: p.limits.clone(),
+        limits,
         disruption: p.disruption.clone(),
         scale_up: p.scale_up.clone(),
         model_cache: p.model_cache.clone(),
@@ -232,7 +252,7 @@ fn typed_pool(p: &RawPool, signals: Vec<Signal>) -> PoolConfig {
         in_flight_query: p.in_flight_query.clone(),
         paused: p.paused,
         scale_down: p.scale_down.clone(),
-    }
+    })
 }
 
 /// `aws` / `gcp`: the section the provider needs, checked.
@@ -547,7 +567,7 @@ fn warm_pool(c: &mut Check, at: &dyn Fn(&str) -> String, p: &RawPool) {
 }
 
 /// `pools[i].limits`: node and cost bounds.
-fn limits(c: &mut Check, at: &dyn Fn(&str) -> String, l: &super::Limits) {
+fn limits(c: &mut Check, at: &dyn Fn(&str) -> String, l: &super::raw::RawLimits) {
     if l.max_nodes == 0 {
         c.fail(at("limits.max_nodes"), "must be at least 1");
     }

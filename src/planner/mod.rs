@@ -1086,7 +1086,7 @@ mod tests {
     #[test]
     fn spot_in_backoff_falls_back_to_on_demand() {
         let mut pool = pool_cfg("llm");
-        pool.capacity.spot_share = 1.0;
+        pool.capacity.spot_share = crate::config::Share::ONE;
         let snap = snapshot()
             .pods(gpu_pod(8).model("H100").times(2))
             .group(p5_spot())
@@ -1125,7 +1125,7 @@ mod tests {
     #[test]
     fn a_late_spot_stockout_is_taken_back_and_falls_back_in_the_same_plan() {
         let mut pool = pool_cfg("llm");
-        pool.capacity.spot_share = 1.0;
+        pool.capacity.spot_share = crate::config::Share::ONE;
         let spot = offering("p5.48xlarge", CapacityType::Spot, "us-east-1a", 40.0).key();
         let mut spot_group = p5_spot().desired(2).build();
         spot_group
@@ -1446,7 +1446,7 @@ mod tests {
             .demand("llm", 50, Some(60))
             .build();
         let mut pool = pool_cfg("llm");
-        pool.capacity.spot_share = 0.5;
+        pool.capacity.spot_share = crate::config::Share::new(0.5).unwrap();
         pool.limits.max_nodes = 40;
         let cfg = config(vec![pool]);
         let a = serde_json::to_string(&plan(&snap, &cfg, &History::default(), T0)).unwrap();

@@ -117,7 +117,7 @@ mod tests {
     #[test]
     fn prelaunch_replaces_then_drains_once_the_replacement_serves() {
         let mut pool = pool_cfg("llm");
-        pool.capacity.spot_share = 1.0;
+        pool.capacity.spot_share = crate::config::Share::ONE;
         let cfg = config(vec![pool.clone()]);
         let mut h = History::default();
         h.record_at_risk(&"i-1".into(), T0);
