@@ -139,8 +139,8 @@ fn settings(config: &Config) -> GcpSettings {
     s.zones = g.zones.clone();
     s.endpoint_url = g.endpoint_url.clone();
     s.credentials = GcpCredentials::for_endpoint(g.endpoint_url.as_deref());
-    s.api_timeout = Duration::from_secs(g.api_timeout_s);
-    s.operation_deadline = Duration::from_secs(g.operation_deadline_s);
+    s.api_timeout = g.api_timeout;
+    s.operation_deadline = g.operation_deadline;
     // Tests poll operations quickly; production keeps the 1 s default.
     s.operation_poll_interval = Duration::from_millis(5);
     s.pools = config

@@ -20,6 +20,7 @@ pub use validate::{ConfigError, Issue};
 use crate::model::{CapacityType, Money, PoolName, Taint};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 /// The validated configuration: what [`Config::load`] returns and every consumer reads. Only
 /// validation builds one (from the YAML's [`raw::RawConfig`]), so a `Config` value has passed
@@ -28,8 +29,8 @@ use std::collections::BTreeMap;
 pub struct Config {
     pub provider: ProviderKind,
     pub mode: Mode,
-    /// Seconds between controller ticks.
-    pub tick_interval_s: u64,
+    /// Time between controller ticks (`tick_interval_s`).
+    pub tick_interval: Duration,
     pub aws: Option<AwsConfig>,
     pub gcp: Option<GcpConfig>,
     pub kubernetes: KubernetesConfig,
@@ -105,13 +106,17 @@ pub struct AwsConfig {
     /// Publish gpupool's figures to CloudWatch (namespace `gpupool`).
     #[serde(default)]
     pub publish_cloudwatch: bool,
-    /// Per-call timeout.
-    #[serde(default = "d_api_timeout")]
-    pub api_timeout_s: u64,
+    /// Per-call timeout (`api_timeout_s`).
+    #[serde(
+        rename = "api_timeout_s",
+        with = "units::secs",
+        default = "d_api_timeout"
+    )]
+    pub api_timeout: Duration,
 }
 
-fn d_api_timeout() -> u64 {
-    20
+fn d_api_timeout() -> Duration {
+    Duration::from_secs(20)
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -125,15 +130,25 @@ pub struct GcpConfig {
     /// Override for tests and private endpoints.
     #[serde(default)]
     pub endpoint_url: Option<String>,
-    #[serde(default = "d_api_timeout")]
-    pub api_timeout_s: u64,
-    /// How long to wait for a long-running operation before reporting it.
-    #[serde(default = "d_op_deadline")]
-    pub operation_deadline_s: u64,
+    /// Per-call timeout (`api_timeout_s`).
+    #[serde(
+        rename = "api_timeout_s",
+        with = "units::secs",
+        default = "d_api_timeout"
+    )]
+    pub api_timeout: Duration,
+    /// How long to wait for a long-running operation before reporting it
+    /// (`operation_deadline_s`).
+    #[serde(
+        rename = "operation_deadline_s",
+        with = "units::secs",
+        default = "d_op_deadline"
+    )]
+    pub operation_deadline: Duration,
 }
 
-fn d_op_deadline() -> u64 {
-    120
+fn d_op_deadline() -> Duration {
+    Duration::from_secs(120)
 }
 
 /// How GPU resources are named in this cluster. Configuration, not code: Cluster Autoscaler
@@ -290,13 +305,16 @@ pub struct AttainmentQuery {
     /// Prometheus base URL.
     pub url: String,
     pub query: String,
-    /// The range the query measures over (`[10m]` → 600): feedback waits at least this long
-    /// between two steps, so one bad stretch is not counted again and again.
-    pub window_s: u64,
-    #[serde(default = "d_stale")]
-    pub stale_after_s: u64,
-    #[serde(default = "d_sig_timeout")]
-    pub timeout_s: u64,
+    /// The range the query measures over (`window_s`; `[10m]` → 600): feedback waits at
+    /// least this long between two steps, so one bad stretch is not counted again and again.
+    #[serde(rename = "window_s", with = "units::secs")]
+    pub window: Duration,
+    /// `stale_after_s`.
+    #[serde(rename = "stale_after_s", with = "units::secs", default = "d_stale")]
+    pub stale_after: Duration,
+    /// `timeout_s`.
+    #[serde(rename = "timeout_s", with = "units::secs", default = "d_sig_timeout")]
+    pub timeout: Duration,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -756,10 +774,12 @@ pub struct PrometheusSignal {
     pub target_per_replica: f64,
     #[serde(default)]
     pub activation: f64,
-    #[serde(default = "d_stale")]
-    pub stale_after_s: u64,
-    #[serde(default = "d_sig_timeout")]
-    pub timeout_s: u64,
+    /// A value older than this is stale (`stale_after_s`).
+    #[serde(rename = "stale_after_s", with = "units::secs", default = "d_stale")]
+    pub stale_after: Duration,
+    /// Per-query timeout (`timeout_s`).
+    #[serde(rename = "timeout_s", with = "units::secs", default = "d_sig_timeout")]
+    pub timeout: Duration,
     /// Credentials for the Prometheus API (none by default). See [`PrometheusAuth`].
     #[serde(default)]
     pub auth: Option<PrometheusAuth>,
@@ -772,11 +792,11 @@ pub struct PrometheusSignal {
     pub headers: BTreeMap<String, String>,
 }
 
-fn d_stale() -> u64 {
-    60
+fn d_stale() -> Duration {
+    Duration::from_secs(60)
 }
-fn d_sig_timeout() -> u64 {
-    5
+fn d_sig_timeout() -> Duration {
+    Duration::from_secs(5)
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -791,15 +811,16 @@ pub struct CloudWatchSignal {
     pub target_per_replica: f64,
     #[serde(default)]
     pub activation: f64,
-    #[serde(default = "d_cw_stale")]
-    pub stale_after_s: u64,
+    /// A datapoint older than this is stale (`stale_after_s`).
+    #[serde(rename = "stale_after_s", with = "units::secs", default = "d_cw_stale")]
+    pub stale_after: Duration,
 }
 
 fn d_stat() -> String {
     "Average".into()
 }
-fn d_cw_stale() -> u64 {
-    300
+fn d_cw_stale() -> Duration {
+    Duration::from_secs(300)
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -986,10 +1007,12 @@ pub struct LatencySignal {
     pub query: String,
     /// Target in the query's unit (seconds for a p95 TTFT).
     pub target: f64,
-    #[serde(default = "d_stale")]
-    pub stale_after_s: u64,
-    #[serde(default = "d_sig_timeout")]
-    pub timeout_s: u64,
+    /// A value older than this is stale (`stale_after_s`).
+    #[serde(rename = "stale_after_s", with = "units::secs", default = "d_stale")]
+    pub stale_after: Duration,
+    /// Per-query timeout (`timeout_s`).
+    #[serde(rename = "timeout_s", with = "units::secs", default = "d_sig_timeout")]
+    pub timeout: Duration,
     /// Credentials for the Prometheus API (none by default). See [`PrometheusAuth`].
     #[serde(default)]
     pub auth: Option<PrometheusAuth>,

@@ -55,3 +55,19 @@ mod tests {
         assert_eq!(Share::ONE.complement(), Share::ZERO);
     }
 }
+
+/// Serde for a [`std::time::Duration`] written as whole seconds (`timeout_s: 5`): the YAML keeps
+/// its `_s` keys and whole numbers (and serde's "expected u64" message for anything else), the
+/// program holds a `Duration`.
+pub(crate) mod secs {
+    use serde::{Deserialize, Deserializer, Serializer};
+    use std::time::Duration;
+
+    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_u64(d.as_secs())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        u64::deserialize(d).map(Duration::from_secs)
+    }
+}

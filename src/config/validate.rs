@@ -186,7 +186,7 @@ pub(super) fn validate(
     Ok(Config {
         provider: cfg.provider,
         mode: cfg.mode,
-        tick_interval_s: cfg.tick_interval_s,
+        tick_interval: std::time::Duration::from_secs(cfg.tick_interval_s),
         aws: cfg.aws.clone(),
         gcp: cfg.gcp.clone(),
         kubernetes: cfg.kubernetes.clone(),
@@ -270,7 +270,7 @@ fn provider_section(c: &mut Check, cfg: &RawConfig) {
                 if let Some(u) = &a.interruption_queue_url {
                     c.url("aws.interruption_queue_url".into(), u);
                 }
-                c.range_u("aws.api_timeout_s".into(), a.api_timeout_s, 1, 300, "per-call timeout");
+                c.range_u("aws.api_timeout_s".into(), a.api_timeout.as_secs(), 1, 300, "per-call timeout");
             }
         },
         ProviderKind::Gcp => match &cfg.gcp {
@@ -288,10 +288,10 @@ fn provider_section(c: &mut Check, cfg: &RawConfig) {
                 if let Some(u) = &g.endpoint_url {
                     c.url("gcp.endpoint_url".into(), u);
                 }
-                c.range_u("gcp.api_timeout_s".into(), g.api_timeout_s, 1, 300, "per-call timeout");
+                c.range_u("gcp.api_timeout_s".into(), g.api_timeout.as_secs(), 1, 300, "per-call timeout");
                 c.range_u(
                     "gcp.operation_deadline_s".into(),
-                    g.operation_deadline_s,
+                    g.operation_deadline.as_secs(),
                     5,
                     3600,
                     "how long to wait for an operation",
@@ -346,14 +346,14 @@ fn slo_policy(c: &mut Check, at: &dyn Fn(&str) -> String, slo: &crate::config::S
         }
         c.range_u(
             at("slo.attainment_query.window_s"),
-            q.window_s,
+            q.window.as_secs(),
             10,
             86_400,
             "seconds the query's range covers",
         );
         c.range_u(
             at("slo.attainment_query.timeout_s"),
-            q.timeout_s,
+            q.timeout.as_secs(),
             1,
             120,
             "seconds per query",
@@ -843,14 +843,14 @@ fn prometheus_signal(c: &mut Check, at: &str, p: &super::PrometheusSignal) {
     );
     c.range_u(
         format!("{at}.prometheus.stale_after_s"),
-        p.stale_after_s,
+        p.stale_after.as_secs(),
         1,
         3600,
         "seconds",
     );
     c.range_u(
         format!("{at}.prometheus.timeout_s"),
-        p.timeout_s,
+        p.timeout.as_secs(),
         1,
         60,
         "seconds",
@@ -870,14 +870,14 @@ fn latency_signal(c: &mut Check, at: &str, p: &super::LatencySignal) {
     );
     c.range_u(
         format!("{at}.latency.stale_after_s"),
-        p.stale_after_s,
+        p.stale_after.as_secs(),
         1,
         3600,
         "seconds",
     );
     c.range_u(
         format!("{at}.latency.timeout_s"),
-        p.timeout_s,
+        p.timeout.as_secs(),
         1,
         60,
         "seconds",
@@ -1008,7 +1008,7 @@ pools:
     fn minimal_config_gets_operator_defaults() {
         let c = Config::load(VALID).unwrap();
         let p = &c.pools[0];
-        assert_eq!(c.tick_interval_s, 10);
+        assert_eq!(c.tick_interval, std::time::Duration::from_secs(10));
         assert_eq!(p.unneeded_time_s(), 600);
         assert_eq!(p.disruption.budget.max_disrupted_at_once, 1);
         assert_eq!(p.limits.max_nodes, 10);

@@ -130,7 +130,7 @@ pub fn observe_pools(
         observe(
             learners.entry(pool.name.clone()).or_default(),
             slo,
-            Horizons::of(pool, config.tick_interval_s),
+            Horizons::of(pool, config.tick_interval.as_secs()),
             demand.get(&pool.name),
             max_replicas,
             now,

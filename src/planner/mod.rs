@@ -107,7 +107,7 @@ pub fn plan(snapshot: &Snapshot, config: &Config, history: &History, now: Timest
         in_flight_of[pi] = plan_pool(
             ctx,
             config.mode,
-            config.tick_interval_s,
+            config.tick_interval.as_secs(),
             snapshot,
             history,
             now,

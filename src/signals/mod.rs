@@ -158,14 +158,7 @@ impl SignalDemand {
                 let http = self.http.clone();
                 let slot = pool.signals.len();
                 set.spawn(async move {
-                    let r = prometheus::query(
-                        &http,
-                        &q.url,
-                        &q.query,
-                        now,
-                        Duration::from_secs(q.timeout_s),
-                    )
-                    .await;
+                    let r = prometheus::query(&http, &q.url, &q.query, now, q.timeout).await;
                     (pi, slot, r)
                 });
             }
@@ -210,24 +203,10 @@ async fn read_remote(
 ) -> RawResult {
     match &sig.source {
         SignalSource::Prometheus(p) => {
-            prometheus::query_at(
-                endpoint,
-                &p.url,
-                &p.query,
-                now,
-                Duration::from_secs(p.timeout_s),
-            )
-            .await
+            prometheus::query_at(endpoint, &p.url, &p.query, now, p.timeout).await
         }
         SignalSource::Latency(l) => {
-            prometheus::query_at(
-                endpoint,
-                &l.url,
-                &l.query,
-                now,
-                Duration::from_secs(l.timeout_s),
-            )
-            .await
+            prometheus::query_at(endpoint, &l.url, &l.query, now, l.timeout).await
         }
         SignalSource::CloudWatch(c) => {
             let r = reader.ok_or(SignalError::NoReader("cloudwatch"))?;
@@ -258,13 +237,13 @@ pub(crate) fn reading(
     name: String,
     raw: RawResult,
     now: Timestamp,
-    stale_after_s: u64,
+    stale_after: Duration,
     arith: impl Fn(f64) -> Option<u32>,
 ) -> SignalReading {
     match raw {
         Ok(Some(s)) => {
             let age_s = now.secs_since(s.at);
-            if !s.value.is_finite() || age_s > stale_after_s as f64 {
+            if !s.value.is_finite() || age_s > stale_after.as_secs_f64() {
                 return stale(name, Some(s.value), Some(s.at));
             }
             match arith(s.value) {
@@ -304,42 +283,42 @@ impl DemandSource for SignalDemand {
         let mut out = BTreeMap::new();
         for (pi, pool) in config.pools.iter().enumerate() {
             let mut readings = Vec::with_capacity(pool.signals.len());
-            let mut latency: Vec<(usize, String, RawResult, u64, f64)> = Vec::new();
+            let mut latency: Vec<(usize, String, RawResult, Duration, f64)> = Vec::new();
             for (si, sig) in pool.signals.iter().enumerate() {
                 let name = sig.name.clone();
                 let r = raw.remove(&(pi, si)).unwrap_or(Ok(None));
                 match &sig.source {
                     SignalSource::Prometheus(p) => {
                         let (t, a) = (p.target_per_replica, p.activation);
-                        readings.push(reading(name, r, now, p.stale_after_s, |v| {
+                        readings.push(reading(name, r, now, p.stale_after, |v| {
                             keda::replicas(v, t, a)
                         }));
                     }
                     SignalSource::CloudWatch(c) => {
                         let (t, a) = (c.target_per_replica, c.activation);
-                        readings.push(reading(name, r, now, c.stale_after_s, |v| {
+                        readings.push(reading(name, r, now, c.stale_after, |v| {
                             keda::replicas(v, t, a)
                         }));
                     }
                     SignalSource::Sqs(q) => {
                         let (t, a) = (q.target_per_replica, q.activation);
                         // Queue depth is read live from the queue: fresh when it answered at all.
-                        readings.push(reading(name, r, now, u64::MAX / 2, |v| {
+                        readings.push(reading(name, r, now, Duration::MAX, |v| {
                             keda::replicas(v, t, a)
                         }));
                     }
                     SignalSource::Cron(c) => readings.push(cron_reading(name, c, now)),
                     SignalSource::Latency(l) => {
                         // Evaluated after the others: it may scale from their demand.
-                        latency.push((readings.len(), name, r, l.stale_after_s, l.target));
+                        latency.push((readings.len(), name, r, l.stale_after, l.target));
                         readings.push(stale(String::new(), None, None));
                     }
                 }
             }
             let others = fresh_replicas(&readings);
             let base = self.serving.get(&pool.name).or(others).unwrap_or(0);
-            for (slot, name, r, stale_after_s, target) in latency {
-                let mut rd = reading(name, r, now, stale_after_s, |v| {
+            for (slot, name, r, stale_after, target) in latency {
+                let mut rd = reading(name, r, now, stale_after, |v| {
                     Some(keda::latency_replicas(v, target, base).unwrap_or(0))
                 });
                 // Under target the guard-rail is fresh but asks for nothing.
@@ -351,10 +330,10 @@ impl DemandSource for SignalDemand {
             let mut d = self.forecasts.pool_demand(pool, readings, now);
             if let Some(q) = pool.slo.as_ref().and_then(|s| s.attainment_query.as_ref()) {
                 let r = raw.remove(&(pi, pool.signals.len())).unwrap_or(Ok(None));
-                d.slo_attainment = measured_attainment(r, now, q.stale_after_s).map(|fraction| {
+                d.slo_attainment = measured_attainment(r, now, q.stale_after).map(|fraction| {
                     crate::model::Attainment {
                         fraction,
-                        window_s: q.window_s as f64,
+                        window_s: q.window.as_secs_f64(),
                     }
                 });
             }
@@ -380,12 +359,12 @@ fn cron_reading(name: String, c: &crate::config::CronSignal, now: Timestamp) -> 
 /// The attainment an `slo.attainment_query` returned, when it is usable: fresh, finite and a
 /// fraction. Anything else (no requests in the window gives 0/0 = NaN, an error, an empty
 /// result) is unknown, never "met".
-fn measured_attainment(raw: RawResult, now: Timestamp, stale_after_s: u64) -> Option<f64> {
+fn measured_attainment(raw: RawResult, now: Timestamp, stale_after: Duration) -> Option<f64> {
     match raw {
         Ok(Some(s))
             if s.value.is_finite()
                 && (0.0..=1.0).contains(&s.value)
-                && now.secs_since(s.at) <= stale_after_s as f64 =>
+                && now.secs_since(s.at) <= stale_after.as_secs_f64() =>
         {
             Some(s.value)
         }
@@ -493,7 +472,7 @@ mod tests {
                 at: now,
             })),
             now,
-            60,
+            Duration::from_secs(60),
             keda,
         );
         assert_eq!((ok.replicas, ok.stale), (Some(3), false));
@@ -504,7 +483,7 @@ mod tests {
                 at: Timestamp::from_secs(900),
             })),
             now,
-            60,
+            Duration::from_secs(60),
             keda,
         );
         assert_eq!(
@@ -518,13 +497,19 @@ mod tests {
                 at: now,
             })),
             now,
-            60,
+            Duration::from_secs(60),
             keda,
         );
         assert_eq!((nan.replicas, nan.stale, nan.value), (None, true, None));
-        let empty = reading("q".into(), Ok(None), now, 60, keda);
+        let empty = reading("q".into(), Ok(None), now, Duration::from_secs(60), keda);
         assert!(empty.stale);
-        let err = reading("q".into(), Err(SignalError::Status(503)), now, 60, keda);
+        let err = reading(
+            "q".into(),
+            Err(SignalError::Status(503)),
+            now,
+            Duration::from_secs(60),
+            keda,
+        );
         assert!(err.stale && err.replicas.is_none());
     }
 
@@ -547,7 +532,7 @@ mod tests {
             (Err(SignalError::Status(503)), None),
         ];
         for (raw, want) in cases {
-            assert_eq!(measured_attainment(raw, now, 60), want);
+            assert_eq!(measured_attainment(raw, now, Duration::from_secs(60)), want);
         }
     }
 

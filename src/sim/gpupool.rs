@@ -194,7 +194,7 @@ impl DemandSource for SimDemand {
                     s.name.clone(),
                     Ok(scraped),
                     now,
-                    u64::MAX / 2,
+                    std::time::Duration::MAX,
                     |v| keda::replicas(v, target, activation),
                 ));
             }
@@ -215,7 +215,8 @@ impl DemandSource for SimDemand {
             }
             let mut d = self.forecasts.pool_demand(pool, readings, now);
             if let (Some(slo), Some(smp)) = (&pool.slo, sample) {
-                let h = crate::planner::headroom::Horizons::of(pool, config.tick_interval_s);
+                let h =
+                    crate::planner::headroom::Horizons::of(pool, config.tick_interval.as_secs());
                 d.slo_attainment = attainment_window(slo, smp, h.cold_s, |t_ms| w.sample_at(t_ms));
             }
             out.insert(pool.name.clone(), d);

@@ -621,7 +621,7 @@ fn run_gpupool(
     let rt = tokio::runtime::Builder::new_current_thread()
         .build()
         .map_err(|e| SimError::Controller(e.to_string()))?;
-    let tick_ms = (config.tick_interval_s.max(1) * 1000) as i64;
+    let tick_ms = (config.tick_interval.as_secs().max(1) * 1000) as i64;
     let mut checker = InvariantChecker::default();
     let mut t = 0;
     while t <= p.end_ms {
