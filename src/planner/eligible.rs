@@ -127,14 +127,13 @@ fn usability_miss(
     }
     if o.capacity_type == CapacityType::Spot
         && let Some(max) = pool.capacity.max_spot_price_per_hour
+        && o.price_per_hour > max
     {
-        if o.price_per_hour > max {
-            return Some(Reason::AboveMaxPrice {
-                offering: key.clone(),
-                price: o.price_per_hour,
-                max,
-            });
-        }
+        return Some(Reason::AboveMaxPrice {
+            offering: key.clone(),
+            price: o.price_per_hour,
+            max,
+        });
     }
     None
 }
