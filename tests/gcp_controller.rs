@@ -150,7 +150,7 @@ fn settings(config: &Config) -> GcpSettings {
             GcpPoolSettings::new(p.name.clone())
                 .with_max_group_size(p.limits.max_nodes)
                 .with_model_cache(p.model_cache.clone())
-                .with_launch_timeout(Duration::from_secs(p.scale_up.launch_timeout_s))
+                .with_launch_timeout(p.scale_up.launch_timeout)
         })
         .collect();
     s

@@ -416,9 +416,9 @@ fn check_budget(w: &World, plan: &Plan) -> Result<(), TestCaseError> {
         .iter()
         .filter(|i| i.state == LifecycleState::Draining)
         .count() as u32;
-    let in_window = w
-        .hist
-        .disruptions_in_window(&"llm".into(), T0, b.window_s as f64) as u32;
+    let in_window =
+        w.hist
+            .disruptions_in_window(&"llm".into(), T0, b.window.as_secs_f64()) as u32;
     prop_assert!(disrupted <= b.max_disrupted_at_once.saturating_sub(draining));
     prop_assert!(
         disrupted

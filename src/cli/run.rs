@@ -655,7 +655,7 @@ async fn gcp_provider(config: &Config) -> anyhow::Result<Arc<dyn NodeGroupProvid
             gpupool_gcp::GcpPoolSettings::new(p.name.clone())
                 .with_max_group_size(p.limits.max_nodes)
                 .with_model_cache(p.model_cache.clone())
-                .with_launch_timeout(Duration::from_secs(p.scale_up.launch_timeout_s))
+                .with_launch_timeout(p.scale_up.launch_timeout)
         })
         .collect();
     let p = gpupool_gcp::GcpProvider::new(s)

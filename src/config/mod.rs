@@ -468,8 +468,12 @@ pub struct WarmPoolPolicy {
     #[serde(default)]
     pub max: Option<u32>,
     /// Seconds a warm instance takes to serve after start (boot + load from local disk).
-    #[serde(default = "d_warm_start")]
-    pub warm_start_s: u64,
+    #[serde(
+        rename = "warm_start_s",
+        with = "units::secs",
+        default = "d_warm_start"
+    )]
+    pub warm_start: Duration,
 }
 
 impl Default for WarmPoolPolicy {
@@ -478,7 +482,7 @@ impl Default for WarmPoolPolicy {
             enabled: false,
             min: 0,
             max: None,
-            warm_start_s: d_warm_start(),
+            warm_start: d_warm_start(),
         }
     }
 }
@@ -496,8 +500,8 @@ impl WarmPoolPolicy {
         }
     }
 }
-fn d_warm_start() -> u64 {
-    45
+fn d_warm_start() -> Duration {
+    Duration::from_secs(45)
 }
 
 /// A pool's bounds, validated: the cost ceiling [`Money`] per hour. Field meanings and
@@ -531,21 +535,29 @@ pub struct DisruptionPolicy {
     pub consolidation: bool,
     /// A node must be unneeded this long before it is removed. Unset: 600 s (Cluster
     /// Autoscaler's `scale-down-unneeded-time`); with an `slo`, the pool's cold start (see
-    /// [`PoolConfig::unneeded_time_s`]).
-    #[serde(default)]
-    pub unneeded_time_s: Option<u64>,
+    /// [`PoolConfig::unneeded_time`]).
+    #[serde(rename = "unneeded_time_s", with = "units::opt_secs", default)]
+    pub unneeded_time: Option<Duration>,
     /// No scale-down for this long after a scale-up (flap guard). Unset: 300 s; with an
-    /// `slo`, 0 (see [`PoolConfig::scale_down_delay_after_add_s`]).
-    #[serde(default)]
-    pub scale_down_delay_after_add_s: Option<u64>,
+    /// `slo`, 0 (see [`PoolConfig::scale_down_delay_after_add`]).
+    #[serde(
+        rename = "scale_down_delay_after_add_s",
+        with = "units::opt_secs",
+        default
+    )]
+    pub scale_down_delay_after_add: Option<Duration>,
     #[serde(default)]
     pub budget: DisruptionBudget,
     /// Longest a drain may take before the instance is terminated anyway (and reported).
-    #[serde(default = "d_drain")]
-    pub drain_timeout_s: u64,
+    #[serde(rename = "drain_timeout_s", with = "units::secs", default = "d_drain")]
+    pub drain_timeout: Duration,
     /// A node not serving-ready after this long is replaced.
-    #[serde(default = "d_provision")]
-    pub max_provision_time_s: u64,
+    #[serde(
+        rename = "max_provision_time_s",
+        with = "units::secs",
+        default = "d_provision"
+    )]
+    pub max_provision_time: Duration,
     /// Spare replicas kept above demand when scaling down.
     #[serde(default)]
     pub headroom_replicas: u32,
@@ -553,8 +565,8 @@ pub struct DisruptionPolicy {
     /// before the reclaim (the longest request you serve must fit). The replacement is launched
     /// at once either way. Unset: drain as soon as the notice arrives (the safe default when
     /// request durations are unknown). AWS gives 120 s of notice, GCP 30 s.
-    #[serde(default)]
-    pub interruption_drain_s: Option<u64>,
+    #[serde(rename = "interruption_drain_s", with = "units::opt_secs", default)]
+    pub interruption_drain: Option<Duration>,
     /// What an AWS EC2 rebalance recommendation (a spot instance at elevated risk of
     /// interruption, usually minutes to hours before any notice) does. `prelaunch`: launch the
     /// replacement now, within the pool's limits, and drain the at-risk node once the
@@ -567,8 +579,12 @@ pub struct DisruptionPolicy {
     /// runs out its drain is abandoned and the VM kept in service, still registered
     /// (`gpupool_drains_abandoned_total`, a warning in the log); scale-in may pick it again
     /// after `unneeded_time_s`.
-    #[serde(default = "d_deregister_give_up")]
-    pub deregister_give_up_s: u64,
+    #[serde(
+        rename = "deregister_give_up_s",
+        with = "units::secs",
+        default = "d_deregister_give_up"
+    )]
+    pub deregister_give_up: Duration,
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -583,15 +599,15 @@ impl Default for DisruptionPolicy {
     fn default() -> Self {
         DisruptionPolicy {
             consolidation: true,
-            unneeded_time_s: None,
-            scale_down_delay_after_add_s: None,
+            unneeded_time: None,
+            scale_down_delay_after_add: None,
             budget: DisruptionBudget::default(),
-            drain_timeout_s: d_drain(),
-            max_provision_time_s: d_provision(),
+            drain_timeout: d_drain(),
+            max_provision_time: d_provision(),
             headroom_replicas: 0,
-            interruption_drain_s: None,
+            interruption_drain: None,
             rebalance: RebalancePolicy::default(),
-            deregister_give_up_s: d_deregister_give_up(),
+            deregister_give_up: d_deregister_give_up(),
         }
     }
 }
@@ -600,17 +616,17 @@ fn d_true() -> bool {
     true
 }
 /// Default `unneeded_time_s` without an `slo`.
-pub const DEFAULT_UNNEEDED_TIME_S: u64 = 600;
+pub const DEFAULT_UNNEEDED_TIME: Duration = Duration::from_secs(600);
 /// Default `scale_down_delay_after_add_s` without an `slo`.
-pub const DEFAULT_SCALE_DOWN_DELAY_AFTER_ADD_S: u64 = 300;
-fn d_drain() -> u64 {
-    900
+pub const DEFAULT_SCALE_DOWN_DELAY_AFTER_ADD: Duration = Duration::from_secs(300);
+fn d_drain() -> Duration {
+    Duration::from_secs(900)
 }
-fn d_provision() -> u64 {
-    900
+fn d_provision() -> Duration {
+    Duration::from_secs(900)
 }
-fn d_deregister_give_up() -> u64 {
-    600
+fn d_deregister_give_up() -> Duration {
+    Duration::from_secs(600)
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -625,8 +641,8 @@ pub struct DisruptionBudget {
     /// default rate limit would keep the nodes a burst brought for hours after it ended.
     #[serde(default)]
     pub max_per_window: Option<u32>,
-    #[serde(default = "d_window")]
-    pub window_s: u64,
+    #[serde(rename = "window_s", with = "units::secs", default = "d_window")]
+    pub window: Duration,
 }
 
 impl Default for DisruptionBudget {
@@ -634,13 +650,13 @@ impl Default for DisruptionBudget {
         DisruptionBudget {
             max_disrupted_at_once: 1,
             max_per_window: None,
-            window_s: d_window(),
+            window: d_window(),
         }
     }
 }
 
-fn d_window() -> u64 {
-    3600
+fn d_window() -> Duration {
+    Duration::from_secs(3600)
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -648,8 +664,8 @@ fn d_window() -> u64 {
 pub struct ScaleUpPolicy {
     /// Expected seconds from launch to serving for a cold instance (boot, image pull, model
     /// load). Used for the forecast horizon and consolidation's cold-start cost.
-    #[serde(default = "d_cold")]
-    pub cold_start_s: u64,
+    #[serde(rename = "cold_start_s", with = "units::secs", default = "d_cold")]
+    pub cold_start: Duration,
     /// Most nodes launched in one tick per pool (a bound on a runaway signal).
     #[serde(default = "d_max_per_tick")]
     pub max_nodes_per_tick: u32,
@@ -658,26 +674,30 @@ pub struct ScaleUpPolicy {
     /// report most stockouts themselves (AWS failed scaling activities, GCP `lastAttempt`
     /// errors, both seen in a tick); this bounds the silent case. Not `max_provision_time_s`,
     /// which is about instances that exist but do not serve.
-    #[serde(default = "d_launch_timeout")]
-    pub launch_timeout_s: u64,
+    #[serde(
+        rename = "launch_timeout_s",
+        with = "units::secs",
+        default = "d_launch_timeout"
+    )]
+    pub launch_timeout: Duration,
 }
 
 impl Default for ScaleUpPolicy {
     fn default() -> Self {
         ScaleUpPolicy {
-            cold_start_s: d_cold(),
+            cold_start: d_cold(),
             max_nodes_per_tick: d_max_per_tick(),
-            launch_timeout_s: d_launch_timeout(),
+            launch_timeout: d_launch_timeout(),
         }
     }
 }
 
-fn d_launch_timeout() -> u64 {
-    300
+fn d_launch_timeout() -> Duration {
+    Duration::from_secs(300)
 }
 
-fn d_cold() -> u64 {
-    300
+fn d_cold() -> Duration {
+    Duration::from_secs(300)
 }
 fn d_max_per_tick() -> u32 {
     20
@@ -689,26 +709,26 @@ pub struct ForecastPolicy {
     #[serde(default = "d_true")]
     pub enabled: bool,
     /// Forecast horizon; defaults to the pool's cold start.
-    #[serde(default)]
-    pub horizon_s: Option<u64>,
+    #[serde(rename = "horizon_s", with = "units::opt_secs", default)]
+    pub horizon: Option<Duration>,
     /// Seasonal period for time-of-day patterns (1 day); seasonality is used once history
     /// covers two periods.
-    #[serde(default = "d_season")]
-    pub season_s: u64,
+    #[serde(rename = "season_s", with = "units::secs", default = "d_season")]
+    pub season: Duration,
 }
 
 impl Default for ForecastPolicy {
     fn default() -> Self {
         ForecastPolicy {
             enabled: true,
-            horizon_s: None,
-            season_s: d_season(),
+            horizon: None,
+            season: d_season(),
         }
     }
 }
 
-fn d_season() -> u64 {
-    86_400
+fn d_season() -> Duration {
+    Duration::from_secs(86_400)
 }
 
 /// One validated demand signal: its name (as written, else `<kind>-<index>`) and its one
@@ -1173,36 +1193,34 @@ impl PoolConfig {
     /// holding exactly that long is never worse than twice the best choice in hindsight,
     /// whatever the traffic does next. The standing headroom the SLO needs is held
     /// explicitly (`planner::headroom`), so this only decides how soon surplus goes.
-    pub fn unneeded_time_s(&self) -> u64 {
-        unneeded_time_s(&self.disruption, self.slo.is_some(), &self.scale_up)
+    pub fn unneeded_time(&self) -> Duration {
+        unneeded_time(&self.disruption, self.slo.is_some(), &self.scale_up)
     }
 
     /// No scale-down this long after a scale-up. Set: as set. Unset without an `slo`: 300 s.
     /// Unset with an `slo`: 0 — each node already waits `unneeded_time_s`, and the learnt
     /// headroom moves by a replica at a time, so a pool-wide pause after every such step
     /// would keep every surplus node the SLO does not ask for.
-    pub fn scale_down_delay_after_add_s(&self) -> u64 {
-        match (self.disruption.scale_down_delay_after_add_s, &self.slo) {
+    pub fn scale_down_delay_after_add(&self) -> Duration {
+        match (self.disruption.scale_down_delay_after_add, &self.slo) {
             (Some(v), _) => v,
-            (None, None) => DEFAULT_SCALE_DOWN_DELAY_AFTER_ADD_S,
-            (None, Some(_)) => 0,
+            (None, None) => DEFAULT_SCALE_DOWN_DELAY_AFTER_ADD,
+            (None, Some(_)) => Duration::ZERO,
         }
     }
 
     /// Horizon the forecast looks ahead: at least the cold start.
-    pub fn forecast_horizon_s(&self) -> u64 {
-        self.forecast
-            .horizon_s
-            .unwrap_or(self.scale_up.cold_start_s)
+    pub fn forecast_horizon(&self) -> Duration {
+        self.forecast.horizon.unwrap_or(self.scale_up.cold_start)
     }
 }
 
-/// [`PoolConfig::unneeded_time_s`] from the sections it depends on (validation checks it on the
+/// [`PoolConfig::unneeded_time`] from the sections it depends on (validation checks it on the
 /// raw pool).
-fn unneeded_time_s(d: &DisruptionPolicy, slo: bool, up: &ScaleUpPolicy) -> u64 {
-    match (d.unneeded_time_s, slo) {
+fn unneeded_time(d: &DisruptionPolicy, slo: bool, up: &ScaleUpPolicy) -> Duration {
+    match (d.unneeded_time, slo) {
         (Some(v), _) => v,
-        (None, false) => DEFAULT_UNNEEDED_TIME_S,
-        (None, true) => up.cold_start_s,
+        (None, false) => DEFAULT_UNNEEDED_TIME,
+        (None, true) => up.cold_start,
     }
 }

@@ -146,9 +146,9 @@ fn d_tz() -> String {
 }
 
 impl RawPool {
-    /// See [`PoolConfig::unneeded_time_s`].
-    pub fn unneeded_time_s(&self) -> u64 {
-        unneeded_time_s(&self.disruption, self.slo.is_some(), &self.scale_up)
+    /// See [`PoolConfig::unneeded_time`].
+    pub fn unneeded_time(&self) -> std::time::Duration {
+        unneeded_time(&self.disruption, self.slo.is_some(), &self.scale_up)
     }
 }
 

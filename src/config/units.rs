@@ -71,3 +71,20 @@ pub(crate) mod secs {
         u64::deserialize(d).map(Duration::from_secs)
     }
 }
+
+/// [`secs`] for an optional key (`unneeded_time_s`, unset: `None`).
+pub(crate) mod opt_secs {
+    use serde::{Deserialize, Deserializer, Serializer};
+    use std::time::Duration;
+
+    pub fn serialize<S: Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+        match d {
+            Some(d) => s.serialize_some(&d.as_secs()),
+            None => s.serialize_none(),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+        Option::<u64>::deserialize(d).map(|v| v.map(Duration::from_secs))
+    }
+}

@@ -8,6 +8,7 @@ use super::{
 use crate::model::{Money, PoolName};
 use std::collections::BTreeSet;
 use std::fmt;
+use std::time::Duration;
 
 /// One mistake: where, and what to do about it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -550,17 +551,18 @@ fn warm_pool(c: &mut Check, at: &dyn Fn(&str) -> String, p: &RawPool) {
     }
     c.range_u(
         at("warm_pool.warm_start_s"),
-        w.warm_start_s,
+        w.warm_start.as_secs(),
         1,
         1800,
         "seconds from warm start to serving",
     );
-    if w.enabled && w.warm_start_s >= p.scale_up.cold_start_s {
+    if w.enabled && w.warm_start >= p.scale_up.cold_start {
         c.fail(
             at("warm_pool.warm_start_s"),
             format!(
                 "{} s is not faster than scale_up.cold_start_s {} s: a warm pool would not help",
-                w.warm_start_s, p.scale_up.cold_start_s
+                w.warm_start.as_secs(),
+                p.scale_up.cold_start.as_secs()
             ),
         );
     }
@@ -603,7 +605,7 @@ fn disruption_budget(c: &mut Check, at: &dyn Fn(&str) -> String, b: &super::Disr
     }
     c.range_u(
         at("disruption.budget.window_s"),
-        b.window_s,
+        b.window.as_secs(),
         60,
         7 * 86_400,
         "seconds",
@@ -615,41 +617,42 @@ fn disruption_timing(c: &mut Check, cfg: &RawConfig, at: &dyn Fn(&str) -> String
     let d = &p.disruption;
     c.range_u(
         at("disruption.unneeded_time_s"),
-        p.unneeded_time_s(),
+        p.unneeded_time().as_secs(),
         0,
         86_400,
         "seconds a node must be unneeded",
     );
     c.range_u(
         at("disruption.drain_timeout_s"),
-        d.drain_timeout_s,
+        d.drain_timeout.as_secs(),
         30,
         86_400,
         "seconds a drain may take",
     );
-    if let Some(lead) = d.interruption_drain_s {
-        interruption_drain(c, cfg, at, lead);
+    if let Some(lead) = d.interruption_drain {
+        interruption_drain(c, cfg, at, lead.as_secs());
     }
     c.range_u(
         at("disruption.deregister_give_up_s"),
-        d.deregister_give_up_s,
+        d.deregister_give_up.as_secs(),
         10,
         86_400,
         "seconds a drain retries a failing deregister_command before keeping the VM",
     );
     c.range_u(
         at("disruption.max_provision_time_s"),
-        d.max_provision_time_s,
+        d.max_provision_time.as_secs(),
         60,
         7200,
         "seconds until a node must be serving",
     );
-    if d.max_provision_time_s <= p.scale_up.cold_start_s {
+    if d.max_provision_time <= p.scale_up.cold_start {
         c.fail(
             at("disruption.max_provision_time_s"),
             format!(
                 "{} s is not above scale_up.cold_start_s {} s: healthy nodes would be replaced while they boot",
-                d.max_provision_time_s, p.scale_up.cold_start_s
+                d.max_provision_time.as_secs(),
+                p.scale_up.cold_start.as_secs()
             ),
         );
     }
@@ -688,14 +691,14 @@ fn interruption_drain(c: &mut Check, cfg: &RawConfig, at: &dyn Fn(&str) -> Strin
 fn scale_up(c: &mut Check, at: &dyn Fn(&str) -> String, p: &RawPool) {
     c.range_u(
         at("scale_up.cold_start_s"),
-        p.scale_up.cold_start_s,
+        p.scale_up.cold_start.as_secs(),
         1,
         7200,
         "seconds from launch to serving",
     );
     c.range_u(
         at("scale_up.launch_timeout_s"),
-        p.scale_up.launch_timeout_s,
+        p.scale_up.launch_timeout.as_secs(),
         30,
         3600,
         "seconds a requested launch may show neither an instance nor an error",
@@ -703,12 +706,12 @@ fn scale_up(c: &mut Check, at: &dyn Fn(&str) -> String, p: &RawPool) {
     if p.scale_up.max_nodes_per_tick == 0 {
         c.fail(at("scale_up.max_nodes_per_tick"), "must be at least 1");
     }
-    if p.forecast.season_s < 3600 {
+    if p.forecast.season < Duration::from_secs(3600) {
         c.fail(
             at("forecast.season_s"),
             format!(
                 "must be at least 3600 (a seasonal period), got {}",
-                p.forecast.season_s
+                p.forecast.season.as_secs()
             ),
         );
     }
@@ -995,6 +998,7 @@ const SIM_IN_PRODUCTION: &str = "belongs to a simulator scenario, not to a live 
 #[cfg(test)]
 mod tests {
     use super::super::Config;
+    use std::time::Duration;
 
     const VALID: &str = r#"
 pools:
@@ -1009,7 +1013,7 @@ pools:
         let c = Config::load(VALID).unwrap();
         let p = &c.pools[0];
         assert_eq!(c.tick_interval, std::time::Duration::from_secs(10));
-        assert_eq!(p.unneeded_time_s(), 600);
+        assert_eq!(p.unneeded_time(), Duration::from_secs(600));
         assert_eq!(p.disruption.budget.max_disrupted_at_once, 1);
         assert_eq!(p.limits.max_nodes, 10);
         assert!(p.disruption.consolidation);
@@ -1112,8 +1116,8 @@ pools:
             p.warm_pool.max_for(true, p.limits.max_nodes),
             p.limits.max_nodes
         );
-        assert_eq!(p.unneeded_time_s(), p.scale_up.cold_start_s);
-        assert_eq!(p.scale_down_delay_after_add_s(), 0);
+        assert_eq!(p.unneeded_time(), p.scale_up.cold_start);
+        assert_eq!(p.scale_down_delay_after_add(), Duration::ZERO);
         let bad = r#"
 pools:
   - name: a

@@ -40,7 +40,7 @@ pub(crate) fn consolidate<'a>(
     decisions: &mut Vec<Decision>,
 ) -> u32 {
     let pool = ctx.cfg;
-    let cold_h = pool.scale_up.cold_start_s as f64 / 3600.0;
+    let cold_h = pool.scale_up.cold_start.as_secs_f64() / 3600.0;
     let mut fit_cache: HashMap<(PodSpec<'a>, usize), u32> = HashMap::new();
     let mut worth = Vec::new();
     // On-demand nodes above the split's target: each may be swapped for spot.

@@ -82,8 +82,8 @@ pub struct Horizons {
 impl Horizons {
     pub fn of(pool: &PoolConfig, tick_s: u64) -> Self {
         Horizons {
-            warm_s: (pool.warm_pool.warm_start_s + tick_s) as f64,
-            cold_s: (pool.scale_up.cold_start_s + tick_s) as f64,
+            warm_s: (pool.warm_pool.warm_start.as_secs() + tick_s) as f64,
+            cold_s: (pool.scale_up.cold_start.as_secs() + tick_s) as f64,
         }
     }
 }

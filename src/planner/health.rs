@@ -27,7 +27,7 @@ pub(crate) fn check<'a>(
 ) -> BTreeSet<&'a InstanceId> {
     let pool = ctx.cfg;
     let mut gone = BTreeSet::new();
-    let max_s = pool.disruption.max_provision_time_s;
+    let max_s = pool.disruption.max_provision_time.as_secs();
     let terminate = |i: &Instance, reason: Reason| Action::ScaleDown {
         pool: pool.name.clone(),
         group: i.group.clone(),
@@ -53,7 +53,7 @@ pub(crate) fn check<'a>(
                     group: i.group.clone(),
                     instance: i.id.clone(),
                     node: nodes.get(&i.id).map(|n| n.name.clone()),
-                    deadline: Some(now.plus_secs(pool.disruption.drain_timeout_s as f64)),
+                    deadline: Some(now.plus_secs(pool.disruption.drain_timeout.as_secs_f64())),
                     reason,
                 });
                 gone.insert(&i.id);
@@ -139,7 +139,7 @@ pub(crate) fn check<'a>(
                         group: i.group.clone(),
                         instance: i.id.clone(),
                         node: nodes.get(&i.id).map(|n| n.name.clone()),
-                        deadline: Some(now.plus_secs(pool.disruption.drain_timeout_s as f64)),
+                        deadline: Some(now.plus_secs(pool.disruption.drain_timeout.as_secs_f64())),
                         reason,
                     });
                     gone.insert(&i.id);
@@ -218,7 +218,7 @@ mod tests {
     #[test]
     fn stuck_launch_is_terminated_and_replanned() {
         let mut pool = pool_cfg("llm");
-        pool.disruption.max_provision_time_s = 900;
+        pool.disruption.max_provision_time = std::time::Duration::from_secs(900);
         let snap = snapshot()
             .group(g5_od())
             .instance(

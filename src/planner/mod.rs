@@ -436,7 +436,10 @@ impl<'a> PoolCtx<'a> {
             BTreeSet::new()
         };
         // As long as the drain was refused, and no shorter than the unneeded time.
-        let cool_off = cfg.unneeded_time_s().max(cfg.disruption.drain_timeout_s) as f64;
+        let cool_off = cfg
+            .unneeded_time()
+            .max(cfg.disruption.drain_timeout)
+            .as_secs_f64();
         let held_back = instances
             .iter()
             .filter_map(|i| {
@@ -763,7 +766,7 @@ fn disruption_budget(ctx: &PoolCtx<'_>, history: &History, now: Timestamp) -> sc
         .filter(|i| i.state == LifecycleState::Draining)
         .count() as u32;
     let in_window =
-        history.disruptions_in_window(&pool.name, now, pool.disruption.budget.window_s as f64)
+        history.disruptions_in_window(&pool.name, now, pool.disruption.budget.window.as_secs_f64())
             as u32;
     scaledown::Budget::new(&pool.disruption.budget, draining, in_window)
 }
@@ -1274,8 +1277,8 @@ mod tests {
     #[test]
     fn a_pending_pod_that_fits_a_serving_node_launches_nothing_and_keeps_that_node() {
         let mut pool = pool_cfg("llm");
-        pool.disruption.unneeded_time_s = Some(0);
-        pool.disruption.scale_down_delay_after_add_s = Some(0);
+        pool.disruption.unneeded_time = Some(std::time::Duration::ZERO);
+        pool.disruption.scale_down_delay_after_add = Some(std::time::Duration::ZERO);
         let serving = |busy: bool| {
             let mut n = node("i-1", "llm", CapacityType::OnDemand);
             if busy {

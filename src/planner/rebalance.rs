@@ -66,7 +66,7 @@ pub(crate) fn drains<'a>(
             group: i.group.clone(),
             instance: i.id.clone(),
             node: nodes.get(&i.id).map(|n| n.name.clone()),
-            deadline: Some(now.plus_secs(pool.disruption.drain_timeout_s as f64)),
+            deadline: Some(now.plus_secs(pool.disruption.drain_timeout.as_secs_f64())),
             reason: Reason::Rebalance,
         });
         drained.insert(&i.id);

@@ -59,7 +59,7 @@ impl Budget {
         Reason::BudgetExhausted {
             at_once: self.policy.max_disrupted_at_once,
             in_window: self.policy.max_per_window,
-            window_s: self.policy.window_s,
+            window_s: self.policy.window.as_secs(),
         }
     }
 }
@@ -313,22 +313,22 @@ pub(crate) fn scale_down<'c, 'a: 'c>(
             .copied()
             .unwrap_or(now);
         let for_s = now.secs_since(since).max(0.0) as u64;
-        if for_s < pool.unneeded_time_s() {
+        if for_s < pool.unneeded_time().as_secs() {
             decisions.push(held(
                 s.inst,
                 Reason::UnneededTooShort {
                     unneeded_for_s: for_s,
-                    need_s: pool.unneeded_time_s(),
+                    need_s: pool.unneeded_time().as_secs(),
                 },
             ));
         } else if let Some(up) = since_up
-            && (up as u64) < pool.scale_down_delay_after_add_s()
+            && (up as u64) < pool.scale_down_delay_after_add().as_secs()
         {
             decisions.push(held(
                 s.inst,
                 Reason::ScaleDownCooldown {
                     since_scale_up_s: up as u64,
-                    need_s: pool.scale_down_delay_after_add_s(),
+                    need_s: pool.scale_down_delay_after_add().as_secs(),
                 },
             ));
         } else {
@@ -367,7 +367,7 @@ pub(crate) fn scale_down<'c, 'a: 'c>(
             group: s.inst.group.clone(),
             instance: s.inst.id.clone(),
             node: s.node.map(|n| n.name.clone()),
-            deadline: Some(now.plus_secs(d.drain_timeout_s as f64)),
+            deadline: Some(now.plus_secs(d.drain_timeout.as_secs_f64())),
             reason,
         });
         res.removed.push(&s.inst.id);

@@ -447,7 +447,7 @@ pub fn forecast_pool(
     let now_replicas = replicas_now?;
     forecaster.observe(now, now_replicas);
     let growth = forecaster
-        .forecast_growth(now, pool.forecast_horizon_s())
+        .forecast_growth(now, pool.forecast_horizon().as_secs())
         .unwrap_or(0);
     let f = now_replicas.saturating_add(growth);
     let cap = replicas_per_node(pool).map(|r| r.saturating_mul(pool.limits.max_nodes));
