@@ -3,7 +3,15 @@
 //! mistake at once, each with its path, the value and the fix:
 //! `pools[1].capacity.spot_share: must be in 0..=1, got 1.5`.
 //!
-//! After [`Config::load`] succeeds the rest of the program trusts the values.
+//! Two layers: [`raw`] holds the serde structs of the YAML users write (and sections that are
+//! the same in both layers live here, shared); validation ([`Config::load`]) checks them and
+//! builds the typed [`Config`] — the only form the rest of the program reads: each signal's
+//! source an enum ([`SignalSource`]) with its name resolved, cron windows parsed once with their
+//! zone ([`CronWindow`]), shares as [`Share`], prices and caps as [`Money`], durations as
+//! [`Duration`] (the YAML keeps its `_s` keys in whole seconds). A `Config` value has passed
+//! every check. Keys only the simulator reads (`sim_queue` signals, `sim:`) are not part of
+//! this schema: a scenario's loader (`sim::scenario`) takes them out of its `gpupool:` section,
+//! and a live config naming them is told they belong to a scenario.
 
 mod access;
 pub mod cron;
