@@ -366,8 +366,12 @@ impl Cluster for VmCluster {
                 let pc = pool.as_ref().and_then(|p| self.pool_config(p));
                 let argv = pc.and_then(|p| p.deregister_command.clone());
                 let give_up_s = pc.map_or_else(
-                    || crate::config::DisruptionPolicy::default().deregister_give_up_s,
-                    |p| p.disruption.deregister_give_up_s,
+                    || {
+                        crate::config::DisruptionPolicy::default()
+                            .deregister_give_up
+                            .as_secs()
+                    },
+                    |p| p.disruption.deregister_give_up.as_secs(),
                 );
                 if let Some(argv) = argv {
                     let attempt = state.attempts + 1;

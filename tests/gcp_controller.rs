@@ -138,8 +138,8 @@ fn settings(config: &Config) -> GcpSettings {
     s.zones = g.zones.clone();
     s.endpoint_url = g.endpoint_url.clone();
     s.credentials = GcpCredentials::for_endpoint(g.endpoint_url.as_deref());
-    s.api_timeout = Duration::from_secs(g.api_timeout_s);
-    s.operation_deadline = Duration::from_secs(g.operation_deadline_s);
+    s.api_timeout = g.api_timeout;
+    s.operation_deadline = g.operation_deadline;
     // Tests poll operations quickly; production keeps the 1 s default.
     s.operation_poll_interval = Duration::from_millis(5);
     s.pools = config
@@ -149,7 +149,7 @@ fn settings(config: &Config) -> GcpSettings {
             GcpPoolSettings::new(p.name.clone())
                 .with_max_group_size(p.limits.max_nodes)
                 .with_model_cache(p.model_cache.clone())
-                .with_launch_timeout(Duration::from_secs(p.scale_up.launch_timeout_s))
+                .with_launch_timeout(p.scale_up.launch_timeout)
         })
         .collect();
     s

@@ -257,10 +257,11 @@ fn build(p: &Params) -> World {
     pool.limits.max_nodes = (live_nodes + p.extra_nodes).max(1);
     pool.limits.max_cost_per_hour = p
         .extra_cost
-        .map(|c| live_cost.dollars() + f64::from(c) + 0.01);
+        .map(|c| Money::from_dollars(live_cost.dollars() + f64::from(c) + 0.01));
     pool.limits.min_nodes = p.min_nodes.min(pool.limits.max_nodes);
     pool.scale_up.max_nodes_per_tick = p.per_tick;
-    pool.capacity.spot_share = f64::from(p.spot_share) / 2.0;
+    pool.capacity.spot_share =
+        gpupool::config::Share::new(f64::from(p.spot_share) / 2.0).expect("0..=1");
     pool.capacity.on_demand_base = p.base.min(pool.limits.max_nodes);
     pool.disruption.consolidation = p.consolidation;
     pool.disruption.budget.max_disrupted_at_once = p.at_once;
@@ -352,7 +353,7 @@ fn check_limits(w: &World, plan: &Plan) -> Result<(), TestCaseError> {
             + l.iter()
                 .map(|x| price_of(&w.snap, &x.0, &x.1) * x.5)
                 .sum::<Money>();
-        prop_assert!(cost <= Money::from_dollars(max), "{cost} > {max}");
+        prop_assert!(cost <= max, "{cost} > {max}");
     }
     prop_assert!(new_nodes <= pool(w).scale_up.max_nodes_per_tick + 4 * GROUPS as u32);
     Ok(())
@@ -415,9 +416,9 @@ fn check_budget(w: &World, plan: &Plan) -> Result<(), TestCaseError> {
         .iter()
         .filter(|i| i.state == LifecycleState::Draining)
         .count() as u32;
-    let in_window = w
-        .hist
-        .disruptions_in_window(&"llm".into(), T0, b.window_s as f64) as u32;
+    let in_window =
+        w.hist
+            .disruptions_in_window(&"llm".into(), T0, b.window.as_secs_f64()) as u32;
     prop_assert!(disrupted <= b.max_disrupted_at_once.saturating_sub(draining));
     prop_assert!(
         disrupted

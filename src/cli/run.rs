@@ -71,7 +71,7 @@ async fn serve(config: Arc<Config>, args: Args) -> anyhow::Result<ExitCode> {
     let mut registry = Registry::default();
     metrics.register(&mut registry);
     let registry = Arc::new(registry);
-    let health = Arc::new(Health::new(config.tick_interval_s, wall_clock()));
+    let health = Arc::new(Health::new(config.tick_interval.as_secs(), wall_clock()));
     let (server, stop_tx) = spawn_server(&config, &args, registry, health.clone()).await?;
 
     let mut run = start(&config, &args, &health, &metrics).await?;
@@ -221,7 +221,7 @@ async fn start(
     }));
     tracing::info!(
         provider = ?config.provider, mode = ?config.mode, pools = config.pools.len(),
-        tick_s = config.tick_interval_s, dry_run = config.dry_run, "gpupool started"
+        tick_s = config.tick_interval.as_secs(), dry_run = config.dry_run, "gpupool started"
     );
     Ok(Running {
         controller,
@@ -251,7 +251,7 @@ async fn tick_loop(
         signal_rx,
     } = run;
 
-    let mut interval = tokio::time::interval(Duration::from_secs(config.tick_interval_s));
+    let mut interval = tokio::time::interval(config.tick_interval);
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut ticks = 0u64;
     let mut failed_ticks = 0u64;
@@ -595,7 +595,7 @@ fn aws_settings(
     let mut s = gpupool_aws::AwsSettings::new(a.region.clone(), pools);
     s.endpoint_url = a.endpoint_url.clone();
     s.interruption_queue_url = a.interruption_queue_url.clone();
-    s.api_timeout = Duration::from_secs(a.api_timeout_s);
+    s.api_timeout = a.api_timeout;
     // The launch hook is completed only once an instance's cache tag is the pool's version.
     s.model_caches = config
         .pools
@@ -645,8 +645,8 @@ async fn gcp_provider(config: &Config) -> anyhow::Result<Arc<dyn NodeGroupProvid
     let mut s = gpupool_gcp::GcpSettings::new(g.project.clone(), g.region.clone());
     s.zones = g.zones.clone();
     s.endpoint_url = g.endpoint_url.clone();
-    s.api_timeout = Duration::from_secs(g.api_timeout_s);
-    s.operation_deadline = Duration::from_secs(g.operation_deadline_s);
+    s.api_timeout = g.api_timeout;
+    s.operation_deadline = g.operation_deadline;
     // Each MIG's cap and the drift check follow the pool's own config.
     s.pools = config
         .pools
@@ -655,7 +655,7 @@ async fn gcp_provider(config: &Config) -> anyhow::Result<Arc<dyn NodeGroupProvid
             gpupool_gcp::GcpPoolSettings::new(p.name.clone())
                 .with_max_group_size(p.limits.max_nodes)
                 .with_model_cache(p.model_cache.clone())
-                .with_launch_timeout(Duration::from_secs(p.scale_up.launch_timeout_s))
+                .with_launch_timeout(p.scale_up.launch_timeout)
         })
         .collect();
     let p = gpupool_gcp::GcpProvider::new(s)

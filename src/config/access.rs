@@ -4,7 +4,7 @@
 //! (`signals::auth::unreadable_secrets`), since the config may be checked on another machine.
 
 use super::validate::Issue;
-use super::{AuthKind, Config, PrometheusAccess, PrometheusAuth};
+use super::{AuthKind, PrometheusAccess, PrometheusAuth};
 
 fn issue(path: String, message: impl Into<String>) -> Issue {
     Issue {
@@ -38,8 +38,9 @@ fn url_parts(url: &str) -> (bool, bool) {
     (https, authority.contains('@'))
 }
 
-/// Mistakes in one endpoint's access settings; `at` is its config path.
-pub(super) fn errors(cfg: &Config, at: &str, a: PrometheusAccess<'_>) -> Vec<Issue> {
+/// Mistakes in one endpoint's access settings; `at` is its config path, `aws_region` the
+/// config's `aws.region` (SigV4's default region).
+pub(super) fn errors(aws_region: Option<&str>, at: &str, a: PrometheusAccess<'_>) -> Vec<Issue> {
     let mut out = Vec::new();
     let (https, userinfo) = url_parts(a.url);
     if userinfo {
@@ -50,7 +51,7 @@ pub(super) fn errors(cfg: &Config, at: &str, a: PrometheusAccess<'_>) -> Vec<Iss
         ));
     }
     if let Some(auth) = a.auth {
-        out.extend(auth_errors(cfg, &format!("{at}.auth"), auth));
+        out.extend(auth_errors(aws_region, &format!("{at}.auth"), auth));
     }
     if let Some(t) = a.tls {
         if !https {
@@ -89,7 +90,7 @@ pub(super) fn errors(cfg: &Config, at: &str, a: PrometheusAccess<'_>) -> Vec<Iss
     out
 }
 
-fn auth_errors(cfg: &Config, at: &str, auth: &PrometheusAuth) -> Vec<Issue> {
+fn auth_errors(aws_region: Option<&str>, at: &str, auth: &PrometheusAuth) -> Vec<Issue> {
     let mut out = Vec::new();
     let Some(kind) = auth.kind() else {
         let set = auth.modes();
@@ -142,10 +143,7 @@ fn auth_errors(cfg: &Config, at: &str, auth: &PrometheusAuth) -> Vec<Issue> {
             }
         }
         AuthKind::Sigv4(s) => {
-            let region = s
-                .region
-                .as_deref()
-                .or(cfg.aws.as_ref().map(|a| a.region.as_str()));
+            let region = s.region.as_deref().or(aws_region);
             if region.is_none_or(|r| r.trim().is_empty()) {
                 out.push(issue(
                     format!("{at}.sigv4.region"),
@@ -189,6 +187,7 @@ pub(super) fn warnings(at: &str, a: PrometheusAccess<'_>) -> Vec<Issue> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::Config;
 
     #[test]
     fn url_parts_find_scheme_and_userinfo() {
@@ -347,7 +346,10 @@ mod pricing_tests {
             .iter()
             .map(|o| (o.capacity_type, o.price_per_hour))
             .collect();
-        PricingConfig { discount: 0.25 }.apply(&mut groups);
+        PricingConfig {
+            discount: crate::config::Share::new(0.25).unwrap(),
+        }
+        .apply(&mut groups);
         for ((cap, was), o) in before.iter().zip(&groups[0].offerings) {
             let want = match cap {
                 CapacityType::OnDemand => was.scale(0.75),

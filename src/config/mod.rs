@@ -3,52 +3,48 @@
 //! mistake at once, each with its path, the value and the fix:
 //! `pools[1].capacity.spot_share: must be in 0..=1, got 1.5`.
 //!
-//! After [`Config::load`] succeeds the rest of the program trusts the values.
+//! Two layers: [`raw`] holds the serde structs of the YAML users write (and sections that are
+//! the same in both layers live here, shared); validation ([`Config::load`]) checks them and
+//! builds the typed [`Config`] — the only form the rest of the program reads: each signal's
+//! source an enum ([`SignalSource`]) with its name resolved, cron windows parsed once with their
+//! zone ([`CronWindow`]), shares as [`Share`], prices and caps as [`Money`], durations as
+//! [`Duration`] (the YAML keeps its `_s` keys in whole seconds). A `Config` value has passed
+//! every check. Keys only the simulator reads (`sim_queue` signals, `sim:`) are not part of
+//! this schema: a scenario's loader (`sim::scenario`) takes them out of its `gpupool:` section,
+//! and a live config naming them is told they belong to a scenario.
 
 mod access;
+pub mod cron;
 mod lint;
 mod parse;
+pub mod raw;
+mod units;
 mod validate;
 
+pub use cron::CronWindow;
+pub use units::Share;
 pub use validate::{ConfigError, Issue};
 
-use crate::model::{CapacityType, PoolName, Taint};
+use crate::model::{CapacityType, Money, PoolName, Taint};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
+use std::time::Duration;
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+/// The validated configuration: what [`Config::load`] returns and every consumer reads. Only
+/// validation builds one (from the YAML's [`raw::RawConfig`]), so a `Config` value has passed
+/// every check. Field meanings and defaults: [`raw::RawConfig`].
+#[derive(Clone, Debug, PartialEq)]
 pub struct Config {
-    /// Which cloud drives the node groups.
-    #[serde(default)]
     pub provider: ProviderKind,
-    /// Kubernetes (pending pods + signals) or VM-only (signals only).
-    #[serde(default)]
     pub mode: Mode,
-    /// Seconds between controller ticks.
-    #[serde(default = "d_tick")]
-    pub tick_interval_s: u64,
-    #[serde(default)]
+    /// Time between controller ticks (`tick_interval_s`).
+    pub tick_interval: Duration,
     pub aws: Option<AwsConfig>,
-    #[serde(default)]
     pub gcp: Option<GcpConfig>,
-    #[serde(default)]
     pub kubernetes: KubernetesConfig,
-    #[serde(default)]
     pub metrics: MetricsConfig,
-    #[serde(default)]
-    pub sim: Option<SimProviderConfig>,
-    /// Where the controller keeps what it must not forget across restarts (`crate::state`).
-    #[serde(default)]
     pub state: StateConfig,
-    /// Shadow mode: observe and plan every tick, but never call a mutating cloud API, never
-    /// cordon, evict or write Events. What gpupool would have done is logged, counted
-    /// (`gpupool_shadow_actions_total`) and shown on `/status` next to what the groups' current
-    /// manager actually did, with the fleet cost difference (`gpupool run --dry-run` too).
-    #[serde(default)]
     pub dry_run: bool,
-    /// Price adjustments (negotiated discounts).
-    #[serde(default)]
     pub pricing: PricingConfig,
     pub pools: Vec<PoolConfig>,
 }
@@ -65,35 +61,26 @@ pub struct StateConfig {
 }
 
 /// How list prices become the prices gpupool compares and reports.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct PricingConfig {
-    /// Fraction taken off every *on-demand* price (0 ≤ discount < 1): a Compute Savings Plan,
-    /// an EDP or a committed-use discount, e.g. 0.28 for 28 % off. Spot prices are market
-    /// prices those discounts do not cover, so they stay as the cloud quotes them. This moves
-    /// the spot/on-demand trade-off, cost figures and `limits.max_cost_per_hour`. 0: list price.
-    #[serde(default)]
-    pub discount: f64,
+    /// Fraction taken off every on-demand price, below 1 (see [`raw::RawPricing`]).
+    pub discount: Share,
 }
 
 impl PricingConfig {
     /// Apply the discount to the on-demand offerings of `groups` (pure; the controller calls it
     /// on every observation, before planning). A no-op at 0.
     pub fn apply(&self, groups: &mut [gpupool_provider::NodeGroup]) {
-        if self.discount == 0.0 {
+        if self.discount == Share::ZERO {
             return;
         }
-        let keep = 1.0 - self.discount;
+        let keep = self.discount.complement().get();
         for o in groups.iter_mut().flat_map(|g| g.offerings.iter_mut()) {
             if o.capacity_type == CapacityType::OnDemand {
                 o.price_per_hour = o.price_per_hour.scale(keep);
             }
         }
     }
-}
-
-fn d_tick() -> u64 {
-    10
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -127,13 +114,17 @@ pub struct AwsConfig {
     /// Publish gpupool's figures to CloudWatch (namespace `gpupool`).
     #[serde(default)]
     pub publish_cloudwatch: bool,
-    /// Per-call timeout.
-    #[serde(default = "d_api_timeout")]
-    pub api_timeout_s: u64,
+    /// Per-call timeout (`api_timeout_s`).
+    #[serde(
+        rename = "api_timeout_s",
+        with = "units::secs",
+        default = "d_api_timeout"
+    )]
+    pub api_timeout: Duration,
 }
 
-fn d_api_timeout() -> u64 {
-    20
+fn d_api_timeout() -> Duration {
+    Duration::from_secs(20)
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -147,15 +138,25 @@ pub struct GcpConfig {
     /// Override for tests and private endpoints.
     #[serde(default)]
     pub endpoint_url: Option<String>,
-    #[serde(default = "d_api_timeout")]
-    pub api_timeout_s: u64,
-    /// How long to wait for a long-running operation before reporting it.
-    #[serde(default = "d_op_deadline")]
-    pub operation_deadline_s: u64,
+    /// Per-call timeout (`api_timeout_s`).
+    #[serde(
+        rename = "api_timeout_s",
+        with = "units::secs",
+        default = "d_api_timeout"
+    )]
+    pub api_timeout: Duration,
+    /// How long to wait for a long-running operation before reporting it
+    /// (`operation_deadline_s`).
+    #[serde(
+        rename = "operation_deadline_s",
+        with = "units::secs",
+        default = "d_op_deadline"
+    )]
+    pub operation_deadline: Duration,
 }
 
-fn d_op_deadline() -> u64 {
-    120
+fn d_op_deadline() -> Duration {
+    Duration::from_secs(120)
 }
 
 /// How GPU resources are named in this cluster. Configuration, not code: Cluster Autoscaler
@@ -242,67 +243,29 @@ fn d_listen() -> String {
     "0.0.0.0:8080".into()
 }
 
-/// The built-in simulated cloud, when `provider: sim` is used with `gpupool run`.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct SimProviderConfig {
-    #[serde(default)]
-    pub seed: Option<u64>,
-}
-
-/// One class of interchangeable GPU capacity for one workload.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+/// One class of interchangeable GPU capacity for one workload, validated. Field meanings:
+/// [`raw::RawPool`].
+#[derive(Clone, Debug, PartialEq)]
 pub struct PoolConfig {
     pub name: PoolName,
     pub requirements: Requirements,
-    /// The shape of one serving replica (VM-only and signal-driven demand).
-    #[serde(default)]
     pub replica: ReplicaShape,
-    #[serde(default)]
     pub capacity: CapacityPolicy,
-    #[serde(default)]
     pub warm_pool: WarmPoolPolicy,
-    #[serde(default)]
     pub limits: Limits,
-    #[serde(default)]
     pub disruption: DisruptionPolicy,
-    #[serde(default)]
     pub scale_up: ScaleUpPolicy,
-    /// `<model>@<version>` every serving node must hold in its cache; instances reporting an
-    /// older one are replaced (drift).
-    #[serde(default)]
     pub model_cache: Option<String>,
     /// Demand signals; the largest demand wins.
-    #[serde(default)]
-    pub signals: Vec<SignalConfig>,
-    #[serde(default)]
+    pub signals: Vec<Signal>,
     pub forecast: ForecastPolicy,
-    /// The pool's service-level objective. With it, gpupool learns the standing headroom
-    /// (spare running replicas) and the warm-pool size that meet it at least cost
-    /// (`planner::headroom`); without it, `disruption.headroom_replicas` and the warm pool's
-    /// `min`/`max` are used as set.
-    #[serde(default)]
     pub slo: Option<SloPolicy>,
-    /// VM-only readiness: a URL template per instance, `{ip}` replaced by its private IP.
-    #[serde(default)]
     pub health_url: Option<String>,
-    /// VM-only: a command run before an instance is terminated, to deregister it (`{id}`,
-    /// `{ip}` substituted). Its failure holds the termination.
-    #[serde(default)]
     pub deregister_command: Option<Vec<String>>,
-    /// VM-only: requests in flight on one instance, so scale-in picks idle instances and waits
-    /// for work to finish. A Prometheus query with `{instance}` (instance id) or `{ip}`.
-    #[serde(default)]
     pub in_flight_query: Option<InFlightQueryConfig>,
-    /// Observe and plan this pool but take no action on it (no launch, no drain, no
-    /// termination): `Reason::Paused` on `/status` and in `gpupool plan`.
-    #[serde(default)]
     pub paused: bool,
-    #[serde(default)]
     pub scale_down: ScaleDownPolicy,
 }
-
 /// Cluster Autoscaler's `--scale-down-enabled`, per pool.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -350,13 +313,16 @@ pub struct AttainmentQuery {
     /// Prometheus base URL.
     pub url: String,
     pub query: String,
-    /// The range the query measures over (`[10m]` → 600): feedback waits at least this long
-    /// between two steps, so one bad stretch is not counted again and again.
-    pub window_s: u64,
-    #[serde(default = "d_stale")]
-    pub stale_after_s: u64,
-    #[serde(default = "d_sig_timeout")]
-    pub timeout_s: u64,
+    /// The range the query measures over (`window_s`; `[10m]` → 600): feedback waits at
+    /// least this long between two steps, so one bad stretch is not counted again and again.
+    #[serde(rename = "window_s", with = "units::secs")]
+    pub window: Duration,
+    /// `stale_after_s`.
+    #[serde(rename = "stale_after_s", with = "units::secs", default = "d_stale")]
+    pub stale_after: Duration,
+    /// `timeout_s`.
+    #[serde(rename = "timeout_s", with = "units::secs", default = "d_sig_timeout")]
+    pub timeout: Duration,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -467,24 +433,15 @@ fn d_one() -> u32 {
     1
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+/// A pool's capacity mix, validated: the spot share a [`Share`], the spot price cap
+/// [`Money`]. Field meanings and defaults: [`raw::RawCapacity`].
+#[derive(Clone, Debug, PartialEq)]
 pub struct CapacityPolicy {
-    /// Nodes that are always on-demand, before any spot.
-    #[serde(default)]
     pub on_demand_base: u32,
-    /// Share of nodes above the base that may be spot (0 = on-demand only, 1 = all spot).
-    #[serde(default)]
-    pub spot_share: f64,
-    /// Order to try capacity types in when the preferred one is short.
-    #[serde(default = "d_fallback")]
+    pub spot_share: Share,
     pub fallback: Vec<CapacityType>,
-    /// Highest price per hour accepted for one spot instance.
-    #[serde(default)]
-    pub max_spot_price_per_hour: Option<f64>,
-    /// How much an interruption costs, in hours of the instance's price (lost warm-up and
-    /// re-queued work); effective price = price × (1 + risk × penalty).
-    #[serde(default = "d_penalty")]
+    pub max_spot_price_per_hour: Option<Money>,
+    /// Hours of the instance's price an interruption costs.
     pub interruption_penalty_hours: f64,
 }
 
@@ -492,7 +449,7 @@ impl Default for CapacityPolicy {
     fn default() -> Self {
         CapacityPolicy {
             on_demand_base: 0,
-            spot_share: 0.0,
+            spot_share: Share::ZERO,
             fallback: d_fallback(),
             max_spot_price_per_hour: None,
             interruption_penalty_hours: d_penalty(),
@@ -519,8 +476,12 @@ pub struct WarmPoolPolicy {
     #[serde(default)]
     pub max: Option<u32>,
     /// Seconds a warm instance takes to serve after start (boot + load from local disk).
-    #[serde(default = "d_warm_start")]
-    pub warm_start_s: u64,
+    #[serde(
+        rename = "warm_start_s",
+        with = "units::secs",
+        default = "d_warm_start"
+    )]
+    pub warm_start: Duration,
 }
 
 impl Default for WarmPoolPolicy {
@@ -529,7 +490,7 @@ impl Default for WarmPoolPolicy {
             enabled: false,
             min: 0,
             max: None,
-            warm_start_s: d_warm_start(),
+            warm_start: d_warm_start(),
         }
     }
 }
@@ -547,20 +508,17 @@ impl WarmPoolPolicy {
         }
     }
 }
-fn d_warm_start() -> u64 {
-    45
+fn d_warm_start() -> Duration {
+    Duration::from_secs(45)
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+/// A pool's bounds, validated: the cost ceiling [`Money`] per hour. Field meanings and
+/// defaults: [`raw::RawLimits`].
+#[derive(Clone, Debug, PartialEq)]
 pub struct Limits {
-    #[serde(default)]
     pub min_nodes: u32,
-    #[serde(default = "d_max_nodes")]
     pub max_nodes: u32,
-    /// Ceiling on the pool's running cost in dollars per hour.
-    #[serde(default)]
-    pub max_cost_per_hour: Option<f64>,
+    pub max_cost_per_hour: Option<Money>,
 }
 
 impl Default for Limits {
@@ -585,21 +543,29 @@ pub struct DisruptionPolicy {
     pub consolidation: bool,
     /// A node must be unneeded this long before it is removed. Unset: 600 s (Cluster
     /// Autoscaler's `scale-down-unneeded-time`); with an `slo`, the pool's cold start (see
-    /// [`PoolConfig::unneeded_time_s`]).
-    #[serde(default)]
-    pub unneeded_time_s: Option<u64>,
+    /// [`PoolConfig::unneeded_time`]).
+    #[serde(rename = "unneeded_time_s", with = "units::opt_secs", default)]
+    pub unneeded_time: Option<Duration>,
     /// No scale-down for this long after a scale-up (flap guard). Unset: 300 s; with an
-    /// `slo`, 0 (see [`PoolConfig::scale_down_delay_after_add_s`]).
-    #[serde(default)]
-    pub scale_down_delay_after_add_s: Option<u64>,
+    /// `slo`, 0 (see [`PoolConfig::scale_down_delay_after_add`]).
+    #[serde(
+        rename = "scale_down_delay_after_add_s",
+        with = "units::opt_secs",
+        default
+    )]
+    pub scale_down_delay_after_add: Option<Duration>,
     #[serde(default)]
     pub budget: DisruptionBudget,
     /// Longest a drain may take before the instance is terminated anyway (and reported).
-    #[serde(default = "d_drain")]
-    pub drain_timeout_s: u64,
+    #[serde(rename = "drain_timeout_s", with = "units::secs", default = "d_drain")]
+    pub drain_timeout: Duration,
     /// A node not serving-ready after this long is replaced.
-    #[serde(default = "d_provision")]
-    pub max_provision_time_s: u64,
+    #[serde(
+        rename = "max_provision_time_s",
+        with = "units::secs",
+        default = "d_provision"
+    )]
+    pub max_provision_time: Duration,
     /// Spare replicas kept above demand when scaling down.
     #[serde(default)]
     pub headroom_replicas: u32,
@@ -607,8 +573,8 @@ pub struct DisruptionPolicy {
     /// before the reclaim (the longest request you serve must fit). The replacement is launched
     /// at once either way. Unset: drain as soon as the notice arrives (the safe default when
     /// request durations are unknown). AWS gives 120 s of notice, GCP 30 s.
-    #[serde(default)]
-    pub interruption_drain_s: Option<u64>,
+    #[serde(rename = "interruption_drain_s", with = "units::opt_secs", default)]
+    pub interruption_drain: Option<Duration>,
     /// What an AWS EC2 rebalance recommendation (a spot instance at elevated risk of
     /// interruption, usually minutes to hours before any notice) does. `prelaunch`: launch the
     /// replacement now, within the pool's limits, and drain the at-risk node once the
@@ -621,8 +587,12 @@ pub struct DisruptionPolicy {
     /// runs out its drain is abandoned and the VM kept in service, still registered
     /// (`gpupool_drains_abandoned_total`, a warning in the log); scale-in may pick it again
     /// after `unneeded_time_s`.
-    #[serde(default = "d_deregister_give_up")]
-    pub deregister_give_up_s: u64,
+    #[serde(
+        rename = "deregister_give_up_s",
+        with = "units::secs",
+        default = "d_deregister_give_up"
+    )]
+    pub deregister_give_up: Duration,
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -637,15 +607,15 @@ impl Default for DisruptionPolicy {
     fn default() -> Self {
         DisruptionPolicy {
             consolidation: true,
-            unneeded_time_s: None,
-            scale_down_delay_after_add_s: None,
+            unneeded_time: None,
+            scale_down_delay_after_add: None,
             budget: DisruptionBudget::default(),
-            drain_timeout_s: d_drain(),
-            max_provision_time_s: d_provision(),
+            drain_timeout: d_drain(),
+            max_provision_time: d_provision(),
             headroom_replicas: 0,
-            interruption_drain_s: None,
+            interruption_drain: None,
             rebalance: RebalancePolicy::default(),
-            deregister_give_up_s: d_deregister_give_up(),
+            deregister_give_up: d_deregister_give_up(),
         }
     }
 }
@@ -654,17 +624,17 @@ fn d_true() -> bool {
     true
 }
 /// Default `unneeded_time_s` without an `slo`.
-pub const DEFAULT_UNNEEDED_TIME_S: u64 = 600;
+pub const DEFAULT_UNNEEDED_TIME: Duration = Duration::from_secs(600);
 /// Default `scale_down_delay_after_add_s` without an `slo`.
-pub const DEFAULT_SCALE_DOWN_DELAY_AFTER_ADD_S: u64 = 300;
-fn d_drain() -> u64 {
-    900
+pub const DEFAULT_SCALE_DOWN_DELAY_AFTER_ADD: Duration = Duration::from_secs(300);
+fn d_drain() -> Duration {
+    Duration::from_secs(900)
 }
-fn d_provision() -> u64 {
-    900
+fn d_provision() -> Duration {
+    Duration::from_secs(900)
 }
-fn d_deregister_give_up() -> u64 {
-    600
+fn d_deregister_give_up() -> Duration {
+    Duration::from_secs(600)
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -679,8 +649,8 @@ pub struct DisruptionBudget {
     /// default rate limit would keep the nodes a burst brought for hours after it ended.
     #[serde(default)]
     pub max_per_window: Option<u32>,
-    #[serde(default = "d_window")]
-    pub window_s: u64,
+    #[serde(rename = "window_s", with = "units::secs", default = "d_window")]
+    pub window: Duration,
 }
 
 impl Default for DisruptionBudget {
@@ -688,13 +658,13 @@ impl Default for DisruptionBudget {
         DisruptionBudget {
             max_disrupted_at_once: 1,
             max_per_window: None,
-            window_s: d_window(),
+            window: d_window(),
         }
     }
 }
 
-fn d_window() -> u64 {
-    3600
+fn d_window() -> Duration {
+    Duration::from_secs(3600)
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -702,8 +672,8 @@ fn d_window() -> u64 {
 pub struct ScaleUpPolicy {
     /// Expected seconds from launch to serving for a cold instance (boot, image pull, model
     /// load). Used for the forecast horizon and consolidation's cold-start cost.
-    #[serde(default = "d_cold")]
-    pub cold_start_s: u64,
+    #[serde(rename = "cold_start_s", with = "units::secs", default = "d_cold")]
+    pub cold_start: Duration,
     /// Most nodes launched in one tick per pool (a bound on a runaway signal).
     #[serde(default = "d_max_per_tick")]
     pub max_nodes_per_tick: u32,
@@ -712,26 +682,30 @@ pub struct ScaleUpPolicy {
     /// report most stockouts themselves (AWS failed scaling activities, GCP `lastAttempt`
     /// errors, both seen in a tick); this bounds the silent case. Not `max_provision_time_s`,
     /// which is about instances that exist but do not serve.
-    #[serde(default = "d_launch_timeout")]
-    pub launch_timeout_s: u64,
+    #[serde(
+        rename = "launch_timeout_s",
+        with = "units::secs",
+        default = "d_launch_timeout"
+    )]
+    pub launch_timeout: Duration,
 }
 
 impl Default for ScaleUpPolicy {
     fn default() -> Self {
         ScaleUpPolicy {
-            cold_start_s: d_cold(),
+            cold_start: d_cold(),
             max_nodes_per_tick: d_max_per_tick(),
-            launch_timeout_s: d_launch_timeout(),
+            launch_timeout: d_launch_timeout(),
         }
     }
 }
 
-fn d_launch_timeout() -> u64 {
-    300
+fn d_launch_timeout() -> Duration {
+    Duration::from_secs(300)
 }
 
-fn d_cold() -> u64 {
-    300
+fn d_cold() -> Duration {
+    Duration::from_secs(300)
 }
 fn d_max_per_tick() -> u32 {
     20
@@ -743,50 +717,80 @@ pub struct ForecastPolicy {
     #[serde(default = "d_true")]
     pub enabled: bool,
     /// Forecast horizon; defaults to the pool's cold start.
-    #[serde(default)]
-    pub horizon_s: Option<u64>,
+    #[serde(rename = "horizon_s", with = "units::opt_secs", default)]
+    pub horizon: Option<Duration>,
     /// Seasonal period for time-of-day patterns (1 day); seasonality is used once history
     /// covers two periods.
-    #[serde(default = "d_season")]
-    pub season_s: u64,
+    #[serde(rename = "season_s", with = "units::secs", default = "d_season")]
+    pub season: Duration,
 }
 
 impl Default for ForecastPolicy {
     fn default() -> Self {
         ForecastPolicy {
             enabled: true,
-            horizon_s: None,
-            season_s: d_season(),
+            horizon: None,
+            season: d_season(),
         }
     }
 }
 
-fn d_season() -> u64 {
-    86_400
+fn d_season() -> Duration {
+    Duration::from_secs(86_400)
 }
 
-/// One demand signal. Exactly one source key per entry.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct SignalConfig {
-    /// Name in reasons and metrics; defaults to the source kind and index.
-    #[serde(default)]
-    pub name: Option<String>,
-    #[serde(default)]
-    pub prometheus: Option<PrometheusSignal>,
-    #[serde(default)]
-    pub cloudwatch: Option<CloudWatchSignal>,
-    #[serde(default)]
-    pub sqs: Option<SqsSignal>,
-    #[serde(default)]
-    pub cron: Option<CronSignal>,
-    #[serde(default)]
-    pub latency: Option<LatencySignal>,
-    /// The simulator's own queue (scenarios only).
-    #[serde(default)]
-    pub sim_queue: Option<SimQueueSignal>,
+/// One validated demand signal: its name (as written, else `<kind>-<index>`) and its one
+/// source.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Signal {
+    /// Name in reasons and metrics.
+    pub name: String,
+    pub source: SignalSource,
 }
 
+/// Where a signal's value comes from: exactly one source per signal (the YAML's entry sets
+/// one key; validation refuses none or several).
+#[derive(Clone, Debug, PartialEq)]
+pub enum SignalSource {
+    Prometheus(PrometheusSignal),
+    CloudWatch(CloudWatchSignal),
+    Sqs(SqsSignal),
+    Cron(CronSignal),
+    Latency(LatencySignal),
+}
+
+impl SignalSource {
+    /// The source's key in the YAML.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            SignalSource::Prometheus(_) => "prometheus",
+            SignalSource::CloudWatch(_) => "cloudwatch",
+            SignalSource::Sqs(_) => "sqs",
+            SignalSource::Cron(_) => "cron",
+            SignalSource::Latency(_) => "latency",
+        }
+    }
+
+    /// The Prometheus endpoint the signal queries, if it queries one.
+    pub fn prometheus_access(&self) -> Option<PrometheusAccess<'_>> {
+        match self {
+            SignalSource::Prometheus(p) => Some(p.access()),
+            SignalSource::Latency(l) => Some(l.access()),
+            _ => None,
+        }
+    }
+
+    /// Whether reading it takes a network call (Prometheus, latency, CloudWatch, SQS).
+    pub fn is_remote(&self) -> bool {
+        matches!(
+            self,
+            SignalSource::Prometheus(_)
+                | SignalSource::Latency(_)
+                | SignalSource::CloudWatch(_)
+                | SignalSource::Sqs(_)
+        )
+    }
+}
 /// KEDA-style scaling arithmetic: replicas = ceil(value / target_per_replica) once the value
 /// exceeds `activation` (below it, a pool at zero stays at zero).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -798,10 +802,12 @@ pub struct PrometheusSignal {
     pub target_per_replica: f64,
     #[serde(default)]
     pub activation: f64,
-    #[serde(default = "d_stale")]
-    pub stale_after_s: u64,
-    #[serde(default = "d_sig_timeout")]
-    pub timeout_s: u64,
+    /// A value older than this is stale (`stale_after_s`).
+    #[serde(rename = "stale_after_s", with = "units::secs", default = "d_stale")]
+    pub stale_after: Duration,
+    /// Per-query timeout (`timeout_s`).
+    #[serde(rename = "timeout_s", with = "units::secs", default = "d_sig_timeout")]
+    pub timeout: Duration,
     /// Credentials for the Prometheus API (none by default). See [`PrometheusAuth`].
     #[serde(default)]
     pub auth: Option<PrometheusAuth>,
@@ -814,11 +820,11 @@ pub struct PrometheusSignal {
     pub headers: BTreeMap<String, String>,
 }
 
-fn d_stale() -> u64 {
-    60
+fn d_stale() -> Duration {
+    Duration::from_secs(60)
 }
-fn d_sig_timeout() -> u64 {
-    5
+fn d_sig_timeout() -> Duration {
+    Duration::from_secs(5)
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -833,15 +839,16 @@ pub struct CloudWatchSignal {
     pub target_per_replica: f64,
     #[serde(default)]
     pub activation: f64,
-    #[serde(default = "d_cw_stale")]
-    pub stale_after_s: u64,
+    /// A datapoint older than this is stale (`stale_after_s`).
+    #[serde(rename = "stale_after_s", with = "units::secs", default = "d_cw_stale")]
+    pub stale_after: Duration,
 }
 
 fn d_stat() -> String {
     "Average".into()
 }
-fn d_cw_stale() -> u64 {
-    300
+fn d_cw_stale() -> Duration {
+    Duration::from_secs(300)
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -856,22 +863,13 @@ pub struct SqsSignal {
     pub include_in_flight: bool,
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+/// A validated cron signal: `desired` replicas while the window is open. The window's
+/// expressions and zone were parsed once, at load.
+#[derive(Clone, Debug, PartialEq)]
 pub struct CronSignal {
-    /// Cron expression (with seconds field) for when the window starts, e.g. `0 0 8 * * Mon-Fri`.
-    pub start: String,
-    /// Cron expression for when it ends.
-    pub end: String,
+    pub window: CronWindow,
     pub desired: u32,
-    #[serde(default = "d_tz")]
-    pub timezone: String,
 }
-
-fn d_tz() -> String {
-    "UTC".into()
-}
-
 /// How gpupool proves who it is to a Prometheus-API server: the authentication modes KEDA's
 /// Prometheus scaler offers (`authModes: bearer | basic | tls | custom`, plus AWS SigV4 for
 /// Amazon Managed Service for Prometheus and Google credentials for Managed Service for
@@ -1037,10 +1035,12 @@ pub struct LatencySignal {
     pub query: String,
     /// Target in the query's unit (seconds for a p95 TTFT).
     pub target: f64,
-    #[serde(default = "d_stale")]
-    pub stale_after_s: u64,
-    #[serde(default = "d_sig_timeout")]
-    pub timeout_s: u64,
+    /// A value older than this is stale (`stale_after_s`).
+    #[serde(rename = "stale_after_s", with = "units::secs", default = "d_stale")]
+    pub stale_after: Duration,
+    /// Per-query timeout (`timeout_s`).
+    #[serde(rename = "timeout_s", with = "units::secs", default = "d_sig_timeout")]
+    pub timeout: Duration,
     /// Credentials for the Prometheus API (none by default). See [`PrometheusAuth`].
     #[serde(default)]
     pub auth: Option<PrometheusAuth>,
@@ -1053,88 +1053,37 @@ pub struct LatencySignal {
     pub headers: BTreeMap<String, String>,
 }
 
-/// The simulator's queue, with KEDA arithmetic on the value `metric` selects: replicas =
-/// ceil(value / `target_per_replica`) once the value exceeds `activation`.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct SimQueueSignal {
-    pub target_per_replica: f64,
-    #[serde(default)]
-    pub activation: f64,
-    /// Count requests being served too (concurrency-based scaling). `queue` metric only.
-    #[serde(default = "d_true")]
-    pub include_in_flight: bool,
-    /// What the value is; `queue` by default.
-    #[serde(default)]
-    pub metric: SimQueueMetric,
-    /// The rate window of the `offered_load` metric (Prometheus `rate(...[window])`), seconds.
-    #[serde(default = "d_load_window")]
-    pub window_s: f64,
-}
-
-fn d_load_window() -> f64 {
-    60.0
-}
-
-/// The value a simulator queue signal reads, as a Prometheus query over a vLLM deployment would.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum SimQueueMetric {
-    /// Requests waiting (`vllm:num_requests_waiting`), plus those running
-    /// (`vllm:num_requests_running`) with `include_in_flight`. Grows with backlog: while
-    /// replacements cold-start, every request that arrives adds to it.
-    #[default]
-    Queue,
-    /// Concurrent requests the offered traffic needs, by Little's law: the arrival rate over
-    /// `window_s` times the mean service time of the requests completed over it (a gateway's
-    /// request counter × `vllm:request_inference_time_seconds` sum/count). It does not count
-    /// backlog, so it stays put while capacity cold-starts; divide by a replica's concurrency
-    /// (times a utilisation target) for replicas.
-    OfferedLoad,
-}
-
-impl SignalConfig {
-    /// The signal's display name.
-    pub fn display_name(&self, index: usize) -> String {
-        if let Some(n) = &self.name {
-            return n.clone();
-        }
-        let kind = self.sources().next().unwrap_or("signal");
-        format!("{kind}-{index}")
-    }
-
-    /// The source kinds this entry sets (validation requires exactly one).
-    pub fn sources(&self) -> impl Iterator<Item = &'static str> {
-        [
-            ("prometheus", self.prometheus.is_some()),
-            ("cloudwatch", self.cloudwatch.is_some()),
-            ("sqs", self.sqs.is_some()),
-            ("cron", self.cron.is_some()),
-            ("latency", self.latency.is_some()),
-            ("sim-queue", self.sim_queue.is_some()),
-        ]
-        .into_iter()
-        .filter_map(|(kind, set)| set.then_some(kind))
-    }
-}
-
 impl Config {
     /// Parse and validate: every unknown key, wrong type and semantic mistake is reported at
     /// once (see `parse`). A Kubernetes ConfigMap manifest is read through its `config.yaml`.
     pub fn load(text: &str) -> Result<Config, ConfigError> {
+        Self::load_with_demand_from(text, &std::collections::BTreeSet::new())
+    }
+
+    /// [`Config::load`] for a config whose pools in `fed_elsewhere` take their demand from
+    /// outside it (a simulator scenario's queue signals, `sim::scenario`): a VM-only pool there
+    /// needs no signal of its own.
+    pub fn load_with_demand_from(
+        text: &str,
+        fed_elsewhere: &std::collections::BTreeSet<PoolName>,
+    ) -> Result<Config, ConfigError> {
         let doc = parse::document(text).map_err(|(line, message)| ConfigError::Parse {
             path: String::new(),
             line,
             message,
         })?;
         let mut issues = Vec::new();
-        let cfg: Option<Config> = parse::typed(doc, &mut issues);
-        if let Some(cfg) = &cfg {
-            issues.extend(validate::validate(cfg));
-        }
-        match cfg {
-            Some(cfg) if issues.is_empty() => Ok(cfg),
-            _ => Err(ConfigError::Invalid(issues)),
+        let raw: Option<raw::RawConfig> = parse::typed(doc, &mut issues);
+        let Some(raw) = raw else {
+            return Err(ConfigError::Invalid(issues));
+        };
+        match validate::validate(&raw, fed_elsewhere) {
+            Ok(cfg) if issues.is_empty() => Ok(cfg),
+            Ok(_) => Err(ConfigError::Invalid(issues)),
+            Err(more) => {
+                issues.extend(more);
+                Err(ConfigError::Invalid(issues))
+            }
         }
     }
 
@@ -1228,11 +1177,8 @@ impl Config {
         let mut out = Vec::new();
         for (i, p) in self.pools.iter().enumerate() {
             for (j, s) in p.signals.iter().enumerate() {
-                if let Some(q) = &s.prometheus {
-                    out.push((format!("pools[{i}].signals[{j}].prometheus"), q.access()));
-                }
-                if let Some(l) = &s.latency {
-                    out.push((format!("pools[{i}].signals[{j}].latency"), l.access()));
+                if let Some(a) = s.source.prometheus_access() {
+                    out.push((format!("pools[{i}].signals[{j}].{}", s.source.kind()), a));
                 }
             }
             if let Some(q) = &p.in_flight_query {
@@ -1255,30 +1201,34 @@ impl PoolConfig {
     /// holding exactly that long is never worse than twice the best choice in hindsight,
     /// whatever the traffic does next. The standing headroom the SLO needs is held
     /// explicitly (`planner::headroom`), so this only decides how soon surplus goes.
-    pub fn unneeded_time_s(&self) -> u64 {
-        match (self.disruption.unneeded_time_s, &self.slo) {
-            (Some(v), _) => v,
-            (None, None) => DEFAULT_UNNEEDED_TIME_S,
-            (None, Some(_)) => self.scale_up.cold_start_s,
-        }
+    pub fn unneeded_time(&self) -> Duration {
+        unneeded_time(&self.disruption, self.slo.is_some(), &self.scale_up)
     }
 
     /// No scale-down this long after a scale-up. Set: as set. Unset without an `slo`: 300 s.
     /// Unset with an `slo`: 0 — each node already waits `unneeded_time_s`, and the learnt
     /// headroom moves by a replica at a time, so a pool-wide pause after every such step
     /// would keep every surplus node the SLO does not ask for.
-    pub fn scale_down_delay_after_add_s(&self) -> u64 {
-        match (self.disruption.scale_down_delay_after_add_s, &self.slo) {
+    pub fn scale_down_delay_after_add(&self) -> Duration {
+        match (self.disruption.scale_down_delay_after_add, &self.slo) {
             (Some(v), _) => v,
-            (None, None) => DEFAULT_SCALE_DOWN_DELAY_AFTER_ADD_S,
-            (None, Some(_)) => 0,
+            (None, None) => DEFAULT_SCALE_DOWN_DELAY_AFTER_ADD,
+            (None, Some(_)) => Duration::ZERO,
         }
     }
 
     /// Horizon the forecast looks ahead: at least the cold start.
-    pub fn forecast_horizon_s(&self) -> u64 {
-        self.forecast
-            .horizon_s
-            .unwrap_or(self.scale_up.cold_start_s)
+    pub fn forecast_horizon(&self) -> Duration {
+        self.forecast.horizon.unwrap_or(self.scale_up.cold_start)
+    }
+}
+
+/// [`PoolConfig::unneeded_time`] from the sections it depends on (validation checks it on the
+/// raw pool).
+fn unneeded_time(d: &DisruptionPolicy, slo: bool, up: &ScaleUpPolicy) -> Duration {
+    match (d.unneeded_time, slo) {
+        (Some(v), _) => v,
+        (None, false) => DEFAULT_UNNEEDED_TIME,
+        (None, true) => up.cold_start,
     }
 }

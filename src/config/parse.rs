@@ -191,7 +191,7 @@ fn in_user_terms(expected: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::Config;
+    use crate::config::raw::RawConfig;
 
     #[test]
     fn every_unknown_key_and_wrong_type_is_reported_in_user_terms() {
@@ -204,7 +204,7 @@ pools:
     capacity: { fallback: [spot, on-demnd] }
 "#;
         let mut issues = Vec::new();
-        let cfg: Option<Config> = typed(document(text).unwrap(), &mut issues);
+        let cfg: Option<RawConfig> = typed(document(text).unwrap(), &mut issues);
         assert!(
             cfg.is_some(),
             "defaults stand in for removed keys: {issues:?}"
@@ -228,7 +228,7 @@ pools:
         let cm = "apiVersion: v1\nkind: ConfigMap\nmetadata: { name: gpupool }\ndata:\n  config.yaml: |\n    pools:\n      - name: a\n        requirements: {}\n";
         let doc = document(cm).unwrap();
         let mut issues = Vec::new();
-        let cfg: Config = typed(doc, &mut issues).unwrap();
+        let cfg: RawConfig = typed(doc, &mut issues).unwrap();
         assert_eq!(cfg.pools[0].name.as_str(), "a");
         assert!(issues.is_empty());
     }

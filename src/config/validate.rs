@@ -1,8 +1,14 @@
 //! Whole-config validation: every mistake, with its path, value and fix.
 
-use super::{Config, Mode, PoolConfig, ProviderKind, SignalConfig};
+use super::raw::{RawConfig, RawCron, RawPool, RawSignal};
+use super::{
+    CapacityPolicy, Config, CronSignal, CronWindow, Limits, Mode, PoolConfig, PricingConfig,
+    ProviderKind, Share, Signal, SignalSource,
+};
+use crate::model::{Money, PoolName};
 use std::collections::BTreeSet;
 use std::fmt;
+use std::time::Duration;
 
 /// One mistake: where, and what to do about it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -86,7 +92,15 @@ impl Check {
     }
 }
 
-pub(super) fn validate(cfg: &Config) -> Vec<Issue> {
+/// Check `cfg` as a whole and build the typed [`Config`] from it: every mistake, or a config
+/// that has passed every check.
+///
+/// `fed_elsewhere`: pools whose demand comes from outside the config (a simulator scenario's
+/// queue signals), so a VM-only pool there needs no signal of its own.
+pub(super) fn validate(
+    cfg: &RawConfig,
+    fed_elsewhere: &BTreeSet<PoolName>,
+) -> Result<Config, Vec<Issue>> {
     let mut c = Check { issues: Vec::new() };
     c.range_u(
         "tick_interval_s".into(),
@@ -96,48 +110,9 @@ pub(super) fn validate(cfg: &Config) -> Vec<Issue> {
         "seconds between ticks",
     );
 
-    match cfg.provider {
-        ProviderKind::Aws => match &cfg.aws {
-            None => c.fail("aws", "required when provider is aws: add `aws: { region: us-east-1 }`"),
-            Some(a) => {
-                if a.region.trim().is_empty() {
-                    c.fail("aws.region", "must name a region, e.g. us-east-1");
-                }
-                if let Some(u) = &a.endpoint_url {
-                    c.url("aws.endpoint_url".into(), u);
-                }
-                if let Some(u) = &a.interruption_queue_url {
-                    c.url("aws.interruption_queue_url".into(), u);
-                }
-                c.range_u("aws.api_timeout_s".into(), a.api_timeout_s, 1, 300, "per-call timeout");
-            }
-        },
-        ProviderKind::Gcp => match &cfg.gcp {
-            None => c.fail(
-                "gcp",
-                "required when provider is gcp: add `gcp: { project: my-project, region: us-central1 }`",
-            ),
-            Some(g) => {
-                if g.project.trim().is_empty() {
-                    c.fail("gcp.project", "must name a project id");
-                }
-                if g.region.trim().is_empty() {
-                    c.fail("gcp.region", "must name a region, e.g. us-central1");
-                }
-                if let Some(u) = &g.endpoint_url {
-                    c.url("gcp.endpoint_url".into(), u);
-                }
-                c.range_u("gcp.api_timeout_s".into(), g.api_timeout_s, 1, 300, "per-call timeout");
-                c.range_u(
-                    "gcp.operation_deadline_s".into(),
-                    g.operation_deadline_s,
-                    5,
-                    3600,
-                    "how long to wait for an operation",
-                );
-            }
-        },
-        ProviderKind::Sim => {}
+    provider_section(&mut c, cfg);
+    if cfg.sim.is_some() {
+        c.fail("sim", SIM_IN_PRODUCTION);
     }
 
     if let Some(p) = &cfg.state.path
@@ -186,10 +161,13 @@ pub(super) fn validate(cfg: &Config) -> Vec<Issue> {
         c.fail("pools", "must define at least one pool");
     }
     // Credentials, TLS and headers of every Prometheus endpoint (signals, latency, in-flight).
-    for (path, access) in cfg.prometheus_endpoints() {
-        c.issues.extend(super::access::errors(cfg, &path, access));
+    let aws_region = cfg.aws.as_ref().map(|a| a.region.as_str());
+    for (path, access) in prometheus_endpoints(cfg) {
+        c.issues
+            .extend(super::access::errors(aws_region, &path, access));
     }
     let mut names = BTreeSet::new();
+    let mut pools = Vec::with_capacity(cfg.pools.len());
     for (i, p) in cfg.pools.iter().enumerate() {
         if !names.insert(p.name.as_str()) {
             c.fail(
@@ -197,9 +175,132 @@ pub(super) fn validate(cfg: &Config) -> Vec<Issue> {
                 format!("duplicate pool name {:?}", p.name.as_str()),
             );
         }
-        pool(&mut c, cfg, i, p);
+        let signals = pool(&mut c, cfg, i, p, fed_elsewhere.contains(&p.name));
+        pools.extend(typed_pool(p, signals));
     }
-    c.issues
+    // Every value the typed config narrows (shares) was checked above: a failure here has its
+    // issue already.
+    let discount = Share::new(cfg.pricing.discount);
+    let (true, Some(discount)) = (c.issues.is_empty(), discount) else {
+        return Err(c.issues);
+    };
+    Ok(Config {
+        provider: cfg.provider,
+        mode: cfg.mode,
+        tick_interval: std::time::Duration::from_secs(cfg.tick_interval_s),
+        aws: cfg.aws.clone(),
+        gcp: cfg.gcp.clone(),
+        kubernetes: cfg.kubernetes.clone(),
+        metrics: cfg.metrics.clone(),
+        state: cfg.state.clone(),
+        dry_run: cfg.dry_run,
+        pricing: PricingConfig { discount },
+        pools,
+    })
+}
+
+/// Every Prometheus endpoint the raw config names, with its path, in the order the typed
+/// [`Config::prometheus_endpoints`] lists them.
+fn prometheus_endpoints(cfg: &RawConfig) -> Vec<(String, super::PrometheusAccess<'_>)> {
+    let mut out = Vec::new();
+    for (i, p) in cfg.pools.iter().enumerate() {
+        for (j, s) in p.signals.iter().enumerate() {
+            if let Some(q) = &s.prometheus {
+                out.push((format!("pools[{i}].signals[{j}].prometheus"), q.access()));
+            }
+            if let Some(l) = &s.latency {
+                out.push((format!("pools[{i}].signals[{j}].latency"), l.access()));
+            }
+        }
+        if let Some(q) = &p.in_flight_query {
+            out.push((format!("pools[{i}].in_flight_query"), q.access()));
+        }
+    }
+    out
+}
+
+/// The typed pool: the raw one's sections with its checked signals, prices as [`Money`] and
+/// the spot share a [`Share`]; `None` when a value is out of range (its issue is recorded).
+fn typed_pool(p: &RawPool, signals: Vec<Signal>) -> Option<PoolConfig> {
+    let (cap, lim) = (&p.capacity, &p.limits);
+    let capacity = CapacityPolicy {
+        on_demand_base: cap.on_demand_base,
+        spot_share: Share::new(cap.spot_share)?,
+        fallback: cap.fallback.clone(),
+        max_spot_price_per_hour: cap.max_spot_price_per_hour.map(Money::from_dollars),
+        interruption_penalty_hours: cap.interruption_penalty_hours,
+    };
+    let limits = Limits {
+        min_nodes: lim.min_nodes,
+        max_nodes: lim.max_nodes,
+        max_cost_per_hour: lim.max_cost_per_hour.map(Money::from_dollars),
+    };
+    Some(PoolConfig {
+        name: p.name.clone(),
+        requirements: p.requirements.clone(),
+        replica: p.replica.clone(),
+        capacity,
+        warm_pool: p.warm_pool.clone(),
+        limits,
+        disruption: p.disruption.clone(),
+        scale_up: p.scale_up.clone(),
+        model_cache: p.model_cache.clone(),
+        signals,
+        forecast: p.forecast.clone(),
+        slo: p.slo.clone(),
+        health_url: p.health_url.clone(),
+        deregister_command: p.deregister_command.clone(),
+        in_flight_query: p.in_flight_query.clone(),
+        paused: p.paused,
+        scale_down: p.scale_down.clone(),
+    })
+}
+
+/// `aws` / `gcp`: the section the provider needs, checked.
+fn provider_section(c: &mut Check, cfg: &RawConfig) {
+    match cfg.provider {
+        ProviderKind::Aws => match &cfg.aws {
+            None => c.fail("aws", "required when provider is aws: add `aws: { region: us-east-1 }`"),
+            Some(a) => {
+                if a.region.trim().is_empty() {
+                    c.fail("aws.region", "must name a region, e.g. us-east-1");
+                }
+                if let Some(u) = &a.endpoint_url {
+                    c.url("aws.endpoint_url".into(), u);
+                }
+                if let Some(u) = &a.interruption_queue_url {
+                    c.url("aws.interruption_queue_url".into(), u);
+                }
+                c.range_u("aws.api_timeout_s".into(), a.api_timeout.as_secs(), 1, 300, "per-call timeout");
+            }
+        },
+        ProviderKind::Gcp => match &cfg.gcp {
+            None => c.fail(
+                "gcp",
+                "required when provider is gcp: add `gcp: { project: my-project, region: us-central1 }`",
+            ),
+            Some(g) => {
+                if g.project.trim().is_empty() {
+                    c.fail("gcp.project", "must name a project id");
+                }
+                if g.region.trim().is_empty() {
+                    c.fail("gcp.region", "must name a region, e.g. us-central1");
+                }
+                if let Some(u) = &g.endpoint_url {
+                    c.url("gcp.endpoint_url".into(), u);
+                }
+                c.range_u("gcp.api_timeout_s".into(), g.api_timeout.as_secs(), 1, 300, "per-call timeout");
+                c.range_u(
+                    "gcp.operation_deadline_s".into(),
+                    g.operation_deadline.as_secs(),
+                    5,
+                    3600,
+                    "how long to wait for an operation",
+                );
+            }
+        },
+        ProviderKind::Sim => {}
+    }
 }
 
 fn is_dns_label(s: &str) -> bool {
@@ -246,14 +347,14 @@ fn slo_policy(c: &mut Check, at: &dyn Fn(&str) -> String, slo: &crate::config::S
         }
         c.range_u(
             at("slo.attainment_query.window_s"),
-            q.window_s,
+            q.window.as_secs(),
             10,
             86_400,
             "seconds the query's range covers",
         );
         c.range_u(
             at("slo.attainment_query.timeout_s"),
-            q.timeout_s,
+            q.timeout.as_secs(),
             1,
             120,
             "seconds per query",
@@ -261,8 +362,9 @@ fn slo_policy(c: &mut Check, at: &dyn Fn(&str) -> String, slo: &crate::config::S
     }
 }
 
-/// `pools[i]`: every check of one pool, in the order its mistakes are reported.
-fn pool(c: &mut Check, cfg: &Config, i: usize, p: &PoolConfig) {
+/// `pools[i]`: every check of one pool, in the order its mistakes are reported; its signals
+/// typed (those that passed).
+fn pool(c: &mut Check, cfg: &RawConfig, i: usize, p: &RawPool, fed_elsewhere: bool) -> Vec<Signal> {
     let at = |f: &str| format!("pools[{i}].{f}");
     if !is_dns_label(p.name.as_str()) {
         c.fail(
@@ -283,11 +385,16 @@ fn pool(c: &mut Check, cfg: &Config, i: usize, p: &PoolConfig) {
     disruption_timing(c, cfg, &at, p);
     scale_up(c, &at, p);
     instance_hooks(c, &at, p);
-    signals(c, cfg, i, p);
+    signals(c, cfg, i, p, fed_elsewhere)
 }
 
 /// `pools[i].requirements`: GPU models, node shape, zones, instance types and MIG.
-fn requirements(c: &mut Check, cfg: &Config, at: &dyn Fn(&str) -> String, r: &super::Requirements) {
+fn requirements(
+    c: &mut Check,
+    cfg: &RawConfig,
+    at: &dyn Fn(&str) -> String,
+    r: &super::Requirements,
+) {
     for (j, m) in r.gpu_models.iter().enumerate() {
         if m.is_empty()
             || m.chars()
@@ -344,7 +451,7 @@ fn requirements(c: &mut Check, cfg: &Config, at: &dyn Fn(&str) -> String, r: &su
 }
 
 /// `pools[i].replica`: GPUs per serving replica, which must fit on one node.
-fn replica(c: &mut Check, at: &dyn Fn(&str) -> String, p: &PoolConfig) {
+fn replica(c: &mut Check, at: &dyn Fn(&str) -> String, p: &RawPool) {
     let r = &p.requirements;
     if p.replica.gpus == 0 {
         c.fail(
@@ -372,7 +479,7 @@ fn replica(c: &mut Check, at: &dyn Fn(&str) -> String, p: &PoolConfig) {
 }
 
 /// `pools[i].capacity`: spot share, the fallback order it needs, prices and the on-demand base.
-fn capacity(c: &mut Check, at: &dyn Fn(&str) -> String, p: &PoolConfig) {
+fn capacity(c: &mut Check, at: &dyn Fn(&str) -> String, p: &RawPool) {
     let cap = &p.capacity;
     c.range_f(
         at("capacity.spot_share"),
@@ -430,7 +537,7 @@ fn capacity(c: &mut Check, at: &dyn Fn(&str) -> String, p: &PoolConfig) {
 }
 
 /// `pools[i].warm_pool` (and `slo`, which sizes it): bounds and a warm start faster than a cold one.
-fn warm_pool(c: &mut Check, at: &dyn Fn(&str) -> String, p: &PoolConfig) {
+fn warm_pool(c: &mut Check, at: &dyn Fn(&str) -> String, p: &RawPool) {
     let w = &p.warm_pool;
     let w_max = w.max_for(p.slo.is_some(), p.limits.max_nodes);
     if w.min > w_max {
@@ -444,24 +551,25 @@ fn warm_pool(c: &mut Check, at: &dyn Fn(&str) -> String, p: &PoolConfig) {
     }
     c.range_u(
         at("warm_pool.warm_start_s"),
-        w.warm_start_s,
+        w.warm_start.as_secs(),
         1,
         1800,
         "seconds from warm start to serving",
     );
-    if w.enabled && w.warm_start_s >= p.scale_up.cold_start_s {
+    if w.enabled && w.warm_start >= p.scale_up.cold_start {
         c.fail(
             at("warm_pool.warm_start_s"),
             format!(
                 "{} s is not faster than scale_up.cold_start_s {} s: a warm pool would not help",
-                w.warm_start_s, p.scale_up.cold_start_s
+                w.warm_start.as_secs(),
+                p.scale_up.cold_start.as_secs()
             ),
         );
     }
 }
 
 /// `pools[i].limits`: node and cost bounds.
-fn limits(c: &mut Check, at: &dyn Fn(&str) -> String, l: &super::Limits) {
+fn limits(c: &mut Check, at: &dyn Fn(&str) -> String, l: &super::raw::RawLimits) {
     if l.max_nodes == 0 {
         c.fail(at("limits.max_nodes"), "must be at least 1");
     }
@@ -497,7 +605,7 @@ fn disruption_budget(c: &mut Check, at: &dyn Fn(&str) -> String, b: &super::Disr
     }
     c.range_u(
         at("disruption.budget.window_s"),
-        b.window_s,
+        b.window.as_secs(),
         60,
         7 * 86_400,
         "seconds",
@@ -505,52 +613,53 @@ fn disruption_budget(c: &mut Check, at: &dyn Fn(&str) -> String, b: &super::Disr
 }
 
 /// `pools[i].disruption` timings: unneeded time, drains, deregistration and provisioning.
-fn disruption_timing(c: &mut Check, cfg: &Config, at: &dyn Fn(&str) -> String, p: &PoolConfig) {
+fn disruption_timing(c: &mut Check, cfg: &RawConfig, at: &dyn Fn(&str) -> String, p: &RawPool) {
     let d = &p.disruption;
     c.range_u(
         at("disruption.unneeded_time_s"),
-        p.unneeded_time_s(),
+        p.unneeded_time().as_secs(),
         0,
         86_400,
         "seconds a node must be unneeded",
     );
     c.range_u(
         at("disruption.drain_timeout_s"),
-        d.drain_timeout_s,
+        d.drain_timeout.as_secs(),
         30,
         86_400,
         "seconds a drain may take",
     );
-    if let Some(lead) = d.interruption_drain_s {
-        interruption_drain(c, cfg, at, lead);
+    if let Some(lead) = d.interruption_drain {
+        interruption_drain(c, cfg, at, lead.as_secs());
     }
     c.range_u(
         at("disruption.deregister_give_up_s"),
-        d.deregister_give_up_s,
+        d.deregister_give_up.as_secs(),
         10,
         86_400,
         "seconds a drain retries a failing deregister_command before keeping the VM",
     );
     c.range_u(
         at("disruption.max_provision_time_s"),
-        d.max_provision_time_s,
+        d.max_provision_time.as_secs(),
         60,
         7200,
         "seconds until a node must be serving",
     );
-    if d.max_provision_time_s <= p.scale_up.cold_start_s {
+    if d.max_provision_time <= p.scale_up.cold_start {
         c.fail(
             at("disruption.max_provision_time_s"),
             format!(
                 "{} s is not above scale_up.cold_start_s {} s: healthy nodes would be replaced while they boot",
-                d.max_provision_time_s, p.scale_up.cold_start_s
+                d.max_provision_time.as_secs(),
+                p.scale_up.cold_start.as_secs()
             ),
         );
     }
 }
 
 /// `pools[i].disruption.interruption_drain_s`: a lead shorter than the cloud's interruption notice.
-fn interruption_drain(c: &mut Check, cfg: &Config, at: &dyn Fn(&str) -> String, lead: u64) {
+fn interruption_drain(c: &mut Check, cfg: &RawConfig, at: &dyn Fn(&str) -> String, lead: u64) {
     c.range_u(
         at("disruption.interruption_drain_s"),
         lead,
@@ -579,17 +688,17 @@ fn interruption_drain(c: &mut Check, cfg: &Config, at: &dyn Fn(&str) -> String, 
 }
 
 /// `pools[i].scale_up` and `forecast`: launch timings, step size and the seasonal period.
-fn scale_up(c: &mut Check, at: &dyn Fn(&str) -> String, p: &PoolConfig) {
+fn scale_up(c: &mut Check, at: &dyn Fn(&str) -> String, p: &RawPool) {
     c.range_u(
         at("scale_up.cold_start_s"),
-        p.scale_up.cold_start_s,
+        p.scale_up.cold_start.as_secs(),
         1,
         7200,
         "seconds from launch to serving",
     );
     c.range_u(
         at("scale_up.launch_timeout_s"),
-        p.scale_up.launch_timeout_s,
+        p.scale_up.launch_timeout.as_secs(),
         30,
         3600,
         "seconds a requested launch may show neither an instance nor an error",
@@ -597,19 +706,19 @@ fn scale_up(c: &mut Check, at: &dyn Fn(&str) -> String, p: &PoolConfig) {
     if p.scale_up.max_nodes_per_tick == 0 {
         c.fail(at("scale_up.max_nodes_per_tick"), "must be at least 1");
     }
-    if p.forecast.season_s < 3600 {
+    if p.forecast.season < Duration::from_secs(3600) {
         c.fail(
             at("forecast.season_s"),
             format!(
                 "must be at least 3600 (a seasonal period), got {}",
-                p.forecast.season_s
+                p.forecast.season.as_secs()
             ),
         );
     }
 }
 
 /// `pools[i]` per-instance hooks: model cache, health URL, deregister command, in-flight query.
-fn instance_hooks(c: &mut Check, at: &dyn Fn(&str) -> String, p: &PoolConfig) {
+fn instance_hooks(c: &mut Check, at: &dyn Fn(&str) -> String, p: &RawPool) {
     if let Some(mc) = &p.model_cache {
         let ok = mc
             .split_once('@')
@@ -650,20 +759,32 @@ fn instance_hooks(c: &mut Check, at: &dyn Fn(&str) -> String, p: &PoolConfig) {
     }
 }
 
-/// `pools[i].signals`: VM-only pools need one (or a floor), and each signal is checked.
-fn signals(c: &mut Check, cfg: &Config, i: usize, p: &PoolConfig) {
-    if cfg.mode == Mode::VmOnly && p.signals.is_empty() && p.limits.min_nodes == 0 {
+/// `pools[i].signals`: VM-only pools need one (or a floor), and each signal is checked and
+/// typed.
+fn signals(
+    c: &mut Check,
+    cfg: &RawConfig,
+    i: usize,
+    p: &RawPool,
+    fed_elsewhere: bool,
+) -> Vec<Signal> {
+    if cfg.mode == Mode::VmOnly && p.signals.is_empty() && p.limits.min_nodes == 0 && !fed_elsewhere
+    {
         c.fail(
             format!("pools[{i}].signals"),
             "VM-only pools take demand from signals only: add a signal (prometheus, sqs, cloudwatch, cron) or set limits.min_nodes",
         );
     }
-    for (j, s) in p.signals.iter().enumerate() {
-        signal(c, cfg, &format!("pools[{i}].signals[{j}]"), s);
-    }
+    p.signals
+        .iter()
+        .enumerate()
+        .filter_map(|(j, s)| signal(c, cfg, &format!("pools[{i}].signals[{j}]"), s, j))
+        .collect()
 }
 
-fn signal(c: &mut Check, cfg: &Config, at: &str, s: &SignalConfig) {
+/// Check one signal; the typed signal when it has exactly one source and that source is
+/// usable (`None` after a mistake, which is recorded).
+fn signal(c: &mut Check, cfg: &RawConfig, at: &str, s: &RawSignal, index: usize) -> Option<Signal> {
     let n = s.sources().count();
     if n != 1 {
         c.fail(
@@ -671,23 +792,36 @@ fn signal(c: &mut Check, cfg: &Config, at: &str, s: &SignalConfig) {
             format!("must have exactly one source (prometheus, cloudwatch, sqs, cron, latency), found {n}"),
         );
     }
+    let mut typed = Vec::new();
     if let Some(p) = &s.prometheus {
         prometheus_signal(c, at, p);
+        typed.push(Some(SignalSource::Prometheus(p.clone())));
     }
     if let Some(p) = &s.latency {
         latency_signal(c, at, p);
+        typed.push(Some(SignalSource::Latency(p.clone())));
     }
     if let Some(w) = &s.cloudwatch {
         cloudwatch_signal(c, cfg, at, w);
+        typed.push(Some(SignalSource::CloudWatch(w.clone())));
     }
     if let Some(q) = &s.sqs {
         sqs_signal(c, cfg, at, q);
+        typed.push(Some(SignalSource::Sqs(q.clone())));
     }
     if let Some(cr) = &s.cron {
-        cron_signal(c, at, cr);
+        typed.push(cron_signal(c, at, cr).map(SignalSource::Cron));
     }
-    if let Some(q) = &s.sim_queue {
-        sim_queue_signal(c, cfg, at, q);
+    if s.sim_queue.is_some() {
+        c.fail(format!("{at}.sim_queue"), SIM_QUEUE_IN_PRODUCTION);
+        typed.push(None);
+    }
+    match typed.as_slice() {
+        [Some(source)] => Some(Signal {
+            name: s.display_name(index),
+            source: source.clone(),
+        }),
+        _ => None,
     }
 }
 
@@ -712,14 +846,14 @@ fn prometheus_signal(c: &mut Check, at: &str, p: &super::PrometheusSignal) {
     );
     c.range_u(
         format!("{at}.prometheus.stale_after_s"),
-        p.stale_after_s,
+        p.stale_after.as_secs(),
         1,
         3600,
         "seconds",
     );
     c.range_u(
         format!("{at}.prometheus.timeout_s"),
-        p.timeout_s,
+        p.timeout.as_secs(),
         1,
         60,
         "seconds",
@@ -739,14 +873,14 @@ fn latency_signal(c: &mut Check, at: &str, p: &super::LatencySignal) {
     );
     c.range_u(
         format!("{at}.latency.stale_after_s"),
-        p.stale_after_s,
+        p.stale_after.as_secs(),
         1,
         3600,
         "seconds",
     );
     c.range_u(
         format!("{at}.latency.timeout_s"),
-        p.timeout_s,
+        p.timeout.as_secs(),
         1,
         60,
         "seconds",
@@ -754,7 +888,7 @@ fn latency_signal(c: &mut Check, at: &str, p: &super::LatencySignal) {
 }
 
 /// `{at}.cloudwatch`: a CloudWatch metric, which needs AWS credentials.
-fn cloudwatch_signal(c: &mut Check, cfg: &Config, at: &str, w: &super::CloudWatchSignal) {
+fn cloudwatch_signal(c: &mut Check, cfg: &RawConfig, at: &str, w: &super::CloudWatchSignal) {
     if w.namespace.is_empty() || w.metric_name.is_empty() {
         c.fail(
             format!("{at}.cloudwatch"),
@@ -780,7 +914,7 @@ fn cloudwatch_signal(c: &mut Check, cfg: &Config, at: &str, w: &super::CloudWatc
 }
 
 /// `{at}.sqs`: an SQS queue depth, which needs AWS credentials.
-fn sqs_signal(c: &mut Check, cfg: &Config, at: &str, q: &super::SqsSignal) {
+fn sqs_signal(c: &mut Check, cfg: &RawConfig, at: &str, q: &super::SqsSignal) {
     c.url(format!("{at}.sqs.queue_url"), &q.queue_url);
     c.positive_f(
         format!("{at}.sqs.target_per_replica"),
@@ -800,29 +934,40 @@ fn sqs_signal(c: &mut Check, cfg: &Config, at: &str, q: &super::SqsSignal) {
     }
 }
 
-/// `{at}.cron`: cron expressions with seconds and an IANA zone.
-fn cron_signal(c: &mut Check, at: &str, cr: &super::CronSignal) {
-    for (f, e) in [("start", &cr.start), ("end", &cr.end)] {
+/// `{at}.cron`: cron expressions with seconds and an IANA zone, parsed here once; the parsed
+/// window when all of it is usable.
+fn cron_signal(c: &mut Check, at: &str, cr: &RawCron) -> Option<CronSignal> {
+    let mut parsed = [None, None];
+    for (slot, (f, e)) in parsed
+        .iter_mut()
+        .zip([("start", &cr.start), ("end", &cr.end)])
+    {
         let fields = e.split_whitespace().count();
         if !(6..=7).contains(&fields) {
             c.fail(
                 format!("{at}.cron.{f}"),
                 format!("must be a cron expression with seconds (6 or 7 fields, e.g. \"0 0 8 * * Mon-Fri\"), got {e:?}"),
             );
-        } else if let Err(err) = <cron::Schedule as std::str::FromStr>::from_str(e) {
-            c.fail(
+            continue;
+        }
+        match <cron::Schedule as std::str::FromStr>::from_str(e) {
+            Ok(schedule) => *slot = Some(schedule),
+            Err(err) => c.fail(
                 format!("{at}.cron.{f}"),
                 format!("is not a valid cron expression ({err}), got {e:?}; fields are sec min hour day-of-month month day-of-week [year], e.g. \"0 0 8 * * Mon-Fri\""),
-            );
+            ),
         }
     }
+    let mut usable = true;
     if cr.start.trim() == cr.end.trim() {
         c.fail(
             format!("{at}.cron.end"),
             format!("equals start ({:?}): the window would never open", cr.start),
         );
+        usable = false;
     }
-    if cr.timezone.trim().parse::<chrono_tz::Tz>().is_err() {
+    let tz = super::cron::parse_tz(&cr.timezone);
+    if tz.is_err() {
         c.fail(
             format!("{at}.cron.timezone"),
             format!(
@@ -831,36 +976,29 @@ fn cron_signal(c: &mut Check, at: &str, cr: &super::CronSignal) {
             ),
         );
     }
+    let [Some(start), Some(end)] = parsed else {
+        return None;
+    };
+    let window = CronWindow::from_parsed(start, end, tz.ok()?, &cr.start, &cr.end);
+    usable.then_some(CronSignal {
+        window,
+        desired: cr.desired,
+    })
 }
 
-/// `{at}.sim_queue`: the simulator-only queue signal.
-fn sim_queue_signal(c: &mut Check, cfg: &Config, at: &str, q: &super::SimQueueSignal) {
-    c.positive_f(
-        format!("{at}.sim_queue.target_per_replica"),
-        q.target_per_replica,
-        "waiting requests per replica",
-    );
-    c.non_negative_f(
-        format!("{at}.sim_queue.activation"),
-        q.activation,
-        "activation threshold",
-    );
-    c.positive_f(
-        format!("{at}.sim_queue.window_s"),
-        q.window_s,
-        "rate window in seconds",
-    );
-    if cfg.provider != ProviderKind::Sim {
-        c.fail(
-            format!("{at}.sim_queue"),
-            "only the simulator has this signal; use prometheus, sqs or cloudwatch",
-        );
-    }
-}
+/// Why a live config may not have a `sim_queue` signal.
+const SIM_QUEUE_IN_PRODUCTION: &str = "belongs to a simulator scenario (its `gpupool:` section), \
+     not to a live config: the simulator's queue is no metric gpupool can read in production; \
+     use prometheus, sqs, cloudwatch, cron or latency";
+
+/// Why a live config may not have a `sim:` section.
+const SIM_IN_PRODUCTION: &str = "belongs to a simulator scenario, not to a live config (`gpupool \
+     run` never reads it; a scenario's top-level `seed:` seeds the simulator): remove it";
 
 #[cfg(test)]
 mod tests {
     use super::super::Config;
+    use std::time::Duration;
 
     const VALID: &str = r#"
 pools:
@@ -874,8 +1012,8 @@ pools:
     fn minimal_config_gets_operator_defaults() {
         let c = Config::load(VALID).unwrap();
         let p = &c.pools[0];
-        assert_eq!(c.tick_interval_s, 10);
-        assert_eq!(p.unneeded_time_s(), 600);
+        assert_eq!(c.tick_interval, std::time::Duration::from_secs(10));
+        assert_eq!(p.unneeded_time(), Duration::from_secs(600));
         assert_eq!(p.disruption.budget.max_disrupted_at_once, 1);
         assert_eq!(p.limits.max_nodes, 10);
         assert!(p.disruption.consolidation);
@@ -978,8 +1116,8 @@ pools:
             p.warm_pool.max_for(true, p.limits.max_nodes),
             p.limits.max_nodes
         );
-        assert_eq!(p.unneeded_time_s(), p.scale_up.cold_start_s);
-        assert_eq!(p.scale_down_delay_after_add_s(), 0);
+        assert_eq!(p.unneeded_time(), p.scale_up.cold_start);
+        assert_eq!(p.scale_down_delay_after_add(), Duration::ZERO);
         let bad = r#"
 pools:
   - name: a
@@ -1016,6 +1154,48 @@ pools:
         let err = Config::load(bad).unwrap_err().to_string();
         assert!(err.contains("pools[0].capacity"), "{err}");
         assert!(err.contains("spot_shar"), "{err}");
+    }
+
+    #[test]
+    fn simulator_only_keys_are_refused_as_belonging_to_a_scenario() {
+        let text = "sim: { seed: 3 }\nmode: vm-only\npools:\n  - name: a\n    requirements: {}\n    signals:\n      - name: q\n        sim_queue: { target_per_replica: 8 }\n";
+        let issues = Config::load(text).unwrap_err().issues();
+        for want in [
+            "sim: belongs to a simulator scenario",
+            "pools[0].signals[0].sim_queue: belongs to a simulator scenario",
+        ] {
+            assert!(
+                issues.iter().any(|i| i.starts_with(want)),
+                "missing {want:?} in {issues:#?}"
+            );
+        }
+        // One message per key: not also "exactly one source" or "unknown key".
+        assert_eq!(issues.len(), 2, "{issues:#?}");
+    }
+
+    #[test]
+    fn signals_are_typed_with_their_names() {
+        use crate::config::SignalSource;
+        let text = "mode: vm-only\npools:\n  - name: a\n    requirements: {}\n    signals:\n      - cron: { start: \"0 0 8 * * *\", end: \"0 0 18 * * *\", desired: 2, timezone: Europe/Paris }\n      - name: waiting\n        prometheus: { url: \"http://prom:9090\", query: up, target_per_replica: 4 }\n";
+        let cfg = Config::load(text).unwrap();
+        let s = &cfg.pools[0].signals;
+        assert_eq!(s.len(), 2);
+        assert_eq!(s[0].name, "cron-0");
+        match &s[0].source {
+            SignalSource::Cron(c) => {
+                assert_eq!(c.desired, 2);
+                assert_eq!(c.window.tz(), chrono_tz::Europe::Paris);
+                assert_eq!(c.window.start_text(), "0 0 8 * * *");
+            }
+            other => panic!("not cron: {other:?}"),
+        }
+        assert_eq!(s[1].name, "waiting");
+        assert_eq!(s[1].source.kind(), "prometheus");
+        // Fed from elsewhere (a scenario's queue), a VM-only pool needs no signal of its own.
+        let bare = "mode: vm-only\npools:\n  - name: a\n    requirements: {}\n";
+        assert!(Config::load(bare).is_err());
+        let fed = std::iter::once(crate::model::PoolName::from("a")).collect();
+        assert!(Config::load_with_demand_from(bare, &fed).is_ok());
     }
 
     #[test]
@@ -1199,7 +1379,7 @@ fn instance_type_mistake(provider: ProviderKind, t: &str) -> Option<String> {
 
 /// Zones that cannot be in the configured region: AWS zones are the region plus a letter
 /// (`us-east-1a`), GCP zones the region, a dash and a letter (`us-central1-a`).
-fn zone_mistake(cfg: &Config, z: &str) -> Option<String> {
+fn zone_mistake(cfg: &RawConfig, z: &str) -> Option<String> {
     match cfg.provider {
         ProviderKind::Aws => {
             let region = cfg.aws.as_ref()?.region.as_str();

@@ -391,7 +391,7 @@ impl Controller {
             .config
             .pools
             .iter()
-            .map(|p| p.disruption.budget.window_s)
+            .map(|p| p.disruption.budget.window.as_secs())
             .max()
             .unwrap_or(3600) as f64;
         self.history.decay(now, elapsed, window);
@@ -516,7 +516,7 @@ impl Controller {
             }
             seen.insert(inst.id.clone());
             let since = *self.not_serving_since.entry(inst.id.clone()).or_insert(now);
-            let max_s = self.disruption_of(&inst.group).max_provision_time_s;
+            let max_s = self.disruption_of(&inst.group).max_provision_time.as_secs();
             let waited = now.secs_since(since);
             if nodes.contains_key(&inst.id) && waited > max_s as f64 {
                 mark_unhealthy.push((inst.id.clone(), waited as u64));
@@ -606,8 +606,8 @@ impl Controller {
                     .record_spot_interruption(&offering_of(inst), now);
                 self.count_interruption(inst, "spot_interruption");
                 // Serve until `interruption_drain_s` before the reclaim when configured.
-                let start_at = match self.disruption_of(&inst.group).interruption_drain_s {
-                    Some(lead) => deadline.plus_secs(-(lead as f64)).max(now),
+                let start_at = match self.disruption_of(&inst.group).interruption_drain {
+                    Some(lead) => deadline.plus_secs(-lead.as_secs_f64()).max(now),
                     None => now,
                 };
                 tracing::warn!(%instance, group = %inst.group, deadline = %deadline, drain_from = %start_at, "spot interruption: replacing now, draining before the reclaim");
@@ -713,7 +713,7 @@ impl Controller {
     }
 
     fn drain_timeout(&self, inst: &Instance) -> u64 {
-        self.disruption_of(&inst.group).drain_timeout_s
+        self.disruption_of(&inst.group).drain_timeout.as_secs()
     }
 
     /// The disruption policy of a group's pool. Groups are filtered to configured pools, so the
@@ -896,7 +896,7 @@ impl Controller {
                 let Some(inst) = snapshot.instances.iter().find(|i| &i.id == instance) else {
                     return Ok(());
                 };
-                let timeout = self.disruption_of(group).drain_timeout_s as f64;
+                let timeout = self.disruption_of(group).drain_timeout.as_secs_f64();
                 let deadline = deadline.unwrap_or(now.plus_secs(timeout));
                 self.history.record_disruption(pool, instance, now);
                 self.start_drain(inst, deadline, now, reason.clone());
@@ -1074,7 +1074,7 @@ impl Controller {
                         .inc();
                 }
                 if forced {
-                    let timeout_s = self.disruption_of(&state.group).drain_timeout_s;
+                    let timeout_s = self.disruption_of(&state.group).drain_timeout.as_secs();
                     self.metrics
                         .scale_actions
                         .get_or_create(&metrics::ActionLabels {

@@ -94,10 +94,7 @@ impl Controller {
         &mut self,
         now: Timestamp,
     ) -> Result<Observed, ControllerError> {
-        let mut budget = RetryBudget::new(
-            READ_RETRY_BUDGET_PER_TICK,
-            Duration::from_secs(self.config.tick_interval_s),
-        );
+        let mut budget = RetryBudget::new(READ_RETRY_BUDGET_PER_TICK, self.config.tick_interval);
         // Elapsed time only bounds retries (liveness); it is never a planning input.
         let started = gpupool_provider::clock::monotonic();
         let mut stale: BTreeMap<NodeGroupId, Timestamp> = BTreeMap::new();

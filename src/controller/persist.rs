@@ -114,7 +114,7 @@ impl Controller {
         self.config
             .pools
             .iter()
-            .map(|p| p.disruption.budget.window_s)
+            .map(|p| p.disruption.budget.window.as_secs())
             .max()
             .unwrap_or(3600) as f64
     }

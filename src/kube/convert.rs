@@ -800,8 +800,7 @@ mod tests {
         let text = format!(
             "provider: sim\npools:\n  - name: llm\n    requirements: {requirements}\n{yaml_extra}"
         );
-        let cfg: Config = serde_yaml_ng::from_str(&text).unwrap();
-        cfg.pools[0].clone()
+        Config::load(&text).unwrap().pools[0].clone()
     }
 
     #[test]

@@ -35,7 +35,7 @@ pub(crate) fn on_demand_target(pool: &PoolConfig, total: u32) -> u32 {
     if total <= base {
         return total;
     }
-    let above = f64::from(total - base) * (1.0 - pool.capacity.spot_share);
+    let above = f64::from(total - base) * pool.capacity.spot_share.complement().get();
     // The epsilon keeps 0.1 × 30 = 3.0000000000000004 from rounding up to 4.
     base + (above - 1e-9).ceil().max(0.0) as u32
 }
@@ -153,7 +153,7 @@ impl<'t, 'a> Chooser<'t, 'a> {
     }
 
     fn cost_limit(&self, price: Money) -> Option<Reason> {
-        let max = Money::from_dollars(self.pool.limits.max_cost_per_hour?);
+        let max = self.pool.limits.max_cost_per_hour?;
         let would_be = self.live_cost + self.new_cost + price;
         (would_be > max).then_some(Reason::AtMaxCost {
             max_per_hour: max,
@@ -355,7 +355,7 @@ mod tests {
         ];
         for (base, share, total, want) in cases {
             pool.capacity.on_demand_base = base;
-            pool.capacity.spot_share = share;
+            pool.capacity.spot_share = crate::config::Share::new(share).unwrap();
             assert_eq!(
                 on_demand_target(&pool, total),
                 want,
@@ -386,7 +386,7 @@ mod tests {
     #[test]
     fn split_alternates_to_keep_the_share_and_falls_back() {
         let mut pool = pool_cfg("llm");
-        pool.capacity.spot_share = 0.5;
+        pool.capacity.spot_share = crate::config::Share::new(0.5).unwrap();
         let groups = [g5_spot().build(), g5_od().build()];
         let refs: Vec<_> = groups.iter().collect();
         let ts = templates(&pool, &refs, &History::default(), T0, &mut Vec::new());
@@ -407,7 +407,7 @@ mod tests {
     fn limits_block_in_order() {
         let mut pool = pool_cfg("llm");
         pool.limits.max_nodes = 3;
-        pool.limits.max_cost_per_hour = Some(2.5);
+        pool.limits.max_cost_per_hour = Some(Money::from_dollars(2.5));
         pool.scale_up.max_nodes_per_tick = 2;
         let groups = [g5_od().build()];
         let refs: Vec<_> = groups.iter().collect();
@@ -436,7 +436,7 @@ mod tests {
     #[test]
     fn warm_group_is_started_before_cheaper_cold_capacity() {
         let mut pool = pool_cfg("llm");
-        pool.capacity.spot_share = 1.0;
+        pool.capacity.spot_share = crate::config::Share::ONE;
         let groups = [g5_spot().build(), g5_od().warm(2, 1).build()];
         let refs: Vec<_> = groups.iter().collect();
         let ts = templates(&pool, &refs, &History::default(), T0, &mut Vec::new());

@@ -120,7 +120,7 @@ fn candidates<'a>(
             s.eff_price,
             t.eff_price,
             t.price,
-            pool.scale_up.cold_start_s,
+            pool.scale_up.cold_start.as_secs(),
         );
         match saving.not_worth_it() {
             None => worth.push(Candidate {

@@ -65,7 +65,7 @@ pub(crate) fn reason(
         Reason::Forecast {
             forecast_replicas: want.replicas,
             capacity_replicas,
-            horizon_s: pool.forecast_horizon_s(),
+            horizon_s: pool.forecast_horizon().as_secs(),
         }
     } else {
         Reason::SignalDemand {

@@ -127,15 +127,13 @@ fn usability_miss(
     }
     if o.capacity_type == CapacityType::Spot
         && let Some(max) = pool.capacity.max_spot_price_per_hour
+        && o.price_per_hour > max
     {
-        let max = Money::from_dollars(max);
-        if o.price_per_hour > max {
-            return Some(Reason::AboveMaxPrice {
-                offering: key.clone(),
-                price: o.price_per_hour,
-                max,
-            });
-        }
+        return Some(Reason::AboveMaxPrice {
+            offering: key.clone(),
+            price: o.price_per_hour,
+            max,
+        });
     }
     None
 }
@@ -295,7 +293,7 @@ mod tests {
         let mut pool = pool_cfg("llm");
         pool.requirements.gpu_models = vec!["H100".into(), "A10G".into()];
         pool.requirements.zones = vec!["us-east-1a".into()];
-        pool.capacity.max_spot_price_per_hour = Some(1.0);
+        pool.capacity.max_spot_price_per_hour = Some(Money::from_dollars(1.0));
         let g = group("g", "llm")
             .offering(offering("g5.xlarge", CapacityType::Spot, "us-east-1a", 0.5))
             .offering(offering(

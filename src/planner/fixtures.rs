@@ -641,12 +641,11 @@ pub fn config(pools: Vec<PoolConfig>) -> Config {
     Config {
         provider: ProviderKind::Sim,
         mode: Mode::Kubernetes,
-        tick_interval_s: 10,
+        tick_interval: std::time::Duration::from_secs(10),
         aws: None,
         gcp: None,
         kubernetes: KubernetesConfig::default(),
         metrics: MetricsConfig::default(),
-        sim: None,
         state: Default::default(),
         dry_run: false,
         pricing: Default::default(),

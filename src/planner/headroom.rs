@@ -82,8 +82,8 @@ pub struct Horizons {
 impl Horizons {
     pub fn of(pool: &PoolConfig, tick_s: u64) -> Self {
         Horizons {
-            warm_s: (pool.warm_pool.warm_start_s + tick_s) as f64,
-            cold_s: (pool.scale_up.cold_start_s + tick_s) as f64,
+            warm_s: (pool.warm_pool.warm_start.as_secs() + tick_s) as f64,
+            cold_s: (pool.scale_up.cold_start.as_secs() + tick_s) as f64,
         }
     }
 }
@@ -130,7 +130,7 @@ pub fn observe_pools(
         observe(
             learners.entry(pool.name.clone()).or_default(),
             slo,
-            Horizons::of(pool, config.tick_interval_s),
+            Horizons::of(pool, config.tick_interval.as_secs()),
             demand.get(&pool.name),
             max_replicas,
             now,

@@ -56,7 +56,7 @@ pub(crate) fn check<'a>(
                     group: i.group.clone(),
                     instance: i.id.clone(),
                     node: node.map(|n| n.name.clone()),
-                    deadline: Some(now.plus_secs(pool.disruption.drain_timeout_s as f64)),
+                    deadline: Some(now.plus_secs(pool.disruption.drain_timeout.as_secs_f64())),
                     reason,
                 });
                 gone.insert(&i.id);
@@ -105,7 +105,7 @@ fn verdict(
             condition: why.clone(),
         });
     }
-    let max_s = pool.disruption.max_provision_time_s;
+    let max_s = pool.disruption.max_provision_time.as_secs();
     let waited = now.secs_since(i.launched_at);
     if i.state == LifecycleState::Launching && waited > max_s as f64 {
         return Verdict::Terminate(Reason::NotServingReady {
@@ -170,7 +170,7 @@ mod tests {
     fn verdict_pool() -> crate::config::PoolConfig {
         let mut pool = pool_cfg("llm");
         pool.model_cache = Some("llama@v2".into());
-        pool.disruption.max_provision_time_s = 900;
+        pool.disruption.max_provision_time = std::time::Duration::from_secs(900);
         pool
     }
 
@@ -391,7 +391,7 @@ mod tests {
     #[test]
     fn stuck_launch_is_terminated_and_replanned() {
         let mut pool = pool_cfg("llm");
-        pool.disruption.max_provision_time_s = 900;
+        pool.disruption.max_provision_time = std::time::Duration::from_secs(900);
         let snap = snapshot()
             .group(g5_od())
             .instance(

@@ -66,7 +66,7 @@ pub(crate) fn failed(
         if !g.unfulfilled.is_empty() || unseen == 0 {
             continue;
         }
-        let timeout = pool.scale_up.launch_timeout_s;
+        let timeout = pool.scale_up.launch_timeout.as_secs();
         let Some(since) = history.unbacked_since.get(&g.id) else {
             continue;
         };

@@ -107,7 +107,7 @@ pub fn plan(snapshot: &Snapshot, config: &Config, history: &History, now: Timest
         in_flight_of[pi] = plan_pool(
             ctx,
             config.mode,
-            config.tick_interval_s,
+            config.tick_interval.as_secs(),
             snapshot,
             history,
             now,
@@ -436,7 +436,10 @@ impl<'a> PoolCtx<'a> {
             BTreeSet::new()
         };
         // As long as the drain was refused, and no shorter than the unneeded time.
-        let cool_off = cfg.unneeded_time_s().max(cfg.disruption.drain_timeout_s) as f64;
+        let cool_off = cfg
+            .unneeded_time()
+            .max(cfg.disruption.drain_timeout)
+            .as_secs_f64();
         let held_back = instances
             .iter()
             .filter_map(|i| {
@@ -743,12 +746,7 @@ fn stale_inputs(
     let mut stale: Vec<String> = match demand {
         Some(d) => d.stale_signals().into_iter().map(str::to_owned).collect(),
         // Signals configured but no reading at all: as stale as it gets.
-        None => pool
-            .signals
-            .iter()
-            .enumerate()
-            .map(|(i, s)| s.display_name(i))
-            .collect(),
+        None => pool.signals.iter().map(|s| s.name.clone()).collect(),
     };
     for g in &ctx.groups {
         if let Some(at) = snapshot.stale_groups.get(&g.id) {
@@ -768,7 +766,7 @@ fn disruption_budget(ctx: &PoolCtx<'_>, history: &History, now: Timestamp) -> sc
         .filter(|i| i.state == LifecycleState::Draining)
         .count() as u32;
     let in_window =
-        history.disruptions_in_window(&pool.name, now, pool.disruption.budget.window_s as f64)
+        history.disruptions_in_window(&pool.name, now, pool.disruption.budget.window.as_secs_f64())
             as u32;
     scaledown::Budget::new(&pool.disruption.budget, draining, in_window)
 }
@@ -1091,7 +1089,7 @@ mod tests {
     #[test]
     fn spot_in_backoff_falls_back_to_on_demand() {
         let mut pool = pool_cfg("llm");
-        pool.capacity.spot_share = 1.0;
+        pool.capacity.spot_share = crate::config::Share::ONE;
         let snap = snapshot()
             .pods(gpu_pod(8).model("H100").times(2))
             .group(p5_spot())
@@ -1127,7 +1125,7 @@ mod tests {
     #[test]
     fn a_spot_offering_with_an_interruption_warning_gets_no_replacement_on_demand_does() {
         let mut pool = pool_cfg("llm");
-        pool.capacity.spot_share = 1.0;
+        pool.capacity.spot_share = crate::config::Share::ONE;
         let snap = snapshot()
             .pods(gpu_pod(8).model("H100").times(2))
             .group(p5_spot())
@@ -1159,7 +1157,7 @@ mod tests {
     #[test]
     fn an_interrupted_spot_offering_is_the_last_resort_when_nothing_else_can_serve() {
         let mut pool = pool_cfg("llm");
-        pool.capacity.spot_share = 1.0;
+        pool.capacity.spot_share = crate::config::Share::ONE;
         let snap = snapshot()
             .pods(gpu_pod(8).model("H100").times(1))
             .group(p5_spot())
@@ -1180,7 +1178,7 @@ mod tests {
     #[test]
     fn a_late_spot_stockout_is_taken_back_and_falls_back_in_the_same_plan() {
         let mut pool = pool_cfg("llm");
-        pool.capacity.spot_share = 1.0;
+        pool.capacity.spot_share = crate::config::Share::ONE;
         let spot = offering("p5.48xlarge", CapacityType::Spot, "us-east-1a", 40.0).key();
         let mut spot_group = p5_spot().desired(2).build();
         spot_group
@@ -1329,8 +1327,8 @@ mod tests {
     #[test]
     fn a_pending_pod_that_fits_a_serving_node_launches_nothing_and_keeps_that_node() {
         let mut pool = pool_cfg("llm");
-        pool.disruption.unneeded_time_s = Some(0);
-        pool.disruption.scale_down_delay_after_add_s = Some(0);
+        pool.disruption.unneeded_time = Some(std::time::Duration::ZERO);
+        pool.disruption.scale_down_delay_after_add = Some(std::time::Duration::ZERO);
         let serving = |busy: bool| {
             let mut n = node("i-1", "llm", CapacityType::OnDemand);
             if busy {
@@ -1501,7 +1499,7 @@ mod tests {
             .demand("llm", 50, Some(60))
             .build();
         let mut pool = pool_cfg("llm");
-        pool.capacity.spot_share = 0.5;
+        pool.capacity.spot_share = crate::config::Share::new(0.5).unwrap();
         pool.limits.max_nodes = 40;
         let cfg = config(vec![pool]);
         let a = serde_json::to_string(&plan(&snap, &cfg, &History::default(), T0)).unwrap();

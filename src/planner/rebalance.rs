@@ -66,7 +66,7 @@ pub(crate) fn drains<'a>(
             group: i.group.clone(),
             instance: i.id.clone(),
             node: nodes.get(&i.id).map(|n| n.name.clone()),
-            deadline: Some(now.plus_secs(pool.disruption.drain_timeout_s as f64)),
+            deadline: Some(now.plus_secs(pool.disruption.drain_timeout.as_secs_f64())),
             reason: Reason::Rebalance,
         });
         drained.insert(&i.id);
@@ -117,7 +117,7 @@ mod tests {
     #[test]
     fn prelaunch_replaces_then_drains_once_the_replacement_serves() {
         let mut pool = pool_cfg("llm");
-        pool.capacity.spot_share = 1.0;
+        pool.capacity.spot_share = crate::config::Share::ONE;
         let cfg = config(vec![pool.clone()]);
         let mut h = History::default();
         h.record_at_risk(&"i-1".into(), T0);

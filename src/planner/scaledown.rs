@@ -59,7 +59,7 @@ impl Budget {
         Reason::BudgetExhausted {
             at_once: self.policy.max_disrupted_at_once,
             in_window: self.policy.max_per_window,
-            window_s: self.policy.window_s,
+            window_s: self.policy.window.as_secs(),
         }
     }
 }
@@ -176,8 +176,8 @@ pub(crate) fn scale_down<'c, 'a: 'c>(
         match wait_reason(
             waited_s,
             since_up_s,
-            pool.unneeded_time_s(),
-            pool.scale_down_delay_after_add_s(),
+            pool.unneeded_time().as_secs(),
+            pool.scale_down_delay_after_add().as_secs(),
         ) {
             Some(r) => decisions.push(held(s.inst, r)),
             None => ready.push(i),
@@ -481,7 +481,7 @@ fn drain(pool: &PoolConfig, s: &Serving<'_>, unneeded_for_s: u64, now: Timestamp
         group: s.inst.group.clone(),
         instance: s.inst.id.clone(),
         node: s.node.map(|n| n.name.clone()),
-        deadline: Some(now.plus_secs(pool.disruption.drain_timeout_s as f64)),
+        deadline: Some(now.plus_secs(pool.disruption.drain_timeout.as_secs_f64())),
         reason,
     }
 }

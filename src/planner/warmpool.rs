@@ -67,7 +67,7 @@ pub(crate) fn size(
             let hold = history
                 .warm_needed_at
                 .get(&g.id)
-                .is_some_and(|at| now.secs_since(*at) < pool.unneeded_time_s() as f64);
+                .is_some_and(|at| now.secs_since(*at) < pool.unneeded_time().as_secs_f64());
             if hold {
                 continue;
             }
@@ -176,7 +176,7 @@ mod tests {
         pool.warm_pool.enabled = true;
         pool.warm_pool.min = 1;
         pool.warm_pool.max = Some(8);
-        pool.disruption.unneeded_time_s = Some(300);
+        pool.disruption.unneeded_time = Some(std::time::Duration::from_secs(300));
         let g = group("g", "llm").warm(3, 3).build();
         let t0 = Timestamp::from_secs(10_000);
         let mut h = History::default();

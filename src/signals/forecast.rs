@@ -288,7 +288,8 @@ impl Forecaster {
     /// The forecaster of one pool: minute steps, the pool's seasonal period, scored on the
     /// pool's forecast horizon.
     pub fn for_pool(pool: &crate::config::PoolConfig) -> Self {
-        Self::new(DEFAULT_STEP_S, pool.forecast.season_s).with_horizon(pool.forecast_horizon_s())
+        Self::new(DEFAULT_STEP_S, pool.forecast.season.as_secs())
+            .with_horizon(pool.forecast_horizon().as_secs())
     }
 
     /// Score the models (to choose between them) on this horizon.

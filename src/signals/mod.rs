@@ -32,7 +32,7 @@ pub use external::{ExternalError, MetricReader};
 pub use forecast::Forecaster;
 pub use schedule::CronWindow;
 
-use crate::config::{Config, PoolConfig, SignalConfig};
+use crate::config::{Config, PoolConfig, Signal, SignalSource};
 use crate::controller::DemandSource;
 use crate::model::{PoolDemand, PoolName, SignalReading, Timestamp};
 use async_trait::async_trait;
@@ -58,10 +58,6 @@ pub enum SignalError {
     Parse(String),
     #[error("query returned {0} series; aggregate it to one (e.g. sum(...))")]
     MultipleSeries(usize),
-    #[error("invalid cron expression {expr:?}: {message}")]
-    Cron { expr: String, message: String },
-    #[error("unknown time zone {0:?}: use an IANA name such as UTC or Europe/Paris")]
-    TimeZone(String),
     #[error("no reader for {0} signals is configured (build with the `aws` feature)")]
     NoReader(&'static str),
     #[error(transparent)]
@@ -104,15 +100,10 @@ pub fn replicas_per_node(pool: &PoolConfig) -> Option<u32> {
 /// One value read from a source, before the signal's arithmetic.
 type RawResult = Result<Option<Sample>, SignalError>;
 
-/// Parsed cron windows keyed by `(start, end, timezone)`, so a reloaded config re-parses only
-/// what changed.
-type CronCache = BTreeMap<(String, String, String), Result<CronWindow, String>>;
-
 /// The production demand source.
 pub struct SignalDemand {
     http: reqwest::Client,
     forecasts: PoolForecasts,
-    crons: BTreeMap<PoolName, CronCache>,
     reader: Option<Arc<dyn MetricReader>>,
     serving: Arc<ServingReplicas>,
     endpoints: auth::Endpoints,
@@ -126,7 +117,6 @@ impl SignalDemand {
         Ok(SignalDemand {
             http,
             forecasts: PoolForecasts::default(),
-            crons: BTreeMap::new(),
             reader: None,
             serving: Arc::new(ServingReplicas::default()),
             endpoints: auth::Endpoints::default(),
@@ -154,21 +144,6 @@ impl SignalDemand {
         self.forecasts.get(pool)
     }
 
-    fn cron_window(
-        &mut self,
-        pool: &PoolConfig,
-        start: &str,
-        end: &str,
-        tz: &str,
-    ) -> Result<CronWindow, String> {
-        self.crons
-            .entry(pool.name.clone())
-            .or_default()
-            .entry((start.to_owned(), end.to_owned(), tz.to_owned()))
-            .or_insert_with(|| CronWindow::new(start, end, tz).map_err(|e| e.to_string()))
-            .clone()
-    }
-
     /// Start every remote read of the tick at once (local signals need no task).
     fn spawn_reads(
         &self,
@@ -183,30 +158,17 @@ impl SignalDemand {
                 let http = self.http.clone();
                 let slot = pool.signals.len();
                 set.spawn(async move {
-                    let r = prometheus::query(
-                        &http,
-                        &q.url,
-                        &q.query,
-                        now,
-                        Duration::from_secs(q.timeout_s),
-                    )
-                    .await;
+                    let r = prometheus::query(&http, &q.url, &q.query, now, q.timeout).await;
                     (pi, slot, r)
                 });
             }
             for (si, sig) in pool.signals.iter().enumerate() {
-                let remote = sig.prometheus.is_some()
-                    || sig.latency.is_some()
-                    || sig.cloudwatch.is_some()
-                    || sig.sqs.is_some();
-                if !remote {
+                if !sig.source.is_remote() {
                     continue;
                 }
                 let access = sig
-                    .prometheus
-                    .as_ref()
-                    .map(|p| p.access())
-                    .or(sig.latency.as_ref().map(|l| l.access()))
+                    .source
+                    .prometheus_access()
                     .map(|a| auth::AccessKey::new(config, a));
                 let endpoint = match &access {
                     None => Ok(auth::Endpoint::plain(self.http.clone())),
@@ -236,38 +198,26 @@ impl SignalDemand {
 async fn read_remote(
     endpoint: &auth::Endpoint,
     reader: Option<&dyn MetricReader>,
-    sig: &SignalConfig,
+    sig: &Signal,
     now: Timestamp,
 ) -> RawResult {
-    if let Some(p) = &sig.prometheus {
-        return prometheus::query_at(
-            endpoint,
-            &p.url,
-            &p.query,
-            now,
-            Duration::from_secs(p.timeout_s),
-        )
-        .await;
+    match &sig.source {
+        SignalSource::Prometheus(p) => {
+            prometheus::query_at(endpoint, &p.url, &p.query, now, p.timeout).await
+        }
+        SignalSource::Latency(l) => {
+            prometheus::query_at(endpoint, &l.url, &l.query, now, l.timeout).await
+        }
+        SignalSource::CloudWatch(c) => {
+            let r = reader.ok_or(SignalError::NoReader("cloudwatch"))?;
+            Ok(r.cloudwatch(c, now).await?)
+        }
+        SignalSource::Sqs(q) => {
+            let r = reader.ok_or(SignalError::NoReader("sqs"))?;
+            Ok(r.sqs_depth(q, now).await?)
+        }
+        SignalSource::Cron(_) => Ok(None),
     }
-    if let Some(l) = &sig.latency {
-        return prometheus::query_at(
-            endpoint,
-            &l.url,
-            &l.query,
-            now,
-            Duration::from_secs(l.timeout_s),
-        )
-        .await;
-    }
-    if let Some(c) = &sig.cloudwatch {
-        let r = reader.ok_or(SignalError::NoReader("cloudwatch"))?;
-        return Ok(r.cloudwatch(c, now).await?);
-    }
-    if let Some(q) = &sig.sqs {
-        let r = reader.ok_or(SignalError::NoReader("sqs"))?;
-        return Ok(r.sqs_depth(q, now).await?);
-    }
-    Ok(None)
 }
 
 /// A stale reading (nothing usable), keeping the value when there was one for the gauge.
@@ -287,13 +237,13 @@ pub(crate) fn reading(
     name: String,
     raw: RawResult,
     now: Timestamp,
-    stale_after_s: u64,
+    stale_after: Duration,
     arith: impl Fn(f64) -> Option<u32>,
 ) -> SignalReading {
     match raw {
         Ok(Some(s)) => {
             let age_s = now.secs_since(s.at);
-            if !s.value.is_finite() || age_s > stale_after_s as f64 {
+            if !s.value.is_finite() || age_s > stale_after.as_secs_f64() {
                 return stale(name, Some(s.value), Some(s.at));
             }
             match arith(s.value) {
@@ -329,62 +279,46 @@ impl DemandSource for SignalDemand {
         }
         // Forget pools removed from the config so history stays bounded by configuration.
         self.forecasts.forget_removed(config);
-        self.crons.retain(|name, _| config.pool(name).is_some());
 
         let mut out = BTreeMap::new();
         for (pi, pool) in config.pools.iter().enumerate() {
             let mut readings = Vec::with_capacity(pool.signals.len());
-            let mut latency: Vec<(usize, String, RawResult, u64, f64)> = Vec::new();
+            let mut latency: Vec<(usize, String, RawResult, Duration, f64)> = Vec::new();
             for (si, sig) in pool.signals.iter().enumerate() {
-                let name = sig.display_name(si);
+                let name = sig.name.clone();
                 let r = raw.remove(&(pi, si)).unwrap_or(Ok(None));
-                if let Some(p) = &sig.prometheus {
-                    let (t, a) = (p.target_per_replica, p.activation);
-                    readings.push(reading(name, r, now, p.stale_after_s, |v| {
-                        keda::replicas(v, t, a)
-                    }));
-                } else if let Some(c) = &sig.cloudwatch {
-                    let (t, a) = (c.target_per_replica, c.activation);
-                    readings.push(reading(name, r, now, c.stale_after_s, |v| {
-                        keda::replicas(v, t, a)
-                    }));
-                } else if let Some(q) = &sig.sqs {
-                    let (t, a) = (q.target_per_replica, q.activation);
-                    // Queue depth is read live from the queue: fresh when it answered at all.
-                    readings.push(reading(name, r, now, u64::MAX / 2, |v| {
-                        keda::replicas(v, t, a)
-                    }));
-                } else if let Some(c) = &sig.cron {
-                    let reading = match self.cron_window(pool, &c.start, &c.end, &c.timezone) {
-                        Ok(w) => {
-                            let open = w.contains(now);
-                            SignalReading {
-                                name,
-                                value: Some(if open { 1.0 } else { 0.0 }),
-                                replicas: Some(if open { c.desired } else { 0 }),
-                                stale: false,
-                                observed_at: Some(now),
-                            }
-                        }
-                        Err(e) => {
-                            tracing::debug!(signal = %name, error = %e, "cron window unusable");
-                            stale(name, None, None)
-                        }
-                    };
-                    readings.push(reading);
-                } else if let Some(l) = &sig.latency {
-                    // Evaluated after the others: it may scale from their demand.
-                    latency.push((readings.len(), name, r, l.stale_after_s, l.target));
-                    readings.push(stale(String::new(), None, None));
-                } else {
-                    // The simulator's queue is read by the simulator's own demand source.
-                    readings.push(stale(name, None, None));
+                match &sig.source {
+                    SignalSource::Prometheus(p) => {
+                        let (t, a) = (p.target_per_replica, p.activation);
+                        readings.push(reading(name, r, now, p.stale_after, |v| {
+                            keda::replicas(v, t, a)
+                        }));
+                    }
+                    SignalSource::CloudWatch(c) => {
+                        let (t, a) = (c.target_per_replica, c.activation);
+                        readings.push(reading(name, r, now, c.stale_after, |v| {
+                            keda::replicas(v, t, a)
+                        }));
+                    }
+                    SignalSource::Sqs(q) => {
+                        let (t, a) = (q.target_per_replica, q.activation);
+                        // Queue depth is read live from the queue: fresh when it answered at all.
+                        readings.push(reading(name, r, now, Duration::MAX, |v| {
+                            keda::replicas(v, t, a)
+                        }));
+                    }
+                    SignalSource::Cron(c) => readings.push(cron_reading(name, c, now)),
+                    SignalSource::Latency(l) => {
+                        // Evaluated after the others: it may scale from their demand.
+                        latency.push((readings.len(), name, r, l.stale_after, l.target));
+                        readings.push(stale(String::new(), None, None));
+                    }
                 }
             }
             let others = fresh_replicas(&readings);
             let base = self.serving.get(&pool.name).or(others).unwrap_or(0);
-            for (slot, name, r, stale_after_s, target) in latency {
-                let mut rd = reading(name, r, now, stale_after_s, |v| {
+            for (slot, name, r, stale_after, target) in latency {
+                let mut rd = reading(name, r, now, stale_after, |v| {
                     Some(keda::latency_replicas(v, target, base).unwrap_or(0))
                 });
                 // Under target the guard-rail is fresh but asks for nothing.
@@ -396,10 +330,10 @@ impl DemandSource for SignalDemand {
             let mut d = self.forecasts.pool_demand(pool, readings, now);
             if let Some(q) = pool.slo.as_ref().and_then(|s| s.attainment_query.as_ref()) {
                 let r = raw.remove(&(pi, pool.signals.len())).unwrap_or(Ok(None));
-                d.slo_attainment = measured_attainment(r, now, q.stale_after_s).map(|fraction| {
+                d.slo_attainment = measured_attainment(r, now, q.stale_after).map(|fraction| {
                     crate::model::Attainment {
                         fraction,
-                        window_s: q.window_s as f64,
+                        window_s: q.window.as_secs_f64(),
                     }
                 });
             }
@@ -409,15 +343,28 @@ impl DemandSource for SignalDemand {
     }
 }
 
+/// A cron signal's reading: `desired` replicas while its window (parsed at load) is open, 0
+/// outside it; always fresh.
+fn cron_reading(name: String, c: &crate::config::CronSignal, now: Timestamp) -> SignalReading {
+    let open = c.window.contains(now);
+    SignalReading {
+        name,
+        value: Some(if open { 1.0 } else { 0.0 }),
+        replicas: Some(if open { c.desired } else { 0 }),
+        stale: false,
+        observed_at: Some(now),
+    }
+}
+
 /// The attainment an `slo.attainment_query` returned, when it is usable: fresh, finite and a
 /// fraction. Anything else (no requests in the window gives 0/0 = NaN, an error, an empty
 /// result) is unknown, never "met".
-fn measured_attainment(raw: RawResult, now: Timestamp, stale_after_s: u64) -> Option<f64> {
+fn measured_attainment(raw: RawResult, now: Timestamp, stale_after: Duration) -> Option<f64> {
     match raw {
         Ok(Some(s))
             if s.value.is_finite()
                 && (0.0..=1.0).contains(&s.value)
-                && now.secs_since(s.at) <= stale_after_s as f64 =>
+                && now.secs_since(s.at) <= stale_after.as_secs_f64() =>
         {
             Some(s.value)
         }
@@ -500,7 +447,7 @@ pub fn forecast_pool(
     let now_replicas = replicas_now?;
     forecaster.observe(now, now_replicas);
     let growth = forecaster
-        .forecast_growth(now, pool.forecast_horizon_s())
+        .forecast_growth(now, pool.forecast_horizon().as_secs())
         .unwrap_or(0);
     let f = now_replicas.saturating_add(growth);
     let cap = replicas_per_node(pool).map(|r| r.saturating_mul(pool.limits.max_nodes));
@@ -525,7 +472,7 @@ mod tests {
                 at: now,
             })),
             now,
-            60,
+            Duration::from_secs(60),
             keda,
         );
         assert_eq!((ok.replicas, ok.stale), (Some(3), false));
@@ -536,7 +483,7 @@ mod tests {
                 at: Timestamp::from_secs(900),
             })),
             now,
-            60,
+            Duration::from_secs(60),
             keda,
         );
         assert_eq!(
@@ -550,13 +497,19 @@ mod tests {
                 at: now,
             })),
             now,
-            60,
+            Duration::from_secs(60),
             keda,
         );
         assert_eq!((nan.replicas, nan.stale, nan.value), (None, true, None));
-        let empty = reading("q".into(), Ok(None), now, 60, keda);
+        let empty = reading("q".into(), Ok(None), now, Duration::from_secs(60), keda);
         assert!(empty.stale);
-        let err = reading("q".into(), Err(SignalError::Status(503)), now, 60, keda);
+        let err = reading(
+            "q".into(),
+            Err(SignalError::Status(503)),
+            now,
+            Duration::from_secs(60),
+            keda,
+        );
         assert!(err.stale && err.replicas.is_none());
     }
 
@@ -579,7 +532,7 @@ mod tests {
             (Err(SignalError::Status(503)), None),
         ];
         for (raw, want) in cases {
-            assert_eq!(measured_attainment(raw, now, 60), want);
+            assert_eq!(measured_attainment(raw, now, Duration::from_secs(60)), want);
         }
     }
 

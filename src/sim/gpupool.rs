@@ -14,8 +14,9 @@
 //!   production's `SignalDemand` runs.
 
 use super::provider::{SharedWorld, lock};
+use super::scenario::{SimQueueMetric, SimQueueSignal, SimSignal};
 use super::world::{QUEUE_WAIT_BUCKETS_S, Sample, Serve, last_scrape_ms};
-use crate::config::{Config, SimQueueMetric, SimQueueSignal};
+use crate::config::Config;
 use crate::controller::{Cluster, ClusterError, ClusterView, DemandSource, DrainProgress};
 use crate::model::{
     Instance, LifecycleState, Node, PoolDemand, PoolName, SignalReading, Timestamp,
@@ -95,17 +96,25 @@ impl Cluster for SimCluster {
 pub struct SimDemand {
     world: SharedWorld,
     scrape_ms: i64,
+    /// Each pool's queue signals (the scenario's; the production config has none).
+    signals: BTreeMap<PoolName, Vec<SimSignal>>,
     /// Per-pool forecasters, fed and read through the same code as production's
     /// `SignalDemand`, so forecasting behaves here exactly as it does live.
     forecasts: PoolForecasts,
 }
 
 impl SimDemand {
-    /// `scrape_ms`: the Prometheus scrape interval (see `SignalSim::scrape_ms`).
-    pub fn new(world: SharedWorld, scrape_ms: i64) -> Self {
+    /// `scrape_ms`: the Prometheus scrape interval (see `SignalSim::scrape_ms`); `signals`:
+    /// each pool's queue signals (`Scenario::sim_signals`).
+    pub fn new(
+        world: SharedWorld,
+        scrape_ms: i64,
+        signals: BTreeMap<PoolName, Vec<SimSignal>>,
+    ) -> Self {
         SimDemand {
             world,
             scrape_ms,
+            signals,
             forecasts: PoolForecasts::default(),
         }
     }
@@ -168,9 +177,10 @@ impl DemandSource for SimDemand {
         self.forecasts.forget_removed(config);
         let mut out = BTreeMap::new();
         for pool in &config.pools {
-            let mut readings = Vec::with_capacity(pool.signals.len() + 3);
-            for (j, s) in pool.signals.iter().enumerate() {
-                let Some(q) = &s.sim_queue else { continue };
+            let signals = self.signals.get(&pool.name).map_or(&[][..], Vec::as_slice);
+            let mut readings = Vec::with_capacity(signals.len() + 3);
+            for s in signals {
+                let q = &s.queue;
                 let scraped = sample.and_then(|smp| {
                     let before = w.sample_at(scrape_at - (q.window_s * 1000.0) as i64);
                     signal_value(q, smp, before).map(|value| Scrape {
@@ -181,10 +191,10 @@ impl DemandSource for SimDemand {
                 // Production's reading and KEDA arithmetic; a scrape is never too old here.
                 let (target, activation) = (q.target_per_replica, q.activation);
                 readings.push(reading(
-                    s.display_name(j),
+                    s.name.clone(),
                     Ok(scraped),
                     now,
-                    u64::MAX / 2,
+                    std::time::Duration::MAX,
                     |v| keda::replicas(v, target, activation),
                 ));
             }
@@ -205,7 +215,8 @@ impl DemandSource for SimDemand {
             }
             let mut d = self.forecasts.pool_demand(pool, readings, now);
             if let (Some(slo), Some(smp)) = (&pool.slo, sample) {
-                let h = crate::planner::headroom::Horizons::of(pool, config.tick_interval_s);
+                let h =
+                    crate::planner::headroom::Horizons::of(pool, config.tick_interval.as_secs());
                 d.slo_attainment = attainment_window(slo, smp, h.cold_s, |t_ms| w.sample_at(t_ms));
             }
             out.insert(pool.name.clone(), d);

@@ -614,13 +614,14 @@ fn run_gpupool(
         Box::new(SimDemand::new(
             world.clone(),
             p.scenario.file.signals.scrape_ms(),
+            p.scenario.sim_signals.clone(),
         )),
         Arc::new(Metrics::default()),
     );
     let rt = tokio::runtime::Builder::new_current_thread()
         .build()
         .map_err(|e| SimError::Controller(e.to_string()))?;
-    let tick_ms = (config.tick_interval_s.max(1) * 1000) as i64;
+    let tick_ms = (config.tick_interval.as_secs().max(1) * 1000) as i64;
     let mut checker = InvariantChecker::default();
     let mut t = 0;
     while t <= p.end_ms {

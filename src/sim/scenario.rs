@@ -9,8 +9,9 @@ use super::timing::ColdStartSpec;
 use super::trace::{FileFormat, Location, RowFilter, TraceFile, TraceFormat, Window, per_minute};
 use super::world::{Cloud, Faults};
 use crate::config::Config;
-use crate::model::CapacityType;
+use crate::model::{CapacityType, PoolName};
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 use std::path::{Component, Path, PathBuf};
 
 /// The scenarios shipped in `scenarios/`, by name.
@@ -506,6 +507,9 @@ fn d_min_replicas() -> u32 {
 pub struct Scenario {
     pub file: ScenarioFile,
     pub config: Config,
+    /// The simulator's queue signals per pool, taken out of the `gpupool:` section (the
+    /// production config has no such signal; see [`take_sim_keys`]).
+    pub sim_signals: BTreeMap<PoolName, Vec<SimSignal>>,
 }
 
 impl Scenario {
@@ -553,14 +557,18 @@ impl Scenario {
                 message: format!("{}: {}", e.path(), e.inner()),
             })?;
         file.trace.base_dir = base_dir;
-        let cfg_text = serde_yaml_ng::to_string(&file.gpupool).map_err(|e| SimError::Scenario {
+        let mut gpupool = file.gpupool.clone();
+        let sim_signals = take_sim_keys(&mut gpupool, origin)?;
+        let cfg_text = serde_yaml_ng::to_string(&gpupool).map_err(|e| SimError::Scenario {
             scenario: origin.to_owned(),
             message: format!("gpupool: {e}"),
         })?;
-        let config = Config::load(&cfg_text).map_err(|e| SimError::Scenario {
-            scenario: origin.to_owned(),
-            message: format!("gpupool config: {e}"),
-        })?;
+        let fed: std::collections::BTreeSet<PoolName> = sim_signals.keys().cloned().collect();
+        let config =
+            Config::load_with_demand_from(&cfg_text, &fed).map_err(|e| SimError::Scenario {
+                scenario: origin.to_owned(),
+                message: format!("gpupool config: {e}"),
+            })?;
         if config.pools.len() != 1 {
             return Err(SimError::Scenario {
                 scenario: origin.to_owned(),
@@ -568,6 +576,9 @@ impl Scenario {
             });
         }
         validate(&file, origin)?;
+        for s in sim_signals.values().flatten() {
+            validate_sim_queue(&s.queue, &s.name, origin)?;
+        }
         let max_nodes = config.pools[0].limits.max_nodes;
         if file.baselines.min_replicas > max_nodes {
             return Err(SimError::InvalidValue {
@@ -577,8 +588,174 @@ impl Scenario {
                 fix: format!("must be ≤ the pool's limits.max_nodes ({max_nodes})"),
             });
         }
-        Ok(Scenario { file, config })
+        Ok(Scenario {
+            file,
+            config,
+            sim_signals,
+        })
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Simulator-only keys of the `gpupool:` section. The production config schema (`config::raw`)
+// refuses them with a message saying they belong here; a scenario's loader takes them out of
+// its `gpupool:` section before the rest is loaded as a production config.
+
+/// The simulator's queue, with KEDA arithmetic on the value `metric` selects: replicas =
+/// ceil(value / `target_per_replica`) once the value exceeds `activation`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SimQueueSignal {
+    pub target_per_replica: f64,
+    #[serde(default)]
+    pub activation: f64,
+    /// Count requests being served too (concurrency-based scaling). `queue` metric only.
+    #[serde(default = "d_true")]
+    pub include_in_flight: bool,
+    /// What the value is; `queue` by default.
+    #[serde(default)]
+    pub metric: SimQueueMetric,
+    /// The rate window of the `offered_load` metric (Prometheus `rate(...[window])`), seconds.
+    #[serde(default = "d_load_window")]
+    pub window_s: f64,
+}
+
+fn d_load_window() -> f64 {
+    60.0
+}
+
+/// The value a simulator queue signal reads, as a Prometheus query over a vLLM deployment would.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SimQueueMetric {
+    /// Requests waiting (`vllm:num_requests_waiting`), plus those running
+    /// (`vllm:num_requests_running`) with `include_in_flight`. Grows with backlog: while
+    /// replacements cold-start, every request that arrives adds to it.
+    #[default]
+    Queue,
+    /// Concurrent requests the offered traffic needs, by Little's law: the arrival rate over
+    /// `window_s` times the mean service time of the requests completed over it (a gateway's
+    /// request counter × `vllm:request_inference_time_seconds` sum/count). It does not count
+    /// backlog, so it stays put while capacity cold-starts; divide by a replica's concurrency
+    /// (times a utilisation target) for replicas.
+    OfferedLoad,
+}
+
+fn d_true() -> bool {
+    true
+}
+
+/// One `sim_queue` signal of a scenario's pool, taken out of its `gpupool:` section: its name
+/// (as written, else `sim-queue-<index>` with its index among the pool's signals as written)
+/// and the queue it reads.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SimSignal {
+    pub name: String,
+    pub queue: SimQueueSignal,
+}
+
+/// The source keys of a production signal, in the order default names take their kind from
+/// (`config::raw::RawSignal::sources`).
+const PRODUCTION_SOURCES: [&str; 5] = ["prometheus", "cloudwatch", "sqs", "cron", "latency"];
+
+/// The simulator's queue signals per pool, taken out of `gpupool` (and `sim:`, a seed the
+/// simulator never read, the scenario's `seed:` being the one used: still accepted, dropped).
+/// Signals left behind whose default name would shift with the removal get their old name
+/// written in, so every signal keeps the name it had.
+fn take_sim_keys(
+    gpupool: &mut serde_yaml_ng::Value,
+    origin: &str,
+) -> Result<BTreeMap<PoolName, Vec<SimSignal>>, SimError> {
+    let err = |at: String, message: String| SimError::Scenario {
+        scenario: origin.to_owned(),
+        message: format!("gpupool.{at}: {message}"),
+    };
+    let mut out = BTreeMap::new();
+    let Some(root) = gpupool.as_mapping_mut() else {
+        return Ok(out);
+    };
+    if let Some(sim) = root.remove("sim") {
+        let seed: Result<SimSeed, _> = serde_yaml_ng::from_value(sim);
+        seed.map_err(|e| err("sim".into(), e.to_string()))?;
+    }
+    let Some(pools) = root.get_mut("pools").and_then(|p| p.as_sequence_mut()) else {
+        return Ok(out);
+    };
+    for (i, pool) in pools.iter_mut().enumerate() {
+        let name = pool
+            .get("name")
+            .and_then(|n| n.as_str())
+            .map(PoolName::from);
+        let Some(signals) = pool.get_mut("signals").and_then(|s| s.as_sequence_mut()) else {
+            continue;
+        };
+        let mut taken = Vec::new();
+        let mut kept = Vec::new();
+        for (j, entry) in std::mem::take(signals).into_iter().enumerate() {
+            let at = format!("pools[{i}].signals[{j}]");
+            match sim_signal(&entry, j).map_err(|m| err(at, m))? {
+                Some(s) => taken.push(s),
+                None => kept.push((j, entry)),
+            }
+        }
+        for (j, mut entry) in kept {
+            if !taken.is_empty()
+                && let Some(m) = entry.as_mapping_mut()
+                && !m.contains_key("name")
+                && let Some(kind) = PRODUCTION_SOURCES.iter().find(|k| m.contains_key(**k))
+            {
+                m.insert("name".into(), format!("{kind}-{j}").into());
+            }
+            signals.push(entry);
+        }
+        if let (Some(name), false) = (name, taken.is_empty()) {
+            out.insert(name, taken);
+        }
+    }
+    Ok(out)
+}
+
+/// `gpupool.sim` as it was accepted: an optional seed, nothing else.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)] // read only to check its shape
+struct SimSeed {
+    #[serde(default)]
+    seed: Option<u64>,
+}
+
+/// The entry at signal index `j` as a simulator signal, `None` when it is a production one.
+fn sim_signal(entry: &serde_yaml_ng::Value, j: usize) -> Result<Option<SimSignal>, String> {
+    let Some(q) = entry.get("sim_queue") else {
+        return Ok(None);
+    };
+    let found = PRODUCTION_SOURCES
+        .iter()
+        .filter(|k| entry.get(**k).is_some())
+        .count()
+        + 1;
+    if found != 1 {
+        return Err(format!(
+            "must have exactly one source (prometheus, cloudwatch, sqs, cron, latency, sim_queue), found {found}"
+        ));
+    }
+    if let Some(m) = entry.as_mapping()
+        && let Some(k) = m
+            .keys()
+            .find_map(|k| k.as_str().filter(|k| !["name", "sim_queue"].contains(k)))
+    {
+        return Err(format!("unknown key `{k}` next to sim_queue"));
+    }
+    let queue: SimQueueSignal = serde_path_to_error::deserialize(q.clone())
+        .map_err(|e| format!("sim_queue.{}: {}", e.path(), e.inner()))?;
+    let name = match entry.get("name") {
+        None => format!("sim-queue-{j}"),
+        Some(n) => n
+            .as_str()
+            .ok_or_else(|| "name: must be text".to_owned())?
+            .to_owned(),
+    };
+    Ok(Some(SimSignal { name, queue }))
 }
 
 /// Longest replay the simulator accepts: a week of virtual time. Baselines step every virtual
@@ -656,6 +833,13 @@ fn validate(f: &ScenarioFile, origin: &str) -> Result<(), SimError> {
             )?;
         }
     }
+    validate_models(f, origin)?;
+    validate_groups(f, origin)
+}
+
+/// The cold-start, spot, SLO, scrape and fault models' values.
+fn validate_models(f: &ScenarioFile, origin: &str) -> Result<(), SimError> {
+    let c = |field: &str, v: f64, ok: bool, fix: &str| check(origin, field, v, ok, fix);
     let cs = &f.cold_start;
     for (field, v) in [
         ("cold_start.boot_s", cs.boot_s),
@@ -715,6 +899,12 @@ fn validate(f: &ScenarioFile, origin: &str) -> Result<(), SimError> {
     ] {
         c(field, v, (0.0..=1.0).contains(&v), "a probability in 0..=1")?;
     }
+    Ok(())
+}
+
+/// The groups, and the cloud their zones name.
+fn validate_groups(f: &ScenarioFile, origin: &str) -> Result<(), SimError> {
+    let c = |field: &str, v: f64, ok: bool, fix: &str| check(origin, field, v, ok, fix);
     c(
         "groups",
         f.groups.len() as f64,
@@ -752,6 +942,32 @@ fn validate(f: &ScenarioFile, origin: &str) -> Result<(), SimError> {
         });
     }
     Ok(())
+}
+
+/// A simulator queue signal's values, checked as the config checked them when it held them.
+fn validate_sim_queue(q: &SimQueueSignal, name: &str, origin: &str) -> Result<(), SimError> {
+    let field = |k: &str| format!("gpupool signal {name:?}: sim_queue.{k}");
+    check(
+        origin,
+        &field("target_per_replica"),
+        q.target_per_replica,
+        q.target_per_replica > 0.0,
+        "waiting requests per replica, a number above 0",
+    )?;
+    check(
+        origin,
+        &field("activation"),
+        q.activation,
+        q.activation >= 0.0,
+        "activation threshold, 0 or more",
+    )?;
+    check(
+        origin,
+        &field("window_s"),
+        q.window_s,
+        q.window_s > 0.0,
+        "rate window in seconds, above 0",
+    )
 }
 
 #[cfg(test)]
@@ -979,6 +1195,65 @@ mod tests {
             Err(SimError::InvalidValue { field, .. }) => assert_eq!(field, "oracle.bucket_s"),
             Err(e) => panic!("another error: {e}"),
             Ok(_) => panic!("accepted"),
+        }
+    }
+
+    #[test]
+    fn queue_signals_are_taken_out_of_the_gpupool_section_keeping_every_name() {
+        let s = Scenario::load("quick").unwrap();
+        let pool = &s.config.pools[0];
+        assert!(
+            pool.signals.is_empty(),
+            "the production config has no sim signal"
+        );
+        let sims = &s.sim_signals[&pool.name];
+        let names: Vec<&str> = sims.iter().map(|x| x.name.as_str()).collect();
+        assert_eq!(names, ["load", "queue"]);
+        assert_eq!(sims[0].queue.metric, SimQueueMetric::OfferedLoad);
+        assert!(sims[1].queue.include_in_flight);
+
+        // Unnamed: a sim signal is `sim-queue-<index>`, and a production signal after it keeps
+        // the default name its index gave it before the sim one was taken out.
+        let s = quick_with(|v| {
+            let signals: serde_yaml_ng::Value = serde_yaml_ng::from_str(
+                "- sim_queue: { target_per_replica: 8 }\n- cron: { start: \"0 0 8 * * *\", end: \"0 0 18 * * *\", desired: 1 }\n",
+            )
+            .unwrap();
+            v["gpupool"]["pools"][0]["signals"] = signals;
+            v["gpupool"]["sim"] = serde_yaml_ng::from_str("{ seed: 7 }").unwrap();
+        })
+        .unwrap();
+        let pool = &s.config.pools[0];
+        assert_eq!(s.sim_signals[&pool.name][0].name, "sim-queue-0");
+        assert_eq!(pool.signals.len(), 1);
+        assert_eq!(pool.signals[0].name, "cron-1");
+    }
+
+    #[test]
+    fn bad_queue_signals_are_refused_naming_the_key() {
+        let with = |signal: &str| {
+            let signal = signal.to_owned();
+            quick_with(move |v| {
+                v["gpupool"]["pools"][0]["signals"] = serde_yaml_ng::from_str(&signal).unwrap();
+            })
+        };
+        let field = invalid_field(with("- sim_queue: { target_per_replica: 0 }"));
+        assert_eq!(
+            field,
+            "gpupool signal \"sim-queue-0\": sim_queue.target_per_replica"
+        );
+        for (signal, want) in [
+            (
+                "- sim_queue: { target_per_replica: 8, metrik: queue }",
+                "gpupool.pools[0].signals[0]: sim_queue.metrik",
+            ),
+            (
+                "- sim_queue: { target_per_replica: 8 }\n  prometheus: { url: \"http://p:9090\", query: up, target_per_replica: 1 }",
+                "gpupool.pools[0].signals[0]: must have exactly one source",
+            ),
+        ] {
+            let e = with(signal).unwrap_err().to_string();
+            assert!(e.contains(want), "{signal}: {e}");
         }
     }
 }

@@ -82,7 +82,7 @@ pub fn groups_400(pool: &str) -> Vec<NodeGroup> {
 /// A pool that limits nothing at benchmark scale: 70% spot, 2 on-demand base nodes.
 pub fn big_pool(name: &str) -> PoolConfig {
     let mut p = pool_cfg(name);
-    p.capacity.spot_share = 0.7;
+    p.capacity.spot_share = crate::config::Share::new(0.7).expect("a share");
     p.capacity.on_demand_base = 2;
     p.limits.max_nodes = 1_000_000;
     p.scale_up.max_nodes_per_tick = 1_000_000;
