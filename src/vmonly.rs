@@ -22,6 +22,17 @@
 //!   deregistration instead; while the query fails (Prometheus down), keep waiting. Only then
 //!   `Drained`. The controller's drain deadline bounds the wait after deregistration.
 //!
+//! **The drain is marked on the instance** (`NodeGroupProvider::mark_draining`: the EC2 tag /
+//! GCP label `gpupool.io/drain-deadline` = the deadline in epoch seconds) before the
+//! deregister command first runs, so a new process that lost the state file (or never had it)
+//! finds the mark and resumes the drain: the instance's node is reported cordoned with that
+//! `drain_deadline`, and the controller adopts it as it adopts a Kubernetes node's drain
+//! annotation. Marking is retried every tick until it succeeds, but a failing mark never
+//! holds the drain itself (the state file still records it; a spot notice's VM must stop
+//! taking requests whatever the tag API says). When a drain is given up (`Abandoned`) the mark
+//! is removed; until that succeeds the instance is reported unmarked (this process knows the
+//! drain is over) and the removal is retried at every observation.
+//!
 //! The cluster publishes serving replicas per pool to [`ServingReplicas`], the latency
 //! guard-rail's base.
 
@@ -67,6 +78,8 @@ impl InFlightQuery {
 
 #[derive(Clone, Debug, Default)]
 struct DrainState {
+    /// The deadline last marked on the instance, encoded as the mark holds it.
+    marked: Option<String>,
     deregistered_at: Option<Timestamp>,
     attempts: u32,
     /// When the first deregistration attempt failed (the give-up clock).
@@ -86,6 +99,8 @@ pub struct VmCluster {
     group_pools: BTreeMap<NodeGroupId, PoolName>,
     idle_since: BTreeMap<InstanceId, Timestamp>,
     drains: BTreeMap<InstanceId, DrainState>,
+    /// Instances whose drain was given up but whose drain mark could not be removed yet.
+    unmark: BTreeMap<InstanceId, NodeGroupId>,
 }
 
 impl VmCluster {
@@ -130,6 +145,7 @@ impl VmCluster {
             group_pools: BTreeMap::new(),
             idle_since: BTreeMap::new(),
             drains: BTreeMap::new(),
+            unmark: BTreeMap::new(),
         })
     }
 
@@ -166,6 +182,47 @@ impl VmCluster {
 
     fn pool_config(&self, pool: &PoolName) -> Option<&PoolConfig> {
         self.config.pool(pool)
+    }
+
+    /// Mark the drain on the instance unless it already carries this deadline. A failure is a
+    /// WARN and retried next tick; it never holds the drain (see the module doc).
+    async fn mark(&mut self, instance: &Instance, deadline: Timestamp) {
+        let want = gpupool_provider::encode_drain_deadline(deadline);
+        let state = self.drains.entry(instance.id.clone()).or_default();
+        let on_instance = instance
+            .drain_deadline
+            .map(gpupool_provider::encode_drain_deadline);
+        if state.marked.as_ref() == Some(&want) || on_instance.as_ref() == Some(&want) {
+            state.marked = Some(want);
+            return;
+        }
+        match self
+            .provider
+            .mark_draining(&instance.group, &instance.id, deadline)
+            .await
+        {
+            Ok(()) => {
+                if let Some(d) = self.drains.get_mut(&instance.id) {
+                    d.marked = Some(want);
+                }
+            }
+            Err(e) => {
+                tracing::warn!(instance = %instance.id, error = %crate::controller::error_chain(&e), "cannot mark the drain on the instance (a restart without the state file would not resume it); retrying next tick, the drain goes on");
+            }
+        }
+    }
+
+    /// Remove the drain mark of a drain given up; remembered and retried while it fails.
+    async fn unmark(&mut self, group: &NodeGroupId, instance: &InstanceId) {
+        match self.provider.clear_draining(group, instance).await {
+            Ok(()) => {
+                self.unmark.remove(instance);
+            }
+            Err(e) => {
+                tracing::warn!(%instance, error = %crate::controller::error_chain(&e), "cannot remove the drain mark of a drain given up; retrying");
+                self.unmark.insert(instance.clone(), group.clone());
+            }
+        }
     }
 }
 
@@ -240,6 +297,16 @@ impl Cluster for VmCluster {
             .retain(|id, _| instances.iter().any(|i| &i.id == id));
         self.drains
             .retain(|id, _| instances.iter().any(|i| &i.id == id));
+        self.unmark
+            .retain(|id, _| instances.iter().any(|i| &i.id == id));
+        let retry: Vec<(InstanceId, NodeGroupId)> = self
+            .unmark
+            .iter()
+            .map(|(i, g)| (i.clone(), g.clone()))
+            .collect();
+        for (id, group) in retry {
+            self.unmark(&group, &id).await;
+        }
 
         let semaphore = Arc::new(tokio::sync::Semaphore::new(HEALTH_CONCURRENCY));
         let mut set = tokio::task::JoinSet::new();
@@ -307,6 +374,11 @@ impl Cluster for VmCluster {
                     None
                 }
             };
+            // A drain marked on the instance (by this process or a dead one), unless this process
+            // gave it up and the mark's removal is pending.
+            let drain_deadline = inst
+                .drain_deadline
+                .filter(|_| !self.unmark.contains_key(&inst.id));
             if p.ready && inst.state == LifecycleState::Ready {
                 let per = self
                     .pool_config(&pool)
@@ -322,13 +394,13 @@ impl Cluster for VmCluster {
                 labels: BTreeMap::new(),
                 taints: Vec::new(),
                 serving_ready: p.ready,
-                cordoned: self.drains.contains_key(&inst.id),
+                cordoned: self.drains.contains_key(&inst.id) || drain_deadline.is_some(),
                 scale_down_disabled: false,
                 pods: Vec::new(),
                 in_flight_requests: p.in_flight,
                 idle_since,
                 unhealthy: None,
-                drain_deadline: None,
+                drain_deadline,
             });
         }
         for (pool, n) in serving {
@@ -340,12 +412,26 @@ impl Cluster for VmCluster {
         })
     }
 
+    /// Before the drain window of a spot notice: the VM keeps serving, but the drain is already
+    /// marked, so a restart that lost the state file still knows it.
+    async fn cordon(
+        &mut self,
+        instance: &Instance,
+        deadline: Timestamp,
+    ) -> Result<(), ClusterError> {
+        self.mark(instance, deadline).await;
+        Ok(())
+    }
+
     async fn drain(
         &mut self,
         instance: &Instance,
-        _deadline: Timestamp,
+        deadline: Timestamp,
         now: Timestamp,
     ) -> Result<DrainProgress, ClusterError> {
+        // Marked before the VM is first deregistered: a crash after deregistration always
+        // leaves the mark behind.
+        self.mark(instance, deadline).await;
         let state = self.drains.entry(instance.id.clone()).or_default().clone();
         let pool = match self.pool_of(&instance.group).await {
             Ok(p) => p,
@@ -378,6 +464,7 @@ impl Cluster for VmCluster {
                         if failing_for_s >= give_up_s {
                             // Forget it: the VM is back in service; a later scale-in starts over.
                             self.drains.remove(&instance.id);
+                            self.unmark(&instance.group, &instance.id).await;
                             return Ok(DrainProgress::Abandoned {
                                 attempts: attempt,
                                 failing_for_s,
@@ -502,6 +589,7 @@ mod tests {
             protected_from_scale_in: false,
             awaiting_lifecycle_hook: false,
             private_ip: ip.map(str::to_owned),
+            drain_deadline: None,
         }
     }
 

@@ -129,6 +129,7 @@ fn p4d_instance(id: &InstanceId, ct: CapacityType, state: LifecycleState) -> Ins
         protected_from_scale_in: false,
         awaiting_lifecycle_hook: false,
         private_ip: None,
+        drain_deadline: None,
     }
 }
 
@@ -214,6 +215,31 @@ impl NodeGroupProvider for MemCloud {
         Ok(std::mem::take(&mut self.0.lock().unwrap().events))
     }
     async fn ack_event(&self, _ack: &str) -> gpupool_provider::Result<()> {
+        Ok(())
+    }
+    async fn mark_draining(
+        &self,
+        _g: &NodeGroupId,
+        instance: &InstanceId,
+        deadline: Timestamp,
+    ) -> gpupool_provider::Result<()> {
+        let mut c = self.0.lock().unwrap();
+        c.calls.push(format!("mark {instance}"));
+        for i in c.instances.iter_mut().filter(|i| &i.id == instance) {
+            i.drain_deadline = Some(deadline);
+        }
+        Ok(())
+    }
+    async fn clear_draining(
+        &self,
+        _g: &NodeGroupId,
+        instance: &InstanceId,
+    ) -> gpupool_provider::Result<()> {
+        let mut c = self.0.lock().unwrap();
+        c.calls.push(format!("clear {instance}"));
+        for i in c.instances.iter_mut().filter(|i| &i.id == instance) {
+            i.drain_deadline = None;
+        }
         Ok(())
     }
 }

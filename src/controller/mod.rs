@@ -732,8 +732,12 @@ impl Controller {
             let Some(deadline) = node.drain_deadline.filter(|_| node.cordoned) else {
                 continue;
             };
-            if self.drains.contains_key(&node.instance) || self.terminating.contains(&node.instance)
-            {
+            if let Some(d) = self.drains.get_mut(&node.instance) {
+                // Known from the saved state too: the earlier deadline wins (persist.rs).
+                d.deadline = crate::state::resumed_deadline(d.deadline, deadline);
+                continue;
+            }
+            if self.terminating.contains(&node.instance) {
                 continue;
             }
             let Some(inst) = instances.iter().find(|i| i.id == node.instance) else {

@@ -125,6 +125,32 @@ impl NodeGroupProvider for MemProvider {
         self.w().acked.push(ack.to_owned());
         Ok(())
     }
+    async fn mark_draining(
+        &self,
+        _group: &NodeGroupId,
+        instance: &InstanceId,
+        deadline: Timestamp,
+    ) -> gpupool_provider::Result<()> {
+        let mut w = self.w();
+        w.calls
+            .push(format!("mark {instance} {}", deadline.millis()));
+        for i in w.instances.iter_mut().filter(|i| &i.id == instance) {
+            i.drain_deadline = Some(deadline);
+        }
+        Ok(())
+    }
+    async fn clear_draining(
+        &self,
+        _group: &NodeGroupId,
+        instance: &InstanceId,
+    ) -> gpupool_provider::Result<()> {
+        let mut w = self.w();
+        w.calls.push(format!("clear {instance}"));
+        for i in w.instances.iter_mut().filter(|i| &i.id == instance) {
+            i.drain_deadline = None;
+        }
+        Ok(())
+    }
 }
 
 /// Every Ready instance is a serving node; drains finish after `drain_ticks` calls.
@@ -244,6 +270,7 @@ fn instance(id: &str, group: &str) -> Instance {
         protected_from_scale_in: false,
         awaiting_lifecycle_hook: false,
         private_ip: None,
+        drain_deadline: None,
     }
 }
 

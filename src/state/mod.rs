@@ -161,6 +161,17 @@ pub fn decode(bytes: &[u8], what: &str) -> Result<SavedState, StateError> {
     serde_json::from_slice(bytes).map_err(corrupt)
 }
 
+/// The deadline of a drain known both from the saved state and from its mark on the node or
+/// instance (node annotation, EC2 tag, GCP label): the earlier one. A drain's deadline only
+/// ever moves earlier (a spot notice brings it forward, nothing pushes it back), so of two
+/// records of the same drain the earlier deadline is the newer one — the state file may predate
+/// the notice, or the mark may have failed to update. Taking it is also the safe side: the
+/// deadline bounds how long a leaving instance is kept, and a VM is never terminated while
+/// still registered whatever the deadline says.
+pub fn resumed_deadline(saved: Timestamp, marked: Timestamp) -> Timestamp {
+    saved.min(marked)
+}
+
 /// What [`restore`] returns: the history and drains to resume, and what was dropped.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Restored {
