@@ -331,7 +331,7 @@ impl Controller {
         if let Err(e) = self.restore_state(now).await {
             self.metrics.ticks_held.inc();
             let e = ControllerError::State(e);
-            tracing::error!(error = %error_chain(&e), "holding: the saved state is of an unknown version");
+            tracing::error!(error = %error_chain(&e), "holding: cannot restore the saved state");
             report.held = Some(error_chain(&e));
             return Err(e);
         }

@@ -72,6 +72,9 @@ impl Controller {
                 tracing::info!(store = %store.describe(), "no saved state: starting fresh");
             }
             Ok(Some(saved)) => self.apply_saved(saved, now, &store.describe()),
+            // Out of reach for now: neither fresh (the next save would overwrite it) nor
+            // refused; this tick holds and the next one asks again.
+            Err(e) if e.retry_later() => return Err(e),
             Err(e) if e.start_fresh() => {
                 tracing::warn!(store = %store.describe(), error = %error_chain(&e), "saved state unusable: starting fresh (backoffs, learned risk and timers start over; drains marked on nodes are still resumed)");
             }

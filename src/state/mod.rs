@@ -10,8 +10,10 @@
 //! Where: VM-only, a JSON file written atomically ([`file::FileStore`]: temporary file, fsync,
 //! rename, fsync of the directory), at `state.path` — by default `$STATE_DIRECTORY/state.json`
 //! when systemd provides one (`StateDirectory=gpupool`). Kubernetes: the ConfigMap
-//! [`CONFIGMAP_NAME`], written by the leader only ([`configmap::ConfigMapStore`]; not enabled
-//! by `gpupool run` until the manifests grant its RBAC rule).
+//! [`CONFIGMAP_NAME`] in gpupool's namespace, written by the leader only
+//! ([`configmap::ConfigMapStore`]; RBAC: get/update by name, create), restored on start and
+//! again by a replica that becomes leader. A ConfigMap that cannot be read (API unreachable)
+//! holds the tick instead of starting fresh ([`StateError::Unavailable`]).
 //!
 //! **Restoring respects age** ([`restore`], pure): the history decays by the time the state
 //! spent on disk as if the controller had ticked through it (risk halves per hour, expired
@@ -87,6 +89,15 @@ pub enum StateError {
         #[source]
         source: Box<dyn std::error::Error + Send + Sync>,
     },
+    /// The store could not be asked (Kubernetes API unreachable, throttled, forbidden): the
+    /// state may well exist, so neither a fresh start nor a refusal — the tick holds and the
+    /// restore is tried again next tick (starting fresh would overwrite it at the next save).
+    #[error("cannot read {what} now")]
+    Unavailable {
+        what: String,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
     #[error("{what} is not valid gpupool state")]
     Corrupt {
         what: String,
@@ -110,9 +121,18 @@ pub enum StateError {
 }
 
 impl StateError {
-    /// Whether starting fresh is the right answer (the state is lost, not incompatible).
+    /// Whether starting fresh is the right answer (the state is lost, not incompatible, and
+    /// not merely out of reach for now).
     pub fn start_fresh(&self) -> bool {
-        !matches!(self, StateError::UnknownVersion { .. })
+        !matches!(
+            self,
+            StateError::UnknownVersion { .. } | StateError::Unavailable { .. }
+        )
+    }
+
+    /// Whether asking again later may succeed ([`StateError::Unavailable`]).
+    pub fn retry_later(&self) -> bool {
+        matches!(self, StateError::Unavailable { .. })
     }
 }
 
