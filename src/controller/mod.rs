@@ -44,6 +44,21 @@ pub trait DemandSource: Send {
     /// Read every pool's signals at `now`. Never fails: a signal that cannot be read is
     /// reported as stale in its `SignalReading`, which holds scale-down.
     async fn read(&mut self, config: &Config, now: Timestamp) -> BTreeMap<PoolName, PoolDemand>;
+
+    /// The forecasters' history, saved with the durable state (`crate::state`). Default: a
+    /// source without forecasters has none.
+    fn forecast_history(&self) -> BTreeMap<PoolName, crate::state::ForecastSteps> {
+        BTreeMap::new()
+    }
+
+    /// Rebuild the forecasters from saved history (restart, failover). Default: a source
+    /// without forecasters has nothing to rebuild.
+    fn restore_forecast_history(
+        &mut self,
+        _config: &Config,
+        _saved: BTreeMap<PoolName, crate::state::ForecastSteps>,
+    ) {
+    }
 }
 
 /// The serving side: Kubernetes nodes and pods, VM health checks, or the simulator.

@@ -4,7 +4,10 @@
 
 use super::{Controller, DrainState, error_chain};
 use crate::model::{Action, InstanceId, PoolName, ProviderEventKind, Timestamp};
-use crate::state::{STATE_VERSION, SavedDrain, SavedState, StateError, StateStore, restore};
+use crate::state::{
+    MAX_SAVED_BYTES, STATE_VERSION, SavedDrain, SavedForecast, SavedState, StateError, StateStore,
+    fit, restore,
+};
 use std::sync::Arc;
 
 /// Saved again at least this often even when nothing changed, so the saved time stays close to
@@ -92,7 +95,10 @@ impl Controller {
         let age_s = now.secs_since(saved.saved_at);
         let r = restore(saved, now, window);
         let drains = r.drains.len();
+        let forecasts = r.forecasts.len();
         self.history = r.history;
+        self.demand
+            .restore_forecast_history(&self.config, r.forecasts);
         for d in r.drains {
             self.drains.entry(d.instance.clone()).or_insert(DrainState {
                 pool: d.pool,
@@ -107,6 +113,7 @@ impl Controller {
             store = from,
             age_s,
             drains,
+            forecasts,
             dropped = r.dropped,
             "restored saved state"
         );
@@ -123,7 +130,7 @@ impl Controller {
     }
 
     fn saved_state(&self, now: Timestamp) -> SavedState {
-        SavedState {
+        let mut state = SavedState {
             version: STATE_VERSION,
             saved_at: now,
             history: self.history.clone(),
@@ -140,7 +147,15 @@ impl Controller {
                     counted: d.counted,
                 })
                 .collect(),
-        }
+            forecasts: self
+                .demand
+                .forecast_history()
+                .iter()
+                .filter_map(|(p, f)| Some((p.clone(), SavedForecast::from_steps(f)?)))
+                .collect(),
+        };
+        fit(&mut state, MAX_SAVED_BYTES);
+        state
     }
 
     /// Save when something changed (or every [`RESAVE_EVERY_S`]). False when the state could
