@@ -212,6 +212,22 @@ impl VmCluster {
         }
     }
 
+    /// Bookkeeping for instances that left; drain marks still to remove are retried.
+    async fn forget_gone(&mut self, instances: &[Instance]) {
+        let listed = |id: &InstanceId| instances.iter().any(|i| &i.id == id);
+        self.idle_since.retain(|id, _| listed(id));
+        self.drains.retain(|id, _| listed(id));
+        self.unmark.retain(|id, _| listed(id));
+        let retry: Vec<(InstanceId, NodeGroupId)> = self
+            .unmark
+            .iter()
+            .map(|(i, g)| (i.clone(), g.clone()))
+            .collect();
+        for (id, group) in retry {
+            self.unmark(&group, &id).await;
+        }
+    }
+
     /// Remove the drain mark of a drain given up; remembered and retried while it fails.
     async fn unmark(&mut self, group: &NodeGroupId, instance: &InstanceId) {
         match self.provider.clear_draining(group, instance).await {
@@ -292,21 +308,7 @@ impl Cluster for VmCluster {
         // In-flight queries' clients: built once per access setting, retried while failing.
         let config = self.config.clone();
         let _failed = self.endpoints.prepare(&config, &self.http).await;
-        // Bookkeeping for instances that left.
-        self.idle_since
-            .retain(|id, _| instances.iter().any(|i| &i.id == id));
-        self.drains
-            .retain(|id, _| instances.iter().any(|i| &i.id == id));
-        self.unmark
-            .retain(|id, _| instances.iter().any(|i| &i.id == id));
-        let retry: Vec<(InstanceId, NodeGroupId)> = self
-            .unmark
-            .iter()
-            .map(|(i, g)| (i.clone(), g.clone()))
-            .collect();
-        for (id, group) in retry {
-            self.unmark(&group, &id).await;
-        }
+        self.forget_gone(instances).await;
 
         let semaphore = Arc::new(tokio::sync::Semaphore::new(HEALTH_CONCURRENCY));
         let mut set = tokio::task::JoinSet::new();

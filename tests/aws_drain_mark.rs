@@ -81,15 +81,14 @@ async fn process(moto: &Moto, cfg: &Arc<Config>) -> Controller {
     let provider = Arc::new(AwsProvider::new(moto.settings(&["llama"])).await.unwrap());
     let cluster = VmCluster::new(cfg.clone(), provider.clone()).unwrap();
     let path = cfg.state.path.clone().expect("state.path set");
-    let ctl = Controller::new(
+    Controller::new(
         cfg.clone(),
         provider,
         Box::new(cluster),
         Box::new(FixedDemand::new("llama", Arc::new(Mutex::new(1)))),
         Arc::new(Metrics::default()),
     )
-    .with_state_store(Arc::new(gpupool::state::file::FileStore::new(path)));
-    ctl
+    .with_state_store(Arc::new(gpupool::state::file::FileStore::new(path)))
 }
 
 /// Wall-clock time plus a virtual offset that grows by a tick interval per tick.
