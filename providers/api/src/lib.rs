@@ -350,7 +350,7 @@ pub struct Instance {
     /// the tag [`DRAIN_DEADLINE_TAG`]; GCP: the label [`DRAIN_DEADLINE_LABEL`]), read back
     /// with the instance. `None`: no mark, or a mark whose value is not a sane time (logged by
     /// the provider; an unreadable mark is not a drain to resume).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub drain_deadline: Option<Timestamp>,
 }
 
