@@ -1,6 +1,8 @@
 //! The controller's durable state (see [`crate::state`]): restored once before the first tick
 //! it acts in, saved after every tick that acted, and the tick's cloud events acknowledged only
 //! after that save — and only when their pool's replacement was requested without error.
+//! The demand source's forecast history travels with it ([`super::DemandSource::
+//! forecast_history`]), bounded by [`crate::state::fit`] before each save.
 
 use super::{Controller, DrainState, error_chain};
 use crate::model::{Action, InstanceId, PoolName, ProviderEventKind, Timestamp};

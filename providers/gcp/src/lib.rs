@@ -27,6 +27,15 @@
 //!   alone. `terminate` is `deleteInstances` with `skipInstancesOnValidationError`. Every
 //!   operation is polled to `DONE` within the operation deadline; its `error.errors[].code`
 //!   maps onto [`ProviderError`].
+//! - **Drain mark (VM-only).** `mark_draining`/`clear_draining` set or remove the VM label
+//!   `gpupool-io-drain-deadline` (epoch seconds: label values allow only lowercase letters,
+//!   digits, `-` and `_`, so no RFC 3339 time) through `instances.setLabels`, which replaces the
+//!   whole label set and takes the `labelFingerprint` of the labels read with `instances.get`
+//!   (Compute API reference, `instances.setLabels`); a racing label write fails with 412 and
+//!   the controller retries next tick. `instances` reads the label back with the VMs.
+//!   Tested here only as a pure label merge (`mapping::with_drain_mark`): the fake Compute
+//!   server in `tests/fake` does not serve `instances.get`/`setLabels` yet, so the calls
+//!   themselves are exercised against AWS (moto) only.
 //! - **Events.** Preemptions come from zone operations of type
 //!   `compute.instances.preempted` (30 s notice), listed by `operationType` alone and dated in
 //!   the client: `insertTime` carries the zone's UTC offset, so a filter comparing it with a UTC
