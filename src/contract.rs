@@ -15,6 +15,12 @@ pub const TAG_ENABLED: &str = "gpupool.io/enabled";
 /// value `<model>@<version>`.
 pub const TAG_MODEL_CACHE: &str = "gpupool.io/model-cache";
 
+/// EC2 tag / GCP label marking a VM-only drain in progress: the drain deadline, Unix seconds
+/// (`gpupool_provider::encode_drain_deadline`). Set by gpupool when it starts a VM-only drain,
+/// removed when it gives the drain up; a new process resumes the drain it finds marked.
+pub const TAG_DRAIN_DEADLINE: &str = gpupool_provider::DRAIN_DEADLINE_TAG;
+pub const GCP_LABEL_DRAIN_DEADLINE: &str = gpupool_provider::DRAIN_DEADLINE_LABEL;
+
 /// GCP label keys: GCP allows only lowercase letters, digits, `_` and `-` in label keys and
 /// values, so `gpupool.io/pool` becomes `gpupool-io-pool` (every `.` and `/` becomes `-`).
 pub const GCP_LABEL_POOL: &str = "gpupool-io-pool";
@@ -86,6 +92,14 @@ pub const AWS_IAM_GROUP_WRITE_ACTIONS: &[&str] = &[
 /// `cloudwatch:namespace` condition, `DeleteMessage` by the interruption queue's ARN.
 pub const AWS_IAM_OTHER_WRITE_ACTIONS: &[&str] = &["cloudwatch:PutMetricData", "sqs:DeleteMessage"];
 
+/// EC2 tag writes for the VM-only drain mark ([`TAG_DRAIN_DEADLINE`]): the policy allows them on
+/// instances of opted-in groups (`aws:ResourceTag/gpupool.io/enabled = true`) and for that one tag
+/// key only (`ForAllValues:StringEquals aws:TagKeys` with `Null aws:TagKeys = false`, so a
+/// `DeleteTags` naming no key — which deletes every user tag, EC2 API reference `DeleteTags` — is
+/// refused). IAM User Guide, "Controlling access to AWS resources using tags" / "aws:TagKeys":
+/// `ForAllValues` alone is also true for a request with no tag keys, hence the `Null` test.
+pub const AWS_IAM_DRAIN_MARK_ACTIONS: &[&str] = &["ec2:CreateTags", "ec2:DeleteTags"];
+
 /// GCP IAM permissions for the controller's custom role.
 pub const GCP_PERMISSIONS: &[&str] = &[
     "compute.instanceGroupManagers.get",
@@ -95,6 +109,10 @@ pub const GCP_PERMISSIONS: &[&str] = &[
     "compute.instances.delete",
     "compute.instances.get",
     "compute.instances.list",
+    // The VM-only drain mark (`instances.setLabels`, after an `instances.get` for the label
+    // fingerprint). GCP IAM has no condition on the label key, so the role allows any label of
+    // the project's VMs; the controller writes only GCP_LABEL_DRAIN_DEADLINE.
+    "compute.instances.setLabels",
     "compute.machineTypes.get",
     "compute.regionOperations.get",
     "compute.zoneOperations.get",
@@ -113,7 +131,10 @@ pub const GCP_PERMISSIONS: &[&str] = &[
 /// - leases `get`, `create`, `update` (a replace): leader election (src/kube/lease.rs). The
 ///   manifests limit `get`/`update` to gpupool's own Lease by name; `create` cannot be limited so;
 /// - configmaps `patch` + `create`: the status ConfigMap `gpupool-status` (src/kube/status_map.rs),
-///   in the controller's namespace; `patch` limited to it by name, `create` cannot be.
+///   in the controller's namespace; `patch` limited to it by name, `create` cannot be;
+/// - configmaps `get` + `update` (+ the same `create`): the state ConfigMap `gpupool-state`
+///   (src/state/configmap.rs: read on start and failover, replaced with the resourceVersion
+///   read), limited to it by name.
 pub const KUBE_RBAC: &[(&str, &str, &[&str])] = &[
     ("", "pods", &["list", "watch"]),
     ("", "nodes", &["list", "watch", "patch"]),
@@ -124,7 +145,7 @@ pub const KUBE_RBAC: &[(&str, &str, &[&str])] = &[
         "leases",
         &["get", "create", "update"],
     ),
-    ("", "configmaps", &["create", "patch"]),
+    ("", "configmaps", &["create", "get", "patch", "update"]),
 ];
 
 #[derive(Serialize)]
@@ -135,7 +156,9 @@ struct AwsContract {
     iam_read_actions: &'static [&'static str],
     iam_group_write_actions: &'static [&'static str],
     iam_other_write_actions: &'static [&'static str],
+    iam_drain_mark_actions: &'static [&'static str],
     write_condition_tag: &'static str,
+    drain_mark_tag: &'static str,
 }
 
 #[derive(Serialize)]
@@ -154,6 +177,7 @@ struct EventRule {
 #[derive(Serialize)]
 struct GcpContract {
     labels: Tags,
+    drain_mark_label: &'static str,
     permissions: &'static [&'static str],
 }
 
@@ -198,7 +222,9 @@ pub fn contract_json() -> serde_json::Value {
             iam_read_actions: AWS_IAM_READ_ACTIONS,
             iam_group_write_actions: AWS_IAM_GROUP_WRITE_ACTIONS,
             iam_other_write_actions: AWS_IAM_OTHER_WRITE_ACTIONS,
+            iam_drain_mark_actions: AWS_IAM_DRAIN_MARK_ACTIONS,
             write_condition_tag: TAG_ENABLED,
+            drain_mark_tag: TAG_DRAIN_DEADLINE,
         },
         gcp: GcpContract {
             labels: Tags {
@@ -206,6 +232,7 @@ pub fn contract_json() -> serde_json::Value {
                 enabled: GCP_LABEL_ENABLED,
                 model_cache: GCP_LABEL_MODEL_CACHE,
             },
+            drain_mark_label: GCP_LABEL_DRAIN_DEADLINE,
             permissions: GCP_PERMISSIONS,
         },
         kubernetes: KubeContract {
@@ -254,6 +281,7 @@ mod tests {
         assert_eq!(gcp_label_key(TAG_POOL), GCP_LABEL_POOL);
         assert_eq!(gcp_label_key(TAG_ENABLED), GCP_LABEL_ENABLED);
         assert_eq!(gcp_label_key(TAG_MODEL_CACHE), GCP_LABEL_MODEL_CACHE);
+        assert_eq!(gcp_label_key(TAG_DRAIN_DEADLINE), GCP_LABEL_DRAIN_DEADLINE);
     }
 
     #[test]
@@ -271,13 +299,21 @@ mod tests {
             AWS_IAM_READ_ACTIONS,
             AWS_IAM_GROUP_WRITE_ACTIONS,
             AWS_IAM_OTHER_WRITE_ACTIONS,
+            AWS_IAM_DRAIN_MARK_ACTIONS,
         ] {
             let mut sorted = list.to_vec();
             sorted.sort_unstable();
             assert_eq!(sorted, list, "keep IAM lists sorted so diffs stay readable");
         }
-        for a in AWS_IAM_GROUP_WRITE_ACTIONS {
+        for a in AWS_IAM_GROUP_WRITE_ACTIONS
+            .iter()
+            .chain(AWS_IAM_DRAIN_MARK_ACTIONS)
+        {
             assert!(!AWS_IAM_READ_ACTIONS.contains(a));
+        }
+        for a in AWS_IAM_DRAIN_MARK_ACTIONS {
+            assert!(!AWS_IAM_GROUP_WRITE_ACTIONS.contains(a));
+            assert!(!AWS_IAM_OTHER_WRITE_ACTIONS.contains(a));
         }
     }
 

@@ -22,6 +22,19 @@
 //!   deregistration instead; while the query fails (Prometheus down), keep waiting. Only then
 //!   `Drained`. The controller's drain deadline bounds the wait after deregistration.
 //!
+//! **The drain is marked on the instance** (`NodeGroupProvider::mark_draining`: the EC2 tag /
+//! GCP label `gpupool.io/drain-deadline` = the deadline in epoch seconds) before the
+//! deregister command first runs, so a new process that lost the state file (or never had it)
+//! finds the mark and resumes the drain: the instance's node is reported cordoned with that
+//! `drain_deadline`, and the controller adopts it as it adopts a Kubernetes node's drain
+//! annotation. Marking is retried every tick until it succeeds, but a failing mark never
+//! holds the drain itself (the state file still records it; a spot notice's VM must stop
+//! taking requests whatever the tag API says). When a drain is given up (`Abandoned`) the mark
+//! is removed; the removal is retried at every observation while it fails, and until a
+//! listing shows the instance without the mark (the listing of a tick is read before its
+//! removal; EC2 reads are eventually consistent) the instance is reported unmarked — this
+//! process knows the drain is over and must not adopt it again.
+//!
 //! The cluster publishes serving replicas per pool to [`ServingReplicas`], the latency
 //! guard-rail's base.
 
@@ -67,6 +80,8 @@ impl InFlightQuery {
 
 #[derive(Clone, Debug, Default)]
 struct DrainState {
+    /// The deadline last marked on the instance, encoded as the mark holds it.
+    marked: Option<String>,
     deregistered_at: Option<Timestamp>,
     attempts: u32,
     /// When the first deregistration attempt failed (the give-up clock).
@@ -86,6 +101,9 @@ pub struct VmCluster {
     group_pools: BTreeMap<NodeGroupId, PoolName>,
     idle_since: BTreeMap<InstanceId, Timestamp>,
     drains: BTreeMap<InstanceId, DrainState>,
+    /// Instances whose drain was given up, with their group and whether the mark's removal
+    /// succeeded; kept until a listing shows them unmarked.
+    unmark: BTreeMap<InstanceId, (NodeGroupId, bool)>,
 }
 
 impl VmCluster {
@@ -130,6 +148,7 @@ impl VmCluster {
             group_pools: BTreeMap::new(),
             idle_since: BTreeMap::new(),
             drains: BTreeMap::new(),
+            unmark: BTreeMap::new(),
         })
     }
 
@@ -166,6 +185,73 @@ impl VmCluster {
 
     fn pool_config(&self, pool: &PoolName) -> Option<&PoolConfig> {
         self.config.pool(pool)
+    }
+
+    /// Mark the drain on the instance unless it already carries this deadline. A failure is a
+    /// WARN and retried next tick; it never holds the drain (see the module doc).
+    async fn mark(&mut self, instance: &Instance, deadline: Timestamp) {
+        let want = gpupool_provider::encode_drain_deadline(deadline);
+        // A new drain of an instance whose earlier drain was given up: its mark is wanted again.
+        self.unmark.remove(&instance.id);
+        let state = self.drains.entry(instance.id.clone()).or_default();
+        let on_instance = instance
+            .drain_deadline
+            .map(gpupool_provider::encode_drain_deadline);
+        if state.marked.as_ref() == Some(&want) || on_instance.as_ref() == Some(&want) {
+            state.marked = Some(want);
+            return;
+        }
+        match self
+            .provider
+            .mark_draining(&instance.group, &instance.id, deadline)
+            .await
+        {
+            Ok(()) => {
+                if let Some(d) = self.drains.get_mut(&instance.id) {
+                    d.marked = Some(want);
+                }
+            }
+            Err(e) => {
+                tracing::warn!(instance = %instance.id, error = %crate::controller::error_chain(&e), "cannot mark the drain on the instance (a restart without the state file would not resume it); retrying next tick, the drain goes on");
+            }
+        }
+    }
+
+    /// Bookkeeping for instances that left; drain marks still to remove are retried.
+    async fn forget_gone(&mut self, instances: &[Instance]) {
+        let listed = |id: &InstanceId| instances.iter().any(|i| &i.id == id);
+        self.idle_since.retain(|id, _| listed(id));
+        self.drains.retain(|id, _| listed(id));
+        // Removed, and the listing agrees: nothing left to hide.
+        let unmarked = |id: &InstanceId| {
+            instances
+                .iter()
+                .any(|i| &i.id == id && i.drain_deadline.is_none())
+        };
+        self.unmark
+            .retain(|id, (_, removed)| listed(id) && !(*removed && unmarked(id)));
+        let retry: Vec<(InstanceId, NodeGroupId)> = self
+            .unmark
+            .iter()
+            .filter(|(_, (_, removed))| !removed)
+            .map(|(i, (g, _))| (i.clone(), g.clone()))
+            .collect();
+        for (id, group) in retry {
+            self.unmark(&group, &id).await;
+        }
+    }
+
+    /// Remove the drain mark of a drain given up; remembered and retried while it fails.
+    async fn unmark(&mut self, group: &NodeGroupId, instance: &InstanceId) {
+        let removed = match self.provider.clear_draining(group, instance).await {
+            Ok(()) => true,
+            Err(e) => {
+                tracing::warn!(%instance, error = %crate::controller::error_chain(&e), "cannot remove the drain mark of a drain given up; retrying");
+                false
+            }
+        };
+        self.unmark
+            .insert(instance.clone(), (group.clone(), removed));
     }
 }
 
@@ -235,11 +321,7 @@ impl Cluster for VmCluster {
         // In-flight queries' clients: built once per access setting, retried while failing.
         let config = self.config.clone();
         let _failed = self.endpoints.prepare(&config, &self.http).await;
-        // Bookkeeping for instances that left.
-        self.idle_since
-            .retain(|id, _| instances.iter().any(|i| &i.id == id));
-        self.drains
-            .retain(|id, _| instances.iter().any(|i| &i.id == id));
+        self.forget_gone(instances).await;
 
         let semaphore = Arc::new(tokio::sync::Semaphore::new(HEALTH_CONCURRENCY));
         let mut set = tokio::task::JoinSet::new();
@@ -307,6 +389,11 @@ impl Cluster for VmCluster {
                     None
                 }
             };
+            // A drain marked on the instance (by this process or a dead one), unless this process
+            // gave it up and the mark's removal is pending.
+            let drain_deadline = inst
+                .drain_deadline
+                .filter(|_| !self.unmark.contains_key(&inst.id));
             if p.ready && inst.state == LifecycleState::Ready {
                 let per = self
                     .pool_config(&pool)
@@ -322,13 +409,13 @@ impl Cluster for VmCluster {
                 labels: BTreeMap::new(),
                 taints: Vec::new(),
                 serving_ready: p.ready,
-                cordoned: self.drains.contains_key(&inst.id),
+                cordoned: self.drains.contains_key(&inst.id) || drain_deadline.is_some(),
                 scale_down_disabled: false,
                 pods: Vec::new(),
                 in_flight_requests: p.in_flight,
                 idle_since,
                 unhealthy: None,
-                drain_deadline: None,
+                drain_deadline,
             });
         }
         for (pool, n) in serving {
@@ -340,12 +427,26 @@ impl Cluster for VmCluster {
         })
     }
 
+    /// Before the drain window of a spot notice: the VM keeps serving, but the drain is already
+    /// marked, so a restart that lost the state file still knows it.
+    async fn cordon(
+        &mut self,
+        instance: &Instance,
+        deadline: Timestamp,
+    ) -> Result<(), ClusterError> {
+        self.mark(instance, deadline).await;
+        Ok(())
+    }
+
     async fn drain(
         &mut self,
         instance: &Instance,
-        _deadline: Timestamp,
+        deadline: Timestamp,
         now: Timestamp,
     ) -> Result<DrainProgress, ClusterError> {
+        // Marked before the VM is first deregistered: a crash after deregistration always
+        // leaves the mark behind.
+        self.mark(instance, deadline).await;
         let state = self.drains.entry(instance.id.clone()).or_default().clone();
         let pool = match self.pool_of(&instance.group).await {
             Ok(p) => p,
@@ -382,6 +483,7 @@ impl Cluster for VmCluster {
                         if failing_for_s >= give_up_s {
                             // Forget it: the VM is back in service; a later scale-in starts over.
                             self.drains.remove(&instance.id);
+                            self.unmark(&instance.group, &instance.id).await;
                             return Ok(DrainProgress::Abandoned {
                                 attempts: attempt,
                                 failing_for_s,
@@ -506,6 +608,7 @@ mod tests {
             protected_from_scale_in: false,
             awaiting_lifecycle_hook: false,
             private_ip: ip.map(str::to_owned),
+            drain_deadline: None,
         }
     }
 
@@ -554,5 +657,175 @@ mod tests {
             .await,
             Err(DeregisterFailure::TimedOut(_))
         ));
+    }
+
+    /// A cloud whose drain-mark calls fail the first `fail_marks` / `fail_clears` times.
+    #[derive(Default)]
+    struct Marks {
+        fail_marks: std::sync::Mutex<u32>,
+        fail_clears: std::sync::Mutex<u32>,
+        calls: std::sync::Mutex<Vec<String>>,
+    }
+
+    fn fail_once(n: &std::sync::Mutex<u32>) -> gpupool_provider::Result<()> {
+        let mut n = n.lock().unwrap();
+        if *n == 0 {
+            return Ok(());
+        }
+        *n -= 1;
+        Err(gpupool_provider::ProviderError::Throttled { retry_after_ms: 0 })
+    }
+
+    #[async_trait]
+    impl NodeGroupProvider for Marks {
+        fn name(&self) -> &'static str {
+            "marks"
+        }
+        async fn node_groups(&self) -> gpupool_provider::Result<Vec<crate::model::NodeGroup>> {
+            Ok(vec![crate::model::NodeGroup {
+                id: "g".into(),
+                pool: "p".into(),
+                offerings: vec![],
+                min_size: 0,
+                max_size: 4,
+                desired: 1,
+                labels: BTreeMap::new(),
+                taints: vec![],
+                warm_pool: None,
+                activity_in_progress: false,
+                unfulfilled: vec![],
+            }])
+        }
+        async fn instances(&self, _: &NodeGroupId) -> gpupool_provider::Result<Vec<Instance>> {
+            Ok(vec![])
+        }
+        async fn increase(&self, _: &NodeGroupId, _: u32) -> gpupool_provider::Result<()> {
+            Ok(())
+        }
+        async fn terminate(
+            &self,
+            _: &NodeGroupId,
+            _: &[InstanceId],
+        ) -> gpupool_provider::Result<()> {
+            Ok(())
+        }
+        async fn release_unfulfilled(
+            &self,
+            _: &NodeGroupId,
+            _: u32,
+            _: &[InstanceId],
+        ) -> gpupool_provider::Result<u32> {
+            Ok(0)
+        }
+        async fn set_warm_pool_size(
+            &self,
+            _: &NodeGroupId,
+            _: u32,
+        ) -> gpupool_provider::Result<()> {
+            Ok(())
+        }
+        async fn complete_warmup(
+            &self,
+            _: &NodeGroupId,
+            _: &InstanceId,
+        ) -> gpupool_provider::Result<()> {
+            Ok(())
+        }
+        async fn poll_events(&self) -> gpupool_provider::Result<Vec<crate::model::ProviderEvent>> {
+            Ok(vec![])
+        }
+        async fn ack_event(&self, _: &str) -> gpupool_provider::Result<()> {
+            Ok(())
+        }
+        async fn mark_draining(
+            &self,
+            _: &NodeGroupId,
+            i: &InstanceId,
+            d: Timestamp,
+        ) -> gpupool_provider::Result<()> {
+            self.calls
+                .lock()
+                .unwrap()
+                .push(format!("mark {i} {}", d.millis()));
+            fail_once(&self.fail_marks)
+        }
+        async fn clear_draining(
+            &self,
+            _: &NodeGroupId,
+            i: &InstanceId,
+        ) -> gpupool_provider::Result<()> {
+            self.calls.lock().unwrap().push(format!("clear {i}"));
+            fail_once(&self.fail_clears)
+        }
+    }
+
+    fn vm_cluster(deregister: &str, cloud: Arc<Marks>) -> VmCluster {
+        let cfg = Config::load(&format!(
+            "mode: vm-only\npools:\n  - name: p\n    requirements: {{}}\n    limits: {{ min_nodes: 1 }}\n    deregister_command: [\"{deregister}\"]\n    disruption: {{ deregister_give_up_s: 10 }}\n"
+        ))
+        .unwrap_or_else(|e| panic!("{e}"));
+        VmCluster::new(Arc::new(cfg), cloud).unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_failing_drain_mark_never_holds_the_drain_and_is_retried() {
+        let cloud = Arc::new(Marks::default());
+        *cloud.fail_marks.lock().unwrap() = 1;
+        let mut c = vm_cluster("true", cloud.clone());
+        let i = inst("i-1", None);
+        let (deadline, now) = (Timestamp::from_secs(600), Timestamp::from_secs(10));
+        // The mark fails: the VM is deregistered all the same (the drain goes on).
+        let p = c.drain(&i, deadline, now).await.unwrap();
+        assert_eq!(p, DrainProgress::InProgress { remaining: 0 });
+        // Retried at the next step, then not again once it holds.
+        c.drain(&i, deadline, now.plus_secs(10.0)).await.unwrap();
+        c.drain(&i, deadline, now.plus_secs(20.0)).await.unwrap();
+        let marks = cloud.calls.lock().unwrap().clone();
+        assert_eq!(marks, vec!["mark i-1 600000", "mark i-1 600000"]);
+        // A mark already on the instance (a resumed drain) is not written again.
+        let mut c = vm_cluster("true", cloud.clone());
+        let mut marked = inst("i-2", None);
+        marked.drain_deadline = Some(deadline);
+        c.drain(&marked, deadline, now).await.unwrap();
+        assert_eq!(cloud.calls.lock().unwrap().len(), 2);
+        // An observed mark reads as a cordoned node with that deadline.
+        let view = c.observe(&[marked.clone()], now).await.unwrap();
+        assert_eq!(view.nodes[0].drain_deadline, Some(deadline));
+        assert!(view.nodes[0].cordoned);
+    }
+
+    #[tokio::test]
+    async fn a_drain_given_up_removes_its_mark_retrying_until_it_is_gone() {
+        let cloud = Arc::new(Marks::default());
+        *cloud.fail_clears.lock().unwrap() = 1;
+        let mut c = vm_cluster("false", cloud.clone());
+        let (deadline, now) = (Timestamp::from_secs(600), Timestamp::from_secs(10));
+        let mut i = inst("i-1", None);
+        // Deregistration fails, and is given up after deregister_give_up_s (10 s).
+        let p = c.drain(&i, deadline, now).await.unwrap();
+        assert!(matches!(p, DrainProgress::StillRegistered { .. }), "{p:?}");
+        let p = c.drain(&i, deadline, now.plus_secs(10.0)).await.unwrap();
+        assert!(matches!(p, DrainProgress::Abandoned { .. }), "{p:?}");
+        i.drain_deadline = Some(deadline); // the removal failed: the cloud still shows it
+        let view = c.observe(std::slice::from_ref(&i), now).await.unwrap();
+        assert_eq!(
+            view.nodes[0].drain_deadline, None,
+            "this process knows it is over"
+        );
+        assert!(!view.nodes[0].cordoned);
+        let calls = cloud.calls.lock().unwrap().clone();
+        assert_eq!(calls, vec!["mark i-1 600000", "clear i-1", "clear i-1"]);
+        // Removed now: not asked again, and hidden while the listing still shows it.
+        let view = c.observe(std::slice::from_ref(&i), now).await.unwrap();
+        assert_eq!(view.nodes[0].drain_deadline, None);
+        assert_eq!(cloud.calls.lock().unwrap().len(), 3);
+        // The listing caught up; a later mark on the instance (another process's drain, a
+        // restore) is reported again.
+        i.drain_deadline = None;
+        c.observe(std::slice::from_ref(&i), now).await.unwrap();
+        i.drain_deadline = Some(deadline);
+        let view = c.observe(std::slice::from_ref(&i), now).await.unwrap();
+        assert_eq!(view.nodes[0].drain_deadline, Some(deadline));
+        assert_eq!(cloud.calls.lock().unwrap().len(), 3);
     }
 }

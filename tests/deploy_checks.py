@@ -107,7 +107,11 @@ def cmd_objects(contract_path: str, rules_path: str, rendered: str, config_out: 
             # Kubernetes ignores resourceNames for create (the name is unknown at authorization).
             check(names is None and r["verbs"] == ["create"], f"Role: create must stand alone, without resourceNames: {r}")
         elif "configmaps" in r["resources"]:
-            check(names == ["gpupool-status"], f"Role: {r['verbs']} on configmaps must be limited to resourceNames ['gpupool-status'], is {names}")
+            # The status ConfigMap is only merge-patched; the state ConfigMap only read and replaced.
+            want_cm = {("patch",): "gpupool-status", ("get", "update"): "gpupool-state"}.get(tuple(sorted(r["verbs"])))
+            check(want_cm is not None and names == [want_cm],
+                  f"Role: {r['verbs']} on configmaps must be patch of ['gpupool-status'] or get/update of "
+                  f"['gpupool-state'] by resourceNames, is {names}")
         else:
             check(names == [lease_name], f"Role: {r['verbs']} on leases must be limited to resourceNames [{lease_name!r}], is {names}")
     for b in kinds["ClusterRoleBinding"] + kinds["RoleBinding"]:

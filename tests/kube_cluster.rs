@@ -50,6 +50,7 @@ fn instance(id: &str, zone: &str) -> Instance {
         protected_from_scale_in: false,
         awaiting_lifecycle_hook: false,
         private_ip: None,
+        drain_deadline: None,
     }
 }
 

@@ -129,6 +129,7 @@ fn p4d_instance(id: &InstanceId, ct: CapacityType, state: LifecycleState) -> Ins
         protected_from_scale_in: false,
         awaiting_lifecycle_hook: false,
         private_ip: None,
+        drain_deadline: None,
     }
 }
 
@@ -214,6 +215,31 @@ impl NodeGroupProvider for MemCloud {
         Ok(std::mem::take(&mut self.0.lock().unwrap().events))
     }
     async fn ack_event(&self, _ack: &str) -> gpupool_provider::Result<()> {
+        Ok(())
+    }
+    async fn mark_draining(
+        &self,
+        _g: &NodeGroupId,
+        instance: &InstanceId,
+        deadline: Timestamp,
+    ) -> gpupool_provider::Result<()> {
+        let mut c = self.0.lock().unwrap();
+        c.calls.push(format!("mark {instance}"));
+        for i in c.instances.iter_mut().filter(|i| &i.id == instance) {
+            i.drain_deadline = Some(deadline);
+        }
+        Ok(())
+    }
+    async fn clear_draining(
+        &self,
+        _g: &NodeGroupId,
+        instance: &InstanceId,
+    ) -> gpupool_provider::Result<()> {
+        let mut c = self.0.lock().unwrap();
+        c.calls.push(format!("clear {instance}"));
+        for i in c.instances.iter_mut().filter(|i| &i.id == instance) {
+            i.drain_deadline = None;
+        }
         Ok(())
     }
 }
@@ -1192,4 +1218,72 @@ async fn a_pod_the_scheduler_refuses_for_an_unmodelled_reason_stops_the_launch_l
     // After the backoff (10 min from the rejection) one launch may try again.
     let r = ctl.tick(t0.plus_secs(71.0 + 601.0)).await.unwrap();
     assert_eq!(code_of_pod(r.plan().unwrap()), Some("placed_on_new_node"));
+}
+
+/// The durable state in the `gpupool-state` ConfigMap: the leader's state is created, then
+/// replaced (PUT with the resourceVersion read) as it changes, and a second controller — a
+/// restart or a failover — restores it (history and forecast) with its age respected.
+#[tokio::test]
+async fn state_written_by_one_controller_is_restored_by_the_next() {
+    use gpupool::state::configmap::ConfigMapStore;
+    let fake = FakeKube::start().await;
+    fake.apply(pending_pod(
+        "ml",
+        "small-model",
+        json!({"nvidia.com/mig-1g.5gb": "1"}),
+        json!({"gpupool.io/pool": "mig"}),
+    ));
+    let cloud = MemCloud::new();
+    let (ctl, _last) = controller(&fake, &cloud).await;
+    let store = || Arc::new(ConfigMapStore::new(fake.client(), "gpupool"));
+    let mut first = ctl.with_state_store(store());
+    let t0 = Timestamp::from_secs(100_000);
+    cloud.set_now(t0);
+    first.restore_state(t0).await.unwrap();
+    let report = first.tick(t0).await.unwrap();
+    assert!(
+        report.results.iter().any(|r| r.error.is_none()),
+        "{report:#?}"
+    );
+    let scaled_up = first.history().last_scale_up.clone();
+    assert!(
+        scaled_up.contains_key(&PoolName::from("mig")),
+        "the scale-up is in the history: {:?}",
+        first.history()
+    );
+    let cm = fake
+        .get(Kind::ConfigMap, "gpupool", "gpupool-state")
+        .expect("state ConfigMap created");
+    let saved = gpupool::state::decode(
+        cm["data"]["state.json"].as_str().unwrap().as_bytes(),
+        "test",
+    )
+    .unwrap();
+    assert_eq!(saved.history.last_scale_up, scaled_up);
+    // A later tick (past the resave interval) replaces it in place.
+    let puts = |f: &FakeKube| {
+        f.count_requests(|r| r.starts_with("PUT") && r.contains("/configmaps/gpupool-state"))
+    };
+    let t1 = t0.plus_secs(90.0);
+    cloud.set_now(t1);
+    first.tick(t1).await.unwrap();
+    assert!(puts(&fake) >= 1, "{:?}", fake.requests());
+    let history = first.history().clone();
+    drop(first);
+
+    // The next leader restores it, 30 s later.
+    let (ctl, _last) = controller(&fake, &cloud).await;
+    let mut second = ctl.with_state_store(store());
+    let t2 = t1.plus_secs(30.0);
+    second.restore_state(t2).await.unwrap();
+    assert_eq!(second.history().last_scale_up, history.last_scale_up);
+    assert_eq!(second.history().slo, history.slo);
+    // A ConfigMap that cannot be read holds instead of starting fresh.
+    let unreachable =
+        kube::Client::try_from(kube::Config::new("http://127.0.0.1:1".parse().unwrap())).unwrap();
+    let (ctl, _last) = controller(&fake, &cloud).await;
+    let mut third = ctl.with_state_store(Arc::new(ConfigMapStore::new(unreachable, "gpupool")));
+    let e = third.restore_state(t2).await.unwrap_err();
+    assert!(e.retry_later(), "{e}");
+    assert!(third.tick(t2).await.is_err(), "the tick holds");
 }

@@ -728,6 +728,7 @@ def check_queue(mod: Module) -> None:
 def check_controller_iam(mods: dict[Path, Module], contract: dict) -> None:
     aws = contract["aws"]
     read, gw, ow = set(aws["iam_read_actions"]), set(aws["iam_group_write_actions"]), set(aws["iam_other_write_actions"])
+    dm = set(aws.get("iam_drain_mark_actions", []))
     mod = mods.get(AWS_CONTROLLER_IAM)
     if mod is None:
         R.check("(c) aws-controller-iam module exists", [f"{rel(AWS_CONTROLLER_IAM)} not found"])
@@ -748,7 +749,7 @@ def check_controller_iam(mods: dict[Path, Module], contract: dict) -> None:
     # (Amazon SQS Developer Guide, "Amazon SQS key management").
     implied = {"kms:Decrypt"}
     R.check(f"(c) {rel(AWS_CONTROLLER_IAM)}: policy actions == contract read ∪ group_write ∪ other_write "
-            f"(+ implied {sorted(implied)})", diff(actions, read | gw | ow | implied))
+            f"∪ drain_mark (+ implied {sorted(implied)})", diff(actions, read | gw | ow | dm | implied))
 
     problems = []
     for d, n, st in identity:
@@ -768,6 +769,17 @@ def check_controller_iam(mods: dict[Path, Module], contract: dict) -> None:
                                 f"StringEquals {cond_var} = [\"true\"]")
             if acts - gw:
                 problems.append(f"{where}: mixes group-write and other actions {sorted(acts - gw)}")
+        if acts & dm:
+            # The VM-only drain mark: tag writes on opted-in instances, for the drain tag key only,
+            # and the key must be named (a DeleteTags naming none deletes every tag).
+            need = [("StringEquals", cond_var, ["true"]),
+                    ("ForAllValues:StringEquals", "aws:TagKeys", [aws["drain_mark_tag"]]),
+                    ("Null", "aws:TagKeys", ["false"])]
+            problems += [f"{where}: {sorted(acts & dm)} without condition {c}" for c in need if c not in conds]
+            if acts - dm:
+                problems.append(f"{where}: mixes drain-mark tag writes with other actions {sorted(acts - dm)}")
+            if not resources or any(not r.endswith(":instance/*") for r in resources):
+                problems.append(f"{where}: {sorted(acts & dm)} must be on instance ARNs only, are on {resources}")
         if "cloudwatch:PutMetricData" in acts:
             if ("StringEquals", "cloudwatch:namespace", [aws["cloudwatch_namespace"]]) not in conds:
                 problems.append(f"{where}: cloudwatch:PutMetricData without condition StringEquals "
@@ -795,7 +807,7 @@ def check_controller_iam(mods: dict[Path, Module], contract: dict) -> None:
         if plain_read and resources != ["*"]:
             problems.append(f"{where}: read actions {sorted(plain_read)} should be on \"*\", are on {resources}")
     R.check(f"(c) {rel(AWS_CONTROLLER_IAM)}: every group-write action sits under aws:ResourceTag/"
-            f"{aws['write_condition_tag']} = true; PutMetricData by namespace; SQS by queue ARN (signal "
+            f"{aws['write_condition_tag']} = true; drain-mark tag writes by tag key on opted-in instances; PutMetricData by namespace; SQS by queue ARN (signal "
             f"queues read-only); kms:Decrypt by key ARN via SQS", problems)
 
     # Trust variants: IRSA, Pod Identity, instance profile.

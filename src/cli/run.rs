@@ -187,6 +187,8 @@ async fn start(
     let mut leader = Leadership::None;
     // New pending GPU pods wake the loop (Kubernetes mode); VM-only has nothing to wake it.
     let mut wake: Option<Arc<Batcher>> = None;
+    // Kubernetes mode: the state ConfigMap, next to the Lease.
+    let mut kube_state: Option<Arc<dyn gpupool::state::StateStore>> = None;
     let cluster: Box<dyn Cluster> = match config.mode {
         Mode::VmOnly => {
             let vm = gpupool::vmonly::VmCluster::new(config.clone(), provider.clone())
@@ -194,7 +196,10 @@ async fn start(
                 .with_serving(serving.clone());
             Box::new(vm)
         }
-        Mode::Kubernetes => kube_cluster(config, &mut leader, &mut status_out, &mut wake).await?,
+        Mode::Kubernetes => {
+            let out = (&mut leader, &mut status_out, &mut wake, &mut kube_state);
+            kube_cluster(config, out).await?
+        }
     };
 
     let mut controller = Controller::new(
@@ -213,7 +218,7 @@ async fn start(
         shutdown_signal().await;
         let _ = signal_tx.send(true);
     });
-    controller = with_durable_state(controller, config).await?;
+    controller = with_durable_state(controller, config, kube_state).await?;
     let stopping = signal_rx.clone();
     let leader_fence = leader.fence();
     controller = controller.with_fence(Arc::new(move || {
@@ -420,14 +425,18 @@ fn cloudwatch_publisher(config: &Config) -> anyhow::Result<Option<CloudWatchPubl
 async fn with_durable_state(
     mut controller: Controller,
     config: &Config,
+    kube_state: Option<Arc<dyn gpupool::state::StateStore>>,
 ) -> anyhow::Result<Controller> {
-    if let Some(store) = state_store(config) {
+    if let Some(store) = kube_state.or_else(|| state_store(config)) {
         controller = controller.with_state_store(store);
     }
-    controller
-        .restore_state(wall_clock())
-        .await
-        .context("restoring the saved state")?;
+    match controller.restore_state(wall_clock()).await {
+        // The ConfigMap out of reach: the first tick asks again (and holds until it can).
+        Err(e) if e.retry_later() => {
+            tracing::warn!(error = %gpupool::controller::error_chain(&e), "saved state not readable yet; retried before the first tick that acts");
+        }
+        r => r.context("restoring the saved state")?,
+    }
     Ok(controller)
 }
 
@@ -449,10 +458,7 @@ fn state_store(config: &Config) -> Option<Arc<dyn gpupool::state::StateStore>> {
                 }
             }
         }
-        // The ConfigMap store (`gpupool::state::configmap`) needs a Role rule for the
-        // `gpupool-state` ConfigMap (get/update by name, create) in the manifests and the
-        // contract; until that lands, Kubernetes mode keeps its state in memory (drains are
-        // still marked on the nodes and resumed from them).
+        // The ConfigMap store is built with the Kubernetes client (`kube_cluster`).
         Mode::Kubernetes => None,
     }
 }
@@ -518,13 +524,18 @@ impl Leadership {
     }
 }
 
+/// What building the Kubernetes side sets beside the cluster: the leadership, the status
+/// ConfigMap's publisher, the wake-up batcher and the state ConfigMap store.
+type KubeOut<'a> = (
+    &'a mut Leadership,
+    &'a mut crate::cli::status::Publisher,
+    &'a mut Option<Arc<Batcher>>,
+    &'a mut Option<Arc<dyn gpupool::state::StateStore>>,
+);
+
 #[cfg(feature = "kube")]
-async fn kube_cluster(
-    config: &Arc<Config>,
-    leader: &mut Leadership,
-    status_out: &mut crate::cli::status::Publisher,
-    wake: &mut Option<Arc<Batcher>>,
-) -> anyhow::Result<Box<dyn Cluster>> {
+async fn kube_cluster(config: &Arc<Config>, out: KubeOut<'_>) -> anyhow::Result<Box<dyn Cluster>> {
+    let (leader, status_out, wake, state) = out;
     // In-cluster config or KUBECONFIG; kube's default retry of 429 is switched off so a
     // PDB-blocked eviction never stalls the control loop.
     let kube_config = kube::Config::infer()
@@ -544,6 +555,10 @@ async fn kube_cluster(
         client.clone(),
         namespace,
     ));
+    *state = Some(Arc::new(gpupool::state::configmap::ConfigMapStore::new(
+        client.clone(),
+        namespace,
+    )));
     let elector = gpupool::kube::lease::LeaderElector::from_config(
         client.clone(),
         &config.kubernetes,
@@ -559,12 +574,7 @@ async fn kube_cluster(
 }
 
 #[cfg(not(feature = "kube"))]
-async fn kube_cluster(
-    _: &Arc<Config>,
-    _: &mut Leadership,
-    _: &mut crate::cli::status::Publisher,
-    _: &mut Option<Arc<Batcher>>,
-) -> anyhow::Result<Box<dyn Cluster>> {
+async fn kube_cluster(_: &Arc<Config>, _: KubeOut<'_>) -> anyhow::Result<Box<dyn Cluster>> {
     bail!(
         "mode: kubernetes needs a gpupool built with Kubernetes support \
          (cargo build --release --features kube); for fleets without Kubernetes set mode: vm-only"

@@ -44,6 +44,21 @@ pub trait DemandSource: Send {
     /// Read every pool's signals at `now`. Never fails: a signal that cannot be read is
     /// reported as stale in its `SignalReading`, which holds scale-down.
     async fn read(&mut self, config: &Config, now: Timestamp) -> BTreeMap<PoolName, PoolDemand>;
+
+    /// The forecasters' history, saved with the durable state (`crate::state`). Default: a
+    /// source without forecasters has none.
+    fn forecast_history(&self) -> BTreeMap<PoolName, crate::state::ForecastSteps> {
+        BTreeMap::new()
+    }
+
+    /// Rebuild the forecasters from saved history (restart, failover). Default: a source
+    /// without forecasters has nothing to rebuild.
+    fn restore_forecast_history(
+        &mut self,
+        _config: &Config,
+        _saved: BTreeMap<PoolName, crate::state::ForecastSteps>,
+    ) {
+    }
 }
 
 /// The serving side: Kubernetes nodes and pods, VM health checks, or the simulator.
@@ -331,7 +346,7 @@ impl Controller {
         if let Err(e) = self.restore_state(now).await {
             self.metrics.ticks_held.inc();
             let e = ControllerError::State(e);
-            tracing::error!(error = %error_chain(&e), "holding: the saved state is of an unknown version");
+            tracing::error!(error = %error_chain(&e), "holding: cannot restore the saved state");
             report.held = Some(error_chain(&e));
             return Err(e);
         }
@@ -733,8 +748,12 @@ impl Controller {
             let Some(deadline) = node.drain_deadline.filter(|_| node.cordoned) else {
                 continue;
             };
-            if self.drains.contains_key(&node.instance) || self.terminating.contains(&node.instance)
-            {
+            if let Some(d) = self.drains.get_mut(&node.instance) {
+                // Known from the saved state too: the earlier deadline wins (persist.rs).
+                d.deadline = crate::state::resumed_deadline(d.deadline, deadline);
+                continue;
+            }
+            if self.terminating.contains(&node.instance) {
                 continue;
             }
             let Some(inst) = instances.iter().find(|i| i.id == node.instance) else {

@@ -1,10 +1,15 @@
 //! The controller's durable state (see [`crate::state`]): restored once before the first tick
 //! it acts in, saved after every tick that acted, and the tick's cloud events acknowledged only
 //! after that save — and only when their pool's replacement was requested without error.
+//! The demand source's forecast history travels with it ([`super::DemandSource::
+//! forecast_history`]), bounded by [`crate::state::fit`] before each save.
 
 use super::{Controller, DrainState, error_chain};
 use crate::model::{Action, InstanceId, PoolName, ProviderEventKind, Timestamp};
-use crate::state::{STATE_VERSION, SavedDrain, SavedState, StateError, StateStore, restore};
+use crate::state::{
+    MAX_SAVED_BYTES, STATE_VERSION, SavedDrain, SavedForecast, SavedState, StateError, StateStore,
+    fit, restore,
+};
 use std::sync::Arc;
 
 /// Saved again at least this often even when nothing changed, so the saved time stays close to
@@ -72,6 +77,9 @@ impl Controller {
                 tracing::info!(store = %store.describe(), "no saved state: starting fresh");
             }
             Ok(Some(saved)) => self.apply_saved(saved, now, &store.describe()),
+            // Out of reach for now: neither fresh (the next save would overwrite it) nor
+            // refused; this tick holds and the next one asks again.
+            Err(e) if e.retry_later() => return Err(e),
             Err(e) if e.start_fresh() => {
                 tracing::warn!(store = %store.describe(), error = %error_chain(&e), "saved state unusable: starting fresh (backoffs, learned risk and timers start over; drains marked on nodes are still resumed)");
             }
@@ -89,7 +97,10 @@ impl Controller {
         let age_s = now.secs_since(saved.saved_at);
         let r = restore(saved, now, window);
         let drains = r.drains.len();
+        let forecasts = r.forecasts.len();
         self.history = r.history;
+        self.demand
+            .restore_forecast_history(&self.config, r.forecasts);
         for d in r.drains {
             self.drains.entry(d.instance.clone()).or_insert(DrainState {
                 pool: d.pool,
@@ -104,6 +115,7 @@ impl Controller {
             store = from,
             age_s,
             drains,
+            forecasts,
             dropped = r.dropped,
             "restored saved state"
         );
@@ -120,7 +132,7 @@ impl Controller {
     }
 
     fn saved_state(&self, now: Timestamp) -> SavedState {
-        SavedState {
+        let mut state = SavedState {
             version: STATE_VERSION,
             saved_at: now,
             history: self.history.clone(),
@@ -137,7 +149,15 @@ impl Controller {
                     counted: d.counted,
                 })
                 .collect(),
-        }
+            forecasts: self
+                .demand
+                .forecast_history()
+                .iter()
+                .filter_map(|(p, f)| Some((p.clone(), SavedForecast::from_steps(f)?)))
+                .collect(),
+        };
+        fit(&mut state, MAX_SAVED_BYTES);
+        state
     }
 
     /// Save when something changed (or every [`RESAVE_EVERY_S`]). False when the state could

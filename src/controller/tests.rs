@@ -125,6 +125,32 @@ impl NodeGroupProvider for MemProvider {
         self.w().acked.push(ack.to_owned());
         Ok(())
     }
+    async fn mark_draining(
+        &self,
+        _group: &NodeGroupId,
+        instance: &InstanceId,
+        deadline: Timestamp,
+    ) -> gpupool_provider::Result<()> {
+        let mut w = self.w();
+        w.calls
+            .push(format!("mark {instance} {}", deadline.millis()));
+        for i in w.instances.iter_mut().filter(|i| &i.id == instance) {
+            i.drain_deadline = Some(deadline);
+        }
+        Ok(())
+    }
+    async fn clear_draining(
+        &self,
+        _group: &NodeGroupId,
+        instance: &InstanceId,
+    ) -> gpupool_provider::Result<()> {
+        let mut w = self.w();
+        w.calls.push(format!("clear {instance}"));
+        for i in w.instances.iter_mut().filter(|i| &i.id == instance) {
+            i.drain_deadline = None;
+        }
+        Ok(())
+    }
 }
 
 /// Every Ready instance is a serving node; drains finish after `drain_ticks` calls.
@@ -244,6 +270,7 @@ fn instance(id: &str, group: &str) -> Instance {
         protected_from_scale_in: false,
         awaiting_lifecycle_hook: false,
         private_ip: None,
+        drain_deadline: None,
     }
 }
 
@@ -1130,4 +1157,71 @@ fn a_decision_is_labelled_with_the_pool_of_its_group_or_instance() {
     assert_eq!(of(Subject::Group(NodeGroupId::from("g9"))), "");
     assert_eq!(of(Subject::Instance(InstanceId::from("i-9"))), "");
     assert_eq!(of(Subject::Pod("ns/p".into())), "");
+}
+
+/// A demand source with a forecast history to save, recording what it is given back.
+struct Remembering {
+    steps: crate::state::ForecastSteps,
+    restored: Arc<Mutex<BTreeMap<PoolName, crate::state::ForecastSteps>>>,
+}
+
+#[async_trait]
+impl DemandSource for Remembering {
+    async fn read(&mut self, _c: &Config, _now: Timestamp) -> BTreeMap<PoolName, PoolDemand> {
+        BTreeMap::new()
+    }
+    fn forecast_history(&self) -> BTreeMap<PoolName, crate::state::ForecastSteps> {
+        [(PoolName::from("p"), self.steps.clone())].into()
+    }
+    fn restore_forecast_history(
+        &mut self,
+        _config: &Config,
+        saved: BTreeMap<PoolName, crate::state::ForecastSteps>,
+    ) {
+        *self.restored.lock().unwrap() = saved;
+    }
+}
+
+/// The demand source's forecast history is saved with the state and handed back to the next
+/// process's demand source.
+#[test]
+fn forecast_history_is_saved_and_handed_back_after_a_restart() {
+    let p = MemProvider::default();
+    world(&p).groups.push(group("a", CapacityType::Spot));
+    let store = MemStore::default();
+    let steps: crate::state::ForecastSteps =
+        (60, (0..5).map(|i| (100 + i, 3 + i as u32)).collect());
+    let source = |restored| {
+        Box::new(Remembering {
+            steps: steps.clone(),
+            restored,
+        })
+    };
+    let cfg = controller(&p, empty_plan, 1).config.clone();
+    let mk = |restored| {
+        Controller::new(
+            cfg.clone(),
+            Arc::new(p.clone()),
+            Box::new(MemCluster {
+                drain_ticks: 1,
+                drain_calls: BTreeMap::new(),
+            }),
+            source(restored),
+            Arc::new(Metrics::default()),
+        )
+        .with_planner(empty_plan)
+        .with_state_store(Arc::new(store.clone()))
+    };
+    let mut c = mk(Arc::default());
+    block(c.tick(Timestamp::from_secs(10_000))).unwrap();
+    let saved = store.saved.lock().unwrap().clone().expect("saved");
+    assert_eq!(saved.forecasts[&PoolName::from("p")].steps(), steps);
+    drop(c);
+    let restored = Arc::new(Mutex::new(BTreeMap::new()));
+    let mut c = mk(restored.clone());
+    block(c.restore_state(Timestamp::from_secs(10_030))).unwrap();
+    assert_eq!(
+        *restored.lock().unwrap(),
+        BTreeMap::from([(PoolName::from("p"), steps.clone())])
+    );
 }

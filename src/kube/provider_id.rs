@@ -113,6 +113,7 @@ mod tests {
             protected_from_scale_in: false,
             awaiting_lifecycle_hook: false,
             private_ip: None,
+            drain_deadline: None,
         }
     }
 

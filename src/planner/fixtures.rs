@@ -428,6 +428,7 @@ pub fn instance(id: &str, group: &str, itype: &str, ct: CapacityType) -> Instanc
         protected_from_scale_in: false,
         awaiting_lifecycle_hook: false,
         private_ip: None,
+        drain_deadline: None,
     })
 }
 

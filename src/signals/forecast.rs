@@ -343,6 +343,34 @@ impl Forecaster {
         }
     }
 
+    /// Width of one step, seconds.
+    pub fn step_s(&self) -> u64 {
+        (self.step_ms / 1000) as u64
+    }
+
+    /// The history: `(step index since the epoch, highest replicas wanted in that step)`,
+    /// oldest first, the newest step still open. What a restart needs to rebuild the models
+    /// ([`Forecaster::replay`]); bounded at three seasons.
+    pub fn steps(&self) -> Vec<(i64, u32)> {
+        self.history.iter().copied().collect()
+    }
+
+    /// Feed saved steps of `step_s` seconds as observations at their starts, oldest first: the
+    /// models are rebuilt exactly as if they had been observed live (the forecaster is
+    /// deterministic; gaps are filled and too-old history dropped by [`Forecaster::observe`]'s
+    /// own rules). Steps not after the newest one held are ignored.
+    pub fn replay(&mut self, step_s: u64, steps: &[(i64, u32)]) {
+        let step_ms = i64::try_from(step_s.max(1))
+            .unwrap_or(i64::MAX / 1000)
+            .saturating_mul(1000);
+        for &(idx, replicas) in steps {
+            self.observe(
+                Timestamp::from_millis(idx.saturating_mul(step_ms)),
+                replicas,
+            );
+        }
+    }
+
     /// Forget the models (history that stopped longer ago than is kept says nothing).
     fn reset(&mut self) {
         self.history.clear();

@@ -267,6 +267,18 @@ pub(crate) fn reading(
 
 #[async_trait]
 impl DemandSource for SignalDemand {
+    fn forecast_history(&self) -> BTreeMap<PoolName, crate::state::ForecastSteps> {
+        self.forecasts.histories()
+    }
+
+    fn restore_forecast_history(
+        &mut self,
+        config: &Config,
+        saved: BTreeMap<PoolName, crate::state::ForecastSteps>,
+    ) {
+        self.forecasts.restore(config, saved);
+    }
+
     async fn read(&mut self, config: &Config, now: Timestamp) -> BTreeMap<PoolName, PoolDemand> {
         let mut raw: BTreeMap<(usize, usize), RawResult> = BTreeMap::new();
         let failed = self.endpoints.prepare(config, &self.http).await;
@@ -399,6 +411,32 @@ impl PoolForecasts {
     /// The pool's forecaster, if the pool has been read with forecasting enabled.
     pub fn get(&self, pool: &PoolName) -> Option<&Forecaster> {
         self.0.get(pool)
+    }
+
+    /// Every pool's forecast history, for the durable state (`crate::state`).
+    pub fn histories(&self) -> BTreeMap<PoolName, crate::state::ForecastSteps> {
+        self.0
+            .iter()
+            .filter(|(_, f)| !f.is_empty())
+            .map(|(p, f)| (p.clone(), (f.step_s(), f.steps())))
+            .collect()
+    }
+
+    /// Rebuild the forecasters of `saved` pools that still forecast ([`Forecaster::replay`]);
+    /// the others are ignored.
+    pub fn restore(
+        &mut self,
+        config: &Config,
+        saved: BTreeMap<PoolName, crate::state::ForecastSteps>,
+    ) {
+        for (name, (step_s, steps)) in saved {
+            let Some(pool) = config.pool(&name).filter(|p| p.forecast.enabled) else {
+                continue;
+            };
+            let mut f = Forecaster::for_pool(pool);
+            f.replay(step_s, &steps);
+            self.0.insert(name, f);
+        }
     }
 
     /// The pool's demand from this tick's readings: `replicas_now` is the largest any fresh

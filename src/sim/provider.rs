@@ -4,12 +4,20 @@
 //! A stockout is late, as on the real clouds: `increase` is accepted and the group reports the
 //! launch as unfulfilled later (`NodeGroup::unfulfilled`, AWS- or GCP-like per scenario), until
 //! `release_unfulfilled` takes it back or the cloud's own retry succeeds.
+//!
+//! Drain marks (`mark_draining`) are kept beside the world, per group and instance, and laid
+//! over the instances it lists, like an EC2 tag read back by `DescribeInstances`; a mark goes
+//! with its instance.
 
 use super::world::World;
-use crate::model::{Instance, InstanceId, NodeGroup, NodeGroupId, ProviderEvent};
+use crate::model::{Instance, InstanceId, NodeGroup, NodeGroupId, ProviderEvent, Timestamp};
 use async_trait::async_trait;
-use gpupool_provider::{NodeGroupProvider, Result};
+use gpupool_provider::{NodeGroupProvider, ProviderError, Result};
+use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard};
+
+/// Drain marks per group and instance (shared by the provider's clones).
+type Marks = Arc<Mutex<BTreeMap<(NodeGroupId, InstanceId), Timestamp>>>;
 
 /// The world shared by the provider, the cluster view, the demand source and the event loop.
 pub type SharedWorld = Arc<Mutex<World>>;
@@ -25,6 +33,7 @@ pub struct SimProvider {
     world: SharedWorld,
     /// Launches are instant fleet requests (see [`SimProvider::instant`]).
     instant: bool,
+    marks: Marks,
 }
 
 impl SimProvider {
@@ -32,6 +41,7 @@ impl SimProvider {
         SimProvider {
             world,
             instant: false,
+            marks: Marks::default(),
         }
     }
 
@@ -45,6 +55,7 @@ impl SimProvider {
         SimProvider {
             world,
             instant: true,
+            marks: Marks::default(),
         }
     }
 }
@@ -60,7 +71,14 @@ impl NodeGroupProvider for SimProvider {
     }
 
     async fn instances(&self, group: &NodeGroupId) -> Result<Vec<Instance>> {
-        lock(&self.world).instances(group)
+        let mut listed = lock(&self.world).instances(group)?;
+        let mut marks = self.marks.lock().unwrap_or_else(|p| p.into_inner());
+        // A mark goes with its instance.
+        marks.retain(|(g, id), _| g != group || listed.iter().any(|i| &i.id == id));
+        for i in &mut listed {
+            i.drain_deadline = marks.get(&(group.clone(), i.id.clone())).copied();
+        }
+        Ok(listed)
     }
 
     async fn increase(&self, group: &NodeGroupId, delta: u32) -> Result<()> {
@@ -103,6 +121,33 @@ impl NodeGroupProvider for SimProvider {
 
     async fn ack_event(&self, _ack: &str) -> Result<()> {
         // Sim events carry no ack token; unknown tokens are not an error by contract.
+        Ok(())
+    }
+
+    async fn mark_draining(
+        &self,
+        group: &NodeGroupId,
+        instance: &InstanceId,
+        deadline: Timestamp,
+    ) -> Result<()> {
+        let listed = lock(&self.world).instances(group)?;
+        if !listed.iter().any(|i| &i.id == instance) {
+            return Err(ProviderError::NotFound {
+                what: format!("instance {instance}"),
+            });
+        }
+        self.marks
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert((group.clone(), instance.clone()), deadline);
+        Ok(())
+    }
+
+    async fn clear_draining(&self, group: &NodeGroupId, instance: &InstanceId) -> Result<()> {
+        self.marks
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&(group.clone(), instance.clone()));
         Ok(())
     }
 }

@@ -43,9 +43,9 @@ impl StateStore for ConfigMapStore {
             .api
             .get_opt(CONFIGMAP_NAME)
             .await
-            .map_err(|e| StateError::Read {
+            .map_err(|e| StateError::Unavailable {
                 what: self.describe(),
-                source: std::io::Error::other(e),
+                source: Box::new(e),
             })?;
         let Some(text) = cm
             .and_then(|c| c.data)

@@ -18,7 +18,8 @@
 //! - events: `events.k8s.io/v1` create + merge patch, core `v1` create;
 //! - leases: get / create (409 AlreadyExists) / replace with resourceVersion preconditions
 //!   (409 Conflict);
-//! - configmaps: get / create (409 AlreadyExists) / merge patch (404 when missing).
+//! - configmaps: get / create (409 AlreadyExists) / merge patch (404 when missing) / replace
+//!   (409 Conflict on a stale resourceVersion).
 //!
 //! Test controls: [`FakeKube::drop_watches`] (network drop), [`FakeKube::expire_watches`]
 //! (etcd compaction: open watches get 410 and old resourceVersions are refused),
@@ -806,12 +807,34 @@ async fn lease_replace(
     Path((ns, name)): Path<(String, String)>,
     body: Bytes,
 ) -> Response {
+    replace_checked(s, Kind::Lease, "leases.coordination.k8s.io", ns, name, body)
+}
+
+/// `PUT` of a ConfigMap (the state store's update): same optimistic concurrency as a Lease.
+async fn configmap_replace(
+    State(s): S,
+    Path((ns, name)): Path<(String, String)>,
+    body: Bytes,
+) -> Response {
+    replace_checked(s, Kind::ConfigMap, "configmaps", ns, name, body)
+}
+
+/// Replace an object; 409 Conflict when the body's resourceVersion is not the current one (the
+/// API server's optimistic concurrency), 404 when it does not exist.
+fn replace_checked(
+    s: Arc<Shared>,
+    kind: Kind,
+    resource: &str,
+    ns: String,
+    name: String,
+    body: Bytes,
+) -> Response {
     let mut obj = match parse_body(&body, "body") {
         Ok(o) => o,
         Err(r) => return r,
     };
     obj["metadata"]["namespace"] = json!(ns);
-    s.update(Kind::Lease, &ns, &name, |current| {
+    s.update(kind, &ns, &name, |current| {
         let want = obj["metadata"]["resourceVersion"].as_str().unwrap_or("");
         let have = current["metadata"]["resourceVersion"]
             .as_str()
@@ -821,7 +844,7 @@ async fn lease_replace(
                 409,
                 "Conflict",
                 &format!(
-                    "Operation cannot be fulfilled on leases.coordination.k8s.io \"{name}\": the object has been modified; please apply your changes to the latest version and try again"
+                    "Operation cannot be fulfilled on {resource} \"{name}\": the object has been modified; please apply your changes to the latest version and try again"
                 ),
             ));
         }
@@ -917,7 +940,9 @@ fn router(shared: Arc<Shared>) -> Router {
         )
         .route(
             "/api/v1/namespaces/{ns}/configmaps/{name}",
-            get_namespaced(Kind::ConfigMap).patch(configmap_patch),
+            get_namespaced(Kind::ConfigMap)
+                .patch(configmap_patch)
+                .put(configmap_replace),
         )
         .fallback(fallback)
         .layer(axum::middleware::from_fn_with_state(shared.clone(), record))

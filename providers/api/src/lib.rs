@@ -346,6 +346,43 @@ pub struct Instance {
     /// Private address, for VM-only health checks.
     #[serde(default)]
     pub private_ip: Option<String>,
+    /// The drain deadline marked on the instance by [`NodeGroupProvider::mark_draining`] (AWS:
+    /// the tag [`DRAIN_DEADLINE_TAG`]; GCP: the label [`DRAIN_DEADLINE_LABEL`]), read back
+    /// with the instance. `None`: no mark, or a mark whose value is not a sane time (logged by
+    /// the provider; an unreadable mark is not a drain to resume).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub drain_deadline: Option<Timestamp>,
+}
+
+/// AWS tag key marking a VM-only drain in progress; its value is the drain deadline
+/// ([`encode_drain_deadline`]). Set with the drain, removed when the drain is given up without
+/// terminating; a terminated instance takes it along.
+pub const DRAIN_DEADLINE_TAG: &str = "gpupool.io/drain-deadline";
+/// The same mark as a GCP label: label keys allow only lowercase letters, digits, `-` and `_`
+/// (Compute Engine docs, "Labels": "Keys and values can only contain lowercase letters,
+/// numeric characters, underscores, and dashes"), so `gpupool.io/` becomes `gpupool-io-`, as
+/// the crate's other labels (`gpupool-io-pool`).
+pub const DRAIN_DEADLINE_LABEL: &str = "gpupool-io-drain-deadline";
+
+/// The drain-deadline mark's value: whole seconds since the Unix epoch, in decimal (`1767225600`).
+/// Chosen over RFC 3339 because a GCP label value cannot hold `:` or upper-case `T`/`Z`, and one
+/// encoding for both clouds keeps the mark comparable; the deadline is rounded *down* to the
+/// second, so a resumed drain never ends later than the original.
+pub fn encode_drain_deadline(deadline: Timestamp) -> String {
+    deadline.millis().div_euclid(1000).to_string()
+}
+
+/// Parse a drain-deadline mark. `None` for anything but decimal epoch seconds inside
+/// [`Timestamp::is_external_range`] (the tag is written by gpupool, but anyone with
+/// `ec2:CreateTags` can write it: an insane value is rejected, never wrapped).
+pub fn decode_drain_deadline(value: &str) -> Option<Timestamp> {
+    let v = value.trim();
+    if v.is_empty() || v.len() > 15 || !v.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let secs: i64 = v.parse().ok()?;
+    let t = Timestamp::from_secs(secs);
+    t.is_external_range().then_some(t)
 }
 
 /// Something the cloud told us that the controller must act on.
@@ -520,6 +557,21 @@ pub trait NodeGroupProvider: Send + Sync {
 
     /// Acknowledge a handled event (delete the SQS message). Unknown tokens are not an error.
     async fn ack_event(&self, ack: &str) -> Result<()>;
+
+    /// Mark a VM-only drain on the instance itself, with its deadline, so a new process that
+    /// lost (or never had) the state file resumes it: the mark comes back as
+    /// [`Instance::drain_deadline`]. Idempotent (marking again overwrites the value). An
+    /// instance already gone is `NotFound`.
+    async fn mark_draining(
+        &self,
+        group: &NodeGroupId,
+        instance: &InstanceId,
+        deadline: Timestamp,
+    ) -> Result<()>;
+
+    /// Remove the drain mark: the drain was given up and the instance stays in service.
+    /// Idempotent: no mark, or an instance already gone, is not an error.
+    async fn clear_draining(&self, group: &NodeGroupId, instance: &InstanceId) -> Result<()>;
 }
 
 #[cfg(test)]
@@ -554,6 +606,39 @@ mod tests {
             source: "boom".into(),
         };
         assert_eq!(e.to_string(), "SetDesiredCapacity on asg-1 failed");
+    }
+
+    #[test]
+    fn drain_deadline_marks_round_trip_and_reject_what_is_not_a_sane_time() {
+        let t = Timestamp::from_millis(1_767_225_600_900);
+        assert_eq!(encode_drain_deadline(t), "1767225600");
+        assert_eq!(
+            decode_drain_deadline("1767225600"),
+            Some(Timestamp::from_secs(1_767_225_600))
+        );
+        // Rounded down: a resumed drain never ends later than the original.
+        assert!(decode_drain_deadline(&encode_drain_deadline(t)).unwrap() <= t);
+        for bad in [
+            "",
+            " ",
+            "-5",
+            "1e300",
+            "2026-01-01T00:00:00Z",
+            "999999999999999999999",
+            "12.5",
+            "0x10",
+        ] {
+            assert_eq!(decode_drain_deadline(bad), None, "{bad:?}");
+        }
+        // Label rules (lowercase, digits, `-`, `_`; at most 63 characters) hold for the GCP key
+        // and every value.
+        let label_ok = |s: &str| {
+            s.len() <= 63
+                && s.bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
+        };
+        assert!(label_ok(DRAIN_DEADLINE_LABEL));
+        assert!(label_ok(&encode_drain_deadline(t)));
     }
 
     #[test]

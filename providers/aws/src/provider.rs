@@ -15,9 +15,9 @@ use aws_sdk_autoscaling::types::InstanceReusePolicy;
 use aws_sdk_autoscaling::types::{AutoScalingGroup, Filter as AsgFilter, WarmPoolState};
 use aws_sdk_ec2::types::{Filter as Ec2Filter, InstanceLifecycleType, MarketType};
 use gpupool_provider::{
-    CapacityType, GpuInfo, Instance, InstanceId, InstanceType, InstanceTypeName, NodeGroup,
-    NodeGroupId, NodeGroupProvider, ProviderError, ProviderEvent, Result, Timestamp, WarmPool,
-    Zone,
+    CapacityType, DRAIN_DEADLINE_TAG, GpuInfo, Instance, InstanceId, InstanceType,
+    InstanceTypeName, NodeGroup, NodeGroupId, NodeGroupProvider, ProviderError, ProviderEvent,
+    Result, Timestamp, WarmPool, Zone, decode_drain_deadline, encode_drain_deadline,
 };
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Mutex;
@@ -548,11 +548,65 @@ impl AwsProvider {
                             .filter(|v| !v.is_empty())
                             .map(str::to_owned),
                         spot: i.instance_lifecycle() == Some(&InstanceLifecycleType::Spot),
+                        drain_deadline: self.drain_mark(id, i.tags()),
                     },
                 );
             }
         }
         Ok(facts)
+    }
+
+    /// The drain deadline tagged on an instance ([`DRAIN_DEADLINE_TAG`]). The Auto Scaling
+    /// group's own listing (`DescribeAutoScalingGroups` → `Instances`) carries no instance
+    /// tags (its `Instance` type has id, zone, lifecycle state, health, template and
+    /// protection only: Auto Scaling API reference, "Instance" data type); EC2
+    /// `DescribeInstances` returns each instance's `tagSet` (EC2 API reference, "Instance" data
+    /// type, `Tags`), and it is already called for launch times, addresses and the model-cache
+    /// tag, so the mark costs no extra call. A value that is not sane epoch seconds is warned
+    /// about once and not a drain.
+    fn drain_mark(&self, id: &str, tags: &[aws_sdk_ec2::types::Tag]) -> Option<Timestamp> {
+        let v = tags
+            .iter()
+            .find(|t| t.key() == Some(DRAIN_DEADLINE_TAG))?
+            .value()
+            .unwrap_or_default();
+        let t = decode_drain_deadline(v);
+        if t.is_none() {
+            self.warn_once(
+                &format!("drain-tag:{id}:{v}"),
+                "drain-deadline tag is not epoch seconds in range; ignored",
+            );
+        }
+        t
+    }
+
+    /// A group's warm pool as the planner sees it: the target size and how many members are
+    /// ready or still warming (`DescribeWarmPool`, all pages); `None` without a warm pool.
+    async fn warm_pool_summary(&self, spec: &GroupSpec) -> Result<Option<WarmPool>> {
+        Ok(if spec.has_warm_pool {
+            let (config, members) = self.warm_pool_instances(&spec.name).await?;
+            let mut wp = WarmPool {
+                target_size: config.and_then(|c| c.min_size()).map_or(0, |m| {
+                    m.clamp(0, crate::bounds::MAX_GROUP_SIZE as i32) as u32
+                }),
+                ready: 0,
+                warming: 0,
+            };
+            let mut st = lock(&self.state);
+            for i in &members {
+                if let Some(id) = i.instance_id() {
+                    st.warm_seen.insert(id);
+                }
+                match i.lifecycle_state().map(|s| map_state(s, false).state) {
+                    Some(gpupool_provider::LifecycleState::Warm) => wp.ready += 1,
+                    Some(gpupool_provider::LifecycleState::Warming) => wp.warming += 1,
+                    _ => {}
+                }
+            }
+            Some(wp)
+        } else {
+            None
+        })
     }
 
     // ---- discovery ----------------------------------------------------------------------
@@ -619,30 +673,7 @@ impl AwsProvider {
             }
         }
 
-        let warm_pool = if spec.has_warm_pool {
-            let (config, members) = self.warm_pool_instances(&spec.name).await?;
-            let mut wp = WarmPool {
-                target_size: config.and_then(|c| c.min_size()).map_or(0, |m| {
-                    m.clamp(0, crate::bounds::MAX_GROUP_SIZE as i32) as u32
-                }),
-                ready: 0,
-                warming: 0,
-            };
-            let mut st = lock(&self.state);
-            for i in &members {
-                if let Some(id) = i.instance_id() {
-                    st.warm_seen.insert(id);
-                }
-                match i.lifecycle_state().map(|s| map_state(s, false).state) {
-                    Some(gpupool_provider::LifecycleState::Warm) => wp.ready += 1,
-                    Some(gpupool_provider::LifecycleState::Warming) => wp.warming += 1,
-                    _ => {}
-                }
-            }
-            Some(wp)
-        } else {
-            None
-        };
+        let warm_pool = self.warm_pool_summary(&spec).await?;
 
         let acts = self.activities(&spec.name).await?;
         let listed = listed_instances(g);
@@ -814,6 +845,7 @@ struct Ec2Facts {
     private_ip: Option<String>,
     model_cache: Option<String>,
     spot: bool,
+    drain_deadline: Option<Timestamp>,
 }
 
 /// Type names as the EC2 request fields want them.
@@ -968,6 +1000,7 @@ impl NodeGroupProvider for AwsProvider {
                 protected_from_scale_in: i.protected_from_scale_in().unwrap_or(false),
                 awaiting_lifecycle_hook: mapped.awaiting_hook,
                 private_ip: facts.private_ip,
+                drain_deadline: facts.drain_deadline,
             });
         }
         out.sort_by(|a, b| a.id.cmp(&b.id));
@@ -1248,6 +1281,58 @@ impl NodeGroupProvider for AwsProvider {
         match &self.settings.interruption_queue_url {
             Some(queue) => self.delete_message(queue, ack).await,
             None => Ok(()),
+        }
+    }
+
+    /// EC2 `CreateTags` of [`DRAIN_DEADLINE_TAG`] on the instance. EC2 API reference,
+    /// `CreateTags`: "Adds or overwrites only the specified tags … When you specify an existing
+    /// tag key, the value is overwritten with the new value", so marking again (a deadline
+    /// brought forward) is one call and idempotent. The IAM policy allows this call for this
+    /// tag key only (`aws:TagKeys`) and only on instances of opted-in groups
+    /// (`terraform/modules/aws-controller-iam`). A vanished instance maps to `NotFound`
+    /// (`InvalidInstanceID.NotFound`).
+    async fn mark_draining(
+        &self,
+        group: &NodeGroupId,
+        instance: &InstanceId,
+        deadline: Timestamp,
+    ) -> Result<()> {
+        let tag = aws_sdk_ec2::types::Tag::builder()
+            .key(DRAIN_DEADLINE_TAG)
+            .value(encode_drain_deadline(deadline))
+            .build();
+        self.ec2
+            .create_tags()
+            .resources(instance.as_str())
+            .tags(tag)
+            .send()
+            .await
+            .api("CreateTags", group.as_str())?;
+        tracing::info!(%group, %instance, %deadline, "drain marked on the instance");
+        Ok(())
+    }
+
+    /// EC2 `DeleteTags` of [`DRAIN_DEADLINE_TAG`], named by key without a value. EC2 API
+    /// reference, `DeleteTags`: "If you specify a tag key without a tag value, we delete any
+    /// tag with this key regardless of its value" — and "If you omit this parameter, we delete
+    /// all user-defined tags", which is why the key is always named (and why the IAM policy
+    /// requires `aws:TagKeys` to be present). Deleting a tag that is not there succeeds; a
+    /// vanished instance (`InvalidInstanceID.NotFound`) has no mark left either.
+    async fn clear_draining(&self, group: &NodeGroupId, instance: &InstanceId) -> Result<()> {
+        let tag = aws_sdk_ec2::types::Tag::builder()
+            .key(DRAIN_DEADLINE_TAG)
+            .build();
+        match self
+            .ec2
+            .delete_tags()
+            .resources(instance.as_str())
+            .tags(tag)
+            .send()
+            .await
+            .api("DeleteTags", group.as_str())
+        {
+            Ok(_) | Err(ProviderError::NotFound { .. }) => Ok(()),
+            Err(e) => Err(e),
         }
     }
 }

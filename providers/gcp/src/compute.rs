@@ -4,7 +4,7 @@
 //! Every call here is covered by `GCP_PERMISSIONS` in the root crate's `src/contract.rs`:
 //! `instanceGroupManagers.{get,list,update}` (resize, patch, deleteInstances, startInstances and
 //! resumeInstances all require `compute.instanceGroupManagers.update`),
-//! `instanceTemplates.get`, `instances.{list,delete}`, `zoneOperations.{get,list}`,
+//! `instanceTemplates.get`, `instances.{list,delete,get,setLabels}`, `zoneOperations.{get,list}`,
 //! `regionOperations.get`.
 
 use crate::util::{last_segment, segment_after};
@@ -15,7 +15,7 @@ use google_cloud_compute_v1::client::{
 use google_cloud_compute_v1::model::{
     Instance, InstanceGroupManager, InstanceGroupManagersDeleteInstancesRequest,
     InstanceGroupManagersResumeInstancesRequest, InstanceGroupManagersStartInstancesRequest,
-    InstanceTemplate, ManagedInstance, Operation,
+    InstanceTemplate, InstancesSetLabelsRequest, ManagedInstance, Operation,
     RegionInstanceGroupManagersDeleteInstancesRequest,
     RegionInstanceGroupManagersResumeInstancesRequest,
     RegionInstanceGroupManagersStartInstancesRequest,
@@ -342,6 +342,45 @@ impl Compute {
                 .set_filter(filter),
             items
         )
+    }
+
+    /// One VM (`instances.get`): its labels and their fingerprint.
+    pub async fn get_instance(&self, zone: &str, name: &str) -> Result<Instance, ProviderError> {
+        self.instances
+            .get()
+            .set_project(&self.project)
+            .set_zone(zone)
+            .set_instance(name)
+            .send()
+            .await
+            .map_err(|e| api_error("instances.get", name, e))
+    }
+
+    /// Replace a VM's labels (`instances.setLabels`). The request carries the *whole* label set
+    /// and the `labelFingerprint` read with it (Compute API reference, `instances.setLabels`:
+    /// "labelFingerprint: Fingerprint of the previous set of labels for this resource, used to
+    /// prevent conflicts. Provide the latest fingerprint value when making a request to add or
+    /// change labels"): a write racing another one fails (HTTP 412) instead of dropping the
+    /// other writer's labels.
+    /// `read` is the VM as last read: its fingerprint goes with the request.
+    pub async fn set_labels(
+        &self,
+        zone: &str,
+        name: &str,
+        labels: std::collections::HashMap<String, String>,
+        read: &Instance,
+    ) -> Result<Operation, ProviderError> {
+        let mut body = InstancesSetLabelsRequest::new().set_labels(labels);
+        body.label_fingerprint = read.label_fingerprint.clone();
+        self.instances
+            .set_labels()
+            .set_project(&self.project)
+            .set_zone(zone)
+            .set_instance(name)
+            .set_body(body)
+            .send()
+            .await
+            .map_err(|e| api_error("instances.setLabels", name, e))
     }
 
     pub async fn resize(&self, g: &GroupRef, size: i32) -> Result<Operation, ProviderError> {

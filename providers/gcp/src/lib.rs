@@ -27,6 +27,15 @@
 //!   alone. `terminate` is `deleteInstances` with `skipInstancesOnValidationError`. Every
 //!   operation is polled to `DONE` within the operation deadline; its `error.errors[].code`
 //!   maps onto [`ProviderError`].
+//! - **Drain mark (VM-only).** `mark_draining`/`clear_draining` set or remove the VM label
+//!   `gpupool-io-drain-deadline` (epoch seconds: label values allow only lowercase letters,
+//!   digits, `-` and `_`, so no RFC 3339 time) through `instances.setLabels`, which replaces the
+//!   whole label set and takes the `labelFingerprint` of the labels read with `instances.get`
+//!   (Compute API reference, `instances.setLabels`); a racing label write fails with 412 and
+//!   the controller retries next tick. `instances` reads the label back with the VMs.
+//!   Tested here only as a pure label merge (`mapping::with_drain_mark`): the fake Compute
+//!   server in `tests/fake` does not serve `instances.get`/`setLabels` yet, so the calls
+//!   themselves are exercised against AWS (moto) only.
 //! - **Events.** Preemptions come from zone operations of type
 //!   `compute.instances.preempted` (30 s notice), listed by `operationType` alone and dated in
 //!   the client: `insertTime` carries the zone's UTC offset, so a filter comparing it with a UTC
@@ -731,6 +740,41 @@ impl GcpProvider {
         })
     }
 
+    /// Set (`Some`) or remove (`None`) the drain label of one VM of `group`: read the VM
+    /// (`instances.get`: labels and `labelFingerprint`), write the whole label set back with
+    /// the mark changed (`instances.setLabels` replaces every label, so the others are carried
+    /// over as read; the fingerprint makes a racing label write fail with HTTP 412 rather than
+    /// be lost — the caller retries next tick), and wait for the zonal operation. The VM's zone
+    /// comes from the group's own listing; a VM not in it is `NotFound`.
+    async fn set_drain_label(
+        &self,
+        group: &NodeGroupId,
+        instance: &InstanceId,
+        deadline: Option<Timestamp>,
+    ) -> Result<()> {
+        let g = self.group_ref(group)?;
+        let meta = self.meta(&g).await?;
+        let managed = self.compute.list_managed(&g).await?;
+        let zone = managed
+            .iter()
+            .find(|mi| mi.name.as_deref() == Some(instance.as_str()))
+            .and_then(mapping::instance_zone)
+            .ok_or_else(|| ProviderError::NotFound {
+                what: format!("instance {instance} in {group}"),
+            })?;
+        let vm = self.compute.get_instance(&zone, instance.as_str()).await?;
+        let Some(labels) = mapping::with_drain_mark(&vm.labels, deadline) else {
+            return Ok(());
+        };
+        let op = self
+            .compute
+            .set_labels(&zone, instance.as_str(), labels, &vm)
+            .await?;
+        self.wait(&g, &meta, op, "instances.setLabels").await?;
+        tracing::info!(%group, %instance, ?deadline, "drain label set on the instance");
+        Ok(())
+    }
+
     /// Poll an operation until `DONE` or the deadline; map its error.
     async fn wait(
         &self,
@@ -925,6 +969,10 @@ impl NodeGroupProvider for GcpProvider {
                 protected_from_scale_in: false,
                 awaiting_lifecycle_hook: false,
                 private_ip: d.private_ip,
+                drain_deadline: d
+                    .drain_deadline_label
+                    .as_deref()
+                    .and_then(gpupool_provider::decode_drain_deadline),
             });
         }
         // Keep the first-seen time only of this group's VMs that are listed and still have no
@@ -1180,6 +1228,25 @@ impl NodeGroupProvider for GcpProvider {
     async fn ack_event(&self, _ack: &str) -> Result<()> {
         // Operations need no acknowledgement; de-duplication is by operation id.
         Ok(())
+    }
+
+    /// Label [`gpupool_provider::DRAIN_DEADLINE_LABEL`] on the VM (epoch seconds, a valid label
+    /// value) through `instances.setLabels` ([`GcpProvider::set_drain_label`]).
+    async fn mark_draining(
+        &self,
+        group: &NodeGroupId,
+        instance: &InstanceId,
+        deadline: Timestamp,
+    ) -> Result<()> {
+        self.set_drain_label(group, instance, Some(deadline)).await
+    }
+
+    async fn clear_draining(&self, group: &NodeGroupId, instance: &InstanceId) -> Result<()> {
+        match self.set_drain_label(group, instance, None).await {
+            // A VM gone has no mark left.
+            Err(ProviderError::NotFound { .. }) => Ok(()),
+            other => other,
+        }
     }
 }
 

@@ -217,6 +217,8 @@ pub struct VmDetails {
     pub created_ms: Option<i64>,
     pub model_cache_label: Option<String>,
     pub private_ip: Option<String>,
+    /// The drain-deadline label as found (decoded by the provider).
+    pub drain_deadline_label: Option<String>,
 }
 
 pub fn vm_details(vm: &GceInstance, model_cache_key: &str) -> VmDetails {
@@ -227,11 +229,35 @@ pub fn vm_details(vm: &GceInstance, model_cache_key: &str) -> VmDetails {
             .and_then(parse_rfc3339)
             .map(|t| t.millis()),
         model_cache_label: vm.labels.get(model_cache_key).cloned(),
+        drain_deadline_label: vm
+            .labels
+            .get(gpupool_provider::DRAIN_DEADLINE_LABEL)
+            .cloned(),
         private_ip: vm
             .network_interfaces
             .iter()
             .find_map(|n| n.network_ip.clone()),
     }
+}
+
+/// A VM's labels with the drain mark set to `deadline` (`Some`) or removed (`None`); every
+/// other label kept as read, since `instances.setLabels` replaces the whole set. `None` when
+/// nothing would change (no call needed).
+pub fn with_drain_mark(
+    labels: &std::collections::HashMap<String, String>,
+    deadline: Option<gpupool_provider::Timestamp>,
+) -> Option<std::collections::HashMap<String, String>> {
+    let key = gpupool_provider::DRAIN_DEADLINE_LABEL;
+    let want = deadline.map(gpupool_provider::encode_drain_deadline);
+    if labels.get(key) == want.as_ref() {
+        return None;
+    }
+    let mut out = labels.clone();
+    match want {
+        Some(v) => out.insert(key.to_owned(), v),
+        None => out.remove(key),
+    };
+    Some(out)
 }
 
 /// The model-cache string an instance reports. Labels hold the encoded form
@@ -249,6 +275,25 @@ pub fn model_cache(label: Option<&str>, expected: Option<&str>) -> Option<String
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_drain_mark_is_set_and_removed_keeping_every_other_label() {
+        use gpupool_provider::{DRAIN_DEADLINE_LABEL, Timestamp};
+        let base: std::collections::HashMap<String, String> =
+            [("gpupool-io-pool".to_owned(), "llama".to_owned())].into();
+        let t = Timestamp::from_secs(1_767_225_600);
+        let marked = with_drain_mark(&base, Some(t)).expect("a change");
+        assert_eq!(marked["gpupool-io-pool"], "llama");
+        assert_eq!(marked[DRAIN_DEADLINE_LABEL], "1767225600");
+        // Same value again: no call.
+        assert_eq!(with_drain_mark(&marked, Some(t)), None);
+        // A deadline brought forward overwrites.
+        let earlier = with_drain_mark(&marked, Some(t.plus_secs(-60.0))).unwrap();
+        assert_eq!(earlier[DRAIN_DEADLINE_LABEL], "1767225540");
+        let cleared = with_drain_mark(&marked, None).unwrap();
+        assert_eq!(cleared, base);
+        assert_eq!(with_drain_mark(&base, None), None);
+    }
     use google_cloud_compute_v1::model::{
         AcceleratorConfig, InstanceProperties, Scheduling, managed_instance, scheduling,
     };

@@ -153,6 +153,7 @@ impl World {
             protected_from_scale_in: false,
             awaiting_lifecycle_hook: false,
             private_ip: None,
+            drain_deadline: None,
         }
     }
 }

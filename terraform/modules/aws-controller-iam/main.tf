@@ -8,6 +8,8 @@
 #   PutWarmPool, CompleteLifecycleAction)            a group is opted in by its tag, so gpupool
 #                                                    cannot touch any other group in the account.
 #   ec2:TerminateInstances (warm-pool members)    -> only instances tagged gpupool.io/enabled=true.
+#   ec2:CreateTags/DeleteTags (VM-only drain mark)-> only instances tagged gpupool.io/enabled=true,
+#                                                    and only the tag key gpupool.io/drain-deadline.
 #   PutMetricData                                 -> only the "gpupool" CloudWatch namespace.
 #   SQS (Receive, Delete, GetQueueAttributes/Url) -> only the interruption queues given.
 #   SQS depth of signal queues (GetQueueAttributes/Url) -> only the signal queues given; read-only.
@@ -84,6 +86,37 @@ data "aws_iam_policy_document" "controller" {
       test     = "StringEquals"
       variable = "aws:ResourceTag/gpupool.io/enabled"
       values   = ["true"]
+    }
+  }
+
+  # The VM-only drain mark: gpupool tags an instance it drains with gpupool.io/drain-deadline
+  # (the deadline, Unix seconds) so a restart that lost its state file resumes the drain, and
+  # removes the tag when it gives the drain up. Only instances of opted-in groups, and only that
+  # one tag key: ForAllValues:StringEquals on aws:TagKeys (IAM User Guide, "Controlling access
+  # during AWS requests" / condition key aws:TagKeys; EC2 User Guide, "Grant permission to tag
+  # Amazon EC2 resources") — plus Null aws:TagKeys = false, because ForAllValues is also true for
+  # a request that names no tag key at all, and a DeleteTags naming none deletes every tag of the
+  # instance (EC2 API reference, DeleteTags: "If you omit this parameter, we delete all
+  # user-defined tags for the specified resources").
+  statement {
+    sid       = "MarkDrainsOnOptedInInstances"
+    effect    = "Allow"
+    actions   = ["ec2:CreateTags", "ec2:DeleteTags"]
+    resources = ["arn:${local.partition}:ec2:*:${local.account_id}:instance/*"]
+    condition {
+      test     = "StringEquals"
+      variable = "aws:ResourceTag/gpupool.io/enabled"
+      values   = ["true"]
+    }
+    condition {
+      test     = "ForAllValues:StringEquals"
+      variable = "aws:TagKeys"
+      values   = ["gpupool.io/drain-deadline"]
+    }
+    condition {
+      test     = "Null"
+      variable = "aws:TagKeys"
+      values   = ["false"]
     }
   }
 

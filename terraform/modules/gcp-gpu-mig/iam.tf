@@ -100,6 +100,9 @@ resource "google_project_iam_custom_role" "controller" {
     "compute.instances.delete",
     "compute.instances.get",
     "compute.instances.list",
+    # VM-only drain mark: the label gpupool-io-drain-deadline, set when a drain starts and
+    # removed when it is given up (instances.setLabels; GCP IAM cannot limit it to one key).
+    "compute.instances.setLabels",
     "compute.machineTypes.get",
     "compute.regionOperations.get",
     "compute.zoneOperations.get",
