@@ -322,7 +322,7 @@ mod tests {
 #[cfg(test)]
 mod pricing_tests {
     use crate::config::{Config, PricingConfig};
-    use crate::model::{CapacityType, Money, Timestamp};
+    use crate::model::{CapacityType, Timestamp};
 
     #[test]
     fn discount_applies_to_on_demand_only_and_is_validated() {
@@ -342,7 +342,7 @@ mod pricing_tests {
             ))
             .into();
         let mut groups = vec![g];
-        let before: Vec<(CapacityType, Money)> = groups[0]
+        let before: Vec<(CapacityType, gpupool_provider::Price)> = groups[0]
             .offerings
             .iter()
             .map(|o| (o.capacity_type, o.price_per_hour))

@@ -13,8 +13,8 @@ pub mod status;
 pub use gpupool_provider::{
     CapacityType, GpuInfo, Instance, InstanceId, InstanceType, InstanceTypeName, LaunchFailure,
     LifecycleState, MigProfile, Money, NodeGroup, NodeGroupId, Offering, OfferingKey, PoolName,
-    ProviderEvent, ProviderEventKind, Taint, TaintEffect, Timestamp, UnfulfilledLaunch, WarmPool,
-    Zone,
+    Price, ProviderEvent, ProviderEventKind, Taint, TaintEffect, Timestamp, UnfulfilledLaunch,
+    WarmPool, Zone,
 };
 pub use plan::*;
 pub use pod::*;

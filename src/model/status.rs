@@ -58,7 +58,11 @@ pub struct PoolStatus {
     pub desired_nodes: u32,
     pub warm_instances: u32,
     pub headroom_replicas: u32,
+    /// Sum of the known prices; nodes of unknown price are in `unpriced_nodes` instead.
     pub cost_per_hour: Money,
+    /// Nodes whose price is unknown in their region (unknown is not zero).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub unpriced_nodes: u32,
     /// Offerings still backing off at the plan's time.
     pub backoffs: Vec<OfferingBackoff>,
     pub actions: Vec<Action>,
@@ -139,6 +143,7 @@ fn pool_status(input: &StatusInput<'_>, p: &crate::config::PoolConfig) -> PoolSt
         warm_instances: 0,
         headroom_replicas: p.disruption.headroom_replicas,
         cost_per_hour: Money::ZERO,
+        unpriced_nodes: 0,
         backoffs: Vec::new(),
         actions: Vec::new(),
         decisions: Vec::new(),
@@ -157,6 +162,7 @@ fn pool_status(input: &StatusInput<'_>, p: &crate::config::PoolConfig) -> PoolSt
         st.desired_nodes = s.desired_nodes;
         st.warm_instances = s.warm_instances;
         st.cost_per_hour = s.cost_per_hour;
+        st.unpriced_nodes = s.unpriced_nodes;
     }
     st.backoffs = backoffs_of(snapshot, history, &p.name);
     st.actions = plan
@@ -293,7 +299,7 @@ pub fn render(s: &Status, now: Timestamp) -> String {
             p.pending_pods,
             p.wanted_replicas.map_or("-".to_owned(), |w| w.to_string()),
             p.warm_instances,
-            p.cost_per_hour.to_string(),
+            cost_cell(p),
         );
     }
     for p in &s.pools {
@@ -460,5 +466,17 @@ mod tests {
         let text = render(&st, s.taken_at);
         assert!(text.contains("llm") && text.contains("paused"), "{text}");
         assert!(text.contains("backoff: "), "{text}");
+    }
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
+}
+
+/// The cost column: the known sum, and how many nodes have no known price.
+fn cost_cell(p: &PoolStatus) -> String {
+    match p.unpriced_nodes {
+        0 => p.cost_per_hour.to_string(),
+        n => format!("{} + {n} unpriced", p.cost_per_hour),
     }
 }

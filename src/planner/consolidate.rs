@@ -54,6 +54,11 @@ pub(crate) fn consolidate<'a>(
     ));
     for (si, s) in serving.iter().enumerate() {
         let Some(old) = s.tpl else { continue };
+        // An unknown-priced node has no saving that can be shown: never consolidated for
+        // money. (Unknown-priced templates sort last, so they are never a target either.)
+        if s.eff_price.is_unknown() {
+            continue;
+        }
         if s.empty || s.protected.is_some() || unneeded.contains(&s.inst.id) {
             continue;
         }
@@ -98,8 +103,10 @@ pub(crate) fn consolidate<'a>(
         if t.capacity_type() != ct {
             od_excess -= 1;
         }
-        let saving = s.eff_price - t.eff_price;
-        let cold_cost = t.price.scale(cold_h);
+        let (Some(saving), Some(price)) = (s.eff_price.minus(t.eff_price), t.price.known()) else {
+            continue;
+        };
+        let cold_cost = price.scale(cold_h);
         if saving > cold_cost {
             worth.push(Candidate {
                 serving: si,

@@ -18,7 +18,7 @@ use super::fit::{PodSpec, Room, label_mismatch};
 use crate::config::{DisruptionBudget, Mode};
 use crate::model::{
     Action, CapacityType, Decision, GpuRequest, History, Instance, InstanceId, LifecycleState,
-    Money, Node, NodeGroupId, Outcome, PendingPod, Reason, Subject, Timestamp, tolerates_all,
+    Node, NodeGroupId, Outcome, PendingPod, Price, Reason, Subject, Timestamp, tolerates_all,
 };
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet};
@@ -70,8 +70,8 @@ pub(crate) struct Serving<'a> {
     pub node: Option<&'a Node>,
     pub tpl: Option<usize>,
     pub rpn: u32,
-    pub eff_price: Money,
-    pub price: Money,
+    pub eff_price: Price,
+    pub price: Price,
     pub empty: bool,
     pub protected: Option<Reason>,
 }
@@ -118,8 +118,9 @@ pub(crate) fn serving<'a>(
             node,
             tpl,
             rpn: t.map_or(0, |t| t.rpn),
-            eff_price: t.map_or(Money::ZERO, |t| t.eff_price),
-            price: t.map_or(Money::ZERO, |t| t.price),
+            // No template: nothing is known of its price (unknown is not zero).
+            eff_price: t.map_or(Price::Unknown, |t| t.eff_price),
+            price: t.map_or(Price::Unknown, |t| t.price),
             // Without a node record nothing is known about its work: treat it as busy so it is
             // drained, never cut.
             empty: node.is_some_and(|n| n.is_empty()),
@@ -141,7 +142,7 @@ pub(crate) struct ScaleDownResult<'a> {
     pub unneeded: BTreeSet<&'a InstanceId>,
     /// Instances removed (terminated or drained) by this plan.
     pub removed: Vec<&'a InstanceId>,
-    pub removed_cost: Money,
+    pub removed_cost: super::capacity::Cost,
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -163,7 +164,7 @@ pub(crate) fn scale_down<'c, 'a: 'c>(
     let mut res = ScaleDownResult {
         unneeded: BTreeSet::new(),
         removed: Vec::new(),
-        removed_cost: Money::ZERO,
+        removed_cost: super::capacity::Cost::default(),
     };
     let need = want.map_or(0, |w| w.replicas) + d.headroom_replicas;
     let mut cap: u32 = serving.iter().map(|s| s.rpn).sum();
@@ -371,7 +372,7 @@ pub(crate) fn scale_down<'c, 'a: 'c>(
             reason,
         });
         res.removed.push(&s.inst.id);
-        res.removed_cost += s.price;
+        res.removed_cost.add(s.price);
     }
     res
 }
