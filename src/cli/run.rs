@@ -596,6 +596,12 @@ fn aws_settings(
     s.endpoint_url = a.endpoint_url.clone();
     s.interruption_queue_url = a.interruption_queue_url.clone();
     s.api_timeout = Duration::from_secs(a.api_timeout_s);
+    s.price_list_api = a.price_list_api;
+    s.price_overrides = a
+        .price_overrides
+        .iter()
+        .map(|(t, p)| (t.as_str().into(), *p))
+        .collect();
     // The launch hook is completed only once an instance's cache tag is the pool's version.
     s.model_caches = config
         .pools

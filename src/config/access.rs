@@ -389,5 +389,9 @@ mod pricing_tests {
         assert_eq!(w.len(), 1);
         assert_eq!(w[0].path, "aws.region");
         assert!(w[0].message.contains("in eu-west-1"));
+        assert!(
+            cfg("us-gov-west-1").is_empty(),
+            "GovCloud West has a shipped table"
+        );
     }
 }
