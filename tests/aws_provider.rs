@@ -939,7 +939,7 @@ async fn cloudwatch_metrics_publish_and_read_back() {
 
     let dims: BTreeMap<String, String> = [
         ("Pool".to_owned(), "llama".to_owned()),
-        ("Group".to_owned(), "llama-od".to_owned()),
+        ("AutoScalingGroupName".to_owned(), "llama-od".to_owned()),
     ]
     .into();
     let (v, at) = metrics

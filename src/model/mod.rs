@@ -8,6 +8,7 @@ mod pod;
 pub mod shadow;
 pub mod slo;
 mod snapshot;
+pub mod group_figures;
 pub mod status;
 
 pub use gpupool_provider::{

@@ -62,7 +62,9 @@ pub mod pricing;
 mod provider;
 mod sigv4;
 
-pub use cloudwatch::{AwsMetrics, Datum, MetricUnit, PUT_METRIC_DATA_MAX_DATUMS, QueueDepth};
+pub use cloudwatch::{
+    AwsMetrics, Datum, GROUP_DIMENSION, MetricUnit, PUT_METRIC_DATA_MAX_DATUMS, QueueDepth,
+};
 pub use error::THROTTLE_RETRY_AFTER_MS;
 pub use provider::AwsProvider;
 pub use sigv4::{SignError, Sigv4Signer};
