@@ -29,7 +29,8 @@ async fn group_gauges_are_published_per_auto_scaling_group() {
     let at = Timestamp::from_secs(now_s - 60);
 
     let snap = snapshot()
-        .group(g5_od().desired(3))
+        // The builder raises desired by one per live instance: 1 + 2 = 3.
+        .group(g5_od().desired(1))
         .group(g5_spot().desired(1))
         .instance(
             instance("i-1", "g5-od", "g5.xlarge", CapacityType::OnDemand)

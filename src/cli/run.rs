@@ -373,7 +373,13 @@ impl CloudWatchPublisher {
                 ("WarmInstances", g.warm),
             ] {
                 let v = f64::from(v);
-                data.push(Datum::for_group(metric, &g.group, v, MetricUnit::Count, now));
+                data.push(Datum::for_group(
+                    metric,
+                    &g.group,
+                    v,
+                    MetricUnit::Count,
+                    now,
+                ));
             }
         }
         for s in &plan.pools {

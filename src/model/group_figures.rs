@@ -94,8 +94,9 @@ mod tests {
     fn figures_per_group_after_the_plan() {
         use LifecycleState::*;
         let snap = snapshot()
-            .group(g5_od().desired(4).min(1).max(5))
-            .group(g5_spot().desired(1))
+            // The builder raises desired by one per live instance: 1 + 3 = 4, and 0 + 1.
+            .group(g5_od().desired(1).min(1).max(5))
+            .group(g5_spot())
             .instance(instance("i-1", "g5-od", "g5.xlarge", CapacityType::OnDemand).state(Ready))
             .instance(instance("i-2", "g5-od", "g5.xlarge", CapacityType::OnDemand).state(Ready))
             .instance(
@@ -148,6 +149,10 @@ mod tests {
         }
         let f = group_figures(&b.build(), &Plan::default());
         assert_eq!(f.len(), MAX_GROUP_SERIES);
-        assert_eq!(f[0].group.as_str(), "g-000", "sorted by name, first ones kept");
+        assert_eq!(
+            f[0].group.as_str(),
+            "g-000",
+            "sorted by name, first ones kept"
+        );
     }
 }

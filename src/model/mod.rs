@@ -3,12 +3,12 @@
 //! here so the rest of the core has one place to import from.
 
 pub mod bounds;
+pub mod group_figures;
 mod plan;
 mod pod;
 pub mod shadow;
 pub mod slo;
 mod snapshot;
-pub mod group_figures;
 pub mod status;
 
 pub use gpupool_provider::{

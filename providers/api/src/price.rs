@@ -135,7 +135,10 @@ mod tests {
     #[test]
     fn arithmetic_only_on_known_prices() {
         let a = Price::from_dollars(3.0);
-        assert_eq!(a.minus(Price::from_dollars(1.0)), Some(Money::from_dollars(2.0)));
+        assert_eq!(
+            a.minus(Price::from_dollars(1.0)),
+            Some(Money::from_dollars(2.0))
+        );
         assert_eq!(a.minus(Price::Unknown), None);
         assert_eq!(Price::Unknown.scale(0.5), Price::Unknown);
         assert_eq!(a.scale(0.5), Price::from_dollars(1.5));

@@ -266,8 +266,14 @@ mod tests {
             c.machines.keys().map(|(_, r)| r.as_str()).collect();
         assert_eq!(regions.len(), 40, "{regions:?}");
         let od = |r: &str| c.machine("a2-highgpu-1g", r).map(|m| m.on_demand);
-        assert_eq!(od("asia-northeast1"), Some(Money::from_dollars(4.049590926)));
-        assert!(od("asia-northeast1") > od("us-central1"), "regional, not us-central1's");
+        assert_eq!(
+            od("asia-northeast1"),
+            Some(Money::from_dollars(4.049590926))
+        );
+        assert!(
+            od("asia-northeast1") > od("us-central1"),
+            "regional, not us-central1's"
+        );
         assert_eq!(od("mars-1"), None);
     }
 
