@@ -170,20 +170,24 @@ assert r['FailedEntryCount'] == 0, r
         "drained then terminated"
     );
     assert!(drained.lock().unwrap().iter().any(|i| i.as_str() == victim));
-    // Replacement: within a couple of ticks the group is back to 2 instances, the victim gone.
+    // Replacement: the warning keeps the spot offering (g5.xlarge, us-east-1a, spot) aside for
+    // 3 minutes, as Karpenter's interruption controller does, so it goes to the next offering
+    // in the fallback order — the on-demand group — at once; the spot group keeps the other.
     let mut replaced = false;
     for _ in 0..3 {
         let (d, ids) = c.desired("llama-spot").await;
-        if d == 2 && ids.len() == 2 && !ids.contains(&victim) {
+        let (od, od_ids) = c.desired("llama-od").await;
+        if d == 1 && ids.len() == 1 && !ids.contains(&victim) && od == 1 && od_ids.len() == 1 {
             replaced = true;
             break;
         }
         tick(&mut ctl, &mut clock).await;
     }
     let (d, ids) = c.desired("llama-spot").await;
+    let (od, od_ids) = c.desired("llama-od").await;
     assert!(
         replaced,
-        "replacement launched: desired {d}, instances {ids:?}"
+        "replacement launched on demand: spot desired {d}, instances {ids:?}; on-demand desired {od}, instances {od_ids:?}"
     );
     let depth = metrics_client.queue_depth(&queue_url).await.unwrap();
     assert_eq!(depth.total(true), 0, "handled event acknowledged (deleted)");
@@ -212,9 +216,10 @@ assert r['FailedEntryCount'] == 0, r
         "FAULT-ROW | SQS: malformed message | no panic, not acknowledged (left for the DLQ), tick not held | no event, tick completed, still in the queue"
     );
 
-    // 4. Demand falls to 1: the controller chooses an instance, drains and terminates it.
+    // 4. Demand falls to 1: the controller chooses an instance (the on-demand one, dearer),
+    // drains and terminates it.
     *replicas.lock().unwrap() = 1;
-    let before = c.desired("llama-spot").await.1;
+    let before = c.desired("llama-od").await.1;
     let mut terminated = Vec::new();
     for _ in 0..6 {
         let r = tick(&mut ctl, &mut clock).await;
@@ -224,21 +229,20 @@ assert r['FailedEntryCount'] == 0, r
                 terminated.extend(instances.iter().cloned());
             }
         }
-        if c.desired("llama-spot").await.0 == 1 {
+        if c.desired("llama-od").await.0 == 0 {
             break;
         }
     }
-    let (d, after) = c.desired("llama-spot").await;
-    assert_eq!(d, 1, "scaled down to the demand");
-    assert_eq!(after.len(), 1);
-    let gone: Vec<&String> = before.iter().filter(|i| !after.contains(i)).collect();
-    assert_eq!(gone.len(), 1);
+    let (d, after) = c.desired("llama-od").await;
+    assert_eq!(d, 0, "scaled down to the demand");
+    assert!(after.is_empty(), "{after:?}");
+    assert_eq!(before.len(), 1);
     assert!(
-        terminated.iter().any(|t| t.as_str() == gone[0]),
+        terminated.iter().any(|t| t.as_str() == before[0]),
         "the chosen instance {} was terminated by the controller",
-        gone[0]
+        before[0]
     );
-    assert_eq!(c.desired("llama-od").await.0, 0);
+    assert_eq!(c.desired("llama-spot").await.0, 1);
 }
 
 /// The status message of a spot stockout as Auto Scaling writes it (AWS re:Post knowledge

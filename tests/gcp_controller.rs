@@ -8,8 +8,7 @@
 #![allow(clippy::disallowed_methods)] // test code may wait on real services against wall-clock deadlines
 #![cfg(feature = "gcp")]
 
-#[path = "../providers/gcp/tests/fake/mod.rs"]
-mod fake;
+use gpupool_gcp_fake as fake;
 
 use async_trait::async_trait;
 use fake::FakeCompute;
@@ -422,7 +421,8 @@ async fn standby_vms_start_before_any_new_vm_is_created() -> anyhow::Result<()> 
         m.target_stopped_size, 2,
         "standby target back at the pool minimum"
     );
-    assert_eq!(rig.fake.count("llama-a2", "STOPPED"), 2);
+    // Stopped standby VMs report instanceStatus TERMINATED (Compute Engine instance lifecycle).
+    assert_eq!(rig.fake.count("llama-a2", "TERMINATED"), 2);
     assert_eq!(rig.fake.count("llama-a2", "RUNNING"), 1);
     Ok(())
 }

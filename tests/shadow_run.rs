@@ -9,8 +9,7 @@
 #![allow(clippy::disallowed_methods)] // test code may wait on real services against wall-clock deadlines
 #![cfg(all(feature = "kube", feature = "gcp"))]
 
-#[path = "../providers/gcp/tests/fake/mod.rs"]
-mod fake_compute;
+use gpupool_gcp_fake as fake_compute;
 #[path = "support/fake_kube.rs"]
 mod fake_kube;
 

@@ -602,7 +602,8 @@ impl Controller {
                     tracing::info!(event = id, %instance, "interruption for an instance not in a managed group; ignored");
                     return;
                 };
-                self.history.record_interruption(&offering_of(inst));
+                self.history
+                    .record_spot_interruption(&offering_of(inst), now);
                 self.count_interruption(inst, "spot_interruption");
                 // Serve until `interruption_drain_s` before the reclaim when configured.
                 let start_at = match self.disruption_of(&inst.group).interruption_drain_s {

@@ -182,6 +182,9 @@ pub fn check_history(h: &History) -> Result {
             ));
         }
     }
+    for (k, t) in &h.interrupted_until {
+        time(format!("interrupted_until.{k}"), *t)?;
+    }
     for (p, t) in &h.last_scale_up {
         time(format!("last_scale_up.{p}"), *t)?;
     }

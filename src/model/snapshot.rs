@@ -188,6 +188,10 @@ pub struct History {
     /// Extra hourly interruption risk learned from interruptions seen per offering.
     #[serde(default, with = "pairs")]
     pub risk_boost: BTreeMap<OfferingKey, f64>,
+    /// Spot offerings whose instance got an interruption warning, until when they are kept
+    /// aside ([`SPOT_INTERRUPTED_ASIDE_S`] after the warning).
+    #[serde(default, with = "pairs", skip_serializing_if = "BTreeMap::is_empty")]
+    pub interrupted_until: BTreeMap<OfferingKey, Timestamp>,
     /// Groups whose desired count is above the instances they list, since when.
     #[serde(default)]
     pub unbacked_since: BTreeMap<NodeGroupId, Timestamp>,
@@ -268,6 +272,17 @@ pub const BACKOFF_RESET_S: f64 = 3.0 * 3600.0;
 /// boost fades (halves every `RISK_BOOST_HALF_LIFE_S`).
 pub const RISK_BOOST_PER_INTERRUPTION: f64 = 0.05;
 pub const RISK_BOOST_HALF_LIFE_S: f64 = 3600.0;
+/// How long a spot offering (instance type, zone) is kept aside after one of its instances
+/// got an interruption warning: the cloud is reclaiming that capacity, so a replacement
+/// launched into it now would most likely fail — late, as a failed scaling activity or a VM
+/// stuck creating — or be reclaimed in turn. Karpenter does the same: its interruption
+/// controller marks the offering unavailable in its unavailable-offerings cache on every
+/// `SpotInterruptionKind` message (aws/karpenter-provider-aws, `pkg/controllers/interruption/
+/// controller.go`, "Mark the offering as unavailable in the ICE cache since we got a spot
+/// interruption warning"), whose entries expire after 3 minutes (its log line
+/// `"unavailable-offerings-ttl": "3m0s"`). The same three minutes here; a launch-failure
+/// backoff of the offering, if any, is unaffected and may last longer.
+pub const SPOT_INTERRUPTED_ASIDE_S: f64 = 180.0;
 
 impl History {
     /// The pods the plan found fitting a serving node: keep since when each has fit the same
@@ -416,6 +431,28 @@ impl History {
         *self.risk_boost.entry(offering.clone()).or_default() += RISK_BOOST_PER_INTERRUPTION;
     }
 
+    /// A spot instance of this offering got an interruption warning at `now`: raise its
+    /// learned risk and keep the offering aside for [`SPOT_INTERRUPTED_ASIDE_S`], so its
+    /// replacement goes to the next offering in the fallback order at once instead of into
+    /// the capacity being reclaimed (see the constant for the source).
+    pub fn record_spot_interruption(&mut self, offering: &OfferingKey, now: Timestamp) {
+        self.record_interruption(offering);
+        let until = now.plus_secs(SPOT_INTERRUPTED_ASIDE_S);
+        let e = self
+            .interrupted_until
+            .entry(offering.clone())
+            .or_insert(until);
+        *e = (*e).max(until);
+    }
+
+    /// Until when this offering is kept aside after an interruption warning, if it is now.
+    pub fn interrupted_aside(&self, offering: &OfferingKey, now: Timestamp) -> Option<Timestamp> {
+        self.interrupted_until
+            .get(offering)
+            .copied()
+            .filter(|until| *until > now)
+    }
+
     /// Let learned risk fade and expired bookkeeping go, so history stays bounded.
     pub fn decay(&mut self, now: Timestamp, elapsed_s: f64, budget_window_s: f64) {
         let f = 0.5f64.powf(elapsed_s / RISK_BOOST_HALF_LIFE_S);
@@ -423,6 +460,7 @@ impl History {
             *v *= f;
             *v > 1e-4
         });
+        self.interrupted_until.retain(|_, until| *until > now);
         // Kept past `until` so a repeated failure escalates; forgotten once a new failure
         // would start over anyway.
         self.backoff.retain(|_, b| {
@@ -547,6 +585,24 @@ mod tests {
         let json = serde_json::to_string(&h).unwrap();
         let back: History = serde_json::from_str(&json).unwrap();
         assert_eq!(back, h);
+    }
+
+    #[test]
+    fn an_interruption_warning_keeps_the_offering_aside_three_minutes_and_raises_its_risk() {
+        let mut h = History::default();
+        let t = Timestamp::from_secs;
+        h.record_spot_interruption(&key(), t(100));
+        assert_eq!(h.interrupted_aside(&key(), t(100)), Some(t(280)));
+        assert!(h.risk_boost[&key()] > 0.0);
+        // A second warning later extends it; an earlier one never shortens it.
+        h.record_spot_interruption(&key(), t(200));
+        h.record_spot_interruption(&key(), t(150));
+        assert_eq!(h.interrupted_aside(&key(), t(379)), Some(t(380)));
+        assert_eq!(h.interrupted_aside(&key(), t(380)), None);
+        // Not a launch failure: no backoff escalates, and expired entries are forgotten.
+        assert!(h.backoff.is_empty());
+        h.decay(t(381), 1.0, 3600.0);
+        assert!(h.interrupted_until.is_empty());
     }
 
     #[test]

@@ -17,7 +17,9 @@ use super::capacity::{Chooser, on_demand_target};
 use super::fit::{PodSpec, Room, static_fit};
 use super::scaledown::{Budget, Serving};
 use crate::config::Mode;
-use crate::model::{Action, CapacityType, Decision, InstanceId, Money, Outcome, Reason, Subject};
+use crate::model::{
+    Action, CapacityType, Decision, InstanceId, Money, Outcome, Price, Reason, Subject,
+};
 use std::collections::{BTreeSet, HashMap};
 
 struct Candidate {
@@ -39,8 +41,61 @@ pub(crate) fn consolidate<'a>(
     actions: &mut Vec<Action>,
     decisions: &mut Vec<Decision>,
 ) -> u32 {
+    let worth = candidates(ctx, mode, serving, unneeded, in_flight_nodes, decisions);
+    let mut allowed = budget.left().saturating_sub(in_flight_nodes);
+    let mut launched = 0;
+    for (rank, c) in worth.into_iter().enumerate() {
+        let s = &serving[c.serving];
+        let t = &ctx.tpls[c.tpl];
+        // The best candidates are assumed to be the ones in-flight nodes already replace (the
+        // ranking is deterministic, so last tick's choice ranks first again): never launch a
+        // second replacement for the same node.
+        let hold = if rank < in_flight_nodes as usize {
+            Some((
+                Outcome::Satisfied,
+                Reason::CoveredByInFlight { in_flight_nodes },
+            ))
+        } else if allowed == 0 {
+            Some((Outcome::Held, budget.exhausted()))
+        } else {
+            chooser.check_specific(c.tpl).map(|r| (Outcome::Blocked, r))
+        };
+        if let Some((outcome, reason)) = hold {
+            decisions.push(Decision {
+                subject: Subject::Instance(s.inst.id.clone()),
+                outcome,
+                reason,
+            });
+            continue;
+        }
+        chooser.open(c.tpl, false, super::capacity::Cause::Consolidate, None);
+        allowed -= 1;
+        launched += 1;
+        actions.push(Action::ScaleUp {
+            pool: ctx.cfg.name.clone(),
+            group: t.group_ref.id.clone(),
+            offering: t.key.clone(),
+            count: 1,
+            reason: Reason::Consolidate {
+                saving_per_hour: c.saving,
+                replacement: format!("{} (replacing {})", t.key, s.inst.id),
+            },
+        });
+    }
+    launched
+}
+
+/// The busy nodes worth replacing, best saving first (then by instance id). A node a cheaper
+/// offering could hold but whose saving does not pay for the cold start gets a decision.
+fn candidates<'a>(
+    ctx: &PoolCtx<'a>,
+    mode: Mode,
+    serving: &[Serving<'a>],
+    unneeded: &BTreeSet<&InstanceId>,
+    in_flight_nodes: u32,
+    decisions: &mut Vec<Decision>,
+) -> Vec<Candidate> {
     let pool = ctx.cfg;
-    let cold_h = pool.scale_up.cold_start_s as f64 / 3600.0;
     let mut fit_cache: HashMap<(PodSpec<'a>, usize), u32> = HashMap::new();
     let mut worth = Vec::new();
     // On-demand nodes above the split's target: each may be swapped for spot.
@@ -53,75 +108,43 @@ pub(crate) fn consolidate<'a>(
         serving.len() as u32 + in_flight_nodes,
     ));
     for (si, s) in serving.iter().enumerate() {
-        let Some(old) = s.tpl else { continue };
-        // An unknown-priced node has no saving that can be shown: never consolidated for
-        // money. (Unknown-priced templates sort last, so they are never a target either.)
-        if s.eff_price.is_unknown() {
+        // An unknown-priced node shows no saving: never consolidated for money (and
+        // unknown-priced templates sort last, so they are never a target either).
+        let unknown = s.eff_price.is_unknown();
+        if s.tpl.is_none()
+            || unknown
+            || s.empty
+            || s.protected.is_some()
+            || unneeded.contains(&s.inst.id)
+        {
             continue;
         }
-        if s.empty || s.protected.is_some() || unneeded.contains(&s.inst.id) {
-            continue;
-        }
-        let ct = s.inst.capacity_type;
-        // Templates are sorted by effective price: scan the cheaper ones, cheapest first.
-        let mut found = None;
-        for (ti, t) in ctx.tpls.iter().enumerate() {
-            if t.eff_price >= s.eff_price {
-                break;
-            }
-            let to_spot = ct == CapacityType::OnDemand
-                && t.capacity_type() == CapacityType::Spot
-                && od_excess > 0;
-            if !t.usable() || (t.capacity_type() != ct && !to_spot) || ti == old {
-                continue;
-            }
-            let holds = match (mode, s.node) {
-                (Mode::Kubernetes, Some(node)) => {
-                    let mut room = Room::EMPTY;
-                    node.workload_pods().all(|p| {
-                        let spec = PodSpec::running(p);
-                        let fits = *fit_cache.entry((spec, ti)).or_insert_with(|| {
-                            static_fit(&spec, &t.labels, &t.taints, &t.caps).unwrap_or(0)
-                        });
-                        if fits == 0 || room.fit_count(&t.caps, &spec, 1) == 0 {
-                            return false;
-                        }
-                        room.take(&t.caps, &spec, 1);
-                        true
-                    })
-                }
-                // VM-only: the new node must serve as many replicas as the old one.
-                _ => t.rpn >= s.rpn && s.rpn > 0,
-            };
-            if holds {
-                found = Some(ti);
-                break;
-            }
-        }
-        let Some(ti) = found else { continue };
-        let t = &ctx.tpls[ti];
-        if t.capacity_type() != ct {
-            od_excess -= 1;
-        }
-        let (Some(saving), Some(price)) = (s.eff_price.minus(t.eff_price), t.price.known()) else {
+        let Some(ti) = cheaper_holder(ctx, mode, s, od_excess > 0, &mut fit_cache) else {
             continue;
         };
-        let cold_cost = price.scale(cold_h);
-        if saving > cold_cost {
-            worth.push(Candidate {
+        let t = &ctx.tpls[ti];
+        if t.capacity_type() != s.inst.capacity_type {
+            od_excess -= 1;
+        }
+        let Some(saving) = Saving::new(
+            s.eff_price,
+            t.eff_price,
+            t.price,
+            pool.scale_up.cold_start_s,
+        ) else {
+            continue;
+        };
+        match saving.not_worth_it() {
+            None => worth.push(Candidate {
                 serving: si,
                 tpl: ti,
-                saving,
-            });
-        } else {
-            decisions.push(Decision {
+                saving: saving.per_hour,
+            }),
+            Some(reason) => decisions.push(Decision {
                 subject: Subject::Instance(s.inst.id.clone()),
                 outcome: Outcome::Held,
-                reason: Reason::ConsolidationNotWorthIt {
-                    saving_per_hour: saving,
-                    cold_start_cost: cold_cost,
-                },
-            });
+                reason,
+            }),
         }
     }
     worth.sort_by(|a, b| {
@@ -129,53 +152,87 @@ pub(crate) fn consolidate<'a>(
             .cmp(&a.saving)
             .then_with(|| serving[a.serving].inst.id.cmp(&serving[b.serving].inst.id))
     });
-    let mut allowed = budget.left().saturating_sub(in_flight_nodes);
-    let mut launched = 0;
-    for (rank, c) in worth.into_iter().enumerate() {
-        let s = &serving[c.serving];
-        let t = &ctx.tpls[c.tpl];
-        // The best candidates are assumed to be the ones in-flight nodes already replace (the
-        // ranking is deterministic, so last tick's choice ranks first again): never launch a
-        // second replacement for the same node.
-        if rank < in_flight_nodes as usize {
-            decisions.push(Decision {
-                subject: Subject::Instance(s.inst.id.clone()),
-                outcome: Outcome::Satisfied,
-                reason: Reason::CoveredByInFlight { in_flight_nodes },
-            });
+    worth
+}
+
+/// The cheapest template, cheaper than `s`'s, that one node of could hold `s`'s work: its
+/// workload pods (Kubernetes), or as many replicas (VM-only). `to_spot`: the pool runs more
+/// on-demand nodes than its split wants, so an on-demand node may be replaced by spot.
+fn cheaper_holder<'a>(
+    ctx: &PoolCtx<'a>,
+    mode: Mode,
+    s: &Serving<'a>,
+    to_spot: bool,
+    fit_cache: &mut HashMap<(PodSpec<'a>, usize), u32>,
+) -> Option<usize> {
+    let old = s.tpl?;
+    // Templates are sorted by effective price: scan the cheaper ones, cheapest first.
+    for (ti, t) in ctx.tpls.iter().enumerate() {
+        if t.eff_price >= s.eff_price {
+            break;
+        }
+        let same_type = may_replace(s.inst.capacity_type, t.capacity_type(), to_spot);
+        if !t.usable() || !same_type || ti == old {
             continue;
         }
-        if allowed == 0 {
-            decisions.push(Decision {
-                subject: Subject::Instance(s.inst.id.clone()),
-                outcome: Outcome::Held,
-                reason: budget.exhausted(),
-            });
-            continue;
+        let holds = match (mode, s.node) {
+            (Mode::Kubernetes, Some(node)) => {
+                let mut room = Room::EMPTY;
+                node.workload_pods().all(|p| {
+                    let spec = PodSpec::running(p);
+                    let fits = *fit_cache.entry((spec, ti)).or_insert_with(|| {
+                        static_fit(&spec, &t.labels, &t.taints, &t.caps).unwrap_or(0)
+                    });
+                    if fits == 0 || room.fit_count(&t.caps, &spec, 1) == 0 {
+                        return false;
+                    }
+                    room.take(&t.caps, &spec, 1);
+                    true
+                })
+            }
+            // VM-only: the new node must serve as many replicas as the old one.
+            _ => t.rpn >= s.rpn && s.rpn > 0,
+        };
+        if holds {
+            return Some(ti);
         }
-        if let Some(r) = chooser.check_specific(c.tpl) {
-            decisions.push(Decision {
-                subject: Subject::Instance(s.inst.id.clone()),
-                outcome: Outcome::Blocked,
-                reason: r,
-            });
-            continue;
-        }
-        chooser.open(c.tpl, false, super::capacity::Cause::Consolidate, None);
-        allowed -= 1;
-        launched += 1;
-        actions.push(Action::ScaleUp {
-            pool: pool.name.clone(),
-            group: t.group_ref.id.clone(),
-            offering: t.key.clone(),
-            count: 1,
-            reason: Reason::Consolidate {
-                saving_per_hour: c.saving,
-                replacement: format!("{} (replacing {})", t.key, s.inst.id),
-            },
-        });
     }
-    launched
+    None
+}
+
+/// Whether a node of capacity type `old` may be replaced by one of type `new`: the same type,
+/// or on-demand by spot while the pool runs more on-demand nodes than its split wants
+/// (`od_excess`).
+fn may_replace(old: CapacityType, new: CapacityType, od_excess: bool) -> bool {
+    new == old || (old == CapacityType::OnDemand && new == CapacityType::Spot && od_excess)
+}
+
+/// What replacing a node saves, against what its replacement costs while it cold-starts.
+#[derive(Debug, PartialEq)]
+struct Saving {
+    per_hour: Money,
+    cold_start_cost: Money,
+}
+
+impl Saving {
+    /// Replacing a node at effective price `old_eff` by one at `new_eff` (list price
+    /// `new_price`, `cold_start_s` before it serves). `None` when a price is unknown: no saving
+    /// can be shown (unknown is not zero).
+    fn new(old_eff: Price, new_eff: Price, new_price: Price, cold_start_s: u64) -> Option<Self> {
+        Some(Saving {
+            per_hour: old_eff.minus(new_eff)?,
+            cold_start_cost: new_price.known()?.scale(cold_start_s as f64 / 3600.0),
+        })
+    }
+
+    /// Why the replacement is not worth it: the saving over the next hour does not beat the
+    /// cold start's cost. `None`: it is worth it.
+    fn not_worth_it(&self) -> Option<Reason> {
+        (self.per_hour <= self.cold_start_cost).then_some(Reason::ConsolidationNotWorthIt {
+            saving_per_hour: self.per_hour,
+            cold_start_cost: self.cold_start_cost,
+        })
+    }
 }
 
 #[cfg(test)]
@@ -247,6 +304,66 @@ mod tests {
                 assert!(a.contains("g5.xlarge/on-demand/us-east-1a"), "{a}");
                 assert!(a.contains("replacing i-old"), "{a}");
             }
+        }
+    }
+
+    #[test]
+    fn capacity_type_of_a_replacement_table() {
+        use super::may_replace;
+        use CapacityType::{OnDemand, Spot};
+        // (old, new, on-demand above the split, want)
+        let cases = [
+            (OnDemand, OnDemand, false, true),
+            (Spot, Spot, false, true),
+            (OnDemand, Spot, false, false),
+            (OnDemand, Spot, true, true),
+            (Spot, OnDemand, true, false),
+        ];
+        for (old, new, excess, want) in cases {
+            assert_eq!(
+                may_replace(old, new, excess),
+                want,
+                "{old:?} {new:?} {excess}"
+            );
+        }
+    }
+
+    #[test]
+    fn worth_it_table() {
+        use super::Saving;
+        use crate::model::Money;
+        let d = Money::from_dollars;
+        // (old effective, new effective, new price, cold start s, worth it)
+        let cases = [
+            // $4.67/h saved beats 5 min of a $1.006 node ($0.08).
+            (5.672, 1.006, 1.006, 300, true),
+            // $0.006/h does not.
+            (1.012, 1.006, 1.006, 300, false),
+            // Equal is not worth it: the saving must beat the cold start.
+            (2.0, 1.0, 12.0, 300, false),
+            (2.0, 1.0, 12.0, 299, true),
+        ];
+        for (old, new, price, cold_s, worth) in cases {
+            let s = Saving::new(d(old).into(), d(new).into(), d(price).into(), cold_s).unwrap();
+            assert_eq!(s.per_hour, d(old) - d(new));
+            assert_eq!(s.cold_start_cost, d(price).scale(cold_s as f64 / 3600.0));
+            let why = s.not_worth_it();
+            assert_eq!(why.is_none(), worth, "{old} {new}");
+            assert!(why.is_none_or(|r| r.code() == "consolidation_not_worth_it"));
+        }
+        // Unknown is not zero: any unknown price means no saving can be shown.
+        use crate::model::Price::{self, Unknown};
+        let k = |x: f64| Price::from_dollars(x);
+        for (old, new, price) in [
+            (Unknown, k(1.0), k(1.0)),
+            (k(9.0), Unknown, k(1.0)),
+            (k(9.0), k(1.0), Unknown),
+        ] {
+            assert_eq!(
+                Saving::new(old, new, price, 300),
+                None,
+                "{old} {new} {price}"
+            );
         }
     }
 

@@ -253,10 +253,47 @@ pub(crate) fn templates<'a>(
             });
         }
     }
+    set_aside_interrupted(&mut out, history, now, decisions);
     out.sort_by(|a, b| {
         (a.eff_price, &a.key, &a.group_ref.id).cmp(&(b.eff_price, &b.key, &b.group_ref.id))
     });
     out
+}
+
+/// Spot offerings whose instance got an interruption warning in the last 3 minutes
+/// ([`History::interrupted_aside`]) are set aside while another offering of the pool is usable:
+/// the replacement goes there at once. When none is, they stay usable — a launch into capacity
+/// being reclaimed may still succeed, and no launch at all certainly leaves the pool short
+/// (Karpenter's cache blocks the offering outright; gpupool keeps it as the last resort).
+fn set_aside_interrupted(
+    out: &mut [Template<'_>],
+    history: &History,
+    now: Timestamp,
+    decisions: &mut Vec<Decision>,
+) {
+    let aside = |t: &Template<'_>| history.interrupted_aside(&t.key, now);
+    if !out.iter().any(|t| t.usable() && aside(t).is_none())
+        || !out.iter().any(|t| t.usable() && aside(t).is_some())
+    {
+        return;
+    }
+    let mut reported = BTreeSet::new();
+    for t in out.iter_mut().filter(|t| t.usable()) {
+        let Some(until) = aside(t) else { continue };
+        let reason = Reason::OfferingInBackoff {
+            offering: t.key.clone(),
+            until,
+            error: "an instance of this offering got a spot interruption warning".into(),
+        };
+        if reported.insert(t.key.clone()) {
+            decisions.push(Decision {
+                subject: Subject::Offering(t.key.clone()),
+                outcome: Outcome::Blocked,
+                reason: reason.clone(),
+            });
+        }
+        t.status = Status::Unusable(reason);
+    }
 }
 
 #[cfg(test)]

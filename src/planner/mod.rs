@@ -1125,6 +1125,56 @@ mod tests {
         assert_eq!(pods, vec![Outcome::Acted, Outcome::Acted]);
     }
 
+    #[test]
+    fn a_spot_offering_with_an_interruption_warning_gets_no_replacement_on_demand_does() {
+        let mut pool = pool_cfg("llm");
+        pool.capacity.spot_share = 1.0;
+        let snap = snapshot()
+            .pods(gpu_pod(8).model("H100").times(2))
+            .group(p5_spot())
+            .group(p5_od())
+            .build();
+        let mut h = History::default();
+        let spot = offering("p5.48xlarge", CapacityType::Spot, "us-east-1a", 40.0).key();
+        h.record_spot_interruption(&spot, T0);
+        let p = plan(&snap, &config(vec![pool.clone()]), &h, T0);
+        let Some(Action::ScaleUp {
+            offering, count, ..
+        }) = p.actions.first()
+        else {
+            panic!("{:?}", kinds(&p))
+        };
+        assert_eq!(
+            (offering.capacity_type, *count),
+            (CapacityType::OnDemand, 2)
+        );
+        // Three minutes later spot is the first choice again.
+        let later = T0.plus_secs(181.0);
+        let p = plan(&snap, &config(vec![pool]), &h, later);
+        let Some(Action::ScaleUp { offering, .. }) = p.actions.first() else {
+            panic!("{:?}", kinds(&p))
+        };
+        assert_eq!(offering.capacity_type, CapacityType::Spot);
+    }
+
+    #[test]
+    fn an_interrupted_spot_offering_is_the_last_resort_when_nothing_else_can_serve() {
+        let mut pool = pool_cfg("llm");
+        pool.capacity.spot_share = 1.0;
+        let snap = snapshot()
+            .pods(gpu_pod(8).model("H100").times(1))
+            .group(p5_spot())
+            .build();
+        let mut h = History::default();
+        let spot = offering("p5.48xlarge", CapacityType::Spot, "us-east-1a", 40.0).key();
+        h.record_spot_interruption(&spot, T0);
+        let p = plan(&snap, &config(vec![pool]), &h, T0);
+        let Some(Action::ScaleUp { offering, .. }) = p.actions.first() else {
+            panic!("{:?}", kinds(&p))
+        };
+        assert_eq!(offering.capacity_type, CapacityType::Spot);
+    }
+
     /// `gpupool plan` on a spot group whose desired was raised and whose launch AWS reported
     /// failed later: not "covered by 2 node(s) already launching" but taken back, backed off
     /// and replaced by on-demand in the same plan.

@@ -15,7 +15,7 @@
 use super::PoolCtx;
 use super::demand::Want;
 use super::fit::{PodSpec, Room, label_mismatch};
-use crate::config::{DisruptionBudget, Mode};
+use crate::config::{DisruptionBudget, Mode, PoolConfig};
 use crate::model::{
     Action, CapacityType, Decision, GpuRequest, History, Instance, InstanceId, LifecycleState,
     Node, NodeGroupId, Outcome, PendingPod, Price, Reason, Subject, Timestamp, tolerates_all,
@@ -160,97 +160,104 @@ pub(crate) fn scale_down<'c, 'a: 'c>(
     decisions: &mut Vec<Decision>,
 ) -> ScaleDownResult<'a> {
     let pool = ctx.cfg;
-    let d = &pool.disruption;
+    let order = removal_order(serving, pool.disruption.consolidation);
+    let marked = mark_unneeded(ctx, mode, serving, expected, want, &order, decisions);
+    let unneeded = serving
+        .iter()
+        .zip(&marked)
+        .filter(|(_, m)| **m)
+        .map(|(s, _)| &s.inst.id)
+        .collect();
+    // Of the unneeded, remove those that waited long enough, within cool-down and budget.
+    let since_up_s = since_scale_up_s(pool, scaled_up, history, now);
+    let mut ready: Vec<usize> = Vec::new();
+    for &i in order.iter().filter(|&&i| marked[i]) {
+        let s = &serving[i];
+        let waited_s = unneeded_for_s(history, &s.inst.id, now);
+        match wait_reason(
+            waited_s,
+            since_up_s,
+            pool.unneeded_time_s(),
+            pool.scale_down_delay_after_add_s(),
+        ) {
+            Some(r) => decisions.push(held(s.inst, r)),
+            None => ready.push(i),
+        }
+    }
+    ready.sort_by(|&a, &b| victim_order(&serving[a], &serving[b]));
     let mut res = ScaleDownResult {
-        unneeded: BTreeSet::new(),
+        unneeded,
         removed: Vec::new(),
         removed_cost: super::capacity::Cost::default(),
     };
-    let need = want.map_or(0, |w| w.replicas) + d.headroom_replicas;
-    let mut cap: u32 = serving.iter().map(|s| s.rpn).sum();
-    let mut count = serving.len() as u32;
-    let mut on_demand = serving
-        .iter()
-        .filter(|s| s.inst.capacity_type == CapacityType::OnDemand)
-        .count() as u32;
-
-    // Free room of every serving node (Kubernetes mode), indexed like `serving`.
-    let mut targets: Vec<Option<Target<'c>>> = Vec::new();
-    if mode == Mode::Kubernetes {
-        targets = free_room(ctx, serving);
-    }
-    // Nodes pending pods are expected on this tick count as having received pods: kept, and
-    // not room for anyone else's.
-    let mut received: Vec<bool> = serving
-        .iter()
-        .map(|s| expected.contains(&s.inst.id))
-        .collect();
-    for (i, r) in received.iter().enumerate() {
-        if *r && let Some(t) = targets.get_mut(i) {
-            *t = None;
+    for i in ready {
+        let s = &serving[i];
+        if !budget.take() {
+            decisions.push(held(s.inst, budget.exhausted()));
+            continue;
         }
+        let waited_s = unneeded_for_s(history, &s.inst.id, now);
+        actions.push(drain(pool, s, waited_s, now));
+        res.removed.push(&s.inst.id);
+        res.removed_cost.add(s.price);
     }
-    let mut marked = vec![false; serving.len()];
-    // A group cannot shrink below its own min size: AWS refuses a terminate-with-decrement
-    // there ("cannot decrement below min size", TerminateInstanceInAutoScalingGroup), and a
-    // terminate without decrement is replaced at once. Such a node is kept, and said so.
-    let mut group_left: BTreeMap<&NodeGroupId, (u32, u32)> = ctx
-        .groups
-        .iter()
-        .map(|g| (&g.id, (g.desired, g.min_size)))
-        .collect();
+    res
+}
 
+/// The order scale-down considers serving nodes in (indexes into `serving`): the likeliest
+/// victims first. With consolidation the dearest capacity comes first whatever else: a
+/// replacement launched by consolidation is empty when it starts serving, and must not be the
+/// node removed instead of the one it replaces.
+fn removal_order(serving: &[Serving<'_>], consolidation: bool) -> Vec<usize> {
     let mut order: Vec<usize> = (0..serving.len()).collect();
-    let by_victim = |s: &Serving<'_>| {
-        (
-            !s.empty,
-            Reverse(s.eff_price),
-            Reverse(s.inst.launched_at),
-            s.inst.capacity_type == CapacityType::OnDemand,
-        )
-    };
-    if d.consolidation {
-        // Keep the cheapest capacity: a replacement launched by consolidation is empty when it
-        // starts serving, and must not be the node removed instead of the one it replaces.
+    if consolidation {
         order.sort_by(|&a, &b| {
             let (sa, sb) = (&serving[a], &serving[b]);
-            (Reverse(sa.eff_price), by_victim(sa), &sa.inst.id).cmp(&(
+            (Reverse(sa.eff_price), victim_key(sa), &sa.inst.id).cmp(&(
                 Reverse(sb.eff_price),
-                by_victim(sb),
+                victim_key(sb),
                 &sb.inst.id,
             ))
         });
     } else {
-        order.sort_by(|&a, &b| {
-            let (sa, sb) = (&serving[a], &serving[b]);
-            (by_victim(sa), &sa.inst.id).cmp(&(by_victim(sb), &sb.inst.id))
-        });
+        order.sort_by(|&a, &b| victim_order(&serving[a], &serving[b]));
     }
+    order
+}
 
-    for &i in &order {
+/// Empty before busy, dearer before cheaper (an unknown price first: the known-priced nodes are
+/// kept), newer before older, spot before on-demand.
+fn victim_key(s: &Serving<'_>) -> (bool, Reverse<Price>, Reverse<Timestamp>, bool) {
+    (
+        !s.empty,
+        Reverse(s.eff_price),
+        Reverse(s.inst.launched_at),
+        s.inst.capacity_type == CapacityType::OnDemand,
+    )
+}
+
+/// [`victim_key`], then the instance id so the order is total.
+fn victim_order(a: &Serving<'_>, b: &Serving<'_>) -> std::cmp::Ordering {
+    (victim_key(a), &a.inst.id).cmp(&(victim_key(b), &b.inst.id))
+}
+
+/// Mark, in `order`, the nodes the pool keeps enough without; returns the marks, indexed like
+/// `serving`. An empty node kept for capacity and a protected node get a decision saying why.
+fn mark_unneeded<'c, 'a: 'c>(
+    ctx: &'c PoolCtx<'a>,
+    mode: Mode,
+    serving: &[Serving<'a>],
+    expected: &BTreeSet<&'a InstanceId>,
+    want: Option<Want>,
+    order: &[usize],
+    decisions: &mut Vec<Decision>,
+) -> Vec<bool> {
+    let mut keep = Keep::new(ctx, serving, want);
+    let mut rehoming = Rehoming::new(ctx, mode, serving, expected);
+    for &i in order {
         let s = &serving[i];
         let od = s.inst.capacity_type == CapacityType::OnDemand;
-        let capacity_hold = if cap.saturating_sub(s.rpn) < need {
-            Some(Reason::NeededForDemand)
-        } else if count <= pool.limits.min_nodes {
-            Some(Reason::AtMinNodes {
-                min: pool.limits.min_nodes,
-            })
-        } else if od && on_demand <= pool.capacity.on_demand_base {
-            Some(Reason::OnDemandBase {
-                base: pool.capacity.on_demand_base,
-            })
-        } else if let Some(&(left, min)) = group_left.get(&s.inst.group)
-            && left <= min
-        {
-            Some(Reason::GroupAtMinSize {
-                group: s.inst.group.clone(),
-                min,
-            })
-        } else {
-            None
-        };
-        if let Some(r) = capacity_hold {
+        if let Some(r) = keep.hold(s.rpn, od, &s.inst.group) {
             // Busy nodes needed for demand are the normal case; say something only about the
             // surprising one, an empty node that is kept.
             if s.empty {
@@ -262,119 +269,223 @@ pub(crate) fn scale_down<'c, 'a: 'c>(
             decisions.push(held(s.inst, r.clone()));
             continue;
         }
-        if received[i] {
-            // Pods of another unneeded node were placed here in the simulation.
-            continue;
+        if rehoming.mark(i, s) {
+            keep.remove(s.rpn, od, &s.inst.group);
         }
-        if mode == Mode::Kubernetes
+    }
+    rehoming.marked
+}
+
+/// What the pool still has while scale-down marks nodes unneeded one by one, and the floors it
+/// must stay on.
+#[derive(Debug)]
+struct Keep<'g> {
+    /// Replicas needed: signal demand + headroom.
+    need: u32,
+    /// Replicas the serving nodes not marked yet serve.
+    cap: u32,
+    nodes: u32,
+    on_demand: u32,
+    min_nodes: u32,
+    on_demand_base: u32,
+    /// Per group, `(desired left, min size)`. A group cannot shrink below its own min size:
+    /// AWS refuses a terminate-with-decrement there ("cannot decrement below min size",
+    /// TerminateInstanceInAutoScalingGroup), and a terminate without decrement is replaced at
+    /// once. Such a node is kept, and said so.
+    group_left: BTreeMap<&'g NodeGroupId, (u32, u32)>,
+}
+
+impl<'g> Keep<'g> {
+    fn new(ctx: &PoolCtx<'g>, serving: &[Serving<'_>], want: Option<Want>) -> Self {
+        let pool = ctx.cfg;
+        Keep {
+            need: want.map_or(0, |w| w.replicas) + pool.disruption.headroom_replicas,
+            cap: serving.iter().map(|s| s.rpn).sum(),
+            nodes: serving.len() as u32,
+            on_demand: serving
+                .iter()
+                .filter(|s| s.inst.capacity_type == CapacityType::OnDemand)
+                .count() as u32,
+            min_nodes: pool.limits.min_nodes,
+            on_demand_base: pool.capacity.on_demand_base,
+            group_left: ctx
+                .groups
+                .iter()
+                .map(|g| (&g.id, (g.desired, g.min_size)))
+                .collect(),
+        }
+    }
+
+    /// Why a node serving `rpn` replicas in `group` must stay for the pool's capacity; `None`
+    /// when the pool keeps enough without it.
+    fn hold(&self, rpn: u32, on_demand: bool, group: &NodeGroupId) -> Option<Reason> {
+        if self.cap.saturating_sub(rpn) < self.need {
+            Some(Reason::NeededForDemand)
+        } else if self.nodes <= self.min_nodes {
+            Some(Reason::AtMinNodes {
+                min: self.min_nodes,
+            })
+        } else if on_demand && self.on_demand <= self.on_demand_base {
+            Some(Reason::OnDemandBase {
+                base: self.on_demand_base,
+            })
+        } else if let Some(&(left, min)) = self.group_left.get(group)
+            && left <= min
+        {
+            Some(Reason::GroupAtMinSize {
+                group: group.clone(),
+                min,
+            })
+        } else {
+            None
+        }
+    }
+
+    /// The node is marked unneeded: the pool no longer counts it.
+    fn remove(&mut self, rpn: u32, on_demand: bool, group: &NodeGroupId) {
+        if let Some((left, _)) = self.group_left.get_mut(group) {
+            *left = left.saturating_sub(1);
+        }
+        self.cap -= rpn;
+        self.nodes -= 1;
+        if on_demand {
+            self.on_demand -= 1;
+        }
+    }
+}
+
+/// Kubernetes mode's "do its pods fit elsewhere" simulation over the serving nodes, and the
+/// nodes marked unneeded so far (both indexed like `serving`).
+struct Rehoming<'c> {
+    /// Kubernetes mode: a busy node's workload pods must fit the nodes that stay.
+    simulate: bool,
+    /// Free room of every serving node (`None`: unknown, or not room for anyone else's pods).
+    targets: Vec<Option<Target<'c>>>,
+    /// Nodes that receive pods in the simulation (or pending pods on this tick): kept.
+    received: Vec<bool>,
+    marked: Vec<bool>,
+}
+
+impl<'c> Rehoming<'c> {
+    fn new<'a: 'c>(
+        ctx: &'c PoolCtx<'a>,
+        mode: Mode,
+        serving: &[Serving<'a>],
+        expected: &BTreeSet<&'a InstanceId>,
+    ) -> Self {
+        let simulate = mode == Mode::Kubernetes;
+        let mut targets = if simulate {
+            free_room(ctx, serving)
+        } else {
+            Vec::new()
+        };
+        // Nodes pending pods are expected on this tick count as having received pods: kept, and
+        // not room for anyone else's.
+        let received: Vec<bool> = serving
+            .iter()
+            .map(|s| expected.contains(&s.inst.id))
+            .collect();
+        for (t, r) in targets.iter_mut().zip(&received) {
+            if *r {
+                *t = None;
+            }
+        }
+        Rehoming {
+            simulate,
+            targets,
+            received,
+            marked: vec![false; serving.len()],
+        }
+    }
+
+    /// Mark node `i` unneeded if it can go: it received no pods of another node that goes and
+    /// (Kubernetes mode, busy node) its workload pods fit the nodes that stay, where they are
+    /// then placed. `false`: the node is needed, the normal state of a busy pool, so no
+    /// decision (it would be one line per node per tick).
+    fn mark(&mut self, i: usize, s: &Serving<'c>) -> bool {
+        if self.received[i] {
+            return false;
+        }
+        if self.simulate
             && let Some(node) = s.node
             && !s.empty
         {
-            match fit_elsewhere(node, i, &mut targets, &marked) {
-                Ok(hosts) => {
-                    for h in hosts {
-                        received[h] = true;
-                    }
-                }
-                // Its pods have nowhere else to go: the node is needed, the normal state of a
-                // busy pool, so no decision (it would be one line per node per tick).
-                Err(_) => continue,
+            let Some(hosts) = fit_elsewhere(node, i, &mut self.targets, &self.marked) else {
+                return false;
+            };
+            for h in hosts {
+                self.received[h] = true;
             }
         }
-        marked[i] = true;
-        if let Some((left, _)) = group_left.get_mut(&s.inst.group) {
-            *left = left.saturating_sub(1);
-        }
-        cap -= s.rpn;
-        count -= 1;
-        if od {
-            on_demand -= 1;
-        }
-        res.unneeded.insert(&s.inst.id);
+        self.marked[i] = true;
+        true
     }
+}
 
-    // Of the unneeded, remove those that waited long enough, within cool-down and budget.
-    let since_up = if scaled_up {
-        Some(0.0)
-    } else {
-        history
-            .last_scale_up
-            .get(&pool.name)
-            .map(|t| now.secs_since(*t).max(0.0))
-    };
-    let mut ready_to_go: Vec<usize> = Vec::new();
-    for &i in &order {
-        if !marked[i] {
-            continue;
-        }
-        let s = &serving[i];
-        let since = history
-            .unneeded_since
-            .get(&s.inst.id)
-            .copied()
-            .unwrap_or(now);
-        let for_s = now.secs_since(since).max(0.0) as u64;
-        if for_s < pool.unneeded_time_s() {
-            decisions.push(held(
-                s.inst,
-                Reason::UnneededTooShort {
-                    unneeded_for_s: for_s,
-                    need_s: pool.unneeded_time_s(),
-                },
-            ));
-        } else if let Some(up) = since_up
-            && (up as u64) < pool.scale_down_delay_after_add_s()
-        {
-            decisions.push(held(
-                s.inst,
-                Reason::ScaleDownCooldown {
-                    since_scale_up_s: up as u64,
-                    need_s: pool.scale_down_delay_after_add_s(),
-                },
-            ));
-        } else {
-            ready_to_go.push(i);
-        }
+/// Seconds since the pool last scaled up (0 when this plan does), `None` if it never did.
+fn since_scale_up_s(
+    pool: &PoolConfig,
+    scaled_up: bool,
+    history: &History,
+    now: Timestamp,
+) -> Option<u64> {
+    if scaled_up {
+        return Some(0);
     }
-    ready_to_go.sort_by(|&a, &b| {
-        let (sa, sb) = (&serving[a], &serving[b]);
-        (by_victim(sa), &sa.inst.id).cmp(&(by_victim(sb), &sb.inst.id))
-    });
-    for i in ready_to_go {
-        let s = &serving[i];
-        if !budget.take() {
-            decisions.push(held(s.inst, budget.exhausted()));
-            continue;
-        }
-        let since = history
-            .unneeded_since
-            .get(&s.inst.id)
-            .copied()
-            .unwrap_or(now);
-        let for_s = now.secs_since(since).max(0.0) as u64;
-        let reason = if s.empty {
-            Reason::Empty
-        } else {
-            Reason::Unneeded {
-                unneeded_for_s: for_s,
-            }
-        };
-        // Every scale-in drains. Kubernetes: an empty node is cordoned and its pods listed
-        // again from the API server before it goes (a `Drain` that finishes in the same tick
-        // when it is still empty) — the scheduler may have bound a pod since the cache was
-        // read. VM-only: deregister + wait-for-idle first, even when the VM looks idle.
-        actions.push(Action::Drain {
-            pool: pool.name.clone(),
-            group: s.inst.group.clone(),
-            instance: s.inst.id.clone(),
-            node: s.node.map(|n| n.name.clone()),
-            deadline: Some(now.plus_secs(d.drain_timeout_s as f64)),
-            reason,
+    history
+        .last_scale_up
+        .get(&pool.name)
+        .map(|t| now.secs_since(*t).max(0.0) as u64)
+}
+
+/// Whole seconds the instance has been unneeded (0 when it just became so).
+fn unneeded_for_s(history: &History, id: &InstanceId, now: Timestamp) -> u64 {
+    let since = history.unneeded_since.get(id).copied().unwrap_or(now);
+    now.secs_since(since).max(0.0) as u64
+}
+
+/// Why an unneeded node waits before it goes: unneeded for less than `need_unneeded_s`, or the
+/// pool scaled up less than `need_after_add_s` ago. `None`: it may go now.
+fn wait_reason(
+    unneeded_for_s: u64,
+    since_scale_up_s: Option<u64>,
+    need_unneeded_s: u64,
+    need_after_add_s: u64,
+) -> Option<Reason> {
+    if unneeded_for_s < need_unneeded_s {
+        return Some(Reason::UnneededTooShort {
+            unneeded_for_s,
+            need_s: need_unneeded_s,
         });
-        res.removed.push(&s.inst.id);
-        res.removed_cost.add(s.price);
     }
-    res
+    match since_scale_up_s {
+        Some(up) if up < need_after_add_s => Some(Reason::ScaleDownCooldown {
+            since_scale_up_s: up,
+            need_s: need_after_add_s,
+        }),
+        _ => None,
+    }
+}
+
+/// The action that removes an unneeded serving node. Every scale-in drains. Kubernetes: an empty
+/// node is cordoned and its pods listed again from the API server before it goes (a `Drain`
+/// that finishes in the same tick when it is still empty) — the scheduler may have bound a pod
+/// since the cache was read. VM-only: deregister + wait-for-idle first, even when the VM looks
+/// idle.
+fn drain(pool: &PoolConfig, s: &Serving<'_>, unneeded_for_s: u64, now: Timestamp) -> Action {
+    let reason = if s.empty {
+        Reason::Empty
+    } else {
+        Reason::Unneeded { unneeded_for_s }
+    };
+    Action::Drain {
+        pool: pool.name.clone(),
+        group: s.inst.group.clone(),
+        instance: s.inst.id.clone(),
+        node: s.node.map(|n| n.name.clone()),
+        deadline: Some(now.plus_secs(pool.disruption.drain_timeout_s as f64)),
+        reason,
+    }
 }
 
 fn held(i: &Instance, reason: Reason) -> Decision {
@@ -434,13 +545,14 @@ pub(crate) fn displaced<'a>(
 }
 
 /// Place every workload pod of `node` on the free room of other nodes that stay (first fit).
-/// Commits the placements and returns the hosts used, or the first pod that does not fit.
+/// Commits the placements and returns the hosts used; `None` (nothing committed) when a pod
+/// fits nowhere.
 fn fit_elsewhere<'c>(
     node: &'c Node,
     me: usize,
     targets: &mut [Option<Target<'c>>],
     marked: &[bool],
-) -> Result<Vec<usize>, String> {
+) -> Option<Vec<usize>> {
     let mut trial: Vec<(usize, Room<'c>)> = Vec::new();
     for p in node.workload_pods() {
         let spec = PodSpec::running(p);
@@ -468,7 +580,7 @@ fn fit_elsewhere<'c>(
             break;
         }
         if !placed {
-            return Err(format!("{}/{}", p.namespace, p.name));
+            return None;
         }
     }
     let mut hosts = Vec::new();
@@ -481,7 +593,7 @@ fn fit_elsewhere<'c>(
             hosts.push(ti);
         }
     }
-    Ok(hosts)
+    Some(hosts)
 }
 
 #[cfg(test)]
@@ -637,6 +749,187 @@ mod tests {
             assert_eq!(got, want, "{name}");
             assert_eq!(plan.unneeded.len(), unneeded, "{name}");
         }
+    }
+
+    /// The capacity floors, in the order they are checked: demand, `min_nodes`, the on-demand
+    /// base, the group's own min size.
+    #[test]
+    fn capacity_hold_table() {
+        use super::Keep;
+        use crate::model::{NodeGroupId, Reason};
+        let g: NodeGroupId = "g".into();
+        let keep = |need, cap, nodes, on_demand, group_left: u32| Keep {
+            need,
+            cap,
+            nodes,
+            on_demand,
+            min_nodes: 1,
+            on_demand_base: 1,
+            group_left: [(&g, (group_left, 1))].into_iter().collect(),
+        };
+        // (name, keep, rpn of the node, node on-demand, want)
+        let cases = [
+            ("enough without it", keep(2, 4, 3, 3, 3), 1, true, None),
+            (
+                "demand needs its replica",
+                keep(4, 4, 3, 3, 3),
+                1,
+                false,
+                Some(Reason::NeededForDemand),
+            ),
+            (
+                "a node serving no replica never holds demand",
+                keep(4, 4, 3, 0, 3),
+                0,
+                false,
+                None,
+            ),
+            (
+                "at min nodes",
+                keep(0, 4, 1, 0, 3),
+                1,
+                false,
+                Some(Reason::AtMinNodes { min: 1 }),
+            ),
+            (
+                "on-demand base holds an on-demand node",
+                keep(0, 4, 3, 1, 3),
+                1,
+                true,
+                Some(Reason::OnDemandBase { base: 1 }),
+            ),
+            (
+                "on-demand base does not hold a spot node",
+                keep(0, 4, 3, 1, 3),
+                1,
+                false,
+                None,
+            ),
+            (
+                "group at its min size",
+                keep(0, 4, 3, 0, 1),
+                1,
+                false,
+                Some(Reason::GroupAtMinSize {
+                    group: "g".into(),
+                    min: 1,
+                }),
+            ),
+            (
+                "demand is said before min nodes",
+                keep(4, 4, 1, 1, 1),
+                1,
+                true,
+                Some(Reason::NeededForDemand),
+            ),
+        ];
+        for (name, k, rpn, od, want) in cases {
+            assert_eq!(k.hold(rpn, od, &g), want, "{name}");
+        }
+        let mut k = keep(0, 4, 3, 3, 3);
+        k.remove(1, true, &g);
+        assert_eq!(
+            (k.cap, k.nodes, k.on_demand, k.group_left[&g]),
+            (3, 2, 2, (2, 1))
+        );
+    }
+
+    #[test]
+    fn wait_reason_table() {
+        use super::wait_reason;
+        use crate::model::Reason;
+        // (unneeded for, since scale-up, want)
+        let cases = [
+            (600, None, None),
+            (
+                599,
+                None,
+                Some(Reason::UnneededTooShort {
+                    unneeded_for_s: 599,
+                    need_s: 600,
+                }),
+            ),
+            (
+                599,
+                Some(0),
+                Some(Reason::UnneededTooShort {
+                    unneeded_for_s: 599,
+                    need_s: 600,
+                }),
+            ),
+            (
+                900,
+                Some(299),
+                Some(Reason::ScaleDownCooldown {
+                    since_scale_up_s: 299,
+                    need_s: 300,
+                }),
+            ),
+            (900, Some(300), None),
+        ];
+        for (unneeded_for_s, since_up, want) in cases {
+            assert_eq!(
+                wait_reason(unneeded_for_s, since_up, 600, 300),
+                want,
+                "{unneeded_for_s} {since_up:?}"
+            );
+        }
+    }
+
+    /// Victims first: empty, dearer, newer, spot; with consolidation the dearest whatever else.
+    #[test]
+    fn removal_order_table() {
+        use super::{Serving, removal_order};
+        use crate::model::{Instance, Price};
+        let inst = |id: &str, ct, launched_s: f64| -> Instance {
+            instance(id, "g", "g5.xlarge", ct)
+                .launched(T0.plus_secs(launched_s))
+                .build()
+        };
+        let insts = [
+            inst("busy-dear", CapacityType::OnDemand, 0.0),
+            inst("empty-cheap", CapacityType::OnDemand, 0.0),
+            inst("empty-cheap-new", CapacityType::OnDemand, 10.0),
+            inst("empty-cheap-spot", CapacityType::Spot, 0.0),
+        ];
+        let serving: Vec<Serving<'_>> = insts
+            .iter()
+            .map(|i| {
+                let dear = i.id.as_str() == "busy-dear";
+                let price = Price::from_dollars(if dear { 5.0 } else { 1.0 });
+                Serving {
+                    inst: i,
+                    node: None,
+                    tpl: None,
+                    rpn: 1,
+                    eff_price: price,
+                    price,
+                    empty: !dear,
+                    protected: None,
+                }
+            })
+            .collect();
+        let names = |order: Vec<usize>| -> Vec<&str> {
+            order.iter().map(|&i| insts[i].id.as_str()).collect()
+        };
+        assert_eq!(
+            names(removal_order(&serving, false)),
+            [
+                "empty-cheap-new",
+                "empty-cheap-spot",
+                "empty-cheap",
+                "busy-dear"
+            ]
+        );
+        assert_eq!(
+            names(removal_order(&serving, true)),
+            [
+                "busy-dear",
+                "empty-cheap-new",
+                "empty-cheap-spot",
+                "empty-cheap"
+            ]
+        );
     }
 
     #[test]

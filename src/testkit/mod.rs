@@ -15,9 +15,9 @@
 //!
 //! Test doubles still written per test file (to be moved here as the controller's traits
 //! settle): the in-memory providers of `src/controller/tests.rs` and `tests/kube_controller.rs`,
-//! the always-ready clusters of `src/controller/tests.rs` and `tests/gcp_controller.rs` (it also
-//! serves pending pods), and the GCP fake compute API that `tests/gcp_controller.rs` pulls in
-//! from `providers/gcp/tests/fake` by `#[path]`.
+//! and the always-ready clusters of `src/controller/tests.rs` and `tests/gcp_controller.rs` (it
+//! also serves pending pods). The fake Compute API is the dev-only crate `gpupool-gcp-fake`
+//! (`providers/gcp-fake`), shared by the GCP crate's tests and the root package's.
 
 pub mod doubles;
 pub mod fleet;

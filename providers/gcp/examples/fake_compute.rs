@@ -17,8 +17,7 @@
 //! `lastAttempt.errors` ZONE_RESOURCE_POOL_EXHAUSTED, as a MIG reports a stockout; repeatable).
 #![allow(clippy::disallowed_methods)] // test code may wait on real services against wall-clock deadlines
 
-#[path = "../tests/fake/mod.rs"]
-mod fake;
+use gpupool_gcp_fake as fake;
 
 use std::time::Duration;
 

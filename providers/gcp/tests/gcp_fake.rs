@@ -4,7 +4,7 @@
 //! operation errors, stuck creations reported as unfulfilled and released, and preemptions.
 #![allow(clippy::disallowed_methods)] // test code may wait on real services against wall-clock deadlines
 
-mod fake;
+use gpupool_gcp_fake as fake;
 
 use fake::FakeCompute;
 use gpupool_gcp::{GcpCredentials, GcpPoolSettings, GcpProvider, GcpSettings};
@@ -287,7 +287,8 @@ async fn manual_standby_vms_are_started_by_name_before_the_resize() -> anyhow::R
         .unwrap()
         .vms
         .iter()
-        .filter(|v| v.status == "STOPPED")
+        // A stopped VM's instanceStatus is TERMINATED (Compute Engine instance lifecycle).
+        .filter(|v| v.status == "TERMINATED")
         .map(|v| v.name.clone())
         .collect();
 
@@ -356,14 +357,14 @@ async fn the_standby_pool_is_sized_through_target_stopped_size_only() -> anyhow:
         .unwrap();
     assert_eq!((wp.ready, wp.warming), (4, 0));
     assert_eq!(fake.count("llama-od", "RUNNING"), 1);
-    assert_eq!(fake.count("llama-od", "STOPPED"), 4);
+    assert_eq!(fake.count("llama-od", "TERMINATED"), 4);
 
     // Shrinking the pool lowers targetStoppedSize; the running target stays.
     p.set_warm_pool_size(&g, 1).await?;
     let m = fake.mig("llama-od").unwrap();
     assert_eq!((m.target_size, m.target_stopped_size), (1, 1));
     fake.settle();
-    assert_eq!(fake.count("llama-od", "STOPPED"), 1);
+    assert_eq!(fake.count("llama-od", "TERMINATED"), 1);
     assert_eq!(fake.count("llama-od", "RUNNING"), 1);
     // Same size again: no call.
     let n = fake.calls().len();
@@ -458,7 +459,7 @@ async fn scale_out_pool_mode_is_a_plain_resize_the_mig_serves_from_standby() -> 
     assert_eq!(count(&inst, LifecycleState::Launching), 0);
     fake.settle();
     assert_eq!(fake.count("pool-out", "RUNNING"), 1);
-    assert_eq!(fake.count("pool-out", "STOPPED"), 2);
+    assert_eq!(fake.count("pool-out", "TERMINATED"), 2);
     Ok(())
 }
 
@@ -867,7 +868,7 @@ async fn the_fake_stops_and_suspends_as_documented() -> anyhow::Result<()> {
         400
     );
     fake.settle();
-    assert_eq!(fake.count("llama-spot", "STOPPED"), 1);
+    assert_eq!(fake.count("llama-spot", "TERMINATED"), 1);
     assert_eq!(fake.count("llama-spot", "SUSPENDED"), 1);
     // And the provider sees a pool of two, nothing running.
     let groups = p.node_groups().await?;

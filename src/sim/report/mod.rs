@@ -39,7 +39,45 @@ pub fn write(run: &ScenarioRun, dir: &Path) -> Result<(), SimError> {
     };
     std::fs::create_dir_all(dir).map_err(err)?;
     let html = render(run).map_err(err)?;
-    std::fs::write(dir.join("index.html"), html).map_err(err)
+    std::fs::write(dir.join("index.html"), html).map_err(err)?;
+    write_samples(run, dir).map_err(err)
+}
+
+/// Every policy's per-tick samples as `samples-<policy>.csv` beside the report, for charts of
+/// one's own (the same figures the timeline draws: waiting, serving, running, warm, cost…).
+fn write_samples(run: &ScenarioRun, dir: &Path) -> Result<(), std::io::Error> {
+    for r in run.runs.iter().filter(|r| !r.samples.is_empty()) {
+        let path = dir.join(format!("samples-{}.csv", r.summary.policy));
+        let mut w = csv::Writer::from_path(&path)?;
+        w.write_record([
+            "t_s",
+            "waiting",
+            "in_flight",
+            "serving",
+            "running",
+            "spot_running",
+            "warm",
+            "cost_on_demand",
+            "cost_spot",
+            "queue_wait_p95_s",
+        ])?;
+        for s in &r.samples {
+            w.write_record([
+                s.t_s.to_string(),
+                s.waiting.to_string(),
+                s.in_flight.to_string(),
+                s.serving.to_string(),
+                s.running.to_string(),
+                s.spot_running.to_string(),
+                s.warm.to_string(),
+                format!("{:.4}", s.cost_on_demand),
+                format!("{:.4}", s.cost_spot),
+                format!("{:.3}", s.queue_wait_p95_s),
+            ])?;
+        }
+        w.flush()?;
+    }
+    Ok(())
 }
 
 fn esc(s: &str) -> String {
@@ -353,6 +391,26 @@ mod tests {
             .skip(1)
             .map(|s| &s[..s.find("</svg>").unwrap()])
             .collect()
+    }
+
+    #[test]
+    fn the_report_writes_every_simulated_policys_samples_as_csv() {
+        let run = quick();
+        let dir = std::env::temp_dir().join(format!("gpupool-report-csv-{}", std::process::id()));
+        write(&run, &dir).unwrap();
+        for r in run.runs.iter().filter(|r| !r.samples.is_empty()) {
+            let path = dir.join(format!("samples-{}.csv", r.summary.policy));
+            let text = std::fs::read_to_string(&path).unwrap();
+            let mut lines = text.lines();
+            assert!(
+                lines
+                    .next()
+                    .unwrap()
+                    .starts_with("t_s,waiting,in_flight,serving")
+            );
+            assert_eq!(lines.count(), r.samples.len(), "{}", path.display());
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

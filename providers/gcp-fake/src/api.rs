@@ -1,0 +1,379 @@
+//! The Compute REST methods the fake serves: a router, and one handler per method.
+
+use crate::now_rfc3339;
+use crate::wire::{
+    google_error, instance_json, managed_json, matches, mig_json, new_op, not_found, page,
+    parse_filter,
+};
+use crate::world::{Vm, World, reconcile};
+use serde_json::{Value, json};
+use std::collections::BTreeMap;
+
+/// A parsed `filter` query parameter (empty: no filter).
+type Filter = Vec<(String, String, String)>;
+type Query = BTreeMap<String, String>;
+type Reply = (u16, Value);
+
+/// Answer one request; `path` is percent-decoded.
+pub(crate) fn route(w: &mut World, method: &str, path: &str, query: &Query, body: &[u8]) -> Reply {
+    w.calls.push(format!("{method} {path}"));
+    let prefix = format!("/compute/v1/projects/{}/", w.project);
+    let Some(rest) = path.strip_prefix(&prefix) else {
+        return not_found(path);
+    };
+    let seg: Vec<&str> = rest.split('/').collect();
+    if let Some(f) = query.get("filter") {
+        w.filters.push(f.clone());
+    }
+    let filter = match query.get("filter").map(|f| parse_filter(f)) {
+        Some(Err(e)) => {
+            return google_error(
+                400,
+                "invalid",
+                &format!("Invalid value for field 'filter': {e}"),
+            );
+        }
+        Some(Ok(t)) => t,
+        None => Vec::new(),
+    };
+    match (method, seg.as_slice()) {
+        ("GET", ["global", "instanceTemplates", name]) => get_template(w, name),
+        ("GET", [kind @ ("zones" | "regions"), loc, "instanceGroupManagers"]) => {
+            list_migs(w, &format!("{kind}/{loc}"), &filter, query)
+        }
+        (
+            _,
+            [
+                kind @ ("zones" | "regions"),
+                loc,
+                "instanceGroupManagers",
+                name,
+                verb @ ..,
+            ],
+        ) => {
+            let scope = format!("{kind}/{loc}");
+            let Some(idx) = w
+                .migs
+                .iter()
+                .position(|m| m.scope == scope && m.name == *name)
+            else {
+                return not_found(&format!(
+                    "projects/{}/{scope}/instanceGroupManagers/{name}",
+                    w.project
+                ));
+            };
+            mig_call(w, idx, method, verb, query, body, &scope)
+        }
+        ("GET", ["zones", zone, "instances"]) => list_instances(w, zone, &filter, query),
+        ("GET", [kind @ ("zones" | "regions"), loc, "operations", name]) => {
+            get_operation(w, kind, loc, name)
+        }
+        ("GET", ["zones", zone, "operations"]) => list_operations(w, zone, &filter, query),
+        _ => not_found(path),
+    }
+}
+
+fn get_template(w: &World, name: &str) -> Reply {
+    match w.templates.get(name) {
+        Some(t) => (200, t.clone()),
+        None => not_found(&format!(
+            "projects/{}/global/instanceTemplates/{name}",
+            w.project
+        )),
+    }
+}
+
+fn list_migs(w: &World, scope: &str, filter: &Filter, query: &Query) -> Reply {
+    let items: Vec<Value> = w
+        .migs
+        .iter()
+        .filter(|m| m.scope == scope)
+        .map(|m| mig_json(w, m))
+        .filter(|j| matches(j, filter))
+        .collect();
+    let kind = "compute#instanceGroupManagerList";
+    (200, page(items, query, w.page_size, "items", kind))
+}
+
+/// `instances.list` of a zone: every VM that exists (a VM still being created has no instance
+/// resource yet).
+fn list_instances(w: &World, zone: &str, filter: &Filter, query: &Query) -> Reply {
+    let items: Vec<Value> = w
+        .migs
+        .iter()
+        .flat_map(|m| m.vms.iter().map(move |v| (m, v)))
+        .filter(|(_, v)| v.zone == zone && !v.status.is_empty())
+        .map(|(m, v)| instance_json(w, m, v))
+        .filter(|j| matches(j, filter))
+        .collect();
+    let kind = "compute#instanceList";
+    (200, page(items, query, w.page_size, "items", kind))
+}
+
+fn get_operation(w: &mut World, kind: &str, loc: &str, name: &str) -> Reply {
+    let scope_url = format!(
+        "{}/compute/v1/projects/{}/{kind}/{loc}",
+        w.endpoint, w.project
+    );
+    let field = if kind == "zones" { "zone" } else { "region" };
+    match w.ops.get_mut(name) {
+        Some(op) if op[field] == json!(scope_url) => {
+            let out = op.clone();
+            // ASSUMPTION: a MIG operation "is marked DONE if the … request is successful" with
+            // no stated delay; the fake answers RUNNING and is DONE from the next read on, so a
+            // client that does not poll sees it unfinished.
+            if op["status"] != "DONE" {
+                op["status"] = json!("DONE");
+                op["progress"] = json!(100);
+                op["endTime"] = json!(now_rfc3339());
+            }
+            (200, out)
+        }
+        _ => not_found(&format!(
+            "projects/{}/{kind}/{loc}/operations/{name}",
+            w.project
+        )),
+    }
+}
+
+/// `zoneOperations.list`, oldest first.
+fn list_operations(w: &World, zone: &str, filter: &Filter, query: &Query) -> Reply {
+    let url = format!(
+        "{}/compute/v1/projects/{}/zones/{zone}",
+        w.endpoint, w.project
+    );
+    let mut items: Vec<Value> = w
+        .ops
+        .values()
+        .filter(|o| o["zone"] == json!(url))
+        .filter(|o| matches(o, filter))
+        .cloned()
+        .collect();
+    items.sort_by(|a, b| a["insertTime"].as_str().cmp(&b["insertTime"].as_str()));
+    let kind = "compute#operationList";
+    (200, page(items, query, w.page_size, "items", kind))
+}
+
+/// A method of MIG `idx` (`verb` empty: the MIG itself).
+fn mig_call(
+    w: &mut World,
+    idx: usize,
+    method: &str,
+    verb: &[&str],
+    query: &Query,
+    body: &[u8],
+    scope: &str,
+) -> Reply {
+    let body: Value = if body.is_empty() {
+        json!({})
+    } else {
+        match serde_json::from_slice(body) {
+            Ok(v) => v,
+            Err(e) => {
+                return google_error(
+                    400,
+                    "parseError",
+                    &format!("Invalid JSON payload received. {e}"),
+                );
+            }
+        }
+    };
+    let call = MigCall { idx, scope };
+    match (method, verb) {
+        ("GET", []) => (200, mig_json(w, &w.migs[idx])),
+        ("POST", ["listManagedInstances"]) => list_managed(w, idx, query),
+        ("POST", ["resize"]) => resize(w, &call, query),
+        ("PATCH", []) => patch(w, &call, &body),
+        ("POST", ["deleteInstances"]) => delete_instances(w, &call, &body),
+        (
+            "POST",
+            [
+                verb
+                @ ("startInstances" | "resumeInstances" | "stopInstances" | "suspendInstances"),
+            ],
+        ) => standby_verb(w, &call, verb, &body),
+        _ => google_error(404, "notFound", "Unknown method"),
+    }
+}
+
+/// The MIG a mutating call is about.
+struct MigCall<'s> {
+    idx: usize,
+    /// `zones/<zone>` or `regions/<region>`.
+    scope: &'s str,
+}
+
+impl MigCall<'_> {
+    /// The running operation a mutating call answers with (`error`: the operation fails).
+    fn op(&self, w: &mut World, verb: &str, error: Option<(String, String)>) -> Reply {
+        let target = format!(
+            "{}/compute/v1/projects/{}/{}/instanceGroupManagers/{}",
+            w.endpoint, w.project, self.scope, w.migs[self.idx].name
+        );
+        let op_type = format!("compute.instanceGroupManagers.{verb}");
+        let op = new_op(w, self.scope, &op_type, &target, "RUNNING", error);
+        (200, op)
+    }
+}
+
+fn list_managed(w: &World, idx: usize, query: &Query) -> Reply {
+    let items: Vec<Value> = w.migs[idx].vms.iter().map(|v| managed_json(w, v)).collect();
+    let mut j = page(items, query, w.page_size, "managedInstances", "");
+    if let Some(o) = j.as_object_mut() {
+        o.remove("kind");
+        o.remove("id");
+    }
+    (200, j)
+}
+
+/// `resize` sets `targetSize`; the operation "is marked DONE when the resize actions are
+/// scheduled even if the group has not yet added or deleted any instances"
+/// (instanceGroupManagers.resize): a stockout shows later, on the VMs.
+fn resize(w: &mut World, call: &MigCall<'_>, query: &Query) -> Reply {
+    let Some(size) = query
+        .get("size")
+        .and_then(|s| s.parse::<i64>().ok())
+        .filter(|s| *s >= 0)
+    else {
+        return google_error(400, "invalid", "Invalid value for field 'size'");
+    };
+    if let Some(err) = w.migs[call.idx].fail_next.take() {
+        return call.op(w, "resize", Some(err));
+    }
+    w.migs[call.idx].target_size = size;
+    reconcile(w, call.idx);
+    call.op(w, "resize", None)
+}
+
+/// `patch` (JSON merge) of the target sizes. "This number changes when you … manually change
+/// the targetStoppedSize using the update method" (InstanceGroupManager.targetStoppedSize;
+/// likewise targetSuspendedSize).
+fn patch(w: &mut World, call: &MigCall<'_>, body: &Value) -> Reply {
+    if let Some(err) = w.migs[call.idx].fail_next.take() {
+        return call.op(w, "patch", Some(err));
+    }
+    let m = &mut w.migs[call.idx];
+    for (field, slot) in [
+        ("targetSize", &mut m.target_size),
+        ("targetStoppedSize", &mut m.target_stopped_size),
+        ("targetSuspendedSize", &mut m.target_suspended_size),
+    ] {
+        if let Some(v) = body.get(field).and_then(Value::as_i64) {
+            *slot = v;
+        }
+    }
+    if m.target_size < 0 || m.target_stopped_size < 0 || m.target_suspended_size < 0 {
+        return google_error(400, "invalid", "Target sizes must not be negative");
+    }
+    reconcile(w, call.idx);
+    call.op(w, "patch", None)
+}
+
+/// The instance names (last URL segment) of a request body's `instances`.
+fn instance_names(body: &Value) -> Vec<String> {
+    body["instances"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|u| u.as_str())
+                .map(|u| u.rsplit('/').next().unwrap_or(u).to_owned())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn delete_instances(w: &mut World, call: &MigCall<'_>, body: &Value) -> Reply {
+    w.delete_bodies.push(body.clone());
+    let skip = body["skipInstancesOnValidationError"]
+        .as_bool()
+        .unwrap_or(false);
+    let names = instance_names(body);
+    let m = &mut w.migs[call.idx];
+    for n in &names {
+        match m
+            .vms
+            .iter_mut()
+            .find(|v| &v.name == n && v.action != "DELETING")
+        {
+            Some(vm) => {
+                // "reduces the targetSize … by the number of instances that you delete".
+                // ASSUMPTION (docs silent): a standby VM lowers its own standby target instead,
+                // since it is not counted in targetSize.
+                match vm.standby_kind() {
+                    Some("SUSPENDED") => m.target_suspended_size -= 1,
+                    Some(_) => m.target_stopped_size -= 1,
+                    None => m.target_size -= 1,
+                }
+                vm.action = "DELETING".into();
+                vm.park_as = None;
+            }
+            None if skip => {}
+            None => {
+                return google_error(
+                    400,
+                    "invalid",
+                    &format!("The instance '{n}' is not a member of the managed instance group"),
+                );
+            }
+        }
+    }
+    call.op(w, "deleteInstances", None)
+}
+
+/// `startInstances`, `resumeInstances`, `stopInstances` or `suspendInstances`.
+fn standby_verb(w: &mut World, call: &MigCall<'_>, verb: &str, body: &Value) -> Reply {
+    w.standby_calls.push((verb.to_owned(), body.clone()));
+    let names = instance_names(body);
+    if names.is_empty() || names.len() > 1000 {
+        return google_error(400, "invalid", "Between 1 and 1000 instances are required");
+    }
+    let m = &mut w.migs[call.idx];
+    // "You can only specify instances that are stopped" (startInstances; suspended for
+    // resumeInstances, running for stop/suspendInstances). ASSUMPTION: one VM in the wrong state
+    // fails the whole request with 400 before anything changes.
+    if let Some(n) = names
+        .iter()
+        .find(|n| !m.vms.iter().any(|v| &v.name == *n && accepts(verb, v)))
+    {
+        return google_error(
+            400,
+            "invalid",
+            &format!("Instance '{n}' cannot be used in {verb} in its current state"),
+        );
+    }
+    for vm in m.vms.iter_mut().filter(|v| names.contains(&v.name)) {
+        match verb {
+            "startInstances" => vm.action = "STARTING".into(),
+            "resumeInstances" => vm.action = "RESUMING".into(),
+            "stopInstances" => vm.park_as = Some("STOPPED".into()),
+            _ => vm.park_as = Some("SUSPENDED".into()),
+        }
+    }
+    // start/resume: "increases the targetSize and decreases the targetStoppedSize
+    // (targetSuspendedSize)"; stop/suspend: the reverse.
+    let k = names.len() as i64;
+    let standby = if matches!(verb, "startInstances" | "stopInstances") {
+        &mut m.target_stopped_size
+    } else {
+        &mut m.target_suspended_size
+    };
+    let into_running = if matches!(verb, "startInstances" | "resumeInstances") {
+        k
+    } else {
+        -k
+    };
+    *standby -= into_running;
+    m.target_size += into_running;
+    reconcile(w, call.idx);
+    call.op(w, verb, None)
+}
+
+/// Whether `verb` may name `vm`: stopped VMs for start, suspended for resume, running ones with
+/// nothing pending for stop/suspend.
+fn accepts(verb: &str, vm: &Vm) -> bool {
+    match verb {
+        "startInstances" => vm.parked("STOPPED"),
+        "resumeInstances" => vm.parked("SUSPENDED"),
+        _ => vm.is_active() && vm.status == "RUNNING" && vm.action == "NONE",
+    }
+}
