@@ -433,6 +433,43 @@ impl AwsProvider {
             .collect())
     }
 
+    /// The group's offerings (types × zones), each priced for the configured region: spot from
+    /// the live price, on-demand from [`crate::pricing::ondemand`]; a type no source prices is
+    /// offered with an unknown price, and a warning names it once.
+    fn priced_offerings(
+        &self,
+        types: &[InstanceType],
+        zones: &[Zone],
+        capacity: CapacityType,
+    ) -> Vec<gpupool_provider::Offering> {
+        let region = self.settings.region.as_str();
+        let offerings = {
+            let st = lock(&self.state);
+            discovery::offerings(types, zones, capacity, |t, z| {
+                let live = st
+                    .spot_prices
+                    .get(&(t.name.to_string(), z.to_string()))
+                    .copied();
+                let over = self.settings.price_overrides.get(&t.name).copied();
+                let live_od = st.live_ondemand.price(t.name.as_str());
+                let (od, _) = crate::pricing::ondemand(region, t.name.as_str(), over, live_od);
+                discovery::price(region, t.name.as_str(), capacity, od, live)
+            })
+        };
+        for o in offerings.iter().filter(|o| o.price_per_hour.is_unknown()) {
+            self.warn_once(
+                &format!("price:{}", o.instance_type.name),
+                &format!(
+                    "no {} price for {} in {region} (Price List API, shipped table and \
+                     price_overrides have none): offered with an unknown price, ranked last \
+                     and never launched under a cost cap (set aws.price_overrides)",
+                    o.capacity_type, o.instance_type.name
+                ),
+            );
+        }
+        offerings
+    }
+
     /// Live on-demand prices of `types` from the Price List API: fetched at the first
     /// discovery after start, then daily ([`crate::price_list::REFRESH`]). Never fails
     /// discovery: a failed or malformed fetch is a warning, and the shipped table (else an
@@ -640,31 +677,7 @@ impl AwsProvider {
             self.spot_prices(&type_names).await?;
         }
         self.refresh_ondemand(&types).await;
-        let region = self.settings.region.as_str();
-        let offerings = {
-            let st = lock(&self.state);
-            discovery::offerings(&types, &spec.zones, capacity, |t, z| {
-                let live = st
-                    .spot_prices
-                    .get(&(t.name.to_string(), z.to_string()))
-                    .copied();
-                let over = self.settings.price_overrides.get(&t.name).copied();
-                let live_od = st.live_ondemand.price(t.name.as_str());
-                let (od, _) = crate::pricing::ondemand(region, t.name.as_str(), over, live_od);
-                discovery::price(region, t.name.as_str(), capacity, od, live)
-            })
-        };
-        for o in offerings.iter().filter(|o| o.price_per_hour.is_unknown()) {
-            self.warn_once(
-                &format!("price:{}", o.instance_type.name),
-                &format!(
-                    "no {} price for {} in {region} (Price List API, shipped table and \
-                     price_overrides have none): offered with an unknown price, ranked last \
-                     and never launched under a cost cap (set aws.price_overrides)",
-                    o.capacity_type, o.instance_type.name
-                ),
-            );
-        }
+        let offerings = self.priced_offerings(&types, &spec.zones, capacity);
 
         let warm_pool = if spec.has_warm_pool {
             let (config, members) = self.warm_pool_instances(&spec.name).await?;
