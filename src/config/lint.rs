@@ -253,7 +253,8 @@ mod tests {
                 .collect::<Vec<_>>()
         };
         // (region, extra aws keys, warnings expected: (path prefix, text))
-        let cases: [(&str, &str, &[(&str, &str)]); 5] = [
+        type Case<'a> = (&'a str, &'a str, &'a [(&'a str, &'a str)]);
+        let cases: [Case<'_>; 5] = [
             ("us-east-1", "", &[]),
             // GovCloud West: g4dn.xlarge is in the table, g5.xlarge is not.
             (

@@ -395,6 +395,18 @@ pub fn content_key(s: &Status) -> String {
     serde_json::to_string(&s).unwrap_or_default()
 }
 
+fn is_zero(n: &u32) -> bool {
+    *n == 0
+}
+
+/// The cost column: the known sum, and how many nodes have no known price.
+fn cost_cell(p: &PoolStatus) -> String {
+    match p.unpriced_nodes {
+        0 => p.cost_per_hour.to_string(),
+        n => format!("{} + {n} unpriced", p.cost_per_hour),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -466,17 +478,5 @@ mod tests {
         let text = render(&st, s.taken_at);
         assert!(text.contains("llm") && text.contains("paused"), "{text}");
         assert!(text.contains("backoff: "), "{text}");
-    }
-}
-
-fn is_zero(n: &u32) -> bool {
-    *n == 0
-}
-
-/// The cost column: the known sum, and how many nodes have no known price.
-fn cost_cell(p: &PoolStatus) -> String {
-    match p.unpriced_nodes {
-        0 => p.cost_per_hour.to_string(),
-        n => format!("{} + {n} unpriced", p.cost_per_hour),
     }
 }

@@ -597,7 +597,8 @@ mod tests {
     #[test]
     fn unknown_priced_offering_is_the_last_choice() {
         // (cheap offering unpriced?, cap, spot share, picked group, or the refusal)
-        let cases: [(bool, Option<f64>, f64, Result<&str, &str>); 5] = [
+        type Case<'a> = (bool, Option<f64>, f64, Result<&'a str, &'a str>);
+        let cases: [Case<'_>; 5] = [
             (false, None, 0.0, Ok("cheap")),
             // Never the cheapest: the known, dearer offering wins.
             (true, None, 0.0, Ok("dear")),
