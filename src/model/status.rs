@@ -479,4 +479,44 @@ mod tests {
         assert!(text.contains("llm") && text.contains("paused"), "{text}");
         assert!(text.contains("backoff: "), "{text}");
     }
+
+    #[test]
+    fn unknown_prices_are_shown_not_summed_as_zero() {
+        use crate::model::CapacityType;
+        let s = snapshot()
+            .group(group("g", "llm").offering(
+                offering("g5.xlarge", CapacityType::OnDemand, "ap-east-2a", 1.0).unpriced(),
+            ))
+            .pending(gpu_pod(1).name("a"))
+            .build();
+        let h = History::default();
+        // (max_cost_per_hour, unpriced nodes planned, decision expected)
+        for (cap, unpriced, code) in [(None, 1, "pending_pods"), (Some(50.0), 0, "price_unknown")] {
+            let mut pool = pool_cfg("llm");
+            pool.limits.max_cost_per_hour = cap;
+            let cfg = config(vec![pool]);
+            let plan = crate::planner::plan(&s, &cfg, &h, s.taken_at);
+            let st = build(&StatusInput {
+                config: &cfg,
+                leader: true,
+                last_tick: Some(s.taken_at),
+                held: None,
+                planned: Some((&s, &h, &plan)),
+                shadow: None,
+            });
+            let p = &st.pools[0];
+            assert_eq!(p.unpriced_nodes, unpriced, "{cap:?}");
+            assert_eq!(
+                p.cost_per_hour,
+                Money::ZERO,
+                "unknown is not summed as a price"
+            );
+            assert!(
+                p.decisions.iter().any(|d| d.reason.code() == code),
+                "{cap:?}: {p:?}"
+            );
+            let text = render(&st, s.taken_at);
+            assert_eq!(text.contains("+ 1 unpriced"), unpriced == 1, "{text}");
+        }
+    }
 }
