@@ -71,6 +71,9 @@ pub const AWS_IAM_READ_ACTIONS: &[&str] = &[
     "ec2:DescribeInstances",
     "ec2:DescribeLaunchTemplateVersions",
     "ec2:DescribeSpotPriceHistory",
+    // Live on-demand prices per region (gpupool_aws::price_list); no resource-level
+    // permissions exist for it (Service Authorization Reference, AWS Price List).
+    "pricing:GetProducts",
     "sqs:GetQueueAttributes",
     "sqs:GetQueueUrl",
     "sqs:ReceiveMessage",

@@ -19,7 +19,7 @@ use gpupool::controller::{
 use gpupool::kube::{KubeCluster, LeaderElector};
 use gpupool::model::{
     Action, CapacityType, GpuInfo, Instance, InstanceId, InstanceType, LifecycleState, MigProfile,
-    Money, NodeGroup, NodeGroupId, Offering, Plan, PoolDemand, PoolName, ProviderEvent, Timestamp,
+    NodeGroup, NodeGroupId, Offering, Plan, PoolDemand, PoolName, ProviderEvent, Timestamp,
 };
 use gpupool_provider::{NodeGroupProvider, ProviderError};
 use serde_json::json;
@@ -84,7 +84,7 @@ impl MemCloud {
                 instance_type: p4d(),
                 capacity_type: CapacityType::OnDemand,
                 zone: "us-east-1a".into(),
-                price_per_hour: Money::from_dollars(32.77),
+                price_per_hour: gpupool_provider::Price::from_dollars(32.77),
                 interruption_risk_per_hour: 0.0,
                 available: true,
             }],

@@ -140,7 +140,8 @@ fn price_of(snap: &Snapshot, group: &str, itype: &str) -> Money {
                 .iter()
                 .find(|o| o.instance_type.name.as_str() == itype)
         })
-        .map_or(Money::ZERO, |o| o.price_per_hour)
+        .and_then(|o| o.price_per_hour.known())
+        .unwrap_or(Money::ZERO)
 }
 
 fn gpus_of(itype: &str) -> u32 {

@@ -304,7 +304,8 @@ async fn tick_loop(
             .as_ref()
             .err()
             .map(|e| gpupool::controller::error_chain(e));
-        let ok = report_tick(tick, publisher.as_ref(), now).await;
+        let groups = controller.last_planned().map(|p| &p.snapshot);
+        let ok = report_tick(tick, publisher.as_ref(), groups, now).await;
         if !ok {
             failed_ticks += 1;
         }
@@ -323,6 +324,7 @@ async fn tick_loop(
 async fn report_tick(
     tick: Result<gpupool::controller::TickReport, gpupool::controller::ControllerError>,
     publisher: Option<&CloudWatchPublisher>,
+    snapshot: Option<&gpupool::model::Snapshot>,
     now: Timestamp,
 ) -> bool {
     match tick {
@@ -333,7 +335,7 @@ async fn report_tick(
                 }
             }
             if let (Some(p), Some(plan)) = (publisher, report.plan()) {
-                p.publish(plan, now).await;
+                p.publish(plan, snapshot, now).await;
             }
             true
         }
@@ -345,17 +347,46 @@ async fn report_tick(
 }
 
 /// Publishes each tick's per-pool figures to CloudWatch (namespace `gpupool`, dimension
-/// `Pool`) for dashboards and alarms. They stop when gpupool stops, so they are no fallback;
-/// `DesiredNodes` is the heartbeat the Terraform module's `fallback_scaling` alarm checks.
-/// A failed publish is logged and never fails the tick.
+/// `Pool`) for dashboards and alarms, and the group-level gauges per group (dimension
+/// `AutoScalingGroupName`, [`gpupool::model::group_figures`], at most
+/// `MAX_GROUP_SERIES` groups). They stop when gpupool stops, so they are no fallback; a
+/// group's `DesiredNodes` is the heartbeat the Terraform module's `fallback_scaling` alarm
+/// checks. A failed publish is logged and never fails the tick.
 #[cfg(feature = "aws")]
 struct CloudWatchPublisher(gpupool_aws::AwsMetrics);
 
 #[cfg(feature = "aws")]
 impl CloudWatchPublisher {
-    async fn publish(&self, plan: &gpupool::model::Plan, now: Timestamp) {
+    async fn publish(
+        &self,
+        plan: &gpupool::model::Plan,
+        snapshot: Option<&gpupool::model::Snapshot>,
+        now: Timestamp,
+    ) {
         use gpupool_aws::{Datum, MetricUnit};
         let mut data = Vec::new();
+        // The snapshot the plan was made from (the controller keeps it with the plan); after a
+        // re-plan it is the last one, matching `plan`.
+        for g in snapshot
+            .map(|s| gpupool::model::group_figures::group_figures(s, plan))
+            .unwrap_or_default()
+        {
+            for (metric, v) in [
+                ("DesiredNodes", g.desired),
+                ("ReadyNodes", g.ready),
+                ("PendingNodes", g.pending),
+                ("WarmInstances", g.warm),
+            ] {
+                let v = f64::from(v);
+                data.push(Datum::for_group(
+                    metric,
+                    &g.group,
+                    v,
+                    MetricUnit::Count,
+                    now,
+                ));
+            }
+        }
         for s in &plan.pools {
             let mut put = |metric: &str, value: f64, unit: MetricUnit| {
                 data.push(Datum {
@@ -409,7 +440,13 @@ struct CloudWatchPublisher;
 
 #[cfg(not(feature = "aws"))]
 impl CloudWatchPublisher {
-    async fn publish(&self, _: &gpupool::model::Plan, _: Timestamp) {}
+    async fn publish(
+        &self,
+        _: &gpupool::model::Plan,
+        _: Option<&gpupool::model::Snapshot>,
+        _: Timestamp,
+    ) {
+    }
 }
 
 #[cfg(not(feature = "aws"))]
@@ -606,6 +643,12 @@ fn aws_settings(
     s.endpoint_url = a.endpoint_url.clone();
     s.interruption_queue_url = a.interruption_queue_url.clone();
     s.api_timeout = a.api_timeout;
+    s.price_list_api = a.price_list_api;
+    s.price_overrides = a
+        .price_overrides
+        .iter()
+        .map(|(t, p)| (t.as_str().into(), *p))
+        .collect();
     // The launch hook is completed only once an instance's cache tag is the pool's version.
     s.model_caches = config
         .pools

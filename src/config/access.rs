@@ -321,7 +321,7 @@ mod tests {
 #[cfg(test)]
 mod pricing_tests {
     use crate::config::{Config, PricingConfig};
-    use crate::model::{CapacityType, Money, Timestamp};
+    use crate::model::{CapacityType, Timestamp};
 
     #[test]
     fn discount_applies_to_on_demand_only_and_is_validated() {
@@ -341,7 +341,7 @@ mod pricing_tests {
             ))
             .into();
         let mut groups = vec![g];
-        let before: Vec<(CapacityType, Money)> = groups[0]
+        let before: Vec<(CapacityType, gpupool_provider::Price)> = groups[0]
             .offerings
             .iter()
             .map(|o| (o.capacity_type, o.price_per_hour))
@@ -391,5 +391,9 @@ mod pricing_tests {
         assert_eq!(w.len(), 1);
         assert_eq!(w[0].path, "aws.region");
         assert!(w[0].message.contains("in eu-west-1"));
+        assert!(
+            cfg("us-gov-west-1").is_empty(),
+            "GovCloud West has a shipped table"
+        );
     }
 }

@@ -5,7 +5,10 @@
 //! - PromQL that does not parse, checked with the `promql-parser` crate (GreptimeTeam, a port
 //!   of Prometheus's own yacc grammar). A warning, not an error: the server may speak a dialect
 //!   or a newer PromQL than the parser (VictoriaMetrics' MetricsQL, experimental functions), and
-//!   the server is the judge; a query it refuses makes the signal stale at run time anyway.
+//!   the server is the judge; a query it refuses makes the signal stale at run time anyway;
+//! - AWS instance types with no shipped on-demand price in the configured region: their price
+//!   comes from the Price List API at run time, and is an explicit unknown when that cannot be
+//!   reached (ranked last, never launched under `max_cost_per_hour`).
 
 use super::validate::Issue;
 use super::{Config, SignalSource};
@@ -113,6 +116,85 @@ pub(super) fn promql(cfg: &Config) -> Vec<Issue> {
         .collect()
 }
 
+/// The AWS provider's shipped on-demand tables (`providers/aws/data`, provenance in its
+/// README): compiled in here too so a build without the `aws` feature checks the same figures.
+const AWS_ONDEMAND_US_EAST_1: &str =
+    include_str!("../../providers/aws/data/ondemand_prices_us_east_1.csv");
+const AWS_ONDEMAND_REGIONAL: &str =
+    include_str!("../../providers/aws/data/ondemand_prices_regional.csv");
+
+/// Whether the shipped tables have an on-demand price for `instance_type` in `region`, and
+/// the regions they cover.
+fn aws_table() -> (std::collections::BTreeSet<(String, String)>, Vec<String>) {
+    let mut priced = std::collections::BTreeSet::new();
+    for l in AWS_ONDEMAND_US_EAST_1.lines().skip(1) {
+        if let Some((t, _)) = l.split_once(',') {
+            priced.insert(("us-east-1".to_owned(), t.trim().to_owned()));
+        }
+    }
+    for l in AWS_ONDEMAND_REGIONAL.lines().skip(1) {
+        let mut f = l.split(',');
+        if let (Some(r), Some(t)) = (f.next(), f.next()) {
+            priced.insert((r.trim().to_owned(), t.trim().to_owned()));
+        }
+    }
+    let mut regions: Vec<String> = priced.iter().map(|(r, _)| r.clone()).collect();
+    regions.dedup();
+    (priced, regions)
+}
+
+/// AWS on-demand prices the shipped tables lack for the configured region: one warning per
+/// instance type a pool names (`requirements.instance_types`) that has neither a table price
+/// there nor an `aws.price_overrides` entry; and, when the region has no table at all, one
+/// for the region (the groups' types are only known at run time).
+pub(super) fn aws_prices(cfg: &Config) -> Vec<Issue> {
+    let Some(aws) = cfg
+        .aws
+        .as_ref()
+        .filter(|_| cfg.provider == super::ProviderKind::Aws)
+    else {
+        return Vec::new();
+    };
+    let region = aws.region.as_str();
+    let (priced, regions) = aws_table();
+    let fallback = if aws.price_list_api {
+        "gpupool uses the AWS Price List API's live price; if that cannot be reached"
+    } else {
+        "aws.price_list_api is off, so"
+    };
+    let consequence = "the price is unknown: ranked last, never launched under \
+                       limits.max_cost_per_hour, left out of estimated costs";
+    let mut out = Vec::new();
+    if !regions.iter().any(|r| r == region) {
+        out.push(Issue {
+            path: "aws.region".into(),
+            message: format!(
+                "gpupool ships on-demand prices for {} only: in {region} {fallback} {consequence} \
+                 (set aws.price_overrides to pin prices)",
+                regions.join(", ")
+            ),
+        });
+    }
+    let mut seen = std::collections::BTreeSet::new();
+    for (i, p) in cfg.pools.iter().enumerate() {
+        for (j, t) in p.requirements.instance_types.iter().enumerate() {
+            let known = priced.contains(&(region.to_owned(), t.clone()))
+                || aws.price_overrides.contains_key(t);
+            if known || !seen.insert(t.clone()) {
+                continue;
+            }
+            out.push(Issue {
+                path: format!("pools[{i}].requirements.instance_types[{j}]"),
+                message: format!(
+                    "no shipped on-demand price for {t} in {region}: {fallback} {consequence} \
+                     (set aws.price_overrides.{t})"
+                ),
+            });
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -156,6 +238,79 @@ mod tests {
             "x{job=a}",
         ] {
             assert!(promql_mistake(bad).is_some(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn aws_types_without_a_price_in_the_region_are_named() {
+        let cfg = |region: &str, extra: &str| {
+            let c = Config::load(&format!(
+                "provider: aws\nmode: vm-only\naws: {{ region: {region}{extra} }}\npools:\n  - name: a\n    requirements: {{ instance_types: [g5.xlarge, g4dn.xlarge] }}\n    limits: {{ min_nodes: 1 }}\n"
+            ))
+            .unwrap();
+            aws_prices(&c)
+                .into_iter()
+                .map(|i| format!("{}: {}", i.path, i.message))
+                .collect::<Vec<_>>()
+        };
+        // (region, extra aws keys, warnings expected: (path prefix, text))
+        type Case<'a> = (&'a str, &'a str, &'a [(&'a str, &'a str)]);
+        let cases: [Case<'_>; 5] = [
+            ("us-east-1", "", &[]),
+            // GovCloud West: g4dn.xlarge is in the table, g5.xlarge is not.
+            (
+                "us-gov-west-1",
+                "",
+                &[(
+                    "pools[0].requirements.instance_types[0]",
+                    "g5.xlarge in us-gov-west-1",
+                )],
+            ),
+            (
+                "eu-west-1",
+                "",
+                &[
+                    (
+                        "aws.region",
+                        "in eu-west-1 gpupool uses the AWS Price List API",
+                    ),
+                    (
+                        "pools[0].requirements.instance_types[0]",
+                        "g5.xlarge in eu-west-1",
+                    ),
+                    (
+                        "pools[0].requirements.instance_types[1]",
+                        "g4dn.xlarge in eu-west-1",
+                    ),
+                ],
+            ),
+            (
+                "eu-west-1",
+                ", price_overrides: { g5.xlarge: 1.1, g4dn.xlarge: 0.6 }",
+                &[("aws.region", "in eu-west-1")],
+            ),
+            (
+                "eu-west-1",
+                ", price_list_api: false, price_overrides: { g5.xlarge: 1.1 }",
+                &[
+                    ("aws.region", "aws.price_list_api is off"),
+                    (
+                        "pools[0].requirements.instance_types[1]",
+                        "g4dn.xlarge in eu-west-1",
+                    ),
+                ],
+            ),
+        ];
+        for (region, extra, want) in cases {
+            let got = cfg(region, extra);
+            assert_eq!(got.len(), want.len(), "{region}{extra}: {got:#?}");
+            for (g, (path, text)) in got.iter().zip(want) {
+                assert!(
+                    g.starts_with(path) && g.contains(text),
+                    "{g} should name {text}"
+                );
+                assert!(g.contains("unknown"), "{g}");
+            }
         }
     }
 }

@@ -121,6 +121,14 @@ pub struct AwsConfig {
         default = "d_api_timeout"
     )]
     pub api_timeout: Duration,
+    /// Ask the AWS Price List API (`pricing:GetProducts`) for live on-demand prices in
+    /// `region`, daily; off: the shipped tables only (isolated VPCs).
+    #[serde(default = "d_true")]
+    pub price_list_api: bool,
+    /// On-demand dollars per hour by instance type, over every other source: for types no
+    /// source prices in `region` (their price is otherwise unknown) or negotiated prices.
+    #[serde(default)]
+    pub price_overrides: std::collections::BTreeMap<String, f64>,
 }
 
 fn d_api_timeout() -> Duration {
@@ -1145,30 +1153,11 @@ impl Config {
     pub fn warnings(&self, now: crate::model::Timestamp) -> Vec<Issue> {
         let mut out = lint::cron_windows(self, now);
         out.extend(lint::promql(self));
-        if let Some(w) = self.aws_price_region_warning() {
-            out.push(w);
-        }
+        out.extend(lint::aws_prices(self));
         for (path, access) in self.prometheus_endpoints() {
             out.extend(access::warnings(&path, access));
         }
         out
-    }
-
-    /// The AWS provider ships on-demand prices for us-east-1 only
-    /// (`providers/aws/data/ondemand_prices_us_east_1.csv`, from Karpenter's generated table);
-    /// elsewhere its on-demand prices, and every cost figure built on them, are us-east-1
-    /// estimates. Say so instead of letting the numbers pass for the region's.
-    fn aws_price_region_warning(&self) -> Option<Issue> {
-        const PRICED_REGIONS: &[&str] = &["us-east-1"];
-        let region = self.aws.as_ref()?.region.as_str();
-        (self.provider == ProviderKind::Aws && !PRICED_REGIONS.contains(&region)).then(|| Issue {
-            path: "aws.region".into(),
-            message: format!(
-                "gpupool ships on-demand prices for us-east-1 only: in {region} on-demand prices, \
-                 estimated costs and limits.max_cost_per_hour use us-east-1 list prices as an \
-                 estimate (other regions mostly cost more); spot prices are read live"
-            ),
-        })
     }
 
     /// Every Prometheus endpoint the config queries, with its config path

@@ -101,6 +101,8 @@ pub struct Metrics {
     pub pool_wanted_replicas: Family<PoolLabels, Gauge>,
     pub pool_forecast_replicas: Family<PoolLabels, Gauge>,
     pub estimated_cost_per_hour: Family<PoolLabels, FGauge>,
+    /// Nodes whose price is unknown in their region (not in `estimated_cost_per_hour`).
+    pub pool_unpriced_nodes: Family<PoolLabels, Gauge>,
     /// With an `slo`: standing headroom held (replicas), by kind.
     pub pool_headroom_replicas: Family<HeadroomLabels, Gauge>,
     /// With an `slo`: the measured attainment (absent while unknown).
@@ -140,6 +142,7 @@ impl Default for Metrics {
             pool_wanted_replicas: Family::default(),
             pool_forecast_replicas: Family::default(),
             estimated_cost_per_hour: Family::default(),
+            pool_unpriced_nodes: Family::default(),
             pool_headroom_replicas: Family::default(),
             pool_slo_attainment: Family::default(),
             signal_value: Family::default(),
@@ -217,6 +220,11 @@ impl Metrics {
             "estimated_cost_per_hour",
             "Estimated running cost of the pool in dollars per hour",
             self.estimated_cost_per_hour.clone(),
+        );
+        r.register(
+            "pool_unpriced_nodes",
+            "Nodes of the pool (running and planned) whose hourly price is unknown in their region; not counted in estimated_cost_per_hour",
+            self.pool_unpriced_nodes.clone(),
         );
         self.register_controller(r);
         self.register_build_and_process(registry);
@@ -337,6 +345,7 @@ impl Metrics {
         self.pool_wanted_replicas.clear();
         self.pool_forecast_replicas.clear();
         self.estimated_cost_per_hour.clear();
+        self.pool_unpriced_nodes.clear();
         self.pool_headroom_replicas.clear();
         self.pool_slo_attainment.clear();
         self.signal_value.clear();
@@ -622,6 +631,7 @@ mod tests {
             &m.pool_wanted_replicas,
             &m.pool_forecast_replicas,
             &m.drains_in_progress,
+            &m.pool_unpriced_nodes,
         ] {
             drop(f.get_or_create(&PoolLabels::default()));
         }

@@ -1252,6 +1252,10 @@ impl Controller {
                 .estimated_cost_per_hour
                 .get_or_create(&l)
                 .set(s.cost_per_hour.dollars());
+            self.metrics
+                .pool_unpriced_nodes
+                .get_or_create(&l)
+                .set(i64::from(s.unpriced_nodes));
             self.report_headroom(s);
             let draining = self.drains.values().filter(|d| d.pool == s.pool).count();
             self.metrics

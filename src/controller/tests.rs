@@ -234,7 +234,7 @@ fn offering(t: &str, ct: CapacityType) -> Offering {
         },
         capacity_type: ct,
         zone: Zone::from("us-east-1a"),
-        price_per_hour: Money::from_dollars(1.0),
+        price_per_hour: crate::model::Price::from_dollars(1.0),
         interruption_risk_per_hour: 0.0,
         available: true,
     }
@@ -685,7 +685,7 @@ fn a_late_stockout_is_taken_back_and_falls_back_in_one_tick() {
         let mut w = world(&p);
         let mut a = spot.clone();
         a.desired = 0;
-        a.offerings[0].price_per_hour = Money::from_dollars(0.4);
+        a.offerings[0].price_per_hour = crate::model::Price::from_dollars(0.4);
         let mut b = group("b", CapacityType::OnDemand);
         b.desired = 0;
         w.groups.push(a);

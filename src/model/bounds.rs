@@ -109,7 +109,7 @@ fn check_group(at: &str, g: &NodeGroup) -> Result {
             format!("{p}.interruption_risk_per_hour"),
             o.interruption_risk_per_hour,
         )?;
-        if o.price_per_hour.micros() < 0 {
+        if o.price_per_hour.known().is_some_and(|m| m.micros() < 0) {
             return Err(fail(format!("{p}.price_per_hour"), "is negative"));
         }
         count(

@@ -3,6 +3,7 @@
 //! here so the rest of the core has one place to import from.
 
 pub mod bounds;
+pub mod group_figures;
 mod plan;
 mod pod;
 pub mod shadow;
@@ -13,8 +14,8 @@ pub mod status;
 pub use gpupool_provider::{
     CapacityType, GpuInfo, Instance, InstanceId, InstanceType, InstanceTypeName, LaunchFailure,
     LifecycleState, MigProfile, Money, NodeGroup, NodeGroupId, Offering, OfferingKey, PoolName,
-    ProviderEvent, ProviderEventKind, Taint, TaintEffect, Timestamp, UnfulfilledLaunch, WarmPool,
-    Zone,
+    Price, ProviderEvent, ProviderEventKind, Taint, TaintEffect, Timestamp, UnfulfilledLaunch,
+    WarmPool, Zone,
 };
 pub use plan::*;
 pub use pod::*;

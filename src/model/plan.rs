@@ -412,6 +412,18 @@ pub enum Reason {
         price: Money,
         max: Money,
     },
+    /// The offering has no known price in its region and a price or cost cap applies: it
+    /// cannot be shown to stay under the cap, so it is not launched (unknown is not zero).
+    PriceUnknown {
+        offering: OfferingKey,
+        max_per_hour: Money,
+    },
+    /// Nodes of the pool have no known price and `max_cost_per_hour` is set: the pool's cost
+    /// cannot be shown to stay under the cap, so nothing more is launched.
+    CostUnknown {
+        unpriced_nodes: u32,
+        max_per_hour: Money,
+    },
     BudgetExhausted {
         at_once: u32,
         /// `None`: no per-window limit.
@@ -552,6 +564,8 @@ impl Reason {
             OfferingInBackoff { .. } => "offering_in_backoff",
             OfferingUnavailable { .. } => "offering_unavailable",
             AboveMaxPrice { .. } => "above_max_price",
+            PriceUnknown { .. } => "price_unknown",
+            CostUnknown { .. } => "cost_unknown",
             BudgetExhausted { .. } => "budget_exhausted",
             DataStale { .. } => "data_stale",
             UnneededTooShort { .. } => "unneeded_too_short",
@@ -615,6 +629,8 @@ impl fmt::Display for Reason {
             | OfferingInBackoff { .. }
             | OfferingUnavailable { .. }
             | AboveMaxPrice { .. }
+            | PriceUnknown { .. }
+            | CostUnknown { .. }
             | NoOfferingFits { .. }
             | NotInAnyPool
             | ActivityInProgress { .. }
@@ -782,6 +798,22 @@ impl Reason {
                     "offering {offering} costs {price}/h, above max price {max}/h"
                 )
             }
+            PriceUnknown {
+                offering,
+                max_per_hour,
+            } => write!(
+                f,
+                "offering {offering} has no known price in its region, so it cannot be shown \
+                 to stay under the cap of {max_per_hour}/h (set a price override)"
+            ),
+            CostUnknown {
+                unpriced_nodes,
+                max_per_hour,
+            } => write!(
+                f,
+                "{unpriced_nodes} node(s) of the pool have no known price, so its cost cannot \
+                 be shown to stay under its maximum of {max_per_hour}/h"
+            ),
             NoOfferingFits { constraint } => write!(f, "no offering fits: {constraint}"),
             NotInAnyPool => write!(f, "pod matches no configured pool"),
             ActivityInProgress { group } => {
@@ -913,7 +945,12 @@ pub struct PoolSummary {
     /// or has no forecast yet).
     #[serde(default)]
     pub forecast_replicas: Option<u32>,
+    /// Sum of the known hourly prices of the pool's nodes after this plan.
     pub cost_per_hour: Money,
+    /// Nodes whose price is unknown in their region: not in `cost_per_hour` (unknown is not
+    /// zero), shown beside it.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub unpriced_nodes: u32,
     /// With an `slo`: spare running replicas held above demand, and why.
     #[serde(default)]
     pub headroom_running: Option<super::HeadroomExplain>,
@@ -923,4 +960,8 @@ pub struct PoolSummary {
     /// With an `slo`: the attainment measured (None: unknown).
     #[serde(default)]
     pub slo_attainment: Option<f64>,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }

@@ -120,7 +120,9 @@ pub fn live_cost(snapshot: &Snapshot, pool: &PoolName) -> Money {
                         && o.capacity_type == i.capacity_type
                         && o.zone == i.zone
                 })
-                .map(|o| o.price_per_hour)
+                // The known prices only: an unpriced instance is left out, not counted as $0
+                // (the plan's summary counts it in `unpriced_nodes`).
+                .and_then(|o| o.price_per_hour.known())
         })
         .sum()
 }

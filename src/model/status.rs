@@ -58,7 +58,11 @@ pub struct PoolStatus {
     pub desired_nodes: u32,
     pub warm_instances: u32,
     pub headroom_replicas: u32,
+    /// Sum of the known prices; nodes of unknown price are in `unpriced_nodes` instead.
     pub cost_per_hour: Money,
+    /// Nodes whose price is unknown in their region (unknown is not zero).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub unpriced_nodes: u32,
     /// Offerings still backing off at the plan's time.
     pub backoffs: Vec<OfferingBackoff>,
     pub actions: Vec<Action>,
@@ -139,6 +143,7 @@ fn pool_status(input: &StatusInput<'_>, p: &crate::config::PoolConfig) -> PoolSt
         warm_instances: 0,
         headroom_replicas: p.disruption.headroom_replicas,
         cost_per_hour: Money::ZERO,
+        unpriced_nodes: 0,
         backoffs: Vec::new(),
         actions: Vec::new(),
         decisions: Vec::new(),
@@ -157,6 +162,7 @@ fn pool_status(input: &StatusInput<'_>, p: &crate::config::PoolConfig) -> PoolSt
         st.desired_nodes = s.desired_nodes;
         st.warm_instances = s.warm_instances;
         st.cost_per_hour = s.cost_per_hour;
+        st.unpriced_nodes = s.unpriced_nodes;
     }
     st.backoffs = backoffs_of(snapshot, history, &p.name);
     st.actions = plan
@@ -293,7 +299,7 @@ pub fn render(s: &Status, now: Timestamp) -> String {
             p.pending_pods,
             p.wanted_replicas.map_or("-".to_owned(), |w| w.to_string()),
             p.warm_instances,
-            p.cost_per_hour.to_string(),
+            cost_cell(p),
         );
     }
     for p in &s.pools {
@@ -389,6 +395,18 @@ pub fn content_key(s: &Status) -> String {
     serde_json::to_string(&s).unwrap_or_default()
 }
 
+fn is_zero(n: &u32) -> bool {
+    *n == 0
+}
+
+/// The cost column: the known sum, and how many nodes have no known price.
+fn cost_cell(p: &PoolStatus) -> String {
+    match p.unpriced_nodes {
+        0 => p.cost_per_hour.to_string(),
+        n => format!("{} + {n} unpriced", p.cost_per_hour),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -460,5 +478,45 @@ mod tests {
         let text = render(&st, s.taken_at);
         assert!(text.contains("llm") && text.contains("paused"), "{text}");
         assert!(text.contains("backoff: "), "{text}");
+    }
+
+    #[test]
+    fn unknown_prices_are_shown_not_summed_as_zero() {
+        use crate::model::CapacityType;
+        let s = snapshot()
+            .group(group("g", "llm").offering(
+                offering("g5.xlarge", CapacityType::OnDemand, "ap-east-2a", 1.0).unpriced(),
+            ))
+            .pending(gpu_pod(1).name("a"))
+            .build();
+        let h = History::default();
+        // (max_cost_per_hour, unpriced nodes planned, decision expected)
+        for (cap, unpriced, code) in [(None, 1, "pending_pods"), (Some(50.0), 0, "price_unknown")] {
+            let mut pool = pool_cfg("llm");
+            pool.limits.max_cost_per_hour = cap.map(crate::model::Money::from_dollars);
+            let cfg = config(vec![pool]);
+            let plan = crate::planner::plan(&s, &cfg, &h, s.taken_at);
+            let st = build(&StatusInput {
+                config: &cfg,
+                leader: true,
+                last_tick: Some(s.taken_at),
+                held: None,
+                planned: Some((&s, &h, &plan)),
+                shadow: None,
+            });
+            let p = &st.pools[0];
+            assert_eq!(p.unpriced_nodes, unpriced, "{cap:?}");
+            assert_eq!(
+                p.cost_per_hour,
+                Money::ZERO,
+                "unknown is not summed as a price"
+            );
+            assert!(
+                p.decisions.iter().any(|d| d.reason.code() == code),
+                "{cap:?}: {p:?}"
+            );
+            let text = render(&st, s.taken_at);
+            assert_eq!(text.contains("+ 1 unpriced"), unpriced == 1, "{text}");
+        }
     }
 }

@@ -14,19 +14,73 @@
 
 use super::eligible::Template;
 use crate::config::PoolConfig;
-use crate::model::{CapacityType, History, Money, Offering, OfferingKey, Reason};
+use crate::model::{CapacityType, History, Money, Offering, OfferingKey, Price, Reason};
 
-/// Price × (1 + (risk + learned risk) × penalty hours).
+/// Price × (1 + (risk + learned risk) × penalty hours); unknown stays unknown.
 pub(crate) fn effective_price(
     pool: &PoolConfig,
     o: &Offering,
     key: &OfferingKey,
     history: &History,
-) -> Money {
+) -> Price {
     let boost = history.risk_boost.get(key).copied().unwrap_or(0.0);
     let risk = (o.interruption_risk_per_hour + boost).max(0.0);
     o.price_per_hour
         .scale(1.0 + risk * pool.capacity.interruption_penalty_hours)
+}
+
+/// Hourly cost of a set of nodes: the sum of the prices that are known, and how many nodes
+/// have none. Unknown is not zero: an unpriced node is counted apart, never as $0.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Cost {
+    pub known: Money,
+    pub unpriced: u32,
+}
+
+impl Cost {
+    pub fn add(&mut self, p: Price) {
+        match p {
+            Price::Known(m) => self.known += m,
+            Price::Unknown => self.unpriced += 1,
+        }
+    }
+}
+
+impl From<Money> for Cost {
+    fn from(known: Money) -> Self {
+        Cost { known, unpriced: 0 }
+    }
+}
+
+/// Whether one more node at `price` keeps the pool under `max_cost_per_hour`, counting
+/// unknown prices conservatively: an unknown price cannot be shown to fit under any cap, so
+/// under a cap an unknown-priced offering is refused (`PriceUnknown`) and a pool that already
+/// runs unpriced nodes launches nothing more (`CostUnknown`) until a price is known (the Pricing
+/// API, the regional table, or a price override). Without a cap nothing is refused here.
+pub(crate) fn cost_cap_block(
+    max_per_hour: Option<Money>,
+    so_far: Cost,
+    price: Price,
+    offering: &OfferingKey,
+) -> Option<Reason> {
+    let max = max_per_hour?;
+    let Price::Known(p) = price else {
+        return Some(Reason::PriceUnknown {
+            offering: offering.clone(),
+            max_per_hour: max,
+        });
+    };
+    if so_far.unpriced > 0 {
+        return Some(Reason::CostUnknown {
+            unpriced_nodes: so_far.unpriced,
+            max_per_hour: max,
+        });
+    }
+    let would_be = so_far.known + p;
+    (would_be > max).then_some(Reason::AtMaxCost {
+        max_per_hour: max,
+        would_be,
+    })
 }
 
 /// On-demand nodes wanted when the pool has `total` nodes.
@@ -76,10 +130,10 @@ pub(crate) struct Chooser<'t, 'a> {
     tpls: &'t [Template<'a>],
     pub live_nodes: u32,
     pub live_on_demand: u32,
-    pub live_cost: Money,
+    pub live_cost: Cost,
     pub new_nodes: u32,
     pub new_on_demand: u32,
-    pub new_cost: Money,
+    pub new_cost: Cost,
     group_room: Vec<u32>,
     group_busy: Vec<bool>,
     warm_left: Vec<u32>,
@@ -95,8 +149,9 @@ impl<'t, 'a> Chooser<'t, 'a> {
         groups: &[&crate::model::NodeGroup],
         live_nodes: u32,
         live_on_demand: u32,
-        live_cost: Money,
+        live_cost: impl Into<Cost>,
     ) -> Self {
+        let live_cost = live_cost.into();
         let mut warm_tpl = vec![None; groups.len()];
         for (gi, g) in groups.iter().enumerate() {
             // First usable offering in the group's own order: warm instances were launched
@@ -114,7 +169,7 @@ impl<'t, 'a> Chooser<'t, 'a> {
             live_cost,
             new_nodes: 0,
             new_on_demand: 0,
-            new_cost: Money::ZERO,
+            new_cost: Cost::default(),
             group_room: groups
                 .iter()
                 .map(|g| g.max_size.saturating_sub(g.desired))
@@ -152,13 +207,12 @@ impl<'t, 'a> Chooser<'t, 'a> {
         None
     }
 
-    fn cost_limit(&self, price: Money) -> Option<Reason> {
-        let max = self.pool.limits.max_cost_per_hour?;
-        let would_be = self.live_cost + self.new_cost + price;
-        (would_be > max).then_some(Reason::AtMaxCost {
-            max_per_hour: max,
-            would_be,
-        })
+    fn cost_limit(&self, t: &Template<'_>) -> Option<Reason> {
+        let so_far = Cost {
+            known: self.live_cost.known + self.new_cost.known,
+            unpriced: self.live_cost.unpriced + self.new_cost.unpriced,
+        };
+        cost_cap_block(self.pool.limits.max_cost_per_hour, so_far, t.price, &t.key)
     }
 
     fn group_block(&self, t: &Template<'_>) -> Option<Reason> {
@@ -177,11 +231,17 @@ impl<'t, 'a> Chooser<'t, 'a> {
     }
 
     /// Is `a` (holding `na` units) cheaper per unit than `b` (holding `nb`)? Integer
-    /// cross-multiplication, so the choice never depends on float rounding.
+    /// cross-multiplication, so the choice never depends on float rounding. An unknown price
+    /// is never cheaper than a known one.
     fn cheaper(&self, a: usize, na: u32, b: usize, nb: u32) -> bool {
-        let ca = i128::from(self.tpls[a].eff_price.micros()) * i128::from(nb);
-        let cb = i128::from(self.tpls[b].eff_price.micros()) * i128::from(na);
-        // Templates are sorted by (price, key, group): on a tie the lower index wins.
+        let (pa, pb) = (self.tpls[a].eff_price, self.tpls[b].eff_price);
+        let (Price::Known(pa), Price::Known(pb)) = (pa, pb) else {
+            // Templates are sorted by (price, key, group), unknown last: on a tie the lower
+            // index wins.
+            return pa < pb || (pa == pb && a < b);
+        };
+        let ca = i128::from(pa.micros()) * i128::from(nb);
+        let cb = i128::from(pb.micros()) * i128::from(na);
         ca < cb || (ca == cb && a < b)
     }
 
@@ -219,7 +279,7 @@ impl<'t, 'a> Chooser<'t, 'a> {
             }
             // Over the cost cap: skip it like a full group, so a cheaper offering (or the
             // fallback capacity type) is used rather than nothing.
-            if let Some(r) = self.cost_limit(t.price) {
+            if let Some(r) = self.cost_limit(t) {
                 cost_reason.get_or_insert(r);
                 continue;
             }
@@ -251,10 +311,13 @@ impl<'t, 'a> Chooser<'t, 'a> {
                 .copied()
                 .filter(move |c| *c != pref),
         );
-        for ct in order {
-            let Some((i, _)) = best[ct_index(ct)] else {
-                continue;
-            };
+        // The best of each allowed capacity type in preference order; an unknown-priced one
+        // is the last choice, after a known-priced one of any allowed type (`min_by_key`
+        // keeps the first of equals, so the preference order holds among the known).
+        let pick = order
+            .filter_map(|ct| best[ct_index(ct)].map(|(i, _)| (ct, i)))
+            .min_by_key(|&(_, i)| self.tpls[i].eff_price.is_unknown());
+        if let Some((ct, i)) = pick {
             let fallback =
                 (ct != pref)
                     .then(|| fallback_from(pref))
@@ -288,7 +351,7 @@ impl<'t, 'a> Chooser<'t, 'a> {
         let t = &self.tpls[tpl];
         self.pool_limit()
             .or_else(|| self.group_block(t))
-            .or_else(|| self.cost_limit(t.price))
+            .or_else(|| self.cost_limit(t))
     }
 
     /// Record one new node.
@@ -298,7 +361,7 @@ impl<'t, 'a> Chooser<'t, 'a> {
         if t.capacity_type() == CapacityType::OnDemand {
             self.new_on_demand += 1;
         }
-        self.new_cost += t.price;
+        self.new_cost.add(t.price);
         self.group_room[t.group] = self.group_room[t.group].saturating_sub(1);
         if warm {
             self.warm_left[t.group] = self.warm_left[t.group].saturating_sub(1);
@@ -374,12 +437,12 @@ mod tests {
         let mut h = History::default();
         assert_eq!(
             effective_price(&pool, &o, &o.key(), &h),
-            Money::from_dollars(1.2)
+            Price::from_dollars(1.2)
         );
         h.record_interruption(&o.key());
         assert_eq!(
             effective_price(&pool, &o, &o.key(), &h),
-            Money::from_dollars(1.3)
+            Price::from_dollars(1.3)
         );
     }
 
@@ -473,5 +536,107 @@ mod tests {
             panic!()
         };
         assert_eq!(r.code(), "group_at_max_size");
+    }
+
+    #[test]
+    fn cost_cap_counts_unknown_prices_conservatively() {
+        let key = offering("g6.xlarge", CapacityType::OnDemand, "ap-east-2a", 1.0).key();
+        let d = Money::from_dollars;
+        let cost = |known: f64, unpriced: u32| Cost {
+            known: d(known),
+            unpriced,
+        };
+        // (cap, cost so far, next node's price, refusal expected)
+        let cases = [
+            (None, cost(0.0, 0), Price::Unknown, None),
+            (None, cost(5.0, 3), Price::from_dollars(1.0), None),
+            (
+                Some(10.0),
+                cost(0.0, 0),
+                Price::Unknown,
+                Some("price_unknown"),
+            ),
+            (
+                Some(10.0),
+                cost(1.0, 1),
+                Price::from_dollars(1.0),
+                Some("cost_unknown"),
+            ),
+            (
+                Some(10.0),
+                cost(1.0, 1),
+                Price::Unknown,
+                Some("price_unknown"),
+            ),
+            (Some(10.0), cost(8.0, 0), Price::from_dollars(2.0), None),
+            (
+                Some(10.0),
+                cost(8.5, 0),
+                Price::from_dollars(2.0),
+                Some("at_max_cost"),
+            ),
+        ];
+        for (cap, so_far, price, want) in cases {
+            let got = cost_cap_block(cap.map(Money::from_dollars), so_far, price, &key);
+            assert_eq!(
+                got.as_ref().map(|r| r.code()),
+                want,
+                "{cap:?} {so_far:?} {price}"
+            );
+        }
+        let mut c = Cost::default();
+        c.add(Price::from_dollars(1.5));
+        c.add(Price::Unknown);
+        assert_eq!(
+            c,
+            cost(1.5, 1),
+            "an unknown price is counted apart, not as $0"
+        );
+    }
+
+    #[test]
+    fn unknown_priced_offering_is_the_last_choice() {
+        // (cheap offering unpriced?, cap, spot share, picked group, or the refusal)
+        type Case<'a> = (bool, Option<f64>, f64, Result<&'a str, &'a str>);
+        let cases: [Case<'_>; 5] = [
+            (false, None, 0.0, Ok("cheap")),
+            // Never the cheapest: the known, dearer offering wins.
+            (true, None, 0.0, Ok("dear")),
+            // Last choice also across capacity types: a known spot fallback comes before an
+            // unknown-priced offering of the preferred (on-demand) type.
+            (true, None, 0.0, Ok("dear")),
+            // Unknown but the only one left (dear group full): used without a cap ...
+            (true, None, 0.0, Ok("cheap")),
+            // ... and refused under one.
+            (true, Some(100.0), 0.0, Err("price_unknown")),
+        ];
+        for (i, (unpriced, cap, share, want)) in cases.into_iter().enumerate() {
+            let mut pool = pool_cfg("llm");
+            pool.capacity.spot_share = crate::config::Share::new(share).unwrap();
+            pool.capacity.fallback = vec![CapacityType::Spot];
+            pool.limits.max_cost_per_hour = cap.map(Money::from_dollars);
+            let cheap = offering("g5.xlarge", CapacityType::OnDemand, "us-east-1a", 0.5);
+            let cheap = if unpriced { cheap.unpriced() } else { cheap };
+            let dear_ct = if i == 2 {
+                CapacityType::Spot
+            } else {
+                CapacityType::OnDemand
+            };
+            let dear = offering("g5.xlarge", dear_ct, "us-east-1b", 2.0);
+            let dear_max = if i >= 3 { 0 } else { 10 };
+            let groups = [
+                group("cheap", "llm").offering(cheap).build(),
+                group("dear", "llm").offering(dear).max(dear_max).build(),
+            ];
+            let refs: Vec<_> = groups.iter().collect();
+            let ts = templates(&pool, &refs, &History::default(), T0, &mut Vec::new());
+            let c = Chooser::new(&pool, &ts, &refs, 0, 0, Money::ZERO);
+            let got = match c.choose(|_| 1, 1, |_| None) {
+                (Pick::Open { tpl, .. }, _) => Ok(ts[tpl].group_ref.id.as_str()),
+                (Pick::Blocked(r), _) => Err(r.code()),
+                (Pick::NoFit, _) => Err("no_fit"),
+            };
+            assert_eq!(got, want, "case {i}");
+        }
     }
 }

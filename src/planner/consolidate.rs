@@ -17,7 +17,9 @@ use super::capacity::{Chooser, on_demand_target};
 use super::fit::{PodSpec, Room, static_fit};
 use super::scaledown::{Budget, Serving};
 use crate::config::Mode;
-use crate::model::{Action, CapacityType, Decision, InstanceId, Money, Outcome, Reason, Subject};
+use crate::model::{
+    Action, CapacityType, Decision, InstanceId, Money, Outcome, Price, Reason, Subject,
+};
 use std::collections::{BTreeSet, HashMap};
 
 struct Candidate {
@@ -106,7 +108,15 @@ fn candidates<'a>(
         serving.len() as u32 + in_flight_nodes,
     ));
     for (si, s) in serving.iter().enumerate() {
-        if s.tpl.is_none() || s.empty || s.protected.is_some() || unneeded.contains(&s.inst.id) {
+        // An unknown-priced node shows no saving: never consolidated for money (and
+        // unknown-priced templates sort last, so they are never a target either).
+        let unknown = s.eff_price.is_unknown();
+        if s.tpl.is_none()
+            || unknown
+            || s.empty
+            || s.protected.is_some()
+            || unneeded.contains(&s.inst.id)
+        {
             continue;
         }
         let Some(ti) = cheaper_holder(ctx, mode, s, od_excess > 0, &mut fit_cache) else {
@@ -116,12 +126,14 @@ fn candidates<'a>(
         if t.capacity_type() != s.inst.capacity_type {
             od_excess -= 1;
         }
-        let saving = Saving::new(
+        let Some(saving) = Saving::new(
             s.eff_price,
             t.eff_price,
             t.price,
             pool.scale_up.cold_start.as_secs(),
-        );
+        ) else {
+            continue;
+        };
         match saving.not_worth_it() {
             None => worth.push(Candidate {
                 serving: si,
@@ -204,12 +216,13 @@ struct Saving {
 
 impl Saving {
     /// Replacing a node at effective price `old_eff` by one at `new_eff` (list price
-    /// `new_price`, `cold_start_s` before it serves).
-    fn new(old_eff: Money, new_eff: Money, new_price: Money, cold_start_s: u64) -> Self {
-        Saving {
-            per_hour: old_eff - new_eff,
-            cold_start_cost: new_price.scale(cold_start_s as f64 / 3600.0),
-        }
+    /// `new_price`, `cold_start_s` before it serves). `None` when a price is unknown: no saving
+    /// can be shown (unknown is not zero).
+    fn new(old_eff: Price, new_eff: Price, new_price: Price, cold_start_s: u64) -> Option<Self> {
+        Some(Saving {
+            per_hour: old_eff.minus(new_eff)?,
+            cold_start_cost: new_price.known()?.scale(cold_start_s as f64 / 3600.0),
+        })
     }
 
     /// Why the replacement is not worth it: the saving over the next hour does not beat the
@@ -331,12 +344,26 @@ mod tests {
             (2.0, 1.0, 12.0, 299, true),
         ];
         for (old, new, price, cold_s, worth) in cases {
-            let s = Saving::new(d(old), d(new), d(price), cold_s);
+            let s = Saving::new(d(old).into(), d(new).into(), d(price).into(), cold_s).unwrap();
             assert_eq!(s.per_hour, d(old) - d(new));
             assert_eq!(s.cold_start_cost, d(price).scale(cold_s as f64 / 3600.0));
             let why = s.not_worth_it();
             assert_eq!(why.is_none(), worth, "{old} {new}");
             assert!(why.is_none_or(|r| r.code() == "consolidation_not_worth_it"));
+        }
+        // Unknown is not zero: any unknown price means no saving can be shown.
+        use crate::model::Price::{self, Unknown};
+        let k = |x: f64| Price::from_dollars(x);
+        for (old, new, price) in [
+            (Unknown, k(1.0), k(1.0)),
+            (k(9.0), Unknown, k(1.0)),
+            (k(9.0), k(1.0), Unknown),
+        ] {
+            assert_eq!(
+                Saving::new(old, new, price, 300),
+                None,
+                "{old} {new} {price}"
+            );
         }
     }
 

@@ -13,7 +13,7 @@ use super::capacity::effective_price;
 use super::fit::Caps;
 use crate::config::PoolConfig;
 use crate::model::{
-    CapacityType, Decision, History, Money, NodeGroup, Offering, OfferingKey, Outcome, Reason,
+    CapacityType, Decision, History, NodeGroup, Offering, OfferingKey, Outcome, Price, Reason,
     Subject, Taint, Timestamp, labels,
 };
 use std::collections::{BTreeMap, BTreeSet};
@@ -36,9 +36,10 @@ pub(crate) struct Template<'a> {
     pub labels: BTreeMap<String, String>,
     pub taints: Vec<Taint>,
     pub caps: Caps<'a>,
-    pub price: Money,
+    /// The offering's price; unknown in its region sorts last (see [`Price`]).
+    pub price: Price,
     /// Price × (1 + risk × interruption penalty): what capacity choice compares.
-    pub eff_price: Money,
+    pub eff_price: Price,
     /// Serving replicas one node of this offering holds (0: cannot serve a replica).
     pub rpn: u32,
     pub status: Status,
@@ -127,13 +128,24 @@ fn usability_miss(
     }
     if o.capacity_type == CapacityType::Spot
         && let Some(max) = pool.capacity.max_spot_price_per_hour
-        && o.price_per_hour > max
     {
-        return Some(Reason::AboveMaxPrice {
-            offering: key.clone(),
-            price: o.price_per_hour,
-            max,
-        });
+        match o.price_per_hour {
+            Price::Known(price) if price > max => {
+                return Some(Reason::AboveMaxPrice {
+                    offering: key.clone(),
+                    price,
+                    max,
+                });
+            }
+            // Unknown is not zero: it cannot be shown to be under the cap.
+            Price::Unknown => {
+                return Some(Reason::PriceUnknown {
+                    offering: key.clone(),
+                    max_per_hour: max,
+                });
+            }
+            Price::Known(_) => {}
+        }
     }
     None
 }
@@ -293,7 +305,7 @@ mod tests {
         let mut pool = pool_cfg("llm");
         pool.requirements.gpu_models = vec!["H100".into(), "A10G".into()];
         pool.requirements.zones = vec!["us-east-1a".into()];
-        pool.capacity.max_spot_price_per_hour = Some(Money::from_dollars(1.0));
+        pool.capacity.max_spot_price_per_hour = Some(crate::model::Money::from_dollars(1.0));
         let g = group("g", "llm")
             .offering(offering("g5.xlarge", CapacityType::Spot, "us-east-1a", 0.5))
             .offering(offering(

@@ -11,9 +11,9 @@ use crate::config::{
 };
 use crate::model::{
     CapacityType, GpuInfo, GpuRequest, Instance, InstanceId, InstanceType, InstanceTypeName,
-    LifecycleState, MigProfile, Money, Node, NodeGroup, NodeGroupId, Offering, OfferingKey,
-    PendingPod, PoolDemand, PoolName, RunningPod, SignalReading, Snapshot, Taint, TaintEffect,
-    Timestamp, Toleration, TolerationOperator, WarmPool, Zone, labels,
+    LifecycleState, MigProfile, Node, NodeGroup, NodeGroupId, Offering, OfferingKey, PendingPod,
+    PoolDemand, PoolName, RunningPod, SignalReading, Snapshot, Taint, TaintEffect, Timestamp,
+    Toleration, TolerationOperator, WarmPool, Zone, labels,
 };
 use std::collections::BTreeMap;
 
@@ -130,7 +130,7 @@ pub fn offering(itype: &str, ct: CapacityType, zone: &str, price: f64) -> Offeri
         instance_type: instance_type(itype),
         capacity_type: ct,
         zone: Zone::from(zone),
-        price_per_hour: Money::from_dollars(price),
+        price_per_hour: crate::model::Price::from_dollars(price),
         interruption_risk_per_hour: if ct == CapacityType::Spot { 0.05 } else { 0.0 },
         available: true,
     })
@@ -139,6 +139,11 @@ pub fn offering(itype: &str, ct: CapacityType, zone: &str, price: f64) -> Offeri
 impl OfferingBuilder {
     pub fn unavailable(mut self) -> Self {
         self.0.available = false;
+        self
+    }
+    /// No price known for this type in its region.
+    pub fn unpriced(mut self) -> Self {
+        self.0.price_per_hour = crate::model::Price::Unknown;
         self
     }
     pub fn risk(mut self, r: f64) -> Self {

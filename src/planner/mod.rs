@@ -38,12 +38,11 @@ mod warmpool;
 
 use crate::config::{Config, Mode, PoolConfig};
 use crate::model::{
-    Action, CapacityType, Decision, History, Instance, InstanceId, LifecycleState, Money, Node,
-    NodeGroup, NodeGroupId, Outcome, PendingPod, Plan, PoolSummary, Reason, Snapshot, Subject,
-    Timestamp,
+    Action, CapacityType, Decision, History, Instance, InstanceId, LifecycleState, Node, NodeGroup,
+    NodeGroupId, Outcome, PendingPod, Plan, PoolSummary, Reason, Snapshot, Subject, Timestamp,
 };
 use binpack::{Bin, Class, ClassFit, Fate};
-use capacity::{Cause, Chooser};
+use capacity::{Cause, Chooser, Cost};
 use eligible::Template;
 use fit::{PodSpec, Room};
 use std::collections::{BTreeMap, BTreeSet};
@@ -477,7 +476,7 @@ impl<'a> PoolCtx<'a> {
                 a.live_on_demand += 1;
             }
             if let Some(t) = tpl {
-                a.live_cost += self.tpls[t].price;
+                a.live_cost.add(self.tpls[t].price);
                 a.live_replicas += self.tpls[t].rpn;
             }
         };
@@ -569,7 +568,7 @@ struct Account<'a> {
     bins: Vec<Bin<'a>>,
     live_nodes: u32,
     live_on_demand: u32,
-    live_cost: Money,
+    live_cost: Cost,
     live_replicas: u32,
     ready: u32,
     in_flight: u32,
@@ -705,7 +704,7 @@ fn pool_summary(
     acct: &Account<'_>,
     chooser: &Chooser<'_, '_>,
     want: Option<demand::Want>,
-    (removed, removed_cost): (u32, Money),
+    (removed, removed_cost): (u32, Cost),
     slo_headroom: Option<headroom::Headroom>,
 ) -> PoolSummary {
     let pool = ctx.cfg;
@@ -728,7 +727,9 @@ fn pool_summary(
         forecast_replicas: demand
             .and_then(|d| d.replicas_forecast)
             .filter(|_| pool.forecast.enabled),
-        cost_per_hour: acct.live_cost + chooser.new_cost - removed_cost,
+        cost_per_hour: acct.live_cost.known + chooser.new_cost.known - removed_cost.known,
+        unpriced_nodes: (acct.live_cost.unpriced + chooser.new_cost.unpriced)
+            .saturating_sub(removed_cost.unpriced),
         headroom_running,
         headroom_warm,
         slo_attainment: demand.and_then(|d| d.slo_attainment).map(|a| a.fraction),
@@ -995,7 +996,7 @@ fn scale_down<'a>(
     budget: &mut scaledown::Budget,
     chooser: &mut Chooser<'_, 'a>,
     plan: &mut Plan,
-) -> (u32, Money) {
+) -> (u32, Cost) {
     let pool = ctx.cfg;
     let mut leaving = gone;
     leaving.extend(rebalance::drains(
@@ -1010,7 +1011,7 @@ fn scale_down<'a>(
     leaving.extend(ctx.at_risk.iter().copied());
     let serving = scaledown::serving(ctx, down.nodes, &leaving);
     let mut removed = 0u32;
-    let mut removed_cost = Money::ZERO;
+    let mut removed_cost = Cost::default();
     let mut unneeded = BTreeSet::new();
     let held = hold::scale_down(pool, stale, cache);
     if held.is_none() {
@@ -1533,7 +1534,10 @@ mod tests {
         );
         assert_eq!(p.pools.len(), 2);
         assert_eq!(p.pools[0].ready_nodes, 1);
-        assert_eq!(p.pools[0].cost_per_hour, Money::from_dollars(1.006));
+        assert_eq!(
+            p.pools[0].cost_per_hour,
+            crate::model::Money::from_dollars(1.006)
+        );
         assert_eq!(p.pools[0].wanted_replicas, Some(1));
         assert_eq!(p.pools[1].desired_nodes, 0);
     }

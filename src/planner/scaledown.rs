@@ -18,7 +18,7 @@ use super::fit::{PodSpec, Room, label_mismatch};
 use crate::config::{DisruptionBudget, Mode, PoolConfig};
 use crate::model::{
     Action, CapacityType, Decision, GpuRequest, History, Instance, InstanceId, LifecycleState,
-    Money, Node, NodeGroupId, Outcome, PendingPod, Reason, Subject, Timestamp, tolerates_all,
+    Node, NodeGroupId, Outcome, PendingPod, Price, Reason, Subject, Timestamp, tolerates_all,
 };
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet};
@@ -70,8 +70,8 @@ pub(crate) struct Serving<'a> {
     pub node: Option<&'a Node>,
     pub tpl: Option<usize>,
     pub rpn: u32,
-    pub eff_price: Money,
-    pub price: Money,
+    pub eff_price: Price,
+    pub price: Price,
     pub empty: bool,
     pub protected: Option<Reason>,
 }
@@ -118,8 +118,9 @@ pub(crate) fn serving<'a>(
             node,
             tpl,
             rpn: t.map_or(0, |t| t.rpn),
-            eff_price: t.map_or(Money::ZERO, |t| t.eff_price),
-            price: t.map_or(Money::ZERO, |t| t.price),
+            // No template: nothing is known of its price (unknown is not zero).
+            eff_price: t.map_or(Price::Unknown, |t| t.eff_price),
+            price: t.map_or(Price::Unknown, |t| t.price),
             // Without a node record nothing is known about its work: treat it as busy so it is
             // drained, never cut.
             empty: node.is_some_and(|n| n.is_empty()),
@@ -141,7 +142,7 @@ pub(crate) struct ScaleDownResult<'a> {
     pub unneeded: BTreeSet<&'a InstanceId>,
     /// Instances removed (terminated or drained) by this plan.
     pub removed: Vec<&'a InstanceId>,
-    pub removed_cost: Money,
+    pub removed_cost: super::capacity::Cost,
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -187,7 +188,7 @@ pub(crate) fn scale_down<'c, 'a: 'c>(
     let mut res = ScaleDownResult {
         unneeded,
         removed: Vec::new(),
-        removed_cost: Money::ZERO,
+        removed_cost: super::capacity::Cost::default(),
     };
     for i in ready {
         let s = &serving[i];
@@ -198,7 +199,7 @@ pub(crate) fn scale_down<'c, 'a: 'c>(
         let waited_s = unneeded_for_s(history, &s.inst.id, now);
         actions.push(drain(pool, s, waited_s, now));
         res.removed.push(&s.inst.id);
-        res.removed_cost += s.price;
+        res.removed_cost.add(s.price);
     }
     res
 }
@@ -224,8 +225,9 @@ fn removal_order(serving: &[Serving<'_>], consolidation: bool) -> Vec<usize> {
     order
 }
 
-/// Empty before busy, dearer before cheaper, newer before older, spot before on-demand.
-fn victim_key(s: &Serving<'_>) -> (bool, Reverse<Money>, Reverse<Timestamp>, bool) {
+/// Empty before busy, dearer before cheaper (an unknown price first: the known-priced nodes are
+/// kept), newer before older, spot before on-demand.
+fn victim_key(s: &Serving<'_>) -> (bool, Reverse<Price>, Reverse<Timestamp>, bool) {
     (
         !s.empty,
         Reverse(s.eff_price),
@@ -878,7 +880,7 @@ mod tests {
     #[test]
     fn removal_order_table() {
         use super::{Serving, removal_order};
-        use crate::model::{Instance, Money};
+        use crate::model::{Instance, Price};
         let inst = |id: &str, ct, launched_s: f64| -> Instance {
             instance(id, "g", "g5.xlarge", ct)
                 .launched(T0.plus_secs(launched_s))
@@ -894,7 +896,7 @@ mod tests {
             .iter()
             .map(|i| {
                 let dear = i.id.as_str() == "busy-dear";
-                let price = Money::from_dollars(if dear { 5.0 } else { 1.0 });
+                let price = Price::from_dollars(if dear { 5.0 } else { 1.0 });
                 Serving {
                     inst: i,
                     node: None,

@@ -16,9 +16,11 @@
 pub mod clock;
 pub mod mig;
 mod money;
+mod price;
 mod time;
 
 pub use money::Money;
+pub use price::Price;
 pub use time::{Timestamp, TimestampError};
 
 use async_trait::async_trait;
@@ -160,8 +162,9 @@ pub struct Offering {
     pub instance_type: InstanceType,
     pub capacity_type: CapacityType,
     pub zone: Zone,
-    /// Price of one running instance per hour.
-    pub price_per_hour: Money,
+    /// Price of one running instance per hour in the group's region, or [`Price::Unknown`]
+    /// when no source has a figure for this type there (never another region's figure).
+    pub price_per_hour: Price,
     /// Probability that a spot instance of this offering is reclaimed within an hour
     /// (0 for on-demand). From the spot advisor bucket, raised by observed interruptions.
     pub interruption_risk_per_hour: f64,

@@ -2,7 +2,17 @@
 //!
 //! [`AwsMetrics`] is deliberately small: three calls, plain arguments, plain results.
 //! - [`AwsMetrics::publish`]: `PutMetricData` into the `gpupool` namespace with dimensions
-//!   `Pool` and `Group`, batched within the API limits (1,000 datums and 1 MB per request).
+//!   `Pool` (per-pool series) or `AutoScalingGroupName` (per-group series), batched within the
+//!   API limits (1,000 datums and 1 MB per request: CloudWatch API Reference, `PutMetricData`,
+//!   "Each PutMetricData request is limited to 1 MB in size for HTTP POST requests. You can
+//!   send a payload compressed by gzip. Each request is also limited to no more than 1000
+//!   different metrics").
+//! - Per-group series use `AutoScalingGroupName`, the dimension EC2 Auto Scaling's own group
+//!   metrics carry (EC2 Auto Scaling User Guide, "Amazon CloudWatch metrics for Amazon EC2
+//!   Auto Scaling", dimensions for Auto Scaling group metrics) and the one the console's group
+//!   monitoring tab and a step or target-tracking policy on the group filter by (a customized
+//!   metric "published with dimensions" must be named with the same dimensions in the policy,
+//!   API Reference `CustomizedMetricSpecification`).
 //! - [`AwsMetrics::latest`]: the newest datapoint of any metric via `GetMetricData`.
 //! - [`AwsMetrics::queue_depth`]: `ApproximateNumberOfMessages` (+ `…NotVisible`) of a queue
 //!   via `GetQueueAttributes` (a queue *name* is resolved once with `GetQueueUrl`).
@@ -47,7 +57,11 @@ impl MetricUnit {
     }
 }
 
-/// One value to publish. `pool` / `group` become the `Pool` / `Group` dimensions.
+/// Dimension name of per-group series (see the module docs).
+pub const GROUP_DIMENSION: &str = "AutoScalingGroupName";
+
+/// One value to publish. `pool` / `group` become the `Pool` / `AutoScalingGroupName`
+/// dimensions.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Datum {
     pub metric: String,
@@ -59,13 +73,32 @@ pub struct Datum {
 }
 
 impl Datum {
-    /// Dimensions in name order (`Group`, `Pool`), the order [`AwsMetrics::latest`] sends a
+    /// A per-group value: dimension `AutoScalingGroupName` only, so a policy or alarm on the
+    /// group names it exactly as `{AutoScalingGroupName = <group>}`.
+    pub fn for_group(
+        metric: &str,
+        group: &NodeGroupId,
+        value: f64,
+        unit: MetricUnit,
+        at: Timestamp,
+    ) -> Self {
+        Datum {
+            metric: metric.into(),
+            pool: None,
+            group: Some(group.clone()),
+            value,
+            unit,
+            at,
+        }
+    }
+
+    /// Dimensions in name order (`AutoScalingGroupName`, `Pool`), the order [`AwsMetrics::latest`] sends a
     /// `BTreeMap` in. CloudWatch matches dimensions as a set; moto (5.x) compares them in order
     /// (its `Dimension.__lt__` is broken), so one canonical order keeps both happy.
     fn dimensions(&self) -> Vec<(&'static str, &str)> {
         let mut d = Vec::with_capacity(2);
         if let Some(g) = &self.group {
-            d.push(("Group", g.as_str()));
+            d.push((GROUP_DIMENSION, g.as_str()));
         }
         if let Some(p) = &self.pool {
             d.push(("Pool", p.as_str()));
@@ -342,7 +375,18 @@ mod tests {
 
     #[test]
     fn dimensions_are_pool_and_group() {
-        assert_eq!(datum(1).dimensions(), vec![("Group", "g"), ("Pool", "p")]);
+        assert_eq!(
+            datum(1).dimensions(),
+            vec![("AutoScalingGroupName", "g"), ("Pool", "p")]
+        );
+        let g = Datum::for_group(
+            "DesiredNodes",
+            &"asg-1".into(),
+            2.0,
+            MetricUnit::Count,
+            Timestamp::from_secs(0),
+        );
+        assert_eq!(g.dimensions(), vec![("AutoScalingGroupName", "asg-1")]);
         let d = Datum {
             group: None,
             ..datum(1)

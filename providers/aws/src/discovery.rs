@@ -5,7 +5,7 @@
 use crate::{TAG_ENABLED, TAG_POOL, pricing};
 use aws_sdk_autoscaling::types::AutoScalingGroup;
 use gpupool_provider::{
-    CapacityType, InstanceType, InstanceTypeName, Money, Offering, PoolName, Taint, TaintEffect,
+    CapacityType, InstanceType, InstanceTypeName, Offering, PoolName, Price, Taint, TaintEffect,
     Zone,
 };
 use std::collections::BTreeMap;
@@ -272,61 +272,61 @@ impl GroupSpec {
 /// Prices of one type × zone, decided by the caller from live data and the tables.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Pricing {
-    pub price_per_hour: f64,
+    pub price_per_hour: Price,
     pub risk_per_hour: f64,
 }
 
-/// How to price an offering: on-demand from the override or table; spot from the live price
-/// (if any) or the advisor estimate, with the advisor's risk. `None` when no on-demand price
-/// is known and there is no live spot price either.
+/// How to price an offering. On-demand: `ondemand`, the figure [`pricing::ondemand`] chose for
+/// the group's region (override, live Price List API, regional table), else unknown. Spot: the
+/// live price (if any), else the advisor estimate from that on-demand figure, else unknown;
+/// with the advisor's risk. Unknown is explicit, never another region's figure nor zero.
 pub fn price(
     region: &str,
     instance_type: &str,
     capacity: CapacityType,
-    ondemand_override: Option<f64>,
+    ondemand: Option<f64>,
     live_spot: Option<f64>,
-) -> Option<Pricing> {
-    let ondemand = ondemand_override.or_else(|| pricing::ondemand_price(instance_type));
+) -> Pricing {
     match capacity {
-        CapacityType::OnDemand => Some(Pricing {
-            price_per_hour: ondemand?,
+        CapacityType::OnDemand => Pricing {
+            price_per_hour: ondemand.map_or(Price::Unknown, Price::from_dollars),
             risk_per_hour: 0.0,
-        }),
+        },
         CapacityType::Spot => {
             let entry = pricing::advisor(region, instance_type);
             let bucket = entry.map_or(pricing::UNKNOWN_BUCKET, |e| e.bucket);
-            let price = live_spot
-                .or_else(|| ondemand.map(|od| pricing::estimated_spot_price(od, entry)))?;
-            Some(Pricing {
-                price_per_hour: price,
+            let price =
+                live_spot.or_else(|| ondemand.map(|od| pricing::estimated_spot_price(od, entry)));
+            Pricing {
+                price_per_hour: price.map_or(Price::Unknown, Price::from_dollars),
                 risk_per_hour: pricing::hourly_risk(bucket),
-            })
+            }
         }
     }
 }
 
-/// One offering per type × zone.
+/// One offering per type × zone; an unpriced one is kept with [`Price::Unknown`] so the planner
+/// can rank it last and explain it, instead of silently dropping it.
 pub fn offerings(
     types: &[InstanceType],
     zones: &[Zone],
     capacity: CapacityType,
-    mut price_of: impl FnMut(&InstanceType, &Zone) -> Option<Pricing>,
+    mut price_of: impl FnMut(&InstanceType, &Zone) -> Pricing,
 ) -> Vec<Offering> {
     let mut out = Vec::with_capacity(types.len() * zones.len());
     for t in types {
         for z in zones {
-            if let Some(p) = price_of(t, z) {
-                out.push(Offering {
-                    instance_type: t.clone(),
-                    capacity_type: capacity,
-                    zone: z.clone(),
-                    price_per_hour: Money::from_dollars(p.price_per_hour),
-                    interruption_risk_per_hour: p.risk_per_hour,
-                    // AWS has no capacity API gpupool may call: failed launches are reported
-                    // as events and the controller's backoff keeps the offering aside.
-                    available: true,
-                });
-            }
+            let p = price_of(t, z);
+            out.push(Offering {
+                instance_type: t.clone(),
+                capacity_type: capacity,
+                zone: z.clone(),
+                price_per_hour: p.price_per_hour,
+                interruption_risk_per_hour: p.risk_per_hour,
+                // AWS has no capacity API gpupool may call: failed launches are reported
+                // as events and the controller's backoff keeps the offering aside.
+                available: true,
+            });
         }
     }
     out
@@ -550,49 +550,30 @@ mod tests {
 
     #[test]
     fn pricing_rules() {
-        let od = price("us-east-1", "g5.xlarge", CapacityType::OnDemand, None, None).unwrap();
+        let od1 = pricing::ondemand_price("us-east-1", "g5.xlarge");
+        let od = price("us-east-1", "g5.xlarge", CapacityType::OnDemand, od1, None);
         assert_eq!(
             od,
             Pricing {
-                price_per_hour: 1.006,
+                price_per_hour: Price::from_dollars(1.006),
                 risk_per_hour: 0.0
             }
         );
-        let ov = price(
-            "us-east-1",
-            "g5.xlarge",
-            CapacityType::OnDemand,
-            Some(2.0),
-            None,
-        )
-        .unwrap();
-        assert_eq!(ov.price_per_hour, 2.0);
-        let live = price(
-            "us-east-1",
-            "g5.xlarge",
-            CapacityType::Spot,
-            None,
-            Some(0.4),
-        )
-        .unwrap();
-        assert_eq!(live.price_per_hour, 0.4);
+        let live = price("us-east-1", "g5.xlarge", CapacityType::Spot, od1, Some(0.4));
+        assert_eq!(live.price_per_hour, Price::from_dollars(0.4));
         assert!(live.risk_per_hour > 0.0);
-        let est = price("us-east-1", "g5.xlarge", CapacityType::Spot, None, None).unwrap();
+        let est = price("us-east-1", "g5.xlarge", CapacityType::Spot, od1, None);
         let entry = pricing::advisor("us-east-1", "g5.xlarge").unwrap();
-        assert!(
-            (est.price_per_hour - 1.006 * (1.0 - f64::from(entry.savings_pct) / 100.0)).abs()
-                < 1e-9
+        assert_eq!(
+            est.price_per_hour,
+            Price::from_dollars(1.006 * (1.0 - f64::from(entry.savings_pct) / 100.0))
         );
-        assert!(
-            price(
-                "us-east-1",
-                "zz.unknown",
-                CapacityType::OnDemand,
-                None,
-                None
-            )
-            .is_none()
-        );
+        // No on-demand figure for the region: unknown on-demand, and unknown spot unless
+        // priced live.
+        for ct in [CapacityType::OnDemand, CapacityType::Spot] {
+            let p = price("eu-west-1", "g5.xlarge", ct, None, None);
+            assert_eq!(p.price_per_hour, Price::Unknown, "{ct}");
+        }
         // Unknown to the tables but priced live: usable, with the worst-bucket risk.
         let p = price(
             "us-east-1",
@@ -600,8 +581,8 @@ mod tests {
             CapacityType::Spot,
             None,
             Some(1.0),
-        )
-        .unwrap();
+        );
+        assert_eq!(p.price_per_hour, Price::from_dollars(1.0));
         assert_eq!(
             p.risk_per_hour,
             pricing::hourly_risk(pricing::UNKNOWN_BUCKET)
@@ -612,18 +593,21 @@ mod tests {
     fn offerings_are_types_times_zones() {
         let types = [gpu_type("g5.xlarge", 1), gpu_type("g5.2xlarge", 1)];
         let zones = [Zone::from("us-east-1a"), Zone::from("us-east-1b")];
-        let o = offerings(&types, &zones, CapacityType::Spot, |t, _| {
-            (t.name.as_str() == "g5.xlarge").then_some(Pricing {
-                price_per_hour: 0.5,
-                risk_per_hour: 0.01,
-            })
+        let o = offerings(&types, &zones, CapacityType::Spot, |t, _| Pricing {
+            price_per_hour: if t.name.as_str() == "g5.xlarge" {
+                Price::from_dollars(0.5)
+            } else {
+                Price::Unknown
+            },
+            risk_per_hour: 0.01,
         });
-        assert_eq!(o.len(), 2, "unpriced type dropped");
+        assert_eq!(o.len(), 4, "an unpriced type is kept, as unknown");
         assert!(
             o.iter()
                 .all(|o| o.available && o.capacity_type == CapacityType::Spot)
         );
-        assert_eq!(o[0].price_per_hour, Money::from_dollars(0.5));
+        assert_eq!(o[0].price_per_hour, Price::from_dollars(0.5));
+        assert_eq!(o[2].price_per_hour, Price::Unknown);
     }
 
     #[test]

@@ -57,11 +57,14 @@ mod discovery;
 mod error;
 pub mod events;
 mod instances;
+pub mod price_list;
 pub mod pricing;
 mod provider;
 mod sigv4;
 
-pub use cloudwatch::{AwsMetrics, Datum, MetricUnit, PUT_METRIC_DATA_MAX_DATUMS, QueueDepth};
+pub use cloudwatch::{
+    AwsMetrics, Datum, GROUP_DIMENSION, MetricUnit, PUT_METRIC_DATA_MAX_DATUMS, QueueDepth,
+};
 pub use error::THROTTLE_RETRY_AFTER_MS;
 pub use provider::AwsProvider;
 pub use sigv4::{SignError, Sigv4Signer};
@@ -73,6 +76,7 @@ pub mod sdk {
     pub use aws_sdk_autoscaling as autoscaling;
     pub use aws_sdk_cloudwatch as cloudwatch;
     pub use aws_sdk_ec2 as ec2;
+    pub use aws_sdk_pricing as pricing;
     pub use aws_sdk_sqs as sqs;
 }
 
@@ -112,6 +116,7 @@ pub const IAM_ACTIONS: &[&str] = &[
     "ec2:DescribeLaunchTemplateVersions",
     "ec2:DescribeSpotPriceHistory",
     "ec2:TerminateInstances",
+    "pricing:GetProducts",
     "sqs:DeleteMessage",
     "sqs:GetQueueAttributes",
     "sqs:GetQueueUrl",
@@ -153,8 +158,12 @@ pub struct AwsSettings {
     pub pools: Vec<PoolName>,
     /// `None`: the default credential chain.
     pub credentials: Option<StaticCredentials>,
-    /// On-demand dollars per hour overriding the shipped table (other regions, new types).
+    /// On-demand dollars per hour overriding every other source (types no source prices in
+    /// the region, negotiated prices).
     pub price_overrides: BTreeMap<InstanceTypeName, f64>,
+    /// Ask the Price List Query API for live on-demand prices (`pricing:GetProducts`, see
+    /// [`price_list`]); off: the shipped tables only (isolated VPCs without a route to it).
+    pub price_list_api: bool,
     /// gpupool's launch lifecycle hook on its groups ([`DEFAULT_LIFECYCLE_HOOK_NAME`]).
     pub lifecycle_hook_name: String,
     /// Each pool's current model cache, `<model>@<version>` (the pool's `model_cache`): the
@@ -175,6 +184,7 @@ impl AwsSettings {
             pools,
             credentials: None,
             price_overrides: BTreeMap::new(),
+            price_list_api: true,
             lifecycle_hook_name: DEFAULT_LIFECYCLE_HOOK_NAME.to_owned(),
             model_caches: BTreeMap::new(),
         }

@@ -1,8 +1,12 @@
 //! Prices and interruption risk from the tables shipped in `data/` (see `data/README.md` for
 //! their sources).
 //!
-//! - On-demand: the us-east-1 Linux price per type. Used for every region (an estimate outside
-//!   us-east-1; the relative order of types is what the planner compares).
+//! - On-demand, per region, first that has a figure: the user's `price_overrides`, the live
+//!   Price List API price ([`crate::price_list`]), the shipped table for the group's region
+//!   (us-east-1 for every GPU type; us-gov-east-1 / us-gov-west-1 for the types in
+//!   `data/ondemand_prices_regional.csv`). Otherwise the price is an explicit unknown
+//!   ([`gpupool_provider::Price::Unknown`]): another region's figure is never borrowed (they
+//!   differ by up to ~30 %, and unknown is not zero). [`ondemand`] decides.
 //! - Spot: the live `DescribeSpotPriceHistory` price when there is one (see `discovery`), else
 //!   `on-demand × (1 − advisor savings)`.
 //! - Interruption risk: the Spot Instance Advisor bucket, a *monthly* interruption frequency,
@@ -12,6 +16,9 @@ use std::collections::HashMap;
 use std::sync::OnceLock;
 
 const ONDEMAND_CSV: &str = include_str!("../data/ondemand_prices_us_east_1.csv");
+const REGIONAL_CSV: &str = include_str!("../data/ondemand_prices_regional.csv");
+/// Region of `ONDEMAND_CSV`.
+const US_EAST_1: &str = "us-east-1";
 const ADVISOR_CSV: &str = include_str!("../data/spot_advisor_2025-06-28.csv");
 
 /// Region whose advisor entry is used when the configured region has none for a type.
@@ -40,14 +47,19 @@ pub struct AdvisorEntry {
 }
 
 struct Tables {
-    ondemand: HashMap<&'static str, f64>,
+    /// (region, type) → dollars per hour.
+    ondemand: HashMap<(&'static str, &'static str), f64>,
     advisor: HashMap<(&'static str, &'static str), AdvisorEntry>,
 }
 
 fn tables() -> &'static Tables {
     static T: OnceLock<Tables> = OnceLock::new();
     T.get_or_init(|| Tables {
-        ondemand: parse_ondemand(ONDEMAND_CSV),
+        ondemand: parse_ondemand(ONDEMAND_CSV)
+            .into_iter()
+            .map(|(t, p)| ((US_EAST_1, t), p))
+            .chain(parse_regional(REGIONAL_CSV))
+            .collect(),
         advisor: parse_advisor(ADVISOR_CSV),
     })
 }
@@ -61,6 +73,18 @@ fn parse_ondemand(csv: &'static str) -> HashMap<&'static str, f64> {
             let (ty, price) = l.split_once(',')?;
             let p: f64 = price.trim().parse().ok()?;
             (p.is_finite() && p > 0.0).then_some((ty.trim(), p))
+        })
+        .collect()
+}
+
+fn parse_regional(csv: &'static str) -> HashMap<(&'static str, &'static str), f64> {
+    csv.lines()
+        .skip(1)
+        .filter_map(|l| {
+            let mut f = l.split(',');
+            let (region, ty) = (f.next()?.trim(), f.next()?.trim());
+            let p: f64 = f.next()?.trim().parse().ok()?;
+            (p.is_finite() && p > 0.0).then_some(((region, ty), p))
         })
         .collect()
 }
@@ -85,9 +109,45 @@ fn parse_advisor(csv: &'static str) -> HashMap<(&'static str, &'static str), Adv
         .collect()
 }
 
-/// On-demand dollars per hour of `instance_type` (us-east-1 price), if the table has it.
-pub fn ondemand_price(instance_type: &str) -> Option<f64> {
-    tables().ondemand.get(instance_type).copied()
+/// On-demand dollars per hour of `instance_type` in `region` from the shipped tables, if they
+/// have that region's figure (no other region's figure is borrowed).
+pub fn ondemand_price(region: &str, instance_type: &str) -> Option<f64> {
+    tables().ondemand.get(&(region, instance_type)).copied()
+}
+
+/// Regions the shipped on-demand tables cover (for check-config and the README).
+pub fn table_regions() -> std::collections::BTreeSet<&'static str> {
+    tables().ondemand.keys().map(|(r, _)| *r).collect()
+}
+
+/// Where an on-demand price came from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OnDemandSource {
+    Override,
+    PriceListApi,
+    Table,
+    /// No source has a figure for the type in the region.
+    Unknown,
+}
+
+/// The on-demand price of a type in a region, first source that has one: the user's override,
+/// the live Price List API price, the shipped table for that region. `None` (with
+/// `OnDemandSource::Unknown`) otherwise.
+pub fn ondemand(
+    region: &str,
+    instance_type: &str,
+    overridden: Option<f64>,
+    live: Option<f64>,
+) -> (Option<f64>, OnDemandSource) {
+    if let Some(p) = overridden {
+        (Some(p), OnDemandSource::Override)
+    } else if let Some(p) = live {
+        (Some(p), OnDemandSource::PriceListApi)
+    } else if let Some(p) = ondemand_price(region, instance_type) {
+        (Some(p), OnDemandSource::Table)
+    } else {
+        (None, OnDemandSource::Unknown)
+    }
 }
 
 /// The advisor entry for `instance_type` in `region`, falling back to us-east-1.
@@ -127,10 +187,15 @@ mod tests {
             .skip(1)
             .filter(|l| !l.is_empty())
             .count();
+        let regional_rows = REGIONAL_CSV
+            .lines()
+            .skip(1)
+            .filter(|l| !l.is_empty())
+            .count();
         assert_eq!(
             tables().ondemand.len(),
-            od_rows,
-            "every on-demand row parses"
+            od_rows + regional_rows,
+            "every on-demand row parses, no (region, type) twice"
         );
         let adv_rows = ADVISOR_CSV
             .lines()
@@ -147,9 +212,66 @@ mod tests {
 
     #[test]
     fn known_prices() {
-        assert_eq!(ondemand_price("p5.48xlarge"), Some(55.04));
-        assert_eq!(ondemand_price("g5.xlarge"), Some(1.006));
-        assert_eq!(ondemand_price("m5.large"), None, "not a GPU type");
+        assert_eq!(ondemand_price("us-east-1", "p5.48xlarge"), Some(55.04));
+        assert_eq!(ondemand_price("us-east-1", "g5.xlarge"), Some(1.006));
+        assert_eq!(
+            ondemand_price("us-east-1", "m5.large"),
+            None,
+            "not a GPU type"
+        );
+        assert_eq!(ondemand_price("us-gov-west-1", "g4dn.xlarge"), Some(0.663));
+        // No figure for the region: unknown, never the us-east-1 one.
+        assert_eq!(ondemand_price("eu-west-1", "g5.xlarge"), None);
+        assert_eq!(
+            table_regions().into_iter().collect::<Vec<_>>(),
+            ["us-east-1", "us-gov-east-1", "us-gov-west-1"]
+        );
+    }
+
+    #[test]
+    fn ondemand_source_order() {
+        // (override, live, region, want price, want source)
+        let cases = [
+            (
+                Some(2.0),
+                Some(1.5),
+                "us-east-1",
+                Some(2.0),
+                OnDemandSource::Override,
+            ),
+            (
+                None,
+                Some(1.5),
+                "us-east-1",
+                Some(1.5),
+                OnDemandSource::PriceListApi,
+            ),
+            (None, None, "us-east-1", Some(1.006), OnDemandSource::Table),
+            (None, None, "eu-west-1", None, OnDemandSource::Unknown),
+            (
+                None,
+                Some(1.2),
+                "eu-west-1",
+                Some(1.2),
+                OnDemandSource::PriceListApi,
+            ),
+        ];
+        for (over, live, region, price, source) in cases {
+            assert_eq!(
+                ondemand(region, "g5.xlarge", over, live),
+                (price, source),
+                "{over:?} {live:?} {region}"
+            );
+        }
+    }
+
+    #[test]
+    fn regional_rows_are_gpu_types_of_the_catalogue() {
+        // Every regional row names a type the us-east-1 table has (a typo would be an orphan).
+        for l in REGIONAL_CSV.lines().skip(1) {
+            let ty = l.split(',').nth(1).unwrap();
+            assert!(ondemand_price("us-east-1", ty).is_some(), "{ty}");
+        }
     }
 
     #[test]

@@ -97,6 +97,8 @@ struct State {
     warm_seen: BoundedSet,
     /// Types already warned about (no price / no GPU), to log once.
     warned: HashSet<String>,
+    /// Live on-demand prices from the Price List API for the configured region.
+    live_ondemand: crate::price_list::LiveOnDemand,
 }
 
 /// gpupool's AWS provider. See the crate docs for the rules it follows.
@@ -105,6 +107,8 @@ pub struct AwsProvider {
     ec2: aws_sdk_ec2::Client,
     sqs: aws_sdk_sqs::Client,
     metrics: AwsMetrics,
+    /// `None`: the API is switched off, or not used in this region's partition.
+    price_list: Option<crate::price_list::PriceListClient>,
     settings: AwsSettings,
     state: Mutex<State>,
 }
@@ -179,6 +183,10 @@ impl AwsProvider {
             ec2: aws_sdk_ec2::Client::new(&cfg),
             sqs: aws_sdk_sqs::Client::new(&cfg),
             metrics: AwsMetrics::from_sdk_config(&cfg),
+            price_list: settings
+                .price_list_api
+                .then(|| crate::price_list::PriceListClient::new(&cfg, &settings.region))
+                .flatten(),
             settings,
             state: Mutex::new(State::default()),
         })
@@ -425,6 +433,76 @@ impl AwsProvider {
             .collect())
     }
 
+    /// The group's offerings (types × zones), each priced for the configured region: spot from
+    /// the live price, on-demand from [`crate::pricing::ondemand`]; a type no source prices is
+    /// offered with an unknown price, and a warning names it once.
+    fn priced_offerings(
+        &self,
+        types: &[InstanceType],
+        zones: &[Zone],
+        capacity: CapacityType,
+    ) -> Vec<gpupool_provider::Offering> {
+        let region = self.settings.region.as_str();
+        let offerings = {
+            let st = lock(&self.state);
+            discovery::offerings(types, zones, capacity, |t, z| {
+                let live = st
+                    .spot_prices
+                    .get(&(t.name.to_string(), z.to_string()))
+                    .copied();
+                let over = self.settings.price_overrides.get(&t.name).copied();
+                let live_od = st.live_ondemand.price(t.name.as_str());
+                let (od, _) = crate::pricing::ondemand(region, t.name.as_str(), over, live_od);
+                discovery::price(region, t.name.as_str(), capacity, od, live)
+            })
+        };
+        for o in offerings.iter().filter(|o| o.price_per_hour.is_unknown()) {
+            self.warn_once(
+                &format!("price:{}", o.instance_type.name),
+                &format!(
+                    "no {} price for {} in {region} (Price List API, shipped table and \
+                     price_overrides have none): offered with an unknown price, ranked last \
+                     and never launched under a cost cap (set aws.price_overrides)",
+                    o.capacity_type, o.instance_type.name
+                ),
+            );
+        }
+        offerings
+    }
+
+    /// Live on-demand prices of `types` from the Price List API: fetched at the first
+    /// discovery after start, then daily ([`crate::price_list::REFRESH`]). Never fails
+    /// discovery: a failed or malformed fetch is a warning, and the shipped table (else an
+    /// unknown price) is used until a retry succeeds.
+    async fn refresh_ondemand(&self, types: &[InstanceType]) {
+        let Some(api) = &self.price_list else {
+            return;
+        };
+        let now = gpupool_provider::clock::monotonic();
+        let due = lock(&self.state)
+            .live_ondemand
+            .due_types(types.iter().map(|t| t.name.as_str()), now);
+        if due.is_empty() {
+            return;
+        }
+        let results = api.fetch(due).await;
+        let failures = lock(&self.state).live_ondemand.apply(results, now);
+        for e in failures
+            .iter()
+            .filter(|e| !matches!(e, crate::price_list::PriceListError::Skipped { .. }))
+        {
+            let source = std::error::Error::source(e)
+                .map(|s| aws_sdk_pricing::error::DisplayErrorContext(s).to_string());
+            tracing::warn!(
+                region = api.region(),
+                kind = e.kind(),
+                source = source.as_deref().unwrap_or(""),
+                "{e}; using the shipped price table, else an unknown price, until a retry \
+                 succeeds"
+            );
+        }
+    }
+
     /// Latest spot price per (type, zone) for `types`, refreshed every `SPOT_PRICE_TTL`.
     async fn spot_prices(&self, types: &[InstanceTypeName]) -> Result<()> {
         let now = gpupool_provider::clock::monotonic();
@@ -652,26 +730,8 @@ impl AwsProvider {
         if capacity == CapacityType::Spot {
             self.spot_prices(&type_names).await?;
         }
-        let region = self.settings.region.as_str();
-        let offerings = {
-            let st = lock(&self.state);
-            discovery::offerings(&types, &spec.zones, capacity, |t, z| {
-                let live = st
-                    .spot_prices
-                    .get(&(t.name.to_string(), z.to_string()))
-                    .copied();
-                let over = self.settings.price_overrides.get(&t.name).copied();
-                discovery::price(region, t.name.as_str(), capacity, over, live)
-            })
-        };
-        for t in &types {
-            if !offerings.iter().any(|o| o.instance_type.name == t.name) {
-                self.warn_once(
-                    &format!("price:{}", t.name),
-                    "no on-demand price known for this type; not offered (set a price override)",
-                );
-            }
-        }
+        self.refresh_ondemand(&types).await;
+        let offerings = self.priced_offerings(&types, &spec.zones, capacity);
 
         let warm_pool = self.warm_pool_summary(&spec).await?;
 

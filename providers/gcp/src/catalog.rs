@@ -5,6 +5,11 @@
 //! separate service with its own permission), and `machineTypes.get` describes accelerators only
 //! for types with bundled GPUs. The table gives both for the regions it covers; a machine type or
 //! region it does not cover yields no offering, with a warning, rather than a made-up price.
+//!
+//! Coverage: bundled-GPU types (A2, A3, G2) and N1 hosts in the 40 regions the source prices
+//! (`data/README.md` lists them), each at that region's own price; GPUs attached to N1 hosts
+//! (T4, V100, P100, P4) in us-central1, us-east1, us-east4, us-west1, europe-west4 and
+//! asia-northeast1 only. No region borrows another's figure.
 
 use gpupool_provider::{CapacityType, GpuInfo, InstanceType, InstanceTypeName, Money};
 use std::collections::BTreeMap;
@@ -252,6 +257,24 @@ mod tests {
 
     fn cat() -> Catalog {
         Catalog::shipped().expect("shipped tables parse")
+    }
+
+    #[test]
+    fn every_region_has_its_own_price() {
+        let c = cat();
+        let regions: std::collections::BTreeSet<&str> =
+            c.machines.keys().map(|(_, r)| r.as_str()).collect();
+        assert_eq!(regions.len(), 40, "{regions:?}");
+        let od = |r: &str| c.machine("a2-highgpu-1g", r).map(|m| m.on_demand);
+        assert_eq!(
+            od("asia-northeast1"),
+            Some(Money::from_dollars(4.049590926))
+        );
+        assert!(
+            od("asia-northeast1") > od("us-central1"),
+            "regional, not us-central1's"
+        );
+        assert_eq!(od("mars-1"), None);
     }
 
     #[test]

@@ -148,7 +148,7 @@ pub fn offerings(
                 instance_type,
                 capacity_type: shape.capacity,
                 zone: Zone::new(zone.clone()),
-                price_per_hour: price,
+                price_per_hour: price.into(),
                 interruption_risk_per_hour: catalog
                     .interruption_risk_per_hour(shape.capacity, zone),
                 available: true,

@@ -139,7 +139,10 @@ async fn discovers_labelled_zonal_and_regional_migs_with_offerings() -> anyhow::
         (CapacityType::Spot, "us-central1-a")
     );
     assert_eq!(o.instance_type.gpu.model, "L4");
-    assert!(o.interruption_risk_per_hour > 0.0 && o.price_per_hour.micros() > 0);
+    assert!(
+        o.interruption_risk_per_hour > 0.0
+            && o.price_per_hour.known().is_some_and(|m| m.micros() > 0)
+    );
     assert!(spot.warm_pool.is_none());
 
     // Lists were paged (the fake returns two items a page) and templates read once each.

@@ -39,8 +39,8 @@ pub use spot::{Interruption, SpotDynamics};
 use super::data::AvailabilityTrace;
 use super::timing::ColdStart;
 use crate::model::{
-    CapacityType, Instance, InstanceId, InstanceType, LaunchFailure, LifecycleState, Money,
-    NodeGroup, NodeGroupId, Offering, OfferingKey, PoolName, ProviderEvent, ProviderEventKind,
+    CapacityType, Instance, InstanceId, InstanceType, LaunchFailure, LifecycleState, NodeGroup,
+    NodeGroupId, Offering, OfferingKey, PoolName, Price, ProviderEvent, ProviderEventKind,
     Timestamp, WarmPool, Zone,
 };
 use gpupool_provider::{ProviderError, UnfulfilledLaunch};

@@ -43,7 +43,7 @@ impl World {
                 instance_type: spec.instance_type.clone(),
                 capacity_type: spec.capacity_type,
                 zone: z.clone(),
-                price_per_hour: Money::from_dollars(spec.price_per_hour),
+                price_per_hour: Price::from_dollars(spec.price_per_hour),
                 interruption_risk_per_hour: if spec.capacity_type == CapacityType::Spot {
                     spec.hazard_per_hour
                 } else {

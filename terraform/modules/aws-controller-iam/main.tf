@@ -52,6 +52,8 @@ data "aws_iam_policy_document" "controller" {
       "ec2:DescribeInstances",
       "ec2:DescribeLaunchTemplateVersions",
       "ec2:DescribeSpotPriceHistory",
+      # Live on-demand prices per region (Price List Query API); no resource-level permissions.
+      "pricing:GetProducts",
     ]
     resources = ["*"]
   }

@@ -4,8 +4,12 @@
 # AWS's own queue metric: SQS publishes `ApproximateNumberOfMessagesVisible` to CloudWatch every
 # minute whether or not gpupool runs (Amazon SQS Developer Guide, "Available CloudWatch metrics
 # for Amazon SQS"). To keep the fallback from fighting gpupool, the alarm also requires
-# gpupool's heartbeat to be absent: gpupool publishes `DesiredNodes` (namespace `gpupool`,
-# dimension `Pool`) every tick when `aws.publish_cloudwatch: true`; `FILL(heartbeat, 0)` turns
+# gpupool's heartbeat for this group to be absent: gpupool publishes `DesiredNodes` (namespace
+# `gpupool`) every tick when `aws.publish_cloudwatch: true`, per pool (dimension `Pool`) and per
+# group (dimension `AutoScalingGroupName`, the dimension EC2 Auto Scaling's own group metrics
+# use). The alarm watches the on-demand group's own series: it arms when gpupool is down, and
+# also when gpupool runs but no longer manages this group (untagged, pool renamed), which the
+# pool-wide series would hide. `FILL(heartbeat, 0)` turns
 # "no datapoint" into 0 (CloudWatch metric math, FILL function). A metric-math alarm can carry
 # an Auto Scaling policy as its action (CloudWatch User Guide, "Create a CloudWatch alarm based
 # on a metric math expression"; PutMetricAlarm `AlarmActions`).
@@ -33,7 +37,7 @@ resource "aws_cloudwatch_metric_alarm" "fallback" {
   count = var.fallback_scaling == null ? 0 : 1
 
   alarm_name          = "${local.name}-fallback-queue-without-gpupool"
-  alarm_description   = "Queue ${var.fallback_scaling.queue_name} holds more than ${var.fallback_scaling.queue_depth_threshold} messages and gpupool has published nothing for pool ${var.pool_name}: add on-demand capacity until gpupool is back."
+  alarm_description   = "Queue ${var.fallback_scaling.queue_name} holds more than ${var.fallback_scaling.queue_depth_threshold} messages and gpupool has published nothing for group ${aws_autoscaling_group.on_demand.name} (pool ${var.pool_name}): add on-demand capacity until gpupool is back."
   comparison_operator = "GreaterThanOrEqualToThreshold"
   threshold           = 1
   evaluation_periods  = var.fallback_scaling.evaluation_periods
@@ -59,7 +63,7 @@ resource "aws_cloudwatch_metric_alarm" "fallback" {
     metric {
       namespace   = "gpupool"
       metric_name = "DesiredNodes"
-      dimensions  = { Pool = var.pool_name }
+      dimensions  = { AutoScalingGroupName = aws_autoscaling_group.on_demand.name }
       period      = 60
       stat        = "SampleCount"
     }

@@ -1,0 +1,466 @@
+//! Live on-demand prices from the AWS Price List Query API (`GetProducts`), with the shipped
+//! regional table ([`crate::pricing`]) as the fallback.
+//!
+//! - **Call**: `GetProducts`, service code `AmazonEC2`, one call (all pages) per instance type,
+//!   with `TERM_MATCH` filters on `regionCode`, `instanceType`, `operatingSystem=Linux`,
+//!   `tenancy=Shared`, `preInstalledSw=NA`, `capacitystatus=Used`, `marketoption=OnDemand` and
+//!   `productFamily=Compute Instance`: the Linux, shared-tenancy, no-pre-installed-software price
+//!   of a running instance (API reference, `GetProducts` and `Filter`; the same filters as
+//!   Karpenter's `fetchOnDemandPricing` in `pkg/providers/pricing/pricing.go`, which queries all
+//!   types of the region at once; gpupool asks only for its groups' types).
+//! - **Reply**: `PriceList` is a list of JSON *strings*, each one product in the price-list
+//!   format: `{"product":{"attributes":{"instanceType":…,"regionCode":…}},"terms":{"OnDemand":
+//!   {"<sku>.<offerTermCode>":{"priceDimensions":{"<sku>.<offerTermCode>.<rateCode>":{"unit":
+//!   "Hrs","pricePerUnit":{"USD":"1.0060000000"}}}}}}}` (AWS Billing User Guide, "Reading the
+//!   service price list files" / offer file format; Karpenter's `onDemandPage` reads the same
+//!   fields). A reply that is not that shape is an error ([`PriceListError::Malformed`]), never
+//!   a price of 0.
+//! - **Endpoint**: the Price List Query API is served only from a few regions — us-east-1 and
+//!   ap-south-1 (aws-sdk-pricing crate docs, "Service Endpoint"), and eu-central-1 (AWS Billing
+//!   User Guide, "Price List Query API endpoints"; Karpenter's `NewAPI` picks ap-south-1 for
+//!   `ap-*`, eu-central-1 for `eu-*`, us-east-1 otherwise). It answers for every region of the
+//!   `aws` partition whichever endpoint is asked. The China partition's price list is in CNY and
+//!   the GovCloud one is not reachable from the `aws` partition: gpupool does not call the API
+//!   there ([`endpoint_region`] returns `None`) and uses the table.
+//! - **Freshness**: fetched at the first discovery after start, refreshed once a day
+//!   ([`REFRESH`]); a failed fetch is retried after [`RETRY_AFTER_FAILURE`] and meanwhile the
+//!   last good live price, else the table, else an explicit unknown is used, with a warning.
+//! - **IAM**: `pricing:GetProducts` (no resource-level permissions: `Resource: "*"`).
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+/// Live prices are refreshed once a day: AWS changes on-demand list prices rarely (the shared
+/// data set's us-east-1 history has 95 changes over 34 months for ~90 GPU types).
+pub const REFRESH: Duration = Duration::from_secs(24 * 3600);
+/// After a failed fetch (timeout, throttling, malformed reply) try again after an hour, not
+/// every tick: the table covers the gap.
+pub const RETRY_AFTER_FAILURE: Duration = Duration::from_secs(3600);
+/// Service code of EC2 in the price list.
+pub const SERVICE_CODE: &str = "AmazonEC2";
+/// Products per `GetProducts` page (the API maximum is 100, API reference `MaxResults`).
+const PAGE_SIZE: i32 = 100;
+/// Bound on pages followed for one type: the filters select one product; a server that keeps
+/// returning a token cannot loop the controller.
+const MAX_PAGES: usize = 10;
+
+/// Region whose Price List Query endpoint to call for `region`, or `None` where gpupool does
+/// not use the API (China: prices in CNY; GovCloud: another partition).
+pub fn endpoint_region(region: &str) -> Option<&'static str> {
+    if region.starts_with("cn-") || region.starts_with("us-gov-") {
+        None
+    } else if region.starts_with("ap-") {
+        Some("ap-south-1")
+    } else if region.starts_with("eu-") {
+        Some("eu-central-1")
+    } else {
+        Some("us-east-1")
+    }
+}
+
+/// The `GetProducts` filters for one type in one region, as (field, value) `TERM_MATCH` pairs.
+pub fn filters(region: &str, instance_type: &str) -> Vec<(&'static str, String)> {
+    vec![
+        ("regionCode", region.to_owned()),
+        ("instanceType", instance_type.to_owned()),
+        ("operatingSystem", "Linux".to_owned()),
+        ("tenancy", "Shared".to_owned()),
+        ("preInstalledSw", "NA".to_owned()),
+        ("capacitystatus", "Used".to_owned()),
+        ("marketoption", "OnDemand".to_owned()),
+        ("productFamily", "Compute Instance".to_owned()),
+    ]
+}
+
+/// Why no live price could be had for a type.
+#[derive(Debug, thiserror::Error)]
+pub enum PriceListError {
+    /// The call failed: timeout, throttling, access denied, endpoint unreachable.
+    #[error("GetProducts for {instance_type} failed")]
+    Call {
+        instance_type: String,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// The reply is not in the price-list format (not JSON, no on-demand hourly USD price,
+    /// a price that is not a positive number, a product of another type or region).
+    #[error("GetProducts for {instance_type}: malformed price list entry: {detail}")]
+    Malformed {
+        instance_type: String,
+        detail: String,
+    },
+    /// Not asked: a call for another type failed in the same round.
+    #[error("GetProducts for {instance_type} not asked after an earlier call failed")]
+    Skipped { instance_type: String },
+}
+
+impl PriceListError {
+    /// Metric/log label.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            PriceListError::Call { .. } => "call",
+            PriceListError::Malformed { .. } => "malformed",
+            PriceListError::Skipped { .. } => "skipped",
+        }
+    }
+}
+
+fn malformed(instance_type: &str, detail: impl Into<String>) -> PriceListError {
+    PriceListError::Malformed {
+        instance_type: instance_type.to_owned(),
+        detail: detail.into(),
+    }
+}
+
+/// The on-demand hourly USD price in one price-list entry (one product as a JSON string).
+/// `Ok(None)`: a well-formed entry for another product family the filters let through (no
+/// `OnDemand` terms). Several hourly dimensions with different prices: the highest (never
+/// under-estimate a cost).
+pub fn parse_entry(
+    entry: &str,
+    region: &str,
+    instance_type: &str,
+) -> Result<Option<f64>, PriceListError> {
+    let v: serde_json::Value = serde_json::from_str(entry)
+        .map_err(|e| malformed(instance_type, format!("not JSON: {e}")))?;
+    let attrs = v
+        .pointer("/product/attributes")
+        .ok_or_else(|| malformed(instance_type, "no product.attributes"))?;
+    let attr = |k: &str| attrs.get(k).and_then(|x| x.as_str());
+    if attr("instanceType") != Some(instance_type) {
+        return Err(malformed(
+            instance_type,
+            format!("product is for {:?}", attr("instanceType")),
+        ));
+    }
+    if let Some(rc) = attr("regionCode")
+        && rc != region
+    {
+        return Err(malformed(
+            instance_type,
+            format!("product is for region {rc}"),
+        ));
+    }
+    let Some(terms) = v.pointer("/terms/OnDemand") else {
+        return Ok(None);
+    };
+    let terms = terms
+        .as_object()
+        .ok_or_else(|| malformed(instance_type, "terms.OnDemand is not an object"))?;
+    let mut best: Option<f64> = None;
+    for term in terms.values() {
+        let dims = term
+            .get("priceDimensions")
+            .and_then(|d| d.as_object())
+            .ok_or_else(|| malformed(instance_type, "a term has no priceDimensions"))?;
+        for d in dims.values() {
+            if d.get("unit").and_then(|u| u.as_str()) != Some("Hrs") {
+                continue;
+            }
+            let usd = d
+                .pointer("/pricePerUnit/USD")
+                .and_then(|p| p.as_str())
+                .ok_or_else(|| malformed(instance_type, "no pricePerUnit.USD string"))?;
+            let p: f64 = usd
+                .trim()
+                .parse()
+                .map_err(|_| malformed(instance_type, format!("price {usd:?} is not a number")))?;
+            if !(p.is_finite() && p > 0.0) {
+                return Err(malformed(
+                    instance_type,
+                    format!("price {usd:?} is not positive"),
+                ));
+            }
+            best = Some(best.map_or(p, |b: f64| b.max(p)));
+        }
+    }
+    if best.is_none() {
+        return Err(malformed(instance_type, "no hourly on-demand price"));
+    }
+    Ok(best)
+}
+
+/// A Price List Query API client for one workload region.
+#[derive(Clone, Debug)]
+pub struct PriceListClient {
+    client: aws_sdk_pricing::Client,
+    region: String,
+}
+
+impl PriceListClient {
+    /// A client on the endpoint serving `region` (see [`endpoint_region`]), sharing the
+    /// credentials, retries, timeouts and endpoint override of `cfg`. `None` where gpupool does
+    /// not use the API.
+    pub fn new(cfg: &aws_config::SdkConfig, region: &str) -> Option<Self> {
+        let api_region = endpoint_region(region)?;
+        let conf = aws_sdk_pricing::config::Builder::from(cfg)
+            .region(aws_config::Region::new(api_region))
+            .build();
+        Some(PriceListClient {
+            client: aws_sdk_pricing::Client::from_conf(conf),
+            region: region.to_owned(),
+        })
+    }
+
+    pub fn region(&self) -> &str {
+        &self.region
+    }
+
+    /// Fetch every type of `due` (one `GetProducts` listing each, one after the other: a
+    /// deployment has a handful of GPU types and this runs once a day).
+    pub async fn fetch(
+        &self,
+        due: Vec<String>,
+    ) -> Vec<(String, Result<Option<f64>, PriceListError>)> {
+        let mut out = Vec::with_capacity(due.len());
+        let mut failed = false;
+        for t in due {
+            // After a failed call (timeout, access denied, no route) the others would most
+            // likely fail the same way, one timeout each: they are skipped this round and
+            // retried with it.
+            let r = if failed {
+                Err(PriceListError::Skipped {
+                    instance_type: t.clone(),
+                })
+            } else {
+                self.on_demand(&t).await
+            };
+            failed |= matches!(r, Err(PriceListError::Call { .. }));
+            out.push((t, r));
+        }
+        out
+    }
+
+    /// The live on-demand price of `instance_type` in this client's region. `Ok(None)`: the
+    /// price list has no such product there (the type is not sold in the region).
+    pub async fn on_demand(&self, instance_type: &str) -> Result<Option<f64>, PriceListError> {
+        use aws_sdk_pricing::types::{Filter, FilterType};
+        let call_err = |e: Box<dyn std::error::Error + Send + Sync>| PriceListError::Call {
+            instance_type: instance_type.to_owned(),
+            source: e,
+        };
+        let mut terms = Vec::new();
+        for (field, value) in filters(&self.region, instance_type) {
+            terms.push(
+                Filter::builder()
+                    .r#type(FilterType::TermMatch)
+                    .field(field)
+                    .value(value)
+                    .build()
+                    .map_err(|e| call_err(Box::new(e)))?,
+            );
+        }
+        let mut best: Option<f64> = None;
+        let mut token: Option<String> = None;
+        for _ in 0..MAX_PAGES {
+            let out = self
+                .client
+                .get_products()
+                .service_code(SERVICE_CODE)
+                .format_version("aws_v1")
+                .set_filters(Some(terms.clone()))
+                .max_results(PAGE_SIZE)
+                .set_next_token(token.take())
+                .send()
+                .await
+                .map_err(|e| call_err(Box::new(e)))?;
+            for entry in out.price_list() {
+                if let Some(p) = parse_entry(entry, &self.region, instance_type)? {
+                    best = Some(best.map_or(p, |b: f64| b.max(p)));
+                }
+            }
+            match out.next_token() {
+                Some(t) if !t.is_empty() => token = Some(t.to_owned()),
+                _ => return Ok(best),
+            }
+        }
+        Err(malformed(
+            instance_type,
+            format!("more than {MAX_PAGES} pages for one type"),
+        ))
+    }
+}
+
+/// What the last fetch of one type gave.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Fetched {
+    /// The live price (`None`: the price list has no product for the type in the region).
+    Price(Option<f64>),
+    Failed,
+}
+
+/// Live on-demand prices per type, with when each was fetched. Time is passed in (monotonic
+/// instants from `gpupool_provider::clock`).
+#[derive(Clone, Debug, Default)]
+pub struct LiveOnDemand {
+    entries: HashMap<String, (Fetched, Instant)>,
+    /// The last good price of a type whose latest fetch failed: still the best figure known.
+    last_good: HashMap<String, f64>,
+}
+
+impl LiveOnDemand {
+    /// The types of `types` to fetch now (see [`LiveOnDemand::due`]).
+    pub fn due_types<'t>(
+        &self,
+        types: impl IntoIterator<Item = &'t str>,
+        now: Instant,
+    ) -> Vec<String> {
+        let mut v: Vec<String> = types
+            .into_iter()
+            .filter(|t| self.due(t, now))
+            .map(str::to_owned)
+            .collect();
+        v.sort();
+        v.dedup();
+        v
+    }
+
+    /// Record fetch results; returns the failures, each a warning for the caller to log (the
+    /// table, else an unknown price, is used for those types meanwhile).
+    pub fn apply(
+        &mut self,
+        results: Vec<(String, Result<Option<f64>, PriceListError>)>,
+        now: Instant,
+    ) -> Vec<PriceListError> {
+        let mut failures = Vec::new();
+        for (t, r) in results {
+            match r {
+                Ok(p) => self.record(&t, Ok(p), now),
+                Err(e) => {
+                    self.record(&t, Err(()), now);
+                    failures.push(e);
+                }
+            }
+        }
+        failures
+    }
+
+    /// Whether `instance_type` should be fetched now: never fetched, its price a day old, or
+    /// its last fetch failed an hour ago.
+    pub fn due(&self, instance_type: &str, now: Instant) -> bool {
+        match self.entries.get(instance_type) {
+            None => true,
+            Some((Fetched::Price(_), at)) => now.saturating_duration_since(*at) >= REFRESH,
+            Some((Fetched::Failed, at)) => {
+                now.saturating_duration_since(*at) >= RETRY_AFTER_FAILURE
+            }
+        }
+    }
+
+    pub fn record(&mut self, instance_type: &str, got: Result<Option<f64>, ()>, now: Instant) {
+        let f = match got {
+            Ok(p) => {
+                match p {
+                    Some(p) => self.last_good.insert(instance_type.to_owned(), p),
+                    None => self.last_good.remove(instance_type),
+                };
+                Fetched::Price(p)
+            }
+            Err(()) => Fetched::Failed,
+        };
+        self.entries.insert(instance_type.to_owned(), (f, now));
+    }
+
+    /// The live price to use: the latest fetched one, or the last good one after a failure.
+    pub fn price(&self, instance_type: &str) -> Option<f64> {
+        self.last_good.get(instance_type).copied()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The shape of one `PriceList` entry as the API reference and the price-list file format
+    /// describe it (abridged to the fields gpupool reads, plus a few it ignores).
+    fn entry(ty: &str, region: &str, usd: &str) -> String {
+        serde_json::json!({
+            "product": {
+                "productFamily": "Compute Instance",
+                "attributes": {
+                    "instanceType": ty, "regionCode": region, "operatingSystem": "Linux",
+                    "tenancy": "Shared", "preInstalledSw": "NA", "capacitystatus": "Used"
+                },
+                "sku": "ABCDEF"
+            },
+            "serviceCode": "AmazonEC2",
+            "terms": { "OnDemand": { "ABCDEF.JRTCKXETXF": {
+                "offerTermCode": "JRTCKXETXF", "sku": "ABCDEF",
+                "priceDimensions": { "ABCDEF.JRTCKXETXF.6YS6EN2CT7": {
+                    "unit": "Hrs", "pricePerUnit": { "USD": usd },
+                    "description": "$1.006 per On Demand Linux g5.xlarge Instance Hour"
+                } }
+            } } },
+            "version": "20260101000000",
+            "publicationDate": "2026-01-01T00:00:00Z"
+        })
+        .to_string()
+    }
+
+    #[test]
+    fn parses_the_hourly_usd_price() {
+        let e = entry("g5.xlarge", "eu-west-1", "1.1230000000");
+        assert_eq!(
+            parse_entry(&e, "eu-west-1", "g5.xlarge").unwrap(),
+            Some(1.123)
+        );
+    }
+
+    #[test]
+    fn malformed_entries_are_errors_never_zero() {
+        // (entry, why it is malformed)
+        let cases = [
+            ("{not json".to_owned(), "not JSON"),
+            (
+                entry("g5.xlarge", "eu-west-1", "0.0000000000"),
+                "not positive",
+            ),
+            (entry("g5.xlarge", "eu-west-1", "abc"), "not a number"),
+            (entry("g5.2xlarge", "eu-west-1", "1.0"), "product is for"),
+            (entry("g5.xlarge", "us-east-1", "1.0"), "region us-east-1"),
+            (r#"{"terms":{}}"#.to_owned(), "no product.attributes"),
+        ];
+        for (e, why) in cases {
+            let err = parse_entry(&e, "eu-west-1", "g5.xlarge").unwrap_err();
+            assert_eq!(err.kind(), "malformed");
+            assert!(err.to_string().contains(why), "{err} should say {why}");
+        }
+        // No OnDemand terms at all: not a price, not an error (e.g. a reserved-only product).
+        let e = r#"{"product":{"attributes":{"instanceType":"g5.xlarge"}},"terms":{}}"#;
+        assert_eq!(parse_entry(e, "eu-west-1", "g5.xlarge").unwrap(), None);
+    }
+
+    #[test]
+    fn endpoint_regions() {
+        for (region, want) in [
+            ("us-east-1", Some("us-east-1")),
+            ("us-west-2", Some("us-east-1")),
+            ("ca-central-1", Some("us-east-1")),
+            ("sa-east-1", Some("us-east-1")),
+            ("eu-west-1", Some("eu-central-1")),
+            ("ap-northeast-1", Some("ap-south-1")),
+            ("cn-north-1", None),
+            ("us-gov-west-1", None),
+        ] {
+            assert_eq!(endpoint_region(region), want, "{region}");
+        }
+    }
+
+    #[test]
+    fn refresh_schedule() {
+        let t0 = gpupool_provider::clock::monotonic();
+        let mut live = LiveOnDemand::default();
+        assert!(live.due("g5.xlarge", t0), "never fetched");
+        live.record("g5.xlarge", Ok(Some(1.2)), t0);
+        assert!(!live.due("g5.xlarge", t0 + Duration::from_secs(3600)));
+        assert!(live.due("g5.xlarge", t0 + REFRESH));
+        // A failure keeps the last good price and retries after an hour.
+        live.record("g5.xlarge", Err(()), t0 + REFRESH);
+        assert_eq!(live.price("g5.xlarge"), Some(1.2));
+        assert!(!live.due("g5.xlarge", t0 + REFRESH + Duration::from_secs(60)));
+        assert!(live.due("g5.xlarge", t0 + REFRESH + RETRY_AFTER_FAILURE));
+        // The price list saying "no such product" drops the old figure.
+        live.record("g5.xlarge", Ok(None), t0 + REFRESH + RETRY_AFTER_FAILURE);
+        assert_eq!(live.price("g5.xlarge"), None);
+    }
+}
