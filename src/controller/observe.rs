@@ -9,9 +9,12 @@
 //! so a failed action waits for the next tick's fresh view instead.
 
 use super::{Controller, ControllerError, LAST_GOOD_MAX_AGE_S, Observed, error_chain};
-use crate::model::{Instance, NodeGroup, NodeGroupId, Timestamp};
+use crate::model::{
+    Instance, InstanceId, LifecycleState, NodeGroup, NodeGroupId, Snapshot, Timestamp,
+};
 use gpupool_provider::ProviderError;
 use std::collections::BTreeMap;
+use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 /// Extra attempts at failed *reads* per tick, on top of the SDK's own retries. Bounded so a
@@ -225,6 +228,74 @@ impl Controller {
             .entry(group.clone())
             .or_default()
             .push((now, count));
+    }
+
+    /// Overlay what only the controller knows: drains in progress and requested terminations.
+    /// What only the controller knows, laid over the observed snapshot before planning.
+    pub(super) fn overlay(&mut self, snapshot: &mut Snapshot, now: Timestamp) {
+        self.config.pricing.apply(&mut snapshot.groups);
+        self.apply_own_state(snapshot);
+        self.apply_serving_readiness(snapshot, now);
+    }
+
+    fn apply_own_state(&self, snapshot: &mut Snapshot) {
+        for inst in &mut snapshot.instances {
+            if self.terminating.contains(&inst.id) {
+                inst.state = LifecycleState::Terminating;
+            } else if self.drains.contains_key(&inst.id)
+                && inst.state != LifecycleState::Terminating
+            {
+                inst.state = LifecycleState::Draining;
+            }
+        }
+        for node in &mut snapshot.nodes {
+            if self.drains.contains_key(&node.instance) {
+                node.cordoned = true;
+            }
+        }
+    }
+
+    /// An instance the cloud calls running serves only once its node is serving-ready (GPUs
+    /// allocatable, model cache warm, health URL answering). Until then it is in flight —
+    /// counted once, neither as capacity nor as missing — from the moment the controller first
+    /// saw it not serving. Past the pool's `max_provision_time_s` a node that exists is marked
+    /// unhealthy (the planner drains and replaces it); an instance with no node at all stays
+    /// `Launching` and the planner's stuck-launch rule replaces it.
+    fn apply_serving_readiness(&mut self, snapshot: &mut Snapshot, now: Timestamp) {
+        let nodes: BTreeMap<InstanceId, (bool, bool)> = snapshot
+            .nodes
+            .iter()
+            .map(|n| (n.instance.clone(), (n.serving_ready, n.unhealthy.is_some())))
+            .collect();
+        let mut seen = BTreeSet::new();
+        let mut mark_unhealthy = Vec::new();
+        for inst in &mut snapshot.instances {
+            if inst.state != LifecycleState::Ready {
+                continue;
+            }
+            match nodes.get(&inst.id) {
+                Some((true, _)) | Some((_, true)) => continue,
+                _ => {}
+            }
+            seen.insert(inst.id.clone());
+            let since = *self.not_serving_since.entry(inst.id.clone()).or_insert(now);
+            let max_s = self.disruption_of(&inst.group).max_provision_time_s;
+            let waited = now.secs_since(since);
+            if nodes.contains_key(&inst.id) && waited > max_s as f64 {
+                mark_unhealthy.push((inst.id.clone(), waited as u64));
+                continue;
+            }
+            inst.state = LifecycleState::Launching;
+            inst.launched_at = inst.launched_at.max(since);
+        }
+        self.not_serving_since.retain(|id, _| seen.contains(id));
+        for (id, waited) in mark_unhealthy {
+            if let Some(n) = snapshot.nodes.iter_mut().find(|n| n.instance == id) {
+                n.unhealthy = Some(format!(
+                    "not serving-ready {waited} s after the cloud reported the instance running"
+                ));
+            }
+        }
     }
 }
 

@@ -1,9 +1,11 @@
 //! Tests of the shell alone: an in-memory provider and cluster, and injected planners, so each
 //! safety rule of `tick` is checked without the real planner's judgement in the way.
 
+use super::report::{decision_pool, instance_groups};
 use super::*;
 use crate::model::{
-    CapacityType, GpuInfo, InstanceType, InstanceTypeName, Money, Offering, ProviderEvent, Zone,
+    CapacityType, GpuInfo, InstanceType, InstanceTypeName, LifecycleState, Money, Offering,
+    ProviderEvent, ProviderEventKind, Zone,
 };
 use std::sync::Mutex;
 
