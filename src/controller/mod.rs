@@ -25,6 +25,7 @@ pub mod metrics;
 mod observe;
 mod persist;
 mod report;
+pub mod run;
 mod shadow;
 
 pub use metrics::Metrics;

@@ -1113,6 +1113,7 @@ fn an_unknown_state_version_holds_and_a_corrupt_state_starts_fresh() {
     assert!(c.history().backoff.is_empty());
 }
 
+mod run;
 mod shadow;
 
 #[test]
