@@ -135,6 +135,18 @@ pub struct MemWorld {
     /// Groups whose instance listing fails (throttled).
     pub fail_instances_of: Vec<NodeGroupId>,
     pub no_capacity_in: Vec<NodeGroupId>,
+    /// When set, `increase` also launches that many instances like this one (ids `i-0001`…,
+    /// in the increased group, launched at `now`): a cloud that accepts and fulfils at once.
+    /// Otherwise only the group's desired size moves, as an ASG's does before its activity.
+    pub launch_template: Option<Instance>,
+    /// The cloud's clock, for the launch times of `launch_template` instances.
+    pub now: Timestamp,
+    /// Instances launched from the template so far (their ids count on from it).
+    pub launched: u32,
+    /// `terminate` removes the instances and lowers the desired size (the cloud acts at
+    /// once); otherwise the call is only logged and the instance stays listed until the test
+    /// removes it.
+    pub terminate_removes: bool,
 }
 
 /// An in-memory provider over a shared [`MemWorld`].
@@ -144,6 +156,19 @@ pub struct MemProvider(pub Arc<Mutex<MemWorld>>);
 impl MemProvider {
     pub fn w(&self) -> std::sync::MutexGuard<'_, MemWorld> {
         self.0.lock().unwrap()
+    }
+
+    /// The mutating calls so far, in order (`increase g 1`, `terminate g i-1`, …).
+    pub fn calls(&self) -> Vec<String> {
+        self.w().calls.clone()
+    }
+
+    pub fn instances(&self) -> Vec<Instance> {
+        self.w().instances.clone()
+    }
+
+    pub fn set_now(&self, now: Timestamp) {
+        self.w().now = now;
     }
 }
 
@@ -184,6 +209,23 @@ impl NodeGroupProvider for MemProvider {
         }
         let g = w.groups.iter_mut().find(|g| &g.id == group).unwrap();
         g.desired += delta;
+        if let Some(template) = w.launch_template.clone() {
+            for _ in 0..delta {
+                w.launched += 1;
+                let id = InstanceId::new(format!("i-{:04}", w.launched));
+                let now = w.now;
+                w.instances.push(Instance {
+                    provider_id: template.provider_id.as_ref().map(|p| {
+                        // The template's provider ID with its own instance id.
+                        p.replace(template.id.as_str(), id.as_str())
+                    }),
+                    id,
+                    group: group.clone(),
+                    launched_at: now,
+                    ..template.clone()
+                });
+            }
+        }
         Ok(())
     }
     async fn terminate(
@@ -194,6 +236,14 @@ impl NodeGroupProvider for MemProvider {
         let mut w = self.w();
         for id in instances {
             w.calls.push(format!("terminate {group} {id}"));
+        }
+        if w.terminate_removes {
+            let before = w.instances.len();
+            w.instances.retain(|i| !instances.contains(&i.id));
+            let removed = (before - w.instances.len()) as u32;
+            if let Some(g) = w.groups.iter_mut().find(|g| &g.id == group) {
+                g.desired = g.desired.saturating_sub(removed);
+            }
         }
         Ok(())
     }
