@@ -28,6 +28,7 @@ mod report;
 pub mod run;
 mod shadow;
 
+pub use crate::model::DrainProgress;
 pub use metrics::Metrics;
 pub use observe::{READ_RETRY_BUDGET_PER_TICK, RetryBudget};
 pub use shadow::Planned;
@@ -109,26 +110,6 @@ pub trait Cluster: Send {
 pub struct ClusterView {
     pub nodes: Vec<Node>,
     pub pending_pods: Vec<PendingPod>,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum DrainProgress {
-    Drained,
-    InProgress {
-        remaining: u32,
-    },
-    /// Routing to the instance could not be stopped yet (VM-only: its deregister command
-    /// failed `attempts` times). It still receives requests, so it is never terminated in this
-    /// state, whatever the drain deadline says.
-    StillRegistered {
-        attempts: u32,
-    },
-    /// The drain was given up and the instance kept, still serving (VM-only: deregistration
-    /// kept failing for `disruption.deregister_give_up_s`). The controller forgets the drain.
-    Abandoned {
-        attempts: u32,
-        failing_for_s: u64,
-    },
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -3,6 +3,7 @@
 //! here so the rest of the core has one place to import from.
 
 pub mod bounds;
+mod drain;
 mod plan;
 mod pod;
 pub mod shadow;
@@ -10,6 +11,7 @@ pub mod slo;
 mod snapshot;
 pub mod status;
 
+pub use drain::DrainProgress;
 pub use gpupool_provider::{
     CapacityType, GpuInfo, Instance, InstanceId, InstanceType, InstanceTypeName, LaunchFailure,
     LifecycleState, MigProfile, Money, NodeGroup, NodeGroupId, Offering, OfferingKey, PoolName,
