@@ -1,8 +1,9 @@
 //! Acting: each action of a plan applied through the provider, its error counted and turned
 //! into backoff, its result kept for the tick's report.
 
-use super::{ActionResult, Controller, TickReport, error_chain, metrics};
+use super::{ActionFailure, ActionResult, Controller, TickReport, error_chain, metrics};
 use crate::model::{Action, InstanceId, NodeGroupId, Plan, Snapshot, Timestamp};
+use crate::planner::rules::{action_error, drain_step};
 use gpupool_provider::ProviderError;
 use std::collections::BTreeSet;
 
@@ -38,26 +39,20 @@ impl Controller {
                 }
                 Err(e) => {
                     self.count_error(action.kind(), &e);
-                    match &e {
-                        ProviderError::InsufficientCapacity { offering } => {
-                            self.history
-                                .record_launch_failure(offering, &e.to_string(), now);
-                            capacity_failed = true;
-                        }
-                        ProviderError::QuotaExceeded { .. } => {
-                            if let Action::ScaleUp { offering, .. } = action {
-                                self.history
-                                    .record_launch_failure(offering, &e.to_string(), now);
-                                capacity_failed = true;
-                            }
-                        }
-                        ProviderError::Throttled { .. } => {
-                            throttled.insert(action.group().clone());
-                        }
-                        _ => {}
+                    let response = action_error::respond(action, &e);
+                    if let Some(offering) = &response.back_off {
+                        self.history
+                            .record_launch_failure(offering, &e.to_string(), now);
+                    }
+                    capacity_failed |= response.replan;
+                    if response.skip_group {
+                        throttled.insert(action.group().clone());
                     }
                     tracing::warn!(action = %action, error = %error_chain(&e), "action failed");
-                    Some((e.kind().to_string(), error_chain(&e)))
+                    Some(ActionFailure {
+                        kind: e.kind(),
+                        message: error_chain(&e),
+                    })
                 }
             };
             report.results.push(ActionResult {
@@ -130,8 +125,9 @@ impl Controller {
                 let Some(inst) = snapshot.instances.iter().find(|i| &i.id == instance) else {
                     return Ok(());
                 };
-                let timeout = self.disruption_of(group).drain_timeout_s as f64;
-                let deadline = deadline.unwrap_or(now.plus_secs(timeout));
+                let timeout =
+                    std::time::Duration::from_secs(self.disruption_of(group).drain_timeout_s);
+                let deadline = drain_step::deadline(*deadline, timeout, now);
                 self.history.record_disruption(pool, instance, now);
                 self.start_drain(inst, deadline, now, reason.clone());
                 if let Some(d) = self.drains.get_mut(instance) {

@@ -6,6 +6,7 @@ use super::{
     ClusterView, Controller, DrainProgress, DrainState, Metrics, TickReport, error_chain, metrics,
 };
 use crate::model::{Instance, InstanceId, Reason, Snapshot, Timestamp};
+use crate::planner::rules::drain_step::{self, DrainStep};
 use gpupool_provider::ProviderError;
 
 impl Controller {
@@ -89,7 +90,7 @@ impl Controller {
                 self.drains.remove(&id);
                 continue;
             };
-            if now < state.start_at {
+            if !drain_step::started(state.start_at, now) {
                 // Still serving until the drain window (spot notice with a drain lead); only
                 // new work is kept off it. The cluster skips a node it already cordoned.
                 if let Err(e) = self.cluster.cordon(inst, state.deadline).await {
@@ -106,45 +107,44 @@ impl Controller {
                     }
                 }
             };
-            let timed_out = now >= state.deadline;
-            match progress {
-                DrainProgress::StillRegistered { attempts } => {
+            let voluntary = state.reason.is_voluntary();
+            let forced = match drain_step::step(progress, state.deadline, voluntary, now) {
+                DrainStep::Wait => continue,
+                DrainStep::KeepRegistered { past_deadline } => {
                     self.metrics
                         .deregister_failures
                         .get_or_create(&Metrics::pool(state.pool.as_str()))
                         .inc();
-                    if timed_out {
+                    if past_deadline {
                         // Terminating now would cut the requests a load balancer still routes
                         // to it: keep it until deregistration succeeds or is given up.
-                        tracing::warn!(instance = %id, attempts, deadline = %state.deadline, "drain deadline passed but the VM is still registered (deregister command failing): kept, not terminated");
+                        tracing::warn!(instance = %id, ?progress, deadline = %state.deadline, "drain deadline passed but the VM is still registered (deregister command failing): kept, not terminated");
                     }
                     continue;
                 }
-                DrainProgress::Abandoned {
-                    attempts,
-                    failing_for_s,
-                } => {
+                DrainStep::Forget => {
                     self.drains.remove(&id);
                     self.metrics
                         .drains_abandoned
                         .get_or_create(&Metrics::pool(state.pool.as_str()))
                         .inc();
-                    tracing::warn!(instance = %id, attempts, failing_for_s, reason = %state.reason, "deregistration kept failing: drain given up, the VM stays registered and in service (scale-in may pick it again later)");
+                    tracing::warn!(instance = %id, ?progress, reason = %state.reason, "deregistration kept failing: drain given up, the VM stays registered and in service (scale-in may pick it again later)");
                     continue;
                 }
-                DrainProgress::InProgress { .. } if !timed_out => continue,
-                DrainProgress::Drained | DrainProgress::InProgress { .. } => {}
-            }
-            if timed_out && progress != DrainProgress::Drained {
-                // A voluntary disruption never overrides a PodDisruptionBudget or a
-                // do-not-disrupt pod (Cluster Autoscaler and Karpenter give up the same way):
-                // the node goes back to service and is left alone for a while.
-                if state.reason.is_voluntary() && self.abandon_drain(inst, &state, now).await {
-                    continue;
+                DrainStep::Abandon => {
+                    if self.abandon_drain(inst, &state, now).await {
+                        continue;
+                    }
+                    tracing::warn!(instance = %id, reason = %state.reason, "drain deadline passed with work remaining and the node cannot be given back; terminating");
+                    true
                 }
-                tracing::warn!(instance = %id, reason = %state.reason, "drain deadline passed with work remaining; terminating (involuntary: the instance goes anyway)");
-            }
-            let forced = timed_out && progress != DrainProgress::Drained;
+                DrainStep::Terminate { forced } => {
+                    if forced {
+                        tracing::warn!(instance = %id, reason = %state.reason, "drain deadline passed with work remaining; terminating (involuntary: the instance goes anyway)");
+                    }
+                    forced
+                }
+            };
             self.terminate_drained(&id, &state, forced, report).await;
         }
     }

@@ -2,7 +2,18 @@
 //! queued for acknowledgement once the tick's state is saved (`persist.rs`).
 
 use super::{Controller, SEEN_EVENTS_MAX, metrics, persist};
-use crate::model::{Instance, InstanceId, OfferingKey, ProviderEventKind, Reason, Timestamp};
+use crate::model::{Instance, NodeGroupId, OfferingKey, ProviderEventKind, Timestamp};
+use crate::planner::rules::cloud_event::{self, EventPolicy, EventResponse};
+use std::time::Duration;
+
+/// The offering an instance was launched from (its risk goes up on a notice).
+fn offering_of(i: &Instance) -> OfferingKey {
+    OfferingKey {
+        instance_type: i.instance_type.clone(),
+        capacity_type: i.capacity_type,
+        zone: i.zone.clone(),
+    }
+}
 
 impl Controller {
     /// Poll the provider's events, handle each, acknowledge it. Returns how many were handled.
@@ -43,6 +54,7 @@ impl Controller {
         handled
     }
 
+    /// Carry out the response `planner::rules::cloud_event` gives to one event.
     fn handle_event(
         &mut self,
         kind: &ProviderEventKind,
@@ -50,89 +62,74 @@ impl Controller {
         instances: &[Instance],
         now: Timestamp,
     ) {
-        let find = |iid: &InstanceId| instances.iter().find(|i| &i.id == iid);
-        let offering_of = |i: &Instance| OfferingKey {
-            instance_type: i.instance_type.clone(),
-            capacity_type: i.capacity_type,
-            zone: i.zone.clone(),
-        };
-        match kind {
-            ProviderEventKind::SpotInterruption { instance, deadline } => {
-                let Some(inst) = find(instance) else {
-                    tracing::info!(event = id, %instance, "interruption for an instance not in a managed group; ignored");
-                    return;
-                };
-                self.history.record_interruption(&offering_of(inst));
-                self.count_interruption(inst, "spot_interruption");
-                // Serve until `interruption_drain_s` before the reclaim when configured.
-                let start_at = match self.disruption_of(&inst.group).interruption_drain_s {
-                    Some(lead) => deadline.plus_secs(-(lead as f64)).max(now),
-                    None => now,
-                };
-                tracing::warn!(%instance, group = %inst.group, deadline = %deadline, drain_from = %start_at, "spot interruption: replacing now, draining before the reclaim");
-                self.start_drain(
-                    inst,
-                    *deadline,
-                    start_at,
-                    Reason::SpotInterruption {
-                        deadline: *deadline,
-                    },
+        let inst =
+            persist::event_instance(kind).and_then(|iid| instances.iter().find(|i| &i.id == iid));
+        let policy = inst.map(|i| self.event_policy(&i.group));
+        let response = cloud_event::respond(kind, policy.as_ref(), now);
+        match (response, inst) {
+            (EventResponse::Unmanaged, _) => {
+                tracing::info!(
+                    event = id,
+                    kind = kind.kind(),
+                    "event for an instance not in a managed group; ignored"
                 );
             }
-            ProviderEventKind::ScheduledChange { instance, at } => {
-                let Some(inst) = find(instance) else { return };
-                self.count_interruption(inst, "scheduled_change");
-                // Drain well before the maintenance so in-flight work finishes.
-                let deadline = (*at).min(now.plus_secs(self.drain_timeout(inst) as f64));
-                tracing::warn!(%instance, at = %at, "scheduled change: draining and replacing");
-                self.start_drain(
-                    inst,
+            (
+                EventResponse::Drain {
                     deadline,
-                    now,
-                    Reason::Unhealthy {
-                        condition: "scheduled maintenance".into(),
-                    },
-                );
+                    start_at,
+                    reason,
+                    raise_risk,
+                },
+                Some(inst),
+            ) => {
+                if raise_risk {
+                    self.history.record_interruption(&offering_of(inst));
+                }
+                self.count_interruption(inst, kind);
+                tracing::warn!(instance = %inst.id, group = %inst.group, %deadline, drain_from = %start_at, %reason, "cloud notice: replacing now, draining before the deadline");
+                self.start_drain(inst, deadline, start_at, reason);
             }
-            ProviderEventKind::RebalanceRecommendation { instance } => {
-                let Some(inst) = find(instance) else { return };
-                // Advice, not a notice: new capacity should go elsewhere (risk raised). With
-                // `rebalance: prelaunch` the instance also stops counting as capacity, so the
-                // planner launches its replacement now and drains it once that serves.
+            (EventResponse::Rebalance { prelaunch }, Some(inst)) => {
                 self.history.record_interruption(&offering_of(inst));
-                self.count_interruption(inst, "rebalance_recommendation");
-                match self.disruption_of(&inst.group).rebalance {
-                    crate::config::RebalancePolicy::Prelaunch => {
-                        self.history.record_at_risk(instance, now);
-                        tracing::info!(%instance, "rebalance recommendation: replacing ahead of an interruption");
-                    }
-                    crate::config::RebalancePolicy::Ignore => {
-                        tracing::info!(%instance, "rebalance recommendation: offering risk raised");
-                    }
+                self.count_interruption(inst, kind);
+                if prelaunch {
+                    self.history.record_at_risk(&inst.id, now);
+                    tracing::info!(instance = %inst.id, "rebalance recommendation: replacing ahead of an interruption");
+                } else {
+                    tracing::info!(instance = %inst.id, "rebalance recommendation: offering risk raised");
                 }
             }
-            ProviderEventKind::InstanceStateChange { instance, state } => {
-                if matches!(
-                    state.as_str(),
-                    "stopping" | "stopped" | "shutting-down" | "terminated"
-                ) && self.drains.remove(instance).is_some()
+            (EventResponse::CloseDrain, _) => {
+                if let Some(instance) = persist::event_instance(kind)
+                    && self.drains.remove(instance).is_some()
                 {
-                    tracing::info!(%instance, state, "drained instance left; drain closed");
+                    tracing::info!(%instance, "drained instance left; drain closed");
                 }
             }
-            ProviderEventKind::LaunchFailed {
-                group,
-                offering,
-                error,
-                message,
-            } => {
-                tracing::warn!(%group, %offering, ?error, message, "launch failed; offering backs off");
-                self.history.record_launch_failure(offering, message, now);
+            (EventResponse::BackOff { offering, message }, _) => {
+                tracing::warn!(%offering, message, "launch failed; offering backs off");
+                self.history.record_launch_failure(&offering, &message, now);
             }
+            // A drain or a rebalance always names an instance that was found (the rule gives
+            // `Unmanaged` otherwise); a state change that ends nothing is nothing.
+            (EventResponse::Drain { .. } | EventResponse::Rebalance { .. }, None)
+            | (EventResponse::Ignore, _) => {}
         }
     }
 
-    pub(super) fn count_interruption(&self, inst: &Instance, kind: &str) {
+    /// The policy a cloud event about an instance of `group` is judged by.
+    fn event_policy(&self, group: &NodeGroupId) -> EventPolicy {
+        let d = self.disruption_of(group);
+        EventPolicy {
+            drain_timeout: Duration::from_secs(d.drain_timeout_s),
+            interruption_drain: d.interruption_drain_s.map(Duration::from_secs),
+            rebalance: d.rebalance,
+        }
+    }
+
+    /// Counts a notice or advice about `inst`, labelled with the event's kind.
+    pub(super) fn count_interruption(&self, inst: &Instance, kind: &ProviderEventKind) {
         let pool = self
             .pool_of_group(&inst.group)
             .map(|p| p.to_string())
@@ -141,7 +138,7 @@ impl Controller {
             .interruptions
             .get_or_create(&metrics::InterruptionLabels {
                 pool,
-                kind: kind.into(),
+                kind: kind.kind().into(),
             })
             .inc();
     }

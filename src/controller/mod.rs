@@ -148,8 +148,16 @@ pub enum ControllerError {
 #[derive(Clone, Debug, PartialEq)]
 pub struct ActionResult {
     pub action: Action,
-    /// `None` when the call succeeded; the error kind and text otherwise.
-    pub error: Option<(String, String)>,
+    /// `None` when the call succeeded.
+    pub error: Option<ActionFailure>,
+}
+
+/// Why an action failed: the provider error's fixed kind (a metric label) and its rendered
+/// chain of causes (for logs), rendered once here at the edge.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ActionFailure {
+    pub kind: &'static str,
+    pub message: String,
 }
 
 /// Everything one tick did, for logs, tests and the simulator's accounting.
@@ -454,10 +462,6 @@ impl Controller {
 
     fn pool_of_group(&self, group: &NodeGroupId) -> Option<&PoolName> {
         self.group_pools.get(group)
-    }
-
-    fn drain_timeout(&self, inst: &Instance) -> u64 {
-        self.disruption_of(&inst.group).drain_timeout_s
     }
 
     /// The disruption policy of a group's pool. Groups are filtered to configured pools, so the

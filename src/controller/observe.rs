@@ -14,7 +14,6 @@ use crate::model::{
 };
 use gpupool_provider::ProviderError;
 use std::collections::BTreeMap;
-use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 /// Extra attempts at failed *reads* per tick, on top of the SDK's own retries. Bounded so a
@@ -262,33 +261,40 @@ impl Controller {
     /// unhealthy (the planner drains and replaces it); an instance with no node at all stays
     /// `Launching` and the planner's stuck-launch rule replaces it.
     fn apply_serving_readiness(&mut self, snapshot: &mut Snapshot, now: Timestamp) {
-        let nodes: BTreeMap<InstanceId, (bool, bool)> = snapshot
+        use crate::planner::rules::readiness::{NodeSeen, Readiness, readiness};
+        let nodes: BTreeMap<InstanceId, NodeSeen> = snapshot
             .nodes
             .iter()
-            .map(|n| (n.instance.clone(), (n.serving_ready, n.unhealthy.is_some())))
+            .map(|n| {
+                let seen = NodeSeen {
+                    serving_ready: n.serving_ready,
+                    unhealthy: n.unhealthy.is_some(),
+                };
+                (n.instance.clone(), seen)
+            })
             .collect();
-        let mut seen = BTreeSet::new();
+        let mut not_serving_since = BTreeMap::new();
         let mut mark_unhealthy = Vec::new();
+        let mut max_of: BTreeMap<NodeGroupId, Duration> = BTreeMap::new();
         for inst in &mut snapshot.instances {
-            if inst.state != LifecycleState::Ready {
-                continue;
+            let max = *max_of.entry(inst.group.clone()).or_insert_with(|| {
+                Duration::from_secs(self.disruption_of(&inst.group).max_provision_time_s)
+            });
+            let since = self.not_serving_since.get(&inst.id).copied();
+            match readiness(inst.state, nodes.get(&inst.id).copied(), since, max, now) {
+                Readiness::Settled => {}
+                Readiness::InFlight { since } => {
+                    not_serving_since.insert(inst.id.clone(), since);
+                    inst.state = LifecycleState::Launching;
+                    inst.launched_at = inst.launched_at.max(since);
+                }
+                Readiness::TimedOut { since, waited_s } => {
+                    not_serving_since.insert(inst.id.clone(), since);
+                    mark_unhealthy.push((inst.id.clone(), waited_s));
+                }
             }
-            match nodes.get(&inst.id) {
-                Some((true, _)) | Some((_, true)) => continue,
-                _ => {}
-            }
-            seen.insert(inst.id.clone());
-            let since = *self.not_serving_since.entry(inst.id.clone()).or_insert(now);
-            let max_s = self.disruption_of(&inst.group).max_provision_time_s;
-            let waited = now.secs_since(since);
-            if nodes.contains_key(&inst.id) && waited > max_s as f64 {
-                mark_unhealthy.push((inst.id.clone(), waited as u64));
-                continue;
-            }
-            inst.state = LifecycleState::Launching;
-            inst.launched_at = inst.launched_at.max(since);
         }
-        self.not_serving_since.retain(|id, _| seen.contains(id));
+        self.not_serving_since = not_serving_since;
         for (id, waited) in mark_unhealthy {
             if let Some(n) = snapshot.nodes.iter_mut().find(|n| n.instance == id) {
                 n.unhealthy = Some(format!(

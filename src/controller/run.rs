@@ -314,8 +314,8 @@ fn log_tick(tick: &Result<TickReport, ControllerError>) -> bool {
     match tick {
         Ok(report) => {
             for r in &report.results {
-                if let Some((kind, text)) = &r.error {
-                    tracing::warn!(action = %r.action, kind, error = text, "action failed");
+                if let Some(f) = &r.error {
+                    tracing::warn!(action = %r.action, kind = f.kind, error = %f.message, "action failed");
                 }
             }
             true

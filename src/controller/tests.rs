@@ -235,7 +235,7 @@ fn capacity_error_backs_off_and_falls_back_in_the_same_tick() {
             .is_some()
     );
     assert_eq!(
-        r.results[0].error.as_ref().unwrap().0,
+        r.results[0].error.as_ref().unwrap().kind,
         "insufficient_capacity"
     );
 }
