@@ -38,7 +38,6 @@ impl Controller {
                     None
                 }
                 Err(e) => {
-                    self.count_error(action.kind(), &e);
                     let response = action_error::respond(action, &e);
                     if let Some(offering) = &response.back_off {
                         self.history
@@ -184,15 +183,6 @@ impl Controller {
             .inc();
     }
 
-    pub(super) fn count_error(&self, call: &str, e: &ProviderError) {
-        self.metrics
-            .provider_errors
-            .get_or_create(&metrics::ErrorLabels {
-                call: call.into(),
-                kind: e.kind().into(),
-            })
-            .inc();
-    }
     /// Back off the offerings of launches the planner found unfulfilled, with the rule it
     /// applied to its own plan (`History::record_launch_failure_at`: once per failure).
     pub(super) fn record_launch_failures(&mut self, plan: &Plan, now: Timestamp) {

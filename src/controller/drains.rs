@@ -194,7 +194,6 @@ impl Controller {
                 }
             }
             Err(e) => {
-                self.count_error("terminate", &e);
                 tracing::warn!(instance = %id, error = %error_chain(&e), "terminate after drain failed; retrying next tick");
             }
         }

@@ -21,7 +21,6 @@ impl Controller {
         let events = match self.provider.poll_events().await {
             Ok(e) => e,
             Err(e) => {
-                self.count_error("poll_events", &e);
                 tracing::warn!(error = %e, "cannot poll cloud events; will retry next tick");
                 return 0;
             }

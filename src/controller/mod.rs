@@ -21,6 +21,7 @@ pub mod batcher;
 mod drains;
 pub mod dump;
 mod events;
+mod instrumented;
 pub mod metrics;
 mod observe;
 mod persist;
@@ -29,6 +30,7 @@ pub mod run;
 mod shadow;
 
 pub use crate::model::DrainProgress;
+pub use instrumented::Instrumented;
 pub use metrics::Metrics;
 pub use observe::{READ_RETRY_BUDGET_PER_TICK, RetryBudget};
 pub use shadow::Planned;
@@ -262,6 +264,8 @@ impl Controller {
         demand: Box<dyn DemandSource>,
         metrics: Arc<Metrics>,
     ) -> Self {
+        // Every call is timed and every error counted here, once, whoever makes the call.
+        let provider = Arc::new(Instrumented::new(provider, metrics.clone()));
         Controller {
             config,
             provider,

@@ -191,7 +191,6 @@ impl Controller {
             match self.provider.node_groups().await {
                 Ok(g) => return Ok(g),
                 Err(e) => {
-                    self.count_error("node_groups", &e);
                     if !budget.retry(&e, started.elapsed()) {
                         return Err(e);
                     }
@@ -211,7 +210,6 @@ impl Controller {
             match self.provider.instances(group).await {
                 Ok(list) => return Ok(list),
                 Err(e) => {
-                    self.count_error("instances", &e);
                     if !budget.retry(&e, started.elapsed()) {
                         return Err(e);
                     }
