@@ -164,7 +164,8 @@ pub(crate) fn consolidate<'a>(
             count: 1,
             reason: Reason::Consolidate {
                 saving_per_hour: c.saving,
-                replacement: format!("{} (replacing {})", t.key, s.inst.id),
+                replacement: t.key.clone(),
+                replaces: s.inst.id.clone(),
             },
         });
     }
