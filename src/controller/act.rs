@@ -2,7 +2,7 @@
 //! into backoff, its result kept for the tick's report.
 
 use super::{ActionFailure, ActionResult, Controller, TickReport, error_chain, metrics};
-use crate::model::{Action, InstanceId, NodeGroupId, Plan, Snapshot, Timestamp};
+use crate::model::{Action, InstanceId, NodeGroupId, Plan, PoolName, Snapshot, Timestamp};
 use crate::planner::rules::{action_error, drain_step};
 use gpupool_provider::ProviderError;
 use std::collections::BTreeSet;
@@ -139,29 +139,38 @@ impl Controller {
                 group,
                 instances,
                 ..
-            } => {
-                let fresh: Vec<InstanceId> = instances
-                    .iter()
-                    .filter(|i| !self.terminating.contains(*i))
-                    .cloned()
-                    .collect();
-                if fresh.is_empty() {
-                    return Ok(());
-                }
-                match self.provider.terminate(group, &fresh).await {
-                    Ok(()) | Err(ProviderError::NotFound { .. }) => {}
-                    Err(e) => return Err(e),
-                }
-                for id in &fresh {
-                    // Replacements of unhealthy nodes are not voluntary disruptions of serving
-                    // capacity, but they still count against the budget: be conservative.
-                    self.history.record_disruption(pool, id, now);
-                    self.history.unneeded_since.remove(id);
-                    self.terminating.insert(id.clone());
-                }
-                Ok(())
-            }
+            } => self.scale_down(pool, group, instances, now).await,
         }
+    }
+
+    /// Terminate (with decrement) the instances of a scale-down not already asked for.
+    async fn scale_down(
+        &mut self,
+        pool: &PoolName,
+        group: &NodeGroupId,
+        instances: &[InstanceId],
+        now: Timestamp,
+    ) -> Result<(), ProviderError> {
+        let fresh: Vec<InstanceId> = instances
+            .iter()
+            .filter(|i| !self.terminating.contains(*i))
+            .cloned()
+            .collect();
+        if fresh.is_empty() {
+            return Ok(());
+        }
+        match self.provider.terminate(group, &fresh).await {
+            Ok(()) | Err(ProviderError::NotFound { .. }) => {}
+            Err(e) => return Err(e),
+        }
+        for id in &fresh {
+            // Replacements of unhealthy nodes are not voluntary disruptions of serving
+            // capacity, but they still count against the budget: be conservative.
+            self.history.record_disruption(pool, id, now);
+            self.history.unneeded_since.remove(id);
+            self.terminating.insert(id.clone());
+        }
+        Ok(())
     }
 
     fn count_action(&self, action: &Action) {

@@ -384,14 +384,7 @@ impl Controller {
         self.plan_and_act(&mut snapshot, now, &mut report).await;
 
         let elapsed = self.last_tick.map_or(0.0, |t| now.secs_since(t)).max(0.0);
-        let window = self
-            .config
-            .pools
-            .iter()
-            .map(|p| p.disruption.budget.window_s)
-            .max()
-            .unwrap_or(3600) as f64;
-        self.history.decay(now, elapsed, window);
+        self.history.decay(now, elapsed, self.budget_window_s());
         self.last_tick = Some(now);
         // Durable before acknowledged: a crash from here on redelivers the events or restores
         // their drains.
