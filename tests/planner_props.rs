@@ -11,8 +11,8 @@
 
 use gpupool::config::{Config, PoolConfig};
 use gpupool::model::{
-    Action, CapacityType, History, Instance, InstanceId, LifecycleState, Money, Outcome, Plan, Reason,
-    Snapshot, Subject, Timestamp,
+    Action, CapacityType, History, Instance, InstanceId, LifecycleState, Money, Outcome, Plan,
+    Reason, Snapshot, Subject, Timestamp,
 };
 use gpupool::planner::plan;
 use gpupool::testkit::planner::*;
