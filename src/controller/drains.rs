@@ -6,7 +6,7 @@ use super::{
     ClusterView, Controller, DrainProgress, DrainState, Metrics, TickReport, error_chain, metrics,
 };
 use crate::model::{Instance, InstanceId, Reason, Snapshot, Timestamp};
-use crate::planner::rules::drain_step::{self, DrainStep};
+use crate::planner::rules::drain_step::{self, DrainStep, DrainTerms};
 use gpupool_provider::ProviderError;
 
 impl Controller {
@@ -19,19 +19,18 @@ impl Controller {
         now: Timestamp,
     ) {
         for node in &view.nodes {
-            // Uncordoned by hand since: the operator took the node back.
-            let Some(deadline) = node.drain_deadline.filter(|_| node.cordoned) else {
+            let known = self.drains.contains_key(&node.instance)
+                || self.terminating.contains(&node.instance);
+            let Some(terms) =
+                drain_step::resume_marked(node.drain_deadline, node.cordoned, known, now)
+            else {
                 continue;
             };
-            if self.drains.contains_key(&node.instance) || self.terminating.contains(&node.instance)
-            {
-                continue;
-            }
             let Some(inst) = instances.iter().find(|i| i.id == node.instance) else {
                 continue;
             };
-            tracing::warn!(instance = %inst.id, node = %node.name, %deadline, "resuming a drain marked on the node by an earlier leader");
-            self.start_drain(inst, deadline, now, Reason::DrainResumed { deadline });
+            tracing::warn!(instance = %inst.id, node = %node.name, deadline = %terms.deadline, "resuming a drain marked on the node by an earlier leader");
+            self.start_drain(inst, terms.deadline, terms.start_at, terms.reason);
         }
     }
 
@@ -46,12 +45,20 @@ impl Controller {
         self.drains
             .entry(inst.id.clone())
             .and_modify(|d| {
-                // A notice can only bring the deadline and the start forward.
-                if deadline < d.deadline {
-                    d.deadline = deadline;
-                    d.reason = reason.clone();
-                }
-                d.start_at = d.start_at.min(start_at);
+                let current = DrainTerms {
+                    deadline: d.deadline,
+                    start_at: d.start_at,
+                    reason: d.reason.clone(),
+                };
+                let notice = DrainTerms {
+                    deadline,
+                    start_at,
+                    reason: reason.clone(),
+                };
+                let merged = drain_step::merge(current, notice);
+                d.deadline = merged.deadline;
+                d.start_at = merged.start_at;
+                d.reason = merged.reason;
             })
             .or_insert(DrainState {
                 pool,

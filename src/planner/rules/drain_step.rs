@@ -6,7 +6,7 @@
 //! override a PDB. A VM still registered behind a load balancer is never terminated, whatever
 //! the deadline: it still receives requests.
 
-use crate::model::{DrainProgress, Timestamp};
+use crate::model::{DrainProgress, Reason, Timestamp};
 use std::time::Duration;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -36,6 +36,46 @@ pub fn started(start_at: Timestamp, now: Timestamp) -> bool {
 /// pool's drain timeout from now.
 pub fn deadline(planned: Option<Timestamp>, drain_timeout: Duration, now: Timestamp) -> Timestamp {
     planned.unwrap_or(now.plus_secs(drain_timeout.as_secs_f64()))
+}
+
+/// When a drain runs and why.
+#[derive(Clone, Debug, PartialEq)]
+pub struct DrainTerms {
+    pub deadline: Timestamp,
+    pub start_at: Timestamp,
+    pub reason: Reason,
+}
+
+/// A second notice (or plan) for an instance already draining can only bring the deadline —
+/// with its reason — and the start forward: a later one never buys the instance more time.
+pub fn merge(current: DrainTerms, notice: DrainTerms) -> DrainTerms {
+    let start_at = current.start_at.min(notice.start_at);
+    if notice.deadline < current.deadline {
+        DrainTerms { start_at, ..notice }
+    } else {
+        DrainTerms {
+            start_at,
+            ..current
+        }
+    }
+}
+
+/// A drain deadline an earlier leader marked on a node (failover, restart) is carried on —
+/// rather than a cordoned node left behind — while the node is still cordoned (uncordoned by
+/// hand: the operator took it back) and this controller does not already drain or terminate
+/// it. The drain step resumes at once.
+pub fn resume_marked(
+    mark: Option<Timestamp>,
+    cordoned: bool,
+    known: bool,
+    now: Timestamp,
+) -> Option<DrainTerms> {
+    let deadline = mark.filter(|_| cordoned && !known)?;
+    Some(DrainTerms {
+        deadline,
+        start_at: now,
+        reason: Reason::DrainResumed { deadline },
+    })
 }
 
 /// The step after a drain call reported `progress` at `now`.
@@ -90,6 +130,47 @@ mod tests {
                 *want,
                 "{name}"
             );
+        }
+    }
+
+    #[test]
+    fn a_second_notice_only_brings_the_deadline_and_the_start_forward() {
+        let t = Timestamp::from_secs;
+        let terms = |deadline, start, reason: &Reason| DrainTerms {
+            deadline: t(deadline),
+            start_at: t(start),
+            reason: reason.clone(),
+        };
+        let plan = Reason::Empty;
+        let spot = Reason::SpotInterruption { deadline: t(120) };
+        #[rustfmt::skip]
+        let cases = [
+            ("a sooner deadline wins with its reason", terms(600, 0, &plan), terms(120, 70, &spot), terms(120, 0, &spot)),
+            ("a later deadline buys no time", terms(120, 70, &spot), terms(600, 0, &plan), terms(120, 0, &spot)),
+            ("an equal deadline keeps the first reason", terms(120, 70, &spot), terms(120, 100, &plan), terms(120, 70, &spot)),
+        ];
+        for (name, current, notice, want) in cases {
+            assert_eq!(merge(current, notice), want, "{name}");
+        }
+    }
+
+    #[test]
+    fn a_drain_marked_by_an_earlier_leader_resumes_only_on_a_cordoned_unknown_node() {
+        let t = Timestamp::from_secs;
+        let resumed = Some(DrainTerms {
+            deadline: t(500),
+            start_at: t(100),
+            reason: Reason::DrainResumed { deadline: t(500) },
+        });
+        #[rustfmt::skip]
+        let cases = [
+            ("marked and cordoned: resumed now", Some(t(500)), true, false, resumed),
+            ("uncordoned by hand: the operator took it back", Some(t(500)), false, false, None),
+            ("already draining or terminating here", Some(t(500)), true, true, None),
+            ("no mark", None, true, false, None),
+        ];
+        for (name, mark, cordoned, known, want) in cases {
+            assert_eq!(resume_marked(mark, cordoned, known, t(100)), want, "{name}");
         }
     }
 
