@@ -438,8 +438,8 @@ impl Controller {
             self.history.record_fits(&plan.fits_serving, now);
             self.history
                 .record_scheduler_rejects(&plan.scheduler_rejects, &snapshot.pending_pods);
-            self.record_unneeded(plan, now);
-            self.record_warm_needed(plan, now);
+            self.history.record_unneeded(&plan.unneeded, now);
+            self.history.record_warm_needed(&plan.warm_needed, now);
             self.report_plan(plan, snapshot);
             if !self.config.dry_run {
                 self.cluster.publish(plan, now).await;
@@ -468,22 +468,6 @@ impl Controller {
             .and_then(|p| self.config.pool(p))
             .map(|p| p.disruption.clone())
             .unwrap_or_default()
-    }
-
-    fn record_warm_needed(&mut self, plan: &Plan, now: Timestamp) {
-        for g in &plan.warm_needed {
-            self.history.warm_needed_at.insert(g.clone(), now);
-        }
-    }
-
-    fn record_unneeded(&mut self, plan: &Plan, now: Timestamp) {
-        let unneeded: BTreeSet<&InstanceId> = plan.unneeded.iter().collect();
-        self.history
-            .unneeded_since
-            .retain(|id, _| unneeded.contains(id));
-        for id in unneeded {
-            self.history.unneeded_since.entry(id.clone()).or_insert(now);
-        }
     }
 }
 
