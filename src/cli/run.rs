@@ -12,6 +12,8 @@
 use anyhow::{Context, bail};
 use gpupool::config::{Config, Mode, ProviderKind};
 use gpupool::controller::batcher::Batcher;
+#[cfg(feature = "aws")]
+use gpupool::controller::cloudwatch::CloudWatchPublisher;
 use gpupool::controller::run::{self, Leadership, RunLoop};
 use gpupool::controller::{Cluster, Controller, Metrics};
 use gpupool::model::Timestamp;
@@ -171,7 +173,7 @@ async fn demand(
     #[cfg(feature = "aws")]
     let publisher = aws_metrics
         .filter(|_| config.aws.as_ref().is_some_and(|a| a.publish_cloudwatch))
-        .map(CloudWatchPublisher);
+        .map(CloudWatchPublisher::new);
     #[cfg(not(feature = "aws"))]
     let publisher = cloudwatch_publisher(config)?;
     Ok((demand, serving, publisher))
@@ -244,65 +246,6 @@ async fn start(
             publisher,
         },
     ))
-}
-
-/// Publishes each tick's per-pool figures to CloudWatch (namespace `gpupool`, dimension
-/// `Pool`) for dashboards and alarms. They stop when gpupool stops, so they are no fallback;
-/// `DesiredNodes` is the heartbeat the Terraform module's `fallback_scaling` alarm checks.
-/// A failed publish is logged and never fails the tick.
-#[cfg(feature = "aws")]
-struct CloudWatchPublisher(gpupool_aws::AwsMetrics);
-
-#[cfg(feature = "aws")]
-impl CloudWatchPublisher {
-    async fn publish(&self, plan: &gpupool::model::Plan, now: Timestamp) {
-        use gpupool_aws::{Datum, MetricUnit};
-        let mut data = Vec::new();
-        for s in &plan.pools {
-            let mut put = |metric: &str, value: f64, unit: MetricUnit| {
-                data.push(Datum {
-                    metric: metric.into(),
-                    pool: Some(s.pool.clone()),
-                    group: None,
-                    value,
-                    unit,
-                    at: now,
-                });
-            };
-            put(
-                "DesiredNodes",
-                f64::from(s.desired_nodes),
-                MetricUnit::Count,
-            );
-            put("ReadyNodes", f64::from(s.ready_nodes), MetricUnit::Count);
-            put(
-                "InFlightNodes",
-                f64::from(s.in_flight_nodes),
-                MetricUnit::Count,
-            );
-            put(
-                "WarmInstances",
-                f64::from(s.warm_instances),
-                MetricUnit::Count,
-            );
-            put(
-                "PendingGpuPods",
-                f64::from(s.pending_pods),
-                MetricUnit::Count,
-            );
-            if let Some(w) = s.wanted_replicas {
-                put("WantedReplicas", f64::from(w), MetricUnit::Count);
-            }
-            put(
-                "EstimatedCostPerHour",
-                s.cost_per_hour.dollars(),
-                MetricUnit::None,
-            );
-        }
-        if let Err(e) = self.0.publish(&data).await {
-            tracing::warn!(error = %gpupool::controller::error_chain(&e), "CloudWatch PutMetricData failed");
-        }
-    }
 }
 
 /// Without the AWS SDK there is nothing to publish with; a config asking for it is refused.

@@ -18,6 +18,8 @@
 
 mod act;
 pub mod batcher;
+#[cfg(feature = "aws")]
+pub mod cloudwatch;
 mod drains;
 pub mod dump;
 mod events;
