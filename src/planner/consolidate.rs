@@ -14,9 +14,10 @@
 
 use super::PoolCtx;
 use super::capacity::{Chooser, on_demand_target};
+use super::eligible::Template;
 use super::fit::{PodSpec, Room, static_fit};
 use super::scaledown::{Budget, Serving};
-use crate::config::Mode;
+use crate::config::{Mode, PoolConfig};
 use crate::model::{Action, CapacityType, Decision, InstanceId, Money, Outcome, Reason, Subject};
 use std::collections::{BTreeSet, HashMap};
 
@@ -24,6 +25,47 @@ struct Candidate {
     serving: usize,
     tpl: usize,
     saving: Money,
+}
+
+/// Whether one node of template `t` (index `ti`) takes everything `s` serves: all its workload
+/// pods together (Kubernetes), or as many replicas (VM-only).
+fn holds<'a>(
+    mode: Mode,
+    s: &Serving<'a>,
+    t: &Template<'a>,
+    ti: usize,
+    fit_cache: &mut HashMap<(PodSpec<'a>, usize), u32>,
+) -> bool {
+    match (mode, s.node) {
+        (Mode::Kubernetes, Some(node)) => {
+            let mut room = Room::EMPTY;
+            node.workload_pods().all(|p| {
+                let spec = PodSpec::running(p);
+                let fits = *fit_cache.entry((spec, ti)).or_insert_with(|| {
+                    static_fit(&spec, &t.labels, &t.taints, &t.caps).unwrap_or(0)
+                });
+                if fits == 0 || room.fit_count(&t.caps, &spec, 1) == 0 {
+                    return false;
+                }
+                room.take(&t.caps, &spec, 1);
+                true
+            })
+        }
+        // VM-only: the new node must serve as many replicas as the old one.
+        _ => t.rpn >= s.rpn && s.rpn > 0,
+    }
+}
+
+/// On-demand nodes above the split's target: each may be swapped for spot.
+fn on_demand_excess(pool: &PoolConfig, serving: &[Serving<'_>], in_flight_nodes: u32) -> u32 {
+    let on_demand = serving
+        .iter()
+        .filter(|s| s.inst.capacity_type == CapacityType::OnDemand)
+        .count() as u32;
+    on_demand.saturating_sub(on_demand_target(
+        pool,
+        serving.len() as u32 + in_flight_nodes,
+    ))
 }
 
 /// Find replacements; returns how many were launched.
@@ -43,15 +85,7 @@ pub(crate) fn consolidate<'a>(
     let cold_h = pool.scale_up.cold_start_s as f64 / 3600.0;
     let mut fit_cache: HashMap<(PodSpec<'a>, usize), u32> = HashMap::new();
     let mut worth = Vec::new();
-    // On-demand nodes above the split's target: each may be swapped for spot.
-    let on_demand = serving
-        .iter()
-        .filter(|s| s.inst.capacity_type == CapacityType::OnDemand)
-        .count() as u32;
-    let mut od_excess = on_demand.saturating_sub(on_demand_target(
-        pool,
-        serving.len() as u32 + in_flight_nodes,
-    ));
+    let mut od_excess = on_demand_excess(pool, serving, in_flight_nodes);
     for (si, s) in serving.iter().enumerate() {
         let Some(old) = s.tpl else { continue };
         if s.empty || s.protected.is_some() || unneeded.contains(&s.inst.id) {
@@ -70,25 +104,7 @@ pub(crate) fn consolidate<'a>(
             if !t.usable() || (t.capacity_type() != ct && !to_spot) || ti == old {
                 continue;
             }
-            let holds = match (mode, s.node) {
-                (Mode::Kubernetes, Some(node)) => {
-                    let mut room = Room::EMPTY;
-                    node.workload_pods().all(|p| {
-                        let spec = PodSpec::running(p);
-                        let fits = *fit_cache.entry((spec, ti)).or_insert_with(|| {
-                            static_fit(&spec, &t.labels, &t.taints, &t.caps).unwrap_or(0)
-                        });
-                        if fits == 0 || room.fit_count(&t.caps, &spec, 1) == 0 {
-                            return false;
-                        }
-                        room.take(&t.caps, &spec, 1);
-                        true
-                    })
-                }
-                // VM-only: the new node must serve as many replicas as the old one.
-                _ => t.rpn >= s.rpn && s.rpn > 0,
-            };
-            if holds {
+            if holds(mode, s, t, ti, &mut fit_cache) {
                 found = Some(ti);
                 break;
             }
