@@ -13,15 +13,13 @@ mod fake_kube;
 use async_trait::async_trait;
 use fake_kube::*;
 use gpupool::config::Config;
-use gpupool::controller::{
-    Cluster, ClusterError, ClusterView, Controller, DemandSource, DrainProgress, Metrics,
-};
+use gpupool::controller::{Cluster, ClusterError, ClusterView, Controller, DrainProgress, Metrics};
 use gpupool::kube::{KubeCluster, LeaderElector};
 use gpupool::model::{
     Action, CapacityType, GpuInfo, Instance, InstanceId, InstanceType, LifecycleState, MigProfile,
-    NodeGroup, NodeGroupId, Offering, Plan, PoolDemand, PoolName, ProviderEvent, Timestamp,
+    NodeGroup, NodeGroupId, Offering, Plan, PoolName, ProviderEvent, Timestamp,
 };
-use gpupool_provider::{NodeGroupProvider, ProviderError};
+use gpupool::testkit::doubles::{MemProvider, NoDemand};
 use serde_json::json;
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -59,25 +57,14 @@ fn p4d() -> InstanceType {
     }
 }
 
-/// One on-demand ASG; `increase` creates instances in `Launching` (booting, device plugin and
-/// model not up yet), which the test promotes as the node becomes serving-ready.
-#[derive(Default)]
-struct Cloud {
-    group: Option<NodeGroup>,
-    instances: Vec<Instance>,
-    calls: Vec<String>,
-    now: Timestamp,
-    next: u32,
-    events: Vec<ProviderEvent>,
-}
-
-#[derive(Clone, Default)]
-struct MemCloud(Arc<Mutex<Cloud>>);
-
-impl MemCloud {
-    fn new() -> Self {
-        let c = MemCloud::default();
-        c.0.lock().unwrap().group = Some(NodeGroup {
+/// One on-demand ASG in the test kit's in-memory cloud; `increase` creates instances in
+/// `Launching` (booting, device plugin and model not up yet), which the test promotes as the
+/// node becomes serving-ready, and `terminate` removes them at once.
+fn mem_cloud() -> MemProvider {
+    let c = MemProvider::default();
+    {
+        let mut w = c.w();
+        w.groups.push(NodeGroup {
             id: NodeGroupId::new("mig-od"),
             pool: PoolName::new("mig"),
             offerings: vec![Offering {
@@ -97,17 +84,14 @@ impl MemCloud {
             activity_in_progress: false,
             unfulfilled: Vec::new(),
         });
-        c
+        w.launch_template = Some(p4d_instance(
+            &InstanceId::new("i-0000"),
+            CapacityType::OnDemand,
+            LifecycleState::Launching,
+        ));
+        w.terminate_removes = true;
     }
-    fn set_now(&self, t: Timestamp) {
-        self.0.lock().unwrap().now = t;
-    }
-    fn calls(&self) -> Vec<String> {
-        self.0.lock().unwrap().calls.clone()
-    }
-    fn instances(&self) -> Vec<Instance> {
-        self.0.lock().unwrap().instances.clone()
-    }
+    c
 }
 
 fn pid(id: &InstanceId) -> String {
@@ -133,125 +117,14 @@ fn p4d_instance(id: &InstanceId, ct: CapacityType, state: LifecycleState) -> Ins
     }
 }
 
-impl MemCloud {
-    /// Instances already Ready at `now` (the group's desired size follows).
-    fn with_ready(&self, now: Timestamp, instances: Vec<Instance>) {
-        let mut c = self.0.lock().unwrap();
-        c.now = now;
-        if let Some(g) = c.group.as_mut() {
-            g.desired += instances.len() as u32;
-        }
-        c.instances.extend(instances);
+/// Instances already Ready at `now` (the group's desired size follows).
+fn with_ready(cloud: &MemProvider, now: Timestamp, instances: Vec<Instance>) {
+    let mut c = cloud.w();
+    c.now = now;
+    if let Some(g) = c.groups.first_mut() {
+        g.desired += instances.len() as u32;
     }
-}
-
-#[async_trait]
-impl NodeGroupProvider for MemCloud {
-    fn name(&self) -> &'static str {
-        "mem"
-    }
-    async fn node_groups(&self) -> gpupool_provider::Result<Vec<NodeGroup>> {
-        Ok(self.0.lock().unwrap().group.clone().into_iter().collect())
-    }
-    async fn instances(&self, _group: &NodeGroupId) -> gpupool_provider::Result<Vec<Instance>> {
-        Ok(self.0.lock().unwrap().instances.clone())
-    }
-    async fn increase(&self, group: &NodeGroupId, delta: u32) -> gpupool_provider::Result<()> {
-        let mut c = self.0.lock().unwrap();
-        c.calls.push(format!("increase {group} {delta}"));
-        let now = c.now;
-        for _ in 0..delta {
-            c.next += 1;
-            let id = InstanceId::new(format!("i-{:04}", c.next));
-            let mut i = p4d_instance(&id, CapacityType::OnDemand, LifecycleState::Launching);
-            i.group = group.clone();
-            i.launched_at = now;
-            c.instances.push(i);
-        }
-        if let Some(g) = c.group.as_mut() {
-            g.desired += delta;
-        }
-        Ok(())
-    }
-    async fn terminate(
-        &self,
-        group: &NodeGroupId,
-        instances: &[InstanceId],
-    ) -> gpupool_provider::Result<()> {
-        let mut c = self.0.lock().unwrap();
-        for id in instances {
-            c.calls.push(format!("terminate {group} {id}"));
-        }
-        let before = c.instances.len();
-        c.instances.retain(|i| !instances.contains(&i.id));
-        let removed = (before - c.instances.len()) as u32;
-        if let Some(g) = c.group.as_mut() {
-            g.desired = g.desired.saturating_sub(removed);
-        }
-        Ok(())
-    }
-    async fn release_unfulfilled(
-        &self,
-        _g: &NodeGroupId,
-        _count: u32,
-        _instances: &[InstanceId],
-    ) -> gpupool_provider::Result<u32> {
-        // This cloud fulfils every launch at once: there is never anything to take back.
-        Ok(0)
-    }
-    async fn set_warm_pool_size(&self, _g: &NodeGroupId, _s: u32) -> gpupool_provider::Result<()> {
-        Err(ProviderError::InvalidConfig(
-            "no warm pool in this test".into(),
-        ))
-    }
-    async fn complete_warmup(
-        &self,
-        _g: &NodeGroupId,
-        _i: &InstanceId,
-    ) -> gpupool_provider::Result<()> {
-        Ok(())
-    }
-    async fn poll_events(&self) -> gpupool_provider::Result<Vec<ProviderEvent>> {
-        Ok(std::mem::take(&mut self.0.lock().unwrap().events))
-    }
-    async fn ack_event(&self, _ack: &str) -> gpupool_provider::Result<()> {
-        Ok(())
-    }
-    async fn mark_draining(
-        &self,
-        _g: &NodeGroupId,
-        instance: &InstanceId,
-        deadline: Timestamp,
-    ) -> gpupool_provider::Result<()> {
-        let mut c = self.0.lock().unwrap();
-        c.calls.push(format!("mark {instance}"));
-        for i in c.instances.iter_mut().filter(|i| &i.id == instance) {
-            i.drain_deadline = Some(deadline);
-        }
-        Ok(())
-    }
-    async fn clear_draining(
-        &self,
-        _g: &NodeGroupId,
-        instance: &InstanceId,
-    ) -> gpupool_provider::Result<()> {
-        let mut c = self.0.lock().unwrap();
-        c.calls.push(format!("clear {instance}"));
-        for i in c.instances.iter_mut().filter(|i| &i.id == instance) {
-            i.drain_deadline = None;
-        }
-        Ok(())
-    }
-}
-
-/// Pending pods are the only demand in these tests.
-struct NoSignals;
-
-#[async_trait]
-impl DemandSource for NoSignals {
-    async fn read(&mut self, _c: &Config, _n: Timestamp) -> BTreeMap<PoolName, PoolDemand> {
-        BTreeMap::new()
-    }
+    c.instances.extend(instances);
 }
 
 fn config() -> Arc<Config> {
@@ -303,13 +176,13 @@ impl Cluster for Seen {
 
 type LastView = Arc<Mutex<Option<ClusterView>>>;
 
-async fn controller(fake: &FakeKube, cloud: &MemCloud) -> (Controller, LastView) {
+async fn controller(fake: &FakeKube, cloud: &MemProvider) -> (Controller, LastView) {
     controller_with(fake, cloud, config()).await
 }
 
 async fn controller_with(
     fake: &FakeKube,
-    cloud: &MemCloud,
+    cloud: &MemProvider,
     cfg: Arc<Config>,
 ) -> (Controller, LastView) {
     let cluster = KubeCluster::start(fake.client(), cfg.clone(), Some("gpupool-0".into()));
@@ -326,7 +199,7 @@ async fn controller_with(
             inner: cluster,
             last: last.clone(),
         }),
-        Box::new(NoSignals),
+        Box::new(NoDemand),
         Arc::new(Metrics::default()),
     );
     (ctl, last)
@@ -371,7 +244,7 @@ fn mig_node(name: &str, id: &InstanceId, slices: u32, step: &str) -> serde_json:
     n
 }
 
-fn increases(cloud: &MemCloud) -> usize {
+fn increases(cloud: &MemProvider) -> usize {
     cloud
         .calls()
         .iter()
@@ -395,7 +268,7 @@ async fn pending_mig_pod_scales_up_once_and_waits_for_the_node_to_serve() {
         json!({"nvidia.com/mig-1g.5gb": "1"}),
         json!({"gpupool.io/pool": "mig"}),
     ));
-    let cloud = MemCloud::new();
+    let cloud = mem_cloud();
     let (mut ctl, last) = controller(&fake, &cloud).await;
 
     let t0 = Timestamp::from_secs(100_000);
@@ -469,7 +342,7 @@ async fn a_node_that_never_serves_is_replaced_after_max_provision_time() {
         json!({"nvidia.com/mig-1g.5gb": "1"}),
         json!({"gpupool.io/pool": "mig"}),
     ));
-    let cloud = MemCloud::new();
+    let cloud = mem_cloud();
     let (mut ctl, last) = controller(&fake, &cloud).await;
     let t0 = Timestamp::from_secs(200_000);
     cloud.set_now(t0);
@@ -529,7 +402,7 @@ async fn two_controllers_one_leader_only_the_leader_acts() {
         json!({"nvidia.com/mig-1g.5gb": "1"}),
         json!({"gpupool.io/pool": "mig"}),
     ));
-    let cloud = MemCloud::new();
+    let cloud = mem_cloud();
     let mut ctls = [
         controller(&fake, &cloud).await.0,
         controller(&fake, &cloud).await.0,
@@ -566,10 +439,11 @@ async fn two_controllers_one_leader_only_the_leader_acts() {
 #[tokio::test]
 async fn a_spot_notice_cordons_at_once_and_evicts_only_in_the_drain_window() {
     let fake = FakeKube::start().await;
-    let cloud = MemCloud::new();
+    let cloud = mem_cloud();
     let t0 = Timestamp::from_secs(300_000);
     let id = InstanceId::new("i-spot");
-    cloud.with_ready(
+    with_ready(
+        &cloud,
         t0,
         vec![p4d_instance(&id, CapacityType::Spot, LifecycleState::Ready)],
     );
@@ -602,7 +476,7 @@ async fn a_spot_notice_cordons_at_once_and_evicts_only_in_the_drain_window() {
     .await;
 
     // Notice at t0 for a reclaim at t0+120 s; the drain window opens at t0+90 s.
-    cloud.0.lock().unwrap().events.push(ProviderEvent {
+    cloud.w().events.push(ProviderEvent {
         ack: None,
         id: "ev-1".into(),
         kind: gpupool_provider::ProviderEventKind::SpotInterruption {
@@ -649,10 +523,11 @@ async fn a_spot_notice_cordons_at_once_and_evicts_only_in_the_drain_window() {
 #[tokio::test]
 async fn a_new_leader_carries_on_a_drain_marked_by_the_previous_one() {
     let fake = FakeKube::start().await;
-    let cloud = MemCloud::new();
+    let cloud = mem_cloud();
     let t0 = Timestamp::from_secs(400_000);
     let ids = [InstanceId::new("i-marked"), InstanceId::new("i-uncordoned")];
-    cloud.with_ready(
+    with_ready(
+        &cloud,
         t0,
         ids.iter()
             .map(|id| p4d_instance(id, CapacityType::OnDemand, LifecycleState::Ready))
@@ -714,10 +589,11 @@ async fn a_new_leader_carries_on_a_drain_marked_by_the_previous_one() {
 #[tokio::test]
 async fn a_scale_down_the_pdb_blocks_is_abandoned_at_the_deadline_not_forced() {
     let fake = FakeKube::start().await;
-    let cloud = MemCloud::new();
+    let cloud = mem_cloud();
     let t0 = Timestamp::from_secs(400_000);
     let (a, b) = (InstanceId::new("i-a"), InstanceId::new("i-b"));
-    cloud.with_ready(
+    with_ready(
+        &cloud,
         t0,
         vec![
             p4d_instance(&a, CapacityType::OnDemand, LifecycleState::Ready),
@@ -883,7 +759,7 @@ async fn a_dumped_tick_replays_to_the_same_plan_and_the_status_is_served_and_wri
         json!({"nvidia.com/mig-1g.5gb": "1"}),
         json!({"gpupool.io/pool": "mig"}),
     ));
-    let cloud = MemCloud::new();
+    let cloud = mem_cloud();
     let (ctl, _last) = controller(&fake, &cloud).await;
     let mut ctl = ctl.with_capture();
     let t0 = Timestamp::from_secs(100_000);
@@ -1001,10 +877,11 @@ async fn a_dumped_tick_replays_to_the_same_plan_and_the_status_is_served_and_wri
 #[tokio::test]
 async fn no_scale_down_while_a_watch_is_relisting() {
     let fake = FakeKube::start().await;
-    let cloud = MemCloud::new();
+    let cloud = mem_cloud();
     let t0 = Timestamp::from_secs(500_000);
     let (a, b) = (InstanceId::new("i-a"), InstanceId::new("i-b"));
-    cloud.with_ready(
+    with_ready(
+        &cloud,
         t0,
         vec![
             p4d_instance(&a, CapacityType::OnDemand, LifecycleState::Ready),
@@ -1041,7 +918,7 @@ async fn no_scale_down_while_a_watch_is_relisting() {
         cfg,
         Arc::new(cloud.clone()),
         Box::new(cluster),
-        Box::new(NoSignals),
+        Box::new(NoDemand),
         Arc::new(Metrics::default()),
     );
     for s in [0.0, 10.0, 20.0] {
@@ -1135,10 +1012,11 @@ async fn a_new_pending_gpu_pod_wakes_the_loop() {
 #[tokio::test]
 async fn a_pod_the_scheduler_refuses_for_an_unmodelled_reason_stops_the_launch_loop() {
     let fake = FakeKube::start().await;
-    let cloud = MemCloud::new();
+    let cloud = mem_cloud();
     let t0 = Timestamp::from_secs(600_000);
     let a = InstanceId::new("i-a");
-    cloud.with_ready(
+    with_ready(
+        &cloud,
         t0,
         vec![p4d_instance(
             &a,
@@ -1233,7 +1111,7 @@ async fn state_written_by_one_controller_is_restored_by_the_next() {
         json!({"nvidia.com/mig-1g.5gb": "1"}),
         json!({"gpupool.io/pool": "mig"}),
     ));
-    let cloud = MemCloud::new();
+    let cloud = mem_cloud();
     let (ctl, _last) = controller(&fake, &cloud).await;
     let store = || Arc::new(ConfigMapStore::new(fake.client(), "gpupool"));
     let mut first = ctl.with_state_store(store());

@@ -11,8 +11,8 @@
 
 use gpupool::config::{Config, PoolConfig};
 use gpupool::model::{
-    Action, CapacityType, History, Instance, LifecycleState, Money, Outcome, Plan, Reason,
-    Snapshot, Subject, Timestamp,
+    Action, CapacityType, History, Instance, InstanceId, LifecycleState, Money, Outcome, Plan,
+    Reason, Snapshot, Subject, Timestamp,
 };
 use gpupool::planner::plan;
 use gpupool::testkit::planner::*;
@@ -585,12 +585,12 @@ proptest! {
         // first plan's scale-down freed room in a group at its max size); what must never
         // happen is a second replacement for a node the first plan already replaces, or any
         // other launch for the same need.
-        let replaced_by_plan1: Vec<String> = plan1
+        let replaced_by_plan1: Vec<&InstanceId> = plan1
             .actions
             .iter()
             .filter_map(|a| match a {
-                Action::ScaleUp { reason: Reason::Consolidate { replacement, .. }, .. } => {
-                    Some(replacement.split(" (").nth(1).unwrap_or_default().to_owned())
+                Action::ScaleUp { reason: Reason::Consolidate { replaces, .. }, .. } => {
+                    Some(replaces)
                 }
                 _ => None,
             })
@@ -599,10 +599,8 @@ proptest! {
             .actions
             .iter()
             .filter(|a| match a {
-                Action::ScaleUp { reason: Reason::Consolidate { replacement, .. }, .. } => {
-                    replaced_by_plan1
-                        .iter()
-                        .any(|r| replacement.split(" (").nth(1) == Some(r.as_str()))
+                Action::ScaleUp { reason: Reason::Consolidate { replaces, .. }, .. } => {
+                    replaced_by_plan1.contains(&replaces)
                 }
                 Action::ScaleUp { .. } | Action::StartWarm { .. } => true,
                 _ => false,

@@ -12,6 +12,9 @@
 use anyhow::{Context, bail};
 use gpupool::config::{Config, Mode, ProviderKind};
 use gpupool::controller::batcher::Batcher;
+#[cfg(feature = "aws")]
+use gpupool::controller::cloudwatch::CloudWatchPublisher;
+use gpupool::controller::run::{self, Leadership, RunLoop};
 use gpupool::controller::{Cluster, Controller, Metrics};
 use gpupool::model::Timestamp;
 use gpupool::server::{Health, wall_clock};
@@ -74,19 +77,16 @@ async fn serve(config: Arc<Config>, args: Args) -> anyhow::Result<ExitCode> {
     let health = Arc::new(Health::new(config.tick_interval.as_secs(), wall_clock()));
     let (server, stop_tx) = spawn_server(&config, &args, registry, health.clone()).await?;
 
-    let mut run = start(&config, &args, &health, &metrics).await?;
-    let (ticks, failed_ticks) = tick_loop(&mut run, &config, &args, &health, &metrics).await;
-    run.leader.release().await;
+    let (mut run, mut outlets) = start(&config, &args, &health, &metrics).await?;
+    let summary = run.run(&mut outlets).await;
     let _ = stop_tx.send(true);
     let _ = server.await;
     // A one-shot run that never completed a tick is a failure the caller should see.
-    Ok(
-        if args.ticks.is_some() && failed_ticks == ticks && ticks > 0 {
-            ExitCode::FAILURE
-        } else {
-            ExitCode::SUCCESS
-        },
-    )
+    Ok(if args.ticks.is_some() && summary.failed() {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
 }
 
 /// Binds `metrics.listen` (or `--listen`) and serves /metrics, /healthz and /readyz until the
@@ -121,16 +121,33 @@ async fn spawn_server(
     Ok((server, stop_tx))
 }
 
-/// Everything the tick loop drives, built by [`start`].
-struct Running {
-    controller: Controller,
-    leader: Leadership,
+/// Where each turn goes besides the log: `/status`, the status ConfigMap and snapshot dumps
+/// (`cli::status::Publisher`), and CloudWatch.
+struct Outlets {
     status_out: crate::cli::status::Publisher,
-    /// New pending GPU pods wake the loop (Kubernetes mode); VM-only has nothing to wake it.
-    wake: Option<Arc<Batcher>>,
     publisher: Option<CloudWatchPublisher>,
-    /// Turns true on SIGTERM/SIGINT.
-    signal_rx: tokio::sync::watch::Receiver<bool>,
+}
+
+#[async_trait::async_trait(?Send)]
+impl run::Outlets for Outlets {
+    async fn after_turn(&mut self, controller: &Controller, turn: run::Turn<'_>, now: Timestamp) {
+        let (leader, held) = match &turn {
+            run::Turn::Standby => (false, None),
+            run::Turn::Ran(report) => {
+                if let (Some(p), Some(plan)) = (&self.publisher, report.plan()) {
+                    // The snapshot the plan was made from (kept with the plan; after a re-plan
+                    // the last one, matching `plan`), for the per-group series.
+                    let snapshot = controller.last_planned().map(|p| &p.snapshot);
+                    p.publish(plan, snapshot, now).await;
+                }
+                (true, None)
+            }
+            run::Turn::Held(e) => (true, Some(gpupool::controller::error_chain(e))),
+        };
+        self.status_out
+            .after_tick(controller, leader, now, held)
+            .await;
+    }
 }
 
 /// The demand signals (with the serving-replica count they share with the cluster side) and
@@ -159,20 +176,20 @@ async fn demand(
     #[cfg(feature = "aws")]
     let publisher = aws_metrics
         .filter(|_| config.aws.as_ref().is_some_and(|a| a.publish_cloudwatch))
-        .map(CloudWatchPublisher);
+        .map(CloudWatchPublisher::new);
     #[cfg(not(feature = "aws"))]
     let publisher = cloudwatch_publisher(config)?;
     Ok((demand, serving, publisher))
 }
 
-/// Builds the provider, the cluster side and the controller (with its durable state and its
-/// fence), and installs the shutdown-signal watcher.
+/// Builds the provider, the cluster side, the controller with its durable state, and the run
+/// loop around it (fenced by the Lease and the shutdown signal).
 async fn start(
     config: &Arc<Config>,
     args: &Args,
     health: &Arc<Health>,
     metrics: &Arc<Metrics>,
-) -> anyhow::Result<Running> {
+) -> anyhow::Result<(RunLoop, Outlets)> {
     let provider = provider(config).await?;
     let (demand, serving, publisher) = demand(config).await?;
 
@@ -185,7 +202,6 @@ async fn start(
     };
     let mut status_out = crate::cli::status::Publisher::new(config.clone(), health.clone(), dumper);
     let mut leader = Leadership::None;
-    // New pending GPU pods wake the loop (Kubernetes mode); VM-only has nothing to wake it.
     let mut wake: Option<Arc<Batcher>> = None;
     // Kubernetes mode: the state ConfigMap, next to the Lease.
     let mut kube_state: Option<Arc<dyn gpupool::state::StateStore>> = None;
@@ -210,228 +226,34 @@ async fn start(
         metrics.clone(),
     )
     .with_capture();
-    // SIGTERM/SIGINT: the controller stops acting at its next safe point (before the next
-    // mutating call, through the fence) and the loop ends after the tick; a call still hanging
-    // `SHUTDOWN_GRACE` after the signal is abandoned (nothing was acted on after the signal).
-    let (signal_tx, signal_rx) = tokio::sync::watch::channel(false);
-    tokio::spawn(async move {
-        shutdown_signal().await;
-        let _ = signal_tx.send(true);
-    });
-    controller = with_durable_state(controller, config, kube_state).await?;
-    let stopping = signal_rx.clone();
-    let leader_fence = leader.fence();
-    controller = controller.with_fence(Arc::new(move || {
-        !*stopping.borrow() && leader_fence.as_ref().is_none_or(|f| f())
-    }));
+    if let Some(store) = kube_state.or_else(|| state_store(config)) {
+        controller = controller.with_state_store(store);
+    }
+    let mut run = RunLoop::new(
+        controller,
+        leader,
+        run::stop_on_signals(),
+        health.clone(),
+        metrics.clone(),
+        config.tick_interval,
+    )
+    .with_max_ticks(args.ticks);
+    if let Some(w) = wake {
+        run = run.with_wakeups(w);
+    }
+    // A state of an unknown version refuses to start (`gpupool::state`).
+    run.restore().await?;
     tracing::info!(
         provider = ?config.provider, mode = ?config.mode, pools = config.pools.len(),
         tick_s = config.tick_interval.as_secs(), dry_run = config.dry_run, "gpupool started"
     );
-    Ok(Running {
-        controller,
-        leader,
-        status_out,
-        wake,
-        publisher,
-        signal_rx,
-    })
-}
-
-/// Ticks on the interval (or earlier when new pending GPU pods wake it) until the shutdown
-/// signal or `--ticks`; returns the ticks run and how many of them were held.
-async fn tick_loop(
-    run: &mut Running,
-    config: &Config,
-    args: &Args,
-    health: &Health,
-    metrics: &Metrics,
-) -> (u64, u64) {
-    let Running {
-        controller,
-        leader,
-        status_out,
-        wake,
-        publisher,
-        signal_rx,
-    } = run;
-
-    let mut interval = tokio::time::interval(config.tick_interval);
-    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut ticks = 0u64;
-    let mut failed_ticks = 0u64;
-    loop {
-        tokio::select! {
-            biased;
-            _ = signal_rx.wait_for(|stop| *stop) => {
-                tracing::info!("shutting down");
-                break;
-            }
-            _ = interval.tick() => {}
-            _ = async {
-                match &wake {
-                    Some(w) => w.wait().await,
-                    None => std::future::pending().await,
-                }
-            } => {
-                tracing::debug!("new pending GPU pods: planning now instead of at the next tick");
-                interval.reset();
-            }
-        }
-        let now = wall_clock();
-        let is_leader = leader.check(now).await;
-        health.set_leader(is_leader);
-        metrics.leader.set(i64::from(is_leader));
-        if !is_leader {
-            controller.restore_before_next_tick();
-            metrics.clear_fleet_gauges();
-            health.heartbeat(now);
-            status_out.after_tick(controller, false, now, None).await;
-            continue;
-        }
-        let mut during = signal_rx.clone();
-        let tick = tokio::select! {
-            r = controller.tick(now) => r,
-            _ = async {
-                let _ = during.wait_for(|stop| *stop).await;
-                tokio::time::sleep(SHUTDOWN_GRACE).await;
-            } => {
-                tracing::warn!(grace_s = SHUTDOWN_GRACE.as_secs(), "shutting down: a call of the current tick still hangs after the grace period; abandoning it (nothing was acted on after the signal)");
-                break;
-            }
-        };
-        let held = tick
-            .as_ref()
-            .err()
-            .map(|e| gpupool::controller::error_chain(e));
-        let groups = controller.last_planned().map(|p| &p.snapshot);
-        let ok = report_tick(tick, publisher.as_ref(), groups, now).await;
-        if !ok {
-            failed_ticks += 1;
-        }
-        health.record_tick(now, ok);
-        status_out.after_tick(controller, true, now, held).await;
-        ticks += 1;
-        if args.ticks.is_some_and(|n| ticks >= n) {
-            break;
-        }
-    }
-    (ticks, failed_ticks)
-}
-
-/// Logs a tick's failed actions and publishes its plan, or logs why it was held; true when
-/// the tick ran.
-async fn report_tick(
-    tick: Result<gpupool::controller::TickReport, gpupool::controller::ControllerError>,
-    publisher: Option<&CloudWatchPublisher>,
-    snapshot: Option<&gpupool::model::Snapshot>,
-    now: Timestamp,
-) -> bool {
-    match tick {
-        Ok(report) => {
-            for r in &report.results {
-                if let Some((kind, text)) = &r.error {
-                    tracing::warn!(action = %r.action, kind, error = text, "action failed");
-                }
-            }
-            if let (Some(p), Some(plan)) = (publisher, report.plan()) {
-                p.publish(plan, snapshot, now).await;
-            }
-            true
-        }
-        Err(e) => {
-            tracing::warn!(error = %gpupool::controller::error_chain(&e), "tick held");
-            false
-        }
-    }
-}
-
-/// Publishes each tick's per-pool figures to CloudWatch (namespace `gpupool`, dimension
-/// `Pool`) for dashboards and alarms, and the group-level gauges per group (dimension
-/// `AutoScalingGroupName`, [`gpupool::model::group_figures`], at most
-/// `MAX_GROUP_SERIES` groups). They stop when gpupool stops, so they are no fallback; a
-/// group's `DesiredNodes` is the heartbeat the Terraform module's `fallback_scaling` alarm
-/// checks. A failed publish is logged and never fails the tick.
-#[cfg(feature = "aws")]
-struct CloudWatchPublisher(gpupool_aws::AwsMetrics);
-
-#[cfg(feature = "aws")]
-impl CloudWatchPublisher {
-    async fn publish(
-        &self,
-        plan: &gpupool::model::Plan,
-        snapshot: Option<&gpupool::model::Snapshot>,
-        now: Timestamp,
-    ) {
-        use gpupool_aws::{Datum, MetricUnit};
-        let mut data = Vec::new();
-        // The snapshot the plan was made from (the controller keeps it with the plan); after a
-        // re-plan it is the last one, matching `plan`.
-        for g in snapshot
-            .map(|s| gpupool::model::group_figures::group_figures(s, plan))
-            .unwrap_or_default()
-        {
-            for (metric, v) in [
-                ("DesiredNodes", g.desired),
-                ("ReadyNodes", g.ready),
-                ("PendingNodes", g.pending),
-                ("WarmInstances", g.warm),
-            ] {
-                let v = f64::from(v);
-                data.push(Datum::for_group(
-                    metric,
-                    &g.group,
-                    v,
-                    MetricUnit::Count,
-                    now,
-                ));
-            }
-        }
-        for s in &plan.pools {
-            let mut put = |metric: &str, value: f64, unit: MetricUnit| {
-                data.push(Datum {
-                    metric: metric.into(),
-                    pool: Some(s.pool.clone()),
-                    group: None,
-                    value,
-                    unit,
-                    at: now,
-                });
-            };
-            put(
-                "DesiredNodes",
-                f64::from(s.desired_nodes),
-                MetricUnit::Count,
-            );
-            put("ReadyNodes", f64::from(s.ready_nodes), MetricUnit::Count);
-            put(
-                "InFlightNodes",
-                f64::from(s.in_flight_nodes),
-                MetricUnit::Count,
-            );
-            put(
-                "WarmInstances",
-                f64::from(s.warm_instances),
-                MetricUnit::Count,
-            );
-            put(
-                "PendingGpuPods",
-                f64::from(s.pending_pods),
-                MetricUnit::Count,
-            );
-            if let Some(w) = s.wanted_replicas {
-                put("WantedReplicas", f64::from(w), MetricUnit::Count);
-            }
-            put(
-                "EstimatedCostPerHour",
-                s.cost_per_hour.dollars(),
-                MetricUnit::None,
-            );
-        }
-        if let Err(e) = self.0.publish(&data).await {
-            tracing::warn!(error = %gpupool::controller::error_chain(&e), "CloudWatch PutMetricData failed");
-        }
-    }
+    Ok((
+        run,
+        Outlets {
+            status_out,
+            publisher,
+        },
+    ))
 }
 
 /// Without the AWS SDK there is nothing to publish with; a config asking for it is refused.
@@ -457,26 +279,6 @@ fn cloudwatch_publisher(config: &Config) -> anyhow::Result<Option<CloudWatchPubl
     Ok(None)
 }
 
-/// The controller with its durable state store, restored before the first tick: a state of an
-/// unknown version refuses to start (`gpupool::state`).
-async fn with_durable_state(
-    mut controller: Controller,
-    config: &Config,
-    kube_state: Option<Arc<dyn gpupool::state::StateStore>>,
-) -> anyhow::Result<Controller> {
-    if let Some(store) = kube_state.or_else(|| state_store(config)) {
-        controller = controller.with_state_store(store);
-    }
-    match controller.restore_state(wall_clock()).await {
-        // The ConfigMap out of reach: the first tick asks again (and holds until it can).
-        Err(e) if e.retry_later() => {
-            tracing::warn!(error = %gpupool::controller::error_chain(&e), "saved state not readable yet; retried before the first tick that acts");
-        }
-        r => r.context("restoring the saved state")?,
-    }
-    Ok(controller)
-}
-
 /// Where the durable state lives (`gpupool::state`). VM-only: the state file; without one,
 /// nothing is persisted (said once at start).
 fn state_store(config: &Config) -> Option<Arc<dyn gpupool::state::StateStore>> {
@@ -497,67 +299,6 @@ fn state_store(config: &Config) -> Option<Arc<dyn gpupool::state::StateStore>> {
         }
         // The ConfigMap store is built with the Kubernetes client (`kube_cluster`).
         Mode::Kubernetes => None,
-    }
-}
-
-/// How long a tick may still run after SIGTERM: it stops acting at once (the fence), so this
-/// only bounds a call already in flight.
-const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
-
-async fn shutdown_signal() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = tokio::signal::ctrl_c() => {}
-                    _ = term.recv() => {}
-                }
-            }
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
-            }
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
-    }
-}
-
-/// Who may act: everyone (VM-only, one replica under systemd) or the Lease holder. The Lease is
-/// renewed by its own task, so a long tick neither loses it nor outlives it unnoticed: the
-/// controller checks the fence before every mutating call.
-enum Leadership {
-    None,
-    #[cfg(feature = "kube")]
-    Lease(gpupool::kube::lease::LeaderHandle),
-}
-
-impl Leadership {
-    async fn check(&mut self, now: Timestamp) -> bool {
-        let _ = now; // used only with the kube feature
-        match self {
-            Leadership::None => true,
-            #[cfg(feature = "kube")]
-            Leadership::Lease(h) => h.is_leader(now),
-        }
-    }
-
-    fn fence(&self) -> Option<gpupool::controller::Fence> {
-        match self {
-            Leadership::None => None,
-            #[cfg(feature = "kube")]
-            Leadership::Lease(h) => Some(h.fence()),
-        }
-    }
-
-    async fn release(&mut self) {
-        #[cfg(feature = "kube")]
-        if let Leadership::Lease(h) = self {
-            h.release().await;
-        }
     }
 }
 

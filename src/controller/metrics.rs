@@ -49,6 +49,12 @@ pub struct LaunchFailureLabels {
     pub failure: String,
 }
 
+/// One provider call (the `NodeGroupProvider` method's name).
+#[derive(Clone, Debug, Default, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CallLabels {
+    pub call: String,
+}
+
 #[derive(Clone, Debug, Default, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ErrorLabels {
     pub call: String,
@@ -116,6 +122,8 @@ pub struct Metrics {
     pub interruptions: Family<InterruptionLabels, Counter>,
     pub launch_failures: Family<LaunchFailureLabels, Counter>,
     pub provider_errors: Family<ErrorLabels, Counter>,
+    /// Latency of every provider call (`Instrumented`), by call.
+    pub provider_call_duration_seconds: Family<CallLabels, Histogram, fn() -> Histogram>,
     pub drains_in_progress: Family<PoolLabels, Gauge>,
     /// VM-only: drain ticks on which the instance could not be deregistered (kept serving).
     pub deregister_failures: Family<PoolLabels, Counter>,
@@ -153,6 +161,7 @@ impl Default for Metrics {
             interruptions: Family::default(),
             launch_failures: Family::default(),
             provider_errors: Family::default(),
+            provider_call_duration_seconds: Family::new_with_constructor(call_duration_histogram),
             drains_in_progress: Family::default(),
             deregister_failures: Family::default(),
             drains_abandoned: Family::default(),
@@ -165,6 +174,12 @@ impl Default for Metrics {
             build_info: Family::default(),
         }
     }
+}
+
+/// 5 ms … ~41 s: a cloud API call takes tens to hundreds of milliseconds, and the AWS and GCP
+/// clients give up after their 20 s per-call timeout (`api_timeout_s`).
+fn call_duration_histogram() -> Histogram {
+    Histogram::new(exponential_buckets(0.005, 2.0, 14))
 }
 
 impl Metrics {
@@ -271,6 +286,11 @@ impl Metrics {
             "provider_errors",
             "Cloud API errors by call and kind",
             self.provider_errors.clone(),
+        );
+        r.register(
+            "provider_call_duration_seconds",
+            "Latency of each cloud API call, by call",
+            self.provider_call_duration_seconds.clone(),
         );
         r.register(
             "drains_in_progress",
@@ -648,6 +668,10 @@ mod tests {
                 .get_or_create(&InterruptionLabels::default()),
         );
         drop(m.provider_errors.get_or_create(&ErrorLabels::default()));
+        drop(
+            m.provider_call_duration_seconds
+                .get_or_create(&CallLabels::default()),
+        );
         encode(&reg)
             .lines()
             .filter_map(|l| l.strip_prefix("# TYPE "))

@@ -9,7 +9,9 @@
 //! so a failed action waits for the next tick's fresh view instead.
 
 use super::{Controller, ControllerError, LAST_GOOD_MAX_AGE_S, Observed, error_chain};
-use crate::model::{Instance, NodeGroup, NodeGroupId, Timestamp};
+use crate::model::{
+    Instance, InstanceId, LifecycleState, NodeGroup, NodeGroupId, Snapshot, Timestamp,
+};
 use gpupool_provider::ProviderError;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -186,7 +188,6 @@ impl Controller {
             match self.provider.node_groups().await {
                 Ok(g) => return Ok(g),
                 Err(e) => {
-                    self.count_error("node_groups", &e);
                     if !budget.retry(&e, started.elapsed()) {
                         return Err(e);
                     }
@@ -206,7 +207,6 @@ impl Controller {
             match self.provider.instances(group).await {
                 Ok(list) => return Ok(list),
                 Err(e) => {
-                    self.count_error("instances", &e);
                     if !budget.retry(&e, started.elapsed()) {
                         return Err(e);
                     }
@@ -222,6 +222,81 @@ impl Controller {
             .entry(group.clone())
             .or_default()
             .push((now, count));
+    }
+
+    /// Overlay what only the controller knows: drains in progress and requested terminations.
+    /// What only the controller knows, laid over the observed snapshot before planning.
+    pub(super) fn overlay(&mut self, snapshot: &mut Snapshot, now: Timestamp) {
+        self.config.pricing.apply(&mut snapshot.groups);
+        self.apply_own_state(snapshot);
+        self.apply_serving_readiness(snapshot, now);
+    }
+
+    fn apply_own_state(&self, snapshot: &mut Snapshot) {
+        for inst in &mut snapshot.instances {
+            if self.terminating.contains(&inst.id) {
+                inst.state = LifecycleState::Terminating;
+            } else if self.drains.contains_key(&inst.id)
+                && inst.state != LifecycleState::Terminating
+            {
+                inst.state = LifecycleState::Draining;
+            }
+        }
+        for node in &mut snapshot.nodes {
+            if self.drains.contains_key(&node.instance) {
+                node.cordoned = true;
+            }
+        }
+    }
+
+    /// An instance the cloud calls running serves only once its node is serving-ready (GPUs
+    /// allocatable, model cache warm, health URL answering). Until then it is in flight —
+    /// counted once, neither as capacity nor as missing — from the moment the controller first
+    /// saw it not serving. Past the pool's `max_provision_time_s` a node that exists is marked
+    /// unhealthy (the planner drains and replaces it); an instance with no node at all stays
+    /// `Launching` and the planner's stuck-launch rule replaces it.
+    fn apply_serving_readiness(&mut self, snapshot: &mut Snapshot, now: Timestamp) {
+        use crate::planner::rules::readiness::{NodeSeen, Readiness, readiness};
+        let nodes: BTreeMap<InstanceId, NodeSeen> = snapshot
+            .nodes
+            .iter()
+            .map(|n| {
+                let seen = NodeSeen {
+                    serving_ready: n.serving_ready,
+                    unhealthy: n.unhealthy.is_some(),
+                };
+                (n.instance.clone(), seen)
+            })
+            .collect();
+        let mut not_serving_since = BTreeMap::new();
+        let mut mark_unhealthy = Vec::new();
+        let mut max_of: BTreeMap<NodeGroupId, Duration> = BTreeMap::new();
+        for inst in &mut snapshot.instances {
+            let max = *max_of
+                .entry(inst.group.clone())
+                .or_insert_with(|| self.disruption_of(&inst.group).max_provision_time);
+            let since = self.not_serving_since.get(&inst.id).copied();
+            match readiness(inst.state, nodes.get(&inst.id).copied(), since, max, now) {
+                Readiness::Settled => {}
+                Readiness::InFlight { since } => {
+                    not_serving_since.insert(inst.id.clone(), since);
+                    inst.state = LifecycleState::Launching;
+                    inst.launched_at = inst.launched_at.max(since);
+                }
+                Readiness::TimedOut { since, waited_s } => {
+                    not_serving_since.insert(inst.id.clone(), since);
+                    mark_unhealthy.push((inst.id.clone(), waited_s));
+                }
+            }
+        }
+        self.not_serving_since = not_serving_since;
+        for (id, waited) in mark_unhealthy {
+            if let Some(n) = snapshot.nodes.iter_mut().find(|n| n.instance == id) {
+                n.unhealthy = Some(format!(
+                    "not serving-ready {waited} s after the cloud reported the instance running"
+                ));
+            }
+        }
     }
 }
 

@@ -223,7 +223,6 @@ impl Controller {
             }
             if let Err(e) = self.provider.ack_event(&p.ack).await {
                 // Not fatal: the event is re-delivered and recognised as a duplicate.
-                self.count_error("ack_event", &e);
                 tracing::warn!(event = %p.event, error = %e, "cannot acknowledge event");
             }
         }

@@ -1,223 +1,14 @@
 //! Tests of the shell alone: an in-memory provider and cluster, and injected planners, so each
 //! safety rule of `tick` is checked without the real planner's judgement in the way.
 
+use super::report::{decision_pool, instance_groups};
 use super::*;
 use crate::model::{
-    CapacityType, GpuInfo, InstanceType, InstanceTypeName, Money, Offering, ProviderEvent, Zone,
+    CapacityType, GpuInfo, InstanceType, InstanceTypeName, LifecycleState, Money, Offering,
+    ProviderEvent, ProviderEventKind, Zone,
 };
+use crate::testkit::doubles::{MemCluster, MemProvider, MemWorld, NoDemand};
 use std::sync::Mutex;
-
-#[derive(Default)]
-struct World {
-    groups: Vec<NodeGroup>,
-    instances: Vec<Instance>,
-    events: Vec<ProviderEvent>,
-    acked: Vec<String>,
-    calls: Vec<String>,
-    fail_observe: bool,
-    /// Groups whose instance listing fails (throttled).
-    fail_instances_of: Vec<NodeGroupId>,
-    no_capacity_in: Vec<NodeGroupId>,
-}
-
-#[derive(Clone, Default)]
-struct MemProvider(Arc<Mutex<World>>);
-
-impl MemProvider {
-    fn w(&self) -> std::sync::MutexGuard<'_, World> {
-        self.0.lock().unwrap()
-    }
-}
-
-#[async_trait]
-impl NodeGroupProvider for MemProvider {
-    fn name(&self) -> &'static str {
-        "mem"
-    }
-    async fn node_groups(&self) -> gpupool_provider::Result<Vec<NodeGroup>> {
-        let w = self.w();
-        if w.fail_observe {
-            return Err(ProviderError::Transient {
-                call: "DescribeAutoScalingGroups",
-                target: "*".into(),
-                source: "connection refused".into(),
-            });
-        }
-        Ok(w.groups.clone())
-    }
-    async fn instances(&self, group: &NodeGroupId) -> gpupool_provider::Result<Vec<Instance>> {
-        if self.w().fail_instances_of.contains(group) {
-            return Err(ProviderError::Throttled { retry_after_ms: 0 });
-        }
-        Ok(self
-            .w()
-            .instances
-            .iter()
-            .filter(|i| &i.group == group)
-            .cloned()
-            .collect())
-    }
-    async fn increase(&self, group: &NodeGroupId, delta: u32) -> gpupool_provider::Result<()> {
-        let mut w = self.w();
-        w.calls.push(format!("increase {group} {delta}"));
-        if w.no_capacity_in.contains(group) {
-            let offering = w.groups.iter().find(|g| &g.id == group).unwrap().offerings[0].key();
-            return Err(ProviderError::InsufficientCapacity { offering });
-        }
-        let g = w.groups.iter_mut().find(|g| &g.id == group).unwrap();
-        g.desired += delta;
-        Ok(())
-    }
-    async fn terminate(
-        &self,
-        group: &NodeGroupId,
-        instances: &[InstanceId],
-    ) -> gpupool_provider::Result<()> {
-        let mut w = self.w();
-        for id in instances {
-            w.calls.push(format!("terminate {group} {id}"));
-        }
-        Ok(())
-    }
-    async fn release_unfulfilled(
-        &self,
-        group: &NodeGroupId,
-        count: u32,
-        _instances: &[InstanceId],
-    ) -> gpupool_provider::Result<u32> {
-        let mut w = self.w();
-        w.calls.push(format!("release {group} {count}"));
-        let listed = w.instances.iter().filter(|i| &i.group == group).count() as u32;
-        let g = w.groups.iter_mut().find(|g| &g.id == group).unwrap();
-        let floor = listed.max(g.min_size);
-        let to = g.desired.saturating_sub(count).max(floor).min(g.desired);
-        let released = g.desired - to;
-        g.desired = to;
-        g.unfulfilled.clear();
-        Ok(released)
-    }
-    async fn set_warm_pool_size(
-        &self,
-        group: &NodeGroupId,
-        size: u32,
-    ) -> gpupool_provider::Result<()> {
-        self.w().calls.push(format!("warm {group} {size}"));
-        Ok(())
-    }
-    async fn complete_warmup(
-        &self,
-        _group: &NodeGroupId,
-        instance: &InstanceId,
-    ) -> gpupool_provider::Result<()> {
-        self.w().calls.push(format!("complete {instance}"));
-        Ok(())
-    }
-    async fn poll_events(&self) -> gpupool_provider::Result<Vec<ProviderEvent>> {
-        // Like SQS: delivered until acknowledged.
-        let w = self.w();
-        Ok(w.events
-            .iter()
-            .filter(|e| e.ack.as_ref().is_none_or(|a| !w.acked.contains(a)))
-            .cloned()
-            .collect())
-    }
-    async fn ack_event(&self, ack: &str) -> gpupool_provider::Result<()> {
-        self.w().acked.push(ack.to_owned());
-        Ok(())
-    }
-    async fn mark_draining(
-        &self,
-        _group: &NodeGroupId,
-        instance: &InstanceId,
-        deadline: Timestamp,
-    ) -> gpupool_provider::Result<()> {
-        let mut w = self.w();
-        w.calls
-            .push(format!("mark {instance} {}", deadline.millis()));
-        for i in w.instances.iter_mut().filter(|i| &i.id == instance) {
-            i.drain_deadline = Some(deadline);
-        }
-        Ok(())
-    }
-    async fn clear_draining(
-        &self,
-        _group: &NodeGroupId,
-        instance: &InstanceId,
-    ) -> gpupool_provider::Result<()> {
-        let mut w = self.w();
-        w.calls.push(format!("clear {instance}"));
-        for i in w.instances.iter_mut().filter(|i| &i.id == instance) {
-            i.drain_deadline = None;
-        }
-        Ok(())
-    }
-}
-
-/// Every Ready instance is a serving node; drains finish after `drain_ticks` calls.
-struct MemCluster {
-    drain_ticks: u32,
-    drain_calls: BTreeMap<InstanceId, u32>,
-}
-
-#[async_trait]
-impl Cluster for MemCluster {
-    async fn uncordon(&mut self, _instance: &Instance) -> Result<bool, ClusterError> {
-        Ok(true)
-    }
-    async fn observe(
-        &mut self,
-        instances: &[Instance],
-        _now: Timestamp,
-    ) -> Result<ClusterView, ClusterError> {
-        let nodes = instances
-            .iter()
-            .filter(|i| i.state == LifecycleState::Ready)
-            .map(|i| Node {
-                name: i.id.to_string(),
-                instance: i.id.clone(),
-                pool: "p".into(),
-                capacity_type: i.capacity_type,
-                labels: Default::default(),
-                taints: vec![],
-                serving_ready: true,
-                cordoned: false,
-                scale_down_disabled: false,
-                pods: vec![],
-                in_flight_requests: crate::model::InFlight::Known(1),
-                idle_since: None,
-                unhealthy: None,
-                drain_deadline: None,
-            })
-            .collect();
-        Ok(ClusterView {
-            nodes,
-            pending_pods: vec![],
-        })
-    }
-    async fn drain(
-        &mut self,
-        instance: &Instance,
-        _d: Timestamp,
-        _now: Timestamp,
-    ) -> Result<DrainProgress, ClusterError> {
-        let n = self.drain_calls.entry(instance.id.clone()).or_default();
-        *n += 1;
-        Ok(if *n >= self.drain_ticks {
-            DrainProgress::Drained
-        } else {
-            DrainProgress::InProgress { remaining: 1 }
-        })
-    }
-}
-
-struct NoDemand;
-
-#[async_trait]
-impl DemandSource for NoDemand {
-    async fn read(&mut self, _c: &Config, _now: Timestamp) -> BTreeMap<PoolName, PoolDemand> {
-        BTreeMap::new()
-    }
-}
 
 fn offering(t: &str, ct: CapacityType) -> Offering {
     Offering {
@@ -323,7 +114,7 @@ fn scale_up_plan(group: Option<&NodeGroup>, count: u32) -> Plan {
     }
 }
 
-fn world(p: &MemProvider) -> std::sync::MutexGuard<'_, World> {
+fn world(p: &MemProvider) -> std::sync::MutexGuard<'_, MemWorld> {
     p.w()
 }
 
@@ -445,7 +236,7 @@ fn capacity_error_backs_off_and_falls_back_in_the_same_tick() {
             .is_some()
     );
     assert_eq!(
-        r.results[0].error.as_ref().unwrap().0,
+        r.results[0].error.as_ref().unwrap().kind,
         "insufficient_capacity"
     );
 }
@@ -1138,6 +929,7 @@ fn an_unknown_state_version_holds_and_a_corrupt_state_starts_fresh() {
     assert!(c.history().backoff.is_empty());
 }
 
+mod run;
 mod shadow;
 
 #[test]

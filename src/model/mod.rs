@@ -3,6 +3,7 @@
 //! here so the rest of the core has one place to import from.
 
 pub mod bounds;
+mod drain;
 pub mod group_figures;
 mod plan;
 mod pod;
@@ -11,6 +12,7 @@ pub mod slo;
 mod snapshot;
 pub mod status;
 
+pub use drain::DrainProgress;
 pub use gpupool_provider::{
     CapacityType, GpuInfo, Instance, InstanceId, InstanceType, InstanceTypeName, LaunchFailure,
     LifecycleState, MigProfile, Money, NodeGroup, NodeGroupId, Offering, OfferingKey, PoolName,

@@ -354,9 +354,11 @@ pub enum Reason {
         unneeded_for_s: u64,
     },
     Empty,
+    /// Launch `replacement` for the node of `replaces`, which then goes as unneeded.
     Consolidate {
         saving_per_hour: Money,
-        replacement: String,
+        replacement: OfferingKey,
+        replaces: InstanceId,
     },
     SpotInterruption {
         deadline: Timestamp,
@@ -726,9 +728,11 @@ impl Reason {
             Consolidate {
                 saving_per_hour,
                 replacement,
-            } => {
-                write!(f, "replace by {replacement}, saving {saving_per_hour}/h")
-            }
+                replaces,
+            } => write!(
+                f,
+                "replace by {replacement} (replacing {replaces}), saving {saving_per_hour}/h"
+            ),
             SpotInterruption { deadline } => {
                 write!(f, "spot interruption notice, reclaimed at {deadline}")
             }

@@ -285,6 +285,23 @@ pub const RISK_BOOST_HALF_LIFE_S: f64 = 3600.0;
 pub const SPOT_INTERRUPTED_ASIDE_S: f64 = 180.0;
 
 impl History {
+    /// The instances the plan found unneeded: keep since when each has been (the scale-down
+    /// timer), forget the others — an instance needed again starts over.
+    pub fn record_unneeded(&mut self, unneeded: &[InstanceId], now: Timestamp) {
+        let unneeded: std::collections::BTreeSet<&InstanceId> = unneeded.iter().collect();
+        self.unneeded_since.retain(|id, _| unneeded.contains(id));
+        for id in unneeded {
+            self.unneeded_since.entry(id.clone()).or_insert(now);
+        }
+    }
+
+    /// The groups whose warm pool the plan still needs, as of `now`.
+    pub fn record_warm_needed(&mut self, groups: &[NodeGroupId], now: Timestamp) {
+        for g in groups {
+            self.warm_needed_at.insert(g.clone(), now);
+        }
+    }
+
     /// The pods the plan found fitting a serving node: keep since when each has fit the same
     /// node (a pod that moves to another node starts over), forget the others.
     pub fn record_fits(&mut self, fits: &[(String, InstanceId)], now: Timestamp) {
@@ -499,6 +516,25 @@ mod tests {
             capacity_type: CapacityType::Spot,
             zone: Zone::from("us-east-1a"),
         }
+    }
+
+    #[test]
+    fn the_unneeded_timer_keeps_its_start_and_restarts_after_a_needed_tick() {
+        let mut h = History::default();
+        let t = Timestamp::from_secs;
+        let (a, b) = (InstanceId::new("i-a"), InstanceId::new("i-b"));
+        h.record_unneeded(std::slice::from_ref(&a), t(0));
+        h.record_unneeded(&[a.clone(), b.clone()], t(10));
+        assert_eq!(h.unneeded_since[&a], t(0));
+        assert_eq!(h.unneeded_since[&b], t(10));
+        h.record_unneeded(std::slice::from_ref(&b), t(20));
+        assert!(
+            !h.unneeded_since.contains_key(&a),
+            "needed again: forgotten"
+        );
+        h.record_unneeded(&[a.clone(), b.clone()], t(30));
+        assert_eq!(h.unneeded_since[&a], t(30), "starts over");
+        assert_eq!(h.unneeded_since[&b], t(10));
     }
 
     #[test]

@@ -16,7 +16,7 @@ use super::PoolCtx;
 use super::capacity::{Chooser, on_demand_target};
 use super::fit::{PodSpec, Room, static_fit};
 use super::scaledown::{Budget, Serving};
-use crate::config::Mode;
+use crate::config::{Mode, PoolConfig};
 use crate::model::{
     Action, CapacityType, Decision, InstanceId, Money, Outcome, Price, Reason, Subject,
 };
@@ -26,6 +26,18 @@ struct Candidate {
     serving: usize,
     tpl: usize,
     saving: Money,
+}
+
+/// On-demand nodes above the split's target: each may be swapped for spot.
+fn on_demand_excess(pool: &PoolConfig, serving: &[Serving<'_>], in_flight_nodes: u32) -> u32 {
+    let on_demand = serving
+        .iter()
+        .filter(|s| s.inst.capacity_type == CapacityType::OnDemand)
+        .count() as u32;
+    on_demand.saturating_sub(on_demand_target(
+        pool,
+        serving.len() as u32 + in_flight_nodes,
+    ))
 }
 
 /// Find replacements; returns how many were launched.
@@ -78,7 +90,8 @@ pub(crate) fn consolidate<'a>(
             count: 1,
             reason: Reason::Consolidate {
                 saving_per_hour: c.saving,
-                replacement: format!("{} (replacing {})", t.key, s.inst.id),
+                replacement: t.key.clone(),
+                replaces: s.inst.id.clone(),
             },
         });
     }
@@ -98,15 +111,7 @@ fn candidates<'a>(
     let pool = ctx.cfg;
     let mut fit_cache: HashMap<(PodSpec<'a>, usize), u32> = HashMap::new();
     let mut worth = Vec::new();
-    // On-demand nodes above the split's target: each may be swapped for spot.
-    let on_demand = serving
-        .iter()
-        .filter(|s| s.inst.capacity_type == CapacityType::OnDemand)
-        .count() as u32;
-    let mut od_excess = on_demand.saturating_sub(on_demand_target(
-        pool,
-        serving.len() as u32 + in_flight_nodes,
-    ));
+    let mut od_excess = on_demand_excess(pool, serving, in_flight_nodes);
     for (si, s) in serving.iter().enumerate() {
         // An unknown-priced node shows no saving: never consolidated for money (and
         // unknown-priced templates sort last, so they are never a target either).

@@ -33,6 +33,7 @@ mod hold;
 pub(crate) mod launches;
 mod rebalance;
 pub mod rejects;
+pub mod rules;
 mod scaledown;
 mod warmpool;
 

@@ -1,14 +1,20 @@
-//! Controller test doubles for integration tests that drive a real provider (moto, the fake
-//! Compute API) in VM-only mode: a serving side on which every Ready instance serves and is
-//! idle, and a demand source the test sets between ticks.
+//! Controller test doubles, written once for every test:
+//! - for integration tests that drive a real provider (moto, the fake Compute API) in VM-only
+//!   mode: a serving side on which every Ready instance serves and is idle
+//!   ([`ServeEveryReady`]), and a demand source the test sets between ticks ([`FixedDemand`]);
+//! - for tests of the shell itself: an in-memory provider ([`MemProvider`]) whose calls are
+//!   logged and whose failures the test switches on, a serving side on which every Ready
+//!   instance serves and drains take a set number of calls ([`MemCluster`]), and no demand
+//!   signals ([`NoDemand`]).
 
 use crate::config::Config;
 use crate::controller::{Cluster, ClusterError, ClusterView, DemandSource, DrainProgress};
 use crate::model::{
-    InFlight, Instance, InstanceId, LifecycleState, Node, PoolDemand, PoolName, SignalReading,
-    Timestamp,
+    InFlight, Instance, InstanceId, LifecycleState, Node, NodeGroup, NodeGroupId, PoolDemand,
+    PoolName, ProviderEvent, SignalReading, Timestamp,
 };
 use async_trait::async_trait;
+use gpupool_provider::{NodeGroupProvider, ProviderError};
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
@@ -113,5 +119,270 @@ impl DemandSource for FixedDemand {
             },
         )]
         .into()
+    }
+}
+
+/// The in-memory cloud behind [`MemProvider`]: what it lists, the events it delivers, the
+/// calls made to it, and the failures the test switches on.
+#[derive(Default)]
+pub struct MemWorld {
+    pub groups: Vec<NodeGroup>,
+    pub instances: Vec<Instance>,
+    pub events: Vec<ProviderEvent>,
+    pub acked: Vec<String>,
+    pub calls: Vec<String>,
+    pub fail_observe: bool,
+    /// Groups whose instance listing fails (throttled).
+    pub fail_instances_of: Vec<NodeGroupId>,
+    pub no_capacity_in: Vec<NodeGroupId>,
+    /// When set, `increase` also launches that many instances like this one (ids `i-0001`…,
+    /// in the increased group, launched at `now`): a cloud that accepts and fulfils at once.
+    /// Otherwise only the group's desired size moves, as an ASG's does before its activity.
+    pub launch_template: Option<Instance>,
+    /// The cloud's clock, for the launch times of `launch_template` instances.
+    pub now: Timestamp,
+    /// Instances launched from the template so far (their ids count on from it).
+    pub launched: u32,
+    /// `terminate` removes the instances and lowers the desired size (the cloud acts at
+    /// once); otherwise the call is only logged and the instance stays listed until the test
+    /// removes it.
+    pub terminate_removes: bool,
+}
+
+/// An in-memory provider over a shared [`MemWorld`].
+#[derive(Clone, Default)]
+pub struct MemProvider(pub Arc<Mutex<MemWorld>>);
+
+impl MemProvider {
+    pub fn w(&self) -> std::sync::MutexGuard<'_, MemWorld> {
+        self.0.lock().unwrap()
+    }
+
+    /// The mutating calls so far, in order (`increase g 1`, `terminate g i-1`, …).
+    pub fn calls(&self) -> Vec<String> {
+        self.w().calls.clone()
+    }
+
+    pub fn instances(&self) -> Vec<Instance> {
+        self.w().instances.clone()
+    }
+
+    pub fn set_now(&self, now: Timestamp) {
+        self.w().now = now;
+    }
+}
+
+#[async_trait]
+impl NodeGroupProvider for MemProvider {
+    fn name(&self) -> &'static str {
+        "mem"
+    }
+    async fn node_groups(&self) -> gpupool_provider::Result<Vec<NodeGroup>> {
+        let w = self.w();
+        if w.fail_observe {
+            return Err(ProviderError::Transient {
+                call: "DescribeAutoScalingGroups",
+                target: "*".into(),
+                source: "connection refused".into(),
+            });
+        }
+        Ok(w.groups.clone())
+    }
+    async fn instances(&self, group: &NodeGroupId) -> gpupool_provider::Result<Vec<Instance>> {
+        if self.w().fail_instances_of.contains(group) {
+            return Err(ProviderError::Throttled { retry_after_ms: 0 });
+        }
+        Ok(self
+            .w()
+            .instances
+            .iter()
+            .filter(|i| &i.group == group)
+            .cloned()
+            .collect())
+    }
+    async fn increase(&self, group: &NodeGroupId, delta: u32) -> gpupool_provider::Result<()> {
+        let mut w = self.w();
+        w.calls.push(format!("increase {group} {delta}"));
+        if w.no_capacity_in.contains(group) {
+            let offering = w.groups.iter().find(|g| &g.id == group).unwrap().offerings[0].key();
+            return Err(ProviderError::InsufficientCapacity { offering });
+        }
+        let g = w.groups.iter_mut().find(|g| &g.id == group).unwrap();
+        g.desired += delta;
+        if let Some(template) = w.launch_template.clone() {
+            for _ in 0..delta {
+                w.launched += 1;
+                let id = InstanceId::new(format!("i-{:04}", w.launched));
+                let now = w.now;
+                w.instances.push(Instance {
+                    provider_id: template.provider_id.as_ref().map(|p| {
+                        // The template's provider ID with its own instance id.
+                        p.replace(template.id.as_str(), id.as_str())
+                    }),
+                    id,
+                    group: group.clone(),
+                    launched_at: now,
+                    ..template.clone()
+                });
+            }
+        }
+        Ok(())
+    }
+    async fn terminate(
+        &self,
+        group: &NodeGroupId,
+        instances: &[InstanceId],
+    ) -> gpupool_provider::Result<()> {
+        let mut w = self.w();
+        for id in instances {
+            w.calls.push(format!("terminate {group} {id}"));
+        }
+        if w.terminate_removes {
+            let before = w.instances.len();
+            w.instances.retain(|i| !instances.contains(&i.id));
+            let removed = (before - w.instances.len()) as u32;
+            if let Some(g) = w.groups.iter_mut().find(|g| &g.id == group) {
+                g.desired = g.desired.saturating_sub(removed);
+            }
+        }
+        Ok(())
+    }
+    async fn release_unfulfilled(
+        &self,
+        group: &NodeGroupId,
+        count: u32,
+        _instances: &[InstanceId],
+    ) -> gpupool_provider::Result<u32> {
+        let mut w = self.w();
+        w.calls.push(format!("release {group} {count}"));
+        let listed = w.instances.iter().filter(|i| &i.group == group).count() as u32;
+        let g = w.groups.iter_mut().find(|g| &g.id == group).unwrap();
+        let floor = listed.max(g.min_size);
+        let to = g.desired.saturating_sub(count).max(floor).min(g.desired);
+        let released = g.desired - to;
+        g.desired = to;
+        g.unfulfilled.clear();
+        Ok(released)
+    }
+    async fn set_warm_pool_size(
+        &self,
+        group: &NodeGroupId,
+        size: u32,
+    ) -> gpupool_provider::Result<()> {
+        self.w().calls.push(format!("warm {group} {size}"));
+        Ok(())
+    }
+    async fn complete_warmup(
+        &self,
+        _group: &NodeGroupId,
+        instance: &InstanceId,
+    ) -> gpupool_provider::Result<()> {
+        self.w().calls.push(format!("complete {instance}"));
+        Ok(())
+    }
+    async fn poll_events(&self) -> gpupool_provider::Result<Vec<ProviderEvent>> {
+        // Like SQS: delivered until acknowledged.
+        let w = self.w();
+        Ok(w.events
+            .iter()
+            .filter(|e| e.ack.as_ref().is_none_or(|a| !w.acked.contains(a)))
+            .cloned()
+            .collect())
+    }
+    async fn ack_event(&self, ack: &str) -> gpupool_provider::Result<()> {
+        self.w().acked.push(ack.to_owned());
+        Ok(())
+    }
+    async fn mark_draining(
+        &self,
+        _group: &NodeGroupId,
+        instance: &InstanceId,
+        deadline: Timestamp,
+    ) -> gpupool_provider::Result<()> {
+        let mut w = self.w();
+        w.calls
+            .push(format!("mark {instance} {}", deadline.millis()));
+        for i in w.instances.iter_mut().filter(|i| &i.id == instance) {
+            i.drain_deadline = Some(deadline);
+        }
+        Ok(())
+    }
+    async fn clear_draining(
+        &self,
+        _group: &NodeGroupId,
+        instance: &InstanceId,
+    ) -> gpupool_provider::Result<()> {
+        let mut w = self.w();
+        w.calls.push(format!("clear {instance}"));
+        for i in w.instances.iter_mut().filter(|i| &i.id == instance) {
+            i.drain_deadline = None;
+        }
+        Ok(())
+    }
+}
+
+/// Every Ready instance is a serving node; drains finish after `drain_ticks` calls.
+pub struct MemCluster {
+    pub drain_ticks: u32,
+    pub drain_calls: BTreeMap<InstanceId, u32>,
+}
+
+#[async_trait]
+impl Cluster for MemCluster {
+    async fn uncordon(&mut self, _instance: &Instance) -> Result<bool, ClusterError> {
+        Ok(true)
+    }
+    async fn observe(
+        &mut self,
+        instances: &[Instance],
+        _now: Timestamp,
+    ) -> Result<ClusterView, ClusterError> {
+        let nodes = instances
+            .iter()
+            .filter(|i| i.state == LifecycleState::Ready)
+            .map(|i| Node {
+                name: i.id.to_string(),
+                instance: i.id.clone(),
+                pool: "p".into(),
+                capacity_type: i.capacity_type,
+                labels: Default::default(),
+                taints: vec![],
+                serving_ready: true,
+                cordoned: false,
+                scale_down_disabled: false,
+                pods: vec![],
+                in_flight_requests: crate::model::InFlight::Known(1),
+                idle_since: None,
+                unhealthy: None,
+                drain_deadline: None,
+            })
+            .collect();
+        Ok(ClusterView {
+            nodes,
+            pending_pods: vec![],
+        })
+    }
+    async fn drain(
+        &mut self,
+        instance: &Instance,
+        _d: Timestamp,
+        _now: Timestamp,
+    ) -> Result<DrainProgress, ClusterError> {
+        let n = self.drain_calls.entry(instance.id.clone()).or_default();
+        *n += 1;
+        Ok(if *n >= self.drain_ticks {
+            DrainProgress::Drained
+        } else {
+            DrainProgress::InProgress { remaining: 1 }
+        })
+    }
+}
+
+pub struct NoDemand;
+
+#[async_trait]
+impl DemandSource for NoDemand {
+    async fn read(&mut self, _c: &Config, _now: Timestamp) -> BTreeMap<PoolName, PoolDemand> {
+        BTreeMap::new()
     }
 }

@@ -10,14 +10,15 @@
 //! - [`fleet`]: deterministic synthetic fleets at scale (400 offerings, thousands of nodes, tens
 //!   of thousands of pending pods) for the planner benchmarks.
 //!
-//! - [`doubles`]: the VM-only serving side and fixed demand source that the AWS, GCP and
-//!   fault-matrix integration tests drive the controller with.
+//! - [`doubles`]: the controller's test doubles — the in-memory provider ([`doubles::MemProvider`])
+//!   that the shell's unit tests and the Kubernetes controller tests drive, the always-ready
+//!   cluster and empty demand source of the shell's tests, and the VM-only serving side and
+//!   fixed demand source that the AWS, GCP and fault-matrix integration tests use.
 //!
-//! Test doubles still written per test file (to be moved here as the controller's traits
-//! settle): the in-memory providers of `src/controller/tests.rs` and `tests/kube_controller.rs`,
-//! and the always-ready clusters of `src/controller/tests.rs` and `tests/gcp_controller.rs` (it
-//! also serves pending pods). The fake Compute API is the dev-only crate `gpupool-gcp-fake`
-//! (`providers/gcp-fake`), shared by the GCP crate's tests and the root package's.
+//! Test doubles still written per test file: the always-ready cluster of
+//! `tests/gcp_controller.rs` (it also serves pending pods). The fake Compute API is the dev-only
+//! crate `gpupool-gcp-fake` (`providers/gcp-fake`), shared by the GCP crate's tests and the root
+//! package's.
 
 pub mod doubles;
 pub mod fleet;
