@@ -1183,6 +1183,20 @@ impl Config {
 }
 
 impl PoolConfig {
+    /// Replicas one node of the pool serves, as far as the config alone says:
+    /// `replica.replicas_per_instance` (VM-only), else `requirements.gpus_per_node` divided by
+    /// a replica's GPUs; `None` when neither says. The one config-level figure (the forecast's
+    /// cap and the SLO learner's feedback bound use it); the planner's per-offering figure
+    /// (`planner::eligible::replicas_per_node`) starts from the same override and otherwise
+    /// counts the instance type's own GPUs, CPU and memory.
+    pub fn configured_replicas_per_node(&self) -> Option<u32> {
+        if let Some(n) = self.replica.replicas_per_instance {
+            return Some(n.max(1));
+        }
+        let gpus = self.requirements.gpus_per_node?;
+        (self.replica.gpus > 0).then(|| (gpus / self.replica.gpus).max(1))
+    }
+
     /// How long a node must be unneeded before it goes. Set: as set. Unset without an `slo`:
     /// 600 s. Unset with an `slo`: the pool's cold start — the ski-rental break-even (Karlin,
     /// Manasse, Rudolph & Sleator, "Competitive snoopy caching", Algorithmica 1988): keeping

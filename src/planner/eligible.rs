@@ -152,6 +152,8 @@ fn usability_miss(
 
 /// Replicas one node of this instance type serves.
 pub(crate) fn replicas_per_node(pool: &PoolConfig, o: &Offering) -> u32 {
+    // The config's own figure when it sets one per instance; `gpus_per_node` already limits
+    // the offerings to that GPU count, so the arithmetic below agrees with it.
     if let Some(n) = pool.replica.replicas_per_instance {
         return n;
     }

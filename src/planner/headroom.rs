@@ -121,12 +121,9 @@ pub fn observe_pools(
     learners.retain(|name, _| config.pool(name).is_some_and(|p| p.slo.is_some()));
     for pool in &config.pools {
         let Some(slo) = &pool.slo else { continue };
-        let rpn = pool.replica.replicas_per_instance.unwrap_or_else(|| {
-            pool.requirements
-                .gpus_per_node
-                .map_or(1, |g| (g / pool.replica.gpus.max(1)).max(1))
-        });
-        let max_replicas = pool.limits.max_nodes.saturating_mul(rpn.max(1));
+        // Unknown from the config alone: one per node, the smaller bound on feedback.
+        let rpn = pool.configured_replicas_per_node().unwrap_or(1);
+        let max_replicas = pool.limits.max_nodes.saturating_mul(rpn);
         observe(
             learners.entry(pool.name.clone()).or_default(),
             slo,

@@ -87,14 +87,10 @@ impl ServingReplicas {
     }
 }
 
-/// Replicas one node of the pool serves, when the config says: `replica.replicas_per_instance`
-/// (VM-only), else whole nodes' GPUs divided by a replica's GPUs.
+/// Replicas one node of the pool serves, when the config says
+/// ([`PoolConfig::configured_replicas_per_node`]).
 pub fn replicas_per_node(pool: &PoolConfig) -> Option<u32> {
-    if let Some(n) = pool.replica.replicas_per_instance {
-        return Some(n.max(1));
-    }
-    let gpus = pool.requirements.gpus_per_node?;
-    (pool.replica.gpus > 0).then(|| (gpus / pool.replica.gpus).max(1))
+    pool.configured_replicas_per_node()
 }
 
 /// One value read from a source, before the signal's arithmetic.
