@@ -70,7 +70,12 @@ impl Controller {
     ) -> Result<(), ProviderError> {
         tracing::info!(action = %action, "executing");
         match action {
+            // A warm start raises desired the same way: the ASG or MIG takes stopped warm
+            // instances first.
             Action::ScaleUp {
+                pool, group, count, ..
+            }
+            | Action::StartWarm {
                 pool, group, count, ..
             } => {
                 // An accepted call is not a launched instance (both clouds accept launches
@@ -94,14 +99,6 @@ impl Controller {
                 if released < *count {
                     tracing::warn!(%group, asked = count, released, "could not take back every unfulfilled launch (the group's min size or a launch that appeared meanwhile); not counted as capacity either way");
                 }
-                Ok(())
-            }
-            Action::StartWarm {
-                pool, group, count, ..
-            } => {
-                self.provider.increase(group, *count).await?;
-                self.note_increase(group, *count, now);
-                self.history.last_scale_up.insert(pool.clone(), now);
                 Ok(())
             }
             Action::SetWarmPool { group, size, .. } => {
