@@ -1124,54 +1124,42 @@ mod tests {
         assert_eq!(pods, vec![Outcome::Acted, Outcome::Acted]);
     }
 
+    /// A spot interruption warning at T0 sets the p5 spot offering aside for 3 minutes while
+    /// another offering can serve; with none, it stays the last resort.
     #[test]
-    fn a_spot_offering_with_an_interruption_warning_gets_no_replacement_on_demand_does() {
-        let mut pool = pool_cfg("llm");
-        pool.capacity.spot_share = crate::config::Share::ONE;
-        let snap = snapshot()
-            .pods(gpu_pod(8).model("H100").times(2))
-            .group(p5_spot())
-            .group(p5_od())
-            .build();
-        let mut h = History::default();
+    fn an_interrupted_spot_offering_is_set_aside_while_another_can_serve() {
         let spot = offering("p5.48xlarge", CapacityType::Spot, "us-east-1a", 40.0).key();
-        h.record_spot_interruption(&spot, T0);
-        let p = plan(&snap, &config(vec![pool.clone()]), &h, T0);
-        let Some(Action::ScaleUp {
-            offering, count, ..
-        }) = p.actions.first()
-        else {
-            panic!("{:?}", kinds(&p))
-        };
-        assert_eq!(
-            (offering.capacity_type, *count),
-            (CapacityType::OnDemand, 2)
-        );
-        // Three minutes later spot is the first choice again.
-        let later = T0.plus_secs(181.0);
-        let p = plan(&snap, &config(vec![pool]), &h, later);
-        let Some(Action::ScaleUp { offering, .. }) = p.actions.first() else {
-            panic!("{:?}", kinds(&p))
-        };
-        assert_eq!(offering.capacity_type, CapacityType::Spot);
-    }
-
-    #[test]
-    fn an_interrupted_spot_offering_is_the_last_resort_when_nothing_else_can_serve() {
-        let mut pool = pool_cfg("llm");
-        pool.capacity.spot_share = crate::config::Share::ONE;
-        let snap = snapshot()
-            .pods(gpu_pod(8).model("H100").times(1))
-            .group(p5_spot())
-            .build();
-        let mut h = History::default();
-        let spot = offering("p5.48xlarge", CapacityType::Spot, "us-east-1a", 40.0).key();
-        h.record_spot_interruption(&spot, T0);
-        let p = plan(&snap, &config(vec![pool]), &h, T0);
-        let Some(Action::ScaleUp { offering, .. }) = p.actions.first() else {
-            panic!("{:?}", kinds(&p))
-        };
-        assert_eq!(offering.capacity_type, CapacityType::Spot);
+        // (on-demand group too, planned at, capacity type of the first launch)
+        let cases = [
+            (true, T0, CapacityType::OnDemand),
+            (true, T0.plus_secs(181.0), CapacityType::Spot),
+            (false, T0, CapacityType::Spot),
+        ];
+        for (with_od, at, want) in cases {
+            let mut pool = pool_cfg("llm");
+            pool.capacity.spot_share = crate::config::Share::ONE;
+            let mut snap = snapshot()
+                .pods(gpu_pod(8).model("H100").times(2))
+                .group(p5_spot());
+            if with_od {
+                snap = snap.group(p5_od());
+            }
+            let snap = snap.build();
+            let mut h = History::default();
+            h.record_spot_interruption(&spot, T0);
+            let p = plan(&snap, &config(vec![pool]), &h, at);
+            let Some(Action::ScaleUp {
+                offering, count, ..
+            }) = p.actions.first()
+            else {
+                panic!("{:?}", kinds(&p))
+            };
+            assert_eq!(
+                (offering.capacity_type, *count),
+                (want, 2),
+                "on-demand group {with_od}, at {at}"
+            );
+        }
     }
 
     /// `gpupool plan` on a spot group whose desired was raised and whose launch AWS reported
