@@ -14,7 +14,7 @@ use async_trait::async_trait;
 use fake::FakeCompute;
 use gpupool::config::Config;
 use gpupool::controller::{Cluster, ClusterError, ClusterView, Controller, DrainProgress, Metrics};
-use gpupool::model::{Action, GpuRequest, Instance, LifecycleState, Node, PendingPod, Timestamp};
+use gpupool::model::{Action, GpuRequest, Instance, LifecycleState, PendingPod, Timestamp};
 use gpupool::testkit::doubles::FixedDemand;
 use gpupool_gcp::{GcpCredentials, GcpPoolSettings, GcpProvider, GcpSettings};
 use std::sync::{Arc, Mutex};
@@ -53,22 +53,7 @@ impl Cluster for ReadyCluster {
         let nodes = instances
             .iter()
             .filter(|i| i.state == LifecycleState::Ready)
-            .map(|i| Node {
-                name: i.id.to_string(),
-                instance: i.id.clone(),
-                pool: "llama".into(),
-                capacity_type: i.capacity_type,
-                labels: Default::default(),
-                taints: vec![],
-                serving_ready: true,
-                cordoned: false,
-                scale_down_disabled: false,
-                pods: vec![],
-                in_flight_requests: gpupool::model::InFlight::Known(0),
-                idle_since: None,
-                unhealthy: None,
-                drain_deadline: None,
-            })
+            .map(|i| gpupool::testkit::doubles::serving_node(i, "llama", 0))
             .collect();
         Ok(ClusterView {
             nodes,

@@ -39,6 +39,27 @@ impl ServeEveryReady {
     }
 }
 
+/// The node of an instance that serves: serving-ready, not cordoned, no pods, `in_flight`
+/// requests known, in `pool`. The always-ready clusters of the tests build their views from it.
+pub fn serving_node(i: &Instance, pool: &str, in_flight: u32) -> Node {
+    Node {
+        name: i.id.to_string(),
+        instance: i.id.clone(),
+        pool: pool.into(),
+        capacity_type: i.capacity_type,
+        labels: BTreeMap::new(),
+        taints: Vec::new(),
+        serving_ready: true,
+        cordoned: false,
+        scale_down_disabled: false,
+        pods: Vec::new(),
+        in_flight_requests: InFlight::Known(in_flight),
+        idle_since: None,
+        unhealthy: None,
+        drain_deadline: None,
+    }
+}
+
 #[async_trait]
 impl Cluster for ServeEveryReady {
     async fn observe(
@@ -50,20 +71,8 @@ impl Cluster for ServeEveryReady {
             .iter()
             .filter(|i| matches!(i.state, LifecycleState::Ready | LifecycleState::Draining))
             .map(|i| Node {
-                name: i.id.to_string(),
-                instance: i.id.clone(),
-                pool: self.pool.clone(),
-                capacity_type: i.capacity_type,
-                labels: BTreeMap::new(),
-                taints: Vec::new(),
-                serving_ready: true,
-                cordoned: false,
-                scale_down_disabled: false,
-                pods: Vec::new(),
-                in_flight_requests: InFlight::Known(0),
                 idle_since: Some(i.launched_at),
-                unhealthy: None,
-                drain_deadline: None,
+                ..serving_node(i, self.pool.as_str(), 0)
             })
             .collect();
         Ok(ClusterView {
@@ -340,22 +349,7 @@ impl Cluster for MemCluster {
         let nodes = instances
             .iter()
             .filter(|i| i.state == LifecycleState::Ready)
-            .map(|i| Node {
-                name: i.id.to_string(),
-                instance: i.id.clone(),
-                pool: "p".into(),
-                capacity_type: i.capacity_type,
-                labels: Default::default(),
-                taints: vec![],
-                serving_ready: true,
-                cordoned: false,
-                scale_down_disabled: false,
-                pods: vec![],
-                in_flight_requests: crate::model::InFlight::Known(1),
-                idle_since: None,
-                unhealthy: None,
-                drain_deadline: None,
-            })
+            .map(|i| serving_node(i, "p", 1))
             .collect();
         Ok(ClusterView {
             nodes,
