@@ -402,20 +402,11 @@ impl Cluster for VmCluster {
                 *serving.entry(pool.clone()).or_default() += per;
             }
             nodes.push(Node {
-                name: inst.id.to_string(),
-                instance: inst.id.clone(),
-                pool,
-                capacity_type: inst.capacity_type,
-                labels: BTreeMap::new(),
-                taints: Vec::new(),
                 serving_ready: p.ready,
                 cordoned: self.drains.contains_key(&inst.id) || drain_deadline.is_some(),
-                scale_down_disabled: false,
-                pods: Vec::new(),
-                in_flight_requests: p.in_flight,
                 idle_since,
-                unhealthy: None,
                 drain_deadline,
+                ..Node::vm(inst, pool, p.in_flight)
             });
         }
         for (pool, n) in serving {

@@ -267,6 +267,28 @@ pub struct Node {
 }
 
 impl Node {
+    /// The node of a VM that serves without Kubernetes (VM-only mode, the simulator, test
+    /// clusters): named after the instance, serving-ready and not cordoned, with no labels,
+    /// taints or pods; callers override what they know otherwise.
+    pub fn vm(instance: &super::Instance, pool: impl Into<PoolName>, in_flight: InFlight) -> Node {
+        Node {
+            name: instance.id.to_string(),
+            instance: instance.id.clone(),
+            pool: pool.into(),
+            capacity_type: instance.capacity_type,
+            labels: BTreeMap::new(),
+            taints: Vec::new(),
+            serving_ready: true,
+            cordoned: false,
+            scale_down_disabled: false,
+            pods: Vec::new(),
+            in_flight_requests: in_flight,
+            idle_since: None,
+            unhealthy: None,
+            drain_deadline: None,
+        }
+    }
+
     pub fn workload_pods(&self) -> impl Iterator<Item = &RunningPod> {
         self.pods.iter().filter(|p| !p.daemon)
     }

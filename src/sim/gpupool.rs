@@ -55,21 +55,13 @@ impl Cluster for SimCluster {
             }
             let ready = i.state == LifecycleState::Ready;
             let spec = &w.groups[i.group];
+            let in_flight = crate::model::InFlight::Known(i.in_flight.len() as u32);
             nodes.push(Node {
                 name: format!("sim-{}", i.id),
-                instance: i.id.clone(),
-                pool: self.pool.clone(),
                 capacity_type: spec.capacity_type,
-                labels: BTreeMap::new(),
-                taints: Vec::new(),
                 serving_ready: ready && matches!(i.serve, Serve::On | Serve::Draining),
                 cordoned: matches!(i.serve, Serve::Draining) || (ready && i.serve == Serve::Off),
-                scale_down_disabled: false,
-                pods: Vec::new(),
-                in_flight_requests: crate::model::InFlight::Known(i.in_flight.len() as u32),
-                idle_since: None,
-                unhealthy: None,
-                drain_deadline: None,
+                ..Node::vm(inst, self.pool.clone(), in_flight)
             });
         }
         Ok(ClusterView {

@@ -42,22 +42,7 @@ impl ServeEveryReady {
 /// The node of an instance that serves: serving-ready, not cordoned, no pods, `in_flight`
 /// requests known, in `pool`. The always-ready clusters of the tests build their views from it.
 pub fn serving_node(i: &Instance, pool: &str, in_flight: u32) -> Node {
-    Node {
-        name: i.id.to_string(),
-        instance: i.id.clone(),
-        pool: pool.into(),
-        capacity_type: i.capacity_type,
-        labels: BTreeMap::new(),
-        taints: Vec::new(),
-        serving_ready: true,
-        cordoned: false,
-        scale_down_disabled: false,
-        pods: Vec::new(),
-        in_flight_requests: InFlight::Known(in_flight),
-        idle_since: None,
-        unhealthy: None,
-        drain_deadline: None,
-    }
+    Node::vm(i, pool, InFlight::Known(in_flight))
 }
 
 #[async_trait]
