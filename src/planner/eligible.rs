@@ -272,6 +272,9 @@ fn set_aside_interrupted(
     now: Timestamp,
     decisions: &mut Vec<Decision>,
 ) {
+    if history.interrupted_until.is_empty() {
+        return;
+    }
     let aside = |t: &Template<'_>| history.interrupted_aside(&t.key, now);
     if !out.iter().any(|t| t.usable() && aside(t).is_none())
         || !out.iter().any(|t| t.usable() && aside(t).is_some())
