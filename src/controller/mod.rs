@@ -434,6 +434,11 @@ impl Controller {
             self.capture(snapshot, &plan);
             self.record_launch_failures(&plan, now);
             let capacity_failed = self.act(&plan, snapshot, now, report).await;
+            crate::planner::headroom::record_served(
+                &mut self.history.slo,
+                &snapshot.demand,
+                &plan.pools,
+            );
             report.plans.push(plan);
             if !capacity_failed || attempt == 1 {
                 break;

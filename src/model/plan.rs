@@ -940,6 +940,9 @@ pub struct PoolSummary {
     /// Nodes the pool should have (serving + in flight) after this plan.
     pub desired_nodes: u32,
     pub ready_nodes: u32,
+    /// Replicas the pool's ready nodes run (nodes of a known shape only).
+    #[serde(default)]
+    pub ready_replicas: u32,
     pub in_flight_nodes: u32,
     pub warm_instances: u32,
     pub pending_pods: u32,

@@ -265,6 +265,12 @@ pub struct SloLearner {
     /// Demand observations seen.
     #[serde(default)]
     pub observations: u64,
+    /// Whether, at the last plan, the pool's demand was above the replicas its serving nodes
+    /// run (`None`: not known, e.g. before the first plan). While a pool stays short, a
+    /// queue-depth signal rises with the backlog the shortage builds, not with demand; the
+    /// learner does not take that rise for growth (`planner::headroom`).
+    #[serde(default)]
+    pub short: Option<bool>,
 }
 
 #[cfg(test)]

@@ -514,6 +514,13 @@ impl<'a> PoolCtx<'a> {
                 Ready => {
                     add(&mut a, tpl, inst.capacity_type);
                     a.ready += 1;
+                    // Serving replicas: as `scaledown::serving` counts them (a Ready instance
+                    // whose node still loads the model serves nothing yet).
+                    if let Some(t) = tpl
+                        && nodes.get(&inst.id).is_none_or(|n| n.serving_ready)
+                    {
+                        a.ready_replicas += self.tpls[t].rpn;
+                    }
                     // The free room of a serving, schedulable node takes pending pods before
                     // any new node is counted (Cluster Autoscaler's `filterOutSchedulable`):
                     // a pod that turned pending just before a node became ready is bound there
@@ -572,6 +579,7 @@ struct Account<'a> {
     live_cost: Cost,
     live_replicas: u32,
     ready: u32,
+    ready_replicas: u32,
     in_flight: u32,
 }
 
@@ -717,6 +725,7 @@ fn pool_summary(
         pool: pool.name.clone(),
         desired_nodes: (acct.live_nodes + chooser.new_nodes).saturating_sub(removed),
         ready_nodes: acct.ready,
+        ready_replicas: acct.ready_replicas,
         in_flight_nodes: acct.in_flight,
         warm_instances: ctx
             .groups
