@@ -219,3 +219,30 @@ fn the_shipped_public_trace_reads_the_same_by_name_and_by_path() {
         b.last().map(|r| r.service_ms)
     );
 }
+
+/// The held-out validation scenarios (`benches/validation.py`) still load and build their
+/// requests: they are not run by the suite (days of traffic each), but must not rot.
+#[test]
+fn the_validation_scenarios_load_and_build_their_requests() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/validation");
+    let mut n = 0;
+    for e in std::fs::read_dir(&dir).expect("benches/validation") {
+        let path = e.expect("entry").path();
+        if path.extension().is_none_or(|x| x != "yaml") {
+            continue;
+        }
+        let sc = Scenario::load(path.to_str().expect("utf-8 path"))
+            .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        assert!(
+            sc.config.pools.iter().all(|p| p.slo.is_some()),
+            "{}: every validation pool states its slo",
+            path.display()
+        );
+        let gpu = sc.config.pools[0].requirements.gpu_models[0].to_string();
+        let (reqs, _) =
+            build_requests(&sc.file, &gpu).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        assert!(!reqs.is_empty(), "{}", path.display());
+        n += 1;
+    }
+    assert!(n >= 5, "{n} validation scenarios");
+}
