@@ -68,6 +68,21 @@ pub trait DemandSource: Send {
         _saved: BTreeMap<PoolName, crate::state::ForecastSteps>,
     ) {
     }
+
+    /// The replicas `pool`'s signals wanted in the past, one point per `step` within
+    /// `[from, to)`, oldest first: the history an SLO learner that has none yet (first start,
+    /// state lost) is backfilled from (`planner::headroom::backfill`). Never fails: a point
+    /// whose value is not known (a signal without history, a failed or partial query) is left
+    /// out — unknown, not zero — and a source that cannot tell returns nothing, which leaves
+    /// the learner on its prior. Default: nothing known.
+    async fn demand_history(
+        &mut self,
+        _config: &Config,
+        _pool: &crate::config::PoolConfig,
+        _window: crate::planner::headroom::BackfillWindow,
+    ) -> Vec<(Timestamp, u32)> {
+        Vec::new()
+    }
 }
 
 /// The serving side: Kubernetes nodes and pods, VM health checks, or the simulator.
@@ -266,6 +281,8 @@ pub struct Controller {
     fence: Fence,
     /// The shell's additions for `/status`, `--dump-snapshot` and shadow mode (shadow.rs).
     extras: shadow::Extras,
+    /// SLO pools whose learner backfill was tried by this process (once each).
+    backfill_tried: BTreeSet<PoolName>,
 }
 
 /// How old a group's last good instance listing may be to stand in for a failed one. A few
@@ -305,6 +322,7 @@ impl Controller {
             pending_acks: Vec::new(),
             fence: Arc::new(|| true),
             extras: shadow::Extras::default(),
+            backfill_tried: BTreeSet::new(),
         }
     }
 
@@ -382,6 +400,7 @@ impl Controller {
             }
         };
         self.adopt_marked_drains(&view, &instances, now);
+        self.backfill_learners(now).await;
         let demand = self.demand.read(&self.config, now).await;
         self.report_signals(&demand);
 
@@ -409,6 +428,44 @@ impl Controller {
         self.flush_acks(saved, &report).await;
         self.metrics.last_tick_timestamp_seconds.set(now.secs_f64());
         Ok(report)
+    }
+
+    /// Backfill each SLO pool's learner that has no history yet from the demand source's past
+    /// (`DemandSource::demand_history`), once per pool per process: a first start — or one
+    /// whose saved state was lost — then starts from what the signals saw over the last
+    /// [`crate::planner::headroom::BACKFILL_S`] instead of the conservative prior. Nothing
+    /// known leaves the learner as it was.
+    async fn backfill_learners(&mut self, now: Timestamp) {
+        let config = self.config.clone();
+        for pool in &config.pools {
+            let Some(slo) = &pool.slo else { continue };
+            if !self.backfill_tried.insert(pool.name.clone())
+                || self
+                    .history
+                    .slo
+                    .get(&pool.name)
+                    .is_some_and(|st| st.observations > 0 || !st.recent.is_empty())
+            {
+                continue;
+            }
+            let window =
+                crate::planner::headroom::BackfillWindow::before(now, config.tick_interval);
+            let points = self.demand.demand_history(&config, pool, window).await;
+            let h = crate::planner::headroom::Horizons::of(pool, config.tick_interval.as_secs());
+            let st = self.history.slo.entry(pool.name.clone()).or_default();
+            let learnt = crate::planner::headroom::backfill(st, h, &points, now);
+            tracing::info!(
+                pool = %pool.name,
+                points = points.len(),
+                learnt,
+                basis = %if st.observations >= crate::planner::headroom::min_observations(slo) {
+                    "learned"
+                } else {
+                    "prior"
+                },
+                "SLO learner backfilled from the signals' history"
+            );
+        }
     }
 
     /// Plan and act on one snapshot; a capacity error backs the offering off and re-plans once

@@ -115,6 +115,67 @@ impl FeedbackTiming {
     }
 }
 
+/// How far back a learner with no history is backfilled from the signals' past: one
+/// half-life — older points would weigh under half when the histograms are read.
+pub const BACKFILL_S: f64 = HALF_LIFE_S;
+
+/// Most points one backfill asks for: Prometheus refuses a range query of more than 11,000
+/// points per series (`prometheus/web/api/v1/api.go`: "exceeded maximum resolution of 11,000
+/// points per timeseries"); the step is widened to stay under it.
+pub const BACKFILL_MAX_POINTS: u64 = 10_000;
+
+/// The past a backfill reads: `[from, to)` at `step`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct BackfillWindow {
+    pub from: Timestamp,
+    pub to: Timestamp,
+    pub step: std::time::Duration,
+}
+
+impl BackfillWindow {
+    /// The [`BACKFILL_S`] before `now`, one point per tick (wider when that would be more than
+    /// [`BACKFILL_MAX_POINTS`]).
+    pub fn before(now: Timestamp, tick: std::time::Duration) -> Self {
+        let tick_s = tick.as_secs_f64().max(1.0);
+        let step_s = tick_s.max((BACKFILL_S / BACKFILL_MAX_POINTS as f64).ceil());
+        BackfillWindow {
+            from: Timestamp::from_secs_f64(now.secs_f64() - BACKFILL_S),
+            to: now,
+            step: std::time::Duration::from_secs_f64(step_s),
+        }
+    }
+
+    /// The points' times, oldest first.
+    pub fn times(&self) -> impl Iterator<Item = Timestamp> + '_ {
+        let step_ms = (self.step.as_millis() as i64).max(1);
+        (self.from.millis()..self.to.millis())
+            .step_by(step_ms as usize)
+            .map(Timestamp::from_millis)
+    }
+}
+
+/// Feed a learner with no history the demand its pool's signals saw in the past (`points`,
+/// oldest first, before `now`): growth only — no feedback (no attainment was measured), and
+/// no pool-short cap (what the pool served then is not known). Returns the points learnt
+/// (the first `H + U` of them only fill the look-back). Points out of order or not before
+/// `now` are skipped.
+pub fn backfill(
+    st: &mut SloLearner,
+    h: Horizons,
+    points: &[(Timestamp, u32)],
+    now: Timestamp,
+) -> u64 {
+    let before = st.observations;
+    st.short = None;
+    for &(t, d) in points {
+        if t >= now {
+            break;
+        }
+        learn_growth(st, h, d, t);
+    }
+    st.observations - before
+}
+
 /// Samples needed before the learnt quantile is trusted: `1 / (1 − attainment)`.
 pub fn min_observations(slo: &SloPolicy) -> u64 {
     (1.0 / (1.0 - slo.attainment).max(1e-6)).ceil() as u64
@@ -612,6 +673,43 @@ mod tests {
         // … and once the pool serves its demand, readings count again.
         assert_eq!(step(&mut st, 20, 20), 8);
         assert_eq!(step(&mut st, 21, 21), 21);
+    }
+
+    #[test]
+    fn backfill_learns_growth_only_and_leaves_unknown_alone() {
+        let now = Timestamp::from_secs(100_000);
+        let w = BackfillWindow::before(now, std::time::Duration::from_secs(10));
+        assert_eq!(w.step, std::time::Duration::from_secs(10));
+        assert_eq!(w.times().count(), 2160, "6 h at one point per 10-s tick");
+        // A 1-s tick would be 21,600 points: the step widens under Prometheus' 11,000.
+        let fine = BackfillWindow::before(now, std::time::Duration::from_secs(1));
+        assert!(fine.times().count() as u64 <= BACKFILL_MAX_POINTS);
+        // The same steps as `headroom_table`, from the past: learnt, not the prior.
+        let points: Vec<(Timestamp, u32)> = w
+            .times()
+            .enumerate()
+            .map(|(i, t)| (t, 5 + 4 * ((i as u32 / 20) % 2)))
+            .collect();
+        let mut st = SloLearner::default();
+        let learnt = backfill(&mut st, H, &points, now);
+        // The first H + U (310 s, 31 points) only fill the look-back.
+        assert_eq!(learnt, 2160 - 31);
+        let last = points.last().unwrap().1;
+        let hr = recommend(&st, &slo(), H, true, last, now);
+        assert_eq!(hr.running.basis, HeadroomBasis::Learned);
+        assert_eq!(
+            (hr.running.replicas, hr.warm.map(|w| w.replicas)),
+            (4, Some(0))
+        );
+        assert_eq!((st.attainment, boost_at(&st, 5)), (None, 0), "no feedback");
+        // Nothing known: the learner stays as it was (on its prior).
+        let mut empty = SloLearner::default();
+        assert_eq!(backfill(&mut empty, H, &[], now), 0);
+        assert_eq!(empty, SloLearner::default());
+        // Points at or after now are not the past.
+        let mut late = SloLearner::default();
+        assert_eq!(backfill(&mut late, H, &[(now, 3)], now), 0);
+        assert!(late.recent.is_empty());
     }
 
     #[test]
