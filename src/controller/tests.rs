@@ -1017,3 +1017,88 @@ fn forecast_history_is_saved_and_handed_back_after_a_restart() {
         BTreeMap::from([(PoolName::from("p"), steps.clone())])
     );
 }
+
+/// A demand source with a past: the replicas `points` wanted, counting how often it is asked.
+struct Past {
+    points: Vec<(Timestamp, u32)>,
+    asked: Arc<Mutex<u32>>,
+}
+
+#[async_trait]
+impl DemandSource for Past {
+    async fn read(&mut self, _c: &Config, _now: Timestamp) -> BTreeMap<PoolName, PoolDemand> {
+        BTreeMap::new()
+    }
+    async fn demand_history(
+        &mut self,
+        _config: &Config,
+        _pool: &crate::config::PoolConfig,
+        window: crate::planner::headroom::BackfillWindow,
+    ) -> Vec<(Timestamp, u32)> {
+        *self.asked.lock().unwrap() += 1;
+        self.points
+            .iter()
+            .copied()
+            .filter(|(t, _)| *t >= window.from && *t < window.to)
+            .collect()
+    }
+}
+
+/// An SLO pool's learner without history is backfilled from the source's past once per
+/// process; one restored from saved state is never overwritten; a pool without `slo` is not
+/// asked.
+#[test]
+fn the_learner_is_backfilled_once_and_never_over_restored_state() {
+    let p = MemProvider::default();
+    world(&p).groups.push(group("a", CapacityType::OnDemand));
+    let cfg = Arc::new(
+        Config::load(
+            "pools:\n  - name: p\n    requirements: {}\n    slo: { queue_wait_s: 1, attainment: 0.99 }\n  - name: q\n    requirements: {}\n",
+        )
+        .unwrap(),
+    );
+    let now = Timestamp::from_secs(100_000);
+    // Two hours of steps between 2 and 6 replicas, every 10 s.
+    let points: Vec<(Timestamp, u32)> = (0..720)
+        .map(|i| {
+            (
+                Timestamp::from_secs(100_000 - 7_200 + i * 10),
+                2 + 4 * ((i as u32 / 30) % 2),
+            )
+        })
+        .collect();
+    let mk = |asked: Arc<Mutex<u32>>| {
+        Controller::new(
+            cfg.clone(),
+            Arc::new(p.clone()),
+            Box::new(MemCluster {
+                drain_ticks: 1,
+                drain_calls: BTreeMap::new(),
+            }),
+            Box::new(Past {
+                points: points.clone(),
+                asked,
+            }),
+            Arc::new(Metrics::default()),
+        )
+        .with_planner(empty_plan)
+    };
+    let asked = Arc::new(Mutex::new(0));
+    let mut c = mk(asked.clone());
+    block(c.tick(now)).unwrap();
+    block(c.tick(Timestamp::from_secs(100_010))).unwrap();
+    assert_eq!(*asked.lock().unwrap(), 1, "once per SLO pool per process");
+    let learnt = c.history().slo[&PoolName::from("p")].clone();
+    assert!(learnt.observations > 600, "{}", learnt.observations);
+    assert!(!c.history().slo.contains_key(&PoolName::from("q")));
+
+    // A learner that already has history (restored state) is left alone.
+    let asked = Arc::new(Mutex::new(0));
+    let mut restored = mk(asked.clone());
+    restored
+        .history
+        .slo
+        .insert(PoolName::from("p"), learnt.clone());
+    block(restored.tick(Timestamp::from_secs(100_020))).unwrap();
+    assert_eq!(*asked.lock().unwrap(), 0);
+}

@@ -93,6 +93,9 @@ pub struct SimDemand {
     /// Per-pool forecasters, fed and read through the same code as production's
     /// `SignalDemand`, so forecasting behaves here exactly as it does live.
     forecasts: PoolForecasts,
+    /// The trace's requests before the replay (arrivals before 0), sorted by arrival: the
+    /// past `demand_history` reads.
+    history: std::sync::Arc<Vec<super::world::Req>>,
 }
 
 impl SimDemand {
@@ -108,7 +111,15 @@ impl SimDemand {
             scrape_ms,
             signals,
             forecasts: PoolForecasts::default(),
+            history: Default::default(),
         }
+    }
+
+    /// The trace's requests before the replay (`workload::history_requests`), for the SLO
+    /// learner's backfill.
+    pub fn with_history(mut self, history: std::sync::Arc<Vec<super::world::Req>>) -> Self {
+        self.history = history;
+        self
     }
 
     /// The pool's forecaster, if the pool has been read with forecasting enabled.
@@ -142,6 +153,46 @@ pub fn offered_load(now: &Sample, before: &Sample) -> Option<f64> {
     Some(arrivals / dt_s * mean_service_s)
 }
 
+/// What one simulator queue signal would have read at `t_ms` (before the replay) had the
+/// service met its demand — every request served on arrival, none waiting: the queue signal
+/// counts the requests in service (none without `include_in_flight`: nothing waits), the
+/// offered load is Little's law over the rate window (arrivals × their mean service time ÷ the
+/// window). `None` before the past's first request could have been seen: the trace's past
+/// is only known from its first request on (`from_ms`).
+/// `longest_ms`: the longest service time in `past` (how far back a request may still run).
+fn past_value(
+    q: &SimQueueSignal,
+    past: &[super::world::Req],
+    (from_ms, longest_ms): (i64, i64),
+    t_ms: i64,
+) -> Option<f64> {
+    if t_ms < from_ms {
+        return None;
+    }
+    // Requests are sorted by arrival; those arriving after t are not seen yet.
+    let upto = past.partition_point(|r| r.arrival_ms <= t_ms);
+    let seen = &past[..upto];
+    match q.metric {
+        SimQueueMetric::Queue if !q.include_in_flight => Some(0.0),
+        SimQueueMetric::Queue => Some(
+            seen.iter()
+                .rev()
+                .take_while(|r| r.arrival_ms + longest_ms > t_ms)
+                .filter(|r| r.arrival_ms + r.service_ms > t_ms)
+                .count() as f64,
+        ),
+        SimQueueMetric::OfferedLoad => {
+            let window_ms = (q.window_s * 1000.0).max(1.0) as i64;
+            if t_ms - window_ms < from_ms {
+                return None;
+            }
+            let lo = seen.partition_point(|r| r.arrival_ms <= t_ms - window_ms);
+            let service_ms: i64 = seen[lo..].iter().map(|r| r.service_ms).sum();
+            Some(service_ms as f64 / window_ms as f64)
+        }
+    }
+}
+
 /// The value one simulator queue signal reads at the scrape `smp` (`before` is the sample one
 /// rate window earlier), `None` when it cannot be computed.
 fn signal_value(q: &SimQueueSignal, smp: &Sample, before: Option<&Sample>) -> Option<f64> {
@@ -160,6 +211,46 @@ fn signal_value(q: &SimQueueSignal, smp: &Sample, before: Option<&Sample>) -> Op
 
 #[async_trait]
 impl DemandSource for SimDemand {
+    /// The replicas the pool's queue signals would have asked for over the trace's past, read
+    /// as if the service had met its demand (see [`past_value`]), with production's KEDA
+    /// arithmetic and the largest signal winning, as in `read`. A live Prometheus holds what
+    /// the previous autoscaler's fleet made of the queue; the trace only says what arrived, so
+    /// this is the demand a well-served past shows. Nothing when the replay starts at the
+    /// trace's start.
+    async fn demand_history(
+        &mut self,
+        _config: &Config,
+        pool: &crate::config::PoolConfig,
+        window: crate::planner::headroom::BackfillWindow,
+    ) -> Vec<(Timestamp, u32)> {
+        let (Some(signals), Some(first)) = (self.signals.get(&pool.name), self.history.first())
+        else {
+            return Vec::new();
+        };
+        if signals.is_empty() {
+            return Vec::new();
+        }
+        let past = self.history.as_slice();
+        let span = (
+            first.arrival_ms,
+            past.iter().map(|r| r.service_ms).max().unwrap_or(0),
+        );
+        window
+            .times()
+            .filter(|t| t.millis() < 0)
+            .filter_map(|t| {
+                let mut wanted: Option<u32> = None;
+                for s in signals {
+                    let q = &s.queue;
+                    let v = past_value(q, past, span, t.millis())?;
+                    let r = keda::replicas(v, q.target_per_replica, q.activation)?;
+                    wanted = Some(wanted.map_or(r, |w| w.max(r)));
+                }
+                wanted.map(|w| (t, w))
+            })
+            .collect()
+    }
+
     async fn read(&mut self, config: &Config, now: Timestamp) -> BTreeMap<PoolName, PoolDemand> {
         let w = lock(&self.world);
         // The last scrape at or before now.
@@ -415,5 +506,89 @@ mod tests {
             signal_value(&q(SimQueueMetric::OfferedLoad), &now, Some(&before)),
             Some(6.0)
         );
+    }
+
+    #[test]
+    fn the_past_reads_as_a_service_that_met_its_demand() {
+        use super::super::world::Req;
+        let sig = |metric, include_in_flight| SimQueueSignal {
+            target_per_replica: 2.0,
+            activation: 0.0,
+            include_in_flight,
+            metric,
+            window_s: 60.0,
+        };
+        // Four requests of 30 s arriving at −100 s, −90 s, −80 s and −20 s.
+        let past: Vec<Req> = [-100_000, -90_000, -80_000, -20_000]
+            .into_iter()
+            .map(|at| Req::new(at, 30_000, 1_000))
+            .collect();
+        let span = (-100_000, 30_000);
+        let at = |q: &SimQueueSignal, t_ms| past_value(q, &past, span, t_ms);
+        let queue = sig(SimQueueMetric::Queue, true);
+        // At −75 s three run; at −10 s one; before the first request the past is unknown.
+        assert_eq!(at(&queue, -75_000), Some(3.0));
+        assert_eq!(at(&queue, -10_000), Some(1.0));
+        assert_eq!(at(&queue, -101_000), None);
+        // Waiting only: nothing waits in a past that met its demand (known, zero).
+        assert_eq!(at(&sig(SimQueueMetric::Queue, false), -75_000), Some(0.0));
+        // Offered load over the 60 s before −35 s: two arrivals × 30 s ÷ 60 s; before −30 s,
+        // one. Known once a whole window of the past is.
+        let load = sig(SimQueueMetric::OfferedLoad, true);
+        assert_eq!(at(&load, -35_000), Some(1.0));
+        assert_eq!(at(&load, -30_000), Some(0.5));
+        assert_eq!(at(&load, -50_000), None);
+
+        // Through `demand_history`: one point per step, KEDA arithmetic, the larger signal.
+        let config = Config::load("pools:\n  - name: p\n    requirements: {}\n").unwrap();
+        let pool = config.pools[0].clone();
+        let signals = BTreeMap::from([(
+            pool.name.clone(),
+            vec![
+                SimSignal {
+                    name: "queue".into(),
+                    queue,
+                },
+                SimSignal {
+                    name: "load".into(),
+                    queue: load,
+                },
+            ],
+        )]);
+        let params = crate::sim::world::WorldParams {
+            concurrency: 2,
+            cold: crate::sim::timing::ColdStart::new(Default::default()),
+            spot_notice_s: 120.0,
+            spot: crate::sim::world::SpotDynamics::Hazard,
+            faults: Default::default(),
+            sample_interval_s: 5.0,
+            model_cache: None,
+            seed: 1,
+            cloud: Default::default(),
+        };
+        let world = std::sync::Arc::new(std::sync::Mutex::new(crate::sim::world::World::new(
+            params,
+            Vec::new(),
+            Vec::new(),
+            0,
+        )));
+        let mut demand = SimDemand::new(world, 15_000, signals).with_history(past.clone().into());
+        let window = crate::planner::headroom::BackfillWindow {
+            from: Timestamp::from_secs(-120),
+            to: Timestamp::from_secs(0),
+            step: std::time::Duration::from_secs(10),
+        };
+        let points = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap()
+            .block_on(demand.demand_history(&config, &pool, window));
+        // Until −40 s the load's window reaches before the first request (unknown); from then
+        // on the larger of queue (0 or 1 running → 0 or 1) and load (0.5–1.0 → 1) is 1.
+        let ts = |v: &[(i64, u32)]| {
+            v.iter()
+                .map(|&(s, r)| (Timestamp::from_secs(s), r))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(points, ts(&[(-40, 1), (-30, 1), (-20, 1), (-10, 1)]));
     }
 }

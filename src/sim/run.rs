@@ -10,7 +10,7 @@ use super::provider::{SharedWorld, SimProvider, lock};
 use super::scenario::Scenario;
 use super::timing::ColdStart;
 use super::tune::Knob;
-use super::workload::{build_requests, demand_per_bucket};
+use super::workload::{build_requests, demand_per_bucket, history_requests};
 use super::world::{
     GroupSpec, Interruption, InvariantBroken, InvariantChecker, Req, Sample, SpotDynamics, World,
     WorldParams,
@@ -92,6 +92,9 @@ pub struct Prepared {
     pub scenario: Scenario,
     pub seed: u64,
     pub reqs: Vec<Req>,
+    /// The trace's requests in the SLO learner's backfill window before the slice (arrivals
+    /// before 0; empty when the slice starts at the trace's start).
+    pub history: Arc<Vec<Req>>,
     pub end_ms: i64,
     pub bucket_ms: i64,
     pub demand: Vec<u32>,
@@ -163,6 +166,11 @@ pub fn prepare(sc: Scenario, seed: u64) -> Result<Prepared, SimError> {
         .clone();
     let (groups, spot_price) = groups_of(&sc, &t);
     let (reqs, end_ms) = build_requests(f, &t.gpu_model)?;
+    let history = Arc::new(history_requests(
+        f,
+        &t.gpu_model,
+        crate::planner::headroom::BACKFILL_S,
+    )?);
     let bucket_ms = bucket_ms(&sc, end_ms)?;
     let slo_ms = (f.slo.queue_wait_s * 1000.0) as i64;
     let demand = demand_per_bucket(&reqs, end_ms, bucket_ms, f.replica.concurrency, slo_ms);
@@ -191,6 +199,7 @@ pub fn prepare(sc: Scenario, seed: u64) -> Result<Prepared, SimError> {
     Ok(Prepared {
         seed,
         reqs,
+        history,
         end_ms,
         bucket_ms,
         demand,
@@ -611,11 +620,14 @@ fn run_gpupool(
         config.clone(),
         provider,
         Box::new(SimCluster::new(world.clone(), pool)),
-        Box::new(SimDemand::new(
-            world.clone(),
-            p.scenario.file.signals.scrape_ms(),
-            p.scenario.sim_signals.clone(),
-        )),
+        Box::new(
+            SimDemand::new(
+                world.clone(),
+                p.scenario.file.signals.scrape_ms(),
+                p.scenario.sim_signals.clone(),
+            )
+            .with_history(p.history.clone()),
+        ),
         Arc::new(Metrics::default()),
     );
     let rt = tokio::runtime::Builder::new_current_thread()

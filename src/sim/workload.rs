@@ -59,6 +59,32 @@ pub fn build_requests(sc: &ScenarioFile, gpu_model: &str) -> Result<(Vec<Req>, i
     Ok((reqs, end_ms - start_ms))
 }
 
+/// The trace's requests in the `back_s` before the slice (clamped at the trace's start), their
+/// arrivals before 0 (the replay's start), with the same service-time model: what a controller
+/// started at the slice's start would find in its Prometheus — the simulator's source for the
+/// SLO learner's backfill (`SimDemand::demand_history`). Empty when the slice starts at the
+/// trace's start (there is no past), or when `back_s` is 0.
+pub fn history_requests(
+    sc: &ScenarioFile,
+    gpu_model: &str,
+    back_s: f64,
+) -> Result<Vec<Req>, SimError> {
+    let start_s = sc.trace.start_s;
+    let from_s = (start_s - back_s).max(0.0);
+    if start_s <= 0.0 || from_s >= start_s {
+        return Ok(Vec::new());
+    }
+    let mut past = sc.clone();
+    past.trace.start_s = from_s;
+    past.trace.duration_s = Some(start_s - from_s);
+    let (reqs, _) = build_requests(&past, gpu_model)?;
+    let shift_ms = ((start_s - from_s) * 1000.0) as i64;
+    Ok(reqs
+        .into_iter()
+        .map(|r| Req::new(r.arrival_ms - shift_ms, r.service_ms, r.prefill_ms))
+        .collect())
+}
+
 /// Replicas needed per bucket: the fewest replicas that, held through the bucket, serve every
 /// request arriving in it within the SLO's queue wait. Each bucket is judged by replaying its
 /// requests (and those that arrived up to the longest service time before it, so work carried
