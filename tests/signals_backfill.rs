@@ -104,8 +104,11 @@ impl History {
 }
 
 fn temp_dir() -> PathBuf {
+    // The tests of this file run in parallel: a counter keeps their directories apart.
+    static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let d = std::env::temp_dir().join(format!(
-        "gpupool-backfill-{}-{}",
+        "gpupool-backfill-{}-{}-{n}",
         std::process::id(),
         wall_now().millis()
     ));
@@ -226,11 +229,17 @@ async fn history(cfg: &Config, now: Timestamp) -> Vec<(Timestamp, u32)> {
         .await
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn backfill_reads_the_prometheus_signals_past() {
+/// A Prometheus holding [`HISTORY_S`] of history up to now, and that history.
+async fn history_prometheus() -> (Timestamp, History, HistoryPrometheus) {
     let now = wall_now();
     let h = History::before(now);
     let prom = HistoryPrometheus::start(&h.openmetrics()).await;
+    (now, h, prom)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn backfill_reads_the_prometheus_signals_past() {
+    let (now, h, prom) = history_prometheus().await;
     let url = prom.url.as_str();
 
     // (a) One Prometheus signal: one point per 10-s step of the last 6 h where Prometheus
@@ -278,8 +287,20 @@ async fn backfill_reads_the_prometheus_signals_past() {
         "{:?}",
         &plus[..3]
     );
+}
 
-    // (b) A pool with a signal whose past is not read (cron, SQS, latency): nothing known,
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn other_sources_and_failed_queries_leave_the_past_unknown() {
+    let (now, _, prom) = history_prometheus().await;
+    let url = prom.url.as_str();
+    // The pool's one Prometheus signal alone has a past …
+    assert!(
+        !history(&config(&prometheus_signal("waiting", url, LLAMA)), now)
+            .await
+            .is_empty()
+    );
+
+    // (b) … but a pool with a signal whose past is not read (cron, SQS, latency): nothing known,
     // even though its Prometheus signal has history.
     let cron = "      - name: office\n        cron: { start: \"0 0 8 * * *\", end: \"0 0 18 * * *\", desired: 3, timezone: UTC }\n";
     let sqs = "      - name: queue\n        sqs: { queue_url: \"https://sqs.us-east-1.amazonaws.com/123456789012/q\", target_per_replica: 5 }\n";
@@ -317,7 +338,12 @@ async fn backfill_reads_the_prometheus_signals_past() {
         r#"waiting{model="absent"}"#,
     ));
     assert_eq!(history(&absent, now).await, vec![]);
+}
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_controllers_first_tick_plans_on_the_learnt_basis() {
+    let (_, _, prom) = history_prometheus().await;
+    let url = prom.url.as_str();
     // (d) End to end: a controller whose learner has no history backfills it at its first
     // tick and plans on the learnt basis; the same controller over a signal without history
     // stays on the prior.

@@ -777,7 +777,8 @@ mod tests {
         };
         let at = Timestamp::from_secs;
         // waiting: target 5, activation 2; running: target 10, no activation.
-        let cases: [(Vec<Sample>, Vec<Sample>, Vec<(Timestamp, u32)>); 5] = [
+        type Case = (Vec<Sample>, Vec<Sample>, Vec<(Timestamp, u32)>);
+        let cases: [Case; 5] = [
             // KEDA per point, then the max: ceil(12/5)=3 vs ceil(45/10)=5 → 5; 2 ≤ activation → 0
             // vs ceil(3/10)=1 → 1; ceil(31/5)=7 vs 0 → 7.
             (

@@ -356,8 +356,9 @@ mod tests {
 
     #[test]
     fn parses_range_matrices() {
-        // Expected points as (milliseconds, value).
-        let cases: [(&[u8], Result<Vec<(i64, f64)>, &str>); 7] = [
+        // Expected points as (milliseconds, value), or a part of the error's message.
+        type Want = Result<Vec<(i64, f64)>, &'static str>;
+        let cases: [(&[u8], Want); 7] = [
             // One series (the shape of the API reference's example), values as strings.
             (
                 br#"{"status":"success","data":{"resultType":"matrix","result":[{"metric":{"job":"node"},"values":[[1435781430.781,"1"],[1435781445.781,"2.5"],[1435781460,"0"]]}]}}"#,
