@@ -373,3 +373,71 @@ async fn a_controllers_first_tick_plans_on_the_learnt_basis() {
         assert_eq!(hr.basis, basis, "{query}: {hr:?}");
     }
 }
+
+/// A loopback front end (as a Mimir or Thanos gateway is) answering range queries under the
+/// path prefix `/prom` only with `Authorization: Bearer gpupool` and `X-Scope-OrgID:
+/// tenant-1` — 401 otherwise — with the value 12 at every step from `start` to `end`.
+async fn gated_range_api() -> (std::net::SocketAddr, tokio::task::JoinHandle<()>) {
+    use axum::extract::Query;
+    use axum::http::{HeaderMap, StatusCode};
+    let app = axum::Router::new().route(
+        "/prom/api/v1/query_range",
+        axum::routing::get(
+            |headers: HeaderMap, Query(q): Query<BTreeMap<String, String>>| async move {
+                let h = |k: &str| headers.get(k).and_then(|v| v.to_str().ok()).unwrap_or("");
+                if h("authorization") != "Bearer gpupool" || h("x-scope-orgid") != "tenant-1" {
+                    return (StatusCode::UNAUTHORIZED, "unauthorized".to_owned());
+                }
+                let num = |k: &str| q.get(k).and_then(|v| v.parse::<f64>().ok()).unwrap();
+                let (start, end, step) = (num("start"), num("end"), num("step"));
+                let mut values = Vec::new();
+                let mut t = start;
+                while t <= end {
+                    values.push(format!("[{t:.3},\"12\"]"));
+                    t += step;
+                }
+                let body = format!(
+                    r#"{{"status":"success","data":{{"resultType":"matrix","result":[{{"metric":{{}},"values":[{}]}}]}}}}"#,
+                    values.join(",")
+                );
+                (StatusCode::OK, body)
+            },
+        ),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = tokio::spawn(async move {
+        axum::serve(listener, app).await.unwrap();
+    });
+    (addr, server)
+}
+
+/// The range query goes through the signal's endpoint as the live read does: its path
+/// prefix, credential and headers; a refused credential leaves the past unknown.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn range_queries_use_the_signals_prefix_credential_and_headers() {
+    let (addr, server) = gated_range_api().await;
+    let signal = |url: &str, access: &str| {
+        config(&format!(
+            "      - name: waiting\n        prometheus:\n          url: {url}\n          query: sum(queue)\n          target_per_replica: 5\n          timeout_s: 2\n{access}"
+        ))
+    };
+    // CARGO_PKG_NAME is set for every test run: the token is `gpupool`.
+    let access = "          auth: { bearer_token_env: CARGO_PKG_NAME }\n          headers: { X-Scope-OrgID: tenant-1 }\n";
+    let now = wall_now();
+    let window = BackfillWindow::before(now, Duration::from_secs(STEP_S as u64));
+    // Every step of the window, ceil(12 / 5) = 3; `end` itself (Prometheus includes it) is
+    // not in `[from, to)`.
+    let want: Vec<(Timestamp, u32)> = window.times().map(|t| (t, 3)).collect();
+    assert_eq!(want.len(), 2160);
+    let gated = signal(&format!("http://{addr}/prom"), access);
+    assert_eq!(history(&gated, now).await, want);
+    let refused = signal(
+        &format!("http://{addr}/prom"),
+        "          headers: { X-Scope-OrgID: tenant-1 }\n",
+    );
+    assert_eq!(history(&refused, now).await, vec![]);
+    let no_prefix = signal(&format!("http://{addr}"), access);
+    assert_eq!(history(&no_prefix, now).await, vec![]);
+    server.abort();
+}
