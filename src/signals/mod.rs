@@ -255,8 +255,10 @@ impl SignalDemand {
 /// past is not read leaves every point unknown:
 /// - `latency`: its replicas scale from the pool's serving replicas *at the time*
 ///   ([`keda::latency_replicas`]), which no one recorded;
-/// - `sqs`: queue depth is read live from the queue (`GetQueueAttributes`), which has no past;
-/// - `cloudwatch`: [`MetricReader`] reads the current datapoint only; no range read exists;
+/// - `sqs`: queue depth is read live from the queue (`GetQueueAttributes`'
+///   `ApproximateNumberOfMessages`, a count as of now); the queue keeps no past;
+/// - `cloudwatch`: [`MetricReader`] asks `GetMetricData` for the newest datapoint only; it has
+///   no range read (CloudWatch itself keeps history, so this one could be added);
 /// - `cron`: a schedule the operator set, not measured demand; replaying its steps would be
 ///   learnt as demand growth.
 ///
