@@ -35,6 +35,7 @@ pub use schedule::CronWindow;
 use crate::config::{Config, PoolConfig, Signal, SignalSource};
 use crate::controller::DemandSource;
 use crate::model::{PoolDemand, PoolName, SignalReading, Timestamp};
+use crate::planner::headroom::BackfillWindow;
 use async_trait::async_trait;
 use prometheus::Sample;
 use std::collections::BTreeMap;
@@ -162,19 +163,7 @@ impl SignalDemand {
                 if !sig.source.is_remote() {
                     continue;
                 }
-                let access = sig
-                    .source
-                    .prometheus_access()
-                    .map(|a| auth::AccessKey::new(config, a));
-                let endpoint = match &access {
-                    None => Ok(auth::Endpoint::plain(self.http.clone())),
-                    Some(k) => match (self.endpoints.get(k), failed.get(k)) {
-                        (Some(e), _) => Ok(e.clone()),
-                        (None, Some(err)) => Err(SignalError::Auth(err.clone())),
-                        // prepare() saw every key of this config: built or failed.
-                        (None, None) => Ok(auth::Endpoint::plain(self.http.clone())),
-                    },
-                };
+                let endpoint = self.endpoint_for(config, &sig.source, failed);
                 let reader = self.reader.clone();
                 let sig = sig.clone();
                 set.spawn(async move {
@@ -188,6 +177,140 @@ impl SignalDemand {
         }
         set
     }
+
+    /// The client a signal's queries go through: its endpoint's (TLS, headers, credential)
+    /// as [`auth::Endpoints::prepare`] built it, or why it could not be built.
+    fn endpoint_for(
+        &self,
+        config: &Config,
+        source: &SignalSource,
+        failed: &BTreeMap<auth::AccessKey, Arc<auth::AuthError>>,
+    ) -> Result<auth::Endpoint, SignalError> {
+        let access = source
+            .prometheus_access()
+            .map(|a| auth::AccessKey::new(config, a));
+        match &access {
+            None => Ok(auth::Endpoint::plain(self.http.clone())),
+            Some(k) => match (self.endpoints.get(k), failed.get(k)) {
+                (Some(e), _) => Ok(e.clone()),
+                (None, Some(err)) => Err(SignalError::Auth(err.clone())),
+                // prepare() saw every key of this config: built or failed.
+                (None, None) => Ok(auth::Endpoint::plain(self.http.clone())),
+            },
+        }
+    }
+
+    /// One range query per Prometheus signal of the pool over `window`, concurrently, each
+    /// through its endpoint and within its `timeout_s`. `None` when any fails (logged once,
+    /// with the pool, the signal and the error chain — never a credential: errors carry
+    /// none, and URLs with `user:password@` are refused at load).
+    async fn read_histories(
+        &mut self,
+        config: &Config,
+        pool: &PoolConfig,
+        signals: &[(&Signal, &crate::config::PrometheusSignal)],
+        window: BackfillWindow,
+    ) -> Option<Vec<Vec<Sample>>> {
+        let failed = self.endpoints.prepare(config, &self.http).await;
+        let mut set = tokio::task::JoinSet::new();
+        for (i, (sig, p)) in signals.iter().enumerate() {
+            let endpoint = self.endpoint_for(config, &sig.source, &failed);
+            let (url, query, timeout) = (p.url.clone(), p.query.clone(), p.timeout);
+            set.spawn(async move {
+                let r = match endpoint {
+                    Ok(e) => prometheus::query_range_at(&e, &url, &query, &window, timeout).await,
+                    Err(e) => Err(e),
+                };
+                (i, r)
+            });
+        }
+        let mut series: Vec<Option<Vec<Sample>>> = vec![None; signals.len()];
+        while let Some(joined) = set.join_next().await {
+            match joined {
+                Ok((i, Ok(points))) => series[i] = Some(points),
+                Ok((i, Err(e))) => {
+                    tracing::warn!(
+                        pool = %pool.name,
+                        signal = %signals[i].0.name,
+                        error = %crate::controller::error_chain(&e),
+                        "reading the signal's history failed; the SLO learner keeps its prior"
+                    );
+                    // Dropping the set aborts the other queries: their answers would not be used.
+                    return None;
+                }
+                // A query task only fails if it panicked: nothing known either.
+                Err(e) => {
+                    tracing::warn!(pool = %pool.name, error = %e, "reading the signals' history failed");
+                    return None;
+                }
+            }
+        }
+        series.into_iter().collect()
+    }
+}
+
+/// The pool's signals whose past is read for the SLO learner's backfill: all of them when
+/// every one is a Prometheus signal (a range query answers its past); otherwise `None` — the
+/// pool's demand at a time is the largest any of its signals asked for, so one signal whose
+/// past is not read leaves every point unknown:
+/// - `latency`: its replicas scale from the pool's serving replicas *at the time*
+///   ([`keda::latency_replicas`]), which no one recorded;
+/// - `sqs`: queue depth is read live from the queue (`GetQueueAttributes`'
+///   `ApproximateNumberOfMessages`, a count as of now); the queue keeps no past;
+/// - `cloudwatch`: [`MetricReader`] asks `GetMetricData` for the newest datapoint only; it has
+///   no range read (CloudWatch itself keeps history, so this one could be added);
+/// - `cron`: a schedule the operator set, not measured demand; replaying its steps would be
+///   learnt as demand growth.
+///
+/// A pool without signals has no past either.
+fn history_signals(pool: &PoolConfig) -> Option<Vec<(&Signal, &crate::config::PrometheusSignal)>> {
+    if pool.signals.is_empty() {
+        return None;
+    }
+    pool.signals
+        .iter()
+        .map(|s| match &s.source {
+            SignalSource::Prometheus(p) => Some((s, p)),
+            SignalSource::CloudWatch(_)
+            | SignalSource::Sqs(_)
+            | SignalSource::Cron(_)
+            | SignalSource::Latency(_) => None,
+        })
+        .collect()
+}
+
+/// A pool's past demand from its Prometheus signals' range-query points (`series[i]` answers
+/// `signals[i]`): per point KEDA's arithmetic ([`keda::replicas`]); a time is kept only when
+/// every signal has a value there — Prometheus evaluates a range query at `start + k·step`, so
+/// the same window gives every signal the same times — and its replicas are the largest any
+/// signal asks for, as [`SignalDemand`]'s `read` takes the max. Oldest first.
+fn combine_history(
+    signals: &[(&Signal, &crate::config::PrometheusSignal)],
+    series: &[Vec<Sample>],
+) -> Vec<(Timestamp, u32)> {
+    let per_signal: Vec<BTreeMap<Timestamp, u32>> = signals
+        .iter()
+        .zip(series)
+        .map(|((_, p), points)| {
+            points
+                .iter()
+                .filter_map(|s| {
+                    keda::replicas(s.value, p.target_per_replica, p.activation).map(|r| (s.at, r))
+                })
+                .collect()
+        })
+        .collect();
+    let Some((first, rest)) = per_signal.split_first() else {
+        return Vec::new();
+    };
+    first
+        .iter()
+        .filter_map(|(at, r)| {
+            rest.iter()
+                .try_fold(*r, |most, other| other.get(at).map(|o| most.max(*o)))
+                .map(|r| (*at, r))
+        })
+        .collect()
 }
 
 /// Read one remote signal (prometheus, latency, cloudwatch, sqs).
@@ -273,6 +396,23 @@ impl DemandSource for SignalDemand {
         saved: BTreeMap<PoolName, crate::state::ForecastSteps>,
     ) {
         self.forecasts.restore(config, saved);
+    }
+
+    /// The pool's past demand from range queries of its Prometheus signals; nothing when any
+    /// signal is of another kind ([`history_signals`] says why) or any query fails.
+    async fn demand_history(
+        &mut self,
+        config: &Config,
+        pool: &PoolConfig,
+        window: BackfillWindow,
+    ) -> Vec<(Timestamp, u32)> {
+        let Some(signals) = history_signals(pool) else {
+            return Vec::new();
+        };
+        match self.read_histories(config, pool, &signals, window).await {
+            Some(series) => combine_history(&signals, &series),
+            None => Vec::new(),
+        }
     }
 
     async fn read(&mut self, config: &Config, now: Timestamp) -> BTreeMap<PoolName, PoolDemand> {
@@ -568,6 +708,128 @@ mod tests {
         for (raw, want) in cases {
             assert_eq!(measured_attainment(raw, now, Duration::from_secs(60)), want);
         }
+    }
+
+    fn history_config(signals: &str) -> Config {
+        Config::load(&format!(
+            "mode: vm-only\naws: {{ region: us-east-1 }}\npools:\n  - name: a\n    requirements: {{}}\n    replica: {{ replicas_per_instance: 1 }}\n    limits: {{ min_nodes: 1, max_nodes: 5 }}\n{signals}"
+        ))
+        .unwrap()
+    }
+
+    const PROM_A: &str = "      - name: waiting\n        prometheus: { url: \"http://p:9090\", query: q1, target_per_replica: 5, activation: 2 }\n";
+    const PROM_B: &str = "      - name: running\n        prometheus: { url: \"http://p:9090\", query: q2, target_per_replica: 10 }\n";
+
+    #[test]
+    fn only_pools_of_prometheus_signals_have_a_past() {
+        let cases = [
+            ("", None),
+            (PROM_A, Some(vec!["waiting"])),
+            (
+                &*format!("{PROM_A}{PROM_B}"),
+                Some(vec!["waiting", "running"]),
+            ),
+            (
+                &*format!(
+                    "{PROM_A}      - name: office\n        cron: {{ start: \"0 0 8 * * *\", end: \"0 0 18 * * *\", desired: 7, timezone: UTC }}\n"
+                ),
+                None,
+            ),
+            (
+                &*format!(
+                    "{PROM_A}      - name: ttft\n        latency: {{ url: \"http://p:9090\", query: p95, target: 1.0 }}\n"
+                ),
+                None,
+            ),
+            (
+                &*format!(
+                    "{PROM_A}      - name: queue\n        sqs: {{ queue_url: \"https://sqs.us-east-1.amazonaws.com/1/q\", target_per_replica: 5 }}\n"
+                ),
+                None,
+            ),
+        ];
+        for (signals, want) in cases {
+            let sigs = if signals.is_empty() {
+                String::new()
+            } else {
+                format!("    signals:\n{signals}")
+            };
+            let cfg = history_config(&sigs);
+            let got = history_signals(&cfg.pools[0])
+                .map(|v| v.iter().map(|(s, _)| s.name.clone()).collect::<Vec<_>>());
+            assert_eq!(
+                got,
+                want.map(|w| w.into_iter().map(String::from).collect()),
+                "{signals}"
+            );
+        }
+    }
+
+    #[test]
+    fn history_points_need_every_signal_and_take_the_max() {
+        let cfg = history_config(&format!("    signals:\n{PROM_A}{PROM_B}"));
+        let signals = history_signals(&cfg.pools[0]).unwrap();
+        let pts = |v: &[(i64, f64)]| -> Vec<Sample> {
+            v.iter()
+                .map(|&(t, value)| Sample {
+                    value,
+                    at: Timestamp::from_secs(t),
+                })
+                .collect()
+        };
+        let at = Timestamp::from_secs;
+        // waiting: target 5, activation 2; running: target 10, no activation.
+        type Case = (Vec<Sample>, Vec<Sample>, Vec<(Timestamp, u32)>);
+        let cases: [Case; 5] = [
+            // KEDA per point, then the max: ceil(12/5)=3 vs ceil(45/10)=5 → 5; 2 ≤ activation → 0
+            // vs ceil(3/10)=1 → 1; ceil(31/5)=7 vs 0 → 7.
+            (
+                pts(&[(10, 12.0), (20, 2.0), (30, 31.0)]),
+                pts(&[(10, 45.0), (20, 3.0), (30, 0.0)]),
+                vec![(at(10), 5), (at(20), 1), (at(30), 7)],
+            ),
+            // A time one signal has no value at is unknown, not zero.
+            (
+                pts(&[(10, 12.0), (30, 31.0)]),
+                pts(&[(10, 45.0), (20, 3.0), (30, 0.0)]),
+                vec![(at(10), 5), (at(30), 7)],
+            ),
+            // A signal with no series at all: nothing known.
+            (pts(&[(10, 12.0)]), Vec::new(), Vec::new()),
+            // Negative values (a bad query) are KEDA's: inactive, zero replicas.
+            (pts(&[(10, -4.0)]), pts(&[(10, -1.0)]), vec![(at(10), 0)]),
+            // Both empty.
+            (Vec::new(), Vec::new(), Vec::new()),
+        ];
+        for (a, b, want) in cases {
+            assert_eq!(
+                combine_history(&signals, &[a.clone(), b.clone()]),
+                want,
+                "{a:?} {b:?}"
+            );
+        }
+        // One signal: its own points, KEDA applied.
+        let one = history_signals(&history_config(&format!("    signals:\n{PROM_A}")).pools[0])
+            .unwrap()
+            .into_iter()
+            .map(|(s, p)| (s.clone(), p.clone()))
+            .collect::<Vec<_>>();
+        let one: Vec<_> = one.iter().map(|(s, p)| (s, p)).collect();
+        assert_eq!(
+            combine_history(&one, &[pts(&[(10, 12.0), (20, 0.0)])]),
+            vec![(at(10), 3), (at(20), 0)]
+        );
+    }
+
+    #[tokio::test]
+    async fn unreachable_history_is_nothing_known() {
+        let cfg = history_config(
+            "    signals:\n      - name: waiting\n        prometheus: { url: \"http://127.0.0.1:9\", query: up, target_per_replica: 1, timeout_s: 2 }\n",
+        );
+        let mut d = SignalDemand::new().unwrap();
+        let now = Timestamp::from_secs(1_741_176_000);
+        let w = BackfillWindow::before(now, Duration::from_secs(10));
+        assert!(d.demand_history(&cfg, &cfg.pools[0], w).await.is_empty());
     }
 
     #[test]
