@@ -26,7 +26,7 @@ run_step() { # name, command...
 stage "install what is missing"
 SUDO=""; [ "$(id -u)" -ne 0 ] && command -v sudo >/dev/null && SUDO="sudo"
 if [ "${GPUPOOL_SKIP_INSTALL:-0}" != 1 ]; then
-  if ! command -v prometheus >/dev/null 2>&1; then
+  if ! command -v prometheus >/dev/null 2>&1 || ! command -v promtool >/dev/null 2>&1; then
     echo "installing Debian prometheus"
     $SUDO apt-get update -qq >/dev/null 2>&1 || true
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends prometheus >/dev/null 2>&1 \
@@ -47,7 +47,7 @@ if [ "${GPUPOOL_SKIP_INSTALL:-0}" != 1 ]; then
   python3 -c 'import hcl2' >/dev/null 2>&1 \
     || python3 -m pip install -q --disable-pip-version-check python-hcl2 2>&1 | tail -n 3
 fi
-for tool in prometheus moto_server checkov kubernetes-validate; do
+for tool in prometheus promtool moto_server checkov kubernetes-validate; do
   command -v "$tool" >/dev/null 2>&1 && echo "have $tool" || echo "missing $tool (its tests will fail)"
 done
 
