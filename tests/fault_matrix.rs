@@ -433,14 +433,6 @@ async fn until<T>(what: &str, secs: u64, mut check: impl AsyncFnMut() -> Option<
     }
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// A fake Prometheus answering the in-flight query of an instance: the count set in `counts`;
 /// else 1 once the instance was deregistered (its marker file exists in `dir`: requests routed
 /// before are still running), 0 before.
@@ -521,7 +513,7 @@ pools:
     disruption: {{ unneeded_time_s: 0, scale_down_delay_after_add_s: 0, drain_timeout_s: 600 }}
 "#,
             state = dir.join("state.json").display(),
-            port = free_port(),
+            port = gpupool::testkit::free_port(),
             endpoint = moto.endpoint,
             dir = dir.display(),
         );

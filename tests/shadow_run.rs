@@ -22,14 +22,6 @@ use std::process::Stdio;
 
 const PROJECT: &str = "gpupool-test";
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 async fn gpupool(args: &[&str]) -> std::process::Output {
     tokio::process::Command::new(env!("CARGO_BIN_EXE_gpupool"))
         .args(args)
@@ -101,7 +93,7 @@ async fn a_shadow_run_beside_another_autoscaler_reports_and_changes_nothing() {
     )
     .unwrap();
     let dumps = dir.join("dumps");
-    let port = free_port();
+    let port = gpupool::testkit::free_port();
     let url = format!("http://127.0.0.1:{port}");
     let log = std::fs::File::create(dir.join("gpupool.log")).unwrap();
     let mut run = tokio::process::Command::new(env!("CARGO_BIN_EXE_gpupool"))
@@ -270,7 +262,7 @@ async fn a_new_pending_pod_is_planned_before_the_next_tick() {
         ),
     )
     .unwrap();
-    let port = free_port();
+    let port = gpupool::testkit::free_port();
     let url = format!("http://127.0.0.1:{port}");
     let log = std::fs::File::create(dir.join("gpupool.log")).unwrap();
     let mut run = tokio::process::Command::new(env!("CARGO_BIN_EXE_gpupool"))

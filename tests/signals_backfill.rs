@@ -116,15 +116,6 @@ fn temp_dir() -> PathBuf {
     d
 }
 
-fn free_port() -> u16 {
-    // Released for Prometheus right after: a tiny race a loopback test can live with.
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 const MISSING: &str = "the Debian package `prometheus` (binaries `prometheus` and `promtool`) \
                        must be installed: run tests/run.sh, which installs it";
 
@@ -157,7 +148,7 @@ impl HistoryPrometheus {
             "global:\n  scrape_interval: 15s\n",
         )
         .unwrap();
-        let port = free_port();
+        let port = gpupool::testkit::free_port();
         let log = std::fs::File::create(dir.join("prometheus.log")).unwrap();
         let child = Command::new("prometheus")
             .arg(format!(
@@ -317,7 +308,7 @@ async fn other_sources_and_failed_queries_leave_the_past_unknown() {
 
     // (c) A query that fails — nothing listening, several series — leaves everything unknown,
     // even when another signal of the pool answered.
-    let dead = format!("http://127.0.0.1:{}", free_port());
+    let dead = format!("http://127.0.0.1:{}", gpupool::testkit::free_port());
     for failing in [
         prometheus_signal("dead", &dead, LLAMA),
         prometheus_signal("unaggregated", url, "waiting"),

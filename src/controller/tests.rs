@@ -83,6 +83,22 @@ fn controller(p: &MemProvider, planner: PlanFn, drain_ticks: u32) -> Controller 
     .with_planner(planner)
 }
 
+/// A controller over `p` with `cfg`, `demand`, a cluster whose drains take a tick, and the empty
+/// planner.
+fn with_demand(cfg: Arc<Config>, p: &MemProvider, demand: Box<dyn DemandSource>) -> Controller {
+    Controller::new(
+        cfg,
+        Arc::new(p.clone()),
+        Box::new(MemCluster {
+            drain_ticks: 1,
+            drain_calls: BTreeMap::new(),
+        }),
+        demand,
+        Arc::new(Metrics::default()),
+    )
+    .with_planner(empty_plan)
+}
+
 fn empty_plan(_: &Snapshot, _: &Config, _: &History, _: Timestamp) -> Plan {
     Plan::default()
 }
@@ -991,18 +1007,7 @@ fn forecast_history_is_saved_and_handed_back_after_a_restart() {
     };
     let cfg = controller(&p, empty_plan, 1).config.clone();
     let mk = |restored| {
-        Controller::new(
-            cfg.clone(),
-            Arc::new(p.clone()),
-            Box::new(MemCluster {
-                drain_ticks: 1,
-                drain_calls: BTreeMap::new(),
-            }),
-            source(restored),
-            Arc::new(Metrics::default()),
-        )
-        .with_planner(empty_plan)
-        .with_state_store(Arc::new(store.clone()))
+        with_demand(cfg.clone(), &p, source(restored)).with_state_store(Arc::new(store.clone()))
     };
     let mut c = mk(Arc::default());
     block(c.tick(Timestamp::from_secs(10_000))).unwrap();
@@ -1068,20 +1073,11 @@ fn the_learner_is_backfilled_once_and_never_over_restored_state() {
         })
         .collect();
     let mk = |asked: Arc<Mutex<u32>>| {
-        Controller::new(
-            cfg.clone(),
-            Arc::new(p.clone()),
-            Box::new(MemCluster {
-                drain_ticks: 1,
-                drain_calls: BTreeMap::new(),
-            }),
-            Box::new(Past {
-                points: points.clone(),
-                asked,
-            }),
-            Arc::new(Metrics::default()),
-        )
-        .with_planner(empty_plan)
+        let past = Past {
+            points: points.clone(),
+            asked,
+        };
+        with_demand(cfg.clone(), &p, Box::new(past))
     };
     let asked = Arc::new(Mutex::new(0));
     let mut c = mk(asked.clone());

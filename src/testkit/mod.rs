@@ -25,3 +25,13 @@ pub mod fleet;
 
 /// The planner input builders (they live beside the planner, whose unit tests use them).
 pub use crate::planner::fixtures as planner;
+
+/// A TCP port on 127.0.0.1 that was free a moment ago, for a service an integration test starts
+/// (Prometheus, moto, a fake API). The OS picks it; it is released for the service right after,
+/// a tiny race a loopback test can live with.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("bind a free port on 127.0.0.1")
+        .port()
+}

@@ -85,16 +85,6 @@ impl Drop for Exporter {
     }
 }
 
-fn free_port() -> u16 {
-    // The OS picks a free port; it is released for Prometheus right after (a tiny race that
-    // a loopback test can live with).
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 fn temp_dir(tag: &str) -> PathBuf {
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -124,7 +114,7 @@ impl Prometheus {
             ),
         )
         .unwrap();
-        let port = free_port();
+        let port = gpupool::testkit::free_port();
         let mut p = Prometheus {
             url: format!("http://127.0.0.1:{port}"),
             child: None,

@@ -9,7 +9,7 @@
 
 use gpupool_aws::sdk::{autoscaling, aws_config, cloudwatch, ec2, sqs};
 use gpupool_aws::{AwsSettings, StaticCredentials};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -29,7 +29,7 @@ impl Moto {
     /// Start `python3 -m moto.server` on a free loopback port and wait (with a deadline) until
     /// it answers HTTP.
     pub fn start() -> Moto {
-        let port = free_port();
+        let port = gpupool::testkit::free_port();
         let log = std::env::temp_dir().join(format!("gpupool-moto-{port}.log"));
         let log_file = std::fs::File::create(&log).expect("create moto log file");
         let child = Command::new("python3")
@@ -135,11 +135,6 @@ impl Drop for Moto {
         let _ = self.child.wait();
         let _ = std::fs::remove_file(&self.log);
     }
-}
-
-fn free_port() -> u16 {
-    let l = TcpListener::bind("127.0.0.1:0").expect("bind a free port");
-    l.local_addr().expect("local addr").port()
 }
 
 /// One HTTP request to moto's own API; true on any HTTP answer.
