@@ -24,7 +24,6 @@ use prometheus_client::registry::Registry;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::time::Duration;
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -344,7 +343,9 @@ async fn kube_cluster(config: &Arc<Config>, out: KubeOut<'_>) -> anyhow::Result<
     );
     *leader = Leadership::Lease(gpupool::kube::lease::spawn_renewal(
         elector,
-        Duration::from_secs(u64::from(gpupool::kube::lease::DEFAULT_LEASE_DURATION_S) / 3),
+        std::time::Duration::from_secs(
+            u64::from(gpupool::kube::lease::DEFAULT_LEASE_DURATION_S) / 3,
+        ),
     ));
     let cluster = gpupool::kube::KubeCluster::start(client, config.clone(), Some(identity));
     *wake = Some(cluster.wakeups());
