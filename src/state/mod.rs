@@ -318,9 +318,12 @@ fn learner_histograms(l: &mut SloLearner) -> impl Iterator<Item = &mut DecayingH
 /// Bound `state` for saving (see the module doc): forecasts to [`MAX_FORECAST_POINTS`] in
 /// all and learner histograms to [`MAX_HISTOGRAM_BUCKETS`]; then, while the encoding is over
 /// `max_bytes`, both halved again (forecasts down to 16 points a pool, histograms to 8
-/// buckets), then forecasts dropped, histograms down to 2 buckets, and at last the learners'
-/// per-level statistics dropped (`all` kept). Drains, backoffs and timers are never dropped:
-/// a state still too large then is refused by its store. Pure.
+/// buckets), then forecasts dropped, histograms down to 2 buckets, the learners' per-level
+/// statistics dropped (`all` kept), and at last their recent readings (the look-back over the
+/// cold horizon plus `unneeded_time_s`, one per tick: thousands with a 1-s tick and an hour's
+/// hold; a learner without them learns nothing until the look-back fills again, its histograms
+/// still hold). Drains, backoffs and timers are never dropped: a state still too large then is
+/// refused by its store. Pure.
 pub fn fit(state: &mut SavedState, max_bytes: usize) {
     let pools = state.forecasts.len().max(1);
     let mut per_pool = MAX_FORECAST_POINTS / pools;
@@ -347,6 +350,10 @@ pub fn fit(state: &mut SavedState, max_bytes: usize) {
         } else if state.history.slo.values().any(|l| !l.by_level.is_empty()) {
             for l in state.history.slo.values_mut() {
                 l.by_level.clear();
+            }
+        } else if state.history.slo.values().any(|l| !l.recent.is_empty()) {
+            for l in state.history.slo.values_mut() {
+                l.recent.clear();
             }
         } else {
             return;
@@ -808,6 +815,29 @@ mod tests {
         assert!(tight.forecasts.is_empty());
         assert_eq!(tight.drains.len(), 1);
         assert_eq!(encode(&tight).len(), without);
+    }
+
+    #[test]
+    fn learners_with_an_hour_of_readings_stay_under_the_cap() {
+        // A 1-s tick and `unneeded_time_s: 3600`: 3,760 readings of look-back per learner.
+        let mut s = saved(t(0));
+        for p in 0..30 {
+            let mut l = full_learner();
+            l.recent = (0..3_760).map(|i| (t(i), 1_000 + i as u32)).collect();
+            s.history
+                .slo
+                .insert(PoolName::from(format!("pool-{p}").as_str()), l);
+        }
+        assert!(encode(&s).len() > MAX_SAVED_BYTES);
+        fit(&mut s, MAX_SAVED_BYTES);
+        assert!(encode(&s).len() <= MAX_SAVED_BYTES);
+        assert_eq!(s.history.slo.len(), 30);
+        assert!(
+            s.history
+                .slo
+                .values()
+                .all(|l| !l.all.cold_growth.weights.is_empty())
+        );
     }
 
     #[test]
