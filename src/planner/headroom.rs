@@ -22,8 +22,9 @@
 //! ServeGen traces 1.4–1.5 × the oracle's cost, against 1.2–1.3 × now at ≥ 99 %.) Nothing is
 //! learnt until the observations reach back `H + U` (a partial window's maximum is too low),
 //! and while the pool stays short a queue-depth reading is capped at the last one learnt: the
-//! backlog the shortage builds is not demand growth ([`growth_reading`]). The histograms decay (weights halve every [`HALF_LIFE_S`]), as the Kubernetes VPA
-//! recommender's decaying histograms do (kubernetes/autoscaler, `vertical-pod-autoscaler/pkg/
+//! backlog the shortage builds is not demand growth ([`growth_reading`]). The histograms decay
+//! (weights halve every [`HALF_LIFE_S`]), as the Kubernetes VPA recommender's decaying
+//! histograms do (kubernetes/autoscaler, `vertical-pod-autoscaler/pkg/
 //! recommender/util/decaying_histogram.go`), and the recommendation is read from the decayed
 //! history, as in Google's Autopilot (Rzadca et al., "Autopilot: workload autoscaling at
 //! Google", EuroSys 2020, §4.1: recommendations from percentiles of exponentially-decayed
