@@ -1,6 +1,6 @@
 //! The per-group CloudWatch series (dimension `AutoScalingGroupName`) against moto's CloudWatch
-//! (tests/support/moto.rs): the group figures of a plan, turned into datums the way
-//! `gpupool run`'s publisher does (`Datum::for_group` over `model::group_figures`), published
+//! (tests/support/moto.rs): the group figures of a plan, turned into datums by `gpupool run`'s
+//! publisher (`controller::cloudwatch::data`, over `model::group_figures`), published
 //! with `PutMetricData` and read back with `GetMetricData` by that dimension alone — what an
 //! EC2 Auto Scaling policy, an alarm or the console's group monitoring tab asks for.
 //! Run with `cargo test --features aws --test aws_cloudwatch_groups`.
@@ -10,10 +10,9 @@
 #[path = "support/moto.rs"]
 mod moto;
 
-use gpupool::model::group_figures::group_figures;
 use gpupool::model::{CapacityType, LifecycleState, Plan};
 use gpupool::testkit::planner::{g5_od, g5_spot, instance, snapshot};
-use gpupool_aws::{AwsMetrics, Datum, GROUP_DIMENSION, MetricUnit};
+use gpupool_aws::{AwsMetrics, GROUP_DIMENSION};
 use gpupool_provider::Timestamp;
 use moto::Moto;
 use std::collections::BTreeMap;
@@ -41,22 +40,8 @@ async fn group_gauges_are_published_per_auto_scaling_group() {
                 .state(LifecycleState::Launching),
         )
         .build();
-    let mut data = Vec::new();
-    for g in group_figures(&snap, &Plan::default()) {
-        for (metric, v) in [
-            ("DesiredNodes", g.desired),
-            ("ReadyNodes", g.ready),
-            ("PendingNodes", g.pending),
-        ] {
-            data.push(Datum::for_group(
-                metric,
-                &g.group,
-                f64::from(v),
-                MetricUnit::Count,
-                at,
-            ));
-        }
-    }
+    // Exactly what `gpupool run`'s publisher sends for this tick.
+    let data = gpupool::controller::cloudwatch::data(&Plan::default(), Some(&snap), at);
     metrics.publish(&data).await.unwrap();
 
     let by_group = |g: &str| -> BTreeMap<String, String> {

@@ -60,6 +60,19 @@ fn p4d() -> InstanceType {
 /// One on-demand ASG in the test kit's in-memory cloud; `increase` creates instances in
 /// `Launching` (booting, device plugin and model not up yet), which the test promotes as the
 /// node becomes serving-ready, and `terminate` removes them at once.
+/// A fake API server holding one pending pod `ml/small-model` that asks for a 1g.5gb MIG
+/// slice in the `mig` pool.
+async fn fake_with_mig_pod() -> FakeKube {
+    let fake = FakeKube::start().await;
+    fake.apply(pending_pod(
+        "ml",
+        "small-model",
+        json!({"nvidia.com/mig-1g.5gb": "1"}),
+        json!({"gpupool.io/pool": "mig"}),
+    ));
+    fake
+}
+
 fn mem_cloud() -> MemProvider {
     let c = MemProvider::default();
     {
@@ -261,13 +274,7 @@ fn pod_events(fake: &FakeKube, pod: &str, reason: &str) -> usize {
 
 #[tokio::test]
 async fn pending_mig_pod_scales_up_once_and_waits_for_the_node_to_serve() {
-    let fake = FakeKube::start().await;
-    fake.apply(pending_pod(
-        "ml",
-        "small-model",
-        json!({"nvidia.com/mig-1g.5gb": "1"}),
-        json!({"gpupool.io/pool": "mig"}),
-    ));
+    let fake = fake_with_mig_pod().await;
     let cloud = mem_cloud();
     let (mut ctl, last) = controller(&fake, &cloud).await;
 
@@ -335,13 +342,7 @@ async fn pending_mig_pod_scales_up_once_and_waits_for_the_node_to_serve() {
 
 #[tokio::test]
 async fn a_node_that_never_serves_is_replaced_after_max_provision_time() {
-    let fake = FakeKube::start().await;
-    fake.apply(pending_pod(
-        "ml",
-        "small-model",
-        json!({"nvidia.com/mig-1g.5gb": "1"}),
-        json!({"gpupool.io/pool": "mig"}),
-    ));
+    let fake = fake_with_mig_pod().await;
     let cloud = mem_cloud();
     let (mut ctl, last) = controller(&fake, &cloud).await;
     let t0 = Timestamp::from_secs(200_000);
@@ -395,13 +396,7 @@ async fn a_node_that_never_serves_is_replaced_after_max_provision_time() {
 
 #[tokio::test]
 async fn two_controllers_one_leader_only_the_leader_acts() {
-    let fake = FakeKube::start().await;
-    fake.apply(pending_pod(
-        "ml",
-        "small-model",
-        json!({"nvidia.com/mig-1g.5gb": "1"}),
-        json!({"gpupool.io/pool": "mig"}),
-    ));
+    let fake = fake_with_mig_pod().await;
     let cloud = mem_cloud();
     let mut ctls = [
         controller(&fake, &cloud).await.0,
@@ -752,13 +747,7 @@ async fn a_lost_lease_fences_the_old_leader_before_anyone_else_leads() {
 async fn a_dumped_tick_replays_to_the_same_plan_and_the_status_is_served_and_written() {
     use gpupool::controller::dump::Dumper;
     use gpupool::model::status::{Status, StatusInput, build};
-    let fake = FakeKube::start().await;
-    fake.apply(pending_pod(
-        "ml",
-        "small-model",
-        json!({"nvidia.com/mig-1g.5gb": "1"}),
-        json!({"gpupool.io/pool": "mig"}),
-    ));
+    let fake = fake_with_mig_pod().await;
     let cloud = mem_cloud();
     let (ctl, _last) = controller(&fake, &cloud).await;
     let mut ctl = ctl.with_capture();
@@ -1106,13 +1095,7 @@ async fn a_pod_the_scheduler_refuses_for_an_unmodelled_reason_stops_the_launch_l
 #[tokio::test]
 async fn state_written_by_one_controller_is_restored_by_the_next() {
     use gpupool::state::configmap::ConfigMapStore;
-    let fake = FakeKube::start().await;
-    fake.apply(pending_pod(
-        "ml",
-        "small-model",
-        json!({"nvidia.com/mig-1g.5gb": "1"}),
-        json!({"gpupool.io/pool": "mig"}),
-    ));
+    let fake = fake_with_mig_pod().await;
     let cloud = mem_cloud();
     let (ctl, _last) = controller(&fake, &cloud).await;
     let store = || Arc::new(ConfigMapStore::new(fake.client(), "gpupool"));
