@@ -8,6 +8,8 @@
 #![allow(clippy::disallowed_methods)] // test code may wait on real services against wall-clock deadlines
 #![cfg(feature = "aws")]
 
+#[path = "support/markers.rs"]
+mod markers;
 #[path = "support/moto.rs"]
 mod moto;
 
@@ -124,18 +126,6 @@ async fn drain_tag(c: &moto::Clients, id: &str) -> Option<String> {
         .and_then(|t| t.value().map(str::to_owned))
 }
 
-fn markers(dir: &Path) -> Vec<String> {
-    let mut v: Vec<String> = std::fs::read_dir(dir)
-        .unwrap()
-        .filter_map(|e| {
-            let n = e.ok()?.file_name().to_string_lossy().into_owned();
-            n.strip_prefix("deregistered-").map(str::to_owned)
-        })
-        .collect();
-    v.sort();
-    v
-}
-
 struct TempDir(PathBuf);
 
 impl TempDir {
@@ -190,12 +180,16 @@ async fn a_drain_survives_the_loss_of_process_and_state_file_through_its_instanc
     for _ in 0..5 {
         tick(&mut first, &mut clock).await;
         drain = first.draining().next().map(|(i, d)| (i.clone(), d));
-        if drain.is_some() && !markers(&dir.0).is_empty() {
+        if drain.is_some() && !markers::deregistered(&dir.0).is_empty() {
             break;
         }
     }
     let (victim, deadline) = drain.expect("a scale-in drain started");
-    assert_eq!(markers(&dir.0), vec![victim.to_string()], "deregistered");
+    assert_eq!(
+        markers::deregistered(&dir.0),
+        vec![victim.to_string()],
+        "deregistered"
+    );
     let tag = drain_tag(&c, victim.as_str()).await;
     assert_eq!(
         tag.as_deref(),
@@ -230,7 +224,7 @@ async fn a_drain_survives_the_loss_of_process_and_state_file_through_its_instanc
     );
     assert!(tagged <= deadline && deadline.secs_since(tagged) < 1.0);
     assert_eq!(
-        markers(&dir.0),
+        markers::deregistered(&dir.0),
         vec![victim.to_string()],
         "deregistered again, only it"
     );
@@ -255,7 +249,7 @@ async fn a_drain_survives_the_loss_of_process_and_state_file_through_its_instanc
         "the drained VM went, the other stayed"
     );
     assert_eq!(
-        markers(&dir.0),
+        markers::deregistered(&dir.0),
         vec![victim.to_string()],
         "no other VM deregistered"
     );

@@ -10,6 +10,8 @@
 
 #[path = "support/aws_fault_proxy.rs"]
 mod aws_fault_proxy;
+#[path = "support/markers.rs"]
+mod markers;
 #[path = "support/moto.rs"]
 mod moto;
 
@@ -533,15 +535,7 @@ pools:
     }
 
     fn deregistered(&self) -> Vec<String> {
-        let mut v: Vec<String> = std::fs::read_dir(&self.dir)
-            .unwrap()
-            .filter_map(|e| {
-                let n = e.ok()?.file_name().to_string_lossy().into_owned();
-                n.strip_prefix("deregistered-").map(str::to_owned)
-            })
-            .collect();
-        v.sort();
-        v
+        markers::deregistered(&self.dir)
     }
 
     /// Instance ids of the group that are not terminating.

@@ -271,11 +271,28 @@ impl Node {
     /// clusters): named after the instance, serving-ready and not cordoned, with no labels,
     /// taints or pods; callers override what they know otherwise.
     pub fn vm(instance: &super::Instance, pool: impl Into<PoolName>, in_flight: InFlight) -> Node {
+        Node::serving(
+            instance.id.to_string(),
+            instance.id.clone(),
+            pool.into(),
+            instance.capacity_type,
+            in_flight,
+        )
+    }
+
+    /// A serving-ready, uncordoned node `name` of `instance` with no labels, taints or pods.
+    pub fn serving(
+        name: String,
+        instance: InstanceId,
+        pool: PoolName,
+        capacity_type: CapacityType,
+        in_flight: InFlight,
+    ) -> Node {
         Node {
-            name: instance.id.to_string(),
-            instance: instance.id.clone(),
-            pool: pool.into(),
-            capacity_type: instance.capacity_type,
+            name,
+            instance,
+            pool,
+            capacity_type,
             labels: BTreeMap::new(),
             taints: Vec::new(),
             serving_ready: true,

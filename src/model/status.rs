@@ -412,6 +412,18 @@ mod tests {
     use super::*;
     use crate::planner::fixtures::*;
 
+    /// What the leader serves right after planning `plan` on `s`.
+    fn leader_status(cfg: &Config, s: &Snapshot, h: &History, plan: &Plan) -> Status {
+        build(&StatusInput {
+            config: cfg,
+            leader: true,
+            last_tick: Some(s.taken_at),
+            held: None,
+            planned: Some((s, h, plan)),
+            shadow: None,
+        })
+    }
+
     #[test]
     fn write_on_change_rate_limited_and_refreshed() {
         let t = Timestamp::from_secs;
@@ -444,14 +456,7 @@ mod tests {
         let key = s.groups[0].offerings[0].key();
         h.record_launch_failure(&key, "InsufficientInstanceCapacity", s.taken_at);
         let plan = crate::planner::plan(&s, &cfg, &h, s.taken_at);
-        let st = build(&StatusInput {
-            config: &cfg,
-            leader: true,
-            last_tick: Some(s.taken_at),
-            held: None,
-            planned: Some((&s, &h, &plan)),
-            shadow: None,
-        });
+        let st = leader_status(&cfg, &s, &h, &plan);
         assert_eq!(st.mode, RunMode::Active);
         let llm = &st.pools[0];
         assert_eq!(llm.pending_pods, 2);
@@ -496,14 +501,7 @@ mod tests {
             pool.limits.max_cost_per_hour = cap.map(crate::model::Money::from_dollars);
             let cfg = config(vec![pool]);
             let plan = crate::planner::plan(&s, &cfg, &h, s.taken_at);
-            let st = build(&StatusInput {
-                config: &cfg,
-                leader: true,
-                last_tick: Some(s.taken_at),
-                held: None,
-                planned: Some((&s, &h, &plan)),
-                shadow: None,
-            });
+            let st = leader_status(&cfg, &s, &h, &plan);
             let p = &st.pools[0];
             assert_eq!(p.unpriced_nodes, unpriced, "{cap:?}");
             assert_eq!(

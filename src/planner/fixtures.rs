@@ -477,22 +477,13 @@ pub struct NodeBuilder(Node);
 
 /// A serving-ready, empty node for an instance.
 pub fn node(instance: &str, pool: &str, ct: CapacityType) -> NodeBuilder {
-    NodeBuilder(Node {
-        name: format!("node-{instance}"),
-        instance: InstanceId::from(instance),
-        pool: PoolName::from(pool),
-        capacity_type: ct,
-        labels: BTreeMap::new(),
-        taints: Vec::new(),
-        serving_ready: true,
-        cordoned: false,
-        scale_down_disabled: false,
-        pods: Vec::new(),
-        in_flight_requests: crate::model::InFlight::NotMeasured,
-        idle_since: None,
-        unhealthy: None,
-        drain_deadline: None,
-    })
+    NodeBuilder(Node::serving(
+        format!("node-{instance}"),
+        InstanceId::from(instance),
+        PoolName::from(pool),
+        ct,
+        crate::model::InFlight::NotMeasured,
+    ))
 }
 
 impl NodeBuilder {

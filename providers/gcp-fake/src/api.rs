@@ -269,8 +269,9 @@ fn patch(w: &mut World, call: &MigCall<'_>, body: &Value) -> Reply {
     call.op(w, "patch", None)
 }
 
-/// The instance names (last URL segment) of a request body's `instances`.
-fn instance_names(body: &Value) -> Vec<String> {
+/// The instance names (last URL segment) of a request body's `instances` (start, resume,
+/// stop, suspend, delete). Public for tests that inspect the bodies the fake recorded.
+pub fn instance_names(body: &Value) -> Vec<String> {
     body["instances"]
         .as_array()
         .map(|a| {

@@ -63,6 +63,7 @@ mod http;
 mod wire;
 mod world;
 
+pub use api::instance_names;
 pub use world::{Mig, Vm};
 
 use serde_json::{Value, json};

@@ -262,19 +262,6 @@ fn call_index(fake: &FakeCompute, suffix: &str) -> Option<usize> {
     fake.calls().iter().position(|c| c.ends_with(suffix))
 }
 
-/// Instance names of a start/resume/delete request body.
-fn body_names(body: &serde_json::Value) -> Vec<String> {
-    body["instances"]
-        .as_array()
-        .map(|a| {
-            a.iter()
-                .filter_map(|u| u.as_str())
-                .map(|u| u.rsplit('/').next().unwrap_or(u).to_owned())
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
 #[tokio::test]
 async fn manual_standby_vms_are_started_by_name_before_the_resize() -> anyhow::Result<()> {
     let (fake, p) = world().await?;
@@ -297,7 +284,7 @@ async fn manual_standby_vms_are_started_by_name_before_the_resize() -> anyhow::R
     let calls = fake.standby_calls();
     assert_eq!(calls.len(), 1, "{calls:?}");
     assert_eq!(calls[0].0, "startInstances");
-    let mut named = body_names(&calls[0].1);
+    let mut named = gpupool_gcp_fake::instance_names(&calls[0].1);
     named.sort();
     assert_eq!(named, stopped, "the stopped VMs, by name");
     let start = call_index(&fake, "/instanceGroupManagers/llama-od/startInstances").unwrap();
@@ -388,7 +375,7 @@ async fn a_suspended_pool_is_resumed_by_name_and_sized_through_target_suspended_
     let calls = fake.standby_calls();
     assert_eq!(calls.len(), 1, "{calls:?}");
     assert_eq!(calls[0].0, "resumeInstances");
-    assert_eq!(body_names(&calls[0].1).len(), 1);
+    assert_eq!(gpupool_gcp_fake::instance_names(&calls[0].1).len(), 1);
     assert!(
         call_index(&fake, "/instanceGroupManagers/llama-od/resize").is_none(),
         "fully served from the pool: no resize"
@@ -567,7 +554,7 @@ async fn stuck_creations_are_unfulfilled_at_once_and_released_by_deleting_them()
     assert_eq!(released, 2);
     let body = fake.delete_bodies().pop().unwrap();
     assert_eq!(body["skipInstancesOnValidationError"], true);
-    let mut deleted = body_names(&body);
+    let mut deleted = gpupool_gcp_fake::instance_names(&body);
     deleted.sort();
     assert_eq!(deleted, stuck, "exactly the stuck VMs");
     assert_eq!(
