@@ -458,11 +458,7 @@ impl Controller {
                 pool = %pool.name,
                 points = points.len(),
                 learnt,
-                basis = %if st.observations >= crate::planner::headroom::min_observations(slo) {
-                    "learned"
-                } else {
-                    "prior"
-                },
+                basis = ?crate::planner::headroom::basis(st, slo),
                 "SLO learner backfilled from the signals' history"
             );
         }

@@ -177,6 +177,16 @@ pub fn backfill(
     st.observations - before
 }
 
+/// Whether the learner's figures are learnt yet or still the prior's (fewer than
+/// [`min_observations`] learnt ticks).
+pub fn basis(st: &SloLearner, slo: &SloPolicy) -> HeadroomBasis {
+    if st.observations >= min_observations(slo) {
+        HeadroomBasis::Learned
+    } else {
+        HeadroomBasis::Prior
+    }
+}
+
 /// Samples needed before the learnt quantile is trusted: `1 / (1 − attainment)`.
 pub fn min_observations(slo: &SloPolicy) -> u64 {
     (1.0 / (1.0 - slo.attainment).max(1e-6)).ceil() as u64
@@ -402,7 +412,8 @@ fn learnt_headroom(
         .get(&crate::model::slo::level_of(now_replicas))
         .filter(|s| s.cold_growth.total_at(now, HALF_LIFE_S) >= enough)
         .unwrap_or(&st.all);
-    let learned = st.observations >= min_observations(slo);
+    let basis = basis(st, slo);
+    let learned = basis == HeadroomBasis::Learned;
     // The prior: demand may double within a cold start, growing linearly (so by
     // `d × horizon / cold horizon` within a shorter horizon), at least one replica.
     let prior = |horizon_s: f64| {
@@ -426,11 +437,7 @@ fn learnt_headroom(
         running,
         running_horizon_s,
         cold,
-        basis: if learned {
-            HeadroomBasis::Learned
-        } else {
-            HeadroomBasis::Prior
-        },
+        basis,
     }
 }
 
