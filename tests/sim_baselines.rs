@@ -65,7 +65,7 @@ fn oracle_ignores_the_gpupool_config() {
         let base = prepare(Scenario::load(name).expect("shipped"), 42).expect("prepares");
         let mut sc = Scenario::load(name).expect("shipped");
         let pool = &mut sc.config.pools[0];
-        pool.warm_pool.enabled = !pool.warm_pool.enabled;
+        pool.warm_pool.enabled = Some(!pool.warm_pool.on());
         pool.limits.max_nodes = 3;
         let changed = prepare(sc, 42).expect("prepares");
         assert_eq!(

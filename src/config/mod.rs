@@ -93,6 +93,21 @@ pub enum ProviderKind {
     Gcp,
 }
 
+impl ProviderKind {
+    /// How long before a spot reclaim the cloud says so: AWS's two-minute Spot Instance
+    /// interruption notice (Amazon EC2 User Guide, "Spot Instance interruption notices"),
+    /// GCP's 30-s preemption notice (Compute Engine docs, "Preemption process": "Compute
+    /// Engine sends a preemption notice … 30 seconds"). `None` for the simulated cloud, whose
+    /// notice each scenario sets.
+    pub fn spot_notice(self) -> Option<Duration> {
+        match self {
+            ProviderKind::Aws => Some(Duration::from_secs(120)),
+            ProviderKind::Gcp => Some(Duration::from_secs(30)),
+            ProviderKind::Sim => None,
+        }
+    }
+}
+
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Mode {
@@ -475,8 +490,13 @@ fn d_penalty() -> f64 {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct WarmPoolPolicy {
+    /// Whether gpupool sizes the warm pools of the pool's groups. Unset: yes when the pool
+    /// has an `slo` (it then chooses the warm-pool size, `planner::headroom`) and a warm start
+    /// is faster than its cold start; no otherwise. Only groups the cloud gives a warm pool
+    /// (an AWS Auto Scaling group with a warm pool, a GCP MIG with a standby policy) are
+    /// sized: this never creates one. Resolved by validation: read it with [`Self::on`].
     #[serde(default)]
-    pub enabled: bool,
+    pub enabled: Option<bool>,
     #[serde(default)]
     pub min: u32,
     /// Largest warm-pool size. Unset: 4 without an `slo`; with one, the pool's
@@ -495,7 +515,7 @@ pub struct WarmPoolPolicy {
 impl Default for WarmPoolPolicy {
     fn default() -> Self {
         WarmPoolPolicy {
-            enabled: false,
+            enabled: None,
             min: 0,
             max: None,
             warm_start: d_warm_start(),
@@ -507,6 +527,17 @@ impl Default for WarmPoolPolicy {
 pub const DEFAULT_WARM_MAX: u32 = 4;
 
 impl WarmPoolPolicy {
+    /// Whether the pool's warm pools are sized (`enabled`, as validation resolved it).
+    pub fn on(&self) -> bool {
+        self.enabled == Some(true)
+    }
+
+    /// `enabled` as a pool states it, unset resolved: on for a pool with an `slo` whose warm
+    /// start is faster than its cold start (otherwise a warm pool would not help).
+    pub fn resolved(&self, slo: bool, cold_start: Duration) -> bool {
+        self.enabled.unwrap_or(slo && self.warm_start < cold_start)
+    }
+
     /// The warm-pool ceiling in effect for `pool` (see `max`).
     pub fn max_for(&self, slo: bool, max_nodes: u32) -> u32 {
         match (self.max, slo) {

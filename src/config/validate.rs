@@ -240,7 +240,10 @@ fn typed_pool(p: &RawPool, signals: Vec<Signal>) -> Option<PoolConfig> {
         requirements: p.requirements.clone(),
         replica: p.replica.clone(),
         capacity,
-        warm_pool: p.warm_pool.clone(),
+        warm_pool: super::WarmPoolPolicy {
+            enabled: Some(p.warm_pool.resolved(p.slo.is_some(), p.scale_up.cold_start)),
+            ..p.warm_pool.clone()
+        },
         limits,
         disruption: p.disruption.clone(),
         scale_up: p.scale_up.clone(),
@@ -556,7 +559,7 @@ fn warm_pool(c: &mut Check, at: &dyn Fn(&str) -> String, p: &RawPool) {
         1800,
         "seconds from warm start to serving",
     );
-    if w.enabled && w.warm_start >= p.scale_up.cold_start {
+    if w.enabled == Some(true) && w.warm_start >= p.scale_up.cold_start {
         c.fail(
             at("warm_pool.warm_start_s"),
             format!(
@@ -1103,6 +1106,41 @@ pools:
             );
         }
         assert!(issues.iter().any(|i| i.contains("got 1.5")));
+    }
+
+    #[test]
+    fn an_unset_warm_pool_is_on_for_an_slo_pool_where_it_helps() {
+        let load = |extra: &str| {
+            let yaml = format!("pools:\n  - name: a\n    requirements: {{}}\n{extra}");
+            Config::load(&yaml).map(|c| c.pools[0].warm_pool.on())
+        };
+        let slo = "    slo: { queue_wait_s: 1.0, attainment: 0.99 }\n";
+        // (pool text, warm pools sized)
+        let cases = [
+            (String::new(), false),
+            (slo.to_string(), true),
+            (format!("{slo}    warm_pool: {{ enabled: false }}\n"), false),
+            ("    warm_pool: { enabled: true }\n".to_string(), true),
+            // A warm start no faster than the cold start would not help: not turned on …
+            (
+                format!(
+                    "{slo}    warm_pool: {{ warm_start_s: 200 }}\n    scale_up: {{ cold_start_s: 150 }}\n"
+                ),
+                false,
+            ),
+        ];
+        for (text, on) in cases {
+            assert_eq!(load(&text).unwrap(), on, "{text}");
+        }
+        // … and asking for it is an error naming the field.
+        let err = load("    warm_pool: { enabled: true, warm_start_s: 200 }\n    scale_up: { cold_start_s: 150 }\n")
+            .unwrap_err();
+        assert!(
+            err.issues()
+                .iter()
+                .any(|i| i.starts_with("pools[0].warm_pool.warm_start_s")),
+            "{err}"
+        );
     }
 
     #[test]

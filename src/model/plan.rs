@@ -342,6 +342,16 @@ pub enum Reason {
         forecast_replicas: u32,
         target: u32,
     },
+    /// Warm instances held for the pool's spot capacity, which a reclaim can take before a
+    /// cold replacement serves (`planner::warmpool`), on top of `growth` (the warm pool the
+    /// forecast or the SLO's headroom wants).
+    SpotStandby {
+        spot_replicas: u32,
+        notice_s: Option<u64>,
+        cold_start_s: u64,
+        growth: u32,
+        target: u32,
+    },
     /// Standing headroom an `slo` asks for (learnt, see `planner::headroom`).
     SloHeadroom(super::HeadroomExplain),
     Fallback {
@@ -545,6 +555,7 @@ impl Reason {
             MinNodes { .. } => "min_nodes",
             OnDemandBase { .. } => "on_demand_base",
             WarmPoolSizing { .. } => "warm_pool_sizing",
+            SpotStandby { .. } => "spot_standby",
             SloHeadroom(_) => "slo_headroom",
             Fallback { .. } => "fallback",
             Unneeded { .. } => "unneeded",
@@ -606,6 +617,7 @@ impl fmt::Display for Reason {
             | MinNodes { .. }
             | OnDemandBase { .. }
             | WarmPoolSizing { .. }
+            | SpotStandby { .. }
             | SloHeadroom(_)
             | Fallback { .. }
             | CoveredByInFlight { .. }
@@ -690,6 +702,27 @@ impl Reason {
                 "forecast of {forecast_replicas} replica(s) over the cold-start horizon wants \
                  {target} warm instance(s)"
             ),
+            SpotStandby {
+                spot_replicas,
+                notice_s,
+                cold_start_s,
+                growth,
+                target,
+            } => {
+                write!(
+                    f,
+                    "holding {target} warm: {spot_replicas} spot replica(s) can be reclaimed on "
+                )?;
+                match notice_s {
+                    Some(n) => write!(f, "a {n}-s notice")?,
+                    None => write!(f, "a notice the cloud does not state")?,
+                }
+                write!(
+                    f,
+                    ", before a {cold_start_s}-s cold start could replace them; {growth} of them \
+                     for growth"
+                )
+            }
             SloHeadroom(h) => write!(f, "{h}"),
             Fallback { from, to, why } => write!(f, "fell back from {from} to {to}: {why}"),
             CoveredByInFlight { in_flight_nodes } => {

@@ -153,7 +153,10 @@ fn pool_contexts<'a>(
     config
         .pools
         .iter()
-        .map(|p| PoolCtx::new(p, snapshot, &by_group, lost, history, now, decisions))
+        .map(|p| PoolCtx {
+            spot_notice: config.provider.spot_notice(),
+            ..PoolCtx::new(p, snapshot, &by_group, lost, history, now, decisions)
+        })
         .collect()
 }
 
@@ -344,6 +347,9 @@ pub(crate) struct PoolCtx<'a> {
     /// within the larger of `disruption.unneeded_time_s` and `drain_timeout_s`): no voluntary
     /// disruption picks them.
     pub held_back: BTreeMap<&'a InstanceId, Timestamp>,
+    /// How long before a spot reclaim the cloud says so (`ProviderKind::spot_notice`);
+    /// `None`: not known (the simulated cloud).
+    pub spot_notice: Option<std::time::Duration>,
 }
 
 impl<'a> PoolCtx<'a> {
@@ -459,6 +465,7 @@ impl<'a> PoolCtx<'a> {
             lost,
             at_risk,
             held_back,
+            spot_notice: None,
         }
     }
 
@@ -479,6 +486,9 @@ impl<'a> PoolCtx<'a> {
             if let Some(t) = tpl {
                 a.live_cost.add(self.tpls[t].price);
                 a.live_replicas += self.tpls[t].rpn;
+                if ct == CapacityType::Spot {
+                    a.live_spot_replicas += self.tpls[t].rpn;
+                }
             }
         };
         for (ii, inst) in self.instances.iter().enumerate() {
@@ -578,6 +588,8 @@ struct Account<'a> {
     live_on_demand: u32,
     live_cost: Cost,
     live_replicas: u32,
+    /// The part of `live_replicas` on spot capacity.
+    live_spot_replicas: u32,
     ready: u32,
     ready_replicas: u32,
     in_flight: u32,
@@ -657,11 +669,13 @@ fn plan_pool<'a>(
     );
     let scaled_up = chooser.new_nodes > 0;
 
+    let standby = warmpool::spot_standby(pool, ctx.spot_notice, acct.live_spot_replicas);
     let (warm_actions, warm_needed) = warmpool::size(
         pool,
         &ctx.groups,
         want,
         hr_warm,
+        standby,
         |gi| ctx.default_tpl[gi].map_or(1, |t| ctx.tpls[t].rpn),
         history,
         now,
@@ -1077,7 +1091,7 @@ fn slo_headroom(
     let slo = pool.slo.as_ref()?;
     let empty = crate::model::SloLearner::default();
     let st = history.slo.get(&pool.name).unwrap_or(&empty);
-    let warm_pool = pool.warm_pool.enabled && ctx.groups.iter().any(|g| g.warm_pool.is_some());
+    let warm_pool = pool.warm_pool.on() && ctx.groups.iter().any(|g| g.warm_pool.is_some());
     Some(headroom::recommend(
         st,
         slo,
@@ -1504,6 +1518,44 @@ mod tests {
         let a = serde_json::to_string(&plan(&snap, &cfg, &History::default(), T0)).unwrap();
         let b = serde_json::to_string(&plan(&snap, &cfg, &History::default(), T0)).unwrap();
         assert_eq!(a, b);
+    }
+
+    #[test]
+    fn running_spot_capacity_is_held_warm_on_demand() {
+        // Two spot nodes serve; the on-demand group keeps a warm pool of 0. On AWS's 120-s
+        // notice a 150-s cold start is late, so both are held warm.
+        let snap = snapshot()
+            .group(g5_spot())
+            .group(g5_od().warm(0, 0))
+            .instance(instance("i-1", "g5-spot", "g5.xlarge", CapacityType::Spot))
+            .instance(instance("i-2", "g5-spot", "g5.xlarge", CapacityType::Spot))
+            .demand("llm", 2, None)
+            .build();
+        let mut pool = pool_cfg("llm");
+        pool.warm_pool.enabled = Some(true);
+        pool.scale_up.cold_start = std::time::Duration::from_secs(150);
+        let mut cfg = config(vec![pool]);
+        cfg.provider = crate::config::ProviderKind::Aws;
+        let p = plan(&snap, &cfg, &History::default(), T0);
+        let warm: Vec<_> = p
+            .actions
+            .iter()
+            .filter_map(|a| match a {
+                Action::SetWarmPool { size, reason, .. } => Some((*size, reason.code())),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(warm, vec![(2, "spot_standby")], "{:?}", p.actions);
+        // A cold start within the notice (100 s, under 120 s) is in time: none held.
+        cfg.pools[0].scale_up.cold_start = std::time::Duration::from_secs(100);
+        let p = plan(&snap, &cfg, &History::default(), T0);
+        assert!(
+            !p.actions
+                .iter()
+                .any(|a| matches!(a, Action::SetWarmPool { .. })),
+            "{:?}",
+            p.actions
+        );
     }
 
     #[test]

@@ -4,6 +4,17 @@
 //! instance starts in seconds, so growth the forecast sees coming is served without waiting a
 //! cold start; `min` is the floor kept for surprises.
 //!
+//! **Spot standby.** A spot reclaim comes with a notice (AWS 120 s, GCP 30 s) shorter than a
+//! GPU node's cold start (minutes: image pull and model load), so a replacement launched cold
+//! at the notice serves only after the reclaimed node is gone, and the requests it served wait
+//! for the gap. A warm instance starts in seconds. So a pool that runs spot capacity and can
+//! keep a warm pool also holds, warm, as many instances as its running spot capacity: a
+//! stopped instance costs its disk only. All of it, not a share: reclaims are correlated — in
+//! SkyPilot's 16-node V100 availability trace (us-west-2, 2023-08-27,
+//! `data/spot/skypilot_aws_availability_2023-08-27_v100_16node_us-west-2.csv`) both zones
+//! drop to 0–1 nodes at once — so one event can take the whole spot share. Not held when the
+//! cold start is no longer than the cloud's notice (a cold replacement is in time).
+//!
 //! A warm pool grows at once but shrinks only once its target has stayed lower for the pool's
 //! `disruption.unneeded_time_s`: growing it launches instances that run (and are billed) while
 //! they warm the cache, so following a flickering forecast down and up again wastes a cold
@@ -12,6 +23,40 @@
 use super::demand::Want;
 use crate::config::PoolConfig;
 use crate::model::{Action, HeadroomExplain, History, NodeGroup, NodeGroupId, Reason, Timestamp};
+use std::time::Duration;
+
+/// Spot capacity a reclaim can take before a cold replacement serves: held warm.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Standby {
+    /// The pool's live spot replicas.
+    pub spot_replicas: u32,
+    /// The cloud's interruption notice, seconds; `None`: not stated (the simulated cloud).
+    pub notice_s: Option<u64>,
+    pub cold_start_s: u64,
+}
+
+/// The spot standby a pool holds warm (see the module documentation), `None` when it holds
+/// none: no warm pool, no spot capacity running, or a cold start no longer than the notice.
+pub(crate) fn spot_standby(
+    pool: &PoolConfig,
+    notice: Option<Duration>,
+    live_spot_replicas: u32,
+) -> Option<Standby> {
+    let cold = pool.scale_up.cold_start;
+    let in_time = notice.is_some_and(|n| cold <= n);
+    (pool.warm_pool.on() && live_spot_replicas > 0 && !in_time).then(|| Standby {
+        spot_replicas: live_spot_replicas,
+        notice_s: notice.map(|n| n.as_secs()),
+        cold_start_s: cold.as_secs(),
+    })
+}
+
+/// The largest warm pool the pool keeps (`warm_pool.max` in effect, at least `min`).
+fn ceiling(pool: &PoolConfig) -> u32 {
+    let w = &pool.warm_pool;
+    w.max_for(pool.slo.is_some(), pool.limits.max_nodes)
+        .max(w.min)
+}
 
 /// Target warm size for one group whose warm instances serve `rpn` replicas each. With an
 /// `slo`, `slo_warm` replicas (the learner's warm headroom, `planner::headroom`) replace the
@@ -29,9 +74,7 @@ pub(crate) fn target(
     };
     let rpn = rpn.max(1);
     let nodes = growth.div_ceil(rpn);
-    let max = w
-        .max_for(pool.slo.is_some(), pool.limits.max_nodes)
-        .max(w.min);
+    let max = ceiling(pool);
     let t = match slo_warm {
         Some(hr) => nodes.max(hr.div_ceil(rpn)).max(w.min),
         None => nodes + w.min,
@@ -48,19 +91,22 @@ pub(crate) fn size(
     groups: &[&NodeGroup],
     want: Option<Want>,
     slo_warm: Option<&HeadroomExplain>,
+    standby: Option<Standby>,
     rpn_of: impl Fn(usize) -> u32,
     history: &History,
     now: Timestamp,
 ) -> (Vec<Action>, Vec<NodeGroupId>) {
     let mut out = Vec::new();
     let mut needed = Vec::new();
-    if !pool.warm_pool.enabled {
+    if !pool.warm_pool.on() {
         return (out, needed);
     }
     for (gi, g) in groups.iter().enumerate() {
         let Some(wp) = &g.warm_pool else { continue };
         let rpn = rpn_of(gi);
-        let (forecast, t) = target(pool, want, rpn, slo_warm.map(|h| h.replicas));
+        let (forecast, growth) = target(pool, want, rpn, slo_warm.map(|h| h.replicas));
+        let spare = standby.map_or(0, |s| s.spot_replicas.div_ceil(rpn.max(1)));
+        let t = growth.saturating_add(spare).min(ceiling(pool).max(growth));
         if t >= wp.target_size {
             needed.push(g.id.clone());
         } else {
@@ -77,9 +123,18 @@ pub(crate) fn size(
                 pool: pool.name.clone(),
                 group: g.id.clone(),
                 size: t,
-                reason: match slo_warm {
+                reason: match (slo_warm, standby) {
+                    (_, Some(s)) if spare > 0 => Reason::SpotStandby {
+                        spot_replicas: s.spot_replicas,
+                        notice_s: s.notice_s,
+                        cold_start_s: s.cold_start_s,
+                        growth: growth.min(t),
+                        target: t,
+                    },
                     // The learnt warm headroom sets the size (not the forecast growth).
-                    Some(h) if h.replicas.div_ceil(rpn.max(1)) >= t && t > pool.warm_pool.min => {
+                    (Some(h), _)
+                        if h.replicas.div_ceil(rpn.max(1)) >= t && t > pool.warm_pool.min =>
+                    {
                         Reason::SloHeadroom(h.clone())
                     }
                     _ => Reason::WarmPoolSizing {
@@ -101,7 +156,7 @@ mod tests {
     #[test]
     fn target_table() {
         let mut pool = pool_cfg("p");
-        pool.warm_pool.enabled = true;
+        pool.warm_pool.enabled = Some(true);
         pool.warm_pool.min = 1;
         pool.warm_pool.max = Some(4);
         let want = |now, fc: u32| {
@@ -147,14 +202,23 @@ mod tests {
     #[test]
     fn only_changed_targets_are_emitted() {
         let mut pool = pool_cfg("llm");
-        pool.warm_pool.enabled = true;
+        pool.warm_pool.enabled = Some(true);
         pool.warm_pool.min = 1;
         let same = g5_od().warm(1, 1).build();
         let other = group("g2", "llm").warm(3, 0).build();
         let no_warm = g5_spot().build();
         let h = History::default();
         let t = Timestamp::from_secs(1000);
-        let (acts, needed) = size(&pool, &[&same, &other, &no_warm], None, None, |_| 1, &h, t);
+        let (acts, needed) = size(
+            &pool,
+            &[&same, &other, &no_warm],
+            None,
+            None,
+            None,
+            |_| 1,
+            &h,
+            t,
+        );
         assert_eq!(acts.len(), 1);
         assert_eq!(acts[0].group().as_str(), "g2");
         assert_eq!(
@@ -162,9 +226,9 @@ mod tests {
             vec![same.id.clone()],
             "g2 is wanted smaller than it is"
         );
-        pool.warm_pool.enabled = false;
+        pool.warm_pool.enabled = Some(false);
         assert!(
-            size(&pool, &[&other], None, None, |_| 1, &h, t)
+            size(&pool, &[&other], None, None, None, |_| 1, &h, t)
                 .0
                 .is_empty()
         );
@@ -173,7 +237,7 @@ mod tests {
     #[test]
     fn grows_at_once_and_shrinks_after_the_unneeded_time() {
         let mut pool = pool_cfg("llm");
-        pool.warm_pool.enabled = true;
+        pool.warm_pool.enabled = Some(true);
         pool.warm_pool.min = 1;
         pool.warm_pool.max = Some(8);
         pool.disruption.unneeded_time = Some(std::time::Duration::from_secs(300));
@@ -191,7 +255,16 @@ mod tests {
             })
         };
         // Growth of 4 → target 5: raised at once, whatever the clock says.
-        let (acts, needed) = size(&pool, &[&g], growth(4), None, |_| 1, &h, t0.plus_secs(1.0));
+        let (acts, needed) = size(
+            &pool,
+            &[&g],
+            growth(4),
+            None,
+            None,
+            |_| 1,
+            &h,
+            t0.plus_secs(1.0),
+        );
         assert!(
             matches!(acts[..], [Action::SetWarmPool { size: 5, .. }]),
             "{acts:?}"
@@ -202,6 +275,7 @@ mod tests {
             &pool,
             &[&g],
             growth(0),
+            None,
             None,
             |_| 1,
             &h,
@@ -214,12 +288,81 @@ mod tests {
             &[&g],
             growth(0),
             None,
+            None,
             |_| 1,
             &h,
             t0.plus_secs(300.0),
         );
         assert!(
             matches!(acts[..], [Action::SetWarmPool { size: 1, .. }]),
+            "{acts:?}"
+        );
+    }
+
+    #[test]
+    fn spot_standby_table() {
+        let mut pool = pool_cfg("llm");
+        pool.scale_up.cold_start = Duration::from_secs(150);
+        let aws = Some(Duration::from_secs(120));
+        let long_notice = Some(Duration::from_secs(150));
+        // (warm pool on, live spot replicas, notice, standby held)
+        let cases = [
+            (true, 9, aws, Some(9)),
+            // The simulated cloud states no notice: held.
+            (true, 9, None, Some(9)),
+            // A cold replacement launched at the notice is in time.
+            (true, 9, long_notice, None),
+            (true, 0, aws, None),
+            (false, 9, aws, None),
+        ];
+        for (on, spot, notice, held) in cases {
+            pool.warm_pool.enabled = Some(on);
+            let got = spot_standby(&pool, notice, spot).map(|s| s.spot_replicas);
+            assert_eq!(got, held, "{on} {spot} {notice:?}");
+        }
+    }
+
+    #[test]
+    fn spot_standby_adds_to_the_warm_target_and_says_so() {
+        let mut pool = pool_cfg("llm");
+        pool.warm_pool.enabled = Some(true);
+        pool.warm_pool.min = 1;
+        pool.warm_pool.max = Some(6);
+        let g = g5_od().warm(1, 1).build();
+        let h = History::default();
+        let t = Timestamp::from_secs(1000);
+        let standby = Some(Standby {
+            spot_replicas: 4,
+            notice_s: Some(120),
+            cold_start_s: 150,
+        });
+        // min 1 for growth + 4 for the spot capacity; two replicas per warm instance halve it.
+        for (rpn, want) in [(1, 5), (2, 3)] {
+            let (acts, _) = size(&pool, &[&g], None, None, standby, |_| rpn, &h, t);
+            let [
+                Action::SetWarmPool {
+                    size: got, reason, ..
+                },
+            ] = &acts[..]
+            else {
+                panic!("{acts:?}");
+            };
+            assert_eq!(*got, want);
+            assert_eq!(reason.code(), "spot_standby");
+            let text = reason.to_string();
+            assert!(
+                text.contains("4 spot replica(s)") && text.contains("120-s notice"),
+                "{text}"
+            );
+        }
+        // Within `warm_pool.max`.
+        let standby = standby.map(|s| Standby {
+            spot_replicas: 30,
+            ..s
+        });
+        let (acts, _) = size(&pool, &[&g], None, None, standby, |_| 1, &h, t);
+        assert!(
+            matches!(acts[..], [Action::SetWarmPool { size: 6, .. }]),
             "{acts:?}"
         );
     }
