@@ -138,6 +138,13 @@ pub fn render(plan: &Plan, snapshot: &Snapshot, now: Timestamp) -> String {
         {
             let _ = writeln!(s, "  headroom ({}): {h}", h.kind.as_str());
         }
+        if p.spot_standby_replicas > 0 {
+            let _ = writeln!(
+                s,
+                "  spot standby: {} spot replica(s) held warm against a reclaim",
+                p.spot_standby_replicas
+            );
+        }
         let actions: Vec<_> = plan
             .actions
             .iter()

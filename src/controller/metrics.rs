@@ -22,12 +22,15 @@ pub struct SignalLabels {
     pub signal: String,
 }
 
-/// `kind`: `HeadroomKind::as_str` (running, warm).
+/// `kind`: `HeadroomKind::as_str` (running, warm), or [`SPOT_STANDBY_KIND`].
 #[derive(Clone, Debug, Default, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct HeadroomLabels {
     pub pool: String,
     pub kind: String,
 }
+
+/// `gpupool_pool_headroom_replicas{kind}` of the spot replicas a pool holds warm on standby.
+pub const SPOT_STANDBY_KIND: &str = "spot_standby";
 
 #[derive(Clone, Debug, Default, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ActionLabels {
@@ -223,7 +226,7 @@ impl Metrics {
         );
         r.register(
             "pool_headroom_replicas",
-            "Standing headroom a pool with an slo holds: spare running replicas (kind=running) and replicas in its warm pool (kind=warm)",
+            "Standing headroom a pool with an slo holds: spare running replicas (kind=running) and replicas in its warm pool (kind=warm); spot replicas held warm against a reclaim (kind=spot_standby)",
             self.pool_headroom_replicas.clone(),
         );
         r.register(

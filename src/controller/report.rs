@@ -58,6 +58,18 @@ impl Controller {
                 tracing::info!(pool = %s.pool, kind = h.kind.as_str(), replicas = h.replicas, reason = %h, "headroom changed");
             }
         }
+        let standby = crate::controller::metrics::HeadroomLabels {
+            pool: s.pool.to_string(),
+            kind: crate::controller::metrics::SPOT_STANDBY_KIND.to_owned(),
+        };
+        if s.spot_standby_replicas > 0 {
+            self.metrics
+                .pool_headroom_replicas
+                .get_or_create(&standby)
+                .set(i64::from(s.spot_standby_replicas));
+        } else {
+            self.metrics.pool_headroom_replicas.remove(&standby);
+        }
     }
 
     pub(super) fn report_plan(&mut self, plan: &Plan, snapshot: &Snapshot) {

@@ -997,6 +997,10 @@ pub struct PoolSummary {
     /// With an `slo` and a warm pool: replicas the warm pool holds, and why.
     #[serde(default)]
     pub headroom_warm: Option<super::HeadroomExplain>,
+    /// Spot replicas held warm on standby (`planner::warmpool`'s spot standby): the warm pool
+    /// keeps this many on top of the growth it holds.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub spot_standby_replicas: u32,
     /// With an `slo`: the attainment measured (None: unknown).
     #[serde(default)]
     pub slo_attainment: Option<f64>,

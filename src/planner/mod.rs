@@ -704,16 +704,19 @@ fn plan_pool<'a>(
         plan,
     );
 
-    plan.pools.push(pool_summary(
-        ctx,
-        demand,
-        classes,
-        &acct,
-        &chooser,
-        want,
-        (removed, removed_cost),
-        slo_headroom,
-    ));
+    plan.pools.push(PoolSummary {
+        spot_standby_replicas: standby.map_or(0, |s| s.spot_replicas),
+        ..pool_summary(
+            ctx,
+            demand,
+            classes,
+            &acct,
+            &chooser,
+            want,
+            (removed, removed_cost),
+            slo_headroom,
+        )
+    });
     acct.in_flight
 }
 
@@ -756,6 +759,7 @@ fn pool_summary(
             .saturating_sub(removed_cost.unpriced),
         headroom_running,
         headroom_warm,
+        spot_standby_replicas: 0,
         slo_attainment: demand.and_then(|d| d.slo_attainment).map(|a| a.fraction),
     }
 }
@@ -1546,6 +1550,7 @@ mod tests {
             })
             .collect();
         assert_eq!(warm, vec![(2, "spot_standby")], "{:?}", p.actions);
+        assert_eq!(p.pools[0].spot_standby_replicas, 2);
         // A cold start within the notice (100 s, under 120 s) is in time: none held.
         cfg.pools[0].scale_up.cold_start = std::time::Duration::from_secs(100);
         let p = plan(&snap, &cfg, &History::default(), T0);
