@@ -343,7 +343,7 @@ pub enum Reason {
         target: u32,
     },
     /// Warm instances held for the pool's spot capacity, which a reclaim can take before a
-    /// cold replacement serves (`planner::warmpool`), on top of `growth` (the warm pool the
+    /// cold replacement serves (`planner::warmpool`): more than `growth` (the warm pool the
     /// forecast or the SLO's headroom wants).
     SpotStandby {
         spot_replicas: u32,
@@ -719,8 +719,8 @@ impl Reason {
                 }
                 write!(
                     f,
-                    ", before a {cold_start_s}-s cold start could replace them; {growth} of them \
-                     for growth"
+                    ", before a {cold_start_s}-s cold start could replace them (growth alone \
+                     wants {growth})"
                 )
             }
             SloHeadroom(h) => write!(f, "{h}"),

@@ -4,8 +4,14 @@
 //! disruption budget. Empty nodes are scale-down's business, not this module's.
 //!
 //! Worth it only when the saving over the next hour beats the cold-start cost of the new node:
-//! (old − new effective price) × 1 h > new price × cold_start_s / 3600. At most as many
-//! replacements are in flight per pool as the budget allows, counting nodes already launching.
+//! (old − new effective price) × 1 h > new price × cold_start_s / 3600. Every node worth it
+//! gets its replacement in the same tick: launching one disrupts nothing (the old node serves
+//! until its replacement does, and is not cordoned before), so the disruption budget bounds
+//! the drains that follow, not the launches — the pool's limits and cost ceiling bound those
+//! (`Chooser::check_specific`). (Karpenter counts a node against its budget from the moment it
+//! decides to replace it, because it taints the node then; gpupool does not take the node out
+//! of service until the replacement serves.) One replacement at a time took s2-spot 25 minutes
+//! to move its 9 starting on-demand nodes to spot, one cold start each.
 //! The replacement keeps the old node's capacity type, so the spot/on-demand split holds —
 //! except that an on-demand node may be replaced by spot while the pool runs more on-demand
 //! nodes than its split wants (`on_demand_base` + `1 − spot_share` of the rest): that is how a
@@ -15,7 +21,7 @@
 use super::PoolCtx;
 use super::capacity::{Chooser, on_demand_target};
 use super::fit::{PodSpec, Room, static_fit};
-use super::scaledown::{Budget, Serving};
+use super::scaledown::Serving;
 use crate::config::{Mode, PoolConfig};
 use crate::model::{
     Action, CapacityType, Decision, InstanceId, Money, Outcome, Price, Reason, Subject,
@@ -48,13 +54,11 @@ pub(crate) fn consolidate<'a>(
     serving: &[Serving<'a>],
     unneeded: &BTreeSet<&InstanceId>,
     in_flight_nodes: u32,
-    budget: &Budget,
     chooser: &mut Chooser<'_, 'a>,
     actions: &mut Vec<Action>,
     decisions: &mut Vec<Decision>,
 ) -> u32 {
     let worth = candidates(ctx, mode, serving, unneeded, in_flight_nodes, decisions);
-    let mut allowed = budget.left().saturating_sub(in_flight_nodes);
     let mut launched = 0;
     for (rank, c) in worth.into_iter().enumerate() {
         let s = &serving[c.serving];
@@ -67,8 +71,6 @@ pub(crate) fn consolidate<'a>(
                 Outcome::Satisfied,
                 Reason::CoveredByInFlight { in_flight_nodes },
             ))
-        } else if allowed == 0 {
-            Some((Outcome::Held, budget.exhausted()))
         } else {
             chooser.check_specific(c.tpl).map(|r| (Outcome::Blocked, r))
         };
@@ -81,7 +83,6 @@ pub(crate) fn consolidate<'a>(
             continue;
         }
         chooser.open(c.tpl, false, super::capacity::Cause::Consolidate, None);
-        allowed -= 1;
         launched += 1;
         actions.push(Action::ScaleUp {
             pool: ctx.cfg.name.clone(),
@@ -370,6 +371,48 @@ mod tests {
                 "{old} {new} {price}"
             );
         }
+    }
+
+    #[test]
+    fn every_node_worth_it_is_replaced_in_one_tick_whatever_the_budget() {
+        // Three busy on-demand g5.xlarge nodes (one 1-GPU pod each: nothing packs) in a pool
+        // that wants all spot, and the default budget of one disruption at once: three spot
+        // replacements launch now. The old nodes keep serving; only their drains, once the
+        // replacements serve, are bounded by the budget.
+        let mut b = snapshot().group(
+            group("g", "llm")
+                .offering(offering(
+                    "g5.xlarge",
+                    CapacityType::OnDemand,
+                    "us-east-1a",
+                    1.006,
+                ))
+                .offering(offering("g5.xlarge", CapacityType::Spot, "us-east-1a", 0.3)),
+        );
+        for id in ["i-1", "i-2", "i-3"] {
+            b = b
+                .instance(instance(id, "g", "g5.xlarge", CapacityType::OnDemand))
+                .node(
+                    node(id, "llm", CapacityType::OnDemand).pod(running_pod(&format!("{id}-w"), 1)),
+                );
+        }
+        let snap = b.build();
+        let mut pool = pool_cfg("llm");
+        pool.capacity.spot_share = crate::config::Share::new(1.0).unwrap();
+        let cfg = config(vec![pool]);
+        assert_eq!(cfg.pools[0].disruption.budget.max_disrupted_at_once, 1);
+        let p = plan(&snap, &cfg, &History::default(), T0);
+        let replaced: Vec<_> = p
+            .actions
+            .iter()
+            .filter(|a| a.reason().is_some_and(|r| r.code() == "consolidate"))
+            .map(|a| a.to_string())
+            .collect();
+        assert_eq!(replaced.len(), 3, "{:?}\n{:#?}", p.actions, p.decisions);
+        assert!(
+            replaced.iter().all(|a| a.contains("g5.xlarge/spot")),
+            "{replaced:?}"
+        );
     }
 
     #[test]

@@ -1066,7 +1066,6 @@ fn scale_down<'a>(
                 &serving,
                 &unneeded,
                 down.in_flight,
-                budget,
                 chooser,
                 &mut plan.actions,
                 &mut plan.decisions,
