@@ -326,7 +326,9 @@ fn d_attainment() -> f64 {
     0.99
 }
 
-/// A Prometheus instant query for measured SLO attainment. With vLLM's queue-time histogram
+/// A Prometheus instant query for a measured figure: SLO attainment (`slo.attainment_query`)
+/// or the longest request duration (`disruption.request_duration_query`). For attainment,
+/// with vLLM's queue-time histogram
 /// and a 1 s objective: `sum(rate(vllm:request_queue_time_seconds_bucket{le="1.0"}[10m])) /
 /// sum(rate(vllm:request_queue_time_seconds_count[10m]))` with `window_s: 600` (`le` must be
 /// one of the histogram's bucket bounds; check what your server exports).
@@ -336,8 +338,9 @@ pub struct AttainmentQuery {
     /// Prometheus base URL.
     pub url: String,
     pub query: String,
-    /// The range the query measures over (`window_s`; `[10m]` → 600): feedback waits at
-    /// least this long between two steps, so one bad stretch is not counted again and again.
+    /// The range the query measures over (`window_s`; `[10m]` → 600). For attainment,
+    /// feedback waits at least this long between two steps, so one bad stretch is not counted
+    /// again and again; for request durations it names the window in the drain's reason.
     #[serde(rename = "window_s", with = "units::secs")]
     pub window: Duration,
     /// `stale_after_s`.
@@ -610,10 +613,30 @@ pub struct DisruptionPolicy {
     pub headroom_replicas: u32,
     /// On a spot interruption notice, keep serving and start the drain only this many seconds
     /// before the reclaim (the longest request you serve must fit). The replacement is launched
-    /// at once either way. Unset: drain as soon as the notice arrives (the safe default when
-    /// request durations are unknown). AWS gives 120 s of notice, GCP 30 s.
+    /// at once either way. Unset: learnt from `request_duration_query` — the longest request
+    /// measured, rounded up, plus one tick — when that is known and shorter than the notice;
+    /// otherwise drain as soon as the notice arrives (the safe default when request durations
+    /// are unknown). Set, it wins over the measurement. AWS gives 120 s of notice, GCP 30 s.
     #[serde(rename = "interruption_drain_s", with = "units::opt_secs", default)]
     pub interruption_drain: Option<Duration>,
+    /// How the longest request recently served is read live, for the learnt drain lead
+    /// (`interruption_drain_s` unset): a Prometheus instant query returning one value in
+    /// seconds, with `window_s` the range it covers (named in the drain's reason) and the
+    /// same `stale_after_s` / `timeout_s` as `slo.attainment_query`. Only a fresh, finite,
+    /// non-negative value of at most 3600 s counts; anything else is unknown and the drain
+    /// starts at the notice. With vLLM, whose end-to-end latency histogram is
+    /// `vllm:e2e_request_latency_seconds` (vLLM docs, design/metrics.md):
+    /// `histogram_quantile(1, sum by (le) (rate(vllm:e2e_request_latency_seconds_bucket[1h])))`
+    /// with `window_s: 3600`. On a classic histogram `histogram_quantile` interpolates
+    /// linearly within the bucket the quantile falls in, so φ = 1 returns the upper bound of
+    /// the bucket holding the longest request — long by up to one bucket width, the safe
+    /// side — while φ < 1 (e.g. 0.999) may land below the longest request; a quantile in the
+    /// `+Inf` bucket returns the highest finite bound, which is short: requests longer than
+    /// the largest bucket are not seen (Prometheus docs, querying/functions#histogram_quantile;
+    /// promql/quantile.go `bucketQuantile`). The simulator measures the longest completed
+    /// request of the last hour itself.
+    #[serde(default)]
+    pub request_duration_query: Option<AttainmentQuery>,
     /// What an AWS EC2 rebalance recommendation (a spot instance at elevated risk of
     /// interruption, usually minutes to hours before any notice) does. `prelaunch`: launch the
     /// replacement now, within the pool's limits, and drain the at-risk node once the
@@ -653,6 +676,7 @@ impl Default for DisruptionPolicy {
             max_provision_time: d_provision(),
             headroom_replicas: 0,
             interruption_drain: None,
+            request_duration_query: None,
             rebalance: RebalancePolicy::default(),
             deregister_give_up: d_deregister_give_up(),
         }

@@ -336,33 +336,50 @@ fn slo_policy(c: &mut Check, at: &dyn Fn(&str) -> String, slo: &crate::config::S
         );
     }
     if let Some(q) = &slo.attainment_query {
-        if !(q.url.starts_with("http://") || q.url.starts_with("https://")) {
-            c.fail(
-                at("slo.attainment_query.url"),
-                format!("must be an http(s) URL of Prometheus, got {:?}", q.url),
-            );
-        }
-        if q.query.trim().is_empty() {
-            c.fail(
-                at("slo.attainment_query.query"),
-                "must be a PromQL query returning the fraction of requests that met queue_wait_s",
-            );
-        }
-        c.range_u(
-            at("slo.attainment_query.window_s"),
-            q.window.as_secs(),
-            10,
-            86_400,
-            "seconds the query's range covers",
-        );
-        c.range_u(
-            at("slo.attainment_query.timeout_s"),
-            q.timeout.as_secs(),
-            1,
-            120,
-            "seconds per query",
+        measured_query(
+            c,
+            &|f| at(&format!("slo.attainment_query.{f}")),
+            q,
+            "the fraction of requests that met queue_wait_s",
         );
     }
+}
+
+/// An `AttainmentQuery`-shaped Prometheus query (`slo.attainment_query`,
+/// `disruption.request_duration_query`): an http(s) URL, a query returning `returning`, its
+/// range and its timeout. `at` names a field of the query.
+fn measured_query(
+    c: &mut Check,
+    at: &dyn Fn(&str) -> String,
+    q: &super::AttainmentQuery,
+    returning: &str,
+) {
+    if !(q.url.starts_with("http://") || q.url.starts_with("https://")) {
+        c.fail(
+            at("url"),
+            format!("must be an http(s) URL of Prometheus, got {:?}", q.url),
+        );
+    }
+    if q.query.trim().is_empty() {
+        c.fail(
+            at("query"),
+            format!("must be a PromQL query returning {returning}"),
+        );
+    }
+    c.range_u(
+        at("window_s"),
+        q.window.as_secs(),
+        10,
+        86_400,
+        "seconds the query's range covers",
+    );
+    c.range_u(
+        at("timeout_s"),
+        q.timeout.as_secs(),
+        1,
+        120,
+        "seconds per query",
+    );
 }
 
 /// `pools[i]`: every check of one pool, in the order its mistakes are reported; its signals
@@ -634,6 +651,14 @@ fn disruption_timing(c: &mut Check, cfg: &RawConfig, at: &dyn Fn(&str) -> String
     );
     if let Some(lead) = d.interruption_drain {
         interruption_drain(c, cfg, at, lead.as_secs());
+    }
+    if let Some(q) = &d.request_duration_query {
+        measured_query(
+            c,
+            &|f| at(&format!("disruption.request_duration_query.{f}")),
+            q,
+            "the longest recent request duration in seconds",
+        );
     }
     c.range_u(
         at("disruption.deregister_give_up_s"),
@@ -1141,6 +1166,42 @@ pools:
                 .any(|i| i.starts_with("pools[0].warm_pool.warm_start_s")),
             "{err}"
         );
+    }
+
+    #[test]
+    fn request_duration_query_is_checked_field_by_field() {
+        let pool = |q: &str| {
+            format!(
+                "pools:\n  - name: a\n    requirements: {{}}\n    disruption:\n      request_duration_query: {q}\n"
+            )
+        };
+        let vllm = r#"{ url: "http://prometheus:9090", query: "histogram_quantile(1, sum by (le) (rate(vllm:e2e_request_latency_seconds_bucket[1h])))", window_s: 3600 }"#;
+        let cfg = Config::load(&pool(vllm)).unwrap();
+        let q = cfg.pools[0].disruption.request_duration_query.as_ref();
+        assert_eq!(q.map(|q| q.window), Some(Duration::from_secs(3600)));
+        assert_eq!(q.map(|q| q.timeout), Some(Duration::from_secs(5)));
+        let at = |f: &str| format!("pools[0].disruption.request_duration_query.{f}");
+        #[rustfmt::skip]
+        let cases: [(&str, &str, Option<String>); 7] = [
+            ("vLLM's e2e histogram, an hour", vllm, None),
+            ("not a URL", r#"{ url: "prometheus:9090", query: q, window_s: 3600 }"#, Some(at("url: must be an http(s) URL"))),
+            ("empty query", r#"{ url: "http://p:9090", query: " ", window_s: 3600 }"#, Some(at("query: must be a PromQL query returning the longest"))),
+            ("window too short", r#"{ url: "http://p:9090", query: q, window_s: 5 }"#, Some(at("window_s: must be in 10..=86400"))),
+            ("window too long", r#"{ url: "http://p:9090", query: q, window_s: 90000 }"#, Some(at("window_s: must be in 10..=86400"))),
+            ("timeout zero", r#"{ url: "http://p:9090", query: q, window_s: 3600, timeout_s: 0 }"#, Some(at("timeout_s: must be in 1..=120"))),
+            ("window is required", r#"{ url: "http://p:9090", query: q }"#, Some(at("window_s: is required"))),
+        ];
+        for (name, q, want) in cases {
+            match (Config::load(&pool(q)), want) {
+                (Ok(_), None) => {}
+                (Err(e), Some(w)) => {
+                    let text = e.to_string();
+                    assert!(text.contains(&w), "{name}: wanted {w:?} in {text}");
+                }
+                (Ok(_), Some(w)) => panic!("{name}: accepted, wanted {w:?}"),
+                (Err(e), None) => panic!("{name}: refused: {e}"),
+            }
+        }
     }
 
     #[test]

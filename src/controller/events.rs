@@ -86,6 +86,7 @@ impl Controller {
                         .record_spot_interruption(&offering_of(inst), now);
                 }
                 self.count_interruption(inst, kind);
+                // The reason says when the drain starts and why (which lead, or why at once).
                 tracing::warn!(instance = %inst.id, group = %inst.group, %deadline, drain_from = %start_at, %reason, "cloud notice: replacing now, draining before the deadline");
                 self.start_drain(inst, deadline, start_at, reason);
             }
@@ -117,13 +118,19 @@ impl Controller {
         }
     }
 
-    /// The policy a cloud event about an instance of `group` is judged by.
+    /// The policy a cloud event about an instance of `group` is judged by, with the latest
+    /// request duration its pool's demand reported (the rule decides whether it is fresh).
     fn event_policy(&self, group: &NodeGroupId) -> EventPolicy {
         let d = self.disruption_of(group);
         EventPolicy {
             drain_timeout: d.drain_timeout,
             interruption_drain: d.interruption_drain,
             rebalance: d.rebalance,
+            tick: self.config.tick_interval,
+            request_duration: self
+                .pool_of_group(group)
+                .and_then(|p| self.request_durations.get(p))
+                .copied(),
         }
     }
 

@@ -283,6 +283,10 @@ pub struct Controller {
     extras: shadow::Extras,
     /// SLO pools whose learner backfill was tried by this process (once each).
     backfill_tried: BTreeSet<PoolName>,
+    /// Each pool's longest recent request as its demand last reported it, and when it was
+    /// read: cloud events are handled before the tick reads demand, so a spot drain's learnt
+    /// lead comes from the previous read (`planner::rules::cloud_event` ignores old ones).
+    request_durations: BTreeMap<PoolName, (Timestamp, crate::model::RequestDuration)>,
 }
 
 /// How old a group's last good instance listing may be to stand in for a failed one. A few
@@ -323,6 +327,7 @@ impl Controller {
             fence: Arc::new(|| true),
             extras: shadow::Extras::default(),
             backfill_tried: BTreeSet::new(),
+            request_durations: BTreeMap::new(),
         }
     }
 
@@ -403,6 +408,10 @@ impl Controller {
         self.backfill_learners(now).await;
         let demand = self.demand.read(&self.config, now).await;
         self.report_signals(&demand);
+        self.request_durations = demand
+            .iter()
+            .filter_map(|(p, d)| d.request_duration.map(|r| (p.clone(), (now, r))))
+            .collect();
 
         let mut snapshot = Snapshot {
             taken_at: now,

@@ -376,6 +376,7 @@ impl DemandSource for Forecasting {
                 observed_at: Some(now),
             }],
             slo_attainment: None,
+            request_duration: None,
         };
         [(PoolName::from("p"), d)].into()
     }
@@ -595,6 +596,7 @@ fn a_voluntary_drain_blocked_past_its_deadline_is_abandoned_not_forced() {
     fn reclaimed(s: &Snapshot, c: &Config, h: &History, now: Timestamp) -> Plan {
         drain_once(Reason::SpotInterruption {
             deadline: Timestamp::from_secs(70),
+            start: crate::model::SpotDrainStart::AtNoticeUnknown,
         })(s, c, h, now)
     }
     for (planner, voluntary) in [(unneeded as PlanFn, true), (reclaimed as PlanFn, false)] {
@@ -1097,4 +1099,112 @@ fn the_learner_is_backfilled_once_and_never_over_restored_state() {
         .insert(PoolName::from("p"), learnt.clone());
     block(restored.tick(Timestamp::from_secs(100_020))).unwrap();
     assert_eq!(*asked.lock().unwrap(), 0);
+}
+
+/// Demand that only reports a longest recent request (or none) for pool `p`.
+struct Durations(Option<f64>);
+
+#[async_trait]
+impl DemandSource for Durations {
+    async fn read(&mut self, _c: &Config, _now: Timestamp) -> BTreeMap<PoolName, PoolDemand> {
+        let d = PoolDemand {
+            request_duration: self
+                .0
+                .and_then(|s| crate::model::RequestDuration::measured(s, 3600)),
+            ..PoolDemand::default()
+        };
+        [(PoolName::from("p"), d)].into()
+    }
+}
+
+/// A pool without `interruption_drain_s`, ticking every 10 s, whose demand reports
+/// `longest_s`; one spot instance `i-1` in group `a` whose drain takes two steps; the notice
+/// (reclaim at t=130 s) arrives at the second tick, after a first tick has read the demand.
+fn learnt_lead(longest_s: Option<f64>) -> (MemProvider, Controller) {
+    let cfg =
+        Config::load("tick_interval_s: 10\npools:\n  - name: p\n    requirements: {}\n").unwrap();
+    let p = noticed(130);
+    let notice = world(&p).events.pop().unwrap();
+    let mut c = Controller::new(
+        Arc::new(cfg),
+        Arc::new(p.clone()),
+        Box::new(MemCluster {
+            drain_ticks: 2,
+            drain_calls: BTreeMap::new(),
+        }),
+        Box::new(Durations(longest_s)),
+        Arc::new(Metrics::default()),
+    )
+    .with_planner(empty_plan);
+    block(c.tick(Timestamp::from_secs(0))).unwrap();
+    world(&p).events.push(notice);
+    (p, c)
+}
+
+#[test]
+fn a_known_request_duration_serves_until_its_lead_before_the_reclaim() {
+    let (p, mut c) = learnt_lead(Some(40.6));
+    // Notice at t=10 for t=130: lead ⌈40.6⌉ + one 10-s tick = 51 s, so the drain starts at 79.
+    block(c.tick(Timestamp::from_secs(10))).unwrap();
+    let d = &c.drains[&InstanceId::from("i-1")];
+    assert_eq!(d.start_at, Timestamp::from_secs(79));
+    assert_eq!(
+        d.reason.to_string(),
+        "spot interruption notice, reclaimed at t=130.000s; serving until 51 s \
+         before the reclaim: the longest request in the last hour took 40.6 s, plus one 10-s tick"
+    );
+    for t in (20..80).step_by(10) {
+        block(c.tick(Timestamp::from_secs(t))).unwrap();
+        assert_eq!(c.draining().count(), 1, "t={t}: the notice is tracked");
+        assert_eq!(
+            c.drains[&InstanceId::from("i-1")].start_at,
+            Timestamp::from_secs(79),
+            "t={t}: later reads do not move a drain's start"
+        );
+        assert!(world(&p).calls.is_empty(), "t={t}: still serving");
+    }
+    // The drain starts at t=80 (two steps): terminated at t=90, well before the reclaim.
+    block(c.tick(Timestamp::from_secs(80))).unwrap();
+    assert!(world(&p).calls.is_empty(), "t=80: draining");
+    let r = block(c.tick(Timestamp::from_secs(90))).unwrap();
+    assert_eq!(r.terminated_after_drain, vec![InstanceId::from("i-1")]);
+    assert_eq!(world(&p).calls, vec!["terminate a i-1".to_string()]);
+}
+
+#[test]
+fn an_unknown_request_duration_drains_at_the_notice() {
+    for longest_s in [None, Some(f64::NAN), Some(-1.0), Some(7680.0)] {
+        let (p, mut c) = learnt_lead(longest_s);
+        block(c.tick(Timestamp::from_secs(10))).unwrap();
+        let d = &c.drains[&InstanceId::from("i-1")];
+        assert_eq!(d.start_at, Timestamp::from_secs(10), "{longest_s:?}");
+        assert!(
+            d.reason
+                .to_string()
+                .ends_with("draining at the notice: request durations unknown"),
+            "{longest_s:?}: {}",
+            d.reason
+        );
+        // Drain steps at t=10 and t=20: terminated at t=20, not served until late.
+        block(c.tick(Timestamp::from_secs(20))).unwrap();
+        assert_eq!(
+            world(&p).calls,
+            vec!["terminate a i-1".to_string()],
+            "{longest_s:?}: drained from the notice on"
+        );
+    }
+}
+
+#[test]
+fn a_duration_too_long_for_the_notice_drains_at_the_notice() {
+    // ⌈115.2⌉ + 10 = 126 s does not fit the 120 s left.
+    let (_p, mut c) = learnt_lead(Some(115.2));
+    block(c.tick(Timestamp::from_secs(10))).unwrap();
+    let d = &c.drains[&InstanceId::from("i-1")];
+    assert_eq!(d.start_at, Timestamp::from_secs(10));
+    assert!(
+        d.reason.to_string().contains("does not fit the 120 s left"),
+        "{}",
+        d.reason
+    );
 }

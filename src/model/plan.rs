@@ -370,8 +370,12 @@ pub enum Reason {
         replacement: OfferingKey,
         replaces: InstanceId,
     },
+    /// A spot interruption notice: reclaimed at `deadline`; `start` says when the drain
+    /// starts and why (absent in state saved before it existed: read as unknown).
     SpotInterruption {
         deadline: Timestamp,
+        #[serde(default)]
+        start: SpotDrainStart,
     },
     Rebalance,
     Drift {
@@ -606,6 +610,113 @@ impl Reason {
     }
 }
 
+/// Where the lead of a spot drain (how long before the reclaim it starts) comes from.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "kind")]
+pub enum LeadBasis {
+    /// The pool's `disruption.interruption_drain_s`.
+    Configured { lead_s: u64 },
+    /// Learnt: the longest request over the last `window_s` took `longest_s`; the lead is
+    /// that rounded up plus one tick of `tick_s` (the drain starts at a tick, so up to one
+    /// tick is lost).
+    Measured {
+        longest_s: f64,
+        window_s: u64,
+        tick_s: u64,
+    },
+}
+
+impl LeadBasis {
+    /// Seconds before the reclaim the drain starts.
+    pub fn lead_s(&self) -> u64 {
+        match *self {
+            LeadBasis::Configured { lead_s } => lead_s,
+            // `longest_s` is finite and at most an hour (`RequestDuration::measured`), so the
+            // cast cannot saturate.
+            LeadBasis::Measured {
+                longest_s, tick_s, ..
+            } => (longest_s.max(0.0).ceil() as u64).saturating_add(tick_s),
+        }
+    }
+}
+
+impl fmt::Display for LeadBasis {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match *self {
+            LeadBasis::Configured { .. } => {
+                write!(f, "disruption.interruption_drain_s is set")
+            }
+            LeadBasis::Measured {
+                longest_s,
+                window_s,
+                tick_s,
+            } => write!(
+                f,
+                "the longest request in the last {} took {longest_s:.1} s, plus one {tick_s}-s tick",
+                Span(window_s)
+            ),
+        }
+    }
+}
+
+/// A window in the largest whole unit that fits it: "hour", "10 min", "90 s".
+struct Span(u64);
+
+impl fmt::Display for Span {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            3600 => write!(f, "hour"),
+            s if s % 3600 == 0 => write!(f, "{} h", s / 3600),
+            s if s % 60 == 0 => write!(f, "{} min", s / 60),
+            s => write!(f, "{s} s"),
+        }
+    }
+}
+
+/// When a spot drain starts, and why ([`crate::planner::rules::cloud_event`] decides).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "at")]
+pub enum SpotDrainStart {
+    /// Serving on until the basis' lead before the reclaim.
+    BeforeReclaim { basis: LeadBasis },
+    /// At the notice: the lead is not shorter than the `notice_s` left.
+    AtNoticeLeadTooLong { basis: LeadBasis, notice_s: u64 },
+    /// At the notice: how long requests take is not known (no lead configured, no fresh
+    /// measurement) — never drain late on missing data.
+    #[default]
+    AtNoticeUnknown,
+}
+
+impl SpotDrainStart {
+    /// The lead the drain starts with; `None`: at the notice.
+    pub fn lead_s(&self) -> Option<u64> {
+        match self {
+            SpotDrainStart::BeforeReclaim { basis } => Some(basis.lead_s()),
+            SpotDrainStart::AtNoticeLeadTooLong { .. } | SpotDrainStart::AtNoticeUnknown => None,
+        }
+    }
+}
+
+impl fmt::Display for SpotDrainStart {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SpotDrainStart::BeforeReclaim { basis } => write!(
+                f,
+                "serving until {} s before the reclaim: {basis}",
+                basis.lead_s()
+            ),
+            SpotDrainStart::AtNoticeLeadTooLong { basis, notice_s } => write!(
+                f,
+                "draining at the notice: a {} s lead ({basis}) does not fit the {notice_s} s left",
+                basis.lead_s()
+            ),
+            SpotDrainStart::AtNoticeUnknown => {
+                write!(f, "draining at the notice: request durations unknown")
+            }
+        }
+    }
+}
+
 impl fmt::Display for Reason {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         use Reason::*;
@@ -766,8 +877,11 @@ impl Reason {
                 f,
                 "replace by {replacement} (replacing {replaces}), saving {saving_per_hour}/h"
             ),
-            SpotInterruption { deadline } => {
-                write!(f, "spot interruption notice, reclaimed at {deadline}")
+            SpotInterruption { deadline, start } => {
+                write!(
+                    f,
+                    "spot interruption notice, reclaimed at {deadline}; {start}"
+                )
             }
             Rebalance => write!(f, "cloud recommends rebalancing this spot instance"),
             Drift { have, want } => write!(f, "model cache {have} drifted from {want}"),

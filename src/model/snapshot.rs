@@ -158,6 +158,37 @@ pub struct PoolDemand {
     /// unknown — no SLO, no query, no answer, or too few requests to tell.
     #[serde(default)]
     pub slo_attainment: Option<super::Attainment>,
+    /// The longest request recently served, as measured (`disruption.request_duration_query`
+    /// live, the simulated completions in the simulator). `None`: unknown — no query, no
+    /// answer, nothing completed yet, or a value that is not a plausible duration. A spot
+    /// drain serves on until this (plus a tick) before the reclaim only when it is known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_duration: Option<RequestDuration>,
+}
+
+/// The longest request served over the last `window_s` seconds, as measured.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RequestDuration {
+    pub longest_s: f64,
+    pub window_s: u64,
+}
+
+impl RequestDuration {
+    /// Longest request duration taken as plausible: an hour. A longer answer is more likely
+    /// a broken query (a sum, a counter, a histogram's `+Inf`) than a request, and serving on
+    /// for it would never fit a spot notice anyway.
+    pub const MAX_S: f64 = 3600.0;
+
+    /// A measurement, when `longest_s` is a duration one can act on: finite, not negative
+    /// and at most [`Self::MAX_S`]. Anything else is unknown (`None`), never zero.
+    pub fn measured(longest_s: f64, window_s: u64) -> Option<RequestDuration> {
+        (longest_s.is_finite() && (0.0..=Self::MAX_S).contains(&longest_s)).then_some(
+            RequestDuration {
+                longest_s,
+                window_s,
+            },
+        )
+    }
 }
 
 impl PoolDemand {

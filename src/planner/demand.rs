@@ -151,6 +151,7 @@ mod tests {
             replicas_forecast: fc,
             readings: vec![],
             slo_attainment: None,
+            request_duration: None,
         }
     }
 

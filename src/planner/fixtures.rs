@@ -580,6 +580,7 @@ impl SnapshotBuilder {
                     observed_at: Some(T0),
                 }],
                 slo_attainment: None,
+                request_duration: None,
             },
         );
         self

@@ -159,6 +159,15 @@ impl SignalDemand {
                     (pi, slot, r)
                 });
             }
+            // The longest recent request (the learnt spot-drain lead), in the slot after that.
+            if let Some(q) = pool.disruption.request_duration_query.clone() {
+                let http = self.http.clone();
+                let slot = pool.signals.len() + 1;
+                set.spawn(async move {
+                    let r = prometheus::query(&http, &q.url, &q.query, now, q.timeout).await;
+                    (pi, slot, r)
+                });
+            }
             for (si, sig) in pool.signals.iter().enumerate() {
                 if !sig.source.is_remote() {
                     continue;
@@ -485,9 +494,51 @@ impl DemandSource for SignalDemand {
                     }
                 });
             }
+            if let Some(q) = &pool.disruption.request_duration_query {
+                let r = raw
+                    .remove(&(pi, pool.signals.len() + 1))
+                    .unwrap_or(Ok(None));
+                d.request_duration = measured_request_duration(r, now, q);
+            }
             out.insert(pool.name.clone(), d);
         }
         out
+    }
+}
+
+/// The longest recent request a `disruption.request_duration_query` returned, when it is
+/// usable: fresh, finite, not negative and at most an hour
+/// ([`crate::model::RequestDuration::measured`]). Anything else — no request in the window
+/// (a quantile of nothing is NaN), an error, an empty result, an old or implausible value —
+/// is unknown, and the spot drain starts at the notice.
+fn measured_request_duration(
+    raw: RawResult,
+    now: Timestamp,
+    q: &crate::config::AttainmentQuery,
+) -> Option<crate::model::RequestDuration> {
+    match raw {
+        Ok(Some(s)) if now.secs_since(s.at) <= q.stale_after.as_secs_f64() => {
+            let d = crate::model::RequestDuration::measured(s.value, q.window.as_secs());
+            if d.is_none() {
+                tracing::debug!(
+                    value = s.value,
+                    "request duration query returned no plausible duration; unknown"
+                );
+            }
+            d
+        }
+        Ok(Some(s)) => {
+            tracing::debug!(at = %s.at, "request duration query answer is stale; unknown");
+            None
+        }
+        Ok(None) => {
+            tracing::debug!("request duration query returned nothing; unknown");
+            None
+        }
+        Err(e) => {
+            tracing::debug!(error = %crate::controller::error_chain(&e), "request duration query failed; unknown");
+            None
+        }
     }
 }
 
@@ -599,6 +650,7 @@ impl PoolForecasts {
             replicas_forecast,
             readings,
             slo_attainment: None,
+            request_duration: None,
         }
     }
 }
@@ -708,6 +760,47 @@ mod tests {
         for (raw, want) in cases {
             assert_eq!(measured_attainment(raw, now, Duration::from_secs(60)), want);
         }
+    }
+
+    #[test]
+    fn measured_request_duration_is_unknown_unless_fresh_finite_and_plausible() {
+        let now = Timestamp::from_secs(1000);
+        let q = crate::config::AttainmentQuery {
+            url: "http://p:9090".into(),
+            query: "q".into(),
+            window: Duration::from_secs(3600),
+            stale_after: Duration::from_secs(60),
+            timeout: Duration::from_secs(5),
+        };
+        let at = |v: f64, age: i64| {
+            Ok(Some(Sample {
+                value: v,
+                at: Timestamp::from_secs(1000 - age),
+            }))
+        };
+        let known = |s: f64| {
+            Some(crate::model::RequestDuration {
+                longest_s: s,
+                window_s: 3600,
+            })
+        };
+        #[rustfmt::skip]
+        let cases: [(&str, RawResult, Option<crate::model::RequestDuration>); 10] = [
+            ("fresh", at(40.6, 0), known(40.6)),
+            ("a scrape old, within stale_after", at(40.0, 30), known(40.0)),
+            ("nothing served in a while: zero is a duration", at(0.0, 0), known(0.0)),
+            ("an hour is plausible", at(3600.0, 0), known(3600.0)),
+            ("older than stale_after", at(40.6, 120), None),
+            ("no requests in the window: NaN", at(f64::NAN, 0), None),
+            ("+Inf", at(f64::INFINITY, 0), None),
+            ("negative", at(-1.0, 0), None),
+            ("longer than an hour: a broken query, not a request", at(7680.0, 0), None),
+            ("failed", Err(SignalError::Status(503)), None),
+        ];
+        for (name, raw, want) in cases {
+            assert_eq!(measured_request_duration(raw, now, &q), want, "{name}");
+        }
+        assert_eq!(measured_request_duration(Ok(None), now, &q), None);
     }
 
     fn history_config(signals: &str) -> Config {

@@ -11,7 +11,10 @@
 //!   rate window, see [`offered_load`]). It also reports the waiting, in-flight and p95
 //!   queue-wait readings (no replicas: guard-rail information). When the pool's
 //!   `forecast.enabled`, `replicas_forecast` comes from [`PoolForecasts`], the same code
-//!   production's `SignalDemand` runs.
+//!   production's `SignalDemand` runs. `request_duration` is the longest service time of the
+//!   requests completed in the last hour as of the last scrape ([`Sample::longest_done_ms`],
+//!   a sliding window kept as requests complete) — the simulator's stand-in for the live
+//!   `disruption.request_duration_query` — and unknown before any request has completed.
 
 use super::provider::{SharedWorld, lock};
 use super::scenario::{SimQueueMetric, SimQueueSignal, SimSignal};
@@ -302,10 +305,21 @@ impl DemandSource for SimDemand {
                     crate::planner::headroom::Horizons::of(pool, config.tick_interval.as_secs());
                 d.slo_attainment = attainment_window(slo, smp, h.cold_s, |t_ms| w.sample_at(t_ms));
             }
+            d.request_duration = sample.and_then(request_duration);
             out.insert(pool.name.clone(), d);
         }
         out
     }
+}
+
+/// The longest request a scrape saw completed in the last hour, as production reads it
+/// (`RequestDuration::measured`: the same plausibility rule), `None` before any completed.
+pub fn request_duration(smp: &Sample) -> Option<crate::model::RequestDuration> {
+    let ms = smp.longest_done_ms?;
+    crate::model::RequestDuration::measured(
+        ms as f64 / 1000.0,
+        (super::world::LONGEST_WINDOW_MS / 1000) as u64,
+    )
 }
 
 /// Longest window the simulator's attainment measurement looks back over.

@@ -511,7 +511,10 @@ mod tests {
             group: "g".into(),
             deadline,
             start_at: deadline.plus_secs(-60.0),
-            reason: Reason::SpotInterruption { deadline },
+            reason: Reason::SpotInterruption {
+                deadline,
+                start: crate::model::SpotDrainStart::AtNoticeUnknown,
+            },
             counted: false,
         }
     }

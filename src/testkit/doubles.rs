@@ -110,6 +110,7 @@ impl DemandSource for FixedDemand {
                 replicas_forecast: Some(n),
                 readings: vec![reading],
                 slo_attainment: None,
+                request_duration: None,
             },
         )]
         .into()

@@ -142,7 +142,10 @@ mod tests {
             reason: reason.clone(),
         };
         let plan = Reason::Empty;
-        let spot = Reason::SpotInterruption { deadline: t(120) };
+        let spot = Reason::SpotInterruption {
+            deadline: t(120),
+            start: crate::model::SpotDrainStart::AtNoticeUnknown,
+        };
         #[rustfmt::skip]
         let cases = [
             ("a sooner deadline wins with its reason", terms(600, 0, &plan), terms(120, 70, &spot), terms(120, 0, &spot)),

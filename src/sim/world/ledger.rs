@@ -30,6 +30,44 @@ pub struct Sample {
     /// of a queue-time histogram such as vLLM's `vllm:request_queue_time_seconds`).
     pub started_total: u64,
     pub started_wait_le: [u64; QUEUE_WAIT_BUCKETS_S.len()],
+    /// The longest service time (ms) of the requests completed in the last
+    /// [`LONGEST_WINDOW_MS`] (`None` before any completed): the simulator's stand-in for a
+    /// `disruption.request_duration_query` over the serving stack's latency histogram.
+    #[serde(skip)]
+    pub longest_done_ms: Option<i64>,
+}
+
+/// The window [`Sample::longest_done_ms`] looks back over: an hour.
+pub const LONGEST_WINDOW_MS: i64 = 3_600_000;
+
+/// The longest of the values pushed in a sliding window, each pushed with its time (in
+/// non-decreasing order): a monotonic deque — a value is dropped once a later one is at
+/// least as long, since it can never be the longest again — so a push and a query cost
+/// amortised O(1), whatever the traffic.
+#[derive(Clone, Debug, Default)]
+pub struct LongestRecent(VecDeque<(i64, i64)>);
+
+impl LongestRecent {
+    /// Record `value` completed at `t_ms`.
+    pub fn push(&mut self, t_ms: i64, value: i64) {
+        while self.0.back().is_some_and(|&(_, v)| v <= value) {
+            self.0.pop_back();
+        }
+        self.0.push_back((t_ms, value));
+    }
+
+    /// The longest value pushed within `(now_ms − window_ms, now_ms]`; older ones are
+    /// forgotten. `None` when none is that recent.
+    pub fn longest(&mut self, now_ms: i64, window_ms: i64) -> Option<i64> {
+        while self
+            .0
+            .front()
+            .is_some_and(|&(t, _)| t <= now_ms - window_ms)
+        {
+            self.0.pop_front();
+        }
+        self.0.front().map(|&(_, v)| v)
+    }
 }
 
 /// Bucket bounds (`le`, seconds) of the simulated queue-time histogram.
@@ -64,6 +102,7 @@ impl World {
             completed_service_ms_total: self.completed_service_ms_total,
             started_total: self.started_total,
             started_wait_le: self.started_wait_le,
+            longest_done_ms: self.longest_done.longest(now, LONGEST_WINDOW_MS),
             ..Sample::default()
         };
         for i in self.insts.values() {
@@ -163,5 +202,34 @@ impl World {
             r.waited_ms += now - r.queued_since;
             r.queued_since = now;
         }
+    }
+}
+
+#[cfg(test)]
+mod longest_tests {
+    use super::LongestRecent;
+
+    #[test]
+    fn the_longest_completed_within_the_window_and_older_ones_forgotten() {
+        let hour = 3_600_000;
+        let mut l = LongestRecent::default();
+        assert_eq!(l.longest(0, hour), None, "nothing completed yet: unknown");
+        l.push(1_000, 40_600);
+        l.push(2_000, 5_000);
+        assert_eq!(l.longest(2_000, hour), Some(40_600));
+        l.push(3_000, 30_000);
+        // The 40.6-s request leaves the window an hour after it completed.
+        assert_eq!(l.longest(1_000 + hour - 1, hour), Some(40_600));
+        assert_eq!(l.longest(1_000 + hour, hour), Some(30_000));
+        // A later, longer request wins at once; shorter ones before it can never win again.
+        l.push(1_000 + hour + 10, 35_000);
+        assert_eq!(l.longest(1_000 + hour + 10, hour), Some(35_000));
+        assert_eq!(l.0.len(), 1, "dominated values are dropped");
+        // Equal values: the later one is kept (it stays in the window longer).
+        l.push(1_000 + hour + 20, 35_000);
+        assert_eq!(l.0.back(), Some(&(1_000 + hour + 20, 35_000)));
+        assert_eq!(l.0.len(), 1);
+        // Everything older than the window: unknown again, not zero.
+        assert_eq!(l.longest(10 * hour, hour), None);
     }
 }

@@ -33,7 +33,7 @@ pub use invariants::{InvariantBroken, InvariantChecker, REQUEST_SCAN_EVERY_MS, V
 pub use launches::{
     FailedLaunch, LAUNCH_FAILURE_REPORT_S, LAUNCH_RETRY_S, LaunchRecord, StockoutCause,
 };
-pub use ledger::{QUEUE_WAIT_BUCKETS_S, Sample};
+pub use ledger::{LONGEST_WINDOW_MS, QUEUE_WAIT_BUCKETS_S, Sample};
 pub use spot::{Interruption, SpotDynamics};
 
 use super::data::AvailabilityTrace;
@@ -214,6 +214,8 @@ pub struct World {
     /// Started requests, and by queue-wait bucket (for the samples' histogram).
     started_total: u64,
     started_wait_le: [u64; QUEUE_WAIT_BUCKETS_S.len()],
+    /// Service times of recently completed requests, for the samples' longest-request figure.
+    longest_done: ledger::LongestRecent,
 }
 
 const MS_PER_HOUR: f64 = 3_600_000.0;
@@ -244,6 +246,7 @@ impl World {
             completed_service_ms_total: 0,
             started_total: 0,
             started_wait_le: [0; QUEUE_WAIT_BUCKETS_S.len()],
+            longest_done: ledger::LongestRecent::default(),
             calls: Vec::new(),
             interruptions: Vec::new(),
             cost_on_demand: 0.0,

@@ -38,6 +38,7 @@ impl World {
         r.done_ms = Some(now);
         self.completed_total += 1;
         self.completed_service_ms_total += r.service_ms.max(0) as u64;
+        self.longest_done.push(now, r.service_ms.max(0));
         let holder = self
             .insts
             .iter()
