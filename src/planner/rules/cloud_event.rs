@@ -346,8 +346,17 @@ mod tests {
         let too_long = |basis, notice_s| SpotDrainStart::AtNoticeLeadTooLong { basis, notice_s };
         let unknown = SpotDrainStart::AtNoticeUnknown;
         let fresh = |x: f64| Some((t(now - 10), d(x)));
+        // (name, configured lead, measurement, deadline, start, lead)
+        type Case = (
+            &'static str,
+            Option<u64>,
+            Option<(Timestamp, RequestDuration)>,
+            i64,
+            SpotDrainStart,
+            Option<u64>,
+        );
         #[rustfmt::skip]
-        let cases: Vec<(&str, Option<u64>, Option<(Timestamp, RequestDuration)>, i64, SpotDrainStart, Option<u64>)> = vec![
+        let cases: Vec<Case> = vec![
             ("configured wins over a measurement", Some(50), fresh(40.6), deadline, before(LeadBasis::Configured { lead_s: 50 }), Some(50)),
             ("configured without a measurement", Some(50), None, deadline, before(LeadBasis::Configured { lead_s: 50 }), Some(50)),
             ("configured, not shorter than the notice left", Some(30), None, now + 30, too_long(LeadBasis::Configured { lead_s: 30 }, 30), None),
