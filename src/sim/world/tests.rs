@@ -369,3 +369,36 @@ fn a_lost_request_hidden_by_a_doubled_one_is_found_by_the_periodic_scan() {
         "{msg}"
     );
 }
+
+#[test]
+fn samples_carry_the_longest_request_completed_in_the_last_hour() {
+    let mut w = world(Cloud::Aws, vec![1], Faults::default(), 0);
+    w.end_ms = 2 * 3_600_000;
+    w.reqs = vec![
+        Req::new(0, 30_000, 0),
+        Req::new(1_000, 40_000, 0),
+        Req::new(3_700_000, 5_000, 0),
+    ];
+    w.prewarm_ready(0, 1);
+    let longest_at = |w: &mut World, t_ms: i64| {
+        w.advance_to(t_ms);
+        w.sample_at(t_ms).and_then(|s| s.longest_done_ms)
+    };
+    assert_eq!(longest_at(&mut w, 20_000), None, "nothing completed yet");
+    assert_eq!(longest_at(&mut w, 35_000), Some(30_000));
+    // The 40-s request completes at 41 s and is the longest for an hour from then.
+    assert_eq!(longest_at(&mut w, 45_000), Some(40_000));
+    assert_eq!(longest_at(&mut w, 3_640_000), Some(40_000));
+    // An hour after both completed, they are forgotten: unknown again.
+    assert_eq!(longest_at(&mut w, 3_650_000), None);
+    assert_eq!(longest_at(&mut w, 3_710_000), Some(5_000));
+    assert_eq!(
+        w.sample_at(3_710_000)
+            .and_then(crate::sim::gpupool::request_duration),
+        Some(crate::model::RequestDuration {
+            longest_s: 5.0,
+            window_s: 3600
+        }),
+        "SimDemand reports it in seconds over the hour"
+    );
+}
