@@ -486,9 +486,6 @@ impl<'a> PoolCtx<'a> {
             if let Some(t) = tpl {
                 a.live_cost.add(self.tpls[t].price);
                 a.live_replicas += self.tpls[t].rpn;
-                if ct == CapacityType::Spot {
-                    a.live_spot_replicas += self.tpls[t].rpn;
-                }
             }
         };
         for (ii, inst) in self.instances.iter().enumerate() {
@@ -503,6 +500,14 @@ impl<'a> PoolCtx<'a> {
                 continue;
             }
             let tpl = self.inst_tpl[ii];
+            // Spot capacity a reclaim can take: instances the cloud lists (not a desired count
+            // it has not delivered — a late stockout leaves desired raised with nothing
+            // behind it, and nothing there can be reclaimed).
+            if let (Some(t), Launching | Starting | Ready, CapacityType::Spot) =
+                (tpl, inst.state, inst.capacity_type)
+            {
+                a.live_spot_replicas += self.tpls[t].rpn;
+            }
             match inst.state {
                 Launching | Starting => {
                     add(&mut a, tpl, inst.capacity_type);
@@ -588,7 +593,7 @@ struct Account<'a> {
     live_on_demand: u32,
     live_cost: Cost,
     live_replicas: u32,
-    /// The part of `live_replicas` on spot capacity.
+    /// The part of `live_replicas` on spot instances the cloud lists.
     live_spot_replicas: u32,
     ready: u32,
     ready_replicas: u32,
@@ -1550,6 +1555,12 @@ mod tests {
             .collect();
         assert_eq!(warm, vec![(2, "spot_standby")], "{:?}", p.actions);
         assert_eq!(p.pools[0].spot_standby_replicas, 2);
+        // Two more spot launches asked for and not delivered (a late stockout: desired
+        // raised, nothing listed): nothing there to reclaim, the standby stays 2.
+        let mut short = snap.clone();
+        short.groups[0].desired = 4;
+        let p2 = plan(&short, &cfg, &History::default(), T0);
+        assert_eq!(p2.pools[0].spot_standby_replicas, 2);
         // A cold start within the notice (100 s, under 120 s) is in time: none held.
         cfg.pools[0].scale_up.cold_start = std::time::Duration::from_secs(100);
         let p = plan(&snap, &cfg, &History::default(), T0);

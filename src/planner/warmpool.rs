@@ -18,7 +18,10 @@
 //! not their sum: either a reclaim or a surge draws on it, and both within one cold start is
 //! a joint tail the SLO's miss budget is for (the running spare still covers the first
 //! seconds of growth). Measured on s2-spot, seeds 42 / 1 / 7: the sum cost $27.1 / 27.4 /
-//! 25.9, the larger $24.2 / 23.1 / 22.9, at the same 99.7–99.9 % SLO.
+//! 25.9, the larger $24.2 / 23.1 / 22.9, at the same 99.7–99.9 % SLO. Only spot instances
+//! the cloud lists count: a launch it accepted and did not deliver (a late stockout) holds no
+//! standby — counting those, every retry of spot during s2-spot's 20-minute outage warmed
+//! instances for capacity that never came ($24.2 → $22.3 at seed 42 without them).
 //!
 //! A warm pool grows at once but shrinks only once its target has stayed lower for the pool's
 //! `disruption.unneeded_time_s`: growing it launches instances that run (and are billed) while
