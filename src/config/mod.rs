@@ -513,6 +513,12 @@ pub struct WarmPoolPolicy {
         default = "d_warm_start"
     )]
     pub warm_start: Duration,
+    /// What one stopped warm instance costs per hour (its disks: EBS gp3 is $0.08 per
+    /// GB-month in us-east-1, so a 200-GB cache disk is about $0.022/h), when the provider
+    /// does not report it. With it, a warm pool shrinks only once keeping an unneeded warm
+    /// instance has cost what warming a new one would (`planner::warmpool::shrink_hold`).
+    #[serde(default)]
+    pub standing_cost_per_hour: Option<f64>,
 }
 
 impl Default for WarmPoolPolicy {
@@ -522,6 +528,7 @@ impl Default for WarmPoolPolicy {
             min: 0,
             max: None,
             warm_start: d_warm_start(),
+            standing_cost_per_hour: None,
         }
     }
 }

@@ -569,6 +569,17 @@ fn warm_pool(c: &mut Check, at: &dyn Fn(&str) -> String, p: &RawPool) {
     if let Some(slo) = &p.slo {
         slo_policy(c, at, slo);
     }
+    if let Some(cost) = w.standing_cost_per_hour
+        && !(cost.is_finite() && (0.0..=100.0).contains(&cost))
+    {
+        c.fail(
+            at("warm_pool.standing_cost_per_hour"),
+            format!(
+                "{cost} is not a price: dollars per hour one stopped warm instance costs (its \
+                 disks), 0..=100"
+            ),
+        );
+    }
     c.range_u(
         at("warm_pool.warm_start_s"),
         w.warm_start.as_secs(),
@@ -1112,7 +1123,7 @@ pools:
     requirements: { gpu_models: [h100], gpus_per_node: 4 }
     replica: { gpus: 8 }
     capacity: { spot_share: 1.5 }
-    warm_pool: { min: 5, max: 2 }
+    warm_pool: { min: 5, max: 2, standing_cost_per_hour: -1 }
 "#;
         let err = Config::load(bad).unwrap_err();
         let issues = err.issues();
@@ -1123,6 +1134,7 @@ pools:
             "pools[0].replica.gpus: a replica needs 8 GPUs but nodes have 4",
             "pools[0].capacity.spot_share: must be in 0..=1",
             "pools[0].warm_pool.min: 5 is above warm_pool.max 2",
+            "pools[0].warm_pool.standing_cost_per_hour: -1 is not a price",
         ];
         for e in expect {
             assert!(

@@ -204,6 +204,7 @@ impl GroupBuilder {
             target_size: target,
             ready,
             warming: 0,
+            standing_cost_per_hour: crate::model::Price::Unknown,
         });
         self
     }

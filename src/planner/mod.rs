@@ -682,6 +682,7 @@ fn plan_pool<'a>(
         hr_warm,
         standby,
         |gi| ctx.default_tpl[gi].map_or(1, |t| ctx.tpls[t].rpn),
+        |gi| ctx.default_tpl[gi].map_or(crate::model::Price::Unknown, |t| ctx.tpls[t].price),
         history,
         now,
     );

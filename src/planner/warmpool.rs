@@ -23,15 +23,47 @@
 //! standby — counting those, every retry of spot during s2-spot's 20-minute outage warmed
 //! instances for capacity that never came ($24.2 → $22.3 at seed 42 without them).
 //!
-//! A warm pool grows at once but shrinks only once its target has stayed lower for the pool's
-//! `disruption.unneeded_time_s`: growing it launches instances that run (and are billed) while
-//! they warm the cache, so following a flickering forecast down and up again wastes a cold
-//! start each time (in the simulator, s1-bursty: 40 resizes in an hour without this).
+//! A warm pool grows at once but shrinks only once its target has stayed lower for a while
+//! ([`shrink_hold`]): growing it launches instances that run (and are billed) while they warm
+//! the cache, so following a flickering forecast down and up again wastes a cold start each
+//! time (in the simulator, s1-bursty: 40 resizes in an hour without a hold). How long is the
+//! ski-rental break-even of a warm instance: keeping an unneeded one costs its disks an hour,
+//! re-creating one costs a warm-up at the instance's price.
 
 use super::demand::Want;
 use crate::config::PoolConfig;
-use crate::model::{Action, HeadroomExplain, History, NodeGroup, NodeGroupId, Reason, Timestamp};
+use crate::model::{
+    Action, HeadroomExplain, History, NodeGroup, NodeGroupId, Price, Reason, Timestamp,
+};
 use std::time::Duration;
+
+/// How long a group's warm-pool target is held after it was last wanted at that size. An
+/// unneeded warm instance costs `standing` an hour (its disks; the pool's
+/// `warm_pool.standing_cost_per_hour` when set, else what the provider reports); re-creating
+/// one costs a warm-up: `price` for the cold start. Keeping it until it has cost what a warm-up
+/// costs is the ski-rental break-even (never more than twice the hindsight optimum, Karlin et
+/// al. 1988 — the rule the pool's unneeded time follows for running nodes). At least the
+/// pool's `unneeded_time_s`, at most the SLO learner's half-life (`headroom::HALF_LIFE_S`:
+/// growth older than that weighs under half). Either price unknown: the unneeded time, as
+/// before — unknown is not cheap.
+pub(crate) fn shrink_hold(pool: &PoolConfig, price: Price, standing: Price) -> Duration {
+    let floor = pool.unneeded_time();
+    let standing = pool
+        .warm_pool
+        .standing_cost_per_hour
+        .map_or(standing, Price::from_dollars);
+    let (Some(p), Some(s)) = (price.known(), standing.known()) else {
+        return floor;
+    };
+    let cap = super::headroom::HALF_LIFE_S;
+    let warm_up = p.dollars() * pool.scale_up.cold_start.as_secs_f64() / 3600.0;
+    let break_even_s = if s.dollars() > 0.0 {
+        (warm_up / s.dollars() * 3600.0).min(cap)
+    } else {
+        cap
+    };
+    floor.max(Duration::from_secs_f64(break_even_s))
+}
 
 /// Spot capacity a reclaim can take before a cold replacement serves: held warm.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -101,6 +133,7 @@ pub(crate) fn size(
     slo_warm: Option<&HeadroomExplain>,
     standby: Option<Standby>,
     rpn_of: impl Fn(usize) -> u32,
+    price_of: impl Fn(usize) -> Price,
     history: &History,
     now: Timestamp,
 ) -> (Vec<Action>, Vec<NodeGroupId>) {
@@ -118,10 +151,11 @@ pub(crate) fn size(
         if t >= wp.target_size {
             needed.push(g.id.clone());
         } else {
+            let hold_s = shrink_hold(pool, price_of(gi), wp.standing_cost_per_hour).as_secs_f64();
             let hold = history
                 .warm_needed_at
                 .get(&g.id)
-                .is_some_and(|at| now.secs_since(*at) < pool.unneeded_time().as_secs_f64());
+                .is_some_and(|at| now.secs_since(*at) < hold_s);
             if hold {
                 continue;
             }
@@ -224,6 +258,7 @@ mod tests {
             None,
             None,
             |_| 1,
+            |_| Price::Unknown,
             &h,
             t,
         );
@@ -236,9 +271,19 @@ mod tests {
         );
         pool.warm_pool.enabled = Some(false);
         assert!(
-            size(&pool, &[&other], None, None, None, |_| 1, &h, t)
-                .0
-                .is_empty()
+            size(
+                &pool,
+                &[&other],
+                None,
+                None,
+                None,
+                |_| 1,
+                |_| Price::Unknown,
+                &h,
+                t
+            )
+            .0
+            .is_empty()
         );
     }
 
@@ -270,6 +315,7 @@ mod tests {
             None,
             None,
             |_| 1,
+            |_| Price::Unknown,
             &h,
             t0.plus_secs(1.0),
         );
@@ -286,6 +332,7 @@ mod tests {
             None,
             None,
             |_| 1,
+            |_| Price::Unknown,
             &h,
             t0.plus_secs(299.0),
         );
@@ -298,6 +345,7 @@ mod tests {
             None,
             None,
             |_| 1,
+            |_| Price::Unknown,
             &h,
             t0.plus_secs(300.0),
         );
@@ -347,7 +395,17 @@ mod tests {
         // The larger of min 1 for growth and 4 for the spot capacity; two replicas per warm
         // instance halve the standby.
         for (rpn, want) in [(1, 4), (2, 2)] {
-            let (acts, _) = size(&pool, &[&g], None, None, standby, |_| rpn, &h, t);
+            let (acts, _) = size(
+                &pool,
+                &[&g],
+                None,
+                None,
+                standby,
+                |_| rpn,
+                |_| Price::Unknown,
+                &h,
+                t,
+            );
             let [
                 Action::SetWarmPool {
                     size: got, reason, ..
@@ -369,10 +427,87 @@ mod tests {
             spot_replicas: 30,
             ..s
         });
-        let (acts, _) = size(&pool, &[&g], None, None, standby, |_| 1, &h, t);
+        let (acts, _) = size(
+            &pool,
+            &[&g],
+            None,
+            None,
+            standby,
+            |_| 1,
+            |_| Price::Unknown,
+            &h,
+            t,
+        );
         assert!(
             matches!(acts[..], [Action::SetWarmPool { size: 6, .. }]),
             "{acts:?}"
         );
+    }
+
+    #[test]
+    fn shrink_hold_table() {
+        let mut pool = pool_cfg("llm");
+        pool.scale_up.cold_start = Duration::from_secs(180);
+        pool.disruption.unneeded_time = Some(Duration::from_secs(180));
+        let p = Price::from_dollars;
+        // (instance $/h, standing $/h from the provider, config override, hold s)
+        let cases = [
+            // $1.20/h × 180 s = $0.06 a warm-up; $0.03/h of disks: 2 h to break even.
+            (p(1.2), p(0.03), None, 7200.0),
+            // The pool's figure wins over the provider's.
+            (p(1.2), p(0.03), Some(0.06), 3600.0),
+            (p(1.2), Price::Unknown, Some(0.06), 3600.0),
+            // Never under the unneeded time, never over the learner's half-life.
+            (p(1.2), p(100.0), None, 180.0),
+            (p(1.2), p(0.0001), None, super::super::headroom::HALF_LIFE_S),
+            (p(1.2), p(0.0), None, super::super::headroom::HALF_LIFE_S),
+            // Unknown is not cheap: the unneeded time.
+            (Price::Unknown, p(0.03), None, 180.0),
+            (p(1.2), Price::Unknown, None, 180.0),
+        ];
+        for (price, standing, cfg, hold) in cases {
+            pool.warm_pool.standing_cost_per_hour = cfg;
+            let got = shrink_hold(&pool, price, standing).as_secs_f64();
+            assert!(
+                (got - hold).abs() < 1e-6,
+                "{price} {standing} {cfg:?}: {got}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_priced_warm_pool_shrinks_at_the_break_even() {
+        let mut pool = pool_cfg("llm");
+        pool.warm_pool.enabled = Some(true);
+        pool.scale_up.cold_start = Duration::from_secs(180);
+        pool.disruption.unneeded_time = Some(Duration::from_secs(180));
+        let mut g = g5_od().warm(3, 3).build();
+        if let Some(w) = g.warm_pool.as_mut() {
+            w.standing_cost_per_hour = Price::from_dollars(0.03);
+        }
+        let t0 = Timestamp::from_secs(10_000);
+        let mut h = History::default();
+        h.warm_needed_at.insert(g.id.clone(), t0);
+        let at = |s: f64| {
+            size(
+                &pool,
+                &[&g],
+                None,
+                None,
+                None,
+                |_| 1,
+                |_| Price::from_dollars(1.2),
+                &h,
+                t0.plus_secs(s),
+            )
+            .0
+        };
+        // Past the unneeded time, short of the 2-h break-even: held.
+        assert!(at(181.0).is_empty());
+        assert!(at(7199.0).is_empty());
+        assert!(matches!(
+            at(7200.0)[..],
+            [Action::SetWarmPool { size: 0, .. }]
+        ));
     }
 }

@@ -209,6 +209,17 @@ pub struct WarmPool {
     pub ready: u32,
     /// Instances still being prepared for the warm pool (launch, cache download, stop).
     pub warming: u32,
+    /// What one stopped warm instance costs per hour — its disks: "We don't charge usage for
+    /// a stopped instance … you are charged for Amazon EBS volume usage" (Amazon EC2 API
+    /// Reference, `StopInstances`); a stopped Compute Engine VM likewise bills its persistent
+    /// disks only. [`Price::Unknown`] when the provider does not read it (the pool's
+    /// `warm_pool.standing_cost_per_hour` may say).
+    #[serde(default = "unknown_price")]
+    pub standing_cost_per_hour: Price,
+}
+
+fn unknown_price() -> Price {
+    Price::Unknown
 }
 
 /// One ASG / MIG / simulated group, as discovered.

@@ -669,6 +669,10 @@ impl AwsProvider {
                 }),
                 ready: 0,
                 warming: 0,
+                // The warm instances' EBS volumes are not read here (the launch template's
+                // block device mappings and the EBS price list would say): unknown, and the
+                // pool's `warm_pool.standing_cost_per_hour` may state it.
+                standing_cost_per_hour: gpupool_provider::Price::Unknown,
             };
             let mut st = lock(&self.state);
             for i in &members {

@@ -514,6 +514,9 @@ impl GcpProvider {
                     .iter()
                     .filter(|s| **s == LifecycleState::Warming)
                     .count() as u32,
+                // The standby VMs' persistent disks are not priced here: unknown, and the
+                // pool's `warm_pool.standing_cost_per_hour` may state it.
+                standing_cost_per_hour: gpupool_provider::Price::Unknown,
             })
         } else {
             None

@@ -62,6 +62,10 @@ impl World {
             target_size: self.warm_target[g],
             ready: self.count(g, LifecycleState::Warm),
             warming: self.count(g, LifecycleState::Warming),
+            // What the simulated cloud bills a warm instance: its cache disk (`ledger`).
+            standing_cost_per_hour: crate::model::Price::from_dollars(
+                self.params.cold.warm_disk_per_hour(),
+            ),
         });
         let mut labels = BTreeMap::new();
         labels.insert(crate::model::labels::POOL.to_owned(), spec.pool.to_string());
