@@ -247,28 +247,29 @@ mod tests {
     use crate::planner::fixtures::*;
     use crate::planner::plan;
 
+    /// `b` with the cheaper offerings a node may be replaced by: g5.xlarge on-demand and spot.
+    fn with_g5_xlarge(b: GroupBuilder) -> GroupBuilder {
+        b.offering(offering(
+            "g5.xlarge",
+            CapacityType::OnDemand,
+            "us-east-1a",
+            1.006,
+        ))
+        .offering(offering("g5.xlarge", CapacityType::Spot, "us-east-1a", 0.3))
+    }
+
     fn world(old_type: &str, old_price: f64, pods: u32) -> crate::model::Snapshot {
         let mut n = node("i-old", "llm", CapacityType::OnDemand);
         for k in 0..pods {
             n = n.pod(running_pod(&format!("w{k}"), 1));
         }
         snapshot()
-            .group(
-                group("g", "llm")
-                    .offering(offering(
-                        old_type,
-                        CapacityType::OnDemand,
-                        "us-east-1a",
-                        old_price,
-                    ))
-                    .offering(offering(
-                        "g5.xlarge",
-                        CapacityType::OnDemand,
-                        "us-east-1a",
-                        1.006,
-                    ))
-                    .offering(offering("g5.xlarge", CapacityType::Spot, "us-east-1a", 0.3)),
-            )
+            .group(with_g5_xlarge(group("g", "llm").offering(offering(
+                old_type,
+                CapacityType::OnDemand,
+                "us-east-1a",
+                old_price,
+            ))))
             .instance(instance("i-old", "g", old_type, CapacityType::OnDemand))
             .node(n)
             .build()
@@ -379,16 +380,7 @@ mod tests {
         // that wants all spot, and the default budget of one disruption at once: three spot
         // replacements launch now. The old nodes keep serving; only their drains, once the
         // replacements serve, are bounded by the budget.
-        let mut b = snapshot().group(
-            group("g", "llm")
-                .offering(offering(
-                    "g5.xlarge",
-                    CapacityType::OnDemand,
-                    "us-east-1a",
-                    1.006,
-                ))
-                .offering(offering("g5.xlarge", CapacityType::Spot, "us-east-1a", 0.3)),
-        );
+        let mut b = snapshot().group(with_g5_xlarge(group("g", "llm")));
         for id in ["i-1", "i-2", "i-3"] {
             b = b
                 .instance(instance(id, "g", "g5.xlarge", CapacityType::OnDemand))

@@ -195,6 +195,19 @@ mod tests {
     use super::*;
     use crate::planner::fixtures::*;
 
+    /// [`size`] with one replica per warm instance, instances at `price`, no SLO headroom.
+    fn sized(
+        pool: &PoolConfig,
+        groups: &[&NodeGroup],
+        want: Option<Want>,
+        standby: Option<Standby>,
+        price: Price,
+        h: &History,
+        now: Timestamp,
+    ) -> (Vec<Action>, Vec<NodeGroupId>) {
+        size(pool, groups, want, None, standby, |_| 1, |_| price, h, now)
+    }
+
     #[test]
     fn target_table() {
         let mut pool = pool_cfg("p");
@@ -271,19 +284,9 @@ mod tests {
         );
         pool.warm_pool.enabled = Some(false);
         assert!(
-            size(
-                &pool,
-                &[&other],
-                None,
-                None,
-                None,
-                |_| 1,
-                |_| Price::Unknown,
-                &h,
-                t
-            )
-            .0
-            .is_empty()
+            sized(&pool, &[&other], None, None, Price::Unknown, &h, t)
+                .0
+                .is_empty()
         );
     }
 
@@ -308,14 +311,12 @@ mod tests {
             })
         };
         // Growth of 4 → target 5: raised at once, whatever the clock says.
-        let (acts, needed) = size(
+        let (acts, needed) = sized(
             &pool,
             &[&g],
             growth(4),
             None,
-            None,
-            |_| 1,
-            |_| Price::Unknown,
+            Price::Unknown,
             &h,
             t0.plus_secs(1.0),
         );
@@ -325,27 +326,23 @@ mod tests {
         );
         assert_eq!(needed, vec![g.id.clone()]);
         // No growth → target 1, but the pool was wanted at 3 within 300 s: held.
-        let (acts, needed) = size(
+        let (acts, needed) = sized(
             &pool,
             &[&g],
             growth(0),
             None,
-            None,
-            |_| 1,
-            |_| Price::Unknown,
+            Price::Unknown,
             &h,
             t0.plus_secs(299.0),
         );
         assert!(acts.is_empty() && needed.is_empty(), "{acts:?}");
         // 300 s after it was last wanted: shrunk.
-        let (acts, _) = size(
+        let (acts, _) = sized(
             &pool,
             &[&g],
             growth(0),
             None,
-            None,
-            |_| 1,
-            |_| Price::Unknown,
+            Price::Unknown,
             &h,
             t0.plus_secs(300.0),
         );
@@ -427,17 +424,7 @@ mod tests {
             spot_replicas: 30,
             ..s
         });
-        let (acts, _) = size(
-            &pool,
-            &[&g],
-            None,
-            None,
-            standby,
-            |_| 1,
-            |_| Price::Unknown,
-            &h,
-            t,
-        );
+        let (acts, _) = sized(&pool, &[&g], None, standby, Price::Unknown, &h, t);
         assert!(
             matches!(acts[..], [Action::SetWarmPool { size: 6, .. }]),
             "{acts:?}"
@@ -489,14 +476,12 @@ mod tests {
         let mut h = History::default();
         h.warm_needed_at.insert(g.id.clone(), t0);
         let at = |s: f64| {
-            size(
+            sized(
                 &pool,
                 &[&g],
                 None,
                 None,
-                None,
-                |_| 1,
-                |_| Price::from_dollars(1.2),
+                Price::from_dollars(1.2),
                 &h,
                 t0.plus_secs(s),
             )
