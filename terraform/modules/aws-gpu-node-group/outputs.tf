@@ -79,3 +79,12 @@ output "fallback_alarm_name" {
   description = "Name of the fallback alarm (null without fallback_scaling)."
   value       = one(aws_cloudwatch_metric_alarm.fallback[*].alarm_name)
 }
+
+output "warm_pool_standing_cost_per_hour" {
+  description = "What one stopped warm-pool instance costs per hour, USD: its two gp3 volumes (a stopped instance is billed for EBS only, EC2 StopInstances). pools[].warm_pool.standing_cost_per_hour in the gpupool config: the warm pool then shrinks at the ski-rental break-even instead of after unneeded_time_s. 730 hours a month, as AWS prices storage."
+  value = (
+    (var.root_volume_size_gib + var.model_cache_volume.size_gib) * var.ebs_gp3_price.per_gib_month +
+    max(0, var.model_cache_volume.iops - 3000) * var.ebs_gp3_price.per_iops_month +
+    max(0, var.model_cache_volume.throughput_mibps - 125) * var.ebs_gp3_price.per_mibps_month
+  ) / 730
+}

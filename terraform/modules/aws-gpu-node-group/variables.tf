@@ -479,3 +479,21 @@ variable "fallback_scaling" {
     error_message = "fallback_scaling: queue_depth_threshold >= 0, step_instances >= 1, evaluation_periods >= 1, instance_warmup_s >= 0."
   }
 }
+
+variable "ebs_gp3_price" {
+  description = "EBS gp3 prices in the group's region, USD: per GiB-month, per provisioned IOPS-month above 3,000, per provisioned MiB/s-month above 125. The defaults are us-east-1's (https://aws.amazon.com/ebs/pricing/). Used only for the warm_pool_standing_cost_per_hour output."
+  type = object({
+    per_gib_month   = optional(number, 0.08)
+    per_iops_month  = optional(number, 0.005)
+    per_mibps_month = optional(number, 0.04)
+  })
+  default = {}
+
+  validation {
+    condition = (
+      var.ebs_gp3_price.per_gib_month >= 0 && var.ebs_gp3_price.per_iops_month >= 0 &&
+      var.ebs_gp3_price.per_mibps_month >= 0
+    )
+    error_message = "ebs_gp3_price: prices are non-negative USD figures."
+  }
+}
