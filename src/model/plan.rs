@@ -342,6 +342,14 @@ pub enum Reason {
         forecast_replicas: u32,
         target: u32,
     },
+    /// A warm pool wanted smaller, held at its size: keeping an unneeded warm instance has not
+    /// yet cost what warming a new one would (`planner::warmpool::shrink_hold`).
+    WarmPoolHeld {
+        size: u32,
+        wanted: u32,
+        unneeded_for_s: u64,
+        hold_s: u64,
+    },
     /// Warm instances held for the pool's spot capacity, which a reclaim can take before a
     /// cold replacement serves (`planner::warmpool`): more than `growth` (the warm pool the
     /// forecast or the SLO's headroom wants).
@@ -560,6 +568,7 @@ impl Reason {
             OnDemandBase { .. } => "on_demand_base",
             WarmPoolSizing { .. } => "warm_pool_sizing",
             SpotStandby { .. } => "spot_standby",
+            WarmPoolHeld { .. } => "warm_pool_held",
             SloHeadroom(_) => "slo_headroom",
             Fallback { .. } => "fallback",
             Unneeded { .. } => "unneeded",
@@ -766,6 +775,7 @@ impl fmt::Display for Reason {
             BudgetExhausted { .. }
             | DataStale { .. }
             | UnneededTooShort { .. }
+            | WarmPoolHeld { .. }
             | ScaleDownCooldown { .. }
             | NeededForDemand
             | AtMinNodes { .. }
@@ -1032,6 +1042,17 @@ impl Reason {
                     signals.join(", ")
                 )
             }
+            WarmPoolHeld {
+                size,
+                wanted,
+                unneeded_for_s,
+                hold_s,
+            } => write!(
+                f,
+                "warm pool held at {size} ({wanted} wanted): unneeded for {unneeded_for_s} s of \
+                 the {hold_s} s after which keeping a warm instance has cost what warming one \
+                 does"
+            ),
             UnneededTooShort {
                 unneeded_for_s,
                 need_s,

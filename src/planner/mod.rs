@@ -675,7 +675,7 @@ fn plan_pool<'a>(
     let scaled_up = chooser.new_nodes > 0;
 
     let standby = warmpool::spot_standby(pool, ctx.spot_notice, acct.live_spot_replicas);
-    let (warm_actions, warm_needed) = warmpool::size(
+    let warm = warmpool::size(
         pool,
         &ctx.groups,
         want,
@@ -686,8 +686,9 @@ fn plan_pool<'a>(
         history,
         now,
     );
-    plan.actions.extend(warm_actions);
-    plan.warm_needed.extend(warm_needed);
+    plan.actions.extend(warm.actions);
+    plan.warm_needed.extend(warm.needed);
+    plan.decisions.extend(warm.held);
 
     let down = Down {
         mode,

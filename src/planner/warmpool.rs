@@ -33,7 +33,8 @@
 use super::demand::Want;
 use crate::config::PoolConfig;
 use crate::model::{
-    Action, HeadroomExplain, History, NodeGroup, NodeGroupId, Price, Reason, Timestamp,
+    Action, Decision, HeadroomExplain, History, NodeGroup, NodeGroupId, Outcome, Price, Reason,
+    Subject, Timestamp,
 };
 use std::time::Duration;
 
@@ -122,9 +123,20 @@ pub(crate) fn target(
     (forecast, t.clamp(w.min, max))
 }
 
-/// `SetWarmPool` for each warm group of the pool whose target changes, and the groups whose
-/// warm pool is wanted at (at least) its current size (for `History::warm_needed_at`).
-/// `rpn_of(group)` gives the replicas one of its warm instances serves.
+/// What [`size`] decided for a pool's warm groups.
+#[derive(Debug, Default)]
+pub(crate) struct Sizing {
+    /// `SetWarmPool` for each warm group whose target changes.
+    pub actions: Vec<Action>,
+    /// The groups whose warm pool is wanted at (at least) its current size (for
+    /// `History::warm_needed_at`).
+    pub needed: Vec<NodeGroupId>,
+    /// Groups wanted smaller but held at their size by [`shrink_hold`], and for how long.
+    pub held: Vec<Decision>,
+}
+
+/// Size each warm group of the pool. `rpn_of(group)` gives the replicas one of its warm
+/// instances serves, `price_of(group)` what one costs an hour running.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn size(
     pool: &PoolConfig,
@@ -136,11 +148,10 @@ pub(crate) fn size(
     price_of: impl Fn(usize) -> Price,
     history: &History,
     now: Timestamp,
-) -> (Vec<Action>, Vec<NodeGroupId>) {
-    let mut out = Vec::new();
-    let mut needed = Vec::new();
+) -> Sizing {
+    let mut s = Sizing::default();
     if !pool.warm_pool.on() {
-        return (out, needed);
+        return s;
     }
     for (gi, g) in groups.iter().enumerate() {
         let Some(wp) = &g.warm_pool else { continue };
@@ -149,19 +160,29 @@ pub(crate) fn size(
         let spare = standby.map_or(0, |s| s.spot_replicas.div_ceil(rpn.max(1)));
         let t = growth.max(spare).min(ceiling(pool).max(growth));
         if t >= wp.target_size {
-            needed.push(g.id.clone());
+            s.needed.push(g.id.clone());
         } else {
             let hold_s = shrink_hold(pool, price_of(gi), wp.standing_cost_per_hour).as_secs_f64();
-            let hold = history
+            let since = history
                 .warm_needed_at
                 .get(&g.id)
-                .is_some_and(|at| now.secs_since(*at) < hold_s);
-            if hold {
+                .map(|at| now.secs_since(*at).max(0.0));
+            if let Some(since) = since.filter(|s| *s < hold_s) {
+                s.held.push(Decision {
+                    subject: Subject::Group(g.id.clone()),
+                    outcome: Outcome::Held,
+                    reason: Reason::WarmPoolHeld {
+                        size: wp.target_size,
+                        wanted: t,
+                        unneeded_for_s: since as u64,
+                        hold_s: hold_s.ceil() as u64,
+                    },
+                });
                 continue;
             }
         }
         if t != wp.target_size {
-            out.push(Action::SetWarmPool {
+            s.actions.push(Action::SetWarmPool {
                 pool: pool.name.clone(),
                 group: g.id.clone(),
                 size: t,
@@ -187,7 +208,7 @@ pub(crate) fn size(
             });
         }
     }
-    (out, needed)
+    s
 }
 
 #[cfg(test)]
@@ -205,7 +226,8 @@ mod tests {
         h: &History,
         now: Timestamp,
     ) -> (Vec<Action>, Vec<NodeGroupId>) {
-        size(pool, groups, want, None, standby, |_| 1, |_| price, h, now)
+        let s = size(pool, groups, want, None, standby, |_| 1, |_| price, h, now);
+        (s.actions, s.needed)
     }
 
     #[test]
@@ -264,14 +286,12 @@ mod tests {
         let no_warm = g5_spot().build();
         let h = History::default();
         let t = Timestamp::from_secs(1000);
-        let (acts, needed) = size(
+        let (acts, needed) = sized(
             &pool,
             &[&same, &other, &no_warm],
             None,
             None,
-            None,
-            |_| 1,
-            |_| Price::Unknown,
+            Price::Unknown,
             &h,
             t,
         );
@@ -392,7 +412,7 @@ mod tests {
         // The larger of min 1 for growth and 4 for the spot capacity; two replicas per warm
         // instance halve the standby.
         for (rpn, want) in [(1, 4), (2, 2)] {
-            let (acts, _) = size(
+            let acts = size(
                 &pool,
                 &[&g],
                 None,
@@ -402,7 +422,8 @@ mod tests {
                 |_| Price::Unknown,
                 &h,
                 t,
-            );
+            )
+            .actions;
             let [
                 Action::SetWarmPool {
                     size: got, reason, ..
@@ -476,22 +497,37 @@ mod tests {
         let mut h = History::default();
         h.warm_needed_at.insert(g.id.clone(), t0);
         let at = |s: f64| {
-            sized(
+            size(
                 &pool,
                 &[&g],
                 None,
                 None,
-                Price::from_dollars(1.2),
+                None,
+                |_| 1,
+                |_| Price::from_dollars(1.2),
                 &h,
                 t0.plus_secs(s),
             )
-            .0
         };
-        // Past the unneeded time, short of the 2-h break-even: held.
-        assert!(at(181.0).is_empty());
-        assert!(at(7199.0).is_empty());
+        // Past the unneeded time, short of the 2-h break-even: held, and said so.
+        for s in [181.0, 7199.0] {
+            let sizing = at(s);
+            assert!(sizing.actions.is_empty());
+            let [d] = &sizing.held[..] else {
+                panic!("{:?}", sizing.held);
+            };
+            assert_eq!(d.outcome, Outcome::Held);
+            assert_eq!(d.reason.code(), "warm_pool_held");
+            let text = d.reason.to_string();
+            assert!(
+                text.contains("held at 3 (0 wanted)") && text.contains("of the 7200 s"),
+                "{text}"
+            );
+        }
+        let sizing = at(7200.0);
+        assert!(sizing.held.is_empty());
         assert!(matches!(
-            at(7200.0)[..],
+            sizing.actions[..],
             [Action::SetWarmPool { size: 0, .. }]
         ));
     }
