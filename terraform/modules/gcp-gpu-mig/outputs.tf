@@ -49,3 +49,14 @@ output "controller_role_name" {
   description = "Full name of the controller's custom role (projects/<p>/roles/<id>)."
   value       = one(google_project_iam_custom_role.controller[*].name)
 }
+
+output "standby_standing_cost_per_hour" {
+  description = "What one stopped standby VM costs per hour, USD: its boot and model-cache disks (a stopped VM bills its disks, not its machine type). pools[].warm_pool.standing_cost_per_hour in the gpupool config: the standby pool then shrinks at the ski-rental break-even instead of after unneeded_time_s. null when a disk type has no price in pd_price_per_gb_month (Hyperdisk). 730 hours a month."
+  value = (
+    contains(keys(var.pd_price_per_gb_month), var.boot_disk.type) &&
+    contains(keys(var.pd_price_per_gb_month), var.model_cache_disk.type)
+    ) ? (
+    var.boot_disk.size_gb * lookup(var.pd_price_per_gb_month, var.boot_disk.type, 0) +
+    var.model_cache_disk.size_gb * lookup(var.pd_price_per_gb_month, var.model_cache_disk.type, 0)
+  ) / 730 : null
+}

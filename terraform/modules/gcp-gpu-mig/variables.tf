@@ -292,3 +292,17 @@ variable "controller_workload_identity" {
   })
   default = null
 }
+
+variable "pd_price_per_gb_month" {
+  description = "Persistent Disk capacity prices in the MIG's region, USD per GB-month, by disk type. The defaults are US regions' (https://cloud.google.com/compute/disks-image-pricing: a 200 GB SSD PD is $34.00 a month). Hyperdisk types also bill provisioned IOPS and throughput and are not priced here. Used only for the standby_standing_cost_per_hour output."
+  type        = map(number)
+  default = {
+    "pd-balanced" = 0.10
+    "pd-ssd"      = 0.17
+  }
+
+  validation {
+    condition     = alltrue([for p in values(var.pd_price_per_gb_month) : p >= 0])
+    error_message = "pd_price_per_gb_month: prices are non-negative USD figures."
+  }
+}
