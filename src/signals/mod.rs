@@ -150,19 +150,15 @@ impl SignalDemand {
     ) -> tokio::task::JoinSet<(usize, usize, RawResult)> {
         let mut set = tokio::task::JoinSet::new();
         for (pi, pool) in config.pools.iter().enumerate() {
-            // The measured SLO attainment, in the slot after the pool's signals.
-            if let Some(q) = pool.slo.as_ref().and_then(|s| s.attainment_query.clone()) {
-                let http = self.http.clone();
-                let slot = pool.signals.len();
-                set.spawn(async move {
-                    let r = prometheus::query(&http, &q.url, &q.query, now, q.timeout).await;
-                    (pi, slot, r)
-                });
-            }
-            // The longest recent request (the learnt spot-drain lead), in the slot after that.
-            if let Some(q) = pool.disruption.request_duration_query.clone() {
-                let http = self.http.clone();
-                let slot = pool.signals.len() + 1;
+            // The measured SLO attainment, in the slot after the pool's signals; the longest
+            // recent request (the learnt spot-drain lead), in the slot after that.
+            let queries = [
+                pool.slo.as_ref().and_then(|s| s.attainment_query.as_ref()),
+                pool.disruption.request_duration_query.as_ref(),
+            ];
+            for (k, q) in queries.into_iter().enumerate() {
+                let Some(q) = q.cloned() else { continue };
+                let (http, slot) = (self.http.clone(), pool.signals.len() + k);
                 set.spawn(async move {
                     let r = prometheus::query(&http, &q.url, &q.query, now, q.timeout).await;
                     (pi, slot, r)
@@ -516,27 +512,33 @@ fn measured_request_duration(
     now: Timestamp,
     q: &crate::config::AttainmentQuery,
 ) -> Option<crate::model::RequestDuration> {
+    let v = fresh_value(raw, now, q.stale_after, "request duration")?;
+    let d = crate::model::RequestDuration::measured(v, q.window.as_secs());
+    if d.is_none() {
+        tracing::debug!(
+            value = v,
+            "request duration query returned no plausible duration; unknown"
+        );
+    }
+    d
+}
+
+/// The value a pool's own query (`slo.attainment_query`, `disruption.request_duration_query`)
+/// returned, if it came back and is no older than `stale_after`; anything else is unknown,
+/// logged at debug with `what` the query is for.
+fn fresh_value(raw: RawResult, now: Timestamp, stale_after: Duration, what: &str) -> Option<f64> {
     match raw {
-        Ok(Some(s)) if now.secs_since(s.at) <= q.stale_after.as_secs_f64() => {
-            let d = crate::model::RequestDuration::measured(s.value, q.window.as_secs());
-            if d.is_none() {
-                tracing::debug!(
-                    value = s.value,
-                    "request duration query returned no plausible duration; unknown"
-                );
-            }
-            d
-        }
+        Ok(Some(s)) if now.secs_since(s.at) <= stale_after.as_secs_f64() => Some(s.value),
         Ok(Some(s)) => {
-            tracing::debug!(at = %s.at, "request duration query answer is stale; unknown");
+            tracing::debug!(at = %s.at, "{what} query answer is stale; unknown");
             None
         }
         Ok(None) => {
-            tracing::debug!("request duration query returned nothing; unknown");
+            tracing::debug!("{what} query returned nothing; unknown");
             None
         }
         Err(e) => {
-            tracing::debug!(error = %crate::controller::error_chain(&e), "request duration query failed; unknown");
+            tracing::debug!(error = %crate::controller::error_chain(&e), "{what} query failed; unknown");
             None
         }
     }
@@ -559,20 +561,8 @@ fn cron_reading(name: String, c: &crate::config::CronSignal, now: Timestamp) -> 
 /// fraction. Anything else (no requests in the window gives 0/0 = NaN, an error, an empty
 /// result) is unknown, never "met".
 fn measured_attainment(raw: RawResult, now: Timestamp, stale_after: Duration) -> Option<f64> {
-    match raw {
-        Ok(Some(s))
-            if s.value.is_finite()
-                && (0.0..=1.0).contains(&s.value)
-                && now.secs_since(s.at) <= stale_after.as_secs_f64() =>
-        {
-            Some(s.value)
-        }
-        Ok(_) => None,
-        Err(e) => {
-            tracing::debug!(error = %crate::controller::error_chain(&e), "slo attainment query failed");
-            None
-        }
-    }
+    fresh_value(raw, now, stale_after, "slo attainment")
+        .filter(|v| v.is_finite() && (0.0..=1.0).contains(v))
 }
 
 /// The most replicas any fresh reading asks for (KEDA with several triggers: the largest).
