@@ -706,14 +706,14 @@ fn interruption_drain(c: &mut Check, cfg: &RawConfig, at: &dyn Fn(&str) -> Strin
         600,
         "seconds before a spot reclaim to start draining; omit it to drain at the notice",
     );
-    // The notice itself: AWS's two-minute Spot Instance interruption notice, GCP's 30 s
-    // preemption notice. A lead at or above it drains at the notice anyway.
-    let notice = match cfg.provider {
-        ProviderKind::Aws => Some(("AWS", 120)),
-        ProviderKind::Gcp => Some(("GCP", 30)),
-        ProviderKind::Sim => None,
+    // The notice itself (`ProviderKind::spot_notice`): a lead at or above it drains at the
+    // notice anyway.
+    let cloud = match cfg.provider {
+        ProviderKind::Aws => "AWS",
+        ProviderKind::Gcp => "GCP",
+        ProviderKind::Sim => "the simulated cloud",
     };
-    if let Some((cloud, notice_s)) = notice
+    if let Some(notice_s) = cfg.provider.spot_notice().map(|n| n.as_secs())
         && lead >= notice_s
     {
         c.fail(
