@@ -5,8 +5,10 @@
 //! Time is aggregated into buckets of Δ seconds (`oracle.bucket_s`, 60 s by default) so the
 //! problem stays small. `D[b]` is the demand of bucket b (see `workload::demand_per_bucket`);
 //! `c = ceil(cold_start / Δ)` buckets is how long a launched instance pays before it serves;
-//! `w = ceil(warm_start / Δ)` for a start from the warm pool. At t = 0 `D[0]` on-demand replicas
-//! are already serving, as they are for every policy.
+//! `w = ceil(warm_start / Δ)` for a start from the warm pool. At t = 0 `I` on-demand replicas
+//! are already serving, as they are for every policy (`I` is the most any bucket within the
+//! first cold start needs: see `run::start_fleet`); the oracle pays for them from t = 0 and
+//! may stop them like any other.
 //!
 //! ## On-demand only: exact by layers
 //! Instances are identical, so the demand curve splits into layers k = 1..max D: layer k must be
@@ -14,7 +16,9 @@
 //! gap of g buckets the cheapest choice is the least of: keep the instance running (g × price),
 //! terminate and relaunch (c × price, possible when g ≥ c), or stop it into the warm pool and
 //! start it again (disk × (g − w) + w × price, when the scenario's on-demand groups allow a warm
-//! pool and g ≥ w). A layer first needed at b > 0 pays its c buckets of cold start once. Because every instance
+//! pool and g ≥ w). A layer k ≤ I is running at t = 0: the buckets before it is first needed
+//! are a gap like any other. A layer k > I first needed at b pays its c buckets of cold start
+//! once. Because every instance
 //! costs the same and gaps only interact within a layer, the per-layer optimum summed over
 //! layers is the optimum of the whole problem.
 //!
@@ -36,7 +40,9 @@
 //! l_od[b] + start[b]`. Spot groups cannot have a warm pool.
 //!
 //! ## A feasible start
-//! At t = 0, `D[0]` on-demand replicas serve, as for every policy. Demand above `D[0]` within
+//! At t = 0, `I` on-demand replicas serve, as for every policy. The simulator's `I` covers
+//! every bucket of the first cold start, so no launch before t = 0 is ever worth making; for
+//! any other `I` (the tests use `I = D[0]`) the oracle stays feasible: demand above `I` within
 //! the first c buckets cannot be met by a launch made at t ≥ 0, so both methods let the oracle
 //! launch *before* the replay starts: the ILP has c extra buckets before bucket 0 (no demand,
 //! spot availability of bucket 0) in which it may launch and pay, the layers method pays a
@@ -58,6 +64,8 @@ use good_lp::{
 pub struct OracleInput {
     pub bucket_s: f64,
     pub demand: Vec<u32>,
+    /// On-demand replicas serving at t = 0 (`I`).
+    pub initial: u32,
     pub cold_buckets: usize,
     pub warm_buckets: usize,
     pub od_price_per_hour: f64,
@@ -113,7 +121,7 @@ fn layers(inp: &OracleInput) -> OracleResult {
     let hours = inp.bucket_s / 3600.0;
     let p = inp.od_price_per_hour * hours;
     let max = d.iter().copied().max().unwrap_or(0);
-    let initial = d.first().copied().unwrap_or(0);
+    let initial = inp.initial;
     let mut cost = 0.0;
     let mut paid = vec![0u32; n];
     for k in 1..=max {
@@ -121,15 +129,18 @@ fn layers(inp: &OracleInput) -> OracleResult {
         let Some(first) = on.iter().position(|&x| x) else {
             continue;
         };
-        // First cover: free if serving at t = 0, else c buckets of cold start before it (before
-        // t = 0 in part when first < c: see "A feasible start").
-        if !(first == 0 && k <= initial) {
+        // A layer serving at t = 0 starts there (the buckets before it is needed are a gap,
+        // priced below); any other pays c buckets of cold start before it is first needed
+        // (before t = 0 in part when first < c: see "A feasible start").
+        let mut b = if k <= initial {
+            0
+        } else {
             cost += p * inp.cold_buckets as f64;
             for x in &mut paid[first.saturating_sub(inp.cold_buckets)..first] {
                 *x += 1;
             }
-        }
-        let mut b = first;
+            first
+        };
         while b < n {
             if on[b] {
                 cost += p;
@@ -240,9 +251,9 @@ fn ilp(inp: &OracleInput, spot_price: f64, avail: &[u32]) -> Result<OracleResult
         }
     }
     let mut model = vars.minimise(objective).using(microlp);
-    let initial = f64::from(d.first().copied().unwrap_or(0));
+    let initial = f64::from(inp.initial);
     for i in 0..m {
-        // The D[0] replicas serving at t = 0 join at the replay's first bucket, free of launch.
+        // The I replicas serving at t = 0 join at the replay's first bucket, free of launch.
         let od_prev = match i {
             0 => Expression::from(0.0),
             _ if i == c => od.n[i - 1] + initial,
@@ -309,6 +320,7 @@ mod tests {
     fn inp(demand: Vec<u32>) -> OracleInput {
         OracleInput {
             bucket_s: 3600.0,
+            initial: demand.first().copied().unwrap_or(0),
             demand,
             cold_buckets: 1,
             warm_buckets: 1,
@@ -362,6 +374,24 @@ mod tests {
         i.spot = Some((0.3, vec![5; 4]));
         let r = solve(&i).unwrap();
         assert!(r.cost_usd < exact.cost_usd, "{}", r.cost_usd);
+    }
+
+    /// The start fleet the simulator gives every policy (`I` above `D[0]`, covering the first
+    /// cold start): its layers run from t = 0, paying the buckets before they are needed
+    /// rather than a cold start, and the ILP agrees.
+    #[test]
+    fn a_start_fleet_above_the_first_bucket_is_paid_from_t0() {
+        let mut i = inp(vec![1, 3, 3, 1]);
+        i.cold_buckets = 2;
+        i.initial = 3;
+        let exact = solve(&i).unwrap();
+        // Layer 1: 4 buckets; layers 2 and 3: running from t = 0 through bucket 2 (3 each).
+        assert!((exact.cost_usd - 10.0).abs() < 1e-9, "{}", exact.cost_usd);
+        assert_eq!(exact.paid[0].0, 3, "{:?}", exact.paid);
+        assert_eq!(exact.paid[3].0, 1, "{:?}", exact.paid);
+        i.spot = Some((0.3, vec![0; 4]));
+        let r = solve(&i).unwrap();
+        assert!((r.cost_usd - exact.cost_usd).abs() < 1e-6, "{r:?}");
     }
 
     /// Without a rise in the first cold start, launching before it is never worth it: the same

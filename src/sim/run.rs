@@ -98,6 +98,9 @@ pub struct Prepared {
     pub end_ms: i64,
     pub bucket_ms: i64,
     pub demand: Vec<u32>,
+    /// On-demand replicas already serving at t = 0, for every policy and the oracle alike:
+    /// see [`start_fleet`].
+    pub initial: u32,
     pub groups: Vec<GroupSpec>,
     pub params: WorldParams,
     /// The oracle's lower bound, or why there is none (the other policies run regardless and
@@ -176,11 +179,17 @@ pub fn prepare(sc: Scenario, seed: u64) -> Result<Prepared, SimError> {
     let demand = demand_per_bucket(&reqs, end_ms, bucket_ms, f.replica.concurrency, slo_ms);
     let cold = ColdStart::new(f.cold_start.clone());
     let spot = spot_dynamics(&sc)?;
+    let od_max: u32 = groups
+        .iter()
+        .filter(|g| g.capacity_type == CapacityType::OnDemand)
+        .map(|g| g.max_size)
+        .sum();
+    let initial = start_fleet(&demand, cold_buckets(&cold, f.oracle.bucket_s), od_max);
     let oracle = solve_oracle(
         f,
         &groups,
         &spot,
-        &demand,
+        (&demand, initial),
         &cold,
         (spot_price, t.ondemand_per_hour),
     );
@@ -203,6 +212,7 @@ pub fn prepare(sc: Scenario, seed: u64) -> Result<Prepared, SimError> {
         end_ms,
         bucket_ms,
         demand,
+        initial,
         groups,
         params,
         oracle,
@@ -312,12 +322,39 @@ fn spot_dynamics(sc: &Scenario) -> Result<SpotDynamics, SimError> {
     Ok(spot)
 }
 
-/// The oracle's lower bound for `demand` on the scenario's groups.
+/// How many oracle buckets a median cold start spans.
+fn cold_buckets(cold: &ColdStart, bucket_s: f64) -> usize {
+    (cold.median_cold_s() / bucket_s).ceil() as usize
+}
+
+/// The fleet serving when the replay starts: the most replicas any bucket within the first
+/// (median) cold start needs, at most the on-demand groups' size.
+///
+/// A replay starts in the middle of a running service. Demand that arrives before a launch
+/// made at t = 0 could serve is met only by capacity that was already up, whatever a policy
+/// decides; sizing that capacity from the first bucket alone (as before) made the first
+/// minutes a lottery on cold-start draws that no policy's decisions could change (on `quick`,
+/// 32 requests in minute 2 against an empty fleet decided 8 % of the SLO), while the oracle
+/// alone could buy that capacity by launching before t = 0. Every policy and the oracle now
+/// start with the same fleet, so the replay measures decisions, not the start; a policy that
+/// does not need it scales it in by its own rules.
+pub(crate) fn start_fleet(demand: &[u32], cold_buckets: usize, max: u32) -> u32 {
+    demand
+        .iter()
+        .take(cold_buckets.max(1))
+        .copied()
+        .max()
+        .unwrap_or(0)
+        .min(max)
+}
+
+/// The oracle's lower bound for `demand` on the scenario's groups, starting from `initial`
+/// on-demand replicas serving.
 fn solve_oracle(
     f: &super::scenario::ScenarioFile,
     groups: &[GroupSpec],
     spot: &SpotDynamics,
-    demand: &[u32],
+    (demand, initial): (&[u32], u32),
     cold: &ColdStart,
     (spot_price, od_price): (f64, f64),
 ) -> Result<OracleResult, OracleError> {
@@ -369,7 +406,8 @@ fn solve_oracle(
     oracle::solve(&OracleInput {
         bucket_s,
         demand: demand.to_vec(),
-        cold_buckets: (cold.median_cold_s() / bucket_s).ceil() as usize,
+        initial,
+        cold_buckets: cold_buckets(cold, bucket_s),
         warm_buckets: (cold.median_warm_s() / bucket_s).ceil() as usize,
         od_price_per_hour: od_price,
         warm_disk_per_hour: has_warm.then(|| cold.warm_disk_per_hour()),
@@ -379,8 +417,8 @@ fn solve_oracle(
 }
 
 impl Prepared {
-    /// A fresh world with the first bucket's demand already serving on on-demand capacity (the
-    /// replay starts in the middle of a running service), the same for every policy.
+    /// A fresh world with [`Prepared::initial`] replicas already serving on on-demand capacity
+    /// (the replay starts in the middle of a running service), the same for every policy.
     pub fn world(&self) -> World {
         let mut w = World::new(
             self.params.clone(),
@@ -388,7 +426,7 @@ impl Prepared {
             self.reqs.clone(),
             self.end_ms,
         );
-        let initial = self.demand.first().copied().unwrap_or(0);
+        let initial = self.initial;
         if let Some(g) = self
             .groups
             .iter()
@@ -510,7 +548,7 @@ pub(crate) fn run_baseline(
 ) -> Result<PolicyRun, SimError> {
     let world: SharedWorld = Arc::new(Mutex::new(p.world()));
     let mut checker = InvariantChecker::default();
-    let initial = p.demand.first().copied().unwrap_or(0);
+    let initial = p.initial;
     let scrape = Duration::from_millis(p.scenario.file.signals.scrape_ms().max(0) as u64);
     let default = p.default_knob(policy);
     let (fleet, min, target) = match (knob, default) {
@@ -737,4 +775,28 @@ pub fn run_prepared(
         runs.push(run);
     }
     Ok(ScenarioRun { prepared, runs })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::start_fleet;
+
+    #[test]
+    fn start_fleet_table() {
+        // (demand per bucket, cold-start buckets, on-demand max) → start fleet
+        let cases: &[(&[u32], usize, u32, u32)] = &[
+            // Quiet first bucket, a blip in the first cold start: the blip is covered.
+            (&[0, 0, 4, 0, 0, 9], 3, 40, 4),
+            // A rise after the first cold start is each policy's business.
+            (&[2, 2, 2, 9], 3, 40, 2),
+            // A cold start under one bucket still covers the first bucket.
+            (&[3, 7], 0, 40, 3),
+            // Never more than the on-demand groups hold.
+            (&[5, 50], 2, 8, 8),
+            (&[], 3, 40, 0),
+        ];
+        for &(demand, c, max, want) in cases {
+            assert_eq!(start_fleet(demand, c, max), want, "{demand:?} c={c} max={max}");
+        }
+    }
 }
