@@ -154,6 +154,9 @@ pub struct HeadroomExplain {
     pub boost_replicas: i32,
     /// Measured attainment (unknown: `None`).
     pub attainment: Option<f64>,
+    /// The decayed mean of every reading over the last hours (unknown: `None`): feedback
+    /// relaxes only while it meets the target.
+    pub attainment_long: Option<f64>,
 }
 
 impl std::fmt::Display for HeadroomExplain {
@@ -188,8 +191,16 @@ impl std::fmt::Display for HeadroomExplain {
             write!(f, "; {:+} from feedback", self.boost_replicas)?;
         }
         match self.attainment {
-            Some(a) => write!(f, "; measured attainment {:.2}%", a * 100.0),
-            None => write!(f, "; attainment unknown"),
+            Some(a) => write!(f, "; measured attainment {:.2}%", a * 100.0)?,
+            None => write!(f, "; attainment unknown")?,
+        }
+        match self.attainment_long {
+            Some(a) if a < self.quantile => write!(
+                f,
+                " (last hours {:.2}%, under target: feedback does not relax)",
+                a * 100.0
+            ),
+            _ => Ok(()),
         }
     }
 }
@@ -223,6 +234,37 @@ pub const MAX_LEVELS: u32 = 12;
 /// The demand level of `d` replicas: 0 for none, then ⌊log2 d⌋ + 1 (1; 2–3; 4–7; …).
 pub fn level_of(d: u32) -> u32 {
     (u32::BITS - d.leading_zeros()).min(MAX_LEVELS - 1)
+}
+
+/// A decayed mean of attainment readings: the SLO's error budget over the last hours, as a
+/// long window next to the short one each reading covers.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct DecayingMean {
+    pub weighted_sum: f64,
+    pub weight: f64,
+    pub at: Option<Timestamp>,
+}
+
+impl DecayingMean {
+    /// Decay to `now`, then add `value` with weight 1 (non-finite values are not added).
+    pub fn add(&mut self, value: f64, now: Timestamp, half_life_s: f64) {
+        if let Some(at) = self.at {
+            let dt = now.secs_since(at).max(0.0);
+            let f = 0.5f64.powf(dt / half_life_s.max(1e-9));
+            self.weighted_sum *= f;
+            self.weight *= f;
+        }
+        self.at = Some(now);
+        if value.is_finite() {
+            self.weighted_sum += value;
+            self.weight += 1.0;
+        }
+    }
+
+    /// The mean, `None` before any reading.
+    pub fn mean(&self) -> Option<f64> {
+        (self.weight > 0.0).then(|| self.weighted_sum / self.weight)
+    }
 }
 
 /// The integral term of one demand level.
@@ -262,6 +304,10 @@ pub struct SloLearner {
     /// The attainment measured at the last observation; `None`: unknown (no feedback).
     #[serde(default)]
     pub attainment: Option<Attainment>,
+    /// Every known reading, decayed (half-life `planner::headroom::HALF_LIFE_S`): feedback
+    /// relaxes only while this long window meets the target too.
+    #[serde(default)]
+    pub attainment_long: DecayingMean,
     /// Demand observations seen.
     #[serde(default)]
     pub observations: u64,

@@ -545,9 +545,9 @@ pub fn cheapest_first(offerings: &mut [(NodeGroupId, CapacityType, Money)]) {
 // ------------------------------------------------------------------ static-peak
 
 /// `static-peak`: keep `peak` replicas; replace what spot reclaims. A fleet smaller than what
-/// serves at t = 0 (a tuned size below the first bucket's demand) retires the excess: empty
-/// nodes are terminated at once, busy ones stop taking requests and go once empty, so no
-/// request is cut.
+/// serves at t = 0 (a tuned size below the start fleet, `run::start_fleet`) retires the
+/// excess: empty nodes are terminated at once, busy ones stop taking requests and go once
+/// empty, so no request is cut.
 pub struct StaticPeak {
     pub group: NodeGroupId,
     pub peak: u32,

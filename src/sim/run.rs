@@ -796,7 +796,11 @@ mod tests {
             (&[], 3, 40, 0),
         ];
         for &(demand, c, max, want) in cases {
-            assert_eq!(start_fleet(demand, c, max), want, "{demand:?} c={c} max={max}");
+            assert_eq!(
+                start_fleet(demand, c, max),
+                want,
+                "{demand:?} c={c} max={max}"
+            );
         }
     }
 }
