@@ -24,7 +24,9 @@
 //!   VMs in the standby pool when the group scales out, and replenishes the standby pool
 //!   afterwards", `InstanceGroupManagerStandbyPolicy.mode`), so gpupool only resizes. The pool's
 //!   size is set through `targetStoppedSize` (or `targetSuspendedSize` for a suspended pool)
-//!   alone. `terminate` is `deleteInstances` with `skipInstancesOnValidationError`. Every
+//!   alone. A standby VM's hourly cost (`WarmPool::standing_cost_per_hour`) is its template's
+//!   disks while stopped ([`standby_cost`]); unknown where a disk or the pool is not priced.
+//!   `terminate` is `deleteInstances` with `skipInstancesOnValidationError`. Every
 //!   operation is polled to `DONE` within the operation deadline; its `error.errors[].code`
 //!   maps onto [`ProviderError`].
 //! - **Drain mark (VM-only).** `mark_draining`/`clear_draining` set or remove the VM label
