@@ -47,6 +47,13 @@ pub const DEFAULT_DISK_SIZE_GB: i64 = 500;
 ///   Billing catalog's "Storage/Balanced/SSD backed PD Capacity" SKUs as read by third-party
 ///   cost tools (infracost, terrapod). They are the Terraform module's `pd_price_per_gb_month`
 ///   defaults.
+/// - The Cloud Billing Catalog API (Compute Engine service `6F81-5844-456A`, OnDemand, USD) as
+///   read and published by third parties, by SKU description: "Storage PD Capacity in Japan"
+///   $0.052, "Balanced PD Capacity in Japan" $0.130, "SSD backed PD Capacity in Japan" $0.221
+///   (asia-northeast1, effectiveTime 2026-09-26); "Balanced PD Capacity in Mumbai" $0.12
+///   (asia-south1, read 2026-08-27); "Balanced PD Capacity in Montreal" $0.11
+///   (northamerica-northeast1, effective 2026-09-18). The other types in those regions were not
+///   in the published reads, so they are unknown there.
 ///
 /// Not priced, so unknown: pd-extreme (it also bills provisioned IOPS, and no per-IOPS price was
 /// found to source), every Hyperdisk type (provisioned IOPS and throughput are billed beside
@@ -56,6 +63,11 @@ const PD_PRICES: &[(&str, &str, f64)] = &[
     ("us-central1", "pd-standard", 0.04),
     ("us-central1", "pd-balanced", 0.10),
     ("us-central1", "pd-ssd", 0.17),
+    ("asia-northeast1", "pd-standard", 0.052),
+    ("asia-northeast1", "pd-balanced", 0.130),
+    ("asia-northeast1", "pd-ssd", 0.221),
+    ("asia-south1", "pd-balanced", 0.12),
+    ("northamerica-northeast1", "pd-balanced", 0.11),
 ];
 
 /// The price of one GiB-month of `disk_type` in `region`, if the table has it.
@@ -242,6 +254,21 @@ mod tests {
                 region,
                 Stopped,
                 Ok(27_397),
+            ),
+            (
+                "Tokyo's own prices",
+                vec![pd("pd-balanced", 50), pd("pd-ssd", 200)],
+                "asia-northeast1",
+                Stopped,
+                // (50 × 0.130 + 200 × 0.221) / 730 = 0.069452
+                Ok(69_452),
+            ),
+            (
+                "a type the region's row lacks",
+                vec![pd("pd-balanced", 50), pd("pd-ssd", 200)],
+                "asia-south1",
+                Stopped,
+                unpriced("pd-ssd", "asia-south1"),
             ),
             (
                 "hyperdisk",
