@@ -41,6 +41,9 @@
 //!   `ManagedInstance.lastAttempt`) — what Cluster Autoscaler's gce provider reads
 //!   (`autoscaling_gce_client.go`, `FetchMigInstances`).
 //! - Operation `insertTime` carries a UTC offset, and list filters compare values as strings.
+//! - Instance templates carry `properties.disks` (`AttachedDisk`): an image-sized boot disk by
+//!   default, or the disks a test sets ([`FakeCompute::set_template_disks`]), `diskSizeGb` written
+//!   as the int64 JSON string the API sends.
 //!
 //! VMs move one step per [`FakeCompute::advance`] call, so tests control time and never sleep.
 //!

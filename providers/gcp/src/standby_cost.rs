@@ -195,178 +195,137 @@ pub fn standing_cost_per_hour(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use StandbyKind::{Stopped, Suspended};
+
+    const IOWA: &str = "us-central1";
 
     fn pd(t: &str, gb: i64) -> TemplateDisk {
+        sized(Some(t), DiskSize::Gb(gb))
+    }
+
+    fn sized(t: Option<&str>, size: DiskSize) -> TemplateDisk {
         TemplateDisk::Created {
-            disk_type: Some(t.to_owned()),
-            size: DiskSize::Gb(gb),
+            disk_type: t.map(str::to_owned),
+            size,
+        }
+    }
+
+    fn cost(disks: &[TemplateDisk], region: &str, kind: StandbyKind) -> Result<i64, Unknown> {
+        standing_cost_per_hour(disks, region, kind).map(Money::micros)
+    }
+
+    fn unpriced(disk_type: &str, region: &str) -> Result<i64, Unknown> {
+        Err(Unknown::Unpriced {
+            disk_type: disk_type.into(),
+            region: region.into(),
+        })
+    }
+
+    #[test]
+    fn a_stopped_vm_costs_its_disks_per_gib_month_over_730_hours() {
+        let cases = [
+            // The Terraform module's defaults: (50 × 0.10 + 200 × 0.17) / 730 = 0.053425 $/h.
+            (vec![pd("pd-balanced", 50), pd("pd-ssd", 200)], IOWA, 53_425),
+            (vec![pd("pd-standard", 730)], IOWA, 40_000),
+            // No size and no image: Compute's 500 GB default, (500 × 0.04) / 730.
+            (
+                vec![sized(Some("pd-standard"), DiskSize::Default)],
+                IOWA,
+                27_397,
+            ),
+            // Tokyo's own prices: (50 × 0.130 + 200 × 0.221) / 730 = 0.069452.
+            (
+                vec![pd("pd-balanced", 50), pd("pd-ssd", 200)],
+                "asia-northeast1",
+                69_452,
+            ),
+        ];
+        for (disks, region, want) in cases {
+            assert_eq!(
+                cost(&disks, region, Stopped),
+                Ok(want),
+                "{disks:?} in {region}"
+            );
         }
     }
 
     #[test]
-    fn standby_vm_cost_from_template_disks() {
-        use StandbyKind::*;
-        let region = "us-central1";
-        let no_type = TemplateDisk::Created {
-            disk_type: None,
-            size: DiskSize::Gb(50),
-        };
-        let from_image = TemplateDisk::Created {
-            disk_type: Some("pd-balanced".into()),
-            size: DiskSize::FromSource,
-        };
-        let default_size = TemplateDisk::Created {
-            disk_type: Some("pd-standard".into()),
-            size: DiskSize::Default,
-        };
-        let unpriced = |t: &str, r: &str| {
-            Err(Unknown::Unpriced {
-                disk_type: t.into(),
-                region: r.into(),
-            })
-        };
-        #[allow(clippy::type_complexity)]
-        let cases: Vec<(
-            &str,
-            Vec<TemplateDisk>,
-            &str,
-            StandbyKind,
-            Result<i64, Unknown>,
-        )> = vec![
-            // The Terraform module's defaults: (50 × 0.10 + 200 × 0.17) / 730 = 0.053425 $/h.
+    fn anything_unpriced_makes_the_whole_vm_unknown() {
+        let boot = || pd("pd-balanced", 50);
+        let cases = [
             (
-                "boot + cache",
-                vec![pd("pd-balanced", 50), pd("pd-ssd", 200)],
-                region,
-                Stopped,
-                Ok(53_425),
+                vec![boot(), pd("hyperdisk-balanced", 200)],
+                IOWA,
+                unpriced("hyperdisk-balanced", IOWA),
             ),
             (
-                "one standard disk",
-                vec![pd("pd-standard", 730)],
-                region,
-                Stopped,
-                Ok(40_000),
+                vec![pd("pd-extreme", 500)],
+                IOWA,
+                unpriced("pd-extreme", IOWA),
             ),
             (
-                "no size, no image: 500 GB",
-                vec![default_size],
-                region,
-                Stopped,
-                Ok(27_397),
+                vec![pd("pd-quantum", 50)],
+                IOWA,
+                unpriced("pd-quantum", IOWA),
             ),
             (
-                "Tokyo's own prices",
-                vec![pd("pd-balanced", 50), pd("pd-ssd", 200)],
-                "asia-northeast1",
-                Stopped,
-                // (50 × 0.130 + 200 × 0.221) / 730 = 0.069452
-                Ok(69_452),
+                vec![boot()],
+                "europe-west4",
+                unpriced("pd-balanced", "europe-west4"),
             ),
+            // A region whose row lacks the type borrows nothing.
             (
-                "a type the region's row lacks",
-                vec![pd("pd-balanced", 50), pd("pd-ssd", 200)],
+                vec![boot(), pd("pd-ssd", 200)],
                 "asia-south1",
-                Stopped,
                 unpriced("pd-ssd", "asia-south1"),
             ),
             (
-                "hyperdisk",
-                vec![pd("pd-balanced", 50), pd("hyperdisk-balanced", 200)],
-                region,
-                Stopped,
-                unpriced("hyperdisk-balanced", region),
-            ),
-            (
-                "pd-extreme bills IOPS too",
-                vec![pd("pd-extreme", 500)],
-                region,
-                Stopped,
-                unpriced("pd-extreme", region),
-            ),
-            (
-                "unknown type",
-                vec![pd("pd-quantum", 50)],
-                region,
-                Stopped,
-                unpriced("pd-quantum", region),
-            ),
-            (
-                "region without a price",
-                vec![pd("pd-balanced", 50)],
-                "europe-west4",
-                Stopped,
-                unpriced("pd-balanced", "europe-west4"),
-            ),
-            (
-                "suspended",
-                vec![pd("pd-balanced", 50)],
-                region,
-                Suspended,
-                Err(Unknown::SuspendedMemory),
-            ),
-            (
-                "local ssd",
-                vec![pd("pd-balanced", 50), TemplateDisk::LocalSsd],
-                region,
-                Stopped,
+                vec![boot(), TemplateDisk::LocalSsd],
+                IOWA,
                 Err(Unknown::LocalSsd { index: 1 }),
             ),
             (
-                "existing disk",
-                vec![pd("pd-balanced", 50), TemplateDisk::Existing],
-                region,
-                Stopped,
+                vec![boot(), TemplateDisk::Existing],
+                IOWA,
                 Err(Unknown::ExistingDisk { index: 1 }),
             ),
             (
-                "regional disk",
                 vec![TemplateDisk::Regional],
-                region,
-                Stopped,
+                IOWA,
                 Err(Unknown::RegionalDisk { index: 0 }),
             ),
             (
-                "size from the image",
-                vec![from_image, pd("pd-ssd", 200)],
-                region,
-                Stopped,
+                vec![
+                    sized(Some("pd-balanced"), DiskSize::FromSource),
+                    pd("pd-ssd", 200),
+                ],
+                IOWA,
                 Err(Unknown::SizeFromSource { index: 0 }),
             ),
             (
-                "no disk type",
-                vec![no_type],
-                region,
-                Stopped,
+                vec![sized(None, DiskSize::Gb(50))],
+                IOWA,
                 Err(Unknown::NoDiskType { index: 0 }),
             ),
-            (
-                "negative size",
-                vec![pd("pd-balanced", 50), pd("pd-ssd", -200)],
-                region,
-                Stopped,
-                Err(Unknown::BadSize {
-                    index: 1,
-                    size: -200,
-                }),
-            ),
-            (
-                "zero size",
-                vec![pd("pd-ssd", 0)],
-                region,
-                Stopped,
-                Err(Unknown::BadSize { index: 0, size: 0 }),
-            ),
-            ("no disks", vec![], region, Stopped, Err(Unknown::NoDisks)),
         ];
-        for (name, disks, region, kind, want) in cases {
-            let got = standing_cost_per_hour(&disks, region, kind).map(Money::micros);
-            assert_eq!(got, want, "{name}");
+        for (disks, region, want) in cases {
+            assert_eq!(cost(&disks, region, Stopped), want, "{disks:?} in {region}");
         }
     }
 
     #[test]
-    fn only_bad_replies_count_as_malformed() {
+    fn malformed_replies_and_suspended_pools_are_unknown() {
+        let bad = |index, size| Err(Unknown::BadSize { index, size });
+        assert_eq!(
+            cost(&[pd("pd-balanced", 50), pd("pd-ssd", -200)], IOWA, Stopped),
+            bad(1, -200)
+        );
+        assert_eq!(cost(&[pd("pd-ssd", 0)], IOWA, Stopped), bad(0, 0));
+        assert_eq!(cost(&[], IOWA, Stopped), Err(Unknown::NoDisks));
+        assert_eq!(
+            cost(&[pd("pd-balanced", 50)], IOWA, Suspended),
+            Err(Unknown::SuspendedMemory)
+        );
         assert!(Unknown::NoDisks.is_malformed());
         assert!(Unknown::BadSize { index: 0, size: -1 }.is_malformed());
         assert!(!Unknown::SuspendedMemory.is_malformed());
