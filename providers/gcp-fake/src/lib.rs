@@ -41,6 +41,9 @@
 //!   `ManagedInstance.lastAttempt`) — what Cluster Autoscaler's gce provider reads
 //!   (`autoscaling_gce_client.go`, `FetchMigInstances`).
 //! - Operation `insertTime` carries a UTC offset, and list filters compare values as strings.
+//! - Instance templates carry `properties.disks` (`AttachedDisk`): an image-sized boot disk by
+//!   default, or the disks a test sets ([`FakeCompute::set_template_disks`]), `diskSizeGb` written
+//!   as the int64 JSON string the API sends.
 //!
 //! VMs move one step per [`FakeCompute::advance`] call, so tests control time and never sleep.
 //!
@@ -117,6 +120,60 @@ pub(crate) fn now_rfc3339() -> String {
     rfc3339_with_offset(now_ts())
 }
 
+/// One disk of a fake instance template.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum TemplateDisk<'a> {
+    /// A disk each VM creates: `initializeParams.diskType` (the short name templates use) and
+    /// `diskSizeGb`. `None` leaves the size out: the boot disk (the first, created from a
+    /// `sourceImage`) then takes its image's size, another disk Compute's 500 GB default.
+    Created {
+        disk_type: &'a str,
+        size_gb: Option<i64>,
+    },
+    /// A Local SSD: `type: SCRATCH`, `initializeParams.diskType: local-ssd`, 375 GB.
+    LocalSsd,
+}
+
+/// `properties.disks[i]` as Compute writes it (Compute API reference, `AttachedDisk`,
+/// `AttachedDiskInitializeParams`): `type` PERSISTENT or SCRATCH, `boot` on the first disk,
+/// `initializeParams.diskType` without a URL in templates ("When creating an instance template
+/// … you specify the disk type without a URL, for example, hyperdisk-balanced"), and
+/// `diskSizeGb` as a JSON string — it is an int64, which the API's JSON writes as a string
+/// (the discovery document gives it `"type": "string", "format": "int64"`).
+fn disk_json(i: usize, d: &TemplateDisk<'_>) -> Value {
+    let boot = i == 0;
+    match d {
+        TemplateDisk::Created { disk_type, size_gb } => {
+            let mut init = json!({ "diskType": disk_type });
+            if boot {
+                init["sourceImage"] = json!("projects/debian-cloud/global/images/family/debian-12");
+            }
+            if let Some(gb) = size_gb {
+                init["diskSizeGb"] = json!(gb.to_string());
+            }
+            json!({
+                "kind": "compute#attachedDisk",
+                "type": "PERSISTENT",
+                "mode": "READ_WRITE",
+                "boot": boot,
+                "autoDelete": true,
+                "deviceName": format!("disk-{i}"),
+                "index": i,
+                "initializeParams": init,
+            })
+        }
+        TemplateDisk::LocalSsd => json!({
+            "kind": "compute#attachedDisk",
+            "type": "SCRATCH",
+            "mode": "READ_WRITE",
+            "interface": "NVME",
+            "autoDelete": true,
+            "index": i,
+            "initializeParams": { "diskType": "local-ssd", "diskSizeGb": "375" },
+        }),
+    }
+}
+
 impl FakeCompute {
     /// Start on a free loopback port.
     pub async fn start(project: &str) -> std::io::Result<FakeCompute> {
@@ -175,6 +232,15 @@ impl FakeCompute {
             .map(|(t, n)| json!({"acceleratorType": t, "acceleratorCount": n}))
             .collect();
         let labels: BTreeMap<&str, &str> = labels.iter().copied().collect();
+        // Every VM has a boot disk; this one takes its image's size (no `diskSizeGb`), as
+        // `gcloud compute instance-templates create` writes it without `--boot-disk-size`.
+        let disks = vec![disk_json(
+            0,
+            &TemplateDisk::Created {
+                disk_type: "pd-balanced",
+                size_gb: None,
+            },
+        )];
         let t = json!({
             "kind": "compute#instanceTemplate",
             "id": "1000",
@@ -184,6 +250,7 @@ impl FakeCompute {
             "properties": {
                 "machineType": machine_type,
                 "guestAccelerators": acc,
+                "disks": disks,
                 "labels": labels,
                 "scheduling": {
                     "provisioningModel": if spot { "SPOT" } else { "STANDARD" },
@@ -193,6 +260,18 @@ impl FakeCompute {
             },
         });
         w.templates.insert(name.to_owned(), t);
+    }
+
+    /// Replace a template's `properties.disks` (the first disk is the boot disk).
+    pub fn set_template_disks(&self, name: &str, disks: &[TemplateDisk<'_>]) {
+        let mut w = self.w();
+        if let Some(t) = w.templates.get_mut(name) {
+            t["properties"]["disks"] = disks
+                .iter()
+                .enumerate()
+                .map(|(i, d)| disk_json(i, d))
+                .collect();
+        }
     }
 
     /// A g2-standard-8 template with one L4, SPOT or STANDARD, labelled into `pool`.

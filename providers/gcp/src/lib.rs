@@ -24,7 +24,9 @@
 //!   VMs in the standby pool when the group scales out, and replenishes the standby pool
 //!   afterwards", `InstanceGroupManagerStandbyPolicy.mode`), so gpupool only resizes. The pool's
 //!   size is set through `targetStoppedSize` (or `targetSuspendedSize` for a suspended pool)
-//!   alone. `terminate` is `deleteInstances` with `skipInstancesOnValidationError`. Every
+//!   alone. A standby VM's hourly cost (`WarmPool::standing_cost_per_hour`) is its template's
+//!   disks while stopped ([`standby_cost`]); unknown where a disk or the pool is not priced.
+//!   `terminate` is `deleteInstances` with `skipInstancesOnValidationError`. Every
 //!   operation is polled to `DONE` within the operation deadline; its `error.errors[].code`
 //!   maps onto [`ProviderError`].
 //! - **Drain mark (VM-only).** `mark_draining`/`clear_draining` set or remove the VM label
@@ -45,6 +47,7 @@ pub mod catalog;
 mod compute;
 mod mapping;
 pub mod monitoring;
+pub mod standby_cost;
 pub mod util;
 
 pub use compute::{GroupRef, Location};
@@ -251,6 +254,8 @@ struct State {
     /// so, and first seen with a `lastAttempt` error: the API dates neither, so these are the
     /// `at` of their unfulfilled launch.
     creating: BTreeMap<GroupRef, HashMap<String, Creation>>,
+    /// Why a group's standby VM cost is unknown, as already warned: once per group and reason.
+    cost_warned: BTreeSet<(GroupRef, standby_cost::Unknown)>,
 }
 
 impl State {
@@ -514,9 +519,7 @@ impl GcpProvider {
                     .iter()
                     .filter(|s| **s == LifecycleState::Warming)
                     .count() as u32,
-                // The standby VMs' persistent disks are not priced here: unknown, and the
-                // pool's `warm_pool.standing_cost_per_hour` may state it.
-                standing_cost_per_hour: gpupool_provider::Price::Unknown,
+                standing_cost_per_hour: self.standing_cost(g, &shape, m),
             })
         } else {
             None
@@ -543,6 +546,39 @@ impl GcpProvider {
             activity_in_progress,
             unfulfilled,
         }))
+    }
+
+    /// What one standby VM of the MIG costs per hour: its template's disks in the MIG's region
+    /// ([`standby_cost::standing_cost_per_hour`]); a pool with suspended VMs
+    /// (`targetSuspendedSize` > 0) is priced as suspended, hence unknown. Unknown is warned
+    /// once per group and reason; the pool's `warm_pool.standing_cost_per_hour` then decides.
+    fn standing_cost(
+        &self,
+        g: &GroupRef,
+        shape: &TemplateShape,
+        m: &InstanceGroupManager,
+    ) -> gpupool_provider::Price {
+        let kind = if size(m.target_suspended_size) > 0 {
+            standby_cost::StandbyKind::Suspended
+        } else {
+            standby_cost::StandbyKind::Stopped
+        };
+        let region = match &g.location {
+            Location::Zone(z) => util::region_of_zone(z),
+            Location::Region(r) => r.as_str(),
+        };
+        match standby_cost::standing_cost_per_hour(&shape.disks, region, kind) {
+            Ok(cost) => cost.into(),
+            Err(why) => {
+                let first = self.lock().cost_warned.insert((g.clone(), why.clone()));
+                if first {
+                    tracing::warn!(group = %g.id(), malformed_reply = why.is_malformed(),
+                        reason = %why, "standby VM cost unknown: the shrink hold uses the pool's \
+                        warm_pool.standing_cost_per_hour if set, else unneeded_time_s");
+                }
+                gpupool_provider::Price::Unknown
+            }
+        }
     }
 
     /// The group's launches the MIG accepted and cannot carry out, among the VMs counted in the

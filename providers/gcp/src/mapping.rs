@@ -1,8 +1,11 @@
 //! Pure translations from Compute resources to gpupool's provider types.
 
 use crate::catalog::Catalog;
+use crate::standby_cost::{DiskSize, TemplateDisk};
 use crate::util::{encode_label_value, last_segment, parse_rfc3339, region_of_zone, segment_after};
-use google_cloud_compute_v1::model::{Instance as GceInstance, InstanceTemplate, ManagedInstance};
+use google_cloud_compute_v1::model::{
+    AttachedDisk, Instance as GceInstance, InstanceTemplate, ManagedInstance,
+};
 use gpupool_provider::{CapacityType, InstanceTypeName, LifecycleState, Offering, Zone};
 
 /// Error codes that mean "this VM cannot be created here now", classified the way Cluster
@@ -92,6 +95,50 @@ pub struct TemplateShape {
     pub accelerators: Vec<(String, u32)>,
     pub capacity: CapacityType,
     pub labels: std::collections::BTreeMap<String, String>,
+    /// `properties.disks`: what a standby VM of this template is billed for while stopped.
+    pub disks: Vec<TemplateDisk>,
+}
+
+/// One entry of an instance template's `properties.disks` (Compute API reference,
+/// `AttachedDisk`): `type` is `SCRATCH` (Local SSD) or `PERSISTENT`, "If not specified, the
+/// default is PERSISTENT"; a disk is created from `initializeParams` or attached by `source`
+/// ("mutually exclusive"); `initializeParams.diskSizeGb` (int64, a JSON string), `diskType`,
+/// `sourceImage`/`sourceSnapshot` and `replicaZones` (a regional disk) say what is created.
+pub fn template_disk(d: &AttachedDisk) -> TemplateDisk {
+    if d.r#type.as_ref().and_then(|t| t.name()) == Some("SCRATCH") {
+        return TemplateDisk::LocalSsd;
+    }
+    let Some(init) = d.initialize_params.as_ref() else {
+        return if d.source.is_some() {
+            TemplateDisk::Existing
+        } else {
+            // Neither created nor attached: a malformed entry. No type, so it prices as
+            // unknown (`Unknown::NoDiskType`), never as free.
+            TemplateDisk::Created {
+                disk_type: None,
+                size: DiskSize::Default,
+            }
+        };
+    };
+    if !init.replica_zones.is_empty() {
+        return TemplateDisk::Regional;
+    }
+    let size = match init.disk_size_gb {
+        Some(gb) => DiskSize::Gb(gb),
+        None if init.source_image.is_some() || init.source_snapshot.is_some() => {
+            DiskSize::FromSource
+        }
+        None => DiskSize::Default,
+    };
+    TemplateDisk::Created {
+        // Templates give the short name; a URL is tolerated (its last segment).
+        disk_type: init
+            .disk_type
+            .as_deref()
+            .filter(|t| !t.is_empty())
+            .map(|t| last_segment(t).to_owned()),
+        size,
+    }
 }
 
 pub fn template_shape(t: &InstanceTemplate) -> Option<TemplateShape> {
@@ -124,6 +171,7 @@ pub fn template_shape(t: &InstanceTemplate) -> Option<TemplateShape> {
             .iter()
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect(),
+        disks: p.disks.iter().map(template_disk).collect(),
     })
 }
 
@@ -332,6 +380,74 @@ mod tests {
         );
         let s = template_shape(&template("a2-highgpu-1g", None, false)).expect("shape");
         assert_eq!(s.capacity, CapacityType::OnDemand);
+    }
+
+    #[test]
+    fn template_disks_are_read_as_the_api_states_them() {
+        use crate::standby_cost::{DiskSize, TemplateDisk as D};
+        use google_cloud_compute_v1::model::{AttachedDiskInitializeParams as Init, attached_disk};
+        let created = |init: Init| AttachedDisk::new().set_initialize_params(init);
+        let cases = [
+            (
+                created(Init::new().set_disk_type("pd-ssd").set_disk_size_gb(200)),
+                D::Created {
+                    disk_type: Some("pd-ssd".into()),
+                    size: DiskSize::Gb(200),
+                },
+            ),
+            (
+                created(
+                    Init::new()
+                        .set_disk_type("projects/p/zones/z/diskTypes/pd-balanced")
+                        .set_source_image("projects/debian-cloud/global/images/family/debian-12"),
+                ),
+                D::Created {
+                    disk_type: Some("pd-balanced".into()),
+                    size: DiskSize::FromSource,
+                },
+            ),
+            (
+                created(Init::new().set_disk_type("pd-standard")),
+                D::Created {
+                    disk_type: Some("pd-standard".into()),
+                    size: DiskSize::Default,
+                },
+            ),
+            (
+                created(Init::new().set_disk_size_gb(-5)),
+                D::Created {
+                    disk_type: None,
+                    size: DiskSize::Gb(-5),
+                },
+            ),
+            (
+                created(Init::new().set_disk_type("local-ssd"))
+                    .set_type(attached_disk::Type::Scratch),
+                D::LocalSsd,
+            ),
+            (
+                created(
+                    Init::new()
+                        .set_disk_type("pd-balanced")
+                        .set_replica_zones(["zones/us-central1-a", "zones/us-central1-b"]),
+                ),
+                D::Regional,
+            ),
+            (
+                AttachedDisk::new().set_source("projects/p/zones/z/disks/weights"),
+                D::Existing,
+            ),
+            (
+                AttachedDisk::new(),
+                D::Created {
+                    disk_type: None,
+                    size: DiskSize::Default,
+                },
+            ),
+        ];
+        for (disk, want) in cases {
+            assert_eq!(template_disk(&disk), want, "{disk:?}");
+        }
     }
 
     #[test]

@@ -867,3 +867,89 @@ async fn the_fake_stops_and_suspends_as_documented() -> anyhow::Result<()> {
     );
     Ok(())
 }
+
+/// A standby VM costs its template's disks while stopped, priced at the Persistent Disk table
+/// and by the Terraform module's arithmetic (GB × $/GB-month ÷ 730); Hyperdisk, Local SSD and
+/// suspended pools are unknown, never their priced part alone.
+#[tokio::test]
+async fn a_standby_vm_costs_its_template_disks_and_unknown_when_unpriced() -> anyhow::Result<()> {
+    use fake::TemplateDisk::{Created, LocalSsd};
+    use gpupool_provider::{Money, Price};
+    let (fake, p) = world().await?;
+    fake.set_template_disks(
+        "llama-a2",
+        &[
+            Created {
+                disk_type: "pd-balanced",
+                size_gb: Some(50),
+            },
+            Created {
+                disk_type: "pd-ssd",
+                size_gb: Some(200),
+            },
+        ],
+    );
+    for (template, cache) in [
+        (
+            "llama-a2-hyperdisk",
+            Created {
+                disk_type: "hyperdisk-balanced",
+                size_gb: Some(200),
+            },
+        ),
+        ("llama-a2-localssd", LocalSsd),
+    ] {
+        fake.add_template(
+            template,
+            "a2-highgpu-1g",
+            &[("nvidia-tesla-a100", 1)],
+            false,
+            POOL_LABELS,
+        );
+        let boot = Created {
+            disk_type: "pd-balanced",
+            size_gb: Some(50),
+        };
+        fake.set_template_disks(template, &[boot, cache]);
+        fake.add_mig(
+            "zones/us-central1-b",
+            template,
+            template,
+            &["us-central1-b"],
+            0,
+            Some(("MANUAL", 1)),
+        );
+    }
+    let cost = |groups: &[gpupool_provider::NodeGroup], g: &str| {
+        groups
+            .iter()
+            .find(|x| x.id.as_str() == g)
+            .and_then(|x| x.warm_pool.as_ref())
+            .map(|w| w.standing_cost_per_hour)
+    };
+    let groups = p.node_groups().await?;
+    // terraform/modules/gcp-gpu-mig's standby_standing_cost_per_hour for the same disks at its
+    // default pd_price_per_gb_month: (50 × 0.10 + 200 × 0.17) / 730.
+    let terraform = (50.0 * 0.10 + 200.0 * 0.17) / 730.0;
+    let od = cost(&groups, "regions/us-central1/llama-od");
+    assert_eq!(od, Some(Price::Known(Money::from_dollars(terraform))));
+    assert_eq!(od.and_then(|c| c.known()).map(Money::micros), Some(53_425));
+    assert_eq!(
+        cost(&groups, "zones/us-central1-b/llama-a2-hyperdisk"),
+        Some(Price::Unknown),
+        "Hyperdisk also bills provisioned performance: unknown, not the boot disk alone"
+    );
+    assert_eq!(
+        cost(&groups, "zones/us-central1-b/llama-a2-localssd"),
+        Some(Price::Unknown)
+    );
+
+    // The same MIG keeping suspended VMs also bills their saved memory, at no documented rate.
+    fake.suspend_standby("llama-od", 2);
+    let groups = p.node_groups().await?;
+    assert_eq!(
+        cost(&groups, "regions/us-central1/llama-od"),
+        Some(Price::Unknown)
+    );
+    Ok(())
+}
