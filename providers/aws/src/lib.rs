@@ -54,6 +54,7 @@ pub mod activities;
 pub mod bounds;
 mod cloudwatch;
 mod discovery;
+pub mod ebs;
 mod error;
 pub mod events;
 mod instances;
