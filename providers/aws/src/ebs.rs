@@ -212,10 +212,7 @@ pub enum Unpriced {
         value: i32,
     },
     #[error("device {device}: {volume_type} volume without provisioned IOPS")]
-    NoIops {
-        device: String,
-        volume_type: String,
-    },
+    NoIops { device: String, volume_type: String },
     #[error("device {device}: mapping names no EBS volume, instance store or NoDevice")]
     EmptyMapping { device: String },
     #[error(
@@ -302,11 +299,10 @@ pub fn volumes(template: &[Mapping], ami: &[Mapping]) -> Result<Vec<Volume>, Unp
             Attach::InstanceStore | Attach::Suppressed => continue,
             Attach::Nothing => return Err(Unpriced::EmptyMapping { device }),
         };
-        let volume_type = VolumeType::parse(e.volume_type.as_deref().ok_or_else(|| {
-            Unpriced::NoType {
+        let volume_type =
+            VolumeType::parse(e.volume_type.as_deref().ok_or_else(|| Unpriced::NoType {
                 device: device.clone(),
-            }
-        })?);
+            })?);
         let size = e.size_gib.ok_or_else(|| Unpriced::NoSize {
             device: device.clone(),
         })?;
@@ -354,7 +350,10 @@ fn monthly(
     let mut dollars = priced(RatePart::Storage, f64::from(v.size_gib))?;
     match v.volume_type {
         VolumeType::Gp3 => {
-            let iops = v.iops.unwrap_or(GP3_FREE_IOPS).saturating_sub(GP3_FREE_IOPS);
+            let iops = v
+                .iops
+                .unwrap_or(GP3_FREE_IOPS)
+                .saturating_sub(GP3_FREE_IOPS);
             let mibps = v
                 .throughput_mibps
                 .unwrap_or(GP3_FREE_MIBPS)
@@ -500,7 +499,11 @@ mod tests {
             ),
             (
                 "io1 bills every provisioned IOPS",
-                vec![perf(ebs("/dev/sda1", Some("io1"), Some(30)), Some(300), None)],
+                vec![perf(
+                    ebs("/dev/sda1", Some("io1"), Some(30)),
+                    Some(300),
+                    None,
+                )],
                 ami(),
                 "us-east-1",
                 Ok(usd_h(30.0 * 0.125 + 300.0 * 0.065)),
@@ -593,7 +596,11 @@ mod tests {
             ),
             (
                 "negative IOPS",
-                vec![perf(ebs("/dev/sda1", Some("gp3"), Some(10)), Some(-1), None)],
+                vec![perf(
+                    ebs("/dev/sda1", Some("gp3"), Some(10)),
+                    Some(-1),
+                    None,
+                )],
                 ami(),
                 "us-east-1",
                 Err("out_of_range"),
@@ -642,7 +649,9 @@ mod tests {
     #[test]
     fn a_missing_extra_rate_is_unknown_only_when_used() {
         // Live storage price, no IOPS price anywhere.
-        let rate = |t: &VolumeType, p: RatePart| (*t == VolumeType::Gp3 && p == RatePart::Storage).then_some(0.1);
+        let rate = |t: &VolumeType, p: RatePart| {
+            (*t == VolumeType::Gp3 && p == RatePart::Storage).then_some(0.1)
+        };
         let base = [Volume {
             device: "/dev/sda1".into(),
             volume_type: VolumeType::Gp3,
