@@ -188,6 +188,52 @@ pub struct Mapping {
     pub attach: Attach,
 }
 
+impl Mapping {
+    /// From one `LaunchTemplateData.BlockDeviceMappings` entry (`DescribeLaunchTemplateVersions`).
+    /// `NoDevice` wins over the rest (EC2 API Reference, `LaunchTemplateBlockDeviceMapping`:
+    /// "To omit the device from the block device mapping, specify an empty string"), then an
+    /// instance-store `VirtualName`, then `Ebs`.
+    pub fn from_template(m: &aws_sdk_ec2::types::LaunchTemplateBlockDeviceMapping) -> Mapping {
+        let ebs = m.ebs().map(|e| EbsFields {
+            volume_type: e.volume_type().map(|t| t.as_str().to_owned()),
+            size_gib: e.volume_size(),
+            iops: e.iops(),
+            throughput_mibps: e.throughput(),
+        });
+        Mapping::new(m.device_name(), m.no_device(), m.virtual_name(), ebs)
+    }
+
+    /// From one `Image.BlockDeviceMappings` entry (`DescribeImages`).
+    pub fn from_image(m: &aws_sdk_ec2::types::BlockDeviceMapping) -> Mapping {
+        let ebs = m.ebs().map(|e| EbsFields {
+            volume_type: e.volume_type().map(|t| t.as_str().to_owned()),
+            size_gib: e.volume_size(),
+            iops: e.iops(),
+            throughput_mibps: e.throughput(),
+        });
+        Mapping::new(m.device_name(), m.no_device(), m.virtual_name(), ebs)
+    }
+
+    fn new(
+        device: Option<&str>,
+        no_device: Option<&str>,
+        virtual_name: Option<&str>,
+        ebs: Option<EbsFields>,
+    ) -> Mapping {
+        let attach = match (device, no_device, virtual_name, ebs) {
+            (None, ..) => Attach::Nothing,
+            (_, Some(_), _, _) => Attach::Suppressed,
+            (_, _, Some(v), _) if v.starts_with("ephemeral") => Attach::InstanceStore,
+            (_, _, _, Some(e)) => Attach::Ebs(e),
+            _ => Attach::Nothing,
+        };
+        Mapping {
+            device: device.unwrap_or("?").to_owned(),
+            attach,
+        }
+    }
+}
+
 /// One EBS volume a stopped instance keeps, validated.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Volume {
@@ -231,8 +277,8 @@ pub enum Unpriced {
     NoImage,
     #[error("the AMI is given as {0:?}, an SSM parameter gpupool does not resolve")]
     SsmImage(String),
-    #[error("the AMI {image} cannot be read: {why}")]
-    ImageUnreadable { image: String, why: String },
+    #[error("the AMI {image} cannot be read ({why})")]
+    ImageUnreadable { image: String, why: &'static str },
     #[error("the group has no launch template gpupool reads")]
     NoTemplate,
 }
@@ -675,6 +721,58 @@ mod tests {
         // A zero storage rate is a broken source, not a free volume.
         let zero = |_: &VolumeType, _: RatePart| Some(0.0);
         assert!(cost_per_hour(&base, "us-east-1", zero).is_err());
+    }
+
+    #[test]
+    fn mappings_from_the_sdk() {
+        use aws_sdk_ec2::types::{
+            BlockDeviceMapping, EbsBlockDevice, LaunchTemplateBlockDeviceMapping,
+            LaunchTemplateEbsBlockDevice, VolumeType as Sdk,
+        };
+        let t = LaunchTemplateBlockDeviceMapping::builder()
+            .device_name("/dev/sda1")
+            .ebs(
+                LaunchTemplateEbsBlockDevice::builder()
+                    .volume_type(Sdk::Gp3)
+                    .volume_size(100)
+                    .iops(4000)
+                    .throughput(200)
+                    .build(),
+            )
+            .build();
+        assert_eq!(
+            Mapping::from_template(&t),
+            perf(
+                ebs("/dev/sda1", Some("gp3"), Some(100)),
+                Some(4000),
+                Some(200)
+            )
+        );
+        let gone = LaunchTemplateBlockDeviceMapping::builder()
+            .device_name("/dev/sdc")
+            .no_device("")
+            .build();
+        assert_eq!(Mapping::from_template(&gone).attach, Attach::Suppressed);
+        let eph = BlockDeviceMapping::builder()
+            .device_name("/dev/sdb")
+            .virtual_name("ephemeral0")
+            .build();
+        assert_eq!(Mapping::from_image(&eph).attach, Attach::InstanceStore);
+        let root = BlockDeviceMapping::builder()
+            .device_name("/dev/xvda")
+            .ebs(
+                EbsBlockDevice::builder()
+                    .volume_type(Sdk::from("io9"))
+                    .volume_size(8)
+                    .build(),
+            )
+            .build();
+        assert_eq!(
+            Mapping::from_image(&root),
+            ebs("/dev/xvda", Some("io9"), Some(8))
+        );
+        let nameless = BlockDeviceMapping::builder().build();
+        assert_eq!(Mapping::from_image(&nameless).attach, Attach::Nothing);
     }
 
     #[test]
