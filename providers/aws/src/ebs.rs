@@ -493,10 +493,18 @@ mod tests {
         Price::from_dollars(monthly / HOURS_PER_MONTH)
     }
 
+    /// (name, template mappings, AMI mappings, region, expected $/h or the error kind)
+    type Case = (
+        &'static str,
+        Vec<Mapping>,
+        Vec<Mapping>,
+        &'static str,
+        Result<Price, &'static str>,
+    );
+
     #[test]
     fn standing_cost_table() {
-        // (template mappings, AMI mappings, region, expected $/h or the error kind)
-        let cases: Vec<(&str, Vec<Mapping>, Vec<Mapping>, &str, Result<Price, &str>)> = vec![
+        let cases: Vec<Case> = vec![
             (
                 "100 GB + 200 GB gp3, root overridden",
                 vec![
