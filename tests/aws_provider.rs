@@ -399,9 +399,11 @@ async fn warm_pools_only_on_single_type_on_demand_groups() {
     }
 }
 
-/// A new `$Latest` version of `template` with moto's AMI and `volumes` as
-/// `(device, volume type, size GiB)` EBS mappings.
-async fn template_version(c: &moto::Clients, template: &str, volumes: &[(&str, &str, i32)]) {
+/// EBS mappings as `(device, volume type, size GiB)`.
+type Volumes<'a> = &'a [(&'a str, &'a str, i32)];
+
+/// A new `$Latest` version of `template` with moto's AMI and `volumes`.
+async fn template_version(c: &moto::Clients, template: &str, volumes: Volumes<'_>) {
     use gpupool_aws::sdk::ec2::types::{
         InstanceType, LaunchTemplateBlockDeviceMappingRequest, LaunchTemplateEbsBlockDeviceRequest,
         RequestLaunchTemplateData, VolumeType,
@@ -438,7 +440,7 @@ async fn template_version(c: &moto::Clients, template: &str, volumes: &[(&str, &
 async fn warm_pool_standing_cost_from_the_launch_template_volumes() {
     let moto = Moto::start();
     let c = moto.clients().await;
-    let groups: [(&str, &[(&str, &str, i32)]); 3] = [
+    let groups: [(&str, Volumes); 3] = [
         // The root overridden: 100 GB + 200 GB gp3.
         (
             "two-gp3",
