@@ -3,12 +3,12 @@
 //! and throughput above the free baseline) ÷ 730 h. Pure: the provider reads the mappings and
 //! the prices, this module decides.
 //!
-//! - **Only EBS is billed while stopped**: "We don't charge usage for a stopped instance, or
-//!   data transfer fees, but we do charge for the storage for any Amazon EBS volumes" (Amazon
-//!   EC2 API Reference, `StopInstances`; EC2 User Guide, "Stop and start Amazon EC2
-//!   instances"). Instance-store volumes cost nothing then: "the data on any instance store
-//!   volumes is lost" when an instance stops (same guide), and instance storage is part of the
-//!   instance's (compute) price (EC2 User Guide, "Instance store temporary block storage").
+//! - **Only EBS is billed while stopped**: "We don't charge usage for a stopped instance … you
+//!   are charged for Amazon EBS volume usage" (Amazon EC2 API Reference, `StopInstances`; EC2
+//!   User Guide, "Stop and start Amazon EC2 instances"). Instance-store volumes cost nothing
+//!   then: their data does not survive a stop (same guide), and instance storage is part of the
+//!   instance's usage price, not billed apart (EC2 User Guide, "Instance store temporary block
+//!   storage").
 //! - **Which volumes**: the AMI's block device mapping, overridden device by device by the
 //!   launch template's (EC2 User Guide, "Block device mappings": the instance's mapping "can
 //!   override" the AMI's, a `NoDevice` entry suppresses an AMI device). A field the template

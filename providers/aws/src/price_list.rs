@@ -85,7 +85,8 @@ pub fn filters(region: &str, instance_type: &str) -> Vec<(&'static str, String)>
     ]
 }
 
-/// Why no live price could be had for a type.
+/// Why no live price could be had for a type. `instance_type` names what was priced: an
+/// instance type, or an EBS rate key (`ebs/<volume type>/<part>`, [`crate::ebs::rate_key`]).
 #[derive(Debug, thiserror::Error)]
 pub enum PriceListError {
     /// The call failed: timeout, throttling, access denied, endpoint unreachable.

@@ -102,10 +102,10 @@ struct State {
     /// Live EBS rates from the Price List API, keyed by [`crate::ebs::rate_key`].
     live_ebs: crate::price_list::LiveOnDemand,
     /// Block device mappings per AMI id (`DescribeImages`), or why they could not be read,
-    /// with when. An AMI's block device mapping cannot be changed after registration
-    /// (`ModifyImageAttribute` changes description, launch permissions, product codes, boot
-    /// and IMDS settings only — EC2 API Reference), so a read is kept for the process; a failed
-    /// one is retried after [`crate::price_list::RETRY_AFTER_FAILURE`], not every tick.
+    /// with when. An AMI's block device mapping is fixed at registration (`ModifyImageAttribute`
+    /// changes its description, IMDS support and launch permissions, not its block device
+    /// mapping — EC2 API Reference), so a read is kept for the process; a failed one is retried
+    /// after [`crate::price_list::RETRY_AFTER_FAILURE`], not every tick.
     images: HashMap<String, (ImageRead, Instant)>,
 }
 
