@@ -67,6 +67,9 @@ pub const AWS_IAM_READ_ACTIONS: &[&str] = &[
     "autoscaling:DescribeScalingActivities",
     "autoscaling:DescribeWarmPool",
     "cloudwatch:GetMetricData",
+    // The AMI's block device mappings: a stopped warm-pool instance's volumes
+    // (gpupool_aws::ebs); no resource-level permissions exist for Describe* actions.
+    "ec2:DescribeImages",
     "ec2:DescribeInstanceTypes",
     "ec2:DescribeInstances",
     "ec2:DescribeLaunchTemplateVersions",

@@ -43,6 +43,8 @@ struct Fake {
     mode: Option<Mode>,
     /// (region, type) → USD per hour.
     prices: BTreeMap<(String, String), String>,
+    /// (region, volumeApiName, productFamily) → (unit, USD per unit): EBS products.
+    ebs: BTreeMap<(String, String, String), (String, String)>,
     /// Filters of every request, as field → value.
     requests: Vec<BTreeMap<String, String>>,
 }
@@ -67,6 +69,33 @@ fn product(ty: &str, region: &str, usd: &str) -> String {
             "priceDimensions": { "SKU1.JRTCKXETXF.6YS6EN2CT7": {
                 "unit": "Hrs", "pricePerUnit": { "USD": usd }, "appliesTo": [],
                 "description": format!("${usd} per On Demand Linux {ty} Instance Hour")
+            } }
+        } } },
+        "version": "20261101000000",
+        "publicationDate": "2026-11-01T00:00:00Z"
+    })
+    .to_string()
+}
+
+/// One EBS product (a recorded `GetProducts` reply in grafana/cloudcost-exporter's
+/// `pkg/aws/ec2` tests, abridged): `productFamily`, `regionCode`, `volumeApiName`, one on-demand
+/// dimension in `unit`.
+fn ebs_product(family: &str, api: &str, region: &str, unit: &str, usd: &str) -> String {
+    json!({
+        "product": {
+            "productFamily": family,
+            "attributes": {
+                "regionCode": region, "volumeApiName": api, "servicecode": "AmazonEC2",
+                "locationType": "AWS Region"
+            },
+            "sku": "SKU2"
+        },
+        "serviceCode": "AmazonEC2",
+        "terms": { "OnDemand": { "SKU2.JRTCKXETXF": {
+            "offerTermCode": "JRTCKXETXF", "sku": "SKU2",
+            "priceDimensions": { "SKU2.JRTCKXETXF.6YS6EN2CT7": {
+                "unit": unit, "beginRange": "0", "endRange": "Inf",
+                "pricePerUnit": { "USD": usd }, "appliesTo": []
             } }
         } } },
         "version": "20261101000000",
@@ -107,7 +136,15 @@ async fn get_products(State(s): State<Shared>, headers: HeaderMap, body: Bytes) 
             filters.get("regionCode").cloned().unwrap_or_default(),
             filters.get("instanceType").cloned().unwrap_or_default(),
         );
-        let entry = st.prices.get(&key).map(|usd| product(&key.1, &key.0, usd));
+        let entry = match filters.get("volumeApiName") {
+            Some(api) => {
+                let family = filters.get("productFamily").cloned().unwrap_or_default();
+                st.ebs
+                    .get(&(key.0.clone(), api.clone(), family.clone()))
+                    .map(|(unit, usd)| ebs_product(&family, api, &key.0, unit, usd))
+            }
+            None => st.prices.get(&key).map(|usd| product(&key.1, &key.0, usd)),
+        };
         (st.mode.unwrap_or(Mode::Answer), entry)
     };
     let list: Vec<String> = match mode {
@@ -255,6 +292,94 @@ async fn an_endpoint_that_never_answers_times_out_to_the_table() {
     assert_eq!(
         ondemand("us-east-1", "g6.xlarge", None, live.price("g6.xlarge")),
         (Some(0.8048), OnDemandSource::Table)
+    );
+    server.abort();
+}
+
+/// Live EBS rates through the real SDK client: the documented filters per billed part, the
+/// GiB/s-month throughput price turned into MiB/s, and a region's own figures — not the us-east-1
+/// table's — in a warm instance's standing cost. A volume type the region does not sell and the
+/// table does not cover there stays unknown.
+#[tokio::test]
+async fn live_ebs_rates_price_a_stopped_instance_in_its_region() {
+    use gpupool_aws::ebs::{RatePart, Volume, VolumeType, cost_per_hour, rate_key, table_rate};
+    use gpupool_provider::Price;
+    let (fake, url, server) = start().await;
+    {
+        let mut f = fake.lock().unwrap();
+        for (family, unit, usd) in [
+            ("Storage", "GB-Mo", "0.0880000000"),
+            ("System Operation", "IOPS-Mo", "0.0055000000"),
+            ("Provisioned Throughput", "GiBps-mo", "45.0560000000"),
+        ] {
+            f.ebs.insert(
+                ("eu-west-1".into(), "gp3".into(), family.into()),
+                (unit.into(), usd.into()),
+            );
+        }
+    }
+    let api = client(&url, "eu-west-1").await;
+    let now = gpupool_provider::clock::monotonic();
+    let mut live = LiveOnDemand::default();
+    let mut keys: Vec<String> = VolumeType::Gp3
+        .parts()
+        .iter()
+        .map(|p| rate_key(&VolumeType::Gp3, *p))
+        .collect();
+    keys.push(rate_key(&VolumeType::St1, RatePart::Storage));
+    let due = live.due_types(keys.iter().map(String::as_str), now);
+    let failures = live.apply(api.fetch(due).await, now);
+    assert!(failures.is_empty(), "{failures:?}");
+    assert_eq!(live.price("ebs/gp3/storage"), Some(0.088));
+    assert_eq!(live.price("ebs/gp3/iops"), Some(0.0055));
+    let mibps = live.price("ebs/gp3/throughput").unwrap();
+    assert!((mibps - 0.044).abs() < 1e-12, "per MiB/s-month: {mibps}");
+    assert_eq!(live.price("ebs/st1/storage"), None, "not sold there");
+
+    let rate = |t: &VolumeType, p: RatePart| {
+        live.price(&rate_key(t, p))
+            .or_else(|| table_rate("eu-west-1", t, p))
+    };
+    let gp3 = Volume {
+        device: "/dev/sdf".into(),
+        volume_type: VolumeType::Gp3,
+        size_gib: 100,
+        iops: Some(4_000),
+        throughput_mibps: Some(250),
+    };
+    assert_eq!(
+        cost_per_hour(std::slice::from_ref(&gp3), "eu-west-1", rate),
+        Ok(Price::from_dollars(
+            (100.0 * 0.088 + 1_000.0 * 0.0055 + 125.0 * 0.044) / 730.0
+        ))
+    );
+    let st1 = Volume {
+        volume_type: VolumeType::St1,
+        size_gib: 500,
+        iops: None,
+        throughput_mibps: None,
+        ..gp3.clone()
+    };
+    assert_eq!(
+        cost_per_hour(&[gp3, st1], "eu-west-1", rate).map_err(|e| e.kind()),
+        Err("no_price"),
+        "one unpriced volume makes the whole figure unknown"
+    );
+
+    let reqs = fake.lock().unwrap().requests.clone();
+    let mut families: Vec<&str> = reqs
+        .iter()
+        .filter(|r| r.get("volumeApiName").map(String::as_str) == Some("gp3"))
+        .map(|r| {
+            assert_eq!(r.get("regionCode").map(String::as_str), Some("eu-west-1"));
+            r["productFamily"].as_str()
+        })
+        .collect();
+    families.sort_unstable();
+    assert_eq!(
+        families,
+        ["Provisioned Throughput", "Storage", "System Operation"],
+        "one listing per billed part"
     );
     server.abort();
 }

@@ -13,7 +13,8 @@ use aws_fault_proxy::FaultProxy;
 use gpupool::model::{CapacityType, LifecycleState, ProviderEventKind};
 use gpupool_aws::{AwsMetrics, AwsProvider, Datum, MetricUnit};
 use gpupool_provider::{
-    InstanceId, LaunchFailure, NodeGroup, NodeGroupId, NodeGroupProvider, ProviderError, Timestamp,
+    InstanceId, LaunchFailure, NodeGroup, NodeGroupId, NodeGroupProvider, Price, ProviderError,
+    Timestamp,
 };
 use moto::{GroupFixture, Moto, eventually};
 use std::time::Duration;
@@ -396,6 +397,137 @@ async fn warm_pools_only_on_single_type_on_demand_groups() {
             "{refused}: no call was made"
         );
     }
+}
+
+/// EBS mappings as `(device, volume type, size GiB)`.
+type Volumes<'a> = &'a [(&'a str, &'a str, i32)];
+
+/// A new `$Latest` version of `template` with moto's AMI and `volumes`.
+async fn template_version(c: &moto::Clients, template: &str, volumes: Volumes<'_>) {
+    use gpupool_aws::sdk::ec2::types::{
+        InstanceType, LaunchTemplateBlockDeviceMappingRequest, LaunchTemplateEbsBlockDeviceRequest,
+        RequestLaunchTemplateData, VolumeType,
+    };
+    let mut data = RequestLaunchTemplateData::builder()
+        .image_id(moto::AMI)
+        .instance_type(InstanceType::from("g5.xlarge"));
+    for (device, ty, size) in volumes {
+        data = data.block_device_mappings(
+            LaunchTemplateBlockDeviceMappingRequest::builder()
+                .device_name(*device)
+                .ebs(
+                    LaunchTemplateEbsBlockDeviceRequest::builder()
+                        .volume_type(VolumeType::from(*ty))
+                        .volume_size(*size)
+                        .build(),
+                )
+                .build(),
+        );
+    }
+    c.ec2
+        .create_launch_template_version()
+        .launch_template_name(template)
+        .launch_template_data(data.build())
+        .send()
+        .await
+        .expect("create launch template version");
+}
+
+/// The warm pool's standing cost is what the launch template's volumes cost stopped, over the
+/// AMI's (moto's AMI maps a 15 GB `standard` root at /dev/sda1, `DescribeImages`). moto serves
+/// no Price List API: the call fails and the us-east-1 table prices the volumes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn warm_pool_standing_cost_from_the_launch_template_volumes() {
+    let moto = Moto::start();
+    let c = moto.clients().await;
+    let groups: [(&str, Volumes); 3] = [
+        // The root overridden: 100 GB + 200 GB gp3.
+        (
+            "two-gp3",
+            &[("/dev/sda1", "gp3", 100), ("/dev/sdf", "gp3", 200)],
+        ),
+        // The AMI's root is kept and billed too.
+        ("ami-root", &[("/dev/sdf", "gp3", 200)]),
+        // A volume type no source prices: the whole figure is unknown, not 100 GB of gp3.
+        (
+            "unpriced",
+            &[("/dev/sda1", "gp3", 100), ("/dev/sdf", "io9", 200)],
+        ),
+    ];
+    for (name, volumes) in groups {
+        c.group(GroupFixture {
+            name,
+            ..Default::default()
+        })
+        .await;
+        template_version(&c, &format!("lt-{name}"), volumes).await;
+        c.asg
+            .put_warm_pool()
+            .auto_scaling_group_name(name)
+            .min_size(1)
+            .max_group_prepared_capacity(1)
+            .pool_state(gpupool_aws::sdk::autoscaling::types::WarmPoolState::Stopped)
+            .send()
+            .await
+            .unwrap();
+    }
+    let p = AwsProvider::new(moto.settings(&["llama"])).await.unwrap();
+    let standing = |g: NodeGroup| {
+        g.warm_pool
+            .expect("warm pool discovered")
+            .standing_cost_per_hour
+    };
+    let per_hour = |monthly: f64| Price::from_dollars(monthly / 730.0);
+    // us-east-1 list prices: gp3 $0.08, standard $0.05 per GB-month.
+    assert_eq!(
+        standing(group_of(&p, "two-gp3").await),
+        per_hour(300.0 * 0.08)
+    );
+    assert_eq!(
+        standing(group_of(&p, "ami-root").await),
+        per_hour(200.0 * 0.08 + 15.0 * 0.05)
+    );
+    assert_eq!(standing(group_of(&p, "unpriced").await), Price::Unknown);
+
+    // A new template version is read at the next discovery ($Latest is resolved every time).
+    template_version(
+        &c,
+        "lt-two-gp3",
+        &[("/dev/sda1", "gp3", 100), ("/dev/sdf", "gp3", 400)],
+    )
+    .await;
+    assert_eq!(
+        standing(group_of(&p, "two-gp3").await),
+        per_hour(500.0 * 0.08)
+    );
+    // A template without a type for a device the AMI does not map: unknown, not gp2 or zero.
+    c.ec2
+        .create_launch_template_version()
+        .launch_template_name("lt-ami-root")
+        .launch_template_data(
+            gpupool_aws::sdk::ec2::types::RequestLaunchTemplateData::builder()
+                .image_id(moto::AMI)
+                .instance_type(gpupool_aws::sdk::ec2::types::InstanceType::from(
+                    "g5.xlarge",
+                ))
+                .block_device_mappings(
+                    gpupool_aws::sdk::ec2::types::LaunchTemplateBlockDeviceMappingRequest::builder(
+                    )
+                    .device_name("/dev/sdf")
+                    .ebs(
+                        gpupool_aws::sdk::ec2::types::LaunchTemplateEbsBlockDeviceRequest::builder(
+                        )
+                        .volume_size(200)
+                        .build(),
+                    )
+                    .build(),
+                )
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(standing(group_of(&p, "ami-root").await), Price::Unknown);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -43,11 +43,16 @@ impl TemplateRef {
 }
 
 /// What the launch template says, as far as gpupool cares.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct TemplateFacts {
     pub instance_type: Option<InstanceTypeName>,
     /// `InstanceMarketOptions.MarketType = spot`.
     pub spot: bool,
+    /// `ImageId` (an AMI id, or a `resolve:ssm:` parameter, which gpupool does not resolve).
+    pub image_id: Option<String>,
+    /// `BlockDeviceMappings`, over the AMI's: the volumes a stopped warm instance pays for
+    /// ([`crate::ebs`]). Read from the same `DescribeLaunchTemplateVersions` reply.
+    pub block_devices: Vec<crate::ebs::Mapping>,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -476,10 +481,12 @@ mod tests {
         let spot_lt = TemplateFacts {
             instance_type: Some("p5.48xlarge".into()),
             spot: true,
+            ..Default::default()
         };
         let od_lt = TemplateFacts {
             instance_type: Some("p5.48xlarge".into()),
             spot: false,
+            ..Default::default()
         };
         assert_eq!(plain.capacity_type(Some(&spot_lt)), CapacityType::Spot);
         assert_eq!(plain.capacity_type(Some(&od_lt)), CapacityType::OnDemand);

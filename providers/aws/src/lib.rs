@@ -16,6 +16,11 @@
 //!   raised with nothing behind it. While that is outstanding the group carries it in
 //!   `NodeGroup::unfulfilled` ([`activities::outstanding_failure`]), and
 //!   `release_unfulfilled` lowers desired capacity back to the instances the group lists.
+//! - **Warm-pool standing cost** ([`ebs`]): what one stopped warm instance costs per hour —
+//!   its EBS volumes, from the launch template's block device mappings over the AMI's
+//!   (`DescribeImages`), priced from the Price List API (else a us-east-1 table) per GB-month
+//!   plus provisioned IOPS / throughput above the free baseline, ÷ 730 h; unknown (with a
+//!   warning) when any volume cannot be priced.
 //! - **Events**: spot interruption warnings, rebalance recommendations, state changes and AWS
 //!   Health scheduled changes from an SQS queue fed by EventBridge ([`events`]).
 //!
@@ -54,6 +59,7 @@ pub mod activities;
 pub mod bounds;
 mod cloudwatch;
 mod discovery;
+pub mod ebs;
 mod error;
 pub mod events;
 mod instances;
@@ -111,6 +117,7 @@ pub const IAM_ACTIONS: &[&str] = &[
     "autoscaling:TerminateInstanceInAutoScalingGroup",
     "cloudwatch:GetMetricData",
     "cloudwatch:PutMetricData",
+    "ec2:DescribeImages",
     "ec2:DescribeInstanceTypes",
     "ec2:DescribeInstances",
     "ec2:DescribeLaunchTemplateVersions",

@@ -25,8 +25,21 @@
 //! - **Freshness**: fetched at the first discovery after start, refreshed once a day
 //!   ([`REFRESH`]); a failed fetch is retried after [`RETRY_AFTER_FAILURE`] and meanwhile the
 //!   last good live price, else the table, else an explicit unknown is used, with a warning.
+//! - **EBS rates** (what a stopped warm-pool instance costs, [`crate::ebs`]): `GetProducts`,
+//!   service code `AmazonEC2`, `TERM_MATCH` on `regionCode`, `volumeApiName` (the volume type's
+//!   API name) and `productFamily`: `Storage` (unit `GB-Mo`), `System Operation` (provisioned
+//!   IOPS, unit `IOPS-Mo`; the family also lists magnetic volumes' I/O requests in another
+//!   unit, skipped) and `Provisioned Throughput` (gp3, unit `GiBps-mo`: a price per GiB/s-month,
+//!   ÷ 1024 per MiB/s). The same product families, attribute and units infracost prices EBS
+//!   volumes with (`internal/resources/aws/ebs_volume.go`); storage products carry `regionCode`
+//!   and `volumeApiName` (a recorded `GetProducts` reply in grafana/cloudcost-exporter's
+//!   `pkg/aws/ec2` tests: `"productFamily":"Storage"`, `"regionCode":"af-south-1"`,
+//!   `"volumeApiName":"gp3"`, unit `GB-Mo`). io2's tiered IOPS products all match; the highest
+//!   rate — the first tier, the only one gpupool prices — is taken. Same refresh schedule and
+//!   fallback (the us-east-1 table in [`crate::ebs::table_rate`]) as on-demand prices.
 //! - **IAM**: `pricing:GetProducts` (no resource-level permissions: `Resource: "*"`).
 
+use crate::ebs::{RatePart, VolumeType};
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
@@ -72,7 +85,8 @@ pub fn filters(region: &str, instance_type: &str) -> Vec<(&'static str, String)>
     ]
 }
 
-/// Why no live price could be had for a type.
+/// Why no live price could be had for a type. `instance_type` names what was priced: an
+/// instance type, or an EBS rate key (`ebs/<volume type>/<part>`, [`crate::ebs::rate_key`]).
 #[derive(Debug, thiserror::Error)]
 pub enum PriceListError {
     /// The call failed: timeout, throttling, access denied, endpoint unreachable.
@@ -180,6 +194,97 @@ pub fn parse_entry(
     Ok(best)
 }
 
+/// Product family, price-dimension unit and units per gpupool unit of one EBS rate (see the
+/// module docs): throughput is priced per GiB/s-month, gpupool bills MiB/s.
+pub fn ebs_query(part: RatePart) -> (&'static str, &'static str, f64) {
+    match part {
+        RatePart::Storage => ("Storage", "GB-Mo", 1.0),
+        RatePart::Iops => ("System Operation", "IOPS-Mo", 1.0),
+        RatePart::Throughput => ("Provisioned Throughput", "GiBps-mo", 1024.0),
+    }
+}
+
+/// The `GetProducts` filters for one EBS rate in one region.
+pub fn ebs_filters(
+    region: &str,
+    volume_type: &VolumeType,
+    part: RatePart,
+) -> Vec<(&'static str, String)> {
+    vec![
+        ("regionCode", region.to_owned()),
+        ("volumeApiName", volume_type.api_name().to_owned()),
+        ("productFamily", ebs_query(part).0.to_owned()),
+    ]
+}
+
+/// The highest on-demand USD rate in one EBS price-list entry whose dimension unit is `part`'s
+/// (compared case-insensitively: the price list spells `GiBps-mo` and `GB-Mo`). `Ok(None)`: a
+/// well-formed product of the family in another unit (magnetic I/O requests) or without
+/// on-demand terms. Errors like [`parse_entry`]'s: not JSON, a product of another volume type
+/// or region, a rate that is not a positive number.
+pub fn parse_ebs_entry(
+    entry: &str,
+    region: &str,
+    volume_type: &VolumeType,
+    part: RatePart,
+) -> Result<Option<f64>, PriceListError> {
+    let subject = crate::ebs::rate_key(volume_type, part);
+    let bad = |d: String| malformed(&subject, d);
+    let v: serde_json::Value =
+        serde_json::from_str(entry).map_err(|e| bad(format!("not JSON: {e}")))?;
+    let attrs = v
+        .pointer("/product/attributes")
+        .ok_or_else(|| bad("no product.attributes".into()))?;
+    let attr = |k: &str| attrs.get(k).and_then(|x| x.as_str());
+    if attr("volumeApiName") != Some(volume_type.api_name()) {
+        return Err(bad(format!(
+            "product is for volume type {:?}",
+            attr("volumeApiName")
+        )));
+    }
+    if let Some(rc) = attr("regionCode")
+        && rc != region
+    {
+        return Err(bad(format!("product is for region {rc}")));
+    }
+    let Some(terms) = v.pointer("/terms/OnDemand") else {
+        return Ok(None);
+    };
+    let terms = terms
+        .as_object()
+        .ok_or_else(|| bad("terms.OnDemand is not an object".into()))?;
+    let unit = ebs_query(part).1;
+    let mut best: Option<f64> = None;
+    for term in terms.values() {
+        let dims = term
+            .get("priceDimensions")
+            .and_then(|d| d.as_object())
+            .ok_or_else(|| bad("a term has no priceDimensions".into()))?;
+        for d in dims.values() {
+            let same_unit = d
+                .get("unit")
+                .and_then(|u| u.as_str())
+                .is_some_and(|u| u.eq_ignore_ascii_case(unit));
+            if !same_unit {
+                continue;
+            }
+            let usd = d
+                .pointer("/pricePerUnit/USD")
+                .and_then(|p| p.as_str())
+                .ok_or_else(|| bad("no pricePerUnit.USD string".into()))?;
+            let p: f64 = usd
+                .trim()
+                .parse()
+                .map_err(|_| bad(format!("price {usd:?} is not a number")))?;
+            if !(p.is_finite() && p > 0.0) {
+                return Err(bad(format!("price {usd:?} is not positive")));
+            }
+            best = Some(best.map_or(p, |b: f64| b.max(p)));
+        }
+    }
+    Ok(best)
+}
+
 /// A Price List Query API client for one workload region.
 #[derive(Clone, Debug)]
 pub struct PriceListClient {
@@ -206,8 +311,10 @@ impl PriceListClient {
         &self.region
     }
 
-    /// Fetch every type of `due` (one `GetProducts` listing each, one after the other: a
-    /// deployment has a handful of GPU types and this runs once a day).
+    /// Fetch every key of `due` (one `GetProducts` listing each, one after the other: a
+    /// deployment has a handful of GPU types and volume types, and this runs once a day). A key
+    /// is an instance type, or an EBS rate ([`crate::ebs::rate_key`], `ebs/<type>/<part>`,
+    /// which no instance type name looks like).
     pub async fn fetch(
         &self,
         due: Vec<String>,
@@ -222,6 +329,8 @@ impl PriceListClient {
                 Err(PriceListError::Skipped {
                     instance_type: t.clone(),
                 })
+            } else if let Some((volume_type, part)) = crate::ebs::parse_rate_key(&t) {
+                self.ebs_rate(&volume_type, part).await
             } else {
                 self.on_demand(&t).await
             };
@@ -234,13 +343,54 @@ impl PriceListClient {
     /// The live on-demand price of `instance_type` in this client's region. `Ok(None)`: the
     /// price list has no such product there (the type is not sold in the region).
     pub async fn on_demand(&self, instance_type: &str) -> Result<Option<f64>, PriceListError> {
+        let mut best: Option<f64> = None;
+        for entry in self
+            .products(filters(&self.region, instance_type), instance_type)
+            .await?
+        {
+            if let Some(p) = parse_entry(&entry, &self.region, instance_type)? {
+                best = Some(best.map_or(p, |b: f64| b.max(p)));
+            }
+        }
+        Ok(best)
+    }
+
+    /// One live EBS rate of `volume_type` in this client's region, in the unit
+    /// [`crate::ebs::cost_per_hour`] uses (USD per GB-, IOPS- or MiB/s-month; see
+    /// [`ebs_query`]). `Ok(None)`: the price list has no such product there.
+    pub async fn ebs_rate(
+        &self,
+        volume_type: &VolumeType,
+        part: RatePart,
+    ) -> Result<Option<f64>, PriceListError> {
+        let key = crate::ebs::rate_key(volume_type, part);
+        let (_, _, per_unit) = ebs_query(part);
+        let mut best: Option<f64> = None;
+        for entry in self
+            .products(ebs_filters(&self.region, volume_type, part), &key)
+            .await?
+        {
+            if let Some(p) = parse_ebs_entry(&entry, &self.region, volume_type, part)? {
+                best = Some(best.map_or(p, |b: f64| b.max(p)));
+            }
+        }
+        Ok(best.map(|p| p / per_unit))
+    }
+
+    /// Every `PriceList` entry (all pages, at most [`MAX_PAGES`]) of a `GetProducts` listing
+    /// with `TERM_MATCH` `filters`; errors name `subject`.
+    async fn products(
+        &self,
+        filters: Vec<(&'static str, String)>,
+        subject: &str,
+    ) -> Result<Vec<String>, PriceListError> {
         use aws_sdk_pricing::types::{Filter, FilterType};
         let call_err = |e: Box<dyn std::error::Error + Send + Sync>| PriceListError::Call {
-            instance_type: instance_type.to_owned(),
+            instance_type: subject.to_owned(),
             source: e,
         };
         let mut terms = Vec::new();
-        for (field, value) in filters(&self.region, instance_type) {
+        for (field, value) in filters {
             terms.push(
                 Filter::builder()
                     .r#type(FilterType::TermMatch)
@@ -250,7 +400,7 @@ impl PriceListClient {
                     .map_err(|e| call_err(Box::new(e)))?,
             );
         }
-        let mut best: Option<f64> = None;
+        let mut entries = Vec::new();
         let mut token: Option<String> = None;
         for _ in 0..MAX_PAGES {
             let out = self
@@ -264,19 +414,15 @@ impl PriceListClient {
                 .send()
                 .await
                 .map_err(|e| call_err(Box::new(e)))?;
-            for entry in out.price_list() {
-                if let Some(p) = parse_entry(entry, &self.region, instance_type)? {
-                    best = Some(best.map_or(p, |b: f64| b.max(p)));
-                }
-            }
+            entries.extend(out.price_list().iter().cloned());
             match out.next_token() {
                 Some(t) if !t.is_empty() => token = Some(t.to_owned()),
-                _ => return Ok(best),
+                _ => return Ok(entries),
             }
         }
         Err(malformed(
-            instance_type,
-            format!("more than {MAX_PAGES} pages for one type"),
+            subject,
+            format!("more than {MAX_PAGES} pages for one product"),
         ))
     }
 }
@@ -428,6 +574,100 @@ mod tests {
         // No OnDemand terms at all: not a price, not an error (e.g. a reserved-only product).
         let e = r#"{"product":{"attributes":{"instanceType":"g5.xlarge"}},"terms":{}}"#;
         assert_eq!(parse_entry(e, "eu-west-1", "g5.xlarge").unwrap(), None);
+    }
+
+    /// One EBS product as a recorded `GetProducts` reply has it (grafana/cloudcost-exporter,
+    /// `pkg/aws/ec2` tests; abridged).
+    fn ebs_entry(family: &str, api: &str, region: &str, unit: &str, usd: &str) -> String {
+        serde_json::json!({
+            "product": {
+                "productFamily": family,
+                "attributes": {
+                    "volumeType": "General Purpose", "usagetype": "EBS:VolumeUsage.gp3",
+                    "locationType": "AWS Region", "regionCode": region,
+                    "servicecode": "AmazonEC2", "volumeApiName": api
+                },
+                "sku": "XWCTMRRUJM7TGYST"
+            },
+            "serviceCode": "AmazonEC2",
+            "terms": { "OnDemand": { "XWCTMRRUJM7TGYST.JRTCKXETXF": {
+                "priceDimensions": { "XWCTMRRUJM7TGYST.JRTCKXETXF.6YS6EN2CT7": {
+                    "unit": unit, "endRange": "Inf", "beginRange": "0",
+                    "pricePerUnit": { "USD": usd }
+                } },
+                "offerTermCode": "JRTCKXETXF"
+            } } }
+        })
+        .to_string()
+    }
+
+    #[test]
+    fn parses_ebs_rates_in_their_units() {
+        let gp3 = VolumeType::Gp3;
+        let e = ebs_entry("Storage", "gp3", "af-south-1", "GB-Mo", "0.1047000000");
+        assert_eq!(
+            parse_ebs_entry(&e, "af-south-1", &gp3, RatePart::Storage).unwrap(),
+            Some(0.1047)
+        );
+        // Throughput in GiBps-mo (unit compared case-insensitively).
+        let e = ebs_entry(
+            "Provisioned Throughput",
+            "gp3",
+            "us-east-1",
+            "GiBps-mo",
+            "40.96",
+        );
+        assert_eq!(
+            parse_ebs_entry(&e, "us-east-1", &gp3, RatePart::Throughput).unwrap(),
+            Some(40.96)
+        );
+        assert_eq!(
+            ebs_query(RatePart::Throughput).2,
+            1024.0,
+            "÷ 1024 per MiB/s"
+        );
+        // Magnetic I/O requests share the family with provisioned IOPS: another unit, skipped.
+        let e = ebs_entry("System Operation", "standard", "us-east-1", "IOs", "0.05");
+        assert_eq!(
+            parse_ebs_entry(&e, "us-east-1", &VolumeType::Standard, RatePart::Iops).unwrap(),
+            None
+        );
+        for (entry, why) in [
+            ("nope".to_owned(), "not JSON"),
+            (
+                ebs_entry("Storage", "gp2", "us-east-1", "GB-Mo", "0.1"),
+                "volume type",
+            ),
+            (
+                ebs_entry("Storage", "gp3", "eu-west-1", "GB-Mo", "0.1"),
+                "region eu-west-1",
+            ),
+            (
+                ebs_entry("Storage", "gp3", "us-east-1", "GB-Mo", "0"),
+                "not positive",
+            ),
+            (
+                ebs_entry("Storage", "gp3", "us-east-1", "GB-Mo", "-1"),
+                "not positive",
+            ),
+            (
+                ebs_entry("Storage", "gp3", "us-east-1", "GB-Mo", "x"),
+                "not a number",
+            ),
+        ] {
+            let err = parse_ebs_entry(&entry, "us-east-1", &gp3, RatePart::Storage).unwrap_err();
+            assert_eq!(err.kind(), "malformed");
+            assert!(err.to_string().contains(why), "{err} should say {why}");
+            assert!(err.to_string().contains("ebs/gp3/storage"), "{err}");
+        }
+        assert_eq!(
+            ebs_filters("eu-west-1", &VolumeType::Io2, RatePart::Iops),
+            vec![
+                ("regionCode", "eu-west-1".to_owned()),
+                ("volumeApiName", "io2".to_owned()),
+                ("productFamily", "System Operation".to_owned()),
+            ]
+        );
     }
 
     #[test]

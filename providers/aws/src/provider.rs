@@ -99,7 +99,18 @@ struct State {
     warned: HashSet<String>,
     /// Live on-demand prices from the Price List API for the configured region.
     live_ondemand: crate::price_list::LiveOnDemand,
+    /// Live EBS rates from the Price List API, keyed by [`crate::ebs::rate_key`].
+    live_ebs: crate::price_list::LiveOnDemand,
+    /// Block device mappings per AMI id (`DescribeImages`), or why they could not be read,
+    /// with when. An AMI's block device mapping is fixed at registration (`ModifyImageAttribute`
+    /// changes its description, IMDS support and launch permissions, not its block device
+    /// mapping — EC2 API Reference), so a read is kept for the process; a failed one is retried
+    /// after [`crate::price_list::RETRY_AFTER_FAILURE`], not every tick.
+    images: HashMap<String, (ImageRead, Instant)>,
 }
+
+/// An AMI's block device mappings, or the error kind of the `DescribeImages` that failed.
+type ImageRead = std::result::Result<Vec<crate::ebs::Mapping>, &'static str>;
 
 /// gpupool's AWS provider. See the crate docs for the rules it follows.
 pub struct AwsProvider {
@@ -372,6 +383,12 @@ impl AwsProvider {
                 .instance_market_options()
                 .and_then(|m| m.market_type())
                 .is_some_and(|m| *m == MarketType::Spot),
+            image_id: data.image_id().map(str::to_owned),
+            block_devices: data
+                .block_device_mappings()
+                .iter()
+                .map(crate::ebs::Mapping::from_template)
+                .collect(),
         };
         if t.is_immutable() {
             lock(&self.state).templates.insert(t.clone(), facts.clone());
@@ -475,18 +492,44 @@ impl AwsProvider {
     /// discovery: a failed or malformed fetch is a warning, and the shipped table (else an
     /// unknown price) is used until a retry succeeds.
     async fn refresh_ondemand(&self, types: &[InstanceType]) {
+        let keys: Vec<&str> = types.iter().map(|t| t.name.as_str()).collect();
+        self.refresh_live(&keys, |st| &mut st.live_ondemand).await;
+    }
+
+    /// Live EBS rates for `volumes`' types (every billed part of each), on the same schedule
+    /// as on-demand prices; the us-east-1 table ([`crate::ebs::table_rate`]), else an unknown
+    /// standing cost, meanwhile.
+    async fn refresh_ebs(&self, volumes: &[crate::ebs::Volume]) {
+        let keys: Vec<String> = volumes
+            .iter()
+            .flat_map(|v| {
+                v.volume_type
+                    .parts()
+                    .iter()
+                    .map(|p| crate::ebs::rate_key(&v.volume_type, *p))
+            })
+            .collect();
+        let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
+        self.refresh_live(&keys, |st| &mut st.live_ebs).await;
+    }
+
+    /// Fetch the `keys` of one live price cache that are due; failures are warnings, never a
+    /// failed discovery.
+    async fn refresh_live(
+        &self,
+        keys: &[&str],
+        cache: fn(&mut State) -> &mut crate::price_list::LiveOnDemand,
+    ) {
         let Some(api) = &self.price_list else {
             return;
         };
         let now = gpupool_provider::clock::monotonic();
-        let due = lock(&self.state)
-            .live_ondemand
-            .due_types(types.iter().map(|t| t.name.as_str()), now);
+        let due = cache(&mut lock(&self.state)).due_types(keys.iter().copied(), now);
         if due.is_empty() {
             return;
         }
         let results = api.fetch(due).await;
-        let failures = lock(&self.state).live_ondemand.apply(results, now);
+        let failures = cache(&mut lock(&self.state)).apply(results, now);
         for e in failures
             .iter()
             .filter(|e| !matches!(e, crate::price_list::PriceListError::Skipped { .. }))
@@ -501,6 +544,103 @@ impl AwsProvider {
                  succeeds"
             );
         }
+    }
+
+    /// What one stopped warm instance of the group costs per hour ([`crate::ebs`]), or
+    /// [`Price::Unknown`](gpupool_provider::Price::Unknown) with a warning naming why, once per
+    /// group and reason (the pool's `warm_pool.standing_cost_per_hour` may state it instead).
+    /// Never fails discovery.
+    async fn standing_cost(
+        &self,
+        spec: &GroupSpec,
+        template: Option<&TemplateFacts>,
+    ) -> gpupool_provider::Price {
+        match self.standing_cost_of(template).await {
+            Ok(p) => p,
+            Err(why) => {
+                self.warn_once(
+                    &format!("standing:{}:{}", spec.name, why.kind()),
+                    &format!(
+                        "warm-pool standing cost unknown: {why}; the warm pool keeps its \
+                         default shrink hold unless the pool sets \
+                         warm_pool.standing_cost_per_hour"
+                    ),
+                );
+                gpupool_provider::Price::Unknown
+            }
+        }
+    }
+
+    async fn standing_cost_of(
+        &self,
+        template: Option<&TemplateFacts>,
+    ) -> std::result::Result<gpupool_provider::Price, crate::ebs::Unpriced> {
+        use crate::ebs::{self, Unpriced};
+        let t = template.ok_or(Unpriced::NoTemplate)?;
+        let image = t.image_id.as_deref().ok_or(Unpriced::NoImage)?;
+        // A launch template may name its AMI as `resolve:ssm:<parameter>` (EC2 User Guide,
+        // "Use a Systems Manager parameter instead of an AMI ID"); resolving it would need
+        // `ResolveAlias` and SSM read access gpupool does not ask for.
+        if image.starts_with("resolve:ssm:") {
+            return Err(Unpriced::SsmImage(image.to_owned()));
+        }
+        let ami = self
+            .image_mappings(image)
+            .await
+            .map_err(|why| Unpriced::ImageUnreadable {
+                image: image.to_owned(),
+                why,
+            })?;
+        let volumes = ebs::volumes(&t.block_devices, &ami)?;
+        self.refresh_ebs(&volumes).await;
+        let region = self.settings.region.as_str();
+        let st = lock(&self.state);
+        ebs::cost_per_hour(&volumes, region, |vt, part| {
+            st.live_ebs
+                .price(&ebs::rate_key(vt, part))
+                .or_else(|| ebs::table_rate(region, vt, part))
+        })
+    }
+
+    /// The AMI's block device mappings (`DescribeImages`, cached per AMI id: see
+    /// [`State::images`]). The AMI's root volume is billed like any other unless the launch
+    /// template suppresses or overrides it, so it must be read, not assumed.
+    async fn image_mappings(&self, image: &str) -> ImageRead {
+        let now = gpupool_provider::clock::monotonic();
+        if let Some((read, at)) = lock(&self.state).images.get(image)
+            && (read.is_ok()
+                || now.saturating_duration_since(*at) < crate::price_list::RETRY_AFTER_FAILURE)
+        {
+            return read.clone();
+        }
+        let read: ImageRead = match self
+            .ec2
+            .describe_images()
+            .image_ids(image)
+            .send()
+            .await
+            .api("DescribeImages", image)
+        {
+            Ok(out) => out
+                .images()
+                .iter()
+                .find(|i| i.image_id() == Some(image))
+                .map(|i| {
+                    i.block_device_mappings()
+                        .iter()
+                        .map(crate::ebs::Mapping::from_image)
+                        .collect()
+                })
+                // An id EC2 does not list (deregistered, not shared with this account).
+                .ok_or("not listed"),
+            // `InvalidAMIID.NotFound`, access denied (an IAM policy without
+            // ec2:DescribeImages), throttling, timeouts: unknown, retried after an hour.
+            Err(e) => Err(e.kind()),
+        };
+        lock(&self.state)
+            .images
+            .insert(image.to_owned(), (read.clone(), now));
+        read
     }
 
     /// Latest spot price per (type, zone) for `types`, refreshed every `SPOT_PRICE_TTL`.
@@ -659,20 +799,23 @@ impl AwsProvider {
     }
 
     /// A group's warm pool as the planner sees it: the target size and how many members are
-    /// ready or still warming (`DescribeWarmPool`, all pages); `None` without a warm pool.
-    async fn warm_pool_summary(&self, spec: &GroupSpec) -> Result<Option<WarmPool>> {
+    /// ready or still warming (`DescribeWarmPool`, all pages), and what one stopped member
+    /// costs per hour ([`AwsProvider::standing_cost`]); `None` without a warm pool.
+    async fn warm_pool_summary(
+        &self,
+        spec: &GroupSpec,
+        template: Option<&TemplateFacts>,
+    ) -> Result<Option<WarmPool>> {
         Ok(if spec.has_warm_pool {
             let (config, members) = self.warm_pool_instances(&spec.name).await?;
+            let standing_cost_per_hour = self.standing_cost(spec, template).await;
             let mut wp = WarmPool {
                 target_size: config.and_then(|c| c.min_size()).map_or(0, |m| {
                     m.clamp(0, crate::bounds::MAX_GROUP_SIZE as i32) as u32
                 }),
                 ready: 0,
                 warming: 0,
-                // The warm instances' EBS volumes are not read here (the launch template's
-                // block device mappings and the EBS price list would say): unknown, and the
-                // pool's `warm_pool.standing_cost_per_hour` may state it.
-                standing_cost_per_hour: gpupool_provider::Price::Unknown,
+                standing_cost_per_hour,
             };
             let mut st = lock(&self.state);
             for i in &members {
@@ -737,7 +880,7 @@ impl AwsProvider {
         self.refresh_ondemand(&types).await;
         let offerings = self.priced_offerings(&types, &spec.zones, capacity);
 
-        let warm_pool = self.warm_pool_summary(&spec).await?;
+        let warm_pool = self.warm_pool_summary(&spec, template.as_ref()).await?;
 
         let acts = self.activities(&spec.name).await?;
         let listed = listed_instances(g);

@@ -48,6 +48,8 @@ data "aws_iam_policy_document" "controller" {
       "autoscaling:DescribeScalingActivities",
       "autoscaling:DescribeWarmPool",
       "cloudwatch:GetMetricData",
+      # The AMI's block device mappings: the volumes a stopped warm-pool instance pays for.
+      "ec2:DescribeImages",
       "ec2:DescribeInstanceTypes",
       "ec2:DescribeInstances",
       "ec2:DescribeLaunchTemplateVersions",
