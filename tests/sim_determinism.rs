@@ -32,10 +32,11 @@ fn quick_twice_with_the_same_seed_is_identical() {
     let a = run(7);
     let b = run(7);
     assert_eq!(a, b);
-    // The controller and the autoscaling baselines did act, so the hash covers real calls.
-    for (policy, _, actions, _) in &a {
-        if policy == "gpupool" || policy == "hpa-ca" {
-            assert!(*actions > 0, "{policy} made no calls");
-        }
-    }
+    // The controller and a baseline did act, so the hash covers real calls. (Which baselines
+    // act depends on the scenario: on quick the conservative HPA never sees a burst outlast
+    // its 30-s scale-up window, and with the start fleet covering minute 2 it makes no call;
+    // the Kubernetes-default HPA scales up on the burst.)
+    let acted = |name: &str| a.iter().any(|(p, _, n, _)| p == name && *n > 0);
+    assert!(acted("gpupool"), "gpupool made no calls: {a:?}");
+    assert!(acted("hpa-ca-default"), "hpa-ca-default made no calls: {a:?}");
 }
