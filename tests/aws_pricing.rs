@@ -53,8 +53,8 @@ type Shared = Arc<Mutex<Fake>>;
 
 /// One product of the price list, in the documented format (abridged).
 fn product(ty: &str, region: &str, usd: &str) -> String {
-    json!({
-        "product": {
+    price_list_item(
+        json!({
             "productFamily": "Compute Instance",
             "attributes": {
                 "instanceType": ty, "regionCode": region, "operatingSystem": "Linux",
@@ -62,41 +62,45 @@ fn product(ty: &str, region: &str, usd: &str) -> String {
                 "marketoption": "OnDemand"
             },
             "sku": "SKU1"
-        },
-        "serviceCode": "AmazonEC2",
-        "terms": { "OnDemand": { "SKU1.JRTCKXETXF": {
-            "offerTermCode": "JRTCKXETXF", "sku": "SKU1",
-            "priceDimensions": { "SKU1.JRTCKXETXF.6YS6EN2CT7": {
-                "unit": "Hrs", "pricePerUnit": { "USD": usd }, "appliesTo": [],
-                "description": format!("${usd} per On Demand Linux {ty} Instance Hour")
-            } }
-        } } },
-        "version": "20261101000000",
-        "publicationDate": "2026-11-01T00:00:00Z"
-    })
-    .to_string()
+        }),
+        json!({
+            "unit": "Hrs", "pricePerUnit": { "USD": usd }, "appliesTo": [],
+            "description": format!("${usd} per On Demand Linux {ty} Instance Hour")
+        }),
+    )
 }
 
 /// One EBS product (a recorded `GetProducts` reply in grafana/cloudcost-exporter's
 /// `pkg/aws/ec2` tests, abridged): `productFamily`, `regionCode`, `volumeApiName`, one on-demand
 /// dimension in `unit`.
 fn ebs_product(family: &str, api: &str, region: &str, unit: &str, usd: &str) -> String {
-    json!({
-        "product": {
+    price_list_item(
+        json!({
             "productFamily": family,
             "attributes": {
                 "regionCode": region, "volumeApiName": api, "servicecode": "AmazonEC2",
                 "locationType": "AWS Region"
             },
             "sku": "SKU2"
-        },
+        }),
+        json!({
+            "unit": unit, "beginRange": "0", "endRange": "Inf",
+            "pricePerUnit": { "USD": usd }, "appliesTo": []
+        }),
+    )
+}
+
+/// A `PriceList` entry as `GetProducts` returns it (a JSON document in a string): `product`
+/// with its `sku`, and one on-demand term with one price dimension.
+fn price_list_item(product: serde_json::Value, dimension: serde_json::Value) -> String {
+    let sku = product["sku"].as_str().unwrap_or_default().to_string();
+    let term = format!("{sku}.JRTCKXETXF");
+    json!({
+        "product": product,
         "serviceCode": "AmazonEC2",
-        "terms": { "OnDemand": { "SKU2.JRTCKXETXF": {
-            "offerTermCode": "JRTCKXETXF", "sku": "SKU2",
-            "priceDimensions": { "SKU2.JRTCKXETXF.6YS6EN2CT7": {
-                "unit": unit, "beginRange": "0", "endRange": "Inf",
-                "pricePerUnit": { "USD": usd }, "appliesTo": []
-            } }
+        "terms": { "OnDemand": { term.clone(): {
+            "offerTermCode": "JRTCKXETXF", "sku": sku,
+            "priceDimensions": { format!("{term}.6YS6EN2CT7"): dimension }
         } } },
         "version": "20261101000000",
         "publicationDate": "2026-11-01T00:00:00Z"

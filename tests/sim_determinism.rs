@@ -38,5 +38,8 @@ fn quick_twice_with_the_same_seed_is_identical() {
     // the Kubernetes-default HPA scales up on the burst.)
     let acted = |name: &str| a.iter().any(|(p, _, n, _)| p == name && *n > 0);
     assert!(acted("gpupool"), "gpupool made no calls: {a:?}");
-    assert!(acted("hpa-ca-default"), "hpa-ca-default made no calls: {a:?}");
+    assert!(
+        acted("hpa-ca-default"),
+        "hpa-ca-default made no calls: {a:?}"
+    );
 }
