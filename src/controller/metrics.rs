@@ -116,6 +116,9 @@ pub struct Metrics {
     pub pool_headroom_replicas: Family<HeadroomLabels, Gauge>,
     /// With an `slo`: the measured attainment (absent while unknown).
     pub pool_slo_attainment: Family<PoolLabels, FGauge>,
+    /// With an `slo`: the decayed mean of the readings over the last hours, the long window
+    /// feedback relaxes against (absent while unknown).
+    pub pool_slo_attainment_long: Family<PoolLabels, FGauge>,
     pub signal_value: Family<SignalLabels, FGauge>,
     pub signal_stale: Family<SignalLabels, Gauge>,
     pub scale_actions: Family<ActionLabels, Counter>,
@@ -156,6 +159,7 @@ impl Default for Metrics {
             pool_unpriced_nodes: Family::default(),
             pool_headroom_replicas: Family::default(),
             pool_slo_attainment: Family::default(),
+            pool_slo_attainment_long: Family::default(),
             signal_value: Family::default(),
             signal_stale: Family::default(),
             scale_actions: Family::default(),
@@ -233,6 +237,11 @@ impl Metrics {
             "pool_slo_attainment",
             "Fraction of recent requests that met the pool's slo.queue_wait_s, as measured (absent while unknown)",
             self.pool_slo_attainment.clone(),
+        );
+        r.register(
+            "pool_slo_attainment_long",
+            "The pool's measured attainment averaged over the last hours (readings decayed with a 6-h half-life): the long window SLO feedback relaxes only while it meets the target (absent while unknown)",
+            self.pool_slo_attainment_long.clone(),
         );
         r.register(
             "estimated_cost_per_hour",
@@ -371,6 +380,7 @@ impl Metrics {
         self.pool_unpriced_nodes.clear();
         self.pool_headroom_replicas.clear();
         self.pool_slo_attainment.clear();
+        self.pool_slo_attainment_long.clear();
         self.signal_value.clear();
         self.signal_stale.clear();
         self.decisions.clear();

@@ -44,6 +44,17 @@ impl Controller {
                 self.metrics.pool_slo_attainment.remove(&l);
             }
         }
+        match s.headroom_running.as_ref().and_then(|h| h.attainment_long) {
+            Some(a) => {
+                self.metrics
+                    .pool_slo_attainment_long
+                    .get_or_create(&l)
+                    .set(a);
+            }
+            None => {
+                self.metrics.pool_slo_attainment_long.remove(&l);
+            }
+        }
         for h in [&s.headroom_running, &s.headroom_warm]
             .into_iter()
             .flatten()

@@ -421,6 +421,73 @@ fn the_forecast_is_exported_per_pool_only_while_forecasting_is_on() {
     }
 }
 
+/// Demand of one replica with a fixed measured attainment (`None`: unknown).
+struct Attaining(Option<f64>);
+
+#[async_trait]
+impl DemandSource for Attaining {
+    async fn read(&mut self, _c: &Config, now: Timestamp) -> BTreeMap<PoolName, PoolDemand> {
+        let d = PoolDemand {
+            replicas_now: Some(1),
+            readings: vec![crate::model::SignalReading {
+                name: "queue".into(),
+                value: Some(1.0),
+                replicas: Some(1),
+                stale: false,
+                observed_at: Some(now),
+            }],
+            slo_attainment: self.0.map(|fraction| crate::model::Attainment {
+                fraction,
+                window_s: 600.0,
+            }),
+            ..PoolDemand::default()
+        };
+        [(PoolName::from("p"), d)].into()
+    }
+}
+
+/// The long window feedback relaxes against is exported beside the short one, and neither
+/// while the attainment is unknown (unknown is not 0 and not 1).
+#[test]
+fn the_long_window_attainment_is_exported_and_absent_while_unknown() {
+    for attainment in [Some(0.98), None] {
+        let cfg = Config::load(
+            "pools:\n  - name: p\n    requirements: {}\n    slo: { queue_wait_s: 1.0, attainment: 0.99 }\n    signals:\n      - cron: { start: '0 0 9 * * *', end: '0 0 17 * * *', desired: 1 }\n",
+        )
+        .unwrap();
+        let p = MemProvider::default();
+        world(&p).groups.push(group("a", CapacityType::OnDemand));
+        let metrics = Arc::new(Metrics::default());
+        let mut reg = prometheus_client::registry::Registry::default();
+        metrics.register(&mut reg);
+        let mut c = Controller::new(
+            Arc::new(cfg),
+            Arc::new(p.clone()),
+            Box::new(MemCluster {
+                drain_ticks: 1,
+                drain_calls: BTreeMap::new(),
+            }),
+            Box::new(Attaining(attainment)),
+            metrics,
+        );
+        for t in 1..=3 {
+            block(c.tick(Timestamp::from_secs(10 * t))).unwrap();
+        }
+        let text = super::metrics::encode(&reg);
+        let value = |name: &str| {
+            text.lines()
+                .find_map(|l| l.strip_prefix(&format!("{name}{{pool=\"p\"}} ")))
+                .map(|v| v.parse::<f64>().unwrap())
+        };
+        assert_eq!(value("gpupool_pool_slo_attainment"), attainment, "{text}");
+        assert_eq!(
+            value("gpupool_pool_slo_attainment_long"),
+            attainment,
+            "{text}"
+        );
+    }
+}
+
 /// One spot instance `i-1` in group `a` with an interruption notice for t=130 s waiting, a
 /// pool with `interruption_drain_s: 30`, and a controller with `planner`.
 fn noticed_with_drain_lead(planner: PlanFn) -> (MemProvider, Controller) {
