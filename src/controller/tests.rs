@@ -359,15 +359,19 @@ fn running_instance_is_in_flight_until_serving_then_unhealthy_after_max_provisio
     );
 }
 
-/// Demand with a fixed forecast.
-struct Forecasting(u32);
+/// One replica of demand from a `queue` signal, with a fixed forecast and a fixed measured
+/// attainment (`None`: none / unknown).
+struct FixedDemand {
+    forecast: Option<u32>,
+    attainment: Option<f64>,
+}
 
 #[async_trait]
-impl DemandSource for Forecasting {
+impl DemandSource for FixedDemand {
     async fn read(&mut self, _c: &Config, now: Timestamp) -> BTreeMap<PoolName, PoolDemand> {
         let d = PoolDemand {
             replicas_now: Some(1),
-            replicas_forecast: Some(self.0),
+            replicas_forecast: self.forecast,
             readings: vec![crate::model::SignalReading {
                 name: "queue".into(),
                 value: Some(1.0),
@@ -375,11 +379,39 @@ impl DemandSource for Forecasting {
                 stale: false,
                 observed_at: Some(now),
             }],
-            slo_attainment: None,
+            slo_attainment: self.attainment.map(|fraction| crate::model::Attainment {
+                fraction,
+                window_s: 600.0,
+            }),
             request_duration: None,
         };
         [(PoolName::from("p"), d)].into()
     }
+}
+
+/// A controller over one group `a` of `kind` with `demand`, and the registry its metrics are
+/// exported on.
+fn metered_controller(
+    cfg: Config,
+    kind: CapacityType,
+    demand: FixedDemand,
+) -> (Controller, prometheus_client::registry::Registry) {
+    let p = MemProvider::default();
+    world(&p).groups.push(group("a", kind));
+    let metrics = Arc::new(Metrics::default());
+    let mut reg = prometheus_client::registry::Registry::default();
+    metrics.register(&mut reg);
+    let c = Controller::new(
+        Arc::new(cfg),
+        Arc::new(p),
+        Box::new(MemCluster {
+            drain_ticks: 1,
+            drain_calls: BTreeMap::new(),
+        }),
+        Box::new(demand),
+        metrics,
+    );
+    (c, reg)
 }
 
 #[test]
@@ -389,21 +421,11 @@ fn the_forecast_is_exported_per_pool_only_while_forecasting_is_on() {
             "pools:\n  - name: p\n    requirements: {{}}\n    forecast: {{ enabled: {enabled} }}\n    signals:\n      - cron: {{ start: '0 0 9 * * *', end: '0 0 17 * * *', desired: 1 }}\n"
         ))
         .unwrap();
-        let p = MemProvider::default();
-        world(&p).groups.push(group("a", CapacityType::Spot));
-        let metrics = Arc::new(Metrics::default());
-        let mut reg = prometheus_client::registry::Registry::default();
-        metrics.register(&mut reg);
-        let mut c = Controller::new(
-            Arc::new(cfg),
-            Arc::new(p.clone()),
-            Box::new(MemCluster {
-                drain_ticks: 1,
-                drain_calls: BTreeMap::new(),
-            }),
-            Box::new(Forecasting(4)),
-            metrics,
-        );
+        let demand = FixedDemand {
+            forecast: Some(4),
+            attainment: None,
+        };
+        let (mut c, reg) = metered_controller(cfg, CapacityType::Spot, demand);
         block(c.tick(Timestamp::from_secs(10))).unwrap();
         let text = super::metrics::encode(&reg);
         let line = text
@@ -421,31 +443,6 @@ fn the_forecast_is_exported_per_pool_only_while_forecasting_is_on() {
     }
 }
 
-/// Demand of one replica with a fixed measured attainment (`None`: unknown).
-struct Attaining(Option<f64>);
-
-#[async_trait]
-impl DemandSource for Attaining {
-    async fn read(&mut self, _c: &Config, now: Timestamp) -> BTreeMap<PoolName, PoolDemand> {
-        let d = PoolDemand {
-            replicas_now: Some(1),
-            readings: vec![crate::model::SignalReading {
-                name: "queue".into(),
-                value: Some(1.0),
-                replicas: Some(1),
-                stale: false,
-                observed_at: Some(now),
-            }],
-            slo_attainment: self.0.map(|fraction| crate::model::Attainment {
-                fraction,
-                window_s: 600.0,
-            }),
-            ..PoolDemand::default()
-        };
-        [(PoolName::from("p"), d)].into()
-    }
-}
-
 /// The long window feedback relaxes against is exported beside the short one, and neither
 /// while the attainment is unknown (unknown is not 0 and not 1).
 #[test]
@@ -455,21 +452,11 @@ fn the_long_window_attainment_is_exported_and_absent_while_unknown() {
             "pools:\n  - name: p\n    requirements: {}\n    slo: { queue_wait_s: 1.0, attainment: 0.99 }\n    signals:\n      - cron: { start: '0 0 9 * * *', end: '0 0 17 * * *', desired: 1 }\n",
         )
         .unwrap();
-        let p = MemProvider::default();
-        world(&p).groups.push(group("a", CapacityType::OnDemand));
-        let metrics = Arc::new(Metrics::default());
-        let mut reg = prometheus_client::registry::Registry::default();
-        metrics.register(&mut reg);
-        let mut c = Controller::new(
-            Arc::new(cfg),
-            Arc::new(p.clone()),
-            Box::new(MemCluster {
-                drain_ticks: 1,
-                drain_calls: BTreeMap::new(),
-            }),
-            Box::new(Attaining(attainment)),
-            metrics,
-        );
+        let demand = FixedDemand {
+            forecast: None,
+            attainment,
+        };
+        let (mut c, reg) = metered_controller(cfg, CapacityType::OnDemand, demand);
         for t in 1..=3 {
             block(c.tick(Timestamp::from_secs(10 * t))).unwrap();
         }

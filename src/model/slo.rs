@@ -26,6 +26,16 @@ pub struct DecayingHistogram {
     pub at: Option<Timestamp>,
 }
 
+/// What a weight `dt_s` seconds old is worth with a half-life of `half_life_s`: 1 when no time
+/// passed (or the half-life is not positive), halving every half-life.
+fn decay_factor(dt_s: f64, half_life_s: f64) -> f64 {
+    if dt_s > 0.0 && half_life_s > 0.0 {
+        0.5f64.powf(dt_s / half_life_s)
+    } else {
+        1.0
+    }
+}
+
 impl DecayingHistogram {
     /// Decay every weight to `now`, then add `weight` at `value`.
     pub fn add(&mut self, value: u32, weight: f64, now: Timestamp, half_life_s: f64) {
@@ -40,9 +50,8 @@ impl DecayingHistogram {
 
     fn decay_to(&mut self, now: Timestamp, half_life_s: f64) {
         if let Some(at) = self.at {
-            let dt = now.secs_since(at);
-            if dt > 0.0 && half_life_s > 0.0 {
-                let f = 0.5f64.powf(dt / half_life_s);
+            let f = decay_factor(now.secs_since(at), half_life_s);
+            if f < 1.0 {
                 self.weights.retain(|_, w| {
                     *w *= f;
                     *w > MIN_WEIGHT
@@ -61,8 +70,8 @@ impl DecayingHistogram {
 
     /// Total weight as of `now` (decayed since the last addition).
     pub fn total_at(&self, now: Timestamp, half_life_s: f64) -> f64 {
-        let dt = self.at.map_or(0.0, |at| now.secs_since(at).max(0.0));
-        self.total() * 0.5f64.powf(dt / half_life_s.max(1e-9))
+        let dt = self.at.map_or(0.0, |at| now.secs_since(at));
+        self.total() * decay_factor(dt, half_life_s)
     }
 
     /// Weighted sum of the values (`Σ w·v`).
@@ -249,8 +258,7 @@ impl DecayingMean {
     /// Decay to `now`, then add `value` with weight 1 (non-finite values are not added).
     pub fn add(&mut self, value: f64, now: Timestamp, half_life_s: f64) {
         if let Some(at) = self.at {
-            let dt = now.secs_since(at).max(0.0);
-            let f = 0.5f64.powf(dt / half_life_s.max(1e-9));
+            let f = decay_factor(now.secs_since(at), half_life_s);
             self.weighted_sum *= f;
             self.weight *= f;
         }
