@@ -349,6 +349,15 @@ pub struct AttainmentQuery {
     /// `timeout_s`.
     #[serde(rename = "timeout_s", with = "units::secs", default = "d_sig_timeout")]
     pub timeout: Duration,
+    /// `slo.attainment_query` only: a query returning how many requests the attainment
+    /// covers, over the same window (vLLM: `sum(increase(vllm:request_queue_time_seconds_count
+    /// [10m]))`). A reading that covers fewer than `1 / (1 − attainment)` requests (100 for
+    /// 0.99) is unknown — a handful of requests says nothing about a 1 % tail, and one slow
+    /// request in three would read 67 % and raise the headroom — and so is one whose count is
+    /// not known (no answer, stale, NaN). This is the rule the simulator applies to its own
+    /// measurement. Unset: the count cannot be told, and every fresh fraction counts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub count_query: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

@@ -342,6 +342,14 @@ fn slo_policy(c: &mut Check, at: &dyn Fn(&str) -> String, slo: &crate::config::S
             q,
             "the fraction of requests that met queue_wait_s",
         );
+        if q.count_query.as_ref().is_some_and(|s| s.trim().is_empty()) {
+            c.fail(
+                at("slo.attainment_query.count_query"),
+                "must be a PromQL query returning the number of requests the attainment covers \
+                 (e.g. sum(increase(vllm:request_queue_time_seconds_count[10m]))), or be left out"
+                    .to_owned(),
+            );
+        }
     }
 }
 
@@ -670,6 +678,12 @@ fn disruption_timing(c: &mut Check, cfg: &RawConfig, at: &dyn Fn(&str) -> String
             q,
             "the longest recent request duration in seconds",
         );
+        if q.count_query.is_some() {
+            c.fail(
+                at("disruption.request_duration_query.count_query"),
+                "only slo.attainment_query counts requests; remove it here".to_owned(),
+            );
+        }
     }
     c.range_u(
         at("disruption.deregister_give_up_s"),
@@ -1194,7 +1208,7 @@ pools:
         assert_eq!(q.map(|q| q.timeout), Some(Duration::from_secs(5)));
         let at = |f: &str| format!("pools[0].disruption.request_duration_query.{f}");
         #[rustfmt::skip]
-        let cases: [(&str, &str, Option<String>); 7] = [
+        let cases: [(&str, &str, Option<String>); 8] = [
             ("vLLM's e2e histogram, an hour", vllm, None),
             ("not a URL", r#"{ url: "prometheus:9090", query: q, window_s: 3600 }"#, Some(at("url: must be an http(s) URL"))),
             ("empty query", r#"{ url: "http://p:9090", query: " ", window_s: 3600 }"#, Some(at("query: must be a PromQL query returning the longest"))),
@@ -1202,6 +1216,7 @@ pools:
             ("window too long", r#"{ url: "http://p:9090", query: q, window_s: 90000 }"#, Some(at("window_s: must be in 10..=86400"))),
             ("timeout zero", r#"{ url: "http://p:9090", query: q, window_s: 3600, timeout_s: 0 }"#, Some(at("timeout_s: must be in 1..=120"))),
             ("window is required", r#"{ url: "http://p:9090", query: q }"#, Some(at("window_s: is required"))),
+            ("a count is the attainment's", r#"{ url: "http://p:9090", query: q, window_s: 3600, count_query: c }"#, Some(at("count_query: only slo.attainment_query counts requests"))),
         ];
         for (name, q, want) in cases {
             match (Config::load(&pool(q)), want) {
@@ -1236,7 +1251,7 @@ pools:
     slo:
       queue_wait_s: -1
       attainment: 1.0
-      attainment_query: { url: "prometheus:9090", query: " ", window_s: 0 }
+      attainment_query: { url: "prometheus:9090", query: " ", window_s: 0, count_query: "" }
 "#;
         let issues = Config::load(bad).unwrap_err().issues();
         for e in [
@@ -1245,6 +1260,7 @@ pools:
             "pools[0].slo.attainment_query.url: must be an http(s) URL",
             "pools[0].slo.attainment_query.query: must be a PromQL query",
             "pools[0].slo.attainment_query.window_s: must be in 10..=86400",
+            "pools[0].slo.attainment_query.count_query: must be a PromQL query returning the number",
         ] {
             assert!(
                 issues.iter().any(|i| i.starts_with(e)),

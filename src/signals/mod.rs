@@ -151,16 +151,23 @@ impl SignalDemand {
         let mut set = tokio::task::JoinSet::new();
         for (pi, pool) in config.pools.iter().enumerate() {
             // The measured SLO attainment, in the slot after the pool's signals; the longest
-            // recent request (the learnt spot-drain lead), in the slot after that.
+            // recent request (the learnt spot-drain lead), in the slot after that; the number
+            // of requests the attainment covers, in the slot after that.
+            let attainment = pool.slo.as_ref().and_then(|s| s.attainment_query.as_ref());
             let queries = [
-                pool.slo.as_ref().and_then(|s| s.attainment_query.as_ref()),
-                pool.disruption.request_duration_query.as_ref(),
+                attainment.map(|q| (q, q.query.as_str())),
+                pool.disruption
+                    .request_duration_query
+                    .as_ref()
+                    .map(|q| (q, q.query.as_str())),
+                attainment.and_then(|q| q.count_query.as_deref().map(|c| (q, c))),
             ];
             for (k, q) in queries.into_iter().enumerate() {
-                let Some(q) = q.cloned() else { continue };
+                let Some((q, query)) = q else { continue };
+                let (url, query, timeout) = (q.url.clone(), query.to_owned(), q.timeout);
                 let (http, slot) = (self.http.clone(), pool.signals.len() + k);
                 set.spawn(async move {
-                    let r = prometheus::query(&http, &q.url, &q.query, now, q.timeout).await;
+                    let r = prometheus::query(&http, &url, &query, now, timeout).await;
                     (pi, slot, r)
                 });
             }
@@ -481,14 +488,24 @@ impl DemandSource for SignalDemand {
                 readings[slot] = rd;
             }
             let mut d = self.forecasts.pool_demand(pool, readings, now);
-            if let Some(q) = pool.slo.as_ref().and_then(|s| s.attainment_query.as_ref()) {
+            if let Some((slo, q)) = pool
+                .slo
+                .as_ref()
+                .and_then(|s| s.attainment_query.as_ref().map(|q| (s, q)))
+            {
                 let r = raw.remove(&(pi, pool.signals.len())).unwrap_or(Ok(None));
-                d.slo_attainment = measured_attainment(r, now, q.stale_after).map(|fraction| {
-                    crate::model::Attainment {
+                let count = q.count_query.as_ref().map(|_| {
+                    let r = raw
+                        .remove(&(pi, pool.signals.len() + 2))
+                        .unwrap_or(Ok(None));
+                    fresh_value(r, now, q.stale_after, "slo attainment count")
+                });
+                d.slo_attainment = measured_attainment(r, now, q.stale_after)
+                    .filter(|_| enough_requests(slo, count))
+                    .map(|fraction| crate::model::Attainment {
                         fraction,
                         window_s: q.window.as_secs_f64(),
-                    }
-                });
+                    });
             }
             if let Some(q) = &pool.disruption.request_duration_query {
                 let r = raw
@@ -563,6 +580,31 @@ fn cron_reading(name: String, c: &crate::config::CronSignal, now: Timestamp) -> 
 fn measured_attainment(raw: RawResult, now: Timestamp, stale_after: Duration) -> Option<f64> {
     fresh_value(raw, now, stale_after, "slo attainment")
         .filter(|v| v.is_finite() && (0.0..=1.0).contains(v))
+}
+
+/// Whether an attainment reading covers enough requests to say anything about the SLO's
+/// tail: at least `1 / (1 − attainment)` of them (100 for 0.99), the simulator's rule
+/// (`sim::gpupool::measured_attainment`). `count`: `None` when the pool has no
+/// `count_query` (every reading counts: the number cannot be told); `Some(None)` when the
+/// count query gave no usable answer — unknown, so the reading is too.
+fn enough_requests(slo: &crate::config::SloPolicy, count: Option<Option<f64>>) -> bool {
+    let Some(count) = count else { return true };
+    let least = crate::planner::headroom::min_observations(slo) as f64;
+    match count.filter(|n| n.is_finite() && *n >= 0.0) {
+        Some(n) if n >= least => true,
+        Some(n) => {
+            tracing::debug!(
+                requests = n,
+                least,
+                "slo attainment covers too few requests to tell; unknown"
+            );
+            false
+        }
+        None => {
+            tracing::debug!("slo attainment count unknown; attainment unknown");
+            false
+        }
+    }
 }
 
 /// The most replicas any fresh reading asks for (KEDA with several triggers: the largest).
@@ -753,6 +795,33 @@ mod tests {
     }
 
     #[test]
+    fn an_attainment_counts_only_over_enough_requests() {
+        let slo = |attainment| crate::config::SloPolicy {
+            queue_wait_s: 1.0,
+            attainment,
+            attainment_query: None,
+        };
+        // (target, count read, counts?) — `None`: no count query; `Some(None)`: no answer.
+        let cases: [(f64, Option<Option<f64>>, bool); 8] = [
+            (0.99, None, true),
+            (0.99, Some(Some(100.0)), true),
+            (0.99, Some(Some(99.0)), false),
+            (0.99, Some(Some(3.0)), false),
+            (0.999, Some(Some(500.0)), false),
+            (0.999, Some(Some(1000.0)), true),
+            (0.99, Some(None), false),
+            (0.99, Some(Some(f64::NAN)), false),
+        ];
+        for (target, count, want) in cases {
+            assert_eq!(
+                enough_requests(&slo(target), count),
+                want,
+                "{target} {count:?}"
+            );
+        }
+    }
+
+    #[test]
     fn measured_request_duration_is_unknown_unless_fresh_finite_and_plausible() {
         let now = Timestamp::from_secs(1000);
         let q = crate::config::AttainmentQuery {
@@ -761,6 +830,7 @@ mod tests {
             window: Duration::from_secs(3600),
             stale_after: Duration::from_secs(60),
             timeout: Duration::from_secs(5),
+            count_query: None,
         };
         let at = |v: f64, age: i64| {
             Ok(Some(Sample {
