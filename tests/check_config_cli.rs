@@ -27,6 +27,8 @@ fn warnings_name_the_field_and_the_fix() {
         "warning: pools[0].signals[0].cron.start: \"0 0 0 31 2 *\" never fires in the next 10 years, so the window never opens",
         "warning: pools[0].signals[1].prometheus.query: does not parse as PromQL",
         "warning: pools[0].signals[1].prometheus.url: credentials travel unencrypted over plain http",
+        "warning: pools[0].slo.attainment_query.count_query: not set, so every reading counts however few requests it covers",
+        "readings over fewer than 100 requests are unknown",
     ] {
         assert!(text.contains(want), "missing {want:?} in:\n{text}");
     }

@@ -242,6 +242,11 @@ async fn start(
     }
     // A state of an unknown version refuses to start (`gpupool::state`).
     run.restore().await?;
+    // What `gpupool check-config` warns about, said once at start too: settings that load but
+    // will not do what was meant.
+    for w in config.warnings(gpupool_provider::clock::wall_clock()) {
+        tracing::warn!(field = %w.path, "config: {}", w.message);
+    }
     tracing::info!(
         provider = ?config.provider, mode = ?config.mode, pools = config.pools.len(),
         tick_s = config.tick_interval.as_secs(), dry_run = config.dry_run, "gpupool started"

@@ -1224,6 +1224,7 @@ impl Config {
     pub fn warnings(&self, now: crate::model::Timestamp) -> Vec<Issue> {
         let mut out = lint::cron_windows(self, now);
         out.extend(lint::promql(self));
+        out.extend(lint::attainment_counts(self));
         out.extend(lint::aws_prices(self));
         for (path, access) in self.prometheus_endpoints() {
             out.extend(access::warnings(&path, access));
