@@ -3,9 +3,11 @@
 //! runs use the documented defaults, and `--tune-baselines` (`super::tune`) sweeps each one's
 //! natural knob for the cheapest setting meeting the SLO target.
 //!
-//! - `static-peak`: the demand peak of the whole run, provisioned before it starts, never
-//!   changed (replaced after a reclaim). The group's desired count is the peak: a stockout
-//!   leaves it raised and the cloud's own retries fill it.
+//! - `static-peak`: the demand peak of the whole run (or the tuned fleet size), never changed
+//!   (replaced after a reclaim). It starts from the common start fleet (`run::start_fleet`)
+//!   like every policy and launches the rest at its first tick, t = 0, cold like anyone's
+//!   launch. The group's desired count is the peak: a stockout leaves it raised and the
+//!   cloud's own retries fill it.
 //! - `hpa-ca`: the Kubernetes HPA on the queue (External metric, `AverageValue` 5 waiting per
 //!   replica, 10% tolerance, sync every 15 s; scale-up: 30 s stabilisation, at most +2 pods per
 //!   60 s; scale-down: 600 s stabilisation, at most −1 pod per 300 s) with Cluster Autoscaler
