@@ -135,63 +135,89 @@ pub fn parse_entry(
     region: &str,
     instance_type: &str,
 ) -> Result<Option<f64>, PriceListError> {
-    let v: serde_json::Value = serde_json::from_str(entry)
-        .map_err(|e| malformed(instance_type, format!("not JSON: {e}")))?;
-    let attrs = v
-        .pointer("/product/attributes")
-        .ok_or_else(|| malformed(instance_type, "no product.attributes"))?;
-    let attr = |k: &str| attrs.get(k).and_then(|x| x.as_str());
-    if attr("instanceType") != Some(instance_type) {
-        return Err(malformed(
-            instance_type,
-            format!("product is for {:?}", attr("instanceType")),
-        ));
-    }
-    if let Some(rc) = attr("regionCode")
-        && rc != region
-    {
-        return Err(malformed(
-            instance_type,
-            format!("product is for region {rc}"),
-        ));
-    }
-    let Some(terms) = v.pointer("/terms/OnDemand") else {
-        return Ok(None);
+    let product = Product {
+        subject: instance_type,
+        attribute: ("instanceType", "", instance_type),
+        region,
     };
-    let terms = terms
-        .as_object()
-        .ok_or_else(|| malformed(instance_type, "terms.OnDemand is not an object"))?;
-    let mut best: Option<f64> = None;
-    for term in terms.values() {
-        let dims = term
-            .get("priceDimensions")
-            .and_then(|d| d.as_object())
-            .ok_or_else(|| malformed(instance_type, "a term has no priceDimensions"))?;
-        for d in dims.values() {
-            if d.get("unit").and_then(|u| u.as_str()) != Some("Hrs") {
-                continue;
-            }
-            let usd = d
-                .pointer("/pricePerUnit/USD")
-                .and_then(|p| p.as_str())
-                .ok_or_else(|| malformed(instance_type, "no pricePerUnit.USD string"))?;
-            let p: f64 = usd
-                .trim()
-                .parse()
-                .map_err(|_| malformed(instance_type, format!("price {usd:?} is not a number")))?;
-            if !(p.is_finite() && p > 0.0) {
-                return Err(malformed(
-                    instance_type,
-                    format!("price {usd:?} is not positive"),
-                ));
-            }
-            best = Some(best.map_or(p, |b: f64| b.max(p)));
+    match product.highest_on_demand(entry, |u| u == "Hrs")? {
+        None => Ok(None),
+        Some(None) => Err(malformed(instance_type, "no hourly on-demand price")),
+        Some(best) => Ok(best),
+    }
+}
+
+/// What one `GetProducts` entry must be: the product `attribute` names (key, how an error
+/// names it, value) in `region`; `subject` names it in errors.
+struct Product<'a> {
+    subject: &'a str,
+    attribute: (&'static str, &'static str, &'a str),
+    region: &'a str,
+}
+
+impl Product<'_> {
+    /// The highest positive on-demand USD rate among the price dimensions whose unit `unit`
+    /// accepts: `None` when the entry has no `OnDemand` terms, `Some(None)` when none of its
+    /// dimensions is in that unit. Errors: not JSON, another product or region, a rate that is
+    /// not a positive number.
+    fn highest_on_demand(
+        &self,
+        entry: &str,
+        unit: impl Fn(&str) -> bool,
+    ) -> Result<Option<Option<f64>>, PriceListError> {
+        let bad = |d: String| malformed(self.subject, d);
+        let v: serde_json::Value =
+            serde_json::from_str(entry).map_err(|e| bad(format!("not JSON: {e}")))?;
+        let attrs = v
+            .pointer("/product/attributes")
+            .ok_or_else(|| bad("no product.attributes".into()))?;
+        let attr = |k: &str| attrs.get(k).and_then(|x| x.as_str());
+        let (key, label, want) = self.attribute;
+        if attr(key) != Some(want) {
+            return Err(bad(format!("product is for {label}{:?}", attr(key))));
         }
+        if let Some(rc) = attr("regionCode")
+            && rc != self.region
+        {
+            return Err(bad(format!("product is for region {rc}")));
+        }
+        let Some(terms) = v.pointer("/terms/OnDemand") else {
+            return Ok(None);
+        };
+        let terms = terms
+            .as_object()
+            .ok_or_else(|| bad("terms.OnDemand is not an object".into()))?;
+        let mut best: Option<f64> = None;
+        for term in terms.values() {
+            let dims = term
+                .get("priceDimensions")
+                .and_then(|d| d.as_object())
+                .ok_or_else(|| bad("a term has no priceDimensions".into()))?;
+            for d in dims.values() {
+                if !d.get("unit").and_then(|u| u.as_str()).is_some_and(&unit) {
+                    continue;
+                }
+                let usd = d
+                    .pointer("/pricePerUnit/USD")
+                    .and_then(|p| p.as_str())
+                    .ok_or_else(|| bad("no pricePerUnit.USD string".into()))?;
+                let p: f64 = usd
+                    .trim()
+                    .parse()
+                    .map_err(|_| bad(format!("price {usd:?} is not a number")))?;
+                if !(p.is_finite() && p > 0.0) {
+                    return Err(bad(format!("price {usd:?} is not positive")));
+                }
+                best = highest(best, p);
+            }
+        }
+        Ok(Some(best))
     }
-    if best.is_none() {
-        return Err(malformed(instance_type, "no hourly on-demand price"));
-    }
-    Ok(best)
+}
+
+/// The larger of a running maximum and `p`.
+fn highest(best: Option<f64>, p: f64) -> Option<f64> {
+    Some(best.map_or(p, |b| b.max(p)))
 }
 
 /// Product family, price-dimension unit and units per gpupool unit of one EBS rate (see the
@@ -229,57 +255,27 @@ pub fn parse_ebs_entry(
     part: RatePart,
 ) -> Result<Option<f64>, PriceListError> {
     let subject = crate::ebs::rate_key(volume_type, part);
-    let bad = |d: String| malformed(&subject, d);
-    let v: serde_json::Value =
-        serde_json::from_str(entry).map_err(|e| bad(format!("not JSON: {e}")))?;
-    let attrs = v
-        .pointer("/product/attributes")
-        .ok_or_else(|| bad("no product.attributes".into()))?;
-    let attr = |k: &str| attrs.get(k).and_then(|x| x.as_str());
-    if attr("volumeApiName") != Some(volume_type.api_name()) {
-        return Err(bad(format!(
-            "product is for volume type {:?}",
-            attr("volumeApiName")
-        )));
-    }
-    if let Some(rc) = attr("regionCode")
-        && rc != region
-    {
-        return Err(bad(format!("product is for region {rc}")));
-    }
-    let Some(terms) = v.pointer("/terms/OnDemand") else {
-        return Ok(None);
+    let product = Product {
+        subject: &subject,
+        attribute: ("volumeApiName", "volume type ", volume_type.api_name()),
+        region,
     };
-    let terms = terms
-        .as_object()
-        .ok_or_else(|| bad("terms.OnDemand is not an object".into()))?;
     let unit = ebs_query(part).1;
-    let mut best: Option<f64> = None;
-    for term in terms.values() {
-        let dims = term
-            .get("priceDimensions")
-            .and_then(|d| d.as_object())
-            .ok_or_else(|| bad("a term has no priceDimensions".into()))?;
-        for d in dims.values() {
-            let same_unit = d
-                .get("unit")
-                .and_then(|u| u.as_str())
-                .is_some_and(|u| u.eq_ignore_ascii_case(unit));
-            if !same_unit {
-                continue;
-            }
-            let usd = d
-                .pointer("/pricePerUnit/USD")
-                .and_then(|p| p.as_str())
-                .ok_or_else(|| bad("no pricePerUnit.USD string".into()))?;
-            let p: f64 = usd
-                .trim()
-                .parse()
-                .map_err(|_| bad(format!("price {usd:?} is not a number")))?;
-            if !(p.is_finite() && p > 0.0) {
-                return Err(bad(format!("price {usd:?} is not positive")));
-            }
-            best = Some(best.map_or(p, |b: f64| b.max(p)));
+    Ok(product
+        .highest_on_demand(entry, |u| u.eq_ignore_ascii_case(unit))?
+        .flatten())
+}
+
+/// The highest price `parse` reads in any of `entries` (several products can match one set of
+/// filters: never under-estimate a cost); the first malformed entry is the error.
+fn highest_of(
+    entries: &[String],
+    parse: impl Fn(&str) -> Result<Option<f64>, PriceListError>,
+) -> Result<Option<f64>, PriceListError> {
+    let mut best = None;
+    for e in entries {
+        if let Some(p) = parse(e)? {
+            best = highest(best, p);
         }
     }
     Ok(best)
@@ -343,16 +339,10 @@ impl PriceListClient {
     /// The live on-demand price of `instance_type` in this client's region. `Ok(None)`: the
     /// price list has no such product there (the type is not sold in the region).
     pub async fn on_demand(&self, instance_type: &str) -> Result<Option<f64>, PriceListError> {
-        let mut best: Option<f64> = None;
-        for entry in self
+        let entries = self
             .products(filters(&self.region, instance_type), instance_type)
-            .await?
-        {
-            if let Some(p) = parse_entry(&entry, &self.region, instance_type)? {
-                best = Some(best.map_or(p, |b: f64| b.max(p)));
-            }
-        }
-        Ok(best)
+            .await?;
+        highest_of(&entries, |e| parse_entry(e, &self.region, instance_type))
     }
 
     /// One live EBS rate of `volume_type` in this client's region, in the unit
@@ -365,15 +355,12 @@ impl PriceListClient {
     ) -> Result<Option<f64>, PriceListError> {
         let key = crate::ebs::rate_key(volume_type, part);
         let (_, _, per_unit) = ebs_query(part);
-        let mut best: Option<f64> = None;
-        for entry in self
+        let entries = self
             .products(ebs_filters(&self.region, volume_type, part), &key)
-            .await?
-        {
-            if let Some(p) = parse_ebs_entry(&entry, &self.region, volume_type, part)? {
-                best = Some(best.map_or(p, |b: f64| b.max(p)));
-            }
-        }
+            .await?;
+        let best = highest_of(&entries, |e| {
+            parse_ebs_entry(e, &self.region, volume_type, part)
+        })?;
         Ok(best.map(|p| p / per_unit))
     }
 
