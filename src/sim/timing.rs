@@ -157,7 +157,7 @@ impl ColdStart {
 
     /// Dollars per hour a stopped warm instance costs (its cache disk).
     pub fn warm_disk_per_hour(&self) -> f64 {
-        self.spec.cache_disk_gb * EBS_GP3_PER_GB_MONTH / 730.0
+        self.spec.cache_disk_gb * EBS_GP3_PER_GB_MONTH / gpupool_provider::HOURS_PER_MONTH
     }
 }
 

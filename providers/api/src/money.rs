@@ -2,6 +2,12 @@ use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::ops::{Add, AddAssign, Mul, Sub};
 
+/// Hours in the month disks are priced per: EBS and Persistent Disk are both billed per
+/// GB-month, and both clouds' pricing examples divide by a 730-hour month (Amazon EBS pricing
+/// page; "a 30-day billing cycle (730 hours)" on cloud.google.com). The Terraform modules'
+/// standing-cost outputs divide by the same, so provider, simulator and module agree.
+pub const HOURS_PER_MONTH: f64 = 730.0;
+
 /// An amount of US dollars in integer micro-dollars: exact sums, no float drift in budgets.
 /// Serialises as a number of dollars (`12.5`) so snapshots and configs stay readable.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]

@@ -32,7 +32,7 @@ use gpupool_provider::Price;
 
 /// Hours AWS bills a storage month at (the EBS pricing page's examples, and the
 /// `warm_pool_standing_cost_per_hour` output of `terraform/modules/aws-gpu-node-group`).
-pub const HOURS_PER_MONTH: f64 = 730.0;
+pub use gpupool_provider::HOURS_PER_MONTH;
 /// gp3's free baseline (EBS pricing page, quoted in the module docs).
 pub const GP3_FREE_IOPS: u32 = 3_000;
 pub const GP3_FREE_MIBPS: u32 = 125;

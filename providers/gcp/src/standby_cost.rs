@@ -31,7 +31,7 @@ use gpupool_provider::Money;
 /// Hours in a billing month: Google prices disks per GiB-month and its pricing examples use a
 /// 730-hour month ("a 30-day billing cycle (730 hours)", NetApp Cloud Volumes pricing on
 /// cloud.google.com); the Terraform module divides by the same.
-pub const HOURS_PER_MONTH: f64 = 730.0;
+pub use gpupool_provider::HOURS_PER_MONTH;
 
 /// Disk size Compute gives a disk created with neither `diskSizeGb` nor a source image: "If you
 /// do not specify a sourceImage, the default disk size is 500 GB" (Compute API reference,
