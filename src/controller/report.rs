@@ -5,6 +5,22 @@ use super::{Controller, Metrics, metrics};
 use crate::model::{InstanceId, NodeGroupId, Plan, PoolDemand, PoolName, Snapshot};
 use std::collections::BTreeMap;
 
+/// A pool's gauge for a figure that may be unknown: set while it is known, removed while it is
+/// not — absent, never a stale value or a zero that reads as a measurement.
+fn set_known<G: Default, T>(
+    family: &prometheus_client::metrics::family::Family<metrics::PoolLabels, G>,
+    labels: &metrics::PoolLabels,
+    value: Option<T>,
+    set: impl FnOnce(&G, T),
+) {
+    match value {
+        Some(v) => set(&family.get_or_create(labels), v),
+        None => {
+            family.remove(labels);
+        }
+    }
+}
+
 impl Controller {
     pub(super) fn report_signals(&mut self, demand: &BTreeMap<PoolName, PoolDemand>) {
         for (pool, d) in demand {
@@ -36,25 +52,18 @@ impl Controller {
     /// SLO headroom gauges, and a log line when a pool's headroom changes.
     fn report_headroom(&self, s: &crate::model::PoolSummary) {
         let l = Metrics::pool(s.pool.as_str());
-        match s.slo_attainment {
-            Some(a) => {
-                self.metrics.pool_slo_attainment.get_or_create(&l).set(a);
-            }
-            None => {
-                self.metrics.pool_slo_attainment.remove(&l);
-            }
-        }
-        match s.headroom_running.as_ref().and_then(|h| h.attainment_long) {
-            Some(a) => {
-                self.metrics
-                    .pool_slo_attainment_long
-                    .get_or_create(&l)
-                    .set(a);
-            }
-            None => {
-                self.metrics.pool_slo_attainment_long.remove(&l);
-            }
-        }
+        set_known(
+            &self.metrics.pool_slo_attainment,
+            &l,
+            s.slo_attainment,
+            |g, a| {
+                g.set(a);
+            },
+        );
+        let long = s.headroom_running.as_ref().and_then(|h| h.attainment_long);
+        set_known(&self.metrics.pool_slo_attainment_long, &l, long, |g, a| {
+            g.set(a);
+        });
         for h in [&s.headroom_running, &s.headroom_warm]
             .into_iter()
             .flatten()
@@ -110,17 +119,14 @@ impl Controller {
                 .pool_wanted_replicas
                 .get_or_create(&l)
                 .set(i64::from(s.wanted_replicas.unwrap_or(0)));
-            match s.forecast_replicas {
-                Some(f) => {
-                    self.metrics
-                        .pool_forecast_replicas
-                        .get_or_create(&l)
-                        .set(i64::from(f));
-                }
-                None => {
-                    self.metrics.pool_forecast_replicas.remove(&l);
-                }
-            }
+            set_known(
+                &self.metrics.pool_forecast_replicas,
+                &l,
+                s.forecast_replicas,
+                |g, f| {
+                    g.set(i64::from(f));
+                },
+            );
             self.metrics
                 .estimated_cost_per_hour
                 .get_or_create(&l)
