@@ -200,6 +200,13 @@ pub fn min_observations(slo: &SloPolicy) -> u64 {
     (1.0 / (1.0 - slo.attainment).max(1e-6)).ceil() as u64
 }
 
+/// Whether an attainment measured over `requests` requests says anything about the SLO's
+/// tail: at least [`min_observations`] of them (100 for 0.99), enough to see one miss in the
+/// target. The one rule for the simulator's measurement and a live `count_query`.
+pub fn enough_requests(slo: &SloPolicy, requests: f64) -> bool {
+    requests.is_finite() && requests >= min_observations(slo) as f64
+}
+
 /// Feed every pool with an `slo` this tick's demand; forget the learners of pools that have
 /// none any more (memory stays bounded by configuration). Called by the controller once per
 /// tick, before planning, live and in the simulator alike.

@@ -589,13 +589,11 @@ fn measured_attainment(raw: RawResult, now: Timestamp, stale_after: Duration) ->
 /// count query gave no usable answer — unknown, so the reading is too.
 fn enough_requests(slo: &crate::config::SloPolicy, count: Option<Option<f64>>) -> bool {
     let Some(count) = count else { return true };
-    let least = crate::planner::headroom::min_observations(slo) as f64;
     match count.filter(|n| n.is_finite() && *n >= 0.0) {
-        Some(n) if n >= least => true,
+        Some(n) if crate::planner::headroom::enough_requests(slo, n) => true,
         Some(n) => {
             tracing::debug!(
                 requests = n,
-                least,
                 "slo attainment covers too few requests to tell; unknown"
             );
             false

@@ -18,7 +18,7 @@
 
 use super::provider::{SharedWorld, lock};
 use super::scenario::{SimQueueMetric, SimQueueSignal, SimSignal};
-use super::world::{QUEUE_WAIT_BUCKETS_S, Sample, Serve, last_scrape_ms};
+use super::world::{Sample, Serve, last_scrape_ms, slo_bucket};
 use crate::config::Config;
 use crate::controller::{Cluster, ClusterError, ClusterView, DemandSource, DrainProgress};
 use crate::model::{
@@ -364,11 +364,9 @@ pub fn measured_attainment(
     now: &Sample,
     before: &Sample,
 ) -> Option<f64> {
-    let b = QUEUE_WAIT_BUCKETS_S
-        .iter()
-        .rposition(|le| *le <= slo.queue_wait_s + 1e-9)?;
+    let b = slo_bucket(slo.queue_wait_s)?;
     let started = now.started_total.saturating_sub(before.started_total);
-    if started == 0 || started < crate::planner::headroom::min_observations(slo) {
+    if started == 0 || !crate::planner::headroom::enough_requests(slo, started as f64) {
         return None;
     }
     let met = now.started_wait_le[b].saturating_sub(before.started_wait_le[b]);

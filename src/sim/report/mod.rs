@@ -51,9 +51,7 @@ pub fn write(run: &ScenarioRun, dir: &Path) -> Result<(), SimError> {
 /// where in the replay the SLO was lost.
 fn write_samples(run: &ScenarioRun, dir: &Path) -> Result<(), std::io::Error> {
     let slo_s = run.prepared.scenario.file.slo.queue_wait_s;
-    let bucket = crate::sim::world::QUEUE_WAIT_BUCKETS_S
-        .iter()
-        .rposition(|le| *le <= slo_s + 1e-9);
+    let bucket = crate::sim::world::slo_bucket(slo_s);
     for r in run.runs.iter().filter(|r| !r.samples.is_empty()) {
         let path = dir.join(format!("samples-{}.csv", r.summary.policy));
         let mut w = csv::Writer::from_path(&path)?;

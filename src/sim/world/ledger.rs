@@ -73,6 +73,15 @@ impl LongestRecent {
 /// Bucket bounds (`le`, seconds) of the simulated queue-time histogram.
 pub const QUEUE_WAIT_BUCKETS_S: [f64; 8] = [0.3, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0];
 
+/// The bucket an SLO of `queue_wait_s` is read at: the largest bound at or below it (a
+/// conservative reading when the SLO falls between bounds, exact on a bound); `None` under the
+/// smallest bound.
+pub fn slo_bucket(queue_wait_s: f64) -> Option<usize> {
+    QUEUE_WAIT_BUCKETS_S
+        .iter()
+        .rposition(|le| *le <= queue_wait_s + 1e-9)
+}
+
 impl World {
     pub(super) fn take_sample(&mut self) {
         let now = self.now_ms;

@@ -33,7 +33,7 @@ pub use invariants::{InvariantBroken, InvariantChecker, REQUEST_SCAN_EVERY_MS, V
 pub use launches::{
     FailedLaunch, LAUNCH_FAILURE_REPORT_S, LAUNCH_RETRY_S, LaunchRecord, StockoutCause,
 };
-pub use ledger::{LONGEST_WINDOW_MS, QUEUE_WAIT_BUCKETS_S, Sample};
+pub use ledger::{LONGEST_WINDOW_MS, QUEUE_WAIT_BUCKETS_S, Sample, slo_bucket};
 pub use spot::{Interruption, SpotDynamics};
 
 use super::data::AvailabilityTrace;
