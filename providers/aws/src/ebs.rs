@@ -324,18 +324,19 @@ pub fn volumes(template: &[Mapping], ami: &[Mapping]) -> Result<Vec<Volume>, Unp
         .map(|m| (m.device.clone(), m.attach.clone()))
         .collect();
     for m in template {
-        let over = match (merged.iter().find(|(d, _)| *d == m.device), &m.attach) {
-            (Some((_, Attach::Ebs(base))), Attach::Ebs(t)) => Attach::Ebs(EbsFields {
-                volume_type: t.volume_type.clone().or_else(|| base.volume_type.clone()),
-                size_gib: t.size_gib.or(base.size_gib),
-                iops: t.iops.or(base.iops),
-                throughput_mibps: t.throughput_mibps.or(base.throughput_mibps),
-            }),
-            (_, a) => a.clone(),
-        };
         match merged.iter_mut().find(|(d, _)| *d == m.device) {
-            Some(slot) => slot.1 = over,
-            None => merged.push((m.device.clone(), over)),
+            Some(slot) => {
+                slot.1 = match (&slot.1, &m.attach) {
+                    (Attach::Ebs(base), Attach::Ebs(t)) => Attach::Ebs(EbsFields {
+                        volume_type: t.volume_type.clone().or_else(|| base.volume_type.clone()),
+                        size_gib: t.size_gib.or(base.size_gib),
+                        iops: t.iops.or(base.iops),
+                        throughput_mibps: t.throughput_mibps.or(base.throughput_mibps),
+                    }),
+                    (_, a) => a.clone(),
+                }
+            }
+            None => merged.push((m.device.clone(), m.attach.clone())),
         }
     }
     let mut out = Vec::new();
