@@ -209,6 +209,30 @@ fn print_table(result: &ScenarioRun, seed: u64) {
         println!("oracle             failed: {e}; cost ÷ oracle is n/a");
     }
     print_failed_launches(result);
+    print_error_budgets(result);
+}
+
+/// Where each policy that missed its target spent the SLO's error budget: a burst before
+/// anything was learnt, or misses spread over the replay.
+fn print_error_budgets(result: &ScenarioRun) {
+    let clock = |s: f64| format!("{:02}:{:02}", (s / 60.0).floor() as u64, (s % 60.0) as u64);
+    for s in result.runs.iter().map(|r| &r.summary) {
+        let b = &s.error_budget;
+        let (Some(spent), Some(minute)) = (b.spent_at_s, b.worst_minute_s) else {
+            continue;
+        };
+        println!(
+            "{:<18} error budget {} requests, {} waited past the SLO: spent by {} into the \
+             replay; worst minute {}–{} ({} late)",
+            s.policy,
+            b.budget,
+            b.misses,
+            clock(spent),
+            clock(minute),
+            clock(minute + 60.0),
+            b.worst_minute_misses
+        );
+    }
 }
 
 /// Late stockouts: how many launches the cloud accepted and failed, and how fast each policy

@@ -114,6 +114,9 @@ pub struct PolicyRun {
     pub summary: PolicySummary,
     pub samples: Vec<Sample>,
     pub waits_s: Vec<f64>,
+    /// Arrival times (s into the replay, sorted) of the requests that waited past the SLO:
+    /// where the error budget went (`metrics::error_budget`).
+    pub miss_arrivals_s: Vec<f64>,
     pub interruptions: Vec<Interruption>,
     /// Hash of the cloud calls made (time, call, group, detail): equal runs, equal hashes.
     pub action_hash: u64,
@@ -505,8 +508,14 @@ fn fnv(hash: &mut u64, bytes: &[u8]) {
 
 fn finish(p: &Prepared, policy: Policy, mut w: World) -> PolicyRun {
     w.finish();
-    let slo = p.scenario.file.slo.queue_wait_s;
-    let mut summary = summarise(policy.name(), &w, slo, &p.demand, p.bucket_ms);
+    let slo = &p.scenario.file.slo;
+    let mut summary = summarise(
+        policy.name(),
+        &w,
+        (slo.queue_wait_s, slo.attainment),
+        &p.demand,
+        p.bucket_ms,
+    );
     summary.cost_vs_oracle = p.cost_vs_oracle(summary.cost_usd);
     let mut hash = 0xcbf2_9ce4_8422_2325u64;
     for c in &w.calls {
@@ -521,6 +530,7 @@ fn finish(p: &Prepared, policy: Policy, mut w: World) -> PolicyRun {
         summary,
         samples: std::mem::take(&mut w.samples),
         waits_s,
+        miss_arrivals_s: super::metrics::miss_arrivals(&w, slo.queue_wait_s),
         interruptions: std::mem::take(&mut w.interruptions),
         action_hash: hash,
         actions: w.calls.len(),
@@ -725,9 +735,15 @@ fn oracle_run(p: &Prepared, o: &OracleResult) -> PolicyRun {
             failed_launches_without_fallback: 0,
             failure_to_fallback_s_p50: None,
             failure_to_fallback_s_max: None,
+            error_budget: super::metrics::error_budget(
+                &[],
+                p.reqs.len() as u64,
+                p.scenario.file.slo.attainment,
+            ),
         },
         samples: Vec::new(),
         waits_s: Vec::new(),
+        miss_arrivals_s: Vec::new(),
         interruptions: Vec::new(),
         action_hash: 0,
         actions: 0,

@@ -7,6 +7,8 @@
 //! - cost against SLO attainment: each policy's run, each baseline's sweep and tuned
 //!   setting, the oracle, the SLO target ([`scatter`]);
 //! - the queue-wait CDF on a log time axis ([`cdf`]);
+//! - the SLO's error budget over time: each policy's late requests by arrival against the
+//!   misses the target allows ([`budget`]), which says *when* a policy lost the SLO;
 //! - cumulative cost over time, and the spot / on-demand split.
 //!
 //! All time charts share one time axis in the unit that fits the replay (minutes, hours,
@@ -16,6 +18,7 @@
 
 mod aggregate;
 mod axis;
+mod budget;
 mod cdf;
 mod chart;
 mod scatter;
@@ -216,6 +219,7 @@ pub fn render(run: &ScenarioRun) -> std::io::Result<String> {
          Waits under the left edge are counted there.",
         &cdf::chart(&curves, sc.slo.queue_wait_s, target)?,
     );
+    budget_figure(&mut out, run, span_s)?;
     figure(
         &mut out,
         "Cumulative cost",
@@ -238,6 +242,45 @@ pub fn render(run: &ScenarioRun) -> std::io::Result<String> {
     }
     out.push_str("</body></html>\n");
     Ok(out)
+}
+
+/// The error-budget chart: each simulated policy's late requests by arrival against the misses
+/// the target allows ([`budget`]).
+fn budget_figure(out: &mut String, run: &ScenarioRun, span_s: f64) -> std::io::Result<()> {
+    let sc = &run.prepared.scenario.file;
+    let target = sc.slo.attainment;
+    // The oracle serves every request on time by construction: it has no misses to draw.
+    let misses: Vec<budget::MissCurve> = run
+        .runs
+        .iter()
+        .enumerate()
+        .filter(|(_, r)| r.summary.policy != Policy::Oracle.name())
+        .map(|(i, r)| budget::MissCurve {
+            name: &r.summary.policy,
+            colour: colour(i),
+            arrivals_s: &r.miss_arrivals_s,
+        })
+        .collect();
+    let budget_requests = run
+        .runs
+        .first()
+        .map_or(0, |r| r.summary.error_budget.budget);
+    figure(
+        out,
+        "Error budget: when each policy lost the SLO",
+        &format!(
+            "Requests that waited longer than {} s, counted by when they arrived; the grey \
+             line is the {budget_requests} the {} target allows over the whole replay. A line \
+             crossing it is the moment that policy missed the SLO: a step means one burst \
+             spent the budget, a slope that misses accrued throughout. The scale stops at \
+             twice the budget when a policy overspends it more (its line runs along the \
+             top); the legend gives every total.",
+            sc.slo.queue_wait_s,
+            cdf::percent(target),
+        ),
+        &budget::chart(&misses, span_s, budget_requests)?,
+    );
+    Ok(())
 }
 
 /// One sentence: which run met the target cheapest, against the oracle.
@@ -464,8 +507,9 @@ mod tests {
         .unwrap();
         let html = render(&run).unwrap();
         let charts = svgs(&html);
-        // Overlay, cost vs SLO, CDF, cumulative cost, split; no small multiples.
-        assert_eq!(charts.len(), 5);
+        // Overlay, cost vs SLO, CDF, error budget (its line alone), cumulative cost, split;
+        // no small multiples.
+        assert_eq!(charts.len(), 6);
         assert!(
             texts(charts[0])
                 .iter()
@@ -563,7 +607,31 @@ mod tests {
         // Queue-wait CDF on a log axis; cumulative cost in dollars.
         let t = texts(charts[2]);
         assert!(t.iter().any(|x| x == "0.1 s") && t.iter().any(|x| x == "1 s"));
+        // Error budget: each simulated policy's misses as the summary counts them, the
+        // budget the target allows, no line for the oracle.
         let t = texts(charts[3]);
+        let n = run.prepared.reqs.len() as f64;
+        let budget = ((1.0 - target) * n + 1e-9).floor() as u64;
+        assert!(
+            t.contains(&format!("error budget: {budget} requests")),
+            "{t:?}"
+        );
+        for r in &run.runs {
+            let s = &r.summary;
+            let late = format!("{}: {} late", s.policy, s.error_budget.misses);
+            let shown = t.iter().any(|x| x.starts_with(&late));
+            assert_eq!(shown, s.policy != "oracle", "{late} in {t:?}");
+            let missed = (s.requests as f64 * (1.0 - s.slo_attainment)).round() as u64;
+            assert_eq!(s.error_budget.misses, missed, "{}", s.policy);
+            assert_eq!(r.miss_arrivals_s.len() as u64, s.error_budget.misses);
+        }
+        // quick's reactive baselines spend the budget in its burst: some line crosses it.
+        assert!(
+            run.runs
+                .iter()
+                .any(|r| r.summary.error_budget.spent_at_s.is_some())
+        );
+        let t = texts(charts[4]);
         assert!(t.iter().any(|x| x == "cumulative cost (US$)") && t.iter().any(|x| x == "$0"));
     }
 }
