@@ -1295,6 +1295,13 @@ impl NodeGroupProvider for AwsProvider {
             // unhealthy one; gpupool's planner does not scale a group below its min size
             // voluntarily.
             let decrement = desired > spec.min;
+            // This terminates, warm pool or not: "When an instance is terminated, the instance
+            // status changes to terminated. You can't connect to or start an instance after
+            // you've terminated it" (API reference, TerminateInstanceInAutoScalingGroup). A warm
+            // pool's `ReuseOnScaleIn` applies to the instances the group scales in itself
+            // (`InstanceReusePolicy`: "returned to the warm pool on scale in"); tools that want
+            // it unprotect the instance and let the group choose it (jenkinsci/ec2-fleet-plugin
+            // #519), which hands the choice of victim back to AWS. gpupool keeps the choice.
             let res = self
                 .asg
                 .terminate_instance_in_auto_scaling_group()

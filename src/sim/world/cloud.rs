@@ -474,7 +474,9 @@ impl World {
         Ok(taken)
     }
 
-    /// Terminate exactly these instances (already gone is fine).
+    /// Terminate exactly these instances (already gone is fine). Never back into the warm pool:
+    /// the call the AWS provider makes terminates whatever the pool's `ReuseOnScaleIn` (see
+    /// `gpupool_aws`'s `terminate`), and the pool refills by launching, as `reconcile_warm` does.
     pub fn terminate(&mut self, id: &NodeGroupId, ids: &[InstanceId]) -> Result<(), ProviderError> {
         let g = self.group_index(id)?;
         if let Some(e) = self.throttled() {

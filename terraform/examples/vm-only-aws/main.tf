@@ -25,7 +25,9 @@ module "mistral_7b" {
 
   warm_pool = {
     min_size = 1 # warm_pool.min in the gpupool config; gpupool grows it up to warm_pool.max
-    # No Kubernetes Node to leave behind: a scaled-in instance may go back to the warm pool.
+    # No Kubernetes Node to leave behind, so an instance the group scales in itself (a manual
+    # or scheduled resize) goes back to the warm pool. gpupool's own scale-downs terminate what
+    # they drained (TerminateInstanceInAutoScalingGroup) and are not affected.
     reuse_on_scale_in = true
   }
 

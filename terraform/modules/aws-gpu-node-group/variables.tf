@@ -158,8 +158,12 @@ variable "warm_pool" {
     on_demand_min_size + min_size, i.e. "keep min_size warm". These are initial values only:
     gpupool resizes the warm pool (PutWarmPool) from its forecast, up to its own warm_pool.max,
     and Terraform ignores both fields afterwards.
-    reuse_on_scale_in returns scaled-in instances to the pool instead of terminating them; keep
-    it false in Kubernetes mode (a returned instance leaves a NotReady Node behind).
+    reuse_on_scale_in returns the instances the group scales in itself (a lowered desired
+    capacity: a scheduled action, a manual resize) to the pool instead of terminating them.
+    gpupool never has the group pick a victim: it removes what it drained with
+    TerminateInstanceInAutoScalingGroup, which terminates the instance, so its own scale-downs
+    are unchanged by this. Keep it false in Kubernetes mode (a returned instance leaves a
+    NotReady Node behind).
   EOT
   type = object({
     enabled               = optional(bool, true)
