@@ -119,6 +119,9 @@ pub struct Metrics {
     /// With an `slo`: the decayed mean of the readings over the last hours, the long window
     /// feedback relaxes against (absent while unknown).
     pub pool_slo_attainment_long: Family<PoolLabels, FGauge>,
+    /// With an `slo`: its `attainment` target, beside the measured ones so that an alert can
+    /// compare them (the error budget is `1 − target`).
+    pub pool_slo_target: Family<PoolLabels, FGauge>,
     pub signal_value: Family<SignalLabels, FGauge>,
     pub signal_stale: Family<SignalLabels, Gauge>,
     pub scale_actions: Family<ActionLabels, Counter>,
@@ -160,6 +163,7 @@ impl Default for Metrics {
             pool_headroom_replicas: Family::default(),
             pool_slo_attainment: Family::default(),
             pool_slo_attainment_long: Family::default(),
+            pool_slo_target: Family::default(),
             signal_value: Family::default(),
             signal_stale: Family::default(),
             scale_actions: Family::default(),
@@ -242,6 +246,11 @@ impl Metrics {
             "pool_slo_attainment_long",
             "The pool's measured attainment averaged over the last hours (readings decayed with a 6-h half-life): the long window SLO feedback relaxes only while it meets the target (absent while unknown)",
             self.pool_slo_attainment_long.clone(),
+        );
+        r.register(
+            "pool_slo_target",
+            "The pool's slo.attainment target, to compare the measured attainments with (1 − target is the error budget)",
+            self.pool_slo_target.clone(),
         );
         r.register(
             "estimated_cost_per_hour",
@@ -381,6 +390,7 @@ impl Metrics {
         self.pool_headroom_replicas.clear();
         self.pool_slo_attainment.clear();
         self.pool_slo_attainment_long.clear();
+        self.pool_slo_target.clear();
         self.signal_value.clear();
         self.signal_stale.clear();
         self.decisions.clear();
@@ -668,9 +678,17 @@ mod tests {
         ] {
             drop(f.get_or_create(&PoolLabels::default()));
         }
+        for f in [
+            &m.estimated_cost_per_hour,
+            &m.pool_slo_attainment,
+            &m.pool_slo_attainment_long,
+            &m.pool_slo_target,
+        ] {
+            drop(f.get_or_create(&PoolLabels::default()));
+        }
         drop(
-            m.estimated_cost_per_hour
-                .get_or_create(&PoolLabels::default()),
+            m.pool_headroom_replicas
+                .get_or_create(&HeadroomLabels::default()),
         );
         drop(m.signal_value.get_or_create(&SignalLabels::default()));
         drop(m.signal_stale.get_or_create(&SignalLabels::default()));
@@ -736,6 +754,9 @@ mod tests {
             "dashboard queries unknown metrics: {unknown:?}"
         );
         assert!(used.contains("gpupool_pool_forecast_replicas"));
+        for slo in ["gpupool_pool_slo_attainment", "gpupool_pool_slo_target"] {
+            assert!(used.contains(slo), "the dashboard no longer shows {slo}");
+        }
     }
 
     /// Every metric the shipped alert rules use is one gpupool exports (deploy/prometheus; the
@@ -749,6 +770,9 @@ mod tests {
             "gpupool_signal_stale",
             "gpupool_ticks_held_total",
             "gpupool_decisions",
+            "gpupool_pool_slo_attainment",
+            "gpupool_pool_slo_attainment_long",
+            "gpupool_pool_slo_target",
         ] {
             assert!(used.contains(want), "rules no longer use {want}: {used:?}");
         }

@@ -64,6 +64,12 @@ impl Controller {
         set_known(&self.metrics.pool_slo_attainment_long, &l, long, |g, a| {
             g.set(a);
         });
+        // The headroom's quantile is the pool's `slo.attainment`: present for every pool with
+        // an `slo`, whatever was measured.
+        let target = s.headroom_running.as_ref().map(|h| h.quantile);
+        set_known(&self.metrics.pool_slo_target, &l, target, |g, t| {
+            g.set(t);
+        });
         for h in [&s.headroom_running, &s.headroom_warm]
             .into_iter()
             .flatten()

@@ -472,6 +472,8 @@ fn the_long_window_attainment_is_exported_and_absent_while_unknown() {
             attainment,
             "{text}"
         );
+        // The target is the pool's, known whatever was measured: an alert compares the two.
+        assert_eq!(value("gpupool_pool_slo_target"), Some(0.99), "{text}");
     }
 }
 
