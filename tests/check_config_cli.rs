@@ -29,10 +29,13 @@ fn warnings_name_the_field_and_the_fix() {
         "warning: pools[0].signals[1].prometheus.url: credentials travel unencrypted over plain http",
         "warning: pools[0].slo.attainment_query.count_query: not set, so every reading counts however few requests it covers",
         "readings over fewer than 100 requests are unknown",
+        "warning: pools[1].slo.attainment_query: not set, so gpupool cannot measure this pool's SLO",
     ] {
         assert!(text.contains(want), "missing {want:?} in:\n{text}");
     }
-    assert!(text.contains(": ok (1 pool(s))"), "{text}");
+    assert!(text.contains(": ok (2 pool(s))"), "{text}");
+    // The measured pool is not told it is unmeasured.
+    assert!(!text.contains("pools[0].slo.attainment_query:"), "{text}");
     assert!(
         !text.contains("t0k3n"),
         "the secret is never printed:\n{text}"

@@ -153,6 +153,28 @@ pub(super) fn attainment_counts(cfg: &Config) -> Vec<Issue> {
         .collect()
 }
 
+/// Every pool with an `slo` but no `slo.attainment_query`: gpupool cannot measure its SLO, so
+/// the headroom is learnt from demand growth alone, feedback never corrects it (bursts shorter
+/// than a scrape, slow nodes), and `GpupoolSloBurning` never fires. Valid — the growth learner
+/// still runs — but rarely what an operator means by stating an SLO.
+pub(super) fn attainment_unmeasured(cfg: &Config) -> Vec<Issue> {
+    cfg.pools
+        .iter()
+        .enumerate()
+        .filter(|(_, p)| p.slo.as_ref().is_some_and(|s| s.attainment_query.is_none()))
+        .map(|(i, _)| Issue {
+            path: format!("pools[{i}].slo.attainment_query"),
+            message: "not set, so gpupool cannot measure this pool's SLO: its headroom is learnt \
+                      from demand growth alone, feedback never corrects it, and the alert \
+                      GpupoolSloBurning never fires; set it to the fraction of requests that \
+                      waited at most queue_wait_s, e.g. for vLLM \
+                      sum(rate(vllm:request_queue_time_seconds_bucket{le=\"1.0\"}[10m])) / \
+                      sum(rate(vllm:request_queue_time_seconds_count[10m]))"
+                .to_owned(),
+        })
+        .collect()
+}
+
 /// The AWS provider's shipped on-demand tables (`providers/aws/data`, provenance in its
 /// README): compiled in here too so a build without the `aws` feature checks the same figures.
 const AWS_ONDEMAND_US_EAST_1: &str =
@@ -256,6 +278,36 @@ mod tests {
                 "{expr}"
             );
         }
+    }
+
+    #[test]
+    fn an_slo_nothing_measures_is_named_and_one_that_is_measured_is_not() {
+        let cfg = |slo: &str| {
+            Config::load(&format!(
+                "pools:\n  - name: a\n    requirements: {{}}\n{slo}    signals:\n      - cron: {{ start: '0 0 9 * * *', end: '0 0 17 * * *', desired: 1 }}\n"
+            ))
+            .unwrap()
+        };
+        let unmeasured = cfg("    slo: { queue_wait_s: 1.0, attainment: 0.99 }\n");
+        let w = attainment_unmeasured(&unmeasured);
+        assert_eq!(w.len(), 1);
+        assert_eq!(w[0].path, "pools[0].slo.attainment_query");
+        assert!(
+            w[0].message.contains("GpupoolSloBurning never fires"),
+            "{}",
+            w[0].message
+        );
+        // What the message proposes is PromQL that parses.
+        let example = w[0].message.split("for vLLM ").nth(1).unwrap();
+        assert!(promql_parser::parser::parse(example).is_ok(), "{example}");
+        let measured = cfg(
+            "    slo:\n      queue_wait_s: 1.0\n      attainment: 0.99\n      attainment_query: { url: \"http://p:9090\", query: 'x', count_query: 'y', window_s: 600 }\n",
+        );
+        assert!(attainment_unmeasured(&measured).is_empty());
+        assert!(
+            attainment_unmeasured(&cfg("")).is_empty(),
+            "no slo, nothing to measure"
+        );
     }
 
     #[test]

@@ -1220,10 +1220,12 @@ impl Config {
 
     /// Settings that are valid but that an operator should know about (`check-config` prints
     /// them; they never stop a load): credentials over plain http, unverified TLS, cron
-    /// windows that never open after `now`, PromQL that does not parse.
+    /// windows that never open after `now`, PromQL that does not parse, an `slo` nothing
+    /// measures or whose readings do not count their requests.
     pub fn warnings(&self, now: crate::model::Timestamp) -> Vec<Issue> {
         let mut out = lint::cron_windows(self, now);
         out.extend(lint::promql(self));
+        out.extend(lint::attainment_unmeasured(self));
         out.extend(lint::attainment_counts(self));
         out.extend(lint::aws_prices(self));
         for (path, access) in self.prometheus_endpoints() {
