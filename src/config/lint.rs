@@ -280,14 +280,17 @@ mod tests {
         }
     }
 
+    /// One pool `a` with these lines under it (an `slo:` block, or nothing).
+    fn one_pool(lines: &str) -> Config {
+        Config::load(&format!(
+            "pools:\n  - name: a\n    requirements: {{}}\n{lines}    signals:\n      - cron: {{ start: '0 0 9 * * *', end: '0 0 17 * * *', desired: 1 }}\n"
+        ))
+        .unwrap()
+    }
+
     #[test]
     fn an_slo_nothing_measures_is_named_and_one_that_is_measured_is_not() {
-        let cfg = |slo: &str| {
-            Config::load(&format!(
-                "pools:\n  - name: a\n    requirements: {{}}\n{slo}    signals:\n      - cron: {{ start: '0 0 9 * * *', end: '0 0 17 * * *', desired: 1 }}\n"
-            ))
-            .unwrap()
-        };
+        let cfg = one_pool;
         let unmeasured = cfg("    slo: { queue_wait_s: 1.0, attainment: 0.99 }\n");
         let w = attainment_unmeasured(&unmeasured);
         assert_eq!(w.len(), 1);
@@ -313,10 +316,9 @@ mod tests {
     #[test]
     fn an_attainment_query_without_a_count_is_named_and_its_queries_are_parsed() {
         let cfg = |query: &str| {
-            Config::load(&format!(
-                "pools:\n  - name: a\n    requirements: {{}}\n    slo:\n      queue_wait_s: 1.0\n      attainment: 0.999\n      attainment_query: {{ url: \"http://p:9090\", query: 'x', window_s: 600{query} }}\n"
+            one_pool(&format!(
+                "    slo:\n      queue_wait_s: 1.0\n      attainment: 0.999\n      attainment_query: {{ url: \"http://p:9090\", query: 'x', window_s: 600{query} }}\n"
             ))
-            .unwrap()
         };
         let uncounted = cfg("");
         let w = attainment_counts(&uncounted);

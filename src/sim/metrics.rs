@@ -90,17 +90,32 @@ pub fn error_budget(miss_arrivals_s: &[f64], requests: u64, target: f64) -> Erro
     }
 }
 
-/// Arrival times (s into the replay, sorted) of a finished world's requests that waited past
-/// `slo_s`.
-pub fn miss_arrivals(w: &World, slo_s: f64) -> Vec<f64> {
-    let mut out: Vec<f64> = w
-        .reqs
-        .iter()
-        .filter(|r| r.waited_ms as f64 / 1000.0 > slo_s + 1e-9)
-        .map(|r| r.arrival_ms as f64 / 1000.0)
-        .collect();
-    out.sort_by(f64::total_cmp);
-    out
+/// A finished world's queue waits, read once for the summary, the CDF and the error-budget
+/// chart.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Waits {
+    /// Every request's queue wait (s), sorted.
+    pub sorted_s: Vec<f64>,
+    /// Arrival times (s into the replay, sorted) of the requests that waited past the SLO.
+    pub miss_arrivals_s: Vec<f64>,
+}
+
+impl Waits {
+    pub fn of(w: &World, slo_s: f64) -> Waits {
+        let mut sorted_s: Vec<f64> = w.reqs.iter().map(|r| r.waited_ms as f64 / 1000.0).collect();
+        sorted_s.sort_by(f64::total_cmp);
+        let mut miss_arrivals_s: Vec<f64> = w
+            .reqs
+            .iter()
+            .filter(|r| r.waited_ms as f64 / 1000.0 > slo_s + 1e-9)
+            .map(|r| r.arrival_ms as f64 / 1000.0)
+            .collect();
+        miss_arrivals_s.sort_by(f64::total_cmp);
+        Waits {
+            sorted_s,
+            miss_arrivals_s,
+        }
+    }
 }
 
 /// Nearest-rank quantile of sorted values.
@@ -116,14 +131,13 @@ pub fn quantile(sorted: &[f64], q: f64) -> f64 {
 pub fn summarise(
     policy: &str,
     w: &World,
-    (slo_s, target): (f64, f64),
+    waits: &Waits,
+    target: f64,
     demand: &[u32],
     bucket_ms: i64,
 ) -> PolicySummary {
-    let mut waits: Vec<f64> = w.reqs.iter().map(|r| r.waited_ms as f64 / 1000.0).collect();
-    waits.sort_by(f64::total_cmp);
-    let n = waits.len();
-    let met = waits.iter().filter(|x| **x <= slo_s + 1e-9).count();
+    let n = waits.sorted_s.len();
+    let met = n - waits.miss_arrivals_s.len();
     let gpu_hours = w.gpu_ms / 3_600_000.0;
     let busy = w.busy_gpu_ms / 3_600_000.0;
     let (api, ready) = reaction_times(w, demand, bucket_ms);
@@ -132,9 +146,9 @@ pub fn summarise(
         policy: policy.to_owned(),
         requests: n as u64,
         slo_attainment: if n == 0 { 1.0 } else { met as f64 / n as f64 },
-        queue_wait_p50_s: quantile(&waits, 0.5),
-        queue_wait_p99_s: quantile(&waits, 0.99),
-        queue_wait_p999_s: quantile(&waits, 0.999),
+        queue_wait_p50_s: quantile(&waits.sorted_s, 0.5),
+        queue_wait_p99_s: quantile(&waits.sorted_s, 0.99),
+        queue_wait_p999_s: quantile(&waits.sorted_s, 0.999),
         gpu_hours,
         idle_gpu_hours: (gpu_hours - busy).max(0.0),
         cost_usd: w.cost_on_demand + w.cost_spot,
@@ -150,7 +164,7 @@ pub fn summarise(
         failed_launches_without_fallback: fb.without_fallback,
         failure_to_fallback_s_p50: (!fb.secs.is_empty()).then(|| quantile(&fb.secs, 0.5)),
         failure_to_fallback_s_max: fb.secs.last().copied(),
-        error_budget: error_budget(&miss_arrivals(w, slo_s), n as u64, target),
+        error_budget: error_budget(&waits.miss_arrivals_s, n as u64, target),
     }
 }
 

@@ -4,7 +4,7 @@
 use super::SimError;
 use super::baselines::{Env, HPA_TARGET_WAITING, Hpa, HpaBehavior, HpaCa, Karpenter, StaticPeak};
 use super::data::{self, advisor_monthly_frequency, hourly_hazard_from_monthly};
-use super::metrics::{PolicySummary, summarise};
+use super::metrics::{PolicySummary, Waits, summarise};
 use super::oracle::{self, OracleError, OracleInput, OracleResult};
 use super::provider::{SharedWorld, SimProvider, lock};
 use super::scenario::Scenario;
@@ -509,10 +509,12 @@ fn fnv(hash: &mut u64, bytes: &[u8]) {
 fn finish(p: &Prepared, policy: Policy, mut w: World) -> PolicyRun {
     w.finish();
     let slo = &p.scenario.file.slo;
+    let waits = Waits::of(&w, slo.queue_wait_s);
     let mut summary = summarise(
         policy.name(),
         &w,
-        (slo.queue_wait_s, slo.attainment),
+        &waits,
+        slo.attainment,
         &p.demand,
         p.bucket_ms,
     );
@@ -524,13 +526,11 @@ fn finish(p: &Prepared, policy: Policy, mut w: World) -> PolicyRun {
             format!("{}|{}|{}|{}|{}\n", c.at_ms, c.call, c.group, c.detail, c.ok).as_bytes(),
         );
     }
-    let mut waits_s: Vec<f64> = w.reqs.iter().map(|r| r.waited_ms as f64 / 1000.0).collect();
-    waits_s.sort_by(f64::total_cmp);
     PolicyRun {
         summary,
         samples: std::mem::take(&mut w.samples),
-        waits_s,
-        miss_arrivals_s: super::metrics::miss_arrivals(&w, slo.queue_wait_s),
+        waits_s: waits.sorted_s,
+        miss_arrivals_s: waits.miss_arrivals_s,
         interruptions: std::mem::take(&mut w.interruptions),
         action_hash: hash,
         actions: w.calls.len(),
