@@ -8,6 +8,8 @@
 #![allow(clippy::disallowed_methods)] // test code may wait on real services against wall-clock deadlines
 #![cfg(feature = "aws")]
 
+#[path = "support/in_flight.rs"]
+mod in_flight;
 #[path = "support/markers.rs"]
 mod markers;
 #[path = "support/moto.rs"]
@@ -24,34 +26,6 @@ use moto::{GroupFixture, Moto};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
-
-/// A fake Prometheus answering the in-flight query `vllm_in_flight{instance="<id>"}` with the
-/// count set in `counts` (0 when none is set).
-async fn in_flight_prometheus(counts: Arc<Mutex<BTreeMap<String, u32>>>) -> std::net::SocketAddr {
-    let app = axum::Router::new().route(
-        "/api/v1/query",
-        axum::routing::get(
-            move |q: axum::extract::Query<BTreeMap<String, String>>| {
-                let query = q.get("query").cloned().unwrap_or_default();
-                let id = query.split('"').nth(1).unwrap_or_default().to_owned();
-                let n = counts.lock().unwrap().get(&id).copied().unwrap_or(0);
-                let now = gpupool::server::wall_clock().secs_f64();
-                async move {
-                    (
-                        [("content-type", "application/json")],
-                        format!(
-                            r#"{{"status":"success","data":{{"resultType":"vector","result":[{{"metric":{{}},"value":[{now},"{n}"]}}]}}}}"#
-                        ),
-                    )
-                }
-            },
-        ),
-    );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    addr
-}
 
 fn config(moto: &Moto, dir: &Path, prom: std::net::SocketAddr, deregister: &[&str]) -> Config {
     let argv: Vec<String> = deregister.iter().map(|a| format!("{a:?}")).collect();
@@ -169,7 +143,7 @@ async fn a_drain_survives_the_loss_of_process_and_state_file_through_its_instanc
     for id in &ids {
         counts.lock().unwrap().insert(id.clone(), 2);
     }
-    let prom = in_flight_prometheus(counts.clone()).await;
+    let prom = in_flight::prometheus(counts.clone()).await;
     let marker = format!("{}/deregistered-{{id}}", dir.0.display());
     let cfg = Arc::new(config(&moto, &dir.0, prom, &["touch", &marker]));
     let mut clock = Clock(0);
@@ -264,7 +238,7 @@ async fn a_drain_given_up_removes_its_tag() {
     let moto = Moto::start();
     let (c, ids) = two_vm_group(&moto).await;
     let dir = TempDir::new("giveup");
-    let prom = in_flight_prometheus(Arc::new(Mutex::new(BTreeMap::new()))).await;
+    let prom = in_flight::prometheus(Arc::new(Mutex::new(BTreeMap::new()))).await;
     // Deregistration always fails: the drain is given up after deregister_give_up_s (60 s).
     let cfg = Arc::new(config(&moto, &dir.0, prom, &["false"]));
     let mut clock = Clock(0);

@@ -66,6 +66,8 @@ case_ "VM-only: idle VMs scaled in" "always deregistered first; a failing deregi
   --test vmonly_controller idle_vms_are_always_deregistered_first_and_a_failing_deregister_keeps_the_vm
 case_ "Crash: kill mid-drain and state file lost" "drain resumed from the instance tag with the same deadline, VM terminated only once idle" \
   --test aws_drain_mark
+case_ "Crash: kill mid-drain and state file lost (GCP)" "drain resumed from the VM label with the same deadline, VM deleted only once idle" \
+  --test gcp_drain_mark
 case_ "State file: corrupt / unknown version" "corrupt: WARN + fresh start; unknown version: refused" \
   --lib controller::tests::an_unknown_state_version_holds_and_a_corrupt_state_starts_fresh
 

@@ -2,8 +2,8 @@
 
 use crate::now_rfc3339;
 use crate::wire::{
-    google_error, instance_json, managed_json, matches, mig_json, new_op, not_found, page,
-    parse_filter,
+    google_error, instance_json, label_fingerprint, managed_json, matches, mig_json, new_op,
+    not_found, page, parse_filter,
 };
 use crate::world::{Vm, World, reconcile};
 use serde_json::{Value, json};
@@ -65,6 +65,10 @@ pub(crate) fn route(w: &mut World, method: &str, path: &str, query: &Query, body
             mig_call(w, idx, method, verb, query, body, &scope)
         }
         ("GET", ["zones", zone, "instances"]) => list_instances(w, zone, &filter, query),
+        ("GET", ["zones", zone, "instances", name]) => get_instance(w, zone, name),
+        ("POST", ["zones", zone, "instances", name, "setLabels"]) => {
+            set_labels(w, zone, name, body)
+        }
         ("GET", [kind @ ("zones" | "regions"), loc, "operations", name]) => {
             get_operation(w, kind, loc, name)
         }
@@ -108,6 +112,80 @@ fn list_instances(w: &World, zone: &str, filter: &Filter, query: &Query) -> Repl
         .collect();
     let kind = "compute#instanceList";
     (200, page(items, query, w.page_size, "items", kind))
+}
+
+/// The VM `name` of `zone` that exists (has an instance resource), with its MIG.
+fn vm_index(w: &World, zone: &str, name: &str) -> Option<(usize, usize)> {
+    w.migs.iter().enumerate().find_map(|(mi, m)| {
+        m.vms
+            .iter()
+            .position(|v| v.zone == zone && v.name == name && !v.status.is_empty())
+            .map(|vi| (mi, vi))
+    })
+}
+
+fn instance_not_found(w: &World, zone: &str, name: &str) -> Reply {
+    not_found(&format!(
+        "projects/{}/zones/{zone}/instances/{name}",
+        w.project
+    ))
+}
+
+/// `instances.get`: the VM with its `labels` and `labelFingerprint`.
+fn get_instance(w: &World, zone: &str, name: &str) -> Reply {
+    match vm_index(w, zone, name) {
+        Some((mi, vi)) => (200, instance_json(w, &w.migs[mi], &w.migs[mi].vms[vi])),
+        None => instance_not_found(w, zone, name),
+    }
+}
+
+/// `instances.setLabels`: replaces the VM's whole label set. `labelFingerprint` is "Fingerprint
+/// of the previous set of labels for this resource, used to prevent conflicts. Provide the
+/// latest fingerprint value when making a request to add or change labels"
+/// (`InstancesSetLabelsRequest`, Compute API reference). A stale or missing one is refused with
+/// HTTP 412, reason `conditionNotMet`, "Labels fingerprint either invalid or resource labels
+/// have changed" — the error body reported from the real API in googleapis/google-cloud-go#7802
+/// (an empty fingerprint) and skypilot-org/skypilot#4571 (another tool's write in between).
+/// A racing write set up with [`crate::FakeCompute::race_next_set_labels`] lands first.
+fn set_labels(w: &mut World, zone: &str, name: &str, body: &[u8]) -> Reply {
+    let Some((mi, vi)) = vm_index(w, zone, name) else {
+        return instance_not_found(w, zone, name);
+    };
+    let body: Value = match serde_json::from_slice(body) {
+        Ok(v) => v,
+        Err(e) => return google_error(400, "parseError", &format!("Parse Error: {e}")),
+    };
+    if let Some(other) = w.label_race.remove(name) {
+        w.migs[mi].vms[vi].labels.extend(other);
+    }
+    let current = label_fingerprint(&w.migs[mi].vms[vi].labels);
+    if body["labelFingerprint"].as_str() != Some(current.as_str()) {
+        return google_error(
+            412,
+            "conditionNotMet",
+            "Labels fingerprint either invalid or resource labels have changed",
+        );
+    }
+    let Some(labels) = body["labels"].as_object() else {
+        // ASSUMPTION: the request's `labels` map is required; the reference does not say what
+        // an absent one does, and gpupool always sends the whole set.
+        return google_error(400, "required", "Required field 'labels' not specified");
+    };
+    let labels: BTreeMap<String, String> = labels
+        .iter()
+        .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_owned())))
+        .collect();
+    let vm = &mut w.migs[mi].vms[vi];
+    vm.labels = labels;
+    let target = format!(
+        "{}/compute/v1/projects/{}/zones/{zone}/instances/{name}",
+        w.endpoint, w.project
+    );
+    let scope = format!("zones/{zone}");
+    (
+        200,
+        new_op(w, &scope, "setLabels", &target, "RUNNING", None),
+    )
 }
 
 fn get_operation(w: &mut World, kind: &str, loc: &str, name: &str) -> Reply {

@@ -40,6 +40,11 @@
 //!   ("errors during the last attempt to create or delete the instance",
 //!   `ManagedInstance.lastAttempt`) — what Cluster Autoscaler's gce provider reads
 //!   (`autoscaling_gce_client.go`, `FetchMigInstances`).
+//! - `instances.get` returns a VM's `labels` with their `labelFingerprint`;
+//!   `instances.setLabels` replaces the whole set and refuses a stale or missing fingerprint
+//!   with HTTP 412 `conditionNotMet` ("Labels fingerprint either invalid or resource labels have
+//!   changed", `InstancesSetLabelsRequest.labelFingerprint`; the error body as reported in
+//!   googleapis/google-cloud-go#7802 and skypilot-org/skypilot#4571).
 //! - Operation `insertTime` carries a UTC offset, and list filters compare values as strings.
 //! - Instance templates carry `properties.disks` (`AttachedDisk`): an image-sized boot disk by
 //!   default, or the disks a test sets ([`FakeCompute::set_template_disks`]), `diskSizeGb` written
@@ -367,6 +372,27 @@ impl FakeCompute {
                 vm.labels.extend(wl.clone());
             }
         }
+    }
+
+    /// Another writer changes VM `vm`'s labels between gpupool's `instances.get` and its next
+    /// `instances.setLabels` on it: `labels` are merged in first, so the fingerprint gpupool
+    /// read is stale by the time its write is handled.
+    pub fn race_next_set_labels(&self, vm: &str, labels: &[(&str, &str)]) {
+        self.w().label_race.insert(
+            vm.to_owned(),
+            labels
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        );
+    }
+
+    /// The labels of VM `vm` as the fake holds them (`None`: no such VM).
+    pub fn vm_labels(&self, vm: &str) -> Option<BTreeMap<String, String>> {
+        self.snapshot()
+            .into_iter()
+            .find(|v| v.name == vm)
+            .map(|v| v.labels)
     }
 
     pub fn set_page_size(&self, n: usize) {

@@ -143,9 +143,24 @@ pub(crate) fn instance_json(w: &World, m: &Mig, vm: &Vm) -> Value {
         "status": vm.status,
         "creationTimestamp": vm.created,
         "labels": vm.labels,
+        "labelFingerprint": label_fingerprint(&vm.labels),
         "networkInterfaces": [{"name": "nic0", "networkIP": vm.ip}],
         "selfLink": vm_url(w, vm),
     })
+}
+
+/// A VM's `labelFingerprint`: opaque to clients, changed by every change of the labels. The
+/// real one is base64 of a hash; this is the hex of FNV-1a over the sorted labels (clients
+/// must only send it back).
+pub(crate) fn label_fingerprint(labels: &std::collections::BTreeMap<String, String>) -> String {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for (k, v) in labels {
+        for b in k.bytes().chain([0]).chain(v.bytes()).chain([0]) {
+            h ^= u64::from(b);
+            h = h.wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+    format!("{h:016x}")
 }
 
 pub(crate) fn google_error(code: u16, reason: &str, message: &str) -> (u16, Value) {

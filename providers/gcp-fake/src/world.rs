@@ -110,6 +110,9 @@ pub(crate) struct World {
     /// `filter` query parameters received, in order.
     pub(crate) filters: Vec<String>,
     pub(crate) ip_counter: u32,
+    /// VM name → labels another writer sets just before the next `setLabels` on that VM is
+    /// handled ([`crate::FakeCompute::race_next_set_labels`]).
+    pub(crate) label_race: BTreeMap<String, BTreeMap<String, String>>,
 }
 
 /// The machine type of a template, `""` if unknown.

@@ -35,9 +35,11 @@
 //!   whole label set and takes the `labelFingerprint` of the labels read with `instances.get`
 //!   (Compute API reference, `instances.setLabels`); a racing label write fails with 412 and
 //!   the controller retries next tick. `instances` reads the label back with the VMs.
-//!   Tested here only as a pure label merge (`mapping::with_drain_mark`): the fake Compute
-//!   server in `tests/fake` does not serve `instances.get`/`setLabels` yet, so the calls
-//!   themselves are exercised against AWS (moto) only.
+//!   Tested as a pure label merge (`mapping::with_drain_mark`), against the fake Compute
+//!   server (`tests/gcp_fake.rs`: set, read back, removed, a racing write refused with 412 and
+//!   retried without losing the other writer's label), and end to end by the root package's
+//!   `tests/gcp_drain_mark.rs` (a drain resumed from the label after the process and its state
+//!   file are lost).
 //! - **Events.** Preemptions come from zone operations of type
 //!   `compute.instances.preempted` (30 s notice), listed by `operationType` alone and dated in
 //!   the client: `insertTime` carries the zone's UTC offset, so a filter comparing it with a UTC

@@ -1,7 +1,8 @@
 //! The real GCP provider (Google's official Rust client underneath) against the in-process fake
 //! Compute server: discovery, resize, targeted deletion, standby pools (start/resume by name
 //! before resizing, pool size through targetStoppedSize/targetSuspendedSize, SCALE_OUT_POOL),
-//! operation errors, stuck creations reported as unfulfilled and released, and preemptions.
+//! operation errors, stuck creations reported as unfulfilled and released, preemptions, and the
+//! VM-only drain label (instances.get + setLabels with the label fingerprint).
 #![allow(clippy::disallowed_methods)] // test code may wait on real services against wall-clock deadlines
 
 use gpupool_gcp_fake as fake;
@@ -951,5 +952,88 @@ async fn a_standby_vm_costs_its_template_disks_and_unknown_when_unpriced() -> an
         cost(&groups, "regions/us-central1/llama-od"),
         Some(Price::Unknown)
     );
+    Ok(())
+}
+
+/// The VM-only drain mark is a VM label written with `instances.get` + `instances.setLabels`
+/// (the whole set, with the fingerprint read): set, read back by `instances`, removed again,
+/// every other label kept — and a write that races another writer fails (HTTP 412) instead of
+/// dropping that writer's label, and succeeds on the next try.
+#[tokio::test]
+async fn the_drain_mark_is_a_vm_label_set_read_back_and_removed_without_losing_others()
+-> anyhow::Result<()> {
+    let (fake, p) = world().await?;
+    p.node_groups().await?;
+    let g = id("zones/us-central1-a/llama-spot");
+    let vm = p
+        .instances(&g)
+        .await?
+        .into_iter()
+        .find(|i| i.state == LifecycleState::Ready)
+        .expect("the MIG's running VM");
+    assert_eq!(vm.drain_deadline, None);
+    let before = fake.vm_labels(vm.id.as_str()).unwrap();
+    assert!(
+        before.contains_key("gpupool-io-model-cache"),
+        "the warm label the VM set on itself: {before:?}"
+    );
+
+    let deadline = gpupool_provider::Timestamp::from_secs(1_800_000_000);
+    p.mark_draining(&g, &vm.id, deadline).await?;
+    let marked = fake.vm_labels(vm.id.as_str()).unwrap();
+    assert_eq!(
+        marked.get("gpupool-io-drain-deadline").map(String::as_str),
+        Some("1800000000")
+    );
+    assert_eq!(marked.len(), before.len() + 1, "every other label kept");
+    let read = p.instances(&g).await?;
+    let read = read.iter().find(|i| i.id == vm.id).unwrap();
+    assert_eq!(
+        read.drain_deadline,
+        Some(deadline),
+        "a restarted controller finds the drain"
+    );
+    let writes = |f: &FakeCompute| {
+        f.calls()
+            .iter()
+            .filter(|c| c.ends_with(&format!("/instances/{}/setLabels", vm.id)))
+            .count()
+    };
+    assert_eq!(writes(&fake), 1);
+    // Marking again with the same deadline writes nothing.
+    p.mark_draining(&g, &vm.id, deadline).await?;
+    assert_eq!(writes(&fake), 1);
+
+    // Another writer labels the VM between gpupool's read and its write: the stale fingerprint
+    // is refused, nothing is lost, and the retry (the controller's next tick) goes through.
+    fake.race_next_set_labels(vm.id.as_str(), &[("team", "inference")]);
+    let err = p.clear_draining(&g, &vm.id).await.unwrap_err();
+    assert!(
+        matches!(err, ProviderError::Transient { .. }),
+        "retried next tick: {err}"
+    );
+    let raced = fake.vm_labels(vm.id.as_str()).unwrap();
+    assert_eq!(raced.get("team").map(String::as_str), Some("inference"));
+    assert!(raced.contains_key("gpupool-io-drain-deadline"), "{raced:?}");
+    p.clear_draining(&g, &vm.id).await?;
+    let cleared = fake.vm_labels(vm.id.as_str()).unwrap();
+    assert!(!cleared.contains_key("gpupool-io-drain-deadline"));
+    assert_eq!(cleared.get("team").map(String::as_str), Some("inference"));
+    assert_eq!(cleared.len(), before.len() + 1, "{cleared:?}");
+    assert_eq!(
+        p.instances(&g)
+            .await?
+            .iter()
+            .find(|i| i.id == vm.id)
+            .unwrap()
+            .drain_deadline,
+        None
+    );
+
+    // A VM that is gone: marking it is NotFound, clearing it is done.
+    let gone = InstanceId::new("llama-spot-gone");
+    let err = p.mark_draining(&g, &gone, deadline).await.unwrap_err();
+    assert!(matches!(err, ProviderError::NotFound { .. }), "{err}");
+    p.clear_draining(&g, &gone).await?;
     Ok(())
 }
