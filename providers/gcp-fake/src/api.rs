@@ -17,6 +17,9 @@ type Reply = (u16, Value);
 /// Answer one request; `path` is percent-decoded.
 pub(crate) fn route(w: &mut World, method: &str, path: &str, query: &Query, body: &[u8]) -> Reply {
     w.calls.push(format!("{method} {path}"));
+    if let Some(limit) = w.rate_limits.pop_front() {
+        return crate::wire::rate_limit_error(limit);
+    }
     let prefix = format!("/compute/v1/projects/{}/", w.project);
     let Some(rest) = path.strip_prefix(&prefix) else {
         return not_found(path);

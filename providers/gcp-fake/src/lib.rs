@@ -45,6 +45,9 @@
 //!   with HTTP 412 `conditionNotMet` ("Labels fingerprint either invalid or resource labels have
 //!   changed", `InstancesSetLabelsRequest.labelFingerprint`; the error body as reported in
 //!   googleapis/google-cloud-go#7802 and skypilot-org/skypilot#4571).
+//! - A rate quota refuses a request with HTTP 403 (`rateLimitExceeded`, and in the newer form
+//!   also an `ErrorInfo` reason `RATE_LIMIT_EXCEEDED`) or 429 `RESOURCE_EXHAUSTED`, when a test
+//!   asks for it ([`FakeCompute::rate_limit_next`]).
 //! - Operation `insertTime` carries a UTC offset, and list filters compare values as strings.
 //! - Instance templates carry `properties.disks` (`AttachedDisk`): an image-sized boot disk by
 //!   default, or the disks a test sets ([`FakeCompute::set_template_disks`]), `diskSizeGb` written
@@ -177,6 +180,18 @@ fn disk_json(i: usize, d: &TemplateDisk<'_>) -> Value {
             "initializeParams": { "diskType": "local-ssd", "diskSizeGb": "375" },
         }),
     }
+}
+
+/// How a rate-quota refusal is written (see `wire::rate_limit_error` for the sources).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RateLimit {
+    /// HTTP 403, legacy `errors[].reason = rateLimitExceeded` only.
+    Legacy,
+    /// HTTP 403, the legacy array plus a `google.rpc.ErrorInfo` with reason
+    /// `RATE_LIMIT_EXCEEDED` in `details`.
+    ErrorInfo,
+    /// HTTP 429 `RESOURCE_EXHAUSTED`.
+    TooManyRequests,
 }
 
 impl FakeCompute {
@@ -372,6 +387,12 @@ impl FakeCompute {
                 vm.labels.extend(wl.clone());
             }
         }
+    }
+
+    /// The next request (whatever it is) is refused for the project's rate quota, in the form
+    /// `limit` names; call again to queue more.
+    pub fn rate_limit_next(&self, limit: RateLimit) {
+        self.w().rate_limits.push_back(limit);
     }
 
     /// Another writer changes VM `vm`'s labels between gpupool's `instances.get` and its next

@@ -113,6 +113,9 @@ pub(crate) struct World {
     /// VM name → labels another writer sets just before the next `setLabels` on that VM is
     /// handled ([`crate::FakeCompute::race_next_set_labels`]).
     pub(crate) label_race: BTreeMap<String, BTreeMap<String, String>>,
+    /// Rate-limit answers still to give, each for the next request whatever it is
+    /// ([`crate::FakeCompute::rate_limit_next`]).
+    pub(crate) rate_limits: std::collections::VecDeque<crate::RateLimit>,
 }
 
 /// The machine type of a template, `""` if unknown.

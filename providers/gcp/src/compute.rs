@@ -153,7 +153,15 @@ pub fn api_error(
             what: target.to_owned(),
         };
     }
-    if http == Some(429) || has("rateLimitExceeded") || has("userRateLimitExceeded") {
+    // A rate quota: "a 403 error with the reason rateLimitExceeded" (Compute Engine rate
+    // quotas), "403 RATE_LIMIT_EXCEEDED" in the newer ErrorInfo form (Cloud Quotas,
+    // "Troubleshoot quota errors") — the client reads `details` when a body has them and the
+    // legacy `errors` array only otherwise, so both spellings are checked — or HTTP 429.
+    if http == Some(429)
+        || has("rateLimitExceeded")
+        || has("userRateLimitExceeded")
+        || has("RATE_LIMIT_EXCEEDED")
+    {
         let retry_after_ms = err
             .http_headers()
             .and_then(|h| h.get("retry-after"))

@@ -1037,3 +1037,30 @@ async fn the_drain_mark_is_a_vm_label_set_read_back_and_removed_without_losing_o
     p.clear_draining(&g, &gone).await?;
     Ok(())
 }
+
+/// A rate quota refusal is `Throttled` (the controller then skips the group's remaining calls
+/// this tick) in each form Compute writes it: 403 with the legacy reason `rateLimitExceeded`,
+/// 403 with an `ErrorInfo` reason `RATE_LIMIT_EXCEEDED` in `details` (which Google's client
+/// reads *instead of* the legacy array), and 429 `RESOURCE_EXHAUSTED`. Not `Transient`: a
+/// retried call would only deepen the throttling.
+#[tokio::test]
+async fn every_form_of_a_rate_quota_refusal_is_throttled() -> anyhow::Result<()> {
+    let (fake, p) = world().await?;
+    p.node_groups().await?;
+    let g = id("zones/us-central1-a/llama-spot");
+    for limit in [
+        fake::RateLimit::Legacy,
+        fake::RateLimit::ErrorInfo,
+        fake::RateLimit::TooManyRequests,
+    ] {
+        fake.rate_limit_next(limit);
+        let err = p.instances(&g).await.unwrap_err();
+        assert!(
+            matches!(err, ProviderError::Throttled { .. }),
+            "{limit:?}: {err}"
+        );
+        // The next call is answered.
+        p.instances(&g).await?;
+    }
+    Ok(())
+}
