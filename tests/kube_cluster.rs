@@ -288,6 +288,80 @@ fn c_unhealthy_is(c: &KubeCluster, want: &str) -> bool {
     c.unhealthy_nodes().get("n1").map(String::as_str) == Some(want)
 }
 
+/// The budget guards healthy pods only, as the API server's eviction handler applies it: a
+/// crash-looping (not Ready) pod on a node being drained is evicted when its application is not
+/// disrupted, or under `unhealthyPodEvictionPolicy: AlwaysAllow`, and held when the budget's
+/// healthy pods are already short; a Pending pod is never held. The drain finishes on the
+/// evictions the cluster allows and waits on the ones it refuses — it never goes around them.
+#[tokio::test]
+async fn unhealthy_and_pending_pods_are_evicted_as_the_api_server_allows() {
+    let fake = FakeKube::start().await;
+    fake.apply(ready_llm_node("n1", "i-1"));
+    let not_ready = |name: &str, app: &str| {
+        let mut p = running_pod("ml", name, "n1", app, 0, json!({}));
+        p["status"]["conditions"] = json!([{"type": "PodScheduled", "status": "True"},
+                                           {"type": "Ready", "status": "False", "reason": "ContainersNotReady"}]);
+        p
+    };
+    // crash-1: its application is healthy elsewhere (2 of 1 needed): evicted, budget untouched.
+    fake.apply(not_ready("crash-1", "crash"));
+    let mut healthy = pdb("ml", "crash", "crash", 0);
+    healthy["status"]["currentHealthy"] = json!(2);
+    fake.apply(healthy);
+    // sick-1: its application is already short (0 of 1 healthy): held by the default policy.
+    fake.apply(not_ready("sick-1", "sick"));
+    let mut short = pdb("ml", "sick", "sick", 0);
+    short["status"]["currentHealthy"] = json!(0);
+    fake.apply(short.clone());
+    // stuck-1: Pending on the node (never started): the budget does not apply, even one that
+    // is short of healthy pods.
+    let mut stuck = running_pod("ml", "stuck-1", "n1", "stuck", 0, json!({}));
+    stuck["status"] = json!({"phase": "Pending"});
+    fake.apply(stuck);
+    let mut stuck_pdb = pdb("ml", "stuck", "stuck", 0);
+    stuck_pdb["status"]["currentHealthy"] = json!(0);
+    fake.apply(stuck_pdb);
+    let mut c = synced(&fake).await;
+    let inst = instance("i-1", "us-east-1a");
+    let deadline = T.plus_secs(900.0);
+
+    // Step 1 evicts what the server allows (the count is the cluster's view before the step).
+    let p = c.drain(&inst, deadline, T).await.unwrap();
+    assert_eq!(p, DrainProgress::InProgress { remaining: 3 });
+    assert!(fake.get(Kind::Pod, "ml", "crash-1").is_none());
+    assert!(fake.get(Kind::Pod, "ml", "stuck-1").is_none());
+    assert!(fake.get(Kind::Pod, "ml", "sick-1").is_some(), "held");
+    assert_eq!(
+        fake.get(Kind::Pdb, "ml", "crash").unwrap()["status"]["disruptionsAllowed"],
+        json!(0),
+        "an unhealthy pod's eviction spends no disruption"
+    );
+
+    // Step 2: only the held pod is left; it is asked again, and refused again.
+    let p = c.drain(&inst, deadline, T.plus_secs(10.0)).await.unwrap();
+    assert_eq!(p, DrainProgress::InProgress { remaining: 1 });
+    assert_eq!(
+        fake.count_requests(|r| r.contains("/pods/sick-1/eviction")),
+        2
+    );
+
+    // The owner opts the sick application into AlwaysAllow: the next step evicts it.
+    short["spec"]["unhealthyPodEvictionPolicy"] = json!("AlwaysAllow");
+    fake.apply(short);
+    let mut progress = p;
+    for k in 2..=6 {
+        progress = c
+            .drain(&inst, deadline, T.plus_secs(10.0 * k as f64))
+            .await
+            .unwrap();
+        if progress == DrainProgress::Drained {
+            break;
+        }
+    }
+    assert_eq!(progress, DrainProgress::Drained);
+    assert!(fake.get(Kind::Pod, "ml", "sick-1").is_none());
+}
+
 #[tokio::test]
 async fn drain_cordons_and_evicts_through_pdbs_never_around_them() {
     let fake = FakeKube::start().await;

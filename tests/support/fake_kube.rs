@@ -14,7 +14,10 @@
 //! - `POST …/pods/{name}/eviction` (policy/v1 Eviction) checked against PodDisruptionBudgets
 //!   (`matchLabels` selector, `status.disruptionsAllowed`): `429 TooManyRequests` when the
 //!   budget allows no disruption, otherwise the pod is deleted gracefully (deletionTimestamp
-//!   set; the test plays the kubelet with [`FakeKube::finish_terminating`]);
+//!   set; the test plays the kubelet with [`FakeKube::finish_terminating`]). As the real
+//!   handler does, Pending, Succeeded and Failed pods skip the budget, and a running pod that is
+//!   not Ready skips it under `unhealthyPodEvictionPolicy: AlwaysAllow` or, by default, while
+//!   `currentHealthy >= desiredHealthy > 0`;
 //! - events: `events.k8s.io/v1` create + merge patch, core `v1` create;
 //! - leases: get / create (409 AlreadyExists) / replace with resourceVersion preconditions
 //!   (409 Conflict);
@@ -728,7 +731,33 @@ async fn evict(State(s): S, Path((ns, name)): Path<(String, String)>, body: Byte
         }
         let mut changes = Vec::new();
         if pod["metadata"]["deletionTimestamp"].is_null() {
-            if let Some(mut pdb) = pdbs.into_iter().next() {
+            // Which budget the eviction is checked against, as the API server's eviction REST
+            // handler decides (kubernetes `pkg/registry/core/pod/storage/eviction.go`):
+            // `canIgnorePDB` skips it for Succeeded, Failed and Pending pods (and terminating
+            // ones, above); a running pod that is not Ready is deleted without touching the
+            // budget under `unhealthyPodEvictionPolicy: AlwaysAllow`, and under the default
+            // `IfHealthyBudget` when the application is not disrupted
+            // (`currentHealthy >= desiredHealthy > 0`; PodDisruptionBudgetSpec API reference).
+            let phase = pod["status"]["phase"].as_str().unwrap_or("");
+            let ignore_pdb = matches!(phase, "Succeeded" | "Failed" | "Pending");
+            let ready = pod["status"]["conditions"].as_array().is_some_and(|cs| {
+                cs.iter()
+                    .any(|c| c["type"] == "Ready" && c["status"] == "True")
+            });
+            let pdb = pdbs.into_iter().next().filter(|_| !ignore_pdb);
+            let pdb = pdb.filter(|pdb| {
+                if ready {
+                    return true;
+                }
+                let st = &pdb["status"];
+                let (current, desired) = (
+                    st["currentHealthy"].as_i64().unwrap_or(0),
+                    st["desiredHealthy"].as_i64().unwrap_or(0),
+                );
+                let always = pdb["spec"]["unhealthyPodEvictionPolicy"] == "AlwaysAllow";
+                !(always || (current >= desired && desired > 0))
+            });
+            if let Some(mut pdb) = pdb {
                 let allowed = pdb["status"]["disruptionsAllowed"].as_i64().unwrap_or(0);
                 if allowed <= 0 {
                     let pdb_name = pdb["metadata"]["name"].as_str().unwrap_or("").to_owned();
@@ -1198,7 +1227,8 @@ pub fn running_pod(
         "spec": {"nodeName": node, "terminationGracePeriodSeconds": grace_s,
                  "containers": [{"name": "server", "image": "vllm",
                                  "resources": {"limits": {"nvidia.com/gpu": "1"}}}]},
-        "status": {"phase": "Running", "conditions": [{"type": "PodScheduled", "status": "True"}]}
+        "status": {"phase": "Running", "conditions": [{"type": "PodScheduled", "status": "True"},
+                                                      {"type": "Ready", "status": "True"}]}
     })
 }
 
