@@ -868,6 +868,24 @@ fn validate_models(f: &ScenarioFile, origin: &str) -> Result<(), SimError> {
         "must be ≥ cold_start.warm_min_s",
     )?;
     c(
+        "cold_start.cache_disk_mib_s",
+        cs.cache_disk_mib_s,
+        (1.0..=10_000.0).contains(&cs.cache_disk_mib_s),
+        "the cache disk's provisioned throughput in MiB/s, 1..=10000 (gp3: 125 free, up to 2000)",
+    )?;
+    if let Some(read_s) = cs.model_read_s() {
+        c(
+            "cold_start.warm_min_s",
+            cs.warm_min_s,
+            read_s <= cs.warm_min_s,
+            &format!(
+                "a warm start reads the model from its cache disk: {read_s:.0} s at \
+                 cold_start.cache_disk_mib_s = {} — raise the throughput or warm_min_s",
+                cs.cache_disk_mib_s
+            ),
+        )?;
+    }
+    c(
         "spot.notice_s",
         f.spot.notice_s,
         (0.0..=3600.0).contains(&f.spot.notice_s),
@@ -1048,6 +1066,16 @@ mod tests {
             set(v, &["baselines", "min_replicas"], 1000.into());
         }));
         assert_eq!(field, "baselines.min_replicas");
+        // The warm start cannot be shorter than reading the model from the cache disk: 25 GB at
+        // gp3's free 125 MiB/s is ≈ 190 s, past quick's 30-s warm minimum.
+        let field = invalid_field(quick_with(|v| {
+            set(v, &["cold_start", "cache_disk_mib_s"], 125.0.into());
+        }));
+        assert_eq!(field, "cold_start.warm_min_s");
+        let field = invalid_field(quick_with(|v| {
+            set(v, &["cold_start", "cache_disk_mib_s"], 0.0.into());
+        }));
+        assert_eq!(field, "cold_start.cache_disk_mib_s");
         let s2 = |edit: &dyn Fn(&mut serde_yaml_ng::Value)| {
             let (_, text) = BUILTIN.iter().find(|(n, _)| *n == "s2-spot").unwrap();
             let mut v: serde_yaml_ng::Value = serde_yaml_ng::from_str(text).unwrap();

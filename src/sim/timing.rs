@@ -13,9 +13,19 @@
 //! ≈ 280–300 s, the figures the design asks for a large model. The Alibaba GenTD26 base-model
 //! loads (diffusion models, median 23 s) are used for the diffusion scenario's model load.
 //!
-//! ## Warm start = boot + load from local disk
-//! Uniform in [`warm_min_s`, `warm_max_s`] (default 30–60 s): GKE's fastest local-disk loads
-//! of the 25 GB model take 29–38 s, plus a stopped instance's resume.
+//! ## Warm start = boot + load from the instance's own cache disk
+//! Uniform in [`warm_min_s`, `warm_max_s`] (default 30–60 s): GKE's fastest loads of the
+//! ~25 GB Gemma-7B weights take 29–38 s, plus a stopped instance's resume. Those loads were
+//! measured on 1–2 TB pd-ssd volumes and a 2.5 TB Filestore share with a large read-ahead
+//! (`gke_startup_reference_timings.csv`), that is at roughly 1 GB/s; the same load from a
+//! 100 GB pd-balanced cache took 137 s. A warm instance keeps the model on an EBS gp3 volume,
+//! whose free baseline is 125 MiB/s ("All gp3 volumes include a free baseline performance of
+//! 3,000 provisioned IOPS … and 125 provisioned MB/s throughput", Amazon EBS pricing): 25 GB
+//! at that rate is ≈ 190 s, longer than the median cold start. So the cache disk is modelled
+//! as gp3 provisioned at `cache_disk_mib_s` (default 1,000 MiB/s, which reads the 25 GB in
+//! ≈ 24 s) and billed for it: $0.08 per GB-month plus $0.04 per MiB/s-month above 125 (us-east-1,
+//! the rates `gpupool_aws::ebs` prices templates with). A scenario whose Gemma-class model could
+//! not be read within `warm_min_s` at its `cache_disk_mib_s` is refused.
 
 use super::data;
 use rand::Rng;
@@ -67,6 +77,10 @@ pub struct ColdStartSpec {
     /// Size of the model cache disk a stopped warm instance keeps (EBS gp3).
     #[serde(default = "d_cache_gb")]
     pub cache_disk_gb: f64,
+    /// Throughput the cache disk is provisioned with, MiB/s (gp3: 125 free, billed above): what
+    /// the warm start's model load reads at.
+    #[serde(default = "d_cache_mib_s")]
+    pub cache_disk_mib_s: f64,
 }
 
 impl Default for ColdStartSpec {
@@ -79,6 +93,7 @@ impl Default for ColdStartSpec {
             warm_min_s: d_warm_min(),
             warm_max_s: d_warm_max(),
             cache_disk_gb: d_cache_gb(),
+            cache_disk_mib_s: d_cache_mib_s(),
         }
     }
 }
@@ -101,9 +116,18 @@ fn d_warm_max() -> f64 {
 fn d_cache_gb() -> f64 {
     100.0
 }
+fn d_cache_mib_s() -> f64 {
+    1000.0
+}
 
 /// EBS gp3 storage price, us-east-1: $0.08 per GB-month (730 h).
 pub const EBS_GP3_PER_GB_MONTH: f64 = 0.08;
+/// gp3 throughput included in the storage price, MiB/s.
+pub const EBS_GP3_FREE_MIB_S: f64 = 125.0;
+/// gp3 provisioned throughput above the free baseline, us-east-1: $0.04 per MiB/s-month.
+pub const EBS_GP3_PER_MIB_S_MONTH: f64 = 0.04;
+/// The Gemma-7B weights Google's load timings read ("Gemma 7B weights (~25GB)"), GB.
+pub const GEMMA_7B_GB: f64 = 25.0;
 
 /// The sampled timing model.
 #[derive(Clone, Debug)]
@@ -155,9 +179,27 @@ impl ColdStart {
         (self.spec.warm_min_s + self.spec.warm_max_s) / 2.0
     }
 
-    /// Dollars per hour a stopped warm instance costs (its cache disk).
+    /// Dollars per hour a stopped warm instance costs: its cache disk, storage plus the
+    /// throughput provisioned above gp3's free baseline.
     pub fn warm_disk_per_hour(&self) -> f64 {
-        self.spec.cache_disk_gb * EBS_GP3_PER_GB_MONTH / gpupool_provider::HOURS_PER_MONTH
+        let throughput = (self.spec.cache_disk_mib_s - EBS_GP3_FREE_MIB_S).max(0.0);
+        (self.spec.cache_disk_gb * EBS_GP3_PER_GB_MONTH + throughput * EBS_GP3_PER_MIB_S_MONTH)
+            / gpupool_provider::HOURS_PER_MONTH
+    }
+}
+
+impl ColdStartSpec {
+    /// Seconds the cache disk takes to read the model at `cache_disk_mib_s`, where the model's
+    /// size is known: the Gemma-7B load data's ~25 GB × `model_load_scale`. `None` for the
+    /// diffusion base models, whose sizes the Alibaba data does not give.
+    pub fn model_read_s(&self) -> Option<f64> {
+        match self.model_load {
+            ModelLoadData::GkeGemma7b => {
+                let mib = GEMMA_7B_GB * self.model_load_scale * 1e9 / (1024.0 * 1024.0);
+                Some(mib / self.cache_disk_mib_s.max(1e-9))
+            }
+            ModelLoadData::AlibabaDiffusionBaseModel => None,
+        }
     }
 }
 
@@ -203,5 +245,23 @@ mod tests {
         assert!((260.0..320.0).contains(&p95), "p95 {p95}");
         let w: Vec<f64> = (0..1000).map(|_| c.sample_warm_s(&mut rng)).collect();
         assert!(w.iter().all(|x| (30.0..=60.0).contains(x)));
+    }
+
+    #[test]
+    fn the_warm_disk_is_billed_for_the_throughput_the_warm_start_reads_at() {
+        let mut spec = ColdStartSpec::default();
+        // 100 GB × $0.08 + (1000 − 125) MiB/s × $0.04, per 730-h month.
+        let c = ColdStart::new(spec.clone());
+        let want = (100.0 * 0.08 + 875.0 * 0.04) / gpupool_provider::HOURS_PER_MONTH;
+        assert!((c.warm_disk_per_hour() - want).abs() < 1e-12);
+        // 25 GB at 1000 MiB/s: under the 30-s warm minimum; at gp3's free 125 MiB/s, 190 s.
+        let read = spec.model_read_s().unwrap();
+        assert!((23.0..25.0).contains(&read), "{read}");
+        spec.cache_disk_mib_s = 125.0;
+        assert!((185.0..195.0).contains(&spec.model_read_s().unwrap()));
+        let free = ColdStart::new(spec.clone()).warm_disk_per_hour();
+        assert!((free - 100.0 * 0.08 / gpupool_provider::HOURS_PER_MONTH).abs() < 1e-12);
+        spec.model_load = ModelLoadData::AlibabaDiffusionBaseModel;
+        assert_eq!(spec.model_read_s(), None, "size unknown");
     }
 }
