@@ -241,8 +241,9 @@ pub struct NodeGroup {
     pub taints: Vec<Taint>,
     #[serde(default)]
     pub warm_pool: Option<WarmPool>,
-    /// A scaling activity is still running in the cloud; the group is not actionable until it
-    /// settles (Nomad Autoscaler's `Ready=false`).
+    /// The group cannot take a change of size now: on AWS while it is being deleted, on GCP
+    /// while an operation gpupool started on it has outlived its deadline. Not an ordinary
+    /// launch in progress: the cloud takes a new size while it carries out the last one.
     #[serde(default)]
     pub activity_in_progress: bool,
     /// Launches the cloud accepted but reports it cannot fulfil, still outstanding now (see

@@ -71,9 +71,20 @@ impl Status {
     }
 }
 
-/// True while a launch or termination is being carried out.
-pub fn in_progress(activities: &[Activity]) -> bool {
-    activities.iter().any(|a| a.status == Status::Running)
+/// Whether the group cannot take a change of size now: only while it is being deleted. The
+/// `AutoScalingGroup.Status` field is "the current state of the group when the
+/// DeleteAutoScalingGroup operation is in progress" (Auto Scaling API reference) and is absent
+/// otherwise.
+///
+/// A launch or termination still running is *not* a reason: `SetDesiredCapacity` takes a new
+/// size while the group carries out the last one (Cluster Autoscaler sets it with no check of
+/// activities, `cloudprovider/aws/auto_scaling_groups.go` `setAsgSizeNoLock`), and the
+/// planner already counts a raised desired capacity that lists no instance yet as capacity on
+/// its way, so a second raise is not a double launch. Holding the group until every launch
+/// activity ended (a minute or more per launch without a lifecycle hook) left a pool with one
+/// group unable to follow a burst that grows over several ticks.
+pub fn busy(group_status: Option<&str>) -> bool {
+    group_status.is_some_and(|s| !s.trim().is_empty())
 }
 
 /// EC2 error codes as Auto Scaling embeds them in a failed launch's status message, after
@@ -527,14 +538,13 @@ mod tests {
     }
 
     #[test]
-    fn only_running_activities_hold_the_group() {
-        let mut a = activity("", None);
-        assert!(!in_progress(std::slice::from_ref(&a)));
-        a.status = Status::from_code("InProgress");
-        assert!(in_progress(std::slice::from_ref(&a)));
-        a.status = Status::from_code("MidLifecycleAction");
-        assert_eq!(a.status, Status::Waiting);
-        assert!(!in_progress(&[a]));
+    fn only_a_group_being_deleted_is_busy() {
+        assert!(!busy(None));
+        assert!(!busy(Some("")));
+        assert!(busy(Some("Delete in progress")));
+        // Activities are classified for the failure rule, not to hold the group.
+        assert_eq!(Status::from_code("InProgress"), Status::Running);
+        assert_eq!(Status::from_code("MidLifecycleAction"), Status::Waiting);
         assert_eq!(Status::from_code("Successful"), Status::Finished);
         assert_eq!(Status::from_code("Failed"), Status::Failed);
     }

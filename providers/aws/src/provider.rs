@@ -918,7 +918,7 @@ impl AwsProvider {
             max_size: spec.max,
             desired: spec.desired,
             warm_pool,
-            activity_in_progress: activities::in_progress(&acts),
+            activity_in_progress: activities::busy(g.status()),
             unfulfilled: unfulfilled.into_iter().collect(),
         }))
     }
