@@ -8,23 +8,22 @@
 #![allow(clippy::disallowed_methods)] // test code may wait on real services against wall-clock deadlines
 #![cfg(feature = "aws")]
 
-#[path = "support/in_flight.rs"]
-mod in_flight;
+#[path = "support/drain_rig.rs"]
+mod drain_rig;
 #[path = "support/markers.rs"]
 mod markers;
 #[path = "support/moto.rs"]
 mod moto;
 
+use drain_rig::{Clock, TempDir, tick};
 use gpupool::config::Config;
-use gpupool::controller::{Controller, Metrics};
+use gpupool::controller::Controller;
 use gpupool::model::{InstanceId, Timestamp};
-use gpupool::testkit::doubles::FixedDemand;
-use gpupool::vmonly::VmCluster;
 use gpupool_aws::AwsProvider;
 use gpupool_provider::{DRAIN_DEADLINE_TAG, decode_drain_deadline, encode_drain_deadline};
 use moto::{GroupFixture, Moto};
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 fn config(moto: &Moto, dir: &Path, prom: std::net::SocketAddr, deregister: &[&str]) -> Config {
@@ -52,35 +51,10 @@ pools:
     Config::load(&yaml).unwrap_or_else(|e| panic!("test config: {e}"))
 }
 
-/// One gpupool process: the real provider, the real VM-only cluster, the state file.
+/// One gpupool process on moto: the real AWS provider, the real VM-only cluster, the state file.
 async fn process(moto: &Moto, cfg: &Arc<Config>) -> Controller {
     let provider = Arc::new(AwsProvider::new(moto.settings(&["llama"])).await.unwrap());
-    let cluster = VmCluster::new(cfg.clone(), provider.clone()).unwrap();
-    let path = cfg.state.path.clone().expect("state.path set");
-    Controller::new(
-        cfg.clone(),
-        provider,
-        Box::new(cluster),
-        Box::new(FixedDemand::new("llama", Arc::new(Mutex::new(1)))),
-        Arc::new(Metrics::default()),
-    )
-    .with_state_store(Arc::new(gpupool::state::file::FileStore::new(path)))
-}
-
-/// Wall-clock time plus a virtual offset that grows by a tick interval per tick.
-struct Clock(i64);
-
-impl Clock {
-    fn next(&mut self) -> Timestamp {
-        self.0 += 1;
-        gpupool::server::wall_clock().plus_secs(self.0 as f64 * 10.0)
-    }
-}
-
-async fn tick(ctl: &mut Controller, clock: &mut Clock) -> gpupool::controller::TickReport {
-    ctl.tick(clock.next())
-        .await
-        .unwrap_or_else(|e| panic!("tick failed: {}", gpupool::controller::error_chain(&e)))
+    drain_rig::process(cfg, provider)
 }
 
 /// The drain tag of an instance as EC2 reports it.
@@ -98,23 +72,6 @@ async fn drain_tag(c: &moto::Clients, id: &str) -> Option<String> {
         .flat_map(|i| i.tags())
         .find(|t| t.key() == Some(DRAIN_DEADLINE_TAG))
         .and_then(|t| t.value().map(str::to_owned))
-}
-
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(name: &str) -> TempDir {
-        let d = std::env::temp_dir().join(format!("gpupool-mark-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&d);
-        std::fs::create_dir_all(&d).unwrap();
-        TempDir(d)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
 }
 
 async fn two_vm_group(moto: &Moto) -> (moto::Clients, Vec<String>) {
@@ -143,7 +100,7 @@ async fn a_drain_survives_the_loss_of_process_and_state_file_through_its_instanc
     for id in &ids {
         counts.lock().unwrap().insert(id.clone(), 2);
     }
-    let prom = in_flight::prometheus(counts.clone()).await;
+    let prom = drain_rig::prometheus(counts.clone()).await;
     let marker = format!("{}/deregistered-{{id}}", dir.0.display());
     let cfg = Arc::new(config(&moto, &dir.0, prom, &["touch", &marker]));
     let mut clock = Clock(0);
@@ -238,7 +195,7 @@ async fn a_drain_given_up_removes_its_tag() {
     let moto = Moto::start();
     let (c, ids) = two_vm_group(&moto).await;
     let dir = TempDir::new("giveup");
-    let prom = in_flight::prometheus(Arc::new(Mutex::new(BTreeMap::new()))).await;
+    let prom = drain_rig::prometheus(Arc::new(Mutex::new(BTreeMap::new()))).await;
     // Deregistration always fails: the drain is given up after deregister_give_up_s (60 s).
     let cfg = Arc::new(config(&moto, &dir.0, prom, &["false"]));
     let mut clock = Clock(0);

@@ -9,21 +9,20 @@
 #![allow(clippy::disallowed_methods)] // test code may wait on real services against wall-clock deadlines
 #![cfg(feature = "gcp")]
 
-#[path = "support/in_flight.rs"]
-mod in_flight;
+#[path = "support/drain_rig.rs"]
+mod drain_rig;
 #[path = "support/markers.rs"]
 mod markers;
 
+use drain_rig::{Clock, TempDir, tick};
 use gpupool::config::Config;
-use gpupool::controller::{Controller, Metrics};
+use gpupool::controller::Controller;
 use gpupool::model::{InstanceId, Timestamp};
-use gpupool::testkit::doubles::FixedDemand;
-use gpupool::vmonly::VmCluster;
 use gpupool_gcp::{GcpCredentials, GcpPoolSettings, GcpProvider, GcpSettings};
 use gpupool_gcp_fake::FakeCompute;
 use gpupool_provider::{DRAIN_DEADLINE_LABEL, decode_drain_deadline, encode_drain_deadline};
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -76,38 +75,17 @@ async fn process(cfg: &Arc<Config>) -> Controller {
     // Tests poll operations quickly; production keeps the 1 s default.
     s.operation_poll_interval = Duration::from_millis(5);
     s.pools = vec![GcpPoolSettings::new("llama".into()).with_max_group_size(4)];
-    let provider = Arc::new(GcpProvider::new(s).await.unwrap());
-    let cluster = VmCluster::new(cfg.clone(), provider.clone()).unwrap();
-    let path = cfg.state.path.clone().expect("state.path set");
-    Controller::new(
-        cfg.clone(),
-        provider,
-        Box::new(cluster),
-        Box::new(FixedDemand::new("llama", Arc::new(Mutex::new(1)))),
-        Arc::new(Metrics::default()),
-    )
-    .with_state_store(Arc::new(gpupool::state::file::FileStore::new(path)))
-}
-
-/// Wall-clock time plus a virtual offset that grows by a tick interval per tick.
-struct Clock(i64);
-
-impl Clock {
-    fn next(&mut self) -> Timestamp {
-        self.0 += 1;
-        gpupool::server::wall_clock().plus_secs(self.0 as f64 * 10.0)
-    }
-}
-
-async fn tick(ctl: &mut Controller, clock: &mut Clock) -> gpupool::controller::TickReport {
-    ctl.tick(clock.next())
-        .await
-        .unwrap_or_else(|e| panic!("tick failed: {}", gpupool::controller::error_chain(&e)))
+    drain_rig::process(cfg, Arc::new(GcpProvider::new(s).await.unwrap()))
 }
 
 /// The drain label of a VM as the fake Compute holds it.
 fn drain_label(fake: &FakeCompute, vm: &str) -> Option<String> {
     fake.vm_labels(vm)?.get(DRAIN_DEADLINE_LABEL).cloned()
+}
+
+/// The operator's own `team` label on a VM, which gpupool's label writes must keep.
+fn team_label(fake: &FakeCompute, vm: &str) -> Option<String> {
+    fake.vm_labels(vm)?.get("team").cloned()
 }
 
 /// The MIG's VMs that are running with nothing pending, sorted.
@@ -122,23 +100,6 @@ fn running(fake: &FakeCompute) -> Vec<String> {
         .collect();
     v.sort();
     v
-}
-
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(name: &str) -> TempDir {
-        let d = std::env::temp_dir().join(format!("gpupool-gcpmark-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&d);
-        std::fs::create_dir_all(&d).unwrap();
-        TempDir(d)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
 }
 
 /// A zonal on-demand L4 MIG with two running VMs, each carrying a label of the operator's.
@@ -168,7 +129,7 @@ async fn a_drain_survives_the_loss_of_process_and_state_file_through_its_vm_labe
     for id in &ids {
         counts.lock().unwrap().insert(id.clone(), 2);
     }
-    let prom = in_flight::prometheus(counts.clone()).await;
+    let prom = drain_rig::prometheus(counts.clone()).await;
     let marker = format!("{}/deregistered-{{id}}", dir.0.display());
     let cfg = Arc::new(config(&fake, &dir.0, prom, &["touch", &marker]));
     let mut clock = Clock(0);
@@ -192,10 +153,7 @@ async fn a_drain_survives_the_loss_of_process_and_state_file_through_its_vm_labe
         "the drain is labelled on its VM with its deadline"
     );
     assert_eq!(
-        fake.vm_labels(victim.as_str())
-            .unwrap()
-            .get("team")
-            .map(String::as_str),
+        team_label(&fake, victim.as_str()).as_deref(),
         Some("inference"),
         "setLabels replaces the whole set: the operator's label was written back"
     );
@@ -259,7 +217,7 @@ async fn a_drain_survives_the_loss_of_process_and_state_file_through_its_vm_labe
 async fn a_drain_given_up_removes_its_label_and_keeps_the_others() {
     let (fake, ids) = two_vm_mig().await;
     let dir = TempDir::new("giveup");
-    let prom = in_flight::prometheus(Arc::new(Mutex::new(BTreeMap::new()))).await;
+    let prom = drain_rig::prometheus(Arc::new(Mutex::new(BTreeMap::new()))).await;
     // Deregistration always fails: the drain is given up after deregister_give_up_s (60 s).
     let cfg = Arc::new(config(&fake, &dir.0, prom, &["false"]));
     let mut clock = Clock(0);
@@ -288,10 +246,7 @@ async fn a_drain_given_up_removes_its_label_and_keeps_the_others() {
     }
     assert!(gone, "the label of the drain given up was removed");
     assert_eq!(
-        fake.vm_labels(victim.as_str())
-            .unwrap()
-            .get("team")
-            .map(String::as_str),
+        team_label(&fake, victim.as_str()).as_deref(),
         Some("inference"),
         "the operator's label survived both writes"
     );
