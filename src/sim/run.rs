@@ -199,7 +199,7 @@ pub fn prepare(sc: Scenario, seed: u64) -> Result<Prepared, SimError> {
     let params = WorldParams {
         concurrency: f.replica.concurrency,
         cold,
-        spot_notice_s: f.spot.notice_s,
+        spot_notice_s: f.spot.notice_for(f.cloud().unwrap_or_default()),
         spot,
         faults: f.faults.clone(),
         sample_interval_s: 5.0,

@@ -362,12 +362,13 @@ fn d_one() -> f64 {
     1.0
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SpotSpec {
-    /// Seconds between the interruption notice and the reclaim (AWS 120, GCP 30).
-    #[serde(default = "d_notice")]
-    pub notice_s: f64,
+    /// Seconds between the interruption notice and the reclaim. Unset: the scenario's cloud's
+    /// ([`SpotSpec::notice_for`]).
+    #[serde(default)]
+    pub notice_s: Option<f64>,
     /// Replay a real availability trace instead of the advisor hazard rate.
     #[serde(default)]
     pub availability_trace: Option<AvailabilitySource>,
@@ -379,19 +380,17 @@ pub struct SpotSpec {
     pub price_per_hour: Option<f64>,
 }
 
-impl Default for SpotSpec {
-    fn default() -> Self {
-        SpotSpec {
-            notice_s: d_notice(),
-            availability_trace: None,
-            start_tick: 0,
-            price_per_hour: None,
-        }
+impl SpotSpec {
+    /// The notice a reclaim comes with: `notice_s` when set, else the cloud's — AWS "two minutes
+    /// before Amazon EC2 stops or terminates your instance" (EC2 user guide, Spot Instance
+    /// interruption notices), GCP 30 s ("Compute Engine sends a preemption notice … 30 seconds",
+    /// Spot VMs, preemption process).
+    pub fn notice_for(&self, cloud: Cloud) -> f64 {
+        self.notice_s.unwrap_or(match cloud {
+            Cloud::Aws => 120.0,
+            Cloud::Gcp => 30.0,
+        })
     }
-}
-
-fn d_notice() -> f64 {
-    120.0
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -885,12 +884,14 @@ fn validate_models(f: &ScenarioFile, origin: &str) -> Result<(), SimError> {
             ),
         )?;
     }
-    c(
-        "spot.notice_s",
-        f.spot.notice_s,
-        (0.0..=3600.0).contains(&f.spot.notice_s),
-        "seconds from notice to reclaim: 120 on AWS, 30 on GCP",
-    )?;
+    if let Some(n) = f.spot.notice_s {
+        c(
+            "spot.notice_s",
+            n,
+            (0.0..=3600.0).contains(&n),
+            "seconds from notice to reclaim: 120 on AWS, 30 on GCP (the default for the cloud)",
+        )?;
+    }
     if let Some(p) = f.spot.price_per_hour {
         c(
             "spot.price_per_hour",
@@ -1116,6 +1117,20 @@ mod tests {
             set(v, &["cloud"], "gcp".into());
         };
         assert_eq!(quick_with(given).unwrap().file.cloud(), Some(Cloud::Gcp));
+        // The spot notice follows the cloud unless the scenario sets it.
+        let spot = SpotSpec::default();
+        assert_eq!(spot.notice_for(Cloud::Aws), 120.0);
+        assert_eq!(spot.notice_for(Cloud::Gcp), 30.0);
+        let set_notice = SpotSpec {
+            notice_s: Some(90.0),
+            ..SpotSpec::default()
+        };
+        assert_eq!(set_notice.notice_for(Cloud::Gcp), 90.0);
+        // …and reaches the simulated cloud: quick on GCP zones, no notice set, reclaims at 30 s.
+        let on_gcp = quick_with(gcp).unwrap();
+        assert_eq!(on_gcp.file.spot.notice_s, None);
+        let p = crate::sim::run::prepare(on_gcp, 1).unwrap();
+        assert_eq!(p.params.spot_notice_s, 30.0);
     }
 
     #[test]
