@@ -477,6 +477,8 @@ pub enum Reason {
         constraint: String,
     },
     NotInAnyPool,
+    /// The group cannot take a change of size now (`NodeGroup::activity_in_progress`: AWS,
+    /// being deleted; GCP, an operation of gpupool's still running past its deadline).
     ActivityInProgress {
         group: NodeGroupId,
     },
@@ -978,7 +980,11 @@ impl Reason {
             NoOfferingFits { constraint } => write!(f, "no offering fits: {constraint}"),
             NotInAnyPool => write!(f, "pod matches no configured pool"),
             ActivityInProgress { group } => {
-                write!(f, "group {group} has a scaling activity in progress")
+                write!(
+                    f,
+                    "group {group} cannot change size now (being deleted, or an earlier \
+                     operation is still running)"
+                )
             }
             OfferingNotAllowed {
                 offering,

@@ -178,12 +178,8 @@ fn set_labels(w: &mut World, zone: &str, name: &str, body: &[u8]) -> Reply {
         .iter()
         .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_owned())))
         .collect();
-    let vm = &mut w.migs[mi].vms[vi];
-    vm.labels = labels;
-    let target = format!(
-        "{}/compute/v1/projects/{}/zones/{zone}/instances/{name}",
-        w.endpoint, w.project
-    );
+    w.migs[mi].vms[vi].labels = labels;
+    let target = crate::wire::vm_url(w, &w.migs[mi].vms[vi]);
     let scope = format!("zones/{zone}");
     (
         200,
