@@ -93,16 +93,21 @@ pub enum ProviderKind {
     Gcp,
 }
 
+/// AWS's two-minute Spot Instance interruption notice (Amazon EC2 User Guide, "Spot Instance
+/// interruption notices").
+pub const AWS_SPOT_NOTICE: Duration = Duration::from_secs(120);
+/// GCP's 30-s preemption notice (Compute Engine docs, "Preemption process": "Compute Engine
+/// sends a preemption notice … 30 seconds").
+pub const GCP_SPOT_NOTICE: Duration = Duration::from_secs(30);
+
 impl ProviderKind {
-    /// How long before a spot reclaim the cloud says so: AWS's two-minute Spot Instance
-    /// interruption notice (Amazon EC2 User Guide, "Spot Instance interruption notices"),
-    /// GCP's 30-s preemption notice (Compute Engine docs, "Preemption process": "Compute
-    /// Engine sends a preemption notice … 30 seconds"). `None` for the simulated cloud, whose
-    /// notice each scenario sets.
+    /// How long before a spot reclaim the cloud says so ([`AWS_SPOT_NOTICE`],
+    /// [`GCP_SPOT_NOTICE`]). `None` for the simulated cloud, whose notice each scenario sets
+    /// (by default its cloud's, `sim::scenario::SpotSpec::notice_for`).
     pub fn spot_notice(self) -> Option<Duration> {
         match self {
-            ProviderKind::Aws => Some(Duration::from_secs(120)),
-            ProviderKind::Gcp => Some(Duration::from_secs(30)),
+            ProviderKind::Aws => Some(AWS_SPOT_NOTICE),
+            ProviderKind::Gcp => Some(GCP_SPOT_NOTICE),
             ProviderKind::Sim => None,
         }
     }

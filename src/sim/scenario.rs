@@ -381,15 +381,14 @@ pub struct SpotSpec {
 }
 
 impl SpotSpec {
-    /// The notice a reclaim comes with: `notice_s` when set, else the cloud's — AWS "two minutes
-    /// before Amazon EC2 stops or terminates your instance" (EC2 user guide, Spot Instance
-    /// interruption notices), GCP 30 s ("Compute Engine sends a preemption notice … 30 seconds",
-    /// Spot VMs, preemption process).
+    /// The notice a reclaim comes with: `notice_s` when set, else the cloud's, the one the
+    /// production controller assumes (`config::AWS_SPOT_NOTICE`, `config::GCP_SPOT_NOTICE`).
     pub fn notice_for(&self, cloud: Cloud) -> f64 {
-        self.notice_s.unwrap_or(match cloud {
-            Cloud::Aws => 120.0,
-            Cloud::Gcp => 30.0,
-        })
+        let cloud_notice = match cloud {
+            Cloud::Aws => crate::config::AWS_SPOT_NOTICE,
+            Cloud::Gcp => crate::config::GCP_SPOT_NOTICE,
+        };
+        self.notice_s.unwrap_or(cloud_notice.as_secs_f64())
     }
 }
 

@@ -23,9 +23,10 @@
 //! 3,000 provisioned IOPS … and 125 provisioned MB/s throughput", Amazon EBS pricing): 25 GB
 //! at that rate is ≈ 190 s, longer than the median cold start. So the cache disk is modelled
 //! as gp3 provisioned at `cache_disk_mib_s` (default 1,000 MiB/s, which reads the 25 GB in
-//! ≈ 24 s) and billed for it: $0.08 per GB-month plus $0.04 per MiB/s-month above 125 (us-east-1,
-//! the rates `gpupool_aws::ebs` prices templates with). A scenario whose Gemma-class model could
-//! not be read within `warm_min_s` at its `cache_disk_mib_s` is refused.
+//! ≈ 24 s) and billed for it: $0.08 per GB-month plus $0.04 per MiB/s-month above 125
+//! (us-east-1, `gpupool_provider::gp3`, the rates `gpupool_aws::ebs` prices templates with). A
+//! scenario whose Gemma-class model could not be read within `warm_min_s` at its
+//! `cache_disk_mib_s` is refused.
 
 use super::data;
 use rand::Rng;
@@ -120,12 +121,6 @@ fn d_cache_mib_s() -> f64 {
     1000.0
 }
 
-/// EBS gp3 storage price, us-east-1: $0.08 per GB-month (730 h).
-pub const EBS_GP3_PER_GB_MONTH: f64 = 0.08;
-/// gp3 throughput included in the storage price, MiB/s.
-pub const EBS_GP3_FREE_MIB_S: f64 = 125.0;
-/// gp3 provisioned throughput above the free baseline, us-east-1: $0.04 per MiB/s-month.
-pub const EBS_GP3_PER_MIB_S_MONTH: f64 = 0.04;
 /// The Gemma-7B weights Google's load timings read ("Gemma 7B weights (~25GB)"), GB.
 pub const GEMMA_7B_GB: f64 = 25.0;
 
@@ -182,8 +177,10 @@ impl ColdStart {
     /// Dollars per hour a stopped warm instance costs: its cache disk, storage plus the
     /// throughput provisioned above gp3's free baseline.
     pub fn warm_disk_per_hour(&self) -> f64 {
-        let throughput = (self.spec.cache_disk_mib_s - EBS_GP3_FREE_MIB_S).max(0.0);
-        (self.spec.cache_disk_gb * EBS_GP3_PER_GB_MONTH + throughput * EBS_GP3_PER_MIB_S_MONTH)
+        use gpupool_provider::gp3;
+        let throughput = (self.spec.cache_disk_mib_s - f64::from(gp3::FREE_MIBPS)).max(0.0);
+        (self.spec.cache_disk_gb * gp3::US_EAST_1_PER_GB_MONTH
+            + throughput * gp3::US_EAST_1_PER_MIBPS_MONTH)
             / gpupool_provider::HOURS_PER_MONTH
     }
 }

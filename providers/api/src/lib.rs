@@ -19,7 +19,7 @@ mod money;
 mod price;
 mod time;
 
-pub use money::{HOURS_PER_MONTH, Money};
+pub use money::{HOURS_PER_MONTH, Money, gp3};
 pub use price::Price;
 pub use time::{Timestamp, TimestampError};
 

@@ -8,6 +8,19 @@ use std::ops::{Add, AddAssign, Mul, Sub};
 /// standing-cost outputs divide by the same, so provider, simulator and module agree.
 pub const HOURS_PER_MONTH: f64 = 730.0;
 
+/// EBS gp3 as the Amazon EBS pricing page states it for US East (N. Virginia), the one price
+/// list the AWS provider's fallback table (`gpupool_aws::ebs::table_rate`) and the simulator's
+/// warm cache disk (`sim::timing`) both read: "All gp3 volumes include a free baseline
+/// performance of 3,000 provisioned IOPS … and 125 provisioned MB/s throughput"; storage per
+/// GB-month, provisioned IOPS and throughput above that baseline per IOPS- and MiB/s-month.
+pub mod gp3 {
+    pub const FREE_IOPS: u32 = 3_000;
+    pub const FREE_MIBPS: u32 = 125;
+    pub const US_EAST_1_PER_GB_MONTH: f64 = 0.08;
+    pub const US_EAST_1_PER_IOPS_MONTH: f64 = 0.005;
+    pub const US_EAST_1_PER_MIBPS_MONTH: f64 = 0.04;
+}
+
 /// An amount of US dollars in integer micro-dollars: exact sums, no float drift in budgets.
 /// Serialises as a number of dollars (`12.5`) so snapshots and configs stay readable.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]

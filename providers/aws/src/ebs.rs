@@ -28,14 +28,13 @@
 //! - **Unknown is not zero**: one volume without a price makes the whole instance's figure
 //!   unknown; a partial sum is never returned.
 
-use gpupool_provider::Price;
+use gpupool_provider::{Price, gp3};
 
 /// Hours AWS bills a storage month at (the EBS pricing page's examples, and the
 /// `warm_pool_standing_cost_per_hour` output of `terraform/modules/aws-gpu-node-group`).
 pub use gpupool_provider::HOURS_PER_MONTH;
 /// gp3's free baseline (EBS pricing page, quoted in the module docs).
-pub const GP3_FREE_IOPS: u32 = 3_000;
-pub const GP3_FREE_MIBPS: u32 = 125;
+pub use gpupool_provider::gp3::{FREE_IOPS as GP3_FREE_IOPS, FREE_MIBPS as GP3_FREE_MIBPS};
 /// io2's first IOPS tier ("$0.065/provisioned IOPS-month up to 32,000 IOPS" in us-east-1, EBS
 /// pricing page); above it the rate changes and gpupool does not price the volume.
 pub const IO2_FIRST_TIER_IOPS: u32 = 32_000;
@@ -146,9 +145,9 @@ pub fn table_rate(region: &str, t: &VolumeType, part: RatePart) -> Option<f64> {
     }
     use RatePart::{Iops, Storage, Throughput};
     Some(match (t, part) {
-        (VolumeType::Gp3, Storage) => 0.08,
-        (VolumeType::Gp3, Iops) => 0.005,
-        (VolumeType::Gp3, Throughput) => 0.04,
+        (VolumeType::Gp3, Storage) => gp3::US_EAST_1_PER_GB_MONTH,
+        (VolumeType::Gp3, Iops) => gp3::US_EAST_1_PER_IOPS_MONTH,
+        (VolumeType::Gp3, Throughput) => gp3::US_EAST_1_PER_MIBPS_MONTH,
         (VolumeType::Gp2, Storage) => 0.10,
         (VolumeType::Io1 | VolumeType::Io2, Storage) => 0.125,
         // io2: the first tier (up to 32,000 IOPS).

@@ -182,6 +182,14 @@ fn disk_json(i: usize, d: &TemplateDisk<'_>) -> Value {
     }
 }
 
+/// A test's `(key, value)` label pairs as a VM holds them.
+fn owned(labels: &[(&str, &str)]) -> BTreeMap<String, String> {
+    labels
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
 /// How a rate-quota refusal is written (see `wire::rate_limit_error` for the sources).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum RateLimit {
@@ -378,10 +386,7 @@ impl FakeCompute {
     pub fn set_warm_labels(&self, mig: &str, labels: &[(&str, &str)]) {
         let mut w = self.w();
         if let Some(m) = w.migs.iter_mut().find(|m| m.name == mig) {
-            m.warm_labels = labels
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect();
+            m.warm_labels = owned(labels);
             let wl = m.warm_labels.clone();
             for vm in m.vms.iter_mut().filter(|v| !v.status.is_empty()) {
                 vm.labels.extend(wl.clone());
@@ -399,13 +404,7 @@ impl FakeCompute {
     /// `instances.setLabels` on it: `labels` are merged in first, so the fingerprint gpupool
     /// read is stale by the time its write is handled.
     pub fn race_next_set_labels(&self, vm: &str, labels: &[(&str, &str)]) {
-        self.w().label_race.insert(
-            vm.to_owned(),
-            labels
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
-        );
+        self.w().label_race.insert(vm.to_owned(), owned(labels));
     }
 
     /// The labels of VM `vm` as the fake holds them (`None`: no such VM).
