@@ -63,6 +63,9 @@ pub const EVENTBRIDGE_RULES: &[(&str, &str)] = &[
 /// IAM actions gpupool calls that only read.
 pub const AWS_IAM_READ_ACTIONS: &[&str] = &[
     "autoscaling:DescribeAutoScalingGroups",
+    // Whether an instance left to a spot reclaim is still in a group (the sweep of those the
+    // reclaim did not take); no resource-level permissions exist for it.
+    "autoscaling:DescribeAutoScalingInstances",
     "autoscaling:DescribeLifecycleHooks",
     "autoscaling:DescribeScalingActivities",
     "autoscaling:DescribeWarmPool",
@@ -86,11 +89,15 @@ pub const AWS_IAM_READ_ACTIONS: &[&str] = &[
 /// `gpupool.io/enabled = true` with an `aws:ResourceTag` condition.
 pub const AWS_IAM_GROUP_WRITE_ACTIONS: &[&str] = &[
     "autoscaling:CompleteLifecycleAction",
+    // A drained spot instance under notice in its first hour leaves its group with a decrement
+    // and is left to the reclaim, which AWS does not bill (`release_to_reclaim`).
+    "autoscaling:DetachInstances",
     "autoscaling:PutWarmPool",
     "autoscaling:SetDesiredCapacity",
     "autoscaling:TerminateInstanceInAutoScalingGroup",
-    // Warm-pool members (TerminateInstanceInAutoScalingGroup refuses them); the instances carry
-    // the group's propagated gpupool.io/enabled tag, so the same resource-tag condition scopes it.
+    // Warm-pool members (TerminateInstanceInAutoScalingGroup refuses them), and a spot instance
+    // left to a reclaim that did not come (the sweep); the instances carry the group's
+    // propagated gpupool.io/enabled tag, so the same resource-tag condition scopes it.
     "ec2:TerminateInstances",
 ];
 

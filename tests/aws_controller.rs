@@ -164,12 +164,36 @@ assert r['FailedEntryCount'] == 0, r
         r.events_handled, 1,
         "the interruption was read from the queue"
     );
+    // Drained, then — launched minutes ago, so a reclaim by EC2 within its first hour is not
+    // billed, while a termination would be — detached with a decrement and left to the reclaim,
+    // marked with the notice's deadline for the sweep.
     assert_eq!(
-        r.terminated_after_drain,
+        r.released_to_reclaim,
         vec![InstanceId::from(victim.as_str())],
-        "drained then terminated"
+        "drained then left to the reclaim"
     );
+    assert!(r.terminated_after_drain.is_empty());
     assert!(drained.lock().unwrap().iter().any(|i| i.as_str() == victim));
+    let out = c
+        .ec2
+        .describe_instances()
+        .instance_ids(&victim)
+        .send()
+        .await
+        .unwrap();
+    let inst = &out.reservations()[0].instances()[0];
+    assert_eq!(
+        inst.state().and_then(|s| s.name()).map(|n| n.as_str()),
+        Some("running"),
+        "not terminated by gpupool: EC2 reclaims it"
+    );
+    assert!(
+        inst.tags()
+            .iter()
+            .any(|t| t.key() == Some(gpupool_provider::DRAIN_DEADLINE_TAG)),
+        "{:?}",
+        inst.tags()
+    );
     // Replacement: the warning keeps the spot offering (g5.xlarge, us-east-1a, spot) aside for
     // 3 minutes, as Karpenter's interruption controller does, so it goes to the next offering
     // in the fallback order — the on-demand group — at once; the spot group keeps the other.

@@ -958,6 +958,115 @@ async fn terminate_above_min_size_decrements() {
     assert_eq!(c.desired("llama-od").await.0, 1);
 }
 
+/// EC2 state of an instance as moto reports it (`running`, `terminated`, …).
+async fn ec2_state(c: &moto::Clients, id: &str) -> String {
+    let out = c
+        .ec2
+        .describe_instances()
+        .instance_ids(id)
+        .send()
+        .await
+        .unwrap();
+    out.reservations()[0].instances()[0]
+        .state()
+        .and_then(|s| s.name())
+        .map(|n| n.as_str().to_owned())
+        .unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_spot_instance_left_to_the_reclaim_is_detached_and_swept_only_when_overdue() {
+    let moto = Moto::start();
+    let proxy = FaultProxy::start(&moto.endpoint).await;
+    let c = moto.clients().await;
+    c.group(GroupFixture {
+        name: "llama-spot",
+        zones: &["us-east-1a"],
+        min: 1,
+        desired: 3,
+        spot_template: true,
+        ..Default::default()
+    })
+    .await;
+    let p = AwsProvider::new(moto.settings_at(&proxy.endpoint, &["llama"]))
+        .await
+        .unwrap();
+    assert_eq!(
+        p.reclaim_refund_window(),
+        Some(Duration::from_secs(3600)),
+        "AWS: an hour"
+    );
+    let g = gid("llama-spot");
+    let ids = c.desired("llama-spot").await.1;
+    let (gone, kept) = (InstanceId::from(ids[0].as_str()), ids[1].clone());
+    let now = Timestamp::from_millis(now_ms());
+    let deadline = now.plus_secs(120.0);
+    p.mark_draining(&g, &gone, deadline).await.unwrap();
+    p.release_to_reclaim(&g, &gone).await.unwrap();
+    let detach = proxy.calls_of("DetachInstances");
+    assert_eq!(detach.len(), 1);
+    assert_eq!(
+        detach[0].param("ShouldDecrementDesiredCapacity"),
+        Some("true")
+    );
+    let (desired, members) = c.desired("llama-spot").await;
+    assert_eq!(
+        desired, 2,
+        "desired lowered with the detach: no replacement"
+    );
+    assert!(!members.contains(&ids[0]), "no longer a member");
+    assert_eq!(
+        ec2_state(&c, &ids[0]).await,
+        "running",
+        "left running for the reclaim"
+    );
+
+    // A member with an overdue mark (a VM-only drain kept while still registered) is not ours
+    // to end; nor is the released one before its deadline plus the grace.
+    p.mark_draining(&g, &InstanceId::from(kept.as_str()), now.plus_secs(-3600.0))
+        .await
+        .unwrap();
+    let grace = Duration::from_secs(300);
+    assert!(
+        p.sweep_released(deadline.plus_secs(299.0), grace)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(proxy.calls_of("TerminateInstances").is_empty());
+    let swept = p
+        .sweep_released(deadline.plus_secs(301.0), grace)
+        .await
+        .unwrap();
+    assert_eq!(swept, vec![gone.clone()]);
+    assert_eq!(ec2_state(&c, &ids[0]).await, "terminated");
+    assert_eq!(
+        ec2_state(&c, &kept).await,
+        "running",
+        "a member is never swept"
+    );
+    assert_eq!(
+        c.desired("llama-spot").await.0,
+        2,
+        "the group is not touched"
+    );
+
+    // Refused when detaching would cross the group's min size (1): the caller terminates.
+    let last = InstanceId::from(ids[1].as_str());
+    p.release_to_reclaim(&g, &InstanceId::from(ids[2].as_str()))
+        .await
+        .unwrap();
+    let err = p.release_to_reclaim(&g, &last).await.unwrap_err();
+    assert!(matches!(err, ProviderError::InvalidConfig(_)), "{err}");
+    assert_eq!(
+        proxy.calls_of("DetachInstances").len(),
+        2,
+        "refused before calling"
+    );
+    let err = p.release_to_reclaim(&g, &gone).await.unwrap_err();
+    assert!(matches!(err, ProviderError::NotFound { .. }), "{err}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn interruption_queue_via_eventbridge() {
     let moto = Moto::start();

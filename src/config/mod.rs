@@ -99,6 +99,7 @@ pub const AWS_SPOT_NOTICE: Duration = Duration::from_secs(120);
 /// GCP's 30-s preemption notice (Compute Engine docs, "Preemption process": "Compute Engine
 /// sends a preemption notice … 30 seconds").
 pub const GCP_SPOT_NOTICE: Duration = Duration::from_secs(30);
+pub use gpupool_provider::AWS_SPOT_RECLAIM_FREE;
 
 impl ProviderKind {
     /// How long before a spot reclaim the cloud says so ([`AWS_SPOT_NOTICE`],

@@ -9,6 +9,12 @@ use crate::model::{Instance, InstanceId, Reason, Snapshot, Timestamp};
 use crate::planner::rules::drain_step::{self, DrainStep, DrainTerms};
 use gpupool_provider::ProviderError;
 
+/// How long past its notice's deadline an instance left to the cloud's reclaim may still run
+/// before the sweep terminates it. AWS interrupts at the two-minute mark ("Spot Instance
+/// interruption notices"); five minutes leaves room for a late interruption and clock skew
+/// without paying long for one that never comes.
+pub const RELEASE_GRACE: std::time::Duration = std::time::Duration::from_secs(300);
+
 impl Controller {
     /// Drains marked on nodes by an earlier leader (failover, restart) that this one does not
     /// know: carry them on with their deadline rather than leave a cordoned node behind.
@@ -159,7 +165,86 @@ impl Controller {
                     forced
                 }
             };
+            let refund = self.provider.reclaim_refund_window();
+            if drain_step::leave_to_reclaim(&state.reason, inst.launched_at, state.deadline, refund)
+                && self.release_drained(inst, &state, forced, report).await
+            {
+                continue;
+            }
             self.terminate_drained(&id, &state, forced, report).await;
+        }
+    }
+
+    /// Leave a drained spot instance to the cloud's reclaim (`drain_step::leave_to_reclaim`):
+    /// mark it with the notice's deadline — what the sweep finds it by if the reclaim never
+    /// comes — then take it out of its group with desired capacity lowered. False when the
+    /// mark or the release fails or is refused: the caller terminates it as before, which
+    /// only forfeits the refund.
+    async fn release_drained(
+        &mut self,
+        inst: &Instance,
+        state: &DrainState,
+        forced: bool,
+        report: &mut TickReport,
+    ) -> bool {
+        let id = &inst.id;
+        if let Err(e) = self
+            .provider
+            .mark_draining(&state.group, id, state.deadline)
+            .await
+        {
+            tracing::warn!(instance = %id, error = %error_chain(&e), "marking a drained spot instance before leaving it to the reclaim failed; terminating it instead");
+            return false;
+        }
+        match self.provider.release_to_reclaim(&state.group, id).await {
+            Ok(()) => {}
+            Err(e) => {
+                tracing::info!(instance = %id, error = %error_chain(&e), "could not leave the drained spot instance to the cloud's reclaim; terminating it instead");
+                return false;
+            }
+        }
+        tracing::info!(instance = %id, deadline = %state.deadline, launched_at = %inst.launched_at, "drained spot instance left to the cloud's reclaim (out of its group, desired capacity lowered): a reclaim within its first hour is not billed, a termination would be");
+        self.drains.remove(id);
+        self.terminating.insert(id.clone());
+        self.released.insert(id.clone(), state.deadline);
+        report.released_to_reclaim.push(id.clone());
+        self.metrics
+            .spot_left_to_reclaim
+            .get_or_create(&Metrics::pool(state.pool.as_str()))
+            .inc();
+        self.count_removal(state, forced);
+        true
+    }
+
+    /// Terminate what was released to a reclaim that did not come by its deadline plus
+    /// [`RELEASE_GRACE`]: once one this process released is overdue, and once at start (a
+    /// restarted process does not know what its predecessor released; the provider finds
+    /// them by their mark). Only with a provider that releases at all, never in shadow mode,
+    /// only while leading.
+    pub(super) async fn sweep_released(&mut self, now: Timestamp, report: &mut TickReport) {
+        let grace = RELEASE_GRACE;
+        let overdue = |d: &Timestamp| now.secs_since(*d) > grace.as_secs_f64();
+        let due = !self.swept_once || self.released.values().any(overdue);
+        if !due
+            || self.config.dry_run
+            || self.provider.reclaim_refund_window().is_none()
+            || !self.may_act()
+        {
+            return;
+        }
+        match self.provider.sweep_released(now, grace).await {
+            Ok(ids) => {
+                self.swept_once = true;
+                self.released.retain(|_, d| !overdue(d));
+                for id in &ids {
+                    self.metrics.spot_release_swept.inc();
+                    tracing::warn!(instance = %id, grace_s = grace.as_secs(), "a spot instance left to the cloud's reclaim was still running past its notice's deadline plus the grace: terminated");
+                }
+                report.swept.extend(ids);
+            }
+            Err(e) => {
+                tracing::warn!(error = %error_chain(&e), "sweeping instances left to the reclaim failed; retrying next tick");
+            }
         }
     }
 
@@ -182,34 +267,39 @@ impl Controller {
                 self.drains.remove(id);
                 self.terminating.insert(id.clone());
                 report.terminated_after_drain.push(id.clone());
-                // The drain itself was counted as one `down` action when it started (or
-                // when the notice arrived); a termination with work left is a separate
-                // fact, counted apart so a node is never counted `down` twice.
-                if !state.counted {
-                    self.metrics
-                        .scale_actions
-                        .get_or_create(&metrics::ActionLabels {
-                            pool: state.pool.to_string(),
-                            direction: "down".into(),
-                            reason: state.reason.code().into(),
-                        })
-                        .inc();
-                }
-                if forced {
-                    let timeout_s = self.disruption_of(&state.group).drain_timeout.as_secs();
-                    self.metrics
-                        .scale_actions
-                        .get_or_create(&metrics::ActionLabels {
-                            pool: state.pool.to_string(),
-                            direction: "forced".into(),
-                            reason: Reason::DrainTimedOut { timeout_s }.code().into(),
-                        })
-                        .inc();
-                }
+                self.count_removal(state, forced);
             }
             Err(e) => {
                 tracing::warn!(instance = %id, error = %error_chain(&e), "terminate after drain failed; retrying next tick");
             }
+        }
+    }
+
+    /// Count a drained instance's removal (terminated or left to the reclaim).
+    fn count_removal(&self, state: &DrainState, forced: bool) {
+        // The drain itself was counted as one `down` action when it started (or when the
+        // notice arrived); a removal with work left is a separate fact, counted apart so a
+        // node is never counted `down` twice.
+        if !state.counted {
+            self.metrics
+                .scale_actions
+                .get_or_create(&metrics::ActionLabels {
+                    pool: state.pool.to_string(),
+                    direction: "down".into(),
+                    reason: state.reason.code().into(),
+                })
+                .inc();
+        }
+        if forced {
+            let timeout_s = self.disruption_of(&state.group).drain_timeout.as_secs();
+            self.metrics
+                .scale_actions
+                .get_or_create(&metrics::ActionLabels {
+                    pool: state.pool.to_string(),
+                    direction: "forced".into(),
+                    reason: Reason::DrainTimedOut { timeout_s }.code().into(),
+                })
+                .inc();
         }
     }
 

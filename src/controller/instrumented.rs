@@ -112,6 +112,21 @@ impl<P: NodeGroupProvider + ?Sized> NodeGroupProvider for Instrumented<P> {
         let call = self.inner.clear_draining(group, instance);
         self.measured("clear_draining", call).await
     }
+    fn reclaim_refund_window(&self) -> Option<std::time::Duration> {
+        self.inner.reclaim_refund_window()
+    }
+    async fn release_to_reclaim(&self, group: &NodeGroupId, instance: &InstanceId) -> Result<()> {
+        let call = self.inner.release_to_reclaim(group, instance);
+        self.measured("release_to_reclaim", call).await
+    }
+    async fn sweep_released(
+        &self,
+        now: gpupool_provider::Timestamp,
+        grace: std::time::Duration,
+    ) -> Result<Vec<InstanceId>> {
+        let call = self.inner.sweep_released(now, grace);
+        self.measured("sweep_released", call).await
+    }
 }
 
 #[cfg(test)]

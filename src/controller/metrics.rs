@@ -138,6 +138,11 @@ pub struct Metrics {
     pub deregister_failures: Family<PoolLabels, Counter>,
     /// VM-only: drains given up because deregistration kept failing; the VM was kept.
     pub drains_abandoned: Family<PoolLabels, Counter>,
+    /// Drained spot instances left to the cloud's reclaim (AWS: detached with a decrement, not
+    /// billed when reclaimed within their first hour) instead of terminated.
+    pub spot_left_to_reclaim: Family<PoolLabels, Counter>,
+    /// Instances left to a reclaim that did not come, terminated by the sweep.
+    pub spot_release_swept: Counter,
     pub plan_duration_seconds: Histogram,
     pub ticks: Counter,
     pub ticks_held: Counter,
@@ -176,6 +181,8 @@ impl Default for Metrics {
             drains_in_progress: Family::default(),
             deregister_failures: Family::default(),
             drains_abandoned: Family::default(),
+            spot_left_to_reclaim: Family::default(),
+            spot_release_swept: Counter::default(),
             // 50 µs … ~1.6 s: planner latency spans that range from tiny pools to 50k pods.
             plan_duration_seconds: Histogram::new(exponential_buckets(0.00005, 2.0, 16)),
             ticks: Counter::default(),
@@ -327,6 +334,16 @@ impl Metrics {
             "drains_abandoned",
             "Drains given up because deregistration kept failing (the VM stays in service)",
             self.drains_abandoned.clone(),
+        );
+        r.register(
+            "spot_left_to_reclaim",
+            "Drained spot instances left to the cloud's reclaim (detached with a decrement; AWS bills none of a reclaim within an instance's first hour) instead of terminated",
+            self.spot_left_to_reclaim.clone(),
+        );
+        r.register(
+            "spot_release_swept",
+            "Instances left to a spot reclaim that had not come by the notice's deadline plus the grace, terminated",
+            self.spot_release_swept.clone(),
         );
         r.register(
             "plan_duration_seconds",

@@ -204,6 +204,11 @@ pub struct TickReport {
     pub events_handled: usize,
     /// Instances terminated after their drain finished or timed out.
     pub terminated_after_drain: Vec<InstanceId>,
+    /// Drained spot instances left to the cloud's reclaim (out of their group, not billed if
+    /// reclaimed within the cloud's refund window) instead of terminated.
+    pub released_to_reclaim: Vec<InstanceId>,
+    /// Released instances the reclaim never came for, terminated by the sweep.
+    pub swept: Vec<InstanceId>,
     /// Set when the tick held because observation failed.
     pub held: Option<String>,
 }
@@ -287,6 +292,10 @@ pub struct Controller {
     /// read: cloud events are handled before the tick reads demand, so a spot drain's learnt
     /// lead comes from the previous read (`planner::rules::cloud_event` ignores old ones).
     request_durations: BTreeMap<PoolName, (Timestamp, crate::model::RequestDuration)>,
+    /// Instances this process released to the cloud's reclaim, by notice deadline: the sweep
+    /// runs once one is overdue (and once at start, for a process that lost them).
+    released: BTreeMap<InstanceId, Timestamp>,
+    swept_once: bool,
 }
 
 /// How old a group's last good instance listing may be to stand in for a failed one. A few
@@ -328,6 +337,8 @@ impl Controller {
             extras: shadow::Extras::default(),
             backfill_tried: BTreeSet::new(),
             request_durations: BTreeMap::new(),
+            released: BTreeMap::new(),
+            swept_once: false,
         }
     }
 
@@ -518,6 +529,7 @@ impl Controller {
         }
 
         self.progress_drains(snapshot, now, report).await;
+        self.sweep_released(now, report).await;
         if let Some(plan) = report.plans.last() {
             self.history.record_fits(&plan.fits_serving, now);
             self.history

@@ -219,6 +219,73 @@ fn interruption_drains_then_terminates_once_and_acks_after_handling() {
 }
 
 #[test]
+fn a_drained_spot_instance_in_its_first_hour_is_left_to_the_reclaim_and_swept_if_it_stays() {
+    let hour = Some(std::time::Duration::from_secs(3600));
+    // Launched at 0, reclaim due at 130 s: within the first hour, left to the cloud.
+    let p = noticed(130);
+    world(&p).refund_window = hour;
+    let mut c = controller(&p, empty_plan, 2);
+    let r = block(c.tick(Timestamp::from_secs(10))).unwrap();
+    assert_eq!(
+        world(&p).calls,
+        vec!["sweep 10".to_string()],
+        "a new process sweeps once for what its predecessor released"
+    );
+    assert!(r.swept.is_empty());
+    let r = block(c.tick(Timestamp::from_secs(20))).unwrap();
+    assert_eq!(r.released_to_reclaim, vec![InstanceId::from("i-1")]);
+    assert!(r.terminated_after_drain.is_empty());
+    assert_eq!(
+        world(&p).calls[1..],
+        [
+            "mark i-1 130000".to_string(),
+            "release-to-reclaim a i-1".to_string()
+        ],
+        "marked with the notice's deadline first, so a sweep finds it"
+    );
+    // Not overdue yet: no sweep. Past the deadline plus the grace: swept, once.
+    block(c.tick(Timestamp::from_secs(130 + 300))).unwrap();
+    assert_eq!(world(&p).calls.len(), 3);
+    let r = block(c.tick(Timestamp::from_secs(130 + 301))).unwrap();
+    assert_eq!(r.swept, vec![InstanceId::from("i-1")]);
+    block(c.tick(Timestamp::from_secs(1000))).unwrap();
+    assert_eq!(world(&p).calls.len(), 4, "{:?}", world(&p).calls);
+}
+
+#[test]
+fn a_spot_instance_past_its_first_hour_or_refused_a_release_is_terminated() {
+    let hour = Some(std::time::Duration::from_secs(3600));
+    for (name, launched_s, refuse, window) in [
+        ("past its first hour at the reclaim", -3600, false, hour),
+        ("release refused (min size)", 0, true, hour),
+        ("a cloud without the refund", 0, false, None),
+    ] {
+        let p = noticed(130);
+        {
+            let mut w = world(&p);
+            w.refund_window = window;
+            w.refuse_release = refuse;
+            w.instances[0].launched_at = Timestamp::from_secs(launched_s);
+        }
+        let mut c = controller(&p, empty_plan, 2);
+        block(c.tick(Timestamp::from_secs(10))).unwrap();
+        let r = block(c.tick(Timestamp::from_secs(20))).unwrap();
+        assert_eq!(
+            r.terminated_after_drain,
+            vec![InstanceId::from("i-1")],
+            "{name}"
+        );
+        assert!(r.released_to_reclaim.is_empty(), "{name}");
+        assert_eq!(
+            world(&p).calls.last().map(String::as_str),
+            Some("terminate a i-1"),
+            "{name}: {:?}",
+            world(&p).calls
+        );
+    }
+}
+
+#[test]
 fn drain_deadline_terminates_even_with_work_left() {
     let p = noticed(30);
     let mut c = controller(&p, empty_plan, u32::MAX);

@@ -22,6 +22,14 @@ pub struct PolicySummary {
     pub cost_vs_oracle: Option<f64>,
     pub scale_actions: u64,
     pub requests_hurt_by_preemption: u64,
+    /// Spot usage the cloud did not bill (already off `spot_cost_usd`): AWS charges nothing for
+    /// a spot instance it reclaims within its first hour.
+    #[serde(default)]
+    pub spot_refunded_usd: f64,
+    /// Reclaimed group members the cloud replaced by itself (desired capacity unchanged); a
+    /// replacement it could not launch is held as a failed launch.
+    #[serde(default)]
+    pub reclaim_replacements: u64,
     /// Requests whose instance was terminated under them by the policy itself (not a spot
     /// reclaim): cut short by a scale-in that did not wait for them.
     pub requests_cut_short: u64,
@@ -157,6 +165,8 @@ pub fn summarise(
         cost_vs_oracle: None,
         scale_actions: w.calls.iter().filter(|c| c.ok).count() as u64,
         requests_hurt_by_preemption: u64::from(w.requests_hurt),
+        spot_refunded_usd: w.spot_refunded,
+        reclaim_replacements: u64::from(w.reclaim_replacements),
         requests_cut_short: u64::from(w.requests_cut_short),
         reaction_to_api_s_p50: quantile(&api, 0.5),
         reaction_to_ready_s_p50: quantile(&ready, 0.5),

@@ -52,6 +52,13 @@
 //! replay's buckets only. Whenever no demand rises within the first cold start, no launch
 //! before the start is worth making and the cost is the same as without them.
 //!
+//! ## Spot refunds are not in it
+//! AWS bills nothing for a spot instance it reclaims within its first hour (the world's
+//! `spot::reclaim`). The ILP counts instances per bucket, not which ones the cloud picks
+//! (at random) when availability drops, so it cannot credit that refund and pays for all
+//! spot usage. On an AWS scenario with spot its figure is therefore not a strict lower
+//! bound: a policy whose reclaimed instances were young can come under it.
+//!
 //! The oracle is a function of the scenario alone (trace, cold-start model, prices, groups and
 //! their sizes), never of the gpupool config the scenario also carries.
 

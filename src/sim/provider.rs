@@ -150,4 +150,23 @@ impl NodeGroupProvider for SimProvider {
             .remove(&(group.clone(), instance.clone()));
         Ok(())
     }
+
+    /// The scenario's cloud's rule (`world::spot::refund_window_ms`): AWS an hour, GCP none.
+    fn reclaim_refund_window(&self) -> Option<std::time::Duration> {
+        let cloud = lock(&self.world).params.cloud;
+        super::world::refund_window_ms(cloud)
+            .map(|ms| std::time::Duration::from_millis(ms.max(0) as u64))
+    }
+
+    async fn release_to_reclaim(&self, group: &NodeGroupId, instance: &InstanceId) -> Result<()> {
+        lock(&self.world).release_to_reclaim(group, instance)
+    }
+
+    async fn sweep_released(
+        &self,
+        now: Timestamp,
+        grace: std::time::Duration,
+    ) -> Result<Vec<InstanceId>> {
+        Ok(lock(&self.world).sweep_released(now, grace))
+    }
 }

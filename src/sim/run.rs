@@ -727,6 +727,10 @@ fn oracle_run(p: &Prepared, o: &OracleResult) -> PolicyRun {
             cost_vs_oracle: Some(1.0),
             scale_actions: 0,
             requests_hurt_by_preemption: 0,
+            // The ILP counts instances, not which the cloud reclaims: it pays for all spot
+            // usage (see `oracle`'s module documentation).
+            spot_refunded_usd: 0.0,
+            reclaim_replacements: 0,
             requests_cut_short: 0,
             reaction_to_api_s_p50: 0.0,
             reaction_to_ready_s_p50: 0.0,

@@ -142,6 +142,13 @@ pub struct MemWorld {
     /// once); otherwise the call is only logged and the instance stays listed until the test
     /// removes it.
     pub terminate_removes: bool,
+    /// What `reclaim_refund_window` answers (`None`: releasing is not offered, as on GCP).
+    pub refund_window: Option<std::time::Duration>,
+    /// `release_to_reclaim` refuses (`InvalidConfig`), as a group at its min size does.
+    pub refuse_release: bool,
+    /// Instances released to the reclaim and not yet reclaimed, with their marked deadline:
+    /// out of every group listing, found by `sweep_released` once overdue.
+    pub released: Vec<(InstanceId, Timestamp)>,
 }
 
 /// An in-memory provider over a shared [`MemWorld`].
@@ -313,6 +320,48 @@ impl NodeGroupProvider for MemProvider {
             i.drain_deadline = None;
         }
         Ok(())
+    }
+    fn reclaim_refund_window(&self) -> Option<std::time::Duration> {
+        self.w().refund_window
+    }
+    async fn release_to_reclaim(
+        &self,
+        group: &NodeGroupId,
+        instance: &InstanceId,
+    ) -> gpupool_provider::Result<()> {
+        let mut w = self.w();
+        w.calls
+            .push(format!("release-to-reclaim {group} {instance}"));
+        if w.refuse_release {
+            return Err(ProviderError::InvalidConfig(format!(
+                "{group} is at its min size"
+            )));
+        }
+        let Some(k) = w.instances.iter().position(|i| &i.id == instance) else {
+            return Err(ProviderError::NotFound {
+                what: format!("instance {instance}"),
+            });
+        };
+        let i = w.instances.remove(k);
+        let deadline = i.drain_deadline.unwrap_or(w.now);
+        w.released.push((i.id, deadline));
+        if let Some(g) = w.groups.iter_mut().find(|g| &g.id == group) {
+            g.desired = g.desired.saturating_sub(1);
+        }
+        Ok(())
+    }
+    async fn sweep_released(
+        &self,
+        now: Timestamp,
+        grace: std::time::Duration,
+    ) -> gpupool_provider::Result<Vec<InstanceId>> {
+        let mut w = self.w();
+        w.calls.push(format!("sweep {}", now.millis() / 1000));
+        let (overdue, kept) = std::mem::take(&mut w.released)
+            .into_iter()
+            .partition(|(_, d)| now.secs_since(*d) > grace.as_secs_f64());
+        w.released = kept;
+        Ok(overdue.into_iter().map(|(id, _)| id).collect())
     }
 }
 

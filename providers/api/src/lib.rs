@@ -369,6 +369,12 @@ pub struct Instance {
     pub drain_deadline: Option<Timestamp>,
 }
 
+/// How long after launch a Linux Spot Instance that *Amazon EC2* interrupts is not charged at
+/// all (Amazon EC2 User Guide, "Billing for interrupted Spot Instances": interrupted by Amazon
+/// EC2 in the first hour, "No charge"; stopped or terminated by the user, "Charged for the
+/// seconds used"). Compute Engine documents no such refund for a preempted Spot VM.
+pub const AWS_SPOT_RECLAIM_FREE: std::time::Duration = std::time::Duration::from_secs(3600);
+
 /// AWS tag key marking a VM-only drain in progress; its value is the drain deadline
 /// ([`encode_drain_deadline`]). Set with the drain, removed when the drain is given up without
 /// terminating; a terminated instance takes it along.
@@ -587,6 +593,42 @@ pub trait NodeGroupProvider: Send + Sync {
     /// Remove the drain mark: the drain was given up and the instance stays in service.
     /// Idempotent: no mark, or an instance already gone, is not an error.
     async fn clear_draining(&self, group: &NodeGroupId, instance: &InstanceId) -> Result<()>;
+
+    /// How long after its launch a spot instance that the *cloud* reclaims is not billed at
+    /// all, when this provider can leave a drained instance to that reclaim
+    /// ([`Self::release_to_reclaim`]). AWS: an hour (EC2 User Guide, "Billing for interrupted
+    /// Spot Instances"). `None` (the default): the cloud bills a reclaimed instance as one
+    /// the controller terminates, or the provider cannot release one — terminate instead.
+    fn reclaim_refund_window(&self) -> Option<std::time::Duration> {
+        None
+    }
+
+    /// Take a drained spot instance under an interruption notice out of its group, lowering
+    /// desired capacity by one, and leave it running for the cloud to reclaim (AWS
+    /// `DetachInstances` with `ShouldDecrementDesiredCapacity`): the cloud then launches no
+    /// replacement, and a reclaim within [`Self::reclaim_refund_window`] is not billed. The
+    /// caller marks the instance first ([`Self::mark_draining`], the notice's deadline), so
+    /// [`Self::sweep_released`] finds it if the reclaim never comes. `InvalidConfig` when the
+    /// cloud refuses (min size, not in service): terminate instead. The default refuses.
+    async fn release_to_reclaim(&self, group: &NodeGroupId, instance: &InstanceId) -> Result<()> {
+        let _ = instance;
+        Err(ProviderError::InvalidConfig(format!(
+            "{group}: this provider cannot leave an instance to the cloud's reclaim"
+        )))
+    }
+
+    /// Terminate the instances [`Self::release_to_reclaim`] left to a reclaim that has not
+    /// come by their marked deadline plus `grace` (a notice the cloud did not carry out, a
+    /// clock off): found by their mark, outside every group, so a restarted controller
+    /// finds them too. Returns what it terminated. The default has nothing to sweep.
+    async fn sweep_released(
+        &self,
+        now: Timestamp,
+        grace: std::time::Duration,
+    ) -> Result<Vec<InstanceId>> {
+        let _ = (now, grace);
+        Ok(Vec::new())
+    }
 }
 
 #[cfg(test)]

@@ -91,6 +91,25 @@ pub fn provider_id(zone: &str, instance_id: &str) -> String {
     format!("aws:///{zone}/{instance_id}")
 }
 
+/// Of instances carrying a drain mark (`(id, mark value)`), those whose marked deadline is more
+/// than `grace` before `now`: what `sweep_released` may terminate once it has checked they are
+/// in no group. A mark that is not a sane time is skipped — never taken for an old one.
+pub fn overdue_released(
+    marked: &[(String, Option<String>)],
+    now: gpupool_provider::Timestamp,
+    grace: std::time::Duration,
+) -> Vec<String> {
+    marked
+        .iter()
+        .filter(|(_, mark)| {
+            mark.as_deref()
+                .and_then(gpupool_provider::decode_drain_deadline)
+                .is_some_and(|d| now.secs_since(d) > grace.as_secs_f64())
+        })
+        .map(|(id, _)| id.clone())
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -141,6 +160,28 @@ mod tests {
         assert_eq!(
             provider_id("us-east-1a", "i-0abc"),
             "aws:///us-east-1a/i-0abc"
+        );
+    }
+
+    #[test]
+    fn only_sane_marks_older_than_the_grace_are_overdue() {
+        let now = gpupool_provider::Timestamp::from_secs(1_767_225_600);
+        let grace = std::time::Duration::from_secs(300);
+        let mark = |s: i64| Some((1_767_225_600 - s).to_string());
+        let marked = vec![
+            ("i-old".to_owned(), mark(301)),
+            ("i-within-grace".to_owned(), mark(299)),
+            ("i-future".to_owned(), mark(-600)),
+            (
+                "i-garbage".to_owned(),
+                Some("2026-01-01T00:00:00Z".to_owned()),
+            ),
+            ("i-empty".to_owned(), Some(String::new())),
+            ("i-no-value".to_owned(), None),
+        ];
+        assert_eq!(
+            overdue_released(&marked, now, grace),
+            vec!["i-old".to_owned()]
         );
     }
 }

@@ -109,9 +109,11 @@ pub const CLOUDWATCH_NAMESPACE: &str = "gpupool";
 pub const IAM_ACTIONS: &[&str] = &[
     "autoscaling:CompleteLifecycleAction",
     "autoscaling:DescribeAutoScalingGroups",
+    "autoscaling:DescribeAutoScalingInstances",
     "autoscaling:DescribeLifecycleHooks",
     "autoscaling:DescribeScalingActivities",
     "autoscaling:DescribeWarmPool",
+    "autoscaling:DetachInstances",
     "autoscaling:PutWarmPool",
     "autoscaling:SetDesiredCapacity",
     "autoscaling:TerminateInstanceInAutoScalingGroup",

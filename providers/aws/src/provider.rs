@@ -46,6 +46,9 @@ const LAUNCHING: &str = "autoscaling:EC2_INSTANCE_LAUNCHING";
 /// Instance ids per EC2 `TerminateInstances` call (the API accepts up to 1000; a warm pool is
 /// far smaller).
 const EC2_TERMINATE_PER_CALL: usize = 100;
+/// `DescribeAutoScalingInstances` takes at most 50 instance IDs (API reference,
+/// `InstanceIds`: "Array Members: Maximum number of 50 items").
+const ASG_INSTANCE_IDS_PER_CALL: usize = 50;
 /// SQS receive: the API maximum per call, and the batches read per poll (100 messages bound the
 /// work of one tick; an interruption storm is drained over a few ticks).
 const SQS_BATCH: i32 = 10;
@@ -1524,6 +1527,166 @@ impl NodeGroupProvider for AwsProvider {
             .api("CreateTags", group.as_str())?;
         tracing::info!(%group, %instance, %deadline, "drain marked on the instance");
         Ok(())
+    }
+
+    /// AWS bills nothing for a Spot Instance EC2 interrupts in its first hour.
+    fn reclaim_refund_window(&self) -> Option<Duration> {
+        Some(gpupool_provider::AWS_SPOT_RECLAIM_FREE)
+    }
+
+    /// Auto Scaling `DetachInstances` with `ShouldDecrementDesiredCapacity: true`. API
+    /// reference: "Removes one or more instances from the specified Auto Scaling group. After
+    /// the instances are detached, you can manage them independent of the Auto Scaling group.
+    /// If you do not specify the option to decrement the desired capacity, Amazon EC2 Auto
+    /// Scaling launches instances to replace the ones that are detached" — decremented, so no
+    /// replacement for capacity the planner already replaced; attached target groups
+    /// deregister it. The user guide ("Detach or attach instances") requires the instance to
+    /// be `InService` and the group to stay at or above its min size; both are checked here
+    /// first and refused as `InvalidConfig` (the controller then terminates instead). The
+    /// instance keeps its tags, the drain mark included, which is how [`Self::sweep_released`]
+    /// finds it later.
+    async fn release_to_reclaim(&self, group: &NodeGroupId, instance: &InstanceId) -> Result<()> {
+        let g = self.managed_group(group).await?;
+        let spec = GroupSpec::from_sdk(&g);
+        let Some(i) = g
+            .instances()
+            .iter()
+            .find(|i| i.instance_id() == Some(instance.as_str()))
+        else {
+            return Err(ProviderError::NotFound {
+                what: format!("instance {instance} in group {group}"),
+            });
+        };
+        let state = i.lifecycle_state().map(|s| s.as_str().to_owned());
+        if state.as_deref() != Some("InService") {
+            return Err(ProviderError::InvalidConfig(format!(
+                "{instance} is {}, not InService: DetachInstances refuses it",
+                state.as_deref().unwrap_or("in an unknown state")
+            )));
+        }
+        if spec.desired <= spec.min {
+            return Err(ProviderError::InvalidConfig(format!(
+                "group {group} is at its min size {}: detaching with a decrement would go below it",
+                spec.min
+            )));
+        }
+        self.asg
+            .detach_instances()
+            .auto_scaling_group_name(group.as_str())
+            .instance_ids(instance.as_str())
+            .should_decrement_desired_capacity(true)
+            .send()
+            .await
+            .api("DetachInstances", group.as_str())?;
+        tracing::info!(%group, %instance, "detached with a decrement: left to the spot reclaim");
+        Ok(())
+    }
+
+    /// Find what [`Self::release_to_reclaim`] left and the reclaim did not take: EC2
+    /// `DescribeInstances` of opted-in (`gpupool.io/enabled=true`, the same condition the IAM
+    /// policy puts on `TerminateInstances`) instances that are not terminated and carry a
+    /// drain mark older than `grace`; of those, Auto Scaling `DescribeAutoScalingInstances`
+    /// drops every one still in a group (a VM-only drain kept past its deadline while still
+    /// registered is one, and is not ours to end here). The rest are terminated with EC2
+    /// `TerminateInstances`. Pure selection in [`crate::instances::overdue_released`].
+    async fn sweep_released(&self, now: Timestamp, grace: Duration) -> Result<Vec<InstanceId>> {
+        let target = "released spot instances";
+        let pages = all_pages(
+            "DescribeInstances",
+            target,
+            |token| {
+                self.ec2
+                    .describe_instances()
+                    .filters(
+                        Ec2Filter::builder()
+                            .name(format!("tag:{TAG_ENABLED}"))
+                            .values("true")
+                            .build(),
+                    )
+                    .filters(
+                        Ec2Filter::builder()
+                            .name("tag-key")
+                            .values(DRAIN_DEADLINE_TAG)
+                            .build(),
+                    )
+                    .filters(
+                        Ec2Filter::builder()
+                            .name("instance-state-name")
+                            .set_values(Some(
+                                ["pending", "running", "stopping", "stopped"]
+                                    .map(str::to_owned)
+                                    .to_vec(),
+                            ))
+                            .build(),
+                    )
+                    .set_next_token(token)
+                    .send()
+            },
+            |out| out.next_token(),
+        )
+        .await?;
+        let marked: Vec<(String, Option<String>)> = pages
+            .iter()
+            .flat_map(|out| out.reservations())
+            .flat_map(|r| r.instances())
+            .filter_map(|i| {
+                let id = i.instance_id()?.to_owned();
+                let mark = i
+                    .tags()
+                    .iter()
+                    .find(|t| t.key() == Some(DRAIN_DEADLINE_TAG))
+                    .and_then(|t| t.value())
+                    .map(str::to_owned);
+                Some((id, mark))
+            })
+            .collect();
+        let overdue = instances::overdue_released(&marked, now, grace);
+        if overdue.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut in_groups: HashSet<String> = HashSet::new();
+        for chunk in overdue.chunks(ASG_INSTANCE_IDS_PER_CALL) {
+            let pages = all_pages(
+                "DescribeAutoScalingInstances",
+                target,
+                |token| {
+                    self.asg
+                        .describe_auto_scaling_instances()
+                        .set_instance_ids(Some(chunk.to_vec()))
+                        .set_next_token(token)
+                        .send()
+                },
+                |out| out.next_token(),
+            )
+            .await?;
+            for d in pages.iter().flat_map(|out| out.auto_scaling_instances()) {
+                if let Some(id) = d.instance_id() {
+                    in_groups.insert(id.to_owned());
+                }
+            }
+        }
+        let strays: Vec<String> = overdue
+            .into_iter()
+            .filter(|id| !in_groups.contains(id))
+            .collect();
+        let mut done = Vec::new();
+        for chunk in strays.chunks(EC2_TERMINATE_PER_CALL) {
+            match self
+                .ec2
+                .terminate_instances()
+                .set_instance_ids(Some(chunk.to_vec()))
+                .send()
+                .await
+                .api("TerminateInstances", target)
+            {
+                Ok(_) | Err(ProviderError::NotFound { .. }) => {
+                    tracing::warn!(instances = ?chunk, grace_s = grace.as_secs(), "terminated instances left to a spot reclaim that did not come");
+                    done.extend(chunk.iter().map(|id| InstanceId::new(id.clone())));
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(done)
     }
 
     /// EC2 `DeleteTags` of [`DRAIN_DEADLINE_TAG`], named by key without a value. EC2 API

@@ -98,9 +98,63 @@ pub fn step(
     }
 }
 
+/// How much sooner than the end of the refund window the reclaim must be due for a drained
+/// instance to be left to it: the cloud may carry the interruption out a little after the
+/// notice's deadline, and an instance reclaimed after the window is billed for every second
+/// (so waiting for it would cost more than terminating now).
+pub const RECLAIM_SLACK: Duration = Duration::from_secs(60);
+
+/// Whether a drained instance is left to the cloud's spot reclaim instead of terminated: the
+/// drain is a spot reclaim's (the instance goes at `deadline` whatever gpupool does), and the
+/// cloud bills nothing for an instance it reclaims within `refund_window` of its launch (AWS:
+/// the first hour, EC2 User Guide "Billing for interrupted Spot Instances" — one the user
+/// terminates is charged for the seconds used), with [`RECLAIM_SLACK`] to spare. Terminating
+/// it would turn a free hour into a paid one. `None`: the cloud refunds nothing (GCP) or the
+/// provider cannot leave an instance to the reclaim.
+pub fn leave_to_reclaim(
+    reason: &Reason,
+    launched_at: Timestamp,
+    deadline: Timestamp,
+    refund_window: Option<Duration>,
+) -> bool {
+    let Some(window) = refund_window else {
+        return false;
+    };
+    matches!(reason, Reason::SpotInterruption { .. })
+        && deadline.secs_since(launched_at) + RECLAIM_SLACK.as_secs_f64() < window.as_secs_f64()
+        && deadline >= launched_at
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_a_spot_reclaim_due_within_the_refund_window_is_left_to_the_cloud() {
+        let t = Timestamp::from_secs;
+        let hour = Some(Duration::from_secs(3600));
+        let spot = |d| Reason::SpotInterruption {
+            deadline: t(d),
+            start: crate::model::SpotDrainStart::AtNoticeUnknown,
+        };
+        #[rustfmt::skip]
+        let cases = [
+            ("reclaimed 20 min after launch: free, left to the cloud", spot(1200), t(0), 1200, hour, true),
+            ("due 59:30 after launch: inside the window but not by the slack", spot(3570), t(0), 3570, hour, false),
+            ("due 58:59 after launch: left", spot(3539), t(0), 3539, hour, true),
+            ("after the first hour: billed either way, terminate now", spot(5000), t(0), 5000, hour, false),
+            ("a cloud without the refund (GCP)", spot(1200), t(0), 1200, None, false),
+            ("a voluntary drain goes on being terminated", Reason::Empty, t(0), 1200, hour, false),
+            ("a launch time after the deadline is not sane", spot(1200), t(2000), 1200, hour, false),
+        ];
+        for (name, reason, launched, deadline, window, want) in cases {
+            assert_eq!(
+                leave_to_reclaim(&reason, launched, t(deadline), window),
+                want,
+                "{name}"
+            );
+        }
+    }
 
     #[test]
     fn a_drain_waits_terminates_abandons_or_keeps_by_progress_deadline_and_cause() {

@@ -72,7 +72,8 @@ pub(super) const COLUMNS: &[Column] = &[
     },
     Column {
         header: "spot $",
-        definition: "The part of cost spent on spot instances.",
+        definition: "The part of cost spent on spot instances, net of what the cloud did not \
+                     bill (AWS: nothing for a spot instance it reclaims within its first hour).",
         cell: |r| f(r.run.summary.spot_cost_usd, 2),
     },
     Column {
@@ -84,7 +85,8 @@ pub(super) const COLUMNS: &[Column] = &[
         header: "× oracle",
         definition: "Cost divided by the oracle's: the least any policy could pay to meet every \
                      bucket's demand knowing the future, with the same median cold start (a \
-                     lower bound; 1.000 is the oracle itself); n/a when the oracle failed.",
+                     lower bound, except that it pays for spot usage the cloud refunds; 1.000 \
+                     is the oracle itself); n/a when the oracle failed.",
         cell: |r| {
             r.run
                 .summary

@@ -124,7 +124,7 @@ impl World {
     pub(super) fn in_service(&self, g: usize) -> u32 {
         self.insts
             .values()
-            .filter(|i| i.group == g && !i.state.is_warm_pool())
+            .filter(|i| i.member_of(g) && !i.state.is_warm_pool())
             .count() as u32
     }
 
@@ -142,6 +142,8 @@ impl World {
             in_flight: Vec::new(),
             notice_deadline: None,
             stuck: false,
+            released: false,
+            billed: 0.0,
             epoch: 0,
             cost_since: self.now(),
             busy_since: None,
@@ -184,7 +186,7 @@ impl World {
                 -(self
                     .insts
                     .values()
-                    .filter(|i| i.group == g && &i.zone == z)
+                    .filter(|i| i.member_of(g) && &i.zone == z)
                     .count() as i64)
             };
             if (spec.capacity_type == CapacityType::OnDemand || room > 0)
@@ -228,7 +230,7 @@ impl World {
         let warm: Vec<u64> = self
             .insts
             .iter()
-            .filter(|(_, i)| i.group == g && i.state == LifecycleState::Warm)
+            .filter(|(_, i)| i.member_of(g) && i.state == LifecycleState::Warm)
             .map(|(n, _)| *n)
             .take(delta as usize)
             .collect();
@@ -458,7 +460,7 @@ impl World {
         let stuck: Vec<u64> = self
             .insts
             .iter()
-            .filter(|(_, i)| i.group == g && i.stuck && instances.contains(&i.id))
+            .filter(|(_, i)| i.member_of(g) && i.stuck && instances.contains(&i.id))
             .map(|(n, _)| *n)
             .collect();
         for n in stuck {
@@ -491,7 +493,7 @@ impl World {
         let nums: Vec<u64> = self
             .insts
             .iter()
-            .filter(|(_, i)| i.group == g && ids.contains(&i.id))
+            .filter(|(_, i)| i.member_of(g) && ids.contains(&i.id))
             .map(|(n, _)| *n)
             .collect();
         for n in &nums {
@@ -528,7 +530,7 @@ impl World {
         let mut pool: Vec<(bool, u64)> = self
             .insts
             .iter()
-            .filter(|(_, i)| i.group == g && i.state.is_warm_pool())
+            .filter(|(_, i)| i.member_of(g) && i.state.is_warm_pool())
             .map(|(n, i)| (i.state == LifecycleState::Warm, *n))
             .collect();
         if pool.len() < target {

@@ -171,6 +171,9 @@ impl World {
         self.gpu_ms += gpus * dt;
         if let Some(i) = self.insts.get_mut(&n) {
             i.cost_since = Timestamp::from_millis(now);
+            if !warm {
+                i.billed += cost;
+            }
         }
     }
 

@@ -34,7 +34,7 @@ pub use launches::{
     FailedLaunch, LAUNCH_FAILURE_REPORT_S, LAUNCH_RETRY_S, LaunchRecord, StockoutCause,
 };
 pub use ledger::{LONGEST_WINDOW_MS, QUEUE_WAIT_BUCKETS_S, Sample, slo_bucket};
-pub use spot::{Interruption, SpotDynamics};
+pub use spot::{Interruption, SpotDynamics, refund_window_ms};
 
 use super::data::AvailabilityTrace;
 use super::timing::ColdStart;
@@ -129,6 +129,13 @@ pub struct Inst {
     pub notice_deadline: Option<Timestamp>,
     /// GCP: a VM the MIG cannot create (stuck CREATING): listed, not running, not billed.
     pub stuck: bool,
+    /// Released from its group to the cloud's spot reclaim (`World::release_to_reclaim`): no
+    /// longer a member (not listed, not in desired capacity), still running and billed until
+    /// the reclaim.
+    pub released: bool,
+    /// Instance usage billed since launch (running time × price), for the refund of a spot
+    /// instance the cloud reclaims within its first hour (`spot::refund_window_ms`).
+    pub billed: f64,
     epoch: u32,
     /// Costs and GPU time are settled up to here.
     cost_since: Timestamp,
@@ -140,6 +147,12 @@ impl Inst {
     /// Paid for as running and holding capacity (a stuck VM does neither).
     pub fn is_running(&self) -> bool {
         !self.stuck && is_running(self.state)
+    }
+
+    /// A member of group `g`: listed with it and counted in its sizes (an instance released to
+    /// the reclaim has left it).
+    pub fn member_of(&self, g: usize) -> bool {
+        self.group == g && !self.released
     }
 }
 
@@ -202,6 +215,12 @@ pub struct World {
     pub busy_gpu_ms: f64,
     pub requests_hurt: u32,
     pub requests_cut_short: u32,
+    /// Spot usage the cloud did not charge: instances it reclaimed within their first hour
+    /// (already taken off `cost_spot`).
+    pub spot_refunded: f64,
+    /// Instances the cloud launched by itself to replace a reclaimed member (desired capacity
+    /// unchanged), and those it could not launch (held as unfulfilled requests).
+    pub reclaim_replacements: u32,
     /// Launches accepted and not fulfilled, in the order they were requested.
     pub failed_launches: Vec<FailedLaunch>,
     /// Accepted `increase` calls that put capacity on its way.
@@ -256,6 +275,8 @@ impl World {
             busy_gpu_ms: 0.0,
             requests_hurt: 0,
             requests_cut_short: 0,
+            spot_refunded: 0.0,
+            reclaim_replacements: 0,
             failed_launches: Vec::new(),
             launches: Vec::new(),
             unfilled: Vec::new(),

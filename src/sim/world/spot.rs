@@ -101,9 +101,160 @@ impl World {
         self.push(deadline, Ev::Reclaim { inst: n });
     }
 
+    /// The cloud takes the instance back at its notice's deadline. What follows is the cloud's,
+    /// not the controller's:
+    /// - **Billing.** AWS charges nothing for a Linux spot instance it interrupts in its first
+    ///   hour (Amazon EC2 User Guide, "Billing for interrupted Spot Instances": interrupted by
+    ///   Amazon EC2, Windows and Linux, first hour "No charge", later hours "Charged for the
+    ///   seconds used"; one the user stops or terminates is "Charged for the seconds used").
+    ///   Its usage is taken off the bill. Compute Engine's Spot VM pages (pricing,
+    ///   "Preemption process") state no such refund: a preempted VM is billed for the seconds
+    ///   it ran.
+    /// - **Replacement.** A member of the group stays counted in desired capacity: an Auto
+    ///   Scaling group "attempts to launch a replacement instance" (Auto Scaling User Guide,
+    ///   "Spot Instance interruptions" / health checks), and a MIG recreates a preempted VM
+    ///   when it can (Compute Engine docs, "Spot VMs in a MIG"). The replacement is launched
+    ///   like any launch of the group — late stockouts included — without a call from the
+    ///   controller. An instance released to the reclaim ([`World::release_to_reclaim`]) left
+    ///   the group and is not replaced.
     pub(super) fn reclaim(&mut self, n: u64) {
-        if self.insts.contains_key(&n) {
-            self.remove_instance(n, true);
+        let Some(i) = self.insts.get(&n) else {
+            return;
+        };
+        let (g, member) = (i.group, !i.released && i.state.counts_in_desired());
+        let spot = self.groups[g].capacity_type == CapacityType::Spot;
+        let launched = i.launched_at.millis();
+        // Settle first: the bill up to the reclaim is what is refunded.
+        self.settle(n);
+        if spot
+            && let Some(window) = refund_window_ms(self.params.cloud)
+            && self.now_ms - launched < window
+            && let Some(i) = self.insts.get_mut(&n)
+        {
+            let refund = std::mem::take(&mut i.billed);
+            self.cost_spot -= refund;
+            self.spot_refunded += refund;
         }
+        self.remove_instance(n, true);
+        if member {
+            self.replace_reclaimed(g);
+        }
+    }
+
+    /// The group's own replacement for a reclaimed member: a launch in the zone with the most
+    /// room, or — none having room — a request the cloud holds unfulfilled and reports late,
+    /// as for any launch (`increase_late`). The explicit immediate-stockout mode, which
+    /// models an API that fails the call itself, has no call to fail: it launches where there
+    /// is room and otherwise lets desired capacity fall (the simulator's old behaviour).
+    fn replace_reclaimed(&mut self, g: usize) {
+        // The cloud's own action, not a call of the policy's: counted apart, not in `calls`
+        // (which the scale-action counts and the determinism hash read).
+        self.reclaim_replacements += 1;
+        match self.pick_zone(g) {
+            Some(z) => {
+                self.launch_cold(g, z, LifecycleState::Launching);
+            }
+            None if self.params.faults.stockout_mode != StockoutMode::Immediate => {
+                let z = self.stockout_zone(g);
+                self.fail_launch(g, z, StockoutCause::NoCapacity);
+            }
+            None => {}
+        }
+    }
+
+    /// Leave a drained spot instance under notice to the cloud's reclaim instead of
+    /// terminating it: it leaves the group with desired capacity lowered by one (AWS
+    /// `DetachInstances` with `ShouldDecrementDesiredCapacity`), keeps running — billed —
+    /// until the reclaim, and takes no new requests. Refused (`InvalidConfig`) for an
+    /// instance that is not a spot member under notice, or when the group's min size would
+    /// be crossed (as `DetachInstances` refuses to go below it).
+    pub fn release_to_reclaim(
+        &mut self,
+        id: &NodeGroupId,
+        inst: &InstanceId,
+    ) -> Result<(), ProviderError> {
+        let g = self.group_index(id)?;
+        if let Some(e) = self.throttled() {
+            self.record(
+                "release_to_reclaim",
+                id,
+                format!("{inst} throttled"),
+                Some("throttled"),
+            );
+            return Err(e);
+        }
+        let n = self
+            .insts
+            .iter()
+            .find(|(_, i)| i.member_of(g) && &i.id == inst)
+            .map(|(n, _)| *n)
+            .ok_or_else(|| ProviderError::NotFound {
+                what: format!("instance {inst} in {id}"),
+            })?;
+        let i = &self.insts[&n];
+        let refusal =
+            if self.groups[g].capacity_type != CapacityType::Spot || i.notice_deadline.is_none() {
+                Some(format!(
+                    "{inst} is not a spot instance under an interruption notice"
+                ))
+            } else if !i.state.counts_in_desired() {
+                Some(format!("{inst} is not in service"))
+            } else if self.desired(g) <= self.groups[g].min_size {
+                Some(format!("{id} is at its min size"))
+            } else {
+                None
+            };
+        if let Some(why) = refusal {
+            self.record(
+                "release_to_reclaim",
+                id,
+                why.clone(),
+                Some("invalid_config"),
+            );
+            return Err(ProviderError::InvalidConfig(why));
+        }
+        if let Some(i) = self.insts.get_mut(&n) {
+            i.released = true;
+            if i.serve == Serve::On {
+                i.serve = Serve::Draining;
+            }
+        }
+        self.record("release_to_reclaim", id, inst.to_string(), None);
+        Ok(())
+    }
+}
+
+impl World {
+    /// Terminate instances released to a reclaim that has not come by their notice's deadline
+    /// plus `grace` (the provider contract's `sweep_released`). The simulated cloud always
+    /// reclaims at the deadline, so this finds nothing unless that changes.
+    pub fn sweep_released(
+        &mut self,
+        now: Timestamp,
+        grace: std::time::Duration,
+    ) -> Vec<InstanceId> {
+        let overdue: Vec<(u64, InstanceId)> = self
+            .insts
+            .iter()
+            .filter(|(_, i)| {
+                i.released
+                    && i.notice_deadline
+                        .is_some_and(|d| now.secs_since(d) > grace.as_secs_f64())
+            })
+            .map(|(n, i)| (*n, i.id.clone()))
+            .collect();
+        for (n, _) in &overdue {
+            self.remove_instance(*n, false);
+        }
+        overdue.into_iter().map(|(_, id)| id).collect()
+    }
+}
+
+/// How long after launch a spot instance the cloud reclaims costs nothing: AWS an hour
+/// ([`World::reclaim`]); GCP never.
+pub fn refund_window_ms(cloud: Cloud) -> Option<i64> {
+    match cloud {
+        Cloud::Aws => Some(crate::config::AWS_SPOT_RECLAIM_FREE.as_millis() as i64),
+        Cloud::Gcp => None,
     }
 }

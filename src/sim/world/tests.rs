@@ -31,6 +31,10 @@ fn group(id: &str, ct: CapacityType, zones: &[&str], min_size: u32) -> GroupSpec
 /// A spot group whose zone `z1` has `avail[k]` spot instances in minute k (then the last
 /// value), an on-demand group beside it.
 fn world(cloud: Cloud, avail: Vec<u32>, faults: Faults, spot_min: u32) -> World {
+    world_until(cloud, avail, faults, spot_min, 3_600_000)
+}
+
+fn world_until(cloud: Cloud, avail: Vec<u32>, faults: Faults, spot_min: u32, end_ms: i64) -> World {
     let trace = AvailabilityTrace {
         tick_s: 60.0,
         zones: BTreeMap::from([("z1".to_string(), avail)]),
@@ -56,7 +60,7 @@ fn world(cloud: Cloud, avail: Vec<u32>, faults: Faults, spot_min: u32) -> World 
             group("spot", CapacityType::Spot, &["z1"], spot_min),
         ],
         Vec::new(),
-        3_600_000,
+        end_ms,
     )
 }
 
@@ -400,5 +404,156 @@ fn samples_carry_the_longest_request_completed_in_the_last_hour() {
             window_s: 3600
         }),
         "SimDemand reports it in seconds over the hour"
+    );
+}
+
+/// Spot availability: 2 in zone z1 for `minutes`, then 1 (a reclaim of one of two).
+fn two_then_one(minutes: usize) -> Vec<u32> {
+    let mut v = vec![2; minutes];
+    v.push(1);
+    v
+}
+
+#[test]
+fn a_reclaim_in_the_first_hour_is_free_on_aws_only_and_the_group_replaces_it() {
+    for cloud in [Cloud::Aws, Cloud::Gcp] {
+        let mut w = world(cloud, two_then_one(20), Faults::default(), 0);
+        w.increase(&spot(), 2).unwrap();
+        // The notice comes at minute 20, the reclaim two minutes later.
+        w.advance_to(30 * 60_000);
+        w.settle_all();
+        assert_eq!(w.interruptions.len(), 1, "{cloud:?}");
+        let reclaimed_usage = 22.0 / 60.0;
+        match cloud {
+            Cloud::Aws => {
+                assert!(
+                    (w.spot_refunded - reclaimed_usage).abs() < 1e-6,
+                    "{}",
+                    w.spot_refunded
+                );
+                // The survivor's 30 minutes are billed, the reclaimed 22 are not.
+                assert!((w.cost_spot - 0.5).abs() < 1e-6, "{}", w.cost_spot);
+            }
+            Cloud::Gcp => {
+                assert_eq!(w.spot_refunded, 0.0);
+                assert!(
+                    (w.cost_spot - 0.5 - reclaimed_usage).abs() < 1e-6,
+                    "{}",
+                    w.cost_spot
+                );
+            }
+        }
+        // Desired capacity is unchanged: the group tries to replace the reclaimed member,
+        // and with no spot room left the replacement is held unfulfilled.
+        assert_eq!(w.reclaim_replacements, 1, "{cloud:?}");
+        assert_eq!(view(&w).desired, 2, "{cloud:?}");
+        assert_eq!(view(&w).unfulfilled.len(), 1, "{cloud:?}");
+    }
+}
+
+#[test]
+fn a_reclaim_after_the_first_hour_is_billed() {
+    let mut w = world_until(
+        Cloud::Aws,
+        two_then_one(70),
+        Faults::default(),
+        0,
+        7_200_000,
+    );
+    w.increase(&spot(), 2).unwrap();
+    w.advance_to(80 * 60_000);
+    assert_eq!(w.interruptions.len(), 1);
+    assert_eq!(w.spot_refunded, 0.0);
+}
+
+#[test]
+fn an_instance_released_to_the_reclaim_leaves_its_group_and_is_not_replaced() {
+    let mut w = world(Cloud::Aws, two_then_one(10), Faults::default(), 0);
+    w.increase(&spot(), 2).unwrap();
+    w.advance_to(10 * 60_000 + 1_000);
+    let noticed = w
+        .insts
+        .values()
+        .find(|i| i.notice_deadline.is_some())
+        .unwrap()
+        .id
+        .clone();
+    let other = w
+        .insts
+        .values()
+        .find(|i| i.notice_deadline.is_none())
+        .unwrap()
+        .id
+        .clone();
+    // Refused: no notice, an on-demand group, an instance of another group.
+    for (g, id) in [(spot(), &other), (NodeGroupId::from("od"), &noticed)] {
+        match w.release_to_reclaim(&g, id) {
+            Err(ProviderError::InvalidConfig(_) | ProviderError::NotFound { .. }) => {}
+            r => panic!("{g} {id}: {r:?}"),
+        }
+    }
+    w.release_to_reclaim(&spot(), &noticed).unwrap();
+    assert_eq!(view(&w).desired, 1, "desired lowered with the release");
+    let listed = w.instances(&spot()).unwrap();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].id, other, "no longer listed with its group");
+    w.advance_to(15 * 60_000);
+    assert!(w.inst_by_id(&noticed).is_none(), "reclaimed");
+    assert_eq!(
+        w.reclaim_replacements, 0,
+        "it had left the group: no replacement"
+    );
+    assert_eq!(view(&w).desired, 1);
+    assert!(
+        (w.spot_refunded - 12.0 / 60.0).abs() < 1e-6,
+        "{}",
+        w.spot_refunded
+    );
+}
+
+#[test]
+fn a_release_that_would_cross_min_size_is_refused() {
+    let mut w = world(Cloud::Aws, two_then_one(10), Faults::default(), 2);
+    w.increase(&spot(), 2).unwrap();
+    w.advance_to(10 * 60_000 + 1_000);
+    let noticed = w
+        .insts
+        .values()
+        .find(|i| i.notice_deadline.is_some())
+        .unwrap()
+        .id
+        .clone();
+    assert!(matches!(
+        w.release_to_reclaim(&spot(), &noticed),
+        Err(ProviderError::InvalidConfig(_))
+    ));
+    assert_eq!(view(&w).desired, 2);
+}
+
+#[test]
+fn the_sweep_terminates_a_released_instance_only_once_overdue() {
+    let mut w = world(Cloud::Aws, two_then_one(10), Faults::default(), 0);
+    w.increase(&spot(), 2).unwrap();
+    w.advance_to(10 * 60_000 + 1_000);
+    let i = w
+        .insts
+        .values()
+        .find(|i| i.notice_deadline.is_some())
+        .unwrap();
+    let (id, deadline) = (i.id.clone(), i.notice_deadline.unwrap());
+    w.release_to_reclaim(&spot(), &id).unwrap();
+    let grace = std::time::Duration::from_secs(300);
+    assert!(
+        w.sweep_released(deadline.plus_secs(299.0), grace)
+            .is_empty()
+    );
+    assert_eq!(
+        w.sweep_released(deadline.plus_secs(301.0), grace),
+        vec![id.clone()]
+    );
+    assert!(w.inst_by_id(&id).is_none());
+    assert_eq!(
+        w.spot_refunded, 0.0,
+        "terminated by the sweep, not reclaimed: billed"
     );
 }

@@ -125,7 +125,7 @@ impl World {
     pub(super) fn count(&self, g: usize, s: LifecycleState) -> u32 {
         self.insts
             .values()
-            .filter(|i| i.group == g && i.state == s)
+            .filter(|i| i.member_of(g) && i.state == s)
             .count() as u32
     }
 
@@ -134,7 +134,7 @@ impl World {
         Ok(self
             .insts
             .values()
-            .filter(|i| i.group == g)
+            .filter(|i| i.member_of(g))
             .map(|i| self.provider_instance(i))
             .collect())
     }

@@ -44,6 +44,8 @@ data "aws_iam_policy_document" "controller" {
     effect = "Allow"
     actions = [
       "autoscaling:DescribeAutoScalingGroups",
+      # Whether an instance left to a spot reclaim is still in a group (the sweep).
+      "autoscaling:DescribeAutoScalingInstances",
       "autoscaling:DescribeLifecycleHooks",
       "autoscaling:DescribeScalingActivities",
       "autoscaling:DescribeWarmPool",
@@ -65,6 +67,9 @@ data "aws_iam_policy_document" "controller" {
     effect = "Allow"
     actions = [
       "autoscaling:CompleteLifecycleAction",
+      # A drained spot instance in its first hour leaves its group (with a decrement) for the
+      # reclaim, which AWS does not bill.
+      "autoscaling:DetachInstances",
       "autoscaling:PutWarmPool",
       "autoscaling:SetDesiredCapacity",
       "autoscaling:TerminateInstanceInAutoScalingGroup",
@@ -79,7 +84,8 @@ data "aws_iam_policy_document" "controller" {
 
   # Warm-pool members cannot be removed with TerminateInstanceInAutoScalingGroup; the Auto
   # Scaling user guide ("Warm pools", "Terminate instances in a warm pool") has them terminated
-  # with EC2 TerminateInstances. Only instances of opted-in groups: the group's
+  # with EC2 TerminateInstances. The same call ends a spot instance gpupool detached for the
+  # reclaim when the reclaim did not come. Only instances of opted-in groups: the group's
   # gpupool.io/enabled tag propagates to its instances at launch.
   statement {
     sid       = "TerminateOptedInWarmPoolInstances"
