@@ -226,6 +226,7 @@ impl Controller {
         let overdue = |d: &Timestamp| now.secs_since(*d) > grace.as_secs_f64();
         let due = !self.swept_once || self.released.values().any(overdue);
         if !due
+            || self.sweep_retry_at.is_some_and(|t| now < t)
             || self.config.dry_run
             || self.provider.reclaim_refund_window().is_none()
             || !self.may_act()
@@ -235,6 +236,7 @@ impl Controller {
         match self.provider.sweep_released(now, grace).await {
             Ok(ids) => {
                 self.swept_once = true;
+                self.sweep_retry_at = None;
                 self.released.retain(|_, d| !overdue(d));
                 for id in &ids {
                     self.metrics.spot_release_swept.inc();
@@ -243,7 +245,8 @@ impl Controller {
                 report.swept.extend(ids);
             }
             Err(e) => {
-                tracing::warn!(error = %error_chain(&e), "sweeping instances left to the reclaim failed; retrying next tick");
+                self.sweep_retry_at = Some(now.plus_secs(grace.as_secs_f64()));
+                tracing::warn!(error = %error_chain(&e), retry_in_s = grace.as_secs(), "sweeping instances left to the reclaim failed (throttled, or the IAM policy lacks ec2:DescribeInstances, autoscaling:DescribeAutoScalingInstances or ec2:TerminateInstances); retrying later");
             }
         }
     }

@@ -296,6 +296,9 @@ pub struct Controller {
     /// runs once one is overdue (and once at start, for a process that lost them).
     released: BTreeMap<InstanceId, Timestamp>,
     swept_once: bool,
+    /// After a failed sweep (throttled, or the policy lacks a permission), not again before
+    /// this: a sweep is one `DescribeInstances`, not something to repeat every tick.
+    sweep_retry_at: Option<Timestamp>,
 }
 
 /// How old a group's last good instance listing may be to stand in for a failed one. A few
@@ -339,6 +342,7 @@ impl Controller {
             request_durations: BTreeMap::new(),
             released: BTreeMap::new(),
             swept_once: false,
+            sweep_retry_at: None,
         }
     }
 

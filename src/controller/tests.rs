@@ -253,6 +253,29 @@ fn a_drained_spot_instance_in_its_first_hour_is_left_to_the_reclaim_and_swept_if
 }
 
 #[test]
+fn a_failing_sweep_is_retried_after_the_grace_not_every_tick() {
+    let p = MemProvider::default();
+    {
+        let mut w = world(&p);
+        w.refund_window = Some(std::time::Duration::from_secs(3600));
+        w.fail_sweep = true;
+    }
+    let mut c = controller(&p, empty_plan, 2);
+    for s in [10, 20, 300, 309] {
+        block(c.tick(Timestamp::from_secs(s))).unwrap();
+    }
+    assert_eq!(world(&p).calls, vec!["sweep 10".to_string()]);
+    world(&p).fail_sweep = false;
+    block(c.tick(Timestamp::from_secs(310))).unwrap();
+    block(c.tick(Timestamp::from_secs(320))).unwrap();
+    assert_eq!(
+        world(&p).calls,
+        vec!["sweep 10".to_string(), "sweep 310".to_string()],
+        "retried once the grace passed, then done"
+    );
+}
+
+#[test]
 fn a_spot_instance_past_its_first_hour_or_refused_a_release_is_terminated() {
     let hour = Some(std::time::Duration::from_secs(3600));
     for (name, launched_s, refuse, window) in [

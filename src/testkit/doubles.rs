@@ -149,6 +149,8 @@ pub struct MemWorld {
     /// Instances released to the reclaim and not yet reclaimed, with their marked deadline:
     /// out of every group listing, found by `sweep_released` once overdue.
     pub released: Vec<(InstanceId, Timestamp)>,
+    /// `sweep_released` fails (as it does without its IAM permissions).
+    pub fail_sweep: bool,
 }
 
 /// An in-memory provider over a shared [`MemWorld`].
@@ -357,6 +359,13 @@ impl NodeGroupProvider for MemProvider {
     ) -> gpupool_provider::Result<Vec<InstanceId>> {
         let mut w = self.w();
         w.calls.push(format!("sweep {}", now.millis() / 1000));
+        if w.fail_sweep {
+            return Err(ProviderError::Transient {
+                call: "DescribeInstances",
+                target: "released spot instances".into(),
+                source: "AccessDenied".into(),
+            });
+        }
         let (overdue, kept) = std::mem::take(&mut w.released)
             .into_iter()
             .partition(|(_, d)| now.secs_since(*d) > grace.as_secs_f64());
