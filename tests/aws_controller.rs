@@ -174,14 +174,7 @@ assert r['FailedEntryCount'] == 0, r
     );
     assert!(r.terminated_after_drain.is_empty());
     assert!(drained.lock().unwrap().iter().any(|i| i.as_str() == victim));
-    let out = c
-        .ec2
-        .describe_instances()
-        .instance_ids(&victim)
-        .send()
-        .await
-        .unwrap();
-    let inst = &out.reservations()[0].instances()[0];
+    let inst = c.instance(&victim).await;
     assert_eq!(
         inst.state().and_then(|s| s.name()).map(|n| n.as_str()),
         Some("running"),

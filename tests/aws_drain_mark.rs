@@ -59,17 +59,10 @@ async fn process(moto: &Moto, cfg: &Arc<Config>) -> Controller {
 
 /// The drain tag of an instance as EC2 reports it.
 async fn drain_tag(c: &moto::Clients, id: &str) -> Option<String> {
-    let out = c
-        .ec2
-        .describe_instances()
-        .instance_ids(id)
-        .send()
+    c.instance(id)
         .await
-        .expect("describe instance");
-    out.reservations()
+        .tags()
         .iter()
-        .flat_map(|r| r.instances())
-        .flat_map(|i| i.tags())
         .find(|t| t.key() == Some(DRAIN_DEADLINE_TAG))
         .and_then(|t| t.value().map(str::to_owned))
 }

@@ -870,19 +870,9 @@ async fn warm_members_min_size_and_reuse_policy() {
             .calls_of("TerminateInstanceInAutoScalingGroup")
             .is_empty()
     );
-    let state = c
-        .ec2
-        .describe_instances()
-        .instance_ids(&warm_id)
-        .send()
-        .await
-        .unwrap();
-    let st = state.reservations()[0].instances()[0]
-        .state()
-        .and_then(|s| s.name())
-        .map(|n| n.as_str().to_owned());
+    let st = ec2_state(&c, &warm_id).await;
     assert!(
-        matches!(st.as_deref(), Some("shutting-down" | "terminated")),
+        matches!(st.as_str(), "shutting-down" | "terminated"),
         "{st:?}"
     );
     assert!(
@@ -960,14 +950,8 @@ async fn terminate_above_min_size_decrements() {
 
 /// EC2 state of an instance as moto reports it (`running`, `terminated`, …).
 async fn ec2_state(c: &moto::Clients, id: &str) -> String {
-    let out = c
-        .ec2
-        .describe_instances()
-        .instance_ids(id)
-        .send()
+    c.instance(id)
         .await
-        .unwrap();
-    out.reservations()[0].instances()[0]
         .state()
         .and_then(|s| s.name())
         .map(|n| n.as_str().to_owned())

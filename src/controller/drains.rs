@@ -204,15 +204,13 @@ impl Controller {
             }
         }
         tracing::info!(instance = %id, deadline = %state.deadline, launched_at = %inst.launched_at, "drained spot instance left to the cloud's reclaim (out of its group, desired capacity lowered): a reclaim within its first hour is not billed, a termination would be");
-        self.drains.remove(id);
-        self.terminating.insert(id.clone());
         self.released.insert(id.clone(), state.deadline);
         report.released_to_reclaim.push(id.clone());
         self.metrics
             .spot_left_to_reclaim
             .get_or_create(&Metrics::pool(state.pool.as_str()))
             .inc();
-        self.count_removal(state, forced);
+        self.drain_ended(id, state, forced);
         true
     }
 
@@ -267,10 +265,8 @@ impl Controller {
             .await
         {
             Ok(()) | Err(ProviderError::NotFound { .. }) => {
-                self.drains.remove(id);
-                self.terminating.insert(id.clone());
                 report.terminated_after_drain.push(id.clone());
-                self.count_removal(state, forced);
+                self.drain_ended(id, state, forced);
             }
             Err(e) => {
                 tracing::warn!(instance = %id, error = %error_chain(&e), "terminate after drain failed; retrying next tick");
@@ -278,8 +274,11 @@ impl Controller {
         }
     }
 
-    /// Count a drained instance's removal (terminated or left to the reclaim).
-    fn count_removal(&self, state: &DrainState, forced: bool) {
+    /// A drained instance left the fleet (terminated or left to the reclaim): the drain is over,
+    /// the instance is never acted on again while it is still listed, and the removal counted.
+    fn drain_ended(&mut self, id: &InstanceId, state: &DrainState, forced: bool) {
+        self.drains.remove(id);
+        self.terminating.insert(id.clone());
         // The drain itself was counted as one `down` action when it started (or when the
         // notice arrived); a removal with work left is a separate fact, counted apart so a
         // node is never counted `down` twice.

@@ -151,11 +151,9 @@ impl NodeGroupProvider for SimProvider {
         Ok(())
     }
 
-    /// The scenario's cloud's rule (`world::spot::refund_window_ms`): AWS an hour, GCP none.
+    /// The scenario's cloud's rule (`world::refund_window`): AWS an hour, GCP none.
     fn reclaim_refund_window(&self) -> Option<std::time::Duration> {
-        let cloud = lock(&self.world).params.cloud;
-        super::world::refund_window_ms(cloud)
-            .map(|ms| std::time::Duration::from_millis(ms.max(0) as u64))
+        super::world::refund_window(lock(&self.world).params.cloud)
     }
 
     async fn release_to_reclaim(&self, group: &NodeGroupId, instance: &InstanceId) -> Result<()> {

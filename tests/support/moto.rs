@@ -281,6 +281,18 @@ impl Clients {
         req.send().await.expect("create auto scaling group");
     }
 
+    /// One instance as EC2 `DescribeInstances` reports it (state, tags, …).
+    pub async fn instance(&self, id: &str) -> ec2::types::Instance {
+        let out = self
+            .ec2
+            .describe_instances()
+            .instance_ids(id)
+            .send()
+            .await
+            .expect("describe instance");
+        out.reservations()[0].instances()[0].clone()
+    }
+
     pub async fn desired(&self, group: &str) -> (i32, Vec<String>) {
         let out = self
             .asg

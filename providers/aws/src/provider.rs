@@ -163,6 +163,13 @@ fn checked(g: &AutoScalingGroup) -> Result<()> {
 /// Every page of a `NextToken` listing, at most [`MAX_PAGES`]: `send` sends one request with
 /// the token it is given, `next` reads a response's token (missing or empty on the last page).
 /// Errors are mapped as `call` on `target`.
+/// The value of the EC2 tag `key` (`Some("")` for a key without a value), `None` without it.
+fn tag_value<'a>(tags: &'a [aws_sdk_ec2::types::Tag], key: &str) -> Option<&'a str> {
+    tags.iter()
+        .find(|t| t.key() == Some(key))
+        .map(|t| t.value().unwrap_or_default())
+}
+
 async fn all_pages<O, E, R, F>(
     call: &'static str,
     target: &str,
@@ -720,6 +727,33 @@ impl AwsProvider {
         Ok(())
     }
 
+    /// EC2 `DescribeInstances` with `filters`, all pages, the instances of every reservation.
+    async fn describe_instances(
+        &self,
+        filters: Vec<Ec2Filter>,
+        target: &str,
+    ) -> Result<Vec<aws_sdk_ec2::types::Instance>> {
+        let pages = all_pages(
+            "DescribeInstances",
+            target,
+            |token| {
+                self.ec2
+                    .describe_instances()
+                    .set_filters(Some(filters.clone()))
+                    .set_next_token(token)
+                    .send()
+            },
+            |out| out.next_token(),
+        )
+        .await?;
+        Ok(pages
+            .iter()
+            .flat_map(|out| out.reservations())
+            .flat_map(|r| r.instances())
+            .cloned()
+            .collect())
+    }
+
     /// EC2 facts of instances: launch time, private IP, model-cache tag, spot or not.
     async fn ec2_instances(
         &self,
@@ -728,31 +762,13 @@ impl AwsProvider {
     ) -> Result<HashMap<String, Ec2Facts>> {
         let mut facts = HashMap::new();
         for chunk in ids.chunks(EC2_IDS_PER_CALL) {
-            let pages = all_pages(
-                "DescribeInstances",
-                target,
-                |token| {
-                    // A filter, not InstanceIds: an id that vanished meanwhile is simply absent
-                    // instead of failing the whole call with InvalidInstanceID.NotFound.
-                    self.ec2
-                        .describe_instances()
-                        .filters(
-                            Ec2Filter::builder()
-                                .name("instance-id")
-                                .set_values(Some(chunk.to_vec()))
-                                .build(),
-                        )
-                        .set_next_token(token)
-                        .send()
-                },
-                |out| out.next_token(),
-            )
-            .await?;
-            let listed = pages
-                .iter()
-                .flat_map(|out| out.reservations())
-                .flat_map(|r| r.instances());
-            for i in listed {
+            // A filter, not InstanceIds: an id that vanished meanwhile is simply absent instead
+            // of failing the whole call with InvalidInstanceID.NotFound.
+            let by_id = Ec2Filter::builder()
+                .name("instance-id")
+                .set_values(Some(chunk.to_vec()))
+                .build();
+            for i in &self.describe_instances(vec![by_id], target).await? {
                 let Some(id) = i.instance_id() else { continue };
                 facts.insert(
                     id.to_owned(),
@@ -761,11 +777,7 @@ impl AwsProvider {
                             i.launch_time().and_then(|t| t.to_millis().ok()),
                         ),
                         private_ip: i.private_ip_address().map(str::to_owned),
-                        model_cache: i
-                            .tags()
-                            .iter()
-                            .find(|t| t.key() == Some(TAG_MODEL_CACHE))
-                            .and_then(|t| t.value())
+                        model_cache: tag_value(i.tags(), TAG_MODEL_CACHE)
                             .filter(|v| !v.is_empty())
                             .map(str::to_owned),
                         spot: i.instance_lifecycle() == Some(&InstanceLifecycleType::Spot),
@@ -786,11 +798,7 @@ impl AwsProvider {
     /// tag, so the mark costs no extra call. A value that is not sane epoch seconds is warned
     /// about once and not a drain.
     fn drain_mark(&self, id: &str, tags: &[aws_sdk_ec2::types::Tag]) -> Option<Timestamp> {
-        let v = tags
-            .iter()
-            .find(|t| t.key() == Some(DRAIN_DEADLINE_TAG))?
-            .value()
-            .unwrap_or_default();
+        let v = tag_value(tags, DRAIN_DEADLINE_TAG)?;
         let t = decode_drain_deadline(v);
         if t.is_none() {
             self.warn_once(
@@ -952,6 +960,13 @@ impl AwsProvider {
     /// instances of the current launch template (and model cache). Desired capacity is not
     /// touched: warm-pool members are not part of it.
     async fn terminate_warm(&self, group: &NodeGroupId, ids: &[String]) -> Result<()> {
+        self.ec2_terminate(ids, group.as_str(), "terminating warm-pool instances")
+            .await
+    }
+
+    /// EC2 `TerminateInstances` of `ids`, in batches; an instance already gone
+    /// (`InvalidInstanceID.NotFound`) is the state wanted. Each batch is logged with `what`.
+    async fn ec2_terminate(&self, ids: &[String], target: &str, what: &str) -> Result<()> {
         for chunk in ids.chunks(EC2_TERMINATE_PER_CALL) {
             let res = self
                 .ec2
@@ -959,12 +974,9 @@ impl AwsProvider {
                 .set_instance_ids(Some(chunk.to_vec()))
                 .send()
                 .await
-                .api("TerminateInstances", group.as_str());
+                .api("TerminateInstances", target);
             match res {
-                Ok(_) => {
-                    tracing::info!(%group, instances = ?chunk, "terminating warm-pool instances")
-                }
-                // Already gone (InvalidInstanceID.NotFound): the state we wanted.
+                Ok(_) => tracing::info!(target, instances = ?chunk, "{what}"),
                 Err(ProviderError::NotFound { .. }) => {}
                 Err(e) => return Err(e),
             }
@@ -1591,53 +1603,27 @@ impl NodeGroupProvider for AwsProvider {
     /// `TerminateInstances`. Pure selection in [`crate::instances::overdue_released`].
     async fn sweep_released(&self, now: Timestamp, grace: Duration) -> Result<Vec<InstanceId>> {
         let target = "released spot instances";
-        let pages = all_pages(
-            "DescribeInstances",
-            target,
-            |token| {
-                self.ec2
-                    .describe_instances()
-                    .filters(
-                        Ec2Filter::builder()
-                            .name(format!("tag:{TAG_ENABLED}"))
-                            .values("true")
-                            .build(),
-                    )
-                    .filters(
-                        Ec2Filter::builder()
-                            .name("tag-key")
-                            .values(DRAIN_DEADLINE_TAG)
-                            .build(),
-                    )
-                    .filters(
-                        Ec2Filter::builder()
-                            .name("instance-state-name")
-                            .set_values(Some(
-                                ["pending", "running", "stopping", "stopped"]
-                                    .map(str::to_owned)
-                                    .to_vec(),
-                            ))
-                            .build(),
-                    )
-                    .set_next_token(token)
-                    .send()
-            },
-            |out| out.next_token(),
-        )
-        .await?;
-        let marked: Vec<(String, Option<String>)> = pages
+        let filter = |name: String, values: &[&str]| {
+            Ec2Filter::builder()
+                .name(name)
+                .set_values(Some(values.iter().map(|v| v.to_string()).collect()))
+                .build()
+        };
+        let filters = vec![
+            filter(format!("tag:{TAG_ENABLED}"), &["true"]),
+            filter("tag-key".into(), &[DRAIN_DEADLINE_TAG]),
+            filter(
+                "instance-state-name".into(),
+                &["pending", "running", "stopping", "stopped"],
+            ),
+        ];
+        let marked: Vec<(String, Option<String>)> = self
+            .describe_instances(filters, target)
+            .await?
             .iter()
-            .flat_map(|out| out.reservations())
-            .flat_map(|r| r.instances())
             .filter_map(|i| {
-                let id = i.instance_id()?.to_owned();
-                let mark = i
-                    .tags()
-                    .iter()
-                    .find(|t| t.key() == Some(DRAIN_DEADLINE_TAG))
-                    .and_then(|t| t.value())
-                    .map(str::to_owned);
-                Some((id, mark))
+                let mark = tag_value(i.tags(), DRAIN_DEADLINE_TAG).map(str::to_owned);
+                Some((i.instance_id()?.to_owned(), mark))
             })
             .collect();
         let overdue = instances::overdue_released(&marked, now, grace);
@@ -1669,24 +1655,13 @@ impl NodeGroupProvider for AwsProvider {
             .into_iter()
             .filter(|id| !in_groups.contains(id))
             .collect();
-        let mut done = Vec::new();
-        for chunk in strays.chunks(EC2_TERMINATE_PER_CALL) {
-            match self
-                .ec2
-                .terminate_instances()
-                .set_instance_ids(Some(chunk.to_vec()))
-                .send()
-                .await
-                .api("TerminateInstances", target)
-            {
-                Ok(_) | Err(ProviderError::NotFound { .. }) => {
-                    tracing::warn!(instances = ?chunk, grace_s = grace.as_secs(), "terminated instances left to a spot reclaim that did not come");
-                    done.extend(chunk.iter().map(|id| InstanceId::new(id.clone())));
-                }
-                Err(e) => return Err(e),
-            }
-        }
-        Ok(done)
+        self.ec2_terminate(
+            &strays,
+            target,
+            "terminated instances left to a spot reclaim that did not come",
+        )
+        .await?;
+        Ok(strays.into_iter().map(InstanceId::new).collect())
     }
 
     /// EC2 `DeleteTags` of [`DRAIN_DEADLINE_TAG`], named by key without a value. EC2 API

@@ -93,6 +93,23 @@ impl World {
         })
     }
 
+    /// Draw a throttle for a mutating `call` on group `id`; a throttled call is recorded (as
+    /// `<what> throttled`) and returned as the error.
+    pub(super) fn throttle(
+        &mut self,
+        call: &'static str,
+        id: &NodeGroupId,
+        what: impl FnOnce() -> String,
+    ) -> Result<(), ProviderError> {
+        match self.throttled() {
+            None => Ok(()),
+            Some(e) => {
+                self.record(call, id, format!("{} throttled", what()), Some("throttled"));
+                Err(e)
+            }
+        }
+    }
+
     pub fn group_index(&self, id: &NodeGroupId) -> Result<usize, ProviderError> {
         self.groups
             .iter()
@@ -296,15 +313,7 @@ impl World {
         delta: u32,
     ) -> Result<usize, ProviderError> {
         let g = self.group_index(id)?;
-        if let Some(e) = self.throttled() {
-            self.record(
-                "increase",
-                id,
-                format!("+{delta} throttled"),
-                Some("throttled"),
-            );
-            return Err(e);
-        }
+        self.throttle("increase", id, || format!("+{delta}"))?;
         self.check_max(g, id, delta)?;
         Ok(g)
     }
@@ -433,15 +442,7 @@ impl World {
         instances: &[InstanceId],
     ) -> Result<u32, ProviderError> {
         let g = self.group_index(id)?;
-        if let Some(e) = self.throttled() {
-            self.record(
-                "release_unfulfilled",
-                id,
-                format!("{count} throttled"),
-                Some("throttled"),
-            );
-            return Err(e);
-        }
+        self.throttle("release_unfulfilled", id, || count.to_string())?;
         let mut taken = 0u32;
         // AWS: desired − count, but not below min size (SetDesiredCapacity refuses that).
         let room = self.desired(g).saturating_sub(self.groups[g].min_size);
@@ -481,15 +482,7 @@ impl World {
     /// `gpupool_aws`'s `terminate`), and the pool refills by launching, as `reconcile_warm` does.
     pub fn terminate(&mut self, id: &NodeGroupId, ids: &[InstanceId]) -> Result<(), ProviderError> {
         let g = self.group_index(id)?;
-        if let Some(e) = self.throttled() {
-            self.record(
-                "terminate",
-                id,
-                format!("{} throttled", ids.len()),
-                Some("throttled"),
-            );
-            return Err(e);
-        }
+        self.throttle("terminate", id, || ids.len().to_string())?;
         let nums: Vec<u64> = self
             .insts
             .iter()

@@ -34,7 +34,7 @@ pub use launches::{
     FailedLaunch, LAUNCH_FAILURE_REPORT_S, LAUNCH_RETRY_S, LaunchRecord, StockoutCause,
 };
 pub use ledger::{LONGEST_WINDOW_MS, QUEUE_WAIT_BUCKETS_S, Sample, slo_bucket};
-pub use spot::{Interruption, SpotDynamics, refund_window_ms};
+pub use spot::{Interruption, SpotDynamics, refund_window};
 
 use super::data::AvailabilityTrace;
 use super::timing::ColdStart;
@@ -134,7 +134,7 @@ pub struct Inst {
     /// the reclaim.
     pub released: bool,
     /// Instance usage billed since launch (running time × price), for the refund of a spot
-    /// instance the cloud reclaims within its first hour (`spot::refund_window_ms`).
+    /// instance the cloud reclaims within its first hour (`spot::refund_window`).
     pub billed: f64,
     epoch: u32,
     /// Costs and GPU time are settled up to here.

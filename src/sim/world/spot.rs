@@ -127,8 +127,8 @@ impl World {
         // Settle first: the bill up to the reclaim is what is refunded.
         self.settle(n);
         if spot
-            && let Some(window) = refund_window_ms(self.params.cloud)
-            && self.now_ms - launched < window
+            && let Some(window) = refund_window(self.params.cloud)
+            && self.now_ms - launched < window.as_millis() as i64
             && let Some(i) = self.insts.get_mut(&n)
         {
             let refund = std::mem::take(&mut i.billed);
@@ -174,15 +174,7 @@ impl World {
         inst: &InstanceId,
     ) -> Result<(), ProviderError> {
         let g = self.group_index(id)?;
-        if let Some(e) = self.throttled() {
-            self.record(
-                "release_to_reclaim",
-                id,
-                format!("{inst} throttled"),
-                Some("throttled"),
-            );
-            return Err(e);
-        }
+        self.throttle("release_to_reclaim", id, || inst.to_string())?;
         let n = self
             .insts
             .iter()
@@ -222,9 +214,7 @@ impl World {
         self.record("release_to_reclaim", id, inst.to_string(), None);
         Ok(())
     }
-}
 
-impl World {
     /// Terminate instances released to a reclaim that has not come by their notice's deadline
     /// plus `grace` (the provider contract's `sweep_released`). The simulated cloud always
     /// reclaims at the deadline, so this finds nothing unless that changes.
@@ -252,9 +242,9 @@ impl World {
 
 /// How long after launch a spot instance the cloud reclaims costs nothing: AWS an hour
 /// ([`World::reclaim`]); GCP never.
-pub fn refund_window_ms(cloud: Cloud) -> Option<i64> {
+pub fn refund_window(cloud: Cloud) -> Option<std::time::Duration> {
     match cloud {
-        Cloud::Aws => Some(crate::config::AWS_SPOT_RECLAIM_FREE.as_millis() as i64),
+        Cloud::Aws => Some(crate::config::AWS_SPOT_RECLAIM_FREE),
         Cloud::Gcp => None,
     }
 }

@@ -414,6 +414,27 @@ fn two_then_one(minutes: usize) -> Vec<u32> {
     v
 }
 
+/// Two spot instances launched at 0 in a group of min size `spot_min`; one of them gets its
+/// notice at minute 10 (reclaim at 12). Returns the world just after the notice and that
+/// instance's id.
+fn noticed_at_ten(spot_min: u32) -> (World, InstanceId) {
+    let mut w = world(Cloud::Aws, two_then_one(10), Faults::default(), spot_min);
+    w.increase(&spot(), 2).unwrap();
+    w.advance_to(10 * 60_000 + 1_000);
+    let noticed = first_id(&w, true);
+    (w, noticed)
+}
+
+/// The first instance with (`true`) or without an interruption notice.
+fn first_id(w: &World, noticed: bool) -> InstanceId {
+    w.insts
+        .values()
+        .find(|i| i.notice_deadline.is_some() == noticed)
+        .unwrap()
+        .id
+        .clone()
+}
+
 #[test]
 fn a_reclaim_in_the_first_hour_is_free_on_aws_only_and_the_group_replaces_it() {
     for cloud in [Cloud::Aws, Cloud::Gcp] {
@@ -468,23 +489,8 @@ fn a_reclaim_after_the_first_hour_is_billed() {
 
 #[test]
 fn an_instance_released_to_the_reclaim_leaves_its_group_and_is_not_replaced() {
-    let mut w = world(Cloud::Aws, two_then_one(10), Faults::default(), 0);
-    w.increase(&spot(), 2).unwrap();
-    w.advance_to(10 * 60_000 + 1_000);
-    let noticed = w
-        .insts
-        .values()
-        .find(|i| i.notice_deadline.is_some())
-        .unwrap()
-        .id
-        .clone();
-    let other = w
-        .insts
-        .values()
-        .find(|i| i.notice_deadline.is_none())
-        .unwrap()
-        .id
-        .clone();
+    let (mut w, noticed) = noticed_at_ten(0);
+    let other = first_id(&w, false);
     // Refused: no notice, an on-demand group, an instance of another group.
     for (g, id) in [(spot(), &other), (NodeGroupId::from("od"), &noticed)] {
         match w.release_to_reclaim(&g, id) {
@@ -513,16 +519,7 @@ fn an_instance_released_to_the_reclaim_leaves_its_group_and_is_not_replaced() {
 
 #[test]
 fn a_release_that_would_cross_min_size_is_refused() {
-    let mut w = world(Cloud::Aws, two_then_one(10), Faults::default(), 2);
-    w.increase(&spot(), 2).unwrap();
-    w.advance_to(10 * 60_000 + 1_000);
-    let noticed = w
-        .insts
-        .values()
-        .find(|i| i.notice_deadline.is_some())
-        .unwrap()
-        .id
-        .clone();
+    let (mut w, noticed) = noticed_at_ten(2);
     assert!(matches!(
         w.release_to_reclaim(&spot(), &noticed),
         Err(ProviderError::InvalidConfig(_))
@@ -532,15 +529,8 @@ fn a_release_that_would_cross_min_size_is_refused() {
 
 #[test]
 fn the_sweep_terminates_a_released_instance_only_once_overdue() {
-    let mut w = world(Cloud::Aws, two_then_one(10), Faults::default(), 0);
-    w.increase(&spot(), 2).unwrap();
-    w.advance_to(10 * 60_000 + 1_000);
-    let i = w
-        .insts
-        .values()
-        .find(|i| i.notice_deadline.is_some())
-        .unwrap();
-    let (id, deadline) = (i.id.clone(), i.notice_deadline.unwrap());
+    let (mut w, id) = noticed_at_ten(0);
+    let deadline = w.inst_by_id(&id).and_then(|i| i.notice_deadline).unwrap();
     w.release_to_reclaim(&spot(), &id).unwrap();
     let grace = std::time::Duration::from_secs(300);
     assert!(
